@@ -1,0 +1,90 @@
+import { type ArrayFor, allocate, type DType, type TypedArray } from "./dtype.js";
+import { halfToFloat } from "./float16.js";
+
+export function sizeOf(dims: readonly number[]): number {
+  let n = 1;
+  for (const d of dims) n *= d;
+  return n;
+}
+
+/** Row-major strides of a shape. */
+export function stridesOf(dims: readonly number[]): number[] {
+  const s = new Array<number>(dims.length);
+  let acc = 1;
+  for (let i = dims.length - 1; i >= 0; i--) {
+    s[i] = acc;
+    acc *= dims[i]!;
+  }
+  return s;
+}
+
+/**
+ * A dense, row-major tensor in host memory. Field names match onnxruntime-node's Tensor
+ * (`type`, `dims`, `data`) so feeds and results can be swapped between the two engines.
+ */
+export class Tensor<T extends DType = DType> {
+  readonly type: T;
+  readonly dims: readonly number[];
+  readonly data: ArrayFor<T>;
+
+  constructor(type: T, data: ArrayFor<T> | readonly number[] | readonly bigint[], dims: readonly number[]) {
+    for (const d of dims) {
+      if (!Number.isInteger(d) || d < 0) throw new RangeError(`Tensor: invalid dimension ${d} in [${dims}]`);
+    }
+    const n = sizeOf(dims);
+    this.type = type;
+    this.dims = Object.freeze([...dims]);
+    if (Array.isArray(data)) {
+      const arr = allocate(type, data.length);
+      if (type === "int64") for (let i = 0; i < data.length; i++) (arr as BigInt64Array)[i] = BigInt(data[i]!);
+      else for (let i = 0; i < data.length; i++) (arr as Float32Array)[i] = Number(data[i]!);
+      this.data = arr;
+    } else {
+      this.data = data as ArrayFor<T>;
+    }
+    if (this.data.length !== n) {
+      throw new RangeError(`Tensor: ${type} data has ${this.data.length} elements but dims [${dims}] need ${n}`);
+    }
+  }
+
+  get size(): number {
+    return this.data.length;
+  }
+
+  get rank(): number {
+    return this.dims.length;
+  }
+
+  static zeros<T extends DType>(type: T, dims: readonly number[]): Tensor<T> {
+    return new Tensor(type, allocate(type, sizeOf(dims)), dims);
+  }
+
+  /** Same data, new dims (no copy). */
+  reshape(dims: readonly number[]): Tensor<T> {
+    return new Tensor(this.type, this.data, dims);
+  }
+
+  /** Element i as a JS number (int64 converted, float16 decoded). */
+  getNumber(i: number): number {
+    const v = this.data[i]!;
+    if (this.type === "float16") return halfToFloat(v as number);
+    return Number(v);
+  }
+
+  /** All elements as plain numbers (int64 converted, float16 decoded). For small tensors: shapes, axes. */
+  toNumbers(): number[] {
+    const out = new Array<number>(this.size);
+    for (let i = 0; i < out.length; i++) out[i] = this.getNumber(i);
+    return out;
+  }
+
+  /** A float64 copy of the data: the common currency of reference kernels. */
+  toFloat64(): Float64Array {
+    const out = new Float64Array(this.size);
+    for (let i = 0; i < out.length; i++) out[i] = this.getNumber(i);
+    return out;
+  }
+}
+
+export type AnyTensor = Tensor<DType>;
+export type { TypedArray };

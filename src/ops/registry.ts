@@ -1,0 +1,126 @@
+import { OpError, UnsupportedOpError } from "../errors.js";
+import type { Attribute, Node, ValueType } from "../ir/graph.js";
+import { normalizeDomain } from "../ir/graph.js";
+import type { Tensor } from "../ir/tensor.js";
+
+/** What an op sees when it runs or infers types. */
+export interface OpContext {
+  node: Node;
+  /** Opset version in force for the node's domain (e.g. 17 for ai.onnx in an opset-17 model). */
+  opset: number;
+}
+
+export interface TypeContext extends OpContext {
+  /** Input types; undefined for omitted optional inputs or unknown values. */
+  inputs: (ValueType | undefined)[];
+  /** The input's value when known before running (initializer or folded constant), for Reshape, Slice… */
+  constant(index: number): Tensor | undefined;
+}
+
+/**
+ * One ONNX operator: its type rule and its reference semantics. Reference kernels follow the ONNX spec
+ * for every attribute and opset version; backends may register faster kernels with the same contract.
+ */
+export interface OpDef {
+  opType: string;
+  /** "" for ai.onnx (default). */
+  domain?: string;
+  /** Output dtypes and (possibly symbolic) shapes; shape undefined when it cannot be known statically. */
+  inferTypes(ctx: TypeContext): ValueType[];
+  /** Inputs are undefined where the node omits an optional input. */
+  run(ctx: OpContext, inputs: (Tensor | undefined)[]): Tensor[];
+}
+
+const registry = new Map<string, OpDef>();
+
+const key = (domain: string, opType: string) => `${normalizeDomain(domain)}::${opType}`;
+
+export function registerOps(defs: readonly OpDef[]): void {
+  for (const d of defs) registry.set(key(d.domain ?? "", d.opType), d);
+}
+
+/** Register another name for an existing op, e.g. a TensorRT plugin name for a mhafuse op. */
+export function registerAlias(domain: string, opType: string, def: OpDef): void {
+  registry.set(key(domain, opType), def);
+}
+
+export function findOp(domain: string, opType: string): OpDef | undefined {
+  return registry.get(key(domain, opType));
+}
+
+export function getOp(node: Pick<Node, "domain" | "opType" | "name">): OpDef {
+  const def = findOp(node.domain, node.opType);
+  if (!def) {
+    throw new UnsupportedOpError(
+      node,
+      `no implementation for op '${node.opType}' in domain '${node.domain || "ai.onnx"}'`,
+    );
+  }
+  return def;
+}
+
+export function registeredOps(): string[] {
+  return [...registry.keys()].sort();
+}
+
+// ---- attribute access -------------------------------------------------------------------------------
+
+function attr(node: Node, name: string): Attribute | undefined {
+  return node.attrs[name];
+}
+
+function wrongType(node: Node, name: string, want: string, got: Attribute): never {
+  throw new OpError(node, `attribute '${name}' must be ${want}, got ${got.type}`);
+}
+
+function missing(node: Node, name: string): never {
+  throw new OpError(node, `required attribute '${name}' is missing`);
+}
+
+export function attrInt(node: Node, name: string, fallback?: number): number {
+  const a = attr(node, name);
+  if (!a) return fallback ?? missing(node, name);
+  if (a.type === "int") return a.value;
+  return wrongType(node, name, "an int", a);
+}
+
+export function attrFloat(node: Node, name: string, fallback?: number): number {
+  const a = attr(node, name);
+  if (!a) return fallback ?? missing(node, name);
+  if (a.type === "float" || a.type === "int") return a.value;
+  return wrongType(node, name, "a float", a);
+}
+
+export function attrString(node: Node, name: string, fallback?: string): string {
+  const a = attr(node, name);
+  if (!a) return fallback ?? missing(node, name);
+  if (a.type === "string") return a.value;
+  return wrongType(node, name, "a string", a);
+}
+
+export function attrInts(node: Node, name: string, fallback?: number[]): number[] {
+  const a = attr(node, name);
+  if (!a) return fallback ?? missing(node, name);
+  if (a.type === "ints") return a.value;
+  if (a.type === "int") return [a.value];
+  return wrongType(node, name, "a list of ints", a);
+}
+
+export function attrFloats(node: Node, name: string, fallback?: number[]): number[] {
+  const a = attr(node, name);
+  if (!a) return fallback ?? missing(node, name);
+  if (a.type === "floats") return a.value;
+  if (a.type === "ints") return a.value;
+  return wrongType(node, name, "a list of floats", a);
+}
+
+export function attrTensor(node: Node, name: string): Tensor | undefined {
+  const a = attr(node, name);
+  if (!a) return undefined;
+  if (a.type === "tensor") return a.value;
+  return wrongType(node, name, "a tensor", a);
+}
+
+export function hasAttr(node: Node, name: string): boolean {
+  return name in node.attrs;
+}
