@@ -15,7 +15,8 @@ export interface OpOptions {
 
 function toAttribute(v: AttrInput): Attribute {
   if (v instanceof Tensor) return { type: "tensor", value: v };
-  if (typeof v === "number") return Number.isInteger(v) ? { type: "int", value: v } : { type: "float", value: v };
+  if (typeof v === "number")
+    return Number.isInteger(v) ? { type: "int", value: v } : { type: "float", value: v };
   if (typeof v === "string") return { type: "string", value: v };
   if (Array.isArray(v)) {
     if (v.every((x) => typeof x === "string")) return { type: "strings", value: v as string[] };
@@ -69,7 +70,12 @@ export class GraphBuilder {
     return this.opN(opType, inputs, attrs, opts)[0]!;
   }
 
-  opN(opType: string, inputs: string[], attrs: Record<string, AttrInput> = {}, opts: OpOptions = {}): string[] {
+  opN(
+    opType: string,
+    inputs: string[],
+    attrs: Record<string, AttrInput> = {},
+    opts: OpOptions = {},
+  ): string[] {
     const name = opts.name ?? this.fresh(opType);
     const count = typeof opts.outputs === "number" ? opts.outputs : 1;
     const outs = Array.isArray(opts.outputs)

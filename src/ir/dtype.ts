@@ -24,7 +24,16 @@ export type ArrayFor<T extends DType> = T extends "float32"
             ? Int8Array
             : Uint8Array;
 
-export const DTYPES: readonly DType[] = ["float32", "float16", "float64", "int64", "int32", "int8", "uint8", "bool"];
+export const DTYPES: readonly DType[] = [
+  "float32",
+  "float16",
+  "float64",
+  "int64",
+  "int32",
+  "int8",
+  "uint8",
+  "bool",
+];
 
 export function isDType(s: string): s is DType {
   return (DTYPES as readonly string[]).includes(s);

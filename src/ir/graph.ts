@@ -116,7 +116,8 @@ export function topologicalOrder(graph: Graph): Node[] {
     let missing = 0;
     for (const i of new Set(n.inputs)) {
       if (available.has(i)) continue;
-      if (!prod.has(i)) throw new Error(`graph: node '${n.name}' (${n.opType}) reads '${i}', which nothing produces`);
+      if (!prod.has(i))
+        throw new Error(`graph: node '${n.name}' (${n.opType}) reads '${i}', which nothing produces`);
       missing++;
       let list = readers.get(i);
       if (!list) readers.set(i, (list = []));
@@ -150,7 +151,12 @@ export function topologicalOrder(graph: Graph): Node[] {
 export function cloneGraph(graph: Graph): Graph {
   return {
     name: graph.name,
-    nodes: graph.nodes.map((n) => ({ ...n, inputs: [...n.inputs], outputs: [...n.outputs], attrs: { ...n.attrs } })),
+    nodes: graph.nodes.map((n) => ({
+      ...n,
+      inputs: [...n.inputs],
+      outputs: [...n.outputs],
+      attrs: { ...n.attrs },
+    })),
     inputs: graph.inputs.map((v) => ({ ...v, shape: v.shape ? [...v.shape] : undefined })),
     outputs: graph.outputs.map((v) => ({ ...v, shape: v.shape ? [...v.shape] : undefined })),
     initializers: new Map(graph.initializers),
@@ -188,7 +194,9 @@ export function dumpGraph(graph: Graph): string {
     const v = graph.valueInfo.get(name) ?? graph.inputs.find((i) => i.name === name);
     return v?.dtype ? `${v.dtype}${formatShape(v.shape)}` : "";
   };
-  lines.push(`graph ${graph.name} (opsets ${[...graph.opsets].map(([d, v]) => `${d || "ai.onnx"}:${v}`).join(", ")})`);
+  lines.push(
+    `graph ${graph.name} (opsets ${[...graph.opsets].map(([d, v]) => `${d || "ai.onnx"}:${v}`).join(", ")})`,
+  );
   for (const i of graph.inputs) lines.push(`  input  ${i.name}: ${i.dtype ?? "?"}${formatShape(i.shape)}`);
   for (const o of graph.outputs) lines.push(`  output ${o.name}: ${o.dtype ?? "?"}${formatShape(o.shape)}`);
   lines.push(`  ${graph.initializers.size} initializers`);

@@ -36,14 +36,17 @@ export class Tensor<T extends DType = DType> {
     this.dims = Object.freeze([...dims]);
     if (Array.isArray(data)) {
       const arr = allocate(type, data.length);
-      if (type === "int64") for (let i = 0; i < data.length; i++) (arr as BigInt64Array)[i] = BigInt(data[i]!);
+      if (type === "int64")
+        for (let i = 0; i < data.length; i++) (arr as BigInt64Array)[i] = BigInt(data[i]!);
       else for (let i = 0; i < data.length; i++) (arr as Float32Array)[i] = Number(data[i]!);
       this.data = arr;
     } else {
       this.data = data as ArrayFor<T>;
     }
     if (this.data.length !== n) {
-      throw new RangeError(`Tensor: ${type} data has ${this.data.length} elements but dims [${dims}] need ${n}`);
+      throw new RangeError(
+        `Tensor: ${type} data has ${this.data.length} elements but dims [${dims}] need ${n}`,
+      );
     }
   }
 
