@@ -1,0 +1,89 @@
+/**
+ * onnxruntime's com.microsoft activation ops that its transformer optimizer emits: Gelu (erf), FastGelu
+ * (tanh approximation with an optional bias) and BiasGelu (bias add fused into erf GELU), plus QuickGelu.
+ */
+import { OpError } from "../errors.js";
+import type { DType } from "../ir/dtype.js";
+import type { Node } from "../ir/graph.js";
+import type { Tensor } from "../ir/tensor.js";
+import {
+  allocateCompute,
+  computeView,
+  FLOAT_TYPES,
+  finishCompute,
+  geluErf,
+  geluTanh,
+  inferSameShape,
+  requireDType,
+  requireInput,
+  sigmoid,
+} from "./elementwise-util.js";
+import { attrFloat, type OpDef, registerOps } from "./registry.js";
+
+const MS = "com.microsoft";
+
+/**
+ * y = f(x + bias) with `bias` (optional) a 1-D tensor over x's last axis, the layout onnxruntime requires.
+ * The sum is rounded to the storage precision first (float32 for float32/float16), as onnxruntime adds
+ * in that type before applying the activation.
+ */
+function activateWithBias(node: Node, x: Tensor, bias: Tensor | undefined, f: (v: number) => number): Tensor {
+  requireDType(node, 0, x.type, FLOAT_TYPES);
+  const n = x.size;
+  const xs = computeView(x) as Float64Array;
+  const out = allocateCompute(x.type, n) as Float64Array;
+  if (!bias) {
+    for (let i = 0; i < n; i++) out[i] = f(xs[i]!);
+    return finishCompute(x.type, out, x.dims);
+  }
+  if (bias.type !== x.type)
+    throw new OpError(node, `bias has dtype ${bias.type} but the input has ${x.type}`);
+  const width = x.dims[x.dims.length - 1];
+  if (bias.dims.length !== 1 || width === undefined || bias.dims[0] !== width) {
+    throw new OpError(
+      node,
+      `bias must be 1-D with the input's last dimension, got [${bias.dims}] for [${x.dims}]`,
+    );
+  }
+  const bs = computeView(bias) as Float64Array;
+  const round: (v: number) => number = x.type === "float64" ? (v) => v : Math.fround;
+  for (let row = 0; row < n; row += width) {
+    for (let j = 0; j < width; j++) out[row + j] = f(round(xs[row + j]! + bs[j]!));
+  }
+  return finishCompute(x.type, out, x.dims);
+}
+
+function contribActivation(
+  opType: string,
+  activation: (node: Node) => (v: number) => number,
+  biasInput: boolean,
+  biasRequired = false,
+): OpDef {
+  const types: readonly DType[] = FLOAT_TYPES;
+  return {
+    opType,
+    domain: MS,
+    inferTypes: (ctx) => inferSameShape(ctx, types),
+    run(ctx, inputs) {
+      const node = ctx.node;
+      const x = requireInput(node, inputs, 0);
+      const bias = biasInput ? (biasRequired ? requireInput(node, inputs, 1) : inputs[1]) : undefined;
+      return [activateWithBias(node, x, bias, activation(node))];
+    },
+  };
+}
+
+const Gelu = contribActivation("Gelu", () => geluErf, false);
+const FastGelu = contribActivation("FastGelu", () => geluTanh, true);
+const BiasGelu = contribActivation("BiasGelu", () => geluErf, true, true);
+/** x·sigmoid(alpha·x) (CLIP-style GELU approximation), alpha defaults to 1.702. */
+const QuickGelu = contribActivation(
+  "QuickGelu",
+  (node) => {
+    const alpha = attrFloat(node, "alpha", 1.702);
+    return (v) => v * sigmoid(alpha * v);
+  },
+  false,
+);
+
+registerOps([Gelu, FastGelu, BiasGelu, QuickGelu]);
