@@ -1,5 +1,29 @@
 import type { Command } from "commander";
+import { loadModel } from "../../onnx/index.js";
+import { optimizeGraph } from "../../passes/index.js";
+import { describeGraph, formatAttentionTable, formatGraphSummary } from "../format.js";
 
 export function registerInspect(program: Command): void {
-  program.command("inspect").description("(being built)");
+  program
+    .command("inspect")
+    .description("show a model's inputs, outputs, opsets, op histogram and the attention blocks fusion finds")
+    .argument("<model>", "ONNX model file")
+    .option("--json", "machine-readable output")
+    .action(async (path: string, opts: { json?: boolean }) => {
+      const model = await loadModel(path);
+      const { report } = optimizeGraph(model.graph, { level: "all" });
+      if (opts.json) {
+        const doc = {
+          model: path,
+          producer: model.producerName,
+          ...describeGraph(model.graph),
+          attention: report,
+        };
+        process.stdout.write(`${JSON.stringify(doc, null, 2)}\n`);
+        return;
+      }
+      process.stdout.write(
+        `${formatGraphSummary(model.graph)}\nattention:\n${formatAttentionTable(report)}\n`,
+      );
+    });
 }

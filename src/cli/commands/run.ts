@@ -1,5 +1,95 @@
+import { readFileSync, writeFileSync } from "node:fs";
 import type { Command } from "commander";
+import { InferenceSession } from "../../engine/session.js";
+import { MhafuseError } from "../../errors.js";
+import type { Tensor } from "../../ir/tensor.js";
+import { type JsonTensor, tensorFromJson, tensorToJson } from "../../onnx/index.js";
+import { formatVerify } from "../format.js";
+
+interface RunOptions {
+  inputs: string;
+  output?: string;
+  case?: string;
+  fuse: boolean;
+  verify?: boolean;
+  tolerance?: string;
+}
+
+/** Reads `{name: {dtype, shape, data}}`, or case K of a fixture `{cases: [{inputs, outputs}]}`. */
+export function readFeeds(path: string, caseIndex: string | undefined): Record<string, Tensor> {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(readFileSync(path, "utf8"));
+  } catch (err) {
+    throw new MhafuseError(`cannot read inputs from '${path}': ${(err as Error).message}`);
+  }
+  let feeds = doc as Record<string, JsonTensor>;
+  if (doc && typeof doc === "object" && Array.isArray((doc as { cases?: unknown }).cases)) {
+    const cases = (doc as { cases: { inputs: Record<string, JsonTensor> }[] }).cases;
+    const k = Number(caseIndex ?? 0);
+    if (!Number.isInteger(k) || k < 0 || k >= cases.length) {
+      throw new MhafuseError(`--case ${caseIndex}: '${path}' has cases 0..${cases.length - 1}`);
+    }
+    feeds = cases[k]!.inputs;
+  } else if (caseIndex !== undefined) {
+    throw new MhafuseError(`--case given, but '${path}' is not a fixture file with a "cases" list`);
+  }
+  const out: Record<string, Tensor> = {};
+  for (const [name, value] of Object.entries(feeds)) {
+    try {
+      out[name] = tensorFromJson(value);
+    } catch (err) {
+      throw new MhafuseError(`input '${name}' in '${path}': ${(err as Error).message}`);
+    }
+  }
+  return out;
+}
+
+function summarize(name: string, t: Tensor): string {
+  const head = Array.from(t.data.slice(0, 4) as ArrayLike<number | bigint>, (v) =>
+    typeof v === "bigint" ? v.toString() : Number(v).toPrecision(5),
+  );
+  return `${name}: ${t.type}[${t.dims.join(",")}] ${head.join(" ")}${t.size > 4 ? " …" : ""}`;
+}
 
 export function registerRun(program: Command): void {
-  program.command("run").description("(being built)");
+  program
+    .command("run")
+    .description("run a model on inputs from a JSON file and write every output")
+    .argument("<model>", "ONNX model file")
+    .requiredOption(
+      "-i, --inputs <file>",
+      "inputs: {name: {dtype, shape, data(base64)}} or a fixture *.io.json",
+    )
+    .option("-o, --output <file>", "write outputs as JSON in the same encoding (default: print a summary)")
+    .option("--case <k>", "with a fixture *.io.json: which case's inputs to use (default 0)")
+    .option("--no-fuse", "run the graph as imported, without attention fusion")
+    .option("--verify", "also run the unfused graph and compare each fused attention block's output")
+    .option("--tolerance <abs>", "verify: largest allowed |diff| per block", "1e-3")
+    .addHelpText(
+      "after",
+      "\nExample:\n  mhafuse run ../shared/fixtures/onnx/bert_eager.onnx --inputs ../shared/fixtures/onnx/bert_eager.io.json --case 1 -o out.json",
+    )
+    .action(async (model: string, opts: RunOptions) => {
+      const feeds = readFeeds(opts.inputs, opts.case);
+      const verify = opts.verify ? { tolerance: Number(opts.tolerance) } : undefined;
+      const session = await InferenceSession.create(model, {
+        graphOptimizationLevel: opts.fuse ? "all" : "disabled",
+        verify,
+      });
+      const started = performance.now();
+      const outputs = await session.run(feeds);
+      const ms = performance.now() - started;
+      if (session.lastVerify) process.stderr.write(`${formatVerify(session.lastVerify)}\n`);
+      if (opts.output) {
+        const doc = Object.fromEntries(Object.entries(outputs).map(([k, t]) => [k, tensorToJson(t)]));
+        writeFileSync(opts.output, `${JSON.stringify(doc)}\n`);
+        process.stderr.write(
+          `wrote ${Object.keys(doc).length} outputs to ${opts.output} (${ms.toFixed(1)} ms)\n`,
+        );
+      } else {
+        for (const [k, t] of Object.entries(outputs)) process.stdout.write(`${summarize(k, t)}\n`);
+        process.stdout.write(`ran in ${ms.toFixed(1)} ms\n`);
+      }
+    });
 }

@@ -1,0 +1,215 @@
+/**
+ * Packed-QKV self-attention with TensorRT bertQKVToContext semantics, as a library function and as the
+ * engine behind the `mhafuse.QKVToContext` graph op. The packed tensor is read in place by the shared CPU
+ * attention core (per token the 3E axis is [N, 3, H]), one attention problem per sequence.
+ */
+import {
+  type AttentionArgs,
+  type ParallelOptions,
+  runAttentionProblems,
+} from "../backends/cpu/attention-core.js";
+import { InputError } from "../errors.js";
+import { floatToHalf } from "../ir/float16.js";
+import { Tensor } from "../ir/tensor.js";
+import { CROSS_ATTENTION_HINT, checkQkvContract, type Fail, type QkvLayout } from "./qkv-contract.js";
+
+export interface QkvRunOptions {
+  /** mhafuse extension: compute padded query rows (PyTorch eager) instead of writing zeros (TensorRT). */
+  computePaddedRows?: boolean;
+  /** mhafuse extension: additive bias broadcastable to [B, N, S, S], used by sequences whose length is -1. */
+  fallbackBias?: Tensor;
+  parallel?: ParallelOptions;
+}
+
+/** Float32 view of a float tensor; float16 is widened into shared memory so worker threads read it in place. */
+function float32Of(t: Tensor): Float32Array {
+  if (t.type === "float32") return t.data as Float32Array;
+  const out = new Float32Array(new SharedArrayBuffer(t.size * 4));
+  for (let i = 0; i < out.length; i++) out[i] = t.getNumber(i);
+  return out;
+}
+
+/** Strides of a bias broadcast to [B, N, S, S]; a key axis of size 1 is expanded (the core reads keys at stride 1). */
+function biasFor(bias: Tensor, layout: QkvLayout, fail: Fail): NonNullable<AttentionArgs["bias"]> {
+  const { batch: B, numHeads: N, seqLen: S } = layout;
+  if (bias.type !== "float32" && bias.type !== "float16")
+    fail(`fallback_bias must be float32 or float16, got ${bias.type}`);
+  if (bias.dims.length > 4)
+    fail(
+      `fallback_bias must broadcast to [B, N, S, S] = [${B}, ${N}, ${S}, ${S}], got rank ${bias.dims.length}`,
+    );
+  const dims = [...Array(4 - bias.dims.length).fill(1), ...bias.dims] as number[];
+  const target = [B, N, S, S];
+  dims.forEach((d, i) => {
+    if (d !== 1 && d !== target[i])
+      fail(`fallback_bias of shape [${bias.dims}] does not broadcast to [B, N, S, S] = [${target}]`);
+  });
+  let data = float32Of(bias);
+  if (dims[3] === 1 && S > 1) {
+    const rows = data.length;
+    const wide = new Float32Array(rows * S);
+    for (let r = 0; r < rows; r++) wide.fill(data[r]!, r * S, r * S + S);
+    data = wide;
+    dims[3] = S;
+  }
+  const rowStride = dims[2] === 1 ? 0 : dims[3]!;
+  const headStride = dims[1] === 1 ? 0 : dims[2]! * dims[3]!;
+  const batchStride = dims[0] === 1 ? 0 : dims[1]! * dims[2]! * dims[3]!;
+  return { data, offset: 0, batchStride, headStride, rowStride };
+}
+
+/** Runs a validated problem; the output has the dtype of qkv and shape [S, B, E, 1, 1] or [T, E, 1, 1]. */
+export function runQkvAttention(qkv: Tensor, layout: QkvLayout, opts: QkvRunOptions, fail: Fail): Tensor {
+  const { numHeads: N, headSize: H, hiddenSize: E, batch: B, seqLen: S } = layout;
+  const data = float32Of(qkv);
+  // Shared memory: worker threads write their rows directly, no copy back.
+  const out = new Float32Array(new SharedArrayBuffer(layout.tokens * E * 4));
+  const problems: AttentionArgs[] = [];
+  const base = {
+    batch: 1,
+    numHeads: N,
+    kvNumHeads: N,
+    headSize: H,
+    vHeadSize: H,
+    scale: 1 / Math.sqrt(H),
+    q: data,
+    k: data,
+    v: data,
+    out,
+  };
+  if (layout.mode === "varseqlen") {
+    const cu = layout.cuSeqlens!;
+    for (let b = 0; b < B; b++) {
+      const len = cu[b + 1]! - cu[b]!;
+      if (len === 0) continue;
+      const inRow = (t: number) => ({
+        offset: cu[b]! * 3 * E + t * H,
+        batchStride: 0,
+        headStride: 3 * H,
+        seqStride: 3 * E,
+      });
+      problems.push({
+        ...base,
+        seqQ: len,
+        seqKV: len,
+        qLayout: inRow(0),
+        kLayout: inRow(1),
+        vLayout: inRow(2),
+        outLayout: { offset: cu[b]! * E, batchStride: 0, headStride: H, seqStride: E },
+      });
+    }
+  } else {
+    const bias = opts.fallbackBias ? biasFor(opts.fallbackBias, layout, fail) : undefined;
+    for (let b = 0; b < B; b++) {
+      const len = layout.lengths ? layout.lengths[b]! : S;
+      const inRow = (t: number) => ({
+        offset: b * 3 * E + t * H,
+        batchStride: 0,
+        headStride: 3 * H,
+        seqStride: B * 3 * E,
+      });
+      const useBias = len === -1;
+      problems.push({
+        ...base,
+        seqQ: S,
+        seqKV: S,
+        qLayout: inRow(0),
+        kLayout: inRow(1),
+        vLayout: inRow(2),
+        outLayout: { offset: b * E, batchStride: 0, headStride: H, seqStride: B * E },
+        keyLengths: useBias ? undefined : [len],
+        // TensorRT leaves padded query rows unspecified; mhafuse writes zeros unless asked to compute them.
+        queryLengths: useBias || opts.computePaddedRows ? undefined : [len],
+        bias: useBias && bias ? { ...bias, offset: b * bias.batchStride } : undefined,
+      });
+    }
+  }
+  runAttentionProblems(problems, opts.parallel);
+  const dims = layout.mode === "varseqlen" ? [layout.tokens, E, 1, 1] : [S, B, E, 1, 1];
+  if (layout.dtype === "float16") {
+    const half = new Uint16Array(out.length);
+    for (let i = 0; i < out.length; i++) half[i] = floatToHalf(out[i]!);
+    return new Tensor("float16", half, dims);
+  }
+  return new Tensor("float32", out, dims);
+}
+
+export interface QkvToContextOptions extends QkvRunOptions {
+  numHeads: number;
+  /** Checked against the E that qkv carries, when given. */
+  hiddenSize?: number;
+  /** Fixed length: int32 [B] (or [B, 1]) valid tokens per sequence. */
+  mask?: Tensor | ArrayLike<number>;
+  /** Variable length: int32 [B + 1]; qkv is then [T, 3E, 1, 1]. */
+  cuSeqlens?: Tensor | ArrayLike<number>;
+  maxSeqlen?: number;
+}
+
+function isTensorLike(x: unknown): x is Tensor {
+  return typeof x === "object" && x !== null && "dims" in x && "data" in x && "type" in x;
+}
+
+function numbersOf(x: Tensor | ArrayLike<number>, what: string, fail: Fail): number[] {
+  if (!isTensorLike(x)) return Array.from(x, Number);
+  if (x.type !== "int32" && x.type !== "int64") fail(`${what} must be int32, got ${x.type}`);
+  return Array.from(x.data as ArrayLike<number | bigint>, Number);
+}
+
+/** The teaching error for Q, K, V handed over separately instead of packed. */
+function separateTensorsError(parts: unknown[], fail: Fail): never {
+  const seqs = parts.filter(isTensorLike).map((t) => t.dims[0]);
+  if (new Set(seqs).size > 1)
+    fail(
+      `qkvToContext got separate Q/K/V tensors with sequence lengths ${seqs.join(", ")}: ${CROSS_ATTENTION_HINT}`,
+    );
+  return fail(
+    "qkvToContext takes one packed tensor [S, B, 3E, 1, 1] (per token [N, 3, H]), not separate Q, K, V: " +
+      "project with the weights from packQkvWeights, or use the general fused op `mhafuse.Attention`",
+  );
+}
+
+/**
+ * Packed-QKV self-attention (TensorRT bertQKVToContext semantics).
+ *
+ * Fixed length: `qkv` [S, B, 3E, 1, 1] and optional `mask` (valid tokens per sequence) → [S, B, E, 1, 1].
+ * Variable length: `qkv` [T, 3E, 1, 1] with `cuSeqlens` [B + 1] → [T, E, 1, 1]. Scale 1/√H. Rows of padded
+ * queries are zeros unless `computePaddedRows`. Float32 or float16 in, same dtype out.
+ */
+export function qkvToContext(qkv: Tensor, options: QkvToContextOptions): Tensor {
+  const fail: Fail = (message) => {
+    throw new InputError(`qkvToContext: ${message}`);
+  };
+  const given: unknown = qkv;
+  if (Array.isArray(given)) separateTensorsError(given, fail);
+  if (!isTensorLike(given)) {
+    const o = given as Record<string, unknown> | null;
+    if (o && typeof o === "object" && "q" in o && "k" in o && "v" in o)
+      separateTensorsError([o.q, o.k, o.v], fail);
+    fail("qkv must be a Tensor");
+  }
+  if (!options || typeof options.numHeads !== "number")
+    fail("options.numHeads (the number of heads) is required");
+  const cuSeqlens =
+    options.cuSeqlens !== undefined ? numbersOf(options.cuSeqlens, "cuSeqlens", fail) : undefined;
+  const lengths = options.mask !== undefined ? numbersOf(options.mask, "mask", fail) : undefined;
+  if (options.mask !== undefined && isTensorLike(options.mask)) {
+    const d = options.mask.dims;
+    if (!(d.length === 1 || (d.length === 2 && d[1] === 1)))
+      fail(`mask must be int32 [B] (valid tokens per sequence), got shape [${d}]`);
+  }
+  if (cuSeqlens && lengths) fail("give either mask (fixed length) or cuSeqlens (variable length), not both");
+  const layout = checkQkvContract(
+    {
+      qkv,
+      numHeads: options.numHeads,
+      hiddenSize: options.hiddenSize,
+      lengths,
+      hasFallbackBias: options.fallbackBias !== undefined,
+      cuSeqlens,
+      maxSeqlen: options.maxSeqlen,
+      varSeqlen: cuSeqlens !== undefined ? true : qkv.dims.length === 4 ? true : undefined,
+    },
+    fail,
+  );
+  return runQkvAttention(qkv, layout, options, fail);
+}

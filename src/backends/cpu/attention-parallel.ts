@@ -1,0 +1,178 @@
+/**
+ * Attention over worker threads. Inputs are moved to SharedArrayBuffers (once; arrays already shared are
+ * used in place), every thread claims (batch, head, row-block) units from a shared counter and writes its
+ * rows of the shared output directly — no result copies between threads.
+ *
+ * Two ways to wait: `runAttentionProblems` blocks the calling thread with Atomics.wait while it works
+ * alongside the workers (ops run synchronously inside the executor), `attentionParallel` awaits replies.
+ */
+import { MhafuseError } from "../../errors.js";
+import {
+  type AttentionArgs,
+  attentionCore,
+  attentionFlops,
+  Scratch,
+  validateAttentionArgs,
+} from "./attention-kernel.js";
+import {
+  CONTROL_SLOTS,
+  drainUnits,
+  FAILED,
+  UNITS_DONE,
+  type UnitJob,
+  unitStarts,
+  WORKER_UNITS,
+} from "./attention-units.js";
+import { cpuThreads, siblingModule, ThreadPool } from "./thread-pool.js";
+
+export interface ParallelOptions {
+  /** Threads to use, the caller included (default: all cores, or MHAFUSE_THREADS). */
+  threads?: number;
+  /** Query rows per work unit. */
+  rowsPerUnit?: number;
+  /** "auto" (default) stays single-threaded for problems too small to repay the hand-off. */
+  mode?: "auto" | "always" | "never";
+}
+
+/** How a run was shared out; `workerUnits` of `units` ran off the calling thread. */
+export interface ParallelRunStats {
+  units: number;
+  workerUnits: number;
+  threads: number;
+}
+
+/** Below this many flops, a thread hand-off (~0.1 ms, first start ~100 ms) costs more than it saves. */
+export const PARALLEL_MIN_FLOPS = 2e7;
+const DEFAULT_ROWS_PER_UNIT = 32;
+/** A sync wait gives up when no unit finishes for this long: a worker died mid-unit. */
+const STALL_TIMEOUT_MS = 60_000;
+
+const pool = new ThreadPool<UnitJob>(siblingModule(import.meta.url, "attention-worker"));
+const mainScratch = new Scratch();
+
+/** Stops the attention worker threads (they are idle-unref'd anyway; for tests and clean shutdown). */
+export function closeAttentionWorkers(): Promise<void> {
+  return pool.close();
+}
+
+function shareable(a: Float32Array): boolean {
+  return a.buffer instanceof SharedArrayBuffer;
+}
+
+/** Copies of the problems whose arrays all live in shared memory, and how to copy outputs back. */
+function shareProblems(problems: AttentionArgs[]): { problems: AttentionArgs[]; copyBack(): void } {
+  const copies = new Map<Float32Array, Float32Array>();
+  const share = (a: Float32Array): Float32Array => {
+    if (shareable(a)) return a;
+    let c = copies.get(a);
+    if (!c) {
+      c = new Float32Array(new SharedArrayBuffer(a.byteLength));
+      c.set(a);
+      copies.set(a, c);
+    }
+    return c;
+  };
+  const shared = problems.map(
+    (a): AttentionArgs => ({
+      ...a,
+      q: share(a.q),
+      k: share(a.k),
+      v: share(a.v),
+      out: share(a.out),
+      bias: a.bias ? { ...a.bias, data: share(a.bias.data) } : undefined,
+      keyLengths: a.keyLengths ? Array.from(a.keyLengths) : undefined,
+      queryLengths: a.queryLengths ? Array.from(a.queryLengths) : undefined,
+    }),
+  );
+  return {
+    problems: shared,
+    copyBack() {
+      for (const a of problems) if (!shareable(a.out)) a.out.set(copies.get(a.out)!);
+    },
+  };
+}
+
+function newJob(problems: AttentionArgs[], rowsPerUnit: number): { job: UnitJob; total: number } {
+  const job: UnitJob = {
+    problems,
+    rowsPerUnit,
+    control: new Int32Array(new SharedArrayBuffer(CONTROL_SLOTS * 4)),
+  };
+  const starts = unitStarts(job);
+  return { job, total: starts[starts.length - 1]! };
+}
+
+function totalFlops(problems: AttentionArgs[]): number {
+  return problems.reduce((s, a) => s + attentionFlops(a), 0);
+}
+
+function threadsFor(problems: AttentionArgs[], opts: ParallelOptions): number {
+  if (opts.mode === "never") return 1;
+  const threads = Math.max(1, Math.floor(opts.threads ?? cpuThreads()));
+  if (opts.mode !== "always" && totalFlops(problems) < PARALLEL_MIN_FLOPS) return 1;
+  return threads;
+}
+
+/**
+ * Runs several attention problems (e.g. the sequences of a var-seqlen batch) to completion on all cores,
+ * synchronously: the calling thread takes units too and then blocks until the workers finish theirs.
+ */
+export function runAttentionProblems(
+  problems: AttentionArgs[],
+  opts: ParallelOptions = {},
+): ParallelRunStats {
+  for (const a of problems) validateAttentionArgs(a);
+  const threads = threadsFor(problems, opts);
+  if (threads <= 1) {
+    for (const a of problems) attentionCore(a);
+    return { units: problems.length, workerUnits: 0, threads: 1 };
+  }
+  const shared = shareProblems(problems);
+  const { job, total } = newJob(shared.problems, opts.rowsPerUnit ?? DEFAULT_ROWS_PER_UNIT);
+  // Replies are only read once this thread is free again; failures show up in the shared FAILED flag.
+  for (let i = 0; i < threads - 1; i++) pool.post(i, job).catch(() => undefined);
+  const own = drainUnits(job, mainScratch);
+  const { control } = job;
+  let seen = Atomics.load(control, UNITS_DONE);
+  let lastProgress = Date.now();
+  while (seen < total) {
+    Atomics.wait(control, UNITS_DONE, seen, 100);
+    const now = Atomics.load(control, UNITS_DONE);
+    if (now !== seen) {
+      seen = now;
+      lastProgress = Date.now();
+    } else if (Date.now() - lastProgress > STALL_TIMEOUT_MS) {
+      throw new MhafuseError("attention: a worker thread stopped responding");
+    }
+  }
+  if (own) throw own;
+  if (Atomics.load(control, FAILED)) throw new MhafuseError("attention: a worker thread failed");
+  shared.copyBack();
+  return { units: total, workerUnits: Atomics.load(control, WORKER_UNITS), threads };
+}
+
+/** `attentionCore` split over (batch, head, row block) across worker threads; the caller stays free. */
+export async function attentionParallel(
+  args: AttentionArgs,
+  opts: ParallelOptions = {},
+): Promise<ParallelRunStats> {
+  validateAttentionArgs(args);
+  const threads = Math.max(1, Math.floor(opts.threads ?? cpuThreads()));
+  if (opts.mode === "never") {
+    attentionCore(args);
+    return { units: 1, workerUnits: 0, threads: 1 };
+  }
+  const shared = shareProblems([args]);
+  const { job, total } = newJob(shared.problems, opts.rowsPerUnit ?? DEFAULT_ROWS_PER_UNIT);
+  const replies = await Promise.allSettled(Array.from({ length: threads }, (_, i) => pool.post(i, job)));
+  // Workers that could not start claimed nothing: whatever is left runs here.
+  const own = drainUnits(job, mainScratch);
+  if (own) throw own;
+  const rejected = replies.find((r): r is PromiseRejectedResult => r.status === "rejected");
+  if (Atomics.load(job.control, UNITS_DONE) < total || Atomics.load(job.control, FAILED)) {
+    const why = rejected ? `: ${(rejected.reason as Error).message}` : "";
+    throw new MhafuseError(`attention: a worker thread failed${why}`);
+  }
+  shared.copyBack();
+  return { units: total, workerUnits: Atomics.load(job.control, WORKER_UNITS), threads };
+}

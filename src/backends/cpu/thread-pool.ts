@@ -1,0 +1,132 @@
+/**
+ * A small, lazily started pool of worker threads running one worker script.
+ *
+ * Why not a library: we need three things together — workers that never keep the process alive while idle
+ * (unref), a worker entry that works both from TypeScript run through tsx and from compiled dist/ JS, and
+ * callers that may block on shared memory (Atomics.wait) instead of awaiting replies.
+ */
+import { availableParallelism } from "node:os";
+import { extname } from "node:path";
+import { fileURLToPath } from "node:url";
+import { Worker } from "node:worker_threads";
+
+export interface WorkerRequest<P> {
+  id: number;
+  payload: P;
+}
+
+export interface WorkerReply {
+  id: number;
+  error?: string;
+}
+
+/**
+ * The URL of a sibling module with the same extension as `moduleUrl`: `.ts` when the caller runs under tsx,
+ * `.js` when it runs from dist/. Pass `import.meta.url` of the calling module.
+ */
+export function siblingModule(moduleUrl: string, baseName: string): URL {
+  const ext = extname(fileURLToPath(moduleUrl)) || ".js";
+  return new URL(`./${baseName}${ext}`, moduleUrl);
+}
+
+/**
+ * What to hand `new Worker`. Compiled .js runs as is. A .ts script (we run under tsx) cannot: on Node 20 the
+ * `--import tsx` hooks of the parent do not reach a worker's entry module, so a tiny eval'd bootstrap
+ * registers tsx inside the worker first and then imports the script.
+ */
+function workerEntry(script: URL): { entry: string | URL; evaluate: boolean } {
+  if (!script.pathname.endsWith(".ts")) return { entry: script, evaluate: false };
+  const tsxApi = import.meta.resolve("tsx/esm/api");
+  const source = `import(${JSON.stringify(tsxApi)}).then((m) => m.register()).then(() => import(${JSON.stringify(script.href)}))`;
+  return { entry: source, evaluate: true };
+}
+
+/**
+ * The parent's Node flags minus those that describe the parent's own entry (`-e CODE`, `--input-type`…), which
+ * a worker rejects or would misapply.
+ */
+function workerExecArgv(): string[] {
+  const out: string[] = [];
+  const argv = process.execArgv;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (["-e", "--eval", "-p", "--print"].includes(a)) {
+      i++; // its code argument
+      continue;
+    }
+    if (/^(--eval|--print|--input-type|--test|--watch)/.test(a) || a === "-i" || a === "--interactive")
+      continue;
+    out.push(a);
+  }
+  return out;
+}
+
+interface Pending {
+  resolve: () => void;
+  reject: (err: Error) => void;
+}
+
+interface Slot {
+  worker: Worker;
+  pending: Map<number, Pending>;
+}
+
+/** Number of CPU threads the process may use (at least 1). */
+export function cpuThreads(): number {
+  const fromEnv = Number(process.env.MHAFUSE_THREADS);
+  if (Number.isInteger(fromEnv) && fromEnv > 0) return fromEnv;
+  return Math.max(1, availableParallelism());
+}
+
+export class ThreadPool<P> {
+  private readonly slots: (Slot | undefined)[] = [];
+  private nextId = 1;
+
+  constructor(private readonly script: URL) {}
+
+  /**
+   * Sends `payload` to worker `index` (started on first use) and resolves when it replies. The worker is
+   * ref'd while it owes a reply — so an awaiting process stays alive — and unref'd when idle.
+   */
+  post(index: number, payload: P): Promise<void> {
+    const slot = this.slot(index);
+    const id = this.nextId++;
+    const done = new Promise<void>((resolve, reject) => slot.pending.set(id, { resolve, reject }));
+    slot.worker.ref();
+    slot.worker.postMessage({ id, payload } satisfies WorkerRequest<P>);
+    return done;
+  }
+
+  /** Terminates every worker (tests, shutdown). Workers are restarted on the next post. */
+  async close(): Promise<void> {
+    const workers = this.slots.splice(0).filter((s): s is Slot => s !== undefined);
+    await Promise.all(workers.map((s) => s.worker.terminate()));
+  }
+
+  private slot(index: number): Slot {
+    const existing = this.slots[index];
+    if (existing) return existing;
+    // execArgv is passed through so flags such as --enable-source-maps apply in workers too.
+    const { entry, evaluate } = workerEntry(this.script);
+    const worker = new Worker(entry, { eval: evaluate, execArgv: workerExecArgv() });
+    worker.unref();
+    const slot: Slot = { worker, pending: new Map() };
+    this.slots[index] = slot;
+    const fail = (err: Error) => {
+      if (this.slots[index] === slot) this.slots[index] = undefined;
+      for (const p of slot.pending.values()) p.reject(err);
+      slot.pending.clear();
+    };
+    worker.on("message", (reply: WorkerReply) => {
+      const p = slot.pending.get(reply.id);
+      if (!p) return;
+      slot.pending.delete(reply.id);
+      if (slot.pending.size === 0) worker.unref();
+      if (reply.error) p.reject(new Error(reply.error));
+      else p.resolve();
+    });
+    worker.on("error", fail);
+    worker.on("exit", (code) => fail(new Error(`worker thread exited with code ${code}`)));
+    return slot;
+  }
+}

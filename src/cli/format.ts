@@ -1,0 +1,71 @@
+import type { VerifyResult } from "../engine/verify.js";
+import type { Graph } from "../ir/graph.js";
+import { formatShape } from "../ir/graph.js";
+import type { AttentionReport } from "../passes/index.js";
+
+/** Fixed-width table for the terminal. */
+export function table(header: string[], rows: string[][]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => c.padEnd(widths[i]!))
+      .join("  ")
+      .trimEnd();
+  return [line(header), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)].join("\n");
+}
+
+export function formatAttentionTable(report: readonly AttentionReport[]): string {
+  if (report.length === 0) return "no attention blocks found";
+  const rows = report.map((b, i) => [
+    String(i),
+    b.kind,
+    b.fused ? "yes" : "no",
+    b.path ?? "-",
+    String(b.nodes.length),
+    b.fused ? "" : (b.reason ?? ""),
+  ]);
+  const fused = report.filter((b) => b.fused).length;
+  return `${table(["#", "kind", "fused", "path", "nodes", "reason"], rows)}\n${fused} of ${report.length} attention blocks fused`;
+}
+
+export function formatVerify(result: VerifyResult): string {
+  return `verify: ${JSON.stringify(result)}`;
+}
+
+export function opHistogram(graph: Graph): [string, number][] {
+  const counts = new Map<string, number>();
+  for (const n of graph.nodes) {
+    const k = n.domain ? `${n.domain}.${n.opType}` : n.opType;
+    counts.set(k, (counts.get(k) ?? 0) + 1);
+  }
+  return [...counts].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]));
+}
+
+export function describeGraph(graph: Graph) {
+  return {
+    name: graph.name,
+    opsets: Object.fromEntries([...graph.opsets].map(([d, v]) => [d || "ai.onnx", v])),
+    inputs: graph.inputs.map((i) => ({ name: i.name, dtype: i.dtype, shape: i.shape })),
+    outputs: graph.outputs.map((o) => ({ name: o.name, dtype: o.dtype, shape: o.shape })),
+    nodes: graph.nodes.length,
+    initializers: graph.initializers.size,
+    ops: Object.fromEntries(opHistogram(graph)),
+  };
+}
+
+export function formatGraphSummary(graph: Graph): string {
+  const d = describeGraph(graph);
+  const lines = [
+    `graph '${d.name}': ${d.nodes} nodes, ${d.initializers} initializers`,
+    `opsets: ${Object.entries(d.opsets)
+      .map(([k, v]) => `${k} ${v}`)
+      .join(", ")}`,
+    "inputs:",
+    ...graph.inputs.map((i) => `  ${i.name}: ${i.dtype ?? "?"}${formatShape(i.shape)}`),
+    "outputs:",
+    ...graph.outputs.map((o) => `  ${o.name}: ${o.dtype ?? "?"}${formatShape(o.shape)}`),
+    "ops:",
+    ...opHistogram(graph).map(([k, v]) => `  ${String(v).padStart(5)}  ${k}`),
+  ];
+  return lines.join("\n");
+}

@@ -1,0 +1,73 @@
+import { MhafuseError } from "../errors.js";
+import type { Graph, Node, ValueType } from "../ir/graph.js";
+import { opsetOf, topologicalOrder } from "../ir/graph.js";
+import type { Tensor } from "../ir/tensor.js";
+import { findOp } from "../ops/index.js";
+
+/** Values computed while inferring types are kept when small: they are shape computations worth folding. */
+const CONSTANT_ELEMENT_LIMIT = 1 << 16;
+
+export interface TypeInference {
+  types: Map<string, ValueType>;
+  /** Values known before any feed: initializers and outputs of nodes whose inputs are all known. */
+  constants: Map<string, Tensor>;
+  /** Nodes whose type rule failed or whose op is unknown, with the reason. */
+  problems: { node: Node; message: string }[];
+}
+
+/**
+ * Propagates dtypes and (symbolic) shapes through the graph with each op's type rule, evaluating small
+ * all-constant nodes on the way so that Reshape targets and the like become known.
+ */
+export function inferGraphTypes(graph: Graph): TypeInference {
+  const types = new Map<string, ValueType>();
+  const constants = new Map<string, Tensor>(graph.initializers);
+  const problems: TypeInference["problems"] = [];
+  for (const [name, t] of graph.initializers) types.set(name, { dtype: t.type, shape: [...t.dims] });
+  for (const i of graph.inputs) if (i.dtype) types.set(i.name, { dtype: i.dtype, shape: i.shape });
+  for (const node of topologicalOrder(graph)) {
+    const op = findOp(node.domain, node.opType);
+    if (!op) {
+      problems.push({ node, message: `unknown op ${node.domain || "ai.onnx"}.${node.opType}` });
+      continue;
+    }
+    const ctx = { node, opset: opsetOf(graph, node.domain) };
+    const inputs = node.inputs.map((n) => (n ? types.get(n) : undefined));
+    try {
+      const outs = op.inferTypes({ ...ctx, inputs, constant: (i) => constants.get(node.inputs[i] ?? "") });
+      node.outputs.forEach((name, i) => {
+        if (name && outs[i]) types.set(name, outs[i]!);
+      });
+    } catch (err) {
+      problems.push({ node, message: err instanceof Error ? err.message : String(err) });
+      continue;
+    }
+    const present = node.inputs.filter((n) => n);
+    const allConstant = present.every((n) => constants.has(n));
+    const small =
+      present.reduce((acc, n) => acc + (constants.get(n)?.size ?? 0), 0) <= CONSTANT_ELEMENT_LIMIT;
+    if (allConstant && small && !isRandom(node)) {
+      try {
+        const values = op.run(
+          ctx,
+          node.inputs.map((n) => (n ? constants.get(n) : undefined)),
+        );
+        node.outputs.forEach((name, i) => {
+          const v = values[i];
+          if (name && v && v.size <= CONSTANT_ELEMENT_LIMIT) {
+            constants.set(name, v);
+            types.set(name, { dtype: v.type, shape: [...v.dims] });
+          }
+        });
+      } catch (err) {
+        if (!(err instanceof MhafuseError)) throw err;
+        problems.push({ node, message: err.message });
+      }
+    }
+  }
+  return { types, constants, problems };
+}
+
+function isRandom(node: Node): boolean {
+  return node.opType.startsWith("Random") || node.opType === "Multinomial";
+}

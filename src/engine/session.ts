@@ -1,0 +1,106 @@
+import { MhafuseError } from "../errors.js";
+import type { Graph, Model, ValueInfo } from "../ir/graph.js";
+import type { Tensor } from "../ir/tensor.js";
+import { loadModel } from "../onnx/index.js";
+import { type AttentionReport, type GraphOptimizationLevel, optimizeGraph } from "../passes/index.js";
+import { type ExecutionPlan, planGraph, runGraph } from "./executor.js";
+import { type TensorLike, validateFeeds } from "./feeds.js";
+import { type VerifyResult, verifyFusion } from "./verify.js";
+
+export type { GraphOptimizationLevel };
+
+export interface SessionOptions {
+  /** "cpu" is the only provider today; the list form mirrors onnxruntime-node. */
+  executionProviders?: (string | { name: string })[];
+  /** Like onnxruntime's: attention fusion runs at "extended" and "all" (default "all"). */
+  graphOptimizationLevel?: GraphOptimizationLevel;
+  /** Run the unfused graph beside the fused one and fail when an attention block's output differs. */
+  verify?: boolean | { tolerance?: number };
+}
+
+const SUPPORTED_PROVIDERS = new Set(["cpu"]);
+
+function checkProviders(list: SessionOptions["executionProviders"]): void {
+  for (const p of list ?? ["cpu"]) {
+    const name = typeof p === "string" ? p : p.name;
+    if (!SUPPORTED_PROVIDERS.has(name)) {
+      throw new MhafuseError(
+        `execution provider '${name}' is not available; supported: ${[...SUPPORTED_PROVIDERS].join(", ")}`,
+      );
+    }
+  }
+}
+
+/** onnxruntime-node-compatible session: create from a path or bytes, then `await run(feeds)`. */
+export class InferenceSession {
+  readonly inputNames: readonly string[];
+  readonly outputNames: readonly string[];
+  readonly inputMetadata: readonly ValueInfo[];
+  readonly outputMetadata: readonly ValueInfo[];
+  /** What fusion found, fused and declined (empty when optimisation is disabled). */
+  readonly attentionReport: readonly AttentionReport[];
+  /** The graph that runs (after optimisation). */
+  readonly graph: Graph;
+  /** Filled after each run in verify mode. */
+  lastVerify?: VerifyResult;
+  private readonly plan: ExecutionPlan;
+
+  private constructor(
+    graph: Graph,
+    private readonly original: Graph,
+    report: AttentionReport[],
+    private readonly verifyTolerance: number | undefined,
+  ) {
+    this.graph = graph;
+    this.attentionReport = report;
+    this.inputMetadata = graph.inputs;
+    this.outputMetadata = graph.outputs;
+    this.inputNames = graph.inputs.map((i) => i.name);
+    this.outputNames = graph.outputs.map((o) => o.name);
+    this.plan = planGraph(graph);
+  }
+
+  static async create(
+    model: string | Uint8Array | ArrayBuffer | Model,
+    options: SessionOptions = {},
+  ): Promise<InferenceSession> {
+    checkProviders(options.executionProviders);
+    const loaded =
+      typeof model === "string" || model instanceof Uint8Array
+        ? await loadModel(model)
+        : model instanceof ArrayBuffer
+          ? await loadModel(new Uint8Array(model))
+          : model;
+    return InferenceSession.fromGraph(loaded.graph, options);
+  }
+
+  /** A session over an in-memory graph (e.g. one made with GraphBuilder). */
+  static fromGraph(graph: Graph, options: SessionOptions = {}): InferenceSession {
+    checkProviders(options.executionProviders);
+    const level = options.graphOptimizationLevel ?? "all";
+    const optimized = optimizeGraph(graph, { level });
+    const tolerance = options.verify
+      ? ((typeof options.verify === "object" ? options.verify.tolerance : undefined) ?? 1e-3)
+      : undefined;
+    return new InferenceSession(optimized.graph, graph, optimized.report, tolerance);
+  }
+
+  async run(feeds: Record<string, TensorLike>, fetches?: readonly string[]): Promise<Record<string, Tensor>> {
+    const checked = validateFeeds(this.graph.inputs, feeds);
+    const wanted = fetches ?? this.outputNames;
+    for (const name of wanted) {
+      if (!this.outputNames.includes(name)) {
+        throw new MhafuseError(
+          `unknown output '${name}'; the model's outputs are: ${this.outputNames.join(", ")}`,
+        );
+      }
+    }
+    if (this.verifyTolerance !== undefined) {
+      this.lastVerify = verifyFusion(this.original, this.graph, this.attentionReport, checked, {
+        tolerance: this.verifyTolerance,
+      });
+    }
+    const values = runGraph(this.graph, checked, {}, this.plan);
+    return Object.fromEntries(wanted.map((name) => [name, values.get(name)!]));
+  }
+}

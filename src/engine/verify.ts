@@ -1,0 +1,98 @@
+import { MhafuseError } from "../errors.js";
+import type { Graph } from "../ir/graph.js";
+import type { Tensor } from "../ir/tensor.js";
+import type { AttentionReport } from "../passes/index.js";
+import { runGraph } from "./executor.js";
+
+export interface BlockCheck {
+  /** The block's id (its Softmax node) and the value compared. */
+  id: string;
+  output: string;
+  path?: string;
+  maxAbsDiff: number;
+  ok: boolean;
+}
+
+export interface VerifyResult {
+  ok: boolean;
+  tolerance: number;
+  blocks: BlockCheck[];
+  /** Largest |diff| over the graph outputs, for context. */
+  outputs: { name: string; maxAbsDiff: number }[];
+}
+
+/** A fused attention block computed numbers that differ from the unfused graph beyond the tolerance. */
+export class FusionMismatchError extends MhafuseError {
+  override name = "FusionMismatchError";
+  constructor(
+    readonly result: VerifyResult,
+    readonly failed: BlockCheck[],
+  ) {
+    super(
+      `fused attention differs from the unfused graph beyond ${result.tolerance}: ${failed
+        .map((b) => `block '${b.id}' (${b.path ?? "fused"}, value '${b.output}') max |diff| ${b.maxAbsDiff}`)
+        .join("; ")}`,
+    );
+  }
+}
+
+/** max |a − b| over all elements; a shape mismatch or a NaN on one side only counts as Infinity. */
+export function maxAbsDiff(a: Tensor, b: Tensor): number {
+  if (a.dims.length !== b.dims.length || a.dims.some((d, i) => d !== b.dims[i]))
+    return Number.POSITIVE_INFINITY;
+  const x = a.toFloat64();
+  const y = b.toFloat64();
+  let worst = 0;
+  for (let i = 0; i < x.length; i++) {
+    const xi = x[i]!;
+    const yi = y[i]!;
+    if (Number.isNaN(xi) || Number.isNaN(yi)) {
+      if (Number.isNaN(xi) !== Number.isNaN(yi)) return Number.POSITIVE_INFINITY;
+      continue;
+    }
+    if (xi === yi) continue;
+    const d = Math.abs(xi - yi);
+    if (!(d <= worst)) worst = d;
+  }
+  return worst;
+}
+
+/**
+ * Verify mode: runs the unfused graph beside the fused one on the same feeds and compares, per fused
+ * attention block, the block's output value (which keeps its name across fusion). Throws
+ * FusionMismatchError naming every block past the tolerance (default 1e-3 absolute).
+ */
+export function verifyFusion(
+  original: Graph,
+  fused: Graph,
+  report: readonly AttentionReport[],
+  feeds: Record<string, Tensor>,
+  options: { tolerance?: number } = {},
+): VerifyResult {
+  const tolerance = options.tolerance ?? 1e-3;
+  const before = runGraph(original, feeds, { keepIntermediates: true });
+  const after = runGraph(fused, feeds, { keepIntermediates: true });
+  const blocks: BlockCheck[] = [];
+  for (const block of report) {
+    if (!block.fused || !block.output) continue;
+    const a = before.get(block.output);
+    const b = after.get(block.output);
+    const diff = a && b ? maxAbsDiff(a, b) : Number.POSITIVE_INFINITY;
+    blocks.push({
+      id: block.id,
+      output: block.output,
+      path: block.path,
+      maxAbsDiff: diff,
+      ok: diff <= tolerance,
+    });
+  }
+  const outputs = original.outputs.map((o) => {
+    const a = before.get(o.name);
+    const b = after.get(o.name);
+    return { name: o.name, maxAbsDiff: a && b ? maxAbsDiff(a, b) : Number.POSITIVE_INFINITY };
+  });
+  const result: VerifyResult = { ok: blocks.every((b) => b.ok), tolerance, blocks, outputs };
+  const failed = blocks.filter((b) => !b.ok);
+  if (failed.length) throw new FusionMismatchError(result, failed);
+  return result;
+}

@@ -1,0 +1,439 @@
+/**
+ * `mhafuse.Attention`: the general fused scaled-dot-product attention op that the fusion pass emits for
+ * every attention block the packed QKV op cannot take (cross attention, causal, GQA, biased).
+ *
+ *   inputs   Q [B,Sq,Nq·H], K [B,Skv,Nkv·H], V [B,Skv,Nkv·Hv], bias? (additive, broadcastable to
+ *            [B,Nq,Sq,Skv]), key_lengths? (int32 [B]: keys j >= len are ignored)
+ *   attrs    num_heads, kv_num_heads (default num_heads), scale (default 1/√H),
+ *            causal (0/1: key j allowed iff j <= i + (Skv − Sq), i.e. bottom-right aligned)
+ *   output   [B,Sq,Nq·Hv]; a row whose allowed scores are all -inf is written as zeros.
+ *
+ * This module also holds the pieces the imported attention ops (com.microsoft Attention/MultiHeadAttention,
+ * ONNX Attention-23) share: every one of them reduces its inputs to an `AttentionProblem` — strided views
+ * of Q, K and V plus masks — and runs it on the shared CPU attention core.
+ */
+import { type AttentionBias, attentionCore, type StridedLayout } from "../backends/cpu/attention-core.js";
+import { OpError } from "../errors.js";
+import type { DType } from "../ir/dtype.js";
+import { floatToHalf } from "../ir/float16.js";
+import type { Dim, Node, ValueType } from "../ir/graph.js";
+import { Tensor } from "../ir/tensor.js";
+import { attrFloat, attrInt, hasAttr, type OpDef, registerOps, type TypeContext } from "./registry.js";
+
+// ---- shared machinery for every attention op ---------------------------------------------------------
+
+/** One of Q, K or V as the core reads it: a float32 buffer and where each (batch, head, position) row lives. */
+export interface HeadView {
+  data: Float32Array;
+  layout: StridedLayout;
+}
+
+/** Everything an attention op reduces to before it runs. */
+export interface AttentionProblem {
+  batch: number;
+  numHeads: number;
+  kvNumHeads: number;
+  seqQ: number;
+  seqKV: number;
+  headSize: number;
+  vHeadSize: number;
+  scale: number;
+  q: HeadView;
+  k: HeadView;
+  v: HeadView;
+  bias?: AttentionBias;
+  keyLengths?: ArrayLike<number>;
+  /** Key j allowed iff j <= i + causalOffset. */
+  causalOffset?: number;
+  /** ONNX Attention-23 softcap: scores become softcap·tanh(score/softcap) before the mask is added. */
+  softcap?: number;
+}
+
+/** Row layout of a [B, S, width] tensor whose heads occupy columns [offset, offset + heads·headSize). */
+export function bsnhLayout(seq: number, width: number, headSize: number, offset = 0): StridedLayout {
+  return { offset, batchStride: seq * width, headStride: headSize, seqStride: width };
+}
+
+/** Row layout of a [B, N, S, H] tensor. */
+export function bnshLayout(heads: number, seq: number, headSize: number): StridedLayout {
+  return { offset: 0, batchStride: heads * seq * headSize, headStride: seq * headSize, seqStride: headSize };
+}
+
+export const FLOAT_TYPES: readonly DType[] = ["float32", "float16"];
+
+/** A float32 view of a float32 or float16 tensor (float16 is decoded; float32 is shared, not copied). */
+export function floatData(node: Node, t: Tensor, what: string): Float32Array {
+  if (t.type === "float32") return t.data as Float32Array;
+  if (t.type === "float16") return Float32Array.from(t.toFloat64());
+  throw new OpError(node, `${what} must be float32 or float16, got ${t.type}`);
+}
+
+/** Encodes float32 results in the op's output dtype. */
+export function floatTensor(dtype: DType, data: Float32Array, dims: readonly number[]): Tensor {
+  if (dtype === "float32") return new Tensor("float32", data, dims);
+  const half = new Uint16Array(data.length);
+  for (let i = 0; i < data.length; i++) half[i] = floatToHalf(data[i]!);
+  return new Tensor("float16", half, dims);
+}
+
+export function requireRank(node: Node, t: Tensor, ranks: readonly number[], what: string): void {
+  if (!ranks.includes(t.rank)) {
+    throw new OpError(
+      node,
+      `${what} must have rank ${ranks.join(" or ")}, got shape [${t.dims.join(",")}] (rank ${t.rank})`,
+    );
+  }
+}
+
+/**
+ * An additive bias of any rank ≤ 4 broadcast (numpy rules) to [B, N, Sq, Skv], as the core reads it.
+ * Broadcast axes get stride 0; a bias that is broadcast along keys is expanded, since the core reads keys
+ * with unit stride.
+ */
+export function broadcastBias(
+  node: Node,
+  data: Float32Array,
+  dims: readonly number[],
+  target: readonly [number, number, number, number],
+  what: string,
+): AttentionBias {
+  if (dims.length > 4) {
+    throw new OpError(node, `${what} has rank ${dims.length}; it must broadcast to [B,N,Sq,Skv] (rank ≤ 4)`);
+  }
+  const d = [...Array<number>(4 - dims.length).fill(1), ...dims];
+  for (let i = 0; i < 4; i++) {
+    if (d[i] !== 1 && d[i] !== target[i]) {
+      throw new OpError(
+        node,
+        `${what} of shape [${dims.join(",")}] does not broadcast to [B,N,Sq,Skv] = [${target.join(",")}]`,
+      );
+    }
+  }
+  const seqKV = target[3];
+  let keyed = data;
+  if (d[3] === 1 && seqKV !== 1) {
+    const rows = d[0]! * d[1]! * d[2]!;
+    keyed = new Float32Array(rows * seqKV);
+    for (let r = 0; r < rows; r++) keyed.fill(data[r]!, r * seqKV, (r + 1) * seqKV);
+    d[3] = seqKV;
+  }
+  const rowStride = d[3]!;
+  return {
+    data: keyed,
+    offset: 0,
+    rowStride: d[2] === 1 ? 0 : rowStride,
+    headStride: d[1] === 1 ? 0 : d[2]! * rowStride,
+    batchStride: d[0] === 1 ? 0 : d[1]! * d[2]! * rowStride,
+  };
+}
+
+/** A bias on its way to the core: dense data with dims padded to rank 4, broadcast axes of size 1. */
+export interface DenseBias {
+  data: Float32Array;
+  dims: [number, number, number, number];
+}
+
+/** Sum of several rank-4 biases, materialised at their broadcast shape (masks plus relative-position bias). */
+export function sumBiases(node: Node, parts: readonly DenseBias[]): DenseBias | undefined {
+  if (parts.length <= 1) return parts[0];
+  const dims = [0, 1, 2, 3].map((a) => Math.max(...parts.map((p) => p.dims[a]))) as DenseBias["dims"];
+  for (const p of parts) {
+    if (p.dims.some((d, a) => d !== 1 && d !== dims[a])) {
+      throw new OpError(
+        node,
+        `biases of shapes ${parts.map((q) => `[${q.dims}]`).join(" and ")} do not broadcast`,
+      );
+    }
+  }
+  const data = new Float32Array(dims[0] * dims[1] * dims[2] * dims[3]);
+  for (const p of parts) {
+    const [s0, s1, s2, s3] = [
+      p.dims[0] === 1 ? 0 : p.dims[1] * p.dims[2] * p.dims[3],
+      p.dims[1] === 1 ? 0 : p.dims[2] * p.dims[3],
+      p.dims[2] === 1 ? 0 : p.dims[3],
+      p.dims[3] === 1 ? 0 : 1,
+    ];
+    let o = 0;
+    for (let a = 0; a < dims[0]; a++)
+      for (let b = 0; b < dims[1]; b++)
+        for (let c = 0; c < dims[2]; c++)
+          for (let d = 0; d < dims[3]; d++) data[o++]! += p.data[a * s0 + b * s1 + c * s2 + d * s3]!;
+  }
+  return { data, dims };
+}
+
+/** Per-batch key lengths from an int32/int64 tensor of shape [B], each within [0, seqKV]. */
+export function keyLengthsOf(node: Node, t: Tensor, batch: number, seqKV: number, what: string): Int32Array {
+  if (t.type !== "int32" && t.type !== "int64") {
+    throw new OpError(node, `${what} must be int32, got ${t.type}`);
+  }
+  if (t.rank !== 1 || t.dims[0] !== batch) {
+    throw new OpError(node, `${what} must have shape [B] = [${batch}], got [${t.dims.join(",")}]`);
+  }
+  const out = new Int32Array(batch);
+  for (let b = 0; b < batch; b++) {
+    const len = t.getNumber(b);
+    if (!(len >= 0 && len <= seqKV)) {
+      throw new OpError(node, `${what}[${b}] = ${len} is outside [0, ${seqKV}] (the key sequence length)`);
+    }
+    out[b] = len;
+  }
+  return out;
+}
+
+/** Runs a problem; the output is written with `outLayout` into a buffer of B·Nq·Sq·Hv floats. */
+export function solveAttention(p: AttentionProblem, outLayout: StridedLayout): Float32Array {
+  const out = new Float32Array(p.batch * p.numHeads * p.seqQ * p.vHeadSize);
+  if (p.softcap !== undefined && p.softcap > 0) {
+    softcapAttention(p, out, outLayout);
+    return out;
+  }
+  attentionCore({
+    batch: p.batch,
+    numHeads: p.numHeads,
+    kvNumHeads: p.kvNumHeads,
+    seqQ: p.seqQ,
+    seqKV: p.seqKV,
+    headSize: p.headSize,
+    vHeadSize: p.vHeadSize,
+    scale: p.scale,
+    q: p.q.data,
+    qLayout: p.q.layout,
+    k: p.k.data,
+    kLayout: p.k.layout,
+    v: p.v.data,
+    vLayout: p.v.layout,
+    out,
+    outLayout,
+    keyLengths: p.keyLengths,
+    causalOffset: p.causalOffset,
+    bias: p.bias,
+  });
+  return out;
+}
+
+/**
+ * Softcapped attention (Attention-23 only; the core has no softcap). Scores are capped before the bias is
+ * added, so -inf masks stay -inf. Materialises one row of scores at a time, accumulating in float64.
+ */
+function softcapAttention(p: AttentionProblem, out: Float32Array, outLayout: StridedLayout): void {
+  const cap = p.softcap!;
+  const group = p.numHeads / p.kvNumHeads;
+  const scores = new Float64Array(p.seqKV);
+  const acc = new Float64Array(p.vHeadSize);
+  for (let b = 0; b < p.batch; b++) {
+    const keyLen = p.keyLengths ? p.keyLengths[b]! : p.seqKV;
+    for (let n = 0; n < p.numHeads; n++) {
+      const kvHead = Math.floor(n / group);
+      for (let i = 0; i < p.seqQ; i++) {
+        const qRow = p.q.layout.offset + b * p.q.layout.batchStride + n * p.q.layout.headStride;
+        let max = Number.NEGATIVE_INFINITY;
+        for (let j = 0; j < p.seqKV; j++) {
+          const allowed = j < keyLen && (p.causalOffset === undefined || j <= i + p.causalOffset);
+          if (!allowed) {
+            scores[j] = Number.NEGATIVE_INFINITY;
+            continue;
+          }
+          const kRow =
+            p.k.layout.offset +
+            b * p.k.layout.batchStride +
+            kvHead * p.k.layout.headStride +
+            j * p.k.layout.seqStride;
+          let dot = 0;
+          for (let h = 0; h < p.headSize; h++) {
+            dot += p.q.data[qRow + i * p.q.layout.seqStride + h]! * p.k.data[kRow + h]!;
+          }
+          let s = cap * Math.tanh((dot * p.scale) / cap);
+          if (p.bias) {
+            const bb = p.bias;
+            s += bb.data[bb.offset + b * bb.batchStride + n * bb.headStride + i * bb.rowStride + j]!;
+          }
+          scores[j] = s;
+          if (s > max) max = s;
+        }
+        acc.fill(0);
+        if (max !== Number.NEGATIVE_INFINITY) {
+          let sum = 0;
+          for (let j = 0; j < p.seqKV; j++) {
+            const w = Math.exp(scores[j]! - max);
+            if (w === 0) continue;
+            sum += w;
+            const vRow =
+              p.v.layout.offset +
+              b * p.v.layout.batchStride +
+              kvHead * p.v.layout.headStride +
+              j * p.v.layout.seqStride;
+            for (let h = 0; h < p.vHeadSize; h++) acc[h]! += w * p.v.data[vRow + h]!;
+          }
+          for (let h = 0; h < p.vHeadSize; h++) acc[h]! /= sum;
+        }
+        const oRow =
+          outLayout.offset + b * outLayout.batchStride + n * outLayout.headStride + i * outLayout.seqStride;
+        for (let h = 0; h < p.vHeadSize; h++) out[oRow + h] = acc[h]!;
+      }
+    }
+  }
+}
+
+/** Copies one head view into a dense [B, N, S, H] buffer (present_key / present_value outputs). */
+export function toBnsh(
+  view: HeadView,
+  batch: number,
+  heads: number,
+  seq: number,
+  headSize: number,
+): Float32Array {
+  const out = new Float32Array(batch * heads * seq * headSize);
+  let o = 0;
+  for (let b = 0; b < batch; b++) {
+    for (let n = 0; n < heads; n++) {
+      for (let s = 0; s < seq; s++) {
+        const r =
+          view.layout.offset +
+          b * view.layout.batchStride +
+          n * view.layout.headStride +
+          s * view.layout.seqStride;
+        out.set(view.data.subarray(r, r + headSize), o);
+        o += headSize;
+      }
+    }
+  }
+  return out;
+}
+
+/** Positive integer attribute, with a message naming it. */
+export function positiveIntAttr(node: Node, name: string, fallback?: number): number {
+  const v = attrInt(node, name, fallback);
+  if (!(v > 0)) throw new OpError(node, `attribute '${name}' must be a positive integer, got ${v}`);
+  return v;
+}
+
+/** `scale` attribute, where 0 or absence means 1/√headSize (the convention of every attention op). */
+export function scaleAttr(node: Node, headSize: number): number {
+  const s = hasAttr(node, "scale") ? attrFloat(node, "scale") : 0;
+  return s === 0 ? 1 / Math.sqrt(headSize) : s;
+}
+
+/** Divides a symbolic dim by a constant when it is known. */
+export function divDim(d: Dim | undefined, by: number): Dim {
+  return typeof d === "number" ? d / by : null;
+}
+
+// ---- mhafuse.Attention ------------------------------------------------------------------------------
+
+interface AttentionShape {
+  batch: number;
+  seqQ: number;
+  seqKV: number;
+  numHeads: number;
+  kvNumHeads: number;
+  headSize: number;
+  vHeadSize: number;
+}
+
+function validateInputs(node: Node, q: Tensor, k: Tensor, v: Tensor): AttentionShape {
+  requireRank(node, q, [3], "Q");
+  requireRank(node, k, [3], "K");
+  requireRank(node, v, [3], "V");
+  for (const [t, what] of [
+    [q, "Q"],
+    [k, "K"],
+    [v, "V"],
+  ] as const) {
+    if (!FLOAT_TYPES.includes(t.type))
+      throw new OpError(node, `${what} must be float32 or float16, got ${t.type}`);
+  }
+  if (k.type !== q.type || v.type !== q.type) {
+    throw new OpError(node, `Q, K and V must share one dtype, got ${q.type}, ${k.type}, ${v.type}`);
+  }
+  const [batch, seqQ, qHidden] = q.dims as [number, number, number];
+  const [kBatch, seqKV, kHidden] = k.dims as [number, number, number];
+  const [vBatch, vSeq, vHidden] = v.dims as [number, number, number];
+  if (kBatch !== batch || vBatch !== batch) {
+    throw new OpError(node, `batch sizes differ: Q ${batch}, K ${kBatch}, V ${vBatch}`);
+  }
+  if (vSeq !== seqKV) throw new OpError(node, `K and V sequence lengths differ: ${seqKV} vs ${vSeq}`);
+  const numHeads = positiveIntAttr(node, "num_heads");
+  const kvNumHeads = positiveIntAttr(node, "kv_num_heads", numHeads);
+  if (numHeads % kvNumHeads !== 0) {
+    throw new OpError(node, `num_heads ${numHeads} must be a multiple of kv_num_heads ${kvNumHeads}`);
+  }
+  if (qHidden % numHeads !== 0) {
+    throw new OpError(node, `Q hidden size ${qHidden} is not divisible by num_heads ${numHeads}`);
+  }
+  const headSize = qHidden / numHeads;
+  if (kHidden !== kvNumHeads * headSize) {
+    throw new OpError(
+      node,
+      `K hidden size ${kHidden} must be kv_num_heads × head size = ${kvNumHeads} × ${headSize} = ${kvNumHeads * headSize}`,
+    );
+  }
+  if (vHidden % kvNumHeads !== 0) {
+    throw new OpError(node, `V hidden size ${vHidden} is not divisible by kv_num_heads ${kvNumHeads}`);
+  }
+  return { batch, seqQ, seqKV, numHeads, kvNumHeads, headSize, vHeadSize: vHidden / kvNumHeads };
+}
+
+function causalAttr(node: Node): boolean {
+  const c = attrInt(node, "causal", 0);
+  if (c !== 0 && c !== 1) throw new OpError(node, `attribute 'causal' must be 0 or 1, got ${c}`);
+  return c === 1;
+}
+
+function runAttention(node: Node, inputs: (Tensor | undefined)[]): Tensor[] {
+  const [q, k, v, bias, keyLengths] = inputs;
+  if (!q || !k || !v) throw new OpError(node, "inputs Q, K and V are required");
+  const s = validateInputs(node, q, k, v);
+  const problem: AttentionProblem = {
+    ...s,
+    scale: scaleAttr(node, s.headSize),
+    q: { data: floatData(node, q, "Q"), layout: bsnhLayout(s.seqQ, s.numHeads * s.headSize, s.headSize) },
+    k: { data: floatData(node, k, "K"), layout: bsnhLayout(s.seqKV, s.kvNumHeads * s.headSize, s.headSize) },
+    v: {
+      data: floatData(node, v, "V"),
+      layout: bsnhLayout(s.seqKV, s.kvNumHeads * s.vHeadSize, s.vHeadSize),
+    },
+    causalOffset: causalAttr(node) ? s.seqKV - s.seqQ : undefined,
+  };
+  if (bias) {
+    problem.bias = broadcastBias(
+      node,
+      floatData(node, bias, "bias"),
+      bias.dims,
+      [s.batch, s.numHeads, s.seqQ, s.seqKV],
+      "bias",
+    );
+  }
+  if (keyLengths) problem.keyLengths = keyLengthsOf(node, keyLengths, s.batch, s.seqKV, "key_lengths");
+  const outWidth = s.numHeads * s.vHeadSize;
+  const out = solveAttention(problem, bsnhLayout(s.seqQ, outWidth, s.vHeadSize));
+  return [floatTensor(q.type, out, [s.batch, s.seqQ, outWidth])];
+}
+
+function inferAttention(ctx: TypeContext): ValueType[] {
+  const { node } = ctx;
+  const [q, , v] = ctx.inputs;
+  if (!q) throw new OpError(node, "input Q is required");
+  const numHeads = positiveIntAttr(node, "num_heads");
+  const kvNumHeads = positiveIntAttr(node, "kv_num_heads", numHeads);
+  for (const [t, what] of [
+    [q, "Q"],
+    [ctx.inputs[1], "K"],
+    [v, "V"],
+  ] as const) {
+    if (t?.shape && t.shape.length !== 3)
+      throw new OpError(node, `${what} must have rank 3, got ${t.shape.length}`);
+  }
+  const vHidden = v?.shape?.[2];
+  const outWidth = typeof vHidden === "number" ? (vHidden / kvNumHeads) * numHeads : null;
+  return [{ dtype: q.dtype, shape: [q.shape?.[0] ?? null, q.shape?.[1] ?? null, outWidth] }];
+}
+
+export const attentionOp: OpDef = {
+  opType: "Attention",
+  domain: "mhafuse",
+  inferTypes: inferAttention,
+  run: (ctx, inputs) => runAttention(ctx.node, inputs),
+};
+
+registerOps([attentionOp]);

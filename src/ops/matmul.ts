@@ -1,0 +1,234 @@
+import { gemm } from "../backends/cpu/gemm.js";
+import { OpError } from "../errors.js";
+import type { DType } from "../ir/dtype.js";
+import type { Dim, Node } from "../ir/graph.js";
+import { broadcastDims, broadcastSymbolic } from "../ir/shape.js";
+import { sizeOf, stridesOf, type Tensor } from "../ir/tensor.js";
+import { float32Data, floatTensor, tensorFromFloat64 } from "./float-data.js";
+import { attrFloat, attrInt, type OpDef, registerOps } from "./registry.js";
+
+const MATMUL_TYPES: readonly DType[] = ["float32", "float16", "float64", "int32", "int64"];
+
+function requireMatmulType(node: Node, type: DType): void {
+  if (!MATMUL_TYPES.includes(type)) throw new OpError(node, `unsupported element type ${type}`);
+}
+
+/**
+ * C[M×N] += A[M×K]·B[K×N] for row-major float64 matrices at the given offsets; the reference path for
+ * dtypes the float32 GEMM does not cover (float64 keeps full precision, integers stay exact below 2^53).
+ */
+export function naiveMatmul(
+  M: number,
+  N: number,
+  K: number,
+  A: Float64Array,
+  aOffset: number,
+  B: Float64Array,
+  bOffset: number,
+  C: Float64Array,
+  cOffset: number,
+): void {
+  for (let i = 0; i < M; i++) {
+    const cRow = cOffset + i * N;
+    for (let k = 0; k < K; k++) {
+      const a = A[aOffset + i * K + k]!;
+      if (a === 0) continue;
+      const bRow = bOffset + k * N;
+      for (let j = 0; j < N; j++) C[cRow + j] += a * B[bRow + j]!;
+    }
+  }
+}
+
+/**
+ * For each flat index of `outBatch`, the flat index of the (broadcast) input batch `inBatch` it reads.
+ * `inBatch` is right-aligned against `outBatch` and may hold 1s that broadcast.
+ */
+export function broadcastIndexMap(outBatch: readonly number[], inBatch: readonly number[]): Int32Array {
+  const n = sizeOf(outBatch);
+  const map = new Int32Array(n);
+  const rank = outBatch.length;
+  const inStrides = stridesOf(inBatch);
+  const lead = rank - inBatch.length;
+  const idx = new Array<number>(rank).fill(0);
+  for (let flat = 0; flat < n; flat++) {
+    let off = 0;
+    for (let d = lead; d < rank; d++) if (inBatch[d - lead] !== 1) off += idx[d]! * inStrides[d - lead]!;
+    map[flat] = off;
+    for (let d = rank - 1; d >= 0; d--) {
+      if (++idx[d]! < outBatch[d]!) break;
+      idx[d] = 0;
+    }
+  }
+  return map;
+}
+
+/** numpy.matmul output shape (symbolic); undefined when ranks are unknown or dims provably mismatch. */
+export function matmulShape(a: readonly Dim[], b: readonly Dim[]): Dim[] | undefined {
+  if (a.length === 0 || b.length === 0) return undefined;
+  const a2 = a.length === 1 ? [1, a[0]!] : a;
+  const b2 = b.length === 1 ? [b[0]!, 1] : b;
+  const ka = a2[a2.length - 1]!;
+  const kb = b2[b2.length - 2]!;
+  if (typeof ka === "number" && typeof kb === "number" && ka !== kb) return undefined;
+  const batch = broadcastSymbolic(a2.slice(0, -2), b2.slice(0, -2));
+  if (!batch) return undefined;
+  const out = [...batch];
+  if (a.length > 1) out.push(a2[a2.length - 2]!);
+  if (b.length > 1) out.push(b2[b2.length - 1]!);
+  return out;
+}
+
+interface MatmulPlan {
+  batch: number[];
+  M: number;
+  N: number;
+  K: number;
+  outDims: number[];
+  aBatch: number[];
+  bBatch: number[];
+}
+
+function planMatmul(node: Node, a: readonly number[], b: readonly number[]): MatmulPlan {
+  if (a.length === 0 || b.length === 0) throw new OpError(node, "MatMul inputs must have rank ≥ 1");
+  const a2 = a.length === 1 ? [1, a[0]!] : a;
+  const b2 = b.length === 1 ? [b[0]!, 1] : b;
+  const M = a2[a2.length - 2]!;
+  const K = a2[a2.length - 1]!;
+  const N = b2[b2.length - 1]!;
+  if (b2[b2.length - 2] !== K) {
+    throw new OpError(node, `inner dimensions differ: A is [${a}], B is [${b}]`);
+  }
+  const aBatch = a2.slice(0, -2);
+  const bBatch = b2.slice(0, -2);
+  const batch = broadcastDims(aBatch, bBatch);
+  if (!batch) throw new OpError(node, `batch dimensions do not broadcast: A is [${a}], B is [${b}]`);
+  const outDims = [...batch];
+  if (a.length > 1) outDims.push(M);
+  if (b.length > 1) outDims.push(N);
+  return { batch, M, N, K, outDims, aBatch, bBatch };
+}
+
+/** Batched float32 matmul through the GEMM kernel. */
+function matmulFloat32(p: MatmulPlan, A: Float32Array, B: Float32Array): Float32Array {
+  const { M, N, K } = p;
+  const C = new Float32Array(sizeOf(p.outDims));
+  // A stack of rows times one weight matrix (every Linear layer): fold A's batch into M, one GEMM call.
+  if (sizeOf(p.bBatch) === 1 && sizeOf(p.aBatch) === sizeOf(p.batch)) {
+    gemm(false, false, sizeOf(p.batch) * M, N, K, 1, A, 0, K, B, 0, N, 0, C, 0, N);
+    return C;
+  }
+  const aMap = broadcastIndexMap(p.batch, p.aBatch);
+  const bMap = broadcastIndexMap(p.batch, p.bBatch);
+  for (let i = 0; i < aMap.length; i++) {
+    gemm(false, false, M, N, K, 1, A, aMap[i]! * M * K, K, B, bMap[i]! * K * N, N, 0, C, i * M * N, N);
+  }
+  return C;
+}
+
+function matmulFloat64(p: MatmulPlan, A: Float64Array, B: Float64Array): Float64Array {
+  const { M, N, K } = p;
+  const C = new Float64Array(sizeOf(p.outDims));
+  const aMap = broadcastIndexMap(p.batch, p.aBatch);
+  const bMap = broadcastIndexMap(p.batch, p.bBatch);
+  for (let i = 0; i < aMap.length; i++) {
+    naiveMatmul(M, N, K, A, aMap[i]! * M * K, B, bMap[i]! * K * N, C, i * M * N);
+  }
+  return C;
+}
+
+const MatMul: OpDef = {
+  opType: "MatMul",
+  inferTypes(ctx) {
+    const [a, b] = ctx.inputs;
+    if (!a) return [{ dtype: b?.dtype ?? "float32" }];
+    const shape = a.shape && b?.shape ? matmulShape(a.shape, b.shape) : undefined;
+    return [shape ? { dtype: a.dtype, shape } : { dtype: a.dtype }];
+  },
+  run(ctx, [a, b]) {
+    const node = ctx.node;
+    if (!a || !b) throw new OpError(node, "MatMul needs two inputs");
+    if (a.type !== b.type) throw new OpError(node, `input types differ: ${a.type} and ${b.type}`);
+    requireMatmulType(node, a.type);
+    const p = planMatmul(node, a.dims, b.dims);
+    if (a.type === "float32" || a.type === "float16") {
+      const C = matmulFloat32(p, float32Data(a), float32Data(b));
+      return [floatTensor(a.type, C, p.outDims)];
+    }
+    return [tensorFromFloat64(a.type, matmulFloat64(p, a.toFloat64(), b.toFloat64()), p.outDims)];
+  },
+};
+
+/** Gemm's C broadcast to [M, N] (unidirectional), as a fresh row-major array of the output's precision. */
+function expandBias<T extends Float32Array | Float64Array>(
+  node: Node,
+  c: Tensor,
+  M: number,
+  N: number,
+  out: T,
+): T {
+  const dims = c.dims;
+  const target = broadcastDims([M, N], dims);
+  if (dims.length > 2 || !target || target[0] !== M || target[1] !== N) {
+    throw new OpError(node, `C of shape [${dims}] does not broadcast to [${M},${N}]`);
+  }
+  const rows = dims.length === 2 ? dims[0]! : 1;
+  const cols = dims.length >= 1 ? dims[dims.length - 1]! : 1;
+  const src = c.toFloat64();
+  for (let i = 0; i < M; i++) {
+    const si = rows === 1 ? 0 : i * cols;
+    for (let j = 0; j < N; j++) out[i * N + j] = src[si + (cols === 1 ? 0 : j)]!;
+  }
+  return out;
+}
+
+const Gemm: OpDef = {
+  opType: "Gemm",
+  inferTypes(ctx) {
+    const [a, b] = ctx.inputs;
+    const node = ctx.node;
+    const dtype = a?.dtype ?? b?.dtype ?? "float32";
+    if (!a?.shape || !b?.shape || a.shape.length !== 2 || b.shape.length !== 2) return [{ dtype }];
+    const M = attrInt(node, "transA", 0) ? a.shape[1]! : a.shape[0]!;
+    const N = attrInt(node, "transB", 0) ? b.shape[0]! : b.shape[1]!;
+    return [{ dtype, shape: [M, N] }];
+  },
+  run(ctx, [a, b, c]) {
+    const node = ctx.node;
+    if (!a || !b) throw new OpError(node, "Gemm needs inputs A and B");
+    if (a.type !== b.type || (c && c.type !== a.type)) throw new OpError(node, "input types differ");
+    requireMatmulType(node, a.type);
+    if (a.rank !== 2 || b.rank !== 2)
+      throw new OpError(node, `A and B must be 2-D, got [${a.dims}], [${b.dims}]`);
+    const transA = attrInt(node, "transA", 0) !== 0;
+    const transB = attrInt(node, "transB", 0) !== 0;
+    const alpha = attrFloat(node, "alpha", 1);
+    const beta = c ? attrFloat(node, "beta", 1) : 0;
+    const [M, K] = transA ? [a.dims[1]!, a.dims[0]!] : [a.dims[0]!, a.dims[1]!];
+    const [kb, N] = transB ? [b.dims[1]!, b.dims[0]!] : [b.dims[0]!, b.dims[1]!];
+    if (kb !== K) throw new OpError(node, `inner dimensions differ: op(A) is ${M}×${K}, op(B) is ${kb}×${N}`);
+    const lda = a.dims[1]!;
+    const ldb = b.dims[1]!;
+
+    if (a.type === "float32" || a.type === "float16") {
+      const out = c ? expandBias(node, c, M, N, new Float32Array(M * N)) : new Float32Array(M * N);
+      gemm(transA, transB, M, N, K, alpha, float32Data(a), 0, lda, float32Data(b), 0, ldb, beta, out, 0, N);
+      return [floatTensor(a.type, out, [M, N])];
+    }
+    const A = a.toFloat64();
+    const B = b.toFloat64();
+    const out = c ? expandBias(node, c, M, N, new Float64Array(M * N)) : new Float64Array(M * N);
+    for (let i = 0; i < M; i++) {
+      for (let j = 0; j < N; j++) {
+        let acc = 0;
+        for (let k = 0; k < K; k++) {
+          acc += A[transA ? k * lda + i : i * lda + k]! * B[transB ? j * ldb + k : k * ldb + j]!;
+        }
+        out[i * N + j] = alpha * acc + beta * out[i * N + j]!;
+      }
+    }
+    return [tensorFromFloat64(a.type, out, [M, N])];
+  },
+};
+
+export const matmulOps: readonly OpDef[] = [MatMul, Gemm];
+registerOps(matmulOps);

@@ -1,0 +1,72 @@
+import { OpError } from "../errors.js";
+import { normalizeAxis } from "../ir/shape.js";
+import { sizeOf } from "../ir/tensor.js";
+import { allocFloat, floatData, floatTensor, requireFloat } from "./float-data.js";
+import { attrInt, type OpDef, registerOps } from "./registry.js";
+
+/**
+ * Softmax along a strided axis: the input is viewed as [outer, length, inner]. Subtracting the row max
+ * first keeps exp() finite. A row of all -Infinity gives NaN (-Infinity minus -Infinity), as the spec formula does.
+ */
+function softmaxRows(
+  x: Float32Array | Float64Array,
+  y: Float32Array | Float64Array,
+  outer: number,
+  length: number,
+  inner: number,
+): void {
+  for (let o = 0; o < outer; o++) {
+    for (let i = 0; i < inner; i++) {
+      const base = o * length * inner + i;
+      let max = Number.NEGATIVE_INFINITY;
+      for (let k = 0, p = base; k < length; k++, p += inner) if (x[p]! > max) max = x[p]!;
+      let sum = 0;
+      for (let k = 0, p = base; k < length; k++, p += inner) {
+        const e = Math.exp(x[p]! - max);
+        y[p] = e;
+        sum += e;
+      }
+      const inv = 1 / sum;
+      for (let k = 0, p = base; k < length; k++, p += inner) y[p] = y[p]! * inv;
+    }
+  }
+}
+
+const Softmax: OpDef = {
+  opType: "Softmax",
+  inferTypes(ctx) {
+    const x = ctx.inputs[0];
+    return [x ? { ...x } : { dtype: "float32" }];
+  },
+  run(ctx, [x]) {
+    const node = ctx.node;
+    if (!x) throw new OpError(node, "Softmax needs an input");
+    requireFloat(node, x, "input");
+    const rank = x.rank;
+    let outer: number;
+    let length: number;
+    let inner: number;
+    try {
+      if (ctx.opset < 13) {
+        // Opsets 1–12: flatten to 2-D at `axis` and normalise each row of the flattened matrix.
+        const axis = rank === 0 ? 0 : normalizeAxis(attrInt(node, "axis", 1), rank);
+        outer = sizeOf(x.dims.slice(0, axis));
+        length = sizeOf(x.dims.slice(axis));
+        inner = 1;
+      } else {
+        const axis = normalizeAxis(attrInt(node, "axis", -1), Math.max(rank, 1));
+        outer = sizeOf(x.dims.slice(0, axis));
+        length = rank === 0 ? 1 : x.dims[axis]!;
+        inner = sizeOf(x.dims.slice(axis + 1));
+      }
+    } catch (e) {
+      throw new OpError(node, (e as Error).message);
+    }
+    const y = allocFloat(x.type, x.size);
+    softmaxRows(floatData(x), y, outer, length, inner);
+    return [floatTensor(x.type, y, x.dims)];
+  },
+};
+
+export const softmaxOps: readonly OpDef[] = [Softmax];
+registerOps(softmaxOps);

@@ -1,0 +1,62 @@
+import type { Graph } from "../ir/graph.js";
+import { fuseAttention } from "./attention/fuse.js";
+import type { AttentionReport } from "./attention/report.js";
+import { foldConstants } from "./fold-constants.js";
+import { foldShapes } from "./fold-shapes.js";
+import { type Pass, type PassStats, runPasses } from "./manager.js";
+import { removeDeadNodes } from "./remove-dead-nodes.js";
+
+export type { AttentionKind, AttentionReport, AttentionTrait, FusionPath } from "./attention/report.js";
+export { summarizeReport } from "./attention/report.js";
+export type { Pass, PassStats } from "./manager.js";
+export { foldConstants, foldShapes, fuseAttention, removeDeadNodes, runPasses };
+
+/** Like onnxruntime's GraphOptimizationLevel: attention fusion runs at "extended" and "all". */
+export type GraphOptimizationLevel = "disabled" | "basic" | "extended" | "all";
+
+export interface OptimizeOptions {
+  level?: GraphOptimizationLevel;
+  /** Which runtime the result is for; "onnxruntime" conversion happens in to-onnxruntime.ts afterwards. */
+  target?: "mhafuse" | "onnxruntime";
+}
+
+export interface OptimizeResult {
+  graph: Graph;
+  report: AttentionReport[];
+  stats: PassStats[];
+}
+
+const LEVELS: GraphOptimizationLevel[] = ["disabled", "basic", "extended", "all"];
+
+const basicPasses: Pass[] = [
+  { name: "fold-constants", run: (g) => ({ changed: foldConstants(g) }) },
+  { name: "fold-shapes", run: (g) => ({ changed: foldShapes(g) }) },
+  { name: "fold-constants-after-shapes", run: (g) => ({ changed: foldConstants(g) }) },
+  { name: "remove-dead-nodes", run: (g) => ({ changed: removeDeadNodes(g) }) },
+];
+
+const fusionPasses: Pass[] = [
+  {
+    name: "fuse-attention",
+    run: (g) => {
+      const report = fuseAttention(g);
+      return { changed: report.filter((b) => b.fused).length, result: report };
+    },
+  },
+  { name: "remove-dead-nodes-after-fusion", run: (g) => ({ changed: removeDeadNodes(g) }) },
+];
+
+/**
+ * The optimisation pipeline the session, `mhafuse inspect/run/optimize` use. Never modifies `graph`.
+ * "basic": constant and shape folding, dead-node removal; "extended"/"all": plus attention fusion.
+ */
+export function optimizeGraph(graph: Graph, options: OptimizeOptions = {}): OptimizeResult {
+  const level = options.level ?? "all";
+  if (!LEVELS.includes(level))
+    throw new RangeError(`unknown optimisation level '${level}' (use ${LEVELS.join(", ")})`);
+  const rank = LEVELS.indexOf(level);
+  const passes = [...(rank >= 1 ? basicPasses : []), ...(rank >= 2 ? fusionPasses : [])];
+  const { graph: out, stats, results } = runPasses(graph, passes);
+  const report = (results.get("fuse-attention") as AttentionReport[] | undefined) ?? [];
+  return { graph: out, report, stats };
+}

@@ -1,0 +1,9 @@
+import { inferGraphTypes, type TypeInference } from "../engine/infer-types.js";
+import type { Graph } from "../ir/graph.js";
+
+export type { TypeInference };
+
+/** Types and statically known values of a graph (the engine's shape inference; never throws on odd ops). */
+export function analyzeGraph(graph: Graph): TypeInference {
+  return inferGraphTypes(graph);
+}

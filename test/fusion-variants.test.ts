@@ -1,0 +1,324 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { runGraph } from "../src/engine/executor.js";
+import { floatAttr, GraphBuilder } from "../src/ir/builder.js";
+import type { Graph } from "../src/ir/graph.js";
+import { Tensor } from "../src/ir/tensor.js";
+import { optimizeGraph, summarizeReport } from "../src/passes/index.js";
+
+// GraphBuilder-made attention blocks in the export styles the rule set must recognise. Each variant is
+// fused, run, and compared with the unfused graph on the same random feeds; negative variants must stay
+// unfused with a reason.
+
+function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    return s / 2 ** 32 - 0.5;
+  };
+}
+
+function randomTensor(dims: number[], r: () => number, scale = 1): Tensor<"float32"> {
+  const n = dims.reduce((a, b) => a * b, 1);
+  const data = new Float32Array(n);
+  for (let i = 0; i < n; i++) data[i] = r() * scale;
+  return new Tensor("float32", data, dims);
+}
+
+interface Variant {
+  B?: number;
+  Sq?: number;
+  Skv?: number;
+  N?: number;
+  Nkv?: number;
+  H?: number;
+  cross?: boolean;
+  /** "mul": scores·(1/√H); "div": scores/√H; "sdpa": Q and Kᵀ each ·H^-¼ with the IsNaN guard; "none". */
+  scale?: "mul" | "div" | "sdpa" | "none";
+  mask?: boolean;
+  causal?: "trilu" | "range";
+  relBias?: boolean;
+  gqa?: "expand" | "tile";
+  rotary?: boolean;
+  dropout?: boolean;
+  // negatives
+  softmaxAxis?: number;
+  runtimeScale?: boolean;
+  maskAfterSoftmax?: boolean;
+}
+
+function build(v: Variant): { graph: Graph; feeds: Record<string, Tensor> } {
+  const { B = 2, Sq = 5, N = 4, H = 8 } = v;
+  const Skv = v.cross ? (v.Skv ?? 7) : Sq;
+  const Nkv = v.Nkv ?? N;
+  const E = N * H;
+  const r = rng(7);
+  const b = new GraphBuilder({ opset: 17 });
+  const feeds: Record<string, Tensor> = {};
+  const x = b.input("x", "float32", ["batch", "seq", E]);
+  feeds.x = randomTensor([B, Sq, E], r, 2);
+  let kvSource = x;
+  if (v.cross) {
+    kvSource = b.input("enc", "float32", ["batch", "enc_seq", E]);
+    feeds.enc = randomTensor([B, Skv, E], r, 2);
+  }
+  const proj = (input: string, heads: number) => {
+    const w = b.init(randomTensor([E, heads * H], r, 0.5));
+    const bias = b.init(randomTensor([heads * H], r, 0.2));
+    const lin = b.op("Add", [bias, b.op("MatMul", [input, w])]);
+    return b.op("Reshape", [lin, b.const("int64", [0, 0, heads, H])]);
+  };
+  let q = b.op("Transpose", [proj(x, N)], { perm: [0, 2, 1, 3] });
+  const kSplit = proj(kvSource, Nkv);
+  let v4 = b.op("Transpose", [proj(kvSource, Nkv)], { perm: [0, 2, 1, 3] });
+  let kT: string;
+  const repeat = (t: string) => {
+    const u = b.op("Unsqueeze", [t, b.const("int64", [2])]);
+    const rep = N / Nkv;
+    const expanded =
+      v.gqa === "tile"
+        ? b.op("Tile", [u, b.const("int64", [1, 1, rep, 1, 1])])
+        : b.op("Expand", [u, b.const("int64", [B, Nkv, rep, Skv, H])]);
+    return b.op("Reshape", [expanded, b.const("int64", [B, N, Skv, H])]);
+  };
+  if (v.gqa || v.rotary) {
+    let k4 = b.op("Transpose", [kSplit], { perm: [0, 2, 1, 3] });
+    if (v.rotary) {
+      const half = H / 2;
+      const angles = (len: number, fn: (x: number) => number) => {
+        const data = new Float32Array(len * H);
+        for (let p = 0; p < len; p++)
+          for (let i = 0; i < H; i++) data[p * H + i] = fn(p / 10000 ** ((2 * (i % half)) / H));
+        return b.init(new Tensor("float32", data, [len, H]));
+      };
+      const rotate = (t: string, len: number) => {
+        const x1 = b.op("Slice", [t, b.const("int64", [0]), b.const("int64", [half]), b.const("int64", [3])]);
+        const x2 = b.op("Slice", [t, b.const("int64", [half]), b.const("int64", [H]), b.const("int64", [3])]);
+        const rotated = b.op("Concat", [b.op("Neg", [x2]), x1], { axis: 3 });
+        return b.op("Add", [
+          b.op("Mul", [t, angles(len, Math.cos)]),
+          b.op("Mul", [rotated, angles(len, Math.sin)]),
+        ]);
+      };
+      q = rotate(q, Sq);
+      k4 = rotate(k4, Skv);
+    }
+    if (v.gqa) {
+      k4 = repeat(k4);
+      v4 = repeat(v4);
+    }
+    kT = b.op("Transpose", [k4], { perm: [0, 1, 3, 2] });
+  } else {
+    kT = b.op("Transpose", [kSplit], { perm: [0, 2, 3, 1] });
+  }
+  const scaleKind = v.scale ?? "mul";
+  if (scaleKind === "sdpa") {
+    const quarter = b.const("float32", 1 / Math.sqrt(Math.sqrt(H)));
+    q = b.op("Mul", [q, quarter]);
+    kT = b.op("Mul", [kT, quarter]);
+  }
+  let scores = b.op("MatMul", [q, kT]);
+  if (v.runtimeScale) {
+    scores = b.op("Mul", [scores, b.input("temperature", "float32", [])]);
+    feeds.temperature = new Tensor("float32", [0.25], []);
+  } else if (scaleKind === "mul") scores = b.op("Mul", [scores, b.const("float32", 1 / Math.sqrt(H))]);
+  else if (scaleKind === "div") scores = b.op("Div", [scores, b.const("float32", Math.sqrt(H))]);
+  if (v.relBias) scores = b.op("Add", [scores, b.init(randomTensor([1, N, Sq, Skv], r, 3))]);
+  let maskBias: string | undefined;
+  if (v.mask) {
+    const m = b.input("attention_mask", "int64", ["batch", v.cross ? "enc_seq" : "seq"]);
+    const rows = [];
+    for (let i = 0; i < B; i++) for (let j = 0; j < Skv; j++) rows.push(i === 1 && j >= Skv - 2 ? 0 : 1);
+    feeds.attention_mask = new Tensor("int64", rows, [B, Skv]);
+    const inverted = b.op("Sub", [b.const("float32", 1), b.op("Cast", [m], { to: 1 })]);
+    const bias = b.op("Mul", [inverted, b.const("float32", -10000)]);
+    maskBias = b.op("Unsqueeze", [bias, b.const("int64", [1, 2])]);
+    if (!v.maskAfterSoftmax) scores = b.op("Add", [scores, maskBias]);
+  }
+  if (v.causal === "trilu") {
+    const ones = b.init(new Tensor("float32", new Array(Sq * Skv).fill(1), [Sq, Skv]));
+    const lower = b.op("Cast", [b.op("Trilu", [ones], { upper: 0 })], { to: 9 });
+    scores = b.op("Add", [
+      scores,
+      b.op("Where", [lower, b.const("float32", 0), b.const("float32", -Infinity)]),
+    ]);
+  } else if (v.causal === "range") {
+    const shape = b.op("Shape", [q]);
+    const len = b.op("Gather", [shape, b.const("int64", 2)], { axis: 0 });
+    const pos = b.op("Range", [b.const("int64", 0), len, b.const("int64", 1)]);
+    const future = b.op("Less", [
+      b.op("Unsqueeze", [pos, b.const("int64", [1])]),
+      b.op("Unsqueeze", [pos, b.const("int64", [0])]),
+    ]);
+    scores = b.op("Where", [future, b.const("float32", -3.4028234663852886e38), scores]);
+  }
+  let probs = b.op("Softmax", [scores], { axis: v.softmaxAxis ?? -1 });
+  if (scaleKind === "sdpa") probs = b.op("Where", [b.op("IsNaN", [probs]), b.const("float32", 0), probs]);
+  if (v.dropout) probs = b.op("Dropout", [probs, b.const("float32", 0.1)]);
+  if (v.maskAfterSoftmax && maskBias) probs = b.op("Add", [probs, maskBias]);
+  const ctx = b.op("MatMul", [probs, v4]);
+  const merged = b.op("Reshape", [
+    b.op("Transpose", [ctx], { perm: [0, 2, 1, 3] }),
+    b.const("int64", [0, 0, E]),
+  ]);
+  const out = b.op("MatMul", [merged, b.init(randomTensor([E, E], r, 0.5))], {}, { outputs: ["y"] });
+  b.output(out, "float32");
+  return { graph: b.build(), feeds };
+}
+
+function maxAbsDiff(a: Tensor, b: Tensor): number {
+  assert.deepEqual([...a.dims], [...b.dims]);
+  const x = a.toFloat64();
+  const y = b.toFloat64();
+  let m = 0;
+  for (let i = 0; i < x.length; i++) m = Math.max(m, Math.abs(x[i]! - y[i]!));
+  return m;
+}
+
+function fuseAndCompare(v: Variant) {
+  const { graph, feeds } = build(v);
+  const { graph: fused, report } = optimizeGraph(graph, { level: "all" });
+  assert.equal(report.length, 1, summarizeReport(report));
+  const block = report[0]!;
+  const reference = runGraph(graph, feeds).get("y")!;
+  const result = runGraph(fused, feeds).get("y")!;
+  return {
+    block,
+    fused,
+    reference,
+    result,
+    diff: maxAbsDiff(reference, result),
+    summary: summarizeReport(report),
+  };
+}
+
+const fusedOps = (g: Graph) => g.nodes.filter((n) => n.domain === "mhafuse").map((n) => n.opType);
+
+const positive: [string, Variant, { kind: string; path: string; traits?: string[] }][] = [
+  [
+    "eager self-attention with padding mask (packed)",
+    { mask: true },
+    { kind: "self", path: "packed-qkv", traits: ["padding-mask"] },
+  ],
+  [
+    "scale by Div, dropout",
+    { mask: true, scale: "div", dropout: true },
+    { kind: "self", path: "packed-qkv" },
+  ],
+  [
+    "SDPA decomposition with IsNaN guard",
+    { mask: true, scale: "sdpa" },
+    { kind: "self", path: "packed-qkv" },
+  ],
+  ["no mask at all", {}, { kind: "self", path: "attention" }],
+  [
+    "relative position bias without scale",
+    { scale: "none", relBias: true },
+    { kind: "self", path: "attention", traits: ["biased"] },
+  ],
+  [
+    "relative bias and padding mask",
+    { relBias: true, mask: true },
+    { kind: "self", path: "attention", traits: ["biased"] },
+  ],
+  ["causal mask from Trilu", { causal: "trilu" }, { kind: "causal", path: "attention" }],
+  [
+    "causal mask from Range/Less/Where (masked fill)",
+    { causal: "range" },
+    { kind: "causal", path: "attention" },
+  ],
+  [
+    "causal + padding",
+    { causal: "trilu", mask: true },
+    { kind: "causal", path: "attention", traits: ["padding-mask"] },
+  ],
+  [
+    "cross-attention Sq≠Skv with encoder mask",
+    { cross: true, mask: true, Skv: 7 },
+    { kind: "cross", path: "attention" },
+  ],
+  ["GQA via Expand", { gqa: "expand", Nkv: 2 }, { kind: "self", path: "attention", traits: ["GQA"] }],
+  ["GQA via Tile", { gqa: "tile", Nkv: 2, mask: true }, { kind: "self", path: "attention", traits: ["GQA"] }],
+  [
+    "rotary on Q and K",
+    { rotary: true, causal: "trilu" },
+    { kind: "causal", path: "attention", traits: ["rotary"] },
+  ],
+];
+
+for (const [name, variant, want] of positive) {
+  test(`fuses: ${name}`, () => {
+    const r = fuseAndCompare(variant);
+    assert.equal(r.block.fused, true, r.summary);
+    assert.equal(r.block.kind, want.kind, r.summary);
+    assert.equal(r.block.path, want.path, r.summary);
+    for (const t of want.traits ?? [])
+      assert.ok(r.block.traits.includes(t as never), `${t} missing: ${r.summary}`);
+    const ops = fusedOps(r.fused);
+    assert.ok(ops.includes(want.path === "packed-qkv" ? "QKVToContext" : "Attention"), ops.join(","));
+    assert.ok(!r.fused.nodes.some((n) => n.opType === "Softmax"), "the Softmax must be gone after fusion");
+    assert.ok(r.diff <= 1e-4, `max |diff| ${r.diff}`);
+  });
+}
+
+test("GQA keeps the unrepeated K/V heads", () => {
+  const r = fuseAndCompare({ gqa: "expand", Nkv: 2, N: 4 });
+  const node = r.fused.nodes.find((n) => n.opType === "Attention")!;
+  assert.deepEqual([node.attrs.num_heads?.value, node.attrs.kv_num_heads?.value], [4, 2]);
+});
+
+test("scale is the product of every constant factor", () => {
+  const r = fuseAndCompare({ scale: "sdpa", H: 16 });
+  assert.ok(Math.abs(r.block.scale! - 1 / 4) < 1e-6, String(r.block.scale));
+  const none = fuseAndCompare({ scale: "none", relBias: true });
+  assert.equal(none.block.scale, 1);
+});
+
+test("a non-right-padded mask falls back at run time and still matches", () => {
+  const { graph, feeds } = build({ mask: true, B: 3 });
+  // Row 1 has holes, row 2 is left-padded: neither is a right-padding mask, both take the fallback bias.
+  feeds.attention_mask = new Tensor("int64", [1, 1, 1, 1, 0, 1, 1, 0, 1, 0, 0, 0, 1, 1, 1], [3, 5]);
+  const { graph: fused, report } = optimizeGraph(graph);
+  assert.equal(report[0]!.path, "packed-qkv");
+  const d = maxAbsDiff(runGraph(graph, feeds).get("y")!, runGraph(fused, feeds).get("y")!);
+  assert.ok(d <= 1e-4, `max |diff| ${d}`);
+});
+
+test("a row with no valid token falls back to the bias (uniform over keys, like PyTorch)", () => {
+  const { graph, feeds } = build({ mask: true, B: 2 });
+  feeds.attention_mask = new Tensor("int64", [1, 1, 1, 0, 0, 0, 0, 0, 0, 0], [2, 5]);
+  const { graph: fused } = optimizeGraph(graph);
+  // score − 10000 in float32 rounds to ~1e-3, so both graphs only agree to that precision on the empty row.
+  const d = maxAbsDiff(runGraph(graph, feeds).get("y")!, runGraph(fused, feeds).get("y")!);
+  assert.ok(d <= 2e-3, `max |diff| ${d}`);
+});
+
+const negative: [string, Variant, RegExp][] = [
+  ["softmax over another axis", { softmaxAxis: 2 }, /axis 2/],
+  ["a scale that is not constant", { runtimeScale: true }, /not a scalar constant/],
+  ["a mask added after softmax", { mask: true, maskAfterSoftmax: true }, /Add '.*' broke pattern/],
+];
+
+for (const [name, variant, reason] of negative) {
+  test(`does not fuse: ${name}`, () => {
+    const { graph, feeds } = build(variant);
+    const { graph: out, report } = optimizeGraph(graph);
+    assert.equal(report.length, 1);
+    assert.equal(report[0]!.fused, false);
+    assert.match(report[0]!.reason ?? "", reason);
+    assert.deepEqual(fusedOps(out), []);
+    // Not fusing must not change the numbers either.
+    const d = maxAbsDiff(runGraph(graph, feeds).get("y")!, runGraph(out, feeds).get("y")!);
+    assert.ok(d <= 1e-6, `max |diff| ${d}`);
+  });
+}
+
+test("fusion is off at basic and disabled levels", () => {
+  const { graph } = build({ mask: true });
+  for (const level of ["disabled", "basic"] as const) {
+    const r = optimizeGraph(graph, { level });
+    assert.equal(r.report.length, 0);
+    assert.deepEqual(fusedOps(r.graph), []);
+  }
+  assert.equal(floatAttr(1).type, "float");
+});
