@@ -18,7 +18,7 @@ export function formatAttentionTable(report: readonly AttentionReport[]): string
   if (report.length === 0) return "no attention blocks found";
   const rows = report.map((b, i) => [
     String(i),
-    b.kind,
+    [b.kind, ...b.traits].join("+"),
     b.fused ? "yes" : "no",
     b.path ?? "-",
     String(b.nodes.length),
@@ -29,7 +29,13 @@ export function formatAttentionTable(report: readonly AttentionReport[]): string
 }
 
 export function formatVerify(result: VerifyResult): string {
-  return `verify: ${JSON.stringify(result)}`;
+  const rows = result.blocks.map((b) => [b.id, b.path ?? "-", b.maxAbsDiff.toExponential(2), b.ok ? "ok" : "FAIL"]);
+  const outputs = result.outputs.map((o) => `${o.name} ${o.maxAbsDiff.toExponential(2)}`).join(", ");
+  return [
+    `verify (tolerance ${result.tolerance}): ${result.ok ? "every fused block matches the unfused graph" : "MISMATCH"}`,
+    table(["block", "path", "max |diff|", ""], rows),
+    `graph outputs max |diff|: ${outputs || "-"}`,
+  ].join("\n");
 }
 
 export function opHistogram(graph: Graph): [string, number][] {
