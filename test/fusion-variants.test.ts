@@ -41,6 +41,8 @@ interface Variant {
   gqa?: "expand" | "tile";
   rotary?: boolean;
   dropout?: boolean;
+  /** torch.onnx dynamo style: opset 18, Kᵀ as Transpose(perm [0,1,3,2]) of the head split, boolean mask through Where(−inf). */
+  dynamo?: boolean;
   // negatives
   softmaxAxis?: number;
   runtimeScale?: boolean;
@@ -53,7 +55,7 @@ function build(v: Variant): { graph: Graph; feeds: Record<string, Tensor> } {
   const Nkv = v.Nkv ?? N;
   const E = N * H;
   const r = rng(7);
-  const b = new GraphBuilder({ opset: 17 });
+  const b = new GraphBuilder({ opset: v.dynamo ? 18 : 17 });
   const feeds: Record<string, Tensor> = {};
   const x = b.input("x", "float32", ["batch", "seq", E]);
   feeds.x = randomTensor([B, Sq, E], r, 2);
@@ -81,7 +83,7 @@ function build(v: Variant): { graph: Graph; feeds: Record<string, Tensor> } {
         : b.op("Expand", [u, b.const("int64", [B, Nkv, rep, Skv, H])]);
     return b.op("Reshape", [expanded, b.const("int64", [B, N, Skv, H])]);
   };
-  if (v.gqa || v.rotary) {
+  if (v.gqa || v.rotary || v.dynamo) {
     let k4 = b.op("Transpose", [kSplit], { perm: [0, 2, 1, 3] });
     if (v.rotary) {
       const half = H / 2;
@@ -130,9 +132,14 @@ function build(v: Variant): { graph: Graph; feeds: Record<string, Tensor> } {
     const rows = [];
     for (let i = 0; i < B; i++) for (let j = 0; j < Skv; j++) rows.push(i === 1 && j >= Skv - 2 ? 0 : 1);
     feeds.attention_mask = new Tensor("int64", rows, [B, Skv]);
-    const inverted = b.op("Sub", [b.const("float32", 1), b.op("Cast", [m], { to: 1 })]);
-    const bias = b.op("Mul", [inverted, b.const("float32", -10000)]);
-    maskBias = b.op("Unsqueeze", [bias, b.const("int64", [1, 2])]);
+    if (v.dynamo) {
+      const keep = b.op("Unsqueeze", [b.op("Cast", [m], { to: 9 }), b.const("int64", [1, 2])]);
+      maskBias = b.op("Where", [keep, b.const("float32", 0), b.const("float32", -Infinity)]);
+    } else {
+      const inverted = b.op("Sub", [b.const("float32", 1), b.op("Cast", [m], { to: 1 })]);
+      const bias = b.op("Mul", [inverted, b.const("float32", -10000)]);
+      maskBias = b.op("Unsqueeze", [bias, b.const("int64", [1, 2])]);
+    }
     if (!v.maskAfterSoftmax) scores = b.op("Add", [scores, maskBias]);
   }
   if (v.causal === "trilu") {
@@ -211,6 +218,11 @@ const positive: [string, Variant, { kind: string; path: string; traits?: string[
     { kind: "self", path: "packed-qkv" },
   ],
   ["no mask at all", {}, { kind: "self", path: "attention" }],
+  [
+    "dynamo opset-18 export: Kᵀ by Transpose, SDPA scaling, boolean mask through Where",
+    { dynamo: true, scale: "sdpa", mask: true },
+    { kind: "self", path: "packed-qkv", traits: ["padding-mask"] },
+  ],
   [
     "relative position bias without scale",
     { scale: "none", relBias: true },
