@@ -1,3 +1,4 @@
+import { markImmutable } from "../backends/cpu/immutable.js";
 import { OpError } from "../errors.js";
 import type { Graph, Node } from "../ir/graph.js";
 import { opsetOf, topologicalOrder } from "../ir/graph.js";
@@ -19,6 +20,8 @@ export interface ExecutionPlan {
 
 export function planGraph(graph: Graph): ExecutionPlan {
   const order = topologicalOrder(graph);
+  // Initializers are never written while the graph runs, so kernels may cache what they derive from them.
+  for (const t of graph.initializers.values()) markImmutable(t.data);
   const keep = new Set<string>([...graph.outputs.map((o) => o.name), ...graph.initializers.keys()]);
   const lastUse = new Map<string, number>();
   order.forEach((n, i) => {

@@ -1,4 +1,4 @@
-import { gemm } from "../backends/cpu/gemm.js";
+import { type GemmProblem, gemmBatchParallel, gemmParallel } from "../backends/cpu/gemm-parallel.js";
 import { OpError } from "../errors.js";
 import type { DType } from "../ir/dtype.js";
 import type { Dim, Node } from "../ir/graph.js";
@@ -114,14 +114,36 @@ function matmulFloat32(p: MatmulPlan, A: Float32Array, B: Float32Array): Float32
   const C = new Float32Array(sizeOf(p.outDims));
   // A stack of rows times one weight matrix (every Linear layer): fold A's batch into M, one GEMM call.
   if (sizeOf(p.bBatch) === 1 && sizeOf(p.aBatch) === sizeOf(p.batch)) {
-    gemm(false, false, sizeOf(p.batch) * M, N, K, 1, A, 0, K, B, 0, N, 0, C, 0, N);
+    gemmParallel(false, false, sizeOf(p.batch) * M, N, K, 1, A, 0, K, B, 0, N, 0, C, 0, N);
     return C;
   }
   const aMap = broadcastIndexMap(p.batch, p.aBatch);
   const bMap = broadcastIndexMap(p.batch, p.bBatch);
+  // One parallel run for the whole batch (attention scores, context): each matrix of C is a problem.
+  const problems: GemmProblem[] = [];
   for (let i = 0; i < aMap.length; i++) {
-    gemm(false, false, M, N, K, 1, A, aMap[i]! * M * K, K, B, bMap[i]! * K * N, N, 0, C, i * M * N, N);
+    const aOffset = aMap[i]! * M * K;
+    const bOffset = bMap[i]! * K * N;
+    problems.push({
+      transA: false,
+      transB: false,
+      M,
+      N,
+      K,
+      alpha: 1,
+      A,
+      aOffset,
+      lda: K,
+      B,
+      bOffset,
+      ldb: N,
+      beta: 0,
+      C,
+      cOffset: i * M * N,
+      ldc: N,
+    });
   }
+  gemmBatchParallel(problems);
   return C;
 }
 
@@ -211,7 +233,24 @@ const Gemm: OpDef = {
 
     if (a.type === "float32" || a.type === "float16") {
       const out = c ? expandBias(node, c, M, N, new Float32Array(M * N)) : new Float32Array(M * N);
-      gemm(transA, transB, M, N, K, alpha, float32Data(a), 0, lda, float32Data(b), 0, ldb, beta, out, 0, N);
+      gemmParallel(
+        transA,
+        transB,
+        M,
+        N,
+        K,
+        alpha,
+        float32Data(a),
+        0,
+        lda,
+        float32Data(b),
+        0,
+        ldb,
+        beta,
+        out,
+        0,
+        N,
+      );
       return [floatTensor(a.type, out, [M, N])];
     }
     const A = a.toFloat64();

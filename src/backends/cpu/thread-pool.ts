@@ -100,6 +100,8 @@ export class ThreadPool<P> {
   /** Terminates every worker (tests, shutdown). Workers are restarted on the next post. */
   async close(): Promise<void> {
     const workers = this.slots.splice(0).filter((s): s is Slot => s !== undefined);
+    // An idle worker is unref'd; ref it so that awaiting its termination keeps the process alive.
+    for (const s of workers) s.worker.ref();
     await Promise.all(workers.map((s) => s.worker.terminate()));
   }
 
@@ -121,7 +123,8 @@ export class ThreadPool<P> {
       const p = slot.pending.get(reply.id);
       if (!p) return;
       slot.pending.delete(reply.id);
-      if (slot.pending.size === 0) worker.unref();
+      // A closing pool has ref'd its workers until they exit; a late reply must not unref them again.
+      if (slot.pending.size === 0 && this.slots[index] === slot) worker.unref();
       if (reply.error) p.reject(new Error(reply.error));
       else p.resolve();
     });

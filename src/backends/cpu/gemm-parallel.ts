@@ -1,0 +1,321 @@
+/**
+ * Float32 GEMM over worker threads, synchronous for the caller (op kernels are synchronous).
+ *
+ * C is cut into units — blocks of rows, or of columns when N > M (a unit re-packs the operand it shares
+ * with the others, so the cut goes across the larger dimension) — and the calling thread and one worker per
+ * extra core claim units from a shared counter (shared-job.ts), each running the single-threaded `gemm` on
+ * its block. Operands must live in SharedArrayBuffers: A and C are copied into a reusable shared scratch
+ * buffer when they are not already shared (and C copied back), B — usually a weight — is copied once and the
+ * copy cached for as long as the source array lives.
+ *
+ * Problems below `GEMM_PARALLEL_MIN_FLOPS` run `gemm` on the calling thread directly: the hand-off
+ * (~0.1 ms, a cold worker ~100 ms+, during which the caller simply takes every unit) would not pay.
+ */
+import { gemm } from "./gemm.js";
+import { isImmutable } from "./immutable.js";
+import { runSharedJob } from "./shared-job.js";
+import { cpuThreads, siblingModule, ThreadPool } from "./thread-pool.js";
+
+/** One GEMM, with `gemm`'s arguments: C[M×N] = alpha·op(A)·op(B) + beta·C. */
+export interface GemmProblem {
+  transA: boolean;
+  transB: boolean;
+  M: number;
+  N: number;
+  K: number;
+  alpha: number;
+  A: Float32Array;
+  aOffset: number;
+  lda: number;
+  B: Float32Array;
+  bOffset: number;
+  ldb: number;
+  beta: number;
+  C: Float32Array;
+  cOffset: number;
+  ldc: number;
+}
+
+export interface GemmParallelOptions {
+  /** Threads to use, the caller included (default: all cores, or MHAFUSE_THREADS). */
+  threads?: number;
+  /** "auto" (default) stays on the calling thread below GEMM_PARALLEL_MIN_FLOPS. */
+  mode?: "auto" | "always" | "never";
+}
+
+/** What the job posted to workers carries: problems on shared memory, how they are cut, the control array. */
+export interface GemmJob {
+  problems: GemmProblem[];
+  /** Per problem: true when units are blocks of columns, false for blocks of rows. */
+  byColumns: boolean[];
+  /** Per problem: rows (or columns) per unit. */
+  step: number[];
+  /** Running prefix of unit counts: problem p owns units [starts[p], starts[p + 1]). */
+  starts: number[];
+  control: Int32Array;
+}
+
+/** Below this many flops (2·M·N·K summed), the problem runs on the calling thread. */
+export const GEMM_PARALLEL_MIN_FLOPS = 4e6;
+/** Units per thread: enough for a thread slowed by other load to hand work to the others. */
+const UNITS_PER_THREAD = 4;
+/** A unit smaller than this costs more in claiming and re-packing than it balances. */
+const MIN_UNIT_FLOPS = 1e6;
+/** Row units are whole multiples of the micro-kernel's tile height, column units of its width. */
+const ROW_ALIGN = 8;
+const COL_ALIGN = 16;
+
+/** Counters for tests and benchmarks (monotonic; never reset by the library). */
+export const gemmParallelStats = {
+  /** Calls of gemmParallel / gemmBatchParallel. */
+  calls: 0,
+  /** Calls that were split over threads. */
+  parallelCalls: 0,
+  /** Units run, and of those, units run on worker threads. */
+  units: 0,
+  workerUnits: 0,
+  /** Copies of B made into shared memory (cache misses). */
+  bCopies: 0,
+};
+
+const pool = new ThreadPool<GemmJob>(siblingModule(import.meta.url, "gemm-worker"));
+
+/** Stops the GEMM worker threads (they are idle-unref'd anyway; for tests and clean shutdown). */
+export function closeGemmWorkers(): Promise<void> {
+  return pool.close();
+}
+
+/**
+ * Starts the worker threads now (each replies once loaded) instead of on the first large GEMM, whose
+ * workers would otherwise still be starting while the caller does all of the work itself.
+ */
+export async function warmGemmWorkers(threads = cpuThreads()): Promise<void> {
+  const job: GemmJob = { problems: [], byColumns: [], step: [], starts: [0], control: newControlArray() };
+  await Promise.all(Array.from({ length: Math.max(0, threads - 1) }, (_, i) => pool.post(i, job)));
+}
+
+function newControlArray(): Int32Array {
+  return new Int32Array(new SharedArrayBuffer(16));
+}
+
+/** `gemm`, split over the cores for large problems; same arguments, plus options. */
+export function gemmParallel(
+  transA: boolean,
+  transB: boolean,
+  M: number,
+  N: number,
+  K: number,
+  alpha: number,
+  A: Float32Array,
+  aOffset: number,
+  lda: number,
+  B: Float32Array,
+  bOffset: number,
+  ldb: number,
+  beta: number,
+  C: Float32Array,
+  cOffset: number,
+  ldc: number,
+  opts: GemmParallelOptions = {},
+): void {
+  gemmBatchParallel(
+    [{ transA, transB, M, N, K, alpha, A, aOffset, lda, B, bOffset, ldb, beta, C, cOffset, ldc }],
+    opts,
+  );
+}
+
+/**
+ * Several independent GEMMs (the matrices of a batched MatMul) run together on all cores: one hand-off for
+ * the whole batch, and operands shared by several problems are copied to shared memory once. The problems'
+ * C blocks must not overlap.
+ */
+export function gemmBatchParallel(problems: GemmProblem[], opts: GemmParallelOptions = {}): void {
+  gemmParallelStats.calls++;
+  const flops = problems.reduce((s, p) => s + problemFlops(p), 0);
+  const threads = opts.mode === "never" ? 1 : Math.max(1, Math.floor(opts.threads ?? cpuThreads()));
+  if (threads <= 1 || flops === 0 || (opts.mode !== "always" && flops < GEMM_PARALLEL_MIN_FLOPS)) {
+    for (const p of problems) runProblem(p);
+    return;
+  }
+  const shared = shareProblems(problems);
+  const job = planJob(shared.problems, flops, threads);
+  const total = job.starts[job.starts.length - 1]!;
+  const workerUnits = runSharedJob(pool, job, total, threads, (u) => runGemmUnit(job, u), "gemm");
+  shared.copyBack();
+  gemmParallelStats.parallelCalls++;
+  gemmParallelStats.units += total;
+  gemmParallelStats.workerUnits += workerUnits;
+}
+
+function problemFlops(p: GemmProblem): number {
+  return p.M > 0 && p.N > 0 && p.K > 0 ? 2 * p.M * p.N * p.K : 0;
+}
+
+function runProblem(p: GemmProblem): void {
+  gemm(
+    p.transA,
+    p.transB,
+    p.M,
+    p.N,
+    p.K,
+    p.alpha,
+    p.A,
+    p.aOffset,
+    p.lda,
+    p.B,
+    p.bOffset,
+    p.ldb,
+    p.beta,
+    p.C,
+    p.cOffset,
+    p.ldc,
+  );
+}
+
+function planJob(problems: GemmProblem[], flops: number, threads: number): GemmJob {
+  const unitFlops = Math.max(MIN_UNIT_FLOPS, flops / (threads * UNITS_PER_THREAD));
+  const byColumns: boolean[] = [];
+  const step: number[] = [];
+  const starts = [0];
+  for (const p of problems) {
+    const cols = p.N > p.M;
+    const extent = cols ? p.N : p.M;
+    const align = cols ? COL_ALIGN : ROW_ALIGN;
+    const want = Math.max(1, Math.round(problemFlops(p) / unitFlops));
+    const size = Math.max(align, Math.ceil(extent / want / align) * align);
+    byColumns.push(cols);
+    step.push(size);
+    starts.push(starts[starts.length - 1]! + (extent > 0 ? Math.ceil(extent / size) : 0));
+  }
+  return { problems, byColumns, step, starts, control: newControlArray() };
+}
+
+/** Runs unit `unit` of a job: `gemm` on one block of rows or columns of one problem's C. */
+export function runGemmUnit(job: GemmJob, unit: number): void {
+  let i = 0;
+  while (unit >= job.starts[i + 1]!) i++;
+  const p = job.problems[i]!;
+  const size = job.step[i]!;
+  const start = (unit - job.starts[i]!) * size;
+  if (job.byColumns[i]) {
+    const n = Math.min(size, p.N - start);
+    const b = p.bOffset + (p.transB ? start * p.ldb : start);
+    gemm(
+      p.transA,
+      p.transB,
+      p.M,
+      n,
+      p.K,
+      p.alpha,
+      p.A,
+      p.aOffset,
+      p.lda,
+      p.B,
+      b,
+      p.ldb,
+      p.beta,
+      p.C,
+      p.cOffset + start,
+      p.ldc,
+    );
+  } else {
+    const m = Math.min(size, p.M - start);
+    const a = p.aOffset + (p.transA ? start : start * p.lda);
+    gemm(
+      p.transA,
+      p.transB,
+      m,
+      p.N,
+      p.K,
+      p.alpha,
+      p.A,
+      a,
+      p.lda,
+      p.B,
+      p.bOffset,
+      p.ldb,
+      p.beta,
+      p.C,
+      p.cOffset + start * p.ldc,
+      p.ldc,
+    );
+  }
+}
+
+// ---- Shared memory -------------------------------------------------------------------------------------
+
+function isShared(a: Float32Array): boolean {
+  return a.buffer instanceof SharedArrayBuffer;
+}
+
+/**
+ * The calling thread's reusable shared scratch for copies of A and C. Safe to reuse: a parallel call returns
+ * only after every unit is done, and a worker that picks up a finished job finds no unit left to claim.
+ */
+let scratch = new SharedArrayBuffer(0);
+
+function scratchViews(lengths: number[]): Float32Array[] {
+  const total = lengths.reduce((s, n) => s + n, 0);
+  if (scratch.byteLength < total * 4) scratch = new SharedArrayBuffer(Math.ceil(total * 1.25) * 4);
+  let at = 0;
+  return lengths.map((n) => {
+    const view = new Float32Array(scratch, at * 4, n);
+    at += n;
+    return view;
+  });
+}
+
+/** Shared copies of immutable B operands (weights), keyed by the source array: copied once. */
+const sharedB = new WeakMap<Float32Array, Float32Array>();
+
+/**
+ * A shared copy of B. Only arrays the engine marked immutable (initializers) are cached; anything else
+ * — a feed buffer the caller may rewrite between runs — goes through the per-call scratch like A.
+ */
+function cachedSharedB(src: Float32Array): Float32Array | undefined {
+  if (isShared(src)) return src;
+  if (!isImmutable(src)) return undefined;
+  let copy = sharedB.get(src);
+  if (!copy) {
+    copy = new Float32Array(new SharedArrayBuffer(src.byteLength));
+    copy.set(src);
+    sharedB.set(src, copy);
+    gemmParallelStats.bCopies++;
+  }
+  return copy;
+}
+
+/** The problems with every array in shared memory, and how to copy the results back. */
+function shareProblems(problems: GemmProblem[]): { problems: GemmProblem[]; copyBack(): void } {
+  // A and C arrays to copy into the scratch buffer, each once even when several problems use it.
+  const scratchSources: Float32Array[] = [];
+  const index = new Map<Float32Array, number>();
+  const need = (a: Float32Array) => {
+    if (!isShared(a) && !index.has(a)) {
+      index.set(a, scratchSources.length);
+      scratchSources.push(a);
+    }
+  };
+  const cachedB = new Map<Float32Array, Float32Array>();
+  for (const p of problems) {
+    need(p.A);
+    need(p.C);
+    const b = cachedSharedB(p.B);
+    if (b) cachedB.set(p.B, b);
+    else need(p.B);
+  }
+  const views = scratchViews(scratchSources.map((a) => a.length));
+  for (let i = 0; i < scratchSources.length; i++) views[i]!.set(scratchSources[i]!);
+  const share = (a: Float32Array) => (isShared(a) ? a : views[index.get(a)!]!);
+  const outputs = new Set<Float32Array>();
+  const shared = problems.map((p): GemmProblem => {
+    if (!isShared(p.C)) outputs.add(p.C);
+    return { ...p, A: share(p.A), B: cachedB.get(p.B) ?? share(p.B), C: share(p.C) };
+  });
+  return {
+    problems: shared,
+    copyBack() {
+      for (const c of outputs) c.set(views[index.get(c)!]!);
+    },
+  };
+}
