@@ -29,7 +29,12 @@ export function formatAttentionTable(report: readonly AttentionReport[]): string
 }
 
 export function formatVerify(result: VerifyResult): string {
-  const rows = result.blocks.map((b) => [b.id, b.path ?? "-", b.maxAbsDiff.toExponential(2), b.ok ? "ok" : "FAIL"]);
+  const rows = result.blocks.map((b) => [
+    b.id,
+    b.path ?? "-",
+    b.maxAbsDiff.toExponential(2),
+    b.ok ? "ok" : "FAIL",
+  ]);
   const outputs = result.outputs.map((o) => `${o.name} ${o.maxAbsDiff.toExponential(2)}`).join(", ");
   return [
     `verify (tolerance ${result.tolerance}): ${result.ok ? "every fused block matches the unfused graph" : "MISMATCH"}`,
