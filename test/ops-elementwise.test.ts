@@ -504,6 +504,23 @@ test("Erf is accurate to float64 precision", () => {
   assertExact(run("Erf", [i32([-3, 0, 2])]), "int32", [0, 0, 0]);
 });
 
+test("float32 Erf is within float32 rounding of the exact value", () => {
+  const table: [number, number][] = [
+    [0.1, 0.1124629160182849],
+    [1, 0.8427007929497149],
+    [2, 0.9953222650189527],
+    [3, 0.9999779095030014],
+    [4, 0.9999999845827421],
+  ];
+  const x = f32([...table.map(([v]) => v), ...table.map(([v]) => -v), 0, 7, -30]);
+  const expected = [...table.map(([, e]) => e), ...table.map(([, e]) => -e), 0, 1, -1];
+  assertClose(run("Erf", [x]), expected, 1.2e-7);
+  const grid = seq(501, (i) => -2.5 + i * 0.01);
+  const fromF32 = grid.map((v) => Math.fround(v));
+  assertClose(run("Erf", [f32(fromF32)]), fromF32.map(erfRef), 1.2e-7);
+  assert.ok(Number.isNaN(run("Erf", [f32([Number.NaN])]).getNumber(0)));
+});
+
 test("Gelu (opset 20): exact and tanh approximations", () => {
   const xs = [-3, -1, -0.5, 0, 0.5, 1, 2, 3.5];
   const exact = xs.map((v) => 0.5 * v * (1 + erfRef(v / Math.SQRT2)));

@@ -10,9 +10,11 @@ import {
   allocateCompute,
   computeView,
   erf,
+  erfFloat32,
   FLOAT_TYPES,
   finishCompute,
   geluErf,
+  geluErfFloat32,
   geluTanh,
   inferSameShape,
   NUMERIC_TYPES,
@@ -64,6 +66,11 @@ function runUnary(spec: UnarySpec, node: Node, x: Tensor): Tensor {
   const out = allocateCompute(outType, n) as Uint8Array;
   for (let i = 0; i < n; i++) out[i] = spec.int(src[i]!);
   return new Tensor(outType, out as TypedArray, x.dims);
+}
+
+/** Compute views are typed Float64Array but are Float32Array for float32/float16 results. */
+function isFloat64View(y: Float64Array): boolean {
+  return (y as ArrayBufferView) instanceof Float64Array;
 }
 
 function unaryOp(spec: UnarySpec): OpDef {
@@ -166,7 +173,9 @@ const specs: UnarySpec[] = [
     opType: "Erf",
     types: NUMERIC_TYPES,
     float: (x, y) => {
-      for (let i = 0; i < x.length; i++) y[i] = erf(x[i]!);
+      // float32/float16 results need only float32 accuracy; float64 results get the exact series.
+      if (isFloat64View(y)) for (let i = 0; i < x.length; i++) y[i] = erf(x[i]!);
+      else for (let i = 0; i < x.length; i++) y[i] = erfFloat32(x[i]!);
     },
     int: (v) => Math.trunc(erf(v)),
     int64: (v) => BigInt(Math.trunc(erf(Number(v)))),
@@ -214,7 +223,9 @@ const specs: UnarySpec[] = [
     types: FLOAT_TYPES,
     float: (x, y, node) => {
       const approximate = attrString(node, "approximate", "none");
-      if (approximate === "none") for (let i = 0; i < x.length; i++) y[i] = geluErf(x[i]!);
+      if (approximate === "none" && isFloat64View(y))
+        for (let i = 0; i < x.length; i++) y[i] = geluErf(x[i]!);
+      else if (approximate === "none") for (let i = 0; i < x.length; i++) y[i] = geluErfFloat32(x[i]!);
       else if (approximate === "tanh") for (let i = 0; i < x.length; i++) y[i] = geluTanh(x[i]!);
       else throw new OpError(node, `approximate must be "none" or "tanh", got "${approximate}"`);
     },
