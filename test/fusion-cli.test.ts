@@ -7,6 +7,7 @@ import { test } from "node:test";
 import { fileURLToPath } from "node:url";
 import * as ort from "onnxruntime-node";
 import { loadModel } from "../src/onnx/index.js";
+import { FIXTURE_MODELS } from "./helpers.js";
 
 // `mhafuse optimize` end to end: the written model, converted for onnxruntime, runs in onnxruntime-node
 // and reproduces the fixture references; the mhafuse-target file keeps the fused ops.
@@ -47,7 +48,7 @@ function optimize(model: string, out: string, target: string): string {
   );
 }
 
-for (const name of ["bert_eager", "bart_sdpa"]) {
+for (const name of FIXTURE_MODELS) {
   test(`optimize --target onnxruntime: ${name} runs in onnxruntime-node and matches the references`, async () => {
     const dir = mkdtempSync(join(tmpdir(), "mhafuse-optimize-"));
     try {
