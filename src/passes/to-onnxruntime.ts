@@ -13,7 +13,7 @@
  * Where onnxruntime's semantics differ from mhafuse's in corner cases, the result carries a note.
  */
 
-import { inferGraphTypes } from "../engine/infer-types.js";
+import { inferGraphTypes } from "./infer-types.js";
 import { MhafuseError, OpError } from "../errors.js";
 import type { DType } from "../ir/dtype.js";
 import type { Attribute, Dim, Graph, Node, ValueType } from "../ir/graph.js";

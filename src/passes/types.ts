@@ -1,4 +1,4 @@
-import { inferGraphTypes, type TypeInference } from "../engine/infer-types.js";
+import { inferGraphTypes, type TypeInference } from "./infer-types.js";
 import type { Graph } from "../ir/graph.js";
 
 export type { TypeInference };
