@@ -12,6 +12,7 @@ import {
   FLOAT_TYPES,
   finishCompute,
   geluErf,
+  geluErfFloat32,
   geluTanh,
   inferSameShape,
   requireDType,
@@ -55,7 +56,7 @@ function activateWithBias(node: Node, x: Tensor, bias: Tensor | undefined, f: (v
 
 function contribActivation(
   opType: string,
-  activation: (node: Node) => (v: number) => number,
+  activation: (node: Node, type: DType) => (v: number) => number,
   biasInput: boolean,
   biasRequired = false,
 ): OpDef {
@@ -68,14 +69,16 @@ function contribActivation(
       const node = ctx.node;
       const x = requireInput(node, inputs, 0);
       const bias = biasInput ? (biasRequired ? requireInput(node, inputs, 1) : inputs[1]) : undefined;
-      return [activateWithBias(node, x, bias, activation(node))];
+      return [activateWithBias(node, x, bias, activation(node, x.type))];
     },
   };
 }
 
-const Gelu = contribActivation("Gelu", () => geluErf, false);
+/** float32/float16 results need only float32 accuracy: the faster erf (see erfFloat32). */
+const erfGelu = (_: Node, type: DType) => (type === "float64" ? geluErf : geluErfFloat32);
+const Gelu = contribActivation("Gelu", erfGelu, false);
 const FastGelu = contribActivation("FastGelu", () => geluTanh, true);
-const BiasGelu = contribActivation("BiasGelu", () => geluErf, true, true);
+const BiasGelu = contribActivation("BiasGelu", erfGelu, true, true);
 /** x·sigmoid(alpha·x) (CLIP-style GELU approximation), alpha defaults to 1.702. */
 const QuickGelu = contribActivation(
   "QuickGelu",

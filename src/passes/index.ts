@@ -3,13 +3,14 @@ import { fuseAttention } from "./attention/fuse.js";
 import type { AttentionReport } from "./attention/report.js";
 import { foldConstants } from "./fold-constants.js";
 import { foldShapes } from "./fold-shapes.js";
+import { fuseGelu } from "./gelu.js";
 import { type Pass, type PassStats, runPasses } from "./manager.js";
 import { removeDeadNodes } from "./remove-dead-nodes.js";
 
 export type { AttentionKind, AttentionReport, AttentionTrait, FusionPath } from "./attention/report.js";
 export { summarizeReport } from "./attention/report.js";
 export type { Pass, PassStats } from "./manager.js";
-export { foldConstants, foldShapes, fuseAttention, removeDeadNodes, runPasses };
+export { foldConstants, foldShapes, fuseAttention, fuseGelu, removeDeadNodes, runPasses };
 
 /** Like onnxruntime's GraphOptimizationLevel: attention fusion runs at "extended" and "all". */
 export type GraphOptimizationLevel = "disabled" | "basic" | "extended" | "all";
@@ -43,12 +44,13 @@ const fusionPasses: Pass[] = [
       return { changed: report.filter((b) => b.fused).length, result: report };
     },
   },
+  { name: "fuse-gelu", run: (g) => ({ changed: fuseGelu(g) }) },
   { name: "remove-dead-nodes-after-fusion", run: (g) => ({ changed: removeDeadNodes(g) }) },
 ];
 
 /**
  * The optimisation pipeline the session, `mhafuse inspect/run/optimize` use. Never modifies `graph`.
- * "basic": constant and shape folding, dead-node removal; "extended"/"all": plus attention fusion.
+ * "basic": constant and shape folding, dead-node removal; "extended"/"all": plus attention and GELU fusion.
  */
 export function optimizeGraph(graph: Graph, options: OptimizeOptions = {}): OptimizeResult {
   const level = options.level ?? "all";
