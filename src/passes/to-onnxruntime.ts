@@ -13,13 +13,13 @@
  * Where onnxruntime's semantics differ from mhafuse's in corner cases, the result carries a note.
  */
 
-import { inferGraphTypes } from "./infer-types.js";
 import { MhafuseError, OpError } from "../errors.js";
 import type { DType } from "../ir/dtype.js";
 import type { Attribute, Dim, Graph, Node, ValueType } from "../ir/graph.js";
 import { cloneGraph, opsetOf } from "../ir/graph.js";
 import { Tensor } from "../ir/tensor.js";
 import { attrFloat, attrInt, hasAttr } from "../ops/registry.js";
+import { inferGraphTypes } from "./infer-types.js";
 
 export interface ToOnnxruntimeResult {
   graph: Graph;

@@ -1,5 +1,5 @@
-import { inferGraphTypes, type TypeInference } from "./infer-types.js";
 import type { Graph } from "../ir/graph.js";
+import { inferGraphTypes, type TypeInference } from "./infer-types.js";
 
 export type { TypeInference };
 
