@@ -10,8 +10,18 @@
  *
  * Problems below `GEMM_PARALLEL_MIN_FLOPS` run `gemm` on the calling thread directly: the hand-off
  * (~0.1 ms, a cold worker ~100 ms+, during which the caller simply takes every unit) would not pay.
+ *
+ * Every thread runs the WebAssembly SIMD kernel (gemm-wasm.ts) through `gemmFast`, which falls back to the
+ * plain-JS `gemm` when WebAssembly SIMD is unavailable or the block is tiny. An immutable B is then not copied
+ * raw but packed once into the kernel's panel layout (cached in shared memory) and every unit copies its panels.
  */
-import { gemm } from "./gemm.js";
+import {
+  cachedPackedB,
+  GEMM_WASM_MIN_MACS,
+  gemmFast,
+  gemmWasmStats,
+  wasmGemmAvailable,
+} from "./gemm-wasm.js";
 import { isImmutable } from "./immutable.js";
 import { runSharedJob } from "./shared-job.js";
 import { cpuThreads, siblingModule, ThreadPool } from "./thread-pool.js";
@@ -34,6 +44,11 @@ export interface GemmProblem {
   C: Float32Array;
   cOffset: number;
   ldc: number;
+  /**
+   * op(B) packed for the wasm kernel (gemm-wasm.ts `cachedPackedB`), all K rows × N columns; when set, B is
+   * not read. Set by this module for immutable B operands.
+   */
+  packedB?: Float32Array;
 }
 
 export interface GemmParallelOptions {
@@ -64,6 +79,8 @@ const MIN_UNIT_FLOPS = 1e6;
 /** Row units are whole multiples of the micro-kernel's tile height, column units of its width. */
 const ROW_ALIGN = 8;
 const COL_ALIGN = 16;
+/** Stands in for B in a job whose B is packed (never read; shared, so posting it copies nothing). */
+const NO_B = new Float32Array(new SharedArrayBuffer(0));
 
 /** Counters for tests and benchmarks (monotonic; never reset by the library). */
 export const gemmParallelStats = {
@@ -152,7 +169,7 @@ function problemFlops(p: GemmProblem): number {
 }
 
 function runProblem(p: GemmProblem): void {
-  gemm(
+  gemmFast(
     p.transA,
     p.transB,
     p.M,
@@ -169,7 +186,20 @@ function runProblem(p: GemmProblem): void {
     p.C,
     p.cOffset,
     p.ldc,
+    p.packedB ?? packedB(p),
   );
+}
+
+/**
+ * The cached packed panels of an immutable B (undefined for any other B, a tiny problem, or no wasm). The
+ * packed copy counts as a copy of B in gemmParallelStats.bCopies.
+ */
+function packedB(p: GemmProblem): Float32Array | undefined {
+  if (!isImmutable(p.B) || p.M * p.N * p.K < GEMM_WASM_MIN_MACS || !wasmGemmAvailable()) return undefined;
+  const misses = gemmWasmStats.packedBCopies;
+  const packed = cachedPackedB(p.transB, p.K, p.N, p.B, p.bOffset, p.ldb);
+  gemmParallelStats.bCopies += gemmWasmStats.packedBCopies - misses;
+  return packed;
 }
 
 function planJob(problems: GemmProblem[], flops: number, threads: number): GemmJob {
@@ -200,7 +230,8 @@ export function runGemmUnit(job: GemmJob, unit: number): void {
   if (job.byColumns[i]) {
     const n = Math.min(size, p.N - start);
     const b = p.bOffset + (p.transB ? start * p.ldb : start);
-    gemm(
+    // Units start at multiples of COL_ALIGN columns, so their panels are a suffix of the packed panels.
+    gemmFast(
       p.transA,
       p.transB,
       p.M,
@@ -217,11 +248,12 @@ export function runGemmUnit(job: GemmJob, unit: number): void {
       p.C,
       p.cOffset + start,
       p.ldc,
+      p.packedB?.subarray(start * p.K),
     );
   } else {
     const m = Math.min(size, p.M - start);
     const a = p.aOffset + (p.transA ? start : start * p.lda);
-    gemm(
+    gemmFast(
       p.transA,
       p.transB,
       m,
@@ -238,6 +270,7 @@ export function runGemmUnit(job: GemmJob, unit: number): void {
       p.C,
       p.cOffset + start * p.ldc,
       p.ldc,
+      p.packedB,
     );
   }
 }
@@ -297,19 +330,23 @@ function shareProblems(problems: GemmProblem[]): { problems: GemmProblem[]; copy
     }
   };
   const cachedB = new Map<Float32Array, Float32Array>();
-  for (const p of problems) {
+  const packed = problems.map((p) => p.packedB ?? packedB(p));
+  problems.forEach((p, i) => {
     need(p.A);
     need(p.C);
+    if (packed[i]) return;
     const b = cachedSharedB(p.B);
     if (b) cachedB.set(p.B, b);
     else need(p.B);
-  }
+  });
   const views = scratchViews(scratchSources.map((a) => a.length));
   for (let i = 0; i < scratchSources.length; i++) views[i]!.set(scratchSources[i]!);
   const share = (a: Float32Array) => (isShared(a) ? a : views[index.get(a)!]!);
   const outputs = new Set<Float32Array>();
-  const shared = problems.map((p): GemmProblem => {
+  const shared = problems.map((p, i): GemmProblem => {
     if (!isShared(p.C)) outputs.add(p.C);
+    const packedB = packed[i];
+    if (packedB) return { ...p, A: share(p.A), B: NO_B, C: share(p.C), packedB };
     return { ...p, A: share(p.A), B: cachedB.get(p.B) ?? share(p.B), C: share(p.C) };
   });
   return {
