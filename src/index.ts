@@ -1,7 +1,13 @@
 export { type QkvToContextOptions, qkvToContext } from "./attention/qkv-to-context.js";
+export { type GraphOptimizationLevel, InferenceSession, type SessionOptions } from "./engine/session.js";
+export { type VerifyResult, verifyFusion } from "./engine/verify.js";
 export * from "./errors.js";
+export { GraphBuilder } from "./ir/builder.js";
 export type { DType } from "./ir/dtype.js";
 export type { Attribute, Dim, Graph, Model, Node, ValueInfo, ValueType } from "./ir/graph.js";
 export { Tensor } from "./ir/tensor.js";
+export { BERT_BASE, BERT_TINY, type BertConfig, bertInputs, buildBertGraph } from "./models/bert.js";
 export * from "./onnx/index.js";
 export { concatToInterleaved, packQkvWeights, unpackQkvWeights } from "./packing/index.js";
+export { type AttentionReport, optimizeGraph, summarizeReport } from "./passes/index.js";
+export { toOnnxruntime } from "./passes/to-onnxruntime.js";
