@@ -4,10 +4,16 @@
  * does not implement MHA's packed [B, S, N, 3, H] input). Run: node --import tsx bench/qkv.ts [--quick]
  *
  * GFLOP/s counts the two attention matmuls, 4·B·N·S²·H flops. Not a test: nothing here asserts timings.
+ * The "JS kernel" column runs the same problem through the attention core on its plain-JS kernel (the fallback;
+ * the other mhafuse columns use the WebAssembly SIMD kernel unless MHAFUSE_NO_WASM=1), in the same process.
  */
 import * as ort from "onnxruntime-node";
 import { qkvToContext } from "../src/attention/qkv-to-context.js";
-import { closeAttentionWorkers } from "../src/backends/cpu/attention-core.js";
+import {
+  type AttentionArgs,
+  attentionCore,
+  closeAttentionWorkers,
+} from "../src/backends/cpu/attention-core.js";
 import { GraphBuilder } from "../src/ir/builder.js";
 import { Tensor } from "../src/ir/tensor.js";
 import { modelFromGraph, saveModel } from "../src/onnx/index.js";
@@ -46,6 +52,34 @@ async function ortSession(S: number): Promise<ort.InferenceSession> {
   return ort.InferenceSession.create(bytes, { executionProviders: ["cpu"] });
 }
 
+/** The packed [S, B, 3E] problem as attention-core arguments (q, k, v at offsets 0, H, 2H of each head). */
+function packedArgs(S: number, data: Float32Array): AttentionArgs {
+  const layout = (offset: number) => ({
+    offset,
+    batchStride: 3 * E,
+    headStride: 3 * H,
+    seqStride: B * 3 * E,
+  });
+  return {
+    batch: B,
+    numHeads: N,
+    kvNumHeads: N,
+    seqQ: S,
+    seqKV: S,
+    headSize: H,
+    vHeadSize: H,
+    scale: 1 / Math.sqrt(H),
+    q: data,
+    qLayout: layout(0),
+    k: data,
+    kLayout: layout(H),
+    v: data,
+    vLayout: layout(2 * H),
+    out: new Float32Array(S * B * E),
+    outLayout: { offset: 0, batchStride: E, headStride: H, seqStride: B * E },
+  };
+}
+
 const rows: string[] = [];
 for (const S of [128, 512]) {
   const flops = 4 * B * N * S * S * H;
@@ -54,6 +88,8 @@ for (const S of [128, 512]) {
   const qkv = new Tensor("float32", data, [S, B, 3 * E, 1, 1]);
   const sync = await time(() => qkvToContext(qkv, { numHeads: N, parallel: { mode: "never" } }), reps);
   const par = await time(() => qkvToContext(qkv, { numHeads: N, parallel: { mode: "always" } }), reps);
+  const args = packedArgs(S, data);
+  const js = await time(() => attentionCore(args, "js"), S >= 512 ? 1 : 2);
   const session = await ortSession(S);
   const feed = Object.fromEntries(
     ["query", "key", "value"].map((n) => [n, new ort.Tensor("float32", randomData(B * S * E), [B, S, E])]),
@@ -61,14 +97,14 @@ for (const S of [128, 512]) {
   const ortT = await time(() => session.run(feed), reps);
   const g = (t: number) => (flops / t / 1e9).toFixed(2);
   rows.push(
-    `| ${S} | ${B} | ${g(sync)} | ${g(par)} | ${g(ortT)} | ${(ortT / sync).toFixed(2)} | ${(ortT / par).toFixed(2)} |`,
+    `| ${S} | ${B} | ${g(js)} | ${g(sync)} | ${g(par)} | ${g(ortT)} | ${(ortT / sync).toFixed(2)} | ${(ortT / par).toFixed(2)} |`,
   );
   await session.release();
 }
 await closeAttentionWorkers();
 console.log(`packed-QKV attention, N=${N}, H=${H}, float32, GFLOP/s (4·B·N·S²·H flops / median time)`);
 console.log(
-  "| S | B | mhafuse 1 thread | mhafuse all cores | onnxruntime MHA (CPU) | mhafuse/ort (1 thr) | mhafuse/ort (all) |",
+  "| S | B | JS kernel 1 thread | mhafuse 1 thread | mhafuse all cores | onnxruntime MHA (CPU) | mhafuse/ort (1 thr) | mhafuse/ort (all) |",
 );
-console.log("|---|---|---|---|---|---|---|");
+console.log("|---|---|---|---|---|---|---|---|");
 for (const r of rows) console.log(r);

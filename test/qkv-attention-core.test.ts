@@ -9,6 +9,13 @@ import {
   runAttentionProblems,
   type StridedLayout,
 } from "../src/backends/cpu/attention-core.js";
+import { attentionWasmStats, wasmAttentionAvailable } from "../src/backends/cpu/attention-wasm.js";
+
+/** MHAFUSE_NO_WASM=1 or MHAFUSE_ATTENTION_KERNEL=js run the JS kernel only: wasm-only cases skip. */
+const noWasm =
+  process.env.MHAFUSE_NO_WASM || process.env.MHAFUSE_ATTENTION_KERNEL === "js"
+    ? "wasm kernel switched off"
+    : false;
 
 /** Plain float64 attention with the contract's semantics, one (b, n, i) row at a time. */
 function referenceAttention(a: AttentionArgs): Float64Array {
@@ -209,6 +216,139 @@ test("attentionCore matches float64 attention: GQA, layouts, causal offsets, bia
   );
 });
 
+test("the WebAssembly SIMD kernel is the default and matches float64 attention (wasm stats prove it ran)", {
+  skip: noWasm,
+}, () => {
+  assert.ok(wasmAttentionAvailable(), "WebAssembly SIMD attention kernel unavailable");
+  let calls = attentionWasmStats.calls;
+  fc.assert(
+    fc.property(problemArb, (x) => {
+      const a = buildProblem(x);
+      attentionCore(a, "wasm");
+      checkAgainstReference(a);
+    }),
+    { numRuns: 200 },
+  );
+  assert.ok(attentionWasmStats.calls > calls, "the wasm kernel never ran");
+  calls = attentionWasmStats.calls;
+  const a = buildProblem(fc.sample(problemArb, { seed: 7, numRuns: 1 })[0]!);
+  a.keyLengths = undefined;
+  a.queryLengths = undefined;
+  a.causalOffset = undefined;
+  attentionCore(a); // default kernel
+  assert.ok(attentionWasmStats.calls > calls, "attentionCore did not default to the wasm kernel");
+});
+
+test("the plain-JS fallback kernel still matches float64 attention", () => {
+  fc.assert(
+    fc.property(problemArb, (x) => {
+      const a = buildProblem(x);
+      attentionCore(a, "js");
+      checkAgainstReference(a);
+    }),
+    { numRuns: 100 },
+  );
+});
+
+/** A problem past the wasm kernel's row chunk (256), row group (32) and key block (64), H = 64. */
+function bigProblem(seed: number, order: "bsnh" | "bnsh" = "bsnh"): AttentionArgs {
+  const x = fc.sample(problemArb, { seed, numRuns: 1 })[0]!;
+  x.p = {
+    ...x.p,
+    orders: [order, order, order, order],
+    batch: 2,
+    kvNumHeads: 1,
+    group: 2,
+    seqQ: 300,
+    seqKV: 333,
+    headSize: 64,
+    vHeadSize: 40,
+    useKeyLengths: true,
+    useQueryLengths: true,
+    causal: 40,
+    biasKind: "full",
+  };
+  x.keyLengths = [333, 250];
+  x.queryLengths = [300, 271];
+  return buildProblem(x);
+}
+
+test("long rows and keys (row chunks, groups, key blocks; causal, full bias, lengths): wasm and JS match float64", () => {
+  for (const kernel of noWasm ? (["js"] as const) : (["wasm", "js"] as const)) {
+    for (const order of ["bsnh", "bnsh"] as const) {
+      const batches = attentionWasmStats.batches;
+      const a = bigProblem(11, order);
+      attentionCore(a, kernel);
+      checkAgainstReference(a);
+      // BSNH rows of all heads are copied in one piece per position; BNSH heads go one by one.
+      if (kernel === "wasm")
+        assert.equal(attentionWasmStats.batches - batches, order === "bsnh" ? a.batch : 0);
+    }
+  }
+});
+
+test("non-finite values and scores: the wasm kernel behaves as the JS kernel", { skip: noWasm }, () => {
+  const cases: [string, (a: AttentionArgs) => void][] = [
+    // Inf/NaN values only on keys no row may read (beyond keyLengths, past the causal limit): no effect.
+    [
+      "unread inf values",
+      (a) => {
+        a.causalOffset = 0;
+        a.keyLengths = [5, 3];
+        for (let j = 0; j < a.seqKV; j++)
+          for (let b = 0; b < a.batch; b++) {
+            if (j < a.keyLengths[b]! && j < a.seqQ) continue;
+            const o = a.vLayout.offset + b * a.vLayout.batchStride + j * a.vLayout.seqStride;
+            a.v[o] = j % 2 ? Number.POSITIVE_INFINITY : Number.NaN;
+          }
+      },
+    ],
+    // A NaN query row: its outputs are NaN, the other rows are untouched.
+    ["NaN query row", (a) => a.q.fill(Number.NaN, a.qLayout.offset, a.qLayout.offset + a.headSize)],
+    // An inf value on a readable key: inf/NaN where it is weighted, finite elsewhere.
+    ["inf value", (a) => (a.v[a.vLayout.offset + 1] = Number.POSITIVE_INFINITY)],
+    // -inf bias on every key of some rows (zeros), and on some keys of others.
+    [
+      "-inf bias",
+      (a) => {
+        const T = a.seqKV;
+        const data = new Float32Array(a.seqQ * T);
+        for (let i = 0; i < a.seqQ; i++)
+          for (let j = 0; j < T; j++)
+            if (i % 3 === 0 || j % 4 === 1) data[i * T + j] = Number.NEGATIVE_INFINITY;
+        a.bias = { data, offset: 0, batchStride: 0, headStride: 0, rowStride: T };
+      },
+    ],
+  ];
+  for (const [name, edit] of cases) {
+    const make = () => {
+      const x = fc.sample(problemArb, { seed: 5, numRuns: 1 })[0]!;
+      x.p = { ...x.p, batch: 2, kvNumHeads: 1, group: 2, seqQ: 7, seqKV: 70, headSize: 9, vHeadSize: 11 };
+      x.p = { ...x.p, useKeyLengths: false, useQueryLengths: false, causal: undefined, biasKind: "none" };
+      const a = buildProblem(x);
+      edit(a);
+      return a;
+    };
+    const w = make();
+    const j = make();
+    attentionCore(w, "wasm");
+    attentionCore(j, "js");
+    const mask = covered(w);
+    for (let i = 0; i < w.out.length; i++) {
+      if (!mask[i]) continue;
+      const got = w.out[i]!;
+      const want = j.out[i]!;
+      if (Number.isNaN(want) || !Number.isFinite(want))
+        assert.ok(Object.is(got, want), `${name} [${i}]: ${got} vs ${want}`);
+      else
+        assert.ok(
+          Math.abs(got - want) <= 1e-5 * Math.max(1, Math.abs(want)),
+          `${name} [${i}]: ${got} vs ${want}`,
+        );
+    }
+  }
+});
+
 test("hand-computed 1 head, 2 keys: softmax weights e^1/(e^1+e^0)", () => {
   // q·k0 = 1, q·k1 = 0 (scale 1): weights [e/(e+1), 1/(e+1)] on v = [10, 20].
   const e = Math.E;
@@ -271,7 +411,8 @@ test("runAttentionProblems on worker threads (sync, tsx worker entry) equals the
     fc.property(problemArb, (x) => {
       const a = buildProblem(x);
       const b = buildProblem(x);
-      runAttentionProblems([a, b], { mode: "always", threads: 3, rowsPerUnit: 2 });
+      const stats = runAttentionProblems([a, b], { mode: "always", threads: 3, rowsPerUnit: 2 });
+      if (!noWasm) assert.equal(stats.wasmUnits, stats.units, "a unit ran on the JS kernel");
       checkAgainstReference(a);
       checkAgainstReference(b);
     }),
@@ -286,11 +427,18 @@ test("attentionParallel (async) runs on worker threads (tsx entry) and fills pla
       const a = buildProblem(x);
       const stats = await attentionParallel(a, { threads: 2, rowsPerUnit: 3 });
       workerUnits += stats.workerUnits;
+      // Every thread, workers included, runs its own instance of the wasm kernel.
+      if (!noWasm) assert.equal(stats.wasmUnits, stats.units, "a unit ran on the JS kernel");
       checkAgainstReference(a);
     }),
     { numRuns: 20 },
   );
   // The caller only picks up units when workers cannot start: here they must have done the work.
   assert.ok(workerUnits > 0, "no unit ran on a worker thread");
+  // Long rows over worker threads: packed keys and values reused across units, results as the reference.
+  const big = bigProblem(13);
+  const stats = await attentionParallel(big, { threads: 2, rowsPerUnit: 64 });
+  if (!noWasm) assert.equal(stats.wasmUnits, stats.units);
+  checkAgainstReference(big);
   await closeAttentionWorkers();
 });

@@ -2,10 +2,11 @@
  * The CPU attention core shared by every attention op (QKVToContext, mhafuse.Attention, contrib Attention…):
  * `attentionCore` (synchronous, one thread) and `attentionParallel` (the same, over worker threads).
  * Flash-attention style — online softmax over key blocks, no [B, N, Sq, Skv] tensor, masked keys and padded
- * query rows skipped. See attention-kernel.ts for the semantics of every field.
+ * query rows skipped. Runs on a WebAssembly SIMD kernel (attention-wasm.ts) with the plain-JS kernel as
+ * fallback. See attention-kernel.ts for the semantics of every field.
  */
 export type { AttentionArgs, AttentionBias, StridedLayout } from "./attention-kernel.js";
-export { attentionCore, attentionFlops } from "./attention-kernel.js";
+export { type AttentionKernel, attentionCore, attentionFlops } from "./attention-kernel.js";
 export {
   attentionParallel,
   closeAttentionWorkers,

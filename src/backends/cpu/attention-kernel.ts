@@ -1,6 +1,10 @@
 /**
  * The single-thread attention kernel behind the shared CPU attention core (see attention-core.ts).
  *
+ * `attentionRows` runs on the WebAssembly SIMD kernel (attention-wasm.ts over wasm/attention.ts, f32x4, ~5x
+ * this file's JS kernel) whenever the thread has it; the plain-JS kernel below (`attentionRowsJs`) is the
+ * fallback (no WebAssembly SIMD, or MHAFUSE_NO_WASM=1) and defines the semantics both follow.
+ *
  * Flash-attention style: query rows walk their allowed keys in blocks of 64, keeping a running maximum and
  * sum per row (online softmax), so no [B, N, Sq, Skv] score tensor is ever materialised. The work is
  * register-blocked like gemm.ts: 4 query rows at a time against packed, float64 4-key panels (scores) and
@@ -10,6 +14,13 @@
  * are addressed through strided layouts so packed QKV, BSNH and BNSH tensors can all be read in place.
  */
 import { assert } from "../../errors.js";
+import {
+  attentionBatchWasm,
+  attentionRowsWasm,
+  beginAttentionJob,
+  endAttentionJob,
+  wasmAttentionAvailable,
+} from "./attention-wasm.js";
 
 /** Where one tensor's (batch, head, seq) rows live in a flat array; the last (feature) axis is contiguous. */
 export interface StridedLayout {
@@ -109,8 +120,36 @@ export function rowBlocks(seqQ: number, rowsPerUnit: number): number {
   return Math.max(1, Math.ceil(seqQ / rowsPerUnit));
 }
 
+/** Which kernel runs the rows: "auto" (the default) is the wasm SIMD kernel when this thread has it. */
+export type AttentionKernel = "auto" | "wasm" | "js";
+
+/** Whether `kernel` means the WebAssembly SIMD kernel on this thread ("wasm" throws when it is unavailable). */
+export function useWasmKernel(kernel: AttentionKernel = "auto"): boolean {
+  if (kernel === "js") return false;
+  const available = wasmAttentionAvailable();
+  assert(available || kernel === "auto", "attention: the WebAssembly SIMD kernel is unavailable");
+  return available;
+}
+
 /**
- * Rows [rowStart, rowEnd) of one (batch, head): the kernel every entry point ends in.
+ * Rows [rowStart, rowEnd) of one (batch, head): the kernel every entry point ends in. Runs on the WebAssembly
+ * SIMD kernel (attention-wasm.ts) when this thread has it, else on the JS kernel below (attentionRowsJs).
+ */
+export function attentionRows(
+  a: AttentionArgs,
+  b: number,
+  n: number,
+  rowStart: number,
+  rowEnd: number,
+  scratch: Scratch = sharedScratch,
+  wasm = useWasmKernel(),
+): void {
+  if (!wasm || !attentionRowsWasm(a, b, n, rowStart, rowEnd))
+    attentionRowsJs(a, b, n, rowStart, rowEnd, scratch);
+}
+
+/**
+ * The plain-JS kernel: the fallback when WebAssembly SIMD is unavailable (or MHAFUSE_NO_WASM is set).
  *
  * Register-blocked like a GEMM. The keys and values the rows may read are packed once (float64, 4-wide
  * panels). Rows go in groups of ROW_GROUP, so one key block's K and V panels stay in cache while every
@@ -120,7 +159,7 @@ export function rowBlocks(seqQ: number, rowsPerUnit: number): number {
  * finite (0·∞ = NaN) the P·V step falls back to a scalar loop that skips zero probabilities, as if those
  * keys were never visited.
  */
-export function attentionRows(
+export function attentionRowsJs(
   a: AttentionArgs,
   b: number,
   n: number,
@@ -530,11 +569,23 @@ function pvScalar(
   }
 }
 
-/** Synchronous, single-thread attention over every (batch, head, row). */
-export function attentionCore(args: AttentionArgs): void {
+/**
+ * Synchronous, single-thread attention over every (batch, head, row), on the WebAssembly SIMD kernel when this
+ * thread has it (`kernel` "js" or "wasm" picks one; "wasm" throws when it is unavailable).
+ */
+export function attentionCore(args: AttentionArgs, kernel: AttentionKernel = "auto"): void {
   validateAttentionArgs(args);
-  for (let b = 0; b < args.batch; b++)
-    for (let n = 0; n < args.numHeads; n++) attentionRows(args, b, n, 0, args.seqQ);
+  const wasm = useWasmKernel(kernel);
+  beginAttentionJob();
+  try {
+    for (let b = 0; b < args.batch; b++) {
+      // The wasm kernel takes a whole batch at once when the layout lets it copy rows of all heads together.
+      if (wasm && attentionBatchWasm(args, b)) continue;
+      for (let n = 0; n < args.numHeads; n++) attentionRows(args, b, n, 0, args.seqQ, sharedScratch, wasm);
+    }
+  } finally {
+    endAttentionJob();
+  }
 }
 
 /** Multiply-add count of a problem (2·Sq·Skv·(H + Hv) per head), used to decide when threads pay off. */

@@ -12,6 +12,7 @@ import {
   attentionCore,
   attentionFlops,
   Scratch,
+  useWasmKernel,
   validateAttentionArgs,
 } from "./attention-kernel.js";
 import {
@@ -21,6 +22,7 @@ import {
   UNITS_DONE,
   type UnitJob,
   unitStarts,
+  WASM_UNITS,
   WORKER_UNITS,
 } from "./attention-units.js";
 import { cpuThreads, siblingModule, ThreadPool } from "./thread-pool.js";
@@ -34,10 +36,14 @@ export interface ParallelOptions {
   mode?: "auto" | "always" | "never";
 }
 
-/** How a run was shared out; `workerUnits` of `units` ran off the calling thread. */
+/**
+ * How a run was shared out; `workerUnits` of `units` ran off the calling thread, `wasmUnits` on the
+ * WebAssembly SIMD kernel (a single-thread run counts as one unit).
+ */
 export interface ParallelRunStats {
   units: number;
   workerUnits: number;
+  wasmUnits: number;
   threads: number;
 }
 
@@ -125,7 +131,12 @@ export function runAttentionProblems(
   const threads = threadsFor(problems, opts);
   if (threads <= 1) {
     for (const a of problems) attentionCore(a);
-    return { units: problems.length, workerUnits: 0, threads: 1 };
+    return {
+      units: problems.length,
+      workerUnits: 0,
+      wasmUnits: useWasmKernel() ? problems.length : 0,
+      threads: 1,
+    };
   }
   const shared = shareProblems(problems);
   const { job, total } = newJob(shared.problems, opts.rowsPerUnit ?? DEFAULT_ROWS_PER_UNIT);
@@ -148,7 +159,12 @@ export function runAttentionProblems(
   if (own) throw own;
   if (Atomics.load(control, FAILED)) throw new MhafuseError("attention: a worker thread failed");
   shared.copyBack();
-  return { units: total, workerUnits: Atomics.load(control, WORKER_UNITS), threads };
+  return {
+    units: total,
+    workerUnits: Atomics.load(control, WORKER_UNITS),
+    wasmUnits: Atomics.load(control, WASM_UNITS),
+    threads,
+  };
 }
 
 /** `attentionCore` split over (batch, head, row block) across worker threads; the caller stays free. */
@@ -160,7 +176,7 @@ export async function attentionParallel(
   const threads = Math.max(1, Math.floor(opts.threads ?? cpuThreads()));
   if (opts.mode === "never") {
     attentionCore(args);
-    return { units: 1, workerUnits: 0, threads: 1 };
+    return { units: 1, workerUnits: 0, wasmUnits: useWasmKernel() ? 1 : 0, threads: 1 };
   }
   const shared = shareProblems([args]);
   const { job, total } = newJob(shared.problems, opts.rowsPerUnit ?? DEFAULT_ROWS_PER_UNIT);
@@ -174,5 +190,10 @@ export async function attentionParallel(
     throw new MhafuseError(`attention: a worker thread failed${why}`);
   }
   shared.copyBack();
-  return { units: total, workerUnits: Atomics.load(job.control, WORKER_UNITS), threads };
+  return {
+    units: total,
+    workerUnits: Atomics.load(job.control, WORKER_UNITS),
+    wasmUnits: Atomics.load(job.control, WASM_UNITS),
+    threads,
+  };
 }

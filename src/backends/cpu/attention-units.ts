@@ -4,7 +4,8 @@
  * batch) still spreads evenly over the cores.
  */
 import { isMainThread } from "node:worker_threads";
-import { type AttentionArgs, attentionRows, rowBlocks, Scratch } from "./attention-kernel.js";
+import { type AttentionArgs, attentionRows, rowBlocks, Scratch, useWasmKernel } from "./attention-kernel.js";
+import { beginAttentionJob, endAttentionJob } from "./attention-wasm.js";
 
 /** Indices into the shared Int32Array that coordinates one parallel run. */
 export const NEXT_UNIT = 0;
@@ -12,12 +13,15 @@ export const UNITS_DONE = 1;
 export const FAILED = 2;
 /** Units run by worker threads (not the caller): lets tests and benchmarks see that workers took part. */
 export const WORKER_UNITS = 3;
-export const CONTROL_SLOTS = 4;
+/** Units run on the WebAssembly SIMD kernel (by any thread). */
+export const WASM_UNITS = 4;
+export const CONTROL_SLOTS = 5;
 
 export interface UnitJob {
   problems: AttentionArgs[];
   rowsPerUnit: number;
-  /** SharedArrayBuffer-backed: [next unclaimed unit, units finished, failure flag, units run by workers]. */
+  /** SharedArrayBuffer-backed: [next unclaimed unit, units finished, failure flag, units run by workers, units
+   * run on the wasm kernel]. */
   control: Int32Array;
 }
 
@@ -29,7 +33,7 @@ export function unitStarts(job: Pick<UnitJob, "problems" | "rowsPerUnit">): numb
   return starts;
 }
 
-function runUnit(job: UnitJob, starts: number[], unit: number, scratch: Scratch): void {
+function runUnit(job: UnitJob, starts: number[], unit: number, scratch: Scratch, wasm: boolean): void {
   let p = 0;
   while (unit >= starts[p + 1]!) p++;
   const a = job.problems[p]!;
@@ -40,7 +44,7 @@ function runUnit(job: UnitJob, starts: number[], unit: number, scratch: Scratch)
   const n = local % a.numHeads;
   const b = (local - n) / a.numHeads;
   const r0 = block * job.rowsPerUnit;
-  attentionRows(a, b, n, r0, Math.min(a.seqQ, r0 + job.rowsPerUnit), scratch);
+  attentionRows(a, b, n, r0, Math.min(a.seqQ, r0 + job.rowsPerUnit), scratch, wasm);
 }
 
 /**
@@ -52,17 +56,25 @@ export function drainUnits(job: UnitJob, scratch: Scratch = new Scratch()): Erro
   const total = starts[starts.length - 1]!;
   const { control } = job;
   let failure: Error | undefined;
-  for (;;) {
-    const unit = Atomics.add(control, NEXT_UNIT, 1);
-    if (unit >= total) break;
-    try {
-      if (!failure) runUnit(job, starts, unit, scratch);
-    } catch (err) {
-      failure = err instanceof Error ? err : new Error(String(err));
-      Atomics.store(control, FAILED, 1);
+  const wasm = useWasmKernel();
+  // Inside the job, the packed keys and values of a (problem, batch, kv head) are reused across its units.
+  beginAttentionJob();
+  try {
+    for (;;) {
+      const unit = Atomics.add(control, NEXT_UNIT, 1);
+      if (unit >= total) break;
+      try {
+        if (!failure) runUnit(job, starts, unit, scratch, wasm);
+      } catch (err) {
+        failure = err instanceof Error ? err : new Error(String(err));
+        Atomics.store(control, FAILED, 1);
+      }
+      if (!isMainThread) Atomics.add(control, WORKER_UNITS, 1);
+      if (wasm) Atomics.add(control, WASM_UNITS, 1);
+      if (Atomics.add(control, UNITS_DONE, 1) + 1 === total) Atomics.notify(control, UNITS_DONE);
     }
-    if (!isMainThread) Atomics.add(control, WORKER_UNITS, 1);
-    if (Atomics.add(control, UNITS_DONE, 1) + 1 === total) Atomics.notify(control, UNITS_DONE);
+  } finally {
+    endAttentionJob();
   }
   return failure;
 }
