@@ -18,46 +18,13 @@ import { markImmutable } from "../src/backends/cpu/immutable.js";
 import { cpuThreads } from "../src/backends/cpu/thread-pool.js";
 import type { Node } from "../src/ir/graph.js";
 import { Tensor } from "../src/ir/tensor.js";
+import { assertMatches, rand, reference } from "./gemm-helpers.js";
 import "../src/ops/matmul.js";
 import { getOp } from "../src/ops/registry.js";
 
 const REPO = fileURLToPath(new URL("../", import.meta.url));
 
 after(() => closeGemmWorkers());
-
-/** Deterministic pseudo-random float32 values in [-1, 1). */
-function rand(n: number, seed: number): Float32Array {
-  let s = seed >>> 0;
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = s / 2 ** 31 - 1;
-  }
-  return out;
-}
-
-/** Float64 reference of `gemm` on a copy of C; also returns Σ|a·b| + |beta·c| per element for a tolerance. */
-function reference(p: GemmProblem): { c: Float64Array; scale: Float64Array } {
-  const c = Float64Array.from(p.C);
-  const scale = new Float64Array(p.C.length);
-  for (let i = 0; i < p.M; i++) {
-    for (let j = 0; j < p.N; j++) {
-      let acc = 0;
-      let mag = 0;
-      for (let k = 0; k < p.K; k++) {
-        const a = p.A[p.aOffset + (p.transA ? k * p.lda + i : i * p.lda + k)]!;
-        const b = p.B[p.bOffset + (p.transB ? j * p.ldb + k : k * p.ldb + j)]!;
-        acc += a * b;
-        mag += Math.abs(a * b);
-      }
-      const at = p.cOffset + i * p.ldc + j;
-      const old = p.beta === 0 ? 0 : p.beta * c[at]!;
-      c[at] = p.alpha * acc + old;
-      scale[at] = Math.abs(p.alpha) * mag + Math.abs(old);
-    }
-  }
-  return { c, scale };
-}
 
 /** A problem with offsets and padded leading dimensions; C starts filled with values (beta reads them). */
 function problem(
@@ -94,16 +61,6 @@ function problem(
     cOffset,
     ldc,
   };
-}
-
-function assertMatches(actual: Float32Array, ref: { c: Float64Array; scale: Float64Array }, what: string) {
-  for (let i = 0; i < actual.length; i++) {
-    // Untouched padding must equal its old value exactly (ref keeps it); computed entries within rounding.
-    const tol = 2e-6 * ref.scale[i]! + 1e-7;
-    const d = Math.abs(actual[i]! - ref.c[i]!);
-    if (!(d <= tol + Math.abs(Math.fround(ref.c[i]!) - ref.c[i]!)))
-      assert.fail(`${what}: element ${i} is ${actual[i]}, expected ${ref.c[i]} (tol ${tol})`);
-  }
 }
 
 function run(p: GemmProblem, opts: Parameters<typeof gemmParallel>[16]): void {

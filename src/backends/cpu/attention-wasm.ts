@@ -15,6 +15,7 @@
  */
 import type { AttentionArgs } from "./attention-kernel.js";
 import { ATTENTION_WASM_BASE64 } from "./wasm/attention-wasm.generated.js";
+import { copyRows, heap, instantiateKernel, type WasmMemory } from "./wasm/module.js";
 
 /** Width of the module's key and value-column panels (wasm/attention.ts NR); rows go in tiles of 4 (MR). */
 const NR = 8;
@@ -26,15 +27,8 @@ const ROW_CHUNK = 256;
 /** Most bytes of one batch's rows that attentionBatchWasm copies into the module's memory at once. */
 const SLAB_MAX_BYTES = 1 << 26;
 
-/** The parts of the WebAssembly JS API used here (lib ES2022 and @types/node 20 do not declare them). */
-interface WasmApi {
-  validate(bytes: Uint8Array): boolean;
-  Module: new (bytes: Uint8Array) => object;
-  Instance: new (module: object, imports: object) => { exports: object };
-}
-
 interface Kernel {
-  memory: { readonly buffer: ArrayBuffer; grow(pages: number): number };
+  memory: WasmMemory;
   packKV(
     keys: number,
     H: number,
@@ -82,19 +76,10 @@ let kernel: Kernel | null | undefined;
 /** This thread's kernel instance, or null when WebAssembly SIMD is unavailable or switched off. */
 function getKernel(): Kernel | null {
   if (kernel !== undefined) return kernel;
-  kernel = null;
-  try {
-    const wasm = (globalThis as { WebAssembly?: WasmApi }).WebAssembly;
-    const bytes = Buffer.from(ATTENTION_WASM_BASE64, "base64");
-    // MHAFUSE_NO_WASM=1 forces the JS kernels (to compare, or to rule the wasm kernels out);
-    // MHAFUSE_ATTENTION_KERNEL=js only the attention one (the GEMM stays on wasm).
-    const off = process.env.MHAFUSE_NO_WASM || process.env.MHAFUSE_ATTENTION_KERNEL === "js";
-    if (!wasm || off || !wasm.validate(bytes)) return null;
-    const instance = new wasm.Instance(new wasm.Module(bytes), {});
-    kernel = instance.exports as unknown as Kernel;
-  } catch {
-    kernel = null;
-  }
+  // MHAFUSE_NO_WASM=1 forces the JS kernels (to compare, or to rule the wasm kernels out);
+  // MHAFUSE_ATTENTION_KERNEL=js only the attention one (the GEMM stays on wasm).
+  const off = !!process.env.MHAFUSE_NO_WASM || process.env.MHAFUSE_ATTENTION_KERNEL === "js";
+  kernel = instantiateKernel<Kernel>(ATTENTION_WASM_BASE64, off);
   return kernel;
 }
 
@@ -132,32 +117,6 @@ export function endAttentionJob(): void {
 }
 
 const align16 = (bytes: number) => (bytes + 15) & ~15;
-
-/** The float32 view of the module's memory after making it at least `bytes` long. */
-function heap(k: Kernel, bytes: number): Float32Array {
-  const have = k.memory.buffer.byteLength;
-  if (have < bytes) k.memory.grow(Math.ceil((bytes - have) / 65536));
-  return new Float32Array(k.memory.buffer);
-}
-
-/** Copies `rows` rows of `cols` floats (row stride ld, from src[off]) compactly into dst at `at`. */
-function copyRows(
-  src: Float32Array,
-  off: number,
-  ld: number,
-  rows: number,
-  cols: number,
-  dst: Float32Array,
-  at: number,
-): void {
-  if (ld === cols || rows === 1) {
-    dst.set(src.subarray(off, off + rows * cols), at);
-  } else if (cols >= 16) {
-    for (let r = 0; r < rows; r++, off += ld, at += cols) dst.set(src.subarray(off, off + cols), at);
-  } else {
-    for (let r = 0; r < rows; r++, off += ld) for (let c = 0; c < cols; c++) dst[at++] = src[off + c]!;
-  }
-}
 
 /** Where one head's rows already are in the module's memory: row 0 at byte `at`, rows `ld` floats apart. */
 interface Placed {
@@ -257,7 +216,7 @@ function headRows(
   const keyEndAt = biasAt + align16(biasRows * keys * 4);
   const work = keyEndAt + align16(chunkPad * 4);
   const outAt = work + align16(k.attendWorkBytes(H, HV));
-  const mem = heap(k, Math.max(outAt + (slabs ? 0 : chunk * HV * 4), qRaw + kvRawBytes));
+  const mem = heap(k.memory, Math.max(outAt + (slabs ? 0 : chunk * HV * 4), qRaw + kvRawBytes));
   // The module's memory never grows inside a call, so the views stay valid.
   const keyEnd = new Int32Array(mem.buffer, keyEndAt, chunkPad);
 
@@ -369,7 +328,7 @@ export function attentionBatchWasm(a: AttentionArgs, b: number): boolean {
   const low = oAt + align16(S * oSpan * 4);
   // Long sequences of wide packed rows would take hundreds of MB: those go head by head, a chunk at a time.
   if (low > SLAB_MAX_BYTES) return false;
-  let mem = heap(k, low);
+  let mem = heap(k.memory, low);
   attentionWasmStats.batches++;
   const copyIn = (src: Float32Array, l: AttentionArgs["qLayout"], rows: number, sp: number, at: number) =>
     copyRows(src, l.offset + b * l.batchStride, l.seqStride, rows, sp, mem, at / 4);

@@ -15,6 +15,7 @@
  */
 import { gemm } from "./gemm.js";
 import { GEMM_WASM_BASE64 } from "./wasm/gemm-wasm.generated.js";
+import { copyRows, heap, instantiateKernel, type WasmMemory } from "./wasm/module.js";
 
 /** Register tile of the kernel (wasm/gemm.ts): C rows are padded to MR, columns to NR. */
 const MR = 4;
@@ -30,15 +31,8 @@ export const GEMM_WASM_MIN_MACS = 4096;
 /** Byte address of the first buffer in the module's memory (the module has no data of its own). */
 const BASE = 64;
 
-/** The parts of the WebAssembly JS API used here (lib ES2022 and @types/node 20 do not declare them). */
-interface WasmApi {
-  validate(bytes: Uint8Array): boolean;
-  Module: new (bytes: Uint8Array) => object;
-  Instance: new (module: object, imports: object) => { exports: object };
-}
-
 interface Kernel {
-  memory: { readonly buffer: ArrayBuffer; grow(pages: number): number };
+  memory: WasmMemory;
   packB(transB: number, K: number, nc: number, b: number, ldb: number, dst: number): void;
   gemmBlock(
     transA: number,
@@ -69,52 +63,14 @@ let kernel: Kernel | null | undefined;
 /** This thread's kernel instance, or null when WebAssembly SIMD is unavailable. */
 function getKernel(): Kernel | null {
   if (kernel !== undefined) return kernel;
-  kernel = null;
-  try {
-    const wasm = (globalThis as { WebAssembly?: WasmApi }).WebAssembly;
-    const bytes = Buffer.from(GEMM_WASM_BASE64, "base64");
-    // MHAFUSE_NO_WASM=1 forces the JS kernel (to compare, or to rule the wasm kernel out).
-    if (!wasm || process.env.MHAFUSE_NO_WASM || !wasm.validate(bytes)) return null;
-    const instance = new wasm.Instance(new wasm.Module(bytes), {});
-    kernel = instance.exports as unknown as Kernel;
-  } catch {
-    kernel = null;
-  }
+  // MHAFUSE_NO_WASM=1 forces the JS kernel (to compare, or to rule the wasm kernel out).
+  kernel = instantiateKernel<Kernel>(GEMM_WASM_BASE64, !!process.env.MHAFUSE_NO_WASM);
   return kernel;
 }
 
 /** Whether this thread can run the WebAssembly SIMD kernel. */
 export function wasmGemmAvailable(): boolean {
   return getKernel() !== null;
-}
-
-/** The float32 view of the module's memory after making it at least `bytes` long. */
-function heap(k: Kernel, bytes: number): Float32Array {
-  const have = k.memory.buffer.byteLength;
-  if (have < bytes) k.memory.grow(Math.ceil((bytes - have) / 65536));
-  return new Float32Array(k.memory.buffer);
-}
-
-/**
- * Copies a rows×cols block (row stride ld, starting at src[off]) into dst at `at`, compactly (row stride
- * cols). One copy when the block is contiguous, a copy per row when rows are long, else element by element.
- */
-function copyIn(
-  src: Float32Array,
-  off: number,
-  ld: number,
-  rows: number,
-  cols: number,
-  dst: Float32Array,
-  at: number,
-): void {
-  if (ld === cols || rows === 1) {
-    dst.set(src.subarray(off, off + rows * cols), at);
-  } else if (cols >= 32) {
-    for (let r = 0; r < rows; r++, off += ld, at += cols) dst.set(src.subarray(off, off + cols), at);
-  } else {
-    for (let r = 0; r < rows; r++, off += ld) for (let c = 0; c < cols; c++) dst[at++] = src[off + c]!;
-  }
 }
 
 /** Packed panels of immutable B operands: array → "transB,bOffset,ldb,K,N" → panels (SharedArrayBuffer). */
@@ -144,9 +100,9 @@ export function cachedPackedB(
     const [rows, cols] = transB ? [N, K] : [K, N];
     const panelFloats = Math.ceil(N / NR) * NR * K;
     const raw = BASE / 4 + panelFloats;
-    const mem = heap(k, (raw + rows * cols) * 4);
+    const mem = heap(k.memory, (raw + rows * cols) * 4);
     gemmWasmStats.packedBCopies++;
-    copyIn(B, bOffset, ldb, rows, cols, mem, raw);
+    copyRows(B, bOffset, ldb, rows, cols, mem, raw);
     k.packB(+transB, K, N, raw * 4, cols, BASE);
     packed = new Float32Array(new SharedArrayBuffer(panelFloats * 4));
     packed.set(mem.subarray(BASE / 4, BASE / 4 + panelFloats));
@@ -201,22 +157,22 @@ export function gemmWasm(
   const aRaw = bRaw + (cached ? 0 : nb * K);
   const cBlk = aRaw + mb * K;
   const aPack = cBlk + mbPad * nbPad;
-  const mem = heap(k, (aPack + mbPad * Math.min(K, KC)) * 4);
+  const mem = heap(k.memory, (aPack + mbPad * Math.min(K, KC)) * 4);
   if (cached) mem.set(cached.subarray(0, nbPad * K), bPack);
 
   for (let jc = 0; jc < N; jc += nb) {
     const nc = Math.min(nb, N - jc);
     if (!cached) {
       // op(B)[:, jc:jc+nc]: rows jc.. of B when transposed, else columns jc.. of every row.
-      if (transB) copyIn(B, bOffset + jc * ldb, ldb, nc, K, mem, bRaw);
-      else copyIn(B, bOffset + jc, ldb, K, nc, mem, bRaw);
+      if (transB) copyRows(B, bOffset + jc * ldb, ldb, nc, K, mem, bRaw);
+      else copyRows(B, bOffset + jc, ldb, K, nc, mem, bRaw);
       k.packB(+transB, K, nc, bRaw * 4, transB ? K : nc, bPack * 4);
     }
     const bPanels = bPack + (cached ? jc * K : 0);
     for (let ic = 0; ic < M; ic += mb) {
       const mc = Math.min(mb, M - ic);
-      if (transA) copyIn(A, aOffset + ic, lda, K, mc, mem, aRaw);
-      else copyIn(A, aOffset + ic * lda, lda, mc, K, mem, aRaw);
+      if (transA) copyRows(A, aOffset + ic, lda, K, mc, mem, aRaw);
+      else copyRows(A, aOffset + ic * lda, lda, mc, K, mem, aRaw);
       const c0 = cOffset + ic * ldc + jc;
       if (beta === 0) {
         mem.fill(0, cBlk, cBlk + mbPad * nbPad);
