@@ -348,7 +348,7 @@ test("Conv and Einsum infer symbolic shapes", () => {
 test("Gemm: every transA/transB/alpha/beta combination, C broadcast forms and no C", () => {
   const [M, N, K] = [5, 7, 9];
   let seed = 100;
-  const cShapes: (number[] | undefined)[] = [undefined, [M, N], [N], [1, N], [M, 1], []];
+  const cShapes: (number[] | undefined)[] = [undefined, [M, N], [N], [1, N], [M, 1], [], [1], [1, 1]];
   for (const transA of [0, 1]) {
     for (const transB of [0, 1]) {
       for (const [alpha, beta] of [
@@ -376,7 +376,9 @@ test("Gemm: every transA/transB/alpha/beta combination, C broadcast forms and no
                   c.rank === 2
                     ? (c.dims[0] === 1 ? 0 : i) * c.dims[1]! + (c.dims[1] === 1 ? 0 : j)
                     : c.rank === 1
-                      ? j
+                      ? c.dims[0] === 1
+                        ? 0
+                        : j
                       : 0;
                 cv = Cv[ci]!;
               }

@@ -195,6 +195,19 @@ function expandBias<T extends Float32Array | Float64Array>(
   }
   const rows = dims.length === 2 ? dims[0]! : 1;
   const cols = dims.length >= 1 ? dims[dims.length - 1]! : 1;
+  // A float32 C into a float32 output: whole rows at a time (a bias row is copied once per output row).
+  if (c.type === "float32" && out instanceof Float32Array) {
+    const src = c.data as Float32Array;
+    if (cols === N) {
+      if (rows === M) out.set(src.subarray(0, M * N));
+      else {
+        const row = src.subarray(0, N);
+        for (let i = 0; i < M; i++) out.set(row, i * N);
+      }
+    } else if (rows === 1) out.fill(src[0]!);
+    else for (let i = 0; i < M; i++) out.fill(src[i]!, i * N, (i + 1) * N);
+    return out;
+  }
   const src = c.toFloat64();
   for (let i = 0; i < M; i++) {
     const si = rows === 1 ? 0 : i * cols;

@@ -4,13 +4,14 @@ import type { AttentionReport } from "./attention/report.js";
 import { foldConstants } from "./fold-constants.js";
 import { foldShapes } from "./fold-shapes.js";
 import { fuseGelu } from "./gelu.js";
+import { fuseLinearBias } from "./linear-bias.js";
 import { type Pass, type PassStats, runPasses } from "./manager.js";
 import { removeDeadNodes } from "./remove-dead-nodes.js";
 
 export type { AttentionKind, AttentionReport, AttentionTrait, FusionPath } from "./attention/report.js";
 export { summarizeReport } from "./attention/report.js";
 export type { Pass, PassStats } from "./manager.js";
-export { foldConstants, foldShapes, fuseAttention, fuseGelu, removeDeadNodes, runPasses };
+export { foldConstants, foldShapes, fuseAttention, fuseGelu, fuseLinearBias, removeDeadNodes, runPasses };
 
 /** Like onnxruntime's GraphOptimizationLevel: attention fusion runs at "extended" and "all". */
 export type GraphOptimizationLevel = "disabled" | "basic" | "extended" | "all";
@@ -45,12 +46,17 @@ const fusionPasses: Pass[] = [
     },
   },
   { name: "fuse-gelu", run: (g) => ({ changed: fuseGelu(g) }) },
+  // After attention fusion, which must still see each projection's MatMul + Add; the projections it made
+  // dead go first, so that only live linear layers are rewritten and counted.
+  { name: "remove-dead-nodes-before-linear-bias", run: (g) => ({ changed: removeDeadNodes(g) }) },
+  { name: "fuse-linear-bias", run: (g) => ({ changed: fuseLinearBias(g) }) },
   { name: "remove-dead-nodes-after-fusion", run: (g) => ({ changed: removeDeadNodes(g) }) },
 ];
 
 /**
  * The optimisation pipeline the session, `mhafuse inspect/run/optimize` use. Never modifies `graph`.
- * "basic": constant and shape folding, dead-node removal; "extended"/"all": plus attention and GELU fusion.
+ * "basic": constant and shape folding, dead-node removal; "extended"/"all": plus attention, GELU and
+ * linear-bias (MatMul + Add → Gemm) fusion.
  */
 export function optimizeGraph(graph: Graph, options: OptimizeOptions = {}): OptimizeResult {
   const level = options.level ?? "all";
