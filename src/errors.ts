@@ -10,6 +10,11 @@ export class ModelLoadError extends MhafuseError {
   override name = "ModelLoadError";
 }
 
+/** A graph that cannot run as built: a value nobody produces, a cycle, two producers of one value. */
+export class GraphError extends MhafuseError {
+  override name = "GraphError";
+}
+
 /** Feeds that do not fit the model: missing input, wrong dtype, contradicting shape. */
 export class InputError extends MhafuseError {
   override name = "InputError";

@@ -1,3 +1,4 @@
+import { GraphError } from "../errors.js";
 import type { DType } from "./dtype.js";
 import type { Tensor } from "./tensor.js";
 
@@ -117,7 +118,7 @@ export function topologicalOrder(graph: Graph): Node[] {
     for (const i of new Set(n.inputs)) {
       if (available.has(i)) continue;
       if (!prod.has(i))
-        throw new Error(`graph: node '${n.name}' (${n.opType}) reads '${i}', which nothing produces`);
+        throw new GraphError(`graph: node '${n.name}' (${n.opType}) reads '${i}', which nothing produces`);
       missing++;
       let list = readers.get(i);
       if (!list) readers.set(i, (list = []));
@@ -142,7 +143,7 @@ export function topologicalOrder(graph: Graph): Node[] {
   }
   if (order.length !== graph.nodes.length) {
     const stuck = graph.nodes.filter((n) => !order.includes(n)).map((n) => n.name);
-    throw new Error(`graph: cycle among nodes ${stuck.slice(0, 5).join(", ")}`);
+    throw new GraphError(`graph: cycle among nodes ${stuck.slice(0, 5).join(", ")}`);
   }
   return order;
 }

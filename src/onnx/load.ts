@@ -5,9 +5,9 @@
 import { readFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
-import { MhafuseError, ModelLoadError } from "../errors.js";
+import { GraphError, MhafuseError, ModelLoadError } from "../errors.js";
 import type { Attribute, Graph, Model, Node, ValueInfo } from "../ir/graph.js";
-import { normalizeDomain } from "../ir/graph.js";
+import { normalizeDomain, topologicalOrder } from "../ir/graph.js";
 import type { Tensor } from "../ir/tensor.js";
 import { attributeFromProto } from "./attribute.js";
 import { dataTypeName, type Int64Like, int64ToNumber, onnx } from "./proto.js";
@@ -118,6 +118,13 @@ export function modelFromProto(proto: onnx.IModelProto, opts: LoadOptions = {}):
     metadata,
   };
   if (opts.baseDir !== undefined) model.baseDir = opts.baseDir;
+  try {
+    topologicalOrder(graph);
+  } catch (e) {
+    if (e instanceof GraphError)
+      throw new ModelLoadError(`the model's graph is invalid: ${e.message}`, { cause: e });
+    throw e;
+  }
   return model;
 }
 
