@@ -130,6 +130,147 @@ const divRow: BinaryRow = (out_, o, a_, ai, as, b_, bi, bs, n) => {
   } else out.fill(a[ai]! / b[bi]!, o, o + n);
 };
 
+// ---- monomorphic float32 kernels ---------------------------------------------------------------------
+// The rows above serve every dtype, so V8's element access there goes polymorphic. These functions only
+// ever see Float32Array, which keeps their loads and stores monomorphic; float32 math is done in float64
+// and rounded on store exactly as the generic rows do, so results are bit-identical.
+
+type F32 = Float32Array;
+
+/** Float32 kernels of one arithmetic op: same shape, scalar on either side, last-axis row on either side. */
+interface Float32Kernels {
+  same: (out: F32, a: F32, b: F32) => void;
+  scalarB: (out: F32, a: F32, y: number) => void;
+  scalarA: (out: F32, x: number, b: F32) => void;
+  /** b is a row of `w` elements repeated along a. */
+  rowB: (out: F32, a: F32, b: F32, w: number) => void;
+  /** a is a row of `w` elements repeated along b. */
+  rowA: (out: F32, a: F32, b: F32, w: number) => void;
+}
+
+const addF32: Float32Kernels = {
+  same(out, a, b) {
+    for (let i = 0; i < out.length; i++) out[i] = a[i]! + b[i]!;
+  },
+  scalarB(out, a, y) {
+    for (let i = 0; i < out.length; i++) out[i] = a[i]! + y;
+  },
+  scalarA(out, x, b) {
+    for (let i = 0; i < out.length; i++) out[i] = x + b[i]!;
+  },
+  rowB(out, a, b, w) {
+    for (let r = 0; r < out.length; r += w) for (let j = 0; j < w; j++) out[r + j] = a[r + j]! + b[j]!;
+  },
+  rowA(out, a, b, w) {
+    for (let r = 0; r < out.length; r += w) for (let j = 0; j < w; j++) out[r + j] = a[j]! + b[r + j]!;
+  },
+};
+
+const subF32: Float32Kernels = {
+  same(out, a, b) {
+    for (let i = 0; i < out.length; i++) out[i] = a[i]! - b[i]!;
+  },
+  scalarB(out, a, y) {
+    for (let i = 0; i < out.length; i++) out[i] = a[i]! - y;
+  },
+  scalarA(out, x, b) {
+    for (let i = 0; i < out.length; i++) out[i] = x - b[i]!;
+  },
+  rowB(out, a, b, w) {
+    for (let r = 0; r < out.length; r += w) for (let j = 0; j < w; j++) out[r + j] = a[r + j]! - b[j]!;
+  },
+  rowA(out, a, b, w) {
+    for (let r = 0; r < out.length; r += w) for (let j = 0; j < w; j++) out[r + j] = a[j]! - b[r + j]!;
+  },
+};
+
+const mulF32: Float32Kernels = {
+  same(out, a, b) {
+    for (let i = 0; i < out.length; i++) out[i] = a[i]! * b[i]!;
+  },
+  scalarB(out, a, y) {
+    for (let i = 0; i < out.length; i++) out[i] = a[i]! * y;
+  },
+  scalarA(out, x, b) {
+    for (let i = 0; i < out.length; i++) out[i] = x * b[i]!;
+  },
+  rowB(out, a, b, w) {
+    for (let r = 0; r < out.length; r += w) for (let j = 0; j < w; j++) out[r + j] = a[r + j]! * b[j]!;
+  },
+  rowA(out, a, b, w) {
+    for (let r = 0; r < out.length; r += w) for (let j = 0; j < w; j++) out[r + j] = a[j]! * b[r + j]!;
+  },
+};
+
+const divF32: Float32Kernels = {
+  same(out, a, b) {
+    for (let i = 0; i < out.length; i++) out[i] = a[i]! / b[i]!;
+  },
+  scalarB(out, a, y) {
+    for (let i = 0; i < out.length; i++) out[i] = a[i]! / y;
+  },
+  scalarA(out, x, b) {
+    for (let i = 0; i < out.length; i++) out[i] = x / b[i]!;
+  },
+  rowB(out, a, b, w) {
+    for (let r = 0; r < out.length; r += w) for (let j = 0; j < w; j++) out[r + j] = a[r + j]! / b[j]!;
+  },
+  rowA(out, a, b, w) {
+    for (let r = 0; r < out.length; r += w) for (let j = 0; j < w; j++) out[r + j] = a[j]! / b[r + j]!;
+  },
+};
+
+/** True when `dims` is all 1s except possibly its last entry, which then must equal `width`. */
+function isLastAxisRow(dims: readonly number[], rank: number, width: number): boolean {
+  if (dims.length > rank) return false;
+  for (let i = 0; i < dims.length - 1; i++) if (dims[i] !== 1) return false;
+  return dims.length > 0 && dims[dims.length - 1] === width;
+}
+
+function sameDims(x: readonly number[], y: readonly number[]): boolean {
+  if (x.length !== y.length) return false;
+  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
+  return true;
+}
+
+/**
+ * The float32 fast path: same shape, a scalar (size 1, rank not above the other's) on either side, or a
+ * last-axis row on either side. Undefined for every other layout, which stays on runBinary.
+ */
+function runFloat32(k: Float32Kernels, a: Tensor, b: Tensor, bDims: readonly number[]): Tensor | undefined {
+  const x = a.data as F32;
+  const y = b.data as F32;
+  const ad = a.dims;
+  if (sameDims(ad, bDims)) {
+    const out = new Float32Array(x.length);
+    k.same(out, x, y);
+    return new Tensor("float32", out, ad);
+  }
+  if (y.length === 1 && bDims.length <= ad.length) {
+    const out = new Float32Array(x.length);
+    k.scalarB(out, x, y[0]!);
+    return new Tensor("float32", out, ad);
+  }
+  if (x.length === 1 && ad.length <= bDims.length) {
+    const out = new Float32Array(y.length);
+    k.scalarA(out, x[0]!, y);
+    return new Tensor("float32", out, bDims);
+  }
+  const aw = ad[ad.length - 1];
+  if (aw !== undefined && aw > 0 && isLastAxisRow(bDims, ad.length, aw)) {
+    const out = new Float32Array(x.length);
+    k.rowB(out, x, y, aw);
+    return new Tensor("float32", out, ad);
+  }
+  const bw = bDims[bDims.length - 1];
+  if (bw !== undefined && bw > 0 && isLastAxisRow(ad, bDims.length, bw)) {
+    const out = new Float32Array(y.length);
+    k.rowA(out, x, y, bw);
+    return new Tensor("float32", out, bDims);
+  }
+  return undefined;
+}
+
 // ---- generic rows from scalar functions (everything off the hot path) --------------------------------
 
 function numberRow(fn: (x: number, y: number) => number): BinaryRow {
@@ -258,7 +399,7 @@ function binaryOp(
   opType: string,
   allowed: readonly DType[],
   kernels: BinaryKernels,
-  opts: { outType?: DType; integerDivision?: boolean } = {},
+  opts: { outType?: DType; integerDivision?: boolean; float32?: Float32Kernels } = {},
 ): OpDef {
   return {
     opType,
@@ -271,32 +412,52 @@ function binaryOp(
       requireDType(node, 0, a.type, allowed);
       if (opts.integerDivision && !isFloatType(a.type)) rejectZeroDivisor(node, b);
       const row = pickRow(node, a.type, kernels);
-      return [runBinary(node, a, b, opts.outType ?? a.type, row, legacyBDims(ctx, a, b))];
+      const bDims = legacyBDims(ctx, a, b);
+      if (opts.float32 && a.type === "float32") {
+        const fast = runFloat32(opts.float32, a, b, bDims);
+        if (fast) return [fast];
+      }
+      return [runBinary(node, a, b, opts.outType ?? a.type, row, bDims)];
     },
   };
 }
 
-const Add = binaryOp("Add", NUMERIC_TYPES, {
-  float: addRow,
-  int32: addRow,
-  small: addRow,
-  int64: bigintRow((x, y) => x + y),
-});
+const Add = binaryOp(
+  "Add",
+  NUMERIC_TYPES,
+  {
+    float: addRow,
+    int32: addRow,
+    small: addRow,
+    int64: bigintRow((x, y) => x + y),
+  },
+  { float32: addF32 },
+);
 
-const Sub = binaryOp("Sub", NUMERIC_TYPES, {
-  float: subRow,
-  int32: subRow,
-  small: subRow,
-  int64: bigintRow((x, y) => x - y),
-});
+const Sub = binaryOp(
+  "Sub",
+  NUMERIC_TYPES,
+  {
+    float: subRow,
+    int32: subRow,
+    small: subRow,
+    int64: bigintRow((x, y) => x - y),
+  },
+  { float32: subF32 },
+);
 
-const Mul = binaryOp("Mul", NUMERIC_TYPES, {
-  float: mulRow,
-  // A float64 product of two int32 can exceed 2^53 and lose the low bits that wrapping keeps.
-  int32: numberRow(Math.imul),
-  small: mulRow,
-  int64: bigintRow((x, y) => x * y),
-});
+const Mul = binaryOp(
+  "Mul",
+  NUMERIC_TYPES,
+  {
+    float: mulRow,
+    // A float64 product of two int32 can exceed 2^53 and lose the low bits that wrapping keeps.
+    int32: numberRow(Math.imul),
+    small: mulRow,
+    int64: bigintRow((x, y) => x * y),
+  },
+  { float32: mulF32 },
+);
 
 const Div = binaryOp(
   "Div",
@@ -308,7 +469,7 @@ const Div = binaryOp(
     small: numberRow((x, y) => Math.trunc(x / y)),
     int64: bigintRow((x, y) => x / y), // bigint division truncates toward zero, as C does
   },
-  { integerDivision: true },
+  { integerDivision: true, float32: divF32 },
 );
 
 const Mod: OpDef = {

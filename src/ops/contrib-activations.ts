@@ -5,15 +5,19 @@
 import { OpError } from "../errors.js";
 import type { DType } from "../ir/dtype.js";
 import type { Node } from "../ir/graph.js";
-import type { Tensor } from "../ir/tensor.js";
+import { Tensor } from "../ir/tensor.js";
 import {
   allocateCompute,
+  biasGeluErfFloat32Array,
+  biasGeluTanhFloat32Array,
   computeView,
   FLOAT_TYPES,
   finishCompute,
   geluErf,
   geluErfFloat32,
+  geluErfFloat32Array,
   geluTanh,
+  geluTanhFloat32Array,
   inferSameShape,
   requireDType,
   requireInput,
@@ -54,11 +58,43 @@ function activateWithBias(node: Node, x: Tensor, bias: Tensor | undefined, f: (v
   return finishCompute(x.type, out, x.dims);
 }
 
+/**
+ * Float32-only array kernels of one activation (see elementwise-util: monomorphic loops with the
+ * activation inlined); they compute what activateWithBias does for float32.
+ */
+interface Float32Activation {
+  plain: (x: Float32Array, y: Float32Array) => void;
+  /** y = f(fround(x + bias[j])) with bias a row of `bias.length` elements along x. */
+  withBias: (x: Float32Array, bias: Float32Array, y: Float32Array) => void;
+}
+
+const geluErf32: Float32Activation = { plain: geluErfFloat32Array, withBias: biasGeluErfFloat32Array };
+const geluTanh32: Float32Activation = { plain: geluTanhFloat32Array, withBias: biasGeluTanhFloat32Array };
+
+/** The float32 fast path when x (and bias) are float32 and the bias has the layout activateWithBias checks. */
+function activateFloat32(k: Float32Activation, x: Tensor, bias: Tensor | undefined): Tensor | undefined {
+  if (x.type !== "float32") return undefined;
+  const xs = x.data as Float32Array;
+  if (!bias) {
+    const out = new Float32Array(xs.length);
+    k.plain(xs, out);
+    return new Tensor("float32", out, x.dims);
+  }
+  const width = x.dims[x.dims.length - 1];
+  if (bias.type !== "float32" || bias.dims.length !== 1 || width === undefined || bias.dims[0] !== width)
+    return undefined; // activateWithBias reports the error
+  if (width === 0) return undefined;
+  const out = new Float32Array(xs.length);
+  k.withBias(xs, bias.data as Float32Array, out);
+  return new Tensor("float32", out, x.dims);
+}
+
 function contribActivation(
   opType: string,
   activation: (node: Node, type: DType) => (v: number) => number,
   biasInput: boolean,
   biasRequired = false,
+  float32?: Float32Activation,
 ): OpDef {
   const types: readonly DType[] = FLOAT_TYPES;
   return {
@@ -69,6 +105,8 @@ function contribActivation(
       const node = ctx.node;
       const x = requireInput(node, inputs, 0);
       const bias = biasInput ? (biasRequired ? requireInput(node, inputs, 1) : inputs[1]) : undefined;
+      const fast = float32 && activateFloat32(float32, x, bias);
+      if (fast) return [fast];
       return [activateWithBias(node, x, bias, activation(node, x.type))];
     },
   };
@@ -76,9 +114,9 @@ function contribActivation(
 
 /** float32/float16 results need only float32 accuracy: the faster erf (see erfFloat32). */
 const erfGelu = (_: Node, type: DType) => (type === "float64" ? geluErf : geluErfFloat32);
-const Gelu = contribActivation("Gelu", erfGelu, false);
-const FastGelu = contribActivation("FastGelu", () => geluTanh, true);
-const BiasGelu = contribActivation("BiasGelu", erfGelu, true, true);
+const Gelu = contribActivation("Gelu", erfGelu, false, false, geluErf32);
+const FastGelu = contribActivation("FastGelu", () => geluTanh, true, false, geluTanh32);
+const BiasGelu = contribActivation("BiasGelu", erfGelu, true, true, geluErf32);
 /** x·sigmoid(alpha·x) (CLIP-style GELU approximation), alpha defaults to 1.702. */
 const QuickGelu = contribActivation(
   "QuickGelu",

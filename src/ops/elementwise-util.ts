@@ -346,3 +346,37 @@ export function sigmoid(x: number): number {
   const e = Math.exp(x);
   return e / (1 + e);
 }
+
+// ---- float32 array kernels -----------------------------------------------------------------------------
+// Whole-array loops over Float32Array only, defined next to the scalar functions they call so those inline
+// into a monomorphic loop (a per-element call across modules is not reliably inlined). Each computes
+// exactly what the scalar function gives element by element.
+
+/** y[i] = erfFloat32(x[i]). */
+export function erfFloat32Array(x: Float32Array, y: Float32Array): void {
+  for (let i = 0; i < x.length; i++) y[i] = erfFloat32(x[i]!);
+}
+
+/** y[i] = geluErfFloat32(x[i]). */
+export function geluErfFloat32Array(x: Float32Array, y: Float32Array): void {
+  for (let i = 0; i < x.length; i++) y[i] = geluErfFloat32(x[i]!);
+}
+
+/** y[i] = geluTanh(x[i]). */
+export function geluTanhFloat32Array(x: Float32Array, y: Float32Array): void {
+  for (let i = 0; i < x.length; i++) y[i] = geluTanh(x[i]!);
+}
+
+/** y = geluErfFloat32(fround(x + bias)) with `bias` a row repeated along x (x.length a multiple of it). */
+export function biasGeluErfFloat32Array(x: Float32Array, bias: Float32Array, y: Float32Array): void {
+  const w = bias.length;
+  for (let r = 0; r < x.length; r += w)
+    for (let j = 0; j < w; j++) y[r + j] = geluErfFloat32(Math.fround(x[r + j]! + bias[j]!));
+}
+
+/** y = geluTanh(fround(x + bias)) with `bias` a row repeated along x (x.length a multiple of it). */
+export function biasGeluTanhFloat32Array(x: Float32Array, bias: Float32Array, y: Float32Array): void {
+  const w = bias.length;
+  for (let r = 0; r < x.length; r += w)
+    for (let j = 0; j < w; j++) y[r + j] = geluTanh(Math.fround(x[r + j]! + bias[j]!));
+}

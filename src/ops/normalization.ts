@@ -93,6 +93,45 @@ function layerNormRows(
   }
 }
 
+/**
+ * layerNormRows for float32 data with plain (unmapped) float32 scale and bias and float32 statistics: the
+ * same arithmetic in the same order (mean and variance in float64 locals), but with every array a
+ * Float32Array so V8 keeps the element access monomorphic.
+ */
+function layerNormRowsF32(
+  x: Float32Array,
+  y: Float32Array,
+  rows: number,
+  D: number,
+  epsilon: number,
+  g: Float32Array,
+  b: Float32Array | undefined,
+  mean: Float32Array,
+  invStd: Float32Array,
+): void {
+  for (let r = 0; r < rows; r++) {
+    const base = r * D;
+    let mu = 0;
+    for (let j = 0; j < D; j++) mu += x[base + j]!;
+    mu /= D;
+    let sq = 0;
+    for (let j = 0; j < D; j++) {
+      const d = x[base + j]! - mu;
+      sq += d * d;
+    }
+    const inv = 1 / Math.sqrt(sq / D + epsilon);
+    if (b) for (let j = 0; j < D; j++) y[base + j] = (x[base + j]! - mu) * inv * g[j]! + b[j]!;
+    else for (let j = 0; j < D; j++) y[base + j] = (x[base + j]! - mu) * inv * g[j]!;
+    mean[r] = mu;
+    invStd[r] = inv;
+  }
+}
+
+/** The parameter's data when it is float32 and read without an index map (the float32 fast path). */
+function plainF32(p: Param | undefined): Float32Array | undefined {
+  return p && !p.map && p.data instanceof Float32Array ? p.data : undefined;
+}
+
 function normTypes(node: Node, x: ValueType | undefined, withStats: boolean): ValueType[] {
   if (!x) return [{ dtype: "float32" }];
   const y: ValueType = { ...x };
@@ -121,7 +160,22 @@ const LayerNormalization: OpDef = {
     const invStd = allocFloat(stash, rows);
     const g = paramOf(node, scale, normDims, "Scale")!;
     const b = paramOf(node, bias, normDims, "B");
-    layerNormRows(floatData(x), y, rows, D, attrFloat(node, "epsilon", 1e-5), g, b, false, mean, invStd);
+    const epsilon = attrFloat(node, "epsilon", 1e-5);
+    const g32 = plainF32(g);
+    const b32 = plainF32(b);
+    if (
+      x.type === "float32" &&
+      stash === "float32" &&
+      g32 &&
+      (b32 || !b) &&
+      y instanceof Float32Array &&
+      mean instanceof Float32Array &&
+      invStd instanceof Float32Array
+    ) {
+      layerNormRowsF32(x.data as Float32Array, y, rows, D, epsilon, g32, b32, mean, invStd);
+    } else {
+      layerNormRows(floatData(x), y, rows, D, epsilon, g, b, false, mean, invStd);
+    }
     const statsDims = statsShape(x.dims, axis);
     return [
       floatTensor(x.type, y, x.dims),
@@ -158,6 +212,26 @@ const RMSNormalization: OpDef = {
     return [floatTensor(x.type, y, x.dims)];
   },
 };
+
+/** sum = x + skip (+ bias) for float32, skip repeating along x and bias along each row of H. */
+function skipSumF32(
+  x: Float32Array,
+  s: Float32Array,
+  bias: Float32Array | undefined,
+  sum: Float32Array,
+  H: number,
+): void {
+  const sn = s.length;
+  for (let start = 0; start < x.length; start += sn) {
+    const end = Math.min(start + sn, x.length);
+    if (bias) {
+      for (let i = start; i < end; i += H)
+        for (let j = 0; j < H; j++) sum[i + j] = x[i + j]! + s[i - start + j]! + bias[j]!;
+    } else {
+      for (let i = start; i < end; i++) sum[i] = x[i]! + s[i - start]!;
+    }
+  }
+}
 
 /**
  * com.microsoft SkipLayerNormalization (onnxruntime's transformer optimizer emits it):
@@ -199,14 +273,31 @@ const SkipLayerNormalization: OpDef = {
     const x = floatData(input);
     const s = floatData(skip);
     const sum = allocFloat(input.type, input.size);
-    for (let i = 0; i < sum.length; i++) {
-      const v = x[i]! + s[i % s.length]!;
-      sum[i] = bi ? v + paramAt(bi, i % H) : v;
-    }
     const y = allocFloat(input.type, input.size);
     const mean = new Float32Array(rows);
     const invStd = new Float32Array(rows);
-    layerNormRows(sum, y, rows, H, attrFloat(node, "epsilon", 1e-12), g, b, false, mean, invStd);
+    const epsilon = attrFloat(node, "epsilon", 1e-12);
+    const g32 = plainF32(g);
+    const b32 = plainF32(b);
+    const bi32 = plainF32(bi);
+    if (
+      x instanceof Float32Array &&
+      s instanceof Float32Array &&
+      sum instanceof Float32Array &&
+      y instanceof Float32Array &&
+      g32 &&
+      (b32 || !b) &&
+      (bi32 || !bi)
+    ) {
+      skipSumF32(x, s, bi32, sum, H);
+      layerNormRowsF32(sum, y, rows, H, epsilon, g32, b32, mean, invStd);
+    } else {
+      for (let i = 0; i < sum.length; i++) {
+        const v = x[i]! + s[i % s.length]!;
+        sum[i] = bi ? v + paramAt(bi, i % H) : v;
+      }
+      layerNormRows(sum, y, rows, H, epsilon, g, b, false, mean, invStd);
+    }
     const statsDims = statsShape(input.dims, input.rank - 1);
     return [
       floatTensor(input.type, y, input.dims),

@@ -11,11 +11,14 @@ import {
   computeView,
   erf,
   erfFloat32,
+  erfFloat32Array,
   FLOAT_TYPES,
   finishCompute,
   geluErf,
   geluErfFloat32,
+  geluErfFloat32Array,
   geluTanh,
+  geluTanhFloat32Array,
   inferSameShape,
   NUMERIC_TYPES,
   requireDType,
@@ -38,6 +41,11 @@ interface UnarySpec {
    * per-element call through a shared function.
    */
   float?: FloatLoop;
+  /**
+   * Optional float32-only loop (its arrays are only ever Float32Array, so V8 keeps its element access
+   * monomorphic); used instead of `float` for float32 tensors and must compute the same values.
+   */
+  float32?: (x: Float32Array, y: Float32Array, node: Node) => void;
   /** int32 / int8 / uint8 / bool values; the typed-array store wraps like C. */
   int?: (x: number) => number;
   int64?: (x: bigint) => bigint;
@@ -47,6 +55,11 @@ function runUnary(spec: UnarySpec, node: Node, x: Tensor): Tensor {
   requireDType(node, 0, x.type, spec.types);
   const outType = spec.outType ?? x.type;
   const n = x.size;
+  if (spec.float32 && x.type === "float32" && outType === "float32") {
+    const out = new Float32Array(n);
+    spec.float32(x.data as Float32Array, out, node);
+    return new Tensor("float32", out, x.dims);
+  }
   if (isFloat(x.type)) {
     if (!spec.float) throw new OpError(node, `dtype ${x.type} is not supported`);
     const out = allocateCompute(outType, n);
@@ -177,6 +190,7 @@ const specs: UnarySpec[] = [
       if (isFloat64View(y)) for (let i = 0; i < x.length; i++) y[i] = erf(x[i]!);
       else for (let i = 0; i < x.length; i++) y[i] = erfFloat32(x[i]!);
     },
+    float32: erfFloat32Array,
     int: (v) => Math.trunc(erf(v)),
     int64: (v) => BigInt(Math.trunc(erf(Number(v)))),
   },
@@ -227,6 +241,12 @@ const specs: UnarySpec[] = [
         for (let i = 0; i < x.length; i++) y[i] = geluErf(x[i]!);
       else if (approximate === "none") for (let i = 0; i < x.length; i++) y[i] = geluErfFloat32(x[i]!);
       else if (approximate === "tanh") for (let i = 0; i < x.length; i++) y[i] = geluTanh(x[i]!);
+      else throw new OpError(node, `approximate must be "none" or "tanh", got "${approximate}"`);
+    },
+    float32: (x, y, node) => {
+      const approximate = attrString(node, "approximate", "none");
+      if (approximate === "none") geluErfFloat32Array(x, y);
+      else if (approximate === "tanh") geluTanhFloat32Array(x, y);
       else throw new OpError(node, `approximate must be "none" or "tanh", got "${approximate}"`);
     },
   },
