@@ -7,7 +7,7 @@ import { GraphBuilder } from "../src/ir/builder.js";
 import { Tensor } from "../src/ir/tensor.js";
 import { bertInputs, buildBertGraph } from "../src/models/bert.js";
 import { modelFromGraph, saveModel } from "../src/onnx/index.js";
-import { FIXTURES, maxAbsDiff } from "./helpers.js";
+import { FIXTURES, fixtureCases, maxAbsDiff } from "./helpers.js";
 
 function addGraph() {
   const b = new GraphBuilder();
@@ -94,4 +94,14 @@ test("the generated BERT runs the same in mhafuse (fused and unfused) and onnxru
     const got = (await s.run(feeds)).last_hidden_state!;
     assert.ok(maxAbsDiff(got, wantTensor) <= 1e-4, `${level}: ${maxAbsDiff(got, wantTensor)}`);
   }
+});
+
+test("verify: true checks every fused block and still returns the fused outputs", async () => {
+  const s = await InferenceSession.create(`${FIXTURES}onnx/bert_eager.onnx`, { verify: { tolerance: 1e-4 } });
+  const c = fixtureCases("bert_eager")[1]!;
+  const out = await s.run(c.inputs);
+  assert.ok(maxAbsDiff(out.last_hidden_state!, c.outputs.last_hidden_state!) <= 1e-4);
+  assert.equal(s.lastVerify?.ok, true);
+  assert.equal(s.lastVerify?.blocks.length, 2);
+  for (const b of s.lastVerify!.blocks) assert.ok(b.maxAbsDiff <= 1e-4, `${b.id}: ${b.maxAbsDiff}`);
 });

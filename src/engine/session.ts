@@ -5,7 +5,7 @@ import { loadModel } from "../onnx/index.js";
 import { type AttentionReport, type GraphOptimizationLevel, optimizeGraph } from "../passes/index.js";
 import { type ExecutionPlan, planGraph, runGraph } from "./executor.js";
 import { type TensorLike, validateFeeds } from "./feeds.js";
-import { type VerifyResult, verifyFusion } from "./verify.js";
+import { type VerifyResult, verifyFusionRun } from "./verify.js";
 
 export type { GraphOptimizationLevel };
 
@@ -95,12 +95,16 @@ export class InferenceSession {
         );
       }
     }
+    let values: Map<string, Tensor>;
     if (this.verifyTolerance !== undefined) {
-      this.lastVerify = verifyFusion(this.original, this.graph, this.attentionReport, checked, {
+      const verified = verifyFusionRun(this.original, this.graph, this.attentionReport, checked, {
         tolerance: this.verifyTolerance,
       });
+      this.lastVerify = verified.result;
+      values = verified.fusedValues;
+    } else {
+      values = runGraph(this.graph, checked, {}, this.plan);
     }
-    const values = runGraph(this.graph, checked, {}, this.plan);
     return Object.fromEntries(wanted.map((name) => [name, values.get(name)!]));
   }
 }

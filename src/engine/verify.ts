@@ -69,6 +69,17 @@ export function verifyFusion(
   feeds: Record<string, Tensor>,
   options: { tolerance?: number } = {},
 ): VerifyResult {
+  return verifyFusionRun(original, fused, report, feeds, options).result;
+}
+
+/** verifyFusion, also handing back every value of the fused run (so a session need not run it again). */
+export function verifyFusionRun(
+  original: Graph,
+  fused: Graph,
+  report: readonly AttentionReport[],
+  feeds: Record<string, Tensor>,
+  options: { tolerance?: number } = {},
+): { result: VerifyResult; fusedValues: Map<string, Tensor> } {
   const tolerance = options.tolerance ?? 1e-3;
   const before = runGraph(original, feeds, { keepIntermediates: true });
   const after = runGraph(fused, feeds, { keepIntermediates: true });
@@ -94,5 +105,5 @@ export function verifyFusion(
   const result: VerifyResult = { ok: blocks.every((b) => b.ok), tolerance, blocks, outputs };
   const failed = blocks.filter((b) => !b.ok);
   if (failed.length) throw new FusionMismatchError(result, failed);
-  return result;
+  return { result, fusedValues: after };
 }
