@@ -21,10 +21,13 @@ import {
   FAILED,
   UNITS_DONE,
   type UnitJob,
+  unitRunner,
   unitStarts,
   WASM_UNITS,
   WORKER_UNITS,
 } from "./attention-units.js";
+import { beginAttentionJob, endAttentionJob } from "./attention-wasm.js";
+import { runSharedJob } from "./shared-job.js";
 import { cpuThreads, siblingModule, ThreadPool } from "./thread-pool.js";
 
 export interface ParallelOptions {
@@ -50,8 +53,6 @@ export interface ParallelRunStats {
 /** Below this many flops, a thread hand-off (~0.1 ms, first start ~100 ms) costs more than it saves. */
 export const PARALLEL_MIN_FLOPS = 2e7;
 const DEFAULT_ROWS_PER_UNIT = 32;
-/** A sync wait gives up when no unit finishes for this long: a worker died mid-unit. */
-const STALL_TIMEOUT_MS = 60_000;
 
 const pool = new ThreadPool<UnitJob>(siblingModule(import.meta.url, "attention-worker"));
 const mainScratch = new Scratch();
@@ -140,31 +141,17 @@ export function runAttentionProblems(
   }
   const shared = shareProblems(problems);
   const { job, total } = newJob(shared.problems, opts.rowsPerUnit ?? DEFAULT_ROWS_PER_UNIT);
-  // Replies are only read once this thread is free again; failures show up in the shared FAILED flag.
-  for (let i = 0; i < threads - 1; i++) pool.post(i, job).catch(() => undefined);
-  const own = drainUnits(job, mainScratch);
-  const { control } = job;
-  let seen = Atomics.load(control, UNITS_DONE);
-  let lastProgress = Date.now();
-  while (seen < total) {
-    Atomics.wait(control, UNITS_DONE, seen, 100);
-    const now = Atomics.load(control, UNITS_DONE);
-    if (now !== seen) {
-      seen = now;
-      lastProgress = Date.now();
-    } else if (Date.now() - lastProgress > STALL_TIMEOUT_MS) {
-      throw new MhafuseError("attention: a worker thread stopped responding");
-    }
+  const { run } = unitRunner(job, mainScratch);
+  // Inside the job, packed keys and values are reused across this thread's units.
+  beginAttentionJob();
+  let workerUnits: number;
+  try {
+    workerUnits = runSharedJob(pool, job, total, threads, run, "attention");
+  } finally {
+    endAttentionJob();
   }
-  if (own) throw own;
-  if (Atomics.load(control, FAILED)) throw new MhafuseError("attention: a worker thread failed");
   shared.copyBack();
-  return {
-    units: total,
-    workerUnits: Atomics.load(control, WORKER_UNITS),
-    wasmUnits: Atomics.load(control, WASM_UNITS),
-    threads,
-  };
+  return { units: total, workerUnits, wasmUnits: Atomics.load(job.control, WASM_UNITS), threads };
 }
 
 /** `attentionCore` split over (batch, head, row block) across worker threads; the caller stays free. */

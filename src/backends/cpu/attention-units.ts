@@ -3,19 +3,14 @@
  * the workers alike — claim units from a shared counter, so an uneven mask (short and long sequences in one
  * batch) still spreads evenly over the cores.
  */
-import { isMainThread } from "node:worker_threads";
 import { type AttentionArgs, attentionRows, rowBlocks, Scratch, useWasmKernel } from "./attention-kernel.js";
 import { beginAttentionJob, endAttentionJob } from "./attention-wasm.js";
+import { drainUnits as drainSharedUnits, CONTROL_SLOTS as SHARED_SLOTS } from "./shared-job.js";
 
-/** Indices into the shared Int32Array that coordinates one parallel run. */
-export const NEXT_UNIT = 0;
-export const UNITS_DONE = 1;
-export const FAILED = 2;
-/** Units run by worker threads (not the caller): lets tests and benchmarks see that workers took part. */
-export const WORKER_UNITS = 3;
-/** Units run on the WebAssembly SIMD kernel (by any thread). */
-export const WASM_UNITS = 4;
-export const CONTROL_SLOTS = 5;
+export { FAILED, NEXT_UNIT, UNITS_DONE, WORKER_UNITS } from "./shared-job.js";
+/** Units run on the WebAssembly SIMD kernel (by any thread): a slot after shared-job's own. */
+export const WASM_UNITS = SHARED_SLOTS;
+export const CONTROL_SLOTS = SHARED_SLOTS + 1;
 
 export interface UnitJob {
   problems: AttentionArgs[];
@@ -47,34 +42,29 @@ function runUnit(job: UnitJob, starts: number[], unit: number, scratch: Scratch,
   attentionRows(a, b, n, r0, Math.min(a.seqQ, r0 + job.rowsPerUnit), scratch, wasm);
 }
 
+/** How many units a job has, and how to run one on this thread (counting wasm-kernel units). */
+export function unitRunner(job: UnitJob, scratch: Scratch): { total: number; run: (unit: number) => void } {
+  const starts = unitStarts(job);
+  const wasm = useWasmKernel();
+  return {
+    total: starts[starts.length - 1]!,
+    run: (unit) => {
+      if (wasm) Atomics.add(job.control, WASM_UNITS, 1);
+      runUnit(job, starts, unit, scratch, wasm);
+    },
+  };
+}
+
 /**
- * Claims and runs units until none is left. Every claimed unit is counted as done even when it throws, so
- * a waiting thread never hangs; the failure flag tells it the output is incomplete. Returns the error, if any.
+ * Claims and runs units until none is left (shared-job's loop). Inside the job, the packed keys and values
+ * of a (problem, batch, kv head) are reused across its units. Returns the error, if any.
  */
 export function drainUnits(job: UnitJob, scratch: Scratch = new Scratch()): Error | undefined {
-  const starts = unitStarts(job);
-  const total = starts[starts.length - 1]!;
-  const { control } = job;
-  let failure: Error | undefined;
-  const wasm = useWasmKernel();
-  // Inside the job, the packed keys and values of a (problem, batch, kv head) are reused across its units.
+  const { total, run } = unitRunner(job, scratch);
   beginAttentionJob();
   try {
-    for (;;) {
-      const unit = Atomics.add(control, NEXT_UNIT, 1);
-      if (unit >= total) break;
-      try {
-        if (!failure) runUnit(job, starts, unit, scratch, wasm);
-      } catch (err) {
-        failure = err instanceof Error ? err : new Error(String(err));
-        Atomics.store(control, FAILED, 1);
-      }
-      if (!isMainThread) Atomics.add(control, WORKER_UNITS, 1);
-      if (wasm) Atomics.add(control, WASM_UNITS, 1);
-      if (Atomics.add(control, UNITS_DONE, 1) + 1 === total) Atomics.notify(control, UNITS_DONE);
-    }
+    return drainSharedUnits(job.control, total, run);
   } finally {
     endAttentionJob();
   }
-  return failure;
 }

@@ -2,7 +2,7 @@
  * The generic part of a synchronous parallel run over shared memory, as the attention code does it: threads
  * (the caller and the workers alike) claim numbered units from a counter in a shared Int32Array, count every
  * unit they finish, and the caller blocks with Atomics.wait until all are done. The job-specific part is only
- * "run unit u"; the layout of the control array matches attention-units.ts.
+ * "run unit u". Jobs that count more (attention's wasm units) append slots after CONTROL_SLOTS.
  */
 import { isMainThread } from "node:worker_threads";
 import { MhafuseError } from "../../errors.js";
