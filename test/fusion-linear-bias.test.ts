@@ -39,14 +39,13 @@ interface LinearOptions {
 
 function linearGraph(o: LinearOptions): { graph: Graph; W: number[]; b: number[] } {
   const dtype = o.dtype ?? "float32";
-  const enc = (v: number[]) => (dtype === "float16" ? v.map(floatToHalf) : v);
   const g = new GraphBuilder({ opset: 17 });
   const x = g.input("x", dtype, o.xShape);
   const biasDims = o.biasDims ?? [o.N];
   const W = values(o.K * o.N, 7);
   const b = values(sizeOf(biasDims), 11);
-  const w = o.wInput ? g.input("W", dtype, [o.K, o.N]) : g.init(new Tensor(dtype, enc(W), [o.K, o.N]), "W");
-  const bias = o.bInput ? g.input("b", dtype, biasDims) : g.init(new Tensor(dtype, enc(b), biasDims), "b");
+  const w = o.wInput ? g.input("W", dtype, [o.K, o.N]) : g.init(new Tensor(dtype, W, [o.K, o.N]), "W");
+  const bias = o.bInput ? g.input("b", dtype, biasDims) : g.init(new Tensor(dtype, b, biasDims), "b");
   const mm = g.op("MatMul", [x, w], {}, { outputs: ["mm"] });
   g.op("Add", o.biasFirst ? [bias, mm] : [mm, bias], {}, { outputs: ["y"] });
   g.output("y");
@@ -56,7 +55,7 @@ function linearGraph(o: LinearOptions): { graph: Graph; W: number[]; b: number[]
 
 function feed(dims: number[], seed = 3, dtype: DType = "float32"): Tensor {
   const v = values(sizeOf(dims), seed);
-  return new Tensor(dtype, dtype === "float16" ? v.map(floatToHalf) : v, dims);
+  return new Tensor(dtype, v, dims); // plain numbers are values for every dtype, float16 included
 }
 
 /** float64 reference of x·W + b (b [N] broadcast over rows). */

@@ -1,5 +1,5 @@
 import { type ArrayFor, allocate, type DType, type TypedArray } from "./dtype.js";
-import { halfToFloat } from "./float16.js";
+import { floatToHalf, halfToFloat } from "./float16.js";
 
 export function sizeOf(dims: readonly number[]): number {
   let n = 1;
@@ -21,6 +21,8 @@ export function stridesOf(dims: readonly number[]): number[] {
 /**
  * A dense, row-major tensor in host memory. Field names match onnxruntime-node's Tensor
  * (`type`, `dims`, `data`) so feeds and results can be swapped between the two engines.
+ * A plain number array holds values for every dtype, float16 included (rounded to half precision); a
+ * float16 typed array (Uint16Array) holds the raw half-precision bits.
  */
 export class Tensor<T extends DType = DType> {
   readonly type: T;
@@ -38,6 +40,8 @@ export class Tensor<T extends DType = DType> {
       const arr = allocate(type, data.length);
       if (type === "int64")
         for (let i = 0; i < data.length; i++) (arr as BigInt64Array)[i] = BigInt(data[i]!);
+      else if (type === "float16")
+        for (let i = 0; i < data.length; i++) (arr as Uint16Array)[i] = floatToHalf(Number(data[i]!));
       else for (let i = 0; i < data.length; i++) (arr as Float32Array)[i] = Number(data[i]!);
       this.data = arr;
     } else {

@@ -4,7 +4,6 @@
  */
 import { OpError } from "../errors.js";
 import { type DType, isFloat as isFloatType, type TypedArray } from "../ir/dtype.js";
-import { floatToHalf } from "../ir/float16.js";
 import type { Node } from "../ir/graph.js";
 import { Tensor } from "../ir/tensor.js";
 import {
@@ -611,7 +610,7 @@ const Sum = variadicOp("Sum", NUMERIC_TYPES, {
 });
 /** Mean = Sum / count, float types only (spec); the division happens in the compute precision. */
 const Mean = variadicOp("Mean", FLOAT_TYPES, { float: addRow }, (node, acc, count) => {
-  const divisor = new Tensor(acc.type, acc.type === "float16" ? [floatToHalf(count)] : [count], []);
+  const divisor = new Tensor(acc.type, [count], []);
   return runBinary(node, acc, divisor, acc.type, divRow);
 });
 

@@ -1,5 +1,5 @@
 import { runGraph } from "../../engine/executor.js";
-import { allocate, type DType } from "../../ir/dtype.js";
+import type { DType } from "../../ir/dtype.js";
 import type { Dim, Graph, Node, ValueInfo } from "../../ir/graph.js";
 import { topologicalOrder } from "../../ir/graph.js";
 import { sizeOf, Tensor } from "../../ir/tensor.js";
@@ -79,12 +79,12 @@ function probeDims(info: ValueInfo, sizes: Map<string, number>): number[] | unde
 }
 
 function filled(dtype: DType, dims: number[], values: (i: number) => number): Tensor {
-  const data = allocate(dtype, sizeOf(dims));
-  for (let i = 0; i < data.length; i++) {
-    if (dtype === "int64") (data as BigInt64Array)[i] = BigInt(values(i));
-    else (data as Float32Array)[i] = values(i);
-  }
-  return new Tensor(dtype, data, dims);
+  // Plain numbers: the Tensor constructor stores them as values of any dtype (BigInt, half bits).
+  return new Tensor(
+    dtype,
+    Array.from({ length: sizeOf(dims) }, (_, i) => values(i)),
+    dims,
+  );
 }
 
 /** Row 0 right-padded (last two keys masked), row 1 with a hole, the rest all valid. */
