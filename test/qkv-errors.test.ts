@@ -128,11 +128,15 @@ test("plugin attribute mistakes: has_mask=1 without a mask, int8 type_id, bad pl
   const build = (attrs: Record<string, number | string>) => {
     const b = new GraphBuilder();
     const x = b.input("qkv", "float32", [2, 1, 12, 1, 1]);
-    const out = b.op("CustomQKVToContextPluginDynamic", [x], { num_heads: 2, ...attrs });
+    const required = { type_id: 0, hidden_size: 4, has_mask: 0 };
+    const out = b.op("CustomQKVToContextPluginDynamic", [x], { num_heads: 2, ...required, ...attrs });
     b.output(out);
     return () => runGraph(b.build(), { qkv: qkv([2, 1, 12, 1, 1]) });
   };
-  assert.throws(build({ has_mask: 1 }), /has_mask=1 but input 1 \(mask/);
-  assert.throws(build({ type_id: 2 }), /int8\) is not supported/);
-  assert.throws(build({ plugin_version: "7" }), /plugin_version must be "1", "2" or "3"/);
+  assert.throws(build({ has_mask: 1 }), /takes 2 inputs \(qkv \[S, B, 3E, 1, 1\] and the mask\), got 1/);
+  assert.throws(
+    build({ type_id: 2 }),
+    /type_id=2 \(int8\) on plugin_version "1" takes its scales from TensorRT/,
+  );
+  assert.throws(build({ plugin_version: "7" }), /plugin_version must be one of "1" … "6"/);
 });

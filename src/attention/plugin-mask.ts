@@ -1,113 +1,198 @@
 /**
- * Decoding the mask input of TensorRT's CustomQKVToContextPluginDynamic into one valid length per sequence.
+ * The mask input of TensorRT's CustomQKVToContextPluginDynamic, decoded as TensorRT lays it out
+ * (NVIDIA/TensorRT a892d222; every rule below cites the file it comes from).
  *
- * - v2 (and the unfused v1 path): int32 [B], the number of valid tokens (embLayerNorm's `maskIdx`).
- * - v1 with embLayerNorm's packed `maskIdx` [B, packSize]: packSize 1 is the same length; a larger packSize is
- *   the "full mask" that the fused fp16/int8 kernels read — per batch, xmmas_m·threads_per_cta uint32 words
- *   whose bits mark valid key columns in the MMA fragment order of embLayerNorm's fillSBSMaskKernel. We read the
- *   first row block of words back into per-column validity and count the valid prefix.
+ * - Lengths (`maskIdx`): int32 [B, 1] from embLayerNorm's maskIdxKernel (v1/v4, the unfused path), or int32 [B]
+ *   (v2/v5 with var_seqlen = 0): the number of valid tokens of each sequence, counted from the start.
+ * - The packed "full mask" of the fused fp16/int8 kernels (v1/v4): embLayerNorm declares it int32 [B, 512] for
+ *   S = 64, 96, 128 and [B, 6144] for S = 384 (`plugin/common/bertCommon.h`: packedMaskSize64/96/128/384), but
+ *   `fillSBSMaskKernel` (`plugin/embLayerNormPlugin/embLayerNormKernel.cu`) writes sequence b at word
+ *   `b · xmmas_m · threads_per_cta` and the fused runner reads it with that same stride
+ *   (`mhaRunner.cu`, `packed_mask_stride_in_bytes = xmmas_m · threads_per_cta · 4`): 256 words at S = 64,
+ *   384 at S = 96, 512 at S = 128, 6144 at S = 384. The words past B · stride are never written nor read.
+ *   Each word holds, in MMA-fragment order, which key columns are valid; the same key mask serves every query
+ *   row, so any set of valid keys (not only a prefix) is honoured, as the fused kernel honours it.
+ *   No other S has a packed layout: embLayerNorm writes [B, 1] lengths there.
  */
 import type { Fail } from "./qkv-contract.js";
 
-/** The warp layout of the fused kernels by sequence length (from TensorRT's fused MHA runner). */
-function warpLayout(S: number): { warpsM: number; warpsN: number } | undefined {
-  if (S === 64 || S === 96 || S === 128) return { warpsM: 2, warpsN: 2 };
-  if (S === 256) return { warpsM: 1, warpsN: 4 };
-  if (S === 384) return { warpsM: 1, warpsN: 8 };
-  return undefined;
+/** The fused kernels' CTA shape by sequence length (`embLayerNormPlugin.cpp` enqueue, `mhaRunner.cu` setup). */
+const WARPS: ReadonlyMap<number, { warpsM: number; warpsN: number }> = new Map([
+  [64, { warpsM: 2, warpsN: 2 }],
+  [96, { warpsM: 2, warpsN: 2 }],
+  [128, { warpsM: 2, warpsN: 2 }],
+  [384, { warpsM: 1, warpsN: 8 }],
+]);
+
+/** bertCommon.h: the packed mask's declared size per sequence (dim 1 of embLayerNorm's mask output). */
+const DECLARED_WORDS: ReadonlyMap<number, number> = new Map([
+  [64, 4 * 128],
+  [96, 4 * 128],
+  [128, 4 * 128],
+  [384, 24 * 256],
+]);
+
+export interface PackedMaskLayout {
+  S: number;
+  warpsM: number;
+  warpsN: number;
+  threadsPerCta: number;
+  /** One uint32 per thread per 16·warpsM query rows. */
+  xmmasM: number;
+  xmmasN: number;
+  /** Words between two sequences: where fillSBSMaskKernel writes and the fused kernel reads. */
+  strideWords: number;
+  /** dim 1 of the tensor as TensorRT declares it. */
+  declaredWords: number;
 }
 
-/** Words per sequence of the full (packed) mask at sequence length S, or undefined when S has no fused kernel. */
-export function packedMaskWords(S: number): number | undefined {
-  const w = warpLayout(S);
+/** The packed layout at sequence length S, or undefined where TensorRT has none. */
+export function packedMaskLayout(S: number): PackedMaskLayout | undefined {
+  const w = WARPS.get(S);
   if (!w) return undefined;
+  const threadsPerCta = w.warpsM * w.warpsN * 32;
   const xmmasM = Math.ceil(S / (16 * w.warpsM));
-  return xmmasM * w.warpsM * w.warpsN * 32;
+  return {
+    S,
+    ...w,
+    threadsPerCta,
+    xmmasM,
+    xmmasN: Math.ceil(S / (16 * w.warpsN)),
+    strideWords: xmmasM * threadsPerCta,
+    declaredWords: DECLARED_WORDS.get(S)!,
+  };
 }
 
-/** Key-column validity encoded in the first row block of one sequence's packed mask words. */
-function columnsOfPackedMask(words: ArrayLike<number>, S: number): boolean[] {
-  const { warpsM, warpsN } = warpLayout(S)!;
-  const threads = warpsM * warpsN * 32;
-  const xmmasN = Math.ceil(S / (16 * warpsN));
-  const valid = new Array<boolean>(S).fill(false);
-  for (let tidx = 0; tidx < threads; tidx++) {
-    const word = words[tidx]! >>> 0;
-    const warpN = Math.floor(Math.floor(tidx / 32) / warpsM);
-    const col = warpN * 16 + ((tidx % 32) % 4) * 2;
-    for (let ni = 0; ni < xmmasN; ni++) {
-      const offset = ni * 16 * warpsN + col;
-      // Bits 8ni+0/1 are columns offset, offset+1; bits 8ni+4/5 are offset+8, offset+9 (2,3,6,7 repeat them).
-      const cols: [number, number][] = [
-        [0, offset],
-        [1, offset + 1],
-        [4, offset + 8],
-        [5, offset + 9],
-      ];
-      for (const [bit, c] of cols) if (c < S && (word >>> (8 * ni + bit)) & 1) valid[c] = true;
+/** The key columns thread `tidx` covers, in bit order: bit 8·ni + k is column `columns[ni][k]`. */
+function threadColumns(layout: PackedMaskLayout, tidx: number): number[][] {
+  const warpN = Math.floor(Math.floor(tidx / 32) / layout.warpsM);
+  const col = warpN * 16 + ((tidx % 32) % 4) * 2;
+  return Array.from({ length: layout.xmmasN }, (_, ni) => {
+    const o = ni * 16 * layout.warpsN + col;
+    // fillSBSMaskKernel: bits 0..7 are columns o, o+1, o, o+1, o+8, o+9, o+8, o+9.
+    return [o, o + 1, o, o + 1, o + 8, o + 9, o + 8, o + 9];
+  });
+}
+
+/** The word fillSBSMaskKernel writes for thread `tidx` (any row block) given one sequence's valid keys. */
+function maskWord(layout: PackedMaskLayout, tidx: number, valid: ArrayLike<boolean>): number {
+  let word = 0;
+  threadColumns(layout, tidx).forEach((cols, ni) => {
+    cols.forEach((c, k) => {
+      if (valid[c]) word |= 1 << (8 * ni + k);
+    });
+  });
+  return word >>> 0;
+}
+
+/**
+ * The packed mask for the given per-sequence valid keys (a length, or a 0/1 flag per key), as embLayerNorm
+ * outputs it: int32 [B, declaredWords], sequence b at word b · strideWords, the unused tail zero.
+ */
+export function encodePackedMask(
+  perSequence: readonly (number | ArrayLike<boolean>)[],
+  S: number,
+): Int32Array {
+  const layout = packedMaskLayout(S);
+  if (!layout) throw new RangeError(`TensorRT has no packed mask layout at S = ${S}`);
+  const out = new Int32Array(perSequence.length * layout.declaredWords);
+  perSequence.forEach((seq, b) => {
+    const valid =
+      typeof seq === "number" ? Array.from({ length: S }, (_, c) => c < seq) : Array.from(seq, Boolean);
+    for (let tidx = 0; tidx < layout.threadsPerCta; tidx++) {
+      const word = maskWord(layout, tidx, valid);
+      for (let mi = 0; mi < layout.xmmasM; mi++)
+        out[b * layout.strideWords + mi * layout.threadsPerCta + tidx] = word;
     }
-  }
-  return valid;
-}
-
-/** Encodes valid lengths as the fused full mask (the inverse, for tests and for building TensorRT-style graphs). */
-export function encodePackedMask(lengths: readonly number[], S: number): Int32Array {
-  const words = packedMaskWords(S);
-  if (words === undefined) throw new RangeError(`no fused mask layout for S = ${S}`);
-  const { warpsM, warpsN } = warpLayout(S)!;
-  const threads = warpsM * warpsN * 32;
-  const xmmasM = words / threads;
-  const xmmasN = Math.ceil(S / (16 * warpsN));
-  const out = new Int32Array(lengths.length * words);
-  lengths.forEach((len, b) => {
-    const on = (c: number) => (c < len ? 1 : 0);
-    for (let mi = 0; mi < xmmasM; mi++)
-      for (let tidx = 0; tidx < threads; tidx++) {
-        const warpN = Math.floor(Math.floor(tidx / 32) / warpsM);
-        const col = warpN * 16 + ((tidx % 32) % 4) * 2;
-        let mask = 0;
-        for (let ni = 0; ni < xmmasN; ni++) {
-          const o = ni * 16 * warpsN + col;
-          const bits = [on(o), on(o + 1), on(o), on(o + 1), on(o + 8), on(o + 9), on(o + 8), on(o + 9)];
-          bits.forEach((v, k) => {
-            mask |= v << (8 * ni + k);
-          });
-        }
-        out[(b * xmmasM + mi) * threads + tidx] = mask;
-      }
   });
   return out;
 }
 
-/** One valid length per sequence from the plugin's mask input, whatever its form. */
+/** What a plugin mask says per sequence: a valid length, or (non-contiguous packed masks) a key mask. */
+export interface PluginMask {
+  /** Valid tokens per sequence; -1 where `keyValid` holds the sequence's valid keys instead. */
+  lengths: number[];
+  /** [B · S] flags (1 = valid key), set only when some sequence's valid keys are not a prefix. */
+  keyValid?: Uint8Array;
+}
+
+function lengthsOf(values: ArrayLike<number>, B: number): PluginMask {
+  return { lengths: Array.from({ length: B }, (_, b) => values[b]!) };
+}
+
+/** Decodes and checks one sequence's words: every word must be what fillSBSMaskKernel writes. */
+function decodeSequence(
+  words: ArrayLike<number>,
+  base: number,
+  layout: PackedMaskLayout,
+  b: number,
+  fail: Fail,
+): boolean[] {
+  const valid = new Array<boolean>(layout.S).fill(false);
+  for (let tidx = 0; tidx < layout.threadsPerCta; tidx++) {
+    const word = words[base + tidx]! >>> 0;
+    threadColumns(layout, tidx).forEach((cols, ni) => {
+      cols.forEach((c, k) => {
+        if ((word >>> (8 * ni + k)) & 1) valid[c] = true;
+      });
+    });
+  }
+  for (let mi = 0; mi < layout.xmmasM; mi++)
+    for (let tidx = 0; tidx < layout.threadsPerCta; tidx++) {
+      const at = base + mi * layout.threadsPerCta + tidx;
+      if (words[at]! >>> 0 !== maskWord(layout, tidx, valid))
+        fail(
+          `packed mask word ${at - base} of sequence ${b} is 0x${(words[at]! >>> 0).toString(16)}, which ` +
+            `embLayerNorm's fillSBSMaskKernel never writes (each word repeats its columns' bits and every ` +
+            `row block holds the same words); build the mask with embLayerNorm or pass int32 [B, 1] lengths`,
+        );
+    }
+  return valid;
+}
+
+/** Where TensorRT has a packed layout, what the mask may be; used in error messages. */
+function expectedShapes(B: number, S: number): string {
+  const layout = packedMaskLayout(S);
+  return layout
+    ? `int32 [${B}, 1] (maskIdx lengths) or [${B}, ${layout.declaredWords}] (embLayerNorm's packed mask at S = ${S})`
+    : `int32 [${B}, 1] (maskIdx lengths): TensorRT packs masks only for S = 64, 96, 128 and 384, not S = ${S}`;
+}
+
+/**
+ * One entry per sequence from the plugin's mask input: lengths for [B] / [B, 1], decoded key validity for
+ * the packed [B, declaredWords] mask (lengths where the valid keys form a prefix).
+ */
 export function decodePluginMask(
   values: ArrayLike<number>,
   dims: readonly number[],
   B: number,
   S: number,
   fail: Fail,
-): number[] {
+): PluginMask {
   if (dims.length === 1 || (dims.length === 2 && dims[1] === 1)) {
     if (dims[0] !== B)
-      fail(`mask must hold one length per sequence: int32 [B] = [${B}], got shape [${dims}]`);
-    return Array.from({ length: B }, (_, b) => values[b]!);
+      fail(`mask must hold one length per sequence: int32 [B] or [B, 1] with B = ${B}, got shape [${dims}]`);
+    return lengthsOf(values, B);
   }
-  if (dims.length !== 2)
-    fail(`mask must be int32 [B] (valid lengths) or v1's maskIdx [B, packSize], got shape [${dims}]`);
+  if (dims.length !== 2) fail(`mask must be ${expectedShapes(B, S)}, got shape [${dims}]`);
   if (dims[0] !== B) fail(`mask has ${dims[0]} rows but the batch has B = ${B} sequences`);
-  const words = packedMaskWords(S);
-  const pack = dims[1]!;
-  if (words === undefined || (pack !== words && pack !== 2 * words))
-    fail(
-      `mask [${dims}] looks like embLayerNorm's packed maskIdx, but packSize ${pack} matches no fused layout at ` +
-        `S = ${S}${words ? ` (expected ${words})` : " (fused masks exist for S = 64, 96, 128, 256, 384)"}; ` +
-        `pass int32 [B] valid lengths instead`,
-    );
-  return Array.from({ length: B }, (_, b) => {
-    const valid = columnsOfPackedMask(Array.prototype.slice.call(values, b * pack, b * pack + pack), S);
-    const len = valid.indexOf(false) === -1 ? S : valid.indexOf(false);
-    if (valid.slice(len).some(Boolean))
-      fail(`packed mask of sequence ${b} is not contiguous: valid tokens must form a prefix (right padding)`);
-    return len;
-  });
+  const layout = packedMaskLayout(S);
+  if (!layout || dims[1] !== layout.declaredWords)
+    fail(`mask [${dims}] is no layout TensorRT writes; expected ${expectedShapes(B, S)}`);
+  const lengths: number[] = [];
+  let keyValid: Uint8Array | undefined;
+  for (let b = 0; b < B; b++) {
+    const valid = decodeSequence(values, b * layout!.strideWords, layout!, b, fail);
+    const prefix = valid.indexOf(false) === -1 ? S : valid.indexOf(false);
+    if (!valid.slice(prefix).some(Boolean)) {
+      lengths.push(prefix);
+      continue;
+    }
+    keyValid ??= new Uint8Array(B * S);
+    valid.forEach((v, c) => {
+      keyValid![b * S + c] = v ? 1 : 0;
+    });
+    lengths.push(-1);
+  }
+  return { lengths, keyValid };
 }

@@ -51,7 +51,8 @@ const fmt = (dims: readonly number[]) => `[${dims.join(", ")}]`;
 function checkDtype(t: DType, fail: Fail): "float32" | "float16" {
   if (t === "float32" || t === "float16") return t;
   return fail(
-    `qkv must be float32 or float16, got ${t} (cast it first; int8 TensorRT engines are not supported)`,
+    `qkv must be float32 or float16, got ${t} (cast it first; TensorRT's int8 form is the interleaved plugin, ` +
+      `CustomQKVToContextPluginDynamic plugin_version 3 or 6)`,
   );
 }
 

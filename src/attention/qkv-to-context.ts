@@ -14,10 +14,18 @@ import { Tensor } from "../ir/tensor.js";
 import { CROSS_ATTENTION_HINT, checkQkvContract, type Fail, type QkvLayout } from "./qkv-contract.js";
 
 export interface QkvRunOptions {
-  /** mhafuse extension: compute padded query rows (PyTorch eager) instead of writing zeros (TensorRT). */
+  /**
+   * Padded query rows (s >= len). true (default): computed like every other row, a softmax over the valid keys,
+   * as TensorRT computes them (and PyTorch eager). false: written as zeros and skipped — less work, for graphs
+   * whose consumers never read padded rows.
+   */
   computePaddedRows?: boolean;
   /** mhafuse extension: additive bias broadcastable to [B, N, S, S], used by sequences whose length is -1. */
   fallbackBias?: Tensor;
+  /** [B · S] key flags (1 = valid) for sequences whose length is -1: a non-contiguous TensorRT packed mask. */
+  keyValid?: Uint8Array;
+  /** Replaces 1/√H: TensorRT's var-seqlen kernels scale by the padded head size, its int8 kernels by 1/8. */
+  scale?: number;
   parallel?: ParallelOptions;
 }
 
@@ -58,9 +66,27 @@ function biasFor(bias: Tensor, layout: QkvLayout, fail: Fail): NonNullable<Atten
   return { data, offset: 0, batchStride, headStride, rowStride };
 }
 
+/** An additive bias of 0 (valid key) or -∞ (masked key) per sequence, read at offset b · S. */
+function keyMaskBias(keyValid: Uint8Array): NonNullable<AttentionArgs["bias"]> {
+  const data = new Float32Array(keyValid.length);
+  keyValid.forEach((v, i) => {
+    data[i] = v ? 0 : Number.NEGATIVE_INFINITY;
+  });
+  return { data, offset: 0, batchStride: 0, headStride: 0, rowStride: 0 };
+}
+
+/** Zeros the output rows of invalid tokens (key-masked sequences when padded rows are not computed). */
+function zeroInvalidRows(out: Float32Array, layout: QkvLayout, keyValid: Uint8Array): void {
+  const { batch: B, seqLen: S, hiddenSize: E } = layout;
+  for (let b = 0; b < B; b++)
+    if (layout.lengths?.[b] === -1)
+      for (let s = 0; s < S; s++) if (!keyValid[b * S + s]) out.fill(0, (s * B + b) * E, (s * B + b + 1) * E);
+}
+
 /** Runs a validated problem; the output has the dtype of qkv and shape [S, B, E, 1, 1] or [T, E, 1, 1]. */
 export function runQkvAttention(qkv: Tensor, layout: QkvLayout, opts: QkvRunOptions, fail: Fail): Tensor {
   const { numHeads: N, headSize: H, hiddenSize: E, batch: B, seqLen: S } = layout;
+  const computePaddedRows = opts.computePaddedRows ?? true;
   const data = float32Of(qkv);
   // Shared memory: worker threads write their rows directly, no copy back.
   const out = new Float32Array(new SharedArrayBuffer(layout.tokens * E * 4));
@@ -71,7 +97,7 @@ export function runQkvAttention(qkv: Tensor, layout: QkvLayout, opts: QkvRunOpti
     kvNumHeads: N,
     headSize: H,
     vHeadSize: H,
-    scale: 1 / Math.sqrt(H),
+    scale: opts.scale ?? 1 / Math.sqrt(H),
     q: data,
     k: data,
     v: data,
@@ -99,7 +125,9 @@ export function runQkvAttention(qkv: Tensor, layout: QkvLayout, opts: QkvRunOpti
       });
     }
   } else {
-    const bias = opts.fallbackBias ? biasFor(opts.fallbackBias, layout, fail) : undefined;
+    const keyBias = opts.keyValid ? keyMaskBias(opts.keyValid) : undefined;
+    const bias = keyBias ?? (opts.fallbackBias ? biasFor(opts.fallbackBias, layout, fail) : undefined);
+    const biasStride = keyBias ? S : (bias?.batchStride ?? 0);
     for (let b = 0; b < B; b++) {
       const len = layout.lengths ? layout.lengths[b]! : S;
       const inRow = (t: number) => ({
@@ -118,13 +146,13 @@ export function runQkvAttention(qkv: Tensor, layout: QkvLayout, opts: QkvRunOpti
         vLayout: inRow(2),
         outLayout: { offset: b * E, batchStride: 0, headStride: H, seqStride: B * E },
         keyLengths: useBias ? undefined : [len],
-        // TensorRT leaves padded query rows unspecified; mhafuse writes zeros unless asked to compute them.
-        queryLengths: useBias || opts.computePaddedRows ? undefined : [len],
-        bias: useBias && bias ? { ...bias, offset: b * bias.batchStride } : undefined,
+        queryLengths: useBias || computePaddedRows ? undefined : [len],
+        bias: useBias && bias ? { ...bias, offset: b * biasStride } : undefined,
       });
     }
   }
   runAttentionProblems(problems, opts.parallel);
+  if (opts.keyValid && !computePaddedRows) zeroInvalidRows(out, layout, opts.keyValid);
   const dims = layout.mode === "varseqlen" ? [layout.tokens, E, 1, 1] : [S, B, E, 1, 1];
   if (layout.dtype === "float16") {
     const half = new Uint16Array(out.length);
@@ -173,7 +201,8 @@ function separateTensorsError(parts: unknown[], fail: Fail): never {
  *
  * Fixed length: `qkv` [S, B, 3E, 1, 1] and optional `mask` (valid tokens per sequence) → [S, B, E, 1, 1].
  * Variable length: `qkv` [T, 3E, 1, 1] with `cuSeqlens` [B + 1] → [T, E, 1, 1]. Scale 1/√H. Rows of padded
- * queries are zeros unless `computePaddedRows`. Float32 or float16 in, same dtype out.
+ * queries attend to the valid keys as in TensorRT (a length of 0 gives zeros); `computePaddedRows: false`
+ * writes them as zeros instead. Float32 or float16 in, same dtype out.
  */
 export function qkvToContext(qkv: Tensor, options: QkvToContextOptions): Tensor {
   const fail: Fail = (message) => {

@@ -21,6 +21,7 @@ import "./rotary.js";
 import "./seqlens-from-mask.js";
 import "./softmax.js";
 import "./transpose.js";
+import "./trt-qkv-plugin.js";
 import "./unary.js";
 import "./where-clip.js";
 

@@ -39,13 +39,16 @@ export function registerOps(defs: readonly OpDef[]): void {
   for (const d of defs) registry.set(key(d.domain ?? "", d.opType), d);
 }
 
-/** Register another name for an existing op, e.g. a TensorRT plugin name for a mhafuse op. */
-export function registerAlias(domain: string, opType: string, def: OpDef): void {
-  registry.set(key(domain, opType), def);
+/** Ops found by type in any domain: TensorRT's ONNX parser ignores the domain of a plugin node. */
+const anyDomain = new Map<string, OpDef>();
+
+/** Register an op under its type in every domain that has no op of that name (exact registrations win). */
+export function registerAnyDomain(opType: string, def: OpDef): void {
+  anyDomain.set(opType, def);
 }
 
 export function findOp(domain: string, opType: string): OpDef | undefined {
-  return registry.get(key(domain, opType));
+  return registry.get(key(domain, opType)) ?? anyDomain.get(opType);
 }
 
 export function getOp(node: Pick<Node, "domain" | "opType" | "name">): OpDef {
@@ -60,7 +63,7 @@ export function getOp(node: Pick<Node, "domain" | "opType" | "name">): OpDef {
 }
 
 export function registeredOps(): string[] {
-  return [...registry.keys()].sort();
+  return [...registry.keys(), ...[...anyDomain.keys()].map((t) => `*::${t}`)].sort();
 }
 
 // ---- attribute access -------------------------------------------------------------------------------

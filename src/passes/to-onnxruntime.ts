@@ -7,7 +7,7 @@
  *   key_lengths as key_padding_mask, bias and causal mask as attention_bias).
  * - `mhafuse.QKVToContext` ([S,B,3E,1,1] packed per token as [N,3,H], int32 lengths with -1 = use
  *   fallback_bias) → Reshape/Transpose/Gather to Q, K, V, a key mask built with Range/Less/Where, and
- *   MultiHeadAttention; padded rows zeroed unless compute_padded_rows.
+ *   MultiHeadAttention; padded rows zeroed when compute_padded_rows=0.
  * - `mhafuse.SeqLensFromMask` → Cast/ReduceSum/Range/Less/Xor/Where.
  *
  * Where onnxruntime's semantics differ from mhafuse's in corner cases, the result carries a note.
@@ -245,8 +245,15 @@ function convertQkvToContext(ctx: Context, node: Node, e: Emitter): void {
       "only the fixed-length form [S,B,3E,1,1] converts to onnxruntime (not var-seqlen)",
     );
   }
+  const maskShape = lengths ? ctx.types.get(lengths)?.shape : undefined;
+  if (maskShape && maskShape.length !== 1)
+    throw new OpError(
+      node,
+      `only an int32 [B] lengths mask converts to onnxruntime, not a mask of shape [${maskShape}] ` +
+        "(TensorRT's packed mask or [B, 1] lengths)",
+    );
   const numHeads = attrInt(node, "num_heads");
-  const computePaddedRows = attrInt(node, "compute_padded_rows", 0) === 1;
+  const computePaddedRows = attrInt(node, "compute_padded_rows", 1) === 1;
   const dtype = dtypeOf(ctx, qkv);
   // [S,B,3E,1,1] → [S,B,N,3,H] → [3,B,S,N,H] → Q, K, V as [B,S,E].
   const heads = e.op("Transpose", [e.reshape(qkv, [0, 0, numHeads, 3, -1])], { perm: ints([3, 1, 0, 2, 4]) });
