@@ -3,7 +3,7 @@ import { OpError } from "../errors.js";
 import type { Graph, Node } from "../ir/graph.js";
 import { opsetOf, topologicalOrder } from "../ir/graph.js";
 import type { Tensor } from "../ir/tensor.js";
-import { getOp } from "../ops/index.js";
+import { resolveOp } from "../ops/index.js";
 
 export interface ExecuteOptions {
   /** Keep every intermediate value in the result (verify mode, debugging). */
@@ -46,14 +46,15 @@ export function runGraph(
   const values = new Map<string, Tensor>(graph.initializers);
   for (const [k, v] of Object.entries(feeds)) values.set(k, v);
   plan.order.forEach((node, step) => {
-    const op = getOp(node);
+    const opset = opsetOf(graph, node.domain);
+    const op = resolveOp(node, opset);
     const inputs = node.inputs.map((name) => {
       if (!name) return undefined;
       const t = values.get(name);
       if (!t) throw new OpError(node, `input '${name}' has no value (graph input not fed?)`);
       return t;
     });
-    const outputs = op.run({ node, opset: opsetOf(graph, node.domain) }, inputs);
+    const outputs = op.run({ node, opset }, inputs);
     node.outputs.forEach((name, i) => {
       if (name && outputs[i]) values.set(name, outputs[i]!);
     });

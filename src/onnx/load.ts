@@ -15,7 +15,7 @@ import { tensorFromProto } from "./tensor-proto.js";
 import { declaredElemType, valueInfoFromProto } from "./value-info.js";
 
 /** Default-domain opsets the engine's op implementations cover. */
-export const MIN_OPSET = 13;
+export const MIN_OPSET = 1;
 export const MAX_OPSET = 23;
 
 export interface LoadOptions {

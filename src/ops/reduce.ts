@@ -38,6 +38,42 @@ const REDUCERS: readonly Reducer[] = [
     step: (acc, v) => (v > acc || Number.isNaN(v) ? v : acc),
     finish: (acc) => acc,
   },
+  {
+    opType: "ReduceMin",
+    axesInputSince: 18,
+    init: Number.POSITIVE_INFINITY,
+    step: (acc, v) => (v < acc || Number.isNaN(v) ? v : acc),
+    finish: (acc) => acc,
+  },
+  { opType: "ReduceProd", axesInputSince: 18, init: 1, step: (acc, v) => acc * v, finish: (acc) => acc },
+  {
+    opType: "ReduceL1",
+    axesInputSince: 18,
+    init: 0,
+    step: (acc, v) => acc + Math.abs(v),
+    finish: (acc) => acc,
+  },
+  { opType: "ReduceL2", axesInputSince: 18, init: 0, step: (acc, v) => acc + v * v, finish: Math.sqrt },
+  {
+    opType: "ReduceSumSquare",
+    axesInputSince: 18,
+    init: 0,
+    step: (acc, v) => acc + v * v,
+    finish: (acc) => acc,
+  },
+  { opType: "ReduceLogSum", axesInputSince: 18, init: 0, step: (acc, v) => acc + v, finish: Math.log },
+  {
+    opType: "ReduceLogSumExp",
+    axesInputSince: 18,
+    init: Number.NEGATIVE_INFINITY,
+    // log(e^acc + e^v) around the larger of the two, so large values do not overflow.
+    step: (acc, v) => {
+      const hi = Math.max(acc, v);
+      if (hi === Number.NEGATIVE_INFINITY || Number.isNaN(hi)) return hi;
+      return hi + Math.log1p(Math.exp(-Math.abs(acc - v)));
+    },
+    finish: (acc) => acc,
+  },
 ];
 
 /**
@@ -139,7 +175,7 @@ function reduceOp(r: Reducer): OpDef {
     run(ctx, [x, axesInput]) {
       const node = ctx.node;
       if (!x) throw new OpError(node, `${r.opType} needs an input`);
-      if (x.type === "bool" && r.opType !== "ReduceMax")
+      if (x.type === "bool" && r.opType !== "ReduceMax" && r.opType !== "ReduceMin")
         throw new OpError(node, "bool input is not supported");
       const axes = resolveAxes(node, r, ctx.opset, x.rank, axesInput);
       if (axes === "none") return [x];

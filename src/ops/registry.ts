@@ -2,6 +2,7 @@ import { OpError, UnsupportedOpError } from "../errors.js";
 import type { Attribute, Node, ValueType } from "../ir/graph.js";
 import { normalizeDomain } from "../ir/graph.js";
 import type { Tensor } from "../ir/tensor.js";
+import { implementedSince } from "./opset-support.js";
 
 /** What an op sees when it runs or infers types. */
 export interface OpContext {
@@ -58,6 +59,25 @@ export function getOp(node: Pick<Node, "domain" | "opType" | "name">): OpDef {
       node,
       `no implementation for op '${node.opType}' in domain '${node.domain || "ai.onnx"}'`,
     );
+  }
+  return def;
+}
+
+/**
+ * The op a node runs with at the model's opset for its domain: unknown ops, and ai.onnx ops whose schema at
+ * that opset predates what mhafuse implements, are UnsupportedOpError naming both versions.
+ */
+export function resolveOp(node: Pick<Node, "domain" | "opType" | "name">, opset: number): OpDef {
+  const def = getOp(node);
+  if (normalizeDomain(node.domain) === "") {
+    const since = implementedSince(node.opType);
+    if (opset < since)
+      throw new UnsupportedOpError(
+        node,
+        `the model's opset ${opset} selects ${node.opType}'s schema from before opset ${since}, whose ` +
+          `semantics mhafuse does not implement (it implements ${node.opType} from opset ${since}); ` +
+          "re-export the model with a newer opset",
+      );
   }
   return def;
 }

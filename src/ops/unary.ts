@@ -31,7 +31,7 @@ import { attrInt, attrString, type OpDef, registerOps } from "./registry.js";
 /** A float kernel over compute views: float32 (also staged float16) or float64 in, same length out. */
 type FloatLoop = (x: Float64Array, y: Float64Array, node: Node) => void;
 
-interface UnarySpec {
+export interface UnarySpec {
   opType: string;
   types: readonly DType[];
   /** Output dtype when it is not the input's (predicates → bool). */
@@ -86,7 +86,7 @@ function isFloat64View(y: Float64Array): boolean {
   return (y as ArrayBufferView) instanceof Float64Array;
 }
 
-function unaryOp(spec: UnarySpec): OpDef {
+export function unaryOp(spec: UnarySpec): OpDef {
   return {
     opType: spec.opType,
     inferTypes: (ctx) => inferSameShape(ctx, spec.types, spec.outType),

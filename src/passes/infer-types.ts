@@ -2,7 +2,7 @@ import { MhafuseError } from "../errors.js";
 import type { Graph, Node, ValueType } from "../ir/graph.js";
 import { opsetOf, topologicalOrder } from "../ir/graph.js";
 import type { Tensor } from "../ir/tensor.js";
-import { findOp } from "../ops/index.js";
+import { type OpDef, resolveOp } from "../ops/index.js";
 
 /** Values computed while inferring types are kept when small: they are shape computations worth folding. */
 const CONSTANT_ELEMENT_LIMIT = 1 << 16;
@@ -26,12 +26,14 @@ export function inferGraphTypes(graph: Graph): TypeInference {
   for (const [name, t] of graph.initializers) types.set(name, { dtype: t.type, shape: [...t.dims] });
   for (const i of graph.inputs) if (i.dtype) types.set(i.name, { dtype: i.dtype, shape: i.shape });
   for (const node of topologicalOrder(graph)) {
-    const op = findOp(node.domain, node.opType);
-    if (!op) {
-      problems.push({ node, message: `unknown op ${node.domain || "ai.onnx"}.${node.opType}` });
+    const ctx = { node, opset: opsetOf(graph, node.domain) };
+    let op: OpDef;
+    try {
+      op = resolveOp(node, ctx.opset);
+    } catch (err) {
+      problems.push({ node, message: (err as Error).message });
       continue;
     }
-    const ctx = { node, opset: opsetOf(graph, node.domain) };
     const inputs = node.inputs.map((n) => (n ? types.get(n) : undefined));
     try {
       const outs = op.inferTypes({ ...ctx, inputs, constant: (i) => constants.get(node.inputs[i] ?? "") });
