@@ -82,6 +82,7 @@ static inline vf vexp(vf x) {
   vf r = xc - n * 0.693359375f;
   r = r - n * -2.12194440e-4f;
   vf p = splat(1.9875691500e-4f);
+  p = p * r + 1.3981999507e-3f;
   p = p * r + 8.3334519073e-3f;
   p = p * r + 4.1665795894e-2f;
   p = p * r + 1.6666665459e-1f;
@@ -119,11 +120,12 @@ static inline vf vgelu_erf(vf x) {
   return 0.5f * x * one_plus_erf;
 }
 
-// tanh-approximated GELU (FastGelu): tanh(u) = 1 - 2/(e^{2u} + 1), which saturates to ±1 without overflow.
+// tanh-approximated GELU (FastGelu) as x·sigmoid(2u) = 0.5·x·(1 + tanh(u)): the same function without the
+// cancellation of 1 + tanh(u) for negative u, so it stays within a few float32 ulps of the float64 reference.
+// u → -inf gives x/inf = -0 (NaN for x = -inf, as the reference), u → +inf gives x.
 static inline vf vgelu_tanh(vf x) {
   const vf u = 0.7978845608028654f * (x + 0.044715f * x * x * x);
-  const vf t = 1.0f - 2.0f / (vexp(2.0f * u) + 1.0f);
-  return 0.5f * x * (1.0f + t);
+  return x / (1.0f + vexp(-2.0f * u));
 }
 
 }  // namespace MHF_NS
