@@ -130,11 +130,13 @@ void gemm(int M, const float* a, int64_t lda, const PackedB& b, float* c, int64_
   // Columns per task: 256 (8 AVX-512 panels) unless that leaves too few tasks to balance the threads.
   int nc = 8 * NR;
   const int mtasks = (M + MC - 1) / MC;
+  // Row blocks of equal size (128 rows: 2 × 64, not 96 + 32), a multiple of the tile.
+  const int MR = b.isa->mr;
+  int mc = ((M + mtasks - 1) / mtasks + MR - 1) / MR * MR;
   while (nc > NR && mtasks * ((N + nc - 1) / nc) < 4 * threads) nc -= NR;
-  int mc = MC;
   const int ntasks_cols = (N + nc - 1) / nc;
   // Still too few (tall, narrow C): smaller row blocks, a multiple of the tile.
-  while (mc > b.isa->mr && ((M + mc - 1) / mc) * ntasks_cols < 2 * threads) mc -= b.isa->mr;
+  while (mc > MR && ((M + mc - 1) / mc) * ntasks_cols < 2 * threads) mc -= MR;
   GemmJob job{M, a, lda, &b, c, ldc, &e, mc, nc, ntasks_cols};
   const int tasks = ((M + mc - 1) / mc) * ntasks_cols;
   if (threads == 1)
