@@ -1,0 +1,111 @@
+// Work below ~32K elements runs on the calling thread: a hand-off costs a few microseconds, which such small
+// kernels do not repay. Above it the rows (or elements) are cut into one contiguous chunk per task.
+#include "parallel.h"
+
+#include <algorithm>
+
+#include "threadpool.h"
+
+namespace mhf {
+
+namespace {
+
+constexpr int64_t MIN_PER_TASK = 16384;
+
+// Splits [0, n) (in units of `unit` elements of work each) into chunks and runs fn(begin, end) on the pool.
+template <typename F>
+void split(int64_t n, int64_t unit, F fn) {
+  ThreadPool& tp = pool();
+  const int64_t by_size = std::max<int64_t>(1, n * unit / MIN_PER_TASK);
+  const int64_t tasks = std::min<int64_t>({n, by_size, (int64_t)tp.threads() * 4});
+  if (tasks <= 1) {
+    fn(0, n);
+    return;
+  }
+  struct Ctx {
+    F* fn;
+    int64_t n, tasks;
+  } ctx{&fn, n, tasks};
+  tp.run((int)tasks, [](void* p, int t) {
+    const Ctx& c = *static_cast<Ctx*>(p);
+    const int64_t b = c.n * t / c.tasks, e = c.n * (t + 1) / c.tasks;
+    if (e > b) (*c.fn)(b, e);
+  }, &ctx);
+}
+
+}  // namespace
+
+void layer_norm(const Kernels& k, const float* x, float* y, int64_t rows, int d, float eps, const float* gamma,
+                const float* beta, float* mean, float* inv_std) {
+  split(rows, d, [&](int64_t b, int64_t e) {
+    k.layer_norm(x + b * d, y + b * d, e - b, d, eps, gamma, beta, mean ? mean + b : nullptr,
+                 inv_std ? inv_std + b : nullptr);
+  });
+}
+
+void skip_layer_norm(const Kernels& k, const float* x, const float* skip, int64_t skip_rows, const float* bias,
+                     const float* gamma, const float* beta, float* y, float* sum_out, int64_t rows, int d,
+                     float eps) {
+  split(rows, d, [&](int64_t b, int64_t e) {
+    k.skip_layer_norm(x + b * d, skip, skip_rows, bias, gamma, beta, y + b * d, sum_out ? sum_out + b * d : nullptr,
+                      e - b, d, eps, b);
+  });
+}
+
+void softmax(const Kernels& k, const float* x, float* y, int64_t rows, int d) {
+  split(rows, d, [&](int64_t b, int64_t e) { k.softmax(x + b * d, y + b * d, e - b, d); });
+}
+
+void activation(const Kernels& k, const float* x, float* y, int64_t n, const float* bias, int64_t bias_len,
+                int act) {
+  // Chunks of whole 64-element runs keep every chunk's vectors aligned with the start of the array.
+  const int64_t units = (n + 63) / 64;
+  split(units, 64 * (act ? 8 : 1), [&](int64_t b, int64_t e) {
+    const int64_t i0 = b * 64, i1 = std::min(n, e * 64);
+    k.activation(x + i0, y + i0, i1 - i0, bias, bias_len, i0, act);
+  });
+}
+
+void add(const Kernels& k, const float* a, const float* b, float* y, int64_t n, int64_t b_len) {
+  const int64_t units = (n + 63) / 64;
+  split(units, 64, [&](int64_t s, int64_t e) {
+    const int64_t i0 = s * 64, i1 = std::min(n, e * 64);
+    k.add(a + i0, b, y + i0, i1 - i0, b_len, i0);
+  });
+}
+
+void attention(const Kernels& k, const AttentionProblem& p) {
+  // Units: (batch, head, block of query rows). Blocks of 64 rows repack K and V once per 64 rows, which costs
+  // about 1/128 of their work; shorter blocks are used only when there would be too few units for the threads.
+  int maxSeq = p.seqQ;
+  if (p.cuSeqlens) {
+    maxSeq = 0;
+    for (int b = 0; b < p.batch; b++) maxSeq = std::max(maxSeq, p.cuSeqlens[b + 1] - p.cuSeqlens[b]);
+  }
+  if (maxSeq <= 0 || p.batch <= 0 || p.heads <= 0) return;
+  const int threads = pool().threads();
+  int rows = 64;
+  while (rows > 8 && (int64_t)p.batch * p.heads * ((maxSeq + rows - 1) / rows) < 4 * threads) rows /= 2;
+  const int blocks = (maxSeq + rows - 1) / rows;
+  struct Ctx {
+    const Kernels* k;
+    const AttentionProblem* p;
+    int rows, blocks;
+  } ctx{&k, &p, rows, blocks};
+  const int64_t units = (int64_t)p.batch * p.heads * blocks;
+  auto unit = [](void* c, int u) {
+    const Ctx& x = *static_cast<Ctx*>(c);
+    const int blk = u % x.blocks, bn = u / x.blocks;
+    const int n = bn % x.p->heads, b = bn / x.p->heads;
+    x.k->attention_rows(*x.p, b, n, blk * x.rows, (blk + 1) * x.rows);
+  };
+  // Serial when small: (Sq·Skv·(H+Hv) multiply-adds per head) under ~64K is not worth a hand-off.
+  const double work = (double)p.batch * p.heads * maxSeq * (double)p.seqKV * (p.headSize + p.vHeadSize);
+  if (threads == 1 || work < 65536) {
+    for (int64_t u = 0; u < units; u++) unit(&ctx, (int)u);
+    return;
+  }
+  pool().run((int)units, unit, &ctx);
+}
+
+}  // namespace mhf

@@ -1,0 +1,61 @@
+/**
+ * Finds the native addon: the prebuilt per-platform package (`@mhafuse/native-<platform>-<arch>`, named in
+ * optionalDependencies the way esbuild and sharp ship theirs), else the one `npm run build:native` (or the
+ * install step) compiled into native/build, else nothing. When nothing loads, or MHAFUSE_NO_NATIVE=1 asks for
+ * the fallback, one line on stderr says the WebAssembly kernels will run instead, once per process.
+ */
+import { existsSync } from "node:fs";
+import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { NativeBinding } from "./binding.js";
+
+const require = createRequire(import.meta.url);
+/** The package root: this file sits at src/backends/cpu/native (or dist/backends/cpu/native). */
+const packageRoot = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "..", "..");
+
+export const PREBUILT_PACKAGE = `@mhafuse/native-${process.platform}-${process.arch}`;
+export const LOCAL_BUILD = join(packageRoot, "native", "build", "mhafuse_native.node");
+
+export interface NativeLoad {
+  binding: NativeBinding | undefined;
+  /** Where the addon came from, or why there is none. */
+  source: string;
+}
+
+let loaded: NativeLoad | undefined;
+
+function tryLoad(): NativeLoad {
+  if (process.env.MHAFUSE_NO_NATIVE === "1")
+    return { binding: undefined, source: "disabled by MHAFUSE_NO_NATIVE=1" };
+  const errors: string[] = [];
+  try {
+    return { binding: require(PREBUILT_PACKAGE) as NativeBinding, source: PREBUILT_PACKAGE };
+  } catch (e) {
+    if ((e as { code?: string }).code !== "MODULE_NOT_FOUND")
+      errors.push(`${PREBUILT_PACKAGE}: ${(e as Error).message}`);
+  }
+  if (existsSync(LOCAL_BUILD)) {
+    try {
+      return { binding: require(LOCAL_BUILD) as NativeBinding, source: LOCAL_BUILD };
+    } catch (e) {
+      errors.push(`${LOCAL_BUILD}: ${(e as Error).message}`);
+    }
+  }
+  return {
+    binding: undefined,
+    source: errors.length ? errors.join("; ") : "not built (npm run build:native builds it)",
+  };
+}
+
+/** The addon, loading it on first use; undefined when it is unavailable (after a one-line notice on stderr). */
+export function loadNative(): NativeLoad {
+  if (!loaded) {
+    loaded = tryLoad();
+    if (!loaded.binding)
+      process.stderr.write(
+        `mhafuse: native CPU kernels unavailable (${loaded.source.split("\n")[0]}); using the WebAssembly kernels\n`,
+      );
+  }
+  return loaded;
+}

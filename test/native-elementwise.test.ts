@@ -1,0 +1,188 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { geluErfFloat32, geluTanh } from "../src/ops/elementwise-util.js";
+import { assertClose, forEachConfig, rand, skipNative } from "./native-helpers.js";
+
+const specials = [
+  Number.NaN,
+  Number.POSITIVE_INFINITY,
+  Number.NEGATIVE_INFINITY,
+  0,
+  -0,
+  1e30,
+  -1e30,
+  88,
+  -88,
+];
+
+/** Random values with the special values sprinkled in. */
+function withSpecials(n: number, seed: number): Float32Array {
+  const x = rand(n, seed).map((v) => v * 6);
+  specials.forEach((s, i) => {
+    if (n > 0) x[(i * 37) % n] = s;
+  });
+  return x;
+}
+
+/** Float64 LayerNorm of one row, as src/ops/normalization.ts computes it. */
+function layerNormRef(x: ArrayLike<number>, g: Float32Array, b: Float32Array | undefined, eps: number) {
+  const d = x.length;
+  let mu = 0;
+  for (let j = 0; j < d; j++) mu += x[j]!;
+  mu /= d;
+  let sq = 0;
+  for (let j = 0; j < d; j++) sq += (x[j]! - mu) ** 2;
+  const inv = 1 / Math.sqrt(sq / d + eps);
+  return { y: Array.from(x, (v, j) => (v - mu) * inv * g[j]! + (b ? b[j]! : 0)), mu, inv };
+}
+
+test("LayerNorm: odd widths, offsets, statistics, NaN/Inf rows", { skip: skipNative }, () => {
+  forEachConfig((nk, label) => {
+    for (const [rows, d] of [
+      [1, 1],
+      [3, 5],
+      [17, 768],
+      [64, 1000],
+      [300, 31],
+    ] as const) {
+      const x = rand(2 + rows * d, rows + d).map((v) => v * 3 + 0.5);
+      if (rows > 2) {
+        x[2 + d + 1] = Number.NaN; // row 1 NaN
+        x[2 + 2 * d] = Number.POSITIVE_INFINITY; // row 2: inf - inf = NaN
+      }
+      const g = rand(d, 7);
+      const b = rand(d, 8);
+      const y = new Float32Array(1 + rows * d);
+      const mean = new Float32Array(rows);
+      const invStd = new Float32Array(rows);
+      nk.layerNorm(x, y, rows, d, g, { beta: b, epsilon: 1e-5, xOffset: 2, yOffset: 1, mean, invStd });
+      for (let r = 0; r < rows; r++) {
+        const ref = layerNormRef(x.subarray(2 + r * d, 2 + (r + 1) * d), g, b, 1e-5);
+        const tol = 2e-6 * Math.max(1, ...ref.y.filter(Number.isFinite).map(Math.abs));
+        assertClose(y.subarray(1 + r * d, 1 + (r + 1) * d), ref.y, tol, `LN ${label} ${rows}x${d} row ${r}`);
+        assertClose([mean[r]!, invStd[r]!], [ref.mu, ref.inv], 1e-5 * Math.max(1, ref.inv), "stats");
+      }
+      assert.equal(y[0], 0, "nothing before yOffset is written");
+    }
+  });
+});
+
+test("SkipLayerNorm: skip broadcast over the batch, bias, sum output", { skip: skipNative }, () => {
+  forEachConfig((nk, label) => {
+    for (const [rows, skipRows, d] of [
+      [6, 3, 37],
+      [128, 128, 768],
+      [5, 1, 16],
+    ] as const) {
+      const x = rand(rows * d, 1);
+      const skip = rand(skipRows * d, 2);
+      const bias = rand(d, 3);
+      const g = rand(d, 4);
+      const y = new Float32Array(rows * d);
+      const sum = new Float32Array(rows * d);
+      nk.skipLayerNorm({ x, skip, skipRows, bias, gamma: g, y, sum, rows, d, epsilon: 1e-12 });
+      const noBeta = new Float32Array(rows * d);
+      nk.skipLayerNorm({ x, skip, skipRows, gamma: g, y: noBeta, rows, d });
+      for (let r = 0; r < rows; r++) {
+        const s = Array.from({ length: d }, (_, j) =>
+          Math.fround(x[r * d + j]! + skip[(r % skipRows) * d + j]! + bias[j]!),
+        );
+        assertClose(sum.subarray(r * d, (r + 1) * d), s, 1e-6, `sum ${label}`);
+        assertClose(
+          y.subarray(r * d, (r + 1) * d),
+          layerNormRef(s, g, undefined, 1e-12).y,
+          2e-5,
+          `SLN ${label}`,
+        );
+        const s2 = Array.from({ length: d }, (_, j) => x[r * d + j]! + skip[(r % skipRows) * d + j]!);
+        assertClose(
+          noBeta.subarray(r * d, (r + 1) * d),
+          layerNormRef(s2, g, undefined, 1e-12).y,
+          2e-5,
+          "no bias",
+        );
+      }
+    }
+  });
+});
+
+test("Softmax: rows of any width; NaN, +inf and all -inf rows as the reference", { skip: skipNative }, () => {
+  forEachConfig((nk, label) => {
+    for (const [rows, d] of [
+      [1, 1],
+      [4, 7],
+      [9, 128],
+      [33, 1001],
+    ] as const) {
+      const x = rand(rows * d, d).map((v) => v * 20);
+      if (rows >= 4) {
+        x[d + (2 % d)] = Number.NaN;
+        x[2 * d + (d - 1)] = Number.POSITIVE_INFINITY;
+        x.fill(Number.NEGATIVE_INFINITY, 3 * d, 4 * d);
+      }
+      const y = new Float32Array(rows * d);
+      nk.softmax(x, y, rows, d);
+      for (let r = 0; r < rows; r++) {
+        const row = Array.from(x.subarray(r * d, (r + 1) * d));
+        let max = Number.NEGATIVE_INFINITY;
+        for (const v of row) if (v > max) max = v;
+        const e = row.map((v) => Math.exp(v - max));
+        const sum = e.reduce((a, b) => a + b, 0);
+        assertClose(
+          y.subarray(r * d, (r + 1) * d),
+          e.map((v) => v / sum),
+          2e-7,
+          `softmax ${label} row ${r}`,
+        );
+      }
+    }
+  });
+});
+
+test("GELU (erf), FastGelu (tanh), bias: element for element the JS reference, ±Inf and NaN included", {
+  skip: skipNative,
+}, () => {
+  forEachConfig((nk, label) => {
+    for (const n of [1, 5, 16, 100, 70001]) {
+      const x = withSpecials(n, n);
+      const y = new Float32Array(n);
+      nk.gelu(x, y);
+      const tol = Array.from(x, (v) => 3e-7 * Math.max(1, Math.abs(v)));
+      assertClose(y, Array.from(x, geluErfFloat32), tol, `gelu ${label} n=${n}`);
+      nk.fastGelu(x, y);
+      assertClose(y, Array.from(x, geluTanh), tol, `fastGelu ${label} n=${n}`);
+      const bias = rand(7, 3);
+      nk.gelu(x, y, { bias });
+      const xb = Array.from(x, (v, i) => Math.fround(v + bias[i % 7]!));
+      assertClose(y, xb.map(geluErfFloat32), tol, `biasGelu ${label} n=${n}`);
+    }
+    // An offset view: only [xOffset, xOffset + n) is read, [yOffset, yOffset + n) written.
+    const x = rand(40, 9);
+    const y = new Float32Array(40).fill(7);
+    nk.gelu(x, y, { xOffset: 3, yOffset: 5, n: 30 });
+    assertClose(y.subarray(5, 35), Array.from(x.subarray(3, 33), geluErfFloat32), 3e-7, "offset");
+    assert.deepEqual(Array.from(y.subarray(0, 5)), [7, 7, 7, 7, 7]);
+  });
+});
+
+test("Add: same shape and a row broadcast, with NaN/Inf", { skip: skipNative }, () => {
+  forEachConfig((nk, label) => {
+    for (const [n, bl] of [
+      [1, 1],
+      [100, 100],
+      [768 * 40, 768],
+      [99, 9],
+    ] as const) {
+      const a = withSpecials(n, 1);
+      const b = withSpecials(bl, 2);
+      const y = new Float32Array(n);
+      nk.add(a, b, y);
+      assertClose(
+        y,
+        Array.from(a, (v, i) => Math.fround(v + b[i % bl]!)),
+        0,
+        `add ${label} ${n}/${bl}`,
+      );
+    }
+  });
+});
