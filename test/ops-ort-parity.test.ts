@@ -20,7 +20,9 @@ interface Case {
   inputs: (Tensor | undefined)[];
   /** Inputs that become initializers (constant), e.g. shapes and axes. */
   constant?: number[];
-  outputs?: number;
+  /** How many outputs, or which (true = requested; false = left unnamed). */
+  outputs?: number | boolean[];
+  domain?: string;
 }
 
 const f32 = (dims: number[], seed: number, scale = 2) => randomTensor("float32", dims, seed, scale);
@@ -291,8 +293,105 @@ const CASES: Case[] = [
     constant: [2, 3, 4],
   },
   { op: "HannWindow", opset: 17, inputs: [i64([10], [])], constant: [0] },
+  // com.microsoft decoder ops (onnxruntime's transformer optimizer output for Llama-family models).
+  gqa("prompt, GQA 4:2", { num_heads: 4, kv_num_heads: 2 }, { B: 2, S: 4, P: 0, seqlens: [3, 3], total: 4 }),
+  gqa("decode step", { num_heads: 4, kv_num_heads: 2 }, { B: 2, S: 1, P: 5, seqlens: [5, 5], total: 6 }),
+  gqa(
+    "decode, ragged past",
+    { num_heads: 4, kv_num_heads: 1 },
+    { B: 2, S: 1, P: 5, seqlens: [3, 5], total: 6 },
+  ),
+  gqa("two new tokens", { num_heads: 2, kv_num_heads: 2 }, { B: 1, S: 2, P: 3, seqlens: [4], total: 5 }),
+  gqa(
+    "local window",
+    { num_heads: 4, kv_num_heads: 2, local_window_size: 2 },
+    { B: 1, S: 5, P: 0, seqlens: [4], total: 5 },
+  ),
+  gqa(
+    "softcap",
+    { num_heads: 4, kv_num_heads: 2, softcap: 2.5 },
+    { B: 1, S: 5, P: 0, seqlens: [4], total: 5 },
+  ),
+  gqa("scale", { num_heads: 4, kv_num_heads: 2, scale: 0.3 }, { B: 1, S: 5, P: 0, seqlens: [4], total: 5 }),
+  gqa(
+    "packed QKV, rotary",
+    { num_heads: 4, kv_num_heads: 2, do_rotary: 1 },
+    { B: 2, S: 1, P: 3, seqlens: [3, 3], total: 4, packed: true, rotary: true },
+  ),
+  gqa(
+    "rotary interleaved prompt",
+    { num_heads: 2, kv_num_heads: 1, do_rotary: 1, rotary_interleaved: 1 },
+    { B: 1, S: 3, P: 0, seqlens: [2], total: 3, rotary: true },
+  ),
+  {
+    op: "RotaryEmbedding",
+    domain: "com.microsoft",
+    opset: 17,
+    attrs: { num_heads: 2 },
+    inputs: [f32([2, 3, 16], 60), i64([0, 1, 2, 4, 5, 6], [2, 3]), f32([8, 4], 61, 1), f32([8, 4], 62, 1)],
+  },
+  {
+    op: "RotaryEmbedding",
+    domain: "com.microsoft",
+    opset: 17,
+    attrs: { num_heads: 2, interleaved: 1 },
+    inputs: [f32([1, 3, 16], 63), i64([2], [1]), f32([8, 4], 64, 1), f32([8, 4], 65, 1)],
+  },
+  {
+    op: "SimplifiedLayerNormalization",
+    opset: 17,
+    attrs: { epsilon: 1e-3 },
+    inputs: [f32([2, 3, 8], 66), f32([8], 67)],
+  },
+  {
+    op: "SkipSimplifiedLayerNormalization",
+    domain: "com.microsoft",
+    opset: 17,
+    inputs: [f32([2, 3, 8], 68), f32([2, 3, 8], 69), f32([8], 70), f32([8], 71)],
+    outputs: [true, false, false, true],
+  },
   { op: "BlackmanWindow", opset: 17, attrs: { periodic: 0 }, inputs: [i64([7], [])], constant: [0] },
 ];
+
+/** A com.microsoft GroupQueryAttention case: BSD query/key/value, BNSH past, int32 seqlens_k and total length. */
+function gqa(
+  _label: string,
+  attrs: Record<string, Attr>,
+  o: {
+    B: number;
+    S: number;
+    P: number;
+    seqlens: number[];
+    total: number;
+    packed?: boolean;
+    rotary?: boolean;
+  },
+): Case {
+  const N = attrs.num_heads as number;
+  const Nkv = attrs.kv_num_heads as number;
+  const H = o.rotary ? 16 : 8; // onnxruntime's rotary kernels need head sizes that are multiples of 16
+  const seed = o.B * 100 + o.S * 10 + o.P + N;
+  const none = undefined;
+  const q = o.packed ? f32([o.B, o.S, (N + 2 * Nkv) * H], seed) : f32([o.B, o.S, N * H], seed);
+  return {
+    op: "GroupQueryAttention",
+    domain: "com.microsoft",
+    opset: 17,
+    attrs,
+    inputs: [
+      q,
+      o.packed ? none : f32([o.B, o.S, Nkv * H], seed + 1),
+      o.packed ? none : f32([o.B, o.S, Nkv * H], seed + 2),
+      o.P ? f32([o.B, Nkv, o.P, H], seed + 3) : none,
+      o.P ? f32([o.B, Nkv, o.P, H], seed + 4) : none,
+      int("int32", o.seqlens, [o.B]),
+      int("int32", [o.total], [1]),
+      o.rotary ? f32([16, H / 2], seed + 5, 1) : none,
+      o.rotary ? f32([16, H / 2], seed + 6, 1) : none,
+    ],
+    outputs: 3,
+  };
+}
 
 function abs(t: Tensor): Tensor {
   return t.type === "float32"
@@ -301,14 +400,16 @@ function abs(t: Tensor): Tensor {
 }
 
 function graphFor(c: Case) {
-  const b = new GraphBuilder({ opset: c.opset });
+  const b = new GraphBuilder({ opset: c.opset, opsets: c.domain ? { [c.domain]: 1 } : {} });
   const names = c.inputs.map((t, i) => {
     if (!t) return "";
     if (c.constant?.includes(i)) return b.init(t, `in${i}`);
     return b.input(`in${i}`, t.type, [...t.dims]);
   });
-  const outs = b.opN(c.op, names, c.attrs ?? {}, { outputs: c.outputs ?? 1 });
-  for (const o of outs) b.output(o);
+  const wanted = Array.isArray(c.outputs) ? c.outputs : Array.from({ length: c.outputs ?? 1 }, () => true);
+  const outs = wanted.map((w, i) => (w ? `out${i}` : ""));
+  b.opN(c.op, names, c.attrs ?? {}, { outputs: outs, domain: c.domain });
+  for (const o of outs) if (o) b.output(o);
   const feeds = Object.fromEntries(
     c.inputs.flatMap((t, i) => (t && !c.constant?.includes(i) ? [[`in${i}`, t]] : [])),
   );
@@ -333,7 +434,7 @@ for (const c of CASES) {
     );
     const want = await session.run(ortFeeds);
     const got = runGraph(graph, feeds);
-    for (const name of outs) {
+    for (const name of outs.filter(Boolean)) {
       const g = got.get(name)!;
       const w = want[name]!;
       assert.deepEqual([...g.dims], [...w.dims].map(Number), `${name} shape`);

@@ -10,6 +10,7 @@ import "./channel-norm.js";
 import "./concat-split.js";
 import "./contrib-activations.js";
 import "./contrib-attention.js";
+import "./contrib-decoder.js";
 import "./conv.js";
 import "./conv-transpose.js";
 import "./cumsum.js";

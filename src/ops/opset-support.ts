@@ -165,6 +165,8 @@ const SINCE: Record<string, number> = {
   HannWindow: 17,
   HammingWindow: 17,
   BlackmanWindow: 17,
+  // onnxruntime registers it in the ONNX domain at opset 1 (an internal op of its transformer optimizer).
+  SimplifiedLayerNormalization: 1,
 };
 
 /** The oldest ai.onnx opset whose schema of `opType` mhafuse implements. */
