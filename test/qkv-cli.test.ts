@@ -5,8 +5,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
+import { InputError } from "../src/errors.js";
 import { readNpy, writeNpy } from "../src/io/npy.js";
 import { readNpz, writeNpz } from "../src/io/npz.js";
+import { floatToHalf, halfToFloat } from "../src/ir/float16.js";
 import { Tensor } from "../src/ir/tensor.js";
 import { loadModel } from "../src/onnx/index.js";
 import { BERT_EAGER, randomTensor } from "./qkv-helpers.js";
@@ -45,38 +47,24 @@ test("npy: header layout, float16/int64 round trip, Fortran order", () => {
   assert.deepEqual(readNpy(f).toNumbers(), [0, 1, 2, 3, 4, 5]);
 });
 
-test("npz: DEFLATED round trip and a STORED archive", () => {
+test("npz: DEFLATED round trip; numpy's savez (STORED, zip64) and savez_compressed files; corrupt input", () => {
   const arrays = { a: new Tensor("float32", [1.5, -2], [2]), b: new Tensor("int32", [7, 8, 9], [3, 1]) };
   const back = readNpz(writeNpz(arrays));
   assert.deepEqual([...back.keys()], ["a", "b"]);
   assert.deepEqual(back.get("b")!.dims, [3, 1]);
   assert.deepEqual(back.get("a")!.toNumbers(), [1.5, -2]);
-  // Rewrite the archive with method 0 (STORED): local + central headers patched, data uncompressed.
-  const npy = writeNpy(arrays.a);
-  const name = new TextEncoder().encode("a.npy");
-  const local = new Uint8Array(30 + name.length);
-  const lv = new DataView(local.buffer);
-  lv.setUint32(0, 0x04034b50, true);
-  lv.setUint32(18, npy.length, true);
-  lv.setUint32(22, npy.length, true);
-  lv.setUint16(26, name.length, true);
-  local.set(name, 30);
-  const central = new Uint8Array(46 + name.length);
-  const cv = new DataView(central.buffer);
-  cv.setUint32(0, 0x02014b50, true);
-  cv.setUint32(20, npy.length, true);
-  cv.setUint32(24, npy.length, true);
-  cv.setUint16(28, name.length, true);
-  central.set(name, 46);
-  const end = new Uint8Array(22);
-  const ev = new DataView(end.buffer);
-  ev.setUint32(0, 0x06054b50, true);
-  ev.setUint16(8, 1, true);
-  ev.setUint16(10, 1, true);
-  ev.setUint32(12, central.length, true);
-  ev.setUint32(16, local.length + npy.length, true);
-  const zip = new Uint8Array([...local, ...npy, ...central, ...end]);
-  assert.deepEqual(readNpz(zip).get("a")!.toNumbers(), [1.5, -2]);
+  // Written by numpy 2.4: np.savez (STORED entries with zip64 extra fields) and np.savez_compressed.
+  const fixture = (f: string) => new Uint8Array(readFileSync(new URL(`./fixtures/${f}`, import.meta.url)));
+  const stored = readNpz(fixture("numpy_savez.npz"));
+  assert.deepEqual(stored.get("a")!.dims, [2, 3]);
+  assert.deepEqual(stored.get("a")!.toNumbers(), [0, 1, 2, 3, 4, 5]);
+  assert.deepEqual(stored.get("b")!.toNumbers(), [1, -2, 3]);
+  const deflated = readNpz(fixture("numpy_savez_compressed.npz"));
+  assert.equal(deflated.get("w")!.type, "float16");
+  const linspace = Array.from({ length: 12 }, (_, i) => halfToFloat(floatToHalf(-1 + (2 * i) / 11)));
+  assert.deepEqual(deflated.get("w")!.toNumbers(), linspace);
+  assert.deepEqual(deflated.get("c")!.toNumbers(), [1, 2, 3, 4]); // Fortran order read back row-major
+  assert.throws(() => readNpz(new Uint8Array([1, 2, 3, 4])), InputError);
 });
 
 test("CLI pack-weights: .npy in, .npz out, packed layout per the formula", () => {
