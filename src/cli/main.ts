@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { Command } from "commander";
+import { registerBench } from "./commands/bench.js";
 import { registerDemo } from "./commands/demo.js";
 import { registerInspect } from "./commands/inspect.js";
 import { registerOptimize } from "./commands/optimize.js";
@@ -20,6 +21,7 @@ registerRun(program);
 registerInspect(program);
 registerOptimize(program);
 registerPackWeights(program);
+registerBench(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   process.exitCode = reportError(err, program.opts<{ verbose?: boolean }>().verbose ?? false);
