@@ -78,6 +78,14 @@ export interface FlashAttentionArgs {
   /** Causal: key j is allowed iff j <= i + causalOffset (0 = top-left aligned, Skv - Sq = bottom-right). */
   causalOffset?: number;
   bias?: AttentionBiasArg;
+  /**
+   * Benchmarking only — the results are wrong: leave out one stage to see what it costs (the "time variants
+   * that leave a stage out" method; WebGPU has no per-instruction counters). "softmax": the per-row online
+   * softmax phase; "pv": the V load and the P·V product.
+   */
+  ablate?: "softmax" | "pv";
+  /** Query rows per workgroup (default: 64 where workgroup memory allows, else 32). */
+  rowTile?: 32 | 64;
 }
 
 interface Config {
@@ -89,6 +97,7 @@ interface Config {
   cu: boolean;
   causal: boolean;
   bias: boolean;
+  ablate?: "softmax" | "pv";
 }
 
 const FIELDS: UniformFields = [
@@ -305,7 +314,7 @@ ${loadRows("KV", "K", BC, H, QS, "base + r < kvEnd", "kBase", "u.kSS", "")}
 ${score.join("\n")}
     }
     workgroupBarrier();
-    if (tid < ${Br}u) {
+    if (tid < ${Br}u${c.ablate === "softmax" ? " && false" : ""}) {
       // Bias, masks and the online-softmax update of row myRow over this tile's keys.
       let i = myI;
       let limit = min(myEnd, k0 + ${BC}u);
@@ -344,14 +353,15 @@ ${score.join("\n")}
       }
       alpha[myRow] = f;
     }
-    {
+    ${c.ablate === "softmax" ? `if (tid < ${Br}u) { alpha[myRow] = 1.0; l = 1.0; }` : ""}
+    if (${c.ablate === "pv" ? "false" : "true"}) {
       let base = k0;
 ${loadRows("KV", "V", BC, HV, VS, "base + r < kvEnd", "vBase", "u.vSS", "")}
     }
     workgroupBarrier();
     {
 ${rescale.join("\n")}
-${pv.join("\n")}
+${c.ablate === "pv" ? "" : pv.join("\n")}
     }
     workgroupBarrier();
   }
@@ -385,7 +395,7 @@ export function flashAttention(ctx: WebGpuContext, rec: CommandRecorder, a: Flas
     throw new OpError(OP, "the output must not alias Q, K or V (rows are read by other workgroups)");
   if (batch === 0 || a.seqQ === 0) return;
   const limit = ctx.gpu.limits.maxComputeWorkgroupStorageSize;
-  let Br = 64;
+  let Br = a.rowTile ?? 64;
   if (attentionSharedBytes({ H, HV, Br }) > limit) Br = 32;
   if (attentionSharedBytes({ H, HV, Br }) > limit)
     throw new OpError(
@@ -401,8 +411,9 @@ export function flashAttention(ctx: WebGpuContext, rec: CommandRecorder, a: Flas
     cu: !!a.cuSeqlens,
     causal: a.causalOffset !== undefined,
     bias: !!a.bias,
+    ablate: a.ablate,
   };
-  const key = `flash:H${H}:HV${HV}:Br${Br}:v${+c.vec4}:len${+c.lengths}:cu${+c.cu}:causal${+c.causal}:bias${+c.bias}`;
+  const key = `flash:H${H}:HV${HV}:Br${Br}:v${+c.vec4}:len${+c.lengths}:cu${+c.cu}:causal${+c.causal}:bias${+c.bias}${a.ablate ? `:ablate-${a.ablate}` : ""}`;
   const k = ctx.pipelines.get(key, () => attentionSource(c));
   const bufs = [a.q, a.k, a.v];
   if (a.keyLengths) bufs.push(a.keyLengths);
@@ -444,7 +455,15 @@ export function flashAttention(ctx: WebGpuContext, rec: CommandRecorder, a: Flas
 export function packedQkvAttention(
   ctx: WebGpuContext,
   rec: CommandRecorder,
-  args: { qkv: GpuTensor; numHeads: number; lengths?: GPUBuffer; out: GpuTensor; scale?: number },
+  args: {
+    qkv: GpuTensor;
+    numHeads: number;
+    lengths?: GPUBuffer;
+    out: GpuTensor;
+    scale?: number;
+    ablate?: FlashAttentionArgs["ablate"];
+    rowTile?: FlashAttentionArgs["rowTile"];
+  },
 ): void {
   const op = "mhafuse.QKVToContext (webgpu)";
   const d = args.qkv.dims;
@@ -481,6 +500,8 @@ export function packedQkvAttention(
     out: args.out.buffer,
     outLayout: { offset: 0, batchStride: E, headStride: H, seqStride: B * E },
     keyLengths: args.lengths,
+    ablate: args.ablate,
+    rowTile: args.rowTile,
   });
 }
 
