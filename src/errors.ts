@@ -43,3 +43,16 @@ export class UnsupportedOpError extends OpError {
 export function assert(cond: unknown, message: string): asserts cond {
   if (!cond) throw new Error(`mhafuse internal error: ${message}`);
 }
+
+/**
+ * A backend cannot start on this machine: its runtime package is not installed, or it finds no adapter or
+ * device (WebGPU without the optional `webgpu` package, or without a driver). Callers may fall back to the CPU.
+ */
+export class BackendUnavailableError extends MhafuseError {
+  override name = "BackendUnavailableError";
+  readonly backend: string;
+  constructor(backend: string, message: string) {
+    super(`${backend}: ${message}`);
+    this.backend = backend;
+  }
+}

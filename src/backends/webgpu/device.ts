@@ -1,0 +1,189 @@
+/**
+ * WebGPU device acquisition for the webgpu backend: loads the optional `webgpu` package (Dawn's dawn.node),
+ * asks for an adapter and a device with every optional feature this backend can use and the adapter's own
+ * limits (the defaults cap workgroup memory at 16 KiB and storage bindings at 128 MiB, far below real GPUs),
+ * and reports what it got. Failures to start are BackendUnavailableError so callers can fall back to the CPU.
+ */
+import { BackendUnavailableError, MhafuseError } from "../../errors.js";
+
+/** Dawn toggles that expose shader-f16 and subgroup matrices on NVIDIA through Vulkan (not settable in browsers). */
+export const DAWN_UNSAFE_TOGGLES = ["enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia"];
+
+export interface WebGpuDeviceOptions {
+  /** Dawn instance toggles, passed to `create()` of the `webgpu` package, e.g. DAWN_UNSAFE_TOGGLES. */
+  toggles?: readonly string[];
+  powerPreference?: GPUPowerPreference;
+  /** Features the caller cannot do without: a missing one is a BackendUnavailableError, not a silent fallback. */
+  requiredFeatures?: readonly string[];
+}
+
+/** What the kernels may use; each flag is a feature the device was created with, not merely one the adapter has. */
+export interface WebGpuFeatures {
+  subgroups: boolean;
+  shaderF16: boolean;
+  timestampQuery: boolean;
+  /** `chromium-experimental-subgroup-matrix` (tensor cores on NVIDIA; needs the unsafe toggles). */
+  subgroupMatrix: boolean;
+  subgroupMinSize: number;
+  subgroupMaxSize: number;
+}
+
+export interface WebGpuAdapterInfo {
+  vendor: string;
+  architecture: string;
+  device: string;
+  description: string;
+}
+
+/** Optional features requested whenever the adapter has them. */
+const WANTED_FEATURES = [
+  "subgroups",
+  "shader-f16",
+  "timestamp-query",
+  "chromium-experimental-subgroup-matrix",
+] as const;
+
+/** Limits raised to the adapter's value (kernels size their tiles from the device's limits, not the defaults). */
+const RAISED_LIMITS = [
+  "maxComputeWorkgroupStorageSize",
+  "maxStorageBufferBindingSize",
+  "maxBufferSize",
+  "maxComputeInvocationsPerWorkgroup",
+  "maxComputeWorkgroupSizeX",
+  "maxComputeWorkgroupSizeY",
+  "maxComputeWorkgroupsPerDimension",
+  "maxStorageBuffersPerShaderStage",
+] as const;
+
+interface WebGpuModule {
+  create(options: string[]): GPU;
+}
+
+let modulePromise: Promise<WebGpuModule> | undefined;
+
+/** The `webgpu` package, loaded once; a variable specifier keeps tsc from requiring the optional dependency. */
+async function loadWebGpuModule(): Promise<WebGpuModule> {
+  const name = "webgpu";
+  modulePromise ??= (import(name) as Promise<WebGpuModule>).catch((e: unknown) => {
+    modulePromise = undefined;
+    throw new BackendUnavailableError(
+      "webgpu",
+      `the optional package 'webgpu' (dawn.node) could not be loaded: ${(e as Error).message}`,
+    );
+  });
+  return modulePromise;
+}
+
+/** One GPU device and what it can do. `dispose()` destroys the device; every buffer made on it dies with it. */
+export class WebGpuDevice {
+  readonly device: GPUDevice;
+  readonly features: WebGpuFeatures;
+  readonly limits: GPUSupportedLimits;
+  readonly adapterInfo: WebGpuAdapterInfo;
+  /** Set when the device is lost (driver reset, or dispose()); later work fails with WebGpuError. */
+  lostReason: string | undefined;
+  #disposed = false;
+  /**
+   * The dawn.node instance. Held for the device's lifetime: if it is garbage-collected, Dawn tears the instance
+   * down under the live device and the process crashes in Dawn's or the driver's threads.
+   */
+  readonly #instance: GPU;
+
+  constructor(instance: GPU, device: GPUDevice, features: WebGpuFeatures, info: WebGpuAdapterInfo) {
+    this.#instance = instance;
+    this.device = device;
+    this.features = features;
+    this.limits = device.limits;
+    this.adapterInfo = info;
+    device.lost.then((l) => {
+      this.lostReason = this.#disposed ? "disposed" : `${l.reason}: ${l.message}`;
+    });
+  }
+
+  get disposed(): boolean {
+    return this.#disposed;
+  }
+
+  /** Throws when the device can no longer run work. */
+  checkAlive(op: string): void {
+    if (this.#disposed) throw new WebGpuError(op, "the WebGPU device was disposed");
+    if (this.lostReason !== undefined)
+      throw new WebGpuError(op, `the WebGPU device was lost (${this.lostReason})`);
+  }
+
+  dispose(): void {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    this.device.destroy();
+    void this.#instance;
+  }
+}
+
+/** A failure inside the webgpu backend while running work, naming the op (kernel) it happened in. */
+export class WebGpuError extends MhafuseError {
+  override name = "WebGpuError";
+  readonly op: string;
+  constructor(op: string, message: string) {
+    super(`webgpu ${op}: ${message}`);
+    this.op = op;
+  }
+}
+
+/**
+ * Creates a device on the default (or preferred) adapter. Throws BackendUnavailableError when the `webgpu`
+ * package is missing, no adapter exists (no Vulkan driver: run shared/tools/webgpu-cpu/install.sh for lavapipe),
+ * or a required feature is absent.
+ */
+export async function createWebGpuDevice(options: WebGpuDeviceOptions = {}): Promise<WebGpuDevice> {
+  const mod = await loadWebGpuModule();
+  let gpu: GPU;
+  try {
+    gpu = mod.create([...(options.toggles ?? [])]);
+  } catch (e) {
+    throw new BackendUnavailableError("webgpu", `dawn.node could not start: ${(e as Error).message}`);
+  }
+  const adapter = await gpu.requestAdapter(
+    options.powerPreference ? { powerPreference: options.powerPreference } : undefined,
+  );
+  if (!adapter)
+    throw new BackendUnavailableError(
+      "webgpu",
+      "no WebGPU adapter (no Vulkan driver found; on a CPU-only machine install Mesa's lavapipe)",
+    );
+  const missing = (options.requiredFeatures ?? []).filter((f) => !adapter.features.has(f));
+  if (missing.length > 0)
+    throw new BackendUnavailableError("webgpu", `the adapter lacks required features: ${missing.join(", ")}`);
+  const requiredFeatures = [
+    ...new Set([
+      ...WANTED_FEATURES.filter((f) => adapter.features.has(f)),
+      ...(options.requiredFeatures ?? []),
+    ]),
+  ] as GPUFeatureName[];
+  const requiredLimits: Record<string, number> = {};
+  for (const name of RAISED_LIMITS) {
+    const v = (adapter.limits as unknown as Record<string, number | undefined>)[name];
+    if (typeof v === "number") requiredLimits[name] = v;
+  }
+  let device: GPUDevice;
+  try {
+    device = await adapter.requestDevice({ requiredFeatures, requiredLimits });
+  } catch (e) {
+    throw new BackendUnavailableError("webgpu", `requestDevice failed: ${(e as Error).message}`);
+  }
+  const has = (f: string) => device.features.has(f);
+  const info = adapter.info as GPUAdapterInfo & { subgroupMinSize?: number; subgroupMaxSize?: number };
+  const features: WebGpuFeatures = {
+    subgroups: has("subgroups"),
+    shaderF16: has("shader-f16"),
+    timestampQuery: has("timestamp-query"),
+    subgroupMatrix: has("chromium-experimental-subgroup-matrix"),
+    subgroupMinSize: info.subgroupMinSize ?? 0,
+    subgroupMaxSize: info.subgroupMaxSize ?? 0,
+  };
+  return new WebGpuDevice(gpu, device, features, {
+    vendor: info.vendor,
+    architecture: info.architecture,
+    device: info.device,
+    description: info.description,
+  });
+}

@@ -1,0 +1,663 @@
+/**
+ * Flash attention in WGSL (float32): one workgroup per (row tile of Br queries, head, batch). The scaled Q
+ * tile stays in workgroup memory; K and V tiles of BC keys stream through one shared buffer (K for the scores,
+ * then V for P·V); scores and probabilities go through a padded P tile. No [B, N, Sq, Skv] tensor exists.
+ *
+ * Per key tile: all threads compute the Br×BC score tile Q·Kᵀ (each a 4×4 block: 16 dot products of vec4s per
+ * 8 vec4 reads); Br "row threads" then each own one query row — bias, masks and the online-softmax update
+ * (running max m and sum l in registers, rescale factor to the others through workgroup memory) — while all
+ * threads load V; finally each thread adds P·V into its 4 rows × 4·NV output columns held in registers.
+ * Rows of workgroup-shared tiles are padded by one vec4 so a subgroup reading a column of rows hits distinct banks.
+ *
+ * Semantics are the CPU kernel's (src/backends/cpu/attention-kernel.ts): key j of query row i is read iff
+ * j < keyLen (per batch: lengths, or cu_seqlens, clamped to [0, Skv]) and, when causal, j <= i + causalOffset;
+ * keys past the allowed range are never loaded (their K/V may hold anything, NaN included). A block whose
+ * allowed scores are all -inf or NaN contributes nothing; a NaN score among finite ones makes the row NaN; a
+ * row with no allowed key (length 0) or only -inf scores is zeros. Padded query rows (i >= length, packed
+ * form) are computed as TensorRT does: a softmax over the valid keys. Rows past a var-seqlen sequence's
+ * length do not exist and are not written. Known difference: where V holds NaN/Inf at a key that some rows of
+ * a tile may read and others may not (the causal diagonal, or a -inf bias), the masked rows get 0·NaN; the CPU
+ * kernel skips such keys.
+ */
+import { OpError } from "../../../errors.js";
+import type { WebGpuContext } from "../context.js";
+import type { CommandRecorder } from "../recorder.js";
+import { packUniforms, type UniformFields, uniformStruct } from "../uniforms.js";
+import { bindings, type GpuTensor, type StorageDecl, sizeOf } from "./common.js";
+
+/** Keys per tile. */
+const BC = 32;
+/** Threads along the key / output-column axis of a tile (each covers 4 keys / 4·NV columns). */
+const TX = BC / 4;
+
+/** Where one tensor's (batch, head, seq) rows live, in elements; the feature axis is contiguous. */
+export interface AttentionLayout {
+  offset: number;
+  batchStride: number;
+  headStride: number;
+  seqStride: number;
+}
+
+/** Additive score bias indexed [batch, head, query row, key]; a stride of 0 broadcasts that axis. */
+export interface AttentionBiasArg {
+  buffer: GPUBuffer;
+  offset: number;
+  batchStride: number;
+  headStride: number;
+  rowStride: number;
+  keyStride: number;
+}
+
+export interface FlashAttentionArgs {
+  batch: number;
+  numHeads: number;
+  /** GQA: query head n reads kv head floor(n / (numHeads / kvNumHeads)). */
+  kvNumHeads: number;
+  /** Query rows per sequence (the maximum sequence length with cuSeqlens). */
+  seqQ: number;
+  /** Keys per sequence (the maximum sequence length with cuSeqlens). */
+  seqKV: number;
+  headSize: number;
+  vHeadSize: number;
+  scale: number;
+  q: GPUBuffer;
+  qLayout: AttentionLayout;
+  k: GPUBuffer;
+  kLayout: AttentionLayout;
+  v: GPUBuffer;
+  vLayout: AttentionLayout;
+  out: GPUBuffer;
+  outLayout: AttentionLayout;
+  /** int32 [batch]: keys j >= len are ignored (clamped to [0, seqKV]); every query row is computed. */
+  keyLengths?: GPUBuffer;
+  /**
+   * int32 [batch + 1]: sequence b is tokens cu[b]..cu[b+1]-1 for queries and keys alike (var-seqlen);
+   * its row i lives at seq index cu[b] + i of every layout. Excludes keyLengths.
+   */
+  cuSeqlens?: GPUBuffer;
+  /** Causal: key j is allowed iff j <= i + causalOffset (0 = top-left aligned, Skv - Sq = bottom-right). */
+  causalOffset?: number;
+  bias?: AttentionBiasArg;
+  /**
+   * Benchmarking only — the results are wrong: leave out one stage to see what it costs (the "time variants
+   * that leave a stage out" method; WebGPU has no per-instruction counters). "softmax": the per-row online
+   * softmax phase; "pv": the V load and the P·V product.
+   */
+  ablate?: "softmax" | "pv";
+  /** Query rows per workgroup (default: 64 where workgroup memory allows, else 32). */
+  rowTile?: 32 | 64;
+}
+
+interface Config {
+  H: number;
+  HV: number;
+  Br: number;
+  vec4: boolean;
+  lengths: boolean;
+  cu: boolean;
+  causal: boolean;
+  bias: boolean;
+  ablate?: "softmax" | "pv";
+}
+
+const FIELDS: UniformFields = [
+  ["seqQ", "u32"],
+  ["seqKV", "u32"],
+  ["group", "u32"],
+  ["scale", "f32"],
+  ["causalOffset", "i32"],
+  ["qOff", "u32"],
+  ["qBS", "u32"],
+  ["qHS", "u32"],
+  ["qSS", "u32"],
+  ["kOff", "u32"],
+  ["kBS", "u32"],
+  ["kHS", "u32"],
+  ["kSS", "u32"],
+  ["vOff", "u32"],
+  ["vBS", "u32"],
+  ["vHS", "u32"],
+  ["vSS", "u32"],
+  ["oOff", "u32"],
+  ["oBS", "u32"],
+  ["oHS", "u32"],
+  ["oSS", "u32"],
+  ["bOff", "u32"],
+  ["bBS", "u32"],
+  ["bHS", "u32"],
+  ["bRS", "u32"],
+  ["bKS", "u32"],
+  ["negInf", "f32"],
+];
+
+const round4 = (x: number) => (x + 3) & ~3;
+
+function dims(c: Pick<Config, "H" | "HV" | "Br">) {
+  const HP = round4(c.H);
+  const HVP = round4(c.HV);
+  const QS = HP / 4 + 1; // vec4s per Q/K row in workgroup memory (one of padding)
+  const VS = HVP / 4; // vec4s per V row
+  const PS = BC / 4 + 1; // vec4s per P row
+  const NV = Math.ceil(VS / TX); // output vec4s per thread and row
+  const TY = c.Br / 4;
+  return { HP, HVP, QS, VS, PS, NV, TY, T: TY * TX };
+}
+
+/** Workgroup memory of a config, in bytes. */
+export function attentionSharedBytes(c: Pick<Config, "H" | "HV" | "Br">): number {
+  const { QS, VS, PS } = dims(c);
+  return 16 * (c.Br * QS + BC * Math.max(QS, VS) + c.Br * PS) + 4 * c.Br + 16;
+}
+
+export function attentionSource(c: Config): string {
+  const { H, HV, Br } = c;
+  const { HP, QS, VS, PS, NV, TY, T } = dims(c);
+  const el = c.vec4 ? "vec4<f32>" : "f32";
+  const decls: StorageDecl[] = [
+    { name: "Q", type: el },
+    { name: "K", type: el },
+    { name: "V", type: el },
+  ];
+  if (c.lengths) decls.push({ name: "lengths", type: "i32" });
+  if (c.cu) decls.push({ name: "cu", type: "i32" });
+  if (c.bias) decls.push({ name: "bias" });
+  decls.push({ name: "O", type: el, write: true });
+
+  // Tile loaders: rows [0, count) of a tile from global rows (seqStart + base + r) into workgroup memory.
+  const loadRows = (
+    dst: string,
+    src: string,
+    rowsInTile: number,
+    width: number,
+    stride: number,
+    valid: string,
+    gbase: string,
+    ss: string,
+    scale: string,
+  ) => {
+    const lines: string[] = [];
+    if (c.vec4) {
+      const per = width / 4;
+      const count = rowsInTile * per;
+      lines.push(`  for (var e = tid; e < ${count}u; e += ${T}u) {
+    let r = e / ${per}u; let dv = e % ${per}u;
+    var x = vec4<f32>(0.0);
+    if (${valid}) { x = ${src}[(${gbase} + (seqStart + base + r) * ${ss}) / 4u + dv]${scale}; }
+    ${dst}[r * ${stride}u + dv] = x;
+  }`);
+    } else {
+      const wp = round4(width);
+      const count = rowsInTile * wp;
+      lines.push(`  for (var e = tid; e < ${count}u; e += ${T}u) {
+    let r = e / ${wp}u; let d = e % ${wp}u;
+    var x = 0.0;
+    if (d < ${width}u && ${valid}) { x = ${src}[${gbase} + (seqStart + base + r) * ${ss} + d]${scale}; }
+    ${dst}[r * ${stride}u + d / 4u][d % 4u] = x;
+  }`);
+    }
+    return lines.join("\n");
+  };
+
+  const comps = ["x", "y", "z", "w"];
+  // Scores: rows 4ty + r, keys 4tx + k; s_r is a vec4 over the thread's 4 keys.
+  const score: string[] = [];
+  for (let r = 0; r < 4; r++) score.push(`    var s${r} = vec4<f32>(0.0);`);
+  score.push(`    for (var dv = 0u; dv < ${HP / 4}u; dv++) {`);
+  for (let r = 0; r < 4; r++) score.push(`      let q${r} = Qs[(ty * 4u + ${r}u) * ${QS}u + dv];`);
+  for (let k = 0; k < 4; k++) score.push(`      let k${k} = KV[(tx * 4u + ${k}u) * ${QS}u + dv];`);
+  for (let r = 0; r < 4; r++)
+    score.push(`      s${r} += vec4<f32>(dot(q${r}, k0), dot(q${r}, k1), dot(q${r}, k2), dot(q${r}, k3));`);
+  score.push("    }");
+  for (let r = 0; r < 4; r++) score.push(`    Ps[(ty * 4u + ${r}u) * ${PS}u + tx] = s${r};`);
+
+  // Output accumulators o{r}_{j}: row 4ty + r, columns 4(tx + TX·j)..+3.
+  const accDecl: string[] = [];
+  const rescale: string[] = [];
+  const pv: string[] = [];
+  for (let r = 0; r < 4; r++) {
+    rescale.push(`    let f${r} = alpha[ty * 4u + ${r}u];`);
+    for (let j = 0; j < NV; j++) {
+      accDecl.push(`  var o${r}_${j} = vec4<f32>(0.0);`);
+      rescale.push(`    o${r}_${j} *= f${r};`);
+    }
+  }
+  pv.push(`    for (var jv = 0u; jv < ${BC / 4}u; jv++) {`);
+  for (let r = 0; r < 4; r++) pv.push(`      let p${r} = Ps[(ty * 4u + ${r}u) * ${PS}u + jv];`);
+  for (let e = 0; e < 4; e++)
+    for (let j = 0; j < NV; j++) {
+      const col = `tx + ${j * TX}u`;
+      const guard = (j + 1) * TX > VS;
+      pv.push(
+        `      { let vv = ${guard ? `select(vec4<f32>(0.0), KV[(jv * 4u + ${e}u) * ${VS}u + min(${col}, ${VS - 1}u)], ${col} < ${VS}u)` : `KV[(jv * 4u + ${e}u) * ${VS}u + ${col}]`};`,
+      );
+      for (let r = 0; r < 4; r++)
+        pv.push(`        o${r}_${j} = fma(vec4<f32>(p${r}.${comps[e]}), vv, o${r}_${j});`);
+      pv.push("      }");
+    }
+  pv.push("    }");
+
+  // Final store of 4 rows × NV vec4 columns, scaled by 1 / l (zeros where l = 0).
+  const store: string[] = [];
+  for (let r = 0; r < 4; r++) {
+    store.push(`  { let row = ty * 4u + ${r}u; let i = rowBase + row;
+    if (i < qLen) {
+      let l = alpha[row]; let inv = select(1.0 / l, 0.0, l == 0.0);
+      let ob = oBase + (seqStart + i) * u.oSS;`);
+    for (let j = 0; j < NV; j++) {
+      const cv = `tx + ${j * TX}u`;
+      const val = `select(o${r}_${j} * inv, vec4<f32>(0.0), l == 0.0)`;
+      if (c.vec4) store.push(`      if (${cv} < ${VS}u) { O[ob / 4u + ${cv}] = ${val}; }`);
+      else
+        store.push(`      { let v = ${val}; let c0 = (${cv}) * 4u;
+        for (var e = 0u; e < 4u; e++) { if (c0 + e < ${HV}u) { O[ob + c0 + e] = v[e]; } } }`);
+    }
+    store.push("    }\n  }");
+  }
+
+  const keyLen = c.cu ? "seqLen" : c.lengths ? "u32(clamp(lengths[b], 0, i32(u.seqKV)))" : "u.seqKV";
+  const biasRead = c.bias ? `x = x + bias[u.bOff + b * u.bBS + n * u.bHS + i * u.bRS + j * u.bKS];` : "";
+  return `${uniformStruct(FIELDS)}${bindings(decls)}
+var<workgroup> Qs: array<vec4<f32>, ${Br * QS}>;
+var<workgroup> KV: array<vec4<f32>, ${BC * Math.max(QS, VS)}>;
+var<workgroup> Ps: array<vec4<f32>, ${Br * PS}>;
+var<workgroup> alpha: array<f32, ${Br}>;
+var<workgroup> wgKvEnd: u32;
+
+
+@compute @workgroup_size(${TX}, ${TY})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let tx = lid.x; let ty = lid.y; let tid = ty * ${TX}u + tx;
+  let rowBase = wid.x * ${Br}u; let n = wid.y; let b = wid.z;
+  let g = n / u.group;
+  // -inf from a uniform: WGSL constant expressions cannot hold infinities.
+  let NEG_INF = u.negInf;
+  ${c.cu ? "let seqStart = u32(cu[b]); let seqLen = u32(cu[b + 1u]) - seqStart;" : "let seqStart = 0u;"}
+  let qLen = ${c.cu ? "seqLen" : "u.seqQ"};
+  let kLen = ${keyLen};
+  let qBase = u.qOff + b * u.qBS + n * u.qHS;
+  let kBase = u.kOff + b * u.kBS + g * u.kHS;
+  let vBase = u.vOff + b * u.vBS + g * u.vHS;
+  let oBase = u.oOff + b * u.oBS + n * u.oHS;
+
+  // Keys this workgroup reads: the longest allowed range of its live rows (uniform through workgroup memory,
+  // so the tile loop and its barriers are in uniform control flow).
+  if (tid == 0u) {
+    var end = kLen;
+    let lastRow = min(rowBase + ${Br}u, qLen);
+    if (lastRow <= rowBase) { end = 0u; }
+    ${c.causal ? "else { end = u32(clamp(i32(lastRow) - 1 + u.causalOffset + 1, 0, i32(end))); }" : ""}
+    wgKvEnd = end;
+  }
+  let kvEnd = workgroupUniformLoad(&wgKvEnd);
+
+  // The row this thread owns in the softmax phase (threads tid < Br), its allowed keys and running state.
+  let myRow = min(tid, ${Br - 1}u);
+  let myI = rowBase + myRow;
+  var myEnd = select(0u, kLen, myI < qLen);
+  ${c.causal ? "myEnd = u32(clamp(i32(myI) + u.causalOffset + 1, 0, i32(myEnd)));" : ""}
+  var m = NEG_INF;
+  var l = 0.0;
+
+  {
+    let base = rowBase;
+${loadRows("Qs", "Q", Br, H, QS, "base + r < qLen", "qBase", "u.qSS", " * u.scale")}
+  }
+${accDecl.join("\n")}
+
+  for (var k0 = 0u; k0 < kvEnd; k0 += ${BC}u) {
+    {
+      let base = k0;
+${loadRows("KV", "K", BC, H, QS, "base + r < kvEnd", "kBase", "u.kSS", "")}
+    }
+    workgroupBarrier();
+    {
+${score.join("\n")}
+    }
+    workgroupBarrier();
+    if (tid < ${Br}u${c.ablate === "softmax" ? " && false" : ""}) {
+      // Bias, masks and the online-softmax update of row myRow over this tile's keys.
+      let i = myI;
+      let limit = min(myEnd, k0 + ${BC}u);
+      var blockMax = NEG_INF;
+      for (var jv = 0u; jv < ${BC / 4}u; jv++) {
+        var s = Ps[myRow * ${PS}u + jv];
+        for (var e = 0u; e < 4u; e++) {
+          let j = k0 + jv * 4u + e;
+          if (j < limit) {
+            var x = s[e];
+            ${biasRead}
+            s[e] = x;
+            // NaN never compares greater, so like the CPU kernel it does not set the maximum.
+            if (x > blockMax) { blockMax = x; }
+          }
+        }
+        Ps[myRow * ${PS}u + jv] = s;
+      }
+      var f = 1.0;
+      if (blockMax > NEG_INF) {
+        if (blockMax > m) {
+          if (l != 0.0) { f = exp(m - blockMax); l = l * f; }
+          m = blockMax;
+        }
+        for (var jv = 0u; jv < ${BC / 4}u; jv++) {
+          let s = Ps[myRow * ${PS}u + jv];
+          var p = vec4<f32>(0.0);
+          for (var e = 0u; e < 4u; e++) {
+            if (k0 + jv * 4u + e < limit) { p[e] = exp(s[e] - m); }
+          }
+          l = l + p.x + p.y + p.z + p.w;
+          Ps[myRow * ${PS}u + jv] = p;
+        }
+      } else {
+        for (var jv = 0u; jv < ${BC / 4}u; jv++) { Ps[myRow * ${PS}u + jv] = vec4<f32>(0.0); }
+      }
+      alpha[myRow] = f;
+    }
+    ${c.ablate === "softmax" ? `if (tid < ${Br}u) { alpha[myRow] = 1.0; l = 1.0; }` : ""}
+    if (${c.ablate === "pv" ? "false" : "true"}) {
+      let base = k0;
+${loadRows("KV", "V", BC, HV, VS, "base + r < kvEnd", "vBase", "u.vSS", "")}
+    }
+    workgroupBarrier();
+    {
+${rescale.join("\n")}
+${c.ablate === "pv" ? "" : pv.join("\n")}
+    }
+    workgroupBarrier();
+  }
+  if (tid < ${Br}u) { alpha[myRow] = l; }
+  workgroupBarrier();
+${store.join("\n")}
+}`;
+}
+
+/** Multiply-adds ×2 of the unmasked problem: 2·B·N·Sq·Skv·(H + Hv). */
+export function attentionFlops(
+  a: Pick<FlashAttentionArgs, "batch" | "numHeads" | "seqQ" | "seqKV" | "headSize" | "vHeadSize">,
+): number {
+  return 2 * a.batch * a.numHeads * a.seqQ * a.seqKV * (a.headSize + a.vHeadSize);
+}
+
+const OP = "webgpu.Attention";
+
+function aligned(l: AttentionLayout): boolean {
+  return l.offset % 4 === 0 && l.batchStride % 4 === 0 && l.headStride % 4 === 0 && l.seqStride % 4 === 0;
+}
+
+/** Records one flash-attention dispatch over every (row tile, head, batch). */
+export function flashAttention(ctx: WebGpuContext, rec: CommandRecorder, a: FlashAttentionArgs): void {
+  const { batch, numHeads, kvNumHeads, headSize: H, vHeadSize: HV } = a;
+  if (!(numHeads > 0 && kvNumHeads > 0 && numHeads % kvNumHeads === 0))
+    throw new OpError(OP, `numHeads ${numHeads} must be a positive multiple of kvNumHeads ${kvNumHeads}`);
+  if (!(H > 0 && HV > 0)) throw new OpError(OP, `head sizes must be positive, got ${H} and ${HV}`);
+  if (a.keyLengths && a.cuSeqlens) throw new OpError(OP, "give keyLengths or cuSeqlens, not both");
+  if (a.q === a.out || a.k === a.out || a.v === a.out)
+    throw new OpError(OP, "the output must not alias Q, K or V (rows are read by other workgroups)");
+  if (batch === 0 || a.seqQ === 0) return;
+  const limit = ctx.gpu.limits.maxComputeWorkgroupStorageSize;
+  let Br = a.rowTile ?? 64;
+  if (attentionSharedBytes({ H, HV, Br }) > limit) Br = 32;
+  if (attentionSharedBytes({ H, HV, Br }) > limit)
+    throw new OpError(
+      OP,
+      `head size ${H}/${HV} needs ${attentionSharedBytes({ H, HV, Br })} bytes of workgroup memory, the device has ${limit}`,
+    );
+  const c: Config = {
+    H,
+    HV,
+    Br,
+    vec4: H % 4 === 0 && HV % 4 === 0 && [a.qLayout, a.kLayout, a.vLayout, a.outLayout].every(aligned),
+    lengths: !!a.keyLengths,
+    cu: !!a.cuSeqlens,
+    causal: a.causalOffset !== undefined,
+    bias: !!a.bias,
+    ablate: a.ablate,
+  };
+  const key = `flash:H${H}:HV${HV}:Br${Br}:v${+c.vec4}:len${+c.lengths}:cu${+c.cu}:causal${+c.causal}:bias${+c.bias}${a.ablate ? `:ablate-${a.ablate}` : ""}`;
+  const k = ctx.pipelines.get(key, () => attentionSource(c));
+  const bufs = [a.q, a.k, a.v];
+  if (a.keyLengths) bufs.push(a.keyLengths);
+  if (a.cuSeqlens) bufs.push(a.cuSeqlens);
+  if (a.bias) bufs.push(a.bias.buffer);
+  bufs.push(a.out);
+  const L = (p: string, l: AttentionLayout) => ({
+    [`${p}Off`]: l.offset,
+    [`${p}BS`]: l.batchStride,
+    [`${p}HS`]: l.headStride,
+    [`${p}SS`]: l.seqStride,
+  });
+  const bias = a.bias;
+  const u = packUniforms(FIELDS, {
+    seqQ: a.seqQ,
+    seqKV: a.seqKV,
+    group: numHeads / kvNumHeads,
+    scale: a.scale,
+    causalOffset: a.causalOffset ?? 0,
+    ...L("q", a.qLayout),
+    ...L("k", a.kLayout),
+    ...L("v", a.vLayout),
+    ...L("o", a.outLayout),
+    bOff: bias?.offset ?? 0,
+    bBS: bias?.batchStride ?? 0,
+    bHS: bias?.headStride ?? 0,
+    bRS: bias?.rowStride ?? 0,
+    bKS: bias?.keyStride ?? 0,
+    negInf: Number.NEGATIVE_INFINITY,
+  });
+  rec.dispatch(k, bufs, u, [Math.ceil(a.seqQ / Br), numHeads, batch], OP);
+}
+
+/**
+ * TensorRT bertQKVToContext, fixed length: qkv [S, B, 3E] (trailing 1, 1 allowed), per token [N, 3, H];
+ * `lengths` int32 [B] valid tokens per sequence (all S when absent). Output [S, B, E]. Padded query rows are
+ * computed over the valid keys (TensorRT); a length of 0 gives zero rows.
+ */
+export function packedQkvAttention(
+  ctx: WebGpuContext,
+  rec: CommandRecorder,
+  args: {
+    qkv: GpuTensor;
+    numHeads: number;
+    lengths?: GPUBuffer;
+    out: GpuTensor;
+    scale?: number;
+    ablate?: FlashAttentionArgs["ablate"];
+    rowTile?: FlashAttentionArgs["rowTile"];
+  },
+): void {
+  const op = "mhafuse.QKVToContext (webgpu)";
+  const d = args.qkv.dims;
+  if (d.length < 3 || d.slice(3).some((x) => x !== 1))
+    throw new OpError(op, `qkv must be [S, B, 3E] or [S, B, 3E, 1, 1], got [${d}]`);
+  const [S, B, E3] = d as [number, number, number];
+  const N = args.numHeads;
+  if (E3 % (3 * N) !== 0) throw new OpError(op, `qkv's last axis ${E3} is not 3 · numHeads (${N}) · H`);
+  const E = E3 / 3;
+  const H = E / N;
+  if (sizeOf(args.out.dims) !== S * B * E)
+    throw new OpError(op, `output must hold [S, B, E] = [${S}, ${B}, ${E}], got [${args.out.dims}]`);
+  const inRow = (t: number): AttentionLayout => ({
+    offset: t * H,
+    batchStride: 3 * E,
+    headStride: 3 * H,
+    seqStride: B * 3 * E,
+  });
+  flashAttention(ctx, rec, {
+    batch: B,
+    numHeads: N,
+    kvNumHeads: N,
+    seqQ: S,
+    seqKV: S,
+    headSize: H,
+    vHeadSize: H,
+    scale: args.scale ?? 1 / Math.sqrt(H),
+    q: args.qkv.buffer,
+    qLayout: inRow(0),
+    k: args.qkv.buffer,
+    kLayout: inRow(1),
+    v: args.qkv.buffer,
+    vLayout: inRow(2),
+    out: args.out.buffer,
+    outLayout: { offset: 0, batchStride: E, headStride: H, seqStride: B * E },
+    keyLengths: args.lengths,
+    ablate: args.ablate,
+    rowTile: args.rowTile,
+  });
+}
+
+/**
+ * TensorRT bertQKVToContext, variable length: qkv [T, 3E] (trailing 1, 1 allowed) with `cuSeqlens` int32
+ * [B + 1] on the GPU and `maxSeqlen` >= every sequence's length (the host knows it from the op's max_seqlen
+ * input). Output [T, E].
+ */
+export function varSeqlenQkvAttention(
+  ctx: WebGpuContext,
+  rec: CommandRecorder,
+  args: {
+    qkv: GpuTensor;
+    numHeads: number;
+    cuSeqlens: GPUBuffer;
+    batch: number;
+    maxSeqlen: number;
+    out: GpuTensor;
+    scale?: number;
+  },
+): void {
+  const op = "mhafuse.QKVToContext var_seqlen (webgpu)";
+  const d = args.qkv.dims;
+  if (d.length < 2 || d.slice(2).some((x) => x !== 1))
+    throw new OpError(op, `qkv must be [T, 3E] or [T, 3E, 1, 1], got [${d}]`);
+  const [T, E3] = d as [number, number];
+  const N = args.numHeads;
+  if (E3 % (3 * N) !== 0) throw new OpError(op, `qkv's last axis ${E3} is not 3 · numHeads (${N}) · H`);
+  const E = E3 / 3;
+  const H = E / N;
+  if (sizeOf(args.out.dims) !== T * E)
+    throw new OpError(op, `output must hold [T, E] = [${T}, ${E}], got [${args.out.dims}]`);
+  if (args.cuSeqlens.size < (args.batch + 1) * 4)
+    throw new OpError(op, `cu_seqlens must hold batch + 1 = ${args.batch + 1} int32 values`);
+  const inRow = (t: number): AttentionLayout => ({
+    offset: t * H,
+    batchStride: 0,
+    headStride: 3 * H,
+    seqStride: 3 * E,
+  });
+  flashAttention(ctx, rec, {
+    batch: args.batch,
+    numHeads: N,
+    kvNumHeads: N,
+    seqQ: args.maxSeqlen,
+    seqKV: args.maxSeqlen,
+    headSize: H,
+    vHeadSize: H,
+    scale: args.scale ?? 1 / Math.sqrt(H),
+    q: args.qkv.buffer,
+    qLayout: inRow(0),
+    k: args.qkv.buffer,
+    kLayout: inRow(1),
+    v: args.qkv.buffer,
+    vLayout: inRow(2),
+    out: args.out.buffer,
+    outLayout: { offset: 0, batchStride: 0, headStride: H, seqStride: E },
+    cuSeqlens: args.cuSeqlens,
+  });
+}
+
+export type HeadLayout = "BSNH" | "BNSH";
+
+function layoutOf(l: HeadLayout, S: number, N: number, H: number): AttentionLayout {
+  return l === "BSNH"
+    ? { offset: 0, batchStride: S * N * H, headStride: H, seqStride: N * H }
+    : { offset: 0, batchStride: N * S * H, headStride: S * H, seqStride: H };
+}
+
+export interface GeneralAttentionArgs {
+  /** [B, Sq, N, H] (BSNH) or [B, N, Sq, H] (BNSH). */
+  q: GpuTensor;
+  /** [B, Skv, Nkv, H] or [B, Nkv, Skv, H]. */
+  k: GpuTensor;
+  /** [B, Skv, Nkv, Hv] or [B, Nkv, Skv, Hv]. */
+  v: GpuTensor;
+  layout: HeadLayout;
+  /** Same layout as q: [B, Sq, N, Hv] or [B, N, Sq, Hv]. */
+  out: GpuTensor;
+  /** Default 1/√H. */
+  scale?: number;
+  /** Causal with j <= i + causalOffset; 0 is top-left, Skv - Sq bottom-right (decoding with a KV cache). */
+  causalOffset?: number;
+  /** Additive, broadcastable to [B, N, Sq, Skv] (rank <= 4). */
+  bias?: GpuTensor;
+  /** int32 [B] key lengths. */
+  keyLengths?: GPUBuffer;
+}
+
+/** The general op (mhafuse.Attention): separate Q/K/V, BSNH or BNSH, causal, bias, GQA, Sq ≠ Skv. */
+export function generalAttention(ctx: WebGpuContext, rec: CommandRecorder, a: GeneralAttentionArgs): void {
+  const op = "mhafuse.Attention (webgpu)";
+  for (const [name, t] of [
+    ["q", a.q],
+    ["k", a.k],
+    ["v", a.v],
+    ["output", a.out],
+  ] as const)
+    if (t.dims.length !== 4) throw new OpError(op, `${name} must be rank 4 (${a.layout}), got [${t.dims}]`);
+  const pick = (t: GpuTensor) =>
+    a.layout === "BSNH"
+      ? { B: t.dims[0]!, S: t.dims[1]!, N: t.dims[2]!, H: t.dims[3]! }
+      : { B: t.dims[0]!, N: t.dims[1]!, S: t.dims[2]!, H: t.dims[3]! };
+  const q = pick(a.q);
+  const k = pick(a.k);
+  const v = pick(a.v);
+  const o = pick(a.out);
+  if (k.B !== q.B || v.B !== q.B) throw new OpError(op, `batch sizes differ: q ${q.B}, k ${k.B}, v ${v.B}`);
+  if (k.H !== q.H) throw new OpError(op, `k head size ${k.H} differs from q's ${q.H}`);
+  if (v.S !== k.S || v.N !== k.N) throw new OpError(op, `v [${a.v.dims}] does not match k [${a.k.dims}]`);
+  if (o.B !== q.B || o.S !== q.S || o.N !== q.N || o.H !== v.H)
+    throw new OpError(op, `output must be ${a.layout} with B, Sq, N of q and Hv of v, got [${a.out.dims}]`);
+  let bias: AttentionBiasArg | undefined;
+  if (a.bias) {
+    const bd = a.bias.dims;
+    if (bd.length > 4) throw new OpError(op, `bias must broadcast to [B, N, Sq, Skv], got rank ${bd.length}`);
+    const full = [...Array(4 - bd.length).fill(1), ...bd] as number[];
+    const target = [q.B, q.N, q.S, k.S];
+    full.forEach((x, i) => {
+      if (x !== 1 && x !== target[i])
+        throw new OpError(op, `bias [${bd}] does not broadcast to [B, N, Sq, Skv] = [${target}]`);
+    });
+    const strides = [0, 0, 0, 0];
+    let s = 1;
+    for (let i = 3; i >= 0; i--) {
+      strides[i] = full[i] === 1 ? 0 : s;
+      s *= full[i]!;
+    }
+    bias = {
+      buffer: a.bias.buffer,
+      offset: 0,
+      batchStride: strides[0]!,
+      headStride: strides[1]!,
+      rowStride: strides[2]!,
+      keyStride: strides[3]!,
+    };
+  }
+  flashAttention(ctx, rec, {
+    batch: q.B,
+    numHeads: q.N,
+    kvNumHeads: k.N,
+    seqQ: q.S,
+    seqKV: k.S,
+    headSize: q.H,
+    vHeadSize: v.H,
+    scale: a.scale ?? 1 / Math.sqrt(q.H),
+    q: a.q.buffer,
+    qLayout: layoutOf(a.layout, q.S, q.N, q.H),
+    k: a.k.buffer,
+    kLayout: layoutOf(a.layout, k.S, k.N, k.H),
+    v: a.v.buffer,
+    vLayout: layoutOf(a.layout, v.S, v.N, v.H),
+    out: a.out.buffer,
+    outLayout: layoutOf(a.layout, o.S, o.N, o.H),
+    causalOffset: a.causalOffset,
+    bias,
+    keyLengths: a.keyLengths,
+  });
+}

@@ -1,0 +1,76 @@
+/** Pieces every WGSL kernel shares: tensor handles, binding declarations, 1-D grids, erf/GELU, shape checks. */
+import { OpError } from "../../../errors.js";
+
+/** A float32, contiguous, row-major tensor resident on the GPU. The buffer may be larger (pooled buckets). */
+export interface GpuTensor {
+  buffer: GPUBuffer;
+  dims: readonly number[];
+}
+
+export const sizeOf = (dims: readonly number[]): number => dims.reduce((a, b) => a * b, 1);
+
+export interface StorageDecl {
+  name: string;
+  /** WGSL element type of the runtime-sized array. */
+  type?: "f32" | "vec4<f32>" | "i32" | "u32";
+  write?: boolean;
+}
+
+/**
+ * Binding declarations in the order CommandRecorder.dispatch binds them: the uniform block `u` at 0 (when
+ * `uniforms` is set), then each storage array.
+ */
+export function bindings(storage: readonly StorageDecl[], uniforms = true): string {
+  let b = 0;
+  const lines: string[] = [];
+  if (uniforms) lines.push(`@group(0) @binding(${b++}) var<uniform> u: Params;`);
+  for (const s of storage)
+    lines.push(
+      `@group(0) @binding(${b++}) var<storage, ${s.write ? "read_write" : "read"}> ${s.name}: array<${s.type ?? "f32"}>;`,
+    );
+  return `${lines.join("\n")}\n`;
+}
+
+/** Threads per workgroup of the 1-D (elementwise) kernels. */
+export const LINEAR_WG = 256;
+
+/**
+ * Workgroups for `threads` threads in groups of LINEAR_WG, spread over x and y so that no dimension passes the
+ * 65535 limit; the kernel recovers its index with LINEAR_INDEX and checks it against the element count.
+ */
+export function linearGrid(threads: number): [number, number] {
+  const groups = Math.ceil(threads / LINEAR_WG);
+  if (groups <= 65535) return [groups, 1];
+  const y = Math.ceil(groups / 65535);
+  return [Math.ceil(groups / y), y];
+}
+export const LINEAR_MAIN = `@compute @workgroup_size(${LINEAR_WG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+  let i = (wid.y * nwg.x + wid.x) * ${LINEAR_WG}u + lid;`;
+
+/**
+ * erf for f32 (WGSL has none): Abramowitz & Stegun 7.1.26, |error| < 1.5e-7, below float32 resolution of
+ * GELU's output at the magnitudes that matter. Odd symmetry by sign; NaN stays NaN through the arithmetic.
+ */
+export const ERF_WGSL = `
+fn erf_f32(x: f32) -> f32 {
+  let a = abs(x);
+  let t = 1.0 / (1.0 + 0.3275911 * a);
+  let y = 1.0 - (((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * exp(-a * a);
+  return select(y, -y, x < 0.0);
+}
+fn gelu_f32(x: f32) -> f32 { return 0.5 * x * (1.0 + erf_f32(x * 0.7071067811865476)); }
+`;
+
+/** Throws OpError naming the kernel and input unless `dims` equals `want`. */
+export function expectDims(op: string, what: string, dims: readonly number[], want: readonly number[]): void {
+  if (dims.length !== want.length || dims.some((d, i) => d !== want[i]))
+    throw new OpError(op, `${what} must be [${want.join(", ")}], got [${dims.join(", ")}]`);
+}
+
+/** Throws OpError unless the buffer holds `elements` float32 values (pooled buffers may hold more). */
+export function expectCapacity(op: string, what: string, t: GpuTensor, elements = sizeOf(t.dims)): void {
+  if (t.buffer.size < elements * 4)
+    throw new OpError(op, `${what}: its buffer holds ${t.buffer.size} bytes, needs ${elements * 4}`);
+}

@@ -1,0 +1,291 @@
+/**
+ * Register-blocked, workgroup-tiled SGEMM: C[b] = A[b]·B[b] (+ bias) (→ GELU) (+ residual), float32.
+ *
+ * A workgroup computes a BM×BN tile of C, walking K in steps of BK: it stages the A tile (transposed, so rows
+ * are contiguous) and the B tile in workgroup memory as vec4s, then each thread multiplies TM rows × TN columns
+ * with its accumulators in registers — TM·TN/4 vec4 FMAs per 2·(TM + TN)/4 vec4 reads of workgroup memory.
+ * A thread's rows and columns are 4-wide groups strided by the thread grid, so a subgroup reads consecutive
+ * vec4s (no bank conflicts) and neighbouring threads store neighbouring columns. The inner loops are unrolled
+ * here, in TypeScript, so the driver sees straight-line FMAs on named registers.
+ *
+ * Baked into the shader (the pipeline key): tile config, vec4 loads of A (K % 4 = 0) and B (N % 4 = 0), and
+ * the epilogue. M, N, K, batch strides are uniforms. Two tile configs: 128×128 (8×8 per thread) when there are
+ * enough tiles to fill the GPU, else 64×64 (4×4 per thread) so small-M layers (batch 1 BERT) still spread out.
+ */
+import { OpError } from "../../../errors.js";
+import type { WebGpuContext } from "../context.js";
+import type { CommandRecorder } from "../recorder.js";
+import { packUniforms, type UniformFields, uniformStruct } from "../uniforms.js";
+import {
+  bindings,
+  ERF_WGSL,
+  expectCapacity,
+  expectDims,
+  type GpuTensor,
+  type StorageDecl,
+} from "./common.js";
+
+export interface GemmTile {
+  BM: number;
+  BN: number;
+  BK: number;
+  TM: number;
+  TN: number;
+}
+export const TILE_LARGE: GemmTile = { BM: 128, BN: 128, BK: 16, TM: 8, TN: 8 };
+export const TILE_SMALL: GemmTile = { BM: 64, BN: 64, BK: 16, TM: 4, TN: 4 };
+/** Below this many 128×128 tiles the GPU is underfilled (an H200 has 132 SMs) and the small tile wins. */
+const LARGE_TILE_MIN_TILES = 256;
+
+interface GemmFlags {
+  aVec4: boolean;
+  bVec4: boolean;
+  bias: boolean;
+  gelu: boolean;
+  residual: boolean;
+}
+
+const FIELDS: UniformFields = [
+  ["M", "u32"],
+  ["N", "u32"],
+  ["K", "u32"],
+  ["strideA", "u32"],
+  ["strideB", "u32"],
+  ["strideC", "u32"],
+];
+
+export function gemmSource(t: GemmTile, f: GemmFlags): string {
+  const { BM, BN, BK, TM, TN } = t;
+  const TX = BN / TN;
+  const TY = BM / TM;
+  const T = TX * TY;
+  const BM4 = BM / 4;
+  const BN4 = BN / 4;
+  const MI = TM / 4; // row groups of 4 per thread
+  const NJ = TN / 4; // column vec4s per thread
+  const decls: StorageDecl[] = [
+    { name: "A", type: f.aVec4 ? "vec4<f32>" : "f32" },
+    { name: "B", type: f.bVec4 ? "vec4<f32>" : "f32" },
+  ];
+  if (f.bias) decls.push({ name: "bias" });
+  if (f.residual) decls.push({ name: "R" });
+  decls.push({ name: "C", write: true });
+
+  // Tile loads: every thread moves a fixed number of elements (vec4s where aligned), bounds-checked.
+  const aLoads: string[] = [];
+  if (f.aVec4) {
+    const per = (BM * BK) / 4 / T;
+    for (let e = 0; e < Math.ceil(per); e++) {
+      aLoads.push(`  {
+    let idx = ${e * T}u + tid;
+    let kv = idx % ${BK / 4}u; let mm = idx / ${BK / 4}u;
+    let gm = m0 + mm; let gk = k0 + kv * 4u;
+    var v = vec4<f32>(0.0);
+    if (${per < 1 ? `idx < ${(BM * BK) / 4}u && ` : ""}gm < u.M && gk < u.K) { v = A[(aBase + gm * u.K + gk) / 4u]; }
+    let s = (kv * 4u) * ${BM4}u + mm / 4u; let c = mm % 4u;
+    As[s][c] = v.x; As[s + ${BM4}u][c] = v.y; As[s + ${2 * BM4}u][c] = v.z; As[s + ${3 * BM4}u][c] = v.w;
+  }`);
+    }
+  } else {
+    for (let e = 0; e < (BM * BK) / T; e++)
+      aLoads.push(`  {
+    let idx = ${e * T}u + tid;
+    let kk = idx % ${BK}u; let mm = idx / ${BK}u;
+    let gm = m0 + mm; let gk = k0 + kk;
+    var v = 0.0;
+    if (gm < u.M && gk < u.K) { v = A[aBase + gm * u.K + gk]; }
+    As[kk * ${BM4}u + mm / 4u][mm % 4u] = v;
+  }`);
+  }
+  const bLoads: string[] = [];
+  if (f.bVec4) {
+    const per = (BK * BN) / 4 / T;
+    for (let e = 0; e < Math.ceil(per); e++)
+      bLoads.push(`  {
+    let idx = ${e * T}u + tid;
+    let nv = idx % ${BN4}u; let kk = idx / ${BN4}u;
+    let gk = k0 + kk; let gn = n0 + nv * 4u;
+    var v = vec4<f32>(0.0);
+    if (${per < 1 ? `idx < ${(BK * BN) / 4}u && ` : ""}gk < u.K && gn < u.N) { v = B[(bBase + gk * u.N + gn) / 4u]; }
+    Bs[kk * ${BN4}u + nv] = v;
+  }`);
+  } else {
+    for (let e = 0; e < (BK * BN) / T; e++)
+      bLoads.push(`  {
+    let idx = ${e * T}u + tid;
+    let nn = idx % ${BN}u; let kk = idx / ${BN}u;
+    let gk = k0 + kk; let gn = n0 + nn;
+    var v = 0.0;
+    if (gk < u.K && gn < u.N) { v = B[bBase + gk * u.N + gn]; }
+    Bs[kk * ${BN4}u + nn / 4u][nn % 4u] = v;
+  }`);
+  }
+
+  const accDecl: string[] = [];
+  const fma: string[] = [];
+  for (let i = 0; i < MI; i++) fma.push(`    let a${i} = As[k * ${BM4}u + ty + ${i * TY}u];`);
+  for (let j = 0; j < NJ; j++) fma.push(`    let b${j} = Bs[k * ${BN4}u + tx + ${j * TX}u];`);
+  const comps = ["x", "y", "z", "w"];
+  for (let i = 0; i < MI; i++)
+    for (let r = 0; r < 4; r++)
+      for (let j = 0; j < NJ; j++) {
+        accDecl.push(`  var c${i}_${r}_${j} = vec4<f32>(0.0);`);
+        fma.push(`    c${i}_${r}_${j} = fma(vec4<f32>(a${i}.${comps[r]}), b${j}, c${i}_${r}_${j});`);
+      }
+
+  const stores: string[] = [];
+  for (let i = 0; i < MI; i++)
+    for (let r = 0; r < 4; r++) {
+      stores.push(`  { let gm = m0 + (ty + ${i * TY}u) * 4u + ${r}u;\n    if (gm < u.M) {`);
+      for (let j = 0; j < NJ; j++)
+        stores.push(`      store4(gm, n0 + (tx + ${j * TX}u) * 4u, c${i}_${r}_${j}, cBase);`);
+      stores.push("    }\n  }");
+    }
+  let epi = "v";
+  if (f.bias) epi = `${epi} + bias[n]`;
+  if (f.gelu) epi = `gelu_f32(${epi})`;
+  if (f.residual) epi = `${epi} + R[cBase + m * u.N + n]`;
+
+  return `${uniformStruct(FIELDS)}${bindings(decls)}${f.gelu ? ERF_WGSL : ""}
+var<workgroup> As: array<vec4<f32>, ${(BK * BM) / 4}>;
+var<workgroup> Bs: array<vec4<f32>, ${(BK * BN) / 4}>;
+
+fn store1(m: u32, n: u32, v: f32, cBase: u32) {
+  if (n < u.N) { C[cBase + m * u.N + n] = ${epi}; }
+}
+fn store4(m: u32, n: u32, v: vec4<f32>, cBase: u32) {
+  store1(m, n, v.x, cBase); store1(m, n + 1u, v.y, cBase); store1(m, n + 2u, v.z, cBase); store1(m, n + 3u, v.w, cBase);
+}
+
+@compute @workgroup_size(${TX}, ${TY})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let tx = lid.x; let ty = lid.y; let tid = ty * ${TX}u + tx;
+  let n0 = wid.x * ${BN}u; let m0 = wid.y * ${BM}u;
+  let aBase = wid.z * u.strideA; let bBase = wid.z * u.strideB; let cBase = wid.z * u.strideC;
+${accDecl.join("\n")}
+  for (var k0 = 0u; k0 < u.K; k0 += ${BK}u) {
+${aLoads.join("\n")}
+${bLoads.join("\n")}
+    workgroupBarrier();
+    for (var k = 0u; k < ${BK}u; k++) {
+${fma.join("\n")}
+    }
+    workgroupBarrier();
+  }
+${stores.join("\n")}
+}`;
+}
+
+export interface GemmArgs {
+  /** [M, K] or [batch, M, K]. */
+  a: GpuTensor;
+  /** [K, N] (shared by every batch: weights) or [batch, K, N]. */
+  b: GpuTensor;
+  /** [M, N] or [batch, M, N]. */
+  out: GpuTensor;
+  /** [N], added to every row. */
+  bias?: GpuTensor;
+  /** GELU (erf) after the bias. */
+  gelu?: boolean;
+  /** Same shape as out, added last (the residual connection). */
+  residual?: GpuTensor;
+  /** Force a tile config (tests, benchmarks); default picks by the number of tiles. */
+  tile?: GemmTile;
+}
+
+export function gemmFlops(M: number, N: number, K: number, batch = 1): number {
+  return 2 * M * N * K * batch;
+}
+
+/** Records C = A·B with the epilogue. Shapes are checked and errors name the input. */
+export function gemm(ctx: WebGpuContext, rec: CommandRecorder, args: GemmArgs): void {
+  const op = "webgpu.MatMul";
+  const ad = args.a.dims;
+  const bd = args.b.dims;
+  if (ad.length < 2 || ad.length > 3)
+    throw new OpError(op, `input A must be [M, K] or [batch, M, K], got [${ad}]`);
+  if (bd.length < 2 || bd.length > 3)
+    throw new OpError(op, `input B must be [K, N] or [batch, K, N], got [${bd}]`);
+  const M = ad[ad.length - 2]!;
+  const K = ad[ad.length - 1]!;
+  const N = bd[bd.length - 1]!;
+  if (bd[bd.length - 2] !== K)
+    throw new OpError(
+      op,
+      `inner dimensions differ: A is [${ad}] (K = ${K}), B is [${bd}] (K = ${bd[bd.length - 2]})`,
+    );
+  const batch = ad.length === 3 ? ad[0]! : 1;
+  const bBatch = bd.length === 3 ? bd[0]! : 1;
+  if (bBatch !== 1 && bBatch !== batch)
+    throw new OpError(op, `input B batch ${bBatch} must be 1 or A's batch ${batch}`);
+  const outDims = ad.length === 3 ? [batch, M, N] : bBatch > 1 ? [bBatch, M, N] : [M, N];
+  const nBatch = Math.max(batch, bBatch);
+  expectDims(op, "output", args.out.dims, outDims);
+  expectCapacity(op, "input A", args.a);
+  expectCapacity(op, "input B", args.b);
+  expectCapacity(op, "output", args.out);
+  if (args.bias) expectCapacity(op, "bias", args.bias, N);
+  if (args.residual) expectDims(op, "residual", args.residual.dims, outDims);
+  const f: GemmFlags = {
+    aVec4: K % 4 === 0,
+    bVec4: N % 4 === 0,
+    bias: !!args.bias,
+    gelu: !!args.gelu,
+    residual: !!args.residual,
+  };
+  const large = Math.ceil(M / 128) * Math.ceil(N / 128) * nBatch >= LARGE_TILE_MIN_TILES;
+  const t = args.tile ?? (large ? TILE_LARGE : TILE_SMALL);
+  const key = `gemm:${t.BM}x${t.BN}x${t.BK}:${t.TM}x${t.TN}:a${+f.aVec4}b${+f.bVec4}:bias${+f.bias}:gelu${+f.gelu}:res${+f.residual}`;
+  const k = ctx.pipelines.get(key, () => gemmSource(t, f));
+  const bufs = [args.a.buffer, args.b.buffer];
+  if (args.bias) bufs.push(args.bias.buffer);
+  if (args.residual) bufs.push(args.residual.buffer);
+  bufs.push(args.out.buffer);
+  const u = packUniforms(FIELDS, {
+    M,
+    N,
+    K,
+    strideA: batch > 1 ? M * K : 0,
+    strideB: bBatch > 1 ? K * N : 0,
+    strideC: M * N,
+  });
+  rec.dispatch(k, bufs, u, [Math.ceil(N / t.BN), Math.ceil(M / t.BM), nBatch], op);
+}
+
+/** Weights uploaded once (prepare time): B as [K, N] row-major, transposed on the host when given as [N, K]. */
+export interface GemmWeights {
+  b: GpuTensor;
+  bias?: GpuTensor;
+}
+
+/**
+ * Uploads a constant B (and bias) once. `transposed`: `w` is [N, K] (nn.Linear / Gemm transB = 1) and is
+ * transposed here, so the kernel always reads [K, N] rows as vec4s. Release with releaseGemmWeights.
+ */
+export function uploadGemmWeights(
+  ctx: WebGpuContext,
+  w: Float32Array,
+  K: number,
+  N: number,
+  options: { transposed?: boolean; bias?: Float32Array } = {},
+): GemmWeights {
+  const op = "webgpu.MatMul (weights)";
+  if (w.length !== K * N)
+    throw new OpError(op, `weights hold ${w.length} values, [${K}, ${N}] needs ${K * N}`);
+  if (options.bias && options.bias.length !== N)
+    throw new OpError(op, `bias holds ${options.bias.length} values, needs N = ${N}`);
+  let data = w;
+  if (options.transposed) {
+    data = new Float32Array(K * N);
+    for (let n = 0; n < N; n++) for (let k = 0; k < K; k++) data[k * N + n] = w[n * K + k]!;
+  }
+  return {
+    b: { buffer: ctx.pool.upload(data), dims: [K, N] },
+    bias: options.bias ? { buffer: ctx.pool.upload(options.bias), dims: [N] } : undefined,
+  };
+}
+
+export function releaseGemmWeights(ctx: WebGpuContext, w: GemmWeights): void {
+  ctx.pool.release(w.b.buffer);
+  if (w.bias) ctx.pool.release(w.bias.buffer);
+}

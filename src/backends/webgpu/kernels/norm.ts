@@ -1,0 +1,196 @@
+/**
+ * LayerNorm and SkipLayerNorm over the last axis, and Softmax over the last axis: one workgroup per row,
+ * statistics reduced in workgroup memory in float32. LayerNorm is two-pass (mean, then Σ(x - mean)²) for the
+ * accuracy of rows with a large mean; SkipLayerNorm first writes x + skip (+ bias) into the output (or the
+ * optional sum output) and re-reads it, so the sum is computed once.
+ */
+import { OpError } from "../../../errors.js";
+import type { WebGpuContext } from "../context.js";
+import type { CommandRecorder } from "../recorder.js";
+import { packUniforms, type UniformFields, uniformStruct } from "../uniforms.js";
+import { bindings, expectCapacity, expectDims, type GpuTensor, type StorageDecl, sizeOf } from "./common.js";
+
+const WG = 256;
+const ROW_FIELDS: UniformFields = [
+  ["rows", "u32"],
+  ["width", "u32"],
+  ["epsilon", "f32"],
+];
+
+/** Row grid: rows spread over x and y (65535 per dimension). */
+function rowGrid(rows: number): [number, number] {
+  if (rows <= 65535) return [rows, 1];
+  const y = Math.ceil(rows / 65535);
+  return [Math.ceil(rows / y), y];
+}
+
+/** WGSL: workgroup sum of `v` (every thread gets the result). */
+const REDUCE = `
+var<workgroup> red: array<f32, ${WG}>;
+fn wg_sum(v: f32, lid: u32) -> f32 {
+  red[lid] = v;
+  workgroupBarrier();
+  for (var s = ${WG / 2}u; s > 0u; s = s >> 1u) {
+    if (lid < s) { red[lid] = red[lid] + red[lid + s]; }
+    workgroupBarrier();
+  }
+  let r = red[0];
+  workgroupBarrier();
+  return r;
+}
+fn wg_max(v: f32, lid: u32) -> f32 {
+  red[lid] = v;
+  workgroupBarrier();
+  for (var s = ${WG / 2}u; s > 0u; s = s >> 1u) {
+    if (lid < s) { red[lid] = max(red[lid], red[lid + s]); }
+    workgroupBarrier();
+  }
+  let r = red[0];
+  workgroupBarrier();
+  return r;
+}
+`;
+
+const ROW_MAIN = `@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+  let row = wid.y * nwg.x + wid.x;
+  // Uniform control flow: the whole workgroup leaves together, before any barrier.
+  if (row >= u.rows) { return; }
+  let base = row * u.width;
+  let n = u.width;`;
+
+interface NormFlags {
+  skip: boolean;
+  bias: boolean;
+  beta: boolean;
+  sumOut: boolean;
+}
+
+function normSource(f: NormFlags): string {
+  const decls: StorageDecl[] = [{ name: "x" }];
+  if (f.skip) decls.push({ name: "skip" });
+  decls.push({ name: "gamma" });
+  if (f.beta) decls.push({ name: "beta" });
+  if (f.bias) decls.push({ name: "bias" });
+  decls.push({ name: "o", write: true });
+  if (f.sumOut) decls.push({ name: "sum_out", write: true });
+  // Where the row being normalised lives after the first pass.
+  const src = f.sumOut ? "sum_out" : f.skip ? "o" : "x";
+  let first = "";
+  if (f.skip) {
+    const v = `x[base + j] + skip[base + j]${f.bias ? " + bias[j]" : ""}`;
+    first = `    let v = ${v};\n    ${src}[base + j] = v;\n    acc += v;`;
+  } else {
+    first = "    acc += x[base + j];";
+  }
+  return `${uniformStruct(ROW_FIELDS)}${bindings(decls)}${REDUCE}
+${ROW_MAIN}
+  var acc = 0.0;
+  for (var j = lid; j < n; j += ${WG}u) {
+${first}
+  }
+  let mean = wg_sum(acc, lid) / f32(n);
+  var sq = 0.0;
+  for (var j = lid; j < n; j += ${WG}u) { let d = ${src}[base + j] - mean; sq += d * d; }
+  let inv = inverseSqrt(wg_sum(sq, lid) / f32(n) + u.epsilon);
+  for (var j = lid; j < n; j += ${WG}u) {
+    o[base + j] = (${src}[base + j] - mean) * inv * gamma[j]${f.beta ? " + beta[j]" : ""};
+  }
+}`;
+}
+
+export interface LayerNormArgs {
+  x: GpuTensor;
+  gamma: GpuTensor;
+  beta?: GpuTensor;
+  out: GpuTensor;
+  epsilon: number;
+  /** ONNX axis (default -1): rows are the product of dims before it, normalised width the product after. */
+  axis?: number;
+}
+
+function normShape(op: string, dims: readonly number[], axis = -1): { rows: number; width: number } {
+  const a = axis < 0 ? axis + dims.length : axis;
+  if (a < 0 || a >= dims.length)
+    throw new OpError(op, `axis ${axis} is out of range for rank ${dims.length}`);
+  return { rows: sizeOf(dims.slice(0, a)), width: sizeOf(dims.slice(a)) };
+}
+
+/** LayerNormalization: out = (x - mean) / sqrt(var + epsilon) · gamma + beta over the dims from `axis` on. */
+export function layerNorm(ctx: WebGpuContext, rec: CommandRecorder, args: LayerNormArgs): void {
+  const op = "webgpu.LayerNormalization";
+  const { rows, width } = normShape(op, args.x.dims, args.axis);
+  expectCapacity(op, "input X", args.x);
+  expectCapacity(op, "input Scale", args.gamma, width);
+  if (args.beta) expectCapacity(op, "input B", args.beta, width);
+  expectDims(op, "output", args.out.dims, args.x.dims);
+  const f: NormFlags = { skip: false, bias: false, beta: !!args.beta, sumOut: false };
+  const k = ctx.pipelines.get(`layernorm:beta${+f.beta}`, () => normSource(f));
+  const bufs = [args.x.buffer, args.gamma.buffer];
+  if (args.beta) bufs.push(args.beta.buffer);
+  bufs.push(args.out.buffer);
+  rec.dispatch(k, bufs, packUniforms(ROW_FIELDS, { rows, width, epsilon: args.epsilon }), rowGrid(rows), op);
+}
+
+export interface SkipLayerNormArgs {
+  x: GpuTensor;
+  skip: GpuTensor;
+  gamma: GpuTensor;
+  beta?: GpuTensor;
+  bias?: GpuTensor;
+  out: GpuTensor;
+  /** Optional output 3 of com.microsoft.SkipLayerNormalization: x + skip + bias. */
+  sum?: GpuTensor;
+  epsilon: number;
+}
+
+/** com.microsoft.SkipLayerNormalization: LayerNorm(x + skip + bias) over the last axis. */
+export function skipLayerNorm(ctx: WebGpuContext, rec: CommandRecorder, args: SkipLayerNormArgs): void {
+  const op = "com.microsoft.SkipLayerNormalization (webgpu)";
+  const { rows, width } = normShape(op, args.x.dims);
+  expectDims(op, "input skip", args.skip.dims, args.x.dims);
+  expectDims(op, "output", args.out.dims, args.x.dims);
+  if (args.sum) expectDims(op, "output sum", args.sum.dims, args.x.dims);
+  expectCapacity(op, "input gamma", args.gamma, width);
+  if (args.beta) expectCapacity(op, "input beta", args.beta, width);
+  if (args.bias) expectCapacity(op, "input bias", args.bias, width);
+  const f: NormFlags = { skip: true, bias: !!args.bias, beta: !!args.beta, sumOut: !!args.sum };
+  const k = ctx.pipelines.get(`skiplayernorm:beta${+f.beta}:bias${+f.bias}:sum${+f.sumOut}`, () =>
+    normSource(f),
+  );
+  const bufs = [args.x.buffer, args.skip.buffer, args.gamma.buffer];
+  if (args.beta) bufs.push(args.beta.buffer);
+  if (args.bias) bufs.push(args.bias.buffer);
+  bufs.push(args.out.buffer);
+  if (args.sum) bufs.push(args.sum.buffer);
+  rec.dispatch(k, bufs, packUniforms(ROW_FIELDS, { rows, width, epsilon: args.epsilon }), rowGrid(rows), op);
+}
+
+/** Softmax over the last axis (opset 13 semantics; earlier opsets' 2-D coercion is the caller's reshape). */
+export function softmax(ctx: WebGpuContext, rec: CommandRecorder, x: GpuTensor, out: GpuTensor): void {
+  const op = "webgpu.Softmax";
+  const { rows, width } = normShape(op, x.dims);
+  expectDims(op, "output", out.dims, x.dims);
+  expectCapacity(op, "input", x);
+  const k = ctx.pipelines.get(
+    "softmax",
+    () => `${uniformStruct(ROW_FIELDS)}${bindings([{ name: "x" }, { name: "o", write: true }])}${REDUCE}
+${ROW_MAIN}
+  var m = -3.4028234663852886e38;
+  for (var j = lid; j < n; j += ${WG}u) { m = max(m, x[base + j]); }
+  m = wg_max(m, lid);
+  var s = 0.0;
+  for (var j = lid; j < n; j += ${WG}u) { s += exp(x[base + j] - m); }
+  let inv = 1.0 / wg_sum(s, lid);
+  for (var j = lid; j < n; j += ${WG}u) { o[base + j] = exp(x[base + j] - m) * inv; }
+}`,
+  );
+  rec.dispatch(
+    k,
+    [x.buffer, out.buffer],
+    packUniforms(ROW_FIELDS, { rows, width, epsilon: 0 }),
+    rowGrid(rows),
+    op,
+  );
+}

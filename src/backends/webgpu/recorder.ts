@@ -1,0 +1,168 @@
+/**
+ * Records every dispatch of one call into one command encoder and submits it once: the GPU sees a single
+ * command buffer per run instead of one per op. Each dispatch is its own compute pass so that, when
+ * profiling, timestamp queries bracket each kernel separately. Validation and WGSL compile errors of the
+ * whole recording are caught by one error scope and rethrown from submit() as WebGpuError naming the kernel.
+ */
+import { type BufferPool, Usage } from "./buffer-pool.js";
+import { WebGpuError } from "./device.js";
+import type { CachedPipeline, PipelineCache } from "./pipeline-cache.js";
+
+/** A buffer bound whole, or a byte range of one. */
+export type Binding = GPUBuffer | { buffer: GPUBuffer; offset?: number; size?: number };
+
+export interface KernelTiming {
+  label: string;
+  /** GPU time between the pass's begin and end timestamps, in nanoseconds. */
+  ns: number;
+}
+
+export interface RecorderOptions {
+  /** Bracket each dispatch with timestamp queries (only where the device has timestamp-query). */
+  profile?: boolean;
+  label?: string;
+}
+
+/** Dispatches per profiled submit (2 timestamps each). Later dispatches of the same recording run unprofiled. */
+const MAX_PROFILED = 512;
+
+export class CommandRecorder {
+  readonly pool: BufferPool;
+  readonly pipelines: PipelineCache;
+  readonly #device: GPUDevice;
+  readonly #encoder: GPUCommandEncoder;
+  readonly #uniforms: GPUBuffer[] = [];
+  readonly #labels: string[] = [];
+  readonly #keys = new Set<string>();
+  readonly #querySet: GPUQuerySet | undefined;
+  #submitted = false;
+  /** Filled by submit() when profiling. */
+  timings: KernelTiming[] = [];
+
+  constructor(pool: BufferPool, pipelines: PipelineCache, options: RecorderOptions = {}) {
+    this.pool = pool;
+    this.pipelines = pipelines;
+    const gpu = pool.gpu;
+    gpu.checkAlive(options.label ?? "record");
+    this.#device = gpu.device;
+    // One scope per recording: validation errors of pipeline creation, bind groups and passes all land here.
+    this.#device.pushErrorScope("validation");
+    this.#encoder = this.#device.createCommandEncoder({ label: options.label });
+    if (options.profile && gpu.features.timestampQuery)
+      this.#querySet = this.#device.createQuerySet({ type: "timestamp", count: 2 * MAX_PROFILED });
+  }
+
+  get dispatches(): number {
+    return this.#labels.length;
+  }
+
+  /** The encoder, for copies between dispatches (copyBufferToBuffer keeps queue order with the passes). */
+  get encoder(): GPUCommandEncoder {
+    return this.#encoder;
+  }
+
+  /**
+   * Records one dispatch. Binding 0 is the uniform block when `uniforms` is given, storage buffers follow
+   * in order from binding 1 (from 0 without uniforms), exactly as the kernel's WGSL declares them.
+   */
+  dispatch(
+    kernel: CachedPipeline,
+    buffers: readonly Binding[],
+    uniforms: ArrayBuffer | undefined,
+    workgroups: readonly [number, number?, number?],
+    label: string = kernel.key,
+  ): void {
+    if (this.#submitted) throw new WebGpuError(label, "dispatch after submit");
+    const [x, y = 1, z = 1] = workgroups;
+    if (x === 0 || y === 0 || z === 0) return;
+    const max = this.#device.limits.maxComputeWorkgroupsPerDimension;
+    if (x > max || y > max || z > max)
+      throw new WebGpuError(
+        label,
+        `dispatch [${x}, ${y}, ${z}] exceeds maxComputeWorkgroupsPerDimension ${max}`,
+      );
+    const entries: GPUBindGroupEntry[] = [];
+    let binding = 0;
+    if (uniforms) {
+      const ub = this.pool.acquire(uniforms.byteLength, Usage.UNIFORM | Usage.COPY_DST);
+      this.#device.queue.writeBuffer(ub, 0, new Uint8Array(uniforms));
+      this.#uniforms.push(ub);
+      entries.push({ binding: binding++, resource: { buffer: ub, size: uniforms.byteLength } });
+    }
+    for (const b of buffers)
+      entries.push({ binding: binding++, resource: "size" in b && "usage" in b ? { buffer: b } : b });
+    const bindGroup = this.#device.createBindGroup({ layout: kernel.layout, entries });
+    const index = this.#labels.length;
+    const timestampWrites =
+      this.#querySet && index < MAX_PROFILED
+        ? {
+            querySet: this.#querySet,
+            beginningOfPassWriteIndex: 2 * index,
+            endOfPassWriteIndex: 2 * index + 1,
+          }
+        : undefined;
+    const pass = this.#encoder.beginComputePass(timestampWrites ? { timestampWrites } : {});
+    pass.setPipeline(kernel.pipeline);
+    pass.setBindGroup(0, bindGroup);
+    pass.dispatchWorkgroups(x, y, z);
+    pass.end();
+    this.#labels.push(label);
+    this.#keys.add(kernel.key);
+  }
+
+  /**
+   * Submits the recording as one command buffer. Resolves once it is queued (or, when profiling, once the GPU
+   * has finished and `timings` is filled). Rejects with WebGpuError on any validation or compile error.
+   */
+  async submit(): Promise<void> {
+    if (this.#submitted) throw new WebGpuError("submit", "a recording is submitted once");
+    this.#submitted = true;
+    let resolve: GPUBuffer | undefined;
+    let staging: GPUBuffer | undefined;
+    const profiled = Math.min(this.#labels.length, MAX_PROFILED);
+    if (this.#querySet && profiled > 0) {
+      const bytes = 16 * profiled;
+      resolve = this.pool.acquire(bytes, Usage.QUERY_RESOLVE | Usage.COPY_SRC);
+      staging = this.pool.acquire(bytes, Usage.MAP_READ | Usage.COPY_DST);
+      this.#encoder.resolveQuerySet(this.#querySet, 0, 2 * profiled, resolve, 0);
+      this.#encoder.copyBufferToBuffer(resolve, 0, staging, 0, bytes);
+    }
+    this.#device.queue.submit([this.#encoder.finish()]);
+    for (const u of this.#uniforms) this.pool.release(u);
+    const error = await this.#device.popErrorScope();
+    if (error) {
+      const compiler: string[] = [];
+      for (const key of this.#keys) {
+        const m = await this.pipelines.messages(key);
+        if (m.includes("error")) {
+          compiler.push(`${key}:\n${m}`);
+          this.pipelines.delete(key);
+        }
+      }
+      this.#querySet?.destroy();
+      throw new WebGpuError(
+        this.#labels.join(", ") || "submit",
+        `${error.message}${compiler.length ? `\nWGSL compiler:\n${compiler.join("\n")}` : ""}`,
+      );
+    }
+    if (resolve && staging) {
+      try {
+        await staging.mapAsync(1, 0, 16 * profiled);
+        const t = new BigUint64Array(staging.getMappedRange(0, 16 * profiled).slice(0));
+        staging.unmap();
+        this.timings = this.#labels
+          .slice(0, profiled)
+          .map((label, i) => ({ label, ns: Number(t[2 * i + 1]! - t[2 * i]!) }));
+      } finally {
+        this.pool.release(resolve);
+        this.pool.release(staging);
+        this.#querySet!.destroy();
+      }
+    }
+  }
+
+  /** Resolves when all work submitted so far has finished on the GPU. */
+  async done(): Promise<void> {
+    await this.#device.queue.onSubmittedWorkDone();
+  }
+}

@@ -1,0 +1,330 @@
+import assert from "node:assert/strict";
+import { after, test } from "node:test";
+import {
+  type AttentionLayout,
+  generalAttention,
+  packedQkvAttention,
+  varSeqlenQkvAttention,
+} from "../src/backends/webgpu/kernels/attention.js";
+import { OpError } from "../src/errors.js";
+import { assertClose, disposeGpuContext, empty, gpuContext, rand, read, upload } from "./webgpu-helpers.js";
+
+after(disposeGpuContext);
+
+interface RefProblem {
+  B: number;
+  N: number;
+  Nkv: number;
+  Sq: number;
+  Skv: number;
+  H: number;
+  Hv: number;
+  scale: number;
+  q: Float32Array;
+  k: Float32Array;
+  v: Float32Array;
+  qL: AttentionLayout;
+  kL: AttentionLayout;
+  vL: AttentionLayout;
+  oL: AttentionLayout;
+  out: Float64Array;
+  /** Per batch: [query rows, keys, seq start] (var-seqlen: rows = keys = length, at start). */
+  seq?: (b: number) => [number, number, number];
+  causalOffset?: number;
+  bias?: (b: number, n: number, i: number, j: number) => number;
+}
+
+/**
+ * float64 attention with the kernels' semantics: allowed keys j < keyLen (and j <= i + causalOffset), scores
+ * plus bias, max over non-NaN scores, all -inf (or no key) → zeros, else softmax (NaN propagates).
+ */
+function reference(p: RefProblem): void {
+  for (let b = 0; b < p.B; b++) {
+    const [rows, keyLen, start] = p.seq ? p.seq(b) : [p.Sq, p.Skv, 0];
+    for (let n = 0; n < p.N; n++) {
+      const g = Math.floor(n / (p.N / p.Nkv));
+      for (let i = 0; i < rows; i++) {
+        let end = keyLen;
+        if (p.causalOffset !== undefined) end = Math.max(0, Math.min(end, i + p.causalOffset + 1));
+        const s: number[] = [];
+        let m = Number.NEGATIVE_INFINITY;
+        for (let j = 0; j < end; j++) {
+          let x = 0;
+          const qo = p.qL.offset + b * p.qL.batchStride + n * p.qL.headStride + (start + i) * p.qL.seqStride;
+          const ko = p.kL.offset + b * p.kL.batchStride + g * p.kL.headStride + (start + j) * p.kL.seqStride;
+          for (let h = 0; h < p.H; h++) x += p.q[qo + h]! * p.scale * p.k[ko + h]!;
+          if (p.bias) x += p.bias(b, n, i, j);
+          s.push(x);
+          if (x > m) m = x;
+        }
+        const oo = p.oL.offset + b * p.oL.batchStride + n * p.oL.headStride + (start + i) * p.oL.seqStride;
+        const acc = new Float64Array(p.Hv);
+        let sum = 0;
+        if (m !== Number.NEGATIVE_INFINITY)
+          s.forEach((x, j) => {
+            const e = Math.exp(x - m);
+            sum += e;
+            if (e === 0) return;
+            const vo =
+              p.vL.offset + b * p.vL.batchStride + g * p.vL.headStride + (start + j) * p.vL.seqStride;
+            for (let c = 0; c < p.Hv; c++) acc[c] += e * p.v[vo + c]!;
+          });
+        for (let c = 0; c < p.Hv; c++) p.out[oo + c] = sum === 0 ? 0 : acc[c]! / sum;
+      }
+    }
+  }
+}
+
+function packedCase(S: number, B: number, N: number, H: number, lengths: number[] | undefined, seed: number) {
+  const E = N * H;
+  const qkv = rand(S * B * 3 * E, seed, 2);
+  return { qkv, S, B, N, H, E, lengths };
+}
+
+async function runPacked(
+  ctx: Exclude<Awaited<ReturnType<typeof gpuContext>>, string>,
+  c: ReturnType<typeof packedCase>,
+) {
+  const { qkv, S, B, N, H, E, lengths } = c;
+  const out = empty(ctx, [S, B, E]);
+  const rec = ctx.recorder();
+  packedQkvAttention(ctx, rec, {
+    qkv: upload(ctx, qkv, [S, B, 3 * E, 1, 1]),
+    numHeads: N,
+    lengths: lengths ? ctx.pool.upload(Int32Array.from(lengths)) : undefined,
+    out,
+  });
+  await rec.submit();
+  const want = new Float64Array(S * B * E);
+  const inRow = (t: number) => ({
+    offset: t * H,
+    batchStride: 3 * E,
+    headStride: 3 * H,
+    seqStride: B * 3 * E,
+  });
+  reference({
+    B,
+    N,
+    Nkv: N,
+    Sq: S,
+    Skv: S,
+    H,
+    Hv: H,
+    scale: 1 / Math.sqrt(H),
+    q: qkv,
+    k: qkv,
+    v: qkv,
+    qL: inRow(0),
+    kL: inRow(1),
+    vL: inRow(2),
+    oL: { offset: 0, batchStride: E, headStride: H, seqStride: B * E },
+    out: want,
+    seq: (b) => [S, lengths ? Math.max(0, Math.min(S, lengths[b]!)) : S, 0],
+  });
+  return { got: await read(ctx, out), want };
+}
+
+test("packed QKV [S, B, 3E]: lengths 0, 1, partial, full, > S; padded rows computed over the valid keys", async (t) => {
+  const ctx = await gpuContext();
+  if (typeof ctx === "string") return t.skip(ctx);
+  const c = packedCase(37, 5, 3, 8, [0, 1, 37, 20, 99], 1);
+  const { got, want } = await runPacked(ctx, c);
+  assertClose(got, want, 1e-4, "packed H=8");
+  // Length 0: zero rows; length 1: every row (padded ones too) is V of key 0.
+  const E = 24;
+  for (let s = 0; s < 37; s++) {
+    for (let e = 0; e < E; e++) assert.equal(got[(s * 5 + 0) * E + e], 0);
+  }
+});
+
+test("packed QKV at BERT's head size 64 (vec4 path) and an odd head size (scalar path)", async (t) => {
+  const ctx = await gpuContext();
+  if (typeof ctx === "string") return t.skip(ctx);
+  for (const c of [packedCase(70, 2, 2, 64, [70, 33], 2), packedCase(9, 3, 2, 5, [9, 4, 1], 3)]) {
+    const { got, want } = await runPacked(ctx, c);
+    assertClose(got, want, 1e-4, `packed H=${c.H}`);
+  }
+});
+
+test("packed QKV: NaN where the CPU kernel propagates it, never from keys past the length", async (t) => {
+  const ctx = await gpuContext();
+  if (typeof ctx === "string") return t.skip(ctx);
+  const c = packedCase(12, 3, 2, 4, [12, 6, 6], 4);
+  const { B, E, H } = c;
+  const at = (s: number, b: number, n: number, part: number, h: number) =>
+    (s * B + b) * 3 * E + n * 3 * H + part * H + h;
+  c.qkv[at(3, 0, 1, 2, 2)] = Number.NaN; // V of a valid key of batch 0, head 1: every row of that head is NaN
+  c.qkv[at(9, 1, 0, 1, 0)] = Number.NaN; // K past batch 1's length: ignored
+  c.qkv[at(10, 1, 1, 2, 3)] = Number.NaN; // V past batch 1's length: ignored
+  c.qkv[at(2, 2, 0, 1, 1)] = Number.NaN; // K of a valid key of batch 2: NaN score → NaN rows (head 0)
+  const { got, want } = await runPacked(ctx, c);
+  assertClose(got, want, 1e-4, "packed NaN");
+  assert.ok(Number.isNaN(got[(0 * B + 0) * E + H + 2]!), "batch 0 head 1 column 2 is NaN");
+  assert.ok(
+    got.slice((0 * B + 1) * E, (0 * B + 1) * E + E).every((x) => !Number.isNaN(x)),
+    "batch 1 is finite",
+  );
+  assert.ok(Number.isNaN(got[(5 * B + 2) * E + 0]!), "batch 2 head 0 is NaN");
+});
+
+test("var-seqlen [T, 3E] with cu_seqlens: empty and single-token sequences, rows outside stay untouched", async (t) => {
+  const ctx = await gpuContext();
+  if (typeof ctx === "string") return t.skip(ctx);
+  const cu = [0, 5, 5, 38, 39];
+  const B = 4;
+  const T = 39;
+  const N = 2;
+  const H = 8;
+  const E = N * H;
+  const qkv = rand(T * 3 * E, 7, 2);
+  const out = upload(ctx, new Float32Array(T * E).fill(7), [T, E]);
+  const rec = ctx.recorder();
+  varSeqlenQkvAttention(ctx, rec, {
+    qkv: upload(ctx, qkv, [T, 3 * E, 1, 1]),
+    numHeads: N,
+    cuSeqlens: ctx.pool.upload(Int32Array.from(cu)),
+    batch: B,
+    maxSeqlen: 33,
+    out,
+  });
+  await rec.submit();
+  const want = new Float64Array(T * E);
+  const inRow = (t: number) => ({ offset: t * H, batchStride: 0, headStride: 3 * H, seqStride: 3 * E });
+  reference({
+    B,
+    N,
+    Nkv: N,
+    Sq: 33,
+    Skv: 33,
+    H,
+    Hv: H,
+    scale: 1 / Math.sqrt(H),
+    q: qkv,
+    k: qkv,
+    v: qkv,
+    qL: inRow(0),
+    kL: inRow(1),
+    vL: inRow(2),
+    oL: { offset: 0, batchStride: 0, headStride: H, seqStride: E },
+    out: want,
+    seq: (b) => [cu[b + 1]! - cu[b]!, cu[b + 1]! - cu[b]!, cu[b]!],
+  });
+  assertClose(await read(ctx, out), want, 1e-4, "var-seqlen");
+});
+
+function layoutOf(l: "BSNH" | "BNSH", S: number, N: number, H: number): AttentionLayout {
+  return l === "BSNH"
+    ? { offset: 0, batchStride: S * N * H, headStride: H, seqStride: N * H }
+    : { offset: 0, batchStride: N * S * H, headStride: S * H, seqStride: H };
+}
+
+test("general op: BSNH/BNSH, GQA, causal (Sq ≠ Skv, both alignments), broadcast bias with -inf, key lengths", async (t) => {
+  const ctx = await gpuContext();
+  if (typeof ctx === "string") return t.skip(ctx);
+  const cases = [
+    {
+      layout: "BSNH" as const,
+      B: 2,
+      N: 4,
+      Nkv: 2,
+      Sq: 7,
+      Skv: 45,
+      H: 8,
+      Hv: 12,
+      causal: 38,
+      bias: [1, 4, 7, 45],
+      lens: undefined,
+    },
+    {
+      layout: "BNSH" as const,
+      B: 3,
+      N: 2,
+      Nkv: 1,
+      Sq: 33,
+      Skv: 20,
+      H: 6,
+      Hv: 3,
+      causal: 0,
+      bias: [3, 1, 1, 20],
+      lens: [20, 0, 9],
+    },
+    {
+      layout: "BNSH" as const,
+      B: 1,
+      N: 3,
+      Nkv: 3,
+      Sq: 66,
+      Skv: 66,
+      H: 16,
+      Hv: 16,
+      causal: undefined,
+      bias: [66],
+      lens: undefined,
+    },
+  ];
+  let seed = 20;
+  for (const c of cases) {
+    const dims = (S: number, N: number, H: number) => (c.layout === "BSNH" ? [c.B, S, N, H] : [c.B, N, S, H]);
+    const q = rand(c.B * c.Sq * c.N * c.H, seed++, 2);
+    const k = rand(c.B * c.Skv * c.Nkv * c.H, seed++, 2);
+    const v = rand(c.B * c.Skv * c.Nkv * c.Hv, seed++, 2);
+    const biasData = rand(
+      c.bias.reduce((a, b) => a * b, 1),
+      seed++,
+      3,
+    );
+    for (let i = 0; i < biasData.length; i += 7) biasData[i] = Number.NEGATIVE_INFINITY;
+    const full = [...Array(4 - c.bias.length).fill(1), ...c.bias] as number[];
+    const biasAt = (b: number, n: number, i: number, j: number) => {
+      const idx = [b, n, i, j].map((x, ax) => (full[ax] === 1 ? 0 : x));
+      return biasData[((idx[0]! * full[1]! + idx[1]!) * full[2]! + idx[2]!) * full[3]! + idx[3]!]!;
+    };
+    const out = empty(ctx, dims(c.Sq, c.N, c.Hv));
+    const rec = ctx.recorder();
+    generalAttention(ctx, rec, {
+      q: upload(ctx, q, dims(c.Sq, c.N, c.H)),
+      k: upload(ctx, k, dims(c.Skv, c.Nkv, c.H)),
+      v: upload(ctx, v, dims(c.Skv, c.Nkv, c.Hv)),
+      layout: c.layout,
+      out,
+      causalOffset: c.causal,
+      bias: upload(ctx, biasData, c.bias),
+      keyLengths: c.lens ? ctx.pool.upload(Int32Array.from(c.lens)) : undefined,
+    });
+    await rec.submit();
+    const want = new Float64Array(c.B * c.Sq * c.N * c.Hv);
+    reference({
+      B: c.B,
+      N: c.N,
+      Nkv: c.Nkv,
+      Sq: c.Sq,
+      Skv: c.Skv,
+      H: c.H,
+      Hv: c.Hv,
+      scale: 1 / Math.sqrt(c.H),
+      q,
+      k,
+      v,
+      qL: layoutOf(c.layout, c.Sq, c.N, c.H),
+      kL: layoutOf(c.layout, c.Skv, c.Nkv, c.H),
+      vL: layoutOf(c.layout, c.Skv, c.Nkv, c.Hv),
+      oL: layoutOf(c.layout, c.Sq, c.N, c.Hv),
+      out: want,
+      seq: (b) => [c.Sq, c.lens ? c.lens[b]! : c.Skv, 0],
+      causalOffset: c.causal,
+      bias: biasAt,
+    });
+    assertClose(await read(ctx, out), want, 1e-4, `${c.layout} ${JSON.stringify(c)}`);
+  }
+  assert.throws(
+    () =>
+      generalAttention(ctx, ctx.recorder(), {
+        q: empty(ctx, [1, 2, 3, 4]),
+        k: empty(ctx, [1, 2, 3, 5]),
+        v: empty(ctx, [1, 2, 3, 4]),
+        layout: "BSNH",
+        out: empty(ctx, [1, 2, 3, 4]),
+      }),
+    (e: unknown) => e instanceof OpError && /Attention.*k head size/.test(e.message),
+  );
+});

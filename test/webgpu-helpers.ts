@@ -1,0 +1,127 @@
+/**
+ * Shared by the test/webgpu-*.test.ts files: one WebGPU context per test file (lavapipe in CI), or a printed
+ * reason to skip when the machine has no adapter (or the optional `webgpu` package is missing).
+ */
+import assert from "node:assert/strict";
+import { WebGpuContext } from "../src/backends/webgpu/context.js";
+import type { GpuTensor } from "../src/backends/webgpu/kernels/common.js";
+import { BackendUnavailableError } from "../src/errors.js";
+
+let ctxPromise: Promise<WebGpuContext | string> | undefined;
+
+/** The context, or the reason WebGPU is unavailable here (only BackendUnavailableError counts as "unavailable"). */
+export function gpuContext(): Promise<WebGpuContext | string> {
+  ctxPromise ??= WebGpuContext.create().catch((e: unknown) => {
+    if (e instanceof BackendUnavailableError) {
+      console.log(`# skipping WebGPU tests: ${e.message}`);
+      return e.message;
+    }
+    throw e;
+  });
+  return ctxPromise;
+}
+
+export async function disposeGpuContext(): Promise<void> {
+  const c = await ctxPromise;
+  if (c instanceof WebGpuContext) c.dispose();
+  ctxPromise = undefined;
+}
+
+/** Deterministic values in [-1, 1) (xorshift), so failures reproduce. */
+export function rand(n: number, seed: number, scale = 1): Float32Array {
+  let s = (seed * 2654435761) >>> 0 || 1;
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    s ^= s << 13;
+    s >>>= 0;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    s >>>= 0;
+    out[i] = ((s / 4294967296) * 2 - 1) * scale;
+  }
+  return out;
+}
+
+export function upload(
+  ctx: WebGpuContext,
+  data: Float32Array | Int32Array,
+  dims: readonly number[],
+): GpuTensor {
+  return { buffer: ctx.pool.upload(data), dims };
+}
+
+export function empty(ctx: WebGpuContext, dims: readonly number[]): GpuTensor {
+  return {
+    buffer: ctx.pool.acquire(
+      Math.max(
+        1,
+        dims.reduce((a, b) => a * b, 1),
+      ) * 4,
+    ),
+    dims,
+  };
+}
+
+export async function read(ctx: WebGpuContext, t: GpuTensor): Promise<Float32Array> {
+  return ctx.pool.readFloat32(
+    t.buffer,
+    t.dims.reduce((a, b) => a * b, 1),
+  );
+}
+
+/**
+ * |got - want| <= tol everywhere; NaN must match NaN (where the reference is NaN the kernel must be NaN too),
+ * and ±Inf must match exactly.
+ */
+export function assertClose(got: ArrayLike<number>, want: ArrayLike<number>, tol = 1e-4, what = ""): void {
+  assert.equal(got.length, want.length, `${what}: length`);
+  let worst = 0;
+  let at = -1;
+  for (let i = 0; i < want.length; i++) {
+    const g = got[i]!;
+    const w = want[i]!;
+    if (Number.isNaN(w) || Number.isNaN(g)) {
+      assert.ok(Number.isNaN(w) && Number.isNaN(g), `${what}: index ${i}: got ${g}, want ${w}`);
+      continue;
+    }
+    if (!Number.isFinite(w)) {
+      assert.equal(g, w, `${what}: index ${i}`);
+      continue;
+    }
+    const d = Math.abs(g - w);
+    if (d > worst) {
+      worst = d;
+      at = i;
+    }
+  }
+  assert.ok(
+    worst <= tol,
+    `${what}: max |diff| ${worst} at ${at} (got ${got[at]}, want ${want[at]}) > ${tol}`,
+  );
+}
+
+/** erf in float64: its Maclaurin series below 3, the asymptotic erfc expansion above (|error| < 1e-9). */
+export function erf(x: number): number {
+  const t = Math.abs(x);
+  if (Number.isNaN(t)) return t;
+  if (t < 3) {
+    let sum = t;
+    let term = t;
+    for (let n = 1; n < 200; n++) {
+      term *= (-t * t) / n;
+      const add = term / (2 * n + 1);
+      sum += add;
+      if (Math.abs(add) < 1e-17) break;
+    }
+    return Math.sign(x) * (2 / Math.sqrt(Math.PI)) * sum;
+  }
+  let series = 1;
+  let term = 1;
+  for (let n = 1; n < 6; n++) {
+    term *= -(2 * n - 1) / (2 * t * t);
+    series += term;
+  }
+  return Math.sign(x) * (1 - (Math.exp(-t * t) / (t * Math.sqrt(Math.PI))) * series);
+}
+
+export const gelu = (x: number): number => 0.5 * x * (1 + erf(x / Math.SQRT2));
