@@ -6,6 +6,7 @@ import { registerInspect } from "./commands/inspect.js";
 import { registerOptimize } from "./commands/optimize.js";
 import { registerPackWeights } from "./commands/pack-weights.js";
 import { registerRun } from "./commands/run.js";
+import { registerServe } from "./commands/serve.js";
 import { reportError } from "./report-error.js";
 
 const program = new Command();
@@ -22,6 +23,7 @@ registerInspect(program);
 registerOptimize(program);
 registerPackWeights(program);
 registerBench(program);
+registerServe(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   process.exitCode = reportError(err, program.opts<{ verbose?: boolean }>().verbose ?? false);
