@@ -14,14 +14,14 @@ function mhafuse(...args: string[]) {
 }
 
 test("every command has --help", () => {
-  for (const cmd of ["run", "inspect", "optimize", "pack-weights", "demo", "bench", "serve"]) {
+  for (const cmd of ["run", "inspect", "optimize", "pack-weights", "demo", "bench", "serve", "report"]) {
     const r = mhafuse(cmd, "--help");
     assert.equal(r.code, 0, `${cmd} --help exited ${r.code}: ${r.stderr}`);
     assert.match(r.stdout, new RegExp(`Usage: mhafuse ${cmd}`));
   }
   const top = mhafuse("--help");
   assert.equal(top.code, 0);
-  for (const cmd of ["run", "inspect", "optimize", "pack-weights", "demo", "bench", "serve"])
+  for (const cmd of ["run", "inspect", "optimize", "pack-weights", "demo", "bench", "serve", "report"])
     assert.match(top.stdout, new RegExp(cmd));
 });
 

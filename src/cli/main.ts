@@ -5,6 +5,7 @@ import { registerDemo } from "./commands/demo.js";
 import { registerInspect } from "./commands/inspect.js";
 import { registerOptimize } from "./commands/optimize.js";
 import { registerPackWeights } from "./commands/pack-weights.js";
+import { registerReport } from "./commands/report.js";
 import { registerRun } from "./commands/run.js";
 import { registerServe } from "./commands/serve.js";
 import { reportError } from "./report-error.js";
@@ -24,6 +25,7 @@ registerOptimize(program);
 registerPackWeights(program);
 registerBench(program);
 registerServe(program);
+registerReport(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   process.exitCode = reportError(err, program.opts<{ verbose?: boolean }>().verbose ?? false);
