@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import { fileURLToPath } from "node:url";
+import { cpuCompute } from "../src/backends/cpu/compute.js";
 import {
   closeGemmWorkers,
   type GemmProblem,
@@ -15,12 +16,11 @@ import {
   warmGemmWorkers,
 } from "../src/backends/cpu/gemm-parallel.js";
 import { markImmutable } from "../src/backends/cpu/immutable.js";
+import { cpuKernels } from "../src/backends/cpu/kernels.js";
 import { cpuThreads } from "../src/backends/cpu/thread-pool.js";
 import type { Node } from "../src/ir/graph.js";
 import { Tensor } from "../src/ir/tensor.js";
 import { assertMatches, rand, reference } from "./gemm-helpers.js";
-import "../src/ops/matmul.js";
-import { getOp } from "../src/ops/registry.js";
 
 const REPO = fileURLToPath(new URL("../", import.meta.url));
 
@@ -183,7 +183,7 @@ test("gemmBatchParallel: several problems sharing A, B and C arrays", () => {
   assertMatches(C, { c: expected, scale }, "batched");
 });
 
-test("the MatMul op (batched and folded) and Gemm op run through the parallel GEMM", () => {
+test("the CPU MatMul (batched and folded) and Gemm kernels run through the parallel GEMM", () => {
   const node = (opType: string, n: number): Node => ({
     name: opType,
     opType,
@@ -192,7 +192,11 @@ test("the MatMul op (batched and folded) and Gemm op run through the parallel GE
     outputs: ["out"],
     attrs: opType === "Gemm" ? { transB: { type: "int", value: 1 } } : {},
   });
-  const runNode = (n: Node, inputs: Tensor[]) => getOp(n).run({ node: n, opset: 17 }, inputs)[0]!;
+  const compute = cpuCompute({ threads: cpuThreads() });
+  const runNode = (n: Node, inputs: Tensor[]) => {
+    const kernel = cpuKernels.find(n, 17, ["float32"])!;
+    return (kernel.run({ node: n, opset: 17, compute, allowAsync: false }, inputs) as Tensor[])[0]!;
+  };
   const check = (out: Tensor, p: GemmProblem) => {
     const ref = reference(p);
     assertMatches(out.data as Float32Array, ref, p.transB ? "Gemm" : "MatMul");

@@ -7,8 +7,8 @@
  * alongside the workers (ops run synchronously inside the executor), `attentionParallel` awaits replies.
  */
 import { MhafuseError } from "../../errors.js";
+import type { AttentionArgs } from "../../ops/attention-args.js";
 import {
-  type AttentionArgs,
   attentionCore,
   attentionFlops,
   Scratch,

@@ -3,7 +3,8 @@
  * the workers alike — claim units from a shared counter, so an uneven mask (short and long sequences in one
  * batch) still spreads evenly over the cores.
  */
-import { type AttentionArgs, attentionRows, rowBlocks, Scratch, useWasmKernel } from "./attention-kernel.js";
+import type { AttentionArgs } from "../../ops/attention-args.js";
+import { attentionRows, rowBlocks, Scratch, useWasmKernel } from "./attention-kernel.js";
 import { beginAttentionJob, endAttentionJob } from "./attention-wasm.js";
 import { drainUnits as drainSharedUnits, CONTROL_SLOTS as SHARED_SLOTS } from "./shared-job.js";
 

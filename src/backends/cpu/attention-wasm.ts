@@ -13,7 +13,7 @@
  * position moves the rows of all heads in and out (attentionBatchWasm), instead of one per head — per-row copies
  * of 64 floats from a strided tensor cost about as much as the kernel's softmax.
  */
-import type { AttentionArgs } from "./attention-kernel.js";
+import type { AttentionArgs } from "../../ops/attention-args.js";
 import { ATTENTION_WASM_BASE64 } from "./wasm/attention-wasm.generated.js";
 import { copyRows, heap, instantiateKernel, type WasmMemory } from "./wasm/module.js";
 

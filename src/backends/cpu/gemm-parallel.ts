@@ -15,6 +15,7 @@
  * plain-JS `gemm` when WebAssembly SIMD is unavailable or the block is tiny. An immutable B is then not copied
  * raw but packed once into the kernel's panel layout (cached in shared memory) and every unit copies its panels.
  */
+import type { GemmProblem as BaseGemmProblem } from "../../ops/gemm-problem.js";
 import {
   cachedPackedB,
   GEMM_WASM_MIN_MACS,
@@ -26,24 +27,8 @@ import { isImmutable } from "./immutable.js";
 import { runSharedJob } from "./shared-job.js";
 import { cpuThreads, siblingModule, ThreadPool } from "./thread-pool.js";
 
-/** One GEMM, with `gemm`'s arguments: C[M×N] = alpha·op(A)·op(B) + beta·C. */
-export interface GemmProblem {
-  transA: boolean;
-  transB: boolean;
-  M: number;
-  N: number;
-  K: number;
-  alpha: number;
-  A: Float32Array;
-  aOffset: number;
-  lda: number;
-  B: Float32Array;
-  bOffset: number;
-  ldb: number;
-  beta: number;
-  C: Float32Array;
-  cOffset: number;
-  ldc: number;
+/** One GEMM (src/ops/gemm-problem.ts), plus what this module adds for the wasm kernel. */
+export interface GemmProblem extends BaseGemmProblem {
   /**
    * op(B) packed for the wasm kernel (gemm-wasm.ts `cachedPackedB`), all K rows × N columns; when set, B is
    * not read. Set by this module for immutable B operands.
