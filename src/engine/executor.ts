@@ -1,3 +1,4 @@
+import type { ExecutionPlan as BackendPlan } from "../backends/backend.js";
 import { cpuCompute } from "../backends/cpu/compute.js";
 import { markImmutable } from "../backends/cpu/immutable.js";
 import { cpuKernels } from "../backends/cpu/kernels.js";
@@ -13,7 +14,7 @@ import { getOp } from "../ops/index.js";
 export type ExecuteOptions = EvaluateOptions;
 
 /** Topological order plus, for each step, the values whose last reader it is (freed right after). */
-export interface ExecutionPlan {
+export interface ExecutionPlan extends BackendPlan {
   order: Node[];
   releaseAfter: string[][];
 }

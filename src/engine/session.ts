@@ -1,9 +1,11 @@
+import type { PreparedGraph } from "../backends/backend.js";
+import { CpuBackend, type CpuBackendOptions } from "../backends/cpu/backend.js";
 import { MhafuseError } from "../errors.js";
 import type { Graph, Model, ValueInfo } from "../ir/graph.js";
 import type { Tensor } from "../ir/tensor.js";
 import { loadModel } from "../onnx/index.js";
 import { type AttentionReport, type GraphOptimizationLevel, optimizeGraph } from "../passes/index.js";
-import { type ExecutionPlan, planGraph, runGraph } from "./executor.js";
+import { type ExecutionPlan, planGraph } from "./executor.js";
 import { type TensorLike, validateFeeds } from "./feeds.js";
 import { type VerifyResult, verifyFusionRun } from "./verify.js";
 
@@ -16,7 +18,12 @@ export interface SessionOptions {
   graphOptimizationLevel?: GraphOptimizationLevel;
   /** Run the unfused graph beside the fused one and fail when an attention block's output differs. */
   verify?: boolean | { tolerance?: number };
+  /** Threads for parallel kernels, this thread included (as onnxruntime's; default MHAFUSE_THREADS or all cores). */
+  intraOpNumThreads?: number;
 }
+
+/** Input-shape signatures whose prepared graphs a session keeps. */
+const PREPARED_CACHE_SIZE = 8;
 
 const SUPPORTED_PROVIDERS = new Set(["cpu"]);
 
@@ -44,13 +51,18 @@ export class InferenceSession {
   /** Filled after each run in verify mode. */
   lastVerify?: VerifyResult;
   private readonly plan: ExecutionPlan;
+  private readonly backend: CpuBackend;
+  private readonly prepared = new Map<string, Promise<PreparedGraph>>();
+  private released = false;
 
   private constructor(
     graph: Graph,
     private readonly original: Graph,
     report: AttentionReport[],
     private readonly verifyTolerance: number | undefined,
+    backendOptions: CpuBackendOptions,
   ) {
+    this.backend = new CpuBackend(backendOptions);
     this.graph = graph;
     this.attentionReport = report;
     this.inputMetadata = graph.inputs;
@@ -82,7 +94,9 @@ export class InferenceSession {
     const tolerance = options.verify
       ? ((typeof options.verify === "object" ? options.verify.tolerance : undefined) ?? 1e-3)
       : undefined;
-    return new InferenceSession(optimized.graph, graph, optimized.report, tolerance);
+    return new InferenceSession(optimized.graph, graph, optimized.report, tolerance, {
+      threads: options.intraOpNumThreads,
+    });
   }
 
   async run(feeds: Record<string, TensorLike>, fetches?: readonly string[]): Promise<Record<string, Tensor>> {
@@ -95,16 +109,37 @@ export class InferenceSession {
         );
       }
     }
-    let values: Map<string, Tensor>;
     if (this.verifyTolerance !== undefined) {
+      // Verify mode compares every fused block against the unfused graph: a synchronous debugging run.
       const verified = verifyFusionRun(this.original, this.graph, this.attentionReport, checked, {
         tolerance: this.verifyTolerance,
       });
       this.lastVerify = verified.result;
-      values = verified.fusedValues;
-    } else {
-      values = runGraph(this.graph, checked, {}, this.plan);
+      return Object.fromEntries(wanted.map((name) => [name, verified.fusedValues.get(name)!]));
     }
-    return Object.fromEntries(wanted.map((name) => [name, values.get(name)!]));
+    const prepared = await this.preparedFor(checked);
+    return prepared.run(checked, wanted);
+  }
+
+  /**
+   * The prepared graph for the feeds' shape and dtype signature, prepared on first use and cached (at most
+   * PREPARED_CACHE_SIZE signatures, least recently used dropped first).
+   */
+  private preparedFor(feeds: Record<string, Tensor>): Promise<PreparedGraph> {
+    if (this.released) throw new MhafuseError("the session was released; create a new one to run again");
+    const signature = this.inputNames.map((n) => `${feeds[n]!.type}[${feeds[n]!.dims.join(",")}]`).join(";");
+    let prepared = this.prepared.get(signature);
+    if (prepared) this.prepared.delete(signature);
+    else prepared = this.backend.prepare(this.graph, this.plan);
+    this.prepared.set(signature, prepared);
+    if (this.prepared.size > PREPARED_CACHE_SIZE) this.prepared.delete(this.prepared.keys().next().value!);
+    return prepared;
+  }
+
+  /** Frees the backend's buffers and this session's prepared graphs; later runs throw. */
+  async release(): Promise<void> {
+    this.released = true;
+    this.prepared.clear();
+    await this.backend.dispose();
   }
 }
