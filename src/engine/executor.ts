@@ -3,11 +3,11 @@ import { cpuCompute } from "../backends/cpu/compute.js";
 import { markImmutable } from "../backends/cpu/immutable.js";
 import { cpuKernels } from "../backends/cpu/kernels.js";
 import { cpuThreads } from "../backends/cpu/thread-pool.js";
-import type { KernelContext } from "../backends/kernel-registry.js";
 import { OpError } from "../errors.js";
 import type { Graph, Node } from "../ir/graph.js";
 import { opsetOf, topologicalOrder } from "../ir/graph.js";
 import type { Tensor } from "../ir/tensor.js";
+import { referenceWith } from "../ops/compute.js";
 import { type EvaluateOptions, gatherInputs, lastReaders } from "../ops/evaluate.js";
 import { getOp } from "../ops/index.js";
 
@@ -47,8 +47,9 @@ export function runGraph(
       opset,
       inputs.map((t) => t?.type),
     );
-    const ctx: KernelContext = { node, opset, compute, allowAsync: false };
-    const result = kernel ? kernel.run(ctx, inputs) : getOp(node).run(ctx, inputs);
+    const result = kernel
+      ? kernel.run({ node, opset, compute, allowAsync: false }, inputs)
+      : getOp(node).run({ node, opset, compute: referenceWith(compute) }, inputs);
     if (result instanceof Promise) throw new OpError(node, "kernel went asynchronous in a synchronous run");
     node.outputs.forEach((name, i) => {
       if (name && result[i]) values.set(name, result[i]!);

@@ -28,6 +28,21 @@ export const referenceCompute: OpCompute = {
   allocFloat32: (length) => new Float32Array(length),
 };
 
+const withAllocator = new WeakMap<OpCompute, OpCompute>();
+
+/**
+ * The reference primitives with `backend`'s output allocator: what an op runs on when the backend has no
+ * kernel for it (its arithmetic stays the oracle's; its outputs land in the backend's buffers).
+ */
+export function referenceWith(backend: OpCompute): OpCompute {
+  let c = withAllocator.get(backend);
+  if (!c) {
+    c = { ...referenceCompute, allocFloat32: backend.allocFloat32 };
+    withAllocator.set(backend, c);
+  }
+  return c;
+}
+
 /** The primitives in force for a run: the backend's when it handed some, else the reference's. */
 export function computeOf(ctx: { compute?: OpCompute }): OpCompute {
   return ctx.compute ?? referenceCompute;

@@ -1,6 +1,7 @@
 import { OpError } from "../errors.js";
 import { normalizeAxis } from "../ir/shape.js";
 import { sizeOf } from "../ir/tensor.js";
+import { computeOf } from "./compute.js";
 import { allocFloat, floatData, floatTensor, requireFloat } from "./float-data.js";
 import { attrInt, type OpDef, registerOps } from "./registry.js";
 
@@ -62,7 +63,7 @@ const Softmax: OpDef = {
     } catch (e) {
       throw new OpError(node, (e as Error).message);
     }
-    const y = allocFloat(x.type, x.size);
+    const y = x.type === "float32" ? computeOf(ctx).allocFloat32(x.size) : allocFloat(x.type, x.size);
     softmaxRows(floatData(x), y, outer, length, inner);
     return [floatTensor(x.type, y, x.dims)];
   },

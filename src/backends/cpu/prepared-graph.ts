@@ -9,11 +9,11 @@ import type { DType } from "../../ir/dtype.js";
 import type { Graph, Node } from "../../ir/graph.js";
 import { opsetOf } from "../../ir/graph.js";
 import { Tensor } from "../../ir/tensor.js";
-import type { OpCompute } from "../../ops/compute.js";
+import { type OpCompute, referenceWith } from "../../ops/compute.js";
 import { gatherInputs } from "../../ops/evaluate.js";
 import { getOp } from "../../ops/index.js";
 import type { ExecutionPlan, PreparedGraph, RunOptions } from "../backend.js";
-import type { KernelContext, KernelDef } from "../kernel-registry.js";
+import type { KernelDef } from "../kernel-registry.js";
 import type { BufferLease } from "./buffer-pool.js";
 import { cpuKernels } from "./kernels.js";
 
@@ -62,8 +62,9 @@ export class CpuPreparedGraph implements PreparedGraph {
       const inputs = gatherInputs(node, values);
       const opset = this.opsets[step]!;
       const kernel = this.kernelFor(step, node, opset, inputs);
-      const ctx: KernelContext = { node, opset, compute, allowAsync: true };
-      let outputs = kernel ? kernel.run(ctx, inputs) : getOp(node).run(ctx, inputs);
+      let outputs = kernel
+        ? kernel.run({ node, opset, compute, allowAsync: true }, inputs)
+        : getOp(node).run({ node, opset, compute: referenceWith(compute) }, inputs);
       if (outputs instanceof Promise) {
         outputs = await outputs;
         sliceStart = performance.now();

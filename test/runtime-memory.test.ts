@@ -1,0 +1,44 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { CpuBackend } from "../src/backends/cpu/backend.js";
+import { planGraph } from "../src/engine/executor.js";
+import { bertInputs, buildBertGraph } from "../src/models/bert.js";
+import { evaluateGraph } from "../src/ops/evaluate.js";
+import { optimizeGraph } from "../src/passes/index.js";
+import { assertClose } from "./support/compare.js";
+
+const config = { layers: 2, hidden: 64, heads: 4, ffn: 256, vocab: 100 };
+
+test("memory plan: after the first run of a shape, runs take every large buffer from the pool", async () => {
+  const { graph } = optimizeGraph(buildBertGraph(config));
+  const backend = new CpuBackend({ threads: 1 });
+  const prepared = await backend.prepare(graph, planGraph(graph));
+  const feeds = bertInputs([32, 20, 9], 32, config.vocab);
+  const out = graph.outputs[0]!.name;
+  const first = (await prepared.run(feeds, [out]))[out]!;
+  const { allocations } = backend.buffers.stats;
+  assert.ok(allocations > 0, "the first run allocated no pooled buffers: nothing is pooled");
+  const reusesBefore = backend.buffers.stats.reuses;
+  for (let r = 0; r < 3; r++) {
+    const again = (await prepared.run(feeds, [out]))[out]!;
+    assert.deepEqual(again.data, first.data, "a run on recycled buffers differs from the first");
+  }
+  assert.equal(backend.buffers.stats.allocations, allocations, "a steady-state run allocated pooled buffers");
+  assert.ok(backend.buffers.stats.reuses - reusesBefore >= 3 * allocations);
+  // Outputs leave the run as plain arrays (the read-back edge), never as views of pool buffers.
+  assert.ok(!(first.data.buffer instanceof SharedArrayBuffer));
+  assertClose(first, evaluateGraph(graph, feeds).get(out)!, 1e-4, "CPU run vs the reference evaluator");
+  await backend.dispose();
+});
+
+test("memory plan: values that alias a pooled buffer keep it alive until the last of them dies", async () => {
+  const { graph } = optimizeGraph(buildBertGraph({ ...config, layers: 1 }), { level: "disabled" });
+  const backend = new CpuBackend({ threads: 1 });
+  const prepared = await backend.prepare(graph, planGraph(graph));
+  const feeds = bertInputs([16, 5], 16, config.vocab);
+  const out = graph.outputs[0]!.name;
+  // The unfused graph reshapes MatMul outputs into heads (Reshape aliases its input): if the MatMul's
+  // buffer went back to the pool when the MatMul value died, a later op would overwrite the heads.
+  const got = (await prepared.run(feeds, [out]))[out]!;
+  assertClose(got, evaluateGraph(graph, feeds).get(out)!, 1e-4, "unfused CPU run vs reference");
+});
