@@ -13,13 +13,13 @@ import type { OpCompute } from "../ops/compute.js";
 import type { OpContext } from "../ops/registry.js";
 
 /** What a kernel sees: the node, its opset, and the backend's primitives and output allocator. */
-export interface KernelContext extends OpContext {
-  compute: OpCompute;
+export interface KernelContext<C extends OpCompute = OpCompute> extends OpContext {
+  compute: C;
   /** The kernel may return a Promise (compute off the calling thread); false in synchronous runs. */
   allowAsync: boolean;
 }
 
-export interface KernelDef {
+export interface KernelDef<C extends OpCompute = OpCompute> {
   opType: string;
   /** "" for ai.onnx (default). */
   domain?: string;
@@ -32,15 +32,15 @@ export interface KernelDef {
   aliases?: readonly (readonly [input: number, output: number])[];
   /** Inputs the kernel reads on the host (shapes, axes, sizes), never from device memory. */
   hostInputs?: readonly number[];
-  run(ctx: KernelContext, inputs: (Tensor | undefined)[]): Tensor[] | Promise<Tensor[]>;
+  run(ctx: KernelContext<C>, inputs: (Tensor | undefined)[]): Tensor[] | Promise<Tensor[]>;
 }
 
 const keyOf = (domain: string, opType: string) => `${normalizeDomain(domain)}::${opType}`;
 
-export class KernelRegistry {
-  private readonly byOp = new Map<string, KernelDef[]>();
+export class KernelRegistry<C extends OpCompute = OpCompute> {
+  private readonly byOp = new Map<string, KernelDef<C>[]>();
 
-  register(...defs: readonly KernelDef[]): this {
+  register(...defs: readonly KernelDef<C>[]): this {
     for (const d of defs) {
       const k = keyOf(d.domain ?? "", d.opType);
       this.byOp.set(k, [...(this.byOp.get(k) ?? []), d]);
@@ -53,7 +53,7 @@ export class KernelRegistry {
     node: Pick<Node, "domain" | "opType">,
     opset: number,
     dtypes: readonly (DType | undefined)[],
-  ): KernelDef | undefined {
+  ): KernelDef<C> | undefined {
     const candidates = this.byOp.get(keyOf(node.domain, node.opType));
     if (!candidates) return undefined;
     const first = dtypes.find((d) => d !== undefined);

@@ -14,6 +14,8 @@ export type {
 export { type AttentionKernel, attentionCore, attentionFlops } from "./attention-kernel.js";
 export {
   attentionParallel,
+  attentionProblemsAsync,
+  captureAttentionProblems,
   closeAttentionWorkers,
   PARALLEL_MIN_FLOPS,
   type ParallelOptions,

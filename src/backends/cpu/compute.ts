@@ -4,8 +4,9 @@
  * large enough to repay the hand-off.
  */
 import type { OpCompute } from "../../ops/compute.js";
+import type { GemmProblem } from "../../ops/gemm-problem.js";
 import { runAttentionProblems } from "./attention-parallel.js";
-import { gemmBatchParallel } from "./gemm-parallel.js";
+import { gemmBatchAsync, gemmBatchParallel } from "./gemm-parallel.js";
 
 export interface CpuComputeOptions {
   /** Threads a parallel kernel may use, the calling thread included. */
@@ -14,9 +15,18 @@ export interface CpuComputeOptions {
   allocFloat32?: (length: number) => Float32Array;
 }
 
-export function cpuCompute(opts: CpuComputeOptions): OpCompute {
+/** The CPU primitives, plus what only CPU kernels use: the thread count and GEMMs run off this thread. */
+export interface CpuCompute extends OpCompute {
+  readonly threads: number;
+  /** Runs the GEMMs on the pool's workers while the caller awaits (its event loop stays free). */
+  gemmAsync(problems: readonly GemmProblem[]): Promise<void>;
+}
+
+export function cpuCompute(opts: CpuComputeOptions): CpuCompute {
   const { threads } = opts;
   return {
+    threads,
+    gemmAsync: (problems) => gemmBatchAsync([...problems], { threads }),
     gemm: (problems) => gemmBatchParallel([...problems], { threads }),
     attention: (args) => {
       runAttentionProblems([args], { threads });

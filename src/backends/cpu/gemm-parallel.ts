@@ -15,6 +15,7 @@
  * plain-JS `gemm` when WebAssembly SIMD is unavailable or the block is tiny. An immutable B is then not copied
  * raw but packed once into the kernel's panel layout (cached in shared memory) and every unit copies its panels.
  */
+
 import type { GemmProblem as BaseGemmProblem } from "../../ops/gemm-problem.js";
 import {
   cachedPackedB,
@@ -24,8 +25,9 @@ import {
   wasmGemmAvailable,
 } from "./gemm-wasm.js";
 import { isImmutable } from "./immutable.js";
-import { runSharedJob } from "./shared-job.js";
-import { cpuThreads, siblingModule, ThreadPool } from "./thread-pool.js";
+import { cpuPool } from "./pool.js";
+import { awaitSharedJob, runSharedJob } from "./shared-job.js";
+import { cpuThreads } from "./thread-pool.js";
 
 /** One GEMM (src/ops/gemm-problem.ts), plus what this module adds for the wasm kernel. */
 export interface GemmProblem extends BaseGemmProblem {
@@ -80,11 +82,9 @@ export const gemmParallelStats = {
   bCopies: 0,
 };
 
-const pool = new ThreadPool<GemmJob>(siblingModule(import.meta.url, "gemm-worker"));
-
-/** Stops the GEMM worker threads (they are idle-unref'd anyway; for tests and clean shutdown). */
+/** Stops the CPU backend's worker threads (idle-unref'd anyway; for tests and clean shutdown). */
 export function closeGemmWorkers(): Promise<void> {
-  return pool.close();
+  return cpuPool.close();
 }
 
 /**
@@ -93,7 +93,9 @@ export function closeGemmWorkers(): Promise<void> {
  */
 export async function warmGemmWorkers(threads = cpuThreads()): Promise<void> {
   const job: GemmJob = { problems: [], byColumns: [], step: [], starts: [0], control: newControlArray() };
-  await Promise.all(Array.from({ length: Math.max(0, threads - 1) }, (_, i) => pool.post(i, job)));
+  await Promise.all(
+    Array.from({ length: Math.max(0, threads - 1) }, (_, i) => cpuPool.post(i, { kind: "gemm", job })),
+  );
 }
 
 function newControlArray(): Int32Array {
@@ -142,7 +144,40 @@ export function gemmBatchParallel(problems: GemmProblem[], opts: GemmParallelOpt
   const shared = shareProblems(problems);
   const job = planJob(shared.problems, flops, threads);
   const total = job.starts[job.starts.length - 1]!;
-  const workerUnits = runSharedJob(pool, job, total, threads, (u) => runGemmUnit(job, u), "gemm");
+  const post = (i: number) => cpuPool.post(i, { kind: "gemm", job });
+  const workerUnits = runSharedJob(post, job.control, total, threads, (u) => runGemmUnit(job, u), "gemm");
+  shared.copyBack();
+  gemmParallelStats.parallelCalls++;
+  gemmParallelStats.units += total;
+  gemmParallelStats.workerUnits += workerUnits;
+}
+
+/**
+ * The same GEMMs computed entirely on worker threads while the caller awaits: the calling thread stays free
+ * for its event loop (a model's large GEMMs take tens of milliseconds). The pool's `threads` workers share
+ * the units; whatever a worker that failed to start left unclaimed runs here at the end.
+ */
+export async function gemmBatchAsync(problems: GemmProblem[], opts: GemmParallelOptions = {}): Promise<void> {
+  gemmParallelStats.calls++;
+  const flops = problems.reduce((s, p) => s + problemFlops(p), 0);
+  const threads = Math.max(1, Math.floor(opts.threads ?? cpuThreads()));
+  if (flops === 0) {
+    for (const p of problems) runProblem(p);
+    return;
+  }
+  // Its own scratch: another run's GEMM may use the caller's shared scratch while this one is in flight.
+  const shared = shareProblems(problems, new SharedArrayBuffer(0));
+  const job = planJob(shared.problems, flops, threads);
+  const total = job.starts[job.starts.length - 1]!;
+  const post = (i: number) => cpuPool.post(i, { kind: "gemm", job });
+  const workerUnits = await awaitSharedJob(
+    post,
+    job.control,
+    total,
+    threads,
+    (u) => runGemmUnit(job, u),
+    "gemm",
+  );
   shared.copyBack();
   gemmParallelStats.parallelCalls++;
   gemmParallelStats.units += total;
@@ -272,12 +307,16 @@ function isShared(a: Float32Array): boolean {
  */
 let scratch = new SharedArrayBuffer(0);
 
-function scratchViews(lengths: number[]): Float32Array[] {
+function scratchViews(lengths: number[], own?: SharedArrayBuffer): Float32Array[] {
   const total = lengths.reduce((s, n) => s + n, 0);
-  if (scratch.byteLength < total * 4) scratch = new SharedArrayBuffer(Math.ceil(total * 1.25) * 4);
+  let buffer = own ?? scratch;
+  if (buffer.byteLength < total * 4) {
+    buffer = new SharedArrayBuffer(Math.ceil(total * 1.25) * 4);
+    if (!own) scratch = buffer;
+  }
   let at = 0;
   return lengths.map((n) => {
-    const view = new Float32Array(scratch, at * 4, n);
+    const view = new Float32Array(buffer, at * 4, n);
     at += n;
     return view;
   });
@@ -303,8 +342,14 @@ function cachedSharedB(src: Float32Array): Float32Array | undefined {
   return copy;
 }
 
-/** The problems with every array in shared memory, and how to copy the results back. */
-function shareProblems(problems: GemmProblem[]): { problems: GemmProblem[]; copyBack(): void } {
+/**
+ * The problems with every array in shared memory, and how to copy the results back. Copies go into the
+ * caller's reusable scratch, or into `own` (grown as needed) for a job that may overlap another.
+ */
+function shareProblems(
+  problems: GemmProblem[],
+  own?: SharedArrayBuffer,
+): { problems: GemmProblem[]; copyBack(): void } {
   // A and C arrays to copy into the scratch buffer, each once even when several problems use it.
   const scratchSources: Float32Array[] = [];
   const index = new Map<Float32Array, number>();
@@ -324,7 +369,10 @@ function shareProblems(problems: GemmProblem[]): { problems: GemmProblem[]; copy
     if (b) cachedB.set(p.B, b);
     else need(p.B);
   });
-  const views = scratchViews(scratchSources.map((a) => a.length));
+  const views = scratchViews(
+    scratchSources.map((a) => a.length),
+    own,
+  );
   for (let i = 0; i < scratchSources.length; i++) views[i]!.set(scratchSources[i]!);
   const share = (a: Float32Array) => (isShared(a) ? a : views[index.get(a)!]!);
   const outputs = new Set<Float32Array>();

@@ -10,16 +10,42 @@
  * An op with no entry runs its reference.
  */
 import type { DType } from "../../ir/dtype.js";
-import type { Tensor } from "../../ir/tensor.js";
+import type { Node } from "../../ir/graph.js";
+import { Tensor } from "../../ir/tensor.js";
+import type { GemmProblem } from "../../ops/gemm-problem.js";
 import { getOp } from "../../ops/index.js";
 import { type GemmCall, gemmGemmCall, matmulGemmCall } from "../../ops/matmul.js";
+import { TRT_PLUGIN_DOMAINS, TRT_PLUGIN_OP } from "../../ops/qkv-to-context.js";
 import type { OpContext } from "../../ops/registry.js";
 import { type KernelContext, type KernelDef, KernelRegistry } from "../kernel-registry.js";
+import {
+  attentionFlops,
+  attentionProblemsAsync,
+  captureAttentionProblems,
+  PARALLEL_MIN_FLOPS,
+  runAttentionProblems,
+} from "./attention-core.js";
+import type { CpuCompute } from "./compute.js";
+import { type MapName, mapAsync } from "./map-parallel.js";
 
 const FLOAT_TYPES: readonly DType[] = ["float32", "float16"];
 
+/**
+ * GEMMs from this many flops on (about a millisecond of work and up) run on the pool's workers while the
+ * calling thread awaits them; below it the hand-off would cost more than the thread it frees.
+ */
+export const ASYNC_GEMM_MIN_FLOPS = 5e7;
+
+function gemmFlops(problems: readonly GemmProblem[]): number {
+  return problems.reduce((s, p) => s + 2 * p.M * p.N * p.K, 0);
+}
+
 /** A kernel that runs the op's contract with the backend's primitives (ctx.compute). */
-function contract(opType: string, domain = "", extra: Partial<KernelDef> = {}): KernelDef {
+function contract(
+  opType: string,
+  domain = "",
+  extra: Partial<KernelDef<CpuCompute>> = {},
+): KernelDef<CpuCompute> {
   const def = getOp({ opType, domain, name: opType });
   return { opType, domain, ...extra, run: (ctx, inputs) => def.run(ctx, inputs) };
 }
@@ -28,35 +54,106 @@ function contract(opType: string, domain = "", extra: Partial<KernelDef> = {}): 
 function gemmKernel(
   opType: string,
   toCall: (ctx: OpContext, inputs: (Tensor | undefined)[]) => GemmCall | undefined,
-): KernelDef {
+): KernelDef<CpuCompute> {
   return {
     opType,
     types: FLOAT_TYPES,
-    run(ctx: KernelContext, inputs) {
+    run(ctx: KernelContext<CpuCompute>, inputs) {
       const call = toCall(ctx, inputs)!;
+      if (ctx.allowAsync && ctx.compute.threads > 1 && gemmFlops(call.problems) >= ASYNC_GEMM_MIN_FLOPS) {
+        return ctx.compute.gemmAsync(call.problems).then(() => [call.output()]);
+      }
       ctx.compute.gemm(call.problems);
       return [call.output()];
     },
   };
 }
 
+/**
+ * An attention op whose problems run off the calling thread when they are large: the op's run is captured
+ * (its attention problems recorded, not run), then the problems run on the pool while the caller awaits.
+ * Only for float32 outputs, which are the problems' output buffers themselves (a float16 output is
+ * converted from them inside the op's run, so it must run synchronously).
+ */
+function attentionKernel(
+  opType: string,
+  domain: string,
+  extra: Partial<KernelDef<CpuCompute>> = {},
+): KernelDef<CpuCompute> {
+  const sync = contract(opType, domain, extra);
+  return {
+    ...sync,
+    run(ctx, inputs) {
+      const { threads } = ctx.compute;
+      if (!ctx.allowAsync || threads <= 1 || inputs[0]?.type !== "float32") return sync.run(ctx, inputs);
+      const { result, problems } = captureAttentionProblems(() => sync.run(ctx, inputs) as Tensor[]);
+      if (problems.reduce((s, a) => s + attentionFlops(a), 0) < PARALLEL_MIN_FLOPS) {
+        runAttentionProblems(problems, { threads });
+        return result;
+      }
+      return attentionProblemsAsync(problems, { threads }).then(() => result);
+    },
+  };
+}
+
+/** Elementwise maps from this many elements on run on the pool (~2 ms of GELU on one thread). */
+export const ASYNC_MAP_MIN_ELEMENTS = 1 << 18;
+
+/**
+ * A one-input float32 activation that runs chunked on the pool when large (the calling thread awaits);
+ * `mapOf` names the array function the op's attributes select, or undefined to run the op's own code.
+ */
+function mapKernel(
+  opType: string,
+  domain: string,
+  mapOf: (node: Node) => MapName | undefined,
+): KernelDef<CpuCompute> {
+  const sync = contract(opType, domain, { types: ["float32"] });
+  return {
+    ...sync,
+    run(ctx, inputs) {
+      const [x, ...rest] = inputs;
+      const map = mapOf(ctx.node);
+      const offload =
+        ctx.allowAsync &&
+        ctx.compute.threads > 1 &&
+        x?.type === "float32" &&
+        x.size >= ASYNC_MAP_MIN_ELEMENTS;
+      if (!offload || !map || rest.some((t) => t)) return sync.run(ctx, inputs);
+      const y = ctx.compute.allocFloat32(x.size);
+      return mapAsync(map, x.data as Float32Array, y, ctx.compute.threads).then(() => [
+        new Tensor("float32", y, x.dims),
+      ]);
+    },
+  };
+}
+
+function onnxGeluMap(node: Node): MapName | undefined {
+  const approximate = node.attrs.approximate;
+  const value = approximate?.type === "string" ? approximate.value : "none";
+  return value === "none" ? "gelu-erf" : value === "tanh" ? "gelu-tanh" : undefined;
+}
+
 /** Output 0 is input 0's buffer with new dims; `hostInputs` hold shapes or axes. */
-function aliasKernel(opType: string, hostInputs: readonly number[], since?: number): KernelDef {
+function aliasKernel(opType: string, hostInputs: readonly number[], since?: number): KernelDef<CpuCompute> {
   return contract(opType, "", { aliases: [[0, 0]], hostInputs, since });
 }
 
-export const cpuKernels = new KernelRegistry().register(
+export const cpuKernels = new KernelRegistry<CpuCompute>().register(
   gemmKernel("MatMul", matmulGemmCall),
   gemmKernel("Gemm", gemmGemmCall),
   contract("Conv"),
   contract("Einsum"),
-  contract("Attention", "mhafuse"),
-  contract("Attention", "com.microsoft"),
-  contract("MultiHeadAttention", "com.microsoft"),
-  contract("Attention", "", { since: 23 }),
-  // QKVToContext's contract file calls runQkvAttention (src/attention/qkv-to-context.ts), which runs on this
-  // backend's attention core already; registered so the op runs as a CPU kernel with pooled buffers later.
-  contract("QKVToContext", "mhafuse"),
+  attentionKernel("Attention", "mhafuse"),
+  attentionKernel("Attention", "com.microsoft"),
+  attentionKernel("MultiHeadAttention", "com.microsoft"),
+  attentionKernel("Attention", "", { since: 23 }),
+  // The packed-QKV op's run calls runQkvAttention (src/attention/qkv-to-context.ts, being rewritten for
+  // issue 7), which ends in this backend's runAttentionProblems: captured like the others.
+  attentionKernel("QKVToContext", "mhafuse"),
+  ...TRT_PLUGIN_DOMAINS.map((domain) => attentionKernel(TRT_PLUGIN_OP, domain)),
+  mapKernel("Gelu", "com.microsoft", () => "gelu-erf"),
+  mapKernel("Gelu", "", onnxGeluMap),
   aliasKernel("Reshape", [1]),
   aliasKernel("Squeeze", [1]),
   aliasKernel("Unsqueeze", [1]),

@@ -9,29 +9,30 @@ import type { DType } from "../../ir/dtype.js";
 import type { Graph, Node } from "../../ir/graph.js";
 import { opsetOf } from "../../ir/graph.js";
 import { Tensor } from "../../ir/tensor.js";
-import { type OpCompute, referenceWith } from "../../ops/compute.js";
+import { referenceWith } from "../../ops/compute.js";
 import { gatherInputs } from "../../ops/evaluate.js";
 import { getOp } from "../../ops/index.js";
 import type { ExecutionPlan, PreparedGraph, RunOptions } from "../backend.js";
 import type { KernelDef } from "../kernel-registry.js";
 import type { BufferLease } from "./buffer-pool.js";
+import type { CpuCompute } from "./compute.js";
 import { cpuKernels } from "./kernels.js";
 
 /** Longest stretch of synchronous kernels between two yields to the event loop. */
-export const SLICE_MS = 10;
+export const SLICE_MS = 4;
 
 /** What one run needs from the backend that prepared it. */
 export interface CpuRunResources {
   /** Primitives whose outputs come from the buffer pool, and the lease that tracks them for this run. */
-  pooled(): { compute: OpCompute; lease: BufferLease };
+  pooled(): { compute: CpuCompute; lease: BufferLease };
   /** Primitives allocating fresh arrays (runs that keep their intermediates). */
-  unpooled(): OpCompute;
+  unpooled(): CpuCompute;
 }
 
 export class CpuPreparedGraph implements PreparedGraph {
   private readonly opsets: number[];
   /** Per step: the kernel chosen for each input-dtype signature seen (null: the reference runs). */
-  private readonly kernels: Map<string, KernelDef | null>[];
+  private readonly kernels: Map<string, KernelDef<CpuCompute> | null>[];
 
   constructor(
     private readonly graph: Graph,
@@ -104,7 +105,7 @@ export class CpuPreparedGraph implements PreparedGraph {
     node: Node,
     opset: number,
     inputs: (Tensor | undefined)[],
-  ): KernelDef | undefined {
+  ): KernelDef<CpuCompute> | undefined {
     const dtypes: (DType | undefined)[] = inputs.map((t) => t?.type);
     const key = dtypes.join();
     const cache = this.kernels[step]!;
