@@ -42,3 +42,15 @@ test("memory plan: values that alias a pooled buffer keep it alive until the las
   const got = (await prepared.run(feeds, [out]))[out]!;
   assertClose(got, evaluateGraph(graph, feeds).get(out)!, 1e-4, "unfused CPU run vs reference");
 });
+
+test("CPU backend: dispose() stops the workers it started; the process needs no dispose to exit", async () => {
+  const { graph } = optimizeGraph(buildBertGraph({ ...config, layers: 1, hidden: 256, ffn: 1024 }));
+  const backend = new CpuBackend({ threads: 2 });
+  const prepared = await backend.prepare(graph, planGraph(graph));
+  const out = graph.outputs[0]!.name;
+  // [256 × 256] · [256 × 1024]: 134 MFLOP, above the async threshold, so the backend's workers start.
+  await prepared.run(bertInputs([64, 64, 64, 64], 64, config.vocab), [out]);
+  assert.equal(backend.pool.liveWorkers, 2);
+  await backend.dispose();
+  assert.equal(backend.pool.liveWorkers, 0);
+});

@@ -67,6 +67,8 @@ test("async run: 50 concurrent run() calls on one session give the sequential re
     sequential[1]!.data,
     "different feeds must give different outputs",
   );
+  // The async path (GEMM, attention and GELU on the pool) against the synchronous one on this thread.
+  assertClose(sequential[2]!, runGraph(session.graph, feedSets[2]!).get(out)!, 1e-5, "async vs sync run");
   const concurrent = await Promise.all(
     Array.from({ length: 50 }, (_, i) => session.run(feedSets[i % feedSets.length]!)),
   );
@@ -74,4 +76,28 @@ test("async run: 50 concurrent run() calls on one session give the sequential re
     assert.deepEqual(r[out]!.data, sequential[i % feedSets.length]!.data, `concurrent run ${i}`);
   });
   await session.release();
+});
+
+test("session options: intraOpNumThreads and kernel choices give the same numbers; release() frees the workers", async () => {
+  const graph = buildBertGraph({ layers: 1, hidden: 256, heads: 4, ffn: 1024, vocab: 500 });
+  const feeds = bertInputs([64, 40, 9, 64], 64, 500, 3);
+  const reference = InferenceSession.fromGraph(graph, { intraOpNumThreads: 2 });
+  const out = reference.outputNames[0]!;
+  const expected = (await reference.run(feeds))[out]!;
+  for (const options of [
+    { intraOpNumThreads: 1 },
+    { intraOpNumThreads: 2, gemmKernel: "js", attentionKernel: "js" },
+    { intraOpNumThreads: 3, attentionKernel: "js" },
+  ] as const) {
+    const s = InferenceSession.fromGraph(graph, options);
+    assertClose((await s.run(feeds))[out]!, expected, 2e-5, JSON.stringify(options));
+    await s.release();
+    await assert.rejects(() => s.run(feeds), /released/);
+  }
+  assert.throws(() => InferenceSession.fromGraph(graph, { intraOpNumThreads: 0 }), /intraOpNumThreads/);
+  assert.throws(
+    () => InferenceSession.fromGraph(graph, { gemmKernel: "fast" as never }),
+    /gemmKernel must be "auto" or "js"/,
+  );
+  await reference.release();
 });

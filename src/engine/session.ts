@@ -1,5 +1,6 @@
 import type { PreparedGraph } from "../backends/backend.js";
 import { CpuBackend, type CpuBackendOptions } from "../backends/cpu/backend.js";
+import type { KernelChoice } from "../backends/cpu/defaults.js";
 import { MhafuseError } from "../errors.js";
 import type { Graph, Model, ValueInfo } from "../ir/graph.js";
 import type { Tensor } from "../ir/tensor.js";
@@ -20,6 +21,10 @@ export interface SessionOptions {
   verify?: boolean | { tolerance?: number };
   /** Threads for parallel kernels, this thread included (as onnxruntime's; default MHAFUSE_THREADS or all cores). */
   intraOpNumThreads?: number;
+  /** mhafuse: GEMM kernel, "auto" (WebAssembly SIMD where available) or "js" (default "js" if MHAFUSE_NO_WASM). */
+  gemmKernel?: KernelChoice;
+  /** mhafuse: attention kernel, likewise (default "js" if MHAFUSE_NO_WASM or MHAFUSE_ATTENTION_KERNEL=js). */
+  attentionKernel?: KernelChoice;
 }
 
 /** Input-shape signatures whose prepared graphs a session keeps. */
@@ -94,8 +99,24 @@ export class InferenceSession {
     const tolerance = options.verify
       ? ((typeof options.verify === "object" ? options.verify.tolerance : undefined) ?? 1e-3)
       : undefined;
+    if (
+      options.intraOpNumThreads !== undefined &&
+      !(Number.isInteger(options.intraOpNumThreads) && options.intraOpNumThreads > 0)
+    )
+      throw new MhafuseError(
+        `intraOpNumThreads must be a positive integer, got ${options.intraOpNumThreads}`,
+      );
+    for (const [name, value] of [
+      ["gemmKernel", options.gemmKernel],
+      ["attentionKernel", options.attentionKernel],
+    ] as const) {
+      if (value !== undefined && value !== "auto" && value !== "js")
+        throw new MhafuseError(`${name} must be "auto" or "js", got ${JSON.stringify(value)}`);
+    }
     return new InferenceSession(optimized.graph, graph, optimized.report, tolerance, {
       threads: options.intraOpNumThreads,
+      gemmKernel: options.gemmKernel,
+      attentionKernel: options.attentionKernel,
     });
   }
 
@@ -136,7 +157,10 @@ export class InferenceSession {
     return prepared;
   }
 
-  /** Frees the backend's buffers and this session's prepared graphs; later runs throw. */
+  /**
+   * Stops this session's worker threads and frees its buffers and prepared graphs; later runs throw.
+   * (Not needed for the process to exit: idle workers never keep it alive.)
+   */
   async release(): Promise<void> {
     this.released = true;
     this.prepared.clear();

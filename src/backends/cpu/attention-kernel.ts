@@ -23,6 +23,7 @@ import {
   endAttentionJob,
   wasmAttentionAvailable,
 } from "./attention-wasm.js";
+import { defaultAttentionKernel } from "./defaults.js";
 
 /** Keys per online-softmax block: big enough to amortise the rescale, small enough to stay in L1. */
 const KEY_BLOCK = 64;
@@ -82,7 +83,7 @@ export function rowBlocks(seqQ: number, rowsPerUnit: number): number {
 export type AttentionKernel = "auto" | "wasm" | "js";
 
 /** Whether `kernel` means the WebAssembly SIMD kernel on this thread ("wasm" throws when it is unavailable). */
-export function useWasmKernel(kernel: AttentionKernel = "auto"): boolean {
+export function useWasmKernel(kernel: AttentionKernel = defaultAttentionKernel()): boolean {
   if (kernel === "js") return false;
   const available = wasmAttentionAvailable();
   assert(available || kernel === "auto", "attention: the WebAssembly SIMD kernel is unavailable");
@@ -531,7 +532,7 @@ function pvScalar(
  * Synchronous, single-thread attention over every (batch, head, row), on the WebAssembly SIMD kernel when this
  * thread has it (`kernel` "js" or "wasm" picks one; "wasm" throws when it is unavailable).
  */
-export function attentionCore(args: AttentionArgs, kernel: AttentionKernel = "auto"): void {
+export function attentionCore(args: AttentionArgs, kernel: AttentionKernel = defaultAttentionKernel()): void {
   validateAttentionArgs(args);
   const wasm = useWasmKernel(kernel);
   beginAttentionJob();

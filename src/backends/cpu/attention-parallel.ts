@@ -9,6 +9,7 @@
 import { MhafuseError } from "../../errors.js";
 import type { AttentionArgs } from "../../ops/attention-args.js";
 import {
+  type AttentionKernel,
   attentionCore,
   attentionFlops,
   Scratch,
@@ -27,9 +28,9 @@ import {
   WORKER_UNITS,
 } from "./attention-units.js";
 import { beginAttentionJob, endAttentionJob } from "./attention-wasm.js";
-import { cpuPool } from "./pool.js";
+import { type CpuTask, cpuPool } from "./pool.js";
 import { runSharedJob } from "./shared-job.js";
-import { cpuThreads } from "./thread-pool.js";
+import { cpuThreads, type ThreadPool } from "./thread-pool.js";
 
 export interface ParallelOptions {
   /** Threads to use, the caller included (default: all cores, or MHAFUSE_THREADS). */
@@ -38,6 +39,10 @@ export interface ParallelOptions {
   rowsPerUnit?: number;
   /** "auto" (default) stays single-threaded for problems too small to repay the hand-off. */
   mode?: "auto" | "always" | "never";
+  /** "auto" (default): the WebAssembly SIMD kernel where available; "js": the plain-JS kernel. */
+  kernel?: AttentionKernel;
+  /** The workers to use (default: the process-wide CPU pool; a CPU backend passes its own). */
+  pool?: ThreadPool<CpuTask>;
 }
 
 /**
@@ -99,10 +104,15 @@ function shareProblems(problems: AttentionArgs[]): { problems: AttentionArgs[]; 
   };
 }
 
-function newJob(problems: AttentionArgs[], rowsPerUnit: number): { job: UnitJob; total: number } {
+function newJob(
+  problems: AttentionArgs[],
+  rowsPerUnit: number,
+  kernel?: AttentionKernel,
+): { job: UnitJob; total: number } {
   const job: UnitJob = {
     problems,
     rowsPerUnit,
+    kernel,
     control: new Int32Array(new SharedArrayBuffer(CONTROL_SLOTS * 4)),
   };
   const starts = unitStarts(job);
@@ -135,22 +145,22 @@ export function runAttentionProblems(
   for (const a of problems) validateAttentionArgs(a);
   const threads = threadsFor(problems, opts);
   if (threads <= 1) {
-    for (const a of problems) attentionCore(a);
+    for (const a of problems) attentionCore(a, opts.kernel);
     return {
       units: problems.length,
       workerUnits: 0,
-      wasmUnits: useWasmKernel() ? problems.length : 0,
+      wasmUnits: useWasmKernel(opts.kernel) ? problems.length : 0,
       threads: 1,
     };
   }
   const shared = shareProblems(problems);
-  const { job, total } = newJob(shared.problems, opts.rowsPerUnit ?? DEFAULT_ROWS_PER_UNIT);
+  const { job, total } = newJob(shared.problems, opts.rowsPerUnit ?? DEFAULT_ROWS_PER_UNIT, opts.kernel);
   const { run } = unitRunner(job, mainScratch);
   // Inside the job, packed keys and values are reused across this thread's units.
   beginAttentionJob();
   let workerUnits: number;
   try {
-    const post = (i: number) => cpuPool.post(i, { kind: "attention", job });
+    const post = (i: number) => (opts.pool ?? cpuPool).post(i, { kind: "attention", job });
     workerUnits = runSharedJob(post, job.control, total, threads, run, "attention");
   } finally {
     endAttentionJob();
@@ -186,14 +196,14 @@ export function captureAttentionProblems<T>(fn: () => T): { result: T; problems:
  */
 export async function attentionProblemsAsync(
   problems: AttentionArgs[],
-  opts: Pick<ParallelOptions, "threads" | "rowsPerUnit"> = {},
+  opts: Pick<ParallelOptions, "threads" | "rowsPerUnit" | "kernel" | "pool"> = {},
 ): Promise<ParallelRunStats> {
   for (const a of problems) validateAttentionArgs(a);
   const threads = Math.max(1, Math.floor(opts.threads ?? cpuThreads()));
   const shared = shareProblems(problems);
-  const { job, total } = newJob(shared.problems, opts.rowsPerUnit ?? DEFAULT_ROWS_PER_UNIT);
+  const { job, total } = newJob(shared.problems, opts.rowsPerUnit ?? DEFAULT_ROWS_PER_UNIT, opts.kernel);
   const replies = await Promise.allSettled(
-    Array.from({ length: threads }, (_, i) => cpuPool.post(i, { kind: "attention", job })),
+    Array.from({ length: threads }, (_, i) => (opts.pool ?? cpuPool).post(i, { kind: "attention", job })),
   );
   const own = drainUnits(job, mainScratch);
   if (own) throw own;
@@ -219,13 +229,13 @@ export async function attentionParallel(
   validateAttentionArgs(args);
   const threads = Math.max(1, Math.floor(opts.threads ?? cpuThreads()));
   if (opts.mode === "never") {
-    attentionCore(args);
-    return { units: 1, workerUnits: 0, wasmUnits: useWasmKernel() ? 1 : 0, threads: 1 };
+    attentionCore(args, opts.kernel);
+    return { units: 1, workerUnits: 0, wasmUnits: useWasmKernel(opts.kernel) ? 1 : 0, threads: 1 };
   }
   const shared = shareProblems([args]);
-  const { job, total } = newJob(shared.problems, opts.rowsPerUnit ?? DEFAULT_ROWS_PER_UNIT);
+  const { job, total } = newJob(shared.problems, opts.rowsPerUnit ?? DEFAULT_ROWS_PER_UNIT, opts.kernel);
   const replies = await Promise.allSettled(
-    Array.from({ length: threads }, (_, i) => cpuPool.post(i, { kind: "attention", job })),
+    Array.from({ length: threads }, (_, i) => (opts.pool ?? cpuPool).post(i, { kind: "attention", job })),
   );
   // Workers that could not start claimed nothing: whatever is left runs here.
   const own = drainUnits(job, mainScratch);

@@ -1,49 +1,63 @@
 /**
- * The CPU backend: owns its thread count, its kernel choices and its output buffers. `prepare` marks the
- * weights immutable (so the GEMM packs each weight once, on first use, and caches the packed panels) and
- * returns a prepared graph; `dispose` drops the buffers it pooled.
+ * The CPU backend: owns its thread count, its kernel choices, its worker threads and its output buffers.
+ * `prepare` marks the weights immutable (so the GEMM packs each weight once, on first use, and caches the
+ * packed panels) and returns a prepared graph; `dispose` stops its workers and drops its pooled buffers.
+ * Idle workers never keep the process alive, so an undisposed backend does not block exit either.
  */
 import type { Graph } from "../../ir/graph.js";
 import type { Backend, ExecutionPlan, PreparedGraph } from "../backend.js";
 import { BufferLease, BufferPool } from "./buffer-pool.js";
 import { cpuCompute } from "./compute.js";
+import { defaultAttentionKernel, defaultGemmKernel, defaultThreads, type KernelChoice } from "./defaults.js";
 import { markImmutable } from "./immutable.js";
+import { type CpuTask, newCpuPool } from "./pool.js";
 import { CpuPreparedGraph } from "./prepared-graph.js";
-import { cpuThreads } from "./thread-pool.js";
+import type { ThreadPool } from "./thread-pool.js";
 
 export interface CpuBackendOptions {
   /** Threads for parallel kernels, the calling thread included (default: MHAFUSE_THREADS, else all cores). */
   threads?: number;
+  /** GEMM kernel: "auto" (WebAssembly SIMD where available) or "js" (default: "js" if MHAFUSE_NO_WASM). */
+  gemmKernel?: KernelChoice;
+  /** Attention kernel, likewise (default: "js" if MHAFUSE_NO_WASM or MHAFUSE_ATTENTION_KERNEL=js). */
+  attentionKernel?: KernelChoice;
 }
 
 export class CpuBackend implements Backend {
   readonly name = "cpu";
   readonly threads: number;
+  readonly gemmKernel: KernelChoice;
+  readonly attentionKernel: KernelChoice;
   readonly buffers = new BufferPool();
-  private disposed = false;
+  /** This backend's workers: every parallel GEMM, attention and map job of its graphs runs on them. */
+  readonly pool: ThreadPool<CpuTask> = newCpuPool();
 
   constructor(options: CpuBackendOptions = {}) {
-    this.threads = Math.max(1, Math.floor(options.threads ?? cpuThreads()));
+    this.threads = Math.max(1, Math.floor(options.threads ?? defaultThreads()));
+    this.gemmKernel = options.gemmKernel ?? defaultGemmKernel();
+    this.attentionKernel = options.attentionKernel ?? defaultAttentionKernel();
   }
 
   async prepare(graph: Graph, plan: ExecutionPlan): Promise<PreparedGraph> {
     // Initializers are never written while the graph runs, so kernels may cache what they derive from them.
     for (const t of graph.initializers.values()) markImmutable(t.data);
-    const threads = this.threads;
-    const pooledCompute = cpuCompute({ threads, allocFloat32: (n) => this.buffers.allocFloat32(n) });
-    const freshCompute = cpuCompute({ threads });
+    const base = {
+      threads: this.threads,
+      gemmKernel: this.gemmKernel,
+      attentionKernel: this.attentionKernel,
+      pool: this.pool,
+    };
+    const pooledCompute = cpuCompute({ ...base, allocFloat32: (n) => this.buffers.allocFloat32(n) });
+    const freshCompute = cpuCompute(base);
     return new CpuPreparedGraph(graph, plan, {
       pooled: () => ({ compute: pooledCompute, lease: new BufferLease(this.buffers) }),
       unpooled: () => freshCompute,
     });
   }
 
+  /** Stops the workers (a later run would start them again) and drops the free pooled buffers. */
   async dispose(): Promise<void> {
-    this.disposed = true;
     this.buffers.clear();
-  }
-
-  get isDisposed(): boolean {
-    return this.disposed;
+    await this.pool.close();
   }
 }

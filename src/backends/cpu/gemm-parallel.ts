@@ -17,6 +17,7 @@
  */
 
 import type { GemmProblem as BaseGemmProblem } from "../../ops/gemm-problem.js";
+import { defaultGemmKernel, type KernelChoice } from "./defaults.js";
 import {
   cachedPackedB,
   GEMM_WASM_MIN_MACS,
@@ -25,9 +26,9 @@ import {
   wasmGemmAvailable,
 } from "./gemm-wasm.js";
 import { isImmutable } from "./immutable.js";
-import { cpuPool } from "./pool.js";
+import { type CpuTask, cpuPool } from "./pool.js";
 import { awaitSharedJob, runSharedJob } from "./shared-job.js";
-import { cpuThreads } from "./thread-pool.js";
+import { cpuThreads, type ThreadPool } from "./thread-pool.js";
 
 /** One GEMM (src/ops/gemm-problem.ts), plus what this module adds for the wasm kernel. */
 export interface GemmProblem extends BaseGemmProblem {
@@ -43,7 +44,13 @@ export interface GemmParallelOptions {
   threads?: number;
   /** "auto" (default) stays on the calling thread below GEMM_PARALLEL_MIN_FLOPS. */
   mode?: "auto" | "always" | "never";
+  /** "auto" (default): the WebAssembly SIMD kernel where available; "js": the plain-JS kernel. */
+  kernel?: GemmKernel;
+  /** The workers to use (default: the process-wide CPU pool; a CPU backend passes its own). */
+  pool?: ThreadPool<CpuTask>;
 }
+
+export type GemmKernel = KernelChoice;
 
 /** What the job posted to workers carries: problems on shared memory, how they are cut, the control array. */
 export interface GemmJob {
@@ -55,6 +62,8 @@ export interface GemmJob {
   /** Running prefix of unit counts: problem p owns units [starts[p], starts[p + 1]). */
   starts: number[];
   control: Int32Array;
+  /** Plain-JS kernel only (no packing, no wasm). */
+  js: boolean;
 }
 
 /** Below this many flops (2·M·N·K summed), the problem runs on the calling thread. */
@@ -92,7 +101,14 @@ export function closeGemmWorkers(): Promise<void> {
  * workers would otherwise still be starting while the caller does all of the work itself.
  */
 export async function warmGemmWorkers(threads = cpuThreads()): Promise<void> {
-  const job: GemmJob = { problems: [], byColumns: [], step: [], starts: [0], control: newControlArray() };
+  const job: GemmJob = {
+    problems: [],
+    byColumns: [],
+    step: [],
+    starts: [0],
+    control: newControlArray(),
+    js: false,
+  };
   await Promise.all(
     Array.from({ length: Math.max(0, threads - 1) }, (_, i) => cpuPool.post(i, { kind: "gemm", job })),
   );
@@ -137,14 +153,16 @@ export function gemmBatchParallel(problems: GemmProblem[], opts: GemmParallelOpt
   gemmParallelStats.calls++;
   const flops = problems.reduce((s, p) => s + problemFlops(p), 0);
   const threads = opts.mode === "never" ? 1 : Math.max(1, Math.floor(opts.threads ?? cpuThreads()));
+  const js = (opts.kernel ?? defaultGemmKernel()) === "js";
   if (threads <= 1 || flops === 0 || (opts.mode !== "always" && flops < GEMM_PARALLEL_MIN_FLOPS)) {
-    for (const p of problems) runProblem(p);
+    for (const p of problems) runProblem(p, js);
     return;
   }
-  const shared = shareProblems(problems);
-  const job = planJob(shared.problems, flops, threads);
+  const shared = shareProblems(problems, js);
+  const job = planJob(shared.problems, flops, threads, js);
   const total = job.starts[job.starts.length - 1]!;
-  const post = (i: number) => cpuPool.post(i, { kind: "gemm", job });
+  const pool = opts.pool ?? cpuPool;
+  const post = (i: number) => pool.post(i, { kind: "gemm", job });
   const workerUnits = runSharedJob(post, job.control, total, threads, (u) => runGemmUnit(job, u), "gemm");
   shared.copyBack();
   gemmParallelStats.parallelCalls++;
@@ -161,15 +179,17 @@ export async function gemmBatchAsync(problems: GemmProblem[], opts: GemmParallel
   gemmParallelStats.calls++;
   const flops = problems.reduce((s, p) => s + problemFlops(p), 0);
   const threads = Math.max(1, Math.floor(opts.threads ?? cpuThreads()));
+  const js = (opts.kernel ?? defaultGemmKernel()) === "js";
   if (flops === 0) {
-    for (const p of problems) runProblem(p);
+    for (const p of problems) runProblem(p, js);
     return;
   }
   // Its own scratch: another run's GEMM may use the caller's shared scratch while this one is in flight.
-  const shared = shareProblems(problems, new SharedArrayBuffer(0));
-  const job = planJob(shared.problems, flops, threads);
+  const shared = shareProblems(problems, js, new SharedArrayBuffer(0));
+  const job = planJob(shared.problems, flops, threads, js);
   const total = job.starts[job.starts.length - 1]!;
-  const post = (i: number) => cpuPool.post(i, { kind: "gemm", job });
+  const pool = opts.pool ?? cpuPool;
+  const post = (i: number) => pool.post(i, { kind: "gemm", job });
   const workerUnits = await awaitSharedJob(
     post,
     job.control,
@@ -188,7 +208,7 @@ function problemFlops(p: GemmProblem): number {
   return p.M > 0 && p.N > 0 && p.K > 0 ? 2 * p.M * p.N * p.K : 0;
 }
 
-function runProblem(p: GemmProblem): void {
+function runProblem(p: GemmProblem, js: boolean): void {
   gemmFast(
     p.transA,
     p.transB,
@@ -206,7 +226,8 @@ function runProblem(p: GemmProblem): void {
     p.C,
     p.cOffset,
     p.ldc,
-    p.packedB ?? packedB(p),
+    p.packedB ?? (js ? undefined : packedB(p)),
+    !js,
   );
 }
 
@@ -222,7 +243,7 @@ function packedB(p: GemmProblem): Float32Array | undefined {
   return packed;
 }
 
-function planJob(problems: GemmProblem[], flops: number, threads: number): GemmJob {
+function planJob(problems: GemmProblem[], flops: number, threads: number, js: boolean): GemmJob {
   const unitFlops = Math.max(MIN_UNIT_FLOPS, flops / (threads * UNITS_PER_THREAD));
   const byColumns: boolean[] = [];
   const step: number[] = [];
@@ -237,7 +258,7 @@ function planJob(problems: GemmProblem[], flops: number, threads: number): GemmJ
     step.push(size);
     starts.push(starts[starts.length - 1]! + (extent > 0 ? Math.ceil(extent / size) : 0));
   }
-  return { problems, byColumns, step, starts, control: newControlArray() };
+  return { problems, byColumns, step, starts, control: newControlArray(), js };
 }
 
 /** Runs unit `unit` of a job: `gemm` on one block of rows or columns of one problem's C. */
@@ -269,6 +290,7 @@ export function runGemmUnit(job: GemmJob, unit: number): void {
       p.cOffset + start,
       p.ldc,
       p.packedB?.subarray(start * p.K),
+      !job.js,
     );
   } else {
     const m = Math.min(size, p.M - start);
@@ -291,6 +313,7 @@ export function runGemmUnit(job: GemmJob, unit: number): void {
       p.cOffset + start * p.ldc,
       p.ldc,
       p.packedB,
+      !job.js,
     );
   }
 }
@@ -348,6 +371,7 @@ function cachedSharedB(src: Float32Array): Float32Array | undefined {
  */
 function shareProblems(
   problems: GemmProblem[],
+  js: boolean,
   own?: SharedArrayBuffer,
 ): { problems: GemmProblem[]; copyBack(): void } {
   // A and C arrays to copy into the scratch buffer, each once even when several problems use it.
@@ -360,7 +384,7 @@ function shareProblems(
     }
   };
   const cachedB = new Map<Float32Array, Float32Array>();
-  const packed = problems.map((p) => p.packedB ?? packedB(p));
+  const packed = problems.map((p) => p.packedB ?? (js ? undefined : packedB(p)));
   problems.forEach((p, i) => {
     need(p.A);
     need(p.C);

@@ -13,6 +13,7 @@
  * `gemmFast` is what the parallel GEMM calls: this kernel when WebAssembly SIMD is available and the problem is
  * not tiny, else the plain-JS `gemm` (gemm.ts), which stays the fallback.
  */
+import { defaultGemmKernel } from "./defaults.js";
 import { gemm } from "./gemm.js";
 import { GEMM_WASM_BASE64 } from "./wasm/gemm-wasm.generated.js";
 import { copyRows, heap, instantiateKernel, type WasmMemory } from "./wasm/module.js";
@@ -63,8 +64,8 @@ let kernel: Kernel | null | undefined;
 /** This thread's kernel instance, or null when WebAssembly SIMD is unavailable. */
 function getKernel(): Kernel | null {
   if (kernel !== undefined) return kernel;
-  // MHAFUSE_NO_WASM=1 forces the JS kernel (to compare, or to rule the wasm kernel out).
-  kernel = instantiateKernel<Kernel>(GEMM_WASM_BASE64, !!process.env.MHAFUSE_NO_WASM);
+  // Whether to use it is each call's choice (gemmFast's allowWasm; MHAFUSE_NO_WASM sets the default).
+  kernel = instantiateKernel<Kernel>(GEMM_WASM_BASE64, false);
   return kernel;
 }
 
@@ -224,8 +225,10 @@ export function gemmFast(
   cOffset: number,
   ldc: number,
   packedB?: Float32Array,
+  /** false: the plain-JS kernel even where WebAssembly SIMD is available (a session's gemmKernel "js"). */
+  allowWasm = defaultGemmKernel() !== "js",
 ): void {
-  if (packedB) {
+  if (packedB && allowWasm) {
     gemmWasm(
       transA,
       transB,
@@ -247,6 +250,6 @@ export function gemmFast(
     );
     return;
   }
-  const run = M * N * K >= GEMM_WASM_MIN_MACS && wasmGemmAvailable() ? gemmWasm : gemm;
+  const run = allowWasm && M * N * K >= GEMM_WASM_MIN_MACS && wasmGemmAvailable() ? gemmWasm : gemm;
   run(transA, transB, M, N, K, alpha, A, aOffset, lda, B, bOffset, ldb, beta, C, cOffset, ldc);
 }

@@ -18,15 +18,9 @@ import { type GemmCall, gemmGemmCall, matmulGemmCall } from "../../ops/matmul.js
 import { TRT_PLUGIN_DOMAINS, TRT_PLUGIN_OP } from "../../ops/qkv-to-context.js";
 import type { OpContext } from "../../ops/registry.js";
 import { type KernelContext, type KernelDef, KernelRegistry } from "../kernel-registry.js";
-import {
-  attentionFlops,
-  attentionProblemsAsync,
-  captureAttentionProblems,
-  PARALLEL_MIN_FLOPS,
-  runAttentionProblems,
-} from "./attention-core.js";
+import { attentionFlops, captureAttentionProblems, PARALLEL_MIN_FLOPS } from "./attention-core.js";
 import type { CpuCompute } from "./compute.js";
-import { type MapName, mapAsync } from "./map-parallel.js";
+import type { MapName } from "./map-parallel.js";
 
 const FLOAT_TYPES: readonly DType[] = ["float32", "float16"];
 
@@ -88,10 +82,10 @@ function attentionKernel(
       if (!ctx.allowAsync || threads <= 1 || inputs[0]?.type !== "float32") return sync.run(ctx, inputs);
       const { result, problems } = captureAttentionProblems(() => sync.run(ctx, inputs) as Tensor[]);
       if (problems.reduce((s, a) => s + attentionFlops(a), 0) < PARALLEL_MIN_FLOPS) {
-        runAttentionProblems(problems, { threads });
+        ctx.compute.attentionSync(problems);
         return result;
       }
-      return attentionProblemsAsync(problems, { threads }).then(() => result);
+      return ctx.compute.attentionAsync(problems).then(() => result);
     },
   };
 }
@@ -121,9 +115,9 @@ function mapKernel(
         x.size >= ASYNC_MAP_MIN_ELEMENTS;
       if (!offload || !map || rest.some((t) => t)) return sync.run(ctx, inputs);
       const y = ctx.compute.allocFloat32(x.size);
-      return mapAsync(map, x.data as Float32Array, y, ctx.compute.threads).then(() => [
-        new Tensor("float32", y, x.dims),
-      ]);
+      return ctx.compute
+        .mapAsync(map, x.data as Float32Array, y)
+        .then(() => [new Tensor("float32", y, x.dims)]);
     },
   };
 }

@@ -5,8 +5,9 @@
  * are bit-identical.
  */
 import { geluErfFloat32Array, geluTanhFloat32Array } from "../../ops/elementwise-util.js";
-import { cpuPool } from "./pool.js";
+import { type CpuTask, cpuPool } from "./pool.js";
 import { awaitSharedJob, newControl } from "./shared-job.js";
+import type { ThreadPool } from "./thread-pool.js";
 
 /** The maps a job may name (functions cannot cross to a worker; their names can). */
 const MAPS = {
@@ -46,11 +47,12 @@ export async function mapAsync(
   x: Float32Array,
   y: Float32Array,
   threads: number,
+  pool: ThreadPool<CpuTask> = cpuPool,
 ): Promise<void> {
   const xs = shared(x) ? x : copyToShared(x);
   const ys = shared(y) ? y : new Float32Array(new SharedArrayBuffer(y.byteLength));
   const job: MapJob = { map, x: xs, y: ys, chunk: CHUNK, control: newControl() };
-  const post = (i: number) => cpuPool.post(i, { kind: "map", job });
+  const post = (i: number) => pool.post(i, { kind: "map", job });
   await awaitSharedJob(post, job.control, mapUnits(job), threads, (u) => runMapUnit(job, u), "map");
   if (ys !== y) y.set(ys);
 }

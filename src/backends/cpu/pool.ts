@@ -1,6 +1,8 @@
 /**
- * The CPU backend's one thread pool: GEMM, attention and elementwise jobs all go to the same workers
- * (cpu-worker.ts), so a process never runs more compute threads than it was given.
+ * The CPU backend's thread pool: GEMM, attention and elementwise jobs all go to the same workers
+ * (cpu-worker.ts), so a backend never runs more compute threads than it was given. Each CpuBackend owns
+ * one (released with it); library calls without a backend (gemmParallel, runAttentionProblems…) share the
+ * process-wide `cpuPool`.
  */
 import type { UnitJob } from "./attention-units.js";
 import type { GemmJob } from "./gemm-parallel.js";
@@ -13,4 +15,11 @@ export type CpuTask =
   | { kind: "attention"; job: UnitJob }
   | { kind: "map"; job: MapJob };
 
-export const cpuPool = new ThreadPool<CpuTask>(siblingModule(import.meta.url, "cpu-worker"));
+const WORKER_SCRIPT = siblingModule(import.meta.url, "cpu-worker");
+
+export function newCpuPool(): ThreadPool<CpuTask> {
+  return new ThreadPool<CpuTask>(WORKER_SCRIPT);
+}
+
+/** The pool of library calls made without a backend. */
+export const cpuPool = newCpuPool();

@@ -5,10 +5,10 @@
  * (unref), a worker entry that works both from TypeScript run through tsx and from compiled dist/ JS, and
  * callers that may block on shared memory (Atomics.wait) instead of awaiting replies.
  */
-import { availableParallelism } from "node:os";
 import { extname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
+import { defaultThreads } from "./defaults.js";
 
 export interface WorkerRequest<P> {
   id: number;
@@ -110,12 +110,8 @@ interface Slot {
   pending: Map<number, Pending>;
 }
 
-/** Number of CPU threads the process may use (at least 1). */
-export function cpuThreads(): number {
-  const fromEnv = Number(process.env.MHAFUSE_THREADS);
-  if (Number.isInteger(fromEnv) && fromEnv > 0) return fromEnv;
-  return Math.max(1, availableParallelism());
-}
+/** Number of CPU threads the process may use by default (at least 1; MHAFUSE_THREADS, else every core). */
+export const cpuThreads = defaultThreads;
 
 export class ThreadPool<P> {
   private readonly slots: (Slot | undefined)[] = [];
@@ -134,6 +130,11 @@ export class ThreadPool<P> {
     slot.worker.ref();
     slot.worker.postMessage({ id, payload } satisfies WorkerRequest<P>);
     return done;
+  }
+
+  /** Workers started and not terminated. */
+  get liveWorkers(): number {
+    return this.slots.filter((s) => s !== undefined).length;
   }
 
   /** Terminates every worker (tests, shutdown). Workers are restarted on the next post. */
