@@ -63,26 +63,8 @@ function problem(
   };
 }
 
-function run(p: GemmProblem, opts: Parameters<typeof gemmParallel>[16]): void {
-  gemmParallel(
-    p.transA,
-    p.transB,
-    p.M,
-    p.N,
-    p.K,
-    p.alpha,
-    p.A,
-    p.aOffset,
-    p.lda,
-    p.B,
-    p.bOffset,
-    p.ldb,
-    p.beta,
-    p.C,
-    p.cOffset,
-    p.ldc,
-    opts,
-  );
+function run(p: GemmProblem, opts: Parameters<typeof gemmParallel>[1]): void {
+  gemmParallel(p, opts);
 }
 
 const SHAPES: [number, number, number][] = [
@@ -277,7 +259,10 @@ test("compiled JS (like dist/): the GEMM worker loads as .js and takes units", (
     let ok = true;
     for (const end = Date.now() + 15000; Date.now() < end && m.gemmParallelStats.workerUnits === 0; ) {
       const C = new Float32Array(M * N);
-      m.gemmParallel(false, false, M, N, K, 1, A, 0, K, B, 0, N, 0, C, 0, N, { threads: 2 });
+      m.gemmParallel(
+        { transA: false, transB: false, M, N, K, alpha: 1, A, aOffset: 0, lda: K, B, bOffset: 0, ldb: N, beta: 0, C, cOffset: 0, ldc: N },
+        { threads: 2 },
+      );
       ok &&= C.every((x) => x === K);
     }
     // Awaiting the close under top-level await must not end the process early (exit code 13).

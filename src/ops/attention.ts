@@ -271,17 +271,7 @@ export function divDim(d: Dim | undefined, by: number): Dim {
 
 // ---- mhafuse.Attention ------------------------------------------------------------------------------
 
-interface AttentionShape {
-  batch: number;
-  seqQ: number;
-  seqKV: number;
-  numHeads: number;
-  kvNumHeads: number;
-  headSize: number;
-  vHeadSize: number;
-}
-
-function validateInputs(node: Node, q: Tensor, k: Tensor, v: Tensor): AttentionShape {
+function validateInputs(node: Node, q: Tensor, k: Tensor, v: Tensor): AttentionDims {
   requireRank(node, q, [3], "Q");
   requireRank(node, k, [3], "K");
   requireRank(node, v, [3], "V");

@@ -27,16 +27,10 @@ import {
   solveAttention,
   toBnsh,
 } from "./attention.js";
+import type { AttentionDims } from "./attention-args.js";
 import { attrFloat, attrInt, type OpContext, type OpDef, registerOps, type TypeContext } from "./registry.js";
 
-interface Heads {
-  batch: number;
-  numHeads: number;
-  kvNumHeads: number;
-  seqQ: number;
-  seqKV: number;
-  headSize: number;
-  vHeadSize: number;
+interface Heads extends AttentionDims {
   q: HeadView;
   k: HeadView;
   v: HeadView;

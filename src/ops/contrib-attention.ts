@@ -29,7 +29,7 @@ import {
   sumBiases,
   toBnsh,
 } from "./attention.js";
-import type { StridedLayout } from "./attention-args.js";
+import type { AttentionDims, StridedLayout } from "./attention-args.js";
 import {
   attrFloat,
   attrInt,
@@ -248,13 +248,8 @@ function inferContribAttention(ctx: TypeContext): ValueType[] {
 
 // ---- com.microsoft MultiHeadAttention -----------------------------------------------------------------
 
-interface MhaViews {
-  batch: number;
-  seqQ: number;
-  seqKV: number;
-  numHeads: number;
-  headSize: number;
-  vHeadSize: number;
+/** MHA has as many K/V heads as query heads. */
+interface MhaViews extends Omit<AttentionDims, "kvNumHeads"> {
   q: HeadView;
   k: HeadView;
   v: HeadView;

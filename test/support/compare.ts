@@ -20,3 +20,19 @@ export function assertClose(actual: Tensor, expected: Tensor, tolerance: number,
   const d = maxAbsDiff(actual, expected);
   assert.ok(d <= tolerance, `${what}: max |diff| ${d} > ${tolerance}`);
 }
+
+/** Asserts `actual` has shape `dims` and |actual − expected| ≤ tol·(1 + |expected|) element by element. */
+export function assertValues(
+  actual: Tensor,
+  dims: readonly number[],
+  expected: ArrayLike<number>,
+  tol = 1e-5,
+): void {
+  assert.deepEqual([...actual.dims], [...dims]);
+  assert.equal(actual.size, expected.length);
+  for (let i = 0; i < expected.length; i++) {
+    const a = actual.getNumber(i);
+    const e = expected[i]!;
+    assert.ok(Math.abs(a - e) <= tol * (1 + Math.abs(e)), `element ${i}: got ${a}, expected ${e}`);
+  }
+}

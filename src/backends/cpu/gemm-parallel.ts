@@ -118,30 +118,9 @@ function newControlArray(): Int32Array {
   return new Int32Array(new SharedArrayBuffer(16));
 }
 
-/** `gemm`, split over the cores for large problems; same arguments, plus options. */
-export function gemmParallel(
-  transA: boolean,
-  transB: boolean,
-  M: number,
-  N: number,
-  K: number,
-  alpha: number,
-  A: Float32Array,
-  aOffset: number,
-  lda: number,
-  B: Float32Array,
-  bOffset: number,
-  ldb: number,
-  beta: number,
-  C: Float32Array,
-  cOffset: number,
-  ldc: number,
-  opts: GemmParallelOptions = {},
-): void {
-  gemmBatchParallel(
-    [{ transA, transB, M, N, K, alpha, A, aOffset, lda, B, bOffset, ldb, beta, C, cOffset, ldc }],
-    opts,
-  );
+/** One GEMM, split over the cores when large. */
+export function gemmParallel(problem: GemmProblem, opts: GemmParallelOptions = {}): void {
+  gemmBatchParallel([problem], opts);
 }
 
 /**
@@ -209,26 +188,7 @@ function problemFlops(p: GemmProblem): number {
 }
 
 function runProblem(p: GemmProblem, js: boolean): void {
-  gemmFast(
-    p.transA,
-    p.transB,
-    p.M,
-    p.N,
-    p.K,
-    p.alpha,
-    p.A,
-    p.aOffset,
-    p.lda,
-    p.B,
-    p.bOffset,
-    p.ldb,
-    p.beta,
-    p.C,
-    p.cOffset,
-    p.ldc,
-    p.packedB ?? (js ? undefined : packedB(p)),
-    !js,
-  );
+  gemmFast(p, p.packedB ?? (js ? undefined : packedB(p)), !js);
 }
 
 /**
@@ -270,51 +230,13 @@ export function runGemmUnit(job: GemmJob, unit: number): void {
   const start = (unit - job.starts[i]!) * size;
   if (job.byColumns[i]) {
     const n = Math.min(size, p.N - start);
-    const b = p.bOffset + (p.transB ? start * p.ldb : start);
+    const bOffset = p.bOffset + (p.transB ? start * p.ldb : start);
     // Units start at multiples of COL_ALIGN columns, so their panels are a suffix of the packed panels.
-    gemmFast(
-      p.transA,
-      p.transB,
-      p.M,
-      n,
-      p.K,
-      p.alpha,
-      p.A,
-      p.aOffset,
-      p.lda,
-      p.B,
-      b,
-      p.ldb,
-      p.beta,
-      p.C,
-      p.cOffset + start,
-      p.ldc,
-      p.packedB?.subarray(start * p.K),
-      !job.js,
-    );
+    gemmFast({ ...p, N: n, bOffset, cOffset: p.cOffset + start }, p.packedB?.subarray(start * p.K), !job.js);
   } else {
     const m = Math.min(size, p.M - start);
-    const a = p.aOffset + (p.transA ? start : start * p.lda);
-    gemmFast(
-      p.transA,
-      p.transB,
-      m,
-      p.N,
-      p.K,
-      p.alpha,
-      p.A,
-      a,
-      p.lda,
-      p.B,
-      p.bOffset,
-      p.ldb,
-      p.beta,
-      p.C,
-      p.cOffset + start * p.ldc,
-      p.ldc,
-      p.packedB,
-      !job.js,
-    );
+    const aOffset = p.aOffset + (p.transA ? start : start * p.lda);
+    gemmFast({ ...p, M: m, aOffset, cOffset: p.cOffset + start * p.ldc }, p.packedB, !job.js);
   }
 }
 
