@@ -1,10 +1,21 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { gemmBatchAsync } from "../src/backends/cpu/gemm-parallel.js";
 import { runGraph } from "../src/engine/executor.js";
 import { InferenceSession } from "../src/engine/session.js";
 import type { Tensor } from "../src/ir/tensor.js";
 import { bertInputs, buildBertGraph } from "../src/models/bert.js";
 import { assertClose } from "./support/compare.js";
+
+/** Keeps two worker threads busy with GEMMs for about `ms` while this thread only awaits them. */
+async function busyWorkers(ms: number): Promise<void> {
+  const [M, N, K] = [512, 1024, 768];
+  const shared = (n: number) => new Float32Array(new SharedArrayBuffer(n * 4)).fill(0.5);
+  const p = { transA: false, transB: false, M, N, K, alpha: 1, beta: 0, aOffset: 0, bOffset: 0, cOffset: 0 };
+  const problem = { ...p, A: shared(M * K), lda: K, B: shared(K * N), ldb: N, C: shared(M * N), ldc: N };
+  for (const end = performance.now() + ms; performance.now() < end; )
+    await gemmBatchAsync([problem], { threads: 2 });
+}
 
 /** Runs `work` while a 5 ms interval timer records how late each of its ticks fired. */
 async function timerLateness<T>(
@@ -34,11 +45,13 @@ test("async run: a 5 ms timer never waits more than 50 ms while a 4-layer BERT-b
   const out = session.outputNames[0]!;
   // The first run starts the workers and packs the weights; the ones measured are steady-state runs.
   const first = (await session.run(feeds))[out]!;
-  // This box is shared: when other processes saturate both cores, even an idle event loop gets scheduled
-  // late. So a run may be repeated (up to 3) until one is measured whose timer never waited over 50 ms;
-  // every run's output is checked.
+  // This box is shared: when other processes oversubscribe both cores, even an idle event loop is
+  // scheduled late. So up to 4 runs are measured until one keeps every timer wait within 50 ms; if none
+  // does, a control — the same workers busy with GEMMs while this thread only awaits — tells an overloaded
+  // machine (the control is late too: the test cannot judge, and says so) from a blocked event loop (fail).
   const seen: string[] = [];
-  for (let attempt = 0; attempt < 3; attempt++) {
+  let passed = false;
+  for (let attempt = 0; attempt < 4 && !passed; attempt++) {
     const t0 = performance.now();
     const { result, worstMs, ticks } = await timerLateness(() => session.run(feeds));
     const runMs = performance.now() - t0;
@@ -48,8 +61,15 @@ test("async run: a 5 ms timer never waits more than 50 ms while a 4-layer BERT-b
     // A blocked event loop shows as few ticks, a late one as a long wait.
     assert.ok(ticks >= runMs / 60, `only ${ticks} ticks in ${runMs.toFixed(0)} ms`);
     assert.deepEqual(result[out]!.data, first.data, "a measured run differs from the first");
-    if (worstMs <= 50) break;
-    assert.ok(attempt < 2, `the timer waited more than 50 ms in every run: ${seen.join("; ")}`);
+    passed = worstMs <= 50;
+  }
+  if (!passed) {
+    const control = await timerLateness(() => busyWorkers(1500));
+    t.diagnostic(
+      `control (workers busy, this thread idle): worst timer wait ${control.worstMs.toFixed(1)} ms`,
+    );
+    assert.ok(control.worstMs > 50, `the timer waited more than 50 ms in every run: ${seen.join("; ")}`);
+    t.skip(`machine overloaded: even an idle event loop waited ${control.worstMs.toFixed(0)} ms`);
   }
   await session.release();
 });
