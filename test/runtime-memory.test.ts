@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { CpuBackend } from "../src/backends/cpu/backend.js";
+import { BufferPool } from "../src/backends/cpu/buffer-pool.js";
 import { planGraph } from "../src/engine/executor.js";
 import { bertInputs, buildBertGraph } from "../src/models/bert.js";
 import { evaluateGraph } from "../src/ops/evaluate.js";
@@ -53,4 +54,23 @@ test("CPU backend: dispose() stops the workers it started; the process needs no 
   assert.equal(backend.pool.liveWorkers, 2);
   await backend.dispose();
   assert.equal(backend.pool.liveWorkers, 0);
+});
+
+test("buffer pool: free buffers are reused by length, and no more than the cap is kept", () => {
+  const pool = new BufferPool(3000);
+  const a = pool.allocFloat32(2000);
+  const b = pool.allocFloat32(2000);
+  assert.ok(a.buffer instanceof SharedArrayBuffer);
+  assert.equal(
+    pool.allocFloat32(10).buffer instanceof SharedArrayBuffer,
+    false,
+    "small arrays are not pooled",
+  );
+  pool.recycle(a);
+  pool.recycle(b); // 4000 free floats would pass the 3000 cap: b is dropped
+  assert.equal(pool.allocFloat32(2000), a);
+  const c = pool.allocFloat32(2000);
+  assert.notEqual(c, b);
+  assert.equal(pool.stats.allocations, 3);
+  assert.equal(pool.stats.reuses, 1);
 });

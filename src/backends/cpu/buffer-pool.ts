@@ -10,6 +10,11 @@
 
 /** Buffers below this many floats are plain arrays: pooling them saves nothing and SABs cost more. */
 const MIN_POOLED_FLOATS = 1024;
+/**
+ * Free buffers kept at most (floats, 1 GiB): a session fed many different shapes would otherwise keep a
+ * bucket for each; past the cap a returned buffer is left to the garbage collector.
+ */
+const MAX_FREE_FLOATS = 256 * 1024 * 1024;
 
 export interface BufferPoolStats {
   /** Shared buffers created (misses), and floats they hold. */
@@ -24,12 +29,16 @@ export class BufferPool {
   /** Buffers this pool created, by their backing store, to the full-length view it handed out. */
   private readonly owned = new WeakMap<ArrayBufferLike, Float32Array>();
   readonly stats: BufferPoolStats = { allocations: 0, allocatedFloats: 0, reuses: 0 };
+  private freeFloats = 0;
+
+  constructor(private readonly maxFreeFloats = MAX_FREE_FLOATS) {}
 
   /** A buffer of `length` floats with unspecified contents: the kernel must write every element. */
   allocFloat32(length: number): Float32Array {
     if (length < MIN_POOLED_FLOATS) return new Float32Array(length);
     const reused = this.free.get(length)?.pop();
     if (reused) {
+      this.freeFloats -= length;
       this.stats.reuses++;
       return reused;
     }
@@ -47,6 +56,8 @@ export class BufferPool {
 
   /** Gives a buffer back for reuse; the caller guarantees no live value reads it any more. */
   recycle(buffer: Float32Array): void {
+    if (this.freeFloats + buffer.length > this.maxFreeFloats) return;
+    this.freeFloats += buffer.length;
     const list = this.free.get(buffer.length);
     if (list) list.push(buffer);
     else this.free.set(buffer.length, [buffer]);
@@ -55,6 +66,7 @@ export class BufferPool {
   /** Drops every free buffer (session release); buffers still leased are simply never recycled. */
   clear(): void {
     this.free.clear();
+    this.freeFloats = 0;
   }
 }
 

@@ -1,13 +1,14 @@
 /**
- * The CPU backend's kernel registry. Three kinds of entry:
+ * The CPU backend's kernel registry. Four kinds of entry:
  *  - GEMM kernels (MatMul, Gemm): the contract reduces the node to GEMM problems (src/ops/matmul.ts), the
- *    backend runs them on its pool — asynchronously, off the calling thread, when the problem is large.
- *  - contract kernels: ops whose contract delegates its arithmetic to `ctx.compute` (Conv, Einsum, every
- *    attention op) or writes its float32 outputs into `ctx.compute.allocFloat32` buffers (elementwise,
- *    normalisation): the same code as the reference, run with the CPU primitives and the buffer pool.
- *  - alias kernels (Reshape, Squeeze, Unsqueeze, Flatten, Identity): the output is the input's buffer with
- *    new dims, and shape/axes inputs are read on the host.
- * An op with no entry runs its reference.
+ *    backend runs them on its pool — off the calling thread, awaited, when the problem is large.
+ *  - contract kernels (Conv, Einsum): the op's contract run with the CPU primitives in `ctx.compute`.
+ *  - attention kernels (every attention op): the contract builds the problems, which run off the calling
+ *    thread when large.
+ *  - map kernels (GELU) chunked over the pool, and alias kernels (Reshape, Squeeze, Unsqueeze, Flatten,
+ *    Identity): the output is the input's buffer with new dims, shape/axes inputs are read on the host.
+ * An op with no entry runs its reference arithmetic with the backend's allocator (`referenceWith`), so the
+ * float32 elementwise, normalisation and transpose outputs still land in pooled buffers.
  */
 import type { DType } from "../../ir/dtype.js";
 import type { Node } from "../../ir/graph.js";
