@@ -53,6 +53,11 @@ export interface RewritePass<C> {
   context(node: Node, factory: NodeFactory): C;
   /** A cheap extra test on candidates the root index let through. */
   accept?(node: Node): boolean;
+  /**
+   * The candidates, in order, when the pass finds them itself (attention starts from each Softmax and
+   * walks to its MatMul with V); still filtered by the root index. Default: every node of the graph.
+   */
+  roots?: readonly Node[];
 }
 
 export interface RewriteOutcome extends RuleOutcome {
@@ -68,7 +73,7 @@ export function runRewritePass<C>(graph: Graph, view: GraphView, pass: RewritePa
   const replacements: Replacement[] = [];
   const outcomes: RewriteOutcome[] = [];
   const taken = new Set<Node>();
-  for (const node of graph.nodes) {
+  for (const node of pass.roots ?? graph.nodes) {
     if (!isRoot(node) || !node.outputs[0] || (pass.accept && !pass.accept(node))) continue;
     const factory = new NodeFactory(graph, `${node.name}/${pass.prefix}`);
     const outcome = applyRuleSet(pass.rules, node.outputs[0], view, pass.context(node, factory));
@@ -77,10 +82,15 @@ export function runRewritePass<C>(graph: Graph, view: GraphView, pass: RewritePa
     const applied = !!r && !r.remove.some((n) => taken.has(n));
     if (r && applied) {
       for (const n of r.remove) taken.add(n);
-      replacements.push({ ...r, add: factory.nodes, initializers: factory.initializers });
+      // Rewrites either return their new nodes or leave them in the factory they were handed.
+      replacements.push({
+        ...r,
+        add: [...r.add, ...factory.nodes],
+        initializers: [...(r.initializers ?? []), ...factory.initializers],
+      });
     }
     outcomes.push({ ...outcome, node, applied });
   }
-  applyReplacements(graph, replacements);
+  if (replacements.length) applyReplacements(graph, replacements);
   return outcomes;
 }
