@@ -58,12 +58,15 @@ export function runBinary(
   outType: DType,
   row: BinaryRow,
   bDims: readonly number[] = b.dims,
+  allocFloat32?: (length: number) => Float32Array,
 ): Tensor {
   const outDims = broadcastShapes(node, [a.dims, bDims]);
   const plan = planBroadcast(outDims, [a.dims, bDims]);
   const av = computeView(a);
   const bv = computeView(b);
-  const out = allocateCompute(outType, plan.size);
+  // Every output row is written, so a float32 output may be a reused buffer.
+  const out =
+    outType === "float32" && allocFloat32 ? allocFloat32(plan.size) : allocateCompute(outType, plan.size);
   const as = plan.innerStep[0]!;
   const bs = plan.innerStep[1]!;
   const inner = plan.inner;
@@ -424,7 +427,7 @@ function binaryOp(
         const fast = runFloat32(opts.float32, a, b, bDims, computeOf(ctx).allocFloat32);
         if (fast) return [fast];
       }
-      return [runBinary(node, a, b, opts.outType ?? a.type, row, bDims)];
+      return [runBinary(node, a, b, opts.outType ?? a.type, row, bDims, computeOf(ctx).allocFloat32)];
     },
   };
 }
