@@ -8,7 +8,7 @@ import { loadModel } from "../onnx/index.js";
 import { type AttentionReport, type GraphOptimizationLevel, optimizeGraph } from "../passes/index.js";
 import { type ExecutionPlan, planGraph } from "./executor.js";
 import { type TensorLike, validateFeeds } from "./feeds.js";
-import { type VerifyResult, verifyFusionRun } from "./verify.js";
+import { compareFusion, type VerifyResult } from "./verify.js";
 
 export type { GraphOptimizationLevel };
 
@@ -59,6 +59,8 @@ export class InferenceSession {
   private readonly backend: CpuBackend;
   private readonly prepared = new Map<string, Promise<PreparedGraph>>();
   private released = false;
+  /** Verify mode: the unfused graph, prepared on first use. */
+  private unfused?: Promise<PreparedGraph>;
 
   private constructor(
     graph: Graph,
@@ -130,16 +132,22 @@ export class InferenceSession {
         );
       }
     }
-    if (this.verifyTolerance !== undefined) {
-      // Verify mode compares every fused block against the unfused graph: a synchronous debugging run.
-      const verified = verifyFusionRun(this.original, this.graph, this.attentionReport, checked, {
-        tolerance: this.verifyTolerance,
-      });
-      this.lastVerify = verified.result;
-      return Object.fromEntries(wanted.map((name) => [name, verified.fusedValues.get(name)!]));
-    }
     const prepared = await this.preparedFor(checked);
-    return prepared.run(checked, wanted);
+    if (this.verifyTolerance === undefined) return prepared.run(checked, wanted);
+    // Verify mode: both graphs run on the backend keeping every value, then each fused block is compared.
+    this.unfused ??= this.backend.prepare(this.original, planGraph(this.original));
+    const keep = { keepIntermediates: true };
+    const before = await (await this.unfused).run(checked, [], keep);
+    const after = await prepared.run(checked, [], keep);
+    const values = (r: Record<string, Tensor>) => new Map(Object.entries(r));
+    this.lastVerify = compareFusion(
+      this.original,
+      this.attentionReport,
+      values(before),
+      values(after),
+      this.verifyTolerance,
+    );
+    return Object.fromEntries(wanted.map((name) => [name, after[name]!]));
   }
 
   /**
@@ -164,6 +172,7 @@ export class InferenceSession {
   async release(): Promise<void> {
     this.released = true;
     this.prepared.clear();
+    this.unfused = undefined;
     await this.backend.dispose();
   }
 }
