@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import { CpuBackend } from "../src/backends/cpu/backend.js";
 import { BufferPool } from "../src/backends/cpu/buffer-pool.js";
 import { planGraph } from "../src/engine/executor.js";
@@ -73,4 +75,22 @@ test("buffer pool: free buffers are reused by length, and no more than the cap i
   assert.notEqual(c, b);
   assert.equal(pool.stats.allocations, 3);
   assert.equal(pool.stats.reuses, 1);
+});
+
+test("CPU backend: one dropped without dispose() stops its workers once garbage-collected", async () => {
+  setFlagsFromString("--expose-gc");
+  const gc = runInNewContext("gc") as () => void;
+  const { graph } = optimizeGraph(buildBertGraph({ ...config, layers: 1, hidden: 256, ffn: 1024 }));
+  const pool = await (async () => {
+    const backend = new CpuBackend({ threads: 2 });
+    const prepared = await backend.prepare(graph, planGraph(graph));
+    await prepared.run(bertInputs([64, 64, 64, 64], 64, config.vocab), [graph.outputs[0]!.name]);
+    return backend.pool;
+  })();
+  assert.equal(pool.liveWorkers, 2);
+  for (let i = 0; i < 50 && pool.liveWorkers > 0; i++) {
+    gc();
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  assert.equal(pool.liveWorkers, 0);
 });

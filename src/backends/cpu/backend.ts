@@ -23,6 +23,14 @@ export interface CpuBackendOptions {
   attentionKernel?: KernelChoice;
 }
 
+/**
+ * A backend dropped without dispose() (a session never released) still stops its workers once it is
+ * garbage-collected, so creating sessions in a loop does not accumulate idle threads.
+ */
+const abandoned = new FinalizationRegistry<ThreadPool<CpuTask>>((pool) => {
+  void pool.close();
+});
+
 export class CpuBackend implements Backend {
   readonly name = "cpu";
   readonly threads: number;
@@ -36,6 +44,7 @@ export class CpuBackend implements Backend {
     this.threads = Math.max(1, Math.floor(options.threads ?? defaultThreads()));
     this.gemmKernel = options.gemmKernel ?? defaultGemmKernel();
     this.attentionKernel = options.attentionKernel ?? defaultAttentionKernel();
+    abandoned.register(this, this.pool, this);
   }
 
   async prepare(graph: Graph, plan: ExecutionPlan): Promise<PreparedGraph> {
@@ -57,6 +66,7 @@ export class CpuBackend implements Backend {
 
   /** Stops the workers (a later run would start them again) and drops the free pooled buffers. */
   async dispose(): Promise<void> {
+    abandoned.unregister(this);
     this.buffers.clear();
     await this.pool.close();
   }
