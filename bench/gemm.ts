@@ -30,7 +30,25 @@ function gflops(kernel: Kernel, M: number, N: number, K: number): number {
   const A = rand(M * K);
   const B = rand(K * N);
   const C = new Float32Array(M * N);
-  const once = () => kernel(false, false, M, N, K, 1, A, 0, K, B, 0, N, 0, C, 0, N);
+  const once = () =>
+    kernel({
+      transA: false,
+      transB: false,
+      M,
+      N,
+      K,
+      alpha: 1,
+      A,
+      aOffset: 0,
+      lda: K,
+      B,
+      bOffset: 0,
+      ldb: N,
+      beta: 0,
+      C,
+      cOffset: 0,
+      ldc: N,
+    });
   once(); // warm-up (JIT tiers)
   once();
   let best = Number.POSITIVE_INFINITY;

@@ -91,7 +91,31 @@ for (const threads of THREADS) {
     const flop = 2 * M * N * K;
     const kernels: [keyof Row, () => unknown][] = [
       ["native", () => nk.gemm(M, A, packed, C)],
-      ["wasm", () => gemmParallel(false, false, M, N, K, 1, A, 0, K, B, 0, N, 0, C, 0, N, { threads })],
+      [
+        "wasm",
+        () =>
+          gemmParallel(
+            {
+              transA: false,
+              transB: false,
+              M,
+              N,
+              K,
+              alpha: 1,
+              A,
+              aOffset: 0,
+              lda: K,
+              B,
+              bOffset: 0,
+              ldb: N,
+              beta: 0,
+              C,
+              cOffset: 0,
+              ldc: N,
+            },
+            { threads },
+          ),
+      ],
       ["ort", () => session.run(feeds)],
     ];
     const times: Record<string, number[]> = { native: [], wasm: [], ort: [], peak: [] };

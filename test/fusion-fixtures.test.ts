@@ -7,6 +7,7 @@ import { verifyFusion } from "../src/engine/verify.js";
 import type { Tensor } from "../src/ir/tensor.js";
 import { loadModel, tensorFromJson } from "../src/onnx/index.js";
 import { optimizeGraph, summarizeReport } from "../src/passes/index.js";
+import { maxAbsDiff } from "./support/compare.js";
 
 // The real Hugging Face exports: every attention block must be found and fused, encoder self-attention
 // through the packed-QKV path, and the fused graphs must still reproduce onnxruntime's reference outputs.
@@ -29,15 +30,6 @@ function cases(name: string): IoCase[] {
 
 function decode(record: Record<string, JsonTensor>): Record<string, Tensor> {
   return Object.fromEntries(Object.entries(record).map(([k, v]) => [k, tensorFromJson(v as never)]));
-}
-
-function maxAbsDiff(a: Tensor, b: Tensor): number {
-  assert.deepEqual([...a.dims], [...b.dims]);
-  const x = a.toFloat64();
-  const y = b.toFloat64();
-  let m = 0;
-  for (let i = 0; i < x.length; i++) m = Math.max(m, Math.abs(x[i]! - y[i]!));
-  return m;
 }
 
 const expected: Record<string, { kind: string; path: string }[]> = {

@@ -5,6 +5,7 @@ import { floatAttr, GraphBuilder } from "../src/ir/builder.js";
 import type { Graph } from "../src/ir/graph.js";
 import { Tensor } from "../src/ir/tensor.js";
 import { optimizeGraph, summarizeReport } from "../src/passes/index.js";
+import { maxAbsDiff } from "./support/compare.js";
 
 // GraphBuilder-made attention blocks in the export styles the rule set must recognise. Each variant is
 // fused, run, and compared with the unfused graph on the same random feeds; negative variants must stay
@@ -171,15 +172,6 @@ function build(v: Variant): { graph: Graph; feeds: Record<string, Tensor> } {
   const out = b.op("MatMul", [merged, b.init(randomTensor([E, E], r, 0.5))], {}, { outputs: ["y"] });
   b.output(out, "float32");
   return { graph: b.build(), feeds };
-}
-
-function maxAbsDiff(a: Tensor, b: Tensor): number {
-  assert.deepEqual([...a.dims], [...b.dims]);
-  const x = a.toFloat64();
-  const y = b.toFloat64();
-  let m = 0;
-  for (let i = 0; i < x.length; i++) m = Math.max(m, Math.abs(x[i]! - y[i]!));
-  return m;
 }
 
 function fuseAndCompare(v: Variant) {

@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import { fileURLToPath } from "node:url";
+import { cpuCompute } from "../src/backends/cpu/compute.js";
 import {
   closeGemmWorkers,
   type GemmProblem,
@@ -15,12 +16,11 @@ import {
   warmGemmWorkers,
 } from "../src/backends/cpu/gemm-parallel.js";
 import { markImmutable } from "../src/backends/cpu/immutable.js";
+import { cpuKernels } from "../src/backends/cpu/kernels.js";
 import { cpuThreads } from "../src/backends/cpu/thread-pool.js";
 import type { Node } from "../src/ir/graph.js";
 import { Tensor } from "../src/ir/tensor.js";
 import { assertMatches, rand, reference } from "./gemm-helpers.js";
-import "../src/ops/matmul.js";
-import { getOp } from "../src/ops/registry.js";
 
 const REPO = fileURLToPath(new URL("../", import.meta.url));
 
@@ -63,26 +63,8 @@ function problem(
   };
 }
 
-function run(p: GemmProblem, opts: Parameters<typeof gemmParallel>[16]): void {
-  gemmParallel(
-    p.transA,
-    p.transB,
-    p.M,
-    p.N,
-    p.K,
-    p.alpha,
-    p.A,
-    p.aOffset,
-    p.lda,
-    p.B,
-    p.bOffset,
-    p.ldb,
-    p.beta,
-    p.C,
-    p.cOffset,
-    p.ldc,
-    opts,
-  );
+function run(p: GemmProblem, opts: Parameters<typeof gemmParallel>[1]): void {
+  gemmParallel(p, opts);
 }
 
 const SHAPES: [number, number, number][] = [
@@ -183,7 +165,7 @@ test("gemmBatchParallel: several problems sharing A, B and C arrays", () => {
   assertMatches(C, { c: expected, scale }, "batched");
 });
 
-test("the MatMul op (batched and folded) and Gemm op run through the parallel GEMM", () => {
+test("the CPU MatMul (batched and folded) and Gemm kernels run through the parallel GEMM", () => {
   const node = (opType: string, n: number): Node => ({
     name: opType,
     opType,
@@ -192,7 +174,11 @@ test("the MatMul op (batched and folded) and Gemm op run through the parallel GE
     outputs: ["out"],
     attrs: opType === "Gemm" ? { transB: { type: "int", value: 1 } } : {},
   });
-  const runNode = (n: Node, inputs: Tensor[]) => getOp(n).run({ node: n, opset: 17 }, inputs)[0]!;
+  const compute = cpuCompute({ threads: cpuThreads() });
+  const runNode = (n: Node, inputs: Tensor[]) => {
+    const kernel = cpuKernels.find(n, 17, ["float32"])!;
+    return (kernel.run({ node: n, opset: 17, compute, allowAsync: false }, inputs) as Tensor[])[0]!;
+  };
   const check = (out: Tensor, p: GemmProblem) => {
     const ref = reference(p);
     assertMatches(out.data as Float32Array, ref, p.transB ? "Gemm" : "MatMul");
@@ -273,7 +259,10 @@ test("compiled JS (like dist/): the GEMM worker loads as .js and takes units", (
     let ok = true;
     for (const end = Date.now() + 15000; Date.now() < end && m.gemmParallelStats.workerUnits === 0; ) {
       const C = new Float32Array(M * N);
-      m.gemmParallel(false, false, M, N, K, 1, A, 0, K, B, 0, N, 0, C, 0, N, { threads: 2 });
+      m.gemmParallel(
+        { transA: false, transB: false, M, N, K, alpha: 1, A, aOffset: 0, lda: K, B, bOffset: 0, ldb: N, beta: 0, C, cOffset: 0, ldc: N },
+        { threads: 2 },
+      );
       ok &&= C.every((x) => x === K);
     }
     // Awaiting the close under top-level await must not end the process early (exit code 13).

@@ -3,7 +3,6 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { test } from "node:test";
-import { fileURLToPath } from "node:url";
 import * as ort from "onnxruntime-node";
 import { floatAttr, GraphBuilder } from "../src/ir/builder.js";
 import type { Model } from "../src/ir/graph.js";
@@ -17,12 +16,13 @@ import {
   tensorFromJson,
 } from "../src/onnx/index.js";
 import { onnx } from "../src/onnx/proto.js";
+import { FIXTURES as SHARED_FIXTURES } from "./support/fixtures.js";
 
 /** Repeated fields typed as the message classes that decode() really returns. */
 const nodesOf = (g: onnx.IGraphProto) => g.node as onnx.NodeProto[];
 const initializersOf = (g: onnx.IGraphProto) => g.initializer as onnx.TensorProto[];
 const attributesOf = (n: onnx.INodeProto) => n.attribute as onnx.AttributeProto[];
-const FIXTURES = fileURLToPath(new URL("../../shared/fixtures/onnx/", import.meta.url));
+const FIXTURES = `${SHARED_FIXTURES}onnx/`;
 const MODELS = ["bert_eager", "bert_sdpa", "distilbert_eager", "bart_eager", "bart_sdpa", "bert_ort_fused"];
 
 /** The parts of a Model that a save/load round trip must preserve (baseDir is where it was loaded from). */

@@ -3,7 +3,6 @@ import { mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from "
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { test } from "node:test";
-import { fileURLToPath } from "node:url";
 import * as ort from "onnxruntime-node";
 import { runGraph } from "../src/engine/executor.js";
 import { ModelLoadError, UnsupportedOpError } from "../src/errors.js";
@@ -19,13 +18,14 @@ import {
   tensorToJson,
 } from "../src/onnx/index.js";
 import { onnx } from "../src/onnx/proto.js";
+import { FIXTURES as SHARED_FIXTURES } from "./support/fixtures.js";
 
 /** The decoded protobuf, with the repeated fields typed as the message classes decode() really returns. */
 const decodeGraph = (bytes: Uint8Array) => onnx.ModelProto.decode(bytes).graph as onnx.GraphProto;
 const nodesOf = (g: onnx.IGraphProto) => g.node as onnx.NodeProto[];
 const initializersOf = (g: onnx.IGraphProto) => g.initializer as onnx.TensorProto[];
 const attributesOf = (n: onnx.INodeProto) => n.attribute as onnx.AttributeProto[];
-const FIXTURES = fileURLToPath(new URL("../../shared/fixtures/onnx/", import.meta.url));
+const FIXTURES = `${SHARED_FIXTURES}onnx/`;
 const fixture = (file: string) => path.join(FIXTURES, file);
 
 /** Graph input dims as the fixtures' README describes the exports (dynamic batch and sequence axes). */

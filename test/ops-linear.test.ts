@@ -11,6 +11,8 @@ import "../src/ops/conv.js";
 import "../src/ops/einsum.js";
 import "../src/ops/matmul.js";
 import { getOp } from "../src/ops/registry.js";
+import { assertValues } from "./support/compare.js";
+import { runOp } from "./support/ops.js";
 
 // ---- helpers ------------------------------------------------------------------------------------------
 
@@ -31,34 +33,6 @@ const int = (value: number): Attribute => ({ type: "int", value });
 const ints = (value: number[]): Attribute => ({ type: "ints", value });
 const float = (value: number): Attribute => ({ type: "float", value });
 const str = (value: string): Attribute => ({ type: "string", value });
-
-function runOp(
-  opType: string,
-  inputs: (Tensor | undefined)[],
-  attrs: Record<string, Attribute> = {},
-  opset = 17,
-): Tensor[] {
-  const node: Node = {
-    name: `test_${opType}`,
-    opType,
-    domain: "",
-    inputs: inputs.map((t, i) => (t ? `in${i}` : "")),
-    outputs: ["out"],
-    attrs,
-  };
-  return getOp(node).run({ node, opset }, inputs);
-}
-
-/** Asserts equal shapes and |actual − expected| ≤ tol·(1 + |expected|) everywhere. */
-function assertClose(actual: Tensor, expectedDims: number[], expected: ArrayLike<number>, tol = 1e-5) {
-  assert.deepEqual([...actual.dims], expectedDims);
-  assert.equal(actual.size, expected.length);
-  for (let i = 0; i < expected.length; i++) {
-    const a = actual.getNumber(i);
-    const e = expected[i]!;
-    assert.ok(Math.abs(a - e) <= tol * (1 + Math.abs(e)), `element ${i}: got ${a}, expected ${e}`);
-  }
-}
 
 /** Row-major flat index → multi-index. */
 function unravel(flat: number, dims: readonly number[]): number[] {
@@ -126,7 +100,24 @@ test("gemm kernel matches a naive float64 product for odd sizes, transposes, alp
           const lda = transA ? M : K;
           const ldb = transB ? K : N;
           const C = C0.slice();
-          gemm(transA, transB, M, N, K, alpha, A, 0, lda, B, 0, ldb, beta, C, 0, N);
+          gemm({
+            transA,
+            transB,
+            M,
+            N,
+            K,
+            alpha,
+            A,
+            aOffset: 0,
+            lda,
+            B,
+            bOffset: 0,
+            ldb,
+            beta,
+            C,
+            cOffset: 0,
+            ldc: N,
+          });
           for (let i = 0; i < M; i++) {
             for (let j = 0; j < N; j++) {
               let acc = 0;
@@ -152,7 +143,10 @@ test("gemm kernel works on sub-blocks addressed by offset and leading dimension"
   const Abig = Float32Array.from(rand(10 * 12, 7));
   const Bbig = Float32Array.from(rand(9 * 6, 8));
   const C = new Float32Array(8 * 9).fill(42);
-  gemm(false, false, 5, 4, 7, 1, Abig, 2 * 12 + 3, 12, Bbig, 1 * 6 + 2, 6, 0, C, 1 * 9 + 4, 9);
+  gemm({
+    ...{ transA: false, transB: false, M: 5, N: 4, K: 7, alpha: 1, A: Abig, aOffset: 2 * 12 + 3, lda: 12 },
+    ...{ B: Bbig, bOffset: 1 * 6 + 2, ldb: 6, beta: 0, C, cOffset: 1 * 9 + 4, ldc: 9 },
+  });
   for (let r = 0; r < 8; r++) {
     for (let c = 0; c < 9; c++) {
       const inside = r >= 1 && r < 6 && c >= 4 && c < 8;
@@ -174,14 +168,34 @@ test("gemm split into row blocks (as worker threads would) equals one call, also
     const B = Float32Array.from(rand(K * N, 12));
     const lda = transA ? M : K;
     const whole = new Float32Array(M * N);
-    gemm(transA, false, M, N, K, 1, A, 0, lda, B, 0, N, 0, whole, 0, N);
+    gemm({
+      transA,
+      transB: false,
+      M,
+      N,
+      K,
+      alpha: 1,
+      A,
+      aOffset: 0,
+      lda,
+      B,
+      bOffset: 0,
+      ldb: N,
+      beta: 0,
+      C: whole,
+      cOffset: 0,
+      ldc: N,
+    });
     const split = new Float32Array(M * N);
     for (const [i0, i1] of [
       [0, 10],
       [10, 11],
       [11, 37],
     ] as const) {
-      gemm(transA, false, i1 - i0, N, K, 1, A, transA ? i0 : i0 * lda, lda, B, 0, N, 0, split, i0 * N, N);
+      gemm({
+        ...{ transA, transB: false, M: i1 - i0, N, K, alpha: 1, A, aOffset: transA ? i0 : i0 * lda, lda },
+        ...{ B, bOffset: 0, ldb: N, beta: 0, C: split, cOffset: i0 * N, ldc: N },
+      });
     }
     assert.deepEqual(split, whole);
   }
@@ -189,7 +203,20 @@ test("gemm split into row blocks (as worker threads would) equals one call, also
 
 test("gemm with beta = 0 ignores NaN already in C", () => {
   const C = new Float32Array([Number.NaN, Number.NaN]);
-  gemm(false, false, 1, 2, 1, 1, new Float32Array([2]), 0, 1, new Float32Array([3, 4]), 0, 2, 0, C, 0, 2);
+  gemm({
+    ...{
+      transA: false,
+      transB: false,
+      M: 1,
+      N: 2,
+      K: 1,
+      alpha: 1,
+      A: new Float32Array([2]),
+      aOffset: 0,
+      lda: 1,
+    },
+    ...{ B: new Float32Array([3, 4]), bOffset: 0, ldb: 2, beta: 0, C, cOffset: 0, ldc: 2 },
+  });
   assert.deepEqual([...C], [6, 8]);
 });
 
@@ -219,14 +246,14 @@ test("MatMul follows numpy semantics: 1-D operands and batch broadcasting", () =
     const a = randTensor(ad, 10 + i);
     const b = randTensor(bd, 50 + i);
     const ref = refMatmul(a, b);
-    assertClose(runOp("MatMul", [a, b])[0]!, ref.dims, ref.data);
+    assertValues(runOp("MatMul", [a, b])[0]!, ref.dims, ref.data);
   });
 });
 
 test("MatMul hand-computed values and non-float32 dtypes", () => {
   const a = new Tensor("float32", [1, 2, 3, 4, 5, 6], [2, 3]);
   const b = new Tensor("float32", [7, 8, 9, 10, 11, 12], [3, 2]);
-  assertClose(runOp("MatMul", [a, b])[0]!, [2, 2], [58, 64, 139, 154]);
+  assertValues(runOp("MatMul", [a, b])[0]!, [2, 2], [58, 64, 139, 154]);
 
   const a64 = new Tensor("float64", [1e-10, 1, 2, 3], [2, 2]);
   const b64 = new Tensor("float64", [1, 1e-10, 1, 1], [2, 2]);
@@ -386,7 +413,7 @@ test("Gemm: every transA/transB/alpha/beta combination, C broadcast forms and no
             }
           }
           const attrs = { transA: int(transA), transB: int(transB), alpha: float(alpha), beta: float(beta) };
-          assertClose(runOp("Gemm", [a, b, c], attrs)[0]!, [M, N], want);
+          assertValues(runOp("Gemm", [a, b, c], attrs)[0]!, [M, N], want);
         }
       }
     }
@@ -507,7 +534,7 @@ test("Conv 1-D and 2-D with pads, strides, dilations, group and bias match the d
       group: int(c.group),
       kernel_shape: ints(c.w.slice(2)),
     };
-    assertClose(runOp("Conv", [x, w, bias], attrs)[0]!, ref.dims, ref.data);
+    assertValues(runOp("Conv", [x, w, bias], attrs)[0]!, ref.dims, ref.data);
   });
 });
 
@@ -515,7 +542,7 @@ test("Conv hand-computed 1-D example", () => {
   const x = new Tensor("float32", [1, 2, 3, 4, 5], [1, 1, 5]);
   const w = new Tensor("float32", [1, 0, -1], [1, 1, 3]);
   // pads 1,1: [0,1,2,3,4,5,0] → 0-2, 1-3, 2-4, 3-5, 4-0
-  assertClose(runOp("Conv", [x, w], { pads: ints([1, 1]) })[0]!, [1, 1, 5], [-2, -2, -2, -2, 4]);
+  assertValues(runOp("Conv", [x, w], { pads: ints([1, 1]) })[0]!, [1, 1, 5], [-2, -2, -2, -2, 4]);
 });
 
 test("Conv auto_pad SAME_UPPER / SAME_LOWER / VALID pick the spec's padding", () => {
@@ -528,9 +555,9 @@ test("Conv auto_pad SAME_UPPER / SAME_LOWER / VALID pick the spec's padding", ()
   const valid = refConv(x, w, undefined, { ...base, pads: [0, 0, 0, 0] });
   const run = (autoPad: string) =>
     runOp("Conv", [x, w], { auto_pad: str(autoPad), strides: ints([2, 2]) })[0]!;
-  assertClose(run("SAME_UPPER"), [1, 3, 3, 4], upper.data);
-  assertClose(run("SAME_LOWER"), [1, 3, 3, 4], lower.data);
-  assertClose(run("VALID"), valid.dims, valid.data);
+  assertValues(run("SAME_UPPER"), [1, 3, 3, 4], upper.data);
+  assertValues(run("SAME_LOWER"), [1, 3, 3, 4], lower.data);
+  assertValues(run("VALID"), valid.dims, valid.data);
   assert.deepEqual(valid.dims, [1, 3, 2, 3]);
 });
 
@@ -662,7 +689,7 @@ test("Einsum explicit equations match the definition (GEMM-routed and general)",
   cases.forEach(([eq, shapes], i) => {
     const ts = shapes.map((s, j) => randTensor(s, 600 + 10 * i + j));
     const ref = refEinsum(eq, ts);
-    assertClose(runOp("Einsum", ts, { equation: str(eq) })[0]!, ref.dims, ref.data);
+    assertValues(runOp("Einsum", ts, { equation: str(eq) })[0]!, ref.dims, ref.data);
   });
 });
 
@@ -671,27 +698,27 @@ test("Einsum implicit output, ellipsis and hand-computed trace", () => {
   const b = randTensor([4, 5], 701);
   // Implicit: "ij,jk" sums j, output letters used once in alphabetical order → "ik".
   const ik = refEinsum("ij,jk->ik", [a, b]);
-  assertClose(runOp("Einsum", [a, b], { equation: str("ij,jk") })[0]!, ik.dims, ik.data);
+  assertValues(runOp("Einsum", [a, b], { equation: str("ij,jk") })[0]!, ik.dims, ik.data);
   // Implicit "ba" transposes into alphabetical order "ab".
   const t = runOp("Einsum", [a], { equation: str("ba") })[0]!;
-  assertClose(t, [4, 3], refEinsum("ba->ab", [a]).data);
+  assertValues(t, [4, 3], refEinsum("ba->ab", [a]).data);
   // Trace, hand computed.
   const m = new Tensor("float32", [1, 2, 3, 4, 5, 6, 7, 8, 9], [3, 3]);
-  assertClose(runOp("Einsum", [m], { equation: str("ii") })[0]!, [], [15]);
+  assertValues(runOp("Einsum", [m], { equation: str("ii") })[0]!, [], [15]);
   // Ellipsis as batch, explicit and implicit, with broadcasting of a size-1 batch dim.
   const x = randTensor([2, 3, 4, 5], 702);
   const y = randTensor([2, 3, 5, 6], 703);
   const xy = refEinsum("abij,abjk->abik", [x, y]);
-  assertClose(runOp("Einsum", [x, y], { equation: str("...ij,...jk->...ik") })[0]!, xy.dims, xy.data);
-  assertClose(runOp("Einsum", [x, y], { equation: str("...ij,...jk") })[0]!, xy.dims, xy.data);
+  assertValues(runOp("Einsum", [x, y], { equation: str("...ij,...jk->...ik") })[0]!, xy.dims, xy.data);
+  assertValues(runOp("Einsum", [x, y], { equation: str("...ij,...jk") })[0]!, xy.dims, xy.data);
   const y1 = randTensor([1, 3, 5, 6], 704);
   const y1full = new Tensor("float32", Float32Array.from([...y1.data, ...y1.data]), [2, 3, 5, 6]);
   const bc = refEinsum("abij,abjk->abik", [x, y1full]);
-  assertClose(runOp("Einsum", [x, y1], { equation: str("...ij,...jk->...ik") })[0]!, bc.dims, bc.data);
+  assertValues(runOp("Einsum", [x, y1], { equation: str("...ij,...jk->...ik") })[0]!, bc.dims, bc.data);
   // Ellipsis in the middle.
   const z = randTensor([3, 2, 2, 4], 705);
   const zr = refEinsum("iabj->ji", [z]);
-  assertClose(runOp("Einsum", [z], { equation: str("i...j->ji") })[0]!, zr.dims, zr.data);
+  assertValues(runOp("Einsum", [z], { equation: str("i...j->ji") })[0]!, zr.dims, zr.data);
 });
 
 test("Einsum int64 and error cases", () => {
@@ -730,7 +757,7 @@ test("Conv auto_pad and Einsum with ellipsis agree with onnxruntime", async () =
     b.output(b.op("Conv", ["x", b.init(w)], attrs));
     const want = await ortRun(b, { x });
     const got = runOp("Conv", [x, w], { auto_pad: str(autoPad), strides: ints([2, 2]) })[0]!;
-    assertClose(got, [...want.dims], want.data as Float32Array);
+    assertValues(got, [...want.dims], want.data as Float32Array);
   }
   const p = randTensor([2, 3, 4, 5], 1002);
   const q = randTensor([2, 3, 5], 1003);
@@ -740,5 +767,5 @@ test("Conv auto_pad and Einsum with ellipsis agree with onnxruntime", async () =
   b.output(b.op("Einsum", ["p", "q"], { equation: "...ij,...j->...i" }));
   const want = await ortRun(b, { p, q });
   const got = runOp("Einsum", [p, q], { equation: str("...ij,...j->...i") })[0]!;
-  assertClose(got, [...want.dims], want.data as Float32Array);
+  assertValues(got, [...want.dims], want.data as Float32Array);
 });

@@ -11,6 +11,8 @@ import "../src/ops/reduce.js";
 import "../src/ops/rotary.js";
 import "../src/ops/softmax.js";
 import { getOp } from "../src/ops/registry.js";
+import { assertValues } from "./support/compare.js";
+import { runOp } from "./support/ops.js";
 
 // ---- helpers ------------------------------------------------------------------------------------------
 
@@ -33,34 +35,6 @@ const int = (value: number): Attribute => ({ type: "int", value });
 const ints = (value: number[]): Attribute => ({ type: "ints", value });
 const float = (value: number): Attribute => ({ type: "float", value });
 
-function runOp(
-  opType: string,
-  inputs: (Tensor | undefined)[],
-  attrs: Record<string, Attribute> = {},
-  opset = 17,
-  domain = "",
-): Tensor[] {
-  const node: Node = {
-    name: `test_${opType}`,
-    opType,
-    domain,
-    inputs: inputs.map((t, i) => (t ? `in${i}` : "")),
-    outputs: ["out"],
-    attrs,
-  };
-  return getOp(node).run({ node, opset }, inputs);
-}
-
-function assertClose(actual: Tensor, expectedDims: number[], expected: ArrayLike<number>, tol = 1e-5) {
-  assert.deepEqual([...actual.dims], expectedDims);
-  assert.equal(actual.size, expected.length);
-  for (let i = 0; i < expected.length; i++) {
-    const a = actual.getNumber(i);
-    const e = expected[i]!;
-    assert.ok(Math.abs(a - e) <= tol * (1 + Math.abs(e)), `element ${i}: got ${a}, expected ${e}`);
-  }
-}
-
 // ---- Softmax --------------------------------------------------------------------------------------------
 
 test("Softmax: opset 11 flattens at axis, opset 13 normalises one axis (3-D input)", () => {
@@ -76,9 +50,9 @@ test("Softmax: opset 11 flattens at axis, opset 13 normalises one axis (3-D inpu
     const s = e.reduce((p, q) => p + q, 0);
     want11.push(...e.map((q) => q / s));
   }
-  assertClose(runOp("Softmax", [x], { axis: int(1) }, 11)[0]!, dims, want11);
+  assertValues(runOp("Softmax", [x], { axis: int(1) }, 11)[0]!, dims, want11);
   // opset 11 default axis is 1 as well.
-  assertClose(runOp("Softmax", [x], {}, 11)[0]!, dims, want11);
+  assertValues(runOp("Softmax", [x], {}, 11)[0]!, dims, want11);
   // opset 13, axis=1: softmax over the 3 values at fixed (b, k).
   const want13 = new Array<number>(24);
   for (let b = 0; b < 2; b++) {
@@ -88,16 +62,16 @@ test("Softmax: opset 11 flattens at axis, opset 13 normalises one axis (3-D inpu
       for (let j = 0; j < 3; j++) want13[at(j)] = Math.exp(v[at(j)]!) / s;
     }
   }
-  assertClose(runOp("Softmax", [x], { axis: int(1) }, 13)[0]!, dims, want13);
+  assertValues(runOp("Softmax", [x], { axis: int(1) }, 13)[0]!, dims, want13);
   // opset 13 default axis -1 and opset 11 with axis=2 agree (last axis either way).
   const last = runOp("Softmax", [x], {}, 13)[0]!;
-  assertClose(runOp("Softmax", [x], { axis: int(2) }, 11)[0]!, dims, [...last.toFloat64()]);
+  assertValues(runOp("Softmax", [x], { axis: int(2) }, 11)[0]!, dims, [...last.toFloat64()]);
   assert.notDeepEqual(want11, want13);
 });
 
 test("Softmax hand-computed and large values stay finite", () => {
   const x = new Tensor("float32", [0, Math.log(3), 1000, 1000], [2, 2]);
-  assertClose(runOp("Softmax", [x], {}, 13)[0]!, [2, 2], [0.25, 0.75, 0.5, 0.5]);
+  assertValues(runOp("Softmax", [x], {}, 13)[0]!, [2, 2], [0.25, 0.75, 0.5, 0.5]);
 });
 
 // ---- LayerNormalization / RMSNormalization / SkipLayerNormalization ---------------------------------------
@@ -135,10 +109,10 @@ test("LayerNormalization axis=-1 with Mean and InvStdDev outputs", () => {
   const bias = randTensor([8], 12);
   const ref = refLayerNorm(x.toFloat64(), 8, 1e-5, scale.toNumbers(), bias.toNumbers());
   const [y, mean, inv] = runOp("LayerNormalization", [x, scale, bias], { axis: int(-1) });
-  assertClose(y!, [2, 3, 8], ref.y);
+  assertValues(y!, [2, 3, 8], ref.y);
   assert.equal(mean!.type, "float32");
-  assertClose(mean!, [2, 3, 1], ref.mean);
-  assertClose(inv!, [2, 3, 1], ref.inv);
+  assertValues(mean!, [2, 3, 1], ref.mean);
+  assertValues(inv!, [2, 3, 1], ref.inv);
 });
 
 test("LayerNormalization axis=1 normalises over all trailing axes; epsilon and no bias", () => {
@@ -146,14 +120,14 @@ test("LayerNormalization axis=1 normalises over all trailing axes; epsilon and n
   const scale = randTensor([3, 4], 21);
   const ref = refLayerNorm(x.toFloat64(), 12, 0.1, scale.toNumbers());
   const [y, mean, inv] = runOp("LayerNormalization", [x, scale], { axis: int(1), epsilon: float(0.1) });
-  assertClose(y!, [2, 3, 4], ref.y);
-  assertClose(mean!, [2, 1, 1], ref.mean);
-  assertClose(inv!, [2, 1, 1], ref.inv);
+  assertValues(y!, [2, 3, 4], ref.y);
+  assertValues(mean!, [2, 1, 1], ref.mean);
+  assertValues(inv!, [2, 1, 1], ref.inv);
   // Scale [4] broadcasts over the [3, 4] normalised block.
   const s4 = randTensor([4], 22);
   const s4full = [0, 1, 2].flatMap(() => s4.toNumbers());
   const ref4 = refLayerNorm(x.toFloat64(), 12, 1e-5, s4full);
-  assertClose(runOp("LayerNormalization", [x, s4], { axis: int(1) })[0]!, [2, 3, 4], ref4.y);
+  assertValues(runOp("LayerNormalization", [x, s4], { axis: int(1) })[0]!, [2, 3, 4], ref4.y);
 });
 
 test("LayerNormalization hand-computed row", () => {
@@ -164,7 +138,7 @@ test("LayerNormalization hand-computed row", () => {
     [x, new Tensor("float32", [2, 3], [2]), new Tensor("float32", [0.5, 0.5], [2])],
     { epsilon: float(0) },
   );
-  assertClose(y!, [1, 2], [-1.5, 3.5]);
+  assertValues(y!, [1, 2], [-1.5, 3.5]);
 });
 
 test("RMSNormalization (opset 23) divides by the root mean square, no centring", () => {
@@ -172,7 +146,7 @@ test("RMSNormalization (opset 23) divides by the root mean square, no centring",
   const scale = randTensor([5], 31);
   const ref = refLayerNorm(x.toFloat64(), 5, 1e-5, scale.toNumbers(), undefined, true);
   const [y] = runOp("RMSNormalization", [x, scale], {}, 23);
-  assertClose(y!, [3, 5], ref.y);
+  assertValues(y!, [3, 5], ref.y);
   // Hand computed: [3, 4] → rms = sqrt(12.5).
   const h = runOp(
     "RMSNormalization",
@@ -181,10 +155,10 @@ test("RMSNormalization (opset 23) divides by the root mean square, no centring",
       epsilon: float(0),
     },
   )[0]!;
-  assertClose(h, [1, 2], [3 / Math.sqrt(12.5), 4 / Math.sqrt(12.5)]);
+  assertValues(h, [1, 2], [3 / Math.sqrt(12.5), 4 / Math.sqrt(12.5)]);
   // axis = 0 over a 2-D input normalises the whole tensor.
   const whole = refLayerNorm(x.toFloat64(), 15, 1e-5, new Array(15).fill(2), undefined, true);
-  assertClose(
+  assertValues(
     runOp("RMSNormalization", [x, new Tensor("float32", [2], [1])], { axis: int(0) }, 23)[0]!,
     [3, 5],
     whole.y,
@@ -215,17 +189,17 @@ test("SkipLayerNormalization with bias, beta and every optional output", () => {
     1,
     "com.microsoft",
   );
-  assertClose(y!, [2, 3, 8], ref.y);
-  assertClose(mean!, [2, 3, 1], ref.mean);
-  assertClose(inv!, [2, 3, 1], ref.inv);
-  assertClose(s!, [2, 3, 8], [...sum]);
+  assertValues(y!, [2, 3, 8], ref.y);
+  assertValues(mean!, [2, 3, 1], ref.mean);
+  assertValues(inv!, [2, 3, 1], ref.inv);
+  assertValues(s!, [2, 3, 8], [...sum]);
   // skip [3, 8] broadcasts over the batch.
   const skip2 = randTensor([3, 8], 45);
   const S2 = skip2.toFloat64();
   const sum2 = Float64Array.from(X, (v, i) => v + S2[i % 24]!);
   const ref2 = refLayerNorm(sum2, 8, 1e-12, gamma.toNumbers());
   const [y2] = runOp("SkipLayerNormalization", [x, skip2, gamma], {}, 1, "com.microsoft");
-  assertClose(y2!, [2, 3, 8], ref2.y);
+  assertValues(y2!, [2, 3, 8], ref2.y);
   assert.throws(
     () => runOp("SkipLayerNormalization", [x, randTensor([2, 8], 46), gamma], {}, 1, "com.microsoft"),
     /skip/,
@@ -243,41 +217,41 @@ test("ReduceSum/Mean/Max with keepdims, axes as attribute (opset 13) and as inpu
   const axes = new Tensor("int64", [1], [1]);
   // Sum over j: 3·(100i + k) + 30.
   const sumJ = [0, 1].flatMap((i) => [0, 1, 2, 3].map((k) => 3 * (100 * i + k) + 30));
-  assertClose(runOp("ReduceSum", [x, axes], {}, 13)[0]!, [2, 1, 4], sumJ);
-  assertClose(runOp("ReduceSum", [x, axes], { keepdims: int(0) }, 13)[0]!, [2, 4], sumJ);
-  assertClose(runOp("ReduceSum", [x], { axes: ints([1]) }, 11)[0]!, [2, 1, 4], sumJ);
+  assertValues(runOp("ReduceSum", [x, axes], {}, 13)[0]!, [2, 1, 4], sumJ);
+  assertValues(runOp("ReduceSum", [x, axes], { keepdims: int(0) }, 13)[0]!, [2, 4], sumJ);
+  assertValues(runOp("ReduceSum", [x], { axes: ints([1]) }, 11)[0]!, [2, 1, 4], sumJ);
   // Mean over axes [0, 2]: mean of 100i + 10j + k = 50 + 10j + 1.5.
   const meanIK = [0, 1, 2].map((j) => 51.5 + 10 * j);
-  assertClose(runOp("ReduceMean", [x], { axes: ints([0, -1]), keepdims: int(0) }, 13)[0]!, [3], meanIK);
-  assertClose(
+  assertValues(runOp("ReduceMean", [x], { axes: ints([0, -1]), keepdims: int(0) }, 13)[0]!, [3], meanIK);
+  assertValues(
     runOp("ReduceMean", [x, new Tensor("int64", [0, 2], [2])], { keepdims: int(1) }, 18)[0]!,
     [1, 3, 1],
     meanIK,
   );
   // Max over the last axis.
   const maxK = [0, 1].flatMap((i) => [0, 1, 2].map((j) => 100 * i + 10 * j + 3));
-  assertClose(runOp("ReduceMax", [x], { axes: ints([2]) }, 13)[0]!, [2, 3, 1], maxK);
-  assertClose(
+  assertValues(runOp("ReduceMax", [x], { axes: ints([2]) }, 13)[0]!, [2, 3, 1], maxK);
+  assertValues(
     runOp("ReduceMax", [x, new Tensor("int64", [-1], [1])], { keepdims: int(0) }, 18)[0]!,
     [2, 3],
     maxK,
   );
   // In opset 18 an axes attribute is not a thing: without the input every axis is reduced.
-  assertClose(runOp("ReduceMax", [x], { keepdims: int(0) }, 18)[0]!, [], [123]);
+  assertValues(runOp("ReduceMax", [x], { keepdims: int(0) }, 18)[0]!, [], [123]);
 });
 
 test("Reductions: empty axes reduce everything unless noop_with_empty_axes; int64 stays int64", () => {
   const x = new Tensor("float32", [1, 2, 3, 4, 5, 6], [2, 3]);
-  assertClose(runOp("ReduceSum", [x], {}, 13)[0]!, [1, 1], [21]);
-  assertClose(runOp("ReduceSum", [x, new Tensor("int64", [], [0])], { keepdims: int(0) }, 13)[0]!, [], [21]);
+  assertValues(runOp("ReduceSum", [x], {}, 13)[0]!, [1, 1], [21]);
+  assertValues(runOp("ReduceSum", [x, new Tensor("int64", [], [0])], { keepdims: int(0) }, 13)[0]!, [], [21]);
   const noop = runOp(
     "ReduceSum",
     [x, new Tensor("int64", [], [0])],
     { noop_with_empty_axes: int(1) },
     13,
   )[0]!;
-  assertClose(noop, [2, 3], [1, 2, 3, 4, 5, 6]);
-  assertClose(runOp("ReduceMean", [x], {}, 17)[0]!, [1, 1], [3.5]);
+  assertValues(noop, [2, 3], [1, 2, 3, 4, 5, 6]);
+  assertValues(runOp("ReduceMean", [x], {}, 17)[0]!, [1, 1], [3.5]);
   const xi = new Tensor("int64", [5, -7, 2, 9], [2, 2]);
   const s = runOp("ReduceSum", [xi], { axes: ints([0]), keepdims: int(0) }, 11)[0]!;
   assert.equal(s.type, "int64");
@@ -338,15 +312,15 @@ test("Normalization ops infer output and statistics shapes with symbolic dims", 
 test("CumSum: plain, exclusive, reverse and both, on a chosen axis", () => {
   const x = new Tensor("float32", [1, 2, 3, 4, 5, 6], [2, 3]);
   const axis1 = new Tensor("int64", [1], []);
-  assertClose(runOp("CumSum", [x, axis1])[0]!, [2, 3], [1, 3, 6, 4, 9, 15]);
-  assertClose(runOp("CumSum", [x, axis1], { exclusive: int(1) })[0]!, [2, 3], [0, 1, 3, 0, 4, 9]);
-  assertClose(runOp("CumSum", [x, axis1], { reverse: int(1) })[0]!, [2, 3], [6, 5, 3, 15, 11, 6]);
-  assertClose(
+  assertValues(runOp("CumSum", [x, axis1])[0]!, [2, 3], [1, 3, 6, 4, 9, 15]);
+  assertValues(runOp("CumSum", [x, axis1], { exclusive: int(1) })[0]!, [2, 3], [0, 1, 3, 0, 4, 9]);
+  assertValues(runOp("CumSum", [x, axis1], { reverse: int(1) })[0]!, [2, 3], [6, 5, 3, 15, 11, 6]);
+  assertValues(
     runOp("CumSum", [x, axis1], { exclusive: int(1), reverse: int(1) })[0]!,
     [2, 3],
     [5, 3, 0, 11, 6, 0],
   );
-  assertClose(runOp("CumSum", [x, new Tensor("int32", [0], [])])[0]!, [2, 3], [1, 2, 3, 5, 7, 9]);
+  assertValues(runOp("CumSum", [x, new Tensor("int32", [0], [])])[0]!, [2, 3], [1, 2, 3, 5, 7, 9]);
   // Position ids from an attention mask: int64 in, int64 out.
   const mask = new Tensor("int64", [1, 1, 1, 0], [1, 4]);
   const pos = runOp("CumSum", [mask, new Tensor("int64", [-1], [])])[0]!;
@@ -414,7 +388,7 @@ test("RotaryEmbedding hand-computed: a 90° rotation of one pair", () => {
   const cos = new Tensor("float32", [0], [1, 1]);
   const sin = new Tensor("float32", [1], [1, 1]);
   const pos = new Tensor("int64", [0], [1, 1]);
-  assertClose(runOp("RotaryEmbedding", [x, cos, sin, pos], {}, 23)[0]!, [1, 1, 1, 2], [-2, 1]);
+  assertValues(runOp("RotaryEmbedding", [x, cos, sin, pos], {}, 23)[0]!, [1, 1, 1, 2], [-2, 1]);
 });
 
 test("RotaryEmbedding 4-D and 3-D, interleaved or not, partial rotary dim, with and without position_ids", () => {
@@ -434,13 +408,13 @@ test("RotaryEmbedding 4-D and 3-D, interleaved or not, partial rotary dim, with 
           rotary_embedding_dim: int(rotaryDim),
         };
         const x4 = randTensor([B, H, S, D], seed++);
-        assertClose(
+        assertValues(
           runOp("RotaryEmbedding", [x4, cos, sin, pos], attrs, 23)[0]!,
           [B, H, S, D],
           refRotary(x4, cos, sin, pos, o),
         );
         const x3 = randTensor([B, S, H * D], seed++);
-        assertClose(
+        assertValues(
           runOp("RotaryEmbedding", [x3, cos, sin, pos], { ...attrs, num_heads: int(H) }, 23)[0]!,
           [B, S, H * D],
           refRotary(x3, cos, sin, pos, o),
@@ -484,7 +458,7 @@ test("RotaryEmbedding and SkipLayerNormalization agree with onnxruntime", async 
     const [want] = await ortRun(b, { x, pos });
     const attrs = { interleaved: int(interleaved), num_heads: int(H), rotary_embedding_dim: int(4) };
     const got = runOp("RotaryEmbedding", [x, cos, sin, pos], attrs, 23)[0]!;
-    assertClose(got, [...want!.dims], want!.data as Float32Array, 1e-6);
+    assertValues(got, [...want!.dims], want!.data as Float32Array, 1e-6);
   }
 
   const skip = randTensor([B, S, 16], 901);
@@ -509,8 +483,8 @@ test("RotaryEmbedding and SkipLayerNormalization agree with onnxruntime", async 
     1,
     "com.microsoft",
   );
-  assertClose(got[0]!, [...wantY!.dims], wantY!.data as Float32Array, 1e-5);
-  assertClose(got[3]!, [...wantSum!.dims], wantSum!.data as Float32Array, 1e-6);
-  assertClose(got[1]!, [...wantMean!.dims], wantMean!.data as Float32Array, 1e-6);
-  assertClose(got[2]!, [...wantInv!.dims], wantInv!.data as Float32Array, 1e-5);
+  assertValues(got[0]!, [...wantY!.dims], wantY!.data as Float32Array, 1e-5);
+  assertValues(got[3]!, [...wantSum!.dims], wantSum!.data as Float32Array, 1e-6);
+  assertValues(got[1]!, [...wantMean!.dims], wantMean!.data as Float32Array, 1e-6);
+  assertValues(got[2]!, [...wantInv!.dims], wantInv!.data as Float32Array, 1e-5);
 });

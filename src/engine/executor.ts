@@ -1,19 +1,20 @@
+import type { ExecutionPlan as BackendPlan } from "../backends/backend.js";
+import { cpuCompute } from "../backends/cpu/compute.js";
 import { markImmutable } from "../backends/cpu/immutable.js";
+import { cpuKernels } from "../backends/cpu/kernels.js";
+import { cpuThreads } from "../backends/cpu/thread-pool.js";
 import { OpError } from "../errors.js";
 import type { Graph, Node } from "../ir/graph.js";
 import { opsetOf, topologicalOrder } from "../ir/graph.js";
 import type { Tensor } from "../ir/tensor.js";
+import { referenceWith } from "../ops/compute.js";
+import { type EvaluateOptions, gatherInputs, lastReaders } from "../ops/evaluate.js";
 import { resolveOp } from "../ops/index.js";
 
-export interface ExecuteOptions {
-  /** Keep every intermediate value in the result (verify mode, debugging). */
-  keepIntermediates?: boolean;
-  /** Called after each node runs. */
-  onNode?: (node: Node, outputs: Tensor[]) => void;
-}
+export type ExecuteOptions = EvaluateOptions;
 
 /** Topological order plus, for each step, the values whose last reader it is (freed right after). */
-export interface ExecutionPlan {
+export interface ExecutionPlan extends BackendPlan {
   order: Node[];
   releaseAfter: string[][];
 }
@@ -22,20 +23,12 @@ export function planGraph(graph: Graph): ExecutionPlan {
   const order = topologicalOrder(graph);
   // Initializers are never written while the graph runs, so kernels may cache what they derive from them.
   for (const t of graph.initializers.values()) markImmutable(t.data);
-  const keep = new Set<string>([...graph.outputs.map((o) => o.name), ...graph.initializers.keys()]);
-  const lastUse = new Map<string, number>();
-  order.forEach((n, i) => {
-    for (const v of n.inputs) if (v) lastUse.set(v, i);
-    for (const v of n.outputs) if (v && !lastUse.has(v)) lastUse.set(v, i);
-  });
-  const releaseAfter: string[][] = order.map(() => []);
-  for (const [v, i] of lastUse) if (!keep.has(v)) releaseAfter[i]!.push(v);
-  return { order, releaseAfter };
+  return { order, releaseAfter: lastReaders(graph, order) };
 }
 
 /**
- * Runs a graph on host tensors with each op's kernel. Synchronous; `InferenceSession` wraps it with feed
- * validation and the async API.
+ * Runs a graph synchronously on the CPU backend's kernels (the op's reference where the backend has none).
+ * For tests and tools; `InferenceSession` runs the same kernels asynchronously.
  */
 export function runGraph(
   graph: Graph,
@@ -45,20 +38,25 @@ export function runGraph(
 ): Map<string, Tensor> {
   const values = new Map<string, Tensor>(graph.initializers);
   for (const [k, v] of Object.entries(feeds)) values.set(k, v);
+  const compute = cpuCompute({ threads: cpuThreads() });
   plan.order.forEach((node, step) => {
+    const inputs = gatherInputs(node, values);
     const opset = opsetOf(graph, node.domain);
+    // The op's contract decides first: unknown ops and schemas older than mhafuse implements are refused.
     const op = resolveOp(node, opset);
-    const inputs = node.inputs.map((name) => {
-      if (!name) return undefined;
-      const t = values.get(name);
-      if (!t) throw new OpError(node, `input '${name}' has no value (graph input not fed?)`);
-      return t;
-    });
-    const outputs = op.run({ node, opset }, inputs);
+    const kernel = cpuKernels.find(
+      node,
+      opset,
+      inputs.map((t) => t?.type),
+    );
+    const result = kernel
+      ? kernel.run({ node, opset, compute, allowAsync: false }, inputs)
+      : op.run({ node, opset, compute: referenceWith(compute) }, inputs);
+    if (result instanceof Promise) throw new OpError(node, "kernel went asynchronous in a synchronous run");
     node.outputs.forEach((name, i) => {
-      if (name && outputs[i]) values.set(name, outputs[i]!);
+      if (name && result[i]) values.set(name, result[i]!);
     });
-    options.onNode?.(node, outputs);
+    options.onNode?.(node, result);
     if (!options.keepIntermediates) for (const v of plan.releaseAfter[step]!) values.delete(v);
   });
   return values;

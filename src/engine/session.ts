@@ -1,11 +1,14 @@
+import type { PreparedGraph } from "../backends/backend.js";
+import { CpuBackend, type CpuBackendOptions } from "../backends/cpu/backend.js";
+import type { KernelChoice } from "../backends/cpu/defaults.js";
 import { MhafuseError } from "../errors.js";
 import type { Graph, Model, ValueInfo } from "../ir/graph.js";
 import type { Tensor } from "../ir/tensor.js";
 import { loadModel } from "../onnx/index.js";
 import { type AttentionReport, type GraphOptimizationLevel, optimizeGraph } from "../passes/index.js";
-import { type ExecutionPlan, planGraph, runGraph } from "./executor.js";
+import { type ExecutionPlan, planGraph } from "./executor.js";
 import { type TensorLike, validateFeeds } from "./feeds.js";
-import { type VerifyResult, verifyFusionRun } from "./verify.js";
+import { compareFusion, type VerifyResult } from "./verify.js";
 
 export type { GraphOptimizationLevel };
 
@@ -16,7 +19,16 @@ export interface SessionOptions {
   graphOptimizationLevel?: GraphOptimizationLevel;
   /** Run the unfused graph beside the fused one and fail when an attention block's output differs. */
   verify?: boolean | { tolerance?: number };
+  /** Threads for parallel kernels, this thread included (as onnxruntime's; default MHAFUSE_THREADS or all cores). */
+  intraOpNumThreads?: number;
+  /** mhafuse: GEMM kernel, "auto" (WebAssembly SIMD where available) or "js" (default "js" if MHAFUSE_NO_WASM). */
+  gemmKernel?: KernelChoice;
+  /** mhafuse: attention kernel, likewise (default "js" if MHAFUSE_NO_WASM or MHAFUSE_ATTENTION_KERNEL=js). */
+  attentionKernel?: KernelChoice;
 }
+
+/** Input-shape signatures whose prepared graphs a session keeps. */
+const PREPARED_CACHE_SIZE = 8;
 
 const SUPPORTED_PROVIDERS = new Set(["cpu"]);
 
@@ -44,13 +56,20 @@ export class InferenceSession {
   /** Filled after each run in verify mode. */
   lastVerify?: VerifyResult;
   private readonly plan: ExecutionPlan;
+  private readonly backend: CpuBackend;
+  private readonly prepared = new Map<string, Promise<PreparedGraph>>();
+  private released = false;
+  /** Verify mode: the unfused graph, prepared on first use. */
+  private unfused?: Promise<PreparedGraph>;
 
   private constructor(
     graph: Graph,
     private readonly original: Graph,
     report: AttentionReport[],
     private readonly verifyTolerance: number | undefined,
+    backendOptions: CpuBackendOptions,
   ) {
+    this.backend = new CpuBackend(backendOptions);
     this.graph = graph;
     this.attentionReport = report;
     this.inputMetadata = graph.inputs;
@@ -82,7 +101,25 @@ export class InferenceSession {
     const tolerance = options.verify
       ? ((typeof options.verify === "object" ? options.verify.tolerance : undefined) ?? 1e-3)
       : undefined;
-    return new InferenceSession(optimized.graph, graph, optimized.report, tolerance);
+    if (
+      options.intraOpNumThreads !== undefined &&
+      !(Number.isInteger(options.intraOpNumThreads) && options.intraOpNumThreads > 0)
+    )
+      throw new MhafuseError(
+        `intraOpNumThreads must be a positive integer, got ${options.intraOpNumThreads}`,
+      );
+    for (const [name, value] of [
+      ["gemmKernel", options.gemmKernel],
+      ["attentionKernel", options.attentionKernel],
+    ] as const) {
+      if (value !== undefined && value !== "auto" && value !== "js")
+        throw new MhafuseError(`${name} must be "auto" or "js", got ${JSON.stringify(value)}`);
+    }
+    return new InferenceSession(optimized.graph, graph, optimized.report, tolerance, {
+      threads: options.intraOpNumThreads,
+      gemmKernel: options.gemmKernel,
+      attentionKernel: options.attentionKernel,
+    });
   }
 
   async run(feeds: Record<string, TensorLike>, fetches?: readonly string[]): Promise<Record<string, Tensor>> {
@@ -95,16 +132,47 @@ export class InferenceSession {
         );
       }
     }
-    let values: Map<string, Tensor>;
-    if (this.verifyTolerance !== undefined) {
-      const verified = verifyFusionRun(this.original, this.graph, this.attentionReport, checked, {
-        tolerance: this.verifyTolerance,
-      });
-      this.lastVerify = verified.result;
-      values = verified.fusedValues;
-    } else {
-      values = runGraph(this.graph, checked, {}, this.plan);
-    }
-    return Object.fromEntries(wanted.map((name) => [name, values.get(name)!]));
+    const prepared = await this.preparedFor(checked);
+    if (this.verifyTolerance === undefined) return prepared.run(checked, wanted);
+    // Verify mode: both graphs run on the backend keeping every value, then each fused block is compared.
+    this.unfused ??= this.backend.prepare(this.original, planGraph(this.original));
+    const keep = { keepIntermediates: true };
+    const before = await (await this.unfused).run(checked, [], keep);
+    const after = await prepared.run(checked, [], keep);
+    const values = (r: Record<string, Tensor>) => new Map(Object.entries(r));
+    this.lastVerify = compareFusion(
+      this.original,
+      this.attentionReport,
+      values(before),
+      values(after),
+      this.verifyTolerance,
+    );
+    return Object.fromEntries(wanted.map((name) => [name, after[name]!]));
+  }
+
+  /**
+   * The prepared graph for the feeds' shape and dtype signature, prepared on first use and cached (at most
+   * PREPARED_CACHE_SIZE signatures, least recently used dropped first).
+   */
+  private preparedFor(feeds: Record<string, Tensor>): Promise<PreparedGraph> {
+    if (this.released) throw new MhafuseError("the session was released; create a new one to run again");
+    const signature = this.inputNames.map((n) => `${feeds[n]!.type}[${feeds[n]!.dims.join(",")}]`).join(";");
+    let prepared = this.prepared.get(signature);
+    if (prepared) this.prepared.delete(signature);
+    else prepared = this.backend.prepare(this.graph, this.plan);
+    this.prepared.set(signature, prepared);
+    if (this.prepared.size > PREPARED_CACHE_SIZE) this.prepared.delete(this.prepared.keys().next().value!);
+    return prepared;
+  }
+
+  /**
+   * Stops this session's worker threads and frees its buffers and prepared graphs; later runs throw.
+   * (Not needed for the process to exit: idle workers never keep it alive.)
+   */
+  async release(): Promise<void> {
+    this.released = true;
+    this.prepared.clear();
+    this.unfused = undefined;
+    await this.backend.dispose();
   }
 }

@@ -80,9 +80,22 @@ export function verifyFusionRun(
   feeds: Record<string, Tensor>,
   options: { tolerance?: number } = {},
 ): { result: VerifyResult; fusedValues: Map<string, Tensor> } {
-  const tolerance = options.tolerance ?? 1e-3;
   const before = runGraph(original, feeds, { keepIntermediates: true });
   const after = runGraph(fused, feeds, { keepIntermediates: true });
+  return { result: compareFusion(original, report, before, after, options.tolerance), fusedValues: after };
+}
+
+/**
+ * Compares every fused block's output value (and the graph outputs) between an unfused and a fused run's
+ * values; throws FusionMismatchError naming every block past the tolerance (default 1e-3 absolute).
+ */
+export function compareFusion(
+  original: Graph,
+  report: readonly AttentionReport[],
+  before: ReadonlyMap<string, Tensor>,
+  after: ReadonlyMap<string, Tensor>,
+  tolerance = 1e-3,
+): VerifyResult {
   const blocks: BlockCheck[] = [];
   for (const block of report) {
     if (!block.fused || !block.output) continue;
@@ -105,5 +118,5 @@ export function verifyFusionRun(
   const result: VerifyResult = { ok: blocks.every((b) => b.ok), tolerance, blocks, outputs };
   const failed = blocks.filter((b) => !b.ok);
   if (failed.length) throw new FusionMismatchError(result, failed);
-  return { result, fusedValues: after };
+  return result;
 }

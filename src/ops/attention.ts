@@ -12,13 +12,27 @@
  * ONNX Attention-23) share: every one of them reduces its inputs to an `AttentionProblem` — strided views
  * of Q, K and V plus masks — and runs it on the shared CPU attention core.
  */
-import { type AttentionBias, attentionCore, type StridedLayout } from "../backends/cpu/attention-core.js";
 import { OpError } from "../errors.js";
 import type { DType } from "../ir/dtype.js";
 import { floatToHalf } from "../ir/float16.js";
 import type { Dim, Node, ValueType } from "../ir/graph.js";
 import { Tensor } from "../ir/tensor.js";
-import { attrFloat, attrInt, hasAttr, type OpDef, registerOps, type TypeContext } from "./registry.js";
+import {
+  type AttentionBias,
+  type AttentionDims,
+  referenceAttention,
+  type StridedLayout,
+} from "./attention-args.js";
+import { type OpCompute, referenceCompute } from "./compute.js";
+import {
+  attrFloat,
+  attrInt,
+  hasAttr,
+  type OpContext,
+  type OpDef,
+  registerOps,
+  type TypeContext,
+} from "./registry.js";
 
 // ---- shared machinery for every attention op ---------------------------------------------------------
 
@@ -29,14 +43,7 @@ export interface HeadView {
 }
 
 /** Everything an attention op reduces to before it runs. */
-export interface AttentionProblem {
-  batch: number;
-  numHeads: number;
-  kvNumHeads: number;
-  seqQ: number;
-  seqKV: number;
-  headSize: number;
-  vHeadSize: number;
+export interface AttentionProblem extends AttentionDims {
   scale: number;
   q: HeadView;
   k: HeadView;
@@ -181,14 +188,18 @@ export function keyLengthsOf(node: Node, t: Tensor, batch: number, seqKV: number
   return out;
 }
 
-/** Runs a problem; the output is written with `outLayout` into a buffer of B·Nq·Sq·Hv floats. */
-export function solveAttention(p: AttentionProblem, outLayout: StridedLayout): Float32Array {
-  const out = new Float32Array(p.batch * p.numHeads * p.seqQ * p.vHeadSize);
-  if (p.softcap !== undefined && p.softcap > 0) {
-    softcapAttention(p, out, outLayout);
-    return out;
-  }
-  attentionCore({
+/**
+ * Runs a problem on `compute`'s attention core (the reference's by default); the output is written with
+ * `outLayout` into a buffer of B·Nq·Sq·Hv floats. Softcap (Attention-23 only) always runs on the reference:
+ * no fast core has it.
+ */
+export function solveAttention(
+  p: AttentionProblem,
+  outLayout: StridedLayout,
+  compute: OpCompute = referenceCompute,
+): Float32Array {
+  const out = compute.allocFloat32(p.batch * p.numHeads * p.seqQ * p.vHeadSize);
+  const args = {
     batch: p.batch,
     numHeads: p.numHeads,
     kvNumHeads: p.kvNumHeads,
@@ -208,71 +219,10 @@ export function solveAttention(p: AttentionProblem, outLayout: StridedLayout): F
     keyLengths: p.keyLengths,
     causalOffset: p.causalOffset,
     bias: p.bias,
-  });
+  };
+  if (p.softcap !== undefined && p.softcap > 0) referenceAttention({ ...args, softcap: p.softcap });
+  else compute.attention(args);
   return out;
-}
-
-/**
- * Softcapped attention (Attention-23 only; the core has no softcap). Scores are capped before the bias is
- * added, so -inf masks stay -inf. Materialises one row of scores at a time, accumulating in float64.
- */
-function softcapAttention(p: AttentionProblem, out: Float32Array, outLayout: StridedLayout): void {
-  const cap = p.softcap!;
-  const group = p.numHeads / p.kvNumHeads;
-  const scores = new Float64Array(p.seqKV);
-  const acc = new Float64Array(p.vHeadSize);
-  for (let b = 0; b < p.batch; b++) {
-    const keyLen = p.keyLengths ? p.keyLengths[b]! : p.seqKV;
-    for (let n = 0; n < p.numHeads; n++) {
-      const kvHead = Math.floor(n / group);
-      for (let i = 0; i < p.seqQ; i++) {
-        const qRow = p.q.layout.offset + b * p.q.layout.batchStride + n * p.q.layout.headStride;
-        let max = Number.NEGATIVE_INFINITY;
-        for (let j = 0; j < p.seqKV; j++) {
-          const allowed = j < keyLen && (p.causalOffset === undefined || j <= i + p.causalOffset);
-          if (!allowed) {
-            scores[j] = Number.NEGATIVE_INFINITY;
-            continue;
-          }
-          const kRow =
-            p.k.layout.offset +
-            b * p.k.layout.batchStride +
-            kvHead * p.k.layout.headStride +
-            j * p.k.layout.seqStride;
-          let dot = 0;
-          for (let h = 0; h < p.headSize; h++) {
-            dot += p.q.data[qRow + i * p.q.layout.seqStride + h]! * p.k.data[kRow + h]!;
-          }
-          let s = cap * Math.tanh((dot * p.scale) / cap);
-          if (p.bias) {
-            const bb = p.bias;
-            s += bb.data[bb.offset + b * bb.batchStride + n * bb.headStride + i * bb.rowStride + j]!;
-          }
-          scores[j] = s;
-          if (s > max) max = s;
-        }
-        acc.fill(0);
-        if (max !== Number.NEGATIVE_INFINITY) {
-          let sum = 0;
-          for (let j = 0; j < p.seqKV; j++) {
-            const w = Math.exp(scores[j]! - max);
-            if (w === 0) continue;
-            sum += w;
-            const vRow =
-              p.v.layout.offset +
-              b * p.v.layout.batchStride +
-              kvHead * p.v.layout.headStride +
-              j * p.v.layout.seqStride;
-            for (let h = 0; h < p.vHeadSize; h++) acc[h]! += w * p.v.data[vRow + h]!;
-          }
-          for (let h = 0; h < p.vHeadSize; h++) acc[h]! /= sum;
-        }
-        const oRow =
-          outLayout.offset + b * outLayout.batchStride + n * outLayout.headStride + i * outLayout.seqStride;
-        for (let h = 0; h < p.vHeadSize; h++) out[oRow + h] = acc[h]!;
-      }
-    }
-  }
 }
 
 /** Copies one head view into a dense [B, N, S, H] buffer (present_key / present_value outputs). */
@@ -321,17 +271,7 @@ export function divDim(d: Dim | undefined, by: number): Dim {
 
 // ---- mhafuse.Attention ------------------------------------------------------------------------------
 
-interface AttentionShape {
-  batch: number;
-  seqQ: number;
-  seqKV: number;
-  numHeads: number;
-  kvNumHeads: number;
-  headSize: number;
-  vHeadSize: number;
-}
-
-function validateInputs(node: Node, q: Tensor, k: Tensor, v: Tensor): AttentionShape {
+function validateInputs(node: Node, q: Tensor, k: Tensor, v: Tensor): AttentionDims {
   requireRank(node, q, [3], "Q");
   requireRank(node, k, [3], "K");
   requireRank(node, v, [3], "V");
@@ -380,7 +320,8 @@ function causalAttr(node: Node): boolean {
   return c === 1;
 }
 
-function runAttention(node: Node, inputs: (Tensor | undefined)[]): Tensor[] {
+function runAttention(ctx: OpContext, inputs: (Tensor | undefined)[]): Tensor[] {
+  const node = ctx.node;
   const [q, k, v, bias, keyLengths] = inputs;
   if (!q || !k || !v) throw new OpError(node, "inputs Q, K and V are required");
   const s = validateInputs(node, q, k, v);
@@ -406,7 +347,7 @@ function runAttention(node: Node, inputs: (Tensor | undefined)[]): Tensor[] {
   }
   if (keyLengths) problem.keyLengths = keyLengthsOf(node, keyLengths, s.batch, s.seqKV, "key_lengths");
   const outWidth = s.numHeads * s.vHeadSize;
-  const out = solveAttention(problem, bsnhLayout(s.seqQ, outWidth, s.vHeadSize));
+  const out = solveAttention(problem, bsnhLayout(s.seqQ, outWidth, s.vHeadSize), ctx.compute);
   return [floatTensor(q.type, out, [s.batch, s.seqQ, outWidth])];
 }
 
@@ -433,7 +374,7 @@ export const attentionOp: OpDef = {
   opType: "Attention",
   domain: "mhafuse",
   inferTypes: inferAttention,
-  run: (ctx, inputs) => runAttention(ctx.node, inputs),
+  run: runAttention,
 };
 
 registerOps([attentionOp]);

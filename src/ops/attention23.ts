@@ -27,16 +27,10 @@ import {
   solveAttention,
   toBnsh,
 } from "./attention.js";
-import { attrFloat, attrInt, type OpDef, registerOps, type TypeContext } from "./registry.js";
+import type { AttentionDims } from "./attention-args.js";
+import { attrFloat, attrInt, type OpContext, type OpDef, registerOps, type TypeContext } from "./registry.js";
 
-interface Heads {
-  batch: number;
-  numHeads: number;
-  kvNumHeads: number;
-  seqQ: number;
-  seqKV: number;
-  headSize: number;
-  vHeadSize: number;
+interface Heads extends AttentionDims {
   q: HeadView;
   k: HeadView;
   v: HeadView;
@@ -173,7 +167,8 @@ function additiveMask(node: Node, mask: Tensor, total: number): { data: Float32A
   return { data: padded, dims: [...mask.dims.slice(0, -1), total] };
 }
 
-function runAttention23(node: Node, opset: number, inputs: (Tensor | undefined)[]): Tensor[] {
+function runAttention23(ctx: OpContext, inputs: (Tensor | undefined)[]): Tensor[] {
+  const { node, opset } = ctx;
   const [q, k, v, mask, pastKey, pastValue, nonpadKvSeqlen] = inputs;
   if (!q || !k || !v) throw new OpError(node, "inputs Q, K and V are required");
   const mode = attrInt(node, "qk_matmul_output_mode", 0);
@@ -211,7 +206,7 @@ function runAttention23(node: Node, opset: number, inputs: (Tensor | undefined)[
   const outLayout = h.threeD
     ? bsnhLayout(h.seqQ, h.numHeads * h.vHeadSize, h.vHeadSize)
     : bnshLayout(h.numHeads, h.seqQ, h.vHeadSize);
-  const out = solveAttention(problem, outLayout);
+  const out = solveAttention(problem, outLayout, ctx.compute);
   const yDims = h.threeD
     ? [h.batch, h.seqQ, h.numHeads * h.vHeadSize]
     : [h.batch, h.numHeads, h.seqQ, h.vHeadSize];
@@ -272,7 +267,7 @@ function inferAttention23(ctx: TypeContext): ValueType[] {
 export const attention23Op: OpDef = {
   opType: "Attention",
   inferTypes: inferAttention23,
-  run: (ctx, inputs) => runAttention23(ctx.node, ctx.opset, inputs),
+  run: runAttention23,
 };
 
 registerOps([attention23Op]);

@@ -6,6 +6,7 @@ import { OpError } from "../errors.js";
 import { type DType, isFloat as isFloatType, type TypedArray } from "../ir/dtype.js";
 import type { Node } from "../ir/graph.js";
 import { Tensor } from "../ir/tensor.js";
+import { computeOf } from "./compute.js";
 import {
   ALL_TYPES,
   allocateCompute,
@@ -56,12 +57,15 @@ export function runBinary(
   outType: DType,
   row: BinaryRow,
   bDims: readonly number[] = b.dims,
+  allocFloat32?: (length: number) => Float32Array,
 ): Tensor {
   const outDims = broadcastShapes(node, [a.dims, bDims]);
   const plan = planBroadcast(outDims, [a.dims, bDims]);
   const av = computeView(a);
   const bv = computeView(b);
-  const out = allocateCompute(outType, plan.size);
+  // Every output row is written, so a float32 output may be a reused buffer.
+  const out =
+    outType === "float32" && allocFloat32 ? allocFloat32(plan.size) : allocateCompute(outType, plan.size);
   const as = plan.innerStep[0]!;
   const bs = plan.innerStep[1]!;
   const inner = plan.inner;
@@ -236,34 +240,40 @@ function sameDims(x: readonly number[], y: readonly number[]): boolean {
  * The float32 fast path: same shape, a scalar (size 1, rank not above the other's) on either side, or a
  * last-axis row on either side. Undefined for every other layout, which stays on runBinary.
  */
-function runFloat32(k: Float32Kernels, a: Tensor, b: Tensor, bDims: readonly number[]): Tensor | undefined {
+function runFloat32(
+  k: Float32Kernels,
+  a: Tensor,
+  b: Tensor,
+  bDims: readonly number[],
+  alloc: (length: number) => Float32Array,
+): Tensor | undefined {
   const x = a.data as F32;
   const y = b.data as F32;
   const ad = a.dims;
   if (sameDims(ad, bDims)) {
-    const out = new Float32Array(x.length);
+    const out = alloc(x.length);
     k.same(out, x, y);
     return new Tensor("float32", out, ad);
   }
   if (y.length === 1 && bDims.length <= ad.length) {
-    const out = new Float32Array(x.length);
+    const out = alloc(x.length);
     k.scalarB(out, x, y[0]!);
     return new Tensor("float32", out, ad);
   }
   if (x.length === 1 && ad.length <= bDims.length) {
-    const out = new Float32Array(y.length);
+    const out = alloc(y.length);
     k.scalarA(out, x[0]!, y);
     return new Tensor("float32", out, bDims);
   }
   const aw = ad[ad.length - 1];
   if (aw !== undefined && aw > 0 && isLastAxisRow(bDims, ad.length, aw)) {
-    const out = new Float32Array(x.length);
+    const out = alloc(x.length);
     k.rowB(out, x, y, aw);
     return new Tensor("float32", out, ad);
   }
   const bw = bDims[bDims.length - 1];
   if (bw !== undefined && bw > 0 && isLastAxisRow(ad, bDims.length, bw)) {
-    const out = new Float32Array(y.length);
+    const out = alloc(y.length);
     k.rowA(out, x, y, bw);
     return new Tensor("float32", out, bDims);
   }
@@ -413,10 +423,10 @@ function binaryOp(
       const row = pickRow(node, a.type, kernels);
       const bDims = legacyBDims(ctx, a, b);
       if (opts.float32 && a.type === "float32") {
-        const fast = runFloat32(opts.float32, a, b, bDims);
+        const fast = runFloat32(opts.float32, a, b, bDims, computeOf(ctx).allocFloat32);
         if (fast) return [fast];
       }
-      return [runBinary(node, a, b, opts.outType ?? a.type, row, bDims)];
+      return [runBinary(node, a, b, opts.outType ?? a.type, row, bDims, computeOf(ctx).allocFloat32)];
     },
   };
 }

@@ -6,6 +6,7 @@ import { OpError } from "../errors.js";
 import type { DType } from "../ir/dtype.js";
 import type { Node } from "../ir/graph.js";
 import { Tensor } from "../ir/tensor.js";
+import { computeOf } from "./compute.js";
 import {
   allocateCompute,
   biasGeluErfFloat32Array,
@@ -72,11 +73,16 @@ const geluErf32: Float32Activation = { plain: geluErfFloat32Array, withBias: bia
 const geluTanh32: Float32Activation = { plain: geluTanhFloat32Array, withBias: biasGeluTanhFloat32Array };
 
 /** The float32 fast path when x (and bias) are float32 and the bias has the layout activateWithBias checks. */
-function activateFloat32(k: Float32Activation, x: Tensor, bias: Tensor | undefined): Tensor | undefined {
+function activateFloat32(
+  k: Float32Activation,
+  x: Tensor,
+  bias: Tensor | undefined,
+  alloc: (length: number) => Float32Array,
+): Tensor | undefined {
   if (x.type !== "float32") return undefined;
   const xs = x.data as Float32Array;
   if (!bias) {
-    const out = new Float32Array(xs.length);
+    const out = alloc(xs.length);
     k.plain(xs, out);
     return new Tensor("float32", out, x.dims);
   }
@@ -84,7 +90,7 @@ function activateFloat32(k: Float32Activation, x: Tensor, bias: Tensor | undefin
   if (bias.type !== "float32" || bias.dims.length !== 1 || width === undefined || bias.dims[0] !== width)
     return undefined; // activateWithBias reports the error
   if (width === 0) return undefined;
-  const out = new Float32Array(xs.length);
+  const out = alloc(xs.length);
   k.withBias(xs, bias.data as Float32Array, out);
   return new Tensor("float32", out, x.dims);
 }
@@ -105,7 +111,7 @@ function contribActivation(
       const node = ctx.node;
       const x = requireInput(node, inputs, 0);
       const bias = biasInput ? (biasRequired ? requireInput(node, inputs, 1) : inputs[1]) : undefined;
-      const fast = float32 && activateFloat32(float32, x, bias);
+      const fast = float32 && activateFloat32(float32, x, bias, computeOf(ctx).allocFloat32);
       if (fast) return [fast];
       return [activateWithBias(node, x, bias, activation(node, x.type))];
     },

@@ -9,7 +9,6 @@
  * `unidirectional` is a hard exclusion (onnxruntime adds the lowest float). KV caches (past inputs) are not
  * supported and are rejected with a clear error.
  */
-import type { StridedLayout } from "../backends/cpu/attention-core.js";
 import { OpError } from "../errors.js";
 import type { Dim, Node, ValueType } from "../ir/graph.js";
 import type { Tensor } from "../ir/tensor.js";
@@ -30,11 +29,13 @@ import {
   sumBiases,
   toBnsh,
 } from "./attention.js";
+import type { AttentionDims, StridedLayout } from "./attention-args.js";
 import {
   attrFloat,
   attrInt,
   attrInts,
   hasAttr,
+  type OpContext,
   type OpDef,
   registerOps,
   type TypeContext,
@@ -175,7 +176,8 @@ function hiddenSizes(node: Node, columns: number): [number, number, number] {
   return [columns / 3, columns / 3, columns / 3];
 }
 
-function runContribAttention(node: Node, inputs: (Tensor | undefined)[]): Tensor[] {
+function runContribAttention(ctx: OpContext, inputs: (Tensor | undefined)[]): Tensor[] {
+  const node = ctx.node;
   const [input, weights, bias, maskIndex, , attentionBias] = inputs;
   if (!input || !weights) throw new OpError(node, "inputs 'input' and 'weights' are required");
   rejectPast(node, inputs, [4, 6], "past");
@@ -231,7 +233,7 @@ function runContribAttention(node: Node, inputs: (Tensor | undefined)[]): Tensor
   if (maskIndex) parts.push(maskBias(node, maskIndex, batch, seq, seq, maskFilterValue(node), "mask_index"));
   if (attentionBias) parts.push(attentionBiasInput(node, attentionBias, [batch, numHeads, seq, seq]));
   applyBiases(node, problem, parts);
-  const out = solveAttention(problem, bsnhLayout(seq, dv, vHeadSize));
+  const out = solveAttention(problem, bsnhLayout(seq, dv, vHeadSize), ctx.compute);
   return [floatTensor(input.type, out, [batch, seq, dv])];
 }
 
@@ -246,13 +248,8 @@ function inferContribAttention(ctx: TypeContext): ValueType[] {
 
 // ---- com.microsoft MultiHeadAttention -----------------------------------------------------------------
 
-interface MhaViews {
-  batch: number;
-  seqQ: number;
-  seqKV: number;
-  numHeads: number;
-  headSize: number;
-  vHeadSize: number;
+/** MHA has as many K/V heads as query heads. */
+interface MhaViews extends Omit<AttentionDims, "kvNumHeads"> {
   q: HeadView;
   k: HeadView;
   v: HeadView;
@@ -422,7 +419,8 @@ function addHeadBias(
   return { data: out, layout };
 }
 
-function runMultiHeadAttention(node: Node, inputs: (Tensor | undefined)[]): Tensor[] {
+function runMultiHeadAttention(ctx: OpContext, inputs: (Tensor | undefined)[]): Tensor[] {
+  const node = ctx.node;
   const [query, key, value, bias, keyPaddingMask, attentionBias] = inputs;
   if (!query) throw new OpError(node, "input 'query' is required");
   rejectPast(node, inputs, [6, 7, 8, 9], "past_key/past_value");
@@ -467,7 +465,7 @@ function runMultiHeadAttention(node: Node, inputs: (Tensor | undefined)[]): Tens
   if (attentionBias)
     parts.push(attentionBiasInput(node, attentionBias, [m.batch, m.numHeads, m.seqQ, m.seqKV]));
   applyBiases(node, problem, parts);
-  const out = solveAttention(problem, bsnhLayout(m.seqQ, dv, m.vHeadSize));
+  const out = solveAttention(problem, bsnhLayout(m.seqQ, dv, m.vHeadSize), ctx.compute);
   const results = [floatTensor(query.type, out, [m.batch, m.seqQ, dv])];
   if (node.outputs[1] || node.outputs[2]) {
     // Without a past, the present cache is just this step's K and V in [B, N, L, H].
@@ -520,13 +518,13 @@ export const contribAttentionOps: OpDef[] = [
     opType: "Attention",
     domain: "com.microsoft",
     inferTypes: inferContribAttention,
-    run: (ctx, inputs) => runContribAttention(ctx.node, inputs),
+    run: runContribAttention,
   },
   {
     opType: "MultiHeadAttention",
     domain: "com.microsoft",
     inferTypes: inferMultiHeadAttention,
-    run: (ctx, inputs) => runMultiHeadAttention(ctx.node, inputs),
+    run: runMultiHeadAttention,
   },
 ];
 

@@ -1,7 +1,7 @@
-import { gemm } from "../backends/cpu/gemm.js";
 import { OpError } from "../errors.js";
 import type { Dim, Node } from "../ir/graph.js";
 import { sizeOf, stridesOf } from "../ir/tensor.js";
+import { computeOf } from "./compute.js";
 import { allocFloat, type FloatArray, float32Data, floatTensor, requireFloat } from "./float-data.js";
 import { naiveMatmul } from "./matmul.js";
 import { attrInt, attrInts, attrString, hasAttr, type OpDef, registerOps } from "./registry.js";
@@ -134,6 +134,7 @@ const Conv: OpDef = {
   },
   run(ctx, [x, w, bias]) {
     const node = ctx.node;
+    const compute = computeOf(ctx);
     if (!x || !w) throw new OpError(node, "Conv needs inputs X and W");
     requireFloat(node, x, "X");
     if (w.type !== x.type || (bias && bias.type !== x.type)) throw new OpError(node, "input types differ");
@@ -186,24 +187,26 @@ const Conv: OpDef = {
           );
         } else {
           const [Wf, colF, Yf] = [W as Float32Array, col as Float32Array, Y as Float32Array];
-          gemm(
-            false,
-            false,
-            groupOut,
-            outSize,
-            depth,
-            1,
-            Wf,
-            wOffset,
-            depth,
-            colF,
-            0,
-            outSize,
-            0,
-            Yf,
-            yOffset,
-            outSize,
-          );
+          compute.gemm([
+            {
+              transA: false,
+              transB: false,
+              M: groupOut,
+              N: outSize,
+              K: depth,
+              alpha: 1,
+              A: Wf,
+              aOffset: wOffset,
+              lda: depth,
+              B: colF,
+              bOffset: 0,
+              ldb: outSize,
+              beta: 0,
+              C: Yf,
+              cOffset: yOffset,
+              ldc: outSize,
+            },
+          ]);
         }
       }
     }

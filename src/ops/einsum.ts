@@ -1,7 +1,7 @@
-import { gemm } from "../backends/cpu/gemm.js";
 import { OpError } from "../errors.js";
 import type { Dim, Node } from "../ir/graph.js";
 import { sizeOf, stridesOf, type Tensor } from "../ir/tensor.js";
+import { computeOf, type OpCompute } from "./compute.js";
 import { float32Data, floatTensor, tensorFromFloat64 } from "./float-data.js";
 import { attrString, type OpDef, registerOps } from "./registry.js";
 
@@ -164,7 +164,13 @@ const sameOrder = (a: readonly number[], b: readonly number[]) =>
  * GEMM; transposed operands use the kernel's trans flags instead of a copy when the layout allows.
  * Returns undefined when the equation is not of that form.
  */
-function einsumAsGemm(spec: EinsumSpec, a: Tensor, b: Tensor, sizes: Map<number, number>) {
+function einsumAsGemm(
+  spec: EinsumSpec,
+  a: Tensor,
+  b: Tensor,
+  sizes: Map<number, number>,
+  compute: OpCompute,
+) {
   const [la, lb] = spec.inputs as [number[], number[]];
   const out = spec.output;
   if (new Set(la).size !== la.length || new Set(lb).size !== lb.length) return undefined;
@@ -202,24 +208,26 @@ function einsumAsGemm(spec: EinsumSpec, a: Tensor, b: Tensor, sizes: Map<number,
   }
   const C = new Float32Array(B * M * N);
   for (let i = 0; i < B; i++) {
-    gemm(
-      transA,
-      transB,
-      M,
-      N,
-      K,
-      1,
-      A32,
-      i * M * K,
-      transA ? M : K,
-      B32,
-      i * K * N,
-      transB ? K : N,
-      0,
-      C,
-      i * M * N,
-      N,
-    );
+    compute.gemm([
+      {
+        transA,
+        transB,
+        M,
+        N,
+        K,
+        alpha: 1,
+        A: A32,
+        aOffset: i * M * K,
+        lda: transA ? M : K,
+        B: B32,
+        bOffset: i * K * N,
+        ldb: transB ? K : N,
+        beta: 0,
+        C,
+        cOffset: i * M * N,
+        ldc: N,
+      },
+    ]);
   }
   const natural = [...batch, ...m, ...n];
   const outDims = out.map((l) => sizes.get(l)!);
@@ -278,7 +286,7 @@ const Einsum: OpDef = {
       operands.map((t) => t.dims),
     );
     if (operands.length === 2 && (type === "float32" || type === "float16")) {
-      const viaGemm = einsumAsGemm(spec, operands[0]!, operands[1]!, sizes);
+      const viaGemm = einsumAsGemm(spec, operands[0]!, operands[1]!, sizes, computeOf(ctx));
       if (viaGemm) return [floatTensor(type, viaGemm.out, viaGemm.outDims)];
     }
     const { out, outDims } = einsumReference(spec, operands, sizes);

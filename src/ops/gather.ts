@@ -4,6 +4,7 @@ import type { DType } from "../ir/dtype.js";
 import { floatToHalf, halfToFloat } from "../ir/float16.js";
 import type { Dim, Node } from "../ir/graph.js";
 import { sizeOf, stridesOf, Tensor } from "../ir/tensor.js";
+import { computeOf } from "./compute.js";
 import {
   checkedAxis,
   copyBlock,
@@ -45,7 +46,11 @@ export const Gather: OpDef = {
     const n = data.dims[axis]!;
     const idx = intValues(ctx.node, indices, "indices").map((i) => wrapIndex(ctx.node, i, n, axis));
     const outDims = [...data.dims.slice(0, axis), ...indices.dims, ...data.dims.slice(axis + 1)];
-    const out = Tensor.zeros(data.type, outDims);
+    // Every element is copied in, so a float32 output may be a reused buffer (embedding lookups).
+    const out =
+      data.type === "float32"
+        ? new Tensor("float32", computeOf(ctx).allocFloat32(sizeOf(outDims)), outDims)
+        : Tensor.zeros(data.type, outDims);
     const outer = sizeOf(data.dims.slice(0, axis));
     const inner = sizeOf(data.dims.slice(axis + 1));
     const k = idx.length;

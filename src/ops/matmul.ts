@@ -1,11 +1,12 @@
-import { type GemmProblem, gemmBatchParallel, gemmParallel } from "../backends/cpu/gemm-parallel.js";
 import { OpError } from "../errors.js";
 import type { DType } from "../ir/dtype.js";
 import type { Dim, Node } from "../ir/graph.js";
 import { broadcastDims, broadcastSymbolic } from "../ir/shape.js";
 import { sizeOf, stridesOf, type Tensor } from "../ir/tensor.js";
-import { float32Data, floatTensor, tensorFromFloat64 } from "./float-data.js";
-import { attrFloat, attrInt, type OpDef, registerOps } from "./registry.js";
+import { computeOf } from "./compute.js";
+import { type FloatDType, float32Data, floatTensor, tensorFromFloat64 } from "./float-data.js";
+import type { GemmProblem } from "./gemm-problem.js";
+import { attrFloat, attrInt, type OpContext, type OpDef, registerOps } from "./registry.js";
 
 const MATMUL_TYPES: readonly DType[] = ["float32", "float16", "float64", "int32", "int64"];
 
@@ -78,7 +79,7 @@ export function matmulShape(a: readonly Dim[], b: readonly Dim[]): Dim[] | undef
   return out;
 }
 
-interface MatmulPlan {
+export interface MatmulPlan {
   batch: number[];
   M: number;
   N: number;
@@ -88,7 +89,7 @@ interface MatmulPlan {
   bBatch: number[];
 }
 
-function planMatmul(node: Node, a: readonly number[], b: readonly number[]): MatmulPlan {
+export function planMatmul(node: Node, a: readonly number[], b: readonly number[]): MatmulPlan {
   if (a.length === 0 || b.length === 0) throw new OpError(node, "MatMul inputs must have rank ≥ 1");
   const a2 = a.length === 1 ? [1, a[0]!] : a;
   const b2 = b.length === 1 ? [b[0]!, 1] : b;
@@ -108,43 +109,50 @@ function planMatmul(node: Node, a: readonly number[], b: readonly number[]): Mat
   return { batch, M, N, K, outDims, aBatch, bBatch };
 }
 
-/** Batched float32 matmul through the GEMM kernel. */
-function matmulFloat32(p: MatmulPlan, A: Float32Array, B: Float32Array): Float32Array {
+/**
+ * A float32 (or float16, computed in float32) MatMul or Gemm reduced to GEMM problems writing `output`:
+ * what the contract hands whoever runs the arithmetic (the reference, or a backend that may run it async).
+ */
+export interface GemmCall {
+  problems: GemmProblem[];
+  /** The output tensor, once the problems ran (float16 is converted from C here). */
+  output(): Tensor;
+}
+
+/** Batched float32 matmul as GEMM problems over a C from `ctx`'s allocator. */
+function matmulFloat32Call(ctx: OpContext, p: MatmulPlan, a: Tensor, b: Tensor): GemmCall {
   const { M, N, K } = p;
-  const C = new Float32Array(sizeOf(p.outDims));
+  const A = float32Data(a);
+  const B = float32Data(b);
+  const C = computeOf(ctx).allocFloat32(sizeOf(p.outDims));
+  const type = a.type as FloatDType;
+  const output = () => floatTensor(type, C, p.outDims);
+  const base = { transA: false, transB: false, M, N, K, alpha: 1, A, lda: K, B, ldb: N, beta: 0, C, ldc: N };
   // A stack of rows times one weight matrix (every Linear layer): fold A's batch into M, one GEMM call.
   if (sizeOf(p.bBatch) === 1 && sizeOf(p.aBatch) === sizeOf(p.batch)) {
-    gemmParallel(false, false, sizeOf(p.batch) * M, N, K, 1, A, 0, K, B, 0, N, 0, C, 0, N);
-    return C;
+    return { problems: [{ ...base, M: sizeOf(p.batch) * M, aOffset: 0, bOffset: 0, cOffset: 0 }], output };
   }
   const aMap = broadcastIndexMap(p.batch, p.aBatch);
   const bMap = broadcastIndexMap(p.batch, p.bBatch);
-  // One parallel run for the whole batch (attention scores, context): each matrix of C is a problem.
+  // One run for the whole batch (attention scores, context): each matrix of C is a problem.
   const problems: GemmProblem[] = [];
   for (let i = 0; i < aMap.length; i++) {
-    const aOffset = aMap[i]! * M * K;
-    const bOffset = bMap[i]! * K * N;
-    problems.push({
-      transA: false,
-      transB: false,
-      M,
-      N,
-      K,
-      alpha: 1,
-      A,
-      aOffset,
-      lda: K,
-      B,
-      bOffset,
-      ldb: N,
-      beta: 0,
-      C,
-      cOffset: i * M * N,
-      ldc: N,
-    });
+    problems.push({ ...base, aOffset: aMap[i]! * M * K, bOffset: bMap[i]! * K * N, cOffset: i * M * N });
   }
-  gemmBatchParallel(problems);
-  return C;
+  return { problems, output };
+}
+
+function checkMatmulInputs(node: Node, a: Tensor | undefined, b: Tensor | undefined): asserts b is Tensor {
+  if (!a || !b) throw new OpError(node, "MatMul needs two inputs");
+  if (a.type !== b.type) throw new OpError(node, `input types differ: ${a.type} and ${b.type}`);
+  requireMatmulType(node, a.type);
+}
+
+/** MatMul's float32/float16 inputs as GEMM problems; undefined for the other dtypes (float64 reference). */
+export function matmulGemmCall(ctx: OpContext, [a, b]: (Tensor | undefined)[]): GemmCall | undefined {
+  checkMatmulInputs(ctx.node, a, b);
+  if (a!.type !== "float32" && a!.type !== "float16") return undefined;
+  return matmulFloat32Call(ctx, planMatmul(ctx.node, a!.dims, b.dims), a!, b);
 }
 
 function matmulFloat64(p: MatmulPlan, A: Float64Array, B: Float64Array): Float64Array {
@@ -166,16 +174,14 @@ const MatMul: OpDef = {
     const shape = a.shape && b?.shape ? matmulShape(a.shape, b.shape) : undefined;
     return [shape ? { dtype: a.dtype, shape } : { dtype: a.dtype }];
   },
-  run(ctx, [a, b]) {
-    const node = ctx.node;
-    if (!a || !b) throw new OpError(node, "MatMul needs two inputs");
-    if (a.type !== b.type) throw new OpError(node, `input types differ: ${a.type} and ${b.type}`);
-    requireMatmulType(node, a.type);
-    const p = planMatmul(node, a.dims, b.dims);
-    if (a.type === "float32" || a.type === "float16") {
-      const C = matmulFloat32(p, float32Data(a), float32Data(b));
-      return [floatTensor(a.type, C, p.outDims)];
+  run(ctx, inputs) {
+    const call = matmulGemmCall(ctx, inputs);
+    if (call) {
+      computeOf(ctx).gemm(call.problems);
+      return [call.output()];
     }
+    const [a, b] = inputs as [Tensor, Tensor];
+    const p = planMatmul(ctx.node, a.dims, b.dims);
     return [tensorFromFloat64(a.type, matmulFloat64(p, a.toFloat64(), b.toFloat64()), p.outDims)];
   },
 };
@@ -216,6 +222,58 @@ function expandBias<T extends Float32Array | Float64Array>(
   return out;
 }
 
+/** Gemm's validated attributes and sizes. */
+interface GemmPlan {
+  transA: boolean;
+  transB: boolean;
+  alpha: number;
+  beta: number;
+  M: number;
+  N: number;
+  K: number;
+  lda: number;
+  ldb: number;
+}
+
+function planGemm(node: Node, [a, b, c]: (Tensor | undefined)[]): GemmPlan {
+  if (!a || !b) throw new OpError(node, "Gemm needs inputs A and B");
+  if (a.type !== b.type || (c && c.type !== a.type)) throw new OpError(node, "input types differ");
+  requireMatmulType(node, a.type);
+  if (a.rank !== 2 || b.rank !== 2)
+    throw new OpError(node, `A and B must be 2-D, got [${a.dims}], [${b.dims}]`);
+  const transA = attrInt(node, "transA", 0) !== 0;
+  const transB = attrInt(node, "transB", 0) !== 0;
+  const alpha = attrFloat(node, "alpha", 1);
+  const beta = c ? attrFloat(node, "beta", 1) : 0;
+  const [M, K] = transA ? [a.dims[1]!, a.dims[0]!] : [a.dims[0]!, a.dims[1]!];
+  const [kb, N] = transB ? [b.dims[1]!, b.dims[0]!] : [b.dims[0]!, b.dims[1]!];
+  if (kb !== K) throw new OpError(node, `inner dimensions differ: op(A) is ${M}×${K}, op(B) is ${kb}×${N}`);
+  return { transA, transB, alpha, beta, M, N, K, lda: a.dims[1]!, ldb: b.dims[1]! };
+}
+
+/** Gemm's float32/float16 inputs as one GEMM problem (C expanded into the output); undefined otherwise. */
+export function gemmGemmCall(ctx: OpContext, inputs: (Tensor | undefined)[]): GemmCall | undefined {
+  const g = planGemm(ctx.node, inputs);
+  const [a, b, c] = inputs as [Tensor, Tensor, Tensor | undefined];
+  if (a.type !== "float32" && a.type !== "float16") return undefined;
+  const { M, N } = g;
+  const C = computeOf(ctx).allocFloat32(M * N);
+  // beta = 0 without C: the GEMM overwrites C (stale pooled contents are never read).
+  if (c) expandBias(ctx.node, c, M, N, C);
+  const problem: GemmProblem = {
+    ...g,
+    A: float32Data(a),
+    aOffset: 0,
+    B: float32Data(b),
+    bOffset: 0,
+    C,
+    cOffset: 0,
+    ldc: N,
+  };
+  const type = a.type;
+  return { problems: [problem], output: () => floatTensor(type, C, [M, N]) };
+}
+
 const Gemm: OpDef = {
   opType: "Gemm",
   inferTypes(ctx) {
@@ -227,48 +285,17 @@ const Gemm: OpDef = {
     const N = attrInt(node, "transB", 0) ? b.shape[0]! : b.shape[1]!;
     return [{ dtype, shape: [M, N] }];
   },
-  run(ctx, [a, b, c]) {
-    const node = ctx.node;
-    if (!a || !b) throw new OpError(node, "Gemm needs inputs A and B");
-    if (a.type !== b.type || (c && c.type !== a.type)) throw new OpError(node, "input types differ");
-    requireMatmulType(node, a.type);
-    if (a.rank !== 2 || b.rank !== 2)
-      throw new OpError(node, `A and B must be 2-D, got [${a.dims}], [${b.dims}]`);
-    const transA = attrInt(node, "transA", 0) !== 0;
-    const transB = attrInt(node, "transB", 0) !== 0;
-    const alpha = attrFloat(node, "alpha", 1);
-    const beta = c ? attrFloat(node, "beta", 1) : 0;
-    const [M, K] = transA ? [a.dims[1]!, a.dims[0]!] : [a.dims[0]!, a.dims[1]!];
-    const [kb, N] = transB ? [b.dims[1]!, b.dims[0]!] : [b.dims[0]!, b.dims[1]!];
-    if (kb !== K) throw new OpError(node, `inner dimensions differ: op(A) is ${M}×${K}, op(B) is ${kb}×${N}`);
-    const lda = a.dims[1]!;
-    const ldb = b.dims[1]!;
-
-    if (a.type === "float32" || a.type === "float16") {
-      const out = c ? expandBias(node, c, M, N, new Float32Array(M * N)) : new Float32Array(M * N);
-      gemmParallel(
-        transA,
-        transB,
-        M,
-        N,
-        K,
-        alpha,
-        float32Data(a),
-        0,
-        lda,
-        float32Data(b),
-        0,
-        ldb,
-        beta,
-        out,
-        0,
-        N,
-      );
-      return [floatTensor(a.type, out, [M, N])];
+  run(ctx, inputs) {
+    const call = gemmGemmCall(ctx, inputs);
+    if (call) {
+      computeOf(ctx).gemm(call.problems);
+      return [call.output()];
     }
+    const { transA, transB, alpha, beta, M, N, K, lda, ldb } = planGemm(ctx.node, inputs);
+    const [a, b, c] = inputs as [Tensor, Tensor, Tensor | undefined];
     const A = a.toFloat64();
     const B = b.toFloat64();
-    const out = c ? expandBias(node, c, M, N, new Float64Array(M * N)) : new Float64Array(M * N);
+    const out = c ? expandBias(ctx.node, c, M, N, new Float64Array(M * N)) : new Float64Array(M * N);
     for (let i = 0; i < M; i++) {
       for (let j = 0; j < N; j++) {
         let acc = 0;

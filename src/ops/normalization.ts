@@ -3,6 +3,7 @@ import type { DType } from "../ir/dtype.js";
 import type { Dim, Node, ValueType } from "../ir/graph.js";
 import { broadcastDims, normalizeAxis } from "../ir/shape.js";
 import { sizeOf, type Tensor } from "../ir/tensor.js";
+import { computeOf } from "./compute.js";
 import { allocFloat, type FloatArray, floatData, floatTensor, requireFloat } from "./float-data.js";
 import { broadcastIndexMap } from "./matmul.js";
 import { attrFloat, attrInt, type OpDef, registerOps } from "./registry.js";
@@ -155,7 +156,8 @@ const LayerNormalization: OpDef = {
     const D = sizeOf(normDims);
     const rows = sizeOf(x.dims.slice(0, axis));
     const stash = stashType(node) as "float32" | "float16" | "float64";
-    const y = allocFloat(x.type, x.size);
+    // Every row is written in full, so a float32 output may be a reused buffer.
+    const y = x.type === "float32" ? computeOf(ctx).allocFloat32(x.size) : allocFloat(x.type, x.size);
     const mean = allocFloat(stash, rows);
     const invStd = allocFloat(stash, rows);
     const g = paramOf(node, scale, normDims, "Scale")!;
@@ -272,8 +274,10 @@ const SkipLayerNormalization: OpDef = {
     const bi = paramOf(node, bias, hidden, "bias");
     const x = floatData(input);
     const s = floatData(skip);
-    const sum = allocFloat(input.type, input.size);
-    const y = allocFloat(input.type, input.size);
+    const alloc = (n: number) =>
+      input.type === "float32" ? computeOf(ctx).allocFloat32(n) : allocFloat(input.type, n);
+    const sum = alloc(input.size);
+    const y = alloc(input.size);
     const mean = new Float32Array(rows);
     const invStd = new Float32Array(rows);
     const epsilon = attrFloat(node, "epsilon", 1e-12);

@@ -2,6 +2,7 @@ import { OpError, UnsupportedOpError } from "../errors.js";
 import type { Attribute, Node, ValueType } from "../ir/graph.js";
 import { normalizeDomain } from "../ir/graph.js";
 import type { Tensor } from "../ir/tensor.js";
+import type { OpCompute } from "./compute.js";
 import { implementedSince } from "./opset-support.js";
 
 /** What an op sees when it runs or infers types. */
@@ -9,6 +10,8 @@ export interface OpContext {
   node: Node;
   /** Opset version in force for the node's domain (e.g. 17 for ai.onnx in an opset-17 model). */
   opset: number;
+  /** The GEMM/attention primitives and output allocator to use; the reference's when absent. */
+  compute?: OpCompute;
 }
 
 export interface TypeContext extends OpContext {

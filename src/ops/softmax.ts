@@ -1,6 +1,7 @@
 import { OpError } from "../errors.js";
 import { normalizeAxis } from "../ir/shape.js";
 import { sizeOf } from "../ir/tensor.js";
+import { computeOf } from "./compute.js";
 import { allocFloat, floatData, floatTensor, requireFloat } from "./float-data.js";
 import { attrInt, type OpDef, registerOps } from "./registry.js";
 
@@ -105,7 +106,8 @@ function softmaxFamily(opType: string, rows: Rows): OpDef {
       } catch (e) {
         throw new OpError(node, (e as Error).message);
       }
-      const y = allocFloat(x.type, x.size);
+      // float32 outputs come from the backend's buffer pool (the memory plan returns them when dead).
+      const y = x.type === "float32" ? computeOf(ctx).allocFloat32(x.size) : allocFloat(x.type, x.size);
       if (x.size > 0) rows(floatData(x), y, outer, length, inner);
       return [floatTensor(x.type, y, x.dims)];
     },

@@ -2,6 +2,7 @@ import { assert, OpError } from "../errors.js";
 import type { TypedArray } from "../ir/dtype.js";
 import type { Dim } from "../ir/graph.js";
 import { stridesOf, Tensor } from "../ir/tensor.js";
+import { computeOf } from "./compute.js";
 import { forEachOuter } from "./data-movement.js";
 import { attrInts, hasAttr, type OpContext, type OpDef, registerOps } from "./registry.js";
 
@@ -130,9 +131,17 @@ function transposeRows(src: BitsArray, out: BitsArray, dims: number[], perm: num
 }
 
 /** Transposed copy of any tensor. Exported for other kernels (attention head splits, layout passes). */
-export function transposeTensor(input: Tensor, perm: readonly number[]): Tensor {
+export function transposeTensor(
+  input: Tensor,
+  perm: readonly number[],
+  allocFloat32?: (length: number) => Float32Array,
+): Tensor {
   const outDims = perm.map((p) => input.dims[p]!);
-  const out = Tensor.zeros(input.type, outDims);
+  // A transpose writes every element, so a float32 output may be a reused buffer.
+  const out =
+    input.type === "float32" && allocFloat32
+      ? new Tensor("float32", allocFloat32(input.size), outDims)
+      : Tensor.zeros(input.type, outDims);
   if (input.size === 0) return out;
   const { bits: src, words } = bitsView(input.data);
   const { bits: dst } = bitsView(out.data);
@@ -161,7 +170,7 @@ export const Transpose: OpDef = {
   },
   run(ctx, [x]) {
     if (!x) throw new OpError(ctx.node, "missing input");
-    return [transposeTensor(x, transposePerm(ctx.node, x.rank))];
+    return [transposeTensor(x, transposePerm(ctx.node, x.rank), computeOf(ctx).allocFloat32)];
   },
 };
 

@@ -6,6 +6,7 @@ import { OpError } from "../errors.js";
 import { type DType, isFloat, type TypedArray } from "../ir/dtype.js";
 import type { Node } from "../ir/graph.js";
 import { Tensor } from "../ir/tensor.js";
+import { computeOf } from "./compute.js";
 import {
   allocateCompute,
   computeView,
@@ -51,12 +52,12 @@ export interface UnarySpec {
   int64?: (x: bigint) => bigint;
 }
 
-function runUnary(spec: UnarySpec, node: Node, x: Tensor): Tensor {
+function runUnary(spec: UnarySpec, node: Node, x: Tensor, alloc: (length: number) => Float32Array): Tensor {
   requireDType(node, 0, x.type, spec.types);
   const outType = spec.outType ?? x.type;
   const n = x.size;
   if (spec.float32 && x.type === "float32" && outType === "float32") {
-    const out = new Float32Array(n);
+    const out = alloc(n);
     spec.float32(x.data as Float32Array, out, node);
     return new Tensor("float32", out, x.dims);
   }
@@ -90,7 +91,9 @@ export function unaryOp(spec: UnarySpec): OpDef {
   return {
     opType: spec.opType,
     inferTypes: (ctx) => inferSameShape(ctx, spec.types, spec.outType),
-    run: (ctx, inputs) => [runUnary(spec, ctx.node, requireInput(ctx.node, inputs, 0))],
+    run: (ctx, inputs) => [
+      runUnary(spec, ctx.node, requireInput(ctx.node, inputs, 0), computeOf(ctx).allocFloat32),
+    ],
   };
 }
 

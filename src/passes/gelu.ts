@@ -2,7 +2,6 @@ import type { Graph } from "../ir/graph.js";
 import { GraphView } from "./graph-view.js";
 import {
   any,
-  applyRuleSet,
   constant,
   type Match,
   oneOf,
@@ -11,7 +10,8 @@ import {
   type Replacement,
   type RuleSet,
 } from "./pattern.js";
-import { applyReplacements, NodeFactory } from "./rewrite.js";
+import type { NodeFactory } from "./rewrite.js";
+import { runRewritePass } from "./rewrite-driver.js";
 
 /**
  * GELU as exporters spell it out, x·½·(1 + erf(x/√2)) in its common orders, becomes one com.microsoft Gelu:
@@ -76,17 +76,10 @@ const geluRules: RuleSet<GeluContext> = [
 /** Rewrites every spelled-out erf GELU; returns how many were fused. */
 export function fuseGelu(graph: Graph): number {
   const view = new GraphView(graph);
-  const replacements: Replacement[] = [];
-  const taken = new Set<string>();
-  for (const node of graph.nodes) {
-    if (node.opType !== "Mul" || node.domain !== "") continue;
-    const factory = new NodeFactory(graph, `${node.name}/gelu`);
-    const { replacement } = applyRuleSet(geluRules, node.outputs[0]!, view, { view, factory });
-    // Chains never overlap in real graphs; if two candidates share a node, the first one wins.
-    if (!replacement || replacement.remove.some((n) => taken.has(n.name))) continue;
-    for (const n of replacement.remove) taken.add(n.name);
-    replacements.push({ ...replacement, add: factory.nodes });
-  }
-  applyReplacements(graph, replacements);
-  return replacements.length;
+  const outcomes = runRewritePass(graph, view, {
+    rules: geluRules,
+    prefix: "gelu",
+    context: (_, factory) => ({ view, factory }),
+  });
+  return outcomes.filter((o) => o.applied).length;
 }

@@ -5,7 +5,6 @@ import { GraphView } from "./graph-view.js";
 import { inferGraphTypes } from "./infer-types.js";
 import {
   any,
-  applyRuleSet,
   constant,
   type Match,
   type NodeCheck,
@@ -14,7 +13,8 @@ import {
   type Replacement,
   type RuleSet,
 } from "./pattern.js";
-import { applyReplacements, intAttr, NodeFactory } from "./rewrite.js";
+import { intAttr, type NodeFactory } from "./rewrite.js";
+import { runRewritePass } from "./rewrite-driver.js";
 
 /**
  * The bias Add of a linear layer, `Add(MatMul(x, W), b)` (bias on either side) with W a constant [K, N] and b a
@@ -155,23 +155,18 @@ export function fuseLinearBiasReport(graph: Graph): LinearBiasOutcome[] {
   // Only initializers count as W and b (not values the type inference folded from shape computations).
   const view = new GraphView(graph, inferGraphTypes(graph).types, graph.initializers);
   const opset = opsetOf(graph, "");
-  const replacements: Replacement[] = [];
-  const outcomes: LinearBiasOutcome[] = [];
-  for (const node of graph.nodes) {
-    if (node.opType !== "Add" || node.domain !== "") continue;
-    const fedByMatMul = node.inputs.some((i) => view.producer.get(i)?.opType === "MatMul");
-    if (!fedByMatMul) continue;
-    const factory = new NodeFactory(graph, `${node.name}/linear`);
-    const out = applyRuleSet(linearBiasRules, node.outputs[0]!, view, { view, factory, opset });
-    if (!out.replacement) {
-      outcomes.push({ node: node.name, fused: false, reason: out.reason });
-      continue;
-    }
-    replacements.push({ ...out.replacement, add: factory.nodes, initializers: factory.initializers });
-    outcomes.push({ node: node.name, fused: true, rule: out.rule });
-  }
-  applyReplacements(graph, replacements);
-  return outcomes;
+  const outcomes = runRewritePass(graph, view, {
+    rules: linearBiasRules,
+    prefix: "linear",
+    context: (_, factory) => ({ view, factory, opset }),
+    // Only Adds fed by a MatMul are linear layers (and get an outcome in the report).
+    accept: (node) => node.inputs.some((i) => view.producer.get(i)?.opType === "MatMul"),
+  });
+  return outcomes.map((o) =>
+    o.replacement && o.applied
+      ? { node: o.node.name, fused: true, rule: o.rule }
+      : { node: o.node.name, fused: false, reason: o.reason ?? "overlaps another linear layer" },
+  );
 }
 
 /** Folds every linear layer's bias Add into a Gemm; returns how many were fused. */

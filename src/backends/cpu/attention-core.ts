@@ -5,10 +5,17 @@
  * query rows skipped. Runs on a WebAssembly SIMD kernel (attention-wasm.ts) with the plain-JS kernel as
  * fallback. See attention-kernel.ts for the semantics of every field.
  */
-export type { AttentionArgs, AttentionBias, StridedLayout } from "./attention-kernel.js";
+export type {
+  AttentionArgs,
+  AttentionBias,
+  AttentionDims,
+  StridedLayout,
+} from "../../ops/attention-args.js";
 export { type AttentionKernel, attentionCore, attentionFlops } from "./attention-kernel.js";
 export {
   attentionParallel,
+  attentionProblemsAsync,
+  captureAttentionProblems,
   closeAttentionWorkers,
   PARALLEL_MIN_FLOPS,
   type ParallelOptions,

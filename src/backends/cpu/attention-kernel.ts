@@ -11,9 +11,11 @@
  * 4-column value panels (P·V), each through a 4×4 micro-kernel with its accumulators in locals. Keys beyond
  * the key length or past a whole tile's causal limit are never read; a key masked for only some rows of a
  * tile gets probability 0 in those rows. Padded query rows are written as zeros without any work. Inputs
- * are addressed through strided layouts so packed QKV, BSNH and BNSH tensors can all be read in place.
+ * are addressed through strided layouts so packed QKV, BSNH and BNSH tensors can all be read in place. The
+ * problem types and the reference semantics live in src/ops/attention-args.ts.
  */
 import { assert } from "../../errors.js";
+import type { AttentionArgs } from "../../ops/attention-args.js";
 import {
   attentionBatchWasm,
   attentionRowsWasm,
@@ -21,50 +23,7 @@ import {
   endAttentionJob,
   wasmAttentionAvailable,
 } from "./attention-wasm.js";
-
-/** Where one tensor's (batch, head, seq) rows live in a flat array; the last (feature) axis is contiguous. */
-export interface StridedLayout {
-  offset: number;
-  batchStride: number;
-  headStride: number;
-  seqStride: number;
-}
-
-/** An additive score bias indexed [batch, head, query row, key]; the key stride is 1, other strides 0 broadcast. */
-export interface AttentionBias {
-  data: Float32Array;
-  offset: number;
-  batchStride: number;
-  headStride: number;
-  rowStride: number;
-}
-
-export interface AttentionArgs {
-  batch: number;
-  numHeads: number;
-  /** GQA: query head n reads kv head floor(n / (numHeads / kvNumHeads)). */
-  kvNumHeads: number;
-  seqQ: number;
-  seqKV: number;
-  headSize: number;
-  vHeadSize: number;
-  scale: number;
-  q: Float32Array;
-  qLayout: StridedLayout;
-  k: Float32Array;
-  kLayout: StridedLayout;
-  v: Float32Array;
-  vLayout: StridedLayout;
-  out: Float32Array;
-  outLayout: StridedLayout;
-  /** Per batch: keys j >= len are ignored. */
-  keyLengths?: ArrayLike<number>;
-  /** Per batch: rows i >= len are written as zeros and skipped (TensorRT padded rows). */
-  queryLengths?: ArrayLike<number>;
-  /** When set: key j is allowed iff j <= i + causalOffset (0 = top-left aligned, seqKV - seqQ = bottom-right). */
-  causalOffset?: number;
-  bias?: AttentionBias;
-}
+import { defaultAttentionKernel } from "./defaults.js";
 
 /** Keys per online-softmax block: big enough to amortise the rescale, small enough to stay in L1. */
 const KEY_BLOCK = 64;
@@ -124,7 +83,7 @@ export function rowBlocks(seqQ: number, rowsPerUnit: number): number {
 export type AttentionKernel = "auto" | "wasm" | "js";
 
 /** Whether `kernel` means the WebAssembly SIMD kernel on this thread ("wasm" throws when it is unavailable). */
-export function useWasmKernel(kernel: AttentionKernel = "auto"): boolean {
+export function useWasmKernel(kernel: AttentionKernel = defaultAttentionKernel()): boolean {
   if (kernel === "js") return false;
   const available = wasmAttentionAvailable();
   assert(available || kernel === "auto", "attention: the WebAssembly SIMD kernel is unavailable");
@@ -573,7 +532,7 @@ function pvScalar(
  * Synchronous, single-thread attention over every (batch, head, row), on the WebAssembly SIMD kernel when this
  * thread has it (`kernel` "js" or "wasm" picks one; "wasm" throws when it is unavailable).
  */
-export function attentionCore(args: AttentionArgs, kernel: AttentionKernel = "auto"): void {
+export function attentionCore(args: AttentionArgs, kernel: AttentionKernel = defaultAttentionKernel()): void {
   validateAttentionArgs(args);
   const wasm = useWasmKernel(kernel);
   beginAttentionJob();

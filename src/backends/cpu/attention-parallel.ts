@@ -7,8 +7,9 @@
  * alongside the workers (ops run synchronously inside the executor), `attentionParallel` awaits replies.
  */
 import { MhafuseError } from "../../errors.js";
+import type { AttentionArgs } from "../../ops/attention-args.js";
 import {
-  type AttentionArgs,
+  type AttentionKernel,
   attentionCore,
   attentionFlops,
   Scratch,
@@ -27,8 +28,9 @@ import {
   WORKER_UNITS,
 } from "./attention-units.js";
 import { beginAttentionJob, endAttentionJob } from "./attention-wasm.js";
+import { type CpuTask, cpuPool } from "./pool.js";
 import { runSharedJob } from "./shared-job.js";
-import { cpuThreads, siblingModule, ThreadPool } from "./thread-pool.js";
+import { cpuThreads, type ThreadPool } from "./thread-pool.js";
 
 export interface ParallelOptions {
   /** Threads to use, the caller included (default: all cores, or MHAFUSE_THREADS). */
@@ -37,6 +39,10 @@ export interface ParallelOptions {
   rowsPerUnit?: number;
   /** "auto" (default) stays single-threaded for problems too small to repay the hand-off. */
   mode?: "auto" | "always" | "never";
+  /** "auto" (default): the WebAssembly SIMD kernel where available; "js": the plain-JS kernel. */
+  kernel?: AttentionKernel;
+  /** The workers to use (default: the process-wide CPU pool; a CPU backend passes its own). */
+  pool?: ThreadPool<CpuTask>;
 }
 
 /**
@@ -54,12 +60,11 @@ export interface ParallelRunStats {
 export const PARALLEL_MIN_FLOPS = 2e7;
 const DEFAULT_ROWS_PER_UNIT = 32;
 
-const pool = new ThreadPool<UnitJob>(siblingModule(import.meta.url, "attention-worker"));
 const mainScratch = new Scratch();
 
 /** Stops the attention worker threads (they are idle-unref'd anyway; for tests and clean shutdown). */
 export function closeAttentionWorkers(): Promise<void> {
-  return pool.close();
+  return cpuPool.close();
 }
 
 function shareable(a: Float32Array): boolean {
@@ -99,10 +104,15 @@ function shareProblems(problems: AttentionArgs[]): { problems: AttentionArgs[]; 
   };
 }
 
-function newJob(problems: AttentionArgs[], rowsPerUnit: number): { job: UnitJob; total: number } {
+function newJob(
+  problems: AttentionArgs[],
+  rowsPerUnit: number,
+  kernel?: AttentionKernel,
+): { job: UnitJob; total: number } {
   const job: UnitJob = {
     problems,
     rowsPerUnit,
+    kernel,
     control: new Int32Array(new SharedArrayBuffer(CONTROL_SLOTS * 4)),
   };
   const starts = unitStarts(job);
@@ -128,30 +138,87 @@ export function runAttentionProblems(
   problems: AttentionArgs[],
   opts: ParallelOptions = {},
 ): ParallelRunStats {
+  if (capturing) {
+    capturing.push(...problems);
+    return { units: 0, workerUnits: 0, wasmUnits: 0, threads: 0 };
+  }
   for (const a of problems) validateAttentionArgs(a);
   const threads = threadsFor(problems, opts);
   if (threads <= 1) {
-    for (const a of problems) attentionCore(a);
+    for (const a of problems) attentionCore(a, opts.kernel);
     return {
       units: problems.length,
       workerUnits: 0,
-      wasmUnits: useWasmKernel() ? problems.length : 0,
+      wasmUnits: useWasmKernel(opts.kernel) ? problems.length : 0,
       threads: 1,
     };
   }
   const shared = shareProblems(problems);
-  const { job, total } = newJob(shared.problems, opts.rowsPerUnit ?? DEFAULT_ROWS_PER_UNIT);
+  const { job, total } = newJob(shared.problems, opts.rowsPerUnit ?? DEFAULT_ROWS_PER_UNIT, opts.kernel);
   const { run } = unitRunner(job, mainScratch);
   // Inside the job, packed keys and values are reused across this thread's units.
   beginAttentionJob();
   let workerUnits: number;
   try {
-    workerUnits = runSharedJob(pool, job, total, threads, run, "attention");
+    const post = (i: number) => (opts.pool ?? cpuPool).post(i, { kind: "attention", job });
+    workerUnits = runSharedJob(post, job.control, total, threads, run, "attention");
   } finally {
     endAttentionJob();
   }
   shared.copyBack();
   return { units: total, workerUnits, wasmUnits: Atomics.load(job.control, WASM_UNITS), threads };
+}
+
+/** Problems recorded instead of run while `captureAttentionProblems` runs its callback. */
+let capturing: AttentionArgs[] | undefined;
+
+/**
+ * Runs `fn` with every `runAttentionProblems` call inside it recorded instead of run, and returns what `fn`
+ * returned plus the problems: the caller then runs them with `attentionProblemsAsync`, off its thread. For
+ * code that builds its problems and runs them in one synchronous call (the packed-QKV op,
+ * src/attention/qkv-to-context.ts), whose result must only be read after the problems ran. `fn` is
+ * synchronous, so no other code can run while the capture is on.
+ */
+export function captureAttentionProblems<T>(fn: () => T): { result: T; problems: AttentionArgs[] } {
+  const outer = capturing;
+  const problems: AttentionArgs[] = [];
+  capturing = problems;
+  try {
+    return { result: fn(), problems };
+  } finally {
+    capturing = outer;
+  }
+}
+
+/**
+ * Several attention problems run to completion on `threads` worker threads while the caller awaits (its
+ * event loop stays free); units a worker that failed to start left unclaimed run here at the end.
+ */
+export async function attentionProblemsAsync(
+  problems: AttentionArgs[],
+  opts: Pick<ParallelOptions, "threads" | "rowsPerUnit" | "kernel" | "pool"> = {},
+): Promise<ParallelRunStats> {
+  for (const a of problems) validateAttentionArgs(a);
+  const threads = Math.max(1, Math.floor(opts.threads ?? cpuThreads()));
+  const shared = shareProblems(problems);
+  const { job, total } = newJob(shared.problems, opts.rowsPerUnit ?? DEFAULT_ROWS_PER_UNIT, opts.kernel);
+  const replies = await Promise.allSettled(
+    Array.from({ length: threads }, (_, i) => (opts.pool ?? cpuPool).post(i, { kind: "attention", job })),
+  );
+  const own = drainUnits(job, mainScratch);
+  if (own) throw own;
+  if (Atomics.load(job.control, UNITS_DONE) < total || Atomics.load(job.control, FAILED)) {
+    const rejected = replies.find((r): r is PromiseRejectedResult => r.status === "rejected");
+    const why = rejected ? `: ${(rejected.reason as Error).message}` : "";
+    throw new MhafuseError(`attention: a worker thread failed${why}`);
+  }
+  shared.copyBack();
+  return {
+    units: total,
+    workerUnits: Atomics.load(job.control, WORKER_UNITS),
+    wasmUnits: Atomics.load(job.control, WASM_UNITS),
+    threads,
+  };
 }
 
 /** `attentionCore` split over (batch, head, row block) across worker threads; the caller stays free. */
@@ -162,12 +229,14 @@ export async function attentionParallel(
   validateAttentionArgs(args);
   const threads = Math.max(1, Math.floor(opts.threads ?? cpuThreads()));
   if (opts.mode === "never") {
-    attentionCore(args);
-    return { units: 1, workerUnits: 0, wasmUnits: useWasmKernel() ? 1 : 0, threads: 1 };
+    attentionCore(args, opts.kernel);
+    return { units: 1, workerUnits: 0, wasmUnits: useWasmKernel(opts.kernel) ? 1 : 0, threads: 1 };
   }
   const shared = shareProblems([args]);
-  const { job, total } = newJob(shared.problems, opts.rowsPerUnit ?? DEFAULT_ROWS_PER_UNIT);
-  const replies = await Promise.allSettled(Array.from({ length: threads }, (_, i) => pool.post(i, job)));
+  const { job, total } = newJob(shared.problems, opts.rowsPerUnit ?? DEFAULT_ROWS_PER_UNIT, opts.kernel);
+  const replies = await Promise.allSettled(
+    Array.from({ length: threads }, (_, i) => (opts.pool ?? cpuPool).post(i, { kind: "attention", job })),
+  );
   // Workers that could not start claimed nothing: whatever is left runs here.
   const own = drainUnits(job, mainScratch);
   if (own) throw own;

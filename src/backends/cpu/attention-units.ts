@@ -3,7 +3,14 @@
  * the workers alike — claim units from a shared counter, so an uneven mask (short and long sequences in one
  * batch) still spreads evenly over the cores.
  */
-import { type AttentionArgs, attentionRows, rowBlocks, Scratch, useWasmKernel } from "./attention-kernel.js";
+import type { AttentionArgs } from "../../ops/attention-args.js";
+import {
+  type AttentionKernel,
+  attentionRows,
+  rowBlocks,
+  Scratch,
+  useWasmKernel,
+} from "./attention-kernel.js";
 import { beginAttentionJob, endAttentionJob } from "./attention-wasm.js";
 import { drainUnits as drainSharedUnits, CONTROL_SLOTS as SHARED_SLOTS } from "./shared-job.js";
 
@@ -15,6 +22,8 @@ export const CONTROL_SLOTS = SHARED_SLOTS + 1;
 export interface UnitJob {
   problems: AttentionArgs[];
   rowsPerUnit: number;
+  /** Which kernel every thread runs (default "auto": wasm where available). */
+  kernel?: AttentionKernel;
   /** SharedArrayBuffer-backed: [next unclaimed unit, units finished, failure flag, units run by workers, units
    * run on the wasm kernel]. */
   control: Int32Array;
@@ -45,7 +54,7 @@ function runUnit(job: UnitJob, starts: number[], unit: number, scratch: Scratch,
 /** How many units a job has, and how to run one on this thread (counting wasm-kernel units). */
 export function unitRunner(job: UnitJob, scratch: Scratch): { total: number; run: (unit: number) => void } {
   const starts = unitStarts(job);
-  const wasm = useWasmKernel();
+  const wasm = useWasmKernel(job.kernel);
   return {
     total: starts[starts.length - 1]!,
     run: (unit) => {

@@ -13,7 +13,7 @@
  * position moves the rows of all heads in and out (attentionBatchWasm), instead of one per head — per-row copies
  * of 64 floats from a strided tensor cost about as much as the kernel's softmax.
  */
-import type { AttentionArgs } from "./attention-kernel.js";
+import type { AttentionArgs } from "../../ops/attention-args.js";
 import { ATTENTION_WASM_BASE64 } from "./wasm/attention-wasm.generated.js";
 import { copyRows, heap, instantiateKernel, type WasmMemory } from "./wasm/module.js";
 
@@ -76,10 +76,9 @@ let kernel: Kernel | null | undefined;
 /** This thread's kernel instance, or null when WebAssembly SIMD is unavailable or switched off. */
 function getKernel(): Kernel | null {
   if (kernel !== undefined) return kernel;
-  // MHAFUSE_NO_WASM=1 forces the JS kernels (to compare, or to rule the wasm kernels out);
-  // MHAFUSE_ATTENTION_KERNEL=js only the attention one (the GEMM stays on wasm).
-  const off = !!process.env.MHAFUSE_NO_WASM || process.env.MHAFUSE_ATTENTION_KERNEL === "js";
-  kernel = instantiateKernel<Kernel>(ATTENTION_WASM_BASE64, off);
+  // Whether to use it is each job's choice (AttentionKernel; MHAFUSE_NO_WASM and
+  // MHAFUSE_ATTENTION_KERNEL=js set the default, defaults.ts).
+  kernel = instantiateKernel<Kernel>(ATTENTION_WASM_BASE64, false);
   return kernel;
 }
 

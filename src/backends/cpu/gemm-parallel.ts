@@ -15,6 +15,9 @@
  * plain-JS `gemm` when WebAssembly SIMD is unavailable or the block is tiny. An immutable B is then not copied
  * raw but packed once into the kernel's panel layout (cached in shared memory) and every unit copies its panels.
  */
+
+import type { GemmProblem as BaseGemmProblem } from "../../ops/gemm-problem.js";
+import { defaultGemmKernel, type KernelChoice } from "./defaults.js";
 import {
   cachedPackedB,
   GEMM_WASM_MIN_MACS,
@@ -23,27 +26,12 @@ import {
   wasmGemmAvailable,
 } from "./gemm-wasm.js";
 import { isImmutable } from "./immutable.js";
-import { runSharedJob } from "./shared-job.js";
-import { cpuThreads, siblingModule, ThreadPool } from "./thread-pool.js";
+import { type CpuTask, cpuPool } from "./pool.js";
+import { awaitSharedJob, runSharedJob } from "./shared-job.js";
+import { cpuThreads, type ThreadPool } from "./thread-pool.js";
 
-/** One GEMM, with `gemm`'s arguments: C[M×N] = alpha·op(A)·op(B) + beta·C. */
-export interface GemmProblem {
-  transA: boolean;
-  transB: boolean;
-  M: number;
-  N: number;
-  K: number;
-  alpha: number;
-  A: Float32Array;
-  aOffset: number;
-  lda: number;
-  B: Float32Array;
-  bOffset: number;
-  ldb: number;
-  beta: number;
-  C: Float32Array;
-  cOffset: number;
-  ldc: number;
+/** One GEMM (src/ops/gemm-problem.ts), plus what this module adds for the wasm kernel. */
+export interface GemmProblem extends BaseGemmProblem {
   /**
    * op(B) packed for the wasm kernel (gemm-wasm.ts `cachedPackedB`), all K rows × N columns; when set, B is
    * not read. Set by this module for immutable B operands.
@@ -56,7 +44,13 @@ export interface GemmParallelOptions {
   threads?: number;
   /** "auto" (default) stays on the calling thread below GEMM_PARALLEL_MIN_FLOPS. */
   mode?: "auto" | "always" | "never";
+  /** "auto" (default): the WebAssembly SIMD kernel where available; "js": the plain-JS kernel. */
+  kernel?: GemmKernel;
+  /** The workers to use (default: the process-wide CPU pool; a CPU backend passes its own). */
+  pool?: ThreadPool<CpuTask>;
 }
+
+export type GemmKernel = KernelChoice;
 
 /** What the job posted to workers carries: problems on shared memory, how they are cut, the control array. */
 export interface GemmJob {
@@ -68,6 +62,8 @@ export interface GemmJob {
   /** Running prefix of unit counts: problem p owns units [starts[p], starts[p + 1]). */
   starts: number[];
   control: Int32Array;
+  /** Plain-JS kernel only (no packing, no wasm). */
+  js: boolean;
 }
 
 /** Below this many flops (2·M·N·K summed), the problem runs on the calling thread. */
@@ -95,11 +91,9 @@ export const gemmParallelStats = {
   bCopies: 0,
 };
 
-const pool = new ThreadPool<GemmJob>(siblingModule(import.meta.url, "gemm-worker"));
-
-/** Stops the GEMM worker threads (they are idle-unref'd anyway; for tests and clean shutdown). */
+/** Stops the CPU backend's worker threads (idle-unref'd anyway; for tests and clean shutdown). */
 export function closeGemmWorkers(): Promise<void> {
-  return pool.close();
+  return cpuPool.close();
 }
 
 /**
@@ -107,38 +101,26 @@ export function closeGemmWorkers(): Promise<void> {
  * workers would otherwise still be starting while the caller does all of the work itself.
  */
 export async function warmGemmWorkers(threads = cpuThreads()): Promise<void> {
-  const job: GemmJob = { problems: [], byColumns: [], step: [], starts: [0], control: newControlArray() };
-  await Promise.all(Array.from({ length: Math.max(0, threads - 1) }, (_, i) => pool.post(i, job)));
+  const job: GemmJob = {
+    problems: [],
+    byColumns: [],
+    step: [],
+    starts: [0],
+    control: newControlArray(),
+    js: false,
+  };
+  await Promise.all(
+    Array.from({ length: Math.max(0, threads - 1) }, (_, i) => cpuPool.post(i, { kind: "gemm", job })),
+  );
 }
 
 function newControlArray(): Int32Array {
   return new Int32Array(new SharedArrayBuffer(16));
 }
 
-/** `gemm`, split over the cores for large problems; same arguments, plus options. */
-export function gemmParallel(
-  transA: boolean,
-  transB: boolean,
-  M: number,
-  N: number,
-  K: number,
-  alpha: number,
-  A: Float32Array,
-  aOffset: number,
-  lda: number,
-  B: Float32Array,
-  bOffset: number,
-  ldb: number,
-  beta: number,
-  C: Float32Array,
-  cOffset: number,
-  ldc: number,
-  opts: GemmParallelOptions = {},
-): void {
-  gemmBatchParallel(
-    [{ transA, transB, M, N, K, alpha, A, aOffset, lda, B, bOffset, ldb, beta, C, cOffset, ldc }],
-    opts,
-  );
+/** One GEMM, split over the cores when large. */
+export function gemmParallel(problem: GemmProblem, opts: GemmParallelOptions = {}): void {
+  gemmBatchParallel([problem], opts);
 }
 
 /**
@@ -150,14 +132,51 @@ export function gemmBatchParallel(problems: GemmProblem[], opts: GemmParallelOpt
   gemmParallelStats.calls++;
   const flops = problems.reduce((s, p) => s + problemFlops(p), 0);
   const threads = opts.mode === "never" ? 1 : Math.max(1, Math.floor(opts.threads ?? cpuThreads()));
+  const js = (opts.kernel ?? defaultGemmKernel()) === "js";
   if (threads <= 1 || flops === 0 || (opts.mode !== "always" && flops < GEMM_PARALLEL_MIN_FLOPS)) {
-    for (const p of problems) runProblem(p);
+    for (const p of problems) runProblem(p, js);
     return;
   }
-  const shared = shareProblems(problems);
-  const job = planJob(shared.problems, flops, threads);
+  const shared = shareProblems(problems, js);
+  const job = planJob(shared.problems, flops, threads, js);
   const total = job.starts[job.starts.length - 1]!;
-  const workerUnits = runSharedJob(pool, job, total, threads, (u) => runGemmUnit(job, u), "gemm");
+  const pool = opts.pool ?? cpuPool;
+  const post = (i: number) => pool.post(i, { kind: "gemm", job });
+  const workerUnits = runSharedJob(post, job.control, total, threads, (u) => runGemmUnit(job, u), "gemm");
+  shared.copyBack();
+  gemmParallelStats.parallelCalls++;
+  gemmParallelStats.units += total;
+  gemmParallelStats.workerUnits += workerUnits;
+}
+
+/**
+ * The same GEMMs computed entirely on worker threads while the caller awaits: the calling thread stays free
+ * for its event loop (a model's large GEMMs take tens of milliseconds). The pool's `threads` workers share
+ * the units; whatever a worker that failed to start left unclaimed runs here at the end.
+ */
+export async function gemmBatchAsync(problems: GemmProblem[], opts: GemmParallelOptions = {}): Promise<void> {
+  gemmParallelStats.calls++;
+  const flops = problems.reduce((s, p) => s + problemFlops(p), 0);
+  const threads = Math.max(1, Math.floor(opts.threads ?? cpuThreads()));
+  const js = (opts.kernel ?? defaultGemmKernel()) === "js";
+  if (flops === 0) {
+    for (const p of problems) runProblem(p, js);
+    return;
+  }
+  // Its own scratch: another run's GEMM may use the caller's shared scratch while this one is in flight.
+  const shared = shareProblems(problems, js, new SharedArrayBuffer(0));
+  const job = planJob(shared.problems, flops, threads, js);
+  const total = job.starts[job.starts.length - 1]!;
+  const pool = opts.pool ?? cpuPool;
+  const post = (i: number) => pool.post(i, { kind: "gemm", job });
+  const workerUnits = await awaitSharedJob(
+    post,
+    job.control,
+    total,
+    threads,
+    (u) => runGemmUnit(job, u),
+    "gemm",
+  );
   shared.copyBack();
   gemmParallelStats.parallelCalls++;
   gemmParallelStats.units += total;
@@ -168,26 +187,8 @@ function problemFlops(p: GemmProblem): number {
   return p.M > 0 && p.N > 0 && p.K > 0 ? 2 * p.M * p.N * p.K : 0;
 }
 
-function runProblem(p: GemmProblem): void {
-  gemmFast(
-    p.transA,
-    p.transB,
-    p.M,
-    p.N,
-    p.K,
-    p.alpha,
-    p.A,
-    p.aOffset,
-    p.lda,
-    p.B,
-    p.bOffset,
-    p.ldb,
-    p.beta,
-    p.C,
-    p.cOffset,
-    p.ldc,
-    p.packedB ?? packedB(p),
-  );
+function runProblem(p: GemmProblem, js: boolean): void {
+  gemmFast(p, p.packedB ?? (js ? undefined : packedB(p)), !js);
 }
 
 /**
@@ -202,7 +203,7 @@ function packedB(p: GemmProblem): Float32Array | undefined {
   return packed;
 }
 
-function planJob(problems: GemmProblem[], flops: number, threads: number): GemmJob {
+function planJob(problems: GemmProblem[], flops: number, threads: number, js: boolean): GemmJob {
   const unitFlops = Math.max(MIN_UNIT_FLOPS, flops / (threads * UNITS_PER_THREAD));
   const byColumns: boolean[] = [];
   const step: number[] = [];
@@ -217,7 +218,7 @@ function planJob(problems: GemmProblem[], flops: number, threads: number): GemmJ
     step.push(size);
     starts.push(starts[starts.length - 1]! + (extent > 0 ? Math.ceil(extent / size) : 0));
   }
-  return { problems, byColumns, step, starts, control: newControlArray() };
+  return { problems, byColumns, step, starts, control: newControlArray(), js };
 }
 
 /** Runs unit `unit` of a job: `gemm` on one block of rows or columns of one problem's C. */
@@ -229,49 +230,13 @@ export function runGemmUnit(job: GemmJob, unit: number): void {
   const start = (unit - job.starts[i]!) * size;
   if (job.byColumns[i]) {
     const n = Math.min(size, p.N - start);
-    const b = p.bOffset + (p.transB ? start * p.ldb : start);
+    const bOffset = p.bOffset + (p.transB ? start * p.ldb : start);
     // Units start at multiples of COL_ALIGN columns, so their panels are a suffix of the packed panels.
-    gemmFast(
-      p.transA,
-      p.transB,
-      p.M,
-      n,
-      p.K,
-      p.alpha,
-      p.A,
-      p.aOffset,
-      p.lda,
-      p.B,
-      b,
-      p.ldb,
-      p.beta,
-      p.C,
-      p.cOffset + start,
-      p.ldc,
-      p.packedB?.subarray(start * p.K),
-    );
+    gemmFast({ ...p, N: n, bOffset, cOffset: p.cOffset + start }, p.packedB?.subarray(start * p.K), !job.js);
   } else {
     const m = Math.min(size, p.M - start);
-    const a = p.aOffset + (p.transA ? start : start * p.lda);
-    gemmFast(
-      p.transA,
-      p.transB,
-      m,
-      p.N,
-      p.K,
-      p.alpha,
-      p.A,
-      a,
-      p.lda,
-      p.B,
-      p.bOffset,
-      p.ldb,
-      p.beta,
-      p.C,
-      p.cOffset + start * p.ldc,
-      p.ldc,
-      p.packedB,
-    );
+    const aOffset = p.aOffset + (p.transA ? start : start * p.lda);
+    gemmFast({ ...p, M: m, aOffset, cOffset: p.cOffset + start * p.ldc }, p.packedB, !job.js);
   }
 }
 
@@ -287,12 +252,16 @@ function isShared(a: Float32Array): boolean {
  */
 let scratch = new SharedArrayBuffer(0);
 
-function scratchViews(lengths: number[]): Float32Array[] {
+function scratchViews(lengths: number[], own?: SharedArrayBuffer): Float32Array[] {
   const total = lengths.reduce((s, n) => s + n, 0);
-  if (scratch.byteLength < total * 4) scratch = new SharedArrayBuffer(Math.ceil(total * 1.25) * 4);
+  let buffer = own ?? scratch;
+  if (buffer.byteLength < total * 4) {
+    buffer = new SharedArrayBuffer(Math.ceil(total * 1.25) * 4);
+    if (!own) scratch = buffer;
+  }
   let at = 0;
   return lengths.map((n) => {
-    const view = new Float32Array(scratch, at * 4, n);
+    const view = new Float32Array(buffer, at * 4, n);
     at += n;
     return view;
   });
@@ -318,8 +287,15 @@ function cachedSharedB(src: Float32Array): Float32Array | undefined {
   return copy;
 }
 
-/** The problems with every array in shared memory, and how to copy the results back. */
-function shareProblems(problems: GemmProblem[]): { problems: GemmProblem[]; copyBack(): void } {
+/**
+ * The problems with every array in shared memory, and how to copy the results back. Copies go into the
+ * caller's reusable scratch, or into `own` (grown as needed) for a job that may overlap another.
+ */
+function shareProblems(
+  problems: GemmProblem[],
+  js: boolean,
+  own?: SharedArrayBuffer,
+): { problems: GemmProblem[]; copyBack(): void } {
   // A and C arrays to copy into the scratch buffer, each once even when several problems use it.
   const scratchSources: Float32Array[] = [];
   const index = new Map<Float32Array, number>();
@@ -330,7 +306,7 @@ function shareProblems(problems: GemmProblem[]): { problems: GemmProblem[]; copy
     }
   };
   const cachedB = new Map<Float32Array, Float32Array>();
-  const packed = problems.map((p) => p.packedB ?? packedB(p));
+  const packed = problems.map((p) => p.packedB ?? (js ? undefined : packedB(p)));
   problems.forEach((p, i) => {
     need(p.A);
     need(p.C);
@@ -339,7 +315,10 @@ function shareProblems(problems: GemmProblem[]): { problems: GemmProblem[]; copy
     if (b) cachedB.set(p.B, b);
     else need(p.B);
   });
-  const views = scratchViews(scratchSources.map((a) => a.length));
+  const views = scratchViews(
+    scratchSources.map((a) => a.length),
+    own,
+  );
   for (let i = 0; i < scratchSources.length; i++) views[i]!.set(scratchSources[i]!);
   const share = (a: Float32Array) => (isShared(a) ? a : views[index.get(a)!]!);
   const outputs = new Set<Float32Array>();

@@ -13,6 +13,8 @@
  * `gemmFast` is what the parallel GEMM calls: this kernel when WebAssembly SIMD is available and the problem is
  * not tiny, else the plain-JS `gemm` (gemm.ts), which stays the fallback.
  */
+import type { GemmProblem } from "../../ops/gemm-problem.js";
+import { defaultGemmKernel } from "./defaults.js";
 import { gemm } from "./gemm.js";
 import { GEMM_WASM_BASE64 } from "./wasm/gemm-wasm.generated.js";
 import { copyRows, heap, instantiateKernel, type WasmMemory } from "./wasm/module.js";
@@ -63,8 +65,8 @@ let kernel: Kernel | null | undefined;
 /** This thread's kernel instance, or null when WebAssembly SIMD is unavailable. */
 function getKernel(): Kernel | null {
   if (kernel !== undefined) return kernel;
-  // MHAFUSE_NO_WASM=1 forces the JS kernel (to compare, or to rule the wasm kernel out).
-  kernel = instantiateKernel<Kernel>(GEMM_WASM_BASE64, !!process.env.MHAFUSE_NO_WASM);
+  // Whether to use it is each call's choice (gemmFast's allowWasm; MHAFUSE_NO_WASM sets the default).
+  kernel = instantiateKernel<Kernel>(GEMM_WASM_BASE64, false);
   return kernel;
 }
 
@@ -117,29 +119,12 @@ export function cachedPackedB(
  * [0, N) and all K rows as `cachedPackedB` makes them (a slice of it starting at a multiple of NR columns
  * works too), and B is not read.
  */
-export function gemmWasm(
-  transA: boolean,
-  transB: boolean,
-  M: number,
-  N: number,
-  K: number,
-  alpha: number,
-  A: Float32Array,
-  aOffset: number,
-  lda: number,
-  B: Float32Array,
-  bOffset: number,
-  ldb: number,
-  beta: number,
-  C: Float32Array,
-  cOffset: number,
-  ldc: number,
-  packedB?: Float32Array,
-): void {
+export function gemmWasm(p: GemmProblem, packedB?: Float32Array): void {
+  const { transA, transB, M, N, K, alpha, A, aOffset, lda, B, bOffset, ldb, beta, C, cOffset, ldc } = p;
   const k = getKernel();
   if (!k || M <= 0 || N <= 0 || K <= 0 || alpha === 0) {
     if (packedB && K > 0 && alpha !== 0) throw new Error("gemmWasm: a packed B needs the wasm kernel");
-    gemm(transA, transB, M, N, K, alpha, A, aOffset, lda, B, bOffset, ldb, beta, C, cOffset, ldc);
+    gemm(p);
     return;
   }
   gemmWasmStats.calls++;
@@ -207,46 +192,15 @@ export function gemmWasm(
 
 /** `gemm` on the fastest kernel available for the problem: the wasm kernel unless it is tiny or unavailable. */
 export function gemmFast(
-  transA: boolean,
-  transB: boolean,
-  M: number,
-  N: number,
-  K: number,
-  alpha: number,
-  A: Float32Array,
-  aOffset: number,
-  lda: number,
-  B: Float32Array,
-  bOffset: number,
-  ldb: number,
-  beta: number,
-  C: Float32Array,
-  cOffset: number,
-  ldc: number,
+  p: GemmProblem,
   packedB?: Float32Array,
+  /** false: the plain-JS kernel even where WebAssembly SIMD is available (a session's gemmKernel "js"). */
+  allowWasm = defaultGemmKernel() !== "js",
 ): void {
-  if (packedB) {
-    gemmWasm(
-      transA,
-      transB,
-      M,
-      N,
-      K,
-      alpha,
-      A,
-      aOffset,
-      lda,
-      B,
-      bOffset,
-      ldb,
-      beta,
-      C,
-      cOffset,
-      ldc,
-      packedB,
-    );
+  if (packedB && allowWasm) {
+    gemmWasm(p, packedB);
     return;
   }
-  const run = M * N * K >= GEMM_WASM_MIN_MACS && wasmGemmAvailable() ? gemmWasm : gemm;
-  run(transA, transB, M, N, K, alpha, A, aOffset, lda, B, bOffset, ldb, beta, C, cOffset, ldc);
+  if (allowWasm && p.M * p.N * p.K >= GEMM_WASM_MIN_MACS && wasmGemmAvailable()) gemmWasm(p);
+  else gemm(p);
 }

@@ -15,6 +15,7 @@
  * V8 keeps in registers; the packed panels live in Float64Arrays so the inner loop has no float32→float64
  * conversions. Accumulation is therefore in float64 and C is rounded to float32 once per K block.
  */
+import type { GemmProblem } from "../../ops/gemm-problem.js";
 
 /** Rows of the register tile. */
 const MR = 4;
@@ -33,24 +34,8 @@ let packedB = new Float64Array(K_BLOCK * N_BLOCK);
 /** Scratch tile for edge tiles that cover fewer than MR rows or NR columns. */
 const edgeTile = new Float64Array(MR * NR);
 
-export function gemm(
-  transA: boolean,
-  transB: boolean,
-  M: number,
-  N: number,
-  K: number,
-  alpha: number,
-  A: Float32Array,
-  aOffset: number,
-  lda: number,
-  B: Float32Array,
-  bOffset: number,
-  ldb: number,
-  beta: number,
-  C: Float32Array,
-  cOffset: number,
-  ldc: number,
-): void {
+export function gemm(p: GemmProblem): void {
+  const { transA, transB, M, N, K, alpha, A, aOffset, lda, B, bOffset, ldb, beta, C, cOffset, ldc } = p;
   if (M <= 0 || N <= 0) return;
   scaleC(M, N, beta, C, cOffset, ldc);
   if (K <= 0 || alpha === 0) return;

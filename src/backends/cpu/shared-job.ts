@@ -6,7 +6,6 @@
  */
 import { isMainThread } from "node:worker_threads";
 import { MhafuseError } from "../../errors.js";
-import type { ThreadPool } from "./thread-pool.js";
 
 /** Indices into the shared Int32Array that coordinates one parallel run. */
 export const NEXT_UNIT = 0;
@@ -71,26 +70,52 @@ export function waitForUnits(
   }
 }
 
+/** Hands the job to worker `index` of the pool; resolves when that worker has no unit left to claim. */
+export type PostToWorker = (index: number) => Promise<void>;
+
 /**
- * Runs a job of `total` units synchronously on `threads` threads: posts `job` (which must carry `control`)
- * to threads − 1 workers of `pool`, drains units here too, then waits for the rest. Workers still starting
+ * Runs a job of `total` units synchronously on `threads` threads: posts the job (whose control array is
+ * `control`) to threads − 1 workers, drains units here too, then waits for the rest. Workers still starting
  * claim nothing once the caller has taken every unit, so a cold pool costs no wait. Returns the number of
  * units that ran on workers.
  */
-export function runSharedJob<J extends { control: Int32Array }>(
-  pool: ThreadPool<J>,
-  job: J,
+export function runSharedJob(
+  post: PostToWorker,
+  control: Int32Array,
   total: number,
   threads: number,
   runUnit: (unit: number) => void,
   what: string,
 ): number {
-  const { control } = job;
   // Replies are only read once this thread is free again; failures show up in the shared FAILED flag.
-  for (let i = 0; i < threads - 1; i++) pool.post(i, job).catch(() => undefined);
+  for (let i = 0; i < threads - 1; i++) post(i).catch(() => undefined);
   const own = drainUnits(control, total, runUnit);
   waitForUnits(control, total, what);
   if (own) throw own;
   if (Atomics.load(control, FAILED)) throw new MhafuseError(`${what}: a worker thread failed`);
+  return Atomics.load(control, WORKER_UNITS);
+}
+
+/**
+ * Runs a job of `total` units on `threads` workers while the caller awaits (its thread stays free for its
+ * event loop), then drains here whatever a worker that failed to start left unclaimed. Throws when a unit
+ * failed. Returns the number of units that ran on workers.
+ */
+export async function awaitSharedJob(
+  post: PostToWorker,
+  control: Int32Array,
+  total: number,
+  threads: number,
+  runUnit: (unit: number) => void,
+  what: string,
+): Promise<number> {
+  const replies = await Promise.allSettled(Array.from({ length: threads }, (_, i) => post(i)));
+  const own = drainUnits(control, total, runUnit);
+  if (own) throw own;
+  if (Atomics.load(control, UNITS_DONE) < total || Atomics.load(control, FAILED)) {
+    const rejected = replies.find((r): r is PromiseRejectedResult => r.status === "rejected");
+    const why = rejected ? `: ${(rejected.reason as Error).message}` : "";
+    throw new MhafuseError(`${what}: a worker thread failed${why}`);
+  }
   return Atomics.load(control, WORKER_UNITS);
 }

@@ -5,10 +5,10 @@
  * (unref), a worker entry that works both from TypeScript run through tsx and from compiled dist/ JS, and
  * callers that may block on shared memory (Atomics.wait) instead of awaiting replies.
  */
-import { availableParallelism } from "node:os";
 import { extname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
+import { defaultThreads } from "./defaults.js";
 
 export interface WorkerRequest<P> {
   id: number;
@@ -42,24 +42,63 @@ function workerEntry(script: URL): { entry: string | URL; evaluate: boolean } {
 }
 
 /**
- * The parent's Node flags minus those that describe the parent's own entry (`-e CODE`, `--input-type`…), which
- * a worker rejects or would misapply.
+ * Node flags a worker accepts and that matter to it: module loaders (tsx's `--import`), resolution
+ * conditions, source maps, warnings. Everything else is dropped: V8 and process-wide flags
+ * (`--max-old-space-size`, `--expose-gc`, `--stack-size`, `--trace-gc`…) make `new Worker` throw
+ * ERR_WORKER_INVALID_EXEC_ARGV, and entry flags (`-e CODE`, `--input-type`, `--test`) describe the parent.
  */
-function workerExecArgv(): string[] {
+const WORKER_FLAGS_WITH_VALUE = new Set([
+  "--import",
+  "--require",
+  "-r",
+  "--loader",
+  "--experimental-loader",
+  "--conditions",
+  "-C",
+]);
+const WORKER_FLAGS = new Set([
+  "--enable-source-maps",
+  "--no-warnings",
+  "--no-deprecation",
+  "--trace-warnings",
+  "--trace-uncaught",
+  "--experimental-vm-modules",
+  "--experimental-strip-types",
+  "--experimental-transform-types",
+  "--no-experimental-strip-types",
+]);
+
+/** The parent's flags that a worker accepts (see WORKER_FLAGS): `--flag value` and `--flag=value` forms. */
+export function workerExecArgv(argv: readonly string[] = process.execArgv): string[] {
   const out: string[] = [];
-  const argv = process.execArgv;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
-    if (["-e", "--eval", "-p", "--print"].includes(a)) {
-      i++; // its code argument
-      continue;
-    }
-    if (/^(--eval|--print|--input-type|--test|--watch)/.test(a) || a === "-i" || a === "--interactive")
-      continue;
-    out.push(a);
+    const eq = a.indexOf("=");
+    const name = eq > 0 ? a.slice(0, eq) : a;
+    if (WORKER_FLAGS_WITH_VALUE.has(name)) {
+      if (eq > 0) out.push(a);
+      else if (i + 1 < argv.length) out.push(a, argv[++i]!);
+    } else if (WORKER_FLAGS.has(name)) out.push(a);
+    else if (eq < 0 && FLAGS_TAKING_A_VALUE.has(a)) i++; // a dropped flag's separate value is dropped too
   }
   return out;
 }
+
+/** Dropped flags whose value may follow as a separate argument (so it is not mistaken for a flag). */
+const FLAGS_TAKING_A_VALUE = new Set([
+  "-e",
+  "--eval",
+  "-p",
+  "--print",
+  "--input-type",
+  "--max-old-space-size",
+  "--stack-size",
+  "--title",
+  "--inspect-port",
+  "--max-semi-space-size",
+  "--test-reporter",
+  "--test-name-pattern",
+]);
 
 interface Pending {
   resolve: () => void;
@@ -71,12 +110,8 @@ interface Slot {
   pending: Map<number, Pending>;
 }
 
-/** Number of CPU threads the process may use (at least 1). */
-export function cpuThreads(): number {
-  const fromEnv = Number(process.env.MHAFUSE_THREADS);
-  if (Number.isInteger(fromEnv) && fromEnv > 0) return fromEnv;
-  return Math.max(1, availableParallelism());
-}
+/** Number of CPU threads the process may use by default (at least 1; MHAFUSE_THREADS, else every core). */
+export const cpuThreads = defaultThreads;
 
 export class ThreadPool<P> {
   private readonly slots: (Slot | undefined)[] = [];
@@ -97,6 +132,11 @@ export class ThreadPool<P> {
     return done;
   }
 
+  /** Workers started and not terminated. */
+  get liveWorkers(): number {
+    return this.slots.filter((s) => s !== undefined).length;
+  }
+
   /** Terminates every worker (tests, shutdown). Workers are restarted on the next post. */
   async close(): Promise<void> {
     const workers = this.slots.splice(0).filter((s): s is Slot => s !== undefined);
@@ -108,7 +148,7 @@ export class ThreadPool<P> {
   private slot(index: number): Slot {
     const existing = this.slots[index];
     if (existing) return existing;
-    // execArgv is passed through so flags such as --enable-source-maps apply in workers too.
+    // The parent's loader and source-map flags apply in workers too; the flags workers reject are dropped.
     const { entry, evaluate } = workerEntry(this.script);
     const worker = new Worker(entry, { eval: evaluate, execArgv: workerExecArgv() });
     worker.unref();

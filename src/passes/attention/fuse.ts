@@ -1,7 +1,6 @@
 import type { Graph, Node } from "../../ir/graph.js";
 import { GraphView } from "../graph-view.js";
-import { applyRuleSet, type Replacement } from "../pattern.js";
-import { applyReplacements } from "../rewrite.js";
+import { runRewritePass } from "../rewrite-driver.js";
 import { analyzeGraph } from "../types.js";
 import type { AttentionReport } from "./report.js";
 import { attentionRules, FusionContext } from "./rules.js";
@@ -54,7 +53,9 @@ export function fuseAttention(graph: Graph): AttentionReport[] {
   const view = new GraphView(graph, types, constants);
   const ctx = new FusionContext(view, graph);
   const report: AttentionReport[] = [];
-  const replacements: Replacement[] = [];
+  // Every Softmax fed by a MatMul is a candidate block (and gets a report entry); the rules are rooted at
+  // the MatMul that applies its probabilities to V.
+  const blocks = new Map<Node, AttentionReport>();
   for (const softmax of graph.nodes) {
     if (softmax.opType !== "Softmax" || softmax.domain !== "") continue;
     if (!fedByMatMul(softmax.inputs[0]!, view)) continue;
@@ -67,13 +68,24 @@ export function fuseAttention(graph: Graph): AttentionReport[] {
       nodes: [softmax.name],
     };
     report.push(entry);
-    if (!pv) {
+    if (pv) blocks.set(pv, entry);
+    else {
       const readers = (view.readers.get(softmax.outputs[0]!) ?? []).map((r) => `${r.opType} '${r.name}'`);
       entry.reason = `Softmax '${softmax.name}' does not feed a MatMul with V (read by ${readers.join(", ") || "nothing"})`;
-      continue;
     }
-    const outcome = applyRuleSet(attentionRules, pv.outputs[0]!, view, ctx);
-    const chosen = ctx.chosen.get(pv.outputs[0]!);
+  }
+  // Already-fused ops of the imported graph, listed after the blocks (read before the rewrite runs).
+  const imported = graph.nodes.flatMap((node) => importedFusedBlock(node, view) ?? []);
+  const outcomes = runRewritePass(graph, view, {
+    rules: attentionRules,
+    prefix: "mhafuse",
+    context: () => ctx,
+    roots: [...blocks.keys()],
+  });
+  for (const outcome of outcomes) {
+    const entry = blocks.get(outcome.node)!;
+    const pvOutput = outcome.node.outputs[0]!;
+    const chosen = ctx.chosen.get(pvOutput);
     const analysis = outcome.match ? ctx.analyze(outcome.match).result : undefined;
     if (analysis && !("decline" in analysis)) {
       entry.kind = analysis.kind;
@@ -87,19 +99,14 @@ export function fuseAttention(graph: Graph): AttentionReport[] {
     } else if (outcome.match) {
       entry.nodes = outcome.match.matched.map((n) => n.name);
     }
-    if (outcome.replacement && chosen) {
+    if (outcome.replacement && outcome.applied && chosen) {
       entry.fused = true;
       entry.path = chosen.path;
-      replacements.push(outcome.replacement);
     } else {
-      entry.reason = outcome.reason;
+      entry.reason = outcome.replacement ? "overlaps another fused block" : outcome.reason;
     }
   }
-  for (const node of graph.nodes) {
-    const entry = importedFusedBlock(node, view);
-    if (entry) report.push(entry);
-  }
-  if (replacements.length) applyReplacements(graph, replacements);
+  report.push(...imported);
   return report;
 }
 

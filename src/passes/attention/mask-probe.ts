@@ -1,8 +1,8 @@
-import { runGraph } from "../../engine/executor.js";
 import type { DType } from "../../ir/dtype.js";
 import type { Dim, Graph, Node, ValueInfo } from "../../ir/graph.js";
 import { topologicalOrder } from "../../ir/graph.js";
 import { sizeOf, Tensor } from "../../ir/tensor.js";
+import { evaluateGraph } from "../../ops/evaluate.js";
 import type { GraphView } from "../graph-view.js";
 
 /**
@@ -111,7 +111,7 @@ function evaluate(
     opsets: view.graph.opsets,
   };
   sub.nodes = topologicalOrder(sub);
-  return runGraph(sub, feeds).get(value)!;
+  return evaluateGraph(sub, feeds).get(value)!;
 }
 
 /** Reads bias[b,h,i,j] with numpy broadcasting against [B,N,Sq,Skv]. */

@@ -1,0 +1,92 @@
+// A/B benchmark of two checkouts of mhafuse in ONE process: this one and another (e.g. a worktree of main),
+// on the same generated BERT, runs interleaved (A, B, A, B, …) so machine load hits both alike; reports
+// medians, the median of the per-pair ratios, and onnxruntime-node's median from the same interleaving.
+//   node --import tsx bench/compare-checkouts.ts /path/to/other/checkout [--layers 2 --hidden 256 --heads 4
+//     --ffn 1024 --batch 4 --seq 128 --pairs 15 --level all]
+import { resolve } from "node:path";
+import { pathToFileURL } from "node:url";
+import { parseArgs } from "node:util";
+import * as ort from "onnxruntime-node";
+import type { Tensor } from "../src/ir/tensor.js";
+import { bertInputs, buildBertGraph } from "../src/models/bert.js";
+import { modelFromGraph, saveModel } from "../src/onnx/index.js";
+
+const { values, positionals } = parseArgs({
+  allowPositionals: true,
+  options: {
+    layers: { type: "string", default: "2" },
+    hidden: { type: "string", default: "256" },
+    heads: { type: "string", default: "4" },
+    ffn: { type: "string", default: "1024" },
+    batch: { type: "string", default: "4" },
+    seq: { type: "string", default: "128" },
+    pairs: { type: "string", default: "15" },
+    level: { type: "string", default: "all" },
+  },
+});
+const other = positionals[0];
+if (!other) throw new Error("usage: compare-checkouts.ts <other checkout> [options]");
+const n = (k: keyof typeof values) => Number(values[k]);
+
+type SessionClass = {
+  fromGraph(g: unknown, o: object): { run(f: Record<string, Tensor>): Promise<unknown> };
+};
+const load = async (root: string): Promise<SessionClass> =>
+  (await import(pathToFileURL(resolve(root, "src/engine/session.ts")).href)).InferenceSession;
+const [here, there] = [await load(resolve(import.meta.dirname, "..")), await load(other)];
+
+const config = { layers: n("layers"), hidden: n("hidden"), heads: n("heads"), ffn: n("ffn"), vocab: 1000 };
+const graph = buildBertGraph(config);
+const lengths = Array.from(
+  { length: n("batch") },
+  (_, i) => n("seq") - Math.floor((i * n("seq")) / (2 * n("batch"))),
+);
+const feeds = bertInputs(lengths, n("seq"), 1000);
+const level = values.level as "all" | "disabled";
+const a = there.fromGraph(graph, { graphOptimizationLevel: level });
+const b = here.fromGraph(graph, { graphOptimizationLevel: level });
+const ortSession = await ort.InferenceSession.create(saveModel(modelFromGraph(graph)), {
+  executionProviders: ["cpu"],
+  graphOptimizationLevel: "all",
+});
+const ortFeeds = Object.fromEntries(
+  Object.entries(feeds).map(([k, t]: [string, Tensor]) => [k, new ort.Tensor(t.type, t.data, [...t.dims])]),
+);
+const time = async (run: () => Promise<unknown>) => {
+  const t0 = performance.now();
+  await run();
+  return performance.now() - t0;
+};
+// Warm-up: workers started, weights packed, JIT tiers reached.
+for (let w = 0; w < 2; w++) {
+  await a.run(feeds);
+  await b.run(feeds);
+  await ortSession.run(ortFeeds);
+}
+await Promise.all([a.run(feeds)])
+  .then(() => b.run(feeds))
+  .then(() => ortSession.run(ortFeeds));
+const ta: number[] = [];
+const tb: number[] = [];
+const to: number[] = [];
+for (let i = 0; i < n("pairs"); i++) {
+  // Alternate who goes first so neither always runs right after onnxruntime.
+  if (i % 2) {
+    tb.push(await time(() => b.run(feeds)));
+    ta.push(await time(() => a.run(feeds)));
+  } else {
+    ta.push(await time(() => a.run(feeds)));
+    tb.push(await time(() => b.run(feeds)));
+  }
+  to.push(await time(() => ortSession.run(ortFeeds)));
+}
+const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
+const ratios = ta.map((x, i) => tb[i]! / x);
+console.log(
+  `BERT ${JSON.stringify(config)} batch ${n("batch")} seq ${n("seq")} level ${level}, ${n("pairs")} pairs`,
+);
+console.log(`other checkout (${other}): median ${median(ta).toFixed(1)} ms`);
+console.log(`this checkout:              median ${median(tb).toFixed(1)} ms`);
+console.log(`onnxruntime-node cpu:       median ${median(to).toFixed(1)} ms`);
+console.log(`this / other, median of per-pair ratios: ${median(ratios).toFixed(3)}`);
+process.exit(0);

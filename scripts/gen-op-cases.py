@@ -1,0 +1,189 @@
+"""Writes test/data/ops/*.json: the op suite as data, expected values computed here with numpy in float64.
+
+Each case: {name, op: {type, domain?, opset?, attrs?, outputs?}, inputs: [tensor | null], expected:
+[tensor] | "reference", tolerance}. A tensor is {dtype, dims, data} or {dtype, dims, random: seed,
+scale?} (filled by the test's seeded generator, for cases too large to store; their expected values are
+"reference": the op's reference implementation is the oracle). Rerun after changing a case:
+    python3 scripts/gen-op-cases.py
+"""
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+OUT = Path(__file__).resolve().parent.parent / "test" / "data" / "ops"
+rng = np.random.default_rng(20261128)
+
+
+def t(a, dtype="float32"):
+    a = np.asarray(a)
+    data = [int(v) for v in a.ravel()] if dtype in ("int32", "int64") else [float(v) for v in a.ravel()]
+    return {"dtype": dtype, "dims": list(a.shape), "data": data}
+
+
+def f32(*shape, scale=1.0):
+    return (rng.standard_normal(shape) * scale).astype(np.float32)
+
+
+def rnd(dims, seed, scale=1.0, dtype="float32"):
+    return {"dtype": dtype, "dims": dims, "random": seed, "scale": scale}
+
+
+def case(name, op, inputs, expected, tolerance=1e-5):
+    return {"name": name, "op": op, "inputs": inputs, "expected": expected, "tolerance": tolerance}
+
+
+def f64(a):
+    return np.asarray(a, dtype=np.float64)
+
+
+# ---- linear -----------------------------------------------------------------------------------------
+linear = []
+a, b = f32(3, 4), f32(4, 5)
+linear.append(case("MatMul 2-D", {"type": "MatMul"}, [t(a), t(b)], [t(f64(a) @ f64(b))]))
+a, b = f32(2, 1, 3, 4), f32(3, 4, 2)
+linear.append(case("MatMul batch broadcast [2,1,3,4]·[3,4,2]", {"type": "MatMul"}, [t(a), t(b)], [t(f64(a) @ f64(b))]))
+a, b = f32(4), f32(4, 3)
+linear.append(case("MatMul 1-D · 2-D", {"type": "MatMul"}, [t(a), t(b)], [t(f64(a) @ f64(b))]))
+a, b = f32(2, 3), f32(3, 2)
+linear.append(case("MatMul float64", {"type": "MatMul"}, [t(a, "float64"), t(b, "float64")],
+                   [t(f64(a) @ f64(b), "float64")], 1e-12))
+A, B, C = f32(4, 3), f32(5, 4), f32(5)
+y = 0.5 * (f64(A).T @ f64(B).T) + 2.0 * f64(C)
+linear.append(case("Gemm transA transB alpha beta, bias row", {"type": "Gemm", "attrs": {
+    "transA": 1, "transB": 1, "alpha": 0.5, "beta": 2.0}}, [t(A), t(B), t(C)], [t(y)]))
+A, B, C = f32(3, 4), f32(4, 2), f32(3, 1)
+linear.append(case("Gemm bias column", {"type": "Gemm"}, [t(A), t(B), t(C)], [t(f64(A) @ f64(B) + f64(C))]))
+linear.append(case("MatMul large (parallel GEMM) vs reference", {"type": "MatMul"},
+                   [rnd([2, 128, 256], 1), rnd([256, 384], 2)], "reference", 1e-4))
+linear.append(case("Gemm large (async GEMM) vs reference", {"type": "Gemm", "attrs": {"transB": 1}},
+                   [rnd([256, 256], 3), rnd([512, 256], 4), rnd([512], 5)], "reference", 1e-4))
+linear.append(case("MatMul batched large vs reference", {"type": "MatMul"},
+                   [rnd([8, 64, 64], 6), rnd([8, 64, 128], 7)], "reference", 1e-4))
+
+X, W, Bc = f32(1, 2, 5, 5), f32(3, 2, 3, 3), f32(3)
+Xp = np.pad(f64(X), ((0, 0), (0, 0), (1, 1), (1, 1)))
+out = np.zeros((1, 3, 3, 3))
+for m in range(3):
+    for i in range(3):
+        for j in range(3):
+            out[0, m, i, j] = np.sum(Xp[0, :, 2 * i:2 * i + 3, 2 * j:2 * j + 3] * f64(W[m])) + Bc[m]
+linear.append(case("Conv 2-D pads 1 strides 2 with bias", {"type": "Conv", "attrs": {
+    "pads": [1, 1, 1, 1], "strides": [2, 2], "kernel_shape": [3, 3]}}, [t(X), t(W), t(Bc)], [t(out)]))
+a, b = f32(2, 3, 4), f32(2, 4, 5)
+linear.append(case("Einsum bij,bjk->bik", {"type": "Einsum", "opset": 12, "attrs": {"equation": "bij,bjk->bik"}},
+                   [t(a), t(b)], [t(np.einsum("bij,bjk->bik", f64(a), f64(b)))]))
+a, b = f32(3, 4), f32(5, 4)
+linear.append(case("Einsum ij,kj->ik (transposed B)", {"type": "Einsum", "opset": 12, "attrs": {"equation": "ij,kj->ik"}},
+                   [t(a), t(b)], [t(np.einsum("ij,kj->ik", f64(a), f64(b)))]))
+
+
+# ---- attention --------------------------------------------------------------------------------------
+def sdpa(q, k, v, n, nkv, scale=None, causal=False, key_lengths=None, bias=None):
+    """q [B,Sq,N*H], k [B,Skv,Nkv*H], v [B,Skv,Nkv*Hv] → [B,Sq,N*Hv]; fully masked rows are zeros."""
+    B, Sq, _ = q.shape
+    Skv = k.shape[1]
+    H = q.shape[2] // n
+    Hv = v.shape[2] // nkv
+    scale = 1 / math.sqrt(H) if scale is None else scale
+    out = np.zeros((B, Sq, n * Hv))
+    for b in range(B):
+        for h in range(n):
+            g = h // (n // nkv)
+            Q = q[b, :, h * H:(h + 1) * H]
+            K = k[b, :, g * H:(g + 1) * H]
+            V = v[b, :, g * Hv:(g + 1) * Hv]
+            s = Q @ K.T * scale
+            if bias is not None:
+                s = s + np.broadcast_to(bias, (B, n, Sq, Skv))[b, h]
+            allowed = np.ones((Sq, Skv), dtype=bool)
+            if causal:
+                allowed &= np.arange(Skv)[None, :] <= np.arange(Sq)[:, None] + (Skv - Sq)
+            if key_lengths is not None:
+                allowed &= np.arange(Skv)[None, :] < key_lengths[b]
+            s = np.where(allowed, s, -np.inf)
+            for i in range(Sq):
+                if not np.isfinite(s[i]).any():
+                    continue
+                p = np.exp(s[i] - s[i].max())
+                out[b, i, h * Hv:(h + 1) * Hv] = (p / p.sum()) @ V
+    return out
+
+
+attention = []
+q, k, v = f32(2, 3, 8), f32(2, 5, 8), f32(2, 5, 8)
+attention.append(case("mhafuse.Attention cross, 2 heads", {"type": "Attention", "domain": "mhafuse", "attrs": {"num_heads": 2}},
+                      [t(q), t(k), t(v)], [t(sdpa(f64(q), f64(k), f64(v), 2, 2))]))
+q, k, v = f32(2, 4, 8), f32(2, 4, 8), f32(2, 4, 8)
+kl = np.array([4, 2], dtype=np.int32)
+attention.append(case("mhafuse.Attention causal with key_lengths", {"type": "Attention", "domain": "mhafuse",
+                      "attrs": {"num_heads": 2, "causal": 1}}, [t(q), t(k), t(v), None, t(kl, "int32")],
+                      [t(sdpa(f64(q), f64(k), f64(v), 2, 2, causal=True, key_lengths=kl))]))
+q, k, v = f32(1, 3, 16), f32(1, 6, 4), f32(1, 6, 4)
+attention.append(case("mhafuse.Attention GQA 4 query heads on 1 kv head, scale", {"type": "Attention", "domain": "mhafuse",
+                      "attrs": {"num_heads": 4, "kv_num_heads": 1, "scale": 0.3}}, [t(q), t(k), t(v)],
+                      [t(sdpa(f64(q), f64(k), f64(v), 4, 1, scale=0.3))]))
+q, k, v, bias = f32(2, 3, 8), f32(2, 3, 8), f32(2, 3, 8), f32(1, 2, 3, 3)
+attention.append(case("mhafuse.Attention additive bias [1,N,S,S]", {"type": "Attention", "domain": "mhafuse",
+                      "attrs": {"num_heads": 2}}, [t(q), t(k), t(v), t(bias)],
+                      [t(sdpa(f64(q), f64(k), f64(v), 2, 2, bias=f64(bias)))]))
+q, k, v = f32(2, 5, 12), f32(2, 5, 12), f32(2, 5, 12)
+attention.append(case("com.microsoft MultiHeadAttention, 3 heads", {"type": "MultiHeadAttention", "domain": "com.microsoft",
+                      "attrs": {"num_heads": 3}}, [t(q), t(k), t(v)], [t(sdpa(f64(q), f64(k), f64(v), 3, 3))]))
+attention.append(case("mhafuse.Attention large (parallel, async) vs reference", {"type": "Attention", "domain": "mhafuse",
+                      "attrs": {"num_heads": 8, "causal": 1}}, [rnd([2, 128, 256], 11), rnd([2, 128, 256], 12),
+                      rnd([2, 128, 256], 13)], "reference", 1e-4))
+
+
+# ---- activations, normalisation, elementwise --------------------------------------------------------
+def erf(a):
+    return np.vectorize(math.erf)(a)
+
+
+activation = []
+x = f32(2, 7, scale=2.0)
+gelu = 0.5 * f64(x) * (1 + erf(f64(x) / math.sqrt(2)))
+activation.append(case("com.microsoft Gelu", {"type": "Gelu", "domain": "com.microsoft"}, [t(x)], [t(gelu)]))
+activation.append(case("Gelu opset 20 (erf)", {"type": "Gelu", "opset": 20}, [t(x)], [t(gelu)]))
+tanh_gelu = 0.5 * f64(x) * (1 + np.tanh(math.sqrt(2 / math.pi) * (f64(x) + 0.044715 * f64(x) ** 3)))
+activation.append(case("Gelu opset 20 approximate tanh", {"type": "Gelu", "opset": 20, "attrs": {"approximate": "tanh"}},
+                       [t(x)], [t(tanh_gelu)]))
+activation.append(case("com.microsoft Gelu large (chunked on the pool) vs reference", {"type": "Gelu", "domain": "com.microsoft"},
+                       [rnd([512, 1024], 21, 3.0)], "reference", 1e-6))
+x, y = f32(2, 3, 4), f32(4)
+activation.append(case("Add row broadcast", {"type": "Add"}, [t(x), t(y)], [t(f64(x) + f64(y))]))
+x, y = f32(2, 3), f32(1)
+activation.append(case("Mul scalar", {"type": "Mul"}, [t(x), t(y)], [t(f64(x) * f64(y))]))
+x = f32(2, 3, 5)
+e = np.exp(f64(x) - f64(x).max(-1, keepdims=True))
+activation.append(case("Softmax last axis", {"type": "Softmax", "opset": 13}, [t(x)], [t(e / e.sum(-1, keepdims=True))]))
+x, g, bb = f32(3, 8), f32(8), f32(8)
+mu = f64(x).mean(-1, keepdims=True)
+var = ((f64(x) - mu) ** 2).mean(-1, keepdims=True)
+activation.append(case("LayerNormalization axis -1", {"type": "LayerNormalization", "attrs": {"epsilon": 1e-5}},
+                       [t(x), t(g), t(bb)], [t((f64(x) - mu) / np.sqrt(var + 1e-5) * f64(g) + f64(bb))], 1e-4))
+x = f32(2, 3, 4)
+activation.append(case("Transpose [2,0,1]", {"type": "Transpose", "attrs": {"perm": [2, 0, 1]}}, [t(x)],
+                       [t(np.transpose(f64(x), (2, 0, 1)))], 0))
+
+
+# ---- shape ops that alias their input -----------------------------------------------------------------
+shape = []
+x = f32(2, 3, 4)
+shape.append(case("Reshape with -1 (aliases its input)", {"type": "Reshape"}, [t(x), t(np.array([4, -1]), "int64")],
+                  [t(f64(x).reshape(4, 6))], 0))
+x = f32(1, 3, 1, 2)
+shape.append(case("Squeeze axes input (aliases)", {"type": "Squeeze", "opset": 13}, [t(x), t(np.array([0, 2]), "int64")],
+                  [t(f64(x).reshape(3, 2))], 0))
+x = f32(3, 2)
+shape.append(case("Unsqueeze axes input (aliases)", {"type": "Unsqueeze", "opset": 13}, [t(x), t(np.array([0, 3]), "int64")],
+                  [t(f64(x).reshape(1, 3, 2, 1))], 0))
+x = f32(2, 3, 4)
+shape.append(case("Flatten axis 2 (aliases)", {"type": "Flatten", "attrs": {"axis": 2}}, [t(x)], [t(f64(x).reshape(6, 4))], 0))
+shape.append(case("Identity (aliases)", {"type": "Identity"}, [t(x)], [t(f64(x))], 0))
+
+OUT.mkdir(parents=True, exist_ok=True)
+for name, cases in [("linear", linear), ("attention", attention), ("activation", activation), ("shape", shape)]:
+    (OUT / f"{name}.json").write_text(json.dumps({"cases": cases}, indent=1) + "\n")
+    print(f"{name}.json: {len(cases)} cases")

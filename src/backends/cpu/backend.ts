@@ -1,0 +1,73 @@
+/**
+ * The CPU backend: owns its thread count, its kernel choices, its worker threads and its output buffers.
+ * `prepare` marks the weights immutable (so the GEMM packs each weight once, on first use, and caches the
+ * packed panels) and returns a prepared graph; `dispose` stops its workers and drops its pooled buffers.
+ * Idle workers never keep the process alive, so an undisposed backend does not block exit either.
+ */
+import type { Graph } from "../../ir/graph.js";
+import type { Backend, ExecutionPlan, PreparedGraph } from "../backend.js";
+import { BufferLease, BufferPool } from "./buffer-pool.js";
+import { cpuCompute } from "./compute.js";
+import { defaultAttentionKernel, defaultGemmKernel, defaultThreads, type KernelChoice } from "./defaults.js";
+import { markImmutable } from "./immutable.js";
+import { type CpuTask, newCpuPool } from "./pool.js";
+import { CpuPreparedGraph } from "./prepared-graph.js";
+import type { ThreadPool } from "./thread-pool.js";
+
+export interface CpuBackendOptions {
+  /** Threads for parallel kernels, the calling thread included (default: MHAFUSE_THREADS, else all cores). */
+  threads?: number;
+  /** GEMM kernel: "auto" (WebAssembly SIMD where available) or "js" (default: "js" if MHAFUSE_NO_WASM). */
+  gemmKernel?: KernelChoice;
+  /** Attention kernel, likewise (default: "js" if MHAFUSE_NO_WASM or MHAFUSE_ATTENTION_KERNEL=js). */
+  attentionKernel?: KernelChoice;
+}
+
+/**
+ * A backend dropped without dispose() (a session never released) still stops its workers once it is
+ * garbage-collected, so creating sessions in a loop does not accumulate idle threads.
+ */
+const abandoned = new FinalizationRegistry<ThreadPool<CpuTask>>((pool) => {
+  void pool.close();
+});
+
+export class CpuBackend implements Backend {
+  readonly name = "cpu";
+  readonly threads: number;
+  readonly gemmKernel: KernelChoice;
+  readonly attentionKernel: KernelChoice;
+  readonly buffers = new BufferPool();
+  /** This backend's workers: every parallel GEMM, attention and map job of its graphs runs on them. */
+  readonly pool: ThreadPool<CpuTask> = newCpuPool();
+
+  constructor(options: CpuBackendOptions = {}) {
+    this.threads = Math.max(1, Math.floor(options.threads ?? defaultThreads()));
+    this.gemmKernel = options.gemmKernel ?? defaultGemmKernel();
+    this.attentionKernel = options.attentionKernel ?? defaultAttentionKernel();
+    abandoned.register(this, this.pool, this);
+  }
+
+  async prepare(graph: Graph, plan: ExecutionPlan): Promise<PreparedGraph> {
+    // Initializers are never written while the graph runs, so kernels may cache what they derive from them.
+    for (const t of graph.initializers.values()) markImmutable(t.data);
+    const base = {
+      threads: this.threads,
+      gemmKernel: this.gemmKernel,
+      attentionKernel: this.attentionKernel,
+      pool: this.pool,
+    };
+    const pooledCompute = cpuCompute({ ...base, allocFloat32: (n) => this.buffers.allocFloat32(n) });
+    const freshCompute = cpuCompute(base);
+    return new CpuPreparedGraph(graph, plan, {
+      pooled: () => ({ compute: pooledCompute, lease: new BufferLease(this.buffers) }),
+      unpooled: () => freshCompute,
+    });
+  }
+
+  /** Stops the workers (a later run would start them again) and drops the free pooled buffers. */
+  async dispose(): Promise<void> {
+    abandoned.unregister(this);
+    this.buffers.clear();
+    await this.pool.close();
+  }
+}

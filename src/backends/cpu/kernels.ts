@@ -1,0 +1,157 @@
+/**
+ * The CPU backend's kernel registry. Four kinds of entry:
+ *  - GEMM kernels (MatMul, Gemm): the contract reduces the node to GEMM problems (src/ops/matmul.ts), the
+ *    backend runs them on its pool — off the calling thread, awaited, when the problem is large.
+ *  - contract kernels (Conv, Einsum): the op's contract run with the CPU primitives in `ctx.compute`.
+ *  - attention kernels (every attention op): the contract builds the problems, which run off the calling
+ *    thread when large.
+ *  - map kernels (GELU) chunked over the pool, and alias kernels (Reshape, Squeeze, Unsqueeze, Flatten,
+ *    Identity): the output is the input's buffer with new dims, shape/axes inputs are read on the host.
+ * An op with no entry runs its reference arithmetic with the backend's allocator (`referenceWith`), so the
+ * float32 elementwise, normalisation and transpose outputs still land in pooled buffers.
+ */
+import type { DType } from "../../ir/dtype.js";
+import type { Node } from "../../ir/graph.js";
+import { Tensor } from "../../ir/tensor.js";
+import type { GemmProblem } from "../../ops/gemm-problem.js";
+import { getOp } from "../../ops/index.js";
+import { type GemmCall, gemmGemmCall, matmulGemmCall } from "../../ops/matmul.js";
+import type { OpContext } from "../../ops/registry.js";
+import { TRT_PLUGIN_OP } from "../../ops/trt-qkv-plugin.js";
+import { type KernelContext, type KernelDef, KernelRegistry } from "../kernel-registry.js";
+import { attentionFlops, captureAttentionProblems, PARALLEL_MIN_FLOPS } from "./attention-core.js";
+import type { CpuCompute } from "./compute.js";
+import type { MapName } from "./map-parallel.js";
+
+const FLOAT_TYPES: readonly DType[] = ["float32", "float16"];
+
+/**
+ * GEMMs from this many flops on (about a millisecond of work and up) run on the pool's workers while the
+ * calling thread awaits them; below it the hand-off would cost more than the thread it frees.
+ */
+export const ASYNC_GEMM_MIN_FLOPS = 5e7;
+
+function gemmFlops(problems: readonly GemmProblem[]): number {
+  return problems.reduce((s, p) => s + 2 * p.M * p.N * p.K, 0);
+}
+
+/** A kernel that runs the op's contract with the backend's primitives (ctx.compute). */
+function contract(
+  opType: string,
+  domain = "",
+  extra: Partial<KernelDef<CpuCompute>> = {},
+): KernelDef<CpuCompute> {
+  const def = getOp({ opType, domain, name: opType });
+  return { opType, domain, ...extra, run: (ctx, inputs) => def.run(ctx, inputs) };
+}
+
+/** A GEMM-shaped op: its float32/float16 call on the backend's GEMM (other dtypes never reach it). */
+function gemmKernel(
+  opType: string,
+  toCall: (ctx: OpContext, inputs: (Tensor | undefined)[]) => GemmCall | undefined,
+): KernelDef<CpuCompute> {
+  return {
+    opType,
+    types: FLOAT_TYPES,
+    run(ctx: KernelContext<CpuCompute>, inputs) {
+      const call = toCall(ctx, inputs)!;
+      if (ctx.allowAsync && ctx.compute.threads > 1 && gemmFlops(call.problems) >= ASYNC_GEMM_MIN_FLOPS) {
+        return ctx.compute.gemmAsync(call.problems).then(() => [call.output()]);
+      }
+      ctx.compute.gemm(call.problems);
+      return [call.output()];
+    },
+  };
+}
+
+/**
+ * An attention op whose problems run off the calling thread when they are large: the op's run is captured
+ * (its attention problems recorded, not run), then the problems run on the pool while the caller awaits.
+ * Only for float32 outputs, which are the problems' output buffers themselves (a float16 output is
+ * converted from them inside the op's run, so it must run synchronously).
+ */
+function attentionKernel(
+  opType: string,
+  domain: string,
+  extra: Partial<KernelDef<CpuCompute>> = {},
+): KernelDef<CpuCompute> {
+  const sync = contract(opType, domain, extra);
+  return {
+    ...sync,
+    run(ctx, inputs) {
+      const { threads } = ctx.compute;
+      if (!ctx.allowAsync || threads <= 1 || inputs[0]?.type !== "float32") return sync.run(ctx, inputs);
+      const { result, problems } = captureAttentionProblems(() => sync.run(ctx, inputs) as Tensor[]);
+      if (problems.reduce((s, a) => s + attentionFlops(a), 0) < PARALLEL_MIN_FLOPS) {
+        ctx.compute.attentionSync(problems);
+        return result;
+      }
+      return ctx.compute.attentionAsync(problems).then(() => result);
+    },
+  };
+}
+
+/** Elementwise maps from this many elements on run on the pool (~2 ms of GELU on one thread). */
+export const ASYNC_MAP_MIN_ELEMENTS = 1 << 18;
+
+/**
+ * A one-input float32 activation that runs chunked on the pool when large (the calling thread awaits);
+ * `mapOf` names the array function the op's attributes select, or undefined to run the op's own code.
+ */
+function mapKernel(
+  opType: string,
+  domain: string,
+  mapOf: (node: Node) => MapName | undefined,
+): KernelDef<CpuCompute> {
+  const sync = contract(opType, domain, { types: ["float32"] });
+  return {
+    ...sync,
+    run(ctx, inputs) {
+      const [x, ...rest] = inputs;
+      const map = mapOf(ctx.node);
+      const offload =
+        ctx.allowAsync &&
+        ctx.compute.threads > 1 &&
+        x?.type === "float32" &&
+        x.size >= ASYNC_MAP_MIN_ELEMENTS;
+      if (!offload || !map || rest.some((t) => t)) return sync.run(ctx, inputs);
+      const y = ctx.compute.allocFloat32(x.size);
+      return ctx.compute
+        .mapAsync(map, x.data as Float32Array, y)
+        .then(() => [new Tensor("float32", y, x.dims)]);
+    },
+  };
+}
+
+function onnxGeluMap(node: Node): MapName | undefined {
+  const approximate = node.attrs.approximate;
+  const value = approximate?.type === "string" ? approximate.value : "none";
+  return value === "none" ? "gelu-erf" : value === "tanh" ? "gelu-tanh" : undefined;
+}
+
+/** Output 0 is input 0's buffer with new dims; `hostInputs` hold shapes or axes. */
+function aliasKernel(opType: string, hostInputs: readonly number[], since?: number): KernelDef<CpuCompute> {
+  return contract(opType, "", { aliases: [[0, 0]], hostInputs, since });
+}
+
+export const cpuKernels = new KernelRegistry<CpuCompute>().register(
+  gemmKernel("MatMul", matmulGemmCall),
+  gemmKernel("Gemm", gemmGemmCall),
+  contract("Conv"),
+  contract("Einsum"),
+  attentionKernel("Attention", "mhafuse"),
+  attentionKernel("Attention", "com.microsoft"),
+  attentionKernel("MultiHeadAttention", "com.microsoft"),
+  attentionKernel("Attention", "", { since: 23 }),
+  // The packed-QKV op's run calls runQkvAttention (src/attention/qkv-to-context.ts), which ends in this
+  // backend's runAttentionProblems: captured like the others. TensorRT's plugin node, in any domain.
+  attentionKernel("QKVToContext", "mhafuse"),
+  attentionKernel(TRT_PLUGIN_OP, "*"),
+  mapKernel("Gelu", "com.microsoft", () => "gelu-erf"),
+  mapKernel("Gelu", "", onnxGeluMap),
+  aliasKernel("Reshape", [1]),
+  aliasKernel("Squeeze", [1]),
+  aliasKernel("Unsqueeze", [1]),
+  aliasKernel("Flatten", []),
+  aliasKernel("Identity", []),
+);

@@ -1,0 +1,126 @@
+/**
+ * A graph prepared for the CPU backend: runs the engine's plan node by node on the CPU kernels (the op's
+ * reference where there is none), asynchronously. The event loop stays responsive two ways: kernels that
+ * take long (large GEMMs) run on the thread pool while this thread awaits them, and between nodes the run
+ * yields to the event loop once it has held the thread for SLICE_MS.
+ */
+import { setImmediate as nextTurn } from "node:timers/promises";
+import type { DType } from "../../ir/dtype.js";
+import type { Graph, Node } from "../../ir/graph.js";
+import { opsetOf } from "../../ir/graph.js";
+import { Tensor } from "../../ir/tensor.js";
+import { referenceWith } from "../../ops/compute.js";
+import { gatherInputs } from "../../ops/evaluate.js";
+import { type OpDef, resolveOp } from "../../ops/index.js";
+import type { ExecutionPlan, PreparedGraph, RunOptions } from "../backend.js";
+import type { KernelDef } from "../kernel-registry.js";
+import type { BufferLease } from "./buffer-pool.js";
+import type { CpuCompute } from "./compute.js";
+import { cpuKernels } from "./kernels.js";
+
+/** Longest stretch of synchronous kernels between two yields to the event loop. */
+export const SLICE_MS = 4;
+
+/** What one run needs from the backend that prepared it. */
+export interface CpuRunResources {
+  /** Primitives whose outputs come from the buffer pool, and the lease that tracks them for this run. */
+  pooled(): { compute: CpuCompute; lease: BufferLease };
+  /** Primitives allocating fresh arrays (runs that keep their intermediates). */
+  unpooled(): CpuCompute;
+}
+
+export class CpuPreparedGraph implements PreparedGraph {
+  private readonly opsets: number[];
+  private readonly ops: OpDef[];
+  /** Per step: the kernel chosen for each input-dtype signature seen (null: the reference runs). */
+  private readonly kernels: Map<string, KernelDef<CpuCompute> | null>[];
+
+  constructor(
+    private readonly graph: Graph,
+    private readonly plan: ExecutionPlan,
+    private readonly resources: CpuRunResources,
+  ) {
+    this.opsets = plan.order.map((n) => opsetOf(graph, n.domain));
+    // Refuse at prepare time, by name, any op unknown or older than the schema mhafuse implements.
+    this.ops = plan.order.map((n, i) => resolveOp(n, this.opsets[i]!));
+    this.kernels = plan.order.map(() => new Map());
+  }
+
+  async run(
+    feeds: Readonly<Record<string, Tensor>>,
+    fetches: readonly string[],
+    options: RunOptions = {},
+  ): Promise<Record<string, Tensor>> {
+    const keep = options.keepIntermediates ?? false;
+    const { compute, lease } = keep
+      ? { compute: this.resources.unpooled(), lease: undefined }
+      : this.resources.pooled();
+    const values = new Map<string, Tensor>(this.graph.initializers);
+    for (const [k, v] of Object.entries(feeds)) values.set(k, v);
+    /** Values produced by this run (only those hold pool buffers). */
+    const produced = new Set<string>();
+    const { order, releaseAfter } = this.plan;
+    let sliceStart = performance.now();
+    for (let step = 0; step < order.length; step++) {
+      const node = order[step]!;
+      const inputs = gatherInputs(node, values);
+      const opset = this.opsets[step]!;
+      const kernel = this.kernelFor(step, node, opset, inputs);
+      let outputs = kernel
+        ? kernel.run({ node, opset, compute, allowAsync: true }, inputs)
+        : this.ops[step]!.run({ node, opset, compute: referenceWith(compute) }, inputs);
+      if (outputs instanceof Promise) {
+        outputs = await outputs;
+        sliceStart = performance.now();
+      }
+      for (let i = 0; i < node.outputs.length; i++) {
+        const name = node.outputs[i];
+        const t = outputs[i];
+        if (!name || !t) continue;
+        values.set(name, t);
+        produced.add(name);
+        lease?.hold(t.data);
+      }
+      if (!keep) {
+        for (const v of releaseAfter[step]!) {
+          const t = values.get(v);
+          if (t && produced.has(v)) lease?.drop(t.data);
+          values.delete(v);
+        }
+      }
+      if (performance.now() - sliceStart > SLICE_MS) {
+        await nextTurn();
+        sliceStart = performance.now();
+      }
+    }
+    const result: Record<string, Tensor> = {};
+    for (const name of keep ? [...values.keys()] : fetches) {
+      const t = values.get(name);
+      // The read-back edge: a fetched value in a pool buffer is copied out, then the buffer goes back.
+      result[name] = t && lease?.pooled(t.data) ? copyOut(t) : t!;
+    }
+    if (lease) for (const name of produced) if (values.has(name)) lease.drop(values.get(name)!.data);
+    return result;
+  }
+
+  private kernelFor(
+    step: number,
+    node: Node,
+    opset: number,
+    inputs: (Tensor | undefined)[],
+  ): KernelDef<CpuCompute> | undefined {
+    const dtypes: (DType | undefined)[] = inputs.map((t) => t?.type);
+    const key = dtypes.join();
+    const cache = this.kernels[step]!;
+    let k = cache.get(key);
+    if (k === undefined) {
+      k = cpuKernels.find(node, opset, dtypes) ?? null;
+      cache.set(key, k);
+    }
+    return k ?? undefined;
+  }
+}
+
+function copyOut(t: Tensor): Tensor {
+  return new Tensor(t.type, t.data.slice() as Tensor["data"], t.dims);
+}

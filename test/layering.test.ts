@@ -1,0 +1,46 @@
+import assert from "node:assert/strict";
+import { readdirSync, readFileSync } from "node:fs";
+import { dirname, join, relative, resolve } from "node:path";
+import { test } from "node:test";
+import { REPO } from "./support/fixtures.js";
+
+/** Every .ts file under `dir`, recursively. */
+function sources(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+    e.isDirectory() ? sources(join(dir, e.name)) : e.name.endsWith(".ts") ? [join(dir, e.name)] : [],
+  );
+}
+
+/** The repository-relative files a source file imports (relative specifiers only). */
+function importsOf(file: string): string[] {
+  const text = readFileSync(file, "utf8");
+  const specs = [...text.matchAll(/^\s*(?:import|export)[^"']*from\s+["'](\.[^"']+)["']/gm)].map(
+    (m) => m[1]!,
+  );
+  return specs.map((s) => relative(REPO, resolve(dirname(file), s)).replace(/\.js$/, ".ts"));
+}
+
+/**
+ * Files that still reach the CPU backend directly, until issue 7's rewrite of the packed-QKV op is ported
+ * onto the kernel registry. src/ops/qkv-to-context.ts reaches it through src/attention.
+ */
+const KNOWN_EXCEPTIONS = new Set<string>([]);
+
+test("layering: src/ops, src/passes, src/ir and src/onnx import neither src/backends nor src/engine", () => {
+  const offenders: string[] = [];
+  for (const layer of ["src/ops", "src/passes", "src/ir", "src/onnx"]) {
+    for (const file of sources(join(REPO, layer))) {
+      const rel = relative(REPO, file);
+      if (KNOWN_EXCEPTIONS.has(rel)) continue;
+      for (const target of importsOf(file)) {
+        if (target.startsWith("src/backends/") || target.startsWith("src/engine/"))
+          offenders.push(`${rel} → ${target}`);
+      }
+    }
+  }
+  assert.deepEqual(offenders, []);
+});
+
+test("layering: the scan sees imports (a file known to import src/backends is reported)", () => {
+  assert.ok(importsOf(join(REPO, "src/engine/executor.ts")).some((t) => t.startsWith("src/backends/")));
+});
