@@ -19,6 +19,7 @@ import {
   TC_TILE_LARGE,
   TC_TILE_LARGE_W4,
   TC_TILE_SMALL,
+  TC_TILE_SOLO,
   type TcTile,
 } from "../src/backends/webgpu/kernels/gemm-tc.js";
 import { layerNorm } from "../src/backends/webgpu/kernels/norm.js";
@@ -237,6 +238,7 @@ if (FP16 && f.shaderF16) {
         ["128x128, 8 subgroups of 64x32", TC_TILE_LARGE],
         ["128x128, 4 subgroups of 64x64", TC_TILE_LARGE_W4],
         ["64x64, 4 subgroups of 32x32", TC_TILE_SMALL],
+        ["64x64, 1 subgroup of 64x64", TC_TILE_SOLO],
       ]
     : [["", undefined]];
   for (const [label, tcTile] of tiles)
@@ -260,7 +262,15 @@ if (FP16 && f.shaderF16) {
     const lengths = ctx.pool.upload(new Int32Array(B!).fill(S!));
     const flops = attentionFlops({ batch: B!, numHeads: N, seqQ: S!, seqKV: S!, headSize: H, vHeadSize: H });
     await measure(`fp16 ${kind} attention packed QKV B=${B} N=${N} S=${S} H=${H}`, flops, (rec) =>
-      packedQkvAttention(ctx, rec, { qkv, numHeads: N, lengths, out, precision: "fp16" }),
+      packedQkvAttention(ctx, rec, {
+        qkv,
+        numHeads: N,
+        lengths,
+        out,
+        precision: "fp16",
+        // Opt-in until verified on the H200 (kernels/attention-tc.ts).
+        f16Kernel: ctx.f16?.syntax ? "tensor-core" : "simt",
+      }),
     );
     if (ctx.f16?.syntax)
       await measure(`fp16 simt attention B=${B} S=${S} (no tensor cores)`, flops, (rec) =>

@@ -28,6 +28,12 @@ export interface F16Support {
   config?: SubgroupMatrixConfig;
   /** Which load/store spelling compiled (probed); undefined when neither did or there are no subgroup matrices. */
   syntax?: MatrixSyntax;
+  /**
+   * Whether a subgroup may pass offsets derived from its subgroup index (tid / 32) to subgroupMatrixLoad/Store:
+   * Tint requires uniform offsets unless `diagnostic(off, subgroup_uniformity)` lifts that. Without it the
+   * kernels run one subgroup per workgroup, so every offset derives from workgroup_id alone.
+   */
+  multiSubgroup?: boolean;
   /** Why tensor cores are not used, when they are not. */
   reason?: string;
 }
@@ -75,14 +81,20 @@ export function matrixTypes(c: Pick<SubgroupMatrixConfig, "M" | "N" | "K">, resu
   };
 }
 
-function probeSource(syntax: MatrixSyntax, c: SubgroupMatrixConfig): string {
-  const t = matrixTypes(c);
-  return `enable f16;
+/** Module header of every tensor-core kernel: subgroup-index-derived offsets are uniform per subgroup. */
+export const TC_HEADER = `enable f16;
 enable chromium_experimental_subgroup_matrix;
+diagnostic(off, subgroup_uniformity);
+`;
+
+function probeSource(syntax: MatrixSyntax, c: SubgroupMatrixConfig, perSubgroup = false): string {
+  const t = matrixTypes(c);
+  const off = perSubgroup ? "(lid / 32u) * 256u" : "0u";
+  return `${perSubgroup ? TC_HEADER : "enable f16;\nenable chromium_experimental_subgroup_matrix;\n"}
 @group(0) @binding(0) var<storage, read> A: array<f16>;
 @group(0) @binding(1) var<storage, read_write> C: array<f32>;
 var<workgroup> W: array<f16, ${c.K * c.N}>;
-@compute @workgroup_size(32)
+@compute @workgroup_size(${perSubgroup ? 64 : 32})
 fn main(@builtin(local_invocation_index) lid: u32) {
   if (lid == 0u) { W[0] = A[0]; }
   workgroupBarrier();
@@ -90,7 +102,7 @@ fn main(@builtin(local_invocation_index) lid: u32) {
   let b = ${matrixLoad(syntax, t.right, "&W", "0u", `${c.K}u`, true)};
   var acc = ${t.result}();
   acc = subgroupMatrixMultiplyAccumulate(a, b, acc);
-  ${matrixStore(syntax, "&C", "0u", "acc", `${c.N}u`)};
+  ${matrixStore(syntax, "&C", off, "acc", `${c.N}u`)};
 }`;
 }
 
@@ -150,7 +162,10 @@ async function probe(gpu: WebGpuDevice): Promise<F16Support> {
       reason: `subgroup size ${f.subgroupMinSize}-${f.subgroupMaxSize} is not 32`,
     };
   for (const syntax of ["template", "bool"] as const)
-    if (await compiles(gpu, probeSource(syntax, config))) return { shaderF16: true, config, syntax };
+    if (await compiles(gpu, probeSource(syntax, config))) {
+      const multiSubgroup = await compiles(gpu, probeSource(syntax, config, true));
+      return { shaderF16: true, config, syntax, multiSubgroup };
+    }
   return { shaderF16: true, config, reason: "neither subgroupMatrixLoad spelling compiled" };
 }
 

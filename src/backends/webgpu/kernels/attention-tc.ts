@@ -1,4 +1,8 @@
 /**
+ * STATUS: opt-in (f16Kernel: "tensor-core"), not yet verified on the H200 — the first run there (Q fragments
+ * loaded straight from the storage buffer) was off by up to 0.59; this version stages Q through workgroup
+ * memory (suspected cause: Dawn clamps a whole fragment load that reaches past the buffer) and has not run yet.
+ *
  * Tensor-core flash attention (f16 storage, f32 softmax and accumulation) on WebGPU subgroup matrices, for
  * the packed-QKV ops (lengths or cu_seqlens; no causal mask or bias — those take the SIMT fp16 kernel).
  *
@@ -15,13 +19,15 @@
  * (zero-filled) and get p = 0; a row with no key is zeros.
  */
 import type { MatrixSyntax } from "../precision.js";
-import { matrixLoad, matrixStore, matrixTypes } from "../precision.js";
+import { matrixLoad, matrixStore, matrixTypes, TC_HEADER } from "../precision.js";
 import { packUniforms, type UniformFields, uniformStruct } from "../uniforms.js";
 import { bindings, type StorageDecl } from "./common.js";
 
-const BR = 64;
-const BC = 64;
-const T = 128;
+/** Subgroups per workgroup (16 query rows each) and keys per tile: 4 and 64, or 1 and 32 (see `multi`). */
+function shape(multi: boolean) {
+  const NSG = multi ? 4 : 1;
+  return { NSG, BR: 16 * NSG, BC: multi ? 64 : 32, T: 32 * NSG };
+}
 
 export const TC_ATTENTION_FIELDS: UniformFields = [
   ["seqQ", "u32"],
@@ -48,37 +54,45 @@ export const TC_ATTENTION_FIELDS: UniformFields = [
 ];
 
 export interface TcAttentionConfig {
+  /** Four subgroups per workgroup (needs per-subgroup fragment offsets); else one. */
+  multi: boolean;
   H: number;
   lengths: boolean;
   cu: boolean;
 }
 
-function sizes(H: number) {
+function sizes(H: number, multi = true) {
+  const { NSG, BR, BC, T } = shape(multi);
   const KS = H + 8; // halves per staged K/V row (16-byte pad)
   const PS = BC + 8; // halves per P row
   const SW = Math.max(BC, H) + 4; // floats per scratch row
-  return { KS, PS, SW };
+  return { KS, PS, SW, NSG, BR, BC, T };
+}
+
+/** Query rows per workgroup. */
+export function tcAttentionRows(multi: boolean): number {
+  return shape(multi).BR;
 }
 
 /** Workgroup memory in bytes; H ≤ 64 fits 48 KiB. */
-export function tcAttentionSharedBytes(H: number): number {
-  const { KS, PS, SW } = sizes(H);
-  return 2 * 2 * BC * KS + 2 * 4 * 16 * PS + 4 * 4 * 16 * SW + 16;
+export function tcAttentionSharedBytes(H: number, multi = true): number {
+  const { KS, PS, SW, NSG, BC } = sizes(H, multi);
+  return 2 * (2 * BC + 16 * NSG) * KS + 2 * NSG * 16 * PS + 4 * NSG * 16 * SW + 16;
 }
 
 /** Whether the tensor-core kernel takes this problem (the caller falls back to the SIMT fp16 kernel). */
-export function tcAttentionSupports(H: number, HV: number, limit: number): boolean {
-  return H === HV && H % 16 === 0 && H <= 64 && tcAttentionSharedBytes(H) <= limit;
+export function tcAttentionSupports(H: number, HV: number, limit: number, multi: boolean): boolean {
+  return H === HV && H % 16 === 0 && H <= 64 && tcAttentionSharedBytes(H, multi) <= limit;
 }
 
 export function tcAttentionSource(c: TcAttentionConfig, syntax: MatrixSyntax): string {
   const { H } = c;
-  const { KS, PS, SW } = sizes(H);
+  const { KS, PS, SW, NSG, BR, BC, T } = sizes(H, c.multi);
   const HF = H / 16;
   const HH = H / 2;
   const ty = matrixTypes({ M: 16, N: 16, K: 16 });
   const decls: StorageDecl[] = [
-    { name: "Q", type: "f16" },
+    { name: "Q", type: "vec4<u32>" },
     { name: "K", type: "vec4<u32>" },
     { name: "V", type: "vec4<u32>" },
   ];
@@ -111,7 +125,7 @@ export function tcAttentionSource(c: TcAttentionConfig, syntax: MatrixSyntax): s
   const qLoads: string[] = [];
   for (let h = 0; h < HF; h++)
     qLoads.push(
-      `  let q${h} = ${matrixLoad(syntax, ty.left, "&Q", `qBase + qRow0 * u.qSS + ${h * 16}u`, "u.qSS")};`,
+      `  let q${h} = ${matrixLoad(syntax, ty.left, "&Qs", `sg * ${16 * KS}u + ${h * 16}u`, `${KS}u`)};`,
     );
   const scores: string[] = [];
   for (let j = 0; j < BC / 16; j++) {
@@ -150,20 +164,19 @@ export function tcAttentionSource(c: TcAttentionConfig, syntax: MatrixSyntax): s
   }
 
   const keyLen = c.cu ? "seqLen" : c.lengths ? "u32(clamp(lengths[b], 0, i32(u.seqKV)))" : "u.seqKV";
-  return `enable f16;
-enable subgroups;
-enable chromium_experimental_subgroup_matrix;
+  return `${TC_HEADER}enable subgroups;
 ${uniformStruct(TC_ATTENTION_FIELDS)}${bindings(decls)}
+var<workgroup> Qs: array<f16, ${BR * KS}>;
 var<workgroup> Ks: array<f16, ${BC * KS}>;
 var<workgroup> Vs: array<f16, ${BC * KS}>;
-var<workgroup> Ps: array<f16, ${4 * 16 * PS}>;
-var<workgroup> Ss: array<f32, ${4 * 16 * SW}>;
+var<workgroup> Ps: array<f16, ${NSG * 16 * PS}>;
+var<workgroup> Ss: array<f32, ${NSG * 16 * SW}>;
 var<workgroup> wgKvEnd: u32;
 
 @compute @workgroup_size(${T})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) tid: u32) {
   // Subgroups of 32 in invocation order (checked at detection).
-  let sg = tid / 32u; let lane = tid % 32u; let r = lane % 16u; let side = lane / 16u;
+  let sg = ${NSG === 1 ? "0u" : "tid / 32u"}; let lane = tid % 32u; let r = lane % 16u; let side = lane / 16u;
   let rowBase = wid.x * ${BR}u; let n = wid.y; let b = wid.z; let g = n / u.group;
   let NEG_INF = u.negInf;
   ${c.cu ? "let seqStart = u32(cu[b]); let seqLen = u32(cu[b + 1u]) - seqStart;" : "let seqStart = 0u;"}
@@ -176,8 +189,15 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   if (tid == 0u) { wgKvEnd = select(0u, kLen, rowBase < qLen); }
   let kvEnd = workgroupUniformLoad(&wgKvEnd);
 
-  // Rows past the sequence read whatever lies there (never written back); loads past the buffer are clamped.
-  let qRow0 = seqStart + rowBase + sg * 16u;
+  // Q rows staged through workgroup memory, zero past the sequence: a fragment load straight from the
+  // storage buffer that reaches past its end is clamped as a whole by Dawn's robustness, corrupting valid rows.
+  for (var e = tid; e < ${(BR * H) / 8}u; e += ${T}u) {
+    let row = e / ${H / 8}u; let c = (e % ${H / 8}u) * 8u; let i = rowBase + row;
+    let x = select(vec4<u32>(0u), Q[(qBase + (seqStart + min(i, max(qLen, 1u) - 1u)) * u.qSS + c) / 8u], i < qLen);
+    let o = row * ${KS}u + c;
+    ${[0, 1, 2, 3].map((w) => `{ let h = bitcast<vec2<f16>>(x[${w}]); Qs[o + ${2 * w}u] = h.x; Qs[o + ${2 * w + 1}u] = h.y; }`).join(" ")}
+  }
+  workgroupBarrier();
 ${qLoads.join("\n")}
   var m = NEG_INF;
   var l = 0.0;

@@ -24,7 +24,12 @@ import type { WebGpuContext } from "../context.js";
 import { type F16Kernel, type Precision, requireF16 } from "../precision.js";
 import type { CommandRecorder } from "../recorder.js";
 import { packUniforms, type UniformFields, uniformStruct } from "../uniforms.js";
-import { tcAttentionSource, tcAttentionSupports, tcAttentionUniforms } from "./attention-tc.js";
+import {
+  tcAttentionRows,
+  tcAttentionSource,
+  tcAttentionSupports,
+  tcAttentionUniforms,
+} from "./attention-tc.js";
 import { bindings, type GpuTensor, type StorageDecl, sizeOf } from "./common.js";
 
 /** Keys per tile. */
@@ -411,13 +416,18 @@ export function flashAttention(ctx: WebGpuContext, rec: CommandRecorder, a: Flas
   const f16 = a.precision === "fp16";
   if (f16) requireF16(ctx.gpu, OP);
   const limit = ctx.gpu.limits.maxComputeWorkgroupStorageSize;
-  if (f16 && a.f16Kernel !== "simt") {
+  // The tensor-core kernel is opt-in until it has passed on the H200 (see attention-tc.ts).
+  if (f16 && a.f16Kernel === "tensor-core") {
     const syntax = ctx.f16?.syntax;
     const aligned8 = [a.qLayout, a.kLayout, a.vLayout, a.outLayout].every(
       (l) => l.offset % 8 === 0 && l.batchStride % 8 === 0 && l.headStride % 8 === 0 && l.seqStride % 8 === 0,
     );
     const fits =
-      tcAttentionSupports(H, HV, limit) && aligned8 && a.causalOffset === undefined && !a.bias && !a.ablate;
+      tcAttentionSupports(H, HV, limit, ctx.f16?.multiSubgroup === true) &&
+      aligned8 &&
+      a.causalOffset === undefined &&
+      !a.bias &&
+      !a.ablate;
     if (a.f16Kernel === "tensor-core" && !(syntax && fits))
       throw new OpError(
         OP,
@@ -426,8 +436,9 @@ export function flashAttention(ctx: WebGpuContext, rec: CommandRecorder, a: Flas
           : `no tensor cores on this device: ${ctx.f16?.reason ?? "f16 support was not detected"}`,
       );
     if (syntax && fits) {
-      const tc = { H, lengths: !!a.keyLengths, cu: !!a.cuSeqlens };
-      const key = `flash-tc:${syntax}:H${H}:len${+tc.lengths}:cu${+tc.cu}`;
+      const multi = ctx.f16?.multiSubgroup === true;
+      const tc = { multi, H, lengths: !!a.keyLengths, cu: !!a.cuSeqlens };
+      const key = `flash-tc:${syntax}:m${+multi}:H${H}:len${+tc.lengths}:cu${+tc.cu}`;
       const k = ctx.pipelines.get(key, () => tcAttentionSource(tc, syntax));
       const bufs = [a.q, a.k, a.v];
       if (a.keyLengths) bufs.push(a.keyLengths);
@@ -450,7 +461,13 @@ export function flashAttention(ctx: WebGpuContext, rec: CommandRecorder, a: Flas
         ...L("o", a.outLayout),
         negInf: Number.NEGATIVE_INFINITY,
       });
-      rec.dispatch(k, bufs, u, [Math.ceil(a.seqQ / 64), numHeads, batch], `${OP} (fp16 tensor-core)`);
+      rec.dispatch(
+        k,
+        bufs,
+        u,
+        [Math.ceil(a.seqQ / tcAttentionRows(multi)), numHeads, batch],
+        `${OP} (fp16 tensor-core)`,
+      );
       return;
     }
   }

@@ -16,7 +16,7 @@
  */
 import { OpError } from "../../../errors.js";
 import type { WebGpuContext } from "../context.js";
-import { type MatrixSyntax, matrixLoad, matrixStore, matrixTypes } from "../precision.js";
+import { type MatrixSyntax, matrixLoad, matrixStore, matrixTypes, TC_HEADER } from "../precision.js";
 import type { CommandRecorder } from "../recorder.js";
 import { packUniforms, type UniformFields, uniformStruct } from "../uniforms.js";
 import { bindings, ERF_WGSL, type StorageDecl } from "./common.js";
@@ -33,6 +33,8 @@ export const TC_TILE_LARGE: TcTile = { BM: 128, BN: 128, BK: 32, WM: 2, WN: 4 };
 /** Four subgroups of 64×64 each: more fragments per subgroup (16 accumulators), fewer threads. */
 export const TC_TILE_LARGE_W4: TcTile = { BM: 128, BN: 128, BK: 32, WM: 2, WN: 2 };
 export const TC_TILE_SMALL: TcTile = { BM: 64, BN: 64, BK: 32, WM: 2, WN: 2 };
+/** One subgroup per workgroup (4×4 fragments), for compilers that need uniform fragment offsets. */
+export const TC_TILE_SOLO: TcTile = { BM: 64, BN: 64, BK: 32, WM: 1, WN: 1 };
 /** Fragment edge (the 16×16×16 config). */
 const F = 16;
 const SG = 32;
@@ -184,9 +186,7 @@ export function tcGemmSource(t: TcTile, f: TcFlags, syntax: MatrixSyntax): strin
       epi.push("  }\n  workgroupBarrier();");
     }
 
-  return `enable f16;
-enable chromium_experimental_subgroup_matrix;
-${uniformStruct(FIELDS)}${bindings(decls)}${f.gelu ? `${ERF_WGSL}fn gelu2(p: vec2<f32>) -> vec2<f32> { return vec2<f32>(gelu_f32(p.x), gelu_f32(p.y)); }\n` : ""}
+  return `${TC_HEADER}${uniformStruct(FIELDS)}${bindings(decls)}${f.gelu ? `${ERF_WGSL}fn gelu2(p: vec2<f32>) -> vec2<f32> { return vec2<f32>(gelu_f32(p.x), gelu_f32(p.y)); }\n` : ""}
 var<workgroup> As: array<f16, ${2 * ASZ}>;
 var<workgroup> Bs: array<f16, ${2 * BSZ}>;
 var<workgroup> scratch: array<f32, ${WM * WN * 256}>;
@@ -194,7 +194,8 @@ var<workgroup> scratch: array<f32, ${WM * WN * 256}>;
 @compute @workgroup_size(${T})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) tid: u32) {
   // Subgroups of 32 (checked at detection) laid out in invocation order, as on NVIDIA.
-  let sg = tid / ${SG}u; let lane = tid % ${SG}u;
+  // One subgroup: a constant index keeps every fragment offset workgroup-uniform.
+  let sg = ${WM * WN === 1 ? "0u" : `tid / ${SG}u`}; let lane = tid % ${SG}u;
   let wm = sg / ${WN}u; let wn = sg % ${WN}u;
   let n0 = wid.x * ${BN}u; let m0 = wid.y * ${BM}u;
   let aBase = wid.z * u.strideA; let bBase = wid.z * u.strideB; let cBase = wid.z * u.strideC;
@@ -241,6 +242,7 @@ export function recordTcGemm(
   shape: { M: number; N: number; K: number; batch: number; bBatch: number; nBatch: number },
   syntax: MatrixSyntax,
   op: string,
+  multiSubgroup = true,
 ): void {
   const { M, N, K, batch, bBatch, nBatch } = shape;
   const f: TcFlags = {
@@ -251,7 +253,7 @@ export function recordTcGemm(
   };
   // 128×128 tiles only when they fill the GPU (~132 SMs) a couple of times over; else 64×64.
   const large = Math.ceil(M / 128) * Math.ceil(N / 128) * nBatch >= 264;
-  const t = args.tile ?? (large ? TC_TILE_LARGE : TC_TILE_SMALL);
+  const t = args.tile ?? (!multiSubgroup ? TC_TILE_SOLO : large ? TC_TILE_LARGE : TC_TILE_SMALL);
   const limit = ctx.gpu.limits.maxComputeWorkgroupStorageSize;
   if (tcSharedBytes(t) > limit)
     throw new OpError(

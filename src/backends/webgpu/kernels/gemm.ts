@@ -261,7 +261,15 @@ export function gemm(ctx: WebGpuContext, rec: CommandRecorder, args: GemmArgs): 
           `no tensor cores on this device: ${ctx.f16?.reason ?? "f16 support was not detected"}`,
         );
       const shape = { M, N, K, batch, bBatch, nBatch };
-      recordTcGemm(ctx, rec, { ...args, tile: args.tcTile }, shape, syntax, op);
+      recordTcGemm(
+        ctx,
+        rec,
+        { ...args, tile: args.tcTile },
+        shape,
+        syntax,
+        op,
+        ctx.f16?.multiSubgroup === true,
+      );
       return;
     }
   }
