@@ -6,29 +6,45 @@
  *
  *   npm run bench:gpu:kernels [-- --reps 20] [-- --smoke]    (--smoke: tiny shapes, for lavapipe)
  *   --toggles  create the instance with Dawn's unsafe toggles (shader-f16 / subgroup matrix on NVIDIA)
+ *   --fp16     add the fp16 rows (f16 storage, f32 accumulation): tensor-core kernels where the adapter has
+ *              subgroup matrices (needs --toggles on NVIDIA), else the SIMT fp16 kernels; implies --toggles
+ *   --fp16-only  only the fp16 rows
  */
 import { WebGpuContext } from "../src/backends/webgpu/context.js";
 import { DAWN_UNSAFE_TOGGLES } from "../src/backends/webgpu/device.js";
 import { attentionFlops, packedQkvAttention } from "../src/backends/webgpu/kernels/attention.js";
 import type { GpuTensor } from "../src/backends/webgpu/kernels/common.js";
 import { gemm, gemmFlops } from "../src/backends/webgpu/kernels/gemm.js";
+import {
+  TC_TILE_LARGE,
+  TC_TILE_LARGE_W4,
+  TC_TILE_SMALL,
+  TC_TILE_SOLO,
+  type TcTile,
+} from "../src/backends/webgpu/kernels/gemm-tc.js";
 import { layerNorm } from "../src/backends/webgpu/kernels/norm.js";
+import { toF16 } from "../src/backends/webgpu/precision.js";
 import type { CommandRecorder } from "../src/backends/webgpu/recorder.js";
 
 const arg = (name: string) => process.argv.indexOf(name);
 const REPS = arg("--reps") > 0 ? Number(process.argv[arg("--reps") + 1]) : 20;
 const SMOKE = arg("--smoke") > 0;
+const FP16_ONLY = arg("--fp16-only") > 0;
+const FP16 = FP16_ONLY || arg("--fp16") > 0;
 /** Plain fp32 FMA peak of an H200 SXM (the vendor's datasheet; same as H100 SXM). */
 const FP32_PEAK_TFLOPS = 67;
 
 // Dawn quantizes timestamps (to 2^16 ns here) unless told not to: per-kernel times need the raw counter.
 const toggles = ["disable-dawn-features=timestamp_quantization"];
-if (arg("--toggles") > 0) toggles.push(...DAWN_UNSAFE_TOGGLES);
+if (arg("--toggles") > 0 || FP16) toggles.push(...DAWN_UNSAFE_TOGGLES);
 const ctx = await WebGpuContext.create({ toggles });
 const info = ctx.gpu.adapterInfo;
 const f = ctx.gpu.features;
 console.log(
   `adapter: ${info.vendor} ${info.architecture} ${info.device} ${info.description} | subgroups ${f.subgroups} (${f.subgroupMinSize}-${f.subgroupMaxSize}) shader-f16 ${f.shaderF16} timestamp-query ${f.timestampQuery} subgroup-matrix ${f.subgroupMatrix} | workgroup storage ${ctx.gpu.limits.maxComputeWorkgroupStorageSize} B`,
+);
+console.log(
+  `f16: ${JSON.stringify(ctx.f16)} | subgroup-matrix configs ${JSON.stringify(f.subgroupMatrixConfigs)}`,
 );
 console.log(`node ${process.version}, ${new Date().toISOString()}, reps ${REPS}`);
 
@@ -66,6 +82,18 @@ const rows: Row[] = [];
 
 /** Compiles and warms, then times REPS dispatches: profiled (GPU time) and unprofiled (wall time). */
 async function measure(name: string, flops: number, record: (rec: CommandRecorder) => void): Promise<void> {
+  try {
+    await measureOnce(name, flops, record);
+  } catch (e) {
+    // One kernel failing to compile (an adapter's WGSL dialect) must not cost the rest of the run.
+    console.log(`${name}: FAILED ${(e as Error).message.slice(0, 2000)}`);
+  }
+}
+async function measureOnce(
+  name: string,
+  flops: number,
+  record: (rec: CommandRecorder) => void,
+): Promise<void> {
   const warm = ctx.recorder();
   record(warm);
   record(warm);
@@ -95,7 +123,7 @@ async function measure(name: string, flops: number, record: (rec: CommandRecorde
 const E = SMOKE ? 64 : 768;
 const FF = 4 * E;
 const tokenCounts = SMOKE ? [32] : [128, 4096];
-for (const M of tokenCounts) {
+for (const M of FP16_ONLY ? [] : tokenCounts) {
   const x = tensor([M, E], 1);
   const h = tensor([M, FF], 2);
   const wqkv = tensor([E, 3 * E], 3);
@@ -124,7 +152,7 @@ for (const M of tokenCounts) {
     layerNorm(ctx, rec, { x, gamma: biasE, beta: biasE, out: oE, epsilon: 1e-12 }),
   );
 }
-{
+if (!FP16_ONLY) {
   const n = SMOKE ? 256 : 4096;
   const a = tensor([n, n], 20);
   const b = tensor([n, n], 21);
@@ -133,12 +161,14 @@ for (const M of tokenCounts) {
 }
 
 // Fused attention, packed QKV [S, B, 3E] with per-sequence lengths (all full: no skipped work).
-for (const [B, S] of SMOKE
-  ? [[2, 64]]
-  : [
-      [8, 512],
-      [32, 128],
-    ]) {
+for (const [B, S] of FP16_ONLY
+  ? []
+  : SMOKE
+    ? [[2, 64]]
+    : [
+        [8, 512],
+        [32, 128],
+      ]) {
   const N = SMOKE ? 2 : 12;
   const H = 64;
   const qkv = tensor([S!, B!, 3 * N * H], 30);
@@ -156,6 +186,104 @@ for (const [B, S] of SMOKE
     await measure(`  … without the ${ablate} stage`, flops, (rec) =>
       packedQkvAttention(ctx, rec, { qkv, numHeads: N, lengths, out, ablate }),
     );
+}
+
+// fp16: f16 storage, f32 accumulation; tensor cores where detected (else the SIMT fp16 kernels).
+const tensor16 = (dims: number[], seed: number): GpuTensor => ({
+  buffer: ctx.pool.upload(
+    toF16(
+      filled(
+        dims.reduce((a, b) => a * b, 1),
+        seed,
+      ),
+    ),
+  ),
+  dims,
+});
+if (FP16 && f.shaderF16) {
+  const kind = ctx.f16?.syntax ? "tc" : "simt";
+  for (const M of tokenCounts) {
+    const x = tensor16([M, E], 1);
+    const h = tensor16([M, FF], 2);
+    const wqkv = tensor16([E, 3 * E], 3);
+    const wo = tensor16([E, E], 4);
+    const w1 = tensor16([E, FF], 5);
+    const w2 = tensor16([FF, E], 6);
+    const bias3 = tensor16([3 * E], 7);
+    const biasE = tensor16([E], 8);
+    const biasF = tensor16([FF], 9);
+    const oQkv = tensor16([M, 3 * E], 10);
+    const oE = tensor16([M, E], 11);
+    const oF = tensor16([M, FF], 12);
+    const p = "fp16" as const;
+    await measure(`fp16 ${kind} gemm QKV [${M}x${E}]·[${E}x${3 * E}] +bias`, gemmFlops(M, 3 * E, E), (rec) =>
+      gemm(ctx, rec, { a: x, b: wqkv, bias: bias3, out: oQkv, precision: p }),
+    );
+    await measure(`fp16 ${kind} gemm out-proj [${M}x${E}]·[${E}x${E}] +bias+res`, gemmFlops(M, E, E), (rec) =>
+      gemm(ctx, rec, { a: x, b: wo, bias: biasE, residual: x, out: oE, precision: p }),
+    );
+    await measure(`fp16 ${kind} gemm FFN1 [${M}x${E}]·[${E}x${FF}] +bias+gelu`, gemmFlops(M, FF, E), (rec) =>
+      gemm(ctx, rec, { a: x, b: w1, bias: biasF, gelu: true, out: oF, precision: p }),
+    );
+    await measure(`fp16 ${kind} gemm FFN2 [${M}x${FF}]·[${FF}x${E}] +bias+res`, gemmFlops(M, E, FF), (rec) =>
+      gemm(ctx, rec, { a: h, b: w2, bias: biasE, residual: x, out: oE, precision: p }),
+    );
+  }
+  const n = SMOKE ? 256 : 4096;
+  const a = tensor16([n, n], 20);
+  const b = tensor16([n, n], 21);
+  const c = tensor16([n, n], 22);
+  const tiles: [string, TcTile | undefined][] = ctx.f16?.syntax
+    ? [
+        ["128x128, 8 subgroups of 64x32", TC_TILE_LARGE],
+        ["128x128, 4 subgroups of 64x64", TC_TILE_LARGE_W4],
+        ["64x64, 4 subgroups of 32x32", TC_TILE_SMALL],
+        ["64x64, 1 subgroup of 64x64", TC_TILE_SOLO],
+      ]
+    : [["", undefined]];
+  for (const [label, tcTile] of tiles)
+    await measure(`fp16 ${kind} gemm ${n}³ ${label}`, gemmFlops(n, n, n), (rec) =>
+      gemm(ctx, rec, { a, b, out: c, precision: "fp16", tcTile }),
+    );
+  if (ctx.f16?.syntax)
+    await measure(`fp16 simt gemm ${n}³ (no tensor cores)`, gemmFlops(n, n, n), (rec) =>
+      gemm(ctx, rec, { a, b, out: c, precision: "fp16", f16Kernel: "simt" }),
+    );
+  for (const [B, S] of SMOKE
+    ? [[2, 64]]
+    : [
+        [8, 512],
+        [32, 128],
+      ]) {
+    const N = SMOKE ? 2 : 12;
+    const H = 64;
+    const qkv = tensor16([S!, B!, 3 * N * H], 30);
+    const out = tensor16([S!, B!, N * H], 31);
+    const lengths = ctx.pool.upload(new Int32Array(B!).fill(S!));
+    const flops = attentionFlops({ batch: B!, numHeads: N, seqQ: S!, seqKV: S!, headSize: H, vHeadSize: H });
+    await measure(`fp16 ${kind} attention packed QKV B=${B} N=${N} S=${S} H=${H}`, flops, (rec) =>
+      packedQkvAttention(ctx, rec, {
+        qkv,
+        numHeads: N,
+        lengths,
+        out,
+        precision: "fp16",
+        // Opt-in until verified on the H200 (kernels/attention-tc.ts).
+        f16Kernel: ctx.f16?.syntax ? "tensor-core" : "simt",
+      }),
+    );
+    if (ctx.f16?.syntax)
+      await measure(`fp16 simt attention B=${B} S=${S} (no tensor cores)`, flops, (rec) =>
+        packedQkvAttention(ctx, rec, {
+          qkv,
+          numHeads: N,
+          lengths,
+          out,
+          precision: "fp16",
+          f16Kernel: "simt",
+        }),
+      );
+  }
 }
 
 console.log("\n| kernel | GPU ms | TFLOP/s (GPU) | % fp32 peak | wall ms | TFLOP/s (wall) |");

@@ -5,12 +5,21 @@
 import { BufferPool } from "./buffer-pool.js";
 import { createWebGpuDevice, type WebGpuDevice, type WebGpuDeviceOptions } from "./device.js";
 import { PipelineCache } from "./pipeline-cache.js";
+import {
+  detectF16,
+  type F16Support,
+  type Precision,
+  type ResolvedPrecision,
+  resolvePrecision,
+} from "./precision.js";
 import { CommandRecorder, type RecorderOptions } from "./recorder.js";
 
 export class WebGpuContext {
   readonly gpu: WebGpuDevice;
   readonly pool: BufferPool;
   readonly pipelines: PipelineCache;
+  /** What fp16 can use here (set by create(); kernels pick tensor-core or SIMT fp16 from it). */
+  f16: F16Support | undefined;
 
   constructor(gpu: WebGpuDevice) {
     this.gpu = gpu;
@@ -19,7 +28,14 @@ export class WebGpuContext {
   }
 
   static async create(options: WebGpuDeviceOptions = {}): Promise<WebGpuContext> {
-    return new WebGpuContext(await createWebGpuDevice(options));
+    const ctx = new WebGpuContext(await createWebGpuDevice(options));
+    ctx.f16 = await detectF16(ctx.gpu);
+    return ctx;
+  }
+
+  /** The precision a request gets on this device (fp16 → SIMT fp16 or fp32, with a one-line notice). */
+  resolvePrecision(precision: Precision): Promise<ResolvedPrecision> {
+    return resolvePrecision(this.gpu, precision);
   }
 
   recorder(options?: RecorderOptions): CommandRecorder {

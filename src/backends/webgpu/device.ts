@@ -13,6 +13,11 @@ export interface WebGpuDeviceOptions {
   /** Dawn instance toggles, passed to `create()` of the `webgpu` package, e.g. DAWN_UNSAFE_TOGGLES. */
   toggles?: readonly string[];
   powerPreference?: GPUPowerPreference;
+  /**
+   * Adds DAWN_UNSAFE_TOGGLES to `toggles`: on NVIDIA through Vulkan, shader-f16 and subgroup matrices (tensor
+   * cores) exist only behind them. Native (dawn.node) only; browsers do not let pages set toggles.
+   */
+  unsafeF16?: boolean;
   /** Features the caller cannot do without: a missing one is a BackendUnavailableError, not a silent fallback. */
   requiredFeatures?: readonly string[];
 }
@@ -26,6 +31,40 @@ export interface WebGpuFeatures {
   subgroupMatrix: boolean;
   subgroupMinSize: number;
   subgroupMaxSize: number;
+  /** The adapter's subgroup-matrix shapes (empty without the feature); kernels pick theirs from this list. */
+  subgroupMatrixConfigs: SubgroupMatrixConfig[];
+}
+
+/** One subgroup-matrix shape: left M×K and right K×N of `componentType`, result M×N of `resultComponentType`. */
+export interface SubgroupMatrixConfig {
+  componentType: string;
+  resultComponentType: string;
+  M: number;
+  N: number;
+  K: number;
+}
+
+/**
+ * The adapter's subgroup-matrix configs. Chromium puts them on GPUAdapterInfo; some dawn.node builds on the
+ * adapter itself — read both, as plain numbers and strings.
+ */
+function readSubgroupMatrixConfigs(adapter: GPUAdapter): SubgroupMatrixConfig[] {
+  const a = adapter as unknown as {
+    subgroupMatrixConfigs?: unknown;
+    info?: { subgroupMatrixConfigs?: unknown };
+  };
+  const raw = a.info?.subgroupMatrixConfigs ?? a.subgroupMatrixConfigs;
+  if (!raw || typeof (raw as Iterable<unknown>)[Symbol.iterator] !== "function") return [];
+  const out: SubgroupMatrixConfig[] = [];
+  for (const c of raw as Iterable<Record<string, unknown>>)
+    out.push({
+      componentType: String(c.componentType),
+      resultComponentType: String(c.resultComponentType),
+      M: Number(c.M),
+      N: Number(c.N),
+      K: Number(c.K),
+    });
+  return out;
 }
 
 export interface WebGpuAdapterInfo {
@@ -138,7 +177,7 @@ export async function createWebGpuDevice(options: WebGpuDeviceOptions = {}): Pro
   const mod = await loadWebGpuModule();
   let gpu: GPU;
   try {
-    gpu = mod.create([...(options.toggles ?? [])]);
+    gpu = mod.create([...(options.toggles ?? []), ...(options.unsafeF16 ? DAWN_UNSAFE_TOGGLES : [])]);
   } catch (e) {
     throw new BackendUnavailableError("webgpu", `dawn.node could not start: ${(e as Error).message}`);
   }
@@ -179,6 +218,9 @@ export async function createWebGpuDevice(options: WebGpuDeviceOptions = {}): Pro
     subgroupMatrix: has("chromium-experimental-subgroup-matrix"),
     subgroupMinSize: info.subgroupMinSize ?? 0,
     subgroupMaxSize: info.subgroupMaxSize ?? 0,
+    subgroupMatrixConfigs: has("chromium-experimental-subgroup-matrix")
+      ? readSubgroupMatrixConfigs(adapter)
+      : [],
   };
   return new WebGpuDevice(gpu, device, features, {
     vendor: info.vendor,

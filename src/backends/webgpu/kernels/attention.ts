@@ -21,8 +21,15 @@
  */
 import { OpError } from "../../../errors.js";
 import type { WebGpuContext } from "../context.js";
+import { type F16Kernel, type Precision, requireF16 } from "../precision.js";
 import type { CommandRecorder } from "../recorder.js";
 import { packUniforms, type UniformFields, uniformStruct } from "../uniforms.js";
+import {
+  tcAttentionRows,
+  tcAttentionSource,
+  tcAttentionSupports,
+  tcAttentionUniforms,
+} from "./attention-tc.js";
 import { bindings, type GpuTensor, type StorageDecl, sizeOf } from "./common.js";
 
 /** Keys per tile. */
@@ -86,9 +93,19 @@ export interface FlashAttentionArgs {
   ablate?: "softmax" | "pv";
   /** Query rows per workgroup (default: 64 where workgroup memory allows, else 32). */
   rowTile?: 32 | 64;
+  /**
+   * "fp32" (default): Q, K, V, O float32. "fp16": Q, K, V, O IEEE f16 (bias stays f32), scores, softmax and
+   * accumulation in f32 — on tensor cores where the context detected them and the problem fits (head size
+   * 16..64 in steps of 16, no causal mask, no bias), else the SIMT kernel with f16 loads/stores.
+   */
+  precision?: Precision;
+  /** fp16 only: force the kernel (tests, benchmarks). */
+  f16Kernel?: F16Kernel;
 }
 
 interface Config {
+  /** f16 storage of Q, K, V and O (bias stays f32), f32 math: the SIMT fp16 kernel. */
+  f16?: boolean;
   H: number;
   HV: number;
   Br: number;
@@ -152,7 +169,9 @@ export function attentionSharedBytes(c: Pick<Config, "H" | "HV" | "Br">): number
 export function attentionSource(c: Config): string {
   const { H, HV, Br } = c;
   const { HP, QS, VS, PS, NV, TY, T } = dims(c);
-  const el = c.vec4 ? "vec4<f32>" : "f32";
+  const el = c.vec4 ? (c.f16 ? "vec4<f16>" : "vec4<f32>") : c.f16 ? "f16" : "f32";
+  const widen = (x: string) => (c.f16 ? `${c.vec4 ? "vec4<f32>" : "f32"}(${x})` : x);
+  const narrow = (x: string) => (c.f16 ? `${c.vec4 ? "vec4<f16>" : "f16"}(${x})` : x);
   const decls: StorageDecl[] = [
     { name: "Q", type: el },
     { name: "K", type: el },
@@ -182,7 +201,7 @@ export function attentionSource(c: Config): string {
       lines.push(`  for (var e = tid; e < ${count}u; e += ${T}u) {
     let r = e / ${per}u; let dv = e % ${per}u;
     var x = vec4<f32>(0.0);
-    if (${valid}) { x = ${src}[(${gbase} + (seqStart + base + r) * ${ss}) / 4u + dv]${scale}; }
+    if (${valid}) { x = ${widen(`${src}[(${gbase} + (seqStart + base + r) * ${ss}) / 4u + dv]`)}${scale}; }
     ${dst}[r * ${stride}u + dv] = x;
   }`);
     } else {
@@ -191,7 +210,7 @@ export function attentionSource(c: Config): string {
       lines.push(`  for (var e = tid; e < ${count}u; e += ${T}u) {
     let r = e / ${wp}u; let d = e % ${wp}u;
     var x = 0.0;
-    if (d < ${width}u && ${valid}) { x = ${src}[${gbase} + (seqStart + base + r) * ${ss} + d]${scale}; }
+    if (d < ${width}u && ${valid}) { x = ${widen(`${src}[${gbase} + (seqStart + base + r) * ${ss} + d]`)}${scale}; }
     ${dst}[r * ${stride}u + d / 4u][d % 4u] = x;
   }`);
     }
@@ -246,17 +265,17 @@ export function attentionSource(c: Config): string {
     for (let j = 0; j < NV; j++) {
       const cv = `tx + ${j * TX}u`;
       const val = `select(o${r}_${j} * inv, vec4<f32>(0.0), l == 0.0)`;
-      if (c.vec4) store.push(`      if (${cv} < ${VS}u) { O[ob / 4u + ${cv}] = ${val}; }`);
+      if (c.vec4) store.push(`      if (${cv} < ${VS}u) { O[ob / 4u + ${cv}] = ${narrow(val)}; }`);
       else
         store.push(`      { let v = ${val}; let c0 = (${cv}) * 4u;
-        for (var e = 0u; e < 4u; e++) { if (c0 + e < ${HV}u) { O[ob + c0 + e] = v[e]; } } }`);
+        for (var e = 0u; e < 4u; e++) { if (c0 + e < ${HV}u) { O[ob + c0 + e] = ${c.f16 ? "f16(v[e])" : "v[e]"}; } } }`);
     }
     store.push("    }\n  }");
   }
 
   const keyLen = c.cu ? "seqLen" : c.lengths ? "u32(clamp(lengths[b], 0, i32(u.seqKV)))" : "u.seqKV";
   const biasRead = c.bias ? `x = x + bias[u.bOff + b * u.bBS + n * u.bHS + i * u.bRS + j * u.bKS];` : "";
-  return `${uniformStruct(FIELDS)}${bindings(decls)}
+  return `${c.f16 ? "enable f16;\n" : ""}${uniformStruct(FIELDS)}${bindings(decls)}
 var<workgroup> Qs: array<vec4<f32>, ${Br * QS}>;
 var<workgroup> KV: array<vec4<f32>, ${BC * Math.max(QS, VS)}>;
 var<workgroup> Ps: array<vec4<f32>, ${Br * PS}>;
@@ -394,7 +413,64 @@ export function flashAttention(ctx: WebGpuContext, rec: CommandRecorder, a: Flas
   if (a.q === a.out || a.k === a.out || a.v === a.out)
     throw new OpError(OP, "the output must not alias Q, K or V (rows are read by other workgroups)");
   if (batch === 0 || a.seqQ === 0) return;
+  const f16 = a.precision === "fp16";
+  if (f16) requireF16(ctx.gpu, OP);
   const limit = ctx.gpu.limits.maxComputeWorkgroupStorageSize;
+  // The tensor-core kernel is opt-in until it has passed on the H200 (see attention-tc.ts).
+  if (f16 && a.f16Kernel === "tensor-core") {
+    const syntax = ctx.f16?.syntax;
+    const aligned8 = [a.qLayout, a.kLayout, a.vLayout, a.outLayout].every(
+      (l) => l.offset % 8 === 0 && l.batchStride % 8 === 0 && l.headStride % 8 === 0 && l.seqStride % 8 === 0,
+    );
+    const fits =
+      tcAttentionSupports(H, HV, limit, ctx.f16?.multiSubgroup === true) &&
+      aligned8 &&
+      a.causalOffset === undefined &&
+      !a.bias &&
+      !a.ablate;
+    if (a.f16Kernel === "tensor-core" && !(syntax && fits))
+      throw new OpError(
+        OP,
+        syntax
+          ? `the tensor-core kernel takes head sizes 16..64 (multiples of 16), 8-aligned layouts, no causal mask or bias; got H ${H}/${HV}`
+          : `no tensor cores on this device: ${ctx.f16?.reason ?? "f16 support was not detected"}`,
+      );
+    if (syntax && fits) {
+      const multi = ctx.f16?.multiSubgroup === true;
+      const tc = { multi, H, lengths: !!a.keyLengths, cu: !!a.cuSeqlens };
+      const key = `flash-tc:${syntax}:m${+multi}:H${H}:len${+tc.lengths}:cu${+tc.cu}`;
+      const k = ctx.pipelines.get(key, () => tcAttentionSource(tc, syntax));
+      const bufs = [a.q, a.k, a.v];
+      if (a.keyLengths) bufs.push(a.keyLengths);
+      if (a.cuSeqlens) bufs.push(a.cuSeqlens);
+      bufs.push(a.out);
+      const L = (p: string, l: AttentionLayout) => ({
+        [`${p}Off`]: l.offset,
+        [`${p}BS`]: l.batchStride,
+        [`${p}HS`]: l.headStride,
+        [`${p}SS`]: l.seqStride,
+      });
+      const u = tcAttentionUniforms({
+        seqQ: a.seqQ,
+        seqKV: a.seqKV,
+        group: numHeads / kvNumHeads,
+        scale: a.scale,
+        ...L("q", a.qLayout),
+        ...L("k", a.kLayout),
+        ...L("v", a.vLayout),
+        ...L("o", a.outLayout),
+        negInf: Number.NEGATIVE_INFINITY,
+      });
+      rec.dispatch(
+        k,
+        bufs,
+        u,
+        [Math.ceil(a.seqQ / tcAttentionRows(multi)), numHeads, batch],
+        `${OP} (fp16 tensor-core)`,
+      );
+      return;
+    }
+  }
   let Br = a.rowTile ?? 64;
   if (attentionSharedBytes({ H, HV, Br }) > limit) Br = 32;
   if (attentionSharedBytes({ H, HV, Br }) > limit)
@@ -403,6 +479,7 @@ export function flashAttention(ctx: WebGpuContext, rec: CommandRecorder, a: Flas
       `head size ${H}/${HV} needs ${attentionSharedBytes({ H, HV, Br })} bytes of workgroup memory, the device has ${limit}`,
     );
   const c: Config = {
+    f16,
     H,
     HV,
     Br,
@@ -413,7 +490,7 @@ export function flashAttention(ctx: WebGpuContext, rec: CommandRecorder, a: Flas
     bias: !!a.bias,
     ablate: a.ablate,
   };
-  const key = `flash:H${H}:HV${HV}:Br${Br}:v${+c.vec4}:len${+c.lengths}:cu${+c.cu}:causal${+c.causal}:bias${+c.bias}${a.ablate ? `:ablate-${a.ablate}` : ""}`;
+  const key = `flash${f16 ? "-f16" : ""}:H${H}:HV${HV}:Br${Br}:v${+c.vec4}:len${+c.lengths}:cu${+c.cu}:causal${+c.causal}:bias${+c.bias}${a.ablate ? `:ablate-${a.ablate}` : ""}`;
   const k = ctx.pipelines.get(key, () => attentionSource(c));
   const bufs = [a.q, a.k, a.v];
   if (a.keyLengths) bufs.push(a.keyLengths);
@@ -463,6 +540,9 @@ export function packedQkvAttention(
     scale?: number;
     ablate?: FlashAttentionArgs["ablate"];
     rowTile?: FlashAttentionArgs["rowTile"];
+    /** "fp16": qkv and out are f16 (see FlashAttentionArgs.precision). */
+    precision?: Precision;
+    f16Kernel?: F16Kernel;
   },
 ): void {
   const op = "mhafuse.QKVToContext (webgpu)";
@@ -502,6 +582,8 @@ export function packedQkvAttention(
     keyLengths: args.lengths,
     ablate: args.ablate,
     rowTile: args.rowTile,
+    precision: args.precision,
+    f16Kernel: args.f16Kernel,
   });
 }
 
@@ -521,6 +603,8 @@ export function varSeqlenQkvAttention(
     maxSeqlen: number;
     out: GpuTensor;
     scale?: number;
+    precision?: Precision;
+    f16Kernel?: F16Kernel;
   },
 ): void {
   const op = "mhafuse.QKVToContext var_seqlen (webgpu)";
@@ -560,6 +644,8 @@ export function varSeqlenQkvAttention(
     out: args.out.buffer,
     outLayout: { offset: 0, batchStride: 0, headStride: H, seqStride: E },
     cuSeqlens: args.cuSeqlens,
+    precision: args.precision,
+    f16Kernel: args.f16Kernel,
   });
 }
 
@@ -589,6 +675,9 @@ export interface GeneralAttentionArgs {
   bias?: GpuTensor;
   /** int32 [B] key lengths. */
   keyLengths?: GPUBuffer;
+  /** "fp16": q, k, v, out f16 (bias f32); see FlashAttentionArgs.precision. */
+  precision?: Precision;
+  f16Kernel?: F16Kernel;
 }
 
 /** The general op (mhafuse.Attention): separate Q/K/V, BSNH or BNSH, causal, bias, GQA, Sq ≠ Skv. */
@@ -659,5 +748,7 @@ export function generalAttention(ctx: WebGpuContext, rec: CommandRecorder, a: Ge
     causalOffset: a.causalOffset,
     bias,
     keyLengths: a.keyLengths,
+    precision: a.precision,
+    f16Kernel: a.f16Kernel,
   });
 }

@@ -1,7 +1,10 @@
 /** Pieces every WGSL kernel shares: tensor handles, binding declarations, 1-D grids, erf/GELU, shape checks. */
 import { OpError } from "../../../errors.js";
 
-/** A float32, contiguous, row-major tensor resident on the GPU. The buffer may be larger (pooled buckets). */
+/**
+ * A contiguous, row-major tensor resident on the GPU: float32, or IEEE f16 for the fp16 kernels (the element
+ * type is the kernel call's `precision`, not carried here). The buffer may be larger (pooled buckets).
+ */
 export interface GpuTensor {
   buffer: GPUBuffer;
   dims: readonly number[];
@@ -12,7 +15,7 @@ export const sizeOf = (dims: readonly number[]): number => dims.reduce((a, b) =>
 export interface StorageDecl {
   name: string;
   /** WGSL element type of the runtime-sized array. */
-  type?: "f32" | "vec4<f32>" | "i32" | "u32";
+  type?: "f32" | "vec4<f32>" | "i32" | "u32" | "f16" | "vec4<f16>" | "vec4<u32>";
   write?: boolean;
 }
 
@@ -69,8 +72,17 @@ export function expectDims(op: string, what: string, dims: readonly number[], wa
     throw new OpError(op, `${what} must be [${want.join(", ")}], got [${dims.join(", ")}]`);
 }
 
-/** Throws OpError unless the buffer holds `elements` float32 values (pooled buffers may hold more). */
-export function expectCapacity(op: string, what: string, t: GpuTensor, elements = sizeOf(t.dims)): void {
-  if (t.buffer.size < elements * 4)
-    throw new OpError(op, `${what}: its buffer holds ${t.buffer.size} bytes, needs ${elements * 4}`);
+/**
+ * Throws OpError unless the buffer holds `elements` values of `bytes` each (4: float32; 2: f16 tensors of the
+ * fp16 kernels). Pooled buffers may hold more.
+ */
+export function expectCapacity(
+  op: string,
+  what: string,
+  t: GpuTensor,
+  elements = sizeOf(t.dims),
+  bytes = 4,
+): void {
+  if (t.buffer.size < elements * bytes)
+    throw new OpError(op, `${what}: its buffer holds ${t.buffer.size} bytes, needs ${elements * bytes}`);
 }

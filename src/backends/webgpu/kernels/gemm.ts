@@ -14,6 +14,8 @@
  */
 import { OpError } from "../../../errors.js";
 import type { WebGpuContext } from "../context.js";
+import type { F16Kernel, Precision } from "../precision.js";
+import { requireF16 } from "../precision.js";
 import type { CommandRecorder } from "../recorder.js";
 import { packUniforms, type UniformFields, uniformStruct } from "../uniforms.js";
 import {
@@ -24,6 +26,7 @@ import {
   type GpuTensor,
   type StorageDecl,
 } from "./common.js";
+import { recordTcGemm, type TcTile } from "./gemm-tc.js";
 
 export interface GemmTile {
   BM: number;
@@ -38,6 +41,8 @@ export const TILE_SMALL: GemmTile = { BM: 64, BN: 64, BK: 16, TM: 4, TN: 4 };
 const LARGE_TILE_MIN_TILES = 256;
 
 interface GemmFlags {
+  /** f16 storage of A, B, bias, residual and C; f32 math (the SIMT fp16 kernel, where there are no tensor cores). */
+  f16?: boolean;
   aVec4: boolean;
   bVec4: boolean;
   bias: boolean;
@@ -63,13 +68,19 @@ export function gemmSource(t: GemmTile, f: GemmFlags): string {
   const BN4 = BN / 4;
   const MI = TM / 4; // row groups of 4 per thread
   const NJ = TN / 4; // column vec4s per thread
+  const h = !!f.f16;
+  const s1 = h ? "f16" : "f32";
+  const s4 = h ? "vec4<f16>" : "vec4<f32>";
+  // Loads widen to f32 (a no-op call for fp32), stores narrow: storage type and math type are separate.
+  const w1 = (x: string) => (h ? `f32(${x})` : x);
+  const w4 = (x: string) => (h ? `vec4<f32>(${x})` : x);
   const decls: StorageDecl[] = [
-    { name: "A", type: f.aVec4 ? "vec4<f32>" : "f32" },
-    { name: "B", type: f.bVec4 ? "vec4<f32>" : "f32" },
+    { name: "A", type: f.aVec4 ? s4 : s1 },
+    { name: "B", type: f.bVec4 ? s4 : s1 },
   ];
-  if (f.bias) decls.push({ name: "bias" });
-  if (f.residual) decls.push({ name: "R" });
-  decls.push({ name: "C", write: true });
+  if (f.bias) decls.push({ name: "bias", type: s1 });
+  if (f.residual) decls.push({ name: "R", type: s1 });
+  decls.push({ name: "C", type: s1, write: true });
 
   // Tile loads: every thread moves a fixed number of elements (vec4s where aligned), bounds-checked.
   const aLoads: string[] = [];
@@ -81,7 +92,7 @@ export function gemmSource(t: GemmTile, f: GemmFlags): string {
     let kv = idx % ${BK / 4}u; let mm = idx / ${BK / 4}u;
     let gm = m0 + mm; let gk = k0 + kv * 4u;
     var v = vec4<f32>(0.0);
-    if (${per < 1 ? `idx < ${(BM * BK) / 4}u && ` : ""}gm < u.M && gk < u.K) { v = A[(aBase + gm * u.K + gk) / 4u]; }
+    if (${per < 1 ? `idx < ${(BM * BK) / 4}u && ` : ""}gm < u.M && gk < u.K) { v = ${w4("A[(aBase + gm * u.K + gk) / 4u]")}; }
     let s = (kv * 4u) * ${BM4}u + mm / 4u; let c = mm % 4u;
     As[s][c] = v.x; As[s + ${BM4}u][c] = v.y; As[s + ${2 * BM4}u][c] = v.z; As[s + ${3 * BM4}u][c] = v.w;
   }`);
@@ -93,7 +104,7 @@ export function gemmSource(t: GemmTile, f: GemmFlags): string {
     let kk = idx % ${BK}u; let mm = idx / ${BK}u;
     let gm = m0 + mm; let gk = k0 + kk;
     var v = 0.0;
-    if (gm < u.M && gk < u.K) { v = A[aBase + gm * u.K + gk]; }
+    if (gm < u.M && gk < u.K) { v = ${w1("A[aBase + gm * u.K + gk]")}; }
     As[kk * ${BM4}u + mm / 4u][mm % 4u] = v;
   }`);
   }
@@ -106,7 +117,7 @@ export function gemmSource(t: GemmTile, f: GemmFlags): string {
     let nv = idx % ${BN4}u; let kk = idx / ${BN4}u;
     let gk = k0 + kk; let gn = n0 + nv * 4u;
     var v = vec4<f32>(0.0);
-    if (${per < 1 ? `idx < ${(BK * BN) / 4}u && ` : ""}gk < u.K && gn < u.N) { v = B[(bBase + gk * u.N + gn) / 4u]; }
+    if (${per < 1 ? `idx < ${(BK * BN) / 4}u && ` : ""}gk < u.K && gn < u.N) { v = ${w4("B[(bBase + gk * u.N + gn) / 4u]")}; }
     Bs[kk * ${BN4}u + nv] = v;
   }`);
   } else {
@@ -116,7 +127,7 @@ export function gemmSource(t: GemmTile, f: GemmFlags): string {
     let nn = idx % ${BN}u; let kk = idx / ${BN}u;
     let gk = k0 + kk; let gn = n0 + nn;
     var v = 0.0;
-    if (gk < u.K && gn < u.N) { v = B[bBase + gk * u.N + gn]; }
+    if (gk < u.K && gn < u.N) { v = ${w1("B[bBase + gk * u.N + gn]")}; }
     Bs[kk * ${BN4}u + nn / 4u][nn % 4u] = v;
   }`);
   }
@@ -142,11 +153,12 @@ export function gemmSource(t: GemmTile, f: GemmFlags): string {
       stores.push("    }\n  }");
     }
   let epi = "v";
-  if (f.bias) epi = `${epi} + bias[n]`;
+  if (f.bias) epi = `${epi} + ${w1("bias[n]")}`;
   if (f.gelu) epi = `gelu_f32(${epi})`;
-  if (f.residual) epi = `${epi} + R[cBase + m * u.N + n]`;
+  if (f.residual) epi = `${epi} + ${w1("R[cBase + m * u.N + n]")}`;
+  if (h) epi = `f16(${epi})`;
 
-  return `${uniformStruct(FIELDS)}${bindings(decls)}${f.gelu ? ERF_WGSL : ""}
+  return `${h ? "enable f16;\n" : ""}${uniformStruct(FIELDS)}${bindings(decls)}${f.gelu ? ERF_WGSL : ""}
 var<workgroup> As: array<vec4<f32>, ${(BK * BM) / 4}>;
 var<workgroup> Bs: array<vec4<f32>, ${(BK * BN) / 4}>;
 
@@ -191,6 +203,16 @@ export interface GemmArgs {
   residual?: GpuTensor;
   /** Force a tile config (tests, benchmarks); default picks by the number of tiles. */
   tile?: GemmTile;
+  /**
+   * "fp32" (default): every tensor float32. "fp16": every tensor (A, B, bias, residual, out) IEEE f16, math in
+   * f32 — on tensor cores where the context detected them, else the SIMT kernel. Needs shader-f16: resolve the
+   * session's precision with ctx.resolvePrecision() first (it falls back to fp32 where f16 is missing).
+   */
+  precision?: Precision;
+  /** fp16 only: force the kernel (tests, benchmarks); default tensor-core where available. */
+  f16Kernel?: F16Kernel;
+  /** fp16 tensor-core only: force the tile config. */
+  tcTile?: TcTile;
 }
 
 export function gemmFlops(M: number, N: number, K: number, batch = 1): number {
@@ -199,7 +221,10 @@ export function gemmFlops(M: number, N: number, K: number, batch = 1): number {
 
 /** Records C = A·B with the epilogue. Shapes are checked and errors name the input. */
 export function gemm(ctx: WebGpuContext, rec: CommandRecorder, args: GemmArgs): void {
-  const op = "webgpu.MatMul";
+  const f16 = args.precision === "fp16";
+  const op = f16 ? "webgpu.MatMul (fp16)" : "webgpu.MatMul";
+  if (f16) requireF16(ctx.gpu, op);
+  const bytes = f16 ? 2 : 4;
   const ad = args.a.dims;
   const bd = args.b.dims;
   if (ad.length < 2 || ad.length > 3)
@@ -221,12 +246,35 @@ export function gemm(ctx: WebGpuContext, rec: CommandRecorder, args: GemmArgs): 
   const outDims = ad.length === 3 ? [batch, M, N] : bBatch > 1 ? [bBatch, M, N] : [M, N];
   const nBatch = Math.max(batch, bBatch);
   expectDims(op, "output", args.out.dims, outDims);
-  expectCapacity(op, "input A", args.a);
-  expectCapacity(op, "input B", args.b);
-  expectCapacity(op, "output", args.out);
-  if (args.bias) expectCapacity(op, "bias", args.bias, N);
+  expectCapacity(op, "input A", args.a, undefined, bytes);
+  expectCapacity(op, "input B", args.b, undefined, bytes);
+  expectCapacity(op, "output", args.out, undefined, bytes);
+  if (args.bias) expectCapacity(op, "bias", args.bias, N, bytes);
   if (args.residual) expectDims(op, "residual", args.residual.dims, outDims);
+  if (f16) {
+    const kernel = args.f16Kernel ?? (ctx.f16?.syntax ? "tensor-core" : "simt");
+    if (kernel === "tensor-core") {
+      const syntax = ctx.f16?.syntax;
+      if (!syntax)
+        throw new OpError(
+          op,
+          `no tensor cores on this device: ${ctx.f16?.reason ?? "f16 support was not detected"}`,
+        );
+      const shape = { M, N, K, batch, bBatch, nBatch };
+      recordTcGemm(
+        ctx,
+        rec,
+        { ...args, tile: args.tcTile },
+        shape,
+        syntax,
+        op,
+        ctx.f16?.multiSubgroup === true,
+      );
+      return;
+    }
+  }
   const f: GemmFlags = {
+    f16,
     aVec4: K % 4 === 0,
     bVec4: N % 4 === 0,
     bias: !!args.bias,
@@ -235,7 +283,7 @@ export function gemm(ctx: WebGpuContext, rec: CommandRecorder, args: GemmArgs): 
   };
   const large = Math.ceil(M / 128) * Math.ceil(N / 128) * nBatch >= LARGE_TILE_MIN_TILES;
   const t = args.tile ?? (large ? TILE_LARGE : TILE_SMALL);
-  const key = `gemm:${t.BM}x${t.BN}x${t.BK}:${t.TM}x${t.TN}:a${+f.aVec4}b${+f.bVec4}:bias${+f.bias}:gelu${+f.gelu}:res${+f.residual}`;
+  const key = `gemm${f16 ? "-f16" : ""}:${t.BM}x${t.BN}x${t.BK}:${t.TM}x${t.TN}:a${+f.aVec4}b${+f.bVec4}:bias${+f.bias}:gelu${+f.gelu}:res${+f.residual}`;
   const k = ctx.pipelines.get(key, () => gemmSource(t, f));
   const bufs = [args.a.buffer, args.b.buffer];
   if (args.bias) bufs.push(args.bias.buffer);

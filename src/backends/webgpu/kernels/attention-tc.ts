@@ -1,0 +1,265 @@
+/**
+ * STATUS: opt-in (f16Kernel: "tensor-core"), not yet verified on the H200 — the first run there (Q fragments
+ * loaded straight from the storage buffer) was off by up to 0.59; this version stages Q through workgroup
+ * memory (suspected cause: Dawn clamps a whole fragment load that reaches past the buffer) and has not run yet.
+ *
+ * Tensor-core flash attention (f16 storage, f32 softmax and accumulation) on WebGPU subgroup matrices, for
+ * the packed-QKV ops (lengths or cu_seqlens; no causal mask or bias — those take the SIMT fp16 kernel).
+ *
+ * One workgroup of 4 subgroups per (64 query rows, head, batch); each subgroup owns 16 query rows
+ * (FlashAttention-2 style: no cross-subgroup reduction). Its Q rows are H/16 left fragments loaded once from
+ * global memory. Per tile of 64 keys, staged in workgroup memory (K and V, zero-filled past the key length,
+ * the next tile's global loads in flight in registers meanwhile):
+ *  1. S = Q·Kᵀ: 4 result fragments (Kᵀ is K's tile read column-major), stored to the subgroup's f32 scratch;
+ *  2. online softmax in f32: lane → (row lane % 16, side lane / 16 of the keys); row max and the two halves
+ *     combined with one subgroupShuffleXor; P written to workgroup memory as f16;
+ *  3. T = P·V into fresh fragments (result matrices cannot be scaled per row, so the running output lives in
+ *     lane registers instead: O = O·α + T after T goes through the scratch).
+ * The output is O / l, written as f16, 8 halves per store. Keys past the length are never read from V/K
+ * (zero-filled) and get p = 0; a row with no key is zeros.
+ */
+import type { MatrixSyntax } from "../precision.js";
+import { matrixLoad, matrixStore, matrixTypes, TC_HEADER } from "../precision.js";
+import { packUniforms, type UniformFields, uniformStruct } from "../uniforms.js";
+import { bindings, type StorageDecl } from "./common.js";
+
+/** Subgroups per workgroup (16 query rows each) and keys per tile: 4 and 64, or 1 and 32 (see `multi`). */
+function shape(multi: boolean) {
+  const NSG = multi ? 4 : 1;
+  return { NSG, BR: 16 * NSG, BC: multi ? 64 : 32, T: 32 * NSG };
+}
+
+export const TC_ATTENTION_FIELDS: UniformFields = [
+  ["seqQ", "u32"],
+  ["seqKV", "u32"],
+  ["group", "u32"],
+  ["scale", "f32"],
+  ["qOff", "u32"],
+  ["qBS", "u32"],
+  ["qHS", "u32"],
+  ["qSS", "u32"],
+  ["kOff", "u32"],
+  ["kBS", "u32"],
+  ["kHS", "u32"],
+  ["kSS", "u32"],
+  ["vOff", "u32"],
+  ["vBS", "u32"],
+  ["vHS", "u32"],
+  ["vSS", "u32"],
+  ["oOff", "u32"],
+  ["oBS", "u32"],
+  ["oHS", "u32"],
+  ["oSS", "u32"],
+  ["negInf", "f32"],
+];
+
+export interface TcAttentionConfig {
+  /** Four subgroups per workgroup (needs per-subgroup fragment offsets); else one. */
+  multi: boolean;
+  H: number;
+  lengths: boolean;
+  cu: boolean;
+}
+
+function sizes(H: number, multi = true) {
+  const { NSG, BR, BC, T } = shape(multi);
+  const KS = H + 8; // halves per staged K/V row (16-byte pad)
+  const PS = BC + 8; // halves per P row
+  const SW = Math.max(BC, H) + 4; // floats per scratch row
+  return { KS, PS, SW, NSG, BR, BC, T };
+}
+
+/** Query rows per workgroup. */
+export function tcAttentionRows(multi: boolean): number {
+  return shape(multi).BR;
+}
+
+/** Workgroup memory in bytes; H ≤ 64 fits 48 KiB. */
+export function tcAttentionSharedBytes(H: number, multi = true): number {
+  const { KS, PS, SW, NSG, BC } = sizes(H, multi);
+  return 2 * (2 * BC + 16 * NSG) * KS + 2 * NSG * 16 * PS + 4 * NSG * 16 * SW + 16;
+}
+
+/** Whether the tensor-core kernel takes this problem (the caller falls back to the SIMT fp16 kernel). */
+export function tcAttentionSupports(H: number, HV: number, limit: number, multi: boolean): boolean {
+  return H === HV && H % 16 === 0 && H <= 64 && tcAttentionSharedBytes(H, multi) <= limit;
+}
+
+export function tcAttentionSource(c: TcAttentionConfig, syntax: MatrixSyntax): string {
+  const { H } = c;
+  const { KS, PS, SW, NSG, BR, BC, T } = sizes(H, c.multi);
+  const HF = H / 16;
+  const HH = H / 2;
+  const ty = matrixTypes({ M: 16, N: 16, K: 16 });
+  const decls: StorageDecl[] = [
+    { name: "Q", type: "vec4<u32>" },
+    { name: "K", type: "vec4<u32>" },
+    { name: "V", type: "vec4<u32>" },
+  ];
+  if (c.lengths) decls.push({ name: "lengths", type: "i32" });
+  if (c.cu) decls.push({ name: "cu", type: "i32" });
+  decls.push({ name: "O", type: "vec4<u32>", write: true });
+
+  const chunks = (BC * H) / 8 / T;
+  const decl: string[] = [];
+  const fetch: string[] = [];
+  const stash: string[] = [];
+  for (let e = 0; e < chunks; e++) {
+    decl.push(`  var rk${e} = vec4<u32>(0u); var rv${e} = vec4<u32>(0u);`);
+    fetch.push(`    { let idx = ${e * T}u + tid; let row = idx / ${H / 8}u; let c = (idx % ${H / 8}u) * 8u;
+      let key = t0 + row; let ok = key < kvEnd; let kk = seqStart + min(key, max(kvEnd, 1u) - 1u);
+      rk${e} = select(vec4<u32>(0u), K[(kBase + kk * u.kSS + c) / 8u], ok);
+      rv${e} = select(vec4<u32>(0u), V[(vBase + kk * u.vSS + c) / 8u], ok); }`);
+    const put = (arr: string, reg: string) =>
+      [0, 1, 2, 3]
+        .map(
+          (w) =>
+            `{ let h = bitcast<vec2<f16>>(${reg}[${w}]); ${arr}[o + ${2 * w}u] = h.x; ${arr}[o + ${2 * w + 1}u] = h.y; }`,
+        )
+        .join(" ");
+    stash.push(`    { let idx = ${e * T}u + tid; let o = (idx / ${H / 8}u) * ${KS}u + (idx % ${H / 8}u) * 8u;
+      ${put("Ks", `rk${e}`)}
+      ${put("Vs", `rv${e}`)} }`);
+  }
+
+  const qLoads: string[] = [];
+  for (let h = 0; h < HF; h++)
+    qLoads.push(
+      `  let q${h} = ${matrixLoad(syntax, ty.left, "&Qs", `sg * ${16 * KS}u + ${h * 16}u`, `${KS}u`)};`,
+    );
+  const scores: string[] = [];
+  for (let j = 0; j < BC / 16; j++) {
+    scores.push(`    { var s = ${ty.result}();`);
+    for (let h = 0; h < HF; h++)
+      scores.push(
+        `      s = subgroupMatrixMultiplyAccumulate(q${h}, ${matrixLoad(syntax, ty.right, "&Ks", `${j * 16 * KS + h * 16}u`, `${KS}u`, true)}, s);`,
+      );
+    scores.push(`      ${matrixStore(syntax, "&Ss", `sg * ${16 * SW}u + ${j * 16}u`, "s", `${SW}u`)}; }`);
+  }
+  const pv: string[] = [];
+  for (let k = 0; k < BC / 16; k++)
+    pv.push(
+      `    let p${k} = ${matrixLoad(syntax, ty.left, "&Ps", `sg * ${16 * PS}u + ${k * 16}u`, `${PS}u`)};`,
+    );
+  for (let h = 0; h < HF; h++) {
+    pv.push(`    { var t = ${ty.result}();`);
+    for (let k = 0; k < BC / 16; k++)
+      pv.push(
+        `      t = subgroupMatrixMultiplyAccumulate(p${k}, ${matrixLoad(syntax, ty.right, "&Vs", `${k * 16 * KS + h * 16}u`, `${KS}u`)}, t);`,
+      );
+    pv.push(`      ${matrixStore(syntax, "&Ss", `sg * ${16 * SW}u + ${h * 16}u`, "t", `${SW}u`)}; }`);
+  }
+  const oDecl: string[] = [];
+  const oUpdate: string[] = [];
+  for (let cc = 0; cc < HH; cc++) {
+    oDecl.push(`  var o${cc} = 0.0;`);
+    oUpdate.push(`    o${cc} = o${cc} * alpha + Ss[rowT + ${cc}u];`);
+  }
+  const oStore: string[] = [];
+  for (let q = 0; q < HH / 8; q++) {
+    const pk = [0, 1, 2, 3].map(
+      (w) => `pack2x16float(vec2<f32>(o${8 * q + 2 * w}, o${8 * q + 2 * w + 1}) * inv)`,
+    );
+    oStore.push(`    O[(ob + ${8 * q}u) / 8u] = vec4<u32>(${pk.join(", ")});`);
+  }
+
+  const keyLen = c.cu ? "seqLen" : c.lengths ? "u32(clamp(lengths[b], 0, i32(u.seqKV)))" : "u.seqKV";
+  return `${TC_HEADER}enable subgroups;
+${uniformStruct(TC_ATTENTION_FIELDS)}${bindings(decls)}
+var<workgroup> Qs: array<f16, ${BR * KS}>;
+var<workgroup> Ks: array<f16, ${BC * KS}>;
+var<workgroup> Vs: array<f16, ${BC * KS}>;
+var<workgroup> Ps: array<f16, ${NSG * 16 * PS}>;
+var<workgroup> Ss: array<f32, ${NSG * 16 * SW}>;
+var<workgroup> wgKvEnd: u32;
+
+@compute @workgroup_size(${T})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) tid: u32) {
+  // Subgroups of 32 in invocation order (checked at detection).
+  let sg = ${NSG === 1 ? "0u" : "tid / 32u"}; let lane = tid % 32u; let r = lane % 16u; let side = lane / 16u;
+  let rowBase = wid.x * ${BR}u; let n = wid.y; let b = wid.z; let g = n / u.group;
+  let NEG_INF = u.negInf;
+  ${c.cu ? "let seqStart = u32(cu[b]); let seqLen = u32(cu[b + 1u]) - seqStart;" : "let seqStart = 0u;"}
+  let qLen = ${c.cu ? "seqLen" : "u.seqQ"};
+  let kLen = ${keyLen};
+  let qBase = u.qOff + b * u.qBS + n * u.qHS;
+  let kBase = u.kOff + b * u.kBS + g * u.kHS;
+  let vBase = u.vOff + b * u.vBS + g * u.vHS;
+  let oBase = u.oOff + b * u.oBS + n * u.oHS;
+  if (tid == 0u) { wgKvEnd = select(0u, kLen, rowBase < qLen); }
+  let kvEnd = workgroupUniformLoad(&wgKvEnd);
+
+  // Q rows staged through workgroup memory, zero past the sequence: a fragment load straight from the
+  // storage buffer that reaches past its end is clamped as a whole by Dawn's robustness, corrupting valid rows.
+  for (var e = tid; e < ${(BR * H) / 8}u; e += ${T}u) {
+    let row = e / ${H / 8}u; let c = (e % ${H / 8}u) * 8u; let i = rowBase + row;
+    let x = select(vec4<u32>(0u), Q[(qBase + (seqStart + min(i, max(qLen, 1u) - 1u)) * u.qSS + c) / 8u], i < qLen);
+    let o = row * ${KS}u + c;
+    ${[0, 1, 2, 3].map((w) => `{ let h = bitcast<vec2<f16>>(x[${w}]); Qs[o + ${2 * w}u] = h.x; Qs[o + ${2 * w + 1}u] = h.y; }`).join(" ")}
+  }
+  workgroupBarrier();
+${qLoads.join("\n")}
+  var m = NEG_INF;
+  var l = 0.0;
+${oDecl.join("\n")}
+${decl.join("\n")}
+  {
+    let t0 = 0u;
+${fetch.join("\n")}
+${stash.join("\n")}
+  }
+  workgroupBarrier();
+  for (var k0 = 0u; k0 < kvEnd; k0 += ${BC}u) {
+    let t0 = k0 + ${BC}u;
+    let more = t0 < kvEnd;
+    if (more) {
+${fetch.join("\n")}
+    }
+${scores.join("\n")}
+    workgroupBarrier();
+    // Online softmax of row r over this lane's side of the tile's keys.
+    let rowS = sg * ${16 * SW}u + r * ${SW}u + side * ${BC / 2}u;
+    let rowP = sg * ${16 * PS}u + r * ${PS}u + side * ${BC / 2}u;
+    let keyBase = k0 + side * ${BC / 2}u;
+    var mx = NEG_INF;
+    for (var c = 0u; c < ${BC / 2}u; c++) {
+      if (keyBase + c < kvEnd) { mx = max(mx, Ss[rowS + c] * u.scale); }
+    }
+    mx = max(mx, subgroupShuffleXor(mx, 16u));
+    let mNew = max(m, mx);
+    var alpha = 1.0;
+    if (mNew > m) { alpha = exp(m - mNew); }
+    var ps = 0.0;
+    for (var c = 0u; c < ${BC / 2}u; c++) {
+      var p = 0.0;
+      if (keyBase + c < kvEnd && mNew > NEG_INF) { p = exp(Ss[rowS + c] * u.scale - mNew); }
+      Ps[rowP + c] = f16(p);
+      ps += p;
+    }
+    l = l * alpha + ps;
+    m = mNew;
+    workgroupBarrier();
+    {
+${pv.join("\n")}
+    }
+    workgroupBarrier();
+    let rowT = sg * ${16 * SW}u + r * ${SW}u + side * ${HH}u;
+${oUpdate.join("\n")}
+    if (more) {
+${stash.join("\n")}
+    }
+    workgroupBarrier();
+  }
+  l = l + subgroupShuffleXor(l, 16u);
+  let i = rowBase + sg * 16u + r;
+  if (i < qLen) {
+    let inv = select(1.0 / l, 0.0, l == 0.0);
+    let ob = oBase + (seqStart + i) * u.oSS + side * ${HH}u;
+${oStore.join("\n")}
+  }
+}`;
+}
+
+export function tcAttentionUniforms(values: Record<string, number>): ArrayBuffer {
+  return packUniforms(TC_ATTENTION_FIELDS, values);
+}

@@ -1,0 +1,278 @@
+/**
+ * Tensor-core GEMM on WebGPU subgroup matrices: C[b] = A[b]·B[b] (+ bias) (→ GELU) (+ residual), f16 storage,
+ * f32 accumulation (f16→f32 16×16×16 fragments; NVIDIA tensor cores through Vulkan cooperative matrices).
+ *
+ * A workgroup of WM×WN subgroups computes a BM×BN tile of C; each subgroup owns an (BM/WM)×(BN/WN) block as
+ * FM×FN accumulator fragments, so every left fragment it loads is used FN times and every right one FM times.
+ * The K loop is double-buffered through workgroup memory: while the fragments of step k are multiplied, the
+ * global loads of step k+1 are already in flight into registers, stored into the other buffer afterwards —
+ * one barrier per step. Tile rows are padded by 8 halves (16 bytes) so the rows a fragment load touches do not
+ * start on the same bank, while keeping the 16-byte alignment cooperative-matrix loads want.
+ *
+ * The epilogue goes through a per-subgroup 16×16 f32 scratch: fragment → workgroup memory → each lane takes
+ * 8 consecutive columns of one row, adds bias, applies GELU, adds the residual (all f32) and writes f16 once.
+ * Edges (M, N, K not multiples of the tile) are zero-filled on load and bounds-checked on store; the "vec"
+ * variant (K % 8 = 0, N % 8 = 0: every BERT and LLM layer) moves 8 halves per load and store.
+ */
+import { OpError } from "../../../errors.js";
+import type { WebGpuContext } from "../context.js";
+import { type MatrixSyntax, matrixLoad, matrixStore, matrixTypes, TC_HEADER } from "../precision.js";
+import type { CommandRecorder } from "../recorder.js";
+import { packUniforms, type UniformFields, uniformStruct } from "../uniforms.js";
+import { bindings, ERF_WGSL, type StorageDecl } from "./common.js";
+
+export interface TcTile {
+  BM: number;
+  BN: number;
+  BK: number;
+  /** Subgroups along M and N. */
+  WM: number;
+  WN: number;
+}
+export const TC_TILE_LARGE: TcTile = { BM: 128, BN: 128, BK: 32, WM: 2, WN: 4 };
+/** Four subgroups of 64×64 each: more fragments per subgroup (16 accumulators), fewer threads. */
+export const TC_TILE_LARGE_W4: TcTile = { BM: 128, BN: 128, BK: 32, WM: 2, WN: 2 };
+export const TC_TILE_SMALL: TcTile = { BM: 64, BN: 64, BK: 32, WM: 2, WN: 2 };
+/** One subgroup per workgroup (4×4 fragments), for compilers that need uniform fragment offsets. */
+export const TC_TILE_SOLO: TcTile = { BM: 64, BN: 64, BK: 32, WM: 1, WN: 1 };
+/** Fragment edge (the 16×16×16 config). */
+const F = 16;
+const SG = 32;
+const PAD = 8;
+
+export interface TcFlags {
+  vec: boolean;
+  bias: boolean;
+  gelu: boolean;
+  residual: boolean;
+}
+
+const FIELDS: UniformFields = [
+  ["M", "u32"],
+  ["N", "u32"],
+  ["K", "u32"],
+  ["strideA", "u32"],
+  ["strideB", "u32"],
+  ["strideC", "u32"],
+];
+
+/** Workgroup memory of a tile config, in bytes. */
+export function tcSharedBytes(t: TcTile): number {
+  return 2 * 2 * (t.BM * (t.BK + PAD) + t.BK * (t.BN + PAD)) + 4 * t.WM * t.WN * F * F;
+}
+
+export function tcGemmSource(t: TcTile, f: TcFlags, syntax: MatrixSyntax): string {
+  const { BM, BN, BK, WM, WN } = t;
+  const T = SG * WM * WN;
+  const SMr = BM / WM;
+  const SNc = BN / WN;
+  const FM = SMr / F;
+  const FN = SNc / F;
+  const AS = BK + PAD; // halves per A-tile row
+  const BS = BN + PAD; // halves per B-tile row
+  const ASZ = BM * AS;
+  const BSZ = BK * BS;
+  const ty = matrixTypes({ M: F, N: F, K: F });
+  const decls: StorageDecl[] = [
+    { name: "A", type: f.vec ? "vec4<u32>" : "f16" },
+    { name: "B", type: f.vec ? "vec4<u32>" : "f16" },
+  ];
+  if (f.bias) decls.push({ name: "bias", type: f.vec ? "vec4<u32>" : "f16" });
+  if (f.residual) decls.push({ name: "R", type: f.vec ? "vec4<u32>" : "f16" });
+  decls.push({ name: "C", type: f.vec ? "vec4<u32>" : "f16", write: true });
+
+  // Global → registers (prefetch) and registers → workgroup memory, per thread, fully unrolled.
+  const fetch: string[] = [];
+  const stash: string[] = [];
+  const decl: string[] = [];
+  if (f.vec) {
+    const aChunks = (BM * BK) / 8 / T;
+    const bChunks = (BK * BN) / 8 / T;
+    for (let e = 0; e < aChunks; e++) {
+      decl.push(`  var ra${e} = vec4<u32>(0u);`);
+      fetch.push(`    { let idx = ${e * T}u + tid; let r = idx / ${BK / 8}u; let c = (idx % ${BK / 8}u) * 8u;
+      let gm = m0 + r; let gk = k0 + c;
+      ra${e} = select(vec4<u32>(0u), A[(aBase + min(gm, u.M - 1u) * u.K + min(gk, u.K - 8u)) / 8u], gm < u.M && gk < u.K); }`);
+      stash.push(`    { let idx = ${e * T}u + tid; let o = dst * ${ASZ}u + (idx / ${BK / 8}u) * ${AS}u + (idx % ${BK / 8}u) * 8u;
+      ${[0, 1, 2, 3].map((w) => `let h${w} = bitcast<vec2<f16>>(ra${e}[${w}]); As[o + ${2 * w}u] = h${w}.x; As[o + ${2 * w + 1}u] = h${w}.y;`).join(" ")} }`);
+    }
+    for (let e = 0; e < bChunks; e++) {
+      decl.push(`  var rb${e} = vec4<u32>(0u);`);
+      fetch.push(`    { let idx = ${e * T}u + tid; let r = idx / ${BN / 8}u; let c = (idx % ${BN / 8}u) * 8u;
+      let gk = k0 + r; let gn = n0 + c;
+      rb${e} = select(vec4<u32>(0u), B[(bBase + min(gk, u.K - 1u) * u.N + min(gn, u.N - 8u)) / 8u], gk < u.K && gn < u.N); }`);
+      stash.push(`    { let idx = ${e * T}u + tid; let o = dst * ${BSZ}u + (idx / ${BN / 8}u) * ${BS}u + (idx % ${BN / 8}u) * 8u;
+      ${[0, 1, 2, 3].map((w) => `let h${w} = bitcast<vec2<f16>>(rb${e}[${w}]); Bs[o + ${2 * w}u] = h${w}.x; Bs[o + ${2 * w + 1}u] = h${w}.y;`).join(" ")} }`);
+    }
+  } else {
+    for (let e = 0; e < (BM * BK) / T; e++) {
+      decl.push(`  var ra${e} = f16(0.0);`);
+      fetch.push(`    { let idx = ${e * T}u + tid; let gm = m0 + idx / ${BK}u; let gk = k0 + idx % ${BK}u;
+      ra${e} = select(f16(0.0), A[aBase + min(gm, u.M - 1u) * u.K + min(gk, u.K - 1u)], gm < u.M && gk < u.K); }`);
+      stash.push(
+        `    { let idx = ${e * T}u + tid; As[dst * ${ASZ}u + (idx / ${BK}u) * ${AS}u + idx % ${BK}u] = ra${e}; }`,
+      );
+    }
+    for (let e = 0; e < (BK * BN) / T; e++) {
+      decl.push(`  var rb${e} = f16(0.0);`);
+      fetch.push(`    { let idx = ${e * T}u + tid; let gk = k0 + idx / ${BN}u; let gn = n0 + idx % ${BN}u;
+      rb${e} = select(f16(0.0), B[bBase + min(gk, u.K - 1u) * u.N + min(gn, u.N - 1u)], gk < u.K && gn < u.N); }`);
+      stash.push(
+        `    { let idx = ${e * T}u + tid; Bs[dst * ${BSZ}u + (idx / ${BN}u) * ${BS}u + idx % ${BN}u] = rb${e}; }`,
+      );
+    }
+  }
+
+  const acc: string[] = [];
+  for (let i = 0; i < FM; i++) for (let j = 0; j < FN; j++) acc.push(`  var acc${i}_${j} = ${ty.result}();`);
+  const mma: string[] = [];
+  for (let ks = 0; ks < BK / F; ks++) {
+    mma.push("    {");
+    for (let i = 0; i < FM; i++)
+      mma.push(
+        `      let a${i} = ${matrixLoad(syntax, ty.left, "&As", `cur * ${ASZ}u + (wm * ${SMr}u + ${i * F}u) * ${AS}u + ${ks * F}u`, `${AS}u`)};`,
+      );
+    for (let j = 0; j < FN; j++)
+      mma.push(
+        `      let b${j} = ${matrixLoad(syntax, ty.right, "&Bs", `cur * ${BSZ}u + ${ks * F * BS}u + wn * ${SNc}u + ${j * F}u`, `${BS}u`)};`,
+      );
+    for (let i = 0; i < FM; i++)
+      for (let j = 0; j < FN; j++)
+        mma.push(`      acc${i}_${j} = subgroupMatrixMultiplyAccumulate(a${i}, b${j}, acc${i}_${j});`);
+    mma.push("    }");
+  }
+
+  // Epilogue: lane → row lane / 2, columns (lane % 2) · 8 .. + 7 of the fragment.
+  const epi: string[] = [];
+  const value = (x: string, col: string) => {
+    let v = x;
+    if (f.bias) v = `${v} + ${col === "" ? "bv" : `bv[${col}]`}`;
+    if (f.gelu) v = `gelu_f32(${v})`;
+    if (f.residual) v = `${v} + ${col === "" ? "rv" : `rv[${col}]`}`;
+    return v;
+  };
+  for (let i = 0; i < FM; i++)
+    for (let j = 0; j < FN; j++) {
+      epi.push(`  ${matrixStore(syntax, "&scratch", "sg * 256u", `acc${i}_${j}`, "16u")};
+  workgroupBarrier();
+  {
+    let gm = m0 + wm * ${SMr}u + ${i * F}u + lane / 2u;
+    let gn = n0 + wn * ${SNc}u + ${j * F}u + (lane % 2u) * 8u;
+    let s = sg * 256u + (lane / 2u) * 16u + (lane % 2u) * 8u;`);
+      if (f.vec) {
+        const parts = ["x", "y", "z", "w"].map((w, q) => {
+          let p = `vec2<f32>(scratch[s + ${2 * q}u], scratch[s + ${2 * q + 1}u])`;
+          if (f.bias) p = `${p} + unpack2x16float(bq.${w})`;
+          if (f.gelu) p = `gelu2(${p})`;
+          if (f.residual) p = `${p} + unpack2x16float(rq.${w})`;
+          return `pack2x16float(${p})`;
+        });
+        epi.push(`    if (gm < u.M && gn < u.N) {
+      let ci = (cBase + gm * u.N + gn) / 8u;
+      ${f.bias ? "let bq = bias[gn / 8u];" : ""}
+      ${f.residual ? "let rq = R[ci];" : ""}
+      C[ci] = vec4<u32>(${parts.join(", ")});
+    }`);
+      } else {
+        epi.push(`    for (var c = 0u; c < 8u; c++) {
+      let n = gn + c;
+      if (gm < u.M && n < u.N) {
+        ${f.bias ? "let bv = f32(bias[n]);" : ""}
+        ${f.residual ? "let rv = f32(R[cBase + gm * u.N + n]);" : ""}
+        C[cBase + gm * u.N + n] = f16(${value("scratch[s + c]", "")});
+      }
+    }`);
+      }
+      epi.push("  }\n  workgroupBarrier();");
+    }
+
+  return `${TC_HEADER}${uniformStruct(FIELDS)}${bindings(decls)}${f.gelu ? `${ERF_WGSL}fn gelu2(p: vec2<f32>) -> vec2<f32> { return vec2<f32>(gelu_f32(p.x), gelu_f32(p.y)); }\n` : ""}
+var<workgroup> As: array<f16, ${2 * ASZ}>;
+var<workgroup> Bs: array<f16, ${2 * BSZ}>;
+var<workgroup> scratch: array<f32, ${WM * WN * 256}>;
+
+@compute @workgroup_size(${T})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) tid: u32) {
+  // Subgroups of 32 (checked at detection) laid out in invocation order, as on NVIDIA.
+  // One subgroup: a constant index keeps every fragment offset workgroup-uniform.
+  let sg = ${WM * WN === 1 ? "0u" : `tid / ${SG}u`}; let lane = tid % ${SG}u;
+  let wm = sg / ${WN}u; let wn = sg % ${WN}u;
+  let n0 = wid.x * ${BN}u; let m0 = wid.y * ${BM}u;
+  let aBase = wid.z * u.strideA; let bBase = wid.z * u.strideB; let cBase = wid.z * u.strideC;
+  let steps = (u.K + ${BK - 1}u) / ${BK}u;
+${decl.join("\n")}
+${acc.join("\n")}
+  {
+    let k0 = 0u; let dst = 0u;
+${fetch.join("\n")}
+${stash.join("\n")}
+  }
+  workgroupBarrier();
+  for (var kt = 0u; kt < steps; kt++) {
+    let cur = kt & 1u; let dst = cur ^ 1u; let k0 = (kt + 1u) * ${BK}u;
+    let more = kt + 1u < steps;
+    if (more) {
+${fetch.join("\n")}
+    }
+${mma.join("\n")}
+    if (more) {
+${stash.join("\n")}
+    }
+    workgroupBarrier();
+  }
+${epi.join("\n")}
+}`;
+}
+
+export interface TcGemmArgs {
+  a: { buffer: GPUBuffer; dims: readonly number[] };
+  b: { buffer: GPUBuffer; dims: readonly number[] };
+  out: { buffer: GPUBuffer; dims: readonly number[] };
+  bias?: { buffer: GPUBuffer; dims: readonly number[] };
+  gelu?: boolean;
+  residual?: { buffer: GPUBuffer; dims: readonly number[] };
+  tile?: TcTile;
+}
+
+/** Records the tensor-core GEMM; shapes were checked by gemm() (kernels/gemm.ts), which calls this. */
+export function recordTcGemm(
+  ctx: WebGpuContext,
+  rec: CommandRecorder,
+  args: TcGemmArgs,
+  shape: { M: number; N: number; K: number; batch: number; bBatch: number; nBatch: number },
+  syntax: MatrixSyntax,
+  op: string,
+  multiSubgroup = true,
+): void {
+  const { M, N, K, batch, bBatch, nBatch } = shape;
+  const f: TcFlags = {
+    vec: K % 8 === 0 && N % 8 === 0,
+    bias: !!args.bias,
+    gelu: !!args.gelu,
+    residual: !!args.residual,
+  };
+  // 128×128 tiles only when they fill the GPU (~132 SMs) a couple of times over; else 64×64.
+  const large = Math.ceil(M / 128) * Math.ceil(N / 128) * nBatch >= 264;
+  const t = args.tile ?? (!multiSubgroup ? TC_TILE_SOLO : large ? TC_TILE_LARGE : TC_TILE_SMALL);
+  const limit = ctx.gpu.limits.maxComputeWorkgroupStorageSize;
+  if (tcSharedBytes(t) > limit)
+    throw new OpError(
+      op,
+      `tensor-core tile ${t.BM}×${t.BN}×${t.BK} needs ${tcSharedBytes(t)} B of workgroup memory, the device has ${limit}`,
+    );
+  const key = `gemm-tc:${syntax}:${t.BM}x${t.BN}x${t.BK}:${t.WM}x${t.WN}:v${+f.vec}:bias${+f.bias}:gelu${+f.gelu}:res${+f.residual}`;
+  const k = ctx.pipelines.get(key, () => tcGemmSource(t, f, syntax));
+  const bufs = [args.a.buffer, args.b.buffer];
+  if (args.bias) bufs.push(args.bias.buffer);
+  if (args.residual) bufs.push(args.residual.buffer);
+  bufs.push(args.out.buffer);
+  const u = packUniforms(FIELDS, {
+    M,
+    N,
+    K,
+    strideA: batch > 1 ? M * K : 0,
+    strideB: bBatch > 1 ? K * N : 0,
+    strideC: M * N,
+  });
+  rec.dispatch(k, bufs, u, [Math.ceil(N / t.BN), Math.ceil(M / t.BM), nBatch], op);
+}

@@ -1,0 +1,441 @@
+/**
+ * fp16 kernels (issue 11) against float64 references computed from the same f16-rounded inputs, so the
+ * bounds measure the kernels (f32 accumulation, f16 rounding of P and of the output), not input rounding:
+ *  - GEMM: max |diff| per row ≤ 1e-2 · rms of the reference row (output rounding alone is ≤ 2^-11 relative);
+ *  - attention, unit-scale inputs: max |diff| ≤ 2e-3.
+ * Every kernel the device has runs: the SIMT fp16 kernels everywhere (lavapipe in CI), the tensor-core kernels
+ * where the adapter exposes subgroup matrices (the H200, with Dawn's unsafe toggles; log in bench/).
+ */
+import assert from "node:assert/strict";
+import { after, test } from "node:test";
+import { WebGpuContext } from "../src/backends/webgpu/context.js";
+import type { WebGpuDevice } from "../src/backends/webgpu/device.js";
+import {
+  generalAttention,
+  packedQkvAttention,
+  varSeqlenQkvAttention,
+} from "../src/backends/webgpu/kernels/attention.js";
+import { castF16ToF32, castF32ToF16 } from "../src/backends/webgpu/kernels/cast.js";
+import type { GpuTensor } from "../src/backends/webgpu/kernels/common.js";
+import { gemm } from "../src/backends/webgpu/kernels/gemm.js";
+import { TC_TILE_LARGE, TC_TILE_LARGE_W4, TC_TILE_SOLO } from "../src/backends/webgpu/kernels/gemm-tc.js";
+import {
+  type F16Kernel,
+  f16Bits,
+  f16ToNumber,
+  fromF16,
+  resolvePrecision,
+  toF16,
+} from "../src/backends/webgpu/precision.js";
+import { BackendUnavailableError, MhafuseError, OpError } from "../src/errors.js";
+import { gelu, rand } from "./webgpu-helpers.js";
+
+let ctxPromise: Promise<WebGpuContext | string> | undefined;
+function f16Context(): Promise<WebGpuContext | string> {
+  ctxPromise ??= WebGpuContext.create({ unsafeF16: true }).catch((e: unknown) => {
+    if (e instanceof BackendUnavailableError) return e.message;
+    throw e;
+  });
+  return ctxPromise;
+}
+after(async () => {
+  const c = await ctxPromise;
+  if (c instanceof WebGpuContext) c.dispose();
+});
+
+const round16 = (x: Float32Array) => fromF16(toF16(x), x.length);
+const up16 = (ctx: WebGpuContext, x: Float32Array, dims: number[]): GpuTensor => ({
+  buffer: ctx.pool.upload(toF16(x)),
+  dims,
+});
+const empty16 = (ctx: WebGpuContext, dims: number[]): GpuTensor => {
+  const n = dims.reduce((a, b) => a * b, 1);
+  return { buffer: ctx.pool.acquire(Math.max(4, 2 * (n + (n & 1)))), dims };
+};
+async function read16(ctx: WebGpuContext, t: GpuTensor): Promise<Float32Array> {
+  const n = t.dims.reduce((a, b) => a * b, 1);
+  return fromF16(new Uint16Array(await ctx.pool.readback(t.buffer, 2 * (n + (n & 1)))), n);
+}
+function kernels(ctx: WebGpuContext): F16Kernel[] {
+  return ctx.f16?.syntax ? ["simt", "tensor-core"] : ["simt"];
+}
+/** Attention: SIMT only until the tensor-core kernel passes on the H200 (MHAFUSE_TC_ATTENTION=1 runs it). */
+function attentionKernels(ctx: WebGpuContext): F16Kernel[] {
+  return process.env.MHAFUSE_TC_ATTENTION === "1" ? kernels(ctx) : ["simt"];
+}
+
+test("host f16 conversion: exact values, round to nearest even, subnormals, overflow, NaN", () => {
+  assert.equal(f16Bits(1), 0x3c00);
+  assert.equal(f16Bits(-2), 0xc000);
+  assert.equal(f16Bits(65504), 0x7bff);
+  assert.equal(f16Bits(65520), 0x7c00); // halfway to 2^16 rounds to even = Inf
+  assert.equal(f16Bits(1 + 2 ** -11), 0x3c00); // tie → even
+  assert.equal(f16Bits(1 + 3 * 2 ** -11), 0x3c02); // tie → even (up)
+  assert.equal(f16Bits(2 ** -24), 0x0001);
+  assert.equal(f16Bits(2 ** -26), 0);
+  assert.equal(f16Bits(Number.NEGATIVE_INFINITY), 0xfc00);
+  assert.ok(Number.isNaN(f16ToNumber(f16Bits(Number.NaN))));
+  for (const x of [0.1, -2.5e-3, 1e-5, 1234.5, 6e-8]) {
+    const y = f16ToNumber(f16Bits(x));
+    assert.ok(Math.abs(y - x) <= Math.max(Math.abs(x) * 2 ** -11, 2 ** -25), `${x} → ${y}`);
+  }
+});
+
+test("precision resolution: fp16 → SIMT without subgroup matrices, → fp32 without shader-f16, one notice", async (t) => {
+  const ctx = await f16Context();
+  if (typeof ctx === "string") return t.skip(ctx);
+  assert.deepEqual(await ctx.resolvePrecision("fp32"), { precision: "fp32" });
+  const r = await ctx.resolvePrecision("fp16");
+  if (ctx.gpu.features.shaderF16) {
+    assert.equal(r.precision, "fp16");
+    assert.equal(r.kernel, ctx.f16?.syntax ? "tensor-core" : "simt");
+    if (!ctx.f16?.syntax) assert.match(r.notice ?? "", /fp16 without tensor cores/);
+  } else assert.equal(r.precision, "fp32");
+  console.log(
+    `# f16 support: ${JSON.stringify(ctx.f16)}; configs ${JSON.stringify(ctx.gpu.features.subgroupMatrixConfigs)}`,
+  );
+  // A device without shader-f16 (features stubbed): fp16 resolves to fp32, the notice printed once.
+  const fake = { features: { ...ctx.gpu.features, shaderF16: false } } as unknown as WebGpuDevice;
+  const warn = console.warn;
+  const lines: string[] = [];
+  console.warn = (s: string) => lines.push(s);
+  try {
+    const a = await resolvePrecision(fake, "fp16");
+    const b = await resolvePrecision(fake, "fp16");
+    assert.equal(a.precision, "fp32");
+    assert.equal(b.precision, "fp32");
+    assert.match(a.notice ?? "", /running fp32: the adapter has no shader-f16/);
+  } finally {
+    console.warn = warn;
+  }
+  assert.equal(lines.length, 1);
+});
+
+/** float64 C = A·B (+bias) (gelu) (+R) from f16-rounded inputs. */
+function gemmRef(
+  A: Float32Array,
+  B: Float32Array,
+  batch: number,
+  bB: boolean,
+  M: number,
+  N: number,
+  K: number,
+  bias?: Float32Array,
+  g = false,
+  R?: Float32Array,
+) {
+  const C = new Float64Array(batch * M * N);
+  for (let b = 0; b < batch; b++)
+    for (let m = 0; m < M; m++)
+      for (let n = 0; n < N; n++) {
+        let s = 0;
+        for (let k = 0; k < K; k++) s += A[b * M * K + m * K + k]! * B[(bB ? b * K * N : 0) + k * N + n]!;
+        if (bias) s += bias[n]!;
+        if (g) s = gelu(s);
+        if (R) s += R[b * M * N + m * N + n]!;
+        C[b * M * N + m * N + n] = s;
+      }
+  return C;
+}
+
+/** Asserts max |diff| of each row ≤ tol · rms(reference row); returns the worst ratio seen. */
+function assertRows(
+  got: Float32Array,
+  want: Float64Array,
+  rows: number,
+  N: number,
+  tol: number,
+  what: string,
+): number {
+  let worst = 0;
+  for (let r = 0; r < rows; r++) {
+    let ss = 0;
+    let md = 0;
+    for (let n = 0; n < N; n++) {
+      ss += want[r * N + n]! ** 2;
+      md = Math.max(md, Math.abs(got[r * N + n]! - want[r * N + n]!));
+    }
+    const rms = Math.sqrt(ss / N) || 1;
+    const ratio = md / rms;
+    if (!(ratio <= tol)) assert.fail(`${what}: row ${r}: max |diff| ${md} > ${tol} · rms ${rms}`);
+    worst = Math.max(worst, ratio);
+  }
+  return worst;
+}
+
+test("fp16 GEMM (every kernel on this device) vs float64: odd shapes, batches, 8-aligned, every epilogue", async (t) => {
+  const ctx = await f16Context();
+  if (typeof ctx === "string") return t.skip(ctx);
+  if (!ctx.gpu.features.shaderF16) return t.skip("no shader-f16");
+  const tc = !!ctx.f16?.syntax;
+  // batch, M, N, K, B batched, epilogue (bias+gelu / bias+residual / none), tensor-core tile
+  const shapes: [number, number, number, number, boolean, string, typeof TC_TILE_LARGE | undefined][] = [
+    [1, 7, 5, 3, false, "none", undefined],
+    [2, 33, 20, 17, true, "bias+res", undefined],
+    [1, 40, 48, 64, false, "bias+gelu", undefined],
+    [2, 65, 72, 40, false, "bias+res", undefined],
+  ];
+  // Multi-subgroup tiles where the compiler takes per-subgroup fragment offsets, else the one-subgroup tile.
+  const multi = ctx.f16?.multiSubgroup === true;
+  if (tc)
+    shapes.push(
+      [1, 130, 264, 72, false, "bias+gelu", multi ? TC_TILE_LARGE : TC_TILE_SOLO],
+      [1, 257, 136, 96, false, "bias+res", multi ? TC_TILE_LARGE_W4 : TC_TILE_SOLO],
+      [1, 128, 768, 768, false, "bias+res", undefined],
+    );
+  let seed = 100;
+  for (const kernel of kernels(ctx))
+    for (const [batch, M, N, K, bB, epi, tile] of shapes) {
+      const A = round16(rand(batch * M * K, seed++));
+      const B = round16(rand((bB ? batch : 1) * K * N, seed++));
+      const bias = round16(rand(N, seed++));
+      const R = round16(rand(batch * M * N, seed++));
+      const useBias = epi !== "none";
+      const g = epi === "bias+gelu";
+      const useR = epi === "bias+res";
+      const out = empty16(ctx, batch > 1 ? [batch, M, N] : [M, N]);
+      const rec = ctx.recorder();
+      gemm(ctx, rec, {
+        precision: "fp16",
+        f16Kernel: kernel,
+        tcTile: kernel === "tensor-core" ? tile : undefined,
+        a: up16(ctx, A, batch > 1 ? [batch, M, K] : [M, K]),
+        b: up16(ctx, B, bB ? [batch, K, N] : [K, N]),
+        bias: useBias ? up16(ctx, bias, [N]) : undefined,
+        gelu: g,
+        residual: useR ? up16(ctx, R, out.dims as number[]) : undefined,
+        out,
+      });
+      await rec.submit();
+      const got = await read16(ctx, out);
+      const want = gemmRef(A, B, batch, bB, M, N, K, useBias ? bias : undefined, g, useR ? R : undefined);
+      const what = `${kernel} [${batch}x${M}x${N}x${K}] ${epi}${tile ? ` tile ${tile.BM}x${tile.BN}/${tile.WM}x${tile.WN}` : ""}`;
+      const worst = assertRows(got, want, batch * M, N, 1e-2, what);
+      console.log(`# fp16 gemm ${what}: max |diff| / row rms = ${worst.toExponential(2)}`);
+    }
+});
+
+test("fp16 GEMM errors name the kernel: tensor cores forced where there are none", async (t) => {
+  const ctx = await f16Context();
+  if (typeof ctx === "string") return t.skip(ctx);
+  if (!ctx.gpu.features.shaderF16 || ctx.f16?.syntax) return t.skip("needs f16 without tensor cores");
+  const a = empty16(ctx, [4, 4]);
+  assert.throws(
+    () => gemm(ctx, ctx.recorder(), { precision: "fp16", f16Kernel: "tensor-core", a, b: a, out: a }),
+    (e: unknown) => e instanceof OpError && /webgpu\.MatMul \(fp16\).*no tensor cores/.test(e.message),
+  );
+});
+
+/** float64 attention over rows of a packed [S, B, 3E] (or var-seqlen [T, 3E]) tensor. */
+function attentionRef(
+  qkv: Float32Array,
+  B: number,
+  N: number,
+  H: number,
+  rows: (b: number) => [number, number, number],
+  idx: (b: number, tok: number) => number,
+  out: Float64Array,
+  outIdx: (b: number, tok: number) => number,
+  causal = false,
+) {
+  const E = N * H;
+  for (let b = 0; b < B; b++) {
+    const [S, keyLen, start] = rows(b);
+    for (let n = 0; n < N; n++)
+      for (let i = 0; i < S; i++) {
+        const end = causal ? Math.min(keyLen, i + 1) : keyLen;
+        const s: number[] = [];
+        const qo = idx(b, start + i) + n * 3 * H;
+        for (let j = 0; j < end; j++) {
+          const ko = idx(b, start + j) + n * 3 * H + H;
+          let x = 0;
+          for (let h = 0; h < H; h++) x += qkv[qo + h]! * qkv[ko + h]!;
+          s.push(x / Math.sqrt(H));
+        }
+        const m = Math.max(...s);
+        let sum = 0;
+        const acc = new Float64Array(H);
+        s.forEach((x, j) => {
+          const e = Math.exp(x - m);
+          sum += e;
+          const vo = idx(b, start + j) + n * 3 * H + 2 * H;
+          for (let h = 0; h < H; h++) acc[h] += e * qkv[vo + h]!;
+        });
+        const oo = outIdx(b, start + i) + n * H;
+        for (let h = 0; h < H; h++) out[oo + h] = sum === 0 ? 0 : acc[h]! / sum;
+      }
+  }
+  void E;
+}
+
+function maxDiff(got: Float32Array, want: Float64Array): number {
+  let d = 0;
+  for (let i = 0; i < want.length; i++) {
+    const x = Math.abs(got[i]! - want[i]!);
+    if (!(x <= d)) d = Number.isNaN(x) ? Number.POSITIVE_INFINITY : Math.max(d, x);
+  }
+  return d;
+}
+
+test("fp16 packed-QKV attention (lengths) vs float64, ≤ 2e-3 for unit-scale inputs", async (t) => {
+  const ctx = await f16Context();
+  if (typeof ctx === "string") return t.skip(ctx);
+  if (!ctx.gpu.features.shaderF16) return t.skip("no shader-f16");
+  const cases: [number, number, number, number, number[]][] = [
+    // S, B, N, H, lengths
+    [70, 3, 2, 64, [70, 33, 0]],
+    [40, 2, 3, 32, [1, 40]],
+  ];
+  if (ctx.f16?.syntax) cases.push([200, 2, 4, 64, [200, 129]], [128, 4, 2, 16, [128, 128, 65, 64]]);
+  let seed = 300;
+  for (const kernel of attentionKernels(ctx))
+    for (const [S, B, N, H, lengths] of cases) {
+      const E = N * H;
+      const qkv = round16(rand(S * B * 3 * E, seed++));
+      const out = empty16(ctx, [S, B, E]);
+      const rec = ctx.recorder();
+      packedQkvAttention(ctx, rec, {
+        qkv: up16(ctx, qkv, [S, B, 3 * E]),
+        numHeads: N,
+        lengths: ctx.pool.upload(Int32Array.from(lengths)),
+        out,
+        precision: "fp16",
+        f16Kernel: kernel,
+      });
+      await rec.submit();
+      const got = await read16(ctx, out);
+      const want = new Float64Array(S * B * E);
+      attentionRef(
+        qkv,
+        B,
+        N,
+        H,
+        (b) => [S, lengths[b]!, 0],
+        (b, tok) => (tok * B + b) * 3 * E,
+        want,
+        (b, tok) => (tok * B + b) * E,
+      );
+      const d = maxDiff(got, want);
+      console.log(
+        `# fp16 attention ${kernel} packed S=${S} B=${B} N=${N} H=${H}: max |diff| ${d.toExponential(2)}`,
+      );
+      assert.ok(d <= 2e-3, `${kernel} S=${S} H=${H}: max |diff| ${d}`);
+    }
+});
+
+test("fp16 var-seqlen attention (cu_seqlens) and the general op (causal, SIMT) vs float64", async (t) => {
+  const ctx = await f16Context();
+  if (typeof ctx === "string") return t.skip(ctx);
+  if (!ctx.gpu.features.shaderF16) return t.skip("no shader-f16");
+  const N = 2;
+  const H = 64;
+  const E = N * H;
+  const lens = [37, 0, 90, 5];
+  const cu = [0];
+  for (const l of lens) cu.push(cu.at(-1)! + l);
+  const T = cu.at(-1)!;
+  const qkv = round16(rand(T * 3 * E, 400));
+  const want = new Float64Array(T * E);
+  attentionRef(
+    qkv,
+    lens.length,
+    N,
+    H,
+    (b) => [lens[b]!, lens[b]!, cu[b]!],
+    (_b, tok) => tok * 3 * E,
+    want,
+    (_b, tok) => tok * E,
+  );
+  for (const kernel of attentionKernels(ctx)) {
+    const out = empty16(ctx, [T, E]);
+    const rec = ctx.recorder();
+    varSeqlenQkvAttention(ctx, rec, {
+      qkv: up16(ctx, qkv, [T, 3 * E]),
+      numHeads: N,
+      cuSeqlens: ctx.pool.upload(Int32Array.from(cu)),
+      batch: lens.length,
+      maxSeqlen: 90,
+      out,
+      precision: "fp16",
+      f16Kernel: kernel,
+    });
+    await rec.submit();
+    const d = maxDiff(await read16(ctx, out), want);
+    console.log(`# fp16 attention ${kernel} var-seqlen: max |diff| ${d.toExponential(2)}`);
+    assert.ok(d <= 2e-3, `${kernel} var-seqlen: max |diff| ${d}`);
+  }
+  // General op, BSNH, causal: only the SIMT kernel takes a causal mask (the tensor-core one falls back).
+  const B = 2;
+  const S = 33;
+  const q = round16(rand(B * S * E, 401));
+  const k = round16(rand(B * S * E, 402));
+  const v = round16(rand(B * S * E, 403));
+  const packed = new Float32Array(B * S * 3 * E);
+  for (let b = 0; b < B; b++)
+    for (let s = 0; s < S; s++)
+      for (let n = 0; n < N; n++)
+        for (let h = 0; h < H; h++) {
+          const src = ((b * S + s) * N + n) * H + h;
+          const dst = (s * B + b) * 3 * E + n * 3 * H + h;
+          packed[dst] = q[src]!;
+          packed[dst + H] = k[src]!;
+          packed[dst + 2 * H] = v[src]!;
+        }
+  const ref = new Float64Array(S * B * E);
+  attentionRef(
+    packed,
+    B,
+    N,
+    H,
+    () => [S, S, 0],
+    (b, tok) => (tok * B + b) * 3 * E,
+    ref,
+    (b, tok) => (tok * B + b) * E,
+    true,
+  );
+  const out = empty16(ctx, [B, S, N, H]);
+  const rec = ctx.recorder();
+  generalAttention(ctx, rec, {
+    q: up16(ctx, q, [B, S, N, H]),
+    k: up16(ctx, k, [B, S, N, H]),
+    v: up16(ctx, v, [B, S, N, H]),
+    layout: "BSNH",
+    out,
+    causalOffset: 0,
+    precision: "fp16",
+  });
+  await rec.submit();
+  const got = await read16(ctx, out);
+  const want2 = new Float64Array(B * S * E);
+  for (let b = 0; b < B; b++)
+    for (let s = 0; s < S; s++)
+      for (let e = 0; e < E; e++) want2[(b * S + s) * E + e] = ref[(s * B + b) * E + e]!;
+  const d = maxDiff(got, want2);
+  console.log(`# fp16 attention general causal (SIMT): max |diff| ${d.toExponential(2)}`);
+  assert.ok(d <= 2e-3, `general causal: max |diff| ${d}`);
+});
+
+test("f32 ↔ f16 casts on the GPU match the host conversion (odd count)", async (t) => {
+  const ctx = await f16Context();
+  if (typeof ctx === "string") return t.skip(ctx);
+  const x = rand(1001, 7, 100);
+  const src: GpuTensor = { buffer: ctx.pool.upload(x), dims: [1001] };
+  const half = empty16(ctx, [1001]);
+  const back: GpuTensor = { buffer: ctx.pool.acquire(1001 * 4), dims: [1001] };
+  const rec = ctx.recorder();
+  castF32ToF16(ctx, rec, src, half);
+  castF16ToF32(ctx, rec, half, back);
+  await rec.submit();
+  const h = await read16(ctx, half);
+  const b = await ctx.pool.readFloat32(back.buffer, 1001);
+  const want = round16(x);
+  // pack2x16float may truncate instead of rounding: within one f16 ulp of the host's round-to-nearest.
+  for (let i = 0; i < 1001; i++) {
+    assert.ok(
+      Math.abs(h[i]! - want[i]!) <= Math.abs(want[i]!) * 2 ** -10,
+      `cast ${i}: ${h[i]} vs ${want[i]}`,
+    );
+    assert.equal(b[i], h[i]);
+  }
+  assert.ok(new MhafuseError("x") instanceof Error);
+});
