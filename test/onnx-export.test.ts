@@ -16,14 +16,14 @@ import {
   tensorFromJson,
 } from "../src/onnx/index.js";
 import { onnx } from "../src/onnx/proto.js";
-import { FIXTURES as SHARED_FIXTURES } from "./support/fixtures.js";
+import { FIXTURE_MODELS, FIXTURES as SHARED_FIXTURES } from "./support/fixtures.js";
 
 /** Repeated fields typed as the message classes that decode() really returns. */
 const nodesOf = (g: onnx.IGraphProto) => g.node as onnx.NodeProto[];
 const initializersOf = (g: onnx.IGraphProto) => g.initializer as onnx.TensorProto[];
 const attributesOf = (n: onnx.INodeProto) => n.attribute as onnx.AttributeProto[];
 const FIXTURES = `${SHARED_FIXTURES}onnx/`;
-const MODELS = ["bert_eager", "bert_sdpa", "distilbert_eager", "bart_eager", "bart_sdpa", "bert_ort_fused"];
+const MODELS = FIXTURE_MODELS;
 
 /** The parts of a Model that a save/load round trip must preserve (baseDir is where it was loaded from). */
 function comparable(model: Model) {

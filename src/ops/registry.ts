@@ -1,5 +1,5 @@
 import { OpError, UnsupportedOpError } from "../errors.js";
-import type { Attribute, Node, ValueType } from "../ir/graph.js";
+import type { Attribute, Dim, Node, ValueType } from "../ir/graph.js";
 import { normalizeDomain } from "../ir/graph.js";
 import type { Tensor } from "../ir/tensor.js";
 import type { OpCompute } from "./compute.js";
@@ -19,6 +19,11 @@ export interface TypeContext extends OpContext {
   inputs: (ValueType | undefined)[];
   /** The input's value when known before running (initializer or folded constant), for Reshape, Slice… */
   constant(index: number): Tensor | undefined;
+  /**
+   * A small integer input known element by element as dims (numbers or symbols), when it is not a constant:
+   * a shape computed from Shape() of a value with symbolic dims. Undefined when unknown.
+   */
+  symbolic?(index: number): Dim[] | undefined;
 }
 
 /**

@@ -115,16 +115,21 @@ export const Reshape: OpDef = {
     const x = ctx.inputs[0];
     first(ctx, x);
     const allowZero = attrInt(ctx.node, "allowzero", 0) === 1;
-    let target: number[] | undefined;
+    let target: Dim[] | undefined;
     if (ctx.opset < 5) target = attrInts(ctx.node, "shape");
-    else target = ctx.constant(1)?.toNumbers();
+    else target = ctx.constant(1)?.toNumbers() ?? ctx.symbolic?.(1);
     if (!target) {
       const n = ctx.inputs[1]?.shape?.[0];
       return [
         typeof n === "number" ? { dtype: x.dtype, shape: new Array<Dim>(n).fill(null) } : { dtype: x.dtype },
       ];
     }
-    checkTarget(ctx.node, target, allowZero);
+    checkTarget(
+      ctx.node,
+      target.filter((d): d is number => typeof d === "number"),
+      allowZero,
+    );
+    // Symbolic entries (a dim computed with Shape()) are dims as they are; numbers follow the spec.
     const shape: Dim[] = target.map((d, i) => {
       if (d !== 0 || allowZero) return d;
       return x.shape ? (x.shape[i] ?? null) : null;

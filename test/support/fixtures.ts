@@ -15,6 +15,11 @@ export const FIXTURE_MODELS = [
   "bart_eager",
   "bart_sdpa",
   "bert_ort_fused",
+  // Decoder families (added 11-28): rotary, GQA, fused qkv_proj, head-interleaved weights, a KV-cache step.
+  "phi3_eager",
+  "qwen3_sdpa",
+  "gpt_neox_sdpa",
+  "llama_past",
 ] as const;
 
 export interface FixtureCase {
