@@ -1,5 +1,5 @@
 import { markImmutable } from "../backends/cpu/immutable.js";
-import { OpError } from "../errors.js";
+import { OpError, runNodeGuarded } from "../errors.js";
 import type { Graph, Node } from "../ir/graph.js";
 import { opsetOf, topologicalOrder } from "../ir/graph.js";
 import type { Tensor } from "../ir/tensor.js";
@@ -54,7 +54,7 @@ export function runGraph(
       if (!t) throw new OpError(node, `input '${name}' has no value (graph input not fed?)`);
       return t;
     });
-    const outputs = op.run({ node, opset }, inputs);
+    const outputs = runNodeGuarded(node, () => op.run({ node, opset }, inputs));
     node.outputs.forEach((name, i) => {
       if (name && outputs[i]) values.set(name, outputs[i]!);
     });

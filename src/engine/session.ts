@@ -1,4 +1,4 @@
-import { MhafuseError } from "../errors.js";
+import { guard, guardAsync, InputError, OptionError } from "../errors.js";
 import type { Graph, Model, ValueInfo } from "../ir/graph.js";
 import type { Tensor } from "../ir/tensor.js";
 import { loadModel } from "../onnx/index.js";
@@ -24,7 +24,7 @@ function checkProviders(list: SessionOptions["executionProviders"]): void {
   for (const p of list ?? ["cpu"]) {
     const name = typeof p === "string" ? p : p.name;
     if (!SUPPORTED_PROVIDERS.has(name)) {
-      throw new MhafuseError(
+      throw new OptionError(
         `execution provider '${name}' is not available; supported: ${[...SUPPORTED_PROVIDERS].join(", ")}`,
       );
     }
@@ -60,7 +60,23 @@ export class InferenceSession {
     this.plan = planGraph(graph);
   }
 
+  // The public entry points only add the error edge: whatever escapes becomes a coded MhafuseError.
   static async create(
+    model: string | Uint8Array | ArrayBuffer | Model,
+    options: SessionOptions = {},
+  ): Promise<InferenceSession> {
+    return guardAsync("InferenceSession.create", () => InferenceSession.createUnguarded(model, options));
+  }
+
+  static fromGraph(graph: Graph, options: SessionOptions = {}): InferenceSession {
+    return guard("InferenceSession.fromGraph", () => InferenceSession.fromGraphUnguarded(graph, options));
+  }
+
+  async run(feeds: Record<string, TensorLike>, fetches?: readonly string[]): Promise<Record<string, Tensor>> {
+    return guardAsync("InferenceSession.run", () => this.runUnguarded(feeds, fetches));
+  }
+
+  private static async createUnguarded(
     model: string | Uint8Array | ArrayBuffer | Model,
     options: SessionOptions = {},
   ): Promise<InferenceSession> {
@@ -71,11 +87,11 @@ export class InferenceSession {
         : model instanceof ArrayBuffer
           ? await loadModel(new Uint8Array(model))
           : model;
-    return InferenceSession.fromGraph(loaded.graph, options);
+    return InferenceSession.fromGraphUnguarded(loaded.graph, options);
   }
 
   /** A session over an in-memory graph (e.g. one made with GraphBuilder). */
-  static fromGraph(graph: Graph, options: SessionOptions = {}): InferenceSession {
+  private static fromGraphUnguarded(graph: Graph, options: SessionOptions = {}): InferenceSession {
     checkProviders(options.executionProviders);
     const level = options.graphOptimizationLevel ?? "all";
     const optimized = optimizeGraph(graph, { level });
@@ -85,13 +101,17 @@ export class InferenceSession {
     return new InferenceSession(optimized.graph, graph, optimized.report, tolerance);
   }
 
-  async run(feeds: Record<string, TensorLike>, fetches?: readonly string[]): Promise<Record<string, Tensor>> {
+  private async runUnguarded(
+    feeds: Record<string, TensorLike>,
+    fetches?: readonly string[],
+  ): Promise<Record<string, Tensor>> {
     const checked = validateFeeds(this.graph.inputs, feeds);
     const wanted = fetches ?? this.outputNames;
     for (const name of wanted) {
       if (!this.outputNames.includes(name)) {
-        throw new MhafuseError(
+        throw new InputError(
           `unknown output '${name}'; the model's outputs are: ${this.outputNames.join(", ")}`,
+          { input: name, expected: `one of ${this.outputNames.join(", ")}` },
         );
       }
     }

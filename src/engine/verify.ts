@@ -1,4 +1,4 @@
-import { MhafuseError } from "../errors.js";
+import { type ErrorCode, MhafuseError } from "../errors.js";
 import type { Graph } from "../ir/graph.js";
 import type { Tensor } from "../ir/tensor.js";
 import type { AttentionReport } from "../passes/index.js";
@@ -24,6 +24,7 @@ export interface VerifyResult {
 /** A fused attention block computed numbers that differ from the unfused graph beyond the tolerance. */
 export class FusionMismatchError extends MhafuseError {
   override name = "FusionMismatchError";
+  static override readonly defaultCode: ErrorCode = "FUSION_MISMATCH";
   constructor(
     readonly result: VerifyResult,
     readonly failed: BlockCheck[],

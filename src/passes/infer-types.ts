@@ -1,4 +1,4 @@
-import { MhafuseError } from "../errors.js";
+import { MhafuseError, runNodeGuarded } from "../errors.js";
 import type { Graph, Node, ValueType } from "../ir/graph.js";
 import { opsetOf, topologicalOrder } from "../ir/graph.js";
 import type { Tensor } from "../ir/tensor.js";
@@ -50,9 +50,11 @@ export function inferGraphTypes(graph: Graph): TypeInference {
       present.reduce((acc, n) => acc + (constants.get(n)?.size ?? 0), 0) <= CONSTANT_ELEMENT_LIMIT;
     if (allConstant && small && !isRandom(node)) {
       try {
-        const values = op.run(
-          ctx,
-          node.inputs.map((n) => (n ? constants.get(n) : undefined)),
+        const values = runNodeGuarded(node, () =>
+          op.run(
+            ctx,
+            node.inputs.map((n) => (n ? constants.get(n) : undefined)),
+          ),
         );
         node.outputs.forEach((name, i) => {
           const v = values[i];
