@@ -1,10 +1,13 @@
 import { guard, guardAsync, InputError, OptionError } from "../errors.js";
+import { checkGraph } from "../graph-check.js";
 import type { Graph, Model, ValueInfo } from "../ir/graph.js";
 import type { Tensor } from "../ir/tensor.js";
+import { DEFAULT_MEMORY_LIMIT_BYTES } from "../limits.js";
 import { loadModel } from "../onnx/index.js";
 import { type AttentionReport, type GraphOptimizationLevel, optimizeGraph } from "../passes/index.js";
 import { type ExecutionPlan, planGraph, runGraph } from "./executor.js";
 import { type TensorLike, validateFeeds } from "./feeds.js";
+import { checkMemory } from "./memory-check.js";
 import { type VerifyResult, verifyFusionRun } from "./verify.js";
 
 export type { GraphOptimizationLevel };
@@ -16,6 +19,15 @@ export interface SessionOptions {
   graphOptimizationLevel?: GraphOptimizationLevel;
   /** Run the unfused graph beside the fused one and fail when an attention block's output differs. */
   verify?: boolean | { tolerance?: number };
+  /**
+   * Memory cap in bytes (default 16 GiB): the model's tensors together, and any one tensor whose size is
+   * known before run time, must fit, else create fails with MODEL_TOO_LARGE before allocating it.
+   */
+  memoryLimitBytes?: number;
+}
+
+function memoryLimit(options: SessionOptions): number {
+  return options.memoryLimitBytes ?? DEFAULT_MEMORY_LIMIT_BYTES;
 }
 
 const SUPPORTED_PROVIDERS = new Set(["cpu"]);
@@ -83,9 +95,9 @@ export class InferenceSession {
     checkProviders(options.executionProviders);
     const loaded =
       typeof model === "string" || model instanceof Uint8Array
-        ? await loadModel(model)
+        ? await loadModel(model, { memoryLimitBytes: memoryLimit(options) })
         : model instanceof ArrayBuffer
-          ? await loadModel(new Uint8Array(model))
+          ? await loadModel(new Uint8Array(model), { memoryLimitBytes: memoryLimit(options) })
           : model;
     return InferenceSession.fromGraphUnguarded(loaded.graph, options);
   }
@@ -94,7 +106,9 @@ export class InferenceSession {
   private static fromGraphUnguarded(graph: Graph, options: SessionOptions = {}): InferenceSession {
     checkProviders(options.executionProviders);
     const level = options.graphOptimizationLevel ?? "all";
+    checkGraph(graph);
     const optimized = optimizeGraph(graph, { level });
+    checkMemory(optimized.graph, memoryLimit(options));
     const tolerance = options.verify
       ? ((typeof options.verify === "object" ? options.verify.tolerance : undefined) ?? 1e-3)
       : undefined;

@@ -2,6 +2,7 @@ import { MhafuseError, runNodeGuarded } from "../errors.js";
 import type { Graph, Node, ValueType } from "../ir/graph.js";
 import { opsetOf, topologicalOrder } from "../ir/graph.js";
 import type { Tensor } from "../ir/tensor.js";
+import { foldFits } from "../limits.js";
 import { type OpDef, resolveOp } from "../ops/index.js";
 
 /** Values computed while inferring types are kept when small: they are shape computations worth folding. */
@@ -35,8 +36,9 @@ export function inferGraphTypes(graph: Graph): TypeInference {
       continue;
     }
     const inputs = node.inputs.map((n) => (n ? types.get(n) : undefined));
+    let outs: (ValueType | undefined)[];
     try {
-      const outs = op.inferTypes({ ...ctx, inputs, constant: (i) => constants.get(node.inputs[i] ?? "") });
+      outs = op.inferTypes({ ...ctx, inputs, constant: (i) => constants.get(node.inputs[i] ?? "") });
       node.outputs.forEach((name, i) => {
         if (name && outs[i]) types.set(name, outs[i]!);
       });
@@ -48,7 +50,9 @@ export function inferGraphTypes(graph: Graph): TypeInference {
     const allConstant = present.every((n) => constants.has(n));
     const small =
       present.reduce((acc, n) => acc + (constants.get(n)?.size ?? 0), 0) <= CONSTANT_ELEMENT_LIMIT;
-    if (allConstant && small && !isRandom(node)) {
+    // foldFits: judged from the type rule's output sizes, before computing (a 200-byte Expand to 5e8
+    // elements is not computed at load; the node stays and runs, or fails, at run time).
+    if (allConstant && small && !isRandom(node) && foldFits(outs)) {
       try {
         const values = runNodeGuarded(node, () =>
           op.run(
