@@ -13,7 +13,9 @@
  * tile gets probability 0 in those rows. Padded query rows are written as zeros without any work. Inputs
  * are addressed through strided layouts so packed QKV, BSNH and BNSH tensors can all be read in place.
  */
+
 import { assert } from "../../errors.js";
+import { attentionBatchFinite, attentionRowsFinite, attentionRowsNonFinite } from "./attention-nonfinite.js";
 import {
   attentionBatchWasm,
   attentionRowsWasm,
@@ -144,7 +146,9 @@ export function attentionRows(
   scratch: Scratch = sharedScratch,
   wasm = useWasmKernel(),
 ): void {
-  if (!wasm || !attentionRowsWasm(a, b, n, rowStart, rowEnd))
+  // NaN/Inf inputs: the unfused graph's semantics (attention-nonfinite.ts), not the kernels' finite fast path.
+  if (!attentionRowsFinite(a, b, n, rowStart, rowEnd)) attentionRowsNonFinite(a, b, n, rowStart, rowEnd);
+  else if (!wasm || !attentionRowsWasm(a, b, n, rowStart, rowEnd))
     attentionRowsJs(a, b, n, rowStart, rowEnd, scratch);
 }
 
@@ -580,7 +584,7 @@ export function attentionCore(args: AttentionArgs, kernel: AttentionKernel = "au
   try {
     for (let b = 0; b < args.batch; b++) {
       // The wasm kernel takes a whole batch at once when the layout lets it copy rows of all heads together.
-      if (wasm && attentionBatchWasm(args, b)) continue;
+      if (wasm && attentionBatchFinite(args, b) && attentionBatchWasm(args, b)) continue;
       for (let n = 0; n < args.numHeads; n++) attentionRows(args, b, n, 0, args.seqQ, sharedScratch, wasm);
     }
   } finally {
