@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -84,4 +85,27 @@ test("the session memory cap refuses weights past it with MODEL_TOO_LARGE, befor
   );
   const ok = await InferenceSession.create(bytes, { memoryLimitBytes: 4096 });
   assert.deepEqual(ok.outputNames, ["y"]);
+});
+
+test("the CLI refuses hostile models with the code printed, and inspects a fold bomb without computing it", () => {
+  const dir = mkdtempSync(path.join(tmpdir(), "mhafuse-hostile-cli-"));
+  try {
+    const cli = (file: string) =>
+      spawnSync(process.execPath, ["--import", "tsx", "src/cli/main.ts", "inspect", file], {
+        encoding: "utf8",
+        timeout: 60_000,
+      });
+    const fifo = HOSTILE_CASES.find((c) => c.name === "model-path-fifo")!;
+    const r = cli(fifo.make(dir));
+    assert.equal(r.status, 1, r.stderr);
+    assert.match(r.stderr, /^mhafuse: MODEL_INVALID: model file .* is a FIFO/);
+    const zero = cli("/dev/zero");
+    assert.match(zero.stderr, /^mhafuse: MODEL_INVALID: .*character device/);
+    const bomb = HOSTILE_CASES.find((c) => c.name === "expand-5e8")!;
+    const ok = cli(bomb.make(dir));
+    assert.equal(ok.status, 0, ok.stderr);
+    assert.match(ok.stdout, /Expand/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
