@@ -170,6 +170,13 @@ export function asMhafuseError(err: unknown, where = "", details: ErrorDetails =
   if (err instanceof MhafuseError) return err;
   const e = err instanceof Error ? err : new Error(String(err));
   const at = where ? `${where}: ` : "";
+  // A file the caller named that cannot be opened or written (ENOENT, EACCES, EISDIR, ENOSPC…).
+  const sysCode = (e as { code?: unknown; syscall?: unknown }).syscall
+    ? (e as { code?: unknown }).code
+    : undefined;
+  if (typeof sysCode === "string" && /^E[A-Z]+$/.test(sysCode)) {
+    return new MhafuseError(`${at}${e.message}`, { ...details, code: "IO_FAILED", cause: e });
+  }
   if (e instanceof RangeError && ALLOCATION_FAILED.test(e.message)) {
     return new LimitError(`${at}allocation refused (${e.message}); a tensor is too large`, {
       ...details,
@@ -186,6 +193,12 @@ export function guard<T>(where: string, fn: () => T): T {
   } catch (err) {
     throw asMhafuseError(err, where);
   }
+}
+
+/** `fn` with guard() around every call: for the package's public functions (see src/index.ts). */
+// biome-ignore lint/suspicious/noExplicitAny: any function signature passes through unchanged.
+export function guarded<F extends (...args: any[]) => any>(name: string, fn: F): F {
+  return ((...args: Parameters<F>) => guard(name, () => fn(...args))) as F;
 }
 
 /** Async guard. */

@@ -120,3 +120,11 @@ test("the CLI prints the code", () => {
   assert.equal(r.status, 1);
   assert.match(r.stderr, /^mhafuse: MODEL_INVALID: /);
 });
+
+test("the package's functions are guarded: a failed write is IO_FAILED, a bad argument a coded error", async () => {
+  const api = await import("../src/index.js");
+  const model = api.modelFromGraph(reluGraph());
+  await rejectsWith(() => api.saveModelFile(model, "/nonexistent-dir-13/m.onnx"), "IO_FAILED");
+  const caught = await rejectsWith(() => api.tensorToJson(undefined as unknown as Tensor), "INTERNAL");
+  assert.match(caught.message, /tensorToJson/);
+});
