@@ -191,13 +191,19 @@ test("bad requests are HTTP 400 with the protocol's error body and a code", asyn
 
 test("graceful close: a request in flight still gets its answer", async () => {
   const local = await createServer({ models: [{ name: "bert", path: MODEL }], maxBatch: 1 });
+  // Close only once the request is being handled (not merely sent), so the test does not race the accept.
+  let arrived!: () => void;
+  const arrival = new Promise<void>((resolve) => {
+    arrived = resolve;
+  });
+  local.addHook("preHandler", async () => arrived());
   const url = await local.listen({ port: 0, host: "127.0.0.1" });
   const c = fixtureCases("bert_eager")[0]!;
   const pending = fetch(`${url}/v2/models/bert/infer`, {
     method: "POST",
     body: JSON.stringify({ inputs: Object.entries(c.inputs).map(([k, t]) => jsonTensor(k, t)) }),
   });
-  await new Promise((r) => setTimeout(r, 5));
+  await arrival;
   const closing = local.close();
   const r = await pending;
   assert.equal(r.status, 200);

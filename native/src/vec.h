@@ -95,9 +95,16 @@ static inline vf vexp(vf x) {
   return x != x ? x : y;
 }
 
-// GELU (erf form) exactly as the JS reference geluErfFloat32 computes it: erf by the same rational x·P(x²)/Q(x²)
-// on the argument clamped to [-4, 4]. At the clamp the reference's erf is ±1.0000000494, so 1 + erf is
-// -4.94e-8 for very negative x: GELU(-inf) is +inf there, and we keep that (the contract is the reference).
+// erfc(t) for t >= 2 (+inf and NaN pass through): the Laplace continued fraction of the JS erfcTail,
+// exp(-t²)/√π / (t + (1/2)/(t + 1/(t + …))), so GELU's negative tail is relative-exact, not 1 + erf's noise.
+static inline vf verfc_tail(vf t) {
+  vf d = t;
+  for (int k = 24; k >= 1; k--) d = t + (0.5f * k) / d;
+  return vexp(-t * t) * 0.56418958354775628f / d;
+}
+
+// GELU (erf form) as the JS reference geluErfFloat32 computes it: erf by the same rational x·P(x²)/Q(x²) on
+// the argument clamped to [-4, 4]; below z = x/√2 = -2, 0.5·x·erfc(-z) (x = -1e6 gives -0, -inf gives NaN).
 static inline vf vgelu_erf(vf x) {
   const vf z0 = x * 0.70710678118654752f;
   const vf z = z0 < -4.0f ? splat(-4.0f) : (z0 > 4.0f ? splat(4.0f) : z0);
@@ -117,7 +124,12 @@ static inline vf vgelu_erf(vf x) {
   vf one_plus_erf = 1.0f + z * p / q;
   one_plus_erf = z0 <= -4.0f ? splat(-4.940696718414017e-8f) : one_plus_erf;
   one_plus_erf = z0 >= 4.0f ? splat(2.0f) : one_plus_erf;
-  return 0.5f * x * one_plus_erf;
+  const vf y = 0.5f * x * one_plus_erf;
+  // The tail costs 24 divisions: only when some lane is in it.
+  bool tail = false;
+  for (int i = 0; i < VL; i++) tail |= z0[i] < -2.0f;
+  if (!tail) return y;
+  return z0 < -2.0f ? 0.5f * x * verfc_tail(-z0) : y;
 }
 
 // tanh-approximated GELU (FastGelu) as x·sigmoid(2u) = 0.5·x·(1 + tanh(u)): the same function without the

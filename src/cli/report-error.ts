@@ -1,11 +1,15 @@
-import { MhafuseError } from "../errors.js";
+import { asMhafuseError } from "../errors.js";
 
-/** Prints an error for a person: message only, unless --verbose; returns the exit code. */
+/**
+ * Prints an error for a person: `mhafuse: CODE: message` (the code is stable, scripts may match it), plus
+ * the stack with --verbose; returns the exit code. Raw exceptions are shown as INTERNAL (a bug).
+ */
 export function reportError(err: unknown, verbose: boolean): number {
-  if (verbose && err instanceof Error) process.stderr.write(`${err.stack ?? err.message}\n`);
-  else if (err instanceof MhafuseError) process.stderr.write(`mhafuse: ${err.message}\n`);
-  else if (err instanceof Error)
-    process.stderr.write(`mhafuse: ${err.name === "Error" ? "" : `${err.name}: `}${err.message}\n`);
-  else process.stderr.write(`mhafuse: ${String(err)}\n`);
+  const e = asMhafuseError(err);
+  process.stderr.write(`mhafuse: ${e.code}: ${e.message}\n`);
+  if (verbose) {
+    const original = err instanceof Error ? err : e;
+    process.stderr.write(`${original.stack ?? original.message}\n`);
+  }
   return 1;
 }

@@ -3,7 +3,7 @@ import { cpuCompute } from "../backends/cpu/compute.js";
 import { markImmutable } from "../backends/cpu/immutable.js";
 import { cpuKernels } from "../backends/cpu/kernels.js";
 import { cpuThreads } from "../backends/cpu/thread-pool.js";
-import { OpError } from "../errors.js";
+import { OpError, runNodeGuarded } from "../errors.js";
 import type { Graph, Node } from "../ir/graph.js";
 import { opsetOf, topologicalOrder } from "../ir/graph.js";
 import type { Tensor } from "../ir/tensor.js";
@@ -49,9 +49,12 @@ export function runGraph(
       opset,
       inputs.map((t) => t?.type),
     );
-    const result = kernel
-      ? kernel.run({ node, opset, compute, allowAsync: false }, inputs)
-      : op.run({ node, opset, compute: referenceWith(compute) }, inputs);
+    // Raw exceptions from a kernel become coded errors naming the node (issue 13).
+    const result = runNodeGuarded(node, () =>
+      kernel
+        ? kernel.run({ node, opset, compute, allowAsync: false }, inputs)
+        : op.run({ node, opset, compute: referenceWith(compute) }, inputs),
+    );
     if (result instanceof Promise) throw new OpError(node, "kernel went asynchronous in a synchronous run");
     node.outputs.forEach((name, i) => {
       if (name && result[i]) values.set(name, result[i]!);

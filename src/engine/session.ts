@@ -1,13 +1,16 @@
 import type { PreparedGraph } from "../backends/backend.js";
 import { CpuBackend, type CpuBackendOptions } from "../backends/cpu/backend.js";
 import type { KernelChoice } from "../backends/cpu/defaults.js";
-import { MhafuseError } from "../errors.js";
+import { guard, guardAsync, InputError, MhafuseError, OptionError } from "../errors.js";
+import { checkGraph } from "../graph-check.js";
 import type { Graph, Model, ValueInfo } from "../ir/graph.js";
 import type { Tensor } from "../ir/tensor.js";
+import { DEFAULT_MEMORY_LIMIT_BYTES } from "../limits.js";
 import { loadModel } from "../onnx/index.js";
 import { type AttentionReport, type GraphOptimizationLevel, optimizeGraph } from "../passes/index.js";
 import { type ExecutionPlan, planGraph } from "./executor.js";
 import { type TensorLike, validateFeeds } from "./feeds.js";
+import { checkMemory } from "./memory-check.js";
 import { compareFusion, type VerifyResult } from "./verify.js";
 
 export type { GraphOptimizationLevel };
@@ -25,6 +28,15 @@ export interface SessionOptions {
   gemmKernel?: KernelChoice;
   /** mhafuse: attention kernel, likewise (default "js" if MHAFUSE_NO_WASM or MHAFUSE_ATTENTION_KERNEL=js). */
   attentionKernel?: KernelChoice;
+  /**
+   * Memory cap in bytes (default 16 GiB): the model's tensors together, and any one tensor whose size is
+   * known before run time, must fit, else create fails with MODEL_TOO_LARGE before allocating it.
+   */
+  memoryLimitBytes?: number;
+}
+
+function memoryLimit(options: SessionOptions): number {
+  return options.memoryLimitBytes ?? DEFAULT_MEMORY_LIMIT_BYTES;
 }
 
 /** Input-shape signatures whose prepared graphs a session keeps. */
@@ -36,7 +48,7 @@ function checkProviders(list: SessionOptions["executionProviders"]): void {
   for (const p of list ?? ["cpu"]) {
     const name = typeof p === "string" ? p : p.name;
     if (!SUPPORTED_PROVIDERS.has(name)) {
-      throw new MhafuseError(
+      throw new OptionError(
         `execution provider '${name}' is not available; supported: ${[...SUPPORTED_PROVIDERS].join(", ")}`,
       );
     }
@@ -79,25 +91,43 @@ export class InferenceSession {
     this.plan = planGraph(graph);
   }
 
+  // The public entry points only add the error edge: whatever escapes becomes a coded MhafuseError.
   static async create(
+    model: string | Uint8Array | ArrayBuffer | Model,
+    options: SessionOptions = {},
+  ): Promise<InferenceSession> {
+    return guardAsync("InferenceSession.create", () => InferenceSession.createUnguarded(model, options));
+  }
+
+  static fromGraph(graph: Graph, options: SessionOptions = {}): InferenceSession {
+    return guard("InferenceSession.fromGraph", () => InferenceSession.fromGraphUnguarded(graph, options));
+  }
+
+  async run(feeds: Record<string, TensorLike>, fetches?: readonly string[]): Promise<Record<string, Tensor>> {
+    return guardAsync("InferenceSession.run", () => this.runUnguarded(feeds, fetches));
+  }
+
+  private static async createUnguarded(
     model: string | Uint8Array | ArrayBuffer | Model,
     options: SessionOptions = {},
   ): Promise<InferenceSession> {
     checkProviders(options.executionProviders);
     const loaded =
       typeof model === "string" || model instanceof Uint8Array
-        ? await loadModel(model)
+        ? await loadModel(model, { memoryLimitBytes: memoryLimit(options) })
         : model instanceof ArrayBuffer
-          ? await loadModel(new Uint8Array(model))
+          ? await loadModel(new Uint8Array(model), { memoryLimitBytes: memoryLimit(options) })
           : model;
-    return InferenceSession.fromGraph(loaded.graph, options);
+    return InferenceSession.fromGraphUnguarded(loaded.graph, options);
   }
 
   /** A session over an in-memory graph (e.g. one made with GraphBuilder). */
-  static fromGraph(graph: Graph, options: SessionOptions = {}): InferenceSession {
+  private static fromGraphUnguarded(graph: Graph, options: SessionOptions = {}): InferenceSession {
     checkProviders(options.executionProviders);
     const level = options.graphOptimizationLevel ?? "all";
+    checkGraph(graph);
     const optimized = optimizeGraph(graph, { level });
+    checkMemory(optimized.graph, memoryLimit(options));
     const tolerance = options.verify
       ? ((typeof options.verify === "object" ? options.verify.tolerance : undefined) ?? 1e-3)
       : undefined;
@@ -105,15 +135,13 @@ export class InferenceSession {
       options.intraOpNumThreads !== undefined &&
       !(Number.isInteger(options.intraOpNumThreads) && options.intraOpNumThreads > 0)
     )
-      throw new MhafuseError(
-        `intraOpNumThreads must be a positive integer, got ${options.intraOpNumThreads}`,
-      );
+      throw new OptionError(`intraOpNumThreads must be a positive integer, got ${options.intraOpNumThreads}`);
     for (const [name, value] of [
       ["gemmKernel", options.gemmKernel],
       ["attentionKernel", options.attentionKernel],
     ] as const) {
       if (value !== undefined && value !== "auto" && value !== "js")
-        throw new MhafuseError(`${name} must be "auto" or "js", got ${JSON.stringify(value)}`);
+        throw new OptionError(`${name} must be "auto" or "js", got ${JSON.stringify(value)}`);
     }
     return new InferenceSession(optimized.graph, graph, optimized.report, tolerance, {
       threads: options.intraOpNumThreads,
@@ -122,13 +150,17 @@ export class InferenceSession {
     });
   }
 
-  async run(feeds: Record<string, TensorLike>, fetches?: readonly string[]): Promise<Record<string, Tensor>> {
+  private async runUnguarded(
+    feeds: Record<string, TensorLike>,
+    fetches?: readonly string[],
+  ): Promise<Record<string, Tensor>> {
     const checked = validateFeeds(this.graph.inputs, feeds);
     const wanted = fetches ?? this.outputNames;
     for (const name of wanted) {
       if (!this.outputNames.includes(name)) {
-        throw new MhafuseError(
+        throw new InputError(
           `unknown output '${name}'; the model's outputs are: ${this.outputNames.join(", ")}`,
+          { input: name, expected: `one of ${this.outputNames.join(", ")}` },
         );
       }
     }

@@ -1,4 +1,4 @@
-import { MhafuseError } from "../errors.js";
+import { type ErrorCode, MhafuseError } from "../errors.js";
 import type { Graph } from "../ir/graph.js";
 import type { Tensor } from "../ir/tensor.js";
 import type { AttentionReport } from "../passes/index.js";
@@ -17,21 +17,78 @@ export interface VerifyResult {
   ok: boolean;
   tolerance: number;
   blocks: BlockCheck[];
-  /** Largest |diff| over the graph outputs, for context. */
-  outputs: { name: string; maxAbsDiff: number }[];
+  /**
+   * Every graph output compared value by value: `mismatches` counts elements where one side is NaN and the
+   * other not, an infinity differs, or |fused − unfused| > tolerance · (1 + |unfused|); any makes `ok` false.
+   */
+  outputs: OutputCheck[];
+}
+
+export interface OutputCheck {
+  name: string;
+  maxAbsDiff: number;
+  mismatches: number;
+  /** Flat index of the first mismatching element (-1: none), with both values. */
+  first: number;
+  expected?: number;
+  actual?: number;
+  ok: boolean;
+}
+
+/** Compares every element of an output of the fused graph (`got`) with the unfused one (`want`). */
+export function compareOutput(
+  name: string,
+  want: Tensor | undefined,
+  got: Tensor | undefined,
+  tolerance: number,
+): OutputCheck {
+  const bad = { name, maxAbsDiff: Number.POSITIVE_INFINITY, mismatches: 1, first: 0, ok: false };
+  if (!want || !got || want.dims.length !== got.dims.length || want.dims.some((d, i) => d !== got.dims[i]))
+    return bad;
+  const x = want.toFloat64();
+  const y = got.toFloat64();
+  let worst = 0;
+  let mismatches = 0;
+  let first = -1;
+  for (let i = 0; i < x.length; i++) {
+    const w = x[i]!;
+    const g = y[i]!;
+    if (w === g || (Number.isNaN(w) && Number.isNaN(g))) continue;
+    const d = Math.abs(w - g);
+    // NaN-vs-number gives d = NaN, an infinity against anything else d = Infinity: both mismatch.
+    if (!(d <= worst)) worst = Number.isNaN(d) ? Number.POSITIVE_INFINITY : d;
+    if (!(d <= tolerance * (1 + Math.abs(w))) || !Number.isFinite(w) || !Number.isFinite(g)) {
+      if (mismatches++ === 0) first = i;
+    }
+  }
+  const check: OutputCheck = { name, maxAbsDiff: worst, mismatches, first, ok: mismatches === 0 };
+  if (first >= 0) {
+    check.expected = x[first]!;
+    check.actual = y[first]!;
+  }
+  return check;
 }
 
 /** A fused attention block computed numbers that differ from the unfused graph beyond the tolerance. */
 export class FusionMismatchError extends MhafuseError {
   override name = "FusionMismatchError";
+  static override readonly defaultCode: ErrorCode = "FUSION_MISMATCH";
   constructor(
     readonly result: VerifyResult,
     readonly failed: BlockCheck[],
   ) {
     super(
-      `fused attention differs from the unfused graph beyond ${result.tolerance}: ${failed
-        .map((b) => `block '${b.id}' (${b.path ?? "fused"}, value '${b.output}') max |diff| ${b.maxAbsDiff}`)
-        .join("; ")}`,
+      `the fused graph differs from the unfused graph beyond ${result.tolerance}: ${[
+        ...failed.map(
+          (b) => `block '${b.id}' (${b.path ?? "fused"}, value '${b.output}') max |diff| ${b.maxAbsDiff}`,
+        ),
+        ...result.outputs
+          .filter((o) => !o.ok)
+          .map(
+            (o) =>
+              `output '${o.name}': ${o.mismatches} values differ, first at [${o.first}] (unfused ${o.expected}, fused ${o.actual})`,
+          ),
+      ].join("; ")}`,
     );
   }
 }
@@ -110,13 +167,12 @@ export function compareFusion(
       ok: diff <= tolerance,
     });
   }
-  const outputs = original.outputs.map((o) => {
-    const a = before.get(o.name);
-    const b = after.get(o.name);
-    return { name: o.name, maxAbsDiff: a && b ? maxAbsDiff(a, b) : Number.POSITIVE_INFINITY };
-  });
-  const result: VerifyResult = { ok: blocks.every((b) => b.ok), tolerance, blocks, outputs };
+  const outputs = original.outputs.map((o) =>
+    compareOutput(o.name, before.get(o.name), after.get(o.name), tolerance),
+  );
+  const ok = blocks.every((b) => b.ok) && outputs.every((o) => o.ok);
+  const result: VerifyResult = { ok, tolerance, blocks, outputs };
   const failed = blocks.filter((b) => !b.ok);
-  if (failed.length) throw new FusionMismatchError(result, failed);
+  if (!ok) throw new FusionMismatchError(result, failed);
   return result;
 }

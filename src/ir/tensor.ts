@@ -1,3 +1,4 @@
+import { TensorError } from "../errors.js";
 import { type ArrayFor, allocate, type DType, type TypedArray } from "./dtype.js";
 import { floatToHalf, halfToFloat } from "./float16.js";
 
@@ -31,7 +32,7 @@ export class Tensor<T extends DType = DType> {
 
   constructor(type: T, data: ArrayFor<T> | readonly number[] | readonly bigint[], dims: readonly number[]) {
     for (const d of dims) {
-      if (!Number.isInteger(d) || d < 0) throw new RangeError(`Tensor: invalid dimension ${d} in [${dims}]`);
+      if (!Number.isInteger(d) || d < 0) throw new TensorError(`Tensor: invalid dimension ${d} in [${dims}]`);
     }
     const n = sizeOf(dims);
     this.type = type;
@@ -48,7 +49,7 @@ export class Tensor<T extends DType = DType> {
       this.data = data as ArrayFor<T>;
     }
     if (this.data.length !== n) {
-      throw new RangeError(
+      throw new TensorError(
         `Tensor: ${type} data has ${this.data.length} elements but dims [${dims}] need ${n}`,
       );
     }

@@ -1,3 +1,4 @@
+import { OptionError } from "../errors.js";
 import { GraphBuilder } from "../ir/builder.js";
 import type { Graph } from "../ir/graph.js";
 import { Tensor } from "../ir/tensor.js";
@@ -49,7 +50,7 @@ const FLOAT32_MIN = -3.4028234663852886e38;
 export function buildBertGraph(config: Partial<BertConfig> = {}): Graph {
   const c: BertConfig = { ...BERT_TINY, ...config };
   if (c.hidden % c.heads !== 0)
-    throw new RangeError(`hidden (${c.hidden}) must be divisible by heads (${c.heads})`);
+    throw new OptionError(`hidden (${c.hidden}) must be divisible by heads (${c.heads})`);
   const headSize = c.hidden / c.heads;
   const rand = seededRandom(c.seed);
   const b = new GraphBuilder({ name: "bert", opset: 17 });

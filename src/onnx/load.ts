@@ -2,15 +2,23 @@
  * .onnx bytes → our IR (Model/Graph). The file is untrusted: every failure to make sense of it
  * surfaces as a ModelLoadError with a readable message, never as a protobuf stack.
  */
-import { readFileSync } from "node:fs";
-import { readFile } from "node:fs/promises";
 import path from "node:path";
-import { GraphError, MhafuseError, ModelLoadError } from "../errors.js";
+import {
+  GraphError,
+  guard,
+  guardAsync,
+  MhafuseError,
+  ModelLoadError,
+  ModelTooLargeError,
+} from "../errors.js";
+import { checkGraph } from "../graph-check.js";
 import type { Attribute, Graph, Model, Node, ValueInfo } from "../ir/graph.js";
-import { normalizeDomain, topologicalOrder } from "../ir/graph.js";
+import { normalizeDomain } from "../ir/graph.js";
 import type { Tensor } from "../ir/tensor.js";
+import { DEFAULT_MAX_MODEL_BYTES } from "../limits.js";
 import { attributeFromProto } from "./attribute.js";
 import { dataTypeName, type Int64Like, int64ToNumber, onnx } from "./proto.js";
+import { type ReadErrors, readRegularFile, readRegularFileSync } from "./read-file.js";
 import { tensorFromProto } from "./tensor-proto.js";
 import { declaredElemType, valueInfoFromProto } from "./value-info.js";
 
@@ -24,28 +32,41 @@ export interface LoadOptions {
    * loading from a path; required to load bytes whose tensors live in external files.
    */
   baseDir?: string;
+  /** Largest model file read (default 2 GiB, protobuf's own limit); larger is MODEL_TOO_LARGE. */
+  maxModelBytes?: number;
+  /**
+   * Bytes all tensors of the model (initializers, constant attributes, external data) may take; checked
+   * before each tensor is allocated or read. Exceeding it is MODEL_TOO_LARGE. Default: no cap.
+   */
+  memoryLimitBytes?: number;
+}
+
+const MODEL_FILE_ERRORS: ReadErrors = {
+  invalid: (m) => new ModelLoadError(m),
+  tooLarge: (m) => new ModelTooLargeError(m),
+};
+
+// The model path must be a regular file (a FIFO would block, /dev/zero never ends), read with a size bound.
+function withBaseDir(source: string, opts: LoadOptions): LoadOptions {
+  return { ...opts, baseDir: opts.baseDir ?? path.dirname(path.resolve(source)) };
 }
 
 export async function loadModel(source: string | Uint8Array, opts: LoadOptions = {}): Promise<Model> {
-  if (typeof source !== "string") return modelFromBytes(source, opts);
-  let bytes: Uint8Array;
-  try {
-    bytes = await readFile(source);
-  } catch (e) {
-    throw new ModelLoadError(`cannot read model file '${source}': ${(e as Error).message}`);
-  }
-  return modelFromBytes(bytes, { baseDir: opts.baseDir ?? path.dirname(path.resolve(source)) });
+  return guardAsync("loadModel", async () => {
+    if (typeof source !== "string") return modelFromBytes(source, opts);
+    const max = opts.maxModelBytes ?? DEFAULT_MAX_MODEL_BYTES;
+    const bytes = await readRegularFile(source, `model file '${source}'`, max, MODEL_FILE_ERRORS);
+    return modelFromBytes(bytes, withBaseDir(source, opts));
+  });
 }
 
 export function loadModelSync(source: string | Uint8Array, opts: LoadOptions = {}): Model {
-  if (typeof source !== "string") return modelFromBytes(source, opts);
-  let bytes: Uint8Array;
-  try {
-    bytes = readFileSync(source);
-  } catch (e) {
-    throw new ModelLoadError(`cannot read model file '${source}': ${(e as Error).message}`);
-  }
-  return modelFromBytes(bytes, { baseDir: opts.baseDir ?? path.dirname(path.resolve(source)) });
+  return guard("loadModelSync", () => {
+    if (typeof source !== "string") return modelFromBytes(source, opts);
+    const max = opts.maxModelBytes ?? DEFAULT_MAX_MODEL_BYTES;
+    const bytes = readRegularFileSync(source, `model file '${source}'`, max, MODEL_FILE_ERRORS);
+    return modelFromBytes(bytes, withBaseDir(source, opts));
+  });
 }
 
 /** Protobuf-decodes the bytes; garbage or truncation becomes ModelLoadError. */
@@ -98,7 +119,7 @@ function opsetsFromProto(proto: onnx.IModelProto): Map<string, number> {
 
 export function modelFromProto(proto: onnx.IModelProto, opts: LoadOptions = {}): Model {
   const opsets = opsetsFromProto(proto);
-  const reader = new GraphReader(opts.baseDir, opsets);
+  const reader = new GraphReader(opts.baseDir, opsets, opts.memoryLimitBytes);
   const graph = reader.graph(proto.graph!, true);
   const domains = reader.domainsUsed;
   for (const d of domains) {
@@ -119,7 +140,7 @@ export function modelFromProto(proto: onnx.IModelProto, opts: LoadOptions = {}):
   };
   if (opts.baseDir !== undefined) model.baseDir = opts.baseDir;
   try {
-    topologicalOrder(graph);
+    checkGraph(graph);
   } catch (e) {
     if (e instanceof GraphError)
       throw new ModelLoadError(`the model's graph is invalid: ${e.message}`, { cause: e });
@@ -131,14 +152,36 @@ export function modelFromProto(proto: onnx.IModelProto, opts: LoadOptions = {}):
 /** Converts a GraphProto and its subgraphs; remembers which operator domains the nodes use. */
 class GraphReader {
   readonly domainsUsed = new Set<string>();
+  private bytesLeft: number;
 
   constructor(
     private readonly baseDir: string | undefined,
     private readonly opsets: Map<string, number>,
-  ) {}
+    memoryLimitBytes = Number.POSITIVE_INFINITY,
+  ) {
+    this.bytesLeft = memoryLimitBytes;
+  }
 
   tensor(proto: onnx.ITensorProto, fallbackName: string): Tensor {
-    return tensorFromProto(proto, { baseDir: this.baseDir }, fallbackName);
+    return tensorFromProto(
+      proto,
+      { baseDir: this.baseDir, reserve: (n, b) => this.reserve(n, b) },
+      fallbackName,
+    );
+  }
+
+  /** Counts a tensor's bytes against the memory cap before it is allocated or read. */
+  private reserve(name: string, bytes: number): void {
+    this.bytesLeft -= bytes;
+    if (this.bytesLeft < 0) {
+      throw new ModelTooLargeError(
+        `tensor '${name}' (${bytes} bytes) takes the model past its memory limit`,
+        {
+          input: name,
+          expected: "memoryLimitBytes or less for all tensors",
+        },
+      );
+    }
   }
 
   graph(g: onnx.IGraphProto, topLevel: boolean): Graph {

@@ -14,6 +14,8 @@ type TensorProto = onnx.ITensorProto;
 export interface TensorDecodeOptions {
   /** Folder that external data locations are relative to. */
   baseDir?: string;
+  /** Called with each tensor's byte size before its data is allocated or read (a memory cap throws here). */
+  reserve?: (name: string, bytes: number) => void;
 }
 
 function tensorDims(name: string, proto: TensorProto): number[] {
@@ -85,9 +87,12 @@ export function tensorFromProto(
   }
   if (proto.segment) throw new ModelLoadError(`tensor '${name}': segmented tensors are not supported`);
   const byteLength = count * bytesPerElement(dtype);
+  // The memory cap is charged once the bytes present are known to match the shape (a shape the data
+  // does not back is MODEL_INVALID, whatever its size), and before the data is copied or read.
   let data: TypedArray;
   if (proto.dataLocation === onnx.TensorProto.DataLocation.EXTERNAL) {
     const ref = parseExternalData(name, proto.externalData ?? []);
+    opts.reserve?.(name, byteLength);
     data = typedArrayFromBytes(dtype, readExternalData(name, ref, opts.baseDir, byteLength));
   } else if (proto.rawData && proto.rawData.length > 0) {
     if (proto.rawData.length !== byteLength) {
@@ -95,9 +100,11 @@ export function tensorFromProto(
         `tensor '${name}': raw_data has ${proto.rawData.length} bytes, ${dtype}[${dims}] needs ${byteLength}`,
       );
     }
+    opts.reserve?.(name, byteLength);
     data = typedArrayFromBytes(dtype, proto.rawData);
   } else {
     data = fromTypedField(name, dtype, proto, count);
+    opts.reserve?.(name, byteLength);
   }
   return new Tensor(dtype, data, dims);
 }

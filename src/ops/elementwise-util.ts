@@ -292,12 +292,20 @@ export function erf(x: number): number {
   }
   if (ax >= 6) return x > 0 ? 1 : -1;
   if (Number.isNaN(x)) return x;
-  // erfc(x) = exp(-x²)/√π · 1/(x + (1/2)/(x + 1/(x + (3/2)/(x + …)))), evaluated from the tail.
-  const terms = ax < 3 ? 48 : 24;
-  let t = ax;
-  for (let k = terms; k >= 1; k--) t = ax + (0.5 * k) / t;
-  const erfc = (Math.exp(-ax * ax) * INV_SQRT_PI) / t;
+  const erfc = erfcTail(ax);
   return x > 0 ? 1 - erfc : erfc - 1;
+}
+
+/**
+ * erfc(x) for x >= 2 (NaN and +Infinity included), to about 1e-15 relative error: the Laplace continued
+ * fraction erfc(x) = exp(-x²)/√π · 1/(x + (1/2)/(x + 1/(x + (3/2)/(x + …)))), evaluated from the tail.
+ * Relative accuracy is what GELU's negative tail needs: there 1 + erf(x) would cancel to 0 or to noise.
+ */
+export function erfcTail(x: number): number {
+  const terms = x < 3 ? 48 : 24;
+  let t = x;
+  for (let k = terms; k >= 1; k--) t = x + (0.5 * k) / t;
+  return (Math.exp(-x * x) * INV_SQRT_PI) / t;
 }
 
 /**
@@ -325,19 +333,33 @@ export function erfFloat32(a: number): number {
 const SQRT1_2 = Math.SQRT1_2;
 const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI);
 
-/** Exact GELU: x·Φ(x) = 0.5·x·(1 + erf(x/√2)). */
+// Below this z = x/√2, 1 + erf(z) cancels (erfc(2) = 4.7e-3): GELU takes 0.5·x·erfc(-z) from erfcTail, so a
+// large negative x gives a tiny negative number or -0 (x = -1e6 gave 0.025 from the rational erf's error).
+const GELU_TAIL_Z = -2;
+
+/** Exact GELU: x·Φ(x) = 0.5·x·(1 + erf(x/√2)) = 0.5·x·erfc(-x/√2). -Infinity gives NaN, as the formula does. */
 export function geluErf(x: number): number {
-  return 0.5 * x * (1 + erf(x * SQRT1_2));
+  const z = x * SQRT1_2;
+  if (z < GELU_TAIL_Z) return 0.5 * x * erfcTail(-z);
+  return 0.5 * x * (1 + erf(z));
 }
 
-/** Exact GELU for float32 results (see erfFloat32). */
+/** Exact GELU for float32 results (see erfFloat32; the negative tail as in geluErf). */
 export function geluErfFloat32(x: number): number {
-  return 0.5 * x * (1 + erfFloat32(x * SQRT1_2));
+  const z = x * SQRT1_2;
+  if (z < GELU_TAIL_Z) return 0.5 * x * erfcTail(-z);
+  return 0.5 * x * (1 + erfFloat32(z));
 }
 
-/** tanh-approximated GELU (ONNX Gelu approximate="tanh", com.microsoft FastGelu). */
+/**
+ * tanh-approximated GELU (ONNX Gelu approximate="tanh", com.microsoft FastGelu): 0.5·x·(1 + tanh(u)). For
+ * u < 0, 1 + tanh(u) = 2·e^{2u} / (1 + e^{2u}) without the cancellation (the tail stays relative-exact).
+ */
 export function geluTanh(x: number): number {
-  return 0.5 * x * (1 + Math.tanh(SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)));
+  const u = SQRT_2_OVER_PI * (x + 0.044715 * x * x * x);
+  if (u >= 0) return 0.5 * x * (1 + Math.tanh(u));
+  const e = Math.exp(2 * u);
+  return (x * e) / (1 + e);
 }
 
 export function sigmoid(x: number): number {

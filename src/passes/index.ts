@@ -1,3 +1,4 @@
+import { OptionError } from "../errors.js";
 import type { Graph } from "../ir/graph.js";
 import { fuseAttention } from "./attention/fuse.js";
 import type { AttentionReport } from "./attention/report.js";
@@ -61,7 +62,7 @@ const fusionPasses: Pass[] = [
 export function optimizeGraph(graph: Graph, options: OptimizeOptions = {}): OptimizeResult {
   const level = options.level ?? "all";
   if (!LEVELS.includes(level))
-    throw new RangeError(`unknown optimisation level '${level}' (use ${LEVELS.join(", ")})`);
+    throw new OptionError(`unknown optimisation level '${level}' (use ${LEVELS.join(", ")})`);
   const rank = LEVELS.indexOf(level);
   const passes = [...(rank >= 1 ? basicPasses : []), ...(rank >= 2 ? fusionPasses : [])];
   const { graph: out, stats, results } = runPasses(graph, passes);

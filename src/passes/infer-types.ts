@@ -1,8 +1,9 @@
-import { MhafuseError } from "../errors.js";
+import { MhafuseError, runNodeGuarded } from "../errors.js";
 import type { Graph, Node, ValueType } from "../ir/graph.js";
 import { opsetOf, topologicalOrder } from "../ir/graph.js";
 import type { Tensor } from "../ir/tensor.js";
 import { Tensor as HostTensor } from "../ir/tensor.js";
+import { foldFits } from "../limits.js";
 import { type OpDef, resolveOp } from "../ops/index.js";
 import { fromConstant, type ShapeValue, shapeValueOf } from "./shape-values.js";
 
@@ -44,8 +45,9 @@ export function inferGraphTypes(graph: Graph): TypeInference {
       continue;
     }
     const inputs = node.inputs.map((n) => (n ? types.get(n) : undefined));
+    let outs: (ValueType | undefined)[];
     try {
-      const outs = op.inferTypes({
+      outs = op.inferTypes({
         ...ctx,
         inputs,
         constant: (i) => constants.get(node.inputs[i] ?? ""),
@@ -63,11 +65,15 @@ export function inferGraphTypes(graph: Graph): TypeInference {
     const allConstant = present.every((n) => constants.has(n));
     const small =
       present.reduce((acc, n) => acc + (constants.get(n)?.size ?? 0), 0) <= CONSTANT_ELEMENT_LIMIT;
-    if (allConstant && small && !isRandom(node)) {
+    // foldFits: judged from the type rule's output sizes, before computing (a 200-byte Expand to 5e8
+    // elements is not computed at load; the node stays and runs, or fails, at run time).
+    if (allConstant && small && !isRandom(node) && foldFits(outs)) {
       try {
-        const values = op.run(
-          ctx,
-          node.inputs.map((n) => (n ? constants.get(n) : undefined)),
+        const values = runNodeGuarded(node, () =>
+          op.run(
+            ctx,
+            node.inputs.map((n) => (n ? constants.get(n) : undefined)),
+          ),
         );
         node.outputs.forEach((name, i) => {
           const v = values[i];

@@ -326,6 +326,7 @@ export function toOnnxruntime(graph: Graph, options: ToOnnxruntimeOptions = {}):
     if (!convert)
       throw new MhafuseError(
         `to-onnxruntime: no conversion for mhafuse.${node.opType} (node '${node.name}')`,
+        { code: "OP_UNSUPPORTED", node: node.name },
       );
     const e = new Emitter(out, node.name);
     convert(ctx, node, e);

@@ -14,8 +14,10 @@
  * are addressed through strided layouts so packed QKV, BSNH and BNSH tensors can all be read in place. The
  * problem types and the reference semantics live in src/ops/attention-args.ts.
  */
+
 import { assert } from "../../errors.js";
 import type { AttentionArgs } from "../../ops/attention-args.js";
+import { attentionBatchFinite, attentionRowsFinite, attentionRowsNonFinite } from "./attention-nonfinite.js";
 import {
   attentionBatchWasm,
   attentionRowsWasm,
@@ -103,7 +105,9 @@ export function attentionRows(
   scratch: Scratch = sharedScratch,
   wasm = useWasmKernel(),
 ): void {
-  if (!wasm || !attentionRowsWasm(a, b, n, rowStart, rowEnd))
+  // NaN/Inf inputs: the unfused graph's semantics (attention-nonfinite.ts), not the kernels' finite fast path.
+  if (!attentionRowsFinite(a, b, n, rowStart, rowEnd)) attentionRowsNonFinite(a, b, n, rowStart, rowEnd);
+  else if (!wasm || !attentionRowsWasm(a, b, n, rowStart, rowEnd))
     attentionRowsJs(a, b, n, rowStart, rowEnd, scratch);
 }
 
@@ -539,7 +543,7 @@ export function attentionCore(args: AttentionArgs, kernel: AttentionKernel = def
   try {
     for (let b = 0; b < args.batch; b++) {
       // The wasm kernel takes a whole batch at once when the layout lets it copy rows of all heads together.
-      if (wasm && attentionBatchWasm(args, b)) continue;
+      if (wasm && attentionBatchFinite(args, b) && attentionBatchWasm(args, b)) continue;
       for (let n = 0; n < args.numHeads; n++) attentionRows(args, b, n, 0, args.seqQ, sharedScratch, wasm);
     }
   } finally {

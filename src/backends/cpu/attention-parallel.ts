@@ -243,7 +243,7 @@ export async function attentionParallel(
   const rejected = replies.find((r): r is PromiseRejectedResult => r.status === "rejected");
   if (Atomics.load(job.control, UNITS_DONE) < total || Atomics.load(job.control, FAILED)) {
     const why = rejected ? `: ${(rejected.reason as Error).message}` : "";
-    throw new MhafuseError(`attention: a worker thread failed${why}`);
+    throw new MhafuseError(`attention: a worker thread failed${why}`, { code: "WORKER_FAILED" });
   }
   shared.copyBack();
   return {

@@ -5,6 +5,7 @@
  * yields to the event loop once it has held the thread for SLICE_MS.
  */
 import { setImmediate as nextTurn } from "node:timers/promises";
+import { runNodeGuarded } from "../../errors.js";
 import type { DType } from "../../ir/dtype.js";
 import type { Graph, Node } from "../../ir/graph.js";
 import { opsetOf } from "../../ir/graph.js";
@@ -66,11 +67,21 @@ export class CpuPreparedGraph implements PreparedGraph {
       const inputs = gatherInputs(node, values);
       const opset = this.opsets[step]!;
       const kernel = this.kernelFor(step, node, opset, inputs);
-      let outputs = kernel
-        ? kernel.run({ node, opset, compute, allowAsync: true }, inputs)
-        : this.ops[step]!.run({ node, opset, compute: referenceWith(compute) }, inputs);
+      // Raw exceptions from a kernel, sync or async, become coded errors naming the node (issue 13).
+      let outputs = runNodeGuarded(node, () =>
+        kernel
+          ? kernel.run({ node, opset, compute, allowAsync: true }, inputs)
+          : this.ops[step]!.run({ node, opset, compute: referenceWith(compute) }, inputs),
+      );
       if (outputs instanceof Promise) {
-        outputs = await outputs;
+        try {
+          outputs = await outputs;
+        } catch (err) {
+          runNodeGuarded(node, () => {
+            throw err;
+          });
+          throw err;
+        }
         sliceStart = performance.now();
       }
       for (let i = 0; i < node.outputs.length; i++) {

@@ -65,7 +65,7 @@ export function waitForUnits(
       seen = now;
       lastProgress = Date.now();
     } else if (Date.now() - lastProgress > stallMs) {
-      throw new MhafuseError(`${what}: a worker thread stopped responding`);
+      throw new MhafuseError(`${what}: a worker thread stopped responding`, { code: "WORKER_FAILED" });
     }
   }
 }
@@ -92,7 +92,8 @@ export function runSharedJob(
   const own = drainUnits(control, total, runUnit);
   waitForUnits(control, total, what);
   if (own) throw own;
-  if (Atomics.load(control, FAILED)) throw new MhafuseError(`${what}: a worker thread failed`);
+  if (Atomics.load(control, FAILED))
+    throw new MhafuseError(`${what}: a worker thread failed`, { code: "WORKER_FAILED" });
   return Atomics.load(control, WORKER_UNITS);
 }
 

@@ -1,5 +1,5 @@
 import type { Command } from "commander";
-import { MhafuseError } from "../../errors.js";
+import { OptionError } from "../../errors.js";
 import { loadModel, saveModelFile } from "../../onnx/index.js";
 import { type GraphOptimizationLevel, optimizeGraph } from "../../passes/index.js";
 import { toOnnxruntime } from "../../passes/to-onnxruntime.js";
@@ -35,9 +35,9 @@ export function registerOptimize(program: Command): void {
     )
     .action(async (path: string, opts: OptimizeOptions) => {
       if (!(TARGETS as readonly string[]).includes(opts.target))
-        throw new MhafuseError(`unknown --target '${opts.target}' (use ${TARGETS.join(" or ")})`);
+        throw new OptionError(`unknown --target '${opts.target}' (use ${TARGETS.join(" or ")})`);
       if (!(LEVELS as string[]).includes(opts.level))
-        throw new MhafuseError(`unknown --level '${opts.level}' (use ${LEVELS.join(", ")})`);
+        throw new OptionError(`unknown --level '${opts.level}' (use ${LEVELS.join(", ")})`);
       const model = await loadModel(path);
       const level = opts.level as GraphOptimizationLevel;
       const { graph, report, stats } = optimizeGraph(model.graph, {

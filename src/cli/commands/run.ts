@@ -1,7 +1,7 @@
 import { readFileSync, writeFileSync } from "node:fs";
 import type { Command } from "commander";
 import { InferenceSession } from "../../engine/session.js";
-import { MhafuseError } from "../../errors.js";
+import { InputError, MhafuseError, OptionError } from "../../errors.js";
 import type { Tensor } from "../../ir/tensor.js";
 import { type JsonTensor, tensorFromJson, tensorToJson } from "../../onnx/index.js";
 import { formatVerify } from "../format.js";
@@ -21,25 +21,28 @@ export function readFeeds(path: string, caseIndex: string | undefined): Record<s
   try {
     doc = JSON.parse(readFileSync(path, "utf8"));
   } catch (err) {
-    throw new MhafuseError(`cannot read inputs from '${path}': ${(err as Error).message}`);
+    throw new MhafuseError(`cannot read inputs from '${path}': ${(err as Error).message}`, {
+      code: "IO_FAILED",
+      input: path,
+    });
   }
   let feeds = doc as Record<string, JsonTensor>;
   if (doc && typeof doc === "object" && Array.isArray((doc as { cases?: unknown }).cases)) {
     const cases = (doc as { cases: { inputs: Record<string, JsonTensor> }[] }).cases;
     const k = Number(caseIndex ?? 0);
     if (!Number.isInteger(k) || k < 0 || k >= cases.length) {
-      throw new MhafuseError(`--case ${caseIndex}: '${path}' has cases 0..${cases.length - 1}`);
+      throw new OptionError(`--case ${caseIndex}: '${path}' has cases 0..${cases.length - 1}`);
     }
     feeds = cases[k]!.inputs;
   } else if (caseIndex !== undefined) {
-    throw new MhafuseError(`--case given, but '${path}' is not a fixture file with a "cases" list`);
+    throw new OptionError(`--case given, but '${path}' is not a fixture file with a "cases" list`);
   }
   const out: Record<string, Tensor> = {};
   for (const [name, value] of Object.entries(feeds)) {
     try {
       out[name] = tensorFromJson(value);
     } catch (err) {
-      throw new MhafuseError(`input '${name}' in '${path}': ${(err as Error).message}`);
+      throw new InputError(`input '${name}' in '${path}': ${(err as Error).message}`, { input: name });
     }
   }
   return out;

@@ -10,7 +10,7 @@ export type NativeErrorCode =
 /** An error from the native CPU kernels; `code` is stable, the message is for people. */
 export class NativeKernelError extends MhafuseError {
   override name = "NativeKernelError";
-  readonly code: NativeErrorCode;
+  override readonly code: NativeErrorCode;
   constructor(code: NativeErrorCode, message: string) {
     super(message);
     this.code = code;
