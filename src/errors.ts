@@ -50,6 +50,8 @@ export function assert(cond: unknown, message: string): asserts cond {
  */
 export class BackendUnavailableError extends MhafuseError {
   override name = "BackendUnavailableError";
+  /** Stable for callers that branch on it (fall back to "cpu"), whatever the message says. */
+  readonly code = "BACKEND_UNAVAILABLE";
   readonly backend: string;
   constructor(backend: string, message: string) {
     super(`${backend}: ${message}`);

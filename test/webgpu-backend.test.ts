@@ -8,6 +8,7 @@ import { after, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { WebGpuBackend } from "../src/backends/webgpu/backend.js";
 import { planGraph } from "../src/engine/executor.js";
+import { InferenceSession } from "../src/engine/session.js";
 import type { Tensor } from "../src/ir/tensor.js";
 import { loadModel, tensorFromJson } from "../src/onnx/index.js";
 import { optimizeGraph } from "../src/passes/index.js";
@@ -50,3 +51,23 @@ for (const [name, level] of [
     if (level === "all") assert.deepEqual(backend.fallbacks(), [], "no op may fall back on a fused fixture");
   });
 }
+
+test("webgpu provider: InferenceSession runs distilbert_eager on the GPU and reports no fallback", async (t) => {
+  const ctx = await gpuContext();
+  if (typeof ctx === "string") return t.skip(ctx);
+  const session = await InferenceSession.create(`${fixtures}distilbert_eager.onnx`, {
+    executionProviders: ["webgpu"],
+  });
+  try {
+    assert.equal(session.provider, "webgpu");
+    const { cases } = JSON.parse(readFileSync(`${fixtures}distilbert_eager.io.json`, "utf8")) as {
+      cases: IoCase[];
+    };
+    const want = decode(cases[0]!.outputs);
+    const got = await session.run(decode(cases[0]!.inputs));
+    for (const [out, ref] of Object.entries(want)) assert.ok(maxAbsDiff(got[out]!, ref) <= 1e-4, out);
+    assert.deepEqual(session.fallbacks(), []);
+  } finally {
+    await session.release();
+  }
+});
