@@ -27,6 +27,8 @@ export const ERROR_CODES = [
   "IO_FAILED",
   /** Verify mode: a fused attention block differs from the unfused graph. */
   "FUSION_MISMATCH",
+  /** A backend cannot start here: its optional package is missing, or it finds no adapter / device. */
+  "BACKEND_UNAVAILABLE",
   /** A worker thread of the CPU backend failed or stopped responding. */
   "WORKER_FAILED",
   /** A bug in mhafuse: an invariant failed or a raw exception escaped a kernel. */
@@ -238,6 +240,8 @@ export function runNodeGuarded<T>(node: Pick<Node, "name" | "opType" | "domain">
  */
 export class BackendUnavailableError extends MhafuseError {
   override name = "BackendUnavailableError";
+  /** Stable for callers that branch on it (fall back to "cpu"), whatever the message says. */
+  static override readonly defaultCode: ErrorCode = "BACKEND_UNAVAILABLE";
   readonly backend: string;
   constructor(backend: string, message: string) {
     super(`${backend}: ${message}`);

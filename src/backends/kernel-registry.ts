@@ -19,7 +19,8 @@ export interface KernelContext<C extends OpCompute = OpCompute> extends OpContex
   allowAsync: boolean;
 }
 
-export interface KernelDef<C extends OpCompute = OpCompute> {
+/** What the registry matches a node against (a backend's kernel type extends it with its own `run`). */
+export interface KernelKey {
   opType: string;
   /** "" for ai.onnx (default). */
   domain?: string;
@@ -32,15 +33,22 @@ export interface KernelDef<C extends OpCompute = OpCompute> {
   aliases?: readonly (readonly [input: number, output: number])[];
   /** Inputs the kernel reads on the host (shapes, axes, sizes), never from device memory. */
   hostInputs?: readonly number[];
+}
+
+export interface KernelDef<C extends OpCompute = OpCompute> extends KernelKey {
   run(ctx: KernelContext<C>, inputs: (Tensor | undefined)[]): Tensor[] | Promise<Tensor[]>;
 }
 
 const keyOf = (domain: string, opType: string) => `${normalizeDomain(domain)}::${opType}`;
 
-export class KernelRegistry<C extends OpCompute = OpCompute> {
-  private readonly byOp = new Map<string, KernelDef<C>[]>();
+/**
+ * Kernels keyed by op. `D` is the backend's kernel type: CPU kernels take host tensors (KernelDef), a device
+ * backend's take its own values (the webgpu backend's GpuKernelDef), matched by the same rules.
+ */
+export class KernelRegistry<C extends OpCompute = OpCompute, D extends KernelKey = KernelDef<C>> {
+  private readonly byOp = new Map<string, D[]>();
 
-  register(...defs: readonly KernelDef<C>[]): this {
+  register(...defs: readonly D[]): this {
     for (const d of defs) {
       const k = keyOf(d.domain ?? "", d.opType);
       this.byOp.set(k, [...(this.byOp.get(k) ?? []), d]);
@@ -53,7 +61,7 @@ export class KernelRegistry<C extends OpCompute = OpCompute> {
     node: Pick<Node, "domain" | "opType">,
     opset: number,
     dtypes: readonly (DType | undefined)[],
-  ): KernelDef<C> | undefined {
+  ): D | undefined {
     // Domain "*": a kernel for the op type in every domain (TensorRT's plugin nodes, as the op registry has them).
     const candidates =
       this.byOp.get(keyOf(node.domain, node.opType)) ?? this.byOp.get(keyOf("*", node.opType));

@@ -1,6 +1,7 @@
-import type { PreparedGraph } from "../backends/backend.js";
+import type { Backend, PreparedGraph } from "../backends/backend.js";
 import { CpuBackend, type CpuBackendOptions } from "../backends/cpu/backend.js";
 import type { KernelChoice } from "../backends/cpu/defaults.js";
+import { type Fallback, WebGpuBackend } from "../backends/webgpu/backend.js";
 import { guard, guardAsync, InputError, MhafuseError, OptionError } from "../errors.js";
 import { checkGraph } from "../graph-check.js";
 import type { Graph, Model, ValueInfo } from "../ir/graph.js";
@@ -16,7 +17,10 @@ import { compareFusion, type VerifyResult } from "./verify.js";
 export type { GraphOptimizationLevel };
 
 export interface SessionOptions {
-  /** "cpu" is the only provider today; the list form mirrors onnxruntime-node. */
+  /**
+   * "cpu" (default) or "webgpu" (the optional `webgpu` package and an adapter: the whole graph on the GPU);
+   * the first entry is used. The list form mirrors onnxruntime-node.
+   */
   executionProviders?: (string | { name: string })[];
   /** Like onnxruntime's: attention fusion runs at "extended" and "all" (default "all"). */
   graphOptimizationLevel?: GraphOptimizationLevel;
@@ -42,17 +46,20 @@ function memoryLimit(options: SessionOptions): number {
 /** Input-shape signatures whose prepared graphs a session keeps. */
 const PREPARED_CACHE_SIZE = 8;
 
-const SUPPORTED_PROVIDERS = new Set(["cpu"]);
+const SUPPORTED_PROVIDERS = new Set(["cpu", "webgpu"]);
+type Provider = "cpu" | "webgpu";
 
-function checkProviders(list: SessionOptions["executionProviders"]): void {
-  for (const p of list ?? ["cpu"]) {
-    const name = typeof p === "string" ? p : p.name;
+/** Checks every listed provider and returns the one used (the first; "cpu" when none is listed). */
+function checkProviders(list: SessionOptions["executionProviders"]): Provider {
+  const names = (list ?? ["cpu"]).map((p) => (typeof p === "string" ? p : p.name));
+  for (const name of names) {
     if (!SUPPORTED_PROVIDERS.has(name)) {
       throw new OptionError(
         `execution provider '${name}' is not available; supported: ${[...SUPPORTED_PROVIDERS].join(", ")}`,
       );
     }
   }
+  return (names[0] ?? "cpu") as Provider;
 }
 
 /** onnxruntime-node-compatible session: create from a path or bytes, then `await run(feeds)`. */
@@ -68,7 +75,9 @@ export class InferenceSession {
   /** Filled after each run in verify mode. */
   lastVerify?: VerifyResult;
   private readonly plan: ExecutionPlan;
-  private readonly backend: CpuBackend;
+  /** The provider the session runs on. */
+  readonly provider: Provider;
+  private readonly backend: Backend;
   private readonly prepared = new Map<string, Promise<PreparedGraph>>();
   private released = false;
   /** Verify mode: the unfused graph, prepared on first use. */
@@ -80,8 +89,10 @@ export class InferenceSession {
     report: AttentionReport[],
     private readonly verifyTolerance: number | undefined,
     backendOptions: CpuBackendOptions,
+    provider: Provider,
   ) {
-    this.backend = new CpuBackend(backendOptions);
+    this.provider = provider;
+    this.backend = provider === "webgpu" ? new WebGpuBackend() : new CpuBackend(backendOptions);
     this.graph = graph;
     this.attentionReport = report;
     this.inputMetadata = graph.inputs;
@@ -111,19 +122,22 @@ export class InferenceSession {
     model: string | Uint8Array | ArrayBuffer | Model,
     options: SessionOptions = {},
   ): Promise<InferenceSession> {
-    checkProviders(options.executionProviders);
+    const provider = checkProviders(options.executionProviders);
     const loaded =
       typeof model === "string" || model instanceof Uint8Array
         ? await loadModel(model, { memoryLimitBytes: memoryLimit(options) })
         : model instanceof ArrayBuffer
           ? await loadModel(new Uint8Array(model), { memoryLimitBytes: memoryLimit(options) })
           : model;
-    return InferenceSession.fromGraphUnguarded(loaded.graph, options);
+    const session = InferenceSession.fromGraphUnguarded(loaded.graph, options);
+    // Fail at creation, with BackendUnavailableError (code BACKEND_UNAVAILABLE), where WebGPU cannot start.
+    if (provider === "webgpu") await (session.backend as WebGpuBackend).context();
+    return session;
   }
 
   /** A session over an in-memory graph (e.g. one made with GraphBuilder). */
   private static fromGraphUnguarded(graph: Graph, options: SessionOptions = {}): InferenceSession {
-    checkProviders(options.executionProviders);
+    const provider = checkProviders(options.executionProviders);
     const level = options.graphOptimizationLevel ?? "all";
     checkGraph(graph);
     const optimized = optimizeGraph(graph, { level });
@@ -143,11 +157,26 @@ export class InferenceSession {
       if (value !== undefined && value !== "auto" && value !== "js")
         throw new OptionError(`${name} must be "auto" or "js", got ${JSON.stringify(value)}`);
     }
-    return new InferenceSession(optimized.graph, graph, optimized.report, tolerance, {
-      threads: options.intraOpNumThreads,
-      gemmKernel: options.gemmKernel,
-      attentionKernel: options.attentionKernel,
-    });
+    return new InferenceSession(
+      optimized.graph,
+      graph,
+      optimized.report,
+      tolerance,
+      {
+        threads: options.intraOpNumThreads,
+        gemmKernel: options.gemmKernel,
+        attentionKernel: options.attentionKernel,
+      },
+      provider,
+    );
+  }
+
+  /**
+   * webgpu: the nodes that ran on the CPU reference although their data was on the GPU (a read-back each),
+   * with the reason, over the runs so far; empty on the CPU provider.
+   */
+  fallbacks(): Fallback[] {
+    return this.backend instanceof WebGpuBackend ? this.backend.fallbacks() : [];
   }
 
   private async runUnguarded(

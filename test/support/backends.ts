@@ -4,12 +4,17 @@
  */
 import type { Backend } from "../../src/backends/backend.js";
 import { CpuBackend } from "../../src/backends/cpu/backend.js";
+import { WebGpuBackend } from "../../src/backends/webgpu/backend.js";
 
 export interface BackendUnderTest {
   name: string;
   create(): Backend;
+  /** May be unavailable on this machine (BackendUnavailableError at prepare): skipped, not failed. */
+  optional?: boolean;
 }
 
 export const BACKENDS: readonly BackendUnderTest[] = [
   { name: "cpu", create: () => new CpuBackend({ threads: 2 }) },
+  // Where WebGPU is unavailable (no `webgpu` package, no adapter) the op suite reports it and skips it.
+  { name: "webgpu", create: () => new WebGpuBackend(), optional: true },
 ];

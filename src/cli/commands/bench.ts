@@ -110,7 +110,7 @@ export function registerBench(program: Command): void {
     .option("--pad-random", "right-pad each sequence's attention mask to a random length")
     .option("--iterations <n>", "timed runs per engine", positiveInt("--iterations"), 20)
     .option("--warmup <n>", "untimed runs per engine first", positiveInt("--warmup", true), 3)
-    .option("--provider <name>", "execution provider", "cpu")
+    .option("--provider <name>", "execution provider: cpu or webgpu", "cpu")
     .option("--threads <n>", "intra-op threads (mhafuse and onnxruntime alike)", positiveInt("--threads"))
     .option("--no-fuse", "run the graph without attention fusion")
     .option(

@@ -13,6 +13,7 @@ interface RunOptions {
   fuse: boolean;
   verify?: boolean;
   tolerance?: string;
+  provider: string;
 }
 
 /** Reads `{name: {dtype, shape, data}}`, or case K of a fixture `{cases: [{inputs, outputs}]}`. */
@@ -69,6 +70,7 @@ export function registerRun(program: Command): void {
     .option("--no-fuse", "run the graph as imported, without attention fusion")
     .option("--verify", "also run the unfused graph and compare each fused attention block's output")
     .option("--tolerance <abs>", "verify: largest allowed |diff| per block", "1e-3")
+    .option("--provider <name>", "execution provider: cpu or webgpu", "cpu")
     .addHelpText(
       "after",
       "\nExample:\n  mhafuse run ../shared/fixtures/onnx/bert_eager.onnx --inputs ../shared/fixtures/onnx/bert_eager.io.json --case 1 -o out.json",
@@ -79,11 +81,14 @@ export function registerRun(program: Command): void {
       const session = await InferenceSession.create(model, {
         graphOptimizationLevel: opts.fuse ? "all" : "disabled",
         verify,
+        executionProviders: [opts.provider],
       });
       const started = performance.now();
       const outputs = await session.run(feeds);
       const ms = performance.now() - started;
       if (session.lastVerify) process.stderr.write(`${formatVerify(session.lastVerify)}\n`);
+      for (const f of session.fallbacks())
+        process.stderr.write(`webgpu: ${f.op} '${f.node}' ran on the CPU (${f.reason})\n`);
       if (opts.output) {
         const doc = Object.fromEntries(Object.entries(outputs).map(([k, t]) => [k, tensorToJson(t)]));
         writeFileSync(opts.output, `${JSON.stringify(doc)}\n`);

@@ -1,0 +1,406 @@
+/**
+ * The webgpu backend's kernel registry: which ops run on the GPU and how a node maps onto the kernels in
+ * ../kernels. Kinds of entry:
+ *  - math (GEMM with bias epilogue, norms, softmax, elementwise, maps, packed-QKV flash attention),
+ *  - data movement (Transpose, Gather with host indices),
+ *  - aliases (Reshape, Squeeze, Unsqueeze, Flatten, Identity, float→float Cast): the op's own contract runs on
+ *    the device value's dims and hands its buffer on — no dispatch;
+ *  - shape reads (Shape, Size): a host int64 result from a device value's dims, no read-back.
+ * Every entry checks what it covers in `accepts`; what it declines runs on the CPU reference.
+ */
+import type { DType } from "../../../ir/dtype.js";
+import { type Graph, type Node, normalizeDomain } from "../../../ir/graph.js";
+import type { Tensor } from "../../../ir/tensor.js";
+import { getOp } from "../../../ops/index.js";
+import { failFor, fixedLayout } from "../../../ops/qkv-to-context.js";
+import { attrFloat, attrInt, attrInts, attrString } from "../../../ops/registry.js";
+import { KernelRegistry } from "../../kernel-registry.js";
+import { packedQkvAttention } from "../kernels/attention.js";
+import { sizeOf } from "../kernels/common.js";
+import { type BinaryOp, binary, broadcastShape } from "../kernels/elementwise.js";
+import { gemm } from "../kernels/gemm.js";
+import { gather, transpose, type UnaryMap, unaryMap } from "../kernels/layout.js";
+import { layerNorm, skipLayerNorm, softmax } from "../kernels/norm.js";
+import type { GpuKernelDef } from "./kernel-context.js";
+import { asShapeTensor, type DeviceValue, isDevice, type RunValue } from "./values.js";
+
+const F32: readonly DType[] = ["float32"];
+
+const isF32 = (v: RunValue | undefined) => v !== undefined && v.type === "float32";
+const allF32 = (inputs: readonly (RunValue | undefined)[]) =>
+  inputs.every((v) => v === undefined || v.type === "float32") ? undefined : "a non-float32 input";
+const onlyOutput = (node: Node, keep = 1) =>
+  node.outputs.slice(keep).some((o) => o)
+    ? `optional outputs ${node.outputs.slice(keep)} are not computed`
+    : undefined;
+
+/** The op's shape-only contract run on device values' dims (aliases, Shape, Size). */
+function contract(opType: string, extra: Partial<GpuKernelDef> = {}): GpuKernelDef {
+  return {
+    opType,
+    ...extra,
+    run(k, inputs) {
+      const def = getOp(k.node);
+      return def.run({ node: k.node, opset: k.opset }, inputs.map(asShapeTensor)) as unknown as RunValue[];
+    },
+  };
+}
+
+const alias = (opType: string, hostInputs: number[] = []): GpuKernelDef =>
+  contract(opType, {
+    aliases: [[0, 0]],
+    hostInputs,
+    accepts: (_n, _o, [x]) => (isDevice(x) ? undefined : "host input"),
+  });
+
+function binaryKernel(op: BinaryOp): GpuKernelDef {
+  return {
+    opType: op,
+    types: F32,
+    accepts(node, _o, inputs) {
+      const [a, b] = inputs;
+      if (!isF32(a) || !isF32(b)) return "a non-float32 input";
+      try {
+        if (broadcastShape(node.opType, a!.dims, b!.dims).length > 6) return "rank above 6";
+      } catch (e) {
+        return (e as Error).message;
+      }
+      return undefined;
+    },
+    run(k, [a, b]) {
+      const x = k.device(a!);
+      const y = k.device(b!);
+      const out = k.alloc(broadcastShape(op, x.dims, y.dims));
+      binary(k.gpu, k.rec, op, x, y, out);
+      return [out];
+    },
+  };
+}
+
+function mapKernel(
+  opType: string,
+  map: UnaryMap,
+  domain = "",
+  ok?: (node: Node) => string | undefined,
+): GpuKernelDef {
+  return {
+    opType,
+    domain,
+    types: F32,
+    accepts: (node, _o, inputs) => ok?.(node) ?? allF32(inputs),
+    run(k, [x]) {
+      const v = k.device(x!);
+      const out = k.alloc(v.dims);
+      unaryMap(k.gpu, k.rec, map, v, out);
+      return [out];
+    },
+  };
+}
+
+/** ONNX Gemm with transA = 0, alpha = 1 and C absent or a [N] / [1, N] bias with beta = 1: bias epilogue. */
+const gemmDef: GpuKernelDef = {
+  opType: "Gemm",
+  types: F32,
+  accepts(node, _o, [a, b, c]) {
+    if (attrInt(node, "transA", 0) !== 0) return "transA = 1";
+    if (attrFloat(node, "alpha", 1) !== 1) return "alpha ≠ 1";
+    if (c && attrFloat(node, "beta", 1) !== 1) return "beta ≠ 1";
+    if (!isF32(a) || !isF32(b) || (c && !isF32(c))) return "a non-float32 input";
+    if (a!.dims.length !== 2 || b!.dims.length !== 2) return "A or B not 2-D";
+    const N = attrInt(node, "transB", 0) ? b!.dims[0]! : b!.dims[1]!;
+    if (c && (sizeOf(c.dims) !== N || c.dims[c.dims.length - 1] !== N)) return "C is not a [N] bias";
+    return undefined;
+  },
+  run(k, [a, b, c]) {
+    const transB = attrInt(k.node, "transB", 0) !== 0;
+    const A = k.device(a!);
+    const [M] = A.dims as [number, number];
+    let B = isDevice(b) ? undefined : k.weight(b!, transB);
+    let scratchB: DeviceValue | undefined;
+    if (!B) {
+      B = k.device(b!);
+      if (transB) {
+        scratchB = k.alloc([B.dims[1]!, B.dims[0]!]);
+        transpose(k.gpu, k.rec, B, [1, 0], scratchB);
+        B = scratchB;
+      }
+    }
+    const N = B.dims[1]!;
+    const out = k.alloc([M, N]);
+    const bias = c ? k.device(c) : undefined;
+    gemm(k.gpu, k.rec, {
+      a: A,
+      b: B,
+      bias: bias ? { buffer: bias.buffer, dims: [N] } : undefined,
+      out,
+    });
+    if (scratchB) k.scratch(scratchB);
+    return [out];
+  },
+};
+
+/**
+ * MatMul: B 2-D → A's leading dims fold into M (one large GEMM); B rank ≥ 3 with the same leading dims as A
+ * → a batched GEMM. Other broadcasts run on the CPU reference.
+ */
+const matmulDef: GpuKernelDef = {
+  opType: "MatMul",
+  types: F32,
+  accepts(_n, _o, [a, b]) {
+    if (!isF32(a) || !isF32(b)) return "a non-float32 input";
+    const ad = a!.dims;
+    const bd = b!.dims;
+    if (ad.length < 2 || bd.length < 2) return "a 1-D operand";
+    if (ad[ad.length - 1] !== bd[bd.length - 2]) return "inner dims differ";
+    if (bd.length === 2) return undefined;
+    if (ad.length !== bd.length || ad.slice(0, -2).some((d, i) => d !== bd[i])) return "broadcast batch dims";
+    return undefined;
+  },
+  run(k, [a, b]) {
+    const A = k.device(a!);
+    const bd = b!.dims;
+    const B = bd.length === 2 && !isDevice(b) ? (k.weight(b!, false) ?? k.device(b!)) : k.device(b!);
+    const ad = A.dims;
+    const K = ad[ad.length - 1]!;
+    const N = bd[bd.length - 1]!;
+    const out = k.alloc([...ad.slice(0, -1), N]);
+    if (bd.length === 2) {
+      const M = sizeOf(ad.slice(0, -1));
+      gemm(k.gpu, k.rec, {
+        a: { buffer: A.buffer, dims: [M, K] },
+        b: { buffer: B.buffer, dims: [K, N] },
+        out: { buffer: out.buffer, dims: [M, N] },
+      });
+    } else {
+      const batch = sizeOf(ad.slice(0, -2));
+      const M = ad[ad.length - 2]!;
+      gemm(k.gpu, k.rec, {
+        a: { buffer: A.buffer, dims: [batch, M, K] },
+        b: { buffer: B.buffer, dims: [batch, K, N] },
+        out: { buffer: out.buffer, dims: [batch, M, N] },
+      });
+    }
+    return [out];
+  },
+};
+
+const normAxis = (axis: number, rank: number) => (axis < 0 ? axis + rank : axis);
+
+const layerNormDef: GpuKernelDef = {
+  opType: "LayerNormalization",
+  types: F32,
+  accepts(node, _o, inputs) {
+    const [x, scale, bias] = inputs;
+    const why = allF32(inputs) ?? onlyOutput(node);
+    if (why || !x || !scale) return why ?? "missing input";
+    const width = sizeOf(x.dims.slice(normAxis(attrInt(node, "axis", -1), x.dims.length)));
+    if (sizeOf(scale.dims) !== width || (bias && sizeOf(bias.dims) !== width))
+      return "broadcast scale or bias";
+    return undefined;
+  },
+  run(k, [x, scale, bias]) {
+    const X = k.device(x!);
+    const out = k.alloc(X.dims);
+    layerNorm(k.gpu, k.rec, {
+      x: X,
+      gamma: k.device(scale!),
+      beta: bias ? k.device(bias) : undefined,
+      out,
+      epsilon: attrFloat(k.node, "epsilon", 1e-5),
+      axis: attrInt(k.node, "axis", -1),
+    });
+    return [out];
+  },
+};
+
+const skipLayerNormDef: GpuKernelDef = {
+  opType: "SkipLayerNormalization",
+  domain: "com.microsoft",
+  types: F32,
+  accepts(node, _o, inputs) {
+    const [x, skip, gamma, beta, bias] = inputs;
+    const why = allF32(inputs);
+    if (why || !x || !skip || !gamma) return why ?? "missing input";
+    if (node.outputs[1] || node.outputs[2]) return "mean / inv_std_var outputs are not computed";
+    if (x.dims.join() !== skip.dims.join()) return "broadcast skip";
+    const width = x.dims[x.dims.length - 1]!;
+    if ([gamma, beta, bias].some((t) => t && sizeOf(t.dims) !== width)) return "gamma/beta/bias not [hidden]";
+    return undefined;
+  },
+  run(k, [x, skip, gamma, beta, bias]) {
+    const X = k.device(x!);
+    const out = k.alloc(X.dims);
+    const sum = k.node.outputs[3] ? k.alloc(X.dims) : undefined;
+    skipLayerNorm(k.gpu, k.rec, {
+      x: X,
+      skip: k.device(skip!),
+      gamma: k.device(gamma!),
+      beta: beta ? k.device(beta) : undefined,
+      bias: bias ? k.device(bias) : undefined,
+      out,
+      sum,
+      epsilon: attrFloat(k.node, "epsilon", 1e-12),
+    });
+    return sum ? [out, undefined as never, undefined as never, sum] : [out];
+  },
+};
+
+/** Softmax over the last axis (opset 13's axis = -1; older opsets when the coerced axis is the last). */
+const softmaxDef: GpuKernelDef = {
+  opType: "Softmax",
+  types: F32,
+  accepts(node, opset, [x]) {
+    if (!isF32(x)) return "a non-float32 input";
+    const rank = Math.max(x!.dims.length, 1);
+    const axis = normAxis(attrInt(node, "axis", opset >= 13 ? -1 : 1), rank);
+    return axis === rank - 1 ? undefined : `axis ${axis} is not the last`;
+  },
+  run(k, [x]) {
+    const X = k.device(x!);
+    const out = k.alloc(X.dims);
+    softmax(k.gpu, k.rec, X, out);
+    return [out];
+  },
+};
+
+const transposeDef: GpuKernelDef = {
+  opType: "Transpose",
+  types: F32,
+  accepts: (_n, _o, [x]) =>
+    !isF32(x) ? "a non-float32 input" : x!.dims.length > 6 ? "rank above 6" : undefined,
+  run(k, [x]) {
+    const X = k.device(x!);
+    const rank = X.dims.length;
+    const given = k.node.attrs.perm ? attrInts(k.node, "perm") : undefined;
+    const perm = given ?? Array.from({ length: rank }, (_, i) => rank - 1 - i);
+    const out = k.alloc(perm.map((p) => X.dims[p]!));
+    transpose(k.gpu, k.rec, X, perm, out);
+    return [out];
+  },
+};
+
+/** Gather of float32 rows by host indices (embeddings, the pooler's first token). */
+const gatherDef: GpuKernelDef = {
+  opType: "Gather",
+  types: F32,
+  hostInputs: [1],
+  accepts(node, _o, [data, idx]) {
+    if (!isF32(data) || !idx || isDevice(idx)) return "not float32 data with host indices";
+    if (idx.type !== "int64" && idx.type !== "int32") return "indices not int32/int64";
+    const axis = normAxis(attrInt(node, "axis", 0), data!.dims.length);
+    return axis < 0 || axis >= data!.dims.length ? "axis out of range" : undefined;
+  },
+  run(k, [data, idx]) {
+    const D = k.device(data!);
+    const I = idx as Tensor;
+    const axis = normAxis(attrInt(k.node, "axis", 0), D.dims.length);
+    const axisDim = D.dims[axis]!;
+    const ints = new Int32Array(I.size);
+    for (let i = 0; i < I.size; i++) {
+      const v = I.getNumber(i);
+      const n = v < 0 ? v + axisDim : v;
+      if (!(n >= 0 && n < axisDim))
+        failFor(k.node)(`index ${v} is out of range for axis ${axis} of size ${axisDim}`);
+      ints[i] = n;
+    }
+    const out = k.alloc([...D.dims.slice(0, axis), ...I.dims, ...D.dims.slice(axis + 1)]);
+    gather(k.gpu, k.rec, D, axis, k.uploadInt32(ints), I.size, out);
+    return [out];
+  },
+};
+
+/**
+ * mhafuse.QKVToContext, fixed length, with int32 lengths (or none) and padded rows computed: the flash kernel
+ * skips padded keys. The contract validates the node (on qkv's dims and the host lengths); the fallback bias
+ * only matters for a length of -1, which stays on the CPU.
+ */
+const qkvDef: GpuKernelDef = {
+  opType: "QKVToContext",
+  domain: "mhafuse",
+  types: F32,
+  hostInputs: [1],
+  accepts(node, _o, inputs) {
+    const [qkv, mask] = inputs;
+    if (!isF32(qkv)) return "a non-float32 qkv";
+    if (attrInt(node, "var_seqlen", 0) !== 0 || qkv!.dims.length !== 5) return "var_seqlen";
+    if (attrInt(node, "compute_padded_rows", 1) === 0) return "compute_padded_rows = 0";
+    if (mask && (isDevice(mask) || mask.type !== "int32" || mask.size !== qkv!.dims[1]))
+      return "mask is not int32 [B] lengths";
+    const { layout, keyValid } = fixedLayout(
+      [asShapeTensor(qkv), asShapeTensor(mask), asShapeTensor(inputs[2])],
+      attrInt(node, "num_heads"),
+      node.attrs.hidden_size ? attrInt(node, "hidden_size") : undefined,
+      failFor(node),
+    );
+    if (keyValid || layout.lengths?.some((l) => l < 0)) return "fallback-bias rows";
+    return undefined;
+  },
+  run(k, [qkv, mask]) {
+    const Q = k.device(qkv!);
+    const [S, B, E3] = Q.dims as [number, number, number];
+    const out = k.alloc([S, B, E3 / 3, 1, 1]);
+    const lengths = mask
+      ? Int32Array.from({ length: B }, (_, b) => (mask as Tensor).getNumber(b))
+      : undefined;
+    packedQkvAttention(k.gpu, k.rec, {
+      qkv: { buffer: Q.buffer, dims: [S, B, E3] },
+      numHeads: attrInt(k.node, "num_heads"),
+      lengths: lengths ? k.uploadInt32(lengths) : undefined,
+      out,
+    });
+    return [out];
+  },
+};
+
+const onnxGelu = (node: Node) =>
+  attrString(node, "approximate", "none") === "none" ? undefined : "tanh approximation";
+
+export const webgpuKernels = new KernelRegistry<never, GpuKernelDef>().register(
+  gemmDef,
+  matmulDef,
+  layerNormDef,
+  skipLayerNormDef,
+  softmaxDef,
+  binaryKernel("Add"),
+  binaryKernel("Sub"),
+  binaryKernel("Mul"),
+  binaryKernel("Div"),
+  mapKernel("Gelu", "Gelu", "com.microsoft"),
+  mapKernel("Gelu", "Gelu", "", onnxGelu),
+  mapKernel("Erf", "Erf"),
+  mapKernel("Tanh", "Tanh"),
+  mapKernel("Relu", "Relu"),
+  mapKernel("Sigmoid", "Sigmoid"),
+  mapKernel("Sqrt", "Sqrt"),
+  mapKernel("Exp", "Exp"),
+  mapKernel("Neg", "Neg"),
+  mapKernel("Abs", "Abs"),
+  mapKernel("Reciprocal", "Reciprocal"),
+  qkvDef,
+  transposeDef,
+  gatherDef,
+  alias("Reshape", [1]),
+  alias("Squeeze", [1]),
+  alias("Unsqueeze", [1]),
+  alias("Flatten"),
+  alias("Identity"),
+  // float → float Cast is an alias; any other Cast runs on the host.
+  {
+    opType: "Cast",
+    aliases: [[0, 0]],
+    accepts: (node, _o, [x]) =>
+      isDevice(x) && x.type === "float32" && attrInt(node, "to") === 1 ? undefined : "not float→float",
+    run: (_k, [x]) => [x!],
+  },
+  contract("Shape", { accepts: (_n, _o, [x]) => (isDevice(x) ? undefined : "host input") }),
+  contract("Size", { accepts: (_n, _o, [x]) => (isDevice(x) ? undefined : "host input") }),
+);
+
+/** Op types of `graph` (domain-qualified) with no webgpu kernel at all, sorted: what `inspect` reports. */
+export function webgpuOpsWithoutKernel(graph: Pick<Graph, "nodes">): string[] {
+  const have = new Set(webgpuKernels.ops());
+  const label = (n: Node) => (n.domain ? `${n.domain}.${n.opType}` : n.opType);
+  return [
+    ...new Set(graph.nodes.filter((n) => !have.has(`${normalizeDomain(n.domain)}::${n.opType}`)).map(label)),
+  ].sort();
+}

@@ -1,0 +1,241 @@
+/**
+ * A graph prepared for the webgpu backend. Per run: host feeds stay on the host until a GPU kernel needs them
+ * (int64 ids and masks feed the host shape chains and are never uploaded as such); each node runs on its GPU
+ * kernel when one covers it and its data is on the device, else on the op's CPU reference — the shape chains
+ * (all-host inputs) by design, other nodes as a reported fallback with an explicit read-back. All dispatches go
+ * into one recorder, submitted once with the copies of the fetched values into one staging buffer, which is
+ * mapped once: one read-back per run.
+ */
+import type { DType } from "../../../ir/dtype.js";
+import type { Graph, Node } from "../../../ir/graph.js";
+import { opsetOf } from "../../../ir/graph.js";
+import { Tensor } from "../../../ir/tensor.js";
+import { type OpDef, resolveOp } from "../../../ops/index.js";
+import type { ExecutionPlan, PreparedGraph, RunOptions } from "../../backend.js";
+import { Usage } from "../buffer-pool.js";
+import type { WebGpuContext } from "../context.js";
+import { WebGpuError } from "../device.js";
+import type { GpuKernelContext, GpuKernelDef } from "./kernel-context.js";
+import { webgpuKernels } from "./kernels.js";
+import { RunState } from "./run-state.js";
+import { DeviceValue, isDevice, type RunValue } from "./values.js";
+import type { WeightStore } from "./weights.js";
+
+/** A node that ran on the CPU although its data was on the GPU, and why. */
+export interface Fallback {
+  node: string;
+  op: string;
+  reason: string;
+}
+
+export class WebGpuPreparedGraph implements PreparedGraph {
+  private readonly opsets: number[];
+  private readonly ops: OpDef[];
+  private readonly kernels: Map<string, GpuKernelDef | null>[];
+  /** Fallbacks seen by runs so far, by node name (the session and `inspect` report them). */
+  readonly fallbacks = new Map<string, Fallback>();
+
+  constructor(
+    private readonly graph: Graph,
+    private readonly plan: ExecutionPlan,
+    private readonly gpu: WebGpuContext,
+    private readonly weights: WeightStore,
+    private readonly exclusive: <T>(f: () => Promise<T>) => Promise<T>,
+  ) {
+    this.opsets = plan.order.map((n) => opsetOf(graph, n.domain));
+    this.ops = plan.order.map((n, i) => resolveOp(n, this.opsets[i]!));
+    this.kernels = plan.order.map(() => new Map());
+  }
+
+  /** Runs are serialised per backend: a run's recording and its pool reuse must not interleave with another's. */
+  run(
+    feeds: Readonly<Record<string, Tensor>>,
+    fetches: readonly string[],
+    options: RunOptions = {},
+  ): Promise<Record<string, Tensor>> {
+    return this.exclusive(() => this.runNow(feeds, fetches, options));
+  }
+
+  private async runNow(
+    feeds: Readonly<Record<string, Tensor>>,
+    fetches: readonly string[],
+    options: RunOptions,
+  ): Promise<Record<string, Tensor>> {
+    const keep = options.keepIntermediates ?? false;
+    const state = new RunState(this.gpu, this.weights.buffers);
+    const values = new Map<string, RunValue>(this.graph.initializers);
+    for (const [k, v] of Object.entries(feeds)) {
+      values.set(k, v);
+      // Float feeds are model data: the first GPU kernel reading one uploads it (once per run).
+      if (v.type === "float32") state.deviceFeeds.add(v);
+    }
+    try {
+      const { order, releaseAfter } = this.plan;
+      for (let step = 0; step < order.length; step++) {
+        const node = order[step]!;
+        const inputs = node.inputs.map((name) => {
+          if (!name) return undefined;
+          const v = values.get(name);
+          if (!v) throw new WebGpuError(node.name, `input '${name}' has no value`);
+          return v;
+        });
+        const outputs = await this.runNode(step, node, inputs, state);
+        node.outputs.forEach((name, i) => {
+          const v = outputs[i];
+          if (!name || !v) return;
+          values.set(name, v);
+          if (isDevice(v)) state.hold(v.buffer);
+        });
+        if (!keep)
+          for (const name of releaseAfter[step]!) {
+            const v = values.get(name);
+            if (isDevice(v)) state.drop(v.buffer);
+            values.delete(name);
+          }
+      }
+      const wanted = keep ? [...values.keys()] : fetches;
+      return await this.readOut(state, values, wanted);
+    } finally {
+      state.finish();
+    }
+  }
+
+  private async runNode(
+    step: number,
+    node: Node,
+    inputs: (RunValue | undefined)[],
+    state: RunState,
+  ): Promise<(RunValue | undefined)[]> {
+    const opset = this.opsets[step]!;
+    const kernel = this.kernelFor(step, node, opset, inputs);
+    let reason = kernel ? undefined : "no webgpu kernel";
+    if (kernel) {
+      const host = new Set(kernel.hostInputs ?? []);
+      const onDevice = inputs.some(
+        (v, i) =>
+          !host.has(i) && v !== undefined && (isDevice(v) || this.weights.has(v) || state.deviceFeeds.has(v)),
+      );
+      if (onDevice) reason = kernel.accepts?.(node, opset, inputs);
+      if (onDevice && reason === undefined) {
+        // Shape inputs are read on the host; one computed on the device is read back first.
+        for (const i of host) if (isDevice(inputs[i])) inputs[i] = await this.toHost(inputs[i]!, state);
+        return kernel.run(this.kernelContext(node, opset, state), inputs);
+      }
+    }
+    // The CPU reference: every device input read back (a fallback), host inputs as they are.
+    const hostInputs: (Tensor | undefined)[] = [];
+    for (const v of inputs) {
+      if (isDevice(v)) {
+        this.fallbacks.set(node.name, { node: node.name, op: opLabel(node), reason: reason ?? "" });
+        hostInputs.push(await this.toHost(v, state));
+      } else hostInputs.push(v);
+    }
+    return this.ops[step]!.run({ node, opset }, hostInputs);
+  }
+
+  private kernelContext(node: Node, opset: number, state: RunState): GpuKernelContext {
+    const device = (v: RunValue): DeviceValue => {
+      if (isDevice(v)) return v;
+      const w = this.weights.get(v);
+      if (w) return w;
+      let up = state.uploads.get(v);
+      if (!up) {
+        if (v.type !== "float32" && v.type !== "int32")
+          throw new WebGpuError(node.name, `a ${v.type} tensor cannot go to the device`);
+        up = new DeviceValue(v.type, v.dims, state.temp(state.upload(v.data as Float32Array | Int32Array)));
+        state.uploads.set(v, up);
+      }
+      return up;
+    };
+    return {
+      node,
+      opset,
+      gpu: this.gpu,
+      get rec() {
+        return state.rec;
+      },
+      device,
+      alloc: (dims, type) => state.alloc(dims, type),
+      scratch: (v) => this.gpu.pool.release(v.buffer),
+      weight: (t, transposed) => this.weights.get(t, transposed),
+      uploadInt32: (data) => state.temp(state.upload(data)),
+    };
+  }
+
+  private async toHost(v: DeviceValue, state: RunState): Promise<Tensor> {
+    await state.flush();
+    const bytes = await this.gpu.pool.readback(v.buffer, v.size * 4);
+    return new Tensor(v.type, v.type === "float32" ? new Float32Array(bytes) : new Int32Array(bytes), v.dims);
+  }
+
+  /** The fetched device values copied into one staging buffer, submitted with the run, mapped once. */
+  private async readOut(
+    state: RunState,
+    values: Map<string, RunValue>,
+    wanted: readonly string[],
+  ): Promise<Record<string, Tensor>> {
+    const result: Record<string, Tensor> = {};
+    const copies: { name: string; v: DeviceValue; offset: number }[] = [];
+    let total = 0;
+    for (const name of wanted) {
+      const v = values.get(name);
+      if (!v) continue;
+      if (!isDevice(v)) result[name] = v;
+      else {
+        copies.push({ name, v, offset: total });
+        total += v.size * 4;
+      }
+    }
+    if (total === 0) {
+      await state.submit();
+      for (const c of copies) result[c.name] = emptyOf(c.v);
+      return result;
+    }
+    const pool = this.gpu.pool;
+    const staging = pool.acquire(total, Usage.MAP_READ | Usage.COPY_DST);
+    try {
+      for (const c of copies)
+        if (c.v.size > 0)
+          state.rec.encoder.copyBufferToBuffer(c.v.buffer, 0, staging, c.offset, c.v.size * 4);
+      await state.submit();
+      await staging.mapAsync(1, 0, staging.size);
+      const bytes = staging.getMappedRange(0, staging.size).slice(0, total);
+      staging.unmap();
+      for (const { name, v, offset } of copies) {
+        const n = v.size;
+        result[name] = new Tensor(
+          v.type,
+          v.type === "float32" ? new Float32Array(bytes, offset, n) : new Int32Array(bytes, offset, n),
+          v.dims,
+        );
+      }
+    } finally {
+      if (staging.mapState === "mapped") staging.unmap();
+      pool.release(staging);
+    }
+    return result;
+  }
+
+  private kernelFor(
+    step: number,
+    node: Node,
+    opset: number,
+    inputs: readonly (RunValue | undefined)[],
+  ): GpuKernelDef | undefined {
+    const dtypes: (DType | undefined)[] = inputs.map((t) => t?.type);
+    const key = dtypes.join();
+    const cache = this.kernels[step]!;
+    let k = cache.get(key);
+    if (k === undefined) {
+      k = webgpuKernels.find(node, opset, dtypes) ?? null;
+      cache.set(key, k);
+    }
+    return k ?? undefined;
+  }
+}
+
+const opLabel = (n: Node) => (n.domain ? `${n.domain}.${n.opType}` : n.opType);
+
+function emptyOf(v: DeviceValue): Tensor {
+  return new Tensor(v.type, v.type === "float32" ? new Float32Array(0) : new Int32Array(0), v.dims);
+}

@@ -1,0 +1,97 @@
+/**
+ * One run's device state: its recorder, the buffers its values hold (counted, since aliases share one buffer),
+ * and the staging buffers of uploads made while recording.
+ *
+ * Why uploads go through staging: queue.writeBuffer executes at once, before the run's still-unsubmitted
+ * command buffer. A pooled buffer released earlier in this run may still be written by a recorded dispatch,
+ * so writing it directly would be overwritten later. Instead the bytes go into a staging buffer (a usage no
+ * dispatch binds) and a copy recorded in the encoder moves them, in order. Staging buffers return to the pool
+ * only after the recording is submitted.
+ */
+import type { Tensor } from "../../../ir/tensor.js";
+import { Usage } from "../buffer-pool.js";
+import type { WebGpuContext } from "../context.js";
+import type { CommandRecorder } from "../recorder.js";
+import { type DeviceDType, DeviceValue } from "./values.js";
+
+const STAGING_USAGE = Usage.COPY_SRC | Usage.COPY_DST;
+
+export class RunState {
+  rec: CommandRecorder;
+  readonly #held = new Map<GPUBuffer, number>();
+  #staging: GPUBuffer[] = [];
+  /** Host tensors uploaded during this run (feeds, host-computed values), freed at its end. */
+  readonly uploads = new Map<Tensor, DeviceValue>();
+  /** Float32 feeds: on the device as soon as a GPU kernel reads them. */
+  readonly deviceFeeds = new Set<Tensor>();
+  readonly #temps: GPUBuffer[] = [];
+
+  constructor(
+    readonly gpu: WebGpuContext,
+    private readonly persistent: ReadonlySet<GPUBuffer>,
+  ) {
+    this.rec = gpu.recorder({ label: "mhafuse run" });
+  }
+
+  alloc(dims: readonly number[], type: DeviceDType = "float32"): DeviceValue {
+    const n = dims.reduce((a, b) => a * b, 1);
+    return new DeviceValue(type, dims, this.gpu.pool.acquire(Math.max(4, n * 4)));
+  }
+
+  /** Bytes into a fresh storage buffer, through staging and a recorded copy (see the header). */
+  upload(data: Float32Array | Int32Array): GPUBuffer {
+    const bytes = Math.max(4, data.byteLength);
+    const dest = this.gpu.pool.acquire(bytes);
+    if (data.byteLength > 0) {
+      const staging = this.gpu.pool.acquire(bytes, STAGING_USAGE);
+      this.#staging.push(staging);
+      this.gpu.pool.write(staging, data);
+      this.rec.encoder.copyBufferToBuffer(staging, 0, dest, 0, data.byteLength);
+    }
+    return dest;
+  }
+
+  /** A buffer freed when the run ends (lengths, indices, uploaded host values). */
+  temp(buf: GPUBuffer): GPUBuffer {
+    this.#temps.push(buf);
+    return buf;
+  }
+
+  hold(buf: GPUBuffer): void {
+    if (this.persistent.has(buf)) return;
+    this.#held.set(buf, (this.#held.get(buf) ?? 0) + 1);
+  }
+
+  drop(buf: GPUBuffer): void {
+    const n = this.#held.get(buf);
+    if (n === undefined) return;
+    if (n > 1) this.#held.set(buf, n - 1);
+    else {
+      this.#held.delete(buf);
+      this.gpu.pool.release(buf);
+    }
+  }
+
+  /** Submits what is recorded and starts a new recording (before a read-back in the middle of a run). */
+  async flush(): Promise<void> {
+    const rec = this.rec;
+    this.rec = this.gpu.recorder({ label: "mhafuse run (after a read-back)" });
+    await this.submit(rec);
+  }
+
+  async submit(rec: CommandRecorder = this.rec): Promise<void> {
+    await rec.submit();
+    for (const s of this.#staging) this.gpu.pool.release(s);
+    this.#staging = [];
+  }
+
+  /** Returns every buffer the run still holds (call after the last submit). */
+  finish(): void {
+    for (const buf of this.#held.keys()) this.gpu.pool.release(buf);
+    this.#held.clear();
+    for (const buf of this.#temps) this.gpu.pool.release(buf);
+    this.#temps.length = 0;
+    for (const s of this.#staging) this.gpu.pool.release(s);
+    this.#staging = [];
+  }
+}
