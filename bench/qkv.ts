@@ -8,12 +8,12 @@
  * the other mhafuse columns use the WebAssembly SIMD kernel unless MHAFUSE_NO_WASM=1), in the same process.
  */
 import * as ort from "onnxruntime-node";
-import { qkvToContext } from "../src/attention/qkv-to-context.js";
 import {
   type AttentionArgs,
   attentionCore,
   closeAttentionWorkers,
 } from "../src/backends/cpu/attention-core.js";
+import { qkvToContext } from "../src/engine/qkv.js";
 import { GraphBuilder } from "../src/ir/builder.js";
 import { Tensor } from "../src/ir/tensor.js";
 import { modelFromGraph, saveModel } from "../src/onnx/index.js";

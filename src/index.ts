@@ -1,6 +1,6 @@
 // The package's public surface. Functions are exported through guarded(): whatever they throw leaves as a
 // coded MhafuseError (docs/errors.md); internal code imports the unwrapped modules directly.
-import { qkvToContext as qkvToContextRaw } from "./attention/qkv-to-context.js";
+import { qkvToContext as qkvToContextRaw } from "./engine/qkv.js";
 import { verifyFusion as verifyFusionRaw } from "./engine/verify.js";
 import { guarded } from "./errors.js";
 import { bertInputs as bertInputsRaw, buildBertGraph as buildBertGraphRaw } from "./models/bert.js";

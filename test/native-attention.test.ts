@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import fc from "fast-check";
-import { qkvToContext } from "../src/attention/qkv-to-context.js";
 import type { AttentionArgs, StridedLayout } from "../src/backends/cpu/attention-core.js";
 import { attentionRowsJs } from "../src/backends/cpu/attention-kernel.js";
+import { qkvToContext } from "../src/engine/qkv.js";
 import { Tensor } from "../src/ir/tensor.js";
 import { forEachConfig, native, rand, skipNative } from "./native-helpers.js";
 

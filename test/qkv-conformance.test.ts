@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { qkvToContext } from "../src/attention/qkv-to-context.js";
+import { qkvToContext } from "../src/engine/qkv.js";
 import { Tensor } from "../src/ir/tensor.js";
 import { packQkvWeights } from "../src/packing/index.js";
 import { decodeArray, loadQkvCases, maxAbs, referenceFixed } from "./qkv-helpers.js";

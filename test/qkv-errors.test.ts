@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { qkvToContext } from "../src/attention/qkv-to-context.js";
 import { runGraph } from "../src/engine/executor.js";
+import { qkvToContext } from "../src/engine/qkv.js";
 import { InputError, OpError } from "../src/errors.js";
 import { GraphBuilder } from "../src/ir/builder.js";
 import { Tensor } from "../src/ir/tensor.js";

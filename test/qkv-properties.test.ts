@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import fc from "fast-check";
-import { qkvToContext } from "../src/attention/qkv-to-context.js";
+import { qkvToContext } from "../src/engine/qkv.js";
 import { Tensor } from "../src/ir/tensor.js";
 import { concatToInterleaved, packQkvWeights, unpackQkvWeights } from "../src/packing/index.js";
 import { maxAbs, randomTensor, referenceFixed, referenceVarlen } from "./qkv-helpers.js";

@@ -13,7 +13,7 @@
  */
 import { Tensor } from "../ir/tensor.js";
 import { checkQkvContract, type Fail } from "./qkv-contract.js";
-import { runQkvAttention } from "./qkv-to-context.js";
+import { type Attend, runQkvAttention } from "./qkv-to-context.js";
 
 /** TensorRT's score scale in the int8 interleaved kernels, for every head size. */
 export const INT8_INTERLEAVED_SCALE = 0.125;
@@ -38,7 +38,12 @@ export function quantizeInt8(x: number): number {
   return Math.max(-128, Math.min(127, r));
 }
 
-export function runInt8Interleaved(qkv: Tensor, p: Int8InterleavedParams, fail: Fail): Tensor {
+export function runInt8Interleaved(
+  qkv: Tensor,
+  p: Int8InterleavedParams,
+  fail: Fail,
+  attend: Attend,
+): Tensor {
   if (qkv.type !== "int8") fail(`qkv must be int8 (plugin versions 3 and 6), got ${qkv.type}`);
   const d = qkv.dims;
   if (d.length !== 4 || d[0] !== 1 || d[3] !== 1)
@@ -61,7 +66,8 @@ export function runInt8Interleaved(qkv: Tensor, p: Int8InterleavedParams, fail: 
     },
     fail,
   );
-  const ctx = runQkvAttention(asFloat, layout, { scale: INT8_INTERLEAVED_SCALE }, fail).data as Float32Array;
+  const ctx = runQkvAttention(asFloat, layout, { scale: INT8_INTERLEAVED_SCALE }, fail, attend)
+    .data as Float32Array;
   const E = layout.hiddenSize;
   const out = new Int8Array(E * T);
   for (let c = 0; c < E; c++)

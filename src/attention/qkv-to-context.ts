@@ -1,16 +1,16 @@
 /**
- * Packed-QKV self-attention with TensorRT bertQKVToContext semantics, as a library function and as the
- * engine behind the `mhafuse.QKVToContext` graph op. The packed tensor is read in place by the shared CPU
- * attention core (per token the 3E axis is [N, 3, H]), one attention problem per sequence.
+ * Packed-QKV self-attention with TensorRT bertQKVToContext semantics: the contract and the problem building
+ * behind the `mhafuse.QKVToContext` graph op and the `qkvToContext` library function. The packed tensor is
+ * read in place through strided layouts (per token the 3E axis is [N, 3, H]), one attention problem per
+ * sequence; who runs the problems is the caller's `attend` — a backend's attention primitive for the op
+ * (`computeOf(ctx).attention`), the CPU attention core for the library function (src/engine/qkv.ts). This
+ * module imports no backend.
  */
-import {
-  type AttentionArgs,
-  type ParallelOptions,
-  runAttentionProblems,
-} from "../backends/cpu/attention-core.js";
+
 import { InputError } from "../errors.js";
 import { floatToHalf } from "../ir/float16.js";
 import { Tensor } from "../ir/tensor.js";
+import type { AttentionArgs } from "../ops/attention-args.js";
 import { CROSS_ATTENTION_HINT, checkQkvContract, type Fail, type QkvLayout } from "./qkv-contract.js";
 
 export interface QkvRunOptions {
@@ -26,8 +26,10 @@ export interface QkvRunOptions {
   keyValid?: Uint8Array;
   /** Replaces 1/√H: TensorRT's var-seqlen kernels scale by the padded head size, its int8 kernels by 1/8. */
   scale?: number;
-  parallel?: ParallelOptions;
 }
+
+/** Runs attention problems (each writes its `out`); the caller's choice of kernel, threads and pool. */
+export type Attend = (problems: AttentionArgs[]) => void;
 
 /** Float32 view of a float tensor; float16 is widened into shared memory so worker threads read it in place. */
 function float32Of(t: Tensor): Float32Array {
@@ -84,7 +86,13 @@ function zeroInvalidRows(out: Float32Array, layout: QkvLayout, keyValid: Uint8Ar
 }
 
 /** Runs a validated problem; the output has the dtype of qkv and shape [S, B, E, 1, 1] or [T, E, 1, 1]. */
-export function runQkvAttention(qkv: Tensor, layout: QkvLayout, opts: QkvRunOptions, fail: Fail): Tensor {
+export function runQkvAttention(
+  qkv: Tensor,
+  layout: QkvLayout,
+  opts: QkvRunOptions,
+  fail: Fail,
+  attend: Attend,
+): Tensor {
   const { numHeads: N, headSize: H, hiddenSize: E, batch: B, seqLen: S } = layout;
   const computePaddedRows = opts.computePaddedRows ?? true;
   const data = float32Of(qkv);
@@ -151,7 +159,7 @@ export function runQkvAttention(qkv: Tensor, layout: QkvLayout, opts: QkvRunOpti
       });
     }
   }
-  runAttentionProblems(problems, opts.parallel);
+  attend(problems);
   if (opts.keyValid && !computePaddedRows) zeroInvalidRows(out, layout, opts.keyValid);
   const dims = layout.mode === "varseqlen" ? [layout.tokens, E, 1, 1] : [S, B, E, 1, 1];
   if (layout.dtype === "float16") {
@@ -204,7 +212,7 @@ function separateTensorsError(parts: unknown[], fail: Fail): never {
  * queries attend to the valid keys as in TensorRT (a length of 0 gives zeros); `computePaddedRows: false`
  * writes them as zeros instead. Float32 or float16 in, same dtype out.
  */
-export function qkvToContext(qkv: Tensor, options: QkvToContextOptions): Tensor {
+export function qkvToContextWith(qkv: Tensor, options: QkvToContextOptions, attend: Attend): Tensor {
   const fail: Fail = (message) => {
     throw new InputError(`qkvToContext: ${message}`);
   };
@@ -240,5 +248,5 @@ export function qkvToContext(qkv: Tensor, options: QkvToContextOptions): Tensor 
     },
     fail,
   );
-  return runQkvAttention(qkv, layout, options, fail);
+  return runQkvAttention(qkv, layout, options, fail, attend);
 }

@@ -14,13 +14,22 @@
 
 import { decodePluginMask } from "../attention/plugin-mask.js";
 import { checkQkvContract, type Fail, type QkvLayout } from "../attention/qkv-contract.js";
-import { type QkvRunOptions, runQkvAttention } from "../attention/qkv-to-context.js";
+import { type Attend, type QkvRunOptions, runQkvAttention } from "../attention/qkv-to-context.js";
 import { OpError } from "../errors.js";
 import type { Dim, Node, ValueType } from "../ir/graph.js";
 import type { Tensor } from "../ir/tensor.js";
+import { computeOf } from "./compute.js";
 import { attrInt, type OpContext, type OpDef, registerOps, type TypeContext } from "./registry.js";
 
 export const QKV_DOMAIN = "mhafuse";
+
+/** The op's attention problems run on the backend's attention primitive (the reference's when there is none). */
+export function attendWith(ctx: OpContext): Attend {
+  const compute = computeOf(ctx);
+  return (problems) => {
+    for (const p of problems) compute.attention(p);
+  };
+}
 
 export function failFor(node: Node): Fail {
   return (message) => {
@@ -128,14 +137,18 @@ function run(ctx: OpContext, inputs: (Tensor | undefined)[]): Tensor[] {
   const hiddenSize = node.attrs.hidden_size ? attrInt(node, "hidden_size") : undefined;
   const opts: QkvRunOptions = { computePaddedRows: computePaddedRows(node) };
   if (isVarSeqlen(node, qkv.dims.length))
-    return [runQkvAttention(qkv, varSeqlenLayout(inputs, numHeads, hiddenSize, fail), opts, fail)];
+    return [
+      runQkvAttention(qkv, varSeqlenLayout(inputs, numHeads, hiddenSize, fail), opts, fail, attendWith(ctx)),
+    ];
   const hasMaskAttr = node.attrs.has_mask ? attrInt(node, "has_mask") !== 0 : undefined;
   if (hasMaskAttr === true && !inputs[1])
     fail("has_mask=1 but input 1 (mask: int32 [B] valid lengths) is missing");
   if (hasMaskAttr === false && inputs[1])
     fail("has_mask=0 but a mask is connected to input 1; set has_mask=1 to use it");
   const { layout, keyValid } = fixedLayout(inputs, numHeads, hiddenSize, fail);
-  return [runQkvAttention(qkv, layout, { ...opts, keyValid, fallbackBias: inputs[2] }, fail)];
+  return [
+    runQkvAttention(qkv, layout, { ...opts, keyValid, fallbackBias: inputs[2] }, fail, attendWith(ctx)),
+  ];
 }
 
 /** Output [S, B, E, 1, 1] or [T, E, 1, 1] with the dtype of qkv. */

@@ -22,6 +22,7 @@ import { runQkvAttention } from "../attention/qkv-to-context.js";
 import type { Node, ValueType } from "../ir/graph.js";
 import type { Tensor } from "../ir/tensor.js";
 import {
+  attendWith,
   computePaddedRows,
   failFor,
   fixedLayout,
@@ -200,6 +201,7 @@ function run(ctx: OpContext, inputs: (Tensor | undefined)[]): Tensor[] {
         ctxScale: positive("output_ctx_scale", attrFloat(node, "output_ctx_scale", 1), fail),
       },
       fail,
+      attendWith(ctx),
     );
     return [out];
   }
@@ -207,7 +209,7 @@ function run(ctx: OpContext, inputs: (Tensor | undefined)[]): Tensor[] {
   if (p.varSeqlen) {
     const layout = varSeqlenLayout(inputs, p.numHeads, p.hiddenSize, fail);
     const scale = varSeqlenScale(node, layout.headSize, fail);
-    return [runQkvAttention(qkv, layout, { computePaddedRows: padded, scale }, fail)];
+    return [runQkvAttention(qkv, layout, { computePaddedRows: padded, scale }, fail, attendWith(ctx))];
   }
   const mask = p.hasMask ? inputs[1] : undefined;
   if (mask && p.family === "varseqlen-capable" && mask.dims.length !== 1 && mask.dims[1] !== 1)
@@ -215,7 +217,7 @@ function run(ctx: OpContext, inputs: (Tensor | undefined)[]): Tensor[] {
       `plugin_version "${p.version}" with var_seqlen=0 takes int32 [B] lengths as mask, got [${mask.dims}]`,
     );
   const { layout, keyValid } = fixedLayout([qkv, mask], p.numHeads, p.hiddenSize, fail);
-  return [runQkvAttention(qkv, layout, { computePaddedRows: padded, keyValid }, fail)];
+  return [runQkvAttention(qkv, layout, { computePaddedRows: padded, keyValid }, fail, attendWith(ctx))];
 }
 
 function inferTypes(ctx: TypeContext): ValueType[] {
