@@ -14,14 +14,34 @@ function mhafuse(...args: string[]) {
 }
 
 test("every command has --help", () => {
-  for (const cmd of ["run", "inspect", "optimize", "pack-weights", "demo", "bench", "serve", "report"]) {
+  for (const cmd of [
+    "run",
+    "inspect",
+    "optimize",
+    "pack-weights",
+    "demo",
+    "bench",
+    "serve",
+    "report",
+    "build",
+  ]) {
     const r = mhafuse(cmd, "--help");
     assert.equal(r.code, 0, `${cmd} --help exited ${r.code}: ${r.stderr}`);
     assert.match(r.stdout, new RegExp(`Usage: mhafuse ${cmd}`));
   }
   const top = mhafuse("--help");
   assert.equal(top.code, 0);
-  for (const cmd of ["run", "inspect", "optimize", "pack-weights", "demo", "bench", "serve", "report"])
+  for (const cmd of [
+    "run",
+    "inspect",
+    "optimize",
+    "pack-weights",
+    "demo",
+    "bench",
+    "serve",
+    "report",
+    "build",
+  ])
     assert.match(top.stdout, new RegExp(cmd));
 });
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { Command } from "commander";
 import { registerBench } from "./commands/bench.js";
+import { registerBuild } from "./commands/build.js";
 import { registerDemo } from "./commands/demo.js";
 import { registerInspect } from "./commands/inspect.js";
 import { registerOptimize } from "./commands/optimize.js";
@@ -24,6 +25,7 @@ registerInspect(program);
 registerOptimize(program);
 registerPackWeights(program);
 registerBench(program);
+registerBuild(program);
 registerServe(program);
 registerReport(program);
 

@@ -2,13 +2,23 @@ import type { Backend, PreparedGraph } from "../backends/backend.js";
 import { CpuBackend, type CpuBackendOptions } from "../backends/cpu/backend.js";
 import type { KernelChoice } from "../backends/cpu/defaults.js";
 import { type Fallback, WebGpuBackend } from "../backends/webgpu/backend.js";
-import { guard, guardAsync, InputError, MhafuseError, OptionError } from "../errors.js";
+import {
+  guard,
+  guardAsync,
+  InputError,
+  MhafuseError,
+  ModelLoadError,
+  ModelTooLargeError,
+  OptionError,
+} from "../errors.js";
 import { checkGraph } from "../graph-check.js";
 import type { Graph, Model, ValueInfo } from "../ir/graph.js";
 import type { Tensor } from "../ir/tensor.js";
-import { DEFAULT_MEMORY_LIMIT_BYTES } from "../limits.js";
+import { DEFAULT_MAX_MODEL_BYTES, DEFAULT_MEMORY_LIMIT_BYTES } from "../limits.js";
 import { loadModel } from "../onnx/index.js";
+import { readRegularFile } from "../onnx/read-file.js";
 import { type AttentionReport, type GraphOptimizationLevel, optimizeGraph } from "../passes/index.js";
+import { type EngineFile, isEngineFile, readEngine } from "./engine-file.js";
 import { type ExecutionPlan, planGraph } from "./executor.js";
 import { type TensorLike, validateFeeds } from "./feeds.js";
 import { checkMemory } from "./memory-check.js";
@@ -60,6 +70,23 @@ function checkProviders(list: SessionOptions["executionProviders"]): Provider {
     }
   }
   return (names[0] ?? "cpu") as Provider;
+}
+
+/** An engine file given as a `.mhaf` path or as bytes that start with its magic; undefined for ONNX models. */
+async function readEngineSource(
+  model: string | Uint8Array | ArrayBuffer | Model,
+): Promise<EngineFile | undefined> {
+  if (typeof model === "string") {
+    if (!model.endsWith(".mhaf")) return undefined;
+    const bytes = await readRegularFile(model, `engine file '${model}'`, DEFAULT_MAX_MODEL_BYTES, {
+      invalid: (m) => new ModelLoadError(m),
+      tooLarge: (m) => new ModelTooLargeError(m),
+    });
+    return readEngine(bytes, `engine file '${model}'`);
+  }
+  const bytes =
+    model instanceof ArrayBuffer ? new Uint8Array(model) : model instanceof Uint8Array ? model : undefined;
+  return bytes && isEngineFile(bytes) ? readEngine(bytes) : undefined;
 }
 
 /** onnxruntime-node-compatible session: create from a path or bytes, then `await run(feeds)`. */
@@ -123,24 +150,40 @@ export class InferenceSession {
     options: SessionOptions = {},
   ): Promise<InferenceSession> {
     const provider = checkProviders(options.executionProviders);
-    const loaded =
-      typeof model === "string" || model instanceof Uint8Array
+    const engine = await readEngineSource(model);
+    const loaded = engine
+      ? engine.model
+      : typeof model === "string" || model instanceof Uint8Array
         ? await loadModel(model, { memoryLimitBytes: memoryLimit(options) })
         : model instanceof ArrayBuffer
           ? await loadModel(new Uint8Array(model), { memoryLimitBytes: memoryLimit(options) })
           : model;
-    const session = InferenceSession.fromGraphUnguarded(loaded.graph, options);
+    if (engine && options.verify)
+      throw new OptionError(
+        "verify mode needs the original ONNX model, not an engine file (it holds the fused graph only)",
+      );
+    if (engine && engine.header.backend !== provider)
+      throw new OptionError(
+        `the engine file was built for the ${engine.header.backend} provider, the session asks for ${provider}: ` +
+          `rebuild it with \`mhafuse build --provider ${provider}\``,
+      );
+    const session = InferenceSession.fromGraphUnguarded(loaded.graph, options, engine?.header.report);
     // Fail at creation, with BackendUnavailableError (code BACKEND_UNAVAILABLE), where WebGPU cannot start.
     if (provider === "webgpu") await (session.backend as WebGpuBackend).context();
     return session;
   }
 
   /** A session over an in-memory graph (e.g. one made with GraphBuilder). */
-  private static fromGraphUnguarded(graph: Graph, options: SessionOptions = {}): InferenceSession {
+  /** `prebuilt`: the graph is an engine file's, already optimized; this is its fusion report. */
+  private static fromGraphUnguarded(
+    graph: Graph,
+    options: SessionOptions = {},
+    prebuilt?: AttentionReport[],
+  ): InferenceSession {
     const provider = checkProviders(options.executionProviders);
-    const level = options.graphOptimizationLevel ?? "all";
+    const level = prebuilt ? "disabled" : (options.graphOptimizationLevel ?? "all");
     checkGraph(graph);
-    const optimized = optimizeGraph(graph, { level });
+    const optimized = prebuilt ? { graph, report: prebuilt } : optimizeGraph(graph, { level });
     checkMemory(optimized.graph, memoryLimit(options));
     const tolerance = options.verify
       ? ((typeof options.verify === "object" ? options.verify.tolerance : undefined) ?? 1e-3)

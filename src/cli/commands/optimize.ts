@@ -4,6 +4,7 @@ import { loadModel, saveModelFile } from "../../onnx/index.js";
 import { type GraphOptimizationLevel, optimizeGraph } from "../../passes/index.js";
 import { toOnnxruntime } from "../../passes/to-onnxruntime.js";
 import { formatAttentionTable } from "../format.js";
+import { progressFor } from "../progress.js";
 
 interface OptimizeOptions {
   output: string;
@@ -38,12 +39,15 @@ export function registerOptimize(program: Command): void {
         throw new OptionError(`unknown --target '${opts.target}' (use ${TARGETS.join(" or ")})`);
       if (!(LEVELS as string[]).includes(opts.level))
         throw new OptionError(`unknown --level '${opts.level}' (use ${LEVELS.join(", ")})`);
+      const progress = progressFor(opts.json ? undefined : process.stderr, 3, "optimize");
       const model = await loadModel(path);
+      progress.tick();
       const level = opts.level as GraphOptimizationLevel;
       const { graph, report, stats } = optimizeGraph(model.graph, {
         level,
         target: opts.target as "mhafuse",
       });
+      progress.tick();
       let out = graph;
       const notes: string[] = [];
       if (opts.target === "onnxruntime") {
@@ -52,6 +56,8 @@ export function registerOptimize(program: Command): void {
         notes.push(...converted.notes);
       }
       saveModelFile({ ...model, graph: out, producerName: "mhafuse", producerVersion: "0.1.0" }, opts.output);
+      progress.tick();
+      progress.stop();
       if (opts.json) {
         process.stdout.write(
           `${JSON.stringify({ model: path, output: opts.output, attention: report, stats, notes }, null, 2)}\n`,

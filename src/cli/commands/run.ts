@@ -5,6 +5,7 @@ import { InputError, MhafuseError, OptionError } from "../../errors.js";
 import type { Tensor } from "../../ir/tensor.js";
 import { type JsonTensor, tensorFromJson, tensorToJson } from "../../onnx/index.js";
 import { formatVerify } from "../format.js";
+import { progressFor } from "../progress.js";
 
 interface RunOptions {
   inputs: string;
@@ -78,11 +79,15 @@ export function registerRun(program: Command): void {
     .action(async (model: string, opts: RunOptions) => {
       const feeds = readFeeds(opts.inputs, opts.case);
       const verify = opts.verify ? { tolerance: Number(opts.tolerance) } : undefined;
+      // Loading and optimizing a large model takes seconds: a bar on a terminal, nothing in pipes.
+      const progress = progressFor(process.stderr, 2, "load");
       const session = await InferenceSession.create(model, {
         graphOptimizationLevel: opts.fuse ? "all" : "disabled",
         verify,
         executionProviders: [opts.provider],
       });
+      progress.tick();
+      progress.stop();
       const started = performance.now();
       const outputs = await session.run(feeds);
       const ms = performance.now() - started;
