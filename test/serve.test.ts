@@ -197,7 +197,13 @@ test("graceful close: a request in flight still gets its answer", async () => {
     method: "POST",
     body: JSON.stringify({ inputs: Object.entries(c.inputs).map(([k, t]) => jsonTensor(k, t)) }),
   });
-  await new Promise((r) => setTimeout(r, 5));
+  // Close once the request is being served: a fixed delay raced the request's arrival on a loaded box (the
+  // connection was still idle, so close() dropped it). Bounded, in case it is answered before we look.
+  for (let i = 0; i < 200; i++) {
+    const text = await (await fetch(`${url}/metrics`)).text();
+    if (/mhafuse_requests_in_flight\{model="bert"\} 1/.test(text)) break;
+    await new Promise((r) => setTimeout(r, 5));
+  }
   const closing = local.close();
   const r = await pending;
   assert.equal(r.status, 200);

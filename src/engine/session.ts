@@ -1,6 +1,6 @@
 import type { PreparedGraph } from "../backends/backend.js";
 import { CpuBackend, type CpuBackendOptions } from "../backends/cpu/backend.js";
-import type { KernelChoice } from "../backends/cpu/defaults.js";
+import { CPU_KERNELS, type CpuKernels, type KernelChoice } from "../backends/cpu/defaults.js";
 import { MhafuseError } from "../errors.js";
 import type { Graph, Model, ValueInfo } from "../ir/graph.js";
 import type { Tensor } from "../ir/tensor.js";
@@ -25,6 +25,11 @@ export interface SessionOptions {
   gemmKernel?: KernelChoice;
   /** mhafuse: attention kernel, likewise (default "js" if MHAFUSE_NO_WASM or MHAFUSE_ATTENTION_KERNEL=js). */
   attentionKernel?: KernelChoice;
+  /**
+   * mhafuse: CPU kernel family, "native" (C++ addon; the WebAssembly kernels when it does not load), "wasm"
+   * or "js" (default MHAFUSE_CPU_KERNELS, else "native"; MHAFUSE_NO_NATIVE=1 never loads the addon).
+   */
+  cpuKernels?: CpuKernels;
 }
 
 /** Input-shape signatures whose prepared graphs a session keeps. */
@@ -96,6 +101,10 @@ export class InferenceSession {
   /** A session over an in-memory graph (e.g. one made with GraphBuilder). */
   static fromGraph(graph: Graph, options: SessionOptions = {}): InferenceSession {
     checkProviders(options.executionProviders);
+    if (options.cpuKernels !== undefined && !CPU_KERNELS.includes(options.cpuKernels))
+      throw new MhafuseError(
+        `cpuKernels must be one of ${CPU_KERNELS.map((k) => `"${k}"`).join(", ")}, got ${JSON.stringify(options.cpuKernels)}`,
+      );
     const level = options.graphOptimizationLevel ?? "all";
     const optimized = optimizeGraph(graph, { level });
     const tolerance = options.verify
@@ -116,6 +125,7 @@ export class InferenceSession {
         throw new MhafuseError(`${name} must be "auto" or "js", got ${JSON.stringify(value)}`);
     }
     return new InferenceSession(optimized.graph, graph, optimized.report, tolerance, {
+      cpuKernels: options.cpuKernels,
       threads: options.intraOpNumThreads,
       gemmKernel: options.gemmKernel,
       attentionKernel: options.attentionKernel,
