@@ -10,7 +10,7 @@ import type { GemmProblem } from "../../ops/gemm-problem.js";
 import type { CpuCompute } from "./compute.js";
 import { isImmutable } from "./immutable.js";
 import type { MapName } from "./map-parallel.js";
-import type { Activation, NativeKernels, PackedWeights } from "./native/index.js";
+import type { NativeKernels, PackedWeights } from "./native/index.js";
 
 /** Packed panels of immutable weights, per array and per view of it (offset, stride, transpose, K×N). */
 const packedCache = new WeakMap<Float32Array, Map<string, PackedWeights>>();
@@ -47,10 +47,8 @@ function nativeGemmRows(
   r0: number,
   r1: number,
   residual: Float32Array | undefined,
-  activation: Activation = "none",
 ): void {
   native.gemm(r1 - r0, p.A, b, p.C, {
-    activation,
     aOffset: p.aOffset + r0 * p.lda,
     lda: p.lda,
     cOffset: p.cOffset + r0 * p.ldc,
@@ -87,11 +85,7 @@ export const NATIVE_SLICE_FLOPS = 3e8;
 
 const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
-async function nativeGemmSliced(
-  native: NativeKernels,
-  p: GemmProblem,
-  activation: Activation = "none",
-): Promise<void> {
+async function nativeGemmSliced(native: NativeKernels, p: GemmProblem): Promise<void> {
   if (p.M <= 0 || p.N <= 0) return;
   const b = packedB(native, p);
   const residual = residualOf(p);
@@ -99,7 +93,7 @@ async function nativeGemmSliced(
   const step = Math.max(16, Math.floor(NATIVE_SLICE_FLOPS / rowFlops / 16) * 16);
   for (let r0 = 0; r0 < p.M; r0 += step) {
     if (r0 > 0) await nextTurn();
-    nativeGemmRows(native, p, b, r0, Math.min(p.M, r0 + step), residual, activation);
+    nativeGemmRows(native, p, b, r0, Math.min(p.M, r0 + step), residual);
   }
 }
 
