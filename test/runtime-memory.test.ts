@@ -48,7 +48,8 @@ test("memory plan: values that alias a pooled buffer keep it alive until the las
 
 test("CPU backend: dispose() stops the workers it started; the process needs no dispose to exit", async () => {
   const { graph } = optimizeGraph(buildBertGraph({ ...config, layers: 1, hidden: 256, ffn: 1024 }));
-  const backend = new CpuBackend({ threads: 2 });
+  // The worker pool serves the WebAssembly kernels (the native ones run on the addon's own threads).
+  const backend = new CpuBackend({ threads: 2, cpuKernels: "wasm" });
   const prepared = await backend.prepare(graph, planGraph(graph));
   const out = graph.outputs[0]!.name;
   // [256 × 256] · [256 × 1024]: 134 MFLOP, above the async threshold, so the backend's workers start.
@@ -82,7 +83,7 @@ test("CPU backend: one dropped without dispose() stops its workers once garbage-
   const gc = runInNewContext("gc") as () => void;
   const { graph } = optimizeGraph(buildBertGraph({ ...config, layers: 1, hidden: 256, ffn: 1024 }));
   const pool = await (async () => {
-    const backend = new CpuBackend({ threads: 2 });
+    const backend = new CpuBackend({ threads: 2, cpuKernels: "wasm" });
     const prepared = await backend.prepare(graph, planGraph(graph));
     await prepared.run(bertInputs([64, 64, 64, 64], 64, config.vocab), [graph.outputs[0]!.name]);
     return backend.pool;

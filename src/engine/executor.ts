@@ -1,5 +1,5 @@
 import type { ExecutionPlan as BackendPlan } from "../backends/backend.js";
-import { cpuCompute } from "../backends/cpu/compute.js";
+import { type CpuCompute, cpuCompute } from "../backends/cpu/compute.js";
 import { markImmutable } from "../backends/cpu/immutable.js";
 import { cpuKernels } from "../backends/cpu/kernels.js";
 import { cpuThreads } from "../backends/cpu/thread-pool.js";
@@ -11,7 +11,10 @@ import { referenceWith } from "../ops/compute.js";
 import { type EvaluateOptions, gatherInputs, lastReaders } from "../ops/evaluate.js";
 import { resolveOp } from "../ops/index.js";
 
-export type ExecuteOptions = EvaluateOptions;
+export interface ExecuteOptions extends EvaluateOptions {
+  /** The CPU primitives to run on (default: the WebAssembly/JS ones; a CpuBackend's for its native kernels). */
+  compute?: CpuCompute;
+}
 
 /** Topological order plus, for each step, the values whose last reader it is (freed right after). */
 export interface ExecutionPlan extends BackendPlan {
@@ -38,7 +41,7 @@ export function runGraph(
 ): Map<string, Tensor> {
   const values = new Map<string, Tensor>(graph.initializers);
   for (const [k, v] of Object.entries(feeds)) values.set(k, v);
-  const compute = cpuCompute({ threads: cpuThreads() });
+  const compute = options.compute ?? cpuCompute({ threads: cpuThreads() });
   plan.order.forEach((node, step) => {
     const inputs = gatherInputs(node, values);
     const opset = opsetOf(graph, node.domain);

@@ -1,6 +1,6 @@
 import type { Backend, PreparedGraph } from "../backends/backend.js";
 import { CpuBackend, type CpuBackendOptions } from "../backends/cpu/backend.js";
-import type { KernelChoice } from "../backends/cpu/defaults.js";
+import { CPU_KERNELS, type CpuKernels, type KernelChoice } from "../backends/cpu/defaults.js";
 import { type Fallback, WebGpuBackend } from "../backends/webgpu/backend.js";
 import {
   guard,
@@ -42,6 +42,11 @@ export interface SessionOptions {
   gemmKernel?: KernelChoice;
   /** mhafuse: attention kernel, likewise (default "js" if MHAFUSE_NO_WASM or MHAFUSE_ATTENTION_KERNEL=js). */
   attentionKernel?: KernelChoice;
+  /**
+   * mhafuse: CPU kernel family, "native" (C++ addon; the WebAssembly kernels when it does not load), "wasm"
+   * or "js" (default MHAFUSE_CPU_KERNELS, else "native"; MHAFUSE_NO_NATIVE=1 never loads the addon).
+   */
+  cpuKernels?: CpuKernels;
   /**
    * Memory cap in bytes (default 16 GiB): the model's tensors together, and any one tensor whose size is
    * known before run time, must fit, else create fails with MODEL_TOO_LARGE before allocating it.
@@ -181,6 +186,11 @@ export class InferenceSession {
     prebuilt?: AttentionReport[],
   ): InferenceSession {
     const provider = checkProviders(options.executionProviders);
+    // Options first: a wrong option is the caller's mistake whatever the graph is.
+    if (options.cpuKernels !== undefined && !CPU_KERNELS.includes(options.cpuKernels))
+      throw new OptionError(
+        `cpuKernels must be one of ${CPU_KERNELS.map((k) => `"${k}"`).join(", ")}, got ${JSON.stringify(options.cpuKernels)}`,
+      );
     const level = prebuilt ? "disabled" : (options.graphOptimizationLevel ?? "all");
     checkGraph(graph);
     const optimized = prebuilt ? { graph, report: prebuilt } : optimizeGraph(graph, { level });
@@ -206,6 +216,7 @@ export class InferenceSession {
       optimized.report,
       tolerance,
       {
+        cpuKernels: options.cpuKernels,
         threads: options.intraOpNumThreads,
         gemmKernel: options.gemmKernel,
         attentionKernel: options.attentionKernel,

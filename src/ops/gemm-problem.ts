@@ -21,6 +21,12 @@ export interface GemmProblem {
   C: Float32Array;
   cOffset: number;
   ldc: number;
+  /**
+   * A hint for fused kernels: C holds this [N] row repeated on every row and beta is 1 (Gemm's bias), so a
+   * kernel may add it in its epilogue and overwrite C instead of reading it. C is filled all the same, so
+   * a kernel that ignores the hint (the reference) computes the same result.
+   */
+  rowBias?: Float32Array;
 }
 
 /**

@@ -270,6 +270,8 @@ export function gemmGemmCall(ctx: OpContext, inputs: (Tensor | undefined)[]): Ge
     cOffset: 0,
     ldc: N,
   };
+  if (c?.type === "float32" && c.size === N && c.dims.at(-1) === N && g.beta === 1)
+    problem.rowBias = (c.data as Float32Array).subarray(0, N);
   const type = a.type;
   return { problems: [problem], output: () => floatTensor(type, C, [M, N]) };
 }

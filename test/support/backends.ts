@@ -14,7 +14,9 @@ export interface BackendUnderTest {
 }
 
 export const BACKENDS: readonly BackendUnderTest[] = [
+  // Native kernels where the addon loads (else this is the WebAssembly path again), and the fallback kernels.
   { name: "cpu", create: () => new CpuBackend({ threads: 2 }) },
+  { name: "cpu-wasm", create: () => new CpuBackend({ threads: 2, cpuKernels: "wasm" }) },
   // Where WebGPU is unavailable (no `webgpu` package, no adapter) the op suite reports it and skips it.
   { name: "webgpu", create: () => new WebGpuBackend(), optional: true },
 ];

@@ -7,9 +7,18 @@
 import type { Graph } from "../../ir/graph.js";
 import type { Backend, ExecutionPlan, PreparedGraph } from "../backend.js";
 import { BufferLease, BufferPool } from "./buffer-pool.js";
-import { cpuCompute } from "./compute.js";
-import { defaultAttentionKernel, defaultGemmKernel, defaultThreads, type KernelChoice } from "./defaults.js";
+import { type CpuCompute, cpuCompute } from "./compute.js";
+import {
+  type CpuKernels,
+  defaultAttentionKernel,
+  defaultCpuKernels,
+  defaultGemmKernel,
+  defaultThreads,
+  type KernelChoice,
+} from "./defaults.js";
 import { markImmutable } from "./immutable.js";
+import { type NativeKernels, nativeKernels } from "./native/index.js";
+import { nativeCompute } from "./native-compute.js";
 import { type CpuTask, newCpuPool } from "./pool.js";
 import { CpuPreparedGraph } from "./prepared-graph.js";
 import type { ThreadPool } from "./thread-pool.js";
@@ -21,6 +30,12 @@ export interface CpuBackendOptions {
   gemmKernel?: KernelChoice;
   /** Attention kernel, likewise (default: "js" if MHAFUSE_NO_WASM or MHAFUSE_ATTENTION_KERNEL=js). */
   attentionKernel?: KernelChoice;
+  /**
+   * Kernel family (default: MHAFUSE_CPU_KERNELS, else "native"): "native" runs GEMM, attention, norms and
+   * the profiled elementwise ops on the C++ addon when it loads (else "wasm", after a one-line notice);
+   * "wasm" and "js" never load it. A gemmKernel/attentionKernel of "js" keeps that primitive on plain JS.
+   */
+  cpuKernels?: CpuKernels;
 }
 
 /**
@@ -36,14 +51,19 @@ export class CpuBackend implements Backend {
   readonly threads: number;
   readonly gemmKernel: KernelChoice;
   readonly attentionKernel: KernelChoice;
+  /** The native kernels in use, or undefined when this backend runs the WebAssembly or JS kernels. */
+  readonly native: NativeKernels | undefined;
   readonly buffers = new BufferPool();
   /** This backend's workers: every parallel GEMM, attention and map job of its graphs runs on them. */
   readonly pool: ThreadPool<CpuTask> = newCpuPool();
 
   constructor(options: CpuBackendOptions = {}) {
     this.threads = Math.max(1, Math.floor(options.threads ?? defaultThreads()));
-    this.gemmKernel = options.gemmKernel ?? defaultGemmKernel();
-    this.attentionKernel = options.attentionKernel ?? defaultAttentionKernel();
+    const family = options.cpuKernels ?? defaultCpuKernels();
+    const js: KernelChoice | undefined = family === "js" ? "js" : undefined;
+    this.gemmKernel = options.gemmKernel ?? js ?? defaultGemmKernel();
+    this.attentionKernel = options.attentionKernel ?? js ?? defaultAttentionKernel();
+    this.native = family === "native" ? nativeKernels() : undefined;
     abandoned.register(this, this.pool, this);
   }
 
@@ -56,11 +76,32 @@ export class CpuBackend implements Backend {
       attentionKernel: this.attentionKernel,
       pool: this.pool,
     };
-    const pooledCompute = cpuCompute({ ...base, allocFloat32: (n) => this.buffers.allocFloat32(n) });
-    const freshCompute = cpuCompute(base);
+    const pooledCompute = this.withNative(
+      cpuCompute({ ...base, allocFloat32: (n) => this.buffers.allocFloat32(n) }),
+    );
+    const freshCompute = this.withNative(cpuCompute(base));
     return new CpuPreparedGraph(graph, plan, {
       pooled: () => ({ compute: pooledCompute, lease: new BufferLease(this.buffers) }),
       unpooled: () => freshCompute,
+    });
+  }
+
+  /** This backend's primitives with fresh output arrays: for synchronous tools (runGraph, profiles). */
+  compute(): CpuCompute {
+    const base = {
+      threads: this.threads,
+      gemmKernel: this.gemmKernel,
+      attentionKernel: this.attentionKernel,
+    };
+    return this.withNative(cpuCompute({ ...base, pool: this.pool }));
+  }
+
+  /** The native primitives over `fallback` when this backend runs native kernels. */
+  private withNative(fallback: CpuCompute): CpuCompute {
+    if (!this.native) return fallback;
+    return nativeCompute(this.native, fallback, {
+      gemm: this.gemmKernel !== "js",
+      attention: this.attentionKernel !== "js",
     });
   }
 

@@ -11,6 +11,7 @@ import { attentionProblemsAsync, runAttentionProblems } from "./attention-parall
 import type { KernelChoice } from "./defaults.js";
 import { gemmBatchAsync, gemmBatchParallel } from "./gemm-parallel.js";
 import { type MapName, mapAsync } from "./map-parallel.js";
+import type { NativeKernels } from "./native/index.js";
 import { type CpuTask, cpuPool } from "./pool.js";
 import type { ThreadPool } from "./thread-pool.js";
 
@@ -28,6 +29,10 @@ export interface CpuComputeOptions {
 /** The CPU primitives, plus what only CPU kernels use: the thread count and work run off this thread. */
 export interface CpuCompute extends OpCompute {
   readonly threads: number;
+  /** The native kernels when the backend runs on them (its elementwise and norm kernels use them directly). */
+  readonly native?: NativeKernels;
+  /** Attention problems run on the native kernels (captured even where they would run on this thread). */
+  readonly attentionOnNative?: boolean;
   /** Runs the GEMMs on the pool's workers while the caller awaits (its event loop stays free). */
   gemmAsync(problems: readonly GemmProblem[]): Promise<void>;
   /** Runs attention problems on the pool's workers while the caller awaits. */

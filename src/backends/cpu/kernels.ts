@@ -22,6 +22,7 @@ import { type KernelContext, type KernelDef, KernelRegistry } from "../kernel-re
 import { attentionFlops, captureAttentionProblems, PARALLEL_MIN_FLOPS } from "./attention-core.js";
 import type { CpuCompute } from "./compute.js";
 import type { MapName } from "./map-parallel.js";
+import * as nativeOps from "./native-ops.js";
 
 const FLOAT_TYPES: readonly DType[] = ["float32", "float16"];
 
@@ -80,6 +81,12 @@ function attentionKernel(
     ...sync,
     run(ctx, inputs) {
       const { threads } = ctx.compute;
+      if (ctx.compute.attentionOnNative && inputs[0]?.type === "float32") {
+        // The native pool runs any size well: every problem goes there, none stays on the JS core.
+        const { result, problems } = captureAttentionProblems(() => sync.run(ctx, inputs) as Tensor[]);
+        ctx.compute.attentionSync(problems);
+        return result;
+      }
       if (!ctx.allowAsync || threads <= 1 || inputs[0]?.type !== "float32") return sync.run(ctx, inputs);
       const { result, problems } = captureAttentionProblems(() => sync.run(ctx, inputs) as Tensor[]);
       if (problems.reduce((s, a) => s + attentionFlops(a), 0) < PARALLEL_MIN_FLOPS) {
@@ -129,6 +136,25 @@ function onnxGeluMap(node: Node): MapName | undefined {
   return value === "none" ? "gelu-erf" : value === "tanh" ? "gelu-tanh" : undefined;
 }
 
+/**
+ * An op whose plain float32 case runs on the native kernels when the backend has them (native-ops.ts);
+ * every other case, and every backend without the addon, runs the op's contract.
+ */
+function nativeKernel(
+  opType: string,
+  domain: string,
+  fast: nativeOps.NativeOp,
+  base: KernelDef<CpuCompute> = contract(opType, domain),
+): KernelDef<CpuCompute> {
+  return {
+    ...base,
+    run(ctx, inputs) {
+      const native = ctx.compute.native;
+      return (native && fast(native, ctx.compute, ctx.node, inputs, ctx.opset)) || base.run(ctx, inputs);
+    },
+  };
+}
+
 /** Output 0 is input 0's buffer with new dims; `hostInputs` hold shapes or axes. */
 function aliasKernel(opType: string, hostInputs: readonly number[], since?: number): KernelDef<CpuCompute> {
   return contract(opType, "", { aliases: [[0, 0]], hostInputs, since });
@@ -147,8 +173,32 @@ export const cpuKernels = new KernelRegistry<CpuCompute>().register(
   // backend's runAttentionProblems: captured like the others. TensorRT's plugin node, in any domain.
   attentionKernel("QKVToContext", "mhafuse"),
   attentionKernel(TRT_PLUGIN_OP, "*"),
-  mapKernel("Gelu", "com.microsoft", () => "gelu-erf"),
-  mapKernel("Gelu", "", onnxGeluMap),
+  nativeKernel(
+    "Gelu",
+    "com.microsoft",
+    nativeOps.activation(() => "gelu", false),
+    mapKernel("Gelu", "com.microsoft", () => "gelu-erf"),
+  ),
+  nativeKernel(
+    "Gelu",
+    "",
+    nativeOps.activation(nativeOps.onnxGeluKind, false),
+    mapKernel("Gelu", "", onnxGeluMap),
+  ),
+  nativeKernel(
+    "FastGelu",
+    "com.microsoft",
+    nativeOps.activation(() => "fastGelu", true),
+  ),
+  nativeKernel(
+    "BiasGelu",
+    "com.microsoft",
+    nativeOps.activation(() => "gelu", true),
+  ),
+  nativeKernel("LayerNormalization", "", nativeOps.layerNorm),
+  nativeKernel("SkipLayerNormalization", "com.microsoft", nativeOps.skipLayerNorm),
+  nativeKernel("Softmax", "", nativeOps.softmax),
+  nativeKernel("Add", "", nativeOps.add),
   aliasKernel("Reshape", [1]),
   aliasKernel("Squeeze", [1]),
   aliasKernel("Unsqueeze", [1]),

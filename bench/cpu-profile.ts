@@ -1,0 +1,58 @@
+/**
+ * Where the time of one fused BERT-base-width run goes, per op type, on the CPU backend's kernels (native,
+ * or the fallback with --kernels wasm): the synchronous run with a clock read between nodes.
+ *
+ *   node --import tsx bench/cpu-profile.ts [--layers 4 --batch 1 --seq 128 --kernels native --reps 5]
+ */
+import { parseArgs } from "node:util";
+import { CpuBackend } from "../src/backends/cpu/backend.js";
+import type { CpuKernels } from "../src/backends/cpu/defaults.js";
+import { runGraph } from "../src/engine/executor.js";
+import { bertInputs, buildBertGraph } from "../src/models/bert.js";
+import { optimizeGraph } from "../src/passes/index.js";
+
+const { values } = parseArgs({
+  options: {
+    layers: { type: "string", default: "4" },
+    batch: { type: "string", default: "1" },
+    seq: { type: "string", default: "128" },
+    kernels: { type: "string", default: "native" },
+    reps: { type: "string", default: "5" },
+  },
+});
+const graph = buildBertGraph({
+  layers: Number(values.layers),
+  hidden: 768,
+  heads: 12,
+  ffn: 3072,
+  vocab: 1000,
+});
+const { graph: fused } = optimizeGraph(graph, { level: "all" });
+const seq = Number(values.seq);
+const feeds = bertInputs(Array(Number(values.batch)).fill(seq), seq, 1000);
+const backend = new CpuBackend({ cpuKernels: values.kernels as CpuKernels });
+const compute = backend.compute();
+runGraph(fused, feeds, { compute }); // warm-up: packed weights, JIT
+const byType = new Map<string, number>();
+let total = 0;
+for (let r = 0; r < Number(values.reps); r++) {
+  const t0 = performance.now();
+  let last = t0;
+  runGraph(fused, feeds, {
+    compute,
+    onNode(node) {
+      const now = performance.now();
+      const key = node.domain ? `${node.domain}.${node.opType}` : node.opType;
+      byType.set(key, (byType.get(key) ?? 0) + now - last);
+      last = now;
+    },
+  });
+  total += performance.now() - t0;
+}
+const reps = Number(values.reps);
+console.log(`${values.kernels} kernels, ${(total / reps).toFixed(1)} ms per run`);
+for (const [op, ms] of [...byType].sort((a, b) => b[1] - a[1]))
+  console.log(
+    `${op.padEnd(40)} ${(ms / reps).toFixed(2).padStart(8)} ms ${((100 * ms) / total).toFixed(1).padStart(5)}%`,
+  );
+await backend.dispose();

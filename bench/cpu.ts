@@ -1,0 +1,127 @@
+/**
+ * Whole-model CPU benchmark of issue 9: the generated BERT (BERT-base width) fused, on mhafuse's native
+ * kernels, on its fallback (WebAssembly) kernels, and on onnxruntime-node's CPU provider with the same thread
+ * count — one process, the three interleaved rep by rep (the box is shared), warm-up first, medians.
+ * Shapes: [1,128], [8,128], [1,512], and [8,128] with lengths uniform in 16..128 (about half padding).
+ *
+ *   node --import tsx bench/cpu.ts [--layers 4 --reps 9 --threads 2 --shapes 1x128,8x128,1x512,8x128pad] [--json]
+ */
+import { cpus } from "node:os";
+import { parseArgs } from "node:util";
+import * as ort from "onnxruntime-node";
+import { nativeKernels } from "../src/backends/cpu/native/index.js";
+import { InferenceSession } from "../src/engine/session.js";
+import type { Tensor } from "../src/ir/tensor.js";
+import { bertInputs, buildBertGraph } from "../src/models/bert.js";
+import { seededRandom } from "../src/models/random.js";
+import { modelFromGraph, saveModel } from "../src/onnx/index.js";
+
+const { values } = parseArgs({
+  options: {
+    layers: { type: "string", default: "4" },
+    reps: { type: "string", default: "9" },
+    threads: { type: "string", default: "2" },
+    shapes: { type: "string", default: "1x128,8x128,1x512,8x128pad" },
+    json: { type: "boolean", default: false },
+  },
+});
+const LAYERS = Number(values.layers);
+const REPS = Number(values.reps);
+const THREADS = Number(values.threads);
+const config = { layers: LAYERS, hidden: 768, heads: 12, ffn: 3072, vocab: 1000 };
+const graph = buildBertGraph(config);
+
+/** "8x128" or "8x128pad" (lengths uniform in 16..seq, seeded): batch, seq, per-sequence lengths. */
+function shapeOf(spec: string): { name: string; batch: number; seq: number; lengths: number[] } {
+  const m = /^(\d+)x(\d+)(pad)?$/.exec(spec);
+  if (!m) throw new Error(`bad shape ${spec} (want e.g. 8x128 or 8x128pad)`);
+  const [batch, seq] = [Number(m[1]), Number(m[2])];
+  const rand = seededRandom(9);
+  const lengths = Array.from({ length: batch }, () =>
+    m[3] ? 16 + Math.floor(rand() * (seq - 16 + 1)) : seq,
+  );
+  return { name: spec, batch, seq, lengths };
+}
+
+/** Multiply-adds ×2 of the model's GEMMs and attention for these lengths (padding counted, as computed). */
+function modelFlops(batch: number, seq: number): number {
+  const { hidden: E, ffn: F } = config;
+  const tokens = batch * seq;
+  const gemm = 2 * tokens * E * (3 * E + E + 2 * F);
+  const attention = 2 * 2 * batch * seq * seq * E;
+  return LAYERS * (gemm + attention);
+}
+
+const ortSession = await ort.InferenceSession.create(saveModel(modelFromGraph(graph)), {
+  executionProviders: ["cpu"],
+  graphOptimizationLevel: "all",
+  intraOpNumThreads: THREADS,
+  interOpNumThreads: 1,
+});
+const native = InferenceSession.fromGraph(graph, { cpuKernels: "native", intraOpNumThreads: THREADS });
+const fallback = InferenceSession.fromGraph(graph, { cpuKernels: "wasm", intraOpNumThreads: THREADS });
+const isa = nativeKernels()?.isa ?? "unavailable";
+const peak = nativeKernels()?.measurePeak(100);
+
+interface Row {
+  shape: string;
+  lengths: number[];
+  onnxruntimeMs: number;
+  nativeMs: number;
+  fallbackMs: number;
+  nativeRatio: number;
+  fallbackRatio: number;
+  nativeGflops: number;
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const rows: Row[] = [];
+for (const spec of values.shapes!.split(",")) {
+  const { name, batch, seq, lengths } = shapeOf(spec);
+  const feeds = bertInputs(lengths, seq, 1000);
+  const ortFeeds = Object.fromEntries(
+    Object.entries(feeds).map(([k, t]: [string, Tensor]) => [k, new ort.Tensor(t.type, t.data, [...t.dims])]),
+  );
+  const runs: [string, () => Promise<unknown>][] = [
+    ["ort", () => ortSession.run(ortFeeds)],
+    ["native", () => native.run(feeds)],
+    ["fallback", () => fallback.run(feeds)],
+  ];
+  const times: Record<string, number[]> = { ort: [], native: [], fallback: [] };
+  for (const [, run] of runs) await run(); // warm-up: prepare, pack weights, start workers
+  for (let r = 0; r < REPS; r++) {
+    for (const [key, run] of runs) {
+      const t0 = performance.now();
+      await run();
+      times[key]!.push(performance.now() - t0);
+    }
+  }
+  const [o, n, f] = [median(times.ort!), median(times.native!), median(times.fallback!)];
+  rows.push({
+    shape: name,
+    lengths,
+    onnxruntimeMs: o,
+    nativeMs: n,
+    fallbackMs: f,
+    nativeRatio: n / o,
+    fallbackRatio: f / o,
+    nativeGflops: modelFlops(batch, seq) / n / 1e6,
+  });
+}
+await Promise.all([native.release(), fallback.release()]);
+
+const machine = `${cpus().length} x ${cpus()[0]?.model ?? "?"}, node ${process.version}, native isa ${isa}`;
+if (values.json) {
+  console.log(
+    JSON.stringify({ machine, config, threads: THREADS, reps: REPS, peakGflops: peak, rows }, null, 1),
+  );
+} else {
+  console.log(`machine: ${machine}; measured FMA peak ${peak?.toFixed(0) ?? "?"} GFLOP/s`);
+  console.log(`BERT ${JSON.stringify(config)}, ${THREADS} threads, median of ${REPS} interleaved reps`);
+  console.log("shape        onnxruntime     native (ratio, GFLOP/s)       fallback (ratio)");
+  for (const r of rows) {
+    console.log(
+      `${r.shape.padEnd(12)} ${r.onnxruntimeMs.toFixed(1).padStart(8)} ms ${r.nativeMs.toFixed(1).padStart(8)} ms (${r.nativeRatio.toFixed(2)}x, ${r.nativeGflops.toFixed(0)}) ${r.fallbackMs.toFixed(1).padStart(10)} ms (${r.fallbackRatio.toFixed(2)}x)`,
+    );
+  }
+}

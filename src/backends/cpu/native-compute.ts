@@ -1,0 +1,175 @@
+/**
+ * The CPU primitives on the native kernels (native/, loaded by ./native): GEMM with weights packed once,
+ * the flash-style attention and the GELU maps, all on the addon's own thread pool. The addon's calls are
+ * synchronous — its pool hands work off in microseconds, so "async" here means "already done": the event
+ * loop is held for the kernel's duration, as onnxruntime-node's synchronous path does. Problems the native
+ * kernels do not cover (transposed A, alpha ≠ 1, attention softcap) run on the fallback primitives.
+ */
+import type { AttentionArgs } from "../../ops/attention-args.js";
+import type { GemmProblem } from "../../ops/gemm-problem.js";
+import { attentionBatchFinite } from "./attention-nonfinite.js";
+import type { CpuCompute } from "./compute.js";
+import { isImmutable } from "./immutable.js";
+import type { MapName } from "./map-parallel.js";
+import type { NativeKernels, PackedWeights } from "./native/index.js";
+
+/** Packed panels of immutable weights, per array and per view of it (offset, stride, transpose, K×N). */
+const packedCache = new WeakMap<Float32Array, Map<string, PackedWeights>>();
+
+/** op(B) packed for the native GEMM: cached when B is an initializer, packed for this call otherwise. */
+export function packedB(native: NativeKernels, p: GemmProblem): PackedWeights {
+  const pack = () =>
+    native.packWeights(p.B, p.K, p.N, { offset: p.bOffset, ld: p.ldb, transposed: p.transB });
+  if (!isImmutable(p.B)) return pack();
+  let views = packedCache.get(p.B);
+  if (!views) {
+    views = new Map();
+    packedCache.set(p.B, views);
+  }
+  const key = `${p.bOffset}:${p.ldb}:${p.transB ? 1 : 0}:${p.K}:${p.N}:${native.isa}`;
+  let packed = views.get(key);
+  if (!packed) {
+    packed = pack();
+    views.set(key, packed);
+  }
+  return packed;
+}
+
+/** Whether the native GEMM computes this problem (row-major A, no alpha scaling). */
+function nativeGemmFits(p: GemmProblem): boolean {
+  return !p.transA && p.alpha === 1;
+}
+
+/** Rows [r0, r1) of one problem (whole problem by default); `residual` is beta·C copied out, M×N. */
+function nativeGemmRows(
+  native: NativeKernels,
+  p: GemmProblem,
+  b: PackedWeights,
+  r0: number,
+  r1: number,
+  residual: Float32Array | undefined,
+): void {
+  native.gemm(r1 - r0, p.A, b, p.C, {
+    aOffset: p.aOffset + r0 * p.lda,
+    lda: p.lda,
+    cOffset: p.cOffset + r0 * p.ldc,
+    ldc: p.ldc,
+    bias: p.rowBias,
+    residual,
+    residualOffset: r0 * p.N,
+  });
+}
+
+/**
+ * beta·C as a residual operand when the problem reads C (beta ≠ 0, no row-bias hint): the kernel
+ * overwrites C before its epilogue reads the residual, so C cannot be its own residual.
+ */
+function residualOf(p: GemmProblem): Float32Array | undefined {
+  if (p.beta === 0 || p.rowBias) return undefined;
+  const residual = new Float32Array(p.M * p.N);
+  for (let i = 0; i < p.M; i++)
+    for (let j = 0; j < p.N; j++) residual[i * p.N + j] = p.beta * p.C[p.cOffset + i * p.ldc + j]!;
+  return residual;
+}
+
+function nativeGemm(native: NativeKernels, p: GemmProblem): void {
+  if (p.M <= 0 || p.N <= 0) return;
+  nativeGemmRows(native, p, packedB(native, p), 0, p.M, residualOf(p));
+}
+
+/**
+ * A slice of GEMM work between two turns of the event loop in an async run: about a millisecond at this
+ * machine's native rate, so timers and I/O wait no longer than that for the whole model's GEMMs (the native
+ * call itself cannot be interrupted). Row slices of a multiple of 16 keep the micro-kernel's tiles whole.
+ */
+export const NATIVE_SLICE_FLOPS = 3e8;
+
+const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+async function nativeGemmSliced(native: NativeKernels, p: GemmProblem): Promise<void> {
+  if (p.M <= 0 || p.N <= 0) return;
+  const b = packedB(native, p);
+  const residual = residualOf(p);
+  const rowFlops = 2 * p.N * Math.max(p.K, 1);
+  const step = Math.max(16, Math.floor(NATIVE_SLICE_FLOPS / rowFlops / 16) * 16);
+  for (let r0 = 0; r0 < p.M; r0 += step) {
+    if (r0 > 0) await nextTurn();
+    nativeGemmRows(native, p, b, r0, Math.min(p.M, r0 + step), residual);
+  }
+}
+
+function allFinite(a: AttentionArgs): boolean {
+  for (let b = 0; b < a.batch; b++) if (!attentionBatchFinite(a, b)) return false;
+  return true;
+}
+
+/** The native kernels' fields of one attention problem (the same fields, bar softcap). */
+function nativeAttention(native: NativeKernels, a: AttentionArgs): void {
+  const { softcap: _softcap, ...rest } = a;
+  native.attention(rest);
+}
+
+const NATIVE_MAPS: Record<MapName, "gelu" | "fastGelu"> = { "gelu-erf": "gelu", "gelu-tanh": "fastGelu" };
+
+/** Threads last given to the native pool (it is process-wide): set only when a backend asks for others. */
+let poolThreads: number | undefined;
+
+export function useNativeThreads(native: NativeKernels, threads: number): void {
+  if (poolThreads === threads) return;
+  if (native.threads !== threads) native.setThreads(threads);
+  poolThreads = threads;
+}
+
+export interface NativeComputeOptions {
+  /** Native GEMM (false: the fallback's, e.g. gemmKernel "js"). */
+  gemm: boolean;
+  /** Native attention (false: the fallback's). */
+  attention: boolean;
+}
+
+/** `fallback` with its primitives replaced by the native kernels where they apply. */
+export function nativeCompute(
+  native: NativeKernels,
+  fallback: CpuCompute,
+  opts: NativeComputeOptions,
+): CpuCompute {
+  const threads = fallback.threads;
+  const ready = () => useNativeThreads(native, threads);
+  const gemm = (problems: readonly GemmProblem[]) => {
+    ready();
+    const rest = problems.filter((p) => !nativeGemmFits(p));
+    for (const p of problems) if (nativeGemmFits(p)) nativeGemm(native, p);
+    if (rest.length) fallback.gemm(rest);
+  };
+  const attentionSync = (problems: readonly AttentionArgs[]) => {
+    ready();
+    // Softcap, and inputs with NaN/Inf (the fallback has the unfused graph's non-finite semantics), stay there.
+    const rest = problems.filter((a) => (a.softcap !== undefined && a.softcap > 0) || !allFinite(a));
+    for (const a of problems) if (!rest.includes(a)) nativeAttention(native, a);
+    if (rest.length) fallback.attentionSync(rest);
+  };
+  return {
+    ...fallback,
+    native,
+    ...(opts.gemm && {
+      gemm,
+      gemmAsync: async (problems) => {
+        ready();
+        for (const p of problems) {
+          if (nativeGemmFits(p)) await nativeGemmSliced(native, p);
+          else fallback.gemm([p]);
+        }
+      },
+    }),
+    ...(opts.attention && {
+      attentionOnNative: true,
+      attention: (args) => attentionSync([args]),
+      attentionSync,
+      attentionAsync: async (problems) => attentionSync(problems),
+    }),
+    mapAsync: async (map, x, y) => {
+      ready();
+      native.activation(NATIVE_MAPS[map], x, y);
+    },
+  };
+}
