@@ -12,6 +12,7 @@
  * this reference keeps them in float, so TensorRT's own outputs may differ by about one int8 step.
  */
 import { Tensor } from "../ir/tensor.js";
+import { roundHalfEven } from "../ops/elementwise-util.js";
 import { checkQkvContract, type Fail } from "./qkv-contract.js";
 import { type Attend, runQkvAttention } from "./qkv-to-context.js";
 
@@ -32,10 +33,7 @@ export interface Int8InterleavedParams {
 /** Round half to even, then saturate to int8 (CUDA's cvt.rni.sat.s8.f32). */
 export function quantizeInt8(x: number): number {
   if (Number.isNaN(x)) return 0;
-  const f = Math.floor(x);
-  const frac = x - f;
-  const r = frac > 0.5 || (frac === 0.5 && f % 2 !== 0) ? f + 1 : f;
-  return Math.max(-128, Math.min(127, r));
+  return Math.max(-128, Math.min(127, roundHalfEven(x)));
 }
 
 export function runInt8Interleaved(

@@ -362,6 +362,12 @@ export function geluTanh(x: number): number {
   return (x * e) / (1 + e);
 }
 
+/** Round half to even (ONNX Round, QuantizeLinear's rounding), which Math.round (half up) is not. */
+export function roundHalfEven(v: number): number {
+  const r = Math.round(v);
+  return Math.abs(v % 1) === 0.5 ? 2 * Math.round(v / 2) : r;
+}
+
 export function sigmoid(x: number): number {
   // Split by sign so exp never overflows to Infinity/Infinity.
   if (x >= 0) return 1 / (1 + Math.exp(-x));

@@ -8,7 +8,7 @@ import type { DType } from "../ir/dtype.js";
 import type { Node } from "../ir/graph.js";
 import { normalizeAxis } from "../ir/shape.js";
 import { sizeOf, Tensor } from "../ir/tensor.js";
-import { requireInput } from "./elementwise-util.js";
+import { requireInput, roundHalfEven } from "./elementwise-util.js";
 import { tensorFromFloat64 } from "./float-data.js";
 import { attrInt, type OpDef, registerOps } from "./registry.js";
 
@@ -17,12 +17,6 @@ const RANGE: Partial<Record<DType, [number, number]>> = {
   int8: [-128, 127],
   int32: [-(2 ** 31), 2 ** 31 - 1],
 };
-
-function roundHalfEven(x: number): number {
-  const f = Math.floor(x);
-  const d = x - f;
-  return d > 0.5 || (d === 0.5 && f % 2 !== 0) ? f + 1 : f;
-}
 
 function saturate(node: Node, v: number, type: DType): number {
   const r = RANGE[type];

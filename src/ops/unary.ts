@@ -24,6 +24,7 @@ import {
   NUMERIC_TYPES,
   requireDType,
   requireInput,
+  roundHalfEven,
   SIGNED_NUMERIC_TYPES,
   sigmoid,
 } from "./elementwise-util.js";
@@ -95,12 +96,6 @@ export function unaryOp(spec: UnarySpec): OpDef {
       runUnary(spec, ctx.node, requireInput(ctx.node, inputs, 0), computeOf(ctx).allocFloat32),
     ],
   };
-}
-
-/** Round half to even (ONNX Round), which Math.round (half up) is not. */
-function roundHalfEven(v: number): number {
-  const r = Math.round(v);
-  return Math.abs(v % 1) === 0.5 ? 2 * Math.round(v / 2) : r;
 }
 
 const abs64 = (v: bigint) => (v < 0n ? -v : v);

@@ -10,7 +10,7 @@ const BOX_H = 34;
 const GAP_X = 24;
 const GAP_Y = 30;
 
-function escapeXml(s: string): string {
+export function escapeXml(s: string): string {
   return s.replace(
     /[&<>"']/g,
     (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]!,

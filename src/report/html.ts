@@ -5,7 +5,7 @@
  */
 import type { Graph } from "../ir/graph.js";
 import type { AttentionReport } from "../passes/attention/report.js";
-import { drawNodes, nodesNamed, producersOf } from "./block-drawing.js";
+import { drawNodes, escapeXml as esc, nodesNamed, producersOf } from "./block-drawing.js";
 
 export interface OpTiming {
   opType: string;
@@ -20,9 +20,6 @@ export interface ReportInput {
   report: readonly AttentionReport[];
   timings?: OpTiming[];
 }
-
-const esc = (s: string) =>
-  s.replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]!);
 
 function histogram(graph: Graph): [string, number][] {
   const counts = new Map<string, number>();

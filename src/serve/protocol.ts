@@ -7,6 +7,7 @@
 import type { DType } from "../ir/dtype.js";
 import type { ValueInfo } from "../ir/graph.js";
 import { sizeOf, Tensor } from "../ir/tensor.js";
+import { typedArrayFromBytes } from "../onnx/little-endian.js";
 
 export const HEADER_LENGTH = "inference-header-content-length";
 
@@ -128,9 +129,12 @@ export function feedsFromRequest(
         throw new RequestError(
           `input '${t.name}': binary_data_size ${size} does not hold ${n} ${t.datatype} values`,
         );
-      const bytes = new Uint8Array(binary.subarray(offset, offset + size)).slice();
+      feeds[t.name] = new Tensor(
+        dtype,
+        typedArrayFromBytes(dtype, binary.subarray(offset, offset + size)),
+        t.shape,
+      );
       offset += size;
-      feeds[t.name] = new Tensor(dtype, typedArray(dtype, bytes.buffer), t.shape);
       continue;
     }
     const values = flatten(t.data);
@@ -152,25 +156,6 @@ export function feedsFromRequest(
   for (const name of declared.keys())
     if (!(name in feeds)) throw new RequestError(`input '${name}' is missing`);
   return feeds;
-}
-
-function typedArray(dtype: DType, buffer: ArrayBufferLike): Tensor["data"] {
-  switch (dtype) {
-    case "float32":
-      return new Float32Array(buffer);
-    case "float64":
-      return new Float64Array(buffer);
-    case "float16":
-      return new Uint16Array(buffer);
-    case "int64":
-      return new BigInt64Array(buffer);
-    case "int32":
-      return new Int32Array(buffer);
-    case "int8":
-      return new Int8Array(buffer);
-    default:
-      return new Uint8Array(buffer);
-  }
 }
 
 /** Response tensors: JSON data, or binary chunks appended after the header when asked for. */
