@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { test } from "node:test";
 import * as ort from "onnxruntime-node";
+import { buildEngine } from "../src/engine/engine-file.js";
 import { InferenceSession } from "../src/engine/session.js";
 import { OpError } from "../src/errors.js";
 import type { Node } from "../src/ir/graph.js";
@@ -188,6 +189,15 @@ test("generated BERT, seeded random lengths: padding removal equals onnxruntime 
     const d = maskedDiff(got.last_hidden_state!, want.last_hidden_state!, feeds.attention_mask!);
     assert.ok(d.valid <= 1e-4 && d.padded === 0, `lengths ${lengths} S ${S}: ${JSON.stringify(d)}`);
   }
+});
+
+test("an engine file (.mhaf) gets padding removal at run time like the ONNX model", async () => {
+  const fromEngine = await InferenceSession.create(buildEngine(loadModelSync(`${FIXTURES}onnx/bert_eager.onnx`)));
+  const c = fixtureCases("bert_eager")[1]!;
+  const got = await fromEngine.run(c.inputs);
+  assert.ok(fromEngine.lastPaddingRemoval && !("skipped" in fromEngine.lastPaddingRemoval));
+  const d = maskedDiff(got.last_hidden_state!, c.outputs.last_hidden_state!, c.inputs.attention_mask!);
+  assert.ok(d.valid <= 1e-4 && d.padded === 0, JSON.stringify(d));
 });
 
 test("the rewritten graph: one gather, the packed op in var-seqlen form, no Transpose or Flatten left", () => {
