@@ -192,7 +192,9 @@ test("generated BERT, seeded random lengths: padding removal equals onnxruntime 
 });
 
 test("an engine file (.mhaf) gets padding removal at run time like the ONNX model", async () => {
-  const fromEngine = await InferenceSession.create(buildEngine(loadModelSync(`${FIXTURES}onnx/bert_eager.onnx`)));
+  const fromEngine = await InferenceSession.create(
+    buildEngine(loadModelSync(`${FIXTURES}onnx/bert_eager.onnx`)),
+  );
   const c = fixtureCases("bert_eager")[1]!;
   const got = await fromEngine.run(c.inputs);
   assert.ok(fromEngine.lastPaddingRemoval && !("skipped" in fromEngine.lastPaddingRemoval));
