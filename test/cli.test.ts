@@ -106,6 +106,8 @@ test("demo builds, fuses and runs a small BERT", () => {
   assert.match(r.stdout, /1 of 1 attention blocks fused/);
   const diff = Number(/max \|fused - unfused\| = ([\d.e+-]+)/.exec(r.stdout)?.[1]);
   assert.ok(diff < 1e-4, `fused vs unfused: ${diff}`);
+  const valid = Number(/valid tokens with padding removed: ([\d.e+-]+)/.exec(r.stdout)?.[1]);
+  assert.ok(valid < 1e-4, `padding removed vs unfused on valid tokens: ${valid}`);
   const bad = mhafuse("demo", "--heads", "0");
   assert.notEqual(bad.code, 0);
   assert.match(bad.stderr, /--heads must be a positive integer/);

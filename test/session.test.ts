@@ -8,6 +8,7 @@ import { Tensor } from "../src/ir/tensor.js";
 import { bertInputs, buildBertGraph } from "../src/models/bert.js";
 import { modelFromGraph, saveModel } from "../src/onnx/index.js";
 import { FIXTURES, fixtureCases, maxAbsDiff } from "./helpers.js";
+import { maskedDiff } from "./support/compare.js";
 
 function addGraph() {
   const b = new GraphBuilder();
@@ -90,10 +91,17 @@ test("the generated BERT runs the same in mhafuse (fused and unfused) and onnxru
   const want = (await ortSession.run(ortFeeds)).last_hidden_state!;
   const wantTensor = new Tensor("float32", want.data as Float32Array, want.dims);
   for (const level of ["disabled", "all"] as const) {
-    const s = InferenceSession.fromGraph(graph, { graphOptimizationLevel: level });
+    const s = InferenceSession.fromGraph(graph, { graphOptimizationLevel: level, removePadding: false });
     const got = (await s.run(feeds)).last_hidden_state!;
     assert.ok(maxAbsDiff(got, wantTensor) <= 1e-4, `${level}: ${maxAbsDiff(got, wantTensor)}`);
   }
+  // Padding removed (the default): the same numbers on the valid tokens, 0 on the padded ones.
+  const s = InferenceSession.fromGraph(graph);
+  const got = (await s.run(feeds)).last_hidden_state!;
+  assert.ok(s.lastPaddingRemoval && !("skipped" in s.lastPaddingRemoval));
+  const d = maskedDiff(got, wantTensor, feeds.attention_mask!);
+  assert.ok(d.valid <= 1e-4, `padding removed: ${d.valid}`);
+  assert.equal(d.padded, 0);
 });
 
 test("verify: true checks every fused block and still returns the fused outputs", async () => {

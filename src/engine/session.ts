@@ -18,6 +18,7 @@ import { DEFAULT_MAX_MODEL_BYTES, DEFAULT_MEMORY_LIMIT_BYTES } from "../limits.j
 import { loadModel } from "../onnx/index.js";
 import { readRegularFile } from "../onnx/read-file.js";
 import { type AttentionReport, type GraphOptimizationLevel, optimizeGraph } from "../passes/index.js";
+import { type PaddingRemovalResult, removePadding } from "../passes/remove-padding.js";
 import { type EngineFile, isEngineFile, readEngine } from "./engine-file.js";
 import { type ExecutionPlan, planGraph } from "./executor.js";
 import { type TensorLike, validateFeeds } from "./feeds.js";
@@ -52,6 +53,15 @@ export interface SessionOptions {
    * known before run time, must fit, else create fails with MODEL_TOO_LARGE before allocating it.
    */
   memoryLimitBytes?: number;
+  /**
+   * mhafuse: automatic padding removal (default true on the CPU provider; off in verify mode and on webgpu).
+   * Where every packed attention op reads one [B, S] attention mask, the token-wise ops around them run on the
+   * valid tokens only and the packed op in its var-seqlen form; exact at every valid position. Values at padded
+   * positions of the tensors leaving that part (the encoder's outputs, and e.g. a decoder's cross-attention
+   * keys) are zeros, as in TensorRT's var-seqlen BERT and onnxruntime's RestorePadding; false computes them as
+   * the model does. `lastPaddingRemoval` says what the last run did.
+   */
+  removePadding?: boolean;
 }
 
 function memoryLimit(options: SessionOptions): number {
@@ -106,11 +116,16 @@ export class InferenceSession {
   readonly graph: Graph;
   /** Filled after each run in verify mode. */
   lastVerify?: VerifyResult;
+  /** What padding removal did for the last run's input signature (undefined when it is off). */
+  lastPaddingRemoval?: PaddingRemovalResult;
   private readonly plan: ExecutionPlan;
   /** The provider the session runs on. */
   readonly provider: Provider;
   private readonly backend: Backend;
-  private readonly prepared = new Map<string, Promise<PreparedGraph>>();
+  private readonly prepared = new Map<
+    string,
+    { graph: Promise<PreparedGraph>; removal?: PaddingRemovalResult }
+  >();
   private released = false;
   /** Verify mode: the unfused graph, prepared on first use. */
   private unfused?: Promise<PreparedGraph>;
@@ -122,6 +137,7 @@ export class InferenceSession {
     private readonly verifyTolerance: number | undefined,
     backendOptions: CpuBackendOptions,
     provider: Provider,
+    private readonly paddingRemoval: boolean,
   ) {
     this.provider = provider;
     this.backend = provider === "webgpu" ? new WebGpuBackend() : new CpuBackend(backendOptions);
@@ -203,6 +219,10 @@ export class InferenceSession {
       !(Number.isInteger(options.intraOpNumThreads) && options.intraOpNumThreads > 0)
     )
       throw new OptionError(`intraOpNumThreads must be a positive integer, got ${options.intraOpNumThreads}`);
+    if (options.removePadding !== undefined && typeof options.removePadding !== "boolean")
+      throw new OptionError(
+        `removePadding must be true or false, got ${JSON.stringify(options.removePadding)}`,
+      );
     for (const [name, value] of [
       ["gemmKernel", options.gemmKernel],
       ["attentionKernel", options.attentionKernel],
@@ -222,6 +242,10 @@ export class InferenceSession {
         attentionKernel: options.attentionKernel,
       },
       provider,
+      (options.removePadding ?? true) &&
+        provider === "cpu" &&
+        tolerance === undefined &&
+        (prebuilt !== undefined || level === "extended" || level === "all"),
     );
   }
 
@@ -274,10 +298,23 @@ export class InferenceSession {
     const signature = this.inputNames.map((n) => `${feeds[n]!.type}[${feeds[n]!.dims.join(",")}]`).join(";");
     let prepared = this.prepared.get(signature);
     if (prepared) this.prepared.delete(signature);
-    else prepared = this.backend.prepare(this.graph, this.plan);
+    else prepared = this.prepareFor(feeds);
     this.prepared.set(signature, prepared);
     if (this.prepared.size > PREPARED_CACHE_SIZE) this.prepared.delete(this.prepared.keys().next().value!);
-    return prepared;
+    this.lastPaddingRemoval = prepared.removal;
+    return prepared.graph;
+  }
+
+  /** The graph for one input signature: padding removed where it applies (its dims are known now). */
+  private prepareFor(feeds: Record<string, Tensor>): {
+    graph: Promise<PreparedGraph>;
+    removal?: PaddingRemovalResult;
+  } {
+    if (!this.paddingRemoval) return { graph: this.backend.prepare(this.graph, this.plan) };
+    const dims = Object.fromEntries(this.inputNames.map((n) => [n, feeds[n]!.dims]));
+    const removal = removePadding(this.graph, dims);
+    if ("skipped" in removal) return { graph: this.backend.prepare(this.graph, this.plan), removal };
+    return { graph: this.backend.prepare(removal.graph, planGraph(removal.graph)), removal };
   }
 
   /**

@@ -29,6 +29,7 @@ import "./reduce.js";
 import "./reshape.js";
 import "./resize.js";
 import "./rotary.js";
+import "./padding.js";
 import "./seqlens-from-mask.js";
 import "./softmax.js";
 import "./transpose.js";

@@ -36,3 +36,26 @@ export function assertValues(
     assert.ok(Math.abs(a - e) <= tol * (1 + Math.abs(e)), `element ${i}: got ${a}, expected ${e}`);
   }
 }
+
+/**
+ * For outputs of a padding-removed run: max |a − b| over the token rows a [B, S] attention mask marks valid, and
+ * the largest |a| over the padded rows (0 when padding removal wrote them). Tensors whose leading dims are not
+ * [B, S] are compared whole.
+ */
+export function maskedDiff(a: Tensor, b: Tensor, mask: Tensor): { valid: number; padded: number } {
+  if (a.dims.join() !== b.dims.join()) throw new Error(`shape mismatch [${a.dims}] vs [${b.dims}]`);
+  const [B, S] = mask.dims as [number, number];
+  const tokenRows = a.rank >= 2 && a.dims[0] === B && a.dims[1] === S;
+  if (!tokenRows) return { valid: maxAbsDiff(a, b), padded: 0 };
+  const width = a.size / (B * S);
+  let valid = 0;
+  let padded = 0;
+  for (let i = 0; i < a.size; i++) {
+    const isValid = mask.getNumber(Math.floor(i / width)) !== 0;
+    const d = isValid ? Math.abs(a.getNumber(i) - b.getNumber(i)) : Math.abs(a.getNumber(i));
+    const v = Number.isNaN(d) ? Number.POSITIVE_INFINITY : d;
+    if (isValid) valid = Math.max(valid, v);
+    else padded = Math.max(padded, v);
+  }
+  return { valid, padded };
+}

@@ -7,7 +7,7 @@
  */
 import type { Node } from "../../ir/graph.js";
 import { Tensor } from "../../ir/tensor.js";
-import { geluErfFloat32, geluTanh } from "../../ops/elementwise-util.js";
+import { geluTanh } from "../../ops/elementwise-util.js";
 import { attrFloat, attrInt, attrString } from "../../ops/registry.js";
 import type { CpuCompute } from "./compute.js";
 import type { NativeKernels } from "./native/index.js";
@@ -135,15 +135,9 @@ export function activation(
 }
 
 /**
- * For negative inputs GELU is a small difference (x·(1 + erf(x/√2))/2 cancels), where the native polynomial
- * drifts by up to a few float32 ulps (measured: 7e-11 at x = -4); the reference's scalar functions take over
- * there. Positive inputs have no cancellation and stay native.
- */
-const TAIL_X = 0;
-
-/**
- * Recomputes negative and non-finite inputs with the reference's scalar functions, so every float32 input gives
- * the reference's value (issue 13).
+ * FastGelu's negative inputs: the native x/(1 + e^{-2u}) drifts by a few float32 ulps from the reference there,
+ * so they are recomputed with the reference's scalar function (issue 13). The erf GELU needs no such pass: the
+ * native kernel takes its negative inputs through the reference's float64 formulas (native/src/vec.h).
  */
 function exactTail(
   kind: "gelu" | "fastGelu",
@@ -151,11 +145,11 @@ function exactTail(
   bias: Float32Array | undefined,
   y: Float32Array,
 ): void {
-  const f = kind === "gelu" ? geluErfFloat32 : geluTanh;
+  if (kind === "gelu") return;
   const w = bias?.length ?? 0;
   for (let i = 0; i < x.length; i++) {
     const v = bias ? Math.fround(x[i]! + bias[i % w]!) : x[i]!;
-    if (v < TAIL_X || !Number.isFinite(v)) y[i] = f(v);
+    if (v < 0 || !Number.isFinite(v)) y[i] = geluTanh(v);
   }
 }
 

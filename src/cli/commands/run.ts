@@ -15,6 +15,7 @@ interface RunOptions {
   verify?: boolean;
   tolerance?: string;
   provider: string;
+  removePadding: boolean;
 }
 
 /** Reads `{name: {dtype, shape, data}}`, or case K of a fixture `{cases: [{inputs, outputs}]}`. */
@@ -72,6 +73,10 @@ export function registerRun(program: Command): void {
     .option("--verify", "also run the unfused graph and compare each fused attention block's output")
     .option("--tolerance <abs>", "verify: largest allowed |diff| per block", "1e-3")
     .option("--provider <name>", "execution provider: cpu or webgpu", "cpu")
+    .option(
+      "--no-remove-padding",
+      "compute padded tokens as the model does (by default the encoder runs on the valid tokens only and its outputs are 0 at padded positions)",
+    )
     .addHelpText(
       "after",
       "\nExample:\n  mhafuse run ../shared/fixtures/onnx/bert_eager.onnx --inputs ../shared/fixtures/onnx/bert_eager.io.json --case 1 -o out.json",
@@ -85,6 +90,7 @@ export function registerRun(program: Command): void {
         graphOptimizationLevel: opts.fuse ? "all" : "disabled",
         verify,
         executionProviders: [opts.provider],
+        removePadding: opts.removePadding,
       });
       progress.tick();
       progress.stop();
@@ -92,6 +98,16 @@ export function registerRun(program: Command): void {
       const outputs = await session.run(feeds);
       const ms = performance.now() - started;
       if (session.lastVerify) process.stderr.write(`${formatVerify(session.lastVerify)}\n`);
+      const removal = session.lastPaddingRemoval;
+      if (removal && !("skipped" in removal)) {
+        const mask = feeds[removal.mask]!;
+        const padded = mask.toNumbers().filter((v) => v === 0).length;
+        if (padded > 0)
+          process.stderr.write(
+            `padding removal: ${padded} of ${mask.size} tokens are padding; ${removal.exits.join(", ")} ` +
+              "hold 0 at those positions (--no-remove-padding computes them)\n",
+          );
+      }
       for (const f of session.fallbacks())
         process.stderr.write(`webgpu: ${f.op} '${f.node}' ran on the CPU (${f.reason})\n`);
       if (opts.output) {

@@ -32,11 +32,15 @@ export function registerServe(program: Command): void {
       intOption("--max-delay-ms", 0),
       2,
     )
+    .option(
+      "--no-remove-padding",
+      "compute padded tokens as the model does (by default encoders run on the valid tokens only and answer 0 at padded positions)",
+    )
     .action(async (paths: string[], opts) => {
       const models = paths.map((path) => ({ name: basename(path, extname(path)), path }));
       const app = await createServer({
         models,
-        session: { executionProviders: [opts.provider] },
+        session: { executionProviders: [opts.provider], removePadding: opts.removePadding },
         maxBatch: opts.maxBatch,
         maxDelayMs: opts.maxDelayMs,
       });
