@@ -202,6 +202,14 @@ export async function resolvePrecision(gpu: WebGpuDevice, precision: Precision):
   return { precision: "fp16", kernel: "tensor-core" };
 }
 
+/**
+ * Whether fp16 sessions use the tensor-core attention kernel (MHAFUSE_TC_ATTENTION=1): opt-in until it has
+ * passed on the H200 (attention-tc.ts). The only reader of that variable.
+ */
+export function tcAttentionOptIn(): boolean {
+  return process.env.MHAFUSE_TC_ATTENTION === "1";
+}
+
 /** Throws unless the device can run f16 kernels (the caller should have resolved the precision first). */
 export function requireF16(gpu: WebGpuDevice, op: string): void {
   if (!gpu.features.shaderF16)
