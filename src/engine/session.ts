@@ -97,7 +97,9 @@ function checkPrecision(options: SessionOptions, provider: Provider): void {
   if (precision !== undefined && precision !== "fp32" && precision !== "fp16")
     throw new OptionError(`precision must be "fp32" or "fp16", got ${JSON.stringify(precision)}`);
   if (f16Kernel !== undefined && !["auto", "simt", "tensor-core"].includes(f16Kernel))
-    throw new OptionError(`f16Kernel must be "auto", "simt" or "tensor-core", got ${JSON.stringify(f16Kernel)}`);
+    throw new OptionError(
+      `f16Kernel must be "auto", "simt" or "tensor-core", got ${JSON.stringify(f16Kernel)}`,
+    );
   if (precision === "fp16" && provider === "cpu")
     console.warn("mhafuse cpu: fp16 requested, running fp32: the cpu provider has fp32 kernels only");
 }
@@ -150,8 +152,7 @@ export class InferenceSession {
     gpuOptions: { precision?: Precision; f16Kernel?: "auto" | F16Kernel } = {},
   ) {
     this.provider = provider;
-    this.backend =
-      provider === "webgpu" ? new WebGpuBackend(gpuOptions) : new CpuBackend(backendOptions);
+    this.backend = provider === "webgpu" ? new WebGpuBackend(gpuOptions) : new CpuBackend(backendOptions);
     this.graph = graph;
     this.attentionReport = report;
     this.inputMetadata = graph.inputs;
@@ -201,7 +202,8 @@ export class InferenceSession {
       );
     const session = InferenceSession.fromGraphUnguarded(loaded.graph, options, engine?.header.report);
     // Fail at creation, with BackendUnavailableError (code BACKEND_UNAVAILABLE), where WebGPU cannot start.
-    if (provider === "webgpu") await (session.backend as WebGpuBackend).context();
+    // … and resolve the precision there too, so its notice (or a forced kernel's OptionError) comes at creation.
+    if (provider === "webgpu") await (session.backend as WebGpuBackend).precision();
     return session;
   }
 

@@ -9,9 +9,10 @@
  * (precision.ts). fp16 creates the device with Dawn's unsafe toggles: on NVIDIA through Vulkan shader-f16
  * and subgroup matrices exist only behind them.
  */
+
+import { OptionError } from "../../errors.js";
 import type { Graph } from "../../ir/graph.js";
 import type { Backend, ExecutionPlan, PreparedGraph } from "../backend.js";
-import { OptionError } from "../../errors.js";
 import { WebGpuContext } from "./context.js";
 import type { WebGpuDeviceOptions } from "./device.js";
 import { type Fallback, type GraphPrecision, WebGpuPreparedGraph } from "./graph/prepared-graph.js";

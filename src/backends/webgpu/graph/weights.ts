@@ -84,7 +84,12 @@ export class WeightStore {
     }
     half.scratch.push(f32);
     const out = this.gpu.pool.acquire(Math.max(4, storageBytes(data.length, true)));
-    castF32ToF16(this.gpu, half.rec, { buffer: f32, dims: [data.length] }, { buffer: out, dims: [data.length] });
+    castF32ToF16(
+      this.gpu,
+      half.rec,
+      { buffer: f32, dims: [data.length] },
+      { buffer: out, dims: [data.length] },
+    );
     this.buffers.add(out);
     map.set(t, new DeviceValue("float32", dims, out, true));
   }

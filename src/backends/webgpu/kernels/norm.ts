@@ -84,8 +84,7 @@ interface NormIo {
   sum?: GpuTensor;
 }
 
-const normKey = (io: NormIo) =>
-  storageKey(io.x, io.skip, io.gamma, io.beta, io.bias, io.out, io.sum);
+const normKey = (io: NormIo) => storageKey(io.x, io.skip, io.gamma, io.beta, io.bias, io.out, io.sum);
 
 function normSource(io: NormIo): string {
   const decls: StorageDecl[] = [{ name: "x", type: elemOf(io.x) }];
