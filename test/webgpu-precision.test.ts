@@ -11,6 +11,10 @@
  * Fallbacks: no shader-f16 → fp32 with a notice; the cpu provider → fp32 with a notice; bad values → OptionError.
  */
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { after, test } from "node:test";
 import { measure } from "../bench/fp16-accuracy.js";
 import { WebGpuBackend } from "../src/backends/webgpu/backend.js";
@@ -21,9 +25,9 @@ import { detectF16, fromF16, toF16 } from "../src/backends/webgpu/precision.js";
 import { planGraph } from "../src/engine/executor.js";
 import { InferenceSession } from "../src/engine/session.js";
 import { BackendUnavailableError, OptionError } from "../src/errors.js";
-import { loadModel } from "../src/onnx/index.js";
+import { type JsonTensor, loadModel, tensorFromJson } from "../src/onnx/index.js";
 import { optimizeGraph } from "../src/passes/index.js";
-import { FIXTURE_MODELS, FIXTURES, fixtureCases } from "./support/fixtures.js";
+import { FIXTURE_MODELS, FIXTURES, fixtureCases, REPO } from "./support/fixtures.js";
 import { gpuContext } from "./webgpu-helpers.js";
 
 const MAX_ABS = 1e-2;
@@ -181,6 +185,47 @@ test("fp16 SkipLayerNorm sums in f32: x + skip that f16 cannot hold still normal
   // |out| ≤ 3: f16 output rounding ≤ 2^-10. The sum stored to the f16 output and re-read (the f32 kernel's
   // way) errs by 0.96 here. (An in-register f32(f16(v)) does not: lavapipe folds the round trip away.)
   assert.ok(worst <= 2e-3, `max |diff| ${worst}`);
+});
+
+test("CLI: run --provider webgpu --precision fp16 writes float32 outputs within the bound; a bad value exits non-zero", async (t) => {
+  const ctx = await gpuContext();
+  if (typeof ctx === "string") return t.skip(ctx);
+  const cli = (...args: string[]) =>
+    spawnSync(process.execPath, ["--import", "tsx", join(REPO, "src/cli/main.ts"), ...args], {
+      encoding: "utf8",
+      cwd: REPO,
+    });
+  const model = `${FIXTURES}onnx/bert_eager.onnx`;
+  const io = `${FIXTURES}onnx/bert_eager.io.json`;
+  const bad = cli("run", model, "--inputs", io, "--precision", "fp8");
+  assert.notEqual(bad.status, 0);
+  assert.match(bad.stderr, /OPTION_INVALID: precision must be "fp32" or "fp16"/);
+  const out = join(mkdtempSync(join(tmpdir(), "mhafuse-fp16-")), "out.json");
+  const r = cli(
+    "run",
+    model,
+    "--inputs",
+    io,
+    "--case",
+    "1",
+    "--provider",
+    "webgpu",
+    "--precision",
+    "fp16",
+    "-o",
+    out,
+  );
+  assert.equal(r.status, 0, r.stderr);
+  const got = JSON.parse(readFileSync(out, "utf8")) as Record<string, JsonTensor>;
+  const want = fixtureCases("bert_eager")[1]!.outputs;
+  for (const [k, w] of Object.entries(want)) {
+    const g = tensorFromJson(got[k]!);
+    assert.equal(g.type, "float32", `${k}: outputs come back in the model's dtype`);
+    const wd = w.data as Float32Array;
+    let d = 0;
+    for (let i = 0; i < wd.length; i++) d = Math.max(d, Math.abs((g.data as Float32Array)[i]! - wd[i]!));
+    assert.ok(d <= MAX_ABS && d > 1e-4, `${k}: max |diff| ${d}`);
+  }
 });
 
 after(async () => {

@@ -15,6 +15,7 @@ interface RunOptions {
   verify?: boolean;
   tolerance?: string;
   provider: string;
+  precision: string;
 }
 
 /** Reads `{name: {dtype, shape, data}}`, or case K of a fixture `{cases: [{inputs, outputs}]}`. */
@@ -72,6 +73,7 @@ export function registerRun(program: Command): void {
     .option("--verify", "also run the unfused graph and compare each fused attention block's output")
     .option("--tolerance <abs>", "verify: largest allowed |diff| per block", "1e-3")
     .option("--provider <name>", "execution provider: cpu or webgpu", "cpu")
+    .option("--precision <p>", "fp32 or fp16 (webgpu: f16 storage, f32 accumulation; cpu runs fp32)", "fp32")
     .addHelpText(
       "after",
       "\nExample:\n  mhafuse run ../shared/fixtures/onnx/bert_eager.onnx --inputs ../shared/fixtures/onnx/bert_eager.io.json --case 1 -o out.json",
@@ -85,6 +87,7 @@ export function registerRun(program: Command): void {
         graphOptimizationLevel: opts.fuse ? "all" : "disabled",
         verify,
         executionProviders: [opts.provider],
+        precision: opts.precision as "fp32" | "fp16",
       });
       progress.tick();
       progress.stop();
