@@ -437,8 +437,9 @@ export function flashAttention(ctx: WebGpuContext, rec: CommandRecorder, a: Flas
       );
     if (syntax && fits) {
       const multi = ctx.f16?.multiSubgroup === true;
-      const tc = { multi, H, lengths: !!a.keyLengths, cu: !!a.cuSeqlens };
-      const key = `flash-tc:${syntax}:m${+multi}:H${H}:len${+tc.lengths}:cu${+tc.cu}`;
+      const sgBuiltin = ctx.f16?.sgBuiltin === true;
+      const tc = { multi, sgBuiltin, H, lengths: !!a.keyLengths, cu: !!a.cuSeqlens };
+      const key = `flash-tc:${syntax}:m${+multi}:sgb${+sgBuiltin}:H${H}:len${+tc.lengths}:cu${+tc.cu}`;
       const k = ctx.pipelines.get(key, () => tcAttentionSource(tc, syntax));
       const bufs = [a.q, a.k, a.v];
       if (a.keyLengths) bufs.push(a.keyLengths);
