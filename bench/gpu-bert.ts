@@ -12,7 +12,14 @@ import { InferenceSession } from "../src/engine/session.js";
 import type { Tensor } from "../src/ir/tensor.js";
 import { bertInputs, buildBertGraph } from "../src/models/bert.js";
 import { modelFromGraph, saveModelFile } from "../src/onnx/index.js";
-import { benchConfig, fp16Engines, fp16Fallbacks, releaseFp16, torchLines } from "./gpu-fp16.js";
+import {
+  benchConfig,
+  fp16CheckLines,
+  fp16Engines,
+  fp16Fallbacks,
+  releaseFp16,
+  torchLines,
+} from "./gpu-fp16.js";
 
 const arg = (name: string, fallback: string) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -83,6 +90,7 @@ for (const [B, S] of SHAPES) {
         `(${((100 * tf) / FP32_PEAK).toFixed(1)}% of fp32 peak)  ${(ms / ortMs).toFixed(2)}x onnxruntime`,
     );
   }
+  for (const line of await fp16CheckLines(B, S, fused, fp16, feeds)) console.log(line);
   for (const line of torchLines(B, S, fp16.length ? median(times[3]!) : undefined, flops(B, S)))
     console.log(line);
 }

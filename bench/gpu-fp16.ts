@@ -68,6 +68,36 @@ export async function releaseFp16(engines: Fp16Engine[]): Promise<void> {
   for (const e of engines) await e.session.release();
 }
 
+/**
+ * Each fp16 engine's outputs against mhafuse fp32 on the same feeds (max |diff| over every output): a fast
+ * kernel that computes the wrong thing must not go unnoticed in a latency table.
+ */
+export async function fp16CheckLines(
+  B: number,
+  S: number,
+  fp32: InferenceSession,
+  engines: Fp16Engine[],
+  feeds: Record<string, Tensor>,
+): Promise<string[]> {
+  if (!engines.length) return [];
+  const want = await fp32.run(feeds);
+  const lines: string[] = [];
+  for (const e of engines) {
+    const got = await e.session.run(feeds);
+    let worst = 0;
+    for (const [k, w] of Object.entries(want)) {
+      const g = got[k]!.data as Float32Array;
+      const wd = w.data as Float32Array;
+      for (let i = 0; i < wd.length; i++) {
+        const d = Math.abs(g[i]! - wd[i]!);
+        worst = Number.isNaN(d) ? Number.POSITIVE_INFINITY : Math.max(worst, d);
+      }
+    }
+    lines.push(`[${B},${S}] ${e.name}: max |diff| vs mhafuse fp32 ${worst.toExponential(2)}`);
+  }
+  return lines;
+}
+
 /** One row of bench/torch_bert.py --json. */
 export interface TorchRow {
   engine: string;
