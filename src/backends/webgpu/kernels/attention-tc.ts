@@ -82,7 +82,7 @@ export function tcAttentionRows(multi: boolean): number {
   return shape(multi).BR;
 }
 
-/** Workgroup memory in bytes; H ≤ 64 fits 48 KiB. */
+/** Workgroup memory in bytes: one subgroup fits 48 KiB up to H = 64 (17 KiB), four up to H = 48. */
 export function tcAttentionSharedBytes(H: number, multi = true): number {
   const { KS, PS, SW, NSG, BC } = sizes(H, multi);
   return 2 * (2 * BC + 16 * NSG) * KS + 2 * NSG * 16 * PS + 4 * NSG * 16 * SW + 16;
