@@ -17,6 +17,7 @@
  */
 import { WebGpuContext } from "../src/backends/webgpu/context.js";
 import { packedQkvAttention } from "../src/backends/webgpu/kernels/attention.js";
+import { tcAttentionSupports } from "../src/backends/webgpu/kernels/attention-tc.js";
 import type { GpuTensor } from "../src/backends/webgpu/kernels/common.js";
 import type { F16Kernel } from "../src/backends/webgpu/precision.js";
 import {
@@ -186,16 +187,16 @@ for (const [S, B, N, H, lengths] of shapes) {
   const want = reference(qkv, S, B, N, H, lens);
   for (const kernel of kernels) {
     const out: GpuTensor = { buffer: ctx.pool.acquire(2 * S * B * E + 4), dims: [S, B, E] };
-    const rec = ctx.recorder();
-    packedQkvAttention(ctx, rec, {
-      qkv: { buffer: ctx.pool.upload(toF16(qkv)), dims: [S, B, 3 * E] },
-      numHeads: N,
-      lengths: lengths ? ctx.pool.upload(Int32Array.from(lengths)) : undefined,
-      out,
-      precision: "fp16",
-      f16Kernel: kernel,
-    });
     try {
+      const rec = ctx.recorder();
+      packedQkvAttention(ctx, rec, {
+        qkv: { buffer: ctx.pool.upload(toF16(qkv)), dims: [S, B, 3 * E] },
+        numHeads: N,
+        lengths: lengths ? ctx.pool.upload(Int32Array.from(lengths)) : undefined,
+        out,
+        precision: "fp16",
+        f16Kernel: kernel,
+      });
       await rec.submit();
     } catch (e) {
       console.log(`[S=${S} B=${B} N=${N} H=${H}] ${kernel}: ${(e as Error).message.slice(0, 400)}`);
@@ -226,8 +227,13 @@ for (const [S, B, N, H, lengths] of shapes) {
     const pattern = first
       ? `; bad rows by row%16 [${badByRowMod16.join(",")}], by 16-row block {${[...badByKeyTile].map(([k, v]) => `${k}:${v}`).join(",")}}`
       : "";
+    const limit = ctx.gpu.limits.maxComputeWorkgroupStorageSize;
+    const variant =
+      kernel === "simt"
+        ? "simt"
+        : `tc/${f?.multiSubgroup && tcAttentionSupports(H, H, limit, true) ? `4sg${f.sgBuiltin ? "(subgroup_id)" : ""}` : "1sg"}`;
     console.log(
-      `[S=${S} B=${B} N=${N} H=${H}${lengths ? ` lengths ${lengths}` : ""}] ${kernel.padEnd(11)} max |diff| ${worst.toExponential(2)} ${worst <= 2e-3 ? "ok" : "BAD"}${first}${pattern}`,
+      `[S=${S} B=${B} N=${N} H=${H}${lengths ? ` lengths ${lengths}` : ""}] ${variant.padEnd(20)} max |diff| ${worst.toExponential(2)} ${worst <= 2e-3 ? "ok" : "BAD"}${first}${pattern}`,
     );
   }
 }
