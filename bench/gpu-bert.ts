@@ -10,8 +10,16 @@ import { join } from "node:path";
 import * as ort from "onnxruntime-node";
 import { InferenceSession } from "../src/engine/session.js";
 import type { Tensor } from "../src/ir/tensor.js";
-import { BERT_BASE, bertInputs, buildBertGraph } from "../src/models/bert.js";
+import { bertInputs, buildBertGraph } from "../src/models/bert.js";
 import { modelFromGraph, saveModelFile } from "../src/onnx/index.js";
+import {
+  benchConfig,
+  fp16CheckLines,
+  fp16Engines,
+  fp16Fallbacks,
+  releaseFp16,
+  torchLines,
+} from "./gpu-fp16.js";
 
 const arg = (name: string, fallback: string) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -24,7 +32,7 @@ const SHAPES = arg("shapes", "1x128,8x128,32x128,1x512")
   .map((s) => s.split("x").map(Number) as [number, number]);
 const FP32_PEAK = 67; // TFLOP/s, H200 SXM datasheet
 
-const cfg = BERT_BASE;
+const cfg = benchConfig();
 /** Encoder flops of one batch: the projections and FFN GEMMs plus the two attention matmuls. */
 function flops(B: number, S: number): number {
   const H = cfg.hidden;
@@ -59,6 +67,8 @@ const engines: { name: string; run: (f: Feeds, o: Record<string, ort.Tensor>) =>
   { name: "mhafuse-webgpu unfused", run: (f) => unfused.run(f) },
   { name: "onnxruntime webgpu", run: (_f, o) => ortSession.run(o) },
 ];
+const fp16 = await fp16Engines(path);
+engines.push(...fp16);
 
 for (const [B, S] of SHAPES) {
   const feeds = bertInputs(Array(B).fill(S), S, cfg.vocab) as unknown as Feeds;
@@ -80,7 +90,13 @@ for (const [B, S] of SHAPES) {
         `(${((100 * tf) / FP32_PEAK).toFixed(1)}% of fp32 peak)  ${(ms / ortMs).toFixed(2)}x onnxruntime`,
     );
   }
+  for (const line of await fp16CheckLines(B, S, fused, fp16, feeds)) console.log(line);
+  for (const line of torchLines(B, S, fp16.length ? median(times[3]!) : undefined, flops(B, S)))
+    console.log(line);
 }
+for (const { name, f } of fp16Fallbacks(fp16))
+  console.log(`${name}: ${f.op} '${f.node}' fell back to the CPU (${f.reason})`);
+await releaseFp16(fp16);
 for (const [name, s] of [
   ["fused", fused],
   ["unfused", unfused],

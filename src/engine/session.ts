@@ -2,6 +2,7 @@ import type { Backend, PreparedGraph } from "../backends/backend.js";
 import { CpuBackend, type CpuBackendOptions } from "../backends/cpu/backend.js";
 import { CPU_KERNELS, type CpuKernels, type KernelChoice } from "../backends/cpu/defaults.js";
 import { type Fallback, WebGpuBackend } from "../backends/webgpu/backend.js";
+import type { F16Kernel, Precision } from "../backends/webgpu/precision.js";
 import {
   guard,
   guardAsync,
@@ -49,6 +50,16 @@ export interface SessionOptions {
    */
   cpuKernels?: CpuKernels;
   /**
+   * mhafuse: "fp32" (default) or "fp16". On the webgpu provider fp16 stores weights (converted at prepare,
+   * fp32 models included) and activations as f16, with f32 accumulation, softmax, LayerNorm statistics and
+   * residual sums; outputs come back in the model's dtype. Where the adapter has no subgroup matrices it runs
+   * the SIMT f16 kernels, without shader-f16 fp32 — one line on stderr each. The cpu provider runs fp32 and
+   * says so on stderr (fp16 there would only lose accuracy: its kernels have no f16 arithmetic).
+   */
+  precision?: Precision;
+  /** mhafuse, webgpu fp16 only: GEMM kernels "auto" (tensor cores where detected), "simt" or "tensor-core". */
+  f16Kernel?: "auto" | F16Kernel;
+  /**
    * Memory cap in bytes (default 16 GiB): the model's tensors together, and any one tensor whose size is
    * known before run time, must fit, else create fails with MODEL_TOO_LARGE before allocating it.
    */
@@ -85,6 +96,22 @@ function checkProviders(list: SessionOptions["executionProviders"]): Provider {
     }
   }
   return (names[0] ?? "cpu") as Provider;
+}
+
+/**
+ * Validates `precision` and `f16Kernel` (OptionError); on the cpu provider, fp16 is accepted and runs fp32
+ * with one line on stderr, like a webgpu device without shader-f16.
+ */
+function checkPrecision(options: SessionOptions, provider: Provider): void {
+  const { precision, f16Kernel } = options;
+  if (precision !== undefined && precision !== "fp32" && precision !== "fp16")
+    throw new OptionError(`precision must be "fp32" or "fp16", got ${JSON.stringify(precision)}`);
+  if (f16Kernel !== undefined && !["auto", "simt", "tensor-core"].includes(f16Kernel))
+    throw new OptionError(
+      `f16Kernel must be "auto", "simt" or "tensor-core", got ${JSON.stringify(f16Kernel)}`,
+    );
+  if (precision === "fp16" && provider === "cpu")
+    console.warn("mhafuse cpu: fp16 requested, running fp32: the cpu provider has fp32 kernels only");
 }
 
 /** An engine file given as a `.mhaf` path or as bytes that start with its magic; undefined for ONNX models. */
@@ -138,9 +165,10 @@ export class InferenceSession {
     backendOptions: CpuBackendOptions,
     provider: Provider,
     private readonly paddingRemoval: boolean,
+    gpuOptions: { precision?: Precision; f16Kernel?: "auto" | F16Kernel } = {},
   ) {
     this.provider = provider;
-    this.backend = provider === "webgpu" ? new WebGpuBackend() : new CpuBackend(backendOptions);
+    this.backend = provider === "webgpu" ? new WebGpuBackend(gpuOptions) : new CpuBackend(backendOptions);
     this.graph = graph;
     this.attentionReport = report;
     this.inputMetadata = graph.inputs;
@@ -190,7 +218,8 @@ export class InferenceSession {
       );
     const session = InferenceSession.fromGraphUnguarded(loaded.graph, options, engine?.header.report);
     // Fail at creation, with BackendUnavailableError (code BACKEND_UNAVAILABLE), where WebGPU cannot start.
-    if (provider === "webgpu") await (session.backend as WebGpuBackend).context();
+    // … and resolve the precision there too, so its notice (or a forced kernel's OptionError) comes at creation.
+    if (provider === "webgpu") await (session.backend as WebGpuBackend).precision();
     return session;
   }
 
@@ -207,6 +236,7 @@ export class InferenceSession {
       throw new OptionError(
         `cpuKernels must be one of ${CPU_KERNELS.map((k) => `"${k}"`).join(", ")}, got ${JSON.stringify(options.cpuKernels)}`,
       );
+    checkPrecision(options, provider);
     const level = prebuilt ? "disabled" : (options.graphOptimizationLevel ?? "all");
     checkGraph(graph);
     const optimized = prebuilt ? { graph, report: prebuilt } : optimizeGraph(graph, { level });
@@ -246,6 +276,7 @@ export class InferenceSession {
         provider === "cpu" &&
         tolerance === undefined &&
         (prebuilt !== undefined || level === "extended" || level === "all"),
+      { precision: options.precision, f16Kernel: options.f16Kernel },
     );
   }
 

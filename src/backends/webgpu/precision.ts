@@ -34,6 +34,12 @@ export interface F16Support {
    * kernels run one subgroup per workgroup, so every offset derives from workgroup_id alone.
    */
   multiSubgroup?: boolean;
+  /**
+   * multiSubgroup holds only through `@builtin(subgroup_id)`: the tid / 32 form did not compile (the H200's
+   * Dawn, 2026-11-28) but newer Tint treats the builtin as subgroup-uniform. Kernels then take the subgroup
+   * and lane from the builtins (SUBGROUP_BUILTINS).
+   */
+  sgBuiltin?: boolean;
   /** Why tensor cores are not used, when they are not. */
   reason?: string;
 }
@@ -87,15 +93,28 @@ enable chromium_experimental_subgroup_matrix;
 diagnostic(off, subgroup_uniformity);
 `;
 
-function probeSource(syntax: MatrixSyntax, c: SubgroupMatrixConfig, perSubgroup = false): string {
+/** Entry-point parameters and header of kernels whose subgroup index comes from the builtins (sgBuiltin). */
+export const SUBGROUP_BUILTINS = {
+  enable: "enable subgroups;\n",
+  params: ", @builtin(subgroup_id) sgid: u32, @builtin(subgroup_invocation_id) sgLane: u32",
+};
+
+/** Per-subgroup offsets: "single" none, "tid" from local_invocation_index / 32, "builtin" from subgroup_id. */
+type ProbeMode = "single" | "tid" | "builtin";
+
+function probeSource(syntax: MatrixSyntax, c: SubgroupMatrixConfig, mode: ProbeMode = "single"): string {
   const t = matrixTypes(c);
-  const off = perSubgroup ? "(lid / 32u) * 256u" : "0u";
-  return `${perSubgroup ? TC_HEADER : "enable f16;\nenable chromium_experimental_subgroup_matrix;\n"}
+  const off = mode === "tid" ? "(lid / 32u) * 256u" : mode === "builtin" ? "sgid * 256u" : "0u";
+  const header =
+    mode === "single"
+      ? "enable f16;\nenable chromium_experimental_subgroup_matrix;\n"
+      : `${TC_HEADER}${mode === "builtin" ? SUBGROUP_BUILTINS.enable : ""}`;
+  return `${header}
 @group(0) @binding(0) var<storage, read> A: array<f16>;
 @group(0) @binding(1) var<storage, read_write> C: array<f32>;
 var<workgroup> W: array<f16, ${c.K * c.N}>;
-@compute @workgroup_size(${perSubgroup ? 64 : 32})
-fn main(@builtin(local_invocation_index) lid: u32) {
+@compute @workgroup_size(${mode === "single" ? 32 : 64})
+fn main(@builtin(local_invocation_index) lid: u32${mode === "builtin" ? SUBGROUP_BUILTINS.params : ""}) {
   if (lid == 0u) { W[0] = A[0]; }
   workgroupBarrier();
   let a = ${matrixLoad(syntax, t.left, "&A", "0u", `${c.K}u`)};
@@ -163,8 +182,16 @@ async function probe(gpu: WebGpuDevice): Promise<F16Support> {
     };
   for (const syntax of ["template", "bool"] as const)
     if (await compiles(gpu, probeSource(syntax, config))) {
-      const multiSubgroup = await compiles(gpu, probeSource(syntax, config, true));
-      return { shaderF16: true, config, syntax, multiSubgroup };
+      if (await compiles(gpu, probeSource(syntax, config, "tid")))
+        return { shaderF16: true, config, syntax, multiSubgroup: true };
+      const sgBuiltin = await compiles(gpu, probeSource(syntax, config, "builtin"));
+      return {
+        shaderF16: true,
+        config,
+        syntax,
+        multiSubgroup: sgBuiltin,
+        ...(sgBuiltin ? { sgBuiltin } : {}),
+      };
     }
   return { shaderF16: true, config, reason: "neither subgroupMatrixLoad spelling compiled" };
 }
@@ -200,6 +227,14 @@ export async function resolvePrecision(gpu: WebGpuDevice, precision: Precision):
       notice: notice(gpu, `mhafuse webgpu: fp16 without tensor cores (SIMT f16 kernels): ${s.reason}`),
     };
   return { precision: "fp16", kernel: "tensor-core" };
+}
+
+/**
+ * Whether fp16 sessions use the tensor-core attention kernel (MHAFUSE_TC_ATTENTION=1): opt-in until it has
+ * passed on the H200 (attention-tc.ts). The only reader of that variable.
+ */
+export function tcAttentionOptIn(): boolean {
+  return process.env.MHAFUSE_TC_ATTENTION === "1";
 }
 
 /** Throws unless the device can run f16 kernels (the caller should have resolved the precision first). */

@@ -111,6 +111,7 @@ export function registerBench(program: Command): void {
     .option("--iterations <n>", "timed runs per engine", positiveInt("--iterations"), 20)
     .option("--warmup <n>", "untimed runs per engine first", positiveInt("--warmup", true), 3)
     .option("--provider <name>", "execution provider: cpu or webgpu", "cpu")
+    .option("--precision <p>", "fp32 or fp16 (webgpu: f16 storage, f32 accumulation; cpu runs fp32)", "fp32")
     .option("--threads <n>", "intra-op threads (mhafuse and onnxruntime alike)", positiveInt("--threads"))
     .option("--no-fuse", "run the graph without attention fusion")
     .option(
@@ -133,10 +134,10 @@ export function registerBench(program: Command): void {
       const session = await InferenceSession.create(modelPath, {
         executionProviders: [opts.provider],
         graphOptimizationLevel: opts.fuse ? "all" : "disabled",
+        precision: opts.precision,
       });
-      const runners: Runner[] = [
-        { name: `mhafuse (${opts.provider}${opts.fuse ? "" : ", unfused"})`, run: () => session.run(feeds) },
-      ];
+      const label = `${opts.provider}${opts.precision === "fp32" ? "" : ` ${opts.precision}`}${opts.fuse ? "" : ", unfused"}`;
+      const runners: Runner[] = [{ name: `mhafuse (${label})`, run: () => session.run(feeds) }];
       if (opts.compare) runners.push(await onnxruntimeRunner(modelPath, feeds, opts.threads));
       const progress = progressFor(opts.json ? undefined : process.stderr, opts.iterations, "bench");
       const times = await measure(runners, opts.warmup, opts.iterations, progress);

@@ -16,6 +16,7 @@ interface RunOptions {
   tolerance?: string;
   provider: string;
   removePadding: boolean;
+  precision: string;
 }
 
 /** Reads `{name: {dtype, shape, data}}`, or case K of a fixture `{cases: [{inputs, outputs}]}`. */
@@ -77,6 +78,7 @@ export function registerRun(program: Command): void {
       "--no-remove-padding",
       "compute padded tokens as the model does (by default the encoder runs on the valid tokens only and its outputs are 0 at padded positions)",
     )
+    .option("--precision <p>", "fp32 or fp16 (webgpu: f16 storage, f32 accumulation; cpu runs fp32)", "fp32")
     .addHelpText(
       "after",
       "\nExample:\n  mhafuse run ../shared/fixtures/onnx/bert_eager.onnx --inputs ../shared/fixtures/onnx/bert_eager.io.json --case 1 -o out.json",
@@ -91,6 +93,7 @@ export function registerRun(program: Command): void {
         verify,
         executionProviders: [opts.provider],
         removePadding: opts.removePadding,
+        precision: opts.precision as "fp32" | "fp16",
       });
       progress.tick();
       progress.stop();

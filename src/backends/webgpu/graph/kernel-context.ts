@@ -8,28 +8,50 @@ import type { Node } from "../../../ir/graph.js";
 import type { Tensor } from "../../../ir/tensor.js";
 import type { KernelKey } from "../../kernel-registry.js";
 import type { WebGpuContext } from "../context.js";
+import type { F16Kernel } from "../precision.js";
 import type { CommandRecorder } from "../recorder.js";
 import type { DeviceDType, DeviceValue, RunValue } from "./values.js";
+
+/** A float value's storage on the device. */
+export type Storage = "f32" | "f16";
 
 export interface GpuKernelContext {
   node: Node;
   opset: number;
   gpu: WebGpuContext;
+  /**
+   * fp16 mode (the session's precision, resolved on this device): which f16 GEMM kernels run; undefined in
+   * fp32 mode. GEMM and attention then take f16 operands and write f16; the storage-following kernels
+   * (norms, softmax, elementwise, maps) compute in f32 and store what `outF16` says.
+   */
+  readonly f16: F16Kernel | undefined;
+  /** fp16 mode: the attention kernel (SIMT unless the tensor-core one is opted into). */
+  readonly attentionKernel: F16Kernel | undefined;
+  /** Whether output `i` is stored as f16: in fp16 mode every float output except values kept f32. */
+  outF16(i: number): boolean;
   /** The run's recorder (one per run unless a fallback forced a read-back in between). */
   readonly rec: CommandRecorder;
-  /** The value on the device: device values as they are; host float32/int32 tensors uploaded (weights: once). */
-  device(v: RunValue): DeviceValue;
-  /** A pooled buffer for an output (or a scratch value: hand it to `scratch` when done). */
-  alloc(dims: readonly number[], type?: DeviceDType): DeviceValue;
+  /**
+   * The value on the device: device values as they are; host float32/int32 tensors uploaded (weights: once).
+   * With `storage`, a float value in that storage (converted by a cast dispatch where it differs).
+   */
+  device(v: RunValue, storage?: Storage): DeviceValue;
+  /** A pooled buffer for an output (or a scratch value: hand it to `scratch` when done); `f16` storage. */
+  alloc(dims: readonly number[], type?: DeviceDType, f16?: boolean): DeviceValue;
   /** Returns a scratch value to the pool (safe right after recording: the queue keeps order). */
   scratch(v: DeviceValue): void;
-  /** A GEMM's constant B as [K, N], uploaded at prepare (transposed on the host once when `transposed`). */
+  /**
+   * A GEMM's constant B as [K, N], uploaded at prepare (transposed on the host once when `transposed`); in
+   * fp16 mode the f16 copy made at prepare.
+   */
   weight(t: Tensor, transposed: boolean): DeviceValue | undefined;
   /** Int32 data for the device (lengths, gather indices), in a buffer freed when the run ends. */
   uploadInt32(data: Int32Array): GPUBuffer;
 }
 
 export interface GpuKernelDef extends KernelKey {
+  /** fp16 mode: float32 initializer inputs converted to f16 at prepare (GEMM operands, embedding tables). */
+  f16Weights?: readonly number[];
   /** Why this kernel does not cover the node (undefined: it does). */
   accepts?(node: Node, opset: number, inputs: readonly (RunValue | undefined)[]): string | undefined;
   run(k: GpuKernelContext, inputs: (RunValue | undefined)[]): RunValue[];

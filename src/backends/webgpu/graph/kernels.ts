@@ -21,7 +21,7 @@ import { type BinaryOp, binary, broadcastShape } from "../kernels/elementwise.js
 import { gemm } from "../kernels/gemm.js";
 import { gather, transpose, type UnaryMap, unaryMap } from "../kernels/layout.js";
 import { layerNorm, skipLayerNorm, softmax } from "../kernels/norm.js";
-import type { GpuKernelDef } from "./kernel-context.js";
+import type { GpuKernelContext, GpuKernelDef, Storage } from "./kernel-context.js";
 import { asShapeTensor, type DeviceValue, isDevice, type RunValue } from "./values.js";
 
 const F32: readonly DType[] = ["float32"];
@@ -70,7 +70,7 @@ function binaryKernel(op: BinaryOp): GpuKernelDef {
     run(k, [a, b]) {
       const x = k.device(a!);
       const y = k.device(b!);
-      const out = k.alloc(broadcastShape(op, x.dims, y.dims));
+      const out = k.alloc(broadcastShape(op, x.dims, y.dims), "float32", k.outF16(0));
       binary(k.gpu, k.rec, op, x, y, out);
       return [out];
     },
@@ -90,7 +90,7 @@ function mapKernel(
     accepts: (node, _o, inputs) => ok?.(node) ?? allF32(inputs),
     run(k, [x]) {
       const v = k.device(x!);
-      const out = k.alloc(v.dims);
+      const out = k.alloc(v.dims, "float32", k.outF16(0));
       unaryMap(k.gpu, k.rec, map, v, out);
       return [out];
     },
@@ -101,6 +101,7 @@ function mapKernel(
 const gemmDef: GpuKernelDef = {
   opType: "Gemm",
   types: F32,
+  f16Weights: [1, 2],
   accepts(node, _o, [a, b, c]) {
     if (attrInt(node, "transA", 0) !== 0) return "transA = 1";
     if (attrFloat(node, "alpha", 1) !== 1) return "alpha ≠ 1";
@@ -113,26 +114,28 @@ const gemmDef: GpuKernelDef = {
   },
   run(k, [a, b, c]) {
     const transB = attrInt(k.node, "transB", 0) !== 0;
-    const A = k.device(a!);
+    const st = storage(k);
+    const A = k.device(a!, st);
     const [M] = A.dims as [number, number];
     let B = isDevice(b) ? undefined : k.weight(b!, transB);
     let scratchB: DeviceValue | undefined;
-    if (!B) {
-      B = k.device(b!);
+    if (!B || B.f16 !== !!k.f16) {
+      B = k.device(b!, st);
       if (transB) {
-        scratchB = k.alloc([B.dims[1]!, B.dims[0]!]);
+        scratchB = k.alloc([B.dims[1]!, B.dims[0]!], "float32", B.f16);
         transpose(k.gpu, k.rec, B, [1, 0], scratchB);
         B = scratchB;
       }
     }
     const N = B.dims[1]!;
-    const out = k.alloc([M, N]);
-    const bias = c ? k.device(c) : undefined;
+    const out = k.alloc([M, N], "float32", !!k.f16);
+    const bias = c ? k.device(c, st) : undefined;
     gemm(k.gpu, k.rec, {
       a: A,
       b: B,
       bias: bias ? { buffer: bias.buffer, dims: [N] } : undefined,
       out,
+      ...gemmPrecision(k),
     });
     if (scratchB) k.scratch(scratchB);
     return [out];
@@ -146,6 +149,7 @@ const gemmDef: GpuKernelDef = {
 const matmulDef: GpuKernelDef = {
   opType: "MatMul",
   types: F32,
+  f16Weights: [1],
   accepts(_n, _o, [a, b]) {
     if (!isF32(a) || !isF32(b)) return "a non-float32 input";
     const ad = a!.dims;
@@ -157,19 +161,23 @@ const matmulDef: GpuKernelDef = {
     return undefined;
   },
   run(k, [a, b]) {
-    const A = k.device(a!);
+    const st = storage(k);
+    const A = k.device(a!, st);
     const bd = b!.dims;
-    const B = bd.length === 2 && !isDevice(b) ? (k.weight(b!, false) ?? k.device(b!)) : k.device(b!);
+    const w = bd.length === 2 && !isDevice(b) ? k.weight(b!, false) : undefined;
+    const B = w && w.f16 === !!k.f16 ? w : k.device(b!, st);
     const ad = A.dims;
     const K = ad[ad.length - 1]!;
     const N = bd[bd.length - 1]!;
-    const out = k.alloc([...ad.slice(0, -1), N]);
+    const out = k.alloc([...ad.slice(0, -1), N], "float32", !!k.f16);
+    const precision = gemmPrecision(k);
     if (bd.length === 2) {
       const M = sizeOf(ad.slice(0, -1));
       gemm(k.gpu, k.rec, {
         a: { buffer: A.buffer, dims: [M, K] },
         b: { buffer: B.buffer, dims: [K, N] },
         out: { buffer: out.buffer, dims: [M, N] },
+        ...precision,
       });
     } else {
       const batch = sizeOf(ad.slice(0, -2));
@@ -178,11 +186,17 @@ const matmulDef: GpuKernelDef = {
         a: { buffer: A.buffer, dims: [batch, M, K] },
         b: { buffer: B.buffer, dims: [batch, K, N] },
         out: { buffer: out.buffer, dims: [batch, M, N] },
+        ...precision,
       });
     }
     return [out];
   },
 };
+
+/** fp16 mode: GEMM and attention operands are f16 (converted where a producer kept f32). */
+const storage = (k: GpuKernelContext): Storage => (k.f16 ? "f16" : "f32");
+const gemmPrecision = (k: GpuKernelContext) =>
+  k.f16 ? ({ precision: "fp16", f16Kernel: k.f16 } as const) : ({ precision: "fp32" } as const);
 
 const normAxis = (axis: number, rank: number) => (axis < 0 ? axis + rank : axis);
 
@@ -200,7 +214,7 @@ const layerNormDef: GpuKernelDef = {
   },
   run(k, [x, scale, bias]) {
     const X = k.device(x!);
-    const out = k.alloc(X.dims);
+    const out = k.alloc(X.dims, "float32", k.outF16(0));
     layerNorm(k.gpu, k.rec, {
       x: X,
       gamma: k.device(scale!),
@@ -229,8 +243,8 @@ const skipLayerNormDef: GpuKernelDef = {
   },
   run(k, [x, skip, gamma, beta, bias]) {
     const X = k.device(x!);
-    const out = k.alloc(X.dims);
-    const sum = k.node.outputs[3] ? k.alloc(X.dims) : undefined;
+    const out = k.alloc(X.dims, "float32", k.outF16(0));
+    const sum = k.node.outputs[3] ? k.alloc(X.dims, "float32", k.outF16(3)) : undefined;
     skipLayerNorm(k.gpu, k.rec, {
       x: X,
       skip: k.device(skip!),
@@ -257,7 +271,7 @@ const softmaxDef: GpuKernelDef = {
   },
   run(k, [x]) {
     const X = k.device(x!);
-    const out = k.alloc(X.dims);
+    const out = k.alloc(X.dims, "float32", k.outF16(0));
     softmax(k.gpu, k.rec, X, out);
     return [out];
   },
@@ -273,7 +287,11 @@ const transposeDef: GpuKernelDef = {
     const rank = X.dims.length;
     const given = k.node.attrs.perm ? attrInts(k.node, "perm") : undefined;
     const perm = given ?? Array.from({ length: rank }, (_, i) => rank - 1 - i);
-    const out = k.alloc(perm.map((p) => X.dims[p]!));
+    const out = k.alloc(
+      perm.map((p) => X.dims[p]!),
+      "float32",
+      X.f16,
+    );
     transpose(k.gpu, k.rec, X, perm, out);
     return [out];
   },
@@ -284,6 +302,7 @@ const gatherDef: GpuKernelDef = {
   opType: "Gather",
   types: F32,
   hostInputs: [1],
+  f16Weights: [0],
   accepts(node, _o, [data, idx]) {
     if (!isF32(data) || !idx || isDevice(idx)) return "not float32 data with host indices";
     if (idx.type !== "int64" && idx.type !== "int32") return "indices not int32/int64";
@@ -303,7 +322,7 @@ const gatherDef: GpuKernelDef = {
         failFor(k.node)(`index ${v} is out of range for axis ${axis} of size ${axisDim}`);
       ints[i] = n;
     }
-    const out = k.alloc([...D.dims.slice(0, axis), ...I.dims, ...D.dims.slice(axis + 1)]);
+    const out = k.alloc([...D.dims.slice(0, axis), ...I.dims, ...D.dims.slice(axis + 1)], "float32", D.f16);
     gather(k.gpu, k.rec, D, axis, k.uploadInt32(ints), I.size, out);
     return [out];
   },
@@ -336,9 +355,9 @@ const qkvDef: GpuKernelDef = {
     return undefined;
   },
   run(k, [qkv, mask]) {
-    const Q = k.device(qkv!);
+    const Q = k.device(qkv!, storage(k));
     const [S, B, E3] = Q.dims as [number, number, number];
-    const out = k.alloc([S, B, E3 / 3, 1, 1]);
+    const out = k.alloc([S, B, E3 / 3, 1, 1], "float32", !!k.f16);
     const lengths = mask
       ? Int32Array.from({ length: B }, (_, b) => (mask as Tensor).getNumber(b))
       : undefined;
@@ -347,6 +366,8 @@ const qkvDef: GpuKernelDef = {
       numHeads: attrInt(k.node, "num_heads"),
       lengths: lengths ? k.uploadInt32(lengths) : undefined,
       out,
+      precision: k.f16 ? "fp16" : "fp32",
+      f16Kernel: k.attentionKernel,
     });
     return [out];
   },

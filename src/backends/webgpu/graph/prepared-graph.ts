@@ -5,6 +5,10 @@
  * (all-host inputs) by design, other nodes as a reported fallback with an explicit read-back. All dispatches go
  * into one recorder, submitted once with the copies of the fetched values into one staging buffer, which is
  * mapped once: one read-back per run.
+ *
+ * fp16 mode (`mode`): float activations live as f16 between kernels (f32Values() keeps residual sums f32),
+ * weights were converted at prepare (WeightStore), and values leaving the device — fetched outputs, inputs of
+ * a CPU fallback — are cast back to float32 on the GPU first, so the host sees the model's dtype.
  */
 import type { DType } from "../../../ir/dtype.js";
 import type { Graph, Node } from "../../../ir/graph.js";
@@ -15,7 +19,9 @@ import type { ExecutionPlan, PreparedGraph, RunOptions } from "../../backend.js"
 import { Usage } from "../buffer-pool.js";
 import type { WebGpuContext } from "../context.js";
 import { WebGpuError } from "../device.js";
-import type { GpuKernelContext, GpuKernelDef } from "./kernel-context.js";
+import type { F16Kernel } from "../precision.js";
+import { f32Values } from "./f32-values.js";
+import type { GpuKernelContext, GpuKernelDef, Storage } from "./kernel-context.js";
 import { webgpuKernels } from "./kernels.js";
 import { RunState } from "./run-state.js";
 import { DeviceValue, isDevice, type RunValue } from "./values.js";
@@ -28,8 +34,18 @@ export interface Fallback {
   reason: string;
 }
 
+/** How a prepared graph computes: fp32, or fp16 with its GEMM and attention kernels. */
+export interface GraphPrecision {
+  /** fp16 mode's GEMM kernel family; undefined: fp32. */
+  f16?: F16Kernel;
+  /** fp16 mode's attention kernel. */
+  attention?: F16Kernel;
+}
+
 export class WebGpuPreparedGraph implements PreparedGraph {
   private readonly opsets: number[];
+  /** fp16 mode: the float values stored as f32 (residual sums); see f32-values.ts. */
+  private readonly keepF32: ReadonlySet<string>;
   private readonly ops: OpDef[];
   private readonly kernels: Map<string, GpuKernelDef | null>[];
   /** Fallbacks seen by runs so far, by node name (the session and `inspect` report them). */
@@ -41,7 +57,9 @@ export class WebGpuPreparedGraph implements PreparedGraph {
     private readonly gpu: WebGpuContext,
     private readonly weights: WeightStore,
     private readonly exclusive: <T>(f: () => Promise<T>) => Promise<T>,
+    private readonly mode: GraphPrecision = {},
   ) {
+    this.keepF32 = mode.f16 ? f32Values(graph) : new Set();
     this.opsets = plan.order.map((n) => opsetOf(graph, n.domain));
     this.ops = plan.order.map((n, i) => resolveOp(n, this.opsets[i]!));
     this.kernels = plan.order.map(() => new Map());
@@ -134,9 +152,9 @@ export class WebGpuPreparedGraph implements PreparedGraph {
   }
 
   private kernelContext(node: Node, opset: number, state: RunState): GpuKernelContext {
-    const device = (v: RunValue): DeviceValue => {
+    const onDevice = (v: RunValue, f16: boolean): DeviceValue => {
       if (isDevice(v)) return v;
-      const w = this.weights.get(v);
+      const w = this.weights.get(v, false, f16) ?? this.weights.get(v, false, !f16);
       if (w) return w;
       let up = state.uploads.get(v);
       if (!up) {
@@ -147,22 +165,32 @@ export class WebGpuPreparedGraph implements PreparedGraph {
       }
       return up;
     };
+    const device = (v: RunValue, storage?: Storage): DeviceValue => {
+      const d = onDevice(v, storage === "f16");
+      return storage ? state.convert(d, storage === "f16") : d;
+    };
+    const f16 = this.mode.f16;
+    const keep = this.keepF32;
     return {
       node,
       opset,
       gpu: this.gpu,
+      f16,
+      attentionKernel: f16 ? (this.mode.attention ?? "simt") : undefined,
+      outF16: (i) => !!f16 && !keep.has(node.outputs[i] ?? ""),
       get rec() {
         return state.rec;
       },
       device,
-      alloc: (dims, type) => state.alloc(dims, type),
+      alloc: (dims, type, half) => state.alloc(dims, type, half),
       scratch: (v) => this.gpu.pool.release(v.buffer),
-      weight: (t, transposed) => this.weights.get(t, transposed),
+      weight: (t, transposed) => this.weights.get(t, transposed, !!f16),
       uploadInt32: (data) => state.temp(state.upload(data)),
     };
   }
 
-  private async toHost(v: DeviceValue, state: RunState): Promise<Tensor> {
+  private async toHost(value: DeviceValue, state: RunState): Promise<Tensor> {
+    const v = state.convert(value, false);
     await state.flush();
     const bytes = await this.gpu.pool.readback(v.buffer, v.size * 4);
     return new Tensor(v.type, v.type === "float32" ? new Float32Array(bytes) : new Int32Array(bytes), v.dims);
@@ -178,10 +206,12 @@ export class WebGpuPreparedGraph implements PreparedGraph {
     const copies: { name: string; v: DeviceValue; offset: number }[] = [];
     let total = 0;
     for (const name of wanted) {
-      const v = values.get(name);
-      if (!v) continue;
-      if (!isDevice(v)) result[name] = v;
+      const value = values.get(name);
+      if (!value) continue;
+      if (!isDevice(value)) result[name] = value;
       else {
+        // f16 storage leaves the device as the model's float32 (one cast dispatch, recorded with the run).
+        const v = state.convert(value, false);
         copies.push({ name, v, offset: total });
         total += v.size * 4;
       }

@@ -11,8 +11,9 @@
 import type { Tensor } from "../../../ir/tensor.js";
 import { Usage } from "../buffer-pool.js";
 import type { WebGpuContext } from "../context.js";
+import { castF16ToF32, castF32ToF16 } from "../kernels/cast.js";
 import type { CommandRecorder } from "../recorder.js";
-import { type DeviceDType, DeviceValue } from "./values.js";
+import { type DeviceDType, DeviceValue, storageBytes } from "./values.js";
 
 const STAGING_USAGE = Usage.COPY_SRC | Usage.COPY_DST;
 
@@ -25,6 +26,7 @@ export class RunState {
   /** Float32 feeds: on the device as soon as a GPU kernel reads them. */
   readonly deviceFeeds = new Set<Tensor>();
   readonly #temps: GPUBuffer[] = [];
+  readonly #converted = new Map<DeviceValue, DeviceValue>();
 
   constructor(
     readonly gpu: WebGpuContext,
@@ -33,9 +35,26 @@ export class RunState {
     this.rec = gpu.recorder({ label: "mhafuse run" });
   }
 
-  alloc(dims: readonly number[], type: DeviceDType = "float32"): DeviceValue {
+  /** A pooled buffer for a value; `f16`: a float32 value stored as f16 (fp16 mode). */
+  alloc(dims: readonly number[], type: DeviceDType = "float32", f16 = false): DeviceValue {
+    const half = f16 && type === "float32";
     const n = dims.reduce((a, b) => a * b, 1);
-    return new DeviceValue(type, dims, this.gpu.pool.acquire(Math.max(4, n * 4)));
+    return new DeviceValue(type, dims, this.gpu.pool.acquire(Math.max(4, storageBytes(n, half))), half);
+  }
+
+  /**
+   * `v` in the other float storage (f32 ↔ f16), recorded as a cast into a buffer freed when the run ends.
+   * Cached per value object: a weight or feed read by many kernels is converted once per run.
+   */
+  convert(v: DeviceValue, f16: boolean): DeviceValue {
+    if (v.type !== "float32" || v.f16 === f16) return v;
+    const hit = this.#converted.get(v);
+    if (hit) return hit;
+    const out = this.alloc(v.dims, "float32", f16);
+    this.temp(out.buffer);
+    (f16 ? castF32ToF16 : castF16ToF32)(this.gpu, this.rec, v, out);
+    this.#converted.set(v, out);
+    return out;
   }
 
   /** Bytes into a fresh storage buffer, through staging and a recorded copy (see the header). */
@@ -93,5 +112,6 @@ export class RunState {
     this.#temps.length = 0;
     for (const s of this.#staging) this.gpu.pool.release(s);
     this.#staging = [];
+    this.#converted.clear();
   }
 }

@@ -1,6 +1,8 @@
 /**
  * What a webgpu run holds per graph value: a host Tensor (feeds, initializers, shape chains computed on the
- * host) or a DeviceValue (float32/int32 data in a GPU buffer). DeviceValue has the shape-facing surface of a
+ * host) or a DeviceValue (float32/int32 data in a GPU buffer; in fp16 mode a float32 value may be stored as
+ * IEEE f16 — `f16` — while its logical dtype stays float32, so dtype checks and shape contracts see the model's
+ * types and only kernels look at the storage). DeviceValue has the shape-facing surface of a
  * Tensor (type, dims, rank, size, reshape), so the shape-only op contracts — Reshape, Squeeze, Unsqueeze,
  * Flatten, Identity, Shape, Size — run on it unchanged, never touching data: that is how aliases and the host
  * shape chains read device tensors without a read-back.
@@ -18,8 +20,15 @@ export class DeviceValue implements GpuTensor {
     readonly type: DeviceDType,
     dims: readonly number[],
     readonly buffer: GPUBuffer,
+    /** float32 values only: stored as f16 (fp16 mode). */
+    readonly f16 = false,
   ) {
     this.dims = Object.freeze([...dims]);
+  }
+
+  /** Bytes of the stored elements (f16 storage rounds up to whole u32 pairs, as the cast kernel reads them). */
+  get bytes(): number {
+    return storageBytes(this.size, this.f16);
   }
 
   get size(): number {
@@ -32,9 +41,12 @@ export class DeviceValue implements GpuTensor {
 
   /** Same buffer, new dims (an alias: no copy, no dispatch). */
   reshape(dims: readonly number[]): DeviceValue {
-    return new DeviceValue(this.type, dims, this.buffer);
+    return new DeviceValue(this.type, dims, this.buffer, this.f16);
   }
 }
+
+/** Bytes of `n` elements: 4 each, or f16 rounded up to whole u32 pairs (the cast kernel reads pairs). */
+export const storageBytes = (n: number, f16: boolean): number => (f16 ? 2 * (n + (n & 1)) : 4 * n);
 
 export type RunValue = Tensor | DeviceValue;
 

@@ -1,7 +1,13 @@
 /**
- * STATUS: opt-in (f16Kernel: "tensor-core"), not yet verified on the H200 — the first run there (Q fragments
- * loaded straight from the storage buffer) was off by up to 0.59; this version stages Q through workgroup
- * memory (suspected cause: Dawn clamps a whole fragment load that reaches past the buffer) and has not run yet.
+ * STATUS: opt-in (f16Kernel: "tensor-core"; sessions: MHAFUSE_TC_ATTENTION=1), not yet verified on the H200.
+ * The first run there (4 subgroups, Q fragments loaded straight from the storage buffer) was off by up to
+ * 0.59. What is known: Tint's robustness transform (core/ir/transform/robustness.cc,
+ * PredicateSubgroupMatrixCall) predicates every subgroupMatrixLoad/Store as a whole — when offset +
+ * stride·(major − 1) + minor passes the array's end, the load returns a zero matrix (a store is dropped) — so
+ * a Q fragment whose 16 rows reach past the buffer loses its valid rows too. This version stages Q, K and V
+ * through workgroup memory, where every fragment is in bounds by construction (checked: offset +
+ * 15·stride + 16 ≤ length for each), and runs one subgroup per workgroup unless per-subgroup offsets compile
+ * (F16Support). It has not run on the card: bench/tc-attention-diag.ts localises what is left.
  *
  * Tensor-core flash attention (f16 storage, f32 softmax and accumulation) on WebGPU subgroup matrices, for
  * the packed-QKV ops (lengths or cu_seqlens; no causal mask or bias — those take the SIMT fp16 kernel).
@@ -19,7 +25,7 @@
  * (zero-filled) and get p = 0; a row with no key is zeros.
  */
 import type { MatrixSyntax } from "../precision.js";
-import { matrixLoad, matrixStore, matrixTypes, TC_HEADER } from "../precision.js";
+import { matrixLoad, matrixStore, matrixTypes, SUBGROUP_BUILTINS, TC_HEADER } from "../precision.js";
 import { packUniforms, type UniformFields, uniformStruct } from "../uniforms.js";
 import { bindings, type StorageDecl } from "./common.js";
 
@@ -56,6 +62,8 @@ export const TC_ATTENTION_FIELDS: UniformFields = [
 export interface TcAttentionConfig {
   /** Four subgroups per workgroup (needs per-subgroup fragment offsets); else one. */
   multi: boolean;
+  /** With `multi`: the subgroup index and lane from the builtins (F16Support.sgBuiltin). */
+  sgBuiltin?: boolean;
   H: number;
   lengths: boolean;
   cu: boolean;
@@ -74,7 +82,7 @@ export function tcAttentionRows(multi: boolean): number {
   return shape(multi).BR;
 }
 
-/** Workgroup memory in bytes; H ≤ 64 fits 48 KiB. */
+/** Workgroup memory in bytes: one subgroup fits 48 KiB up to H = 64 (17 KiB), four up to H = 48. */
 export function tcAttentionSharedBytes(H: number, multi = true): number {
   const { KS, PS, SW, NSG, BC } = sizes(H, multi);
   return 2 * (2 * BC + 16 * NSG) * KS + 2 * NSG * 16 * PS + 4 * NSG * 16 * SW + 16;
@@ -164,6 +172,7 @@ export function tcAttentionSource(c: TcAttentionConfig, syntax: MatrixSyntax): s
   }
 
   const keyLen = c.cu ? "seqLen" : c.lengths ? "u32(clamp(lengths[b], 0, i32(u.seqKV)))" : "u.seqKV";
+  const builtin = NSG > 1 && !!c.sgBuiltin;
   return `${TC_HEADER}enable subgroups;
 ${uniformStruct(TC_ATTENTION_FIELDS)}${bindings(decls)}
 var<workgroup> Qs: array<f16, ${BR * KS}>;
@@ -174,9 +183,9 @@ var<workgroup> Ss: array<f32, ${NSG * 16 * SW}>;
 var<workgroup> wgKvEnd: u32;
 
 @compute @workgroup_size(${T})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) tid: u32) {
-  // Subgroups of 32 in invocation order (checked at detection).
-  let sg = ${NSG === 1 ? "0u" : "tid / 32u"}; let lane = tid % 32u; let r = lane % 16u; let side = lane / 16u;
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) tid: u32${builtin ? SUBGROUP_BUILTINS.params : ""}) {
+  // Subgroups of 32 in invocation order (checked at detection), or the builtins.
+  let sg = ${NSG === 1 ? "0u" : builtin ? "sgid" : "tid / 32u"}; let lane = ${builtin ? "sgLane" : "tid % 32u"}; let r = lane % 16u; let side = lane / 16u;
   let rowBase = wid.x * ${BR}u; let n = wid.y; let b = wid.z; let g = n / u.group;
   let NEG_INF = u.negInf;
   ${c.cu ? "let seqStart = u32(cu[b]); let seqLen = u32(cu[b + 1u]) - seqStart;" : "let seqStart = 0u;"}

@@ -422,8 +422,11 @@ export function flashAttention(ctx: WebGpuContext, rec: CommandRecorder, a: Flas
     const aligned8 = [a.qLayout, a.kLayout, a.vLayout, a.outLayout].every(
       (l) => l.offset % 8 === 0 && l.batchStride % 8 === 0 && l.headStride % 8 === 0 && l.seqStride % 8 === 0,
     );
+    // Four subgroups where per-subgroup offsets compile and the tiles fit workgroup memory (at H = 64 they
+    // need 53 KiB), else one.
+    const multi = ctx.f16?.multiSubgroup === true && tcAttentionSupports(H, HV, limit, true);
     const fits =
-      tcAttentionSupports(H, HV, limit, ctx.f16?.multiSubgroup === true) &&
+      tcAttentionSupports(H, HV, limit, multi) &&
       aligned8 &&
       a.causalOffset === undefined &&
       !a.bias &&
@@ -436,9 +439,9 @@ export function flashAttention(ctx: WebGpuContext, rec: CommandRecorder, a: Flas
           : `no tensor cores on this device: ${ctx.f16?.reason ?? "f16 support was not detected"}`,
       );
     if (syntax && fits) {
-      const multi = ctx.f16?.multiSubgroup === true;
-      const tc = { multi, H, lengths: !!a.keyLengths, cu: !!a.cuSeqlens };
-      const key = `flash-tc:${syntax}:m${+multi}:H${H}:len${+tc.lengths}:cu${+tc.cu}`;
+      const sgBuiltin = ctx.f16?.sgBuiltin === true;
+      const tc = { multi, sgBuiltin, H, lengths: !!a.keyLengths, cu: !!a.cuSeqlens };
+      const key = `flash-tc:${syntax}:m${+multi}:sgb${+sgBuiltin}:H${H}:len${+tc.lengths}:cu${+tc.cu}`;
       const k = ctx.pipelines.get(key, () => tcAttentionSource(tc, syntax));
       const bufs = [a.q, a.k, a.v];
       if (a.keyLengths) bufs.push(a.keyLengths);

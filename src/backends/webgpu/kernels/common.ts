@@ -8,7 +8,25 @@ import { OpError } from "../../../errors.js";
 export interface GpuTensor {
   buffer: GPUBuffer;
   dims: readonly number[];
+  /**
+   * Stored as IEEE f16 (fp16 mode). Read by the kernels whose storage follows their tensors (elementwise,
+   * maps, norms, softmax, transpose, gather); GEMM and attention take a `precision` argument instead.
+   */
+  f16?: boolean;
 }
+
+/** WGSL storage element of a tensor, and how a kernel widens its loads to f32 and narrows its stores. */
+export const elemOf = (t: { f16?: boolean } | undefined): "f16" | "f32" => (t?.f16 ? "f16" : "f32");
+export const widen = (t: { f16?: boolean } | undefined, x: string): string => (t?.f16 ? `f32(${x})` : x);
+export const narrow = (t: { f16?: boolean } | undefined, x: string): string => (t?.f16 ? `f16(${x})` : x);
+/** `enable f16;` when any tensor is stored as f16 (kernels keyed by `storageKey`). */
+export const f16Enable = (...ts: ({ f16?: boolean } | undefined)[]): string =>
+  ts.some((t) => t?.f16) ? "enable f16;\n" : "";
+/** Pipeline-key suffix of the tensors' storage: "h" f16, "f" f32, "-" absent. */
+export const storageKey = (...ts: ({ f16?: boolean } | undefined)[]): string =>
+  ts.map((t) => (t ? (t.f16 ? "h" : "f") : "-")).join("");
+/** Bytes per element of a tensor's storage (for expectCapacity). */
+export const bytesOf = (t: { f16?: boolean }): number => (t.f16 ? 2 : 4);
 
 export const sizeOf = (dims: readonly number[]): number => dims.reduce((a, b) => a * b, 1);
 

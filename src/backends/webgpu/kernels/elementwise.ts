@@ -8,13 +8,19 @@ import type { CommandRecorder } from "../recorder.js";
 import { packUniforms, type UniformFields, uniformStruct } from "../uniforms.js";
 import {
   bindings,
+  bytesOf,
   ERF_WGSL,
+  elemOf,
   expectCapacity,
   expectDims,
+  f16Enable,
   type GpuTensor,
   LINEAR_MAIN,
   linearGrid,
+  narrow,
   sizeOf,
+  storageKey,
+  widen,
 } from "./common.js";
 
 export type BinaryOp = "Add" | "Sub" | "Mul" | "Div";
@@ -54,22 +60,33 @@ function binaryFields(rank: number): UniformFields {
   return f;
 }
 
-function binarySource(op: BinaryOp, rank: number): string {
+/** Storage of a, b and the output: each f32 or f16 (math in f32 either way). */
+type Io = readonly [GpuTensor, GpuTensor, GpuTensor];
+
+function binarySource(op: BinaryOp, rank: number, [ta, tb, to]: Io): string {
   // Walk the output index from the innermost axis, accumulating each input's offset.
   const walk: string[] = [];
   for (let i = rank - 1; i >= 0; i--)
     walk.push(`  { let c = r % u.d${i}; r = r / u.d${i}; oa += c * u.sa${i}; ob += c * u.sb${i}; }`);
-  return `${uniformStruct(binaryFields(rank))}${bindings([{ name: "a" }, { name: "b" }, { name: "o", write: true }])}
+  const decls = [
+    { name: "a", type: elemOf(ta) },
+    { name: "b", type: elemOf(tb) },
+    { name: "o", type: elemOf(to), write: true },
+  ] as const;
+  return `${f16Enable(ta, tb, to)}${uniformStruct(binaryFields(rank))}${bindings(decls)}
 ${LINEAR_MAIN}
   if (i >= u.total) { return; }
   var r = i; var oa = 0u; var ob = 0u;
 ${walk.join("\n")}
-  let x = a[oa]; let y = b[ob];
-  o[i] = ${EXPR[op]};
+  let x = ${widen(ta, "a[oa]")}; let y = ${widen(tb, "b[ob]")};
+  o[i] = ${narrow(to, EXPR[op])};
 }`;
 }
 
-/** out = a ∘ b with broadcasting; `out.dims` must be the broadcast shape. */
+/**
+ * out = a ∘ b with broadcasting; `out.dims` must be the broadcast shape. Each tensor's storage (f32 or f16,
+ * GpuTensor.f16) is its own: fp16 mode keeps residual sums in f32 while their operands are f16.
+ */
 export function binary(
   ctx: WebGpuContext,
   rec: CommandRecorder,
@@ -82,9 +99,9 @@ export function binary(
   const shape = broadcastShape(name, a.dims, b.dims);
   expectDims(name, "output", out.dims, shape);
   if (shape.length > MAX_RANK) throw new OpError(name, `rank ${shape.length} > ${MAX_RANK} is not supported`);
-  expectCapacity(name, "input A", a);
-  expectCapacity(name, "input B", b);
-  expectCapacity(name, "output", out);
+  expectCapacity(name, "input A", a, undefined, bytesOf(a));
+  expectCapacity(name, "input B", b, undefined, bytesOf(b));
+  expectCapacity(name, "output", out, undefined, bytesOf(out));
   // Rank >= 1 so the index walk has an axis; a scalar is [1].
   const dims = shape.length ? shape : [1];
   const rank = dims.length;
@@ -97,7 +114,8 @@ export function binary(
     values[`sa${i}`] = sa[i]!;
     values[`sb${i}`] = sb[i]!;
   });
-  const k = ctx.pipelines.get(`binary:${op}:r${rank}`, () => binarySource(op, rank));
+  const io: Io = [a, b, out];
+  const k = ctx.pipelines.get(`binary:${op}:r${rank}:${storageKey(...io)}`, () => binarySource(op, rank, io));
   rec.dispatch(
     k,
     [a.buffer, b.buffer, out.buffer],

@@ -16,7 +16,14 @@
  */
 import { OpError } from "../../../errors.js";
 import type { WebGpuContext } from "../context.js";
-import { type MatrixSyntax, matrixLoad, matrixStore, matrixTypes, TC_HEADER } from "../precision.js";
+import {
+  type MatrixSyntax,
+  matrixLoad,
+  matrixStore,
+  matrixTypes,
+  SUBGROUP_BUILTINS,
+  TC_HEADER,
+} from "../precision.js";
 import type { CommandRecorder } from "../recorder.js";
 import { packUniforms, type UniformFields, uniformStruct } from "../uniforms.js";
 import { bindings, ERF_WGSL, type StorageDecl } from "./common.js";
@@ -61,7 +68,8 @@ export function tcSharedBytes(t: TcTile): number {
   return 2 * 2 * (t.BM * (t.BK + PAD) + t.BK * (t.BN + PAD)) + 4 * t.WM * t.WN * F * F;
 }
 
-export function tcGemmSource(t: TcTile, f: TcFlags, syntax: MatrixSyntax): string {
+/** `sgBuiltin`: the subgroup index and lane from the builtins (F16Support.sgBuiltin), not tid / 32. */
+export function tcGemmSource(t: TcTile, f: TcFlags, syntax: MatrixSyntax, sgBuiltin = false): string {
   const { BM, BN, BK, WM, WN } = t;
   const T = SG * WM * WN;
   const SMr = BM / WM;
@@ -186,16 +194,18 @@ export function tcGemmSource(t: TcTile, f: TcFlags, syntax: MatrixSyntax): strin
       epi.push("  }\n  workgroupBarrier();");
     }
 
-  return `${TC_HEADER}${uniformStruct(FIELDS)}${bindings(decls)}${f.gelu ? `${ERF_WGSL}fn gelu2(p: vec2<f32>) -> vec2<f32> { return vec2<f32>(gelu_f32(p.x), gelu_f32(p.y)); }\n` : ""}
+  const multi = WM * WN > 1;
+  const builtin = multi && sgBuiltin;
+  return `${TC_HEADER}${builtin ? SUBGROUP_BUILTINS.enable : ""}${uniformStruct(FIELDS)}${bindings(decls)}${f.gelu ? `${ERF_WGSL}fn gelu2(p: vec2<f32>) -> vec2<f32> { return vec2<f32>(gelu_f32(p.x), gelu_f32(p.y)); }\n` : ""}
 var<workgroup> As: array<f16, ${2 * ASZ}>;
 var<workgroup> Bs: array<f16, ${2 * BSZ}>;
 var<workgroup> scratch: array<f32, ${WM * WN * 256}>;
 
 @compute @workgroup_size(${T})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) tid: u32) {
-  // Subgroups of 32 (checked at detection) laid out in invocation order, as on NVIDIA.
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) tid: u32${builtin ? SUBGROUP_BUILTINS.params : ""}) {
+  // Subgroups of 32 (checked at detection) laid out in invocation order, as on NVIDIA, or the builtins.
   // One subgroup: a constant index keeps every fragment offset workgroup-uniform.
-  let sg = ${WM * WN === 1 ? "0u" : `tid / ${SG}u`}; let lane = tid % ${SG}u;
+  let sg = ${!multi ? "0u" : builtin ? "sgid" : `tid / ${SG}u`}; let lane = ${builtin ? "sgLane" : `tid % ${SG}u`};
   let wm = sg / ${WN}u; let wn = sg % ${WN}u;
   let n0 = wid.x * ${BN}u; let m0 = wid.y * ${BM}u;
   let aBase = wid.z * u.strideA; let bBase = wid.z * u.strideB; let cBase = wid.z * u.strideC;
@@ -243,6 +253,7 @@ export function recordTcGemm(
   syntax: MatrixSyntax,
   op: string,
   multiSubgroup = true,
+  sgBuiltin = false,
 ): void {
   const { M, N, K, batch, bBatch, nBatch } = shape;
   const f: TcFlags = {
@@ -260,8 +271,8 @@ export function recordTcGemm(
       op,
       `tensor-core tile ${t.BM}×${t.BN}×${t.BK} needs ${tcSharedBytes(t)} B of workgroup memory, the device has ${limit}`,
     );
-  const key = `gemm-tc:${syntax}:${t.BM}x${t.BN}x${t.BK}:${t.WM}x${t.WN}:v${+f.vec}:bias${+f.bias}:gelu${+f.gelu}:res${+f.residual}`;
-  const k = ctx.pipelines.get(key, () => tcGemmSource(t, f, syntax));
+  const key = `gemm-tc:${syntax}:${t.BM}x${t.BN}x${t.BK}:${t.WM}x${t.WN}:v${+f.vec}:bias${+f.bias}:gelu${+f.gelu}:res${+f.residual}:sgb${+sgBuiltin}`;
+  const k = ctx.pipelines.get(key, () => tcGemmSource(t, f, syntax, sgBuiltin));
   const bufs = [args.a.buffer, args.b.buffer];
   if (args.bias) bufs.push(args.bias.buffer);
   if (args.residual) bufs.push(args.residual.buffer);

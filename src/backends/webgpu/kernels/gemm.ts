@@ -269,6 +269,7 @@ export function gemm(ctx: WebGpuContext, rec: CommandRecorder, args: GemmArgs): 
         syntax,
         op,
         ctx.f16?.multiSubgroup === true,
+        ctx.f16?.sgBuiltin === true,
       );
       return;
     }

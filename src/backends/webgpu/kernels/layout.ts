@@ -7,7 +7,19 @@ import { OpError } from "../../../errors.js";
 import type { WebGpuContext } from "../context.js";
 import type { CommandRecorder } from "../recorder.js";
 import { packUniforms, type UniformFields, uniformStruct } from "../uniforms.js";
-import { bindings, ERF_WGSL, type GpuTensor, LINEAR_MAIN, linearGrid, sizeOf } from "./common.js";
+import {
+  bindings,
+  ERF_WGSL,
+  elemOf,
+  f16Enable,
+  type GpuTensor,
+  LINEAR_MAIN,
+  linearGrid,
+  narrow,
+  sizeOf,
+  storageKey,
+  widen,
+} from "./common.js";
 
 const MAX_RANK = 6;
 
@@ -17,7 +29,10 @@ function transposeFields(rank: number): UniformFields {
   return f;
 }
 
-/** out[i0..] = x[permuted index]: out dims are x.dims[perm[k]]; each output axis reads input stride s_k. */
+/**
+ * out[i0..] = x[permuted index]: out dims are x.dims[perm[k]]; each output axis reads input stride s_k.
+ * Storage is x's (f32 or f16) on both sides: pure data movement, no rounding.
+ */
 export function transpose(
   ctx: WebGpuContext,
   rec: CommandRecorder,
@@ -26,6 +41,7 @@ export function transpose(
   out: GpuTensor,
 ): void {
   const op = "webgpu.Transpose";
+  if (!!x.f16 !== !!out.f16) throw new OpError(op, "input and output storage (f32/f16) must match");
   const rank = x.dims.length;
   if (rank > MAX_RANK) throw new OpError(op, `rank ${rank} > ${MAX_RANK} is not supported`);
   if (perm.length !== rank) throw new OpError(op, `perm [${perm}] does not match rank ${rank}`);
@@ -46,8 +62,11 @@ export function transpose(
   for (let k = r - 1; k >= 0; k--)
     walk.push(`  { let c = r % u.d${k}; r = r / u.d${k}; src += c * u.s${k}; }`);
   const k = ctx.pipelines.get(
-    `transpose:r${r}`,
-    () => `${uniformStruct(transposeFields(r))}${bindings([{ name: "x" }, { name: "o", write: true }])}
+    `transpose:r${r}:${storageKey(x)}`,
+    () => `${f16Enable(x)}${uniformStruct(transposeFields(r))}${bindings([
+      { name: "x", type: elemOf(x) },
+      { name: "o", type: elemOf(x), write: true },
+    ])}
 ${LINEAR_MAIN}
   if (i >= u.total) { return; }
   var r = i; var src = 0u;
@@ -67,7 +86,7 @@ const GATHER_FIELDS: UniformFields = [
 
 /**
  * Gather along an axis: data viewed as [outer, axisDim, inner], `indices` int32 (count values, in range);
- * out is [outer, count, inner].
+ * out is [outer, count, inner], in data's storage (f32 or f16).
  */
 export function gather(
   ctx: WebGpuContext,
@@ -81,9 +100,15 @@ export function gather(
   const inner = sizeOf(data.dims.slice(axis + 1));
   const axisDim = data.dims[axis]!;
   const total = sizeOf(out.dims);
+  if (!!data.f16 !== !!out.f16)
+    throw new OpError("webgpu.Gather", "data and output storage (f32/f16) must match");
   const k = ctx.pipelines.get(
-    "gather",
-    () => `${uniformStruct(GATHER_FIELDS)}${bindings([{ name: "x" }, { name: "idx", type: "i32" }, { name: "o", write: true }])}
+    `gather:${storageKey(data)}`,
+    () => `${f16Enable(data)}${uniformStruct(GATHER_FIELDS)}${bindings([
+      { name: "x", type: elemOf(data) },
+      { name: "idx", type: "i32" },
+      { name: "o", type: elemOf(data), write: true },
+    ])}
 ${LINEAR_MAIN}
   if (i >= u.total) { return; }
   let j = i % u.inner;
@@ -119,7 +144,7 @@ export type UnaryMap = keyof typeof UNARY_MAPS;
 
 const MAP_FIELDS: UniformFields = [["total", "u32"]];
 
-/** out = f(x) elementwise, f one of UNARY_MAPS (one pipeline per map). */
+/** out = f(x) elementwise, f one of UNARY_MAPS (one pipeline per map and storage pair); math in f32. */
 export function unaryMap(
   ctx: WebGpuContext,
   rec: CommandRecorder,
@@ -129,12 +154,15 @@ export function unaryMap(
 ): void {
   const total = sizeOf(x.dims);
   const k = ctx.pipelines.get(
-    `map:${map}`,
-    () => `${uniformStruct(MAP_FIELDS)}${bindings([{ name: "xs" }, { name: "o", write: true }])}${ERF_WGSL}
+    `map:${map}:${storageKey(x, out)}`,
+    () => `${f16Enable(x, out)}${uniformStruct(MAP_FIELDS)}${bindings([
+      { name: "xs", type: elemOf(x) },
+      { name: "o", type: elemOf(out), write: true },
+    ])}${ERF_WGSL}
 ${LINEAR_MAIN}
   if (i >= u.total) { return; }
-  let x = xs[i];
-  o[i] = ${UNARY_MAPS[map]};
+  let x = ${widen(x, "xs[i]")};
+  o[i] = ${narrow(out, UNARY_MAPS[map])};
 }`,
   );
   rec.dispatch(

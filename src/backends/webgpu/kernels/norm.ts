@@ -1,6 +1,6 @@
 /**
  * LayerNorm and SkipLayerNorm over the last axis, and Softmax over the last axis: one workgroup per row,
- * statistics reduced in workgroup memory in float32. LayerNorm is two-pass (mean, then Σ(x - mean)²) for the
+ * statistics reduced in workgroup memory in float32 whatever the storage (each tensor f32 or f16: fp16 mode). LayerNorm is two-pass (mean, then Σ(x - mean)²) for the
  * accuracy of rows with a large mean; SkipLayerNorm first writes x + skip (+ bias) into the output (or the
  * optional sum output) and re-reads it, so the sum is computed once.
  */
@@ -8,7 +8,20 @@ import { OpError } from "../../../errors.js";
 import type { WebGpuContext } from "../context.js";
 import type { CommandRecorder } from "../recorder.js";
 import { packUniforms, type UniformFields, uniformStruct } from "../uniforms.js";
-import { bindings, expectCapacity, expectDims, type GpuTensor, type StorageDecl, sizeOf } from "./common.js";
+import {
+  bindings,
+  bytesOf,
+  elemOf,
+  expectCapacity,
+  expectDims,
+  f16Enable,
+  type GpuTensor,
+  narrow,
+  type StorageDecl,
+  sizeOf,
+  storageKey,
+  widen,
+} from "./common.js";
 
 const WG = 256;
 const ROW_FIELDS: UniformFields = [
@@ -60,31 +73,45 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let base = row * u.width;
   let n = u.width;`;
 
-interface NormFlags {
-  skip: boolean;
-  bias: boolean;
-  beta: boolean;
-  sumOut: boolean;
+/** The tensors of one norm dispatch; each one's storage (f32 or f16) is baked into the pipeline. */
+interface NormIo {
+  x: GpuTensor;
+  skip?: GpuTensor;
+  gamma: GpuTensor;
+  beta?: GpuTensor;
+  bias?: GpuTensor;
+  out: GpuTensor;
+  sum?: GpuTensor;
 }
 
-function normSource(f: NormFlags): string {
-  const decls: StorageDecl[] = [{ name: "x" }];
-  if (f.skip) decls.push({ name: "skip" });
-  decls.push({ name: "gamma" });
-  if (f.beta) decls.push({ name: "beta" });
-  if (f.bias) decls.push({ name: "bias" });
-  decls.push({ name: "o", write: true });
-  if (f.sumOut) decls.push({ name: "sum_out", write: true });
-  // Where the row being normalised lives after the first pass.
-  const src = f.sumOut ? "sum_out" : f.skip ? "o" : "x";
-  let first = "";
-  if (f.skip) {
-    const v = `x[base + j] + skip[base + j]${f.bias ? " + bias[j]" : ""}`;
-    first = `    let v = ${v};\n    ${src}[base + j] = v;\n    acc += v;`;
-  } else {
-    first = "    acc += x[base + j];";
-  }
-  return `${uniformStruct(ROW_FIELDS)}${bindings(decls)}${REDUCE}
+const normKey = (io: NormIo) => storageKey(io.x, io.skip, io.gamma, io.beta, io.bias, io.out, io.sum);
+
+function normSource(io: NormIo): string {
+  const decls: StorageDecl[] = [{ name: "x", type: elemOf(io.x) }];
+  if (io.skip) decls.push({ name: "skip", type: elemOf(io.skip) });
+  decls.push({ name: "gamma", type: elemOf(io.gamma) });
+  if (io.beta) decls.push({ name: "beta", type: elemOf(io.beta) });
+  if (io.bias) decls.push({ name: "bias", type: elemOf(io.bias) });
+  decls.push({ name: "o", type: elemOf(io.out), write: true });
+  if (io.sum) decls.push({ name: "sum_out", type: elemOf(io.sum), write: true });
+  const xj = widen(io.x, "x[base + j]");
+  // The value normalised at column j. SkipLayerNorm in f32 storage writes x + skip (+ bias) once and re-reads
+  // it; where the row would be re-read from f16 storage the sum is recomputed instead, so the residual sum and
+  // the statistics stay f32 (fp16 mode rounds only the normalised output).
+  let first = "    acc += v;";
+  let value = xj;
+  if (io.skip) {
+    const sum = `${xj} + ${widen(io.skip, "skip[base + j]")}${io.bias ? ` + ${widen(io.bias, "bias[j]")}` : ""}`;
+    const dst = io.sum ?? io.out;
+    const write = io.sum
+      ? `\n    sum_out[base + j] = ${narrow(io.sum, "v")};`
+      : dst.f16
+        ? ""
+        : "\n    o[base + j] = v;";
+    first = `    let v = ${sum};${write}\n    acc += v;`;
+    value = dst.f16 ? sum : io.sum ? "sum_out[base + j]" : "o[base + j]";
+  } else first = `    let v = ${xj};\n    acc += v;`;
+  return `${f16Enable(io.x, io.skip, io.gamma, io.beta, io.bias, io.out, io.sum)}${uniformStruct(ROW_FIELDS)}${bindings(decls)}${REDUCE}
 ${ROW_MAIN}
   var acc = 0.0;
   for (var j = lid; j < n; j += ${WG}u) {
@@ -92,10 +119,10 @@ ${first}
   }
   let mean = wg_sum(acc, lid) / f32(n);
   var sq = 0.0;
-  for (var j = lid; j < n; j += ${WG}u) { let d = ${src}[base + j] - mean; sq += d * d; }
+  for (var j = lid; j < n; j += ${WG}u) { let d = ${value} - mean; sq += d * d; }
   let inv = inverseSqrt(wg_sum(sq, lid) / f32(n) + u.epsilon);
   for (var j = lid; j < n; j += ${WG}u) {
-    o[base + j] = (${src}[base + j] - mean) * inv * gamma[j]${f.beta ? " + beta[j]" : ""};
+    o[base + j] = ${narrow(io.out, `(${value} - mean) * inv * ${widen(io.gamma, "gamma[j]")}${io.beta ? ` + ${widen(io.beta, "beta[j]")}` : ""}`)};
   }
 }`;
 }
@@ -121,12 +148,12 @@ function normShape(op: string, dims: readonly number[], axis = -1): { rows: numb
 export function layerNorm(ctx: WebGpuContext, rec: CommandRecorder, args: LayerNormArgs): void {
   const op = "webgpu.LayerNormalization";
   const { rows, width } = normShape(op, args.x.dims, args.axis);
-  expectCapacity(op, "input X", args.x);
-  expectCapacity(op, "input Scale", args.gamma, width);
-  if (args.beta) expectCapacity(op, "input B", args.beta, width);
+  expectCapacity(op, "input X", args.x, undefined, bytesOf(args.x));
+  expectCapacity(op, "input Scale", args.gamma, width, bytesOf(args.gamma));
+  if (args.beta) expectCapacity(op, "input B", args.beta, width, bytesOf(args.beta));
   expectDims(op, "output", args.out.dims, args.x.dims);
-  const f: NormFlags = { skip: false, bias: false, beta: !!args.beta, sumOut: false };
-  const k = ctx.pipelines.get(`layernorm:beta${+f.beta}`, () => normSource(f));
+  const io: NormIo = { x: args.x, gamma: args.gamma, beta: args.beta, out: args.out };
+  const k = ctx.pipelines.get(`layernorm:${normKey(io)}`, () => normSource(io));
   const bufs = [args.x.buffer, args.gamma.buffer];
   if (args.beta) bufs.push(args.beta.buffer);
   bufs.push(args.out.buffer);
@@ -152,13 +179,11 @@ export function skipLayerNorm(ctx: WebGpuContext, rec: CommandRecorder, args: Sk
   expectDims(op, "input skip", args.skip.dims, args.x.dims);
   expectDims(op, "output", args.out.dims, args.x.dims);
   if (args.sum) expectDims(op, "output sum", args.sum.dims, args.x.dims);
-  expectCapacity(op, "input gamma", args.gamma, width);
-  if (args.beta) expectCapacity(op, "input beta", args.beta, width);
-  if (args.bias) expectCapacity(op, "input bias", args.bias, width);
-  const f: NormFlags = { skip: true, bias: !!args.bias, beta: !!args.beta, sumOut: !!args.sum };
-  const k = ctx.pipelines.get(`skiplayernorm:beta${+f.beta}:bias${+f.bias}:sum${+f.sumOut}`, () =>
-    normSource(f),
-  );
+  expectCapacity(op, "input gamma", args.gamma, width, bytesOf(args.gamma));
+  if (args.beta) expectCapacity(op, "input beta", args.beta, width, bytesOf(args.beta));
+  if (args.bias) expectCapacity(op, "input bias", args.bias, width, bytesOf(args.bias));
+  const io: NormIo = { ...args };
+  const k = ctx.pipelines.get(`skiplayernorm:${normKey(io)}`, () => normSource(io));
   const bufs = [args.x.buffer, args.skip.buffer, args.gamma.buffer];
   if (args.beta) bufs.push(args.beta.buffer);
   if (args.bias) bufs.push(args.bias.buffer);
@@ -172,18 +197,22 @@ export function softmax(ctx: WebGpuContext, rec: CommandRecorder, x: GpuTensor, 
   const op = "webgpu.Softmax";
   const { rows, width } = normShape(op, x.dims);
   expectDims(op, "output", out.dims, x.dims);
-  expectCapacity(op, "input", x);
+  expectCapacity(op, "input", x, undefined, bytesOf(x));
+  const xj = widen(x, "x[base + j]");
   const k = ctx.pipelines.get(
-    "softmax",
-    () => `${uniformStruct(ROW_FIELDS)}${bindings([{ name: "x" }, { name: "o", write: true }])}${REDUCE}
+    `softmax:${storageKey(x, out)}`,
+    () => `${f16Enable(x, out)}${uniformStruct(ROW_FIELDS)}${bindings([
+      { name: "x", type: elemOf(x) },
+      { name: "o", type: elemOf(out), write: true },
+    ])}${REDUCE}
 ${ROW_MAIN}
   var m = -3.4028234663852886e38;
-  for (var j = lid; j < n; j += ${WG}u) { m = max(m, x[base + j]); }
+  for (var j = lid; j < n; j += ${WG}u) { m = max(m, ${xj}); }
   m = wg_max(m, lid);
   var s = 0.0;
-  for (var j = lid; j < n; j += ${WG}u) { s += exp(x[base + j] - m); }
+  for (var j = lid; j < n; j += ${WG}u) { s += exp(${xj} - m); }
   let inv = 1.0 / wg_sum(s, lid);
-  for (var j = lid; j < n; j += ${WG}u) { o[base + j] = exp(x[base + j] - m) * inv; }
+  for (var j = lid; j < n; j += ${WG}u) { o[base + j] = ${narrow(out, `exp(${xj} - m) * inv`)}; }
 }`,
   );
   rec.dispatch(
