@@ -13,6 +13,8 @@ export class FusionContext {
   /** mask input → SeqLensFromMask output, shared by every packed block that reads the mask. */
   readonly seqLens = new Map<string, string>();
   readonly chosen = new Map<string, { path: FusionPath; analysis: BlockAnalysis }>();
+  /** Why the packed op declined a block (the report says why a block took the general op). */
+  readonly packedDeclined = new Map<string, string>();
 
   constructor(
     readonly view: GraphView,
@@ -59,6 +61,14 @@ const packedRule: Rule<FusionContext> = {
   name: "packed-qkv",
   pattern: attentionRoot,
   rewrite(m, ctx) {
+    const r = packedRewrite(m, ctx);
+    if ("decline" in r) ctx.packedDeclined.set(m.root, r.decline);
+    return r;
+  },
+};
+
+function packedRewrite(m: Match, ctx: FusionContext): Replacement | Decline {
+  {
     const { factory: base, result: a } = ctx.analyze(m);
     if ("decline" in a) return a;
     const p = a.projections;
@@ -67,8 +77,10 @@ const packedRule: Rule<FusionContext> = {
       return { decline: "Q, K and V project different inputs" };
     if (a.q.numHeads !== a.k.numHeads || a.v.headSize !== a.q.headSize)
       return { decline: "packed QKV needs equal Q/K/V head counts and sizes" };
-    if (a.biasClass?.kind !== "padding")
-      return { decline: "the bias is not a padding mask from a graph input" };
+    const biasClass = a.biasClass;
+    if (biasClass?.kind === "causal" || biasClass?.kind === "causal+padding")
+      return { decline: "causal: the packed op (TensorRT bertQKVToContext semantics) has no causal mask" };
+    if (biasClass?.kind !== "padding") return { decline: "the bias is not a padding mask from a graph input" };
     const weights = [p.q, p.k, p.v].map((x) => ctx.view.constant(x.weight)!);
     const e = a.q.numHeads * a.q.headSize;
     if (weights.some((w) => w.type !== "float32" || w.dims[1] !== e || w.dims[0] !== weights[0]!.dims[0]))
@@ -88,7 +100,7 @@ const packedRule: Rule<FusionContext> = {
     const withBias = f.add("Add", [proj, f.constant(packed.bias, "qkv_bias")]);
     const tokenMajor = f.add("Transpose", [withBias], { perm: intsAttr([1, 0, 2]) });
     const qkv = f.add("Reshape", [tokenMajor, f.int64s([0, 0, 3 * e, 1, 1])], { allowzero: intAttr(0) });
-    const mask = a.biasClass.mask;
+    const mask = biasClass.mask;
     let lengths = ctx.seqLens.get(mask);
     if (!lengths) {
       lengths = f.add("SeqLensFromMask", [mask], {}, { domain: "mhafuse" });
@@ -108,8 +120,8 @@ const packedRule: Rule<FusionContext> = {
     emitOutput(a, f, (output) => f.add("Transpose", [flat], { perm: intsAttr([1, 0, 2]) }, { output }));
     ctx.chosen.set(m.root, { path: "packed-qkv", analysis: a });
     return replacement(a, f);
-  },
-};
+  }
+}
 
 /** Everything else: the general fused op on [B,S,N·H] Q/K/V with bias, causal flag and GQA. */
 const attentionRule: Rule<FusionContext> = {
