@@ -1,7 +1,9 @@
 import type { Graph } from "../../ir/graph.js";
+import type { Tensor } from "../../ir/tensor.js";
 import type { GraphView } from "../graph-view.js";
 import type { Decline, Match, Replacement, Rule, RuleSet } from "../pattern.js";
 import { floatAttr, intAttr, intsAttr, NodeFactory } from "../rewrite.js";
+import { tensorToFloat16 } from "../to-float16.js";
 import { analyzeBlock, type BlockAnalysis } from "./analyze.js";
 import { packProjectionWeights } from "./pack.js";
 import { attentionRoot } from "./patterns.js";
@@ -80,11 +82,15 @@ function packedRewrite(m: Match, ctx: FusionContext): Replacement | Decline {
     const biasClass = a.biasClass;
     if (biasClass?.kind === "causal" || biasClass?.kind === "causal+padding")
       return { decline: "causal: the packed op (TensorRT bertQKVToContext semantics) has no causal mask" };
-    if (biasClass?.kind !== "padding") return { decline: "the bias is not a padding mask from a graph input" };
+    if (biasClass?.kind !== "padding")
+      return { decline: "the bias is not a padding mask from a graph input" };
     const weights = [p.q, p.k, p.v].map((x) => ctx.view.constant(x.weight)!);
     const e = a.q.numHeads * a.q.headSize;
-    if (weights.some((w) => w.type !== "float32" || w.dims[1] !== e || w.dims[0] !== weights[0]!.dims[0]))
-      return { decline: "packed QKV needs float32 projection weights [E_in, N·H]" };
+    const dtype = weights[0]!.type;
+    if (dtype !== "float32" && dtype !== "float16")
+      return { decline: `packed QKV needs float32 or float16 projection weights, got ${dtype}` };
+    if (weights.some((w) => w.type !== dtype || w.dims[1] !== e || w.dims[0] !== weights[0]!.dims[0]))
+      return { decline: "packed QKV needs Q/K/V projection weights [E_in, N·H] of one dtype" };
     const f = new NodeFactory(ctx.graph, `${base.fresh("packed")}`);
     const biases = [p.q, p.k, p.v].map((x) => (x.bias ? ctx.view.constant(x.bias) : undefined));
     // The packed op always scales by 1/√H; fold any other scale into the Q projection.
@@ -95,9 +101,11 @@ function packedRewrite(m: Match, ctx: FusionContext): Replacement | Decline {
       a.q.numHeads,
       qFactor,
     );
+    // Packing is a permutation (times the folded scale): a float16 model gets its packed weights in float16.
+    const asModel = (t: Tensor) => (dtype === "float16" ? tensorToFloat16(t) : t);
     const x = p.q.input;
-    const proj = f.add("MatMul", [x, f.constant(packed.weight, "qkv_weight")]);
-    const withBias = f.add("Add", [proj, f.constant(packed.bias, "qkv_bias")]);
+    const proj = f.add("MatMul", [x, f.constant(asModel(packed.weight), "qkv_weight")]);
+    const withBias = f.add("Add", [proj, f.constant(asModel(packed.bias), "qkv_bias")]);
     const tokenMajor = f.add("Transpose", [withBias], { perm: intsAttr([1, 0, 2]) });
     const qkv = f.add("Reshape", [tokenMajor, f.int64s([0, 0, 3 * e, 1, 1])], { allowzero: intAttr(0) });
     const mask = biasClass.mask;
