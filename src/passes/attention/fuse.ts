@@ -109,8 +109,8 @@ export function fuseAttention(graph: Graph): AttentionReport[] {
       entry.mask = maskKind(chosen.analysis);
       entry.why =
         chosen.path === "packed-qkv"
-          ? "self-attention over one input with equal Q/K/V heads and at most a padding mask"
-          : `not the packed op: ${ctx.packedDeclined.get(pvOutput) ?? "declined"}`;
+          ? packedWhy(chosen.analysis)
+          : `not the packed op: ${ctx.packedDeclined.get(pvOutput) ?? "declined"}${layoutNote(chosen.analysis)}`;
     } else {
       entry.reason = outcome.replacement ? "overlaps another fused block" : outcome.reason;
     }
@@ -131,4 +131,25 @@ function maskKind(a: BlockAnalysis): MaskKind {
     default:
       return "additive";
   }
+}
+
+/** Why a block took the packed op, and what became of its projection weights. */
+function packedWhy(a: BlockAnalysis): string {
+  const mask = a.biasClass ? "a padding mask" : "no mask";
+  const weights =
+    a.fusedQkv?.layout === "head-interleaved"
+      ? Math.abs(a.chain.scale * Math.sqrt(a.q.headSize) - 1) < 1e-6
+        ? "the projection is already head-interleaved [N,3,H] and feeds the op without repacking"
+        : "the projection is already head-interleaved [N,3,H]; only its Q part is rescaled"
+      : a.fusedQkv
+        ? "the Q|K|V split projection is repacked to the head-interleaved [N,3,H] layout"
+        : "the Q/K/V projections are packed to the head-interleaved [N,3,H] layout";
+  return `self-attention over one input, equal Q/K/V heads, ${mask}: ${weights}`;
+}
+
+function layoutNote(a: BlockAnalysis): string {
+  if (a.qkvLayout === "head-interleaved")
+    return " (its QKV projection is head-interleaved [N,3,H], the packed op's layout, but the op cannot take this block)";
+  if (a.qkvLayout === "split") return " (Q/K/V come from one Q|K|V split projection)";
+  return "";
 }

@@ -12,7 +12,11 @@ export type AttentionTrait =
   | "padding-mask"
   | "kv-cache"
   | "sliding-window"
-  | "packed-input";
+  | "packed-input"
+  /** Q, K, V sliced from one [E, 3E] projection as Q | K | V blocks (GPT-2 c_attn, Phi-3 qkv_proj). */
+  | "fused-qkv"
+  /** Q, K, V chunked from one projection whose weight is already per head [N, 3, H] (GPT-NeoX). */
+  | "interleaved-qkv";
 /** The attention core a block runs on: the packed-QKV op's, or the general one (every other attention op). */
 export type FusionPath = "packed-qkv" | "attention";
 /**
