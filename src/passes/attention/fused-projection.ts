@@ -31,7 +31,7 @@ function skipIdentity(value: string, view: GraphView): string {
   let v = value;
   for (let i = 0; i < 4; i++) {
     const n = view.producer.get(v);
-    if (!n || n.domain !== "") break;
+    if (n?.domain !== "") break;
     if (n.opType === "Identity" || (n.opType === "Concat" && n.inputs.length === 1)) v = n.inputs[0]!;
     else break;
   }
@@ -53,7 +53,7 @@ function partOf(
 ): Part | undefined {
   const v = skipIdentity(value, view);
   const node = view.producer.get(v);
-  if (!node || node.domain !== "") return undefined;
+  if (node?.domain !== "") return undefined;
   const source = node.inputs[0]!;
   const rank = view.typeOf(source)?.shape?.length;
   const w = width(source);
@@ -64,7 +64,7 @@ function partOf(
       node.inputs[i] ? view.constant(node.inputs[i]!)?.toNumbers() : undefined,
     );
     if (!starts || !ends || starts.length !== 1 || ends.length !== 1) return undefined;
-    if (!axes || axes.length !== 1 || !lastAxis(axes[0]!)) return undefined;
+    if (axes?.length !== 1 || !lastAxis(axes[0]!)) return undefined;
     if (steps && (steps.length !== 1 || steps[0] !== 1)) return undefined;
     const clamp = (x: number) => (x < 0 ? Math.max(0, w + x) : Math.min(w, x >= I64_MAX / 2 ? w : x));
     return { source, start: clamp(starts[0]!), end: clamp(ends[0]!), node };
