@@ -7,6 +7,7 @@ import type { Graph } from "../src/ir/graph.js";
 import { Tensor } from "../src/ir/tensor.js";
 import { modelFromGraph, saveModel } from "../src/onnx/index.js";
 import { type AttentionReport, optimizeGraph, summarizeReport } from "../src/passes/index.js";
+import { toOnnxruntime } from "../src/passes/to-onnxruntime.js";
 import { maxAbsDiff } from "./support/compare.js";
 
 // The packed op wherever its rules hold: self-attention without a mask (ViT/DeiT), Q/K/V split from one
@@ -165,6 +166,12 @@ test("ViT-style self-attention without a mask: the packed op, no lengths input",
   assert.match(block.why ?? "", /no mask/);
   assert.equal(packedOp(fused)!.inputs.length, 1);
   assert.ok(!fused.nodes.some((n) => n.opType === "SeqLensFromMask"));
+  // Lowered for onnxruntime (MultiHeadAttention without a mask), it runs there with the same numbers.
+  const { feeds } = build({ form: "vit" });
+  const lowered = toOnnxruntime(fused).graph;
+  assert.ok(!lowered.nodes.some((n) => n.domain === "mhafuse"));
+  const d = maxAbsDiff(await ortY(lowered, feeds), runGraph(fused, feeds).get("y")!);
+  assert.ok(d <= 1e-5, `--target onnxruntime: max |diff| ${d}`);
 });
 
 for (const form of ["gpt2", "phi3"] as const) {
