@@ -8,6 +8,7 @@ import type { Graph } from "../src/ir/graph.js";
 import { Tensor } from "../src/ir/tensor.js";
 import { loadModel, modelFromGraph, saveModel } from "../src/onnx/index.js";
 import { type AttentionReport, optimizeGraph, summarizeReport } from "../src/passes/index.js";
+import { toOnnxruntime } from "../src/passes/to-onnxruntime.js";
 import { maxAbsDiff } from "./support/compare.js";
 import { FIXTURES, fixtureCases } from "./support/fixtures.js";
 
@@ -266,6 +267,29 @@ test("bart_eager optimised and saved: its mhafuse ops are reported as the same b
     }
   }
 });
+
+for (const name of ["bart_eager", "qwen3_sdpa", "gpt_neox_sdpa"]) {
+  test(`${name} --target onnxruntime: its contrib attention ops are reported with the fusion's kinds and masks`, async () => {
+    const model = await loadModel(`${FIXTURES}onnx/${name}.onnx`);
+    const first = optimizeGraph(model.graph, { level: "all" });
+    const lowered = toOnnxruntime(first.graph).graph;
+    const saved = await loadModel(saveModel(modelFromGraph(lowered)));
+    const second = optimizeGraph(saved.graph, { level: "all" });
+    // Masks arrive as attention_bias there; probing them recovers causal and padding.
+    const kinds = (r: readonly AttentionReport[]) => r.map((x) => `${x.kind}:${x.mask}`).sort();
+    assert.deepEqual(kinds(second.report), kinds(first.report), summarizeReport(second.report));
+    assert.ok(
+      second.report.every((x) => x.fused && x.origin === "file" && x.op?.startsWith("com.microsoft.")),
+    );
+    for (const c of fixtureCases(name)) {
+      const values = runGraph(second.graph, c.inputs);
+      for (const [out, want] of Object.entries(c.outputs)) {
+        const d = maxAbsDiff(values.get(out)!, want);
+        assert.ok(d <= 1e-4, `${out}: max |diff| ${d}`);
+      }
+    }
+  });
+}
 
 test("fused subgraph blocks say which op runs them, their mask and why not the packed op", async () => {
   const model = await loadModel(`${FIXTURES}onnx/bart_sdpa.onnx`);

@@ -1,5 +1,6 @@
 import type { Node } from "../../ir/graph.js";
 import type { GraphView } from "../graph-view.js";
+import { classifyBias } from "./mask-probe.js";
 import type { AttentionKind, AttentionReport, AttentionTrait, FusionPath, MaskKind } from "./report.js";
 
 /**
@@ -47,7 +48,7 @@ function seqOf(view: GraphView, n: Node, i: number): string | number | null | un
 
 /**
  * The activation a value was projected from: up through Add(x, constant), MatMul/Gemm(x, constant weight)
- * and Reshape.
+ * and Reshape/Flatten.
  * Undefined unless a MatMul or Gemm was passed (anything else, e.g. rotary, says nothing about the source).
  */
 function projectionSource(value: string, view: GraphView): string | undefined {
@@ -56,8 +57,8 @@ function projectionSource(value: string, view: GraphView): string | undefined {
   for (let hop = 0; hop < 6; hop++) {
     const node = view.producer.get(v);
     if (node?.domain !== "") break;
-    // mhafuse's linear-bias pass writes X·W + b as Reshape(Gemm(Reshape(X))): walk through the reshapes.
-    if (node.opType === "Reshape") {
+    // mhafuse's linear-bias pass writes X·W + b as Reshape(Gemm(Flatten(X))): walk through the reshapes.
+    if (node.opType === "Reshape" || node.opType === "Flatten") {
       v = node.inputs[0]!;
       continue;
     }
@@ -81,6 +82,30 @@ function crossOf(view: GraphView, n: Node, q: number, k: number): boolean {
   const qs = n.inputs[q] ? projectionSource(n.inputs[q]!, view) : undefined;
   const ks = n.inputs[k] ? projectionSource(n.inputs[k]!, view) : undefined;
   return qs !== undefined && ks !== undefined && qs !== ks;
+}
+
+/**
+ * What an additive bias input computes, probed like a fusion block's bias: a padding mask, a causal mask,
+ * both, or something else (relative position bias…). Exports lowered for onnxruntime (mhafuse's own
+ * --target onnxruntime among them) pass masks this way.
+ */
+function probeBias(view: GraphView, value: string): { mask: MaskKind; causal: boolean; biased: boolean } {
+  const c = classifyBias(view, value);
+  if (c.kind === "padding") return { mask: "padding", causal: false, biased: false };
+  if (c.kind === "causal") return { mask: "none", causal: true, biased: false };
+  if (c.kind === "causal+padding") return { mask: "padding", causal: true, biased: false };
+  return { mask: "additive", causal: false, biased: true };
+}
+
+/** Merges a probed bias into what the op's attributes and mask input said. */
+function withBias(d: Described, view: GraphView, value: string | undefined): Described {
+  if (!value) return d;
+  const p = probeBias(view, value);
+  const traits: AttentionTrait[] = d.traits.filter((t) => t !== "biased");
+  if (p.biased) traits.push("biased");
+  if (p.mask === "padding" && !traits.includes("padding-mask")) traits.push("padding-mask");
+  const mask = d.mask === "none" || d.mask === "additive" ? p.mask : d.mask;
+  return { ...d, traits, mask, kind: p.causal && d.kind === "self" ? "causal" : d.kind };
 }
 
 function kindOf(causal: boolean, cross: boolean): AttentionKind {
@@ -253,6 +278,16 @@ const DESCRIBERS: Record<string, (n: Node, view: GraphView) => Described> = {
 /** onnxruntime's packed (token-packed, no padding) forms: listed as blocks, but the engine has no kernel. */
 const UNSUPPORTED = new Set(["com.microsoft::PackedAttention", "com.microsoft::PackedMultiHeadAttention"]);
 
+/** The op's additive bias input, if it has one wired: probed for padding and causal masks. */
+function additiveBiasInput(n: Node, view: GraphView): string | undefined {
+  const key = `${n.domain}::${n.opType}`;
+  let value: string | undefined;
+  if (key === "com.microsoft::Attention" || key === "com.microsoft::MultiHeadAttention") value = n.inputs[5];
+  else if (key === "mhafuse::Attention") value = n.inputs[3];
+  else if (key === "::Attention" && n.inputs[3] && view.typeOf(n.inputs[3])?.dtype !== "bool") value = n.inputs[3];
+  return value || undefined;
+}
+
 const qualified = (n: Node) => (n.domain ? `${n.domain}.${n.opType}` : n.opType);
 
 /** The report entry for an attention op of the file, or undefined when the node is not attention. */
@@ -280,7 +315,7 @@ export function importedBlock(node: Node, view: GraphView): AttentionReport | un
     };
   }
   if (!describe) return undefined;
-  const d = describe(node, view);
+  const d = withBias(describe(node, view), view, additiveBiasInput(node, view));
   const entry: AttentionReport = {
     ...base,
     kind: d.kind,
