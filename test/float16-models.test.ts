@@ -102,6 +102,35 @@ test("toFloat16: initializers, Constant, ConstantOfShape, Cast and I/O types; in
   assert.deepEqual(Array.from(y.get("y")!.toFloat64()), [-65504, -65504]);
 });
 
+test("toFloat16 blockOps: the listed op computes in float32 between Casts", () => {
+  const b = new GraphBuilder({ opset: 17 });
+  const x = b.input("x", "float32", [1, 3]);
+  b.output(
+    b.op("Softmax", [b.op("Mul", [x, b.const("float32", 3)])], { axis: -1 }, { outputs: ["y"] }),
+    "float32",
+  );
+  const half = toFloat16(b.build(), { blockOps: ["Softmax"] });
+  const softmax = half.nodes.find((n) => n.opType === "Softmax")!;
+  const castTo = (v: string) =>
+    half.nodes.find((n) => n.outputs.includes(v) && n.opType === "Cast")?.attrs.to;
+  assert.deepEqual(castTo(softmax.inputs[0]!), { type: "int", value: 1 });
+  const after = half.nodes.find((n) => n.inputs.includes(softmax.outputs[0]!))!;
+  assert.deepEqual(
+    [after.opType, after.attrs.to, after.outputs[0]],
+    ["Cast", { type: "int", value: 10 }, "y"],
+  );
+  const y = runGraph(half, { x: new Tensor("float16", [0.5, 1, 2], [1, 3]) }).get("y")!;
+  assert.equal(y.type, "float16");
+  const e = [1.5, 3, 6].map(Math.exp);
+  const sum = e.reduce((a, c) => a + c, 0);
+  const want = new Tensor(
+    "float16",
+    e.map((v) => v / sum),
+    [1, 3],
+  );
+  assert.deepEqual(Array.from(y.toFloat64()), Array.from(want.toFloat64()));
+});
+
 test("toFloat16 keepIoTypes: float32 at the edges, float16 inside", async () => {
   const model = await loadModel(`${FIXTURES}onnx/llama_past.onnx`);
   const half = toFloat16(model.graph, { keepIoTypes: true });
