@@ -284,7 +284,8 @@ function additiveBiasInput(n: Node, view: GraphView): string | undefined {
   let value: string | undefined;
   if (key === "com.microsoft::Attention" || key === "com.microsoft::MultiHeadAttention") value = n.inputs[5];
   else if (key === "mhafuse::Attention") value = n.inputs[3];
-  else if (key === "::Attention" && n.inputs[3] && view.typeOf(n.inputs[3])?.dtype !== "bool") value = n.inputs[3];
+  else if (key === "::Attention" && n.inputs[3] && view.typeOf(n.inputs[3])?.dtype !== "bool")
+    value = n.inputs[3];
   return value || undefined;
 }
 
