@@ -209,7 +209,7 @@ const positive: [string, Variant, { kind: string; path: string; traits?: string[
     { mask: true, scale: "sdpa" },
     { kind: "self", path: "packed-qkv" },
   ],
-  ["no mask at all", {}, { kind: "self", path: "attention" }],
+  ["no mask at all (ViT): packed, no lengths", {}, { kind: "self", path: "packed-qkv" }],
   [
     "dynamo opset-18 export: Kᵀ by Transpose, SDPA scaling, boolean mask through Where",
     { dynamo: true, scale: "sdpa", mask: true },

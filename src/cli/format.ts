@@ -19,13 +19,17 @@ export function formatAttentionTable(report: readonly AttentionReport[]): string
   const rows = report.map((b, i) => [
     String(i),
     [b.kind, ...b.traits].join("+"),
-    b.fused ? "yes" : "no",
+    b.fused ? (b.origin === "file" ? "in file" : "yes") : "no",
     b.path ?? "-",
+    b.op ?? "-",
+    b.mask ?? "-",
     String(b.nodes.length),
-    b.fused ? "" : (b.reason ?? ""),
+    b.fused ? (b.why ?? "") : (b.reason ?? ""),
   ]);
   const fused = report.filter((b) => b.fused).length;
-  return `${table(["#", "kind", "fused", "path", "nodes", "reason"], rows)}\n${fused} of ${report.length} attention blocks fused`;
+  const inFile = report.filter((b) => b.fused && b.origin === "file").length;
+  const note = inFile ? ` (${inFile} already fused in the file)` : "";
+  return `${table(["#", "kind", "fused", "path", "op", "mask", "nodes", "why / reason"], rows)}\n${fused} of ${report.length} attention blocks fused${note}`;
 }
 
 export function formatVerify(result: VerifyResult): string {

@@ -2,6 +2,7 @@ import type { Command } from "commander";
 import { OptionError } from "../../errors.js";
 import { loadModel, saveModelFile } from "../../onnx/index.js";
 import { type GraphOptimizationLevel, optimizeGraph } from "../../passes/index.js";
+import { toFloat16 } from "../../passes/to-float16.js";
 import { toOnnxruntime } from "../../passes/to-onnxruntime.js";
 import { formatAttentionTable } from "../format.js";
 import { progressFor } from "../progress.js";
@@ -11,6 +12,8 @@ interface OptimizeOptions {
   target: string;
   level: string;
   json?: boolean;
+  float16?: boolean;
+  keepIoTypes?: boolean;
 }
 
 const TARGETS = ["mhafuse", "onnxruntime"] as const;
@@ -30,6 +33,11 @@ export function registerOptimize(program: Command): void {
     .option("--target <runtime>", `runtime the output is for: ${TARGETS.join(" | ")}`, "mhafuse")
     .option("--level <level>", `optimisation level: ${LEVELS.join(" | ")}`, "all")
     .option("--json", "print the fusion report as JSON instead of a table")
+    .option(
+      "--float16",
+      "convert the model to float16 first (weights and compute; --level disabled: only that)",
+    )
+    .option("--keep-io-types", "with --float16: keep float32 graph inputs and outputs, cast at the edges")
     .addHelpText(
       "after",
       "\nExample:\n  mhafuse optimize ../shared/fixtures/onnx/bert_eager.onnx -o bert_fused.onnx --target onnxruntime",
@@ -40,7 +48,11 @@ export function registerOptimize(program: Command): void {
       if (!(LEVELS as string[]).includes(opts.level))
         throw new OptionError(`unknown --level '${opts.level}' (use ${LEVELS.join(", ")})`);
       const progress = progressFor(opts.json ? undefined : process.stderr, 3, "optimize");
-      const model = await loadModel(path);
+      if (opts.keepIoTypes && !opts.float16) throw new OptionError("--keep-io-types needs --float16");
+      const loaded = await loadModel(path);
+      const model = opts.float16
+        ? { ...loaded, graph: toFloat16(loaded.graph, { keepIoTypes: opts.keepIoTypes }) }
+        : loaded;
       progress.tick();
       const level = opts.level as GraphOptimizationLevel;
       const { graph, report, stats } = optimizeGraph(model.graph, {

@@ -72,7 +72,11 @@ export function registerRun(program: Command): void {
     .option("--case <k>", "with a fixture *.io.json: which case's inputs to use (default 0)")
     .option("--no-fuse", "run the graph as imported, without attention fusion")
     .option("--verify", "also run the unfused graph and compare each fused attention block's output")
-    .option("--tolerance <abs>", "verify: largest allowed |diff| per block", "1e-3")
+    .option(
+      "--tolerance <abs>",
+      "verify: largest allowed |diff| per block (float16 values: at least 1e-2)",
+      "1e-3",
+    )
     .option("--provider <name>", "execution provider: cpu or webgpu", "cpu")
     .option(
       "--no-remove-padding",

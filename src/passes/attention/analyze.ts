@@ -3,6 +3,7 @@ import { Tensor } from "../../ir/tensor.js";
 import type { GraphView } from "../graph-view.js";
 import type { Match } from "../pattern.js";
 import type { NodeFactory } from "../rewrite.js";
+import { type FusedQkv, fusedLayoutAbove, interleavedQkv, splitQkv } from "./fused-projection.js";
 import {
   findProjection,
   type HeadInput,
@@ -35,6 +36,10 @@ export interface BlockAnalysis {
   nodes: Node[];
   /** Q/K/V projections of the same input (candidates for the packed path). */
   projections?: { q: Projection; k: Projection; v: Projection };
+  /** Q/K/V sliced from one fused projection, exactly (the packed path can use it). */
+  fusedQkv?: FusedQkv;
+  /** The fused projection's layout, also when something (rotary, a norm) sits between it and Q. */
+  qkvLayout?: FusedQkv["layout"];
 }
 
 const samePerm = (n: Node, perm: number[]) => {
@@ -128,6 +133,25 @@ function classifyTerms(chain: ScoreChain, view: GraphView): BiasClass | undefine
   return causal ? { kind: "causal" } : { kind: "other", why: "several bias terms" };
 }
 
+/** Q/K/V from one fused projection: the split form on the [B,S,E] values, else the head-interleaved form. */
+function findFusedQkv(
+  chain: ScoreChain,
+  q: HeadInput,
+  k: HeadInput,
+  v: HeadInput,
+  v4: string,
+  view: GraphView,
+  repeated: boolean,
+): FusedQkv | undefined {
+  if (q.plain && k.plain && v.plain)
+    return splitQkv(q.plain, k.plain, v.plain, view, q.numHeads * q.headSize);
+  if (repeated) return undefined;
+  const t = view.producer.get(chain.kT);
+  const perm = t?.attrs.perm;
+  if (t?.opType !== "Transpose" || perm?.type !== "ints" || perm.value.join() !== "0,1,3,2") return undefined;
+  return interleavedQkv(chain.q, t.inputs[0]!, v4, view, q.numHeads, q.headSize);
+}
+
 /** Analyses a matched block; declines (with the reason for the report) when it is not fusable. */
 export function analyzeBlock(m: Match, view: GraphView, f: NodeFactory): BlockAnalysis | { decline: string } {
   const softmax = m.nodes.get("softmax")!;
@@ -170,9 +194,15 @@ export function analyzeBlock(m: Match, view: GraphView, f: NodeFactory): BlockAn
     const [pq, pk, pv] = [q.plain, k.plain, v.plain].map((x) => findProjection(x, view));
     return pq && pk && pv ? { q: pq, k: pk, v: pv } : undefined;
   })();
+  const fusedQkv = projections ? undefined : findFusedQkv(chain, q, k, v, v4, view, !!(kRepeat || vRepeat));
+  const qkvLayout =
+    fusedQkv?.layout ??
+    (projections ? undefined : fusedLayoutAbove(chain.q, view, q.numHeads * q.headSize, q.headSize));
+  if (qkvLayout) traits.push(qkvLayout === "split" ? "fused-qkv" : "interleaved-qkv");
   const isCausal = biasClass?.kind === "causal" || biasClass?.kind === "causal+padding";
   let kind: AttentionKind;
   if (projections) kind = projections.q.input === projections.k.input ? "self" : "cross";
+  else if (qkvLayout) kind = "self";
   else kind = sameSequence(chain.q, chain.kT, view) === false ? "cross" : "self";
   if (kind === "self" && isCausal) kind = "causal";
 
@@ -182,5 +212,20 @@ export function analyzeBlock(m: Match, view: GraphView, f: NodeFactory): BlockAn
   ];
   if (kRepeat) nodes.push(...kRepeat.nodes);
   if (vRepeat) nodes.push(...vRepeat.nodes);
-  return { match: m, chain, q, k, v, bias, biasClass, kind, traits, output, nodes, projections };
+  return {
+    match: m,
+    chain,
+    q,
+    k,
+    v,
+    bias,
+    biasClass,
+    kind,
+    traits,
+    output,
+    nodes,
+    projections,
+    fusedQkv,
+    qkvLayout,
+  };
 }

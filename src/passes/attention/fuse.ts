@@ -2,7 +2,9 @@ import type { Graph, Node } from "../../ir/graph.js";
 import { GraphView } from "../graph-view.js";
 import { runRewritePass } from "../rewrite-driver.js";
 import { analyzeGraph } from "../types.js";
-import type { AttentionReport } from "./report.js";
+import type { BlockAnalysis } from "./analyze.js";
+import { importedBlock } from "./imported.js";
+import type { AttentionReport, MaskKind } from "./report.js";
 import { attentionRules, FusionContext } from "./rules.js";
 
 /** Ops that may sit between MatMul(Q,Kᵀ) and Softmax, or between Softmax and MatMul V, in a real block. */
@@ -65,6 +67,7 @@ export function fuseAttention(graph: Graph): AttentionReport[] {
       kind: "self",
       traits: [],
       fused: false,
+      origin: "subgraph",
       nodes: [softmax.name],
     };
     report.push(entry);
@@ -75,7 +78,7 @@ export function fuseAttention(graph: Graph): AttentionReport[] {
     }
   }
   // Already-fused ops of the imported graph, listed after the blocks (read before the rewrite runs).
-  const imported = graph.nodes.flatMap((node) => importedFusedBlock(node, view) ?? []);
+  const imported = graph.nodes.flatMap((node) => importedBlock(node, view) ?? []);
   const outcomes = runRewritePass(graph, view, {
     rules: attentionRules,
     prefix: "mhafuse",
@@ -102,6 +105,12 @@ export function fuseAttention(graph: Graph): AttentionReport[] {
     if (outcome.replacement && outcome.applied && chosen) {
       entry.fused = true;
       entry.path = chosen.path;
+      entry.op = chosen.path === "packed-qkv" ? "mhafuse.QKVToContext" : "mhafuse.Attention";
+      entry.mask = maskKind(chosen.analysis);
+      entry.why =
+        chosen.path === "packed-qkv"
+          ? packedWhy(chosen.analysis)
+          : `not the packed op: ${ctx.packedDeclined.get(pvOutput) ?? "declined"}${layoutNote(chosen.analysis)}`;
     } else {
       entry.reason = outcome.replacement ? "overlaps another fused block" : outcome.reason;
     }
@@ -110,40 +119,37 @@ export function fuseAttention(graph: Graph): AttentionReport[] {
   return report;
 }
 
-/** Attention that arrives already fused (com.microsoft Attention/MultiHeadAttention, ONNX Attention-23). */
-const IMPORTED = new Map([
-  ["com.microsoft::Attention", "unidirectional"],
-  ["com.microsoft::MultiHeadAttention", "unidirectional"],
-  ["::Attention", "is_causal"],
-]);
+/** The mask a fused block applies besides causality, from the classified bias. */
+function maskKind(a: BlockAnalysis): MaskKind {
+  switch (a.biasClass?.kind) {
+    case undefined:
+    case "causal":
+      return "none";
+    case "padding":
+    case "causal+padding":
+      return "padding";
+    default:
+      return "additive";
+  }
+}
 
-/**
- * Report entry for an attention op the model already contains. The engine runs these on the same core
- * as mhafuse.Attention, so they count as fused blocks; nothing is rewritten.
- */
-function importedFusedBlock(node: Node, view: GraphView): AttentionReport | undefined {
-  const causalAttr = IMPORTED.get(`${node.domain}::${node.opType}`);
-  if (causalAttr === undefined) return undefined;
-  const flag = node.attrs[causalAttr];
-  const causal = flag?.type === "int" && flag.value !== 0;
-  const seqOf = (v: string | undefined) => {
-    const shape = v ? view.typeOf(v)?.shape : undefined;
-    return shape ? shape[shape.length === 4 ? 2 : 1] : undefined;
-  };
-  // Only MultiHeadAttention and ONNX Attention take a separate key input; contrib Attention is self-attention.
-  const key = node.opType === "MultiHeadAttention" || node.domain === "" ? node.inputs[1] : undefined;
-  const qs = seqOf(node.inputs[0]);
-  const ks = seqOf(key);
-  const cross = ks !== undefined && ks !== null && qs !== undefined && qs !== null && ks !== qs;
-  const heads = node.attrs.num_heads ?? node.attrs.q_num_heads;
-  return {
-    id: node.name,
-    kind: causal ? "causal" : cross ? "cross" : "self",
-    traits: [],
-    fused: true,
-    path: "attention",
-    nodes: [node.name],
-    output: node.outputs[0],
-    numHeads: heads?.type === "int" ? heads.value : undefined,
-  };
+/** Why a block took the packed op, and what became of its projection weights. */
+function packedWhy(a: BlockAnalysis): string {
+  const mask = a.biasClass ? "a padding mask" : "no mask";
+  const weights =
+    a.fusedQkv?.layout === "head-interleaved"
+      ? Math.abs(a.chain.scale * Math.sqrt(a.q.headSize) - 1) < 1e-6
+        ? "the projection is already head-interleaved [N,3,H] and feeds the op without repacking"
+        : "the projection is already head-interleaved [N,3,H]; only its Q part is rescaled"
+      : a.fusedQkv
+        ? "the Q|K|V split projection is repacked to the head-interleaved [N,3,H] layout"
+        : "the Q/K/V projections are packed to the head-interleaved [N,3,H] layout";
+  return `self-attention over one input, equal Q/K/V heads, ${mask}: ${weights}`;
+}
+
+function layoutNote(a: BlockAnalysis): string {
+  if (a.qkvLayout === "head-interleaved")
+    return " (its QKV projection is head-interleaved [N,3,H], the packed op's layout, but the op cannot take this block)";
+  if (a.qkvLayout === "split") return " (Q/K/V come from one Q|K|V split projection)";
+  return "";
 }

@@ -43,3 +43,31 @@ export function packProjectionWeights(
     { numHeads },
   );
 }
+
+/** Columns [start, end) of a [rows, cols] weight, or entries [start, end) of a [cols] bias, as float32. */
+export function columns(t: Tensor, start: number, end: number): Tensor<"float32"> {
+  const src = t.toFloat64();
+  if (t.rank === 1) return new Tensor("float32", Float32Array.from(src.subarray(start, end)), [end - start]);
+  const [rows, cols] = t.dims as [number, number];
+  const out = new Float32Array(rows * (end - start));
+  for (let r = 0; r < rows; r++)
+    for (let c = start; c < end; c++) out[r * (end - start) + c - start] = src[r * cols + c]!;
+  return new Tensor("float32", out, [rows, end - start]);
+}
+
+/**
+ * A head-interleaved [E_in, N·3·H] weight (or [N·3·H] bias) with each head's Q part multiplied by `factor`:
+ * the packed op scales by 1/√H, so another scale is folded into Q here, the layout left as it is.
+ */
+export function scaleInterleavedQ(
+  t: Tensor,
+  numHeads: number,
+  headSize: number,
+  factor: number,
+): Tensor<"float32"> {
+  const src = t.toFloat64();
+  const width = 3 * numHeads * headSize;
+  const out = Float32Array.from(src);
+  for (let i = 0; i < out.length; i++) if ((i % width) % (3 * headSize) < headSize) out[i] = src[i]! * factor;
+  return new Tensor("float32", out, [...t.dims]);
+}

@@ -1,9 +1,11 @@
 import type { Graph } from "../../ir/graph.js";
+import type { Tensor } from "../../ir/tensor.js";
 import type { GraphView } from "../graph-view.js";
 import type { Decline, Match, Replacement, Rule, RuleSet } from "../pattern.js";
 import { floatAttr, intAttr, intsAttr, NodeFactory } from "../rewrite.js";
+import { tensorToFloat16 } from "../to-float16.js";
 import { analyzeBlock, type BlockAnalysis } from "./analyze.js";
-import { packProjectionWeights } from "./pack.js";
+import { columns, packProjectionWeights, scaleInterleavedQ } from "./pack.js";
 import { attentionRoot } from "./patterns.js";
 import type { FusionPath } from "./report.js";
 
@@ -13,6 +15,8 @@ export class FusionContext {
   /** mask input → SeqLensFromMask output, shared by every packed block that reads the mask. */
   readonly seqLens = new Map<string, string>();
   readonly chosen = new Map<string, { path: FusionPath; analysis: BlockAnalysis }>();
+  /** Why the packed op declined a block (the report says why a block took the general op). */
+  readonly packedDeclined = new Map<string, string>();
 
   constructor(
     readonly view: GraphView,
@@ -51,65 +55,128 @@ function replacement(a: BlockAnalysis, f: NodeFactory): Replacement {
 }
 
 /**
- * Packed QKV: self-attention whose Q/K/V are projections of one input and whose only bias is a padding
- * mask from a graph input. The projections become one MatMul with the head-interleaved weight; the mask
- * becomes lengths at run time; rows that turn out not to be right-padded fall back to the original bias.
+ * Packed QKV: self-attention whose Q/K/V are projections of one input (three projections, or one fused
+ * Q|K|V or head-interleaved projection) and whose only bias is a padding mask from a graph input, or none.
+ * The projections become one MatMul with the head-interleaved weight (none when the export's own weight is
+ * head-interleaved already); the mask becomes lengths at run time; rows that turn out not to be
+ * right-padded fall back to the original bias.
  */
 const packedRule: Rule<FusionContext> = {
   name: "packed-qkv",
   pattern: attentionRoot,
   rewrite(m, ctx) {
-    const { factory: base, result: a } = ctx.analyze(m);
-    if ("decline" in a) return a;
-    const p = a.projections;
-    if (!p) return { decline: "Q/K/V are not plain projections (MatMul + Add) split into heads" };
-    if (p.q.input !== p.k.input || p.q.input !== p.v.input)
-      return { decline: "Q, K and V project different inputs" };
-    if (a.q.numHeads !== a.k.numHeads || a.v.headSize !== a.q.headSize)
-      return { decline: "packed QKV needs equal Q/K/V head counts and sizes" };
-    if (a.biasClass?.kind !== "padding")
-      return { decline: "the bias is not a padding mask from a graph input" };
-    const weights = [p.q, p.k, p.v].map((x) => ctx.view.constant(x.weight)!);
-    const e = a.q.numHeads * a.q.headSize;
-    if (weights.some((w) => w.type !== "float32" || w.dims[1] !== e || w.dims[0] !== weights[0]!.dims[0]))
-      return { decline: "packed QKV needs float32 projection weights [E_in, N·H]" };
-    const f = new NodeFactory(ctx.graph, `${base.fresh("packed")}`);
-    const biases = [p.q, p.k, p.v].map((x) => (x.bias ? ctx.view.constant(x.bias) : undefined));
-    // The packed op always scales by 1/√H; fold any other scale into the Q projection.
-    const qFactor = a.chain.scale * Math.sqrt(a.q.headSize);
-    const packed = packProjectionWeights(
-      weights as [never, never, never],
-      biases as [never, never, never],
-      a.q.numHeads,
-      qFactor,
-    );
-    const x = p.q.input;
-    const proj = f.add("MatMul", [x, f.constant(packed.weight, "qkv_weight")]);
-    const withBias = f.add("Add", [proj, f.constant(packed.bias, "qkv_bias")]);
-    const tokenMajor = f.add("Transpose", [withBias], { perm: intsAttr([1, 0, 2]) });
-    const qkv = f.add("Reshape", [tokenMajor, f.int64s([0, 0, 3 * e, 1, 1])], { allowzero: intAttr(0) });
-    const mask = a.biasClass.mask;
-    let lengths = ctx.seqLens.get(mask);
-    if (!lengths) {
-      lengths = f.add("SeqLensFromMask", [mask], {}, { domain: "mhafuse" });
-      ctx.seqLens.set(mask, lengths);
-    }
-    const context = f.add(
-      "QKVToContext",
-      [qkv, lengths, a.bias!],
-      {
-        num_heads: intAttr(a.q.numHeads),
-        hidden_size: intAttr(e),
-        compute_padded_rows: intAttr(1),
-      },
-      { domain: "mhafuse" },
-    );
-    const flat = f.add("Reshape", [context, f.int64s([0, 0, e])], { allowzero: intAttr(0) });
-    emitOutput(a, f, (output) => f.add("Transpose", [flat], { perm: intsAttr([1, 0, 2]) }, { output }));
-    ctx.chosen.set(m.root, { path: "packed-qkv", analysis: a });
-    return replacement(a, f);
+    const r = packedRewrite(m, ctx);
+    if ("decline" in r) ctx.packedDeclined.set(m.root, r.decline);
+    return r;
   },
 };
+
+function packedRewrite(m: Match, ctx: FusionContext): Replacement | Decline {
+  const { factory: base, result: a } = ctx.analyze(m);
+  if ("decline" in a) return a;
+  if (a.q.numHeads !== a.k.numHeads || a.v.headSize !== a.q.headSize)
+    return { decline: "packed QKV needs equal Q/K/V head counts and sizes" };
+  const p = a.projections;
+  if (p && (p.q.input !== p.k.input || p.q.input !== p.v.input))
+    return { decline: "Q, K and V project different inputs" };
+  const biasClass = a.biasClass;
+  if (biasClass?.kind === "causal" || biasClass?.kind === "causal+padding")
+    return { decline: "causal: the packed op (TensorRT bertQKVToContext semantics) has no causal mask" };
+  if (biasClass && biasClass.kind !== "padding")
+    return { decline: "the bias is not a padding mask from a graph input" };
+  const f = new NodeFactory(ctx.graph, `${base.fresh("packed")}`);
+  const qkvBse = packedProjection(a, ctx, f);
+  if (typeof qkvBse !== "string") return qkvBse;
+  const e = a.q.numHeads * a.q.headSize;
+  const tokenMajor = f.add("Transpose", [qkvBse], { perm: intsAttr([1, 0, 2]) });
+  const qkv = f.add("Reshape", [tokenMajor, f.int64s([0, 0, 3 * e, 1, 1])], { allowzero: intAttr(0) });
+  // No mask (ViT-style encoders): every key of every row is valid, the op takes no lengths.
+  const inputs = [qkv];
+  if (biasClass) {
+    let lengths = ctx.seqLens.get(biasClass.mask);
+    if (!lengths) {
+      lengths = f.add("SeqLensFromMask", [biasClass.mask], {}, { domain: "mhafuse" });
+      ctx.seqLens.set(biasClass.mask, lengths);
+    }
+    inputs.push(lengths, a.bias!);
+  }
+  const context = f.add(
+    "QKVToContext",
+    inputs,
+    {
+      num_heads: intAttr(a.q.numHeads),
+      hidden_size: intAttr(e),
+      compute_padded_rows: intAttr(1),
+    },
+    { domain: "mhafuse" },
+  );
+  const flat = f.add("Reshape", [context, f.int64s([0, 0, e])], { allowzero: intAttr(0) });
+  emitOutput(a, f, (output) => f.add("Transpose", [flat], { perm: intsAttr([1, 0, 2]) }, { output }));
+  ctx.chosen.set(m.root, { path: "packed-qkv", analysis: a });
+  return replacement(a, f);
+}
+
+const isHalfOrSingle = (t: Tensor) => t.type === "float32" || t.type === "float16";
+
+/**
+ * The [B, S, 3E] head-interleaved projection the packed op reads: three projections packed, a Q | K | V
+ * split projection repacked, or a head-interleaved projection used as it is (rescaled only when the block's
+ * scale is not 1/√H, which the packed op applies).
+ */
+function packedProjection(a: BlockAnalysis, ctx: FusionContext, f: NodeFactory): string | Decline {
+  const n = a.q.numHeads;
+  const h = a.q.headSize;
+  const e = n * h;
+  const qFactor = a.chain.scale * Math.sqrt(h);
+  let x: string;
+  let packed: { weight: Tensor; bias?: Tensor };
+  let dtype: Tensor["type"];
+  if (a.projections) {
+    const p = a.projections;
+    const weights = [p.q, p.k, p.v].map((x) => ctx.view.constant(x.weight)!);
+    dtype = weights[0]!.type;
+    if (!isHalfOrSingle(weights[0]!))
+      return { decline: `packed QKV needs float32 or float16 projection weights, got ${dtype}` };
+    if (weights.some((w) => w.type !== dtype || w.dims[1] !== e || w.dims[0] !== weights[0]!.dims[0]))
+      return { decline: "packed QKV needs Q/K/V projection weights [E_in, N·H] of one dtype" };
+    const biases = [p.q, p.k, p.v].map((x) => (x.bias ? ctx.view.constant(x.bias) : undefined));
+    packed = packProjectionWeights(
+      weights as [never, never, never],
+      biases as [never, never, never],
+      n,
+      qFactor,
+    );
+    x = p.q.input;
+  } else if (a.fusedQkv) {
+    const fq = a.fusedQkv;
+    dtype = fq.weight.type;
+    if (!isHalfOrSingle(fq.weight))
+      return { decline: `packed QKV needs float32 or float16 projection weights, got ${dtype}` };
+    x = fq.input;
+    if (fq.layout === "head-interleaved") {
+      // Already the packed op's layout: the export's own projection output is the op's input.
+      if (Math.abs(qFactor - 1) < 1e-6) return fq.value;
+      packed = {
+        weight: scaleInterleavedQ(fq.weight, n, h, qFactor),
+        bias: fq.bias && scaleInterleavedQ(fq.bias, n, h, qFactor),
+      };
+    } else {
+      const part = (t: Tensor | undefined, i: number) => (t ? columns(t, i * e, (i + 1) * e) : undefined);
+      const w = [0, 1, 2].map((i) => part(fq.weight, i)!) as [Tensor, Tensor, Tensor];
+      const b = [0, 1, 2].map((i) => part(fq.bias, i)) as [Tensor, Tensor, Tensor];
+      packed = packProjectionWeights(w, b, n, qFactor);
+    }
+  } else {
+    return {
+      decline:
+        "Q/K/V are neither plain projections (MatMul + Add) split into heads nor one fused QKV projection",
+    };
+  }
+  // Packing is a permutation (times the folded scale): a float16 model gets its packed weights in float16.
+  const asModel = (t: Tensor) => (dtype === "float16" ? tensorToFloat16(t) : t);
+  const proj = f.add("MatMul", [x, f.constant(asModel(packed.weight), "qkv_weight")]);
+  return packed.bias ? f.add("Add", [proj, f.constant(asModel(packed.bias), "qkv_bias")]) : proj;
+}
 
 /** Everything else: the general fused op on [B,S,N·H] Q/K/V with bias, causal flag and GQA. */
 const attentionRule: Rule<FusionContext> = {
