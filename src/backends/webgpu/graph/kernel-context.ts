@@ -30,7 +30,12 @@ export interface GpuKernelContext {
 }
 
 export interface GpuKernelDef extends KernelKey {
-  /** Why this kernel does not cover the node (undefined: it does). */
-  accepts?(node: Node, opset: number, inputs: readonly (RunValue | undefined)[]): string | undefined;
+  /** Why this kernel does not cover the node on this device (undefined: it does). */
+  accepts?(
+    node: Node,
+    opset: number,
+    inputs: readonly (RunValue | undefined)[],
+    gpu: WebGpuContext,
+  ): string | undefined;
   run(k: GpuKernelContext, inputs: (RunValue | undefined)[]): RunValue[];
 }

@@ -34,6 +34,11 @@ export class WebGpuPreparedGraph implements PreparedGraph {
   private readonly kernels: Map<string, GpuKernelDef | null>[];
   /** Fallbacks seen by runs so far, by node name (the session and `inspect` report them). */
   readonly fallbacks = new Map<string, Fallback>();
+  /**
+   * Nodes whose last run was a GPU kernel (by name). Nodes with every input on the host (the shape and mask
+   * chains) run on the CPU reference without being fallbacks: this tells a test which of the two it was.
+   */
+  readonly onDevice = new Set<string>();
 
   constructor(
     private readonly graph: Graph,
@@ -115,14 +120,16 @@ export class WebGpuPreparedGraph implements PreparedGraph {
         (v, i) =>
           !host.has(i) && v !== undefined && (isDevice(v) || this.weights.has(v) || state.deviceFeeds.has(v)),
       );
-      if (onDevice) reason = kernel.accepts?.(node, opset, inputs);
+      if (onDevice) reason = kernel.accepts?.(node, opset, inputs, this.gpu);
       if (onDevice && reason === undefined) {
         // Shape inputs are read on the host; one computed on the device is read back first.
         for (const i of host) if (isDevice(inputs[i])) inputs[i] = await this.toHost(inputs[i]!, state);
+        this.onDevice.add(node.name);
         return kernel.run(this.kernelContext(node, opset, state), inputs);
       }
     }
     // The CPU reference: every device input read back (a fallback), host inputs as they are.
+    this.onDevice.delete(node.name);
     const hostInputs: (Tensor | undefined)[] = [];
     for (const v of inputs) {
       if (isDevice(v)) {
