@@ -403,6 +403,29 @@ const reduceMeanDef: GpuKernelDef = {
   },
 };
 
+/** com.microsoft.BiasGelu: GELU(x + bias[width]) as the broadcast Add, then the erf GELU map. */
+const biasGeluDef: GpuKernelDef = {
+  opType: "BiasGelu",
+  domain: "com.microsoft",
+  types: F32,
+  accepts(_n, _o, [x, bias]) {
+    if (!isF32(x) || !isF32(bias)) return "a non-float32 input";
+    const width = x!.dims[x!.dims.length - 1];
+    return bias!.dims.length === 1 && bias!.dims[0] === width && width !== 0
+      ? undefined
+      : "bias is not [width]";
+  },
+  run(k, [x, bias]) {
+    const X = k.device(x!);
+    const sum = k.alloc(X.dims);
+    binary(k.gpu, k.rec, "Add", X, k.device(bias!), sum);
+    const out = k.alloc(X.dims);
+    unaryMap(k.gpu, k.rec, "Gelu", sum, out);
+    k.scratch(sum);
+    return [out];
+  },
+};
+
 const onnxGelu = (node: Node) =>
   attrString(node, "approximate", "none") === "none" ? undefined : "tanh approximation";
 
@@ -417,6 +440,7 @@ export const webgpuKernels = new KernelRegistry<never, GpuKernelDef>().register(
   binaryKernel("Mul"),
   binaryKernel("Div"),
   mapKernel("Gelu", "Gelu", "com.microsoft"),
+  biasGeluDef,
   mapKernel("Gelu", "Gelu", "", onnxGelu),
   mapKernel("Erf", "Erf"),
   mapKernel("Tanh", "Tanh"),
