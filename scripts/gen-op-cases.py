@@ -161,6 +161,31 @@ attention.append(case("mhafuse.Attention key_lengths 0 gives zero rows",
 attention.append(case("mhafuse.Attention GQA causal Sq≠Skv over several key and row tiles vs reference",
                       {"type": "Attention", "domain": "mhafuse", "attrs": {"num_heads": 8, "kv_num_heads": 2, "causal": 1}},
                       [rnd([2, 70, 64], 21), rnd([2, 100, 16], 22), rnd([2, 100, 16], 23)], "reference", 1e-4))
+MHA = {"type": "MultiHeadAttention", "domain": "com.microsoft"}
+packed, qkv_bias = g32(2, 4, 2, 3, 4), g32(24)
+pq, pk, pv = (f64(packed[:, :, :, i, :]).reshape(2, 4, 8) + f64(qkv_bias[8 * i:8 * (i + 1)]) for i in range(3))
+attention.append(case("com.microsoft MultiHeadAttention packed QKV [B,S,N,3,H] with Q|K|V bias",
+                      {**MHA, "attrs": {"num_heads": 2}}, [t(packed), None, None, t(qkv_bias)],
+                      [t(sdpa(pq, pk, pv, 2, 2))]))
+q, k, v, ab = g32(2, 3, 8), g32(2, 5, 8), g32(2, 5, 8), g32(1, 2, 3, 5)
+lens = np.array([3, 5], dtype=np.int32)
+pad = np.where(np.arange(5)[None, :] < lens[:, None], 0.0, -10000.0)[:, None, None, :]
+attention.append(case("com.microsoft MultiHeadAttention key_padding_mask [B] plus attention_bias [1,N,S,T]",
+                      {**MHA, "attrs": {"num_heads": 2}}, [t(q), t(k), t(v), None, t(lens, "int32"), t(ab)],
+                      [t(sdpa(f64(q), f64(k), f64(v), 2, 2, bias=pad + f64(ab)))]))
+q, kb, vb, bias = g32(2, 3, 8), g32(2, 2, 4, 4), g32(2, 2, 4, 4), g32(24)
+kk = f64(kb).transpose(0, 2, 1, 3).reshape(2, 4, 8)
+vv = f64(vb).transpose(0, 2, 1, 3).reshape(2, 4, 8)
+attention.append(case("com.microsoft MultiHeadAttention BNSH key/value, bias on Q only, present outputs",
+                      {**MHA, "attrs": {"num_heads": 2}, "outputs": 3}, [t(q), t(kb), t(vb), t(bias)],
+                      [t(sdpa(f64(q) + f64(bias[:8]), kk, vv, 2, 2)), t(kb), t(vb)]))
+q, kv = g32(2, 3, 8), g32(2, 4, 2, 2, 4)
+raw = np.array([[1, 1, 0, 1], [1, 0, 0, 0]], dtype=np.int32)
+kp = f64(kv[:, :, :, 0, :]).reshape(2, 4, 8)
+vp = f64(kv[:, :, :, 1, :]).reshape(2, 4, 8)
+attention.append(case("com.microsoft MultiHeadAttention packed KV [B,L,N,2,H], raw key mask [B,T], scale",
+                      {**MHA, "attrs": {"num_heads": 2, "scale": 0.7}}, [t(q), t(kv), None, None, t(raw, "int32")],
+                      [t(sdpa(f64(q), kp, vp, 2, 2, scale=0.7, bias=np.where(raw > 0, 0.0, -10000.0)[:, None, None, :]))]))
 attention.append(case("mhafuse.Attention large (parallel, async) vs reference", {"type": "Attention", "domain": "mhafuse",
                       "attrs": {"num_heads": 8, "causal": 1}}, [rnd([2, 128, 256], 11), rnd([2, 128, 256], 12),
                       rnd([2, 128, 256], 13)], "reference", 1e-4))

@@ -50,8 +50,10 @@ export function runOp(
   attrs: Record<string, AttrValue> = {},
   opset = 17,
   domain = "",
+  /** Outputs the node declares (optional ones such as present_key are computed only when declared). */
+  outputs?: number,
 ): Tensor[] {
-  const node = nodeOf({ opType, domain, attrs }, inputs);
+  const node = nodeOf({ opType, domain, attrs, outputs }, inputs);
   return getOp(node).run({ node, opset }, inputs);
 }
 

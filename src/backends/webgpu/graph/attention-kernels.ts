@@ -5,16 +5,32 @@
  * batch) — causal offset, broadcast additive bias, key lengths and GQA (query head n reads kv head
  * n / (N / Nkv), no repeated K/V) are uniforms and flags of that one generator.
  *
- * Covered: mhafuse.Attention (float32; key_lengths read on the host). Declined (the CPU reference runs, as a
+ * Covered: mhafuse.Attention (float32; key_lengths read on the host), com.microsoft.MultiHeadAttention
+ * without past state. Declined (the CPU reference runs, as a
  * reported fallback): float16 tensors, and head sizes whose tiles exceed the device's workgroup memory.
  */
+import { OpError } from "../../../errors.js";
 import type { Node } from "../../../ir/graph.js";
-import type { Tensor } from "../../../ir/tensor.js";
+import { Tensor as HostTensor, type Tensor } from "../../../ir/tensor.js";
 import { attentionDimsOf, causalAttr, keyLengthsOf, scaleAttr } from "../../../ops/attention.js";
-import type { AttentionDims } from "../../../ops/attention-args.js";
-import { attentionSharedBytes, generalAttention } from "../kernels/attention.js";
-import type { GpuKernelDef } from "./kernel-context.js";
-import { asShapeTensor, type RunValue } from "./values.js";
+import type { AttentionDims, StridedLayout } from "../../../ops/attention-args.js";
+import {
+  checkAttentionBias,
+  maskBias,
+  maskFilterValue,
+  mhaCausalOffset,
+  mhaGeometry,
+} from "../../../ops/contrib-attention.js";
+import {
+  attentionSharedBytes,
+  broadcastBiasArg,
+  flashAttention,
+  generalAttention,
+} from "../kernels/attention.js";
+import { binary, broadcastShape } from "../kernels/elementwise.js";
+import { contiguousStrides, stridedCopy } from "../kernels/layout.js";
+import type { GpuKernelContext, GpuKernelDef } from "./kernel-context.js";
+import { asShapeTensor, type DeviceValue, type RunValue } from "./values.js";
 
 const isF32 = (v: RunValue | undefined) => v === undefined || v.type === "float32";
 
@@ -69,3 +85,179 @@ export const mhafuseAttentionDef: GpuKernelDef = {
     return [out];
   },
 };
+
+/** A strided head view copied into a dense [B, S, N, H] buffer (optionally plus a per-column bias row). */
+function denseBsnh(
+  kc: GpuKernelContext,
+  src: DeviceValue,
+  layout: StridedLayout,
+  d: { B: number; S: number; N: number; H: number },
+  bias?: { buffer: DeviceValue; at: number },
+): DeviceValue {
+  const dims = [d.B, d.S, d.N, d.H];
+  const copy = kc.alloc(dims);
+  stridedCopy(
+    kc.gpu,
+    kc.rec,
+    dims,
+    src.buffer,
+    { offset: layout.offset, strides: [layout.batchStride, layout.seqStride, layout.headStride, 1] },
+    copy.buffer,
+    { offset: 0, strides: contiguousStrides(dims) },
+    "webgpu.Attention (view)",
+  );
+  if (!bias) return copy;
+  const width = d.N * d.H;
+  const row = kc.alloc([width]);
+  stridedCopy(kc.gpu, kc.rec, [width], bias.buffer.buffer, { offset: bias.at, strides: [1] }, row.buffer, {
+    offset: 0,
+    strides: [1],
+  });
+  const out = kc.alloc(dims);
+  binary(kc.gpu, kc.rec, "Add", copy.reshape([d.B, d.S, width]), row, out.reshape([d.B, d.S, width]));
+  kc.scratch(copy);
+  kc.scratch(row);
+  return out;
+}
+
+/** A head view copied into a dense [B, N, S, H] buffer (present_key / present_value). */
+function denseBnsh(
+  kc: GpuKernelContext,
+  src: DeviceValue,
+  layout: StridedLayout,
+  d: { B: number; S: number; N: number; H: number },
+): DeviceValue {
+  const dims = [d.B, d.N, d.S, d.H];
+  const out = kc.alloc(dims);
+  stridedCopy(
+    kc.gpu,
+    kc.rec,
+    dims,
+    src.buffer,
+    { offset: layout.offset, strides: [layout.batchStride, layout.headStride, layout.seqStride, 1] },
+    out.buffer,
+    { offset: 0, strides: contiguousStrides(dims) },
+    "webgpu.Attention (present)",
+  );
+  return out;
+}
+
+const BSNH_OUT = (S: number, N: number, H: number): StridedLayout => ({
+  offset: 0,
+  batchStride: S * N * H,
+  headStride: H,
+  seqStride: N * H,
+});
+
+/**
+ * com.microsoft.MultiHeadAttention without a KV cache: every input form (separate, BNSH K/V, packed KV,
+ * packed QKV), the Q|K|V bias (added into dense copies, as the reference does), key_padding_mask (host
+ * ints → the additive mask_filter_value bias of onnxruntime, built on the host) plus attention_bias (summed
+ * on the device), unidirectional, and the present_key / present_value outputs.
+ */
+export const multiHeadAttentionDef: GpuKernelDef = {
+  opType: "MultiHeadAttention",
+  domain: "com.microsoft",
+  types: ["float32"],
+  hostInputs: [4],
+  accepts(node, _o, inputs, gpu) {
+    const [query, key, value, bias, , attnBias] = inputs;
+    if (!query) return "missing query";
+    if (inputs.slice(6).some((t) => t)) return "past state (the reference rejects it)";
+    if (node.outputs[3]) return "the qk output";
+    if (![query, key, value, bias, attnBias].every(isF32)) return "a non-float32 input";
+    const g = mhaGeometry(node, asShapeTensor(query)!, asShapeTensor(key), asShapeTensor(value));
+    return fitsWorkgroupMemory(gpu.gpu.limits.maxComputeWorkgroupStorageSize, {
+      ...g,
+      kvNumHeads: g.numHeads,
+    });
+  },
+  run(kc, inputs) {
+    const node = kc.node;
+    const [query, key, value, bias, mask, attnBias] = inputs;
+    const g = mhaGeometry(node, asShapeTensor(query)!, asShapeTensor(key), asShapeTensor(value));
+    const dev = [query, key, value].map((t) => (t ? kc.device(t) : undefined));
+    const N = g.numHeads;
+    const dq = N * g.headSize;
+    const dv = N * g.vHeadSize;
+    let q = { t: dev[g.q.input]!, layout: g.q.layout };
+    let k = { t: dev[g.k.input]!, layout: g.k.layout };
+    let v = { t: dev[g.v.input]!, layout: g.v.layout };
+    const scratch: DeviceValue[] = [];
+    if (bias) {
+      if (bias.dims.length !== 1 || bias.dims[0] !== 2 * dq + dv)
+        throw new OpError(
+          node,
+          `bias must have shape [${2 * dq + dv}] (Q|K|V), got [${bias.dims.join(",")}]`,
+        );
+      const b = kc.device(bias);
+      const biased = (h: typeof q, S: number, H: number, at: number) => {
+        const t = denseBsnh(kc, h.t, h.layout, { B: g.batch, S, N, H }, { buffer: b, at });
+        scratch.push(t);
+        return { t, layout: BSNH_OUT(S, N, H) };
+      };
+      q = biased(q, g.seqQ, g.headSize, 0);
+      if (!g.kvBnsh) {
+        k = biased(k, g.seqKV, g.headSize, dq);
+        v = biased(v, g.seqKV, g.vHeadSize, 2 * dq);
+      }
+    }
+    const target: [number, number, number, number] = [g.batch, N, g.seqQ, g.seqKV];
+    let biasT: DeviceValue | undefined;
+    if (mask) {
+      const m = maskBias(
+        node,
+        mask as Tensor,
+        g.batch,
+        g.seqQ,
+        g.seqKV,
+        maskFilterValue(node),
+        "key_padding_mask",
+      );
+      biasT = kc.device(new HostTensor("float32", m.data, m.dims));
+    }
+    if (attnBias) {
+      checkAttentionBias(node, attnBias, target);
+      const ab = kc.device(attnBias);
+      if (biasT) {
+        const sum = kc.alloc(broadcastShape("Add", biasT.dims, ab.dims));
+        binary(kc.gpu, kc.rec, "Add", biasT, ab, sum);
+        scratch.push(sum);
+        biasT = sum;
+      } else biasT = ab;
+    }
+    const out = kc.alloc([g.batch, g.seqQ, dv]);
+    flashAttention(kc.gpu, kc.rec, {
+      batch: g.batch,
+      numHeads: N,
+      kvNumHeads: N,
+      seqQ: g.seqQ,
+      seqKV: g.seqKV,
+      headSize: g.headSize,
+      vHeadSize: g.vHeadSize,
+      scale: scaleAttr(node, g.headSize),
+      q: q.t.buffer,
+      qLayout: q.layout,
+      k: k.t.buffer,
+      kLayout: k.layout,
+      v: v.t.buffer,
+      vLayout: v.layout,
+      out: out.buffer,
+      outLayout: BSNH_OUT(g.seqQ, N, g.vHeadSize),
+      causalOffset: mhaCausalOffset(node, g),
+      bias: biasT ? broadcastBiasArg(OP_MHA, biasT, target) : undefined,
+    });
+    const results: (DeviceValue | undefined)[] = [out];
+    if (node.outputs[1] || node.outputs[2]) {
+      // Without a past, the present cache is this step's (biased) K and V as [B, N, L, H].
+      results.push(
+        denseBnsh(kc, k.t, k.layout, { B: g.batch, S: g.seqKV, N, H: g.headSize }),
+        denseBnsh(kc, v.t, v.layout, { B: g.batch, S: g.seqKV, N, H: g.vHeadSize }),
+      );
+    }
+    for (const t of scratch) kc.scratch(t);
+    return results as DeviceValue[];
+  },
+};
+
+const OP_MHA = "com.microsoft.MultiHeadAttention (webgpu)";

@@ -680,6 +680,35 @@ export interface GeneralAttentionArgs {
   f16Kernel?: F16Kernel;
 }
 
+/** A dense bias tensor of rank <= 4 read as [B, N, Sq, Skv] (numpy broadcast: stride 0 on its size-1 axes). */
+export function broadcastBiasArg(
+  op: string,
+  t: GpuTensor,
+  target: readonly [number, number, number, number],
+): AttentionBiasArg {
+  const bd = t.dims;
+  if (bd.length > 4) throw new OpError(op, `bias must broadcast to [B, N, Sq, Skv], got rank ${bd.length}`);
+  const full = [...Array(4 - bd.length).fill(1), ...bd] as number[];
+  full.forEach((x, i) => {
+    if (x !== 1 && x !== target[i])
+      throw new OpError(op, `bias [${bd}] does not broadcast to [B, N, Sq, Skv] = [${target}]`);
+  });
+  const strides = [0, 0, 0, 0];
+  let s = 1;
+  for (let i = 3; i >= 0; i--) {
+    strides[i] = full[i] === 1 ? 0 : s;
+    s *= full[i]!;
+  }
+  return {
+    buffer: t.buffer,
+    offset: 0,
+    batchStride: strides[0]!,
+    headStride: strides[1]!,
+    rowStride: strides[2]!,
+    keyStride: strides[3]!,
+  };
+}
+
 /** The general op (mhafuse.Attention): separate Q/K/V, BSNH or BNSH, causal, bias, GQA, Sq ≠ Skv. */
 export function generalAttention(ctx: WebGpuContext, rec: CommandRecorder, a: GeneralAttentionArgs): void {
   const op = "mhafuse.Attention (webgpu)";
@@ -703,31 +732,7 @@ export function generalAttention(ctx: WebGpuContext, rec: CommandRecorder, a: Ge
   if (v.S !== k.S || v.N !== k.N) throw new OpError(op, `v [${a.v.dims}] does not match k [${a.k.dims}]`);
   if (o.B !== q.B || o.S !== q.S || o.N !== q.N || o.H !== v.H)
     throw new OpError(op, `output must be ${a.layout} with B, Sq, N of q and Hv of v, got [${a.out.dims}]`);
-  let bias: AttentionBiasArg | undefined;
-  if (a.bias) {
-    const bd = a.bias.dims;
-    if (bd.length > 4) throw new OpError(op, `bias must broadcast to [B, N, Sq, Skv], got rank ${bd.length}`);
-    const full = [...Array(4 - bd.length).fill(1), ...bd] as number[];
-    const target = [q.B, q.N, q.S, k.S];
-    full.forEach((x, i) => {
-      if (x !== 1 && x !== target[i])
-        throw new OpError(op, `bias [${bd}] does not broadcast to [B, N, Sq, Skv] = [${target}]`);
-    });
-    const strides = [0, 0, 0, 0];
-    let s = 1;
-    for (let i = 3; i >= 0; i--) {
-      strides[i] = full[i] === 1 ? 0 : s;
-      s *= full[i]!;
-    }
-    bias = {
-      buffer: a.bias.buffer,
-      offset: 0,
-      batchStride: strides[0]!,
-      headStride: strides[1]!,
-      rowStride: strides[2]!,
-      keyStride: strides[3]!,
-    };
-  }
+  const bias = a.bias ? broadcastBiasArg(op, a.bias, [q.B, q.N, q.S, k.S]) : undefined;
   flashAttention(ctx, rec, {
     batch: q.B,
     numHeads: q.N,
