@@ -53,11 +53,6 @@ export class WebGpuBackend implements Backend {
     return [...all.values()];
   }
 
-  /** Names of the nodes (of every graph prepared here) whose last run was a GPU kernel. */
-  onDevice(): Set<string> {
-    return new Set(this.#graphs.flatMap((g) => [...g.onDevice]));
-  }
-
   async dispose(): Promise<void> {
     const ctx = this.#ctx;
     this.#ctx = undefined;

@@ -6,7 +6,7 @@
  * n / (N / Nkv), no repeated K/V) are uniforms and flags of that one generator.
  *
  * Covered: mhafuse.Attention (float32; key_lengths read on the host), com.microsoft.MultiHeadAttention
- * without past state. Declined (the CPU reference runs, as a
+ * without past state, ONNX Attention-23/24 (past concatenated on the device, no softcap). Declined (the CPU reference runs, as a
  * reported fallback): float16 tensors, and head sizes whose tiles exceed the device's workgroup memory.
  */
 import { OpError } from "../../../errors.js";
@@ -14,6 +14,7 @@ import type { Node } from "../../../ir/graph.js";
 import { Tensor as HostTensor, type Tensor } from "../../../ir/tensor.js";
 import { attentionDimsOf, causalAttr, keyLengthsOf, scaleAttr } from "../../../ops/attention.js";
 import type { AttentionDims, StridedLayout } from "../../../ops/attention-args.js";
+import { additiveMask, attention23Geometry, pastLength } from "../../../ops/attention23.js";
 import {
   checkAttentionBias,
   maskBias,
@@ -21,6 +22,7 @@ import {
   mhaCausalOffset,
   mhaGeometry,
 } from "../../../ops/contrib-attention.js";
+import { attrFloat, attrInt } from "../../../ops/registry.js";
 import {
   attentionSharedBytes,
   broadcastBiasArg,
@@ -261,3 +263,140 @@ export const multiHeadAttentionDef: GpuKernelDef = {
 };
 
 const OP_MHA = "com.microsoft.MultiHeadAttention (webgpu)";
+
+/** past [B, Nkv, P, H] ++ the current view [B, Nkv, S, H] along the sequence: a dense present buffer. */
+function presentOf(
+  kc: GpuKernelContext,
+  past: DeviceValue,
+  cur: DeviceValue,
+  layout: StridedLayout,
+  d: { B: number; N: number; P: number; S: number; H: number },
+): DeviceValue {
+  const dims = [d.B, d.N, d.P + d.S, d.H];
+  const out = kc.alloc(dims);
+  const st = contiguousStrides(dims);
+  const pastDims = [d.B, d.N, d.P, d.H];
+  stridedCopy(
+    kc.gpu,
+    kc.rec,
+    pastDims,
+    past.buffer,
+    { offset: 0, strides: contiguousStrides(pastDims) },
+    out.buffer,
+    {
+      offset: 0,
+      strides: st,
+    },
+  );
+  stridedCopy(
+    kc.gpu,
+    kc.rec,
+    [d.B, d.N, d.S, d.H],
+    cur.buffer,
+    { offset: layout.offset, strides: [layout.batchStride, layout.headStride, layout.seqStride, 1] },
+    out.buffer,
+    { offset: d.P * st[2]!, strides: st },
+    "webgpu.Attention (present)",
+  );
+  return out;
+}
+
+const bnsh = (N: number, S: number, H: number): StridedLayout => ({
+  offset: 0,
+  batchStride: N * S * H,
+  headStride: S * H,
+  seqStride: H,
+});
+
+/**
+ * ONNX Attention (opset 23; 24's nonpad_kv_seqlen): 3-D or 4-D Q/K/V, GQA, is_causal offset by the past
+ * length, past_key/past_value concatenated on the device into present_key/present_value, attn_mask boolean
+ * (made additive on the host) or float (on the device when it spans every key). Declined: softcap (no GPU
+ * kernel has it), qk_matmul_output_mode ≠ 0, a float mask shorter than past + current keys.
+ */
+export const attention23Def: GpuKernelDef = {
+  opType: "Attention",
+  since: 23,
+  types: ["float32"],
+  hostInputs: [6],
+  accepts(node, opset, inputs, gpu) {
+    const [q, k, v, mask, pk, pv] = inputs;
+    if (!q || !k || !v) return "missing Q, K or V";
+    if (![q, k, v, pk, pv].every(isF32)) return "a non-float32 input";
+    if (attrInt(node, "qk_matmul_output_mode", 0) !== 0 || node.outputs[3]) return "qk_matmul_output";
+    if (attrFloat(node, "softcap", 0) > 0) return "softcap";
+    if (!pk !== !pv) return "past_key without past_value";
+    const g = attention23Geometry(node, asShapeTensor(q)!, asShapeTensor(k)!, asShapeTensor(v)!);
+    const past = pk ? pastLength(node, g, pk, g.headSize, "past_key") : 0;
+    if (mask && mask.type !== "bool" && (mask.type !== "float32" || mask.dims.at(-1) !== past + g.seqKV))
+      return "a float mask that does not span every key";
+    if (inputs[6] && opset >= 24 && attrInt(node, "is_causal", 0) !== 0 && !pk)
+      return "is_causal with nonpad_kv_seqlen and no past";
+    return fitsWorkgroupMemory(gpu.gpu.limits.maxComputeWorkgroupStorageSize, g);
+  },
+  run(kc, inputs) {
+    const node = kc.node;
+    const [q, k, v, mask, pk, pv, nonpad] = inputs;
+    const g = attention23Geometry(node, asShapeTensor(q)!, asShapeTensor(k)!, asShapeTensor(v)!);
+    const Q = kc.device(q!);
+    let K = { t: kc.device(k!), layout: g.k };
+    let V = { t: kc.device(v!), layout: g.v };
+    const past = pk ? pastLength(node, g, pk, g.headSize, "past_key") : 0;
+    const total = past + g.seqKV;
+    if (pk && pv) {
+      pastLength(node, g, pv, g.vHeadSize, "past_value");
+      const d = { B: g.batch, N: g.kvNumHeads, P: past, S: g.seqKV };
+      K = {
+        t: presentOf(kc, kc.device(pk), K.t, K.layout, { ...d, H: g.headSize }),
+        layout: bnsh(g.kvNumHeads, total, g.headSize),
+      };
+      V = {
+        t: presentOf(kc, kc.device(pv), V.t, V.layout, { ...d, H: g.vHeadSize }),
+        layout: bnsh(g.kvNumHeads, total, g.vHeadSize),
+      };
+    }
+    const target: [number, number, number, number] = [g.batch, g.numHeads, g.seqQ, total];
+    let bias: DeviceValue | undefined;
+    if (mask) {
+      if (mask.type === "bool") {
+        const m = additiveMask(node, mask as Tensor, total);
+        bias = kc.device(new HostTensor("float32", m.data, m.dims));
+      } else bias = kc.device(mask);
+    }
+    const keyLengths =
+      nonpad && kc.opset >= 24
+        ? kc.uploadInt32(keyLengthsOf(node, nonpad as Tensor, g.batch, total, "nonpad_kv_seqlen"))
+        : undefined;
+    const yDims = g.threeD
+      ? [g.batch, g.seqQ, g.numHeads * g.vHeadSize]
+      : [g.batch, g.numHeads, g.seqQ, g.vHeadSize];
+    const out = kc.alloc(yDims);
+    flashAttention(kc.gpu, kc.rec, {
+      ...g,
+      seqKV: total,
+      scale: scaleAttr(node, g.headSize),
+      q: Q.buffer,
+      qLayout: g.q,
+      k: K.t.buffer,
+      kLayout: K.layout,
+      v: V.t.buffer,
+      vLayout: V.layout,
+      out: out.buffer,
+      outLayout: g.threeD ? BSNH_OUT(g.seqQ, g.numHeads, g.vHeadSize) : bnsh(g.numHeads, g.seqQ, g.vHeadSize),
+      causalOffset: attrInt(node, "is_causal", 0) !== 0 ? past : undefined,
+      bias: bias ? broadcastBiasArg("Attention-23 (webgpu)", bias, target) : undefined,
+      keyLengths,
+    });
+    if (!(node.outputs[1] || node.outputs[2])) {
+      if (pk) {
+        kc.scratch(K.t);
+        kc.scratch(V.t);
+      }
+      return [out];
+    }
+    // present_key / present_value: past ++ current, or (no past) the current K/V as [B, Nkv, S, H].
+    const d = { B: g.batch, S: total, N: g.kvNumHeads };
+    const present = (h: typeof K, H: number) => (pk ? h.t : denseBnsh(kc, h.t, h.layout, { ...d, H }));
+    return [out, present(K, g.headSize), present(V, g.vHeadSize)];
+  },
+};

@@ -1,0 +1,106 @@
+/**
+ * The imported attention ops on the webgpu backend's flash kernel, against onnxruntime-node on the same
+ * graph: ONNX Attention-23 (3-D GQA with a boolean mask, 4-D causal with a float mask, a KV-cache step with
+ * past concatenated on the device and present outputs). Each node must have run
+ * on the GPU (not the CPU reference).
+ */
+import assert from "node:assert/strict";
+import { after, test } from "node:test";
+import * as ort from "onnxruntime-node";
+import { WebGpuBackend } from "../src/backends/webgpu/backend.js";
+import type { WebGpuPreparedGraph } from "../src/backends/webgpu/graph/prepared-graph.js";
+import { planGraph } from "../src/engine/executor.js";
+import { GraphBuilder } from "../src/ir/builder.js";
+import type { DType } from "../src/ir/dtype.js";
+import type { Graph } from "../src/ir/graph.js";
+import { Tensor } from "../src/ir/tensor.js";
+import { modelFromGraph, saveModel } from "../src/onnx/index.js";
+import { gpuContext, rand } from "./webgpu-helpers.js";
+
+const backend = new WebGpuBackend();
+after(() => backend.dispose());
+
+function graphOf(
+  opset: number,
+  shapes: Record<string, number[]>,
+  attrs: Record<string, number>,
+  inputs: string[],
+  outputs: number,
+  maskType: DType = "float32",
+): Graph {
+  const b = new GraphBuilder({ opset });
+  for (const name of inputs) if (name) b.input(name, name === "mask" ? maskType : "float32", shapes[name]!);
+  for (const o of b.opN("Attention", inputs, attrs, { outputs })) b.output(o, "float32");
+  return b.build();
+}
+
+async function compare(graph: Graph, feeds: Record<string, Tensor>): Promise<void> {
+  const prepared = (await backend.prepare(graph, planGraph(graph))) as WebGpuPreparedGraph;
+  const names = graph.outputs.map((o) => o.name);
+  const ours = await prepared.run(feeds, names);
+  const session = await ort.InferenceSession.create(saveModel(modelFromGraph(graph)));
+  const ortFeeds: Record<string, ort.Tensor> = {};
+  for (const [name, t] of Object.entries(feeds))
+    ortFeeds[name] = new ort.Tensor(t.type as ort.Tensor.Type, t.data as Float32Array, [...t.dims]);
+  const theirs = await session.run(ortFeeds);
+  for (const name of names) {
+    const a = ours[name]!;
+    const b = theirs[name]!;
+    assert.deepEqual([...a.dims], [...b.dims], `${name} dims`);
+    const want = b.data as Float32Array;
+    let worst = 0;
+    for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(a.getNumber(i) - want[i]!));
+    assert.ok(worst <= 1e-4, `${name}: max |diff| ${worst} against onnxruntime`);
+  }
+  const node = graph.nodes[0]!;
+  assert.ok(prepared.onDevice.has(node.name), `${node.name} did not run on the GPU`);
+  assert.deepEqual(backend.fallbacks(), []);
+}
+
+function feedsOf(shapes: Record<string, number[]>, seed: number): Record<string, Tensor> {
+  const out: Record<string, Tensor> = {};
+  for (const [name, dims] of Object.entries(shapes)) {
+    if (name === "mask") continue;
+    out[name] = new Tensor(
+      "float32",
+      rand(
+        dims.reduce((a, d) => a * d, 1),
+        seed++,
+        2,
+      ),
+      dims,
+    );
+  }
+  return out;
+}
+
+test("webgpu Attention-23: 3-D GQA with a boolean mask, vs onnxruntime", async (t) => {
+  const ctx = await gpuContext();
+  if (typeof ctx === "string") return t.skip(ctx);
+  const shapes = { q: [2, 3, 16], k: [2, 5, 8], v: [2, 5, 8], mask: [3, 5] };
+  const allowed = [1, 0, 1, 1, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1];
+  const feeds = { ...feedsOf(shapes, 10), mask: new Tensor("bool", allowed, [3, 5]) };
+  await compare(
+    graphOf(23, shapes, { q_num_heads: 4, kv_num_heads: 2 }, ["q", "k", "v", "mask"], 1, "bool"),
+    feeds,
+  );
+});
+
+test("webgpu Attention-23: 4-D causal with a broadcast float mask and a scale, vs onnxruntime", async (t) => {
+  const ctx = await gpuContext();
+  if (typeof ctx === "string") return t.skip(ctx);
+  const shapes = { q: [2, 2, 3, 4], k: [2, 2, 5, 4], v: [2, 2, 5, 4], mask: [2, 1, 3, 5] };
+  const feeds = feedsOf(shapes, 20);
+  feeds.mask = new Tensor("float32", rand(30, 29, 3), [2, 1, 3, 5]);
+  await compare(graphOf(23, shapes, { is_causal: 1 }, ["q", "k", "v", "mask"], 1), feeds);
+  const scaled = graphOf(23, shapes, { scale: 0.4 } as Record<string, number>, ["q", "k", "v", "mask"], 1);
+  await compare(scaled, feeds);
+});
+
+test("webgpu Attention-23: a KV-cache step (past 3, causal offset by it) with present outputs, vs onnxruntime", async (t) => {
+  const ctx = await gpuContext();
+  if (typeof ctx === "string") return t.skip(ctx);
+  const shapes = { q: [1, 4, 2, 4], k: [1, 2, 2, 4], v: [1, 2, 2, 4], pk: [1, 2, 3, 4], pv: [1, 2, 3, 4] };
+  const feeds = feedsOf(shapes, 30);
+  await compare(graphOf(23, shapes, { is_causal: 1 }, ["q", "k", "v", "", "pk", "pv"], 3), feeds);
+});
