@@ -104,3 +104,31 @@ test("webgpu Attention-23: a KV-cache step (past 3, causal offset by it) with pr
   const feeds = feedsOf(shapes, 30);
   await compare(graphOf(23, shapes, { is_causal: 1 }, ["q", "k", "v", "", "pk", "pv"], 3), feeds);
 });
+
+test("webgpu com.microsoft Attention: projection + mask_index lengths + attention_bias, unidirectional, vs onnxruntime", async (t) => {
+  const ctx = await gpuContext();
+  if (typeof ctx === "string") return t.skip(ctx);
+  const [B, S, D, W] = [2, 4, 8, 24];
+  for (const unidirectional of [0, 1]) {
+    const b = new GraphBuilder({ opsets: { "": 17, "com.microsoft": 1 } });
+    b.input("x", "float32", [B, S, D]);
+    b.input("mask", "int32", [B]);
+    b.input("ab", "float32", [1, 2, S, S]);
+    const w = b.init(new Tensor("float32", rand(D * W, 40, 0.5), [D, W]), "w");
+    const bias = b.init(new Tensor("float32", rand(W, 41, 0.5), [W]), "b");
+    const y = b.op(
+      "Attention",
+      ["x", w, bias, "mask", "", "ab"],
+      { num_heads: 2, unidirectional },
+      {
+        domain: "com.microsoft",
+      },
+    );
+    b.output(y, "float32");
+    await compare(b.build(), {
+      x: new Tensor("float32", rand(B * S * D, 42), [B, S, D]),
+      mask: new Tensor("int32", Int32Array.from([4, 2]), [B]),
+      ab: new Tensor("float32", rand(2 * S * S, 43), [1, 2, S, S]),
+    });
+  }
+});

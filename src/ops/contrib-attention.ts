@@ -184,13 +184,26 @@ function hiddenSizes(node: Node, columns: number): [number, number, number] {
   return [columns / 3, columns / 3, columns / 3];
 }
 
-function runContribAttention(ctx: OpContext, inputs: (Tensor | undefined)[]): Tensor[] {
-  const node = ctx.node;
-  const [input, weights, bias, maskIndex, , attentionBias] = inputs;
-  if (!input || !weights) throw new OpError(node, "inputs 'input' and 'weights' are required");
-  rejectPast(node, inputs, [4, 6], "past");
-  rejectOutput(node, 1, "present");
-  if (attrInt(node, "do_rotary", 0) !== 0) throw new OpError(node, "do_rotary=1 is not supported");
+/** com.microsoft Attention's sizes from its inputs' dims (the projection's columns split into Q | K | V). */
+export interface ContribAttentionGeometry {
+  batch: number;
+  seq: number;
+  inHidden: number;
+  width: number;
+  dq: number;
+  dk: number;
+  dv: number;
+  numHeads: number;
+  headSize: number;
+  vHeadSize: number;
+}
+
+export function contribAttentionGeometry(
+  node: Node,
+  input: Pick<Tensor, "type" | "dims" | "rank">,
+  weights: Pick<Tensor, "dims" | "rank">,
+  bias: Pick<Tensor, "dims" | "rank"> | undefined,
+): ContribAttentionGeometry {
   requireRank(node, input, [3], "input");
   requireRank(node, weights, [2], "weights");
   if (!FLOAT_TYPES.includes(input.type)) {
@@ -219,8 +232,33 @@ function runContribAttention(ctx: OpContext, inputs: (Tensor | undefined)[]): Te
       `hidden sizes ${dq} (Q/K) and ${dv} (V) must be divisible by num_heads ${numHeads}`,
     );
   }
-  const headSize = dq / numHeads;
-  const vHeadSize = dv / numHeads;
+  return {
+    batch,
+    seq,
+    inHidden,
+    width,
+    dq,
+    dk,
+    dv,
+    numHeads,
+    headSize: dq / numHeads,
+    vHeadSize: dv / numHeads,
+  };
+}
+
+function runContribAttention(ctx: OpContext, inputs: (Tensor | undefined)[]): Tensor[] {
+  const node = ctx.node;
+  const [input, weights, bias, maskIndex, , attentionBias] = inputs;
+  if (!input || !weights) throw new OpError(node, "inputs 'input' and 'weights' are required");
+  rejectPast(node, inputs, [4, 6], "past");
+  rejectOutput(node, 1, "present");
+  if (attrInt(node, "do_rotary", 0) !== 0) throw new OpError(node, "do_rotary=1 is not supported");
+  const { batch, seq, width, dq, dk, dv, numHeads, headSize, vHeadSize } = contribAttentionGeometry(
+    node,
+    input,
+    weights,
+    bias,
+  );
   const qkv = project(node, input, weights, bias);
   // The projection is [B, S, Q|K|V]: three strided views of one buffer, no copies.
   const problem: AttentionProblem = {

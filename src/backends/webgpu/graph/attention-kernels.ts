@@ -6,7 +6,7 @@
  * n / (N / Nkv), no repeated K/V) are uniforms and flags of that one generator.
  *
  * Covered: mhafuse.Attention (float32; key_lengths read on the host), com.microsoft.MultiHeadAttention
- * without past state, ONNX Attention-23/24 (past concatenated on the device, no softcap). Declined (the CPU reference runs, as a
+ * and com.microsoft.Attention without past state, ONNX Attention-23/24 (past concatenated on the device, no softcap). Declined (the CPU reference runs, as a
  * reported fallback): float16 tensors, and head sizes whose tiles exceed the device's workgroup memory.
  */
 import { OpError } from "../../../errors.js";
@@ -17,6 +17,7 @@ import type { AttentionDims, StridedLayout } from "../../../ops/attention-args.j
 import { additiveMask, attention23Geometry, pastLength } from "../../../ops/attention23.js";
 import {
   checkAttentionBias,
+  contribAttentionGeometry,
   maskBias,
   maskFilterValue,
   mhaCausalOffset,
@@ -30,9 +31,10 @@ import {
   generalAttention,
 } from "../kernels/attention.js";
 import { binary, broadcastShape } from "../kernels/elementwise.js";
+import { gemm } from "../kernels/gemm.js";
 import { contiguousStrides, stridedCopy } from "../kernels/layout.js";
 import type { GpuKernelContext, GpuKernelDef } from "./kernel-context.js";
-import { asShapeTensor, type DeviceValue, type RunValue } from "./values.js";
+import { asShapeTensor, type DeviceValue, isDevice, type RunValue } from "./values.js";
 
 const isF32 = (v: RunValue | undefined) => v === undefined || v.type === "float32";
 
@@ -398,5 +400,93 @@ export const attention23Def: GpuKernelDef = {
     const d = { B: g.batch, S: total, N: g.kvNumHeads };
     const present = (h: typeof K, H: number) => (pk ? h.t : denseBnsh(kc, h.t, h.layout, { ...d, H }));
     return [out, present(K, g.headSize), present(V, g.vHeadSize)];
+  },
+};
+
+/**
+ * com.microsoft Attention without past state: the Q|K|V projection as one SGEMM with the bias in its
+ * epilogue, then the flash kernel on three strided views of the [B, S, Q|K|V] result (no split copies);
+ * mask_index forms become onnxruntime's additive mask on the host, attention_bias is added on the device.
+ */
+export const contribAttentionDef: GpuKernelDef = {
+  opType: "Attention",
+  domain: "com.microsoft",
+  types: ["float32"],
+  hostInputs: [3],
+  accepts(node, _o, inputs, gpu) {
+    const [input, weights, bias, , past, attnBias, pastSeq] = inputs;
+    if (!input || !weights) return "missing input or weights";
+    if (past || pastSeq || node.outputs[1]) return "past / present state (the reference rejects it)";
+    if (attrInt(node, "do_rotary", 0) !== 0) return "do_rotary";
+    if (![input, weights, bias, attnBias].every(isF32)) return "a non-float32 input";
+    const g = contribAttentionGeometry(node, input, weights, bias);
+    return fitsWorkgroupMemory(gpu.gpu.limits.maxComputeWorkgroupStorageSize, {
+      ...g,
+      kvNumHeads: g.numHeads,
+      seqQ: g.seq,
+      seqKV: g.seq,
+    });
+  },
+  run(kc, inputs) {
+    const node = kc.node;
+    const [input, weights, bias, mask, , attnBias] = inputs;
+    const g = contribAttentionGeometry(node, input!, weights!, bias);
+    const X = kc.device(input!);
+    const W = isDevice(weights) ? weights : (kc.weight(weights as Tensor, false) ?? kc.device(weights!));
+    const M = g.batch * g.seq;
+    const qkv = kc.alloc([g.batch, g.seq, g.width]);
+    gemm(kc.gpu, kc.rec, {
+      a: { buffer: X.buffer, dims: [M, g.inHidden] },
+      b: { buffer: W.buffer, dims: [g.inHidden, g.width] },
+      bias: bias ? { buffer: kc.device(bias).buffer, dims: [g.width] } : undefined,
+      out: { buffer: qkv.buffer, dims: [M, g.width] },
+    });
+    const N = g.numHeads;
+    const target: [number, number, number, number] = [g.batch, N, g.seq, g.seq];
+    const scratch: DeviceValue[] = [qkv];
+    let biasT: DeviceValue | undefined;
+    if (mask) {
+      const m = maskBias(node, mask as Tensor, g.batch, g.seq, g.seq, maskFilterValue(node), "mask_index");
+      biasT = kc.device(new HostTensor("float32", m.data, m.dims));
+    }
+    if (attnBias) {
+      checkAttentionBias(node, attnBias, target);
+      const ab = kc.device(attnBias);
+      if (biasT) {
+        const sum = kc.alloc(broadcastShape("Add", biasT.dims, ab.dims));
+        binary(kc.gpu, kc.rec, "Add", biasT, ab, sum);
+        scratch.push(sum);
+        biasT = sum;
+      } else biasT = ab;
+    }
+    const view = (offset: number, H: number): StridedLayout => ({
+      offset,
+      batchStride: g.seq * g.width,
+      headStride: H,
+      seqStride: g.width,
+    });
+    const out = kc.alloc([g.batch, g.seq, g.dv]);
+    flashAttention(kc.gpu, kc.rec, {
+      batch: g.batch,
+      numHeads: N,
+      kvNumHeads: N,
+      seqQ: g.seq,
+      seqKV: g.seq,
+      headSize: g.headSize,
+      vHeadSize: g.vHeadSize,
+      scale: scaleAttr(node, g.headSize),
+      q: qkv.buffer,
+      qLayout: view(0, g.headSize),
+      k: qkv.buffer,
+      kLayout: view(g.dq, g.headSize),
+      v: qkv.buffer,
+      vLayout: view(g.dq + g.dk, g.vHeadSize),
+      out: out.buffer,
+      outLayout: BSNH_OUT(g.seq, N, g.vHeadSize),
+      causalOffset: attrInt(node, "unidirectional", 0) ? 0 : undefined,
+      bias: biasT ? broadcastBiasArg("com.microsoft.Attention (webgpu)", biasT, target) : undefined,
+    });
+    for (const t of scratch) kc.scratch(t);
+    return [out];
   },
 };

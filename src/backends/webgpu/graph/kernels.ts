@@ -23,7 +23,12 @@ import { type BinaryOp, binary, broadcastShape } from "../kernels/elementwise.js
 import { gemm } from "../kernels/gemm.js";
 import { gather, powScalar, transpose, type UnaryMap, unaryMap } from "../kernels/layout.js";
 import { layerNorm, rowMean, skipLayerNorm, softmax } from "../kernels/norm.js";
-import { attention23Def, mhafuseAttentionDef, multiHeadAttentionDef } from "./attention-kernels.js";
+import {
+  attention23Def,
+  contribAttentionDef,
+  mhafuseAttentionDef,
+  multiHeadAttentionDef,
+} from "./attention-kernels.js";
 import { concatDef, sliceDef } from "./copy-kernels.js";
 import type { GpuKernelDef } from "./kernel-context.js";
 import { asShapeTensor, type DeviceValue, isDevice, type RunValue } from "./values.js";
@@ -461,6 +466,7 @@ export const webgpuKernels = new KernelRegistry<never, GpuKernelDef>().register(
   mhafuseAttentionDef,
   multiHeadAttentionDef,
   attention23Def,
+  contribAttentionDef,
   transposeDef,
   gatherDef,
   alias("Reshape", [1]),
