@@ -30,6 +30,11 @@ export interface GpuKernelContext {
 }
 
 export interface GpuKernelDef extends KernelKey {
+  /**
+   * Inputs `run` never reads when `accepts` takes the node (an optional fallback input): the graph may defer
+   * computing them, and `accepts` then sees LAZY_INPUT (present, no data) in their slot.
+   */
+  lazyInputs?: readonly number[];
   /** Why this kernel does not cover the node on this device (undefined: it does). */
   accepts?(
     node: Node,

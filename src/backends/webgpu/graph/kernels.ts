@@ -328,6 +328,8 @@ const qkvDef: GpuKernelDef = {
   domain: "mhafuse",
   types: F32,
   hostInputs: [1],
+  // The fallback bias is read only for rows the kernel declines (a length of -1): computed on demand.
+  lazyInputs: [2],
   accepts(node, _o, inputs) {
     const [qkv, mask] = inputs;
     if (!isF32(qkv)) return "a non-float32 qkv";
