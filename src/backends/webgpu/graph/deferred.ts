@@ -27,11 +27,10 @@ export function deferredSteps(graph: Graph, order: readonly Node[]): DeferredSte
   const outputs = new Set(graph.outputs.map((o) => o.name));
   // Every (reader step, input slot) of each value.
   const readers = new Map<string, { step: number; slot: number }[]>();
-  order.forEach((n, step) =>
-    n.inputs.forEach((name, slot) => {
+  for (const [step, n] of order.entries())
+    for (const [slot, name] of n.inputs.entries())
       if (name) readers.set(name, [...(readers.get(name) ?? []), { step, slot }]);
-    }),
-  );
+
   const lazy = order.map((n) => lazySlots(graph, n));
   const deferred = order.map(() => false);
   // Reverse order: a step is deferred when each of its outputs is read only lazily or by deferred steps.
