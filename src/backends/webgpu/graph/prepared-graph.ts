@@ -15,6 +15,7 @@ import type { ExecutionPlan, PreparedGraph, RunOptions } from "../../backend.js"
 import { Usage } from "../buffer-pool.js";
 import type { WebGpuContext } from "../context.js";
 import { WebGpuError } from "../device.js";
+import type { KernelTiming } from "../recorder.js";
 import { type DeferredSteps, deferredSteps } from "./deferred.js";
 import type { GpuKernelContext, GpuKernelDef } from "./kernel-context.js";
 import { webgpuKernels } from "./kernels.js";
@@ -36,6 +37,8 @@ export class WebGpuPreparedGraph implements PreparedGraph {
   private readonly kernels: Map<string, GpuKernelDef | null>[];
   /** Steps computed only when a reader needs them (see deferred.ts). */
   private readonly deferred: DeferredSteps;
+  /** Per-kernel GPU times of the last run made with `profile: true` (empty without timestamp-query). */
+  lastProfile: KernelTiming[] = [];
   /** Deferred steps the last run never needed (tests: the lazy fallback bias stayed unbuilt). */
   skippedLastRun = 0;
   /** Host shape chains per feed-dims signature (see shape-cache.ts). */
@@ -77,7 +80,7 @@ export class WebGpuPreparedGraph implements PreparedGraph {
     options: RunOptions,
   ): Promise<Record<string, Tensor>> {
     const keep = options.keepIntermediates ?? false;
-    const state = new RunState(this.gpu, this.weights.buffers);
+    const state = new RunState(this.gpu, this.weights.buffers, options.profile ?? false);
     const values = new Map<string, RunValue>(this.graph.initializers);
     for (const [k, v] of Object.entries(feeds)) {
       values.set(k, v);
@@ -143,7 +146,9 @@ export class WebGpuPreparedGraph implements PreparedGraph {
       }
       this.skippedLastRun = lazy ? lazy.deferred.filter((d, i) => d && !done.has(i)).length : 0;
       const wanted = keep ? [...values.keys()] : fetches;
-      return await this.readOut(state, values, wanted);
+      const result = await this.readOut(state, values, wanted);
+      if (options.profile) this.lastProfile = state.timings;
+      return result;
     } finally {
       state.finish();
     }
@@ -173,6 +178,7 @@ export class WebGpuPreparedGraph implements PreparedGraph {
         // Shape inputs are read on the host; one computed on the device is read back first.
         for (const i of host) if (isDevice(inputs[i])) inputs[i] = await this.toHost(inputs[i]!, state);
         this.onDevice.add(node.name);
+        state.rec.node = node.name;
         return kernel.run(this.kernelContext(node, opset, state), inputs);
       }
     }

@@ -11,7 +11,7 @@
 import type { Tensor } from "../../../ir/tensor.js";
 import { Usage } from "../buffer-pool.js";
 import type { WebGpuContext } from "../context.js";
-import type { CommandRecorder } from "../recorder.js";
+import type { CommandRecorder, KernelTiming } from "../recorder.js";
 import { type DeviceDType, DeviceValue } from "./values.js";
 
 const STAGING_USAGE = Usage.COPY_SRC | Usage.COPY_DST;
@@ -26,11 +26,15 @@ export class RunState {
   readonly deviceFeeds = new Set<Tensor>();
   readonly #temps: GPUBuffer[] = [];
 
+  /** Per-kernel GPU times of the run's submits (profiled runs only). */
+  readonly timings: KernelTiming[] = [];
+
   constructor(
     readonly gpu: WebGpuContext,
     private readonly persistent: ReadonlySet<GPUBuffer>,
+    private readonly profile = false,
   ) {
-    this.rec = gpu.recorder({ label: "mhafuse run" });
+    this.rec = gpu.recorder({ label: "mhafuse run", profile });
   }
 
   alloc(dims: readonly number[], type: DeviceDType = "float32"): DeviceValue {
@@ -75,12 +79,13 @@ export class RunState {
   /** Submits what is recorded and starts a new recording (before a read-back in the middle of a run). */
   async flush(): Promise<void> {
     const rec = this.rec;
-    this.rec = this.gpu.recorder({ label: "mhafuse run (after a read-back)" });
+    this.rec = this.gpu.recorder({ label: "mhafuse run (after a read-back)", profile: this.profile });
     await this.submit(rec);
   }
 
   async submit(rec: CommandRecorder = this.rec): Promise<void> {
     await rec.submit();
+    this.timings.push(...rec.timings);
     for (const s of this.#staging) this.gpu.pool.release(s);
     this.#staging = [];
   }
