@@ -152,15 +152,19 @@ if (!has("no-kernels")) {
     const input = { buffer: ctx.pool.upload(qkv), dims: [S, B, 3 * N * H] };
     const out = { buffer: ctx.pool.acquire(S * B * N * H * 4), dims: [S, B, N * H] };
     const f = attentionFlops({ batch: B, numHeads: N, seqQ: S, seqKV: S, headSize: H, vHeadSize: H });
-    const { gpuMs, wallMs } = await timeKernel(ctx, REPS, (rec) =>
-      packedQkvAttention(ctx, rec, { qkv: input, numHeads: N, out }),
-    );
-    console.log(
-      `attention kernel B=${B} N=${N} S=${S} H=${H}`.padEnd(42) +
-        ` gpu ${gpuMs.toFixed(3).padStart(8)} ms ${tflops(f, gpuMs).toFixed(2).padStart(6)} TFLOP/s ` +
-        `(${((100 * tflops(f, gpuMs)) / FP32_PEAK).toFixed(1)}% of fp32 peak) | wall ${wallMs.toFixed(3).padStart(8)} ms ` +
-        `${tflops(f, wallMs).toFixed(2).padStart(6)} TFLOP/s`,
-    );
+    // Default (subgroup softmax where the adapter has subgroups), then the portable workgroup-memory one.
+    for (const subgroups of [undefined, false]) {
+      const { gpuMs, wallMs } = await timeKernel(ctx, REPS, (rec) =>
+        packedQkvAttention(ctx, rec, { qkv: input, numHeads: N, out, subgroups }),
+      );
+      const label = `attention kernel B=${B} N=${N} S=${S} H=${H}${subgroups === false ? " (no subgroups)" : ""}`;
+      console.log(
+        label.padEnd(56) +
+          ` gpu ${gpuMs.toFixed(3).padStart(8)} ms ${tflops(f, gpuMs).toFixed(2).padStart(6)} TFLOP/s ` +
+          `(${((100 * tflops(f, gpuMs)) / FP32_PEAK).toFixed(1)}% of fp32 peak) | wall ${wallMs.toFixed(3).padStart(8)} ms ` +
+          `${tflops(f, wallMs).toFixed(2).padStart(6)} TFLOP/s`,
+      );
+    }
     ctx.pool.release(input.buffer);
     ctx.pool.release(out.buffer);
   }

@@ -159,6 +159,10 @@ for (const [B, S] of FP16_ONLY
   await measure(`  … with 32-row tiles (more workgroups per SM)`, flops, (rec) =>
     packedQkvAttention(ctx, rec, { qkv, numHeads: N, lengths, out, rowTile: 32 }),
   );
+  // The default uses the subgroup softmax where the adapter has subgroups (>= 8): the portable fallback.
+  await measure(`  … workgroup-memory softmax (no subgroups)`, flops, (rec) =>
+    packedQkvAttention(ctx, rec, { qkv, numHeads: N, lengths, out, subgroups: false }),
+  );
   // Where the time goes: the same kernel without one stage (wrong results, timing only).
   for (const ablate of ["softmax", "pv"] as const)
     await measure(`  … without the ${ablate} stage`, flops, (rec) =>
