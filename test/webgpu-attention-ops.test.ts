@@ -132,3 +132,80 @@ test("webgpu com.microsoft Attention: projection + mask_index lengths + attentio
     });
   }
 });
+
+/** A GroupQueryAttention graph (BSD query/key/value or packed QKV, BNSH past, int32 seqlens_k and total). */
+function gqaCase(
+  attrs: Record<string, number>,
+  o: { B: number; S: number; P: number; seqlens: number[]; total: number; packed?: boolean },
+  seed: number,
+): { graph: Graph; feeds: Record<string, Tensor> } {
+  const { num_heads: N, kv_num_heads: Nkv } = attrs as { num_heads: number; kv_num_heads: number };
+  const H = 8;
+  const b = new GraphBuilder({ opsets: { "": 17, "com.microsoft": 1 } });
+  const feeds: Record<string, Tensor> = {};
+  const f32 = (name: string, dims: number[]) => {
+    feeds[name] = new Tensor(
+      "float32",
+      rand(
+        dims.reduce((a, d) => a * d, 1),
+        seed++,
+        2,
+      ),
+      dims,
+    );
+    return b.input(name, "float32", dims);
+  };
+  const i32 = (name: string, values: number[]) => {
+    feeds[name] = new Tensor("int32", Int32Array.from(values), [values.length]);
+    return b.input(name, "int32", [values.length]);
+  };
+  const inputs = [
+    f32("q", [o.B, o.S, (o.packed ? N + 2 * Nkv : N) * H]),
+    o.packed ? "" : f32("k", [o.B, o.S, Nkv * H]),
+    o.packed ? "" : f32("v", [o.B, o.S, Nkv * H]),
+    o.P ? f32("pk", [o.B, Nkv, o.P, H]) : "",
+    o.P ? f32("pv", [o.B, Nkv, o.P, H]) : "",
+    i32("seqlens", o.seqlens),
+    i32("total", [o.total]),
+  ];
+  const outs = b.opN("GroupQueryAttention", inputs, attrs, { outputs: 3, domain: "com.microsoft" });
+  for (const out of outs) b.output(out, "float32");
+  return { graph: b.build(), feeds };
+}
+
+test("webgpu GroupQueryAttention: prompt, decode, ragged past, packed QKV, scale — output and present vs onnxruntime", async (t) => {
+  const ctx = await gpuContext();
+  if (typeof ctx === "string") return t.skip(ctx);
+  const cases: [Record<string, number>, Parameters<typeof gqaCase>[1]][] = [
+    [
+      { num_heads: 4, kv_num_heads: 2 },
+      { B: 2, S: 4, P: 0, seqlens: [3, 3], total: 4 },
+    ],
+    [
+      { num_heads: 4, kv_num_heads: 2 },
+      { B: 2, S: 1, P: 5, seqlens: [5, 5], total: 6 },
+    ],
+    [
+      { num_heads: 4, kv_num_heads: 1 },
+      { B: 2, S: 1, P: 5, seqlens: [3, 5], total: 6 },
+    ],
+    [
+      { num_heads: 2, kv_num_heads: 2 },
+      { B: 1, S: 2, P: 3, seqlens: [4], total: 5 },
+    ],
+    [
+      { num_heads: 4, kv_num_heads: 2 },
+      { B: 2, S: 1, P: 3, seqlens: [3, 2], total: 4, packed: true },
+    ],
+    [
+      { num_heads: 4, kv_num_heads: 2, scale: 0.3 },
+      { B: 1, S: 5, P: 0, seqlens: [4], total: 5 },
+    ],
+  ];
+  let seed = 60;
+  for (const [attrs, o] of cases) {
+    const { graph, feeds } = gqaCase(attrs, o, seed);
+    seed += 10;
+    await compare(graph, feeds);
+  }
+});

@@ -6,7 +6,7 @@
  * n / (N / Nkv), no repeated K/V) are uniforms and flags of that one generator.
  *
  * Covered: mhafuse.Attention (float32; key_lengths read on the host), com.microsoft.MultiHeadAttention
- * and com.microsoft.Attention without past state, ONNX Attention-23/24 (past concatenated on the device, no softcap). Declined (the CPU reference runs, as a
+ * and com.microsoft.Attention without past state, GroupQueryAttention without in-op rotary, ONNX Attention-23/24 (past concatenated on the device, no softcap). Declined (the CPU reference runs, as a
  * reported fallback): float16 tensors, and head sizes whose tiles exceed the device's workgroup memory.
  */
 import { OpError } from "../../../errors.js";
@@ -23,6 +23,7 @@ import {
   mhaCausalOffset,
   mhaGeometry,
 } from "../../../ops/contrib-attention.js";
+import { gqaGeometry, gqaPastLengths } from "../../../ops/contrib-decoder.js";
 import { attrFloat, attrInt } from "../../../ops/registry.js";
 import {
   attentionSharedBytes,
@@ -488,5 +489,113 @@ export const contribAttentionDef: GpuKernelDef = {
     });
     for (const t of scratch) kc.scratch(t);
     return [out];
+  },
+};
+
+/**
+ * com.microsoft.GroupQueryAttention without rotary inside the op (do_rotary = 0; rotary applied upstream):
+ * the present caches are built on the device (cleared, each sequence's past rows and then its new rows at
+ * its own past length, from seqlens_k), and the flash kernel runs on them with per-batch key lengths and a
+ * per-batch causal offset (each row sees its past and the new rows up to itself). Declined: do_rotary,
+ * softcap, local_window_size, smooth_softmax.
+ */
+export const groupQueryAttentionDef: GpuKernelDef = {
+  opType: "GroupQueryAttention",
+  domain: "com.microsoft",
+  types: ["float32"],
+  hostInputs: [5, 6],
+  accepts(node, _o, inputs, gpu) {
+    const [q, k, v, pk, pv] = inputs;
+    if (!q || ![q, k, v, pk, pv].every(isF32)) return "a non-float32 input";
+    if (attrInt(node, "do_rotary", 0) !== 0) return "do_rotary (rotary inside the op)";
+    if (attrFloat(node, "softcap", 0) !== 0) return "softcap";
+    if (attrInt(node, "local_window_size", -1) > 0) return "local_window_size";
+    if (attrInt(node, "smooth_softmax", 0) !== 0) return "smooth_softmax";
+    const seqlens = inputs[5];
+    if (!seqlens || !inputs[6]) return "missing seqlens_k or total_sequence_length";
+    const g = gqaGeometry(node, inputs, seqlens.size);
+    return fitsWorkgroupMemory(gpu.gpu.limits.maxComputeWorkgroupStorageSize, {
+      batch: g.B,
+      numHeads: g.N,
+      kvNumHeads: g.Nkv,
+      seqQ: g.S,
+      seqKV: g.S + g.P,
+      headSize: g.H,
+      vHeadSize: g.H,
+    });
+  },
+  run(kc, inputs) {
+    const node = kc.node;
+    const [query, key, value, pastKey, pastValue] = inputs;
+    const seqlensK = (inputs[5] as Tensor).toNumbers();
+    const total = (inputs[6] as Tensor).getNumber(0);
+    const g = gqaGeometry(node, inputs, seqlensK.length);
+    const { pastLens, present } = gqaPastLengths(node, g, seqlensK, total);
+    const { B, S, D, N, Nkv, H, P } = g;
+    const Q = kc.device(query!);
+    // New K / V rows: inside the packed query (columns N·H.. and (N + Nkv)·H..) or their own [B, S, Nkv·H].
+    const src = (t: RunValue | undefined, at: number) =>
+      g.packed
+        ? { buf: Q, offset: at, batchStride: S * D, seqStride: D }
+        : { buf: kc.device(t!), offset: 0, batchStride: S * Nkv * H, seqStride: Nkv * H };
+    const kNew = src(key, N * H);
+    const vNew = src(value, (N + Nkv) * H);
+    const presentDims = [B, Nkv, present, H];
+    const st = contiguousStrides(presentDims);
+    const cache = (fresh: typeof kNew, past: RunValue | undefined): DeviceValue => {
+      const out = kc.alloc(presentDims);
+      // The reference leaves the cache past each sequence's rows zero.
+      kc.rec.encoder.clearBuffer(out.buffer, 0, B * Nkv * present * H * 4);
+      const pastBuf = past ? kc.device(past) : undefined;
+      for (let b = 0; b < B; b++) {
+        const at = pastLens[b]!;
+        if (pastBuf && at > 0)
+          stridedCopy(
+            kc.gpu,
+            kc.rec,
+            [Nkv, at, H],
+            pastBuf.buffer,
+            { offset: b * Nkv * P * H, strides: [P * H, H, 1] },
+            out.buffer,
+            { offset: b * st[0]!, strides: st.slice(1) },
+            "webgpu.GroupQueryAttention (past)",
+          );
+        stridedCopy(
+          kc.gpu,
+          kc.rec,
+          [Nkv, S, H],
+          fresh.buf.buffer,
+          { offset: fresh.offset + b * fresh.batchStride, strides: [H, fresh.seqStride, 1] },
+          out.buffer,
+          { offset: b * st[0]! + at * H, strides: st.slice(1) },
+          "webgpu.GroupQueryAttention (new rows)",
+        );
+      }
+      return out;
+    };
+    const presentK = cache(kNew, pastKey);
+    const presentV = cache(vNew, pastValue);
+    const out = kc.alloc([B, S, N * H]);
+    flashAttention(kc.gpu, kc.rec, {
+      batch: B,
+      numHeads: N,
+      kvNumHeads: Nkv,
+      seqQ: S,
+      seqKV: present,
+      headSize: H,
+      vHeadSize: H,
+      scale: scaleAttr(node, H),
+      q: Q.buffer,
+      qLayout: { offset: 0, batchStride: S * D, headStride: H, seqStride: D },
+      k: presentK.buffer,
+      kLayout: bnsh(Nkv, present, H),
+      v: presentV.buffer,
+      vLayout: bnsh(Nkv, present, H),
+      out: out.buffer,
+      outLayout: BSNH_OUT(S, N, H),
+      keyLengths: kc.uploadInt32(Int32Array.from(pastLens, (p) => p + S)),
+      causalPerBatch: true,
+    });
+    return [out, presentK, presentV];
   },
 };

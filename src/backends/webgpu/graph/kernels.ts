@@ -26,6 +26,7 @@ import { layerNorm, rowMean, skipLayerNorm, softmax } from "../kernels/norm.js";
 import {
   attention23Def,
   contribAttentionDef,
+  groupQueryAttentionDef,
   mhafuseAttentionDef,
   multiHeadAttentionDef,
 } from "./attention-kernels.js";
@@ -469,6 +470,7 @@ export const webgpuKernels = new KernelRegistry<never, GpuKernelDef>().register(
   multiHeadAttentionDef,
   attention23Def,
   contribAttentionDef,
+  groupQueryAttentionDef,
   transposeDef,
   gatherDef,
   alias("Reshape", [1]),

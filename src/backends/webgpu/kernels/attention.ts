@@ -84,6 +84,11 @@ export interface FlashAttentionArgs {
   cuSeqlens?: GPUBuffer;
   /** Causal: key j is allowed iff j <= i + causalOffset (0 = top-left aligned, Skv - Sq = bottom-right). */
   causalOffset?: number;
+  /**
+   * Causal with each batch's offset its key length minus seqQ (keyLengths required; causalOffset ignored):
+   * decoding over a KV cache whose past length differs per sequence (GroupQueryAttention's seqlens_k).
+   */
+  causalPerBatch?: boolean;
   bias?: AttentionBiasArg;
   /**
    * Benchmarking only — the results are wrong: leave out one stage to see what it costs (the "time variants
@@ -124,6 +129,8 @@ interface Config {
   lengths: boolean;
   cu: boolean;
   causal: boolean;
+  /** Causal offset per batch: its key length minus the query rows (FlashAttentionArgs.causalPerBatch). */
+  causalPerBatch?: boolean;
   bias: boolean;
   /**
    * Subgroup softmax: the 8 threads of a row group (same ty, consecutive invocations) reduce each row's max
@@ -306,6 +313,9 @@ export function attentionSource(c: Config): string {
   ${c.cu ? "let seqStart = u32(cu[b]); let seqLen = u32(cu[b + 1u]) - seqStart;" : "let seqStart = 0u;"}
   let qLen = ${c.cu ? "seqLen" : "u.seqQ"};
   let kLen = ${keyLen};
+  // Key j is allowed for row i iff j <= i + causalOff: a uniform, or per batch its key length minus the
+  // query rows (bottom-right aligned to each sequence's own keys: a KV cache of per-batch past lengths).
+  let causalOff = ${c.causalPerBatch ? "i32(kLen) - i32(qLen)" : "u.causalOffset"};
   let qBase = u.qOff + b * u.qBS + n * u.qHS;
   let kBase = u.kOff + b * u.kBS + g * u.kHS;
   let vBase = u.vOff + b * u.vBS + g * u.vHS;
@@ -317,7 +327,7 @@ export function attentionSource(c: Config): string {
     var end = kLen;
     let lastRow = min(rowBase + ${Br}u, qLen);
     if (lastRow <= rowBase) { end = 0u; }
-    ${c.causal ? "else { end = u32(clamp(i32(lastRow) - 1 + u.causalOffset + 1, 0, i32(end))); }" : ""}
+    ${c.causal ? "else { end = u32(clamp(i32(lastRow) - 1 + causalOff + 1, 0, i32(end))); }" : ""}
     wgKvEnd = end;
   }
   let kvEnd = workgroupUniformLoad(&wgKvEnd);
@@ -334,7 +344,7 @@ ${accDecl.join("\n")}`;
     for (let r = 0; r < 4; r++) {
       rows.push(`  let i${r} = rowBase + ty * 4u + ${r}u;
   var end${r} = select(0u, kLen, i${r} < qLen);
-  ${c.causal ? `end${r} = u32(clamp(i32(i${r}) + u.causalOffset + 1, 0, i32(end${r})));` : ""}
+  ${c.causal ? `end${r} = u32(clamp(i32(i${r}) + causalOff + 1, 0, i32(end${r})));` : ""}
   var m${r} = NEG_INF;
   var l${r} = 0.0;`);
       const ablated = c.ablate === "softmax";
@@ -409,53 +419,24 @@ ${c.ablate === "pv" ? "" : pv.join("\n")}
 ${store.join("\n")}
 }`;
   }
-  return `${c.f16 ? "enable f16;\n" : ""}${uniformStruct(FIELDS)}${bindings(decls)}
+  return `${head}
 var<workgroup> Qs: array<vec4<f32>, ${Br * QS}>;
 var<workgroup> KV: array<vec4<f32>, ${BC * Math.max(QS, VS)}>;
 var<workgroup> Ps: array<vec4<f32>, ${Br * PS}>;
 var<workgroup> alpha: array<f32, ${Br}>;
 var<workgroup> wgKvEnd: u32;
 
-
 @compute @workgroup_size(${TX}, ${TY})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-  let tx = lid.x; let ty = lid.y; let tid = ty * ${TX}u + tx;
-  let rowBase = wid.x * ${Br}u; let n = wid.y; let b = wid.z;
-  let g = n / u.group;
-  // -inf from a uniform: WGSL constant expressions cannot hold infinities.
-  let NEG_INF = u.negInf;
-  ${c.cu ? "let seqStart = u32(cu[b]); let seqLen = u32(cu[b + 1u]) - seqStart;" : "let seqStart = 0u;"}
-  let qLen = ${c.cu ? "seqLen" : "u.seqQ"};
-  let kLen = ${keyLen};
-  let qBase = u.qOff + b * u.qBS + n * u.qHS;
-  let kBase = u.kOff + b * u.kBS + g * u.kHS;
-  let vBase = u.vOff + b * u.vBS + g * u.vHS;
-  let oBase = u.oOff + b * u.oBS + n * u.oHS;
-
-  // Keys this workgroup reads: the longest allowed range of its live rows (uniform through workgroup memory,
-  // so the tile loop and its barriers are in uniform control flow).
-  if (tid == 0u) {
-    var end = kLen;
-    let lastRow = min(rowBase + ${Br}u, qLen);
-    if (lastRow <= rowBase) { end = 0u; }
-    ${c.causal ? "else { end = u32(clamp(i32(lastRow) - 1 + u.causalOffset + 1, 0, i32(end))); }" : ""}
-    wgKvEnd = end;
-  }
-  let kvEnd = workgroupUniformLoad(&wgKvEnd);
+${prologue}
 
   // The row this thread owns in the softmax phase (threads tid < Br), its allowed keys and running state.
   let myRow = min(tid, ${Br - 1}u);
   let myI = rowBase + myRow;
   var myEnd = select(0u, kLen, myI < qLen);
-  ${c.causal ? "myEnd = u32(clamp(i32(myI) + u.causalOffset + 1, 0, i32(myEnd)));" : ""}
+  ${c.causal ? "myEnd = u32(clamp(i32(myI) + causalOff + 1, 0, i32(myEnd)));" : ""}
   var m = NEG_INF;
   var l = 0.0;
-
-  {
-    let base = rowBase;
-${loadRows("Qs", "Q", Br, H, QS, "base + r < qLen", "qBase", "u.qSS", " * u.scale")}
-  }
-${accDecl.join("\n")}
 
   for (var k0 = 0u; k0 < kvEnd; k0 += ${BC}u) {
     {
@@ -544,6 +525,7 @@ export function flashAttention(ctx: WebGpuContext, rec: CommandRecorder, a: Flas
     throw new OpError(OP, `numHeads ${numHeads} must be a positive multiple of kvNumHeads ${kvNumHeads}`);
   if (!(H > 0 && HV > 0)) throw new OpError(OP, `head sizes must be positive, got ${H} and ${HV}`);
   if (a.keyLengths && a.cuSeqlens) throw new OpError(OP, "give keyLengths or cuSeqlens, not both");
+  if (a.causalPerBatch && !a.keyLengths) throw new OpError(OP, "causalPerBatch needs keyLengths");
   if (a.q === a.out || a.k === a.out || a.v === a.out)
     throw new OpError(OP, "the output must not alias Q, K or V (rows are read by other workgroups)");
   if (batch === 0 || a.seqQ === 0) return;
@@ -560,6 +542,7 @@ export function flashAttention(ctx: WebGpuContext, rec: CommandRecorder, a: Flas
       tcAttentionSupports(H, HV, limit, ctx.f16?.multiSubgroup === true) &&
       aligned8 &&
       a.causalOffset === undefined &&
+      !a.causalPerBatch &&
       !a.bias &&
       !a.ablate;
     if (a.f16Kernel === "tensor-core" && !(syntax && fits))
@@ -627,12 +610,13 @@ export function flashAttention(ctx: WebGpuContext, rec: CommandRecorder, a: Flas
     vec4: H % 4 === 0 && HV % 4 === 0 && [a.qLayout, a.kLayout, a.vLayout, a.outLayout].every(aligned),
     lengths: !!a.keyLengths,
     cu: !!a.cuSeqlens,
-    causal: a.causalOffset !== undefined,
+    causal: a.causalOffset !== undefined || !!a.causalPerBatch,
+    causalPerBatch: !!a.causalPerBatch,
     bias: !!a.bias,
     sg,
     ablate: a.ablate,
   };
-  const key = `flash${f16 ? "-f16" : ""}:H${H}:HV${HV}:Br${Br}:v${+c.vec4}:len${+c.lengths}:cu${+c.cu}:causal${+c.causal}:bias${+c.bias}:sg${+sg}${a.ablate ? `:ablate-${a.ablate}` : ""}`;
+  const key = `flash${f16 ? "-f16" : ""}:H${H}:HV${HV}:Br${Br}:v${+c.vec4}:len${+c.lengths}:cu${+c.cu}:causal${+c.causal}${c.causalPerBatch ? "pb" : ""}:bias${+c.bias}:sg${+sg}${a.ablate ? `:ablate-${a.ablate}` : ""}`;
   const k = ctx.pipelines.get(key, () => attentionSource(c));
   const bufs = [a.q, a.k, a.v];
   if (a.keyLengths) bufs.push(a.keyLengths);
