@@ -136,11 +136,20 @@ test("webgpu com.microsoft Attention: projection + mask_index lengths + attentio
 /** A GroupQueryAttention graph (BSD query/key/value or packed QKV, BNSH past, int32 seqlens_k and total). */
 function gqaCase(
   attrs: Record<string, number>,
-  o: { B: number; S: number; P: number; seqlens: number[]; total: number; packed?: boolean },
+  o: {
+    B: number;
+    S: number;
+    P: number;
+    seqlens: number[];
+    total: number;
+    packed?: boolean;
+    rotary?: boolean;
+  },
   seed: number,
 ): { graph: Graph; feeds: Record<string, Tensor> } {
   const { num_heads: N, kv_num_heads: Nkv } = attrs as { num_heads: number; kv_num_heads: number };
-  const H = 8;
+  // onnxruntime's rotary kernels need head sizes that are multiples of 16.
+  const H = o.rotary ? 16 : 8;
   const b = new GraphBuilder({ opsets: { "": 17, "com.microsoft": 1 } });
   const feeds: Record<string, Tensor> = {};
   const f32 = (name: string, dims: number[]) => {
@@ -168,12 +177,13 @@ function gqaCase(
     i32("seqlens", o.seqlens),
     i32("total", [o.total]),
   ];
+  if (o.rotary) inputs.push(f32("cos", [16, H / 2]), f32("sin", [16, H / 2]));
   const outs = b.opN("GroupQueryAttention", inputs, attrs, { outputs: 3, domain: "com.microsoft" });
   for (const out of outs) b.output(out, "float32");
   return { graph: b.build(), feeds };
 }
 
-test("webgpu GroupQueryAttention: prompt, decode, ragged past, packed QKV, scale — output and present vs onnxruntime", async (t) => {
+test("webgpu GroupQueryAttention: prompt, decode, ragged past, packed QKV, scale, rotary — output and present vs onnxruntime", async (t) => {
   const ctx = await gpuContext();
   if (typeof ctx === "string") return t.skip(ctx);
   const cases: [Record<string, number>, Parameters<typeof gqaCase>[1]][] = [

@@ -6,7 +6,7 @@
  * n / (N / Nkv), no repeated K/V) are uniforms and flags of that one generator.
  *
  * Covered: mhafuse.Attention (float32; key_lengths read on the host), com.microsoft.MultiHeadAttention
- * and com.microsoft.Attention without past state, GroupQueryAttention without in-op rotary, ONNX Attention-23/24 (past concatenated on the device, no softcap). Declined (the CPU reference runs, as a
+ * and com.microsoft.Attention without past state, GroupQueryAttention (in-op rotary too), ONNX Attention-23/24 (past concatenated on the device, no softcap). Declined (the CPU reference runs, as a
  * reported fallback): float16 tensors, and head sizes whose tiles exceed the device's workgroup memory.
  */
 import { OpError } from "../../../errors.js";
@@ -34,6 +34,7 @@ import {
 import { binary, broadcastShape } from "../kernels/elementwise.js";
 import { gemm } from "../kernels/gemm.js";
 import { contiguousStrides, stridedCopy } from "../kernels/layout.js";
+import { rotary } from "../kernels/rotary.js";
 import type { GpuKernelContext, GpuKernelDef } from "./kernel-context.js";
 import { asShapeTensor, type DeviceValue, isDevice, type RunValue } from "./values.js";
 
@@ -493,11 +494,11 @@ export const contribAttentionDef: GpuKernelDef = {
 };
 
 /**
- * com.microsoft.GroupQueryAttention without rotary inside the op (do_rotary = 0; rotary applied upstream):
- * the present caches are built on the device (cleared, each sequence's past rows and then its new rows at
- * its own past length, from seqlens_k), and the flash kernel runs on them with per-batch key lengths and a
- * per-batch causal offset (each row sees its past and the new rows up to itself). Declined: do_rotary,
- * softcap, local_window_size, smooth_softmax.
+ * com.microsoft.GroupQueryAttention: with do_rotary, Q and the new K rows are rotated on the device at each
+ * sequence's positions (../kernels/rotary.ts); the present caches are built on the device (cleared, each
+ * sequence's past rows and then its new rows at its own past length, from seqlens_k), and the flash kernel
+ * runs on them with per-batch key lengths and a per-batch causal offset (each row sees its past and the new
+ * rows up to itself). Declined: softcap, local_window_size, smooth_softmax.
  */
 export const groupQueryAttentionDef: GpuKernelDef = {
   opType: "GroupQueryAttention",
@@ -507,7 +508,12 @@ export const groupQueryAttentionDef: GpuKernelDef = {
   accepts(node, _o, inputs, gpu) {
     const [q, k, v, pk, pv] = inputs;
     if (!q || ![q, k, v, pk, pv].every(isF32)) return "a non-float32 input";
-    if (attrInt(node, "do_rotary", 0) !== 0) return "do_rotary (rotary inside the op)";
+    if (attrInt(node, "do_rotary", 0) !== 0) {
+      const [cos, sin] = [inputs[7], inputs[8]];
+      if (!cos || !sin || !isF32(cos) || !isF32(sin)) return "do_rotary without float32 cos/sin caches";
+      if (cos.dims.length !== 2 || cos.dims.join() !== sin.dims.join())
+        return "cos/sin caches not [positions, half]";
+    }
     if (attrFloat(node, "softcap", 0) !== 0) return "softcap";
     if (attrInt(node, "local_window_size", -1) > 0) return "local_window_size";
     if (attrInt(node, "smooth_softmax", 0) !== 0) return "smooth_softmax";
@@ -532,14 +538,52 @@ export const groupQueryAttentionDef: GpuKernelDef = {
     const g = gqaGeometry(node, inputs, seqlensK.length);
     const { pastLens, present } = gqaPastLengths(node, g, seqlensK, total);
     const { B, S, D, N, Nkv, H, P } = g;
-    const Q = kc.device(query!);
+    let Q = kc.device(query!);
+    let qLayout: StridedLayout = { offset: 0, batchStride: S * D, headStride: H, seqStride: D };
     // New K / V rows: inside the packed query (columns N·H.. and (N + Nkv)·H..) or their own [B, S, Nkv·H].
     const src = (t: RunValue | undefined, at: number) =>
       g.packed
         ? { buf: Q, offset: at, batchStride: S * D, seqStride: D }
         : { buf: kc.device(t!), offset: 0, batchStride: S * Nkv * H, seqStride: Nkv * H };
-    const kNew = src(key, N * H);
+    let kNew = src(key, N * H);
     const vNew = src(value, (N + Nkv) * H);
+    const scratch: DeviceValue[] = [];
+    if (attrInt(node, "do_rotary", 0) !== 0) {
+      const cos = kc.device(inputs[7]!);
+      const half = cos.dims[1]!;
+      if (2 * half > H) throw new OpError(node, `rotary half ${half} exceeds half the head size ${H}`);
+      const last = Math.max(...pastLens) + S - 1;
+      if (last >= cos.dims[0]!) throw new OpError(node, `position ${last} is outside the rotary cache`);
+      const common = {
+        B,
+        S,
+        H,
+        cos: cos.buffer,
+        sin: kc.device(inputs[8]!).buffer,
+        half,
+        positions: kc.uploadInt32(Int32Array.from(pastLens)),
+        interleaved: attrInt(node, "rotary_interleaved", 0) !== 0,
+      };
+      const qr = kc.alloc([B, S, N, H]);
+      rotary(kc.gpu, kc.rec, { ...common, x: Q.buffer, layout: qLayout, heads: N, out: qr.buffer });
+      const kr = kc.alloc([B, S, Nkv, H]);
+      rotary(kc.gpu, kc.rec, {
+        ...common,
+        x: kNew.buf.buffer,
+        layout: {
+          offset: kNew.offset,
+          batchStride: kNew.batchStride,
+          seqStride: kNew.seqStride,
+          headStride: H,
+        },
+        heads: Nkv,
+        out: kr.buffer,
+      });
+      scratch.push(qr, kr);
+      Q = qr;
+      qLayout = BSNH_OUT(S, N, H);
+      kNew = { buf: kr, offset: 0, batchStride: S * Nkv * H, seqStride: Nkv * H };
+    }
     const presentDims = [B, Nkv, present, H];
     const st = contiguousStrides(presentDims);
     const cache = (fresh: typeof kNew, past: RunValue | undefined): DeviceValue => {
@@ -586,7 +630,7 @@ export const groupQueryAttentionDef: GpuKernelDef = {
       vHeadSize: H,
       scale: scaleAttr(node, H),
       q: Q.buffer,
-      qLayout: { offset: 0, batchStride: S * D, headStride: H, seqStride: D },
+      qLayout,
       k: presentK.buffer,
       kLayout: bnsh(Nkv, present, H),
       v: presentV.buffer,
@@ -596,6 +640,7 @@ export const groupQueryAttentionDef: GpuKernelDef = {
       keyLengths: kc.uploadInt32(Int32Array.from(pastLens, (p) => p + S)),
       causalPerBatch: true,
     });
+    for (const t of scratch) kc.scratch(t);
     return [out, presentK, presentV];
   },
 };
