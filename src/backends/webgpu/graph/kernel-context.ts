@@ -52,7 +52,17 @@ export interface GpuKernelContext {
 export interface GpuKernelDef extends KernelKey {
   /** fp16 mode: float32 initializer inputs converted to f16 at prepare (GEMM operands, embedding tables). */
   f16Weights?: readonly number[];
-  /** Why this kernel does not cover the node (undefined: it does). */
-  accepts?(node: Node, opset: number, inputs: readonly (RunValue | undefined)[]): string | undefined;
+  /**
+   * Inputs `run` never reads when `accepts` takes the node (an optional fallback input): the graph may defer
+   * computing them, and `accepts` then sees LAZY_INPUT (present, no data) in their slot.
+   */
+  lazyInputs?: readonly number[];
+  /** Why this kernel does not cover the node on this device (undefined: it does). */
+  accepts?(
+    node: Node,
+    opset: number,
+    inputs: readonly (RunValue | undefined)[],
+    gpu: WebGpuContext,
+  ): string | undefined;
   run(k: GpuKernelContext, inputs: (RunValue | undefined)[]): RunValue[];
 }
