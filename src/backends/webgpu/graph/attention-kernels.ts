@@ -8,6 +8,10 @@
  * Covered: mhafuse.Attention (float32; key_lengths read on the host), com.microsoft.MultiHeadAttention
  * and com.microsoft.Attention without past state, GroupQueryAttention (in-op rotary too), ONNX Attention-23/24 (past concatenated on the device, no softcap). Declined (the CPU reference runs, as a
  * reported fallback): float16 tensors, and head sizes whose tiles exceed the device's workgroup memory.
+ *
+ * Precision fp16: these kernels declare `f32Storage` — their f16-stored inputs (activations, f16 weight copies)
+ * are cast to f32 by the graph first, they compute in f32 and store f32 outputs (the packed-QKV op in
+ * ./kernels.ts is the one attention kernel with an f16 variant).
  */
 import { OpError } from "../../../errors.js";
 import type { Node } from "../../../ir/graph.js";
@@ -53,6 +57,7 @@ export const mhafuseAttentionDef: GpuKernelDef = {
   opType: "Attention",
   domain: "mhafuse",
   types: ["float32"],
+  f32Storage: true,
   hostInputs: [4],
   accepts(node, _o, inputs, gpu) {
     const [q, k, v, bias] = inputs;
@@ -165,6 +170,7 @@ export const multiHeadAttentionDef: GpuKernelDef = {
   opType: "MultiHeadAttention",
   domain: "com.microsoft",
   types: ["float32"],
+  f32Storage: true,
   hostInputs: [4],
   accepts(node, _o, inputs, gpu) {
     const [query, key, value, bias, , attnBias] = inputs;
@@ -322,6 +328,7 @@ export const attention23Def: GpuKernelDef = {
   opType: "Attention",
   since: 23,
   types: ["float32"],
+  f32Storage: true,
   hostInputs: [6],
   accepts(node, opset, inputs, gpu) {
     const [q, k, v, mask, pk, pv] = inputs;
@@ -414,6 +421,7 @@ export const contribAttentionDef: GpuKernelDef = {
   opType: "Attention",
   domain: "com.microsoft",
   types: ["float32"],
+  f32Storage: true,
   hostInputs: [3],
   accepts(node, _o, inputs, gpu) {
     const [input, weights, bias, , past, attnBias, pastSeq] = inputs;
@@ -504,6 +512,7 @@ export const groupQueryAttentionDef: GpuKernelDef = {
   opType: "GroupQueryAttention",
   domain: "com.microsoft",
   types: ["float32"],
+  f32Storage: true,
   hostInputs: [5, 6],
   accepts(node, _o, inputs, gpu) {
     const [q, k, v, pk, pv] = inputs;

@@ -2,6 +2,7 @@
  * Slice and Concat on the device, both as strided copies (../kernels/layout.ts `stridedCopy`): the ops' own
  * contracts resolve the geometry (clamped starts and steps, the concat axis) from dims and host inputs, the
  * data never leaves the GPU. Decoders slice and concatenate rotary halves and fused projections per layer.
+ * fp16 mode: Slice copies in its input's storage, Concat in its output's (`outF16`), f32 inputs cast first.
  */
 import type { Tensor } from "../../../ir/tensor.js";
 import { concatAxis, sliceGeometry } from "../../../ops/concat-split.js";
@@ -23,7 +24,8 @@ export const sliceDef: GpuKernelDef = {
     const ax = sliceGeometry(k, X.dims, inputs as (Tensor | undefined)[]);
     const inStrides = contiguousStrides(X.dims);
     const outDims = ax.map((a) => a.length);
-    const out = k.alloc(outDims);
+    // A pure copy: the output keeps the input's storage (f16 in fp16 mode: no rounding).
+    const out = k.alloc(outDims, "float32", X.f16);
     stridedCopy(
       k.gpu,
       k.rec,
@@ -36,6 +38,7 @@ export const sliceDef: GpuKernelDef = {
       out.buffer,
       { offset: 0, strides: contiguousStrides(outDims) },
       "webgpu.Slice",
+      X.f16,
     );
     return [out];
   },
@@ -61,12 +64,14 @@ export const concatDef: GpuKernelDef = {
     return undefined;
   },
   run(k, inputs) {
-    const xs = inputs.map((v) => k.device(v!));
+    // fp16 mode: every input in the output's storage (an f32 one cast to f16 first), then plain copies.
+    const f16 = k.outF16(0);
+    const xs = inputs.map((v) => k.device(v!, f16 ? "f16" : "f32"));
     const first = xs[0]!;
     const axis = concatAxis(k, first.dims.length);
     const outDims = [...first.dims];
     outDims[axis] = xs.reduce((s, x) => s + x.dims[axis]!, 0);
-    const out = k.alloc(outDims);
+    const out = k.alloc(outDims, "float32", f16);
     const outStrides = contiguousStrides(outDims);
     let at = 0;
     for (const x of xs) {
@@ -79,6 +84,7 @@ export const concatDef: GpuKernelDef = {
         out.buffer,
         { offset: at * outStrides[axis]!, strides: outStrides },
         "webgpu.Concat",
+        f16,
       );
       at += x.dims[axis]!;
     }

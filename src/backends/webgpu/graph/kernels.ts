@@ -401,6 +401,7 @@ const powDef: GpuKernelDef = {
     const e = (y as Tensor).getNumber(0);
     // Broadcasting the one exponent value may add leading axes of size 1.
     const dims = broadcastShape("Pow", X.dims, y!.dims);
+    // Stored f32 in fp16 mode too: RMSNorm's x² overflows f16 from |x| = 256.
     const out = k.alloc(dims);
     if (e === 2) unaryMap(k.gpu, k.rec, "Square", X, out);
     else powScalar(k.gpu, k.rec, X, e, out);
@@ -426,6 +427,7 @@ const reduceMeanDef: GpuKernelDef = {
     const g = reduceGeometry(k.node, k.opset, X.dims, axes as Tensor | undefined);
     if (g === "none") return [X];
     const width = sizeOf(g.axes.map((a) => X.dims[a]!));
+    // A statistic: f32 in fp16 mode too (X may be f16; the sum is f32 either way).
     const out = k.alloc(g.outDims);
     rowMean(k.gpu, k.rec, X, sizeOf(g.outDims), width, out);
     return [out];
@@ -446,9 +448,10 @@ const biasGeluDef: GpuKernelDef = {
   },
   run(k, [x, bias]) {
     const X = k.device(x!);
+    // The sum in f32 (scratch), the GELU output in the run's storage.
     const sum = k.alloc(X.dims);
     binary(k.gpu, k.rec, "Add", X, k.device(bias!), sum);
-    const out = k.alloc(X.dims);
+    const out = k.alloc(X.dims, "float32", k.outF16(0));
     unaryMap(k.gpu, k.rec, "Gelu", sum, out);
     k.scratch(sum);
     return [out];

@@ -197,7 +197,7 @@ export class WebGpuPreparedGraph implements PreparedGraph {
         for (const i of host) if (isDevice(inputs[i])) inputs[i] = await this.toHost(inputs[i]!, state);
         this.onDevice.add(node.name);
         state.rec.node = node.name;
-        return kernel.run(this.kernelContext(node, opset, state), inputs);
+        return kernel.run(this.kernelContext(node, opset, state, kernel.f32Storage ?? false), inputs);
       }
     }
     if (waiting.length > 0) {
@@ -217,7 +217,8 @@ export class WebGpuPreparedGraph implements PreparedGraph {
     return this.ops[step]!.run({ node, opset }, hostInputs);
   }
 
-  private kernelContext(node: Node, opset: number, state: RunState): GpuKernelContext {
+  /** `f32Only`: the kernel declared `f32Storage` (fp16 mode casts its f16 inputs; its outputs stay f32). */
+  private kernelContext(node: Node, opset: number, state: RunState, f32Only: boolean): GpuKernelContext {
     const onDevice = (v: RunValue, f16: boolean): DeviceValue => {
       if (isDevice(v)) return v;
       const w = this.weights.get(v, false, f16) ?? this.weights.get(v, false, !f16);
@@ -231,11 +232,12 @@ export class WebGpuPreparedGraph implements PreparedGraph {
       }
       return up;
     };
-    const device = (v: RunValue, storage?: Storage): DeviceValue => {
+    const device = (v: RunValue, wanted?: Storage): DeviceValue => {
+      const storage = f32Only ? "f32" : wanted;
       const d = onDevice(v, storage === "f16");
       return storage ? state.convert(d, storage === "f16") : d;
     };
-    const f16 = this.mode.f16;
+    const f16 = f32Only ? undefined : this.mode.f16;
     const keep = this.keepF32;
     return {
       node,
@@ -248,7 +250,7 @@ export class WebGpuPreparedGraph implements PreparedGraph {
         return state.rec;
       },
       device,
-      alloc: (dims, type, half) => state.alloc(dims, type, half),
+      alloc: (dims, type, half) => state.alloc(dims, type, !f32Only && half),
       scratch: (v) => this.gpu.pool.release(v.buffer),
       weight: (t, transposed) => this.weights.get(t, transposed, !!f16),
       uploadInt32: (data) => state.temp(state.upload(data)),

@@ -197,7 +197,8 @@ export interface StridedView {
 /**
  * dst[dst.offset + Σ c_k·dst.strides_k] = src[src.offset + Σ c_k·src.strides_k] over every index c of `dims`
  * (rank <= 6 baked in; dims, offsets and strides uniforms). Slice (steps as source strides) and Concat (each
- * input into its window of the output) are this one kernel.
+ * input into its window of the output) are this one kernel. `f16`: both buffers hold f16 elements (offsets
+ * and strides still count elements); else 4-byte words (f32 or i32), copied bit for bit.
  */
 export function stridedCopy(
   ctx: WebGpuContext,
@@ -208,6 +209,7 @@ export function stridedCopy(
   dst: GPUBuffer,
   to: StridedView,
   label = "webgpu.Copy",
+  f16 = false,
 ): void {
   const rank = dims.length;
   if (rank > MAX_RANK) throw new OpError(label, `rank ${rank} > ${MAX_RANK} is not supported`);
@@ -223,9 +225,13 @@ export function stridedCopy(
   const walk: string[] = [];
   for (let k = r - 1; k >= 0; k--)
     walk.push(`  { let c = i32(r % u.d${k}); r = r / u.d${k}; s += c * u.ss${k}; d += c * u.ds${k}; }`);
+  const half = { f16 };
   const k = ctx.pipelines.get(
-    `copy:r${r}`,
-    () => `${uniformStruct(copyFields(r))}${bindings([{ name: "x" }, { name: "o", write: true }])}
+    `copy:r${r}:${storageKey(half)}`,
+    () => `${f16Enable(half)}${uniformStruct(copyFields(r))}${bindings([
+      { name: "x", type: elemOf(half) },
+      { name: "o", type: elemOf(half), write: true },
+    ])}
 ${LINEAR_MAIN}
   if (i >= u.total) { return; }
   var r = i; var s = u.srcOff; var d = u.dstOff;
@@ -255,7 +261,8 @@ const POW_FIELDS: UniformFields = [
 
 /**
  * out = x^y for one scalar exponent y (a uniform): ONNX Pow on a float base — a negative base gives a real
- * result only for an integral y (its sign from y's parity), NaN otherwise; x^0 = 1, NaN included.
+ * result only for an integral y (its sign from y's parity), NaN otherwise; x^0 = 1, NaN included. Math in
+ * f32; x and out each f32 or f16.
  */
 export function powScalar(
   ctx: WebGpuContext,
@@ -266,11 +273,14 @@ export function powScalar(
 ): void {
   const total = sizeOf(x.dims);
   const k = ctx.pipelines.get(
-    "pow-scalar",
-    () => `${uniformStruct(POW_FIELDS)}${bindings([{ name: "xs" }, { name: "o", write: true }])}
+    `pow-scalar:${storageKey(x, out)}`,
+    () => `${f16Enable(x, out)}${uniformStruct(POW_FIELDS)}${bindings([
+      { name: "xs", type: elemOf(x) },
+      { name: "o", type: elemOf(out), write: true },
+    ])}
 ${LINEAR_MAIN}
   if (i >= u.total) { return; }
-  let x = xs[i];
+  let x = ${widen(x, "xs[i]")};
   let y = u.y;
   let m = pow(abs(x), y);
   var r = m;
@@ -279,7 +289,7 @@ ${LINEAR_MAIN}
     if (fract(y) != 0.0) { r = u.nan; }
     else if (fract(y * 0.5) != 0.0) { r = -m; }
   }
-  o[i] = select(r, 1.0, y == 0.0);
+  o[i] = ${narrow(out, "select(r, 1.0, y == 0.0)")};
 }`,
   );
   rec.dispatch(
