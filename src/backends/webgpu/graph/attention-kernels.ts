@@ -62,6 +62,10 @@ export const mhafuseAttentionDef: GpuKernelDef = {
   accepts(node, _o, inputs, gpu) {
     const [q, k, v, bias] = inputs;
     if (!q || !k || !v) return "missing Q, K or V";
+    // Inputs or outputs beyond Q, K, V, bias, key_lengths (a KV cache in later versions of the op): not
+    // covered here — declined rather than ignored.
+    if (inputs.slice(5).some((x) => x !== undefined)) return "inputs beyond key_lengths";
+    if (node.outputs.slice(1).some((o) => o)) return "outputs beyond Y";
     if (![q, k, v, bias].every(isF32)) return "a non-float32 input";
     // The contract's own validation, on dims: a malformed node throws the CPU reference's error.
     const d = attentionDimsOf(node, asShapeTensor(q)!, asShapeTensor(k)!, asShapeTensor(v)!);
