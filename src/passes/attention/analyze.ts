@@ -4,17 +4,22 @@ import type { GraphView } from "../graph-view.js";
 import type { Match } from "../pattern.js";
 import type { NodeFactory } from "../rewrite.js";
 import {
+  type CacheConcat,
+  cacheConcat,
   findProjection,
   type HeadInput,
   type Projection,
   peelKeyRepeat,
   peelKvRepeat,
+  type Resolved,
   resolveHeads,
   resolveKeyHeads,
   shapeValue,
+  untransposeKey,
 } from "./heads.js";
 import { type BiasClass, classifyBias } from "./mask-probe.js";
 import type { AttentionKind, AttentionTrait } from "./report.js";
+import { emitRotary, matchRotary } from "./rotary.js";
 import { type ScoreChain, walkScoreChain } from "./score-chain.js";
 
 /** Everything the rewrites need to know about one matched attention block. */
@@ -24,6 +29,13 @@ export interface BlockAnalysis {
   q: HeadInput;
   k: HeadInput;
   v: HeadInput;
+  /**
+   * The KV cache, when K and V are Concat(past, current) along the sequence axis: the fused op takes the
+   * pasts as inputs and produces the Concat outputs (present) itself; the Concats are removed.
+   */
+  cache?: { pastKey: string; pastValue: string; presentKey: string; presentValue: string; concats: Node[] };
+  /** Rotary embeddings on Q/K: folded into RotaryEmbedding nodes, or kept as graph nodes and why. */
+  rotary?: { folded: { what: string; rotaryDim: number; headSize: number }[]; kept: string[] };
   /** Combined additive bias (emitted into the factory when it needed new nodes), or undefined. */
   bias?: string;
   biasClass?: BiasClass;
@@ -141,15 +153,50 @@ export function analyzeBlock(m: Match, view: GraphView, f: NodeFactory): BlockAn
   const chain = walkScoreChain(m.values.get("scores")!, view);
   if ("decline" in chain) return chain;
 
-  const q = resolveHeads(chain.q, view, f, "Q");
+  // Q and K per head, with a rotary embedding on them folded into one RotaryEmbedding node each.
+  const caches = new Map<string, string>();
+  const rotary: NonNullable<BlockAnalysis["rotary"]> = { folded: [], kept: [] };
+  const perHead = (value: string, what: string): Resolved<HeadInput> => {
+    const r = matchRotary(value, view);
+    if (!r || "decline" in r) {
+      if (r) rotary.kept.push(`${what}: ${r.decline}`);
+      return resolveHeads(value, view, f, what);
+    }
+    const inner = resolveHeads(r.input, view, f, what);
+    if ("decline" in inner) return inner;
+    rotary.folded.push({ what, rotaryDim: r.rotaryDim, headSize: inner.headSize });
+    const value3 = emitRotary(inner, r, f, caches);
+    return { ...inner, value: value3, nodes: [...inner.nodes, ...r.nodes], plain: undefined };
+  };
+  const q = perHead(chain.q, "Q");
   if ("decline" in q) return q;
+  // K and V as per-head [B,Nkv,S,H] tensors: GQA repeats peeled, then the KV-cache Concat (if any).
   const kRepeat = peelKeyRepeat(chain.kT, view);
-  const k = kRepeat ? resolveHeads(kRepeat.value, view, f, "K") : resolveKeyHeads(chain.kT, view, f);
-  if ("decline" in k) return k;
+  const kPlain = kRepeat ? undefined : untransposeKey(chain.kT, view);
+  const kBnsh = kRepeat?.value ?? kPlain?.value;
   const v4 = m.values.get("v")!;
   const vRepeat = peelKvRepeat(v4, view);
-  const v = resolveHeads(vRepeat ? vRepeat.value : v4, view, f, "V");
+  const vBnsh = vRepeat ? vRepeat.value : v4;
+  const kConcat = kBnsh ? cacheConcat(kBnsh, view) : undefined;
+  const vConcat = cacheConcat(vBnsh, view);
+  // The cache moves into the fused op only when K and V both have one; an identity Concat is peeled alone.
+  const both = !!kConcat?.past && !!vConcat?.past;
+  const peel = (c: CacheConcat | undefined) => (c && (both || !c.past) ? c : undefined);
+  const [kc, vc] = [peel(kConcat), peel(vConcat)];
+  const k = kBnsh ? perHead(kc?.current ?? kBnsh, "K") : resolveKeyHeads(chain.kT, view, f);
+  if ("decline" in k) return k;
+  const v = resolveHeads(vc?.current ?? vBnsh, view, f, "V");
   if ("decline" in v) return v;
+  const cache =
+    both && kc && vc
+      ? {
+          pastKey: kc.past!,
+          pastValue: vc.past!,
+          presentKey: kc.node.outputs[0]!,
+          presentValue: vc.node.outputs[0]!,
+          concats: [kc.node, vc.node],
+        }
+      : undefined;
   if (q.headSize !== k.headSize)
     return { decline: `Q head size ${q.headSize} differs from K head size ${k.headSize}` };
   if (k.numHeads !== v.numHeads) return { decline: `K has ${k.numHeads} heads but V has ${v.numHeads}` };
@@ -164,6 +211,7 @@ export function analyzeBlock(m: Match, view: GraphView, f: NodeFactory): BlockAn
   if (biasClass?.kind === "other") traits.push("biased");
   if (biasClass?.kind === "padding" || biasClass?.kind === "causal+padding") traits.push("padding-mask");
   if (!q.plain && hasRotary(chain.q, view)) traits.push("rotary");
+  if (cache) traits.push("kv-cache");
 
   const projections = (() => {
     if (!q.plain || !k.plain || !v.plain) return undefined;
@@ -180,7 +228,23 @@ export function analyzeBlock(m: Match, view: GraphView, f: NodeFactory): BlockAn
   const nodes = [
     ...new Set([...m.matched, ...chain.nodes, ...q.nodes, ...k.nodes, ...v.nodes, ...output.nodes]),
   ];
-  if (kRepeat) nodes.push(...kRepeat.nodes);
-  if (vRepeat) nodes.push(...vRepeat.nodes);
-  return { match: m, chain, q, k, v, bias, biasClass, kind, traits, output, nodes, projections };
+  for (const extra of [kRepeat?.nodes, kPlain?.nodes, vRepeat?.nodes, [kc?.node, vc?.node]])
+    for (const n of extra ?? []) if (n && !nodes.includes(n)) nodes.push(n);
+  const rotaryInfo = rotary.folded.length || rotary.kept.length ? rotary : undefined;
+  return {
+    match: m,
+    chain,
+    q,
+    k,
+    v,
+    cache,
+    rotary: rotaryInfo,
+    bias,
+    biasClass,
+    kind,
+    traits,
+    output,
+    nodes,
+    projections,
+  };
 }

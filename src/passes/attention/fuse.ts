@@ -2,6 +2,7 @@ import type { Graph, Node } from "../../ir/graph.js";
 import { GraphView } from "../graph-view.js";
 import { runRewritePass } from "../rewrite-driver.js";
 import { analyzeGraph } from "../types.js";
+import type { BlockAnalysis } from "./analyze.js";
 import type { AttentionReport } from "./report.js";
 import { attentionRules, FusionContext } from "./rules.js";
 
@@ -96,6 +97,7 @@ export function fuseAttention(graph: Graph): AttentionReport[] {
       entry.headSize = analysis.q.headSize;
       entry.scale = analysis.chain.scale;
       entry.output = analysis.output.value;
+      entry.rotary = describeRotary(analysis.rotary);
     } else if (outcome.match) {
       entry.nodes = outcome.match.matched.map((n) => n.name);
     }
@@ -108,6 +110,14 @@ export function fuseAttention(graph: Graph): AttentionReport[] {
   }
   report.push(...imported);
   return report;
+}
+
+/** The report's rotary line: what was folded (Q/K, rotary dim of head size), else why it was kept. */
+function describeRotary(r: BlockAnalysis["rotary"]): string | undefined {
+  if (!r) return undefined;
+  if (r.kept.length) return `kept as graph nodes: ${r.kept.join("; ")}`;
+  const dims = [...new Set(r.folded.map((x) => `${x.rotaryDim} of ${x.headSize}`))].join(", ");
+  return `folded into com.microsoft.RotaryEmbedding on ${r.folded.map((x) => x.what).join(", ")}, rotary dim ${dims}`;
 }
 
 /** Attention that arrives already fused (com.microsoft Attention/MultiHeadAttention, ONNX Attention-23). */

@@ -203,6 +203,37 @@ export function peelKeyRepeat(kT: string, view: GraphView): { value: string; nod
   return inner ? { value: inner.value, nodes: [node, ...inner.nodes] } : undefined;
 }
 
+/** Transpose(K, [0,1,3,2]) of a per-head K: returns K ([B,N,S,H]) and the Transpose. */
+export function untransposeKey(kT: string, view: GraphView): { value: string; nodes: Node[] } | undefined {
+  const node = view.producer.get(kT);
+  if (node?.opType !== "Transpose" || !samePerm(permOf(node), [0, 1, 3, 2])) return undefined;
+  return { value: node.inputs[0]!, nodes: [node] };
+}
+
+/**
+ * A KV-cache update: Concat(past, current) along the sequence axis of [B,N,S,H] tensors (HF's
+ * DynamicCache.update). A one-input Concat — what exporters trace when the cache starts empty — is the
+ * identity and has no past.
+ */
+export interface CacheConcat {
+  current: string;
+  past?: string;
+  node: Node;
+}
+
+export function cacheConcat(value: string, view: GraphView): CacheConcat | undefined {
+  const node = view.producer.get(value);
+  if (node?.opType !== "Concat" || node.domain !== "") return undefined;
+  const rank = view.typeOf(value)?.shape?.length;
+  const a = node.attrs.axis;
+  const axis = a?.type === "int" ? a.value : undefined;
+  if (rank !== 4 || axis === undefined || (axis < 0 ? axis + rank : axis) !== 2) return undefined;
+  const inputs = node.inputs.filter((i) => i);
+  if (inputs.length === 1) return { current: inputs[0]!, node };
+  if (inputs.length === 2) return { past: inputs[0]!, current: inputs[1]!, node };
+  return undefined;
+}
+
 /** A projection X·W (+ b) with constant W [E_in, E_out] and optional constant bias [E_out]. */
 export interface Projection {
   input: string;

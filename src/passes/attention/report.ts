@@ -5,14 +5,17 @@
  */
 
 export type AttentionKind = "self" | "cross" | "causal";
-export type AttentionTrait = "GQA" | "biased" | "rotary" | "padding-mask";
+export type AttentionTrait = "GQA" | "biased" | "rotary" | "padding-mask" | "kv-cache";
 export type FusionPath = "packed-qkv" | "attention";
 
 export interface AttentionReport {
   /** Name of the block's Softmax node: stable across runs, readable in the model's own naming. */
   id: string;
   kind: AttentionKind;
-  /** More about the block: grouped-query heads, additive bias beyond masks, rotary, padding mask. */
+  /**
+   * More about the block: grouped-query heads, additive bias beyond masks, rotary, padding mask, a KV cache
+   * (past Concat) taken into the fused op.
+   */
   traits: AttentionTrait[];
   fused: boolean;
   path?: FusionPath;
@@ -22,6 +25,11 @@ export interface AttentionReport {
   nodes: string[];
   /** The value the block computes, present under the same name in the original and the fused graph. */
   output?: string;
+  /**
+   * What became of a rotary embedding on Q/K: "folded into com.microsoft.RotaryEmbedding (…)" — one op node
+   * right before the fused op — or "kept as graph nodes: why".
+   */
+  rotary?: string;
   numHeads?: number;
   kvNumHeads?: number;
   headSize?: number;
@@ -33,7 +41,10 @@ export function summarizeReport(report: readonly AttentionReport[]): string {
   return report
     .map((b) => {
       const what = [b.kind, ...b.traits].join("+");
-      return b.fused ? `${b.id}: ${what} fused via ${b.path}` : `${b.id}: ${what} NOT fused: ${b.reason}`;
+      const rotary = b.rotary ? ` (rotary ${b.rotary})` : "";
+      return b.fused
+        ? `${b.id}: ${what} fused via ${b.path}${rotary}`
+        : `${b.id}: ${what} NOT fused: ${b.reason}`;
     })
     .join("\n");
 }

@@ -47,7 +47,9 @@ function emitOutput(a: BlockAnalysis, f: NodeFactory, last: (output?: string) =>
 }
 
 function replacement(a: BlockAnalysis, f: NodeFactory): Replacement {
-  return { add: f.nodes, remove: [a.output.replaces], initializers: f.initializers };
+  // The cache Concats go too: the fused op produces their outputs (present key/value) itself.
+  const remove = [a.output.replaces, ...(a.cache?.concats ?? [])];
+  return { add: f.nodes, remove, initializers: f.initializers };
 }
 
 /**
@@ -61,6 +63,7 @@ const packedRule: Rule<FusionContext> = {
   rewrite(m, ctx) {
     const { factory: base, result: a } = ctx.analyze(m);
     if ("decline" in a) return a;
+    if (a.cache) return { decline: "a KV cache (past key/value) needs the general attention op" };
     const p = a.projections;
     if (!p) return { decline: "Q/K/V are not plain projections (MatMul + Add) split into heads" };
     if (p.q.input !== p.k.input || p.q.input !== p.v.input)
@@ -111,7 +114,7 @@ const packedRule: Rule<FusionContext> = {
   },
 };
 
-/** Everything else: the general fused op on [B,S,N·H] Q/K/V with bias, causal flag and GQA. */
+/** Everything else: the general fused op on [B,S,N·H] Q/K/V with bias, causal flag, GQA and a KV cache. */
 const attentionRule: Rule<FusionContext> = {
   name: "attention",
   pattern: attentionRoot,
@@ -120,15 +123,18 @@ const attentionRule: Rule<FusionContext> = {
     if ("decline" in a) return a;
     const causalOnly = a.biasClass?.kind === "causal";
     const causal = causalOnly || a.biasClass?.kind === "causal+padding";
-    const inputs = [a.q.value, a.k.value, a.v.value];
-    if (a.bias && !causalOnly) inputs.push(a.bias);
+    const inputs = [a.q.value, a.k.value, a.v.value, a.bias && !causalOnly ? a.bias : ""];
+    // Inputs 5 and 6: past_key, past_value (input 4, key_lengths, stays empty).
+    if (a.cache) inputs.push("", a.cache.pastKey, a.cache.pastValue);
+    while (inputs.at(-1) === "") inputs.pop();
+    const more = a.cache ? [a.cache.presentKey, a.cache.presentValue] : [];
     const attrs = {
       num_heads: intAttr(a.q.numHeads),
       kv_num_heads: intAttr(a.k.numHeads),
       scale: floatAttr(a.chain.scale),
       causal: intAttr(causal ? 1 : 0),
     };
-    emitOutput(a, f, (output) => f.add("Attention", inputs, attrs, { domain: "mhafuse", output }));
+    emitOutput(a, f, (output) => f.add("Attention", inputs, attrs, { domain: "mhafuse", output, more }));
     ctx.chosen.set(m.root, { path: "attention", analysis: a });
     return replacement(a, f);
   },

@@ -1,0 +1,228 @@
+import type { Attribute, Node } from "../../ir/graph.js";
+import { Tensor } from "../../ir/tensor.js";
+import type { GraphView } from "../graph-view.js";
+import { any, isMatch, match, op, type Pattern } from "../pattern.js";
+import { intAttr, type NodeFactory } from "../rewrite.js";
+import type { HeadInput, Resolved } from "./heads.js";
+
+/**
+ * Rotary position embeddings as exporters write them (HF `apply_rotary_pos_emb`), on a per-head tensor
+ * x [B,N,S,H]:
+ *
+ *   rotated = x·cos + rotate_half(x)·sin,   rotate_half(x) = Concat(−x[…, h:], x[…, :h]),  h = width/2
+ *
+ * and partial rotary (GPT-NeoX / Phi rotary_pct): Concat(rotated(x[…, :d]), x[…, d:]) on the last axis.
+ * cos/sin are [Bc,1,S,d] (Unsqueeze(1) of [Bc,S,d]) with equal halves — HF builds them as
+ * Cos(Concat(freqs, freqs)) — which is what lets one pair-wise rotation with d/2 angles replace them.
+ *
+ * A matched rotation becomes one com.microsoft RotaryEmbedding node on the [B,S,N·H] activation right
+ * before the fused attention op. Why a node and not a `rotary` attribute of mhafuse.Attention: the
+ * rotated K is what the KV cache stores (present_key), and Qwen3's per-head RMSNorm sits between the
+ * projection and the rotation, so the rotation is a step of its own; com.microsoft RotaryEmbedding is
+ * the op onnxruntime runs at every opset (ONNX RotaryEmbedding needs opset 23, the exports are 17), so
+ * `optimize --target onnxruntime` keeps it as it is; and it has a float64 reference here already. The
+ * cos/sin the export computes at run time (with whatever rope scaling it baked in) are kept: their first
+ * halves become the op's cache and the position ids index it (offset 0: row s is position s's angles).
+ */
+
+export interface RotaryMatch {
+  /** The per-head [B,N,S,H] tensor before rotation. */
+  input: string;
+  /** cos / sin as multiplied: [Bc,1,S,d] (or [Bc,S,d]) with equal halves. */
+  cos: string;
+  sin: string;
+  rotaryDim: number;
+  headSize: number;
+  nodes: Node[];
+}
+
+function constInts(view: GraphView, value: string | undefined): number[] | undefined {
+  if (!value) return undefined;
+  const t = view.constant(value);
+  return t && t.rank <= 1 && (t.type === "int64" || t.type === "int32") ? t.toNumbers() : undefined;
+}
+
+/** A Slice of one axis with step 1: [start, end) on `axis` (negative axis normalised with `rank`). */
+function sliceOf(node: Node, view: GraphView, rank: number) {
+  const [starts, ends, axes, steps] = [1, 2, 3, 4].map((i) => constInts(view, node.inputs[i]));
+  if (starts?.length !== 1 || ends?.length !== 1) return undefined;
+  if (steps && (steps.length !== 1 || steps[0] !== 1)) return undefined;
+  const a = axes ? axes[0]! : 0;
+  if (axes && axes.length !== 1) return undefined;
+  return { start: starts[0]!, end: ends[0]!, axis: a < 0 ? a + rank : a };
+}
+
+function lastDim(view: GraphView, value: string): number | undefined {
+  const d = view.typeOf(value)?.shape?.at(-1);
+  return typeof d === "number" ? d : undefined;
+}
+
+/** Slice(x, [from, to)) on the last axis of a rank-4 value; `to` ≥ the axis length means "to the end". */
+function lastAxisSlice(from: number | "half", to: number | "half" | "end", capture?: string): Pattern {
+  return op("Slice", [any("x")], {
+    capture,
+    label: `Slice [${from}, ${to}) of the head axis`,
+    check: (node, view, bound) => {
+      const width = lastDim(view, bound.values.get("x") ?? node.inputs[0]!);
+      const s = sliceOf(node, view, 4);
+      if (s?.axis !== 3 || width === undefined) return "not a constant slice of the last axis";
+      const at = (v: number | "half") => (v === "half" ? width / 2 : v);
+      const endOk = to === "end" ? s.end >= width : s.end === at(to);
+      return s.start === at(from) && endOk ? true : `slice [${s.start}, ${s.end}) of ${width}`;
+    },
+  });
+}
+
+const lastAxisConcat = (inputs: Pattern[], capture?: string): Pattern =>
+  op("Concat", inputs, {
+    capture,
+    check: (node, view) => {
+      const a = node.attrs.axis;
+      const rank = view.typeOf(node.outputs[0]!)?.shape?.length ?? 4;
+      const axis = a?.type === "int" ? (a.value < 0 ? a.value + rank : a.value) : undefined;
+      return axis === rank - 1 ? true : "Concat is not on the last axis";
+    },
+  });
+
+/** rotate_half(x) = Concat(−x[…, h:], x[…, :h]). */
+const rotateHalf = lastAxisConcat([op("Neg", [lastAxisSlice("half", "end")]), lastAxisSlice(0, "half")]);
+
+/** x·cos + rotate_half(x)·sin; the rotate_half product first, so that x is bound before x·cos is seen. */
+const rotation: Pattern = op(
+  "Add",
+  [
+    op("Mul", [rotateHalf, any("sin")], { commutative: true }),
+    op("Mul", [any("x"), any("cos")], { commutative: true }),
+  ],
+  { commutative: true, label: "rotary x·cos + rotate_half(x)·sin" },
+);
+
+/** Ops through which "the two halves of the last axis are equal" carries over from input 0. */
+const HALF_PRESERVING = new Set(["Cast", "Identity", "Cos", "Sin", "Neg", "Unsqueeze", "Expand"]);
+
+/** Does `value` provably have equal halves on its last axis (HF's Concat(freqs, freqs), or a constant)? */
+export function equalHalves(value: string, view: GraphView, depth = 0): boolean {
+  const t = view.constant(value);
+  if (t) {
+    const width = t.dims.at(-1) ?? 0;
+    if (width % 2 !== 0 || t.size === 0) return false;
+    const data = t.toFloat64();
+    for (let r = 0; r < data.length; r += width)
+      for (let j = 0; j < width / 2; j++) if (data[r + j] !== data[r + j + width / 2]) return false;
+    return true;
+  }
+  const node = view.producer.get(value);
+  if (node?.domain !== "" || depth > 12) return false;
+  const rank = view.typeOf(value)?.shape?.length;
+  if (node.opType === "Concat") {
+    const ins = node.inputs.filter((i) => i);
+    const a = node.attrs.axis;
+    const axis = a?.type === "int" && rank !== undefined ? (a.value + rank) % rank : undefined;
+    return ins.length === 2 && ins[0] === ins[1] && axis === (rank ?? 0) - 1;
+  }
+  if (HALF_PRESERVING.has(node.opType)) {
+    // Unsqueeze/Expand must keep the last axis where it is (no new trailing axis, no widening).
+    if ((node.opType === "Unsqueeze" || node.opType === "Expand") && lastDim(view, value) === undefined)
+      return false;
+    return equalHalves(node.inputs[0]!, view, depth + 1);
+  }
+  if (["Mul", "Div", "Add", "Sub"].includes(node.opType)) {
+    // By a scalar constant (attention_scaling): halves stay equal.
+    const [a, b] = node.inputs as [string, string];
+    if (view.constant(b)?.size === 1) return equalHalves(a, view, depth + 1);
+    if (node.opType === "Mul" && view.constant(a)?.size === 1) return equalHalves(b, view, depth + 1);
+  }
+  if (node.opType === "Gather" || node.opType === "Slice") {
+    // Row selection (cos_cached[position_ids], cos_cached[:seq]) on an axis other than the last.
+    const data = node.inputs[0]!;
+    const dataRank = view.typeOf(data)?.shape?.length;
+    if (dataRank === undefined) return false;
+    if (node.opType === "Gather") {
+      const a = node.attrs.axis;
+      const axis = a?.type === "int" ? (a.value + dataRank) % dataRank : 0;
+      if (axis === dataRank - 1) return false;
+    } else {
+      const axes = constInts(view, node.inputs[3]);
+      if (!axes || axes.some((x) => (x + dataRank) % dataRank === dataRank - 1)) return false;
+    }
+    return equalHalves(data, view, depth + 1);
+  }
+  return false;
+}
+
+/**
+ * The rotation of a per-head value, if it is one: undefined when `value` is not a rotary subgraph at all,
+ * a decline when it is one this pass cannot fold (kept as graph nodes, and the report says why).
+ */
+export function matchRotary(value: string, view: GraphView): Resolved<RotaryMatch> | undefined {
+  const headSize = lastDim(view, value);
+  let rotatedValue = value;
+  let input: string | undefined;
+  const extra: Node[] = [];
+  const wrap = view.producer.get(value);
+  if (wrap?.opType === "Concat" && wrap.inputs.length === 2) {
+    // Partial rotary: Concat(rotation(x[…, :d]), x[…, d:]).
+    const pass = view.producer.get(wrap.inputs[1]!);
+    const head = pass?.opType === "Slice" ? pass.inputs[0]! : undefined;
+    const s = pass && head ? sliceOf(pass, view, 4) : undefined;
+    if (head && s && s.axis === 3 && isMatch(match(rotation, wrap.inputs[0]!, view))) {
+      rotatedValue = wrap.inputs[0]!;
+      input = head;
+      extra.push(wrap, pass!);
+    }
+  }
+  const m = match(rotation, rotatedValue, view);
+  if (!isMatch(m)) return undefined;
+  const x = m.values.get("x")!;
+  const rotaryDim = lastDim(view, x) ?? lastDim(view, m.values.get("cos")!);
+  if (input !== undefined) {
+    // The rotated part must be x[…, :d] of the same head tensor whose tail passes through.
+    const lower = view.producer.get(x);
+    const s = lower?.opType === "Slice" ? sliceOf(lower, view, 4) : undefined;
+    if (!s || lower!.inputs[0] !== input || s.axis !== 3 || s.start !== 0 || s.end !== rotaryDim)
+      return { decline: "partial rotary whose rotated part is not the head's leading slice" };
+    extra.push(lower!);
+  } else {
+    input = x;
+  }
+  const fullWidth = lastDim(view, input) ?? headSize;
+  if (rotaryDim === undefined || fullWidth === undefined || rotaryDim % 2 !== 0 || rotaryDim > fullWidth)
+    return { decline: "rotary with an unknown or odd rotary dimension" };
+  const [cos, sin] = [m.values.get("cos")!, m.values.get("sin")!];
+  for (const c of [cos, sin]) {
+    if (!equalHalves(c, view))
+      return { decline: `rotary cos/sin '${c}' does not provably repeat its first half (rotate-half form)` };
+    const shape = view.typeOf(c)?.shape;
+    if (!shape || (shape.length === 4 && shape[1] !== 1) || shape.length < 3 || shape.length > 4)
+      return { decline: `rotary cos/sin '${c}' is not [B,1,S,d] or [B,S,d]` };
+    if (shape[0] !== 1) return { decline: `rotary cos/sin '${c}' differs per batch (shape [${shape}])` };
+  }
+  return { input, cos, sin, rotaryDim, headSize: fullWidth, nodes: [...extra, ...m.matched] };
+}
+
+/**
+ * Emits com.microsoft RotaryEmbedding on the [B,S,N·H] activation `x`: cache row s = the first d/2
+ * angles of the export's own cos/sin at token s, position ids = offset 0.
+ */
+export function emitRotary(
+  x: HeadInput,
+  r: RotaryMatch,
+  f: NodeFactory,
+  caches: Map<string, string>,
+): string {
+  const half = r.rotaryDim / 2;
+  const cache = (c: string) => {
+    let out = caches.get(c);
+    if (!out) {
+      const halfSlice = f.add("Slice", [c, f.int64s([0]), f.int64s([half]), f.int64s([-1])]);
+      out = f.add("Reshape", [halfSlice, f.int64s([-1, half])], { allowzero: intAttr(0) });
+      caches.set(c, out);
+    }
+    return out;
+  };
+  const positions = f.constant(new Tensor("int64", [0], [1]), "rotary_offset");
+  const attrs: Record<string, Attribute> = { num_heads: intAttr(x.numHeads), interleaved: intAttr(0) };
+  if (r.rotaryDim < x.headSize) attrs.rotary_embedding_dim = intAttr(r.rotaryDim);
+  const inputs = [x.value, positions, cache(r.cos), cache(r.sin)];
+  return f.add("RotaryEmbedding", inputs, attrs, { domain: "com.microsoft" });
+}
