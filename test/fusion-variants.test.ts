@@ -40,7 +40,11 @@ interface Variant {
   causal?: "trilu" | "range";
   relBias?: boolean;
   gqa?: "expand" | "tile";
-  rotary?: boolean;
+  /**
+   * Rotate-half rotary on Q and K with per-position cos/sin constants [S, d]: "full" (d = H), "partial"
+   * (d = H/2, the rest of each head passes through), "unequal" (cos/sin halves differ: not foldable).
+   */
+  rotary?: "full" | "partial" | "unequal";
   dropout?: boolean;
   /** torch.onnx dynamo style: opset 18, Kᵀ as Transpose(perm [0,1,3,2]) of the head split, boolean mask through Where(−inf). */
   dynamo?: boolean;
@@ -87,21 +91,30 @@ function build(v: Variant): { graph: Graph; feeds: Record<string, Tensor> } {
   if (v.gqa || v.rotary || v.dynamo) {
     let k4 = b.op("Transpose", [kSplit], { perm: [0, 2, 1, 3] });
     if (v.rotary) {
-      const half = H / 2;
+      const d = v.rotary === "partial" ? H / 2 : H;
+      const half = d / 2;
       const angles = (len: number, fn: (x: number) => number) => {
-        const data = new Float32Array(len * H);
+        const data = new Float32Array(len * d);
         for (let p = 0; p < len; p++)
-          for (let i = 0; i < H; i++) data[p * H + i] = fn(p / 10000 ** ((2 * (i % half)) / H));
-        return b.init(new Tensor("float32", data, [len, H]));
+          for (let i = 0; i < d; i++) {
+            // "unequal": the second half's angles are offset, so the halves of a row differ.
+            const shift = v.rotary === "unequal" && i >= half ? 0.3 : 0;
+            data[p * d + i] = fn(p / 10000 ** ((2 * (i % half)) / d) + shift);
+          }
+        return b.init(new Tensor("float32", data, [len, d]));
       };
+      const slice = (t: string, from: number, to: number) =>
+        b.op("Slice", [t, b.const("int64", [from]), b.const("int64", [to]), b.const("int64", [3])]);
       const rotate = (t: string, len: number) => {
-        const x1 = b.op("Slice", [t, b.const("int64", [0]), b.const("int64", [half]), b.const("int64", [3])]);
-        const x2 = b.op("Slice", [t, b.const("int64", [half]), b.const("int64", [H]), b.const("int64", [3])]);
+        const part = d < H ? slice(t, 0, d) : t;
+        const x1 = slice(part, 0, half);
+        const x2 = slice(part, half, d);
         const rotated = b.op("Concat", [b.op("Neg", [x2]), x1], { axis: 3 });
-        return b.op("Add", [
-          b.op("Mul", [t, angles(len, Math.cos)]),
+        const out = b.op("Add", [
+          b.op("Mul", [part, angles(len, Math.cos)]),
           b.op("Mul", [rotated, angles(len, Math.sin)]),
         ]);
+        return d < H ? b.op("Concat", [out, slice(t, d, H)], { axis: -1 }) : out;
       };
       q = rotate(q, Sq);
       k4 = rotate(k4, Skv);
@@ -245,7 +258,17 @@ const positive: [string, Variant, { kind: string; path: string; traits?: string[
   ["GQA via Tile", { gqa: "tile", Nkv: 2, mask: true }, { kind: "self", path: "attention", traits: ["GQA"] }],
   [
     "rotary on Q and K",
-    { rotary: true, causal: "trilu" },
+    { rotary: "full", causal: "trilu" },
+    { kind: "causal", path: "attention", traits: ["rotary"] },
+  ],
+  [
+    "partial rotary (half of each head)",
+    { rotary: "partial", causal: "trilu" },
+    { kind: "causal", path: "attention", traits: ["rotary"] },
+  ],
+  [
+    "rotary whose cos/sin halves differ (kept as graph nodes)",
+    { rotary: "unequal", causal: "trilu" },
     { kind: "causal", path: "attention", traits: ["rotary"] },
   ],
 ];
@@ -264,6 +287,30 @@ for (const [name, variant, want] of positive) {
     assert.ok(r.diff <= 1e-4, `max |diff| ${r.diff}`);
   });
 }
+
+test("rotary folds into one com.microsoft.RotaryEmbedding per Q and K only when its halves provably match", () => {
+  const rotaryNodes = (g: Graph) => g.nodes.filter((n) => n.opType === "RotaryEmbedding");
+  for (const [rotary, dim] of [
+    ["full", "8 of 8"],
+    ["partial", "4 of 8"],
+  ] as const) {
+    const r = fuseAndCompare({ rotary, causal: "trilu" });
+    assert.equal(r.block.rotary, `folded into com.microsoft.RotaryEmbedding on Q, K, rotary dim ${dim}`);
+    const nodes = rotaryNodes(r.fused);
+    assert.equal(nodes.length, 2, r.summary);
+    assert.deepEqual(
+      nodes.map((n) => n.attrs.rotary_embedding_dim?.value),
+      rotary === "partial" ? [4, 4] : [undefined, undefined],
+    );
+    assert.ok(!r.fused.nodes.some((n) => n.opType === "Neg"), "rotate_half is gone");
+    assert.ok(r.diff <= 1e-5, `${rotary}: max |diff| ${r.diff}`);
+  }
+  // cos/sin whose halves differ are not a pair-wise rotation: the nodes stay, the block still fuses.
+  const r = fuseAndCompare({ rotary: "unequal", causal: "trilu" });
+  assert.match(r.block.rotary ?? "", /^kept as graph nodes: Q: rotary cos\/sin .* does not provably repeat/);
+  assert.equal(rotaryNodes(r.fused).length, 0);
+  assert.ok(r.diff <= 1e-5, `unequal: max |diff| ${r.diff}`);
+});
 
 test("GQA keeps the unrepeated K/V heads", () => {
   const r = fuseAndCompare({ gqa: "expand", Nkv: 2, N: 4 });

@@ -22,10 +22,10 @@ export function formatAttentionTable(report: readonly AttentionReport[]): string
     b.fused ? "yes" : "no",
     b.path ?? "-",
     String(b.nodes.length),
-    b.fused ? "" : (b.reason ?? ""),
+    b.fused ? (b.rotary ? `rotary ${b.rotary}` : "") : (b.reason ?? ""),
   ]);
   const fused = report.filter((b) => b.fused).length;
-  return `${table(["#", "kind", "fused", "path", "nodes", "reason"], rows)}\n${fused} of ${report.length} attention blocks fused`;
+  return `${table(["#", "kind", "fused", "path", "nodes", "reason / notes"], rows)}\n${fused} of ${report.length} attention blocks fused`;
 }
 
 export function formatVerify(result: VerifyResult): string {

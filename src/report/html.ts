@@ -61,10 +61,10 @@ function blocks(r: ReportInput): string {
         i,
       ) => `<tr class="${b.fused ? "yes" : "no"}" data-block="${esc(b.id)}"><td>${i}</td><td><code>${esc(b.id)}</code></td>
 <td>${b.kind}${b.traits.length ? ` <span class="traits">${b.traits.join(", ")}</span>` : ""}</td><td>${b.fused ? "fused" : "not fused"}</td>
-<td>${b.path ?? "–"}</td><td>${b.numHeads ?? "?"}×${b.headSize ?? "?"}</td><td>${esc(b.reason ?? "")}</td></tr>`,
+<td>${b.path ?? "–"}</td><td>${b.numHeads ?? "?"}×${b.headSize ?? "?"}</td><td>${esc(b.reason ?? (b.rotary ? `rotary ${b.rotary}` : ""))}</td></tr>`,
     )
     .join("");
-  return `<section id="blocks"><h2>Attention blocks</h2><table class="blocks"><thead><tr><th>#</th><th>block</th><th>kind</th><th>fused</th><th>path</th><th>heads×size</th><th>reason</th></tr></thead><tbody>${
+  return `<section id="blocks"><h2>Attention blocks</h2><table class="blocks"><thead><tr><th>#</th><th>block</th><th>kind</th><th>fused</th><th>path</th><th>heads×size</th><th>reason / notes</th></tr></thead><tbody>${
     rows || `<tr><td colspan="7">no attention block found</td></tr>`
   }</tbody></table></section>`;
 }

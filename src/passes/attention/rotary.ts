@@ -12,8 +12,9 @@ import type { HeadInput, Resolved } from "./heads.js";
  *   rotated = x·cos + rotate_half(x)·sin,   rotate_half(x) = Concat(−x[…, h:], x[…, :h]),  h = width/2
  *
  * and partial rotary (GPT-NeoX / Phi rotary_pct): Concat(rotated(x[…, :d]), x[…, d:]) on the last axis.
- * cos/sin are [Bc,1,S,d] (Unsqueeze(1) of [Bc,S,d]) with equal halves — HF builds them as
- * Cos(Concat(freqs, freqs)) — which is what lets one pair-wise rotation with d/2 angles replace them.
+ * cos/sin are [1,1,S,d], [1,S,d] or [S,d] (one row per token, shared by batch and heads) with equal halves
+ * — HF builds them as Cos(Concat(freqs, freqs)), older exports slice a constant cache — which is what lets
+ * one pair-wise rotation with d/2 angles replace them.
  *
  * A matched rotation becomes one com.microsoft RotaryEmbedding node on the [B,S,N·H] activation right
  * before the fused attention op. Why a node and not a `rotary` attribute of mhafuse.Attention: the
@@ -28,7 +29,7 @@ import type { HeadInput, Resolved } from "./heads.js";
 export interface RotaryMatch {
   /** The per-head [B,N,S,H] tensor before rotation. */
   input: string;
-  /** cos / sin as multiplied: [Bc,1,S,d] (or [Bc,S,d]) with equal halves. */
+  /** cos / sin as multiplied: [1,1,S,d], [1,S,d] or [S,d], with equal halves. */
   cos: string;
   sin: string;
   rotaryDim: number;
@@ -192,10 +193,15 @@ export function matchRotary(value: string, view: GraphView): Resolved<RotaryMatc
   for (const c of [cos, sin]) {
     if (!equalHalves(c, view))
       return { decline: `rotary cos/sin '${c}' does not provably repeat its first half (rotate-half form)` };
+    // Rows are positions (axis -2, aligned with the sequence axis); anything before must be 1, i.e. the
+    // same angles for every batch and head — what the cache + position-offset form can express.
     const shape = view.typeOf(c)?.shape;
-    if (!shape || (shape.length === 4 && shape[1] !== 1) || shape.length < 3 || shape.length > 4)
-      return { decline: `rotary cos/sin '${c}' is not [B,1,S,d] or [B,S,d]` };
-    if (shape[0] !== 1) return { decline: `rotary cos/sin '${c}' differs per batch (shape [${shape}])` };
+    if (!shape || shape.length < 2 || shape.length > 4 || shape.slice(0, -2).some((d) => d !== 1))
+      return { decline: `rotary cos/sin '${c}' of shape [${shape ?? "?"}] differs per batch or head` };
+    if (shape.at(-1) !== rotaryDim) return { decline: `rotary cos/sin '${c}' is not ${rotaryDim} wide` };
+    const seq = view.typeOf(input)?.shape?.[2];
+    if (shape.at(-2) === 1 && seq !== 1)
+      return { decline: `rotary cos/sin '${c}' has one row broadcast over every token` };
   }
   return { input, cos, sin, rotaryDim, headSize: fullWidth, nodes: [...extra, ...m.matched] };
 }
