@@ -1,10 +1,13 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import * as ort from "onnxruntime-node";
 import { runGraph } from "../src/engine/executor.js";
 import { floatAttr, GraphBuilder } from "../src/ir/builder.js";
 import type { Graph } from "../src/ir/graph.js";
 import { Tensor } from "../src/ir/tensor.js";
+import { modelFromGraph, saveModel } from "../src/onnx/index.js";
 import { optimizeGraph, summarizeReport } from "../src/passes/index.js";
+import { toOnnxruntime } from "../src/passes/to-onnxruntime.js";
 import { maxAbsDiff } from "./support/compare.js";
 
 // GraphBuilder-made attention blocks in the export styles the rule set must recognise. Each variant is
@@ -42,9 +45,10 @@ interface Variant {
   gqa?: "expand" | "tile";
   /**
    * Rotate-half rotary on Q and K with per-position cos/sin constants [S, d]: "full" (d = H), "partial"
-   * (d = H/2, the rest of each head passes through), "unequal" (cos/sin halves differ: not foldable).
+   * (d = H/2, the rest of each head passes through), "unequal" (cos/sin halves differ: not foldable),
+   * "positions" (HF's form: Cos/Sin(Concat(f, f)) of a position_ids input [B,S], different per sequence).
    */
-  rotary?: "full" | "partial" | "unequal";
+  rotary?: "full" | "partial" | "unequal" | "positions";
   dropout?: boolean;
   /** torch.onnx dynamo style: opset 18, Kᵀ as Transpose(perm [0,1,3,2]) of the head split, boolean mask through Where(−inf). */
   dynamo?: boolean;
@@ -93,7 +97,24 @@ function build(v: Variant): { graph: Graph; feeds: Record<string, Tensor> } {
     if (v.rotary) {
       const d = v.rotary === "partial" ? H / 2 : H;
       const half = d / 2;
+      let emb: string | undefined;
+      if (v.rotary === "positions") {
+        const pos = b.input("position_ids", "int64", ["batch", "seq"]);
+        feeds.position_ids = new Tensor(
+          "int64",
+          Array.from({ length: B * Sq }, (_, i) => 3 * Math.floor(i / Sq) + (i % Sq)),
+          [B, Sq],
+        );
+        const invFreq = Array.from({ length: half }, (_, i) => 1 / 10000 ** ((2 * i) / d));
+        const freqs = b.op("Mul", [
+          b.op("Unsqueeze", [b.op("Cast", [pos], { to: 1 }), b.const("int64", [2])]),
+          b.init(new Tensor("float32", invFreq, [half])),
+        ]);
+        emb = b.op("Concat", [freqs, freqs], { axis: -1 });
+      }
       const angles = (len: number, fn: (x: number) => number) => {
+        if (emb)
+          return b.op("Unsqueeze", [b.op(fn === Math.cos ? "Cos" : "Sin", [emb]), b.const("int64", [1])]);
         const data = new Float32Array(len * d);
         for (let p = 0; p < len; p++)
           for (let i = 0; i < d; i++) {
@@ -197,6 +218,7 @@ function fuseAndCompare(v: Variant) {
   return {
     block,
     fused,
+    feeds,
     reference,
     result,
     diff: maxAbsDiff(reference, result),
@@ -288,11 +310,29 @@ for (const [name, variant, want] of positive) {
   });
 }
 
-test("rotary folds into one com.microsoft.RotaryEmbedding per Q and K only when its halves provably match", () => {
+/** The fused graph converted for onnxruntime, run there: max |diff| against our run of the unfused graph. */
+async function onnxruntimeDiff(
+  fused: Graph,
+  feeds: Record<string, Tensor>,
+  reference: Tensor,
+): Promise<number> {
+  const session = await ort.InferenceSession.create(saveModel(modelFromGraph(toOnnxruntime(fused).graph)));
+  const ortFeeds = Object.fromEntries(
+    Object.entries(feeds).map(([k, t]) => [
+      k,
+      new ort.Tensor(t.type as "float32", t.data as Float32Array, [...t.dims]),
+    ]),
+  );
+  const y = (await session.run(ortFeeds)).y!;
+  return maxAbsDiff(new Tensor("float32", y.data as Float32Array, [...y.dims]), reference);
+}
+
+test("rotary folds into one com.microsoft.RotaryEmbedding per Q and K only when its halves provably match", async () => {
   const rotaryNodes = (g: Graph) => g.nodes.filter((n) => n.opType === "RotaryEmbedding");
   for (const [rotary, dim] of [
     ["full", "8 of 8"],
     ["partial", "4 of 8"],
+    ["positions", "8 of 8"],
   ] as const) {
     const r = fuseAndCompare({ rotary, causal: "trilu" });
     assert.equal(r.block.rotary, `folded into com.microsoft.RotaryEmbedding on Q, K, rotary dim ${dim}`);
@@ -302,8 +342,14 @@ test("rotary folds into one com.microsoft.RotaryEmbedding per Q and K only when 
       nodes.map((n) => n.attrs.rotary_embedding_dim?.value),
       rotary === "partial" ? [4, 4] : [undefined, undefined],
     );
+    // Per-sequence angles: position ids index the stacked rows of every sequence ([B,S] ids, not an offset).
+    const ids = r.fused.nodes.find((n) => n.outputs[0] === nodes[0]!.inputs[1]);
+    assert.equal(ids?.opType, rotary === "positions" ? "Reshape" : undefined);
     assert.ok(!r.fused.nodes.some((n) => n.opType === "Neg"), "rotate_half is gone");
     assert.ok(r.diff <= 1e-5, `${rotary}: max |diff| ${r.diff}`);
+    // onnxruntime runs the folded RotaryEmbedding (offset or per-sequence position ids) to the same numbers.
+    const d = await onnxruntimeDiff(r.fused, r.feeds, r.reference);
+    assert.ok(d <= 1e-4, `${rotary} in onnxruntime: max |diff| ${d}`);
   }
   // cos/sin whose halves differ are not a pair-wise rotation: the nodes stay, the block still fuses.
   const r = fuseAndCompare({ rotary: "unequal", causal: "trilu" });

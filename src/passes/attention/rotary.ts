@@ -34,6 +34,9 @@ export interface RotaryMatch {
   sin: string;
   rotaryDim: number;
   headSize: number;
+  /** Rank of cos/sin (2, 3 or 4) and whether they hold one set of rows per sequence ([B,…,S,d], B ≠ 1). */
+  rank: number;
+  perBatch: boolean;
   nodes: Node[];
 }
 
@@ -193,40 +196,67 @@ export function matchRotary(value: string, view: GraphView): Resolved<RotaryMatc
   for (const c of [cos, sin]) {
     if (!equalHalves(c, view))
       return { decline: `rotary cos/sin '${c}' does not provably repeat its first half (rotate-half form)` };
-    // Rows are positions (axis -2, aligned with the sequence axis); anything before must be 1, i.e. the
-    // same angles for every batch and head — what the cache + position-offset form can express.
+    // Rows are positions (axis -2, aligned with the sequence axis); a head axis must be 1 (the same angles
+    // for every head); a batch axis may hold per-sequence positions (position_ids [B,S]).
     const shape = view.typeOf(c)?.shape;
-    if (!shape || shape.length < 2 || shape.length > 4 || shape.slice(0, -2).some((d) => d !== 1))
-      return { decline: `rotary cos/sin '${c}' of shape [${shape ?? "?"}] differs per batch or head` };
+    if (!shape || shape.length < 2 || shape.length > 4 || (shape.length === 4 && shape[1] !== 1))
+      return { decline: `rotary cos/sin '${c}' of shape [${shape ?? "?"}] differs per head` };
     if (shape.at(-1) !== rotaryDim) return { decline: `rotary cos/sin '${c}' is not ${rotaryDim} wide` };
     const seq = view.typeOf(input)?.shape?.[2];
     if (shape.at(-2) === 1 && seq !== 1)
       return { decline: `rotary cos/sin '${c}' has one row broadcast over every token` };
   }
-  return { input, cos, sin, rotaryDim, headSize: fullWidth, nodes: [...extra, ...m.matched] };
+  const shape = view.typeOf(cos)!.shape!;
+  const sinShape = view.typeOf(sin)!.shape!;
+  if (shape.length !== sinShape.length) return { decline: "rotary cos and sin have different ranks" };
+  const perBatch = shape.length > 2 && shape[0] !== 1;
+  const nodes = [...extra, ...m.matched];
+  return { input, cos, sin, rotaryDim, headSize: fullWidth, rank: shape.length, perBatch, nodes };
 }
 
 /**
- * Emits com.microsoft RotaryEmbedding on the [B,S,N·H] activation `x`: cache row s = the first d/2
- * angles of the export's own cos/sin at token s, position ids = offset 0.
+ * Emits com.microsoft RotaryEmbedding on the [B,S,N·H] activation `x`. The cache rows are the first d/2
+ * angles of the export's own cos/sin: one row per token, position ids = offset 0; with per-sequence
+ * angles ([B,S,d]) the rows of all sequences are stacked and sequence b's token s reads row b·S + s.
+ * `prepared` memoises the caches and position ids of one block (Q and K share them).
  */
 export function emitRotary(
   x: HeadInput,
   r: RotaryMatch,
   f: NodeFactory,
-  caches: Map<string, string>,
+  prepared: Map<string, string>,
 ): string {
   const half = r.rotaryDim / 2;
-  const cache = (c: string) => {
-    let out = caches.get(c);
-    if (!out) {
-      const halfSlice = f.add("Slice", [c, f.int64s([0]), f.int64s([half]), f.int64s([-1])]);
-      out = f.add("Reshape", [halfSlice, f.int64s([-1, half])], { allowzero: intAttr(0) });
-      caches.set(c, out);
-    }
-    return out;
+  const memo = (key: string, make: () => string) => {
+    let v = prepared.get(key);
+    if (!v) prepared.set(key, (v = make()));
+    return v;
   };
-  const positions = f.constant(new Tensor("int64", [0], [1]), "rotary_offset");
+  const reshape = (v: string, shape: number[]) =>
+    f.add("Reshape", [v, f.int64s(shape)], { allowzero: intAttr(0) });
+  const shapeOf = (v: string, from: number, to: number) =>
+    f.add("Slice", [f.add("Shape", [v]), f.int64s([from]), f.int64s([to]), f.int64s([0])]);
+  const cache = (c: string) =>
+    memo(`cache:${c}`, () => {
+      let rows = c;
+      if (r.perBatch) {
+        // [B,1,S,d] → [B,S,d], broadcast to x's batch (a batch-1 cos at run time reads the same rows).
+        if (r.rank === 4) rows = reshape(rows, [0, -1, r.rotaryDim]);
+        const target = f.add("Concat", [shapeOf(x.value, 0, 1), f.int64s([1, 1])], { axis: intAttr(0) });
+        rows = f.add("Expand", [rows, target]);
+      }
+      const firstHalf = f.add("Slice", [rows, f.int64s([0]), f.int64s([half]), f.int64s([-1])]);
+      return reshape(firstHalf, [-1, half]);
+    });
+  const positions = memo("positions", () => {
+    if (!r.perBatch) return f.constant(new Tensor("int64", [0], [1]), "rotary_offset");
+    const rows = f.add("Gather", [f.add("Shape", [cache(r.cos)]), f.constant(new Tensor("int64", [0], []))], {
+      axis: intAttr(0),
+    });
+    const zero = f.constant(new Tensor("int64", [0], []));
+    const one = f.constant(new Tensor("int64", [1], []));
+    return f.add("Reshape", [f.add("Range", [zero, rows, one]), shapeOf(x.value, 0, 2)]);
+  });
   const attrs: Record<string, Attribute> = { num_heads: intAttr(x.numHeads), interleaved: intAttr(0) };
   if (r.rotaryDim < x.headSize) attrs.rotary_embedding_dim = intAttr(r.rotaryDim);
   const inputs = [x.value, positions, cache(r.cos), cache(r.sin)];
