@@ -97,7 +97,8 @@ export function fuseAttention(graph: Graph): AttentionReport[] {
       entry.headSize = analysis.q.headSize;
       entry.scale = analysis.chain.scale;
       entry.output = analysis.output.value;
-      entry.rotary = describeRotary(analysis.rotary);
+      const rotary = describeRotary(analysis.rotary);
+      if (rotary) entry.rotary = rotary;
     } else if (outcome.match) {
       entry.nodes = outcome.match.matched.map((n) => n.name);
     }
