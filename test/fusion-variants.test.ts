@@ -46,9 +46,11 @@ interface Variant {
   /**
    * Rotate-half rotary on Q and K with per-position cos/sin constants [S, d]: "full" (d = H), "partial"
    * (d = H/2, the rest of each head passes through), "unequal" (cos/sin halves differ: not foldable),
-   * "positions" (HF's form: Cos/Sin(Concat(f, f)) of a position_ids input [B,S], different per sequence).
+   * "positions" (HF's form: Cos/Sin(Concat(f, f)) of a position_ids input [B,S], different per sequence),
+   * "interleaved" (GPT-J: rotate_every_two on partial rotary d = H/2, cos/sin = Cos/Sin of
+   * repeat_interleave(angles, 2) as exported: Unsqueeze + Expand + Reshape).
    */
-  rotary?: "full" | "partial" | "unequal" | "positions";
+  rotary?: "full" | "partial" | "unequal" | "positions" | "interleaved";
   dropout?: boolean;
   /** torch.onnx dynamo style: opset 18, Kᵀ as Transpose(perm [0,1,3,2]) of the head split, boolean mask through Where(−inf). */
   dynamo?: boolean;
@@ -95,7 +97,7 @@ function build(v: Variant): { graph: Graph; feeds: Record<string, Tensor> } {
   if (v.gqa || v.rotary || v.dynamo) {
     let k4 = b.op("Transpose", [kSplit], { perm: [0, 2, 1, 3] });
     if (v.rotary) {
-      const d = v.rotary === "partial" ? H / 2 : H;
+      const d = v.rotary === "partial" || v.rotary === "interleaved" ? H / 2 : H;
       const half = d / 2;
       let emb: string | undefined;
       if (v.rotary === "positions") {
@@ -113,6 +115,19 @@ function build(v: Variant): { graph: Graph; feeds: Record<string, Tensor> } {
         emb = b.op("Concat", [freqs, freqs], { axis: -1 });
       }
       const angles = (len: number, fn: (x: number) => number) => {
+        if (v.rotary === "interleaved") {
+          // angles[p, j] = p / 10000^(2j/d): one per pair, repeated for its two elements.
+          const table = Float32Array.from(
+            { length: len * half },
+            (_, i) => Math.floor(i / half) / 10000 ** ((2 * (i % half)) / d),
+          );
+          const pairs = b.op("Expand", [
+            b.op("Unsqueeze", [b.init(new Tensor("float32", table, [len, half])), b.const("int64", [2])]),
+            b.const("int64", [1, 1, 2]),
+          ]);
+          const repeated = b.op("Reshape", [pairs, b.const("int64", [len, d])]);
+          return b.op(fn === Math.cos ? "Cos" : "Sin", [repeated]);
+        }
         if (emb)
           return b.op("Unsqueeze", [b.op(fn === Math.cos ? "Cos" : "Sin", [emb]), b.const("int64", [1])]);
         const data = new Float32Array(len * d);
@@ -126,11 +141,22 @@ function build(v: Variant): { graph: Graph; feeds: Record<string, Tensor> } {
       };
       const slice = (t: string, from: number, to: number) =>
         b.op("Slice", [t, b.const("int64", [from]), b.const("int64", [to]), b.const("int64", [3])]);
+      const everyOther = (t: string, from: number) =>
+        b.op("Slice", [t, ...[[from], [d], [3], [2]].map((x) => b.const("int64", x))]);
+      const rotateEveryTwo = (t: string) => {
+        const odd = b.op("Unsqueeze", [b.op("Neg", [everyOther(t, 1)]), b.const("int64", [4])]);
+        const even = b.op("Unsqueeze", [everyOther(t, 0), b.const("int64", [4])]);
+        const stacked = b.op("Concat", [odd, even], { axis: -1 });
+        return b.op("Reshape", [stacked, b.const("int64", [0, 0, 0, d])]);
+      };
       const rotate = (t: string, len: number) => {
         const part = d < H ? slice(t, 0, d) : t;
         const x1 = slice(part, 0, half);
         const x2 = slice(part, half, d);
-        const rotated = b.op("Concat", [b.op("Neg", [x2]), x1], { axis: 3 });
+        const rotated =
+          v.rotary === "interleaved"
+            ? rotateEveryTwo(part)
+            : b.op("Concat", [b.op("Neg", [x2]), x1], { axis: 3 });
         const out = b.op("Add", [
           b.op("Mul", [part, angles(len, Math.cos)]),
           b.op("Mul", [rotated, angles(len, Math.sin)]),
@@ -333,6 +359,7 @@ test("rotary folds into one com.microsoft.RotaryEmbedding per Q and K only when 
     ["full", "8 of 8"],
     ["partial", "4 of 8"],
     ["positions", "8 of 8"],
+    ["interleaved", "4 of 8"],
   ] as const) {
     const r = fuseAndCompare({ rotary, causal: "trilu" });
     assert.equal(r.block.rotary, `folded into com.microsoft.RotaryEmbedding on Q, K, rotary dim ${dim}`);
@@ -340,7 +367,11 @@ test("rotary folds into one com.microsoft.RotaryEmbedding per Q and K only when 
     assert.equal(nodes.length, 2, r.summary);
     assert.deepEqual(
       nodes.map((n) => n.attrs.rotary_embedding_dim?.value),
-      rotary === "partial" ? [4, 4] : [undefined, undefined],
+      rotary === "partial" || rotary === "interleaved" ? [4, 4] : [undefined, undefined],
+    );
+    assert.deepEqual(
+      nodes.map((n) => n.attrs.interleaved?.value),
+      rotary === "interleaved" ? [1, 1] : [0, 0],
     );
     // Per-sequence angles: position ids index the stacked rows of every sequence ([B,S] ids, not an offset).
     const ids = r.fused.nodes.find((n) => n.outputs[0] === nodes[0]!.inputs[1]);

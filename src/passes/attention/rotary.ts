@@ -1,7 +1,7 @@
 import type { Attribute, Node } from "../../ir/graph.js";
 import { Tensor } from "../../ir/tensor.js";
 import type { GraphView } from "../graph-view.js";
-import { any, isMatch, match, op, type Pattern } from "../pattern.js";
+import { any, isMatch, match, oneOf, op, type Pattern } from "../pattern.js";
 import { intAttr, type NodeFactory } from "../rewrite.js";
 import type { HeadInput, Resolved } from "./heads.js";
 
@@ -11,10 +11,13 @@ import type { HeadInput, Resolved } from "./heads.js";
  *
  *   rotated = x·cos + rotate_half(x)·sin,   rotate_half(x) = Concat(−x[…, h:], x[…, :h]),  h = width/2
  *
- * and partial rotary (GPT-NeoX / Phi rotary_pct): Concat(rotated(x[…, :d]), x[…, d:]) on the last axis.
- * cos/sin are [1,1,S,d], [1,S,d] or [S,d] (one row per token, shared by batch and heads) with equal halves
- * — HF builds them as Cos(Concat(freqs, freqs)), older exports slice a constant cache — which is what lets
- * one pair-wise rotation with d/2 angles replace them.
+ * or GPT-J's interleaved form, rotate_every_two(x) = stack((−x[…, 1::2], x[…, ::2]), −1).flatten(−2) with
+ * cos/sin = repeat_interleave(angles, 2); and partial rotary (GPT-NeoX / Phi rotary_pct, GPT-J rotary_dim):
+ * Concat(rotated(x[…, :d]), x[…, d:]) on the last axis.
+ * cos/sin are [1,1,S,d], [1,S,d] or [S,d] (one row per token, shared by heads; per sequence with
+ * position_ids [B,S]) whose last axis provably repeats — equal halves (HF's Cos(Concat(freqs, freqs)), a
+ * constant cache) or equal neighbours (repeat_interleave) — which is what lets one pair-wise rotation with
+ * d/2 angles replace them.
  *
  * A matched rotation becomes one com.microsoft RotaryEmbedding node on the [B,S,N·H] activation right
  * before the fused attention op. Why a node and not a `rotary` attribute of mhafuse.Attention: the
@@ -34,6 +37,8 @@ export interface RotaryMatch {
   sin: string;
   rotaryDim: number;
   headSize: number;
+  /** Pairs (2j, 2j+1) (GPT-J's rotate_every_two) rather than (j, j + d/2). */
+  interleaved: boolean;
   /** Rank of cos/sin (2, 3 or 4) and whether they hold one set of rows per sequence ([B,…,S,d], B ≠ 1). */
   rank: number;
   perBatch: boolean;
@@ -46,14 +51,14 @@ function constInts(view: GraphView, value: string | undefined): number[] | undef
   return t && t.rank <= 1 && (t.type === "int64" || t.type === "int32") ? t.toNumbers() : undefined;
 }
 
-/** A Slice of one axis with step 1: [start, end) on `axis` (negative axis normalised with `rank`). */
+/** A constant Slice of one axis: [start, end) by `step` on `axis` (negative axis normalised with `rank`). */
 function sliceOf(node: Node, view: GraphView, rank: number) {
   const [starts, ends, axes, steps] = [1, 2, 3, 4].map((i) => constInts(view, node.inputs[i]));
   if (starts?.length !== 1 || ends?.length !== 1) return undefined;
-  if (steps && (steps.length !== 1 || steps[0] !== 1)) return undefined;
+  if (steps && steps.length !== 1) return undefined;
   const a = axes ? axes[0]! : 0;
   if (axes && axes.length !== 1) return undefined;
-  return { start: starts[0]!, end: ends[0]!, axis: a < 0 ? a + rank : a };
+  return { start: starts[0]!, end: ends[0]!, axis: a < 0 ? a + rank : a, step: steps ? steps[0]! : 1 };
 }
 
 function lastDim(view: GraphView, value: string): number | undefined {
@@ -69,7 +74,8 @@ function lastAxisSlice(from: number | "half", to: number | "half" | "end", captu
     check: (node, view, bound) => {
       const width = lastDim(view, bound.values.get("x") ?? node.inputs[0]!);
       const s = sliceOf(node, view, 4);
-      if (s?.axis !== 3 || width === undefined) return "not a constant slice of the last axis";
+      if (s?.axis !== 3 || s.step !== 1 || width === undefined)
+        return "not a constant slice of the last axis";
       const at = (v: number | "half") => (v === "half" ? width / 2 : v);
       const endOk = to === "end" ? s.end >= width : s.end === at(to);
       return s.start === at(from) && endOk ? true : `slice [${s.start}, ${s.end}) of ${width}`;
@@ -91,50 +97,131 @@ const lastAxisConcat = (inputs: Pattern[], capture?: string): Pattern =>
 /** rotate_half(x) = Concat(−x[…, h:], x[…, :h]). */
 const rotateHalf = lastAxisConcat([op("Neg", [lastAxisSlice("half", "end")]), lastAxisSlice(0, "half")]);
 
-/** x·cos + rotate_half(x)·sin; the rotate_half product first, so that x is bound before x·cos is seen. */
+/** x[…, start::2] of a rank-4 value (the even or the odd elements of each head). */
+function everyOther(start: 0 | 1): Pattern {
+  return op("Slice", [any("x")], {
+    label: `Slice [${start}::2] of the head axis`,
+    check: (node, view) => {
+      const width = lastDim(view, node.inputs[0]!);
+      const s = sliceOf(node, view, 4);
+      const ok = s?.axis === 3 && s.step === 2 && s.start === start && width !== undefined && s.end >= width;
+      return ok ? true : "not x[…, start::2]";
+    },
+  });
+}
+
+const trailingUnsqueeze = (inner: Pattern): Pattern =>
+  op("Unsqueeze", [inner], {
+    check: (node, view) => {
+      const rank = view.typeOf(node.outputs[0]!)?.shape?.length;
+      const a = node.attrs.axes;
+      const axes = a?.type === "ints" ? a.value : constInts(view, node.inputs[1]);
+      return rank !== undefined && axes?.length === 1 && (axes[0]! + rank) % rank === rank - 1
+        ? true
+        : "Unsqueeze does not add a trailing axis";
+    },
+  });
+
+/**
+ * GPT-J's rotate_every_two(x) = stack((−x[…, 1::2], x[…, ::2]), −1).flatten(−2): Unsqueeze both, Concat on
+ * the new axis, Reshape back to the head width (the interleaved form: pairs (2j, 2j+1)).
+ */
+const rotateEveryTwo = op(
+  "Reshape",
+  [lastAxisConcat([trailingUnsqueeze(op("Neg", [everyOther(1)])), trailingUnsqueeze(everyOther(0))])],
+  {
+    capture: "interleaved",
+    check: (node, view) => {
+      const inner = view.typeOf(node.inputs[0]!)?.shape;
+      const out = view.typeOf(node.outputs[0]!)?.shape;
+      const d = inner?.at(-2);
+      return out?.length === 4 && typeof d === "number" && out[3] === 2 * d
+        ? true
+        : "Reshape does not merge the pairs back into the head axis";
+    },
+  },
+);
+
+/** x·cos + rotate(x)·sin; the rotate product first, so that x is bound before x·cos is seen. */
 const rotation: Pattern = op(
   "Add",
   [
-    op("Mul", [rotateHalf, any("sin")], { commutative: true }),
+    op("Mul", [oneOf("rotate_half or rotate_every_two", rotateHalf, rotateEveryTwo), any("sin")], {
+      commutative: true,
+    }),
     op("Mul", [any("x"), any("cos")], { commutative: true }),
   ],
-  { commutative: true, label: "rotary x·cos + rotate_half(x)·sin" },
+  { commutative: true, label: "rotary x·cos + rotate(x)·sin" },
 );
 
-/** Ops through which "the two halves of the last axis are equal" carries over from input 0. */
-const HALF_PRESERVING = new Set(["Cast", "Identity", "Cos", "Sin", "Neg", "Unsqueeze", "Expand"]);
+/** Ops through which "the last axis repeats itself" carries over from input 0. */
+const REPEAT_PRESERVING = new Set(["Cast", "Identity", "Cos", "Sin", "Neg", "Unsqueeze", "Expand"]);
 
-/** Does `value` provably have equal halves on its last axis (HF's Concat(freqs, freqs), or a constant)? */
-export function equalHalves(value: string, view: GraphView, depth = 0): boolean {
+/**
+ * How cos/sin repeat along their last axis, which is what makes them d/2 angles of a pair-wise rotation:
+ * "halves" — equal halves (HF's Concat(freqs, freqs), rotate-half); "pairs" — equal neighbours 2j, 2j+1
+ * (GPT-J's repeat_interleave(·, 2), interleaved).
+ */
+export type Repeat = "halves" | "pairs";
+
+function constantRepeats(t: Tensor, mode: Repeat): boolean {
+  const width = t.dims.at(-1) ?? 0;
+  if (width % 2 !== 0 || t.size === 0) return false;
+  const data = t.toFloat64();
+  const half = width / 2;
+  for (let r = 0; r < data.length; r += width)
+    for (let j = 0; j < half; j++) {
+      const [a, b] = mode === "halves" ? [r + j, r + j + half] : [r + 2 * j, r + 2 * j + 1];
+      if (data[a] !== data[b]) return false;
+    }
+  return true;
+}
+
+/** repeat_interleave(a, 2, last axis) as exported: Reshape(Expand|Tile(Unsqueeze(a, trailing)) [… d/2, 2]). */
+function isRepeatInterleave(node: Node, view: GraphView): boolean {
+  if (node.opType !== "Reshape") return false;
+  const rep = view.producer.get(node.inputs[0]!);
+  if (!rep || (rep.opType !== "Expand" && rep.opType !== "Tile")) return false;
+  const unsq = view.producer.get(rep.inputs[0]!);
+  if (unsq?.opType !== "Unsqueeze") return false;
+  const repShape = view.typeOf(rep.outputs[0]!)?.shape;
+  const half = lastDim(view, unsq.inputs[0]!);
+  const unsqShape = view.typeOf(unsq.outputs[0]!)?.shape;
+  return (
+    unsqShape?.at(-1) === 1 &&
+    unsqShape.at(-2) === half &&
+    repShape?.at(-1) === 2 &&
+    repShape.at(-2) === half &&
+    lastDim(view, node.outputs[0]!) === 2 * (half ?? Number.NaN)
+  );
+}
+
+/** Does `value` provably repeat along its last axis as `mode` says (structurally, or as a constant)? */
+export function repeatsAlongLastAxis(value: string, view: GraphView, mode: Repeat, depth = 0): boolean {
   const t = view.constant(value);
-  if (t) {
-    const width = t.dims.at(-1) ?? 0;
-    if (width % 2 !== 0 || t.size === 0) return false;
-    const data = t.toFloat64();
-    for (let r = 0; r < data.length; r += width)
-      for (let j = 0; j < width / 2; j++) if (data[r + j] !== data[r + j + width / 2]) return false;
-    return true;
-  }
+  if (t) return constantRepeats(t, mode);
   const node = view.producer.get(value);
   if (node?.domain !== "" || depth > 12) return false;
   const rank = view.typeOf(value)?.shape?.length;
-  if (node.opType === "Concat") {
+  const next = (v: string) => repeatsAlongLastAxis(v, view, mode, depth + 1);
+  if (node.opType === "Concat" && mode === "halves") {
     const ins = node.inputs.filter((i) => i);
     const a = node.attrs.axis;
     const axis = a?.type === "int" && rank !== undefined ? (a.value + rank) % rank : undefined;
     return ins.length === 2 && ins[0] === ins[1] && axis === (rank ?? 0) - 1;
   }
-  if (HALF_PRESERVING.has(node.opType)) {
-    // Unsqueeze/Expand must keep the last axis where it is (no new trailing axis, no widening).
+  if (mode === "pairs" && isRepeatInterleave(node, view)) return true;
+  if (REPEAT_PRESERVING.has(node.opType)) {
+    // Unsqueeze/Expand must keep a known last axis (matchRotary checks its width against the rotary dim).
     if ((node.opType === "Unsqueeze" || node.opType === "Expand") && lastDim(view, value) === undefined)
       return false;
-    return equalHalves(node.inputs[0]!, view, depth + 1);
+    return next(node.inputs[0]!);
   }
   if (["Mul", "Div", "Add", "Sub"].includes(node.opType)) {
-    // By a scalar constant (attention_scaling): halves stay equal.
+    // By a scalar constant (attention_scaling): the repetition stays.
     const [a, b] = node.inputs as [string, string];
-    if (view.constant(b)?.size === 1) return equalHalves(a, view, depth + 1);
-    if (node.opType === "Mul" && view.constant(a)?.size === 1) return equalHalves(b, view, depth + 1);
+    if (view.constant(b)?.size === 1) return next(a);
+    if (node.opType === "Mul" && view.constant(a)?.size === 1) return next(b);
   }
   if (node.opType === "Gather" || node.opType === "Slice") {
     // Row selection (cos_cached[position_ids], cos_cached[:seq]) on an axis other than the last.
@@ -149,7 +236,7 @@ export function equalHalves(value: string, view: GraphView, depth = 0): boolean 
       const axes = constInts(view, node.inputs[3]);
       if (!axes || axes.some((x) => (x + dataRank) % dataRank === dataRank - 1)) return false;
     }
-    return equalHalves(data, view, depth + 1);
+    return next(data);
   }
   return false;
 }
@@ -162,6 +249,7 @@ export function matchRotary(value: string, view: GraphView): Resolved<RotaryMatc
   const headSize = lastDim(view, value);
   let rotatedValue = value;
   let input: string | undefined;
+  let tail: { start: number; end: number } | undefined;
   const extra: Node[] = [];
   const wrap = view.producer.get(value);
   if (wrap?.opType === "Concat" && wrap.inputs.length === 2) {
@@ -169,9 +257,10 @@ export function matchRotary(value: string, view: GraphView): Resolved<RotaryMatc
     const pass = view.producer.get(wrap.inputs[1]!);
     const head = pass?.opType === "Slice" ? pass.inputs[0]! : undefined;
     const s = pass && head ? sliceOf(pass, view, 4) : undefined;
-    if (head && s && s.axis === 3 && isMatch(match(rotation, wrap.inputs[0]!, view))) {
+    if (head && s && s.axis === 3 && s.step === 1 && isMatch(match(rotation, wrap.inputs[0]!, view))) {
       rotatedValue = wrap.inputs[0]!;
       input = head;
+      tail = s;
       extra.push(wrap, pass!);
     }
   }
@@ -183,8 +272,11 @@ export function matchRotary(value: string, view: GraphView): Resolved<RotaryMatc
     // The rotated part must be x[…, :d] of the same head tensor whose tail passes through.
     const lower = view.producer.get(x);
     const s = lower?.opType === "Slice" ? sliceOf(lower, view, 4) : undefined;
-    if (!s || lower!.inputs[0] !== input || s.axis !== 3 || s.start !== 0 || s.end !== rotaryDim)
-      return { decline: "partial rotary whose rotated part is not the head's leading slice" };
+    const width = lastDim(view, input);
+    const leading = s?.axis === 3 && s.step === 1 && s.start === 0 && s.end === rotaryDim;
+    const rest = tail !== undefined && tail.start === rotaryDim && width !== undefined && tail.end >= width;
+    if (!leading || !rest || lower!.inputs[0] !== input)
+      return { decline: "partial rotary that is not Concat(rotated x[…, :d], x[…, d:]) of one head tensor" };
     extra.push(lower!);
   } else {
     input = x;
@@ -193,9 +285,14 @@ export function matchRotary(value: string, view: GraphView): Resolved<RotaryMatc
   if (rotaryDim === undefined || fullWidth === undefined || rotaryDim % 2 !== 0 || rotaryDim > fullWidth)
     return { decline: "rotary with an unknown or odd rotary dimension" };
   const [cos, sin] = [m.values.get("cos")!, m.values.get("sin")!];
+  const interleaved = m.nodes.has("interleaved");
   for (const c of [cos, sin]) {
-    if (!equalHalves(c, view))
-      return { decline: `rotary cos/sin '${c}' does not provably repeat its first half (rotate-half form)` };
+    if (!repeatsAlongLastAxis(c, view, interleaved ? "pairs" : "halves"))
+      return {
+        decline: interleaved
+          ? `rotary cos/sin '${c}' does not provably repeat each angle twice (interleaved form)`
+          : `rotary cos/sin '${c}' does not provably repeat its first half (rotate-half form)`,
+      };
     // Rows are positions (axis -2, aligned with the sequence axis); a head axis must be 1 (the same angles
     // for every head); a batch axis may hold per-sequence positions (position_ids [B,S]).
     const shape = view.typeOf(c)?.shape;
@@ -211,7 +308,17 @@ export function matchRotary(value: string, view: GraphView): Resolved<RotaryMatc
   if (shape.length !== sinShape.length) return { decline: "rotary cos and sin have different ranks" };
   const perBatch = shape.length > 2 && shape[0] !== 1;
   const nodes = [...extra, ...m.matched];
-  return { input, cos, sin, rotaryDim, headSize: fullWidth, rank: shape.length, perBatch, nodes };
+  return {
+    input,
+    cos,
+    sin,
+    rotaryDim,
+    headSize: fullWidth,
+    interleaved,
+    rank: shape.length,
+    perBatch,
+    nodes,
+  };
 }
 
 /**
@@ -245,8 +352,11 @@ export function emitRotary(
         const target = f.add("Concat", [shapeOf(x.value, 0, 1), f.int64s([1, 1])], { axis: intAttr(0) });
         rows = f.add("Expand", [rows, target]);
       }
-      const firstHalf = f.add("Slice", [rows, f.int64s([0]), f.int64s([half]), f.int64s([-1])]);
-      return reshape(firstHalf, [-1, half]);
+      // One angle of each repeated pair: the first half, or every other entry when interleaved.
+      const angles = r.interleaved
+        ? f.add("Slice", [rows, f.int64s([0]), f.int64s([r.rotaryDim]), f.int64s([-1]), f.int64s([2])])
+        : f.add("Slice", [rows, f.int64s([0]), f.int64s([half]), f.int64s([-1])]);
+      return reshape(angles, [-1, half]);
     });
   const positions = memo("positions", () => {
     if (!r.perBatch) return f.constant(new Tensor("int64", [0], [1]), "rotary_offset");
@@ -257,7 +367,10 @@ export function emitRotary(
     const one = f.constant(new Tensor("int64", [1], []));
     return f.add("Reshape", [f.add("Range", [zero, rows, one]), shapeOf(x.value, 0, 2)]);
   });
-  const attrs: Record<string, Attribute> = { num_heads: intAttr(x.numHeads), interleaved: intAttr(0) };
+  const attrs: Record<string, Attribute> = {
+    num_heads: intAttr(x.numHeads),
+    interleaved: intAttr(r.interleaved ? 1 : 0),
+  };
   if (r.rotaryDim < x.headSize) attrs.rotary_embedding_dim = intAttr(r.rotaryDim);
   const inputs = [x.value, positions, cache(r.cos), cache(r.sin)];
   return f.add("RotaryEmbedding", inputs, attrs, { domain: "com.microsoft" });
