@@ -47,10 +47,11 @@ interface Variant {
    * Rotate-half rotary on Q and K with per-position cos/sin constants [S, d]: "full" (d = H), "partial"
    * (d = H/2, the rest of each head passes through), "unequal" (cos/sin halves differ: not foldable),
    * "positions" (HF's form: Cos/Sin(Concat(f, f)) of a position_ids input [B,S], different per sequence),
+   * "gather" (older exports: Gather(constant cos/sin cache [64, d], position_ids [B,S]), Unsqueeze(1)),
    * "interleaved" (GPT-J: rotate_every_two on partial rotary d = H/2, cos/sin = Cos/Sin of
    * repeat_interleave(angles, 2) as exported: Unsqueeze + Expand + Reshape).
    */
-  rotary?: "full" | "partial" | "unequal" | "positions" | "interleaved";
+  rotary?: "full" | "partial" | "unequal" | "positions" | "gather" | "interleaved";
   dropout?: boolean;
   /** torch.onnx dynamo style: opset 18, Kᵀ as Transpose(perm [0,1,3,2]) of the head split, boolean mask through Where(−inf). */
   dynamo?: boolean;
@@ -100,13 +101,16 @@ function build(v: Variant): { graph: Graph; feeds: Record<string, Tensor> } {
       const d = v.rotary === "partial" || v.rotary === "interleaved" ? H / 2 : H;
       const half = d / 2;
       let emb: string | undefined;
-      if (v.rotary === "positions") {
-        const pos = b.input("position_ids", "int64", ["batch", "seq"]);
+      let pos: string | undefined;
+      if (v.rotary === "positions" || v.rotary === "gather") {
+        pos = b.input("position_ids", "int64", ["batch", "seq"]);
         feeds.position_ids = new Tensor(
           "int64",
           Array.from({ length: B * Sq }, (_, i) => 3 * Math.floor(i / Sq) + (i % Sq)),
           [B, Sq],
         );
+      }
+      if (v.rotary === "positions" && pos) {
         const invFreq = Array.from({ length: half }, (_, i) => 1 / 10000 ** ((2 * i) / d));
         const freqs = b.op("Mul", [
           b.op("Unsqueeze", [b.op("Cast", [pos], { to: 1 }), b.const("int64", [2])]),
@@ -130,14 +134,17 @@ function build(v: Variant): { graph: Graph; feeds: Record<string, Tensor> } {
         }
         if (emb)
           return b.op("Unsqueeze", [b.op(fn === Math.cos ? "Cos" : "Sin", [emb]), b.const("int64", [1])]);
-        const data = new Float32Array(len * d);
-        for (let p = 0; p < len; p++)
+        const cacheRows = v.rotary === "gather" ? 64 : len;
+        const data = new Float32Array(cacheRows * d);
+        for (let p = 0; p < cacheRows; p++)
           for (let i = 0; i < d; i++) {
             // "unequal": the second half's angles are offset, so the halves of a row differ.
             const shift = v.rotary === "unequal" && i >= half ? 0.3 : 0;
             data[p * d + i] = fn(p / 10000 ** ((2 * (i % half)) / d) + shift);
           }
-        return b.init(new Tensor("float32", data, [len, d]));
+        const table = b.init(new Tensor("float32", data, [cacheRows, d]));
+        if (v.rotary !== "gather" || !pos) return table;
+        return b.op("Unsqueeze", [b.op("Gather", [table, pos], { axis: 0 }), b.const("int64", [1])]);
       };
       const slice = (t: string, from: number, to: number) =>
         b.op("Slice", [t, b.const("int64", [from]), b.const("int64", [to]), b.const("int64", [3])]);
@@ -359,6 +366,7 @@ test("rotary folds into one com.microsoft.RotaryEmbedding per Q and K only when 
     ["full", "8 of 8"],
     ["partial", "4 of 8"],
     ["positions", "8 of 8"],
+    ["gather", "8 of 8"],
     ["interleaved", "4 of 8"],
   ] as const) {
     const r = fuseAndCompare({ rotary, causal: "trilu" });
@@ -375,7 +383,7 @@ test("rotary folds into one com.microsoft.RotaryEmbedding per Q and K only when 
     );
     // Per-sequence angles: position ids index the stacked rows of every sequence ([B,S] ids, not an offset).
     const ids = r.fused.nodes.find((n) => n.outputs[0] === nodes[0]!.inputs[1]);
-    assert.equal(ids?.opType, rotary === "positions" ? "Reshape" : undefined);
+    assert.equal(ids?.opType, rotary === "positions" || rotary === "gather" ? "Reshape" : undefined);
     assert.ok(!r.fused.nodes.some((n) => n.opType === "Neg"), "rotate_half is gone");
     assert.ok(r.diff <= 1e-5, `${rotary}: max |diff| ${r.diff}`);
     // onnxruntime runs the folded RotaryEmbedding (offset or per-sequence position ids) to the same numbers.

@@ -163,7 +163,11 @@ export function analyzeBlock(m: Match, view: GraphView, f: NodeFactory): BlockAn
       return resolveHeads(value, view, f, what);
     }
     const inner = resolveHeads(r.input, view, f, what);
-    if ("decline" in inner) return inner;
+    if ("decline" in inner) {
+      // The rotated value may still resolve (its shape can be known where the input's is not).
+      rotary.kept.push(`${what}: ${inner.decline}`);
+      return resolveHeads(value, view, f, what);
+    }
     rotary.folded.push({ what, rotaryDim: r.rotaryDim, headSize: inner.headSize });
     const value3 = emitRotary(inner, r, f, caches);
     return { ...inner, value: value3, nodes: [...inner.nodes, ...r.nodes], plain: undefined };
