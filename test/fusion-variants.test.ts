@@ -49,9 +49,10 @@ interface Variant {
    * "positions" (HF's form: Cos/Sin(Concat(f, f)) of a position_ids input [B,S], different per sequence),
    * "gather" (older exports: Gather(constant cos/sin cache [64, d], position_ids [B,S]), Unsqueeze(1)),
    * "interleaved" (GPT-J: rotate_every_two on partial rotary d = H/2, cos/sin = Cos/Sin of
-   * repeat_interleave(angles, 2) as exported: Unsqueeze + Expand + Reshape).
+   * repeat_interleave(angles, 2) as exported: Unsqueeze + Expand + Reshape), "gptj" (the same applied to
+   * [B,S,N,H] before the head transpose, cos/sin [S,1,d]).
    */
-  rotary?: "full" | "partial" | "unequal" | "positions" | "gather" | "interleaved";
+  rotary?: "full" | "partial" | "unequal" | "positions" | "gather" | "interleaved" | "gptj";
   dropout?: boolean;
   /** torch.onnx dynamo style: opset 18, Kᵀ as Transpose(perm [0,1,3,2]) of the head split, boolean mask through Where(−inf). */
   dynamo?: boolean;
@@ -82,7 +83,8 @@ function build(v: Variant): { graph: Graph; feeds: Record<string, Tensor> } {
     const lin = b.op("Add", [bias, b.op("MatMul", [input, w])]);
     return b.op("Reshape", [lin, b.const("int64", [0, 0, heads, H])]);
   };
-  let q = b.op("Transpose", [proj(x, N)], { perm: [0, 2, 1, 3] });
+  const qSplit = proj(x, N);
+  let q = b.op("Transpose", [qSplit], { perm: [0, 2, 1, 3] });
   const kSplit = proj(kvSource, Nkv);
   let v4 = b.op("Transpose", [proj(kvSource, Nkv)], { perm: [0, 2, 1, 3] });
   let kT: string;
@@ -98,7 +100,8 @@ function build(v: Variant): { graph: Graph; feeds: Record<string, Tensor> } {
   if (v.gqa || v.rotary || v.dynamo) {
     let k4 = b.op("Transpose", [kSplit], { perm: [0, 2, 1, 3] });
     if (v.rotary) {
-      const d = v.rotary === "partial" || v.rotary === "interleaved" ? H / 2 : H;
+      const interleaved = v.rotary === "interleaved" || v.rotary === "gptj";
+      const d = v.rotary === "partial" || interleaved ? H / 2 : H;
       const half = d / 2;
       let emb: string | undefined;
       let pos: string | undefined;
@@ -119,7 +122,7 @@ function build(v: Variant): { graph: Graph; feeds: Record<string, Tensor> } {
         emb = b.op("Concat", [freqs, freqs], { axis: -1 });
       }
       const angles = (len: number, fn: (x: number) => number) => {
-        if (v.rotary === "interleaved") {
+        if (interleaved) {
           // angles[p, j] = p / 10000^(2j/d): one per pair, repeated for its two elements.
           const table = Float32Array.from(
             { length: len * half },
@@ -130,7 +133,9 @@ function build(v: Variant): { graph: Graph; feeds: Record<string, Tensor> } {
             b.const("int64", [1, 1, 2]),
           ]);
           const repeated = b.op("Reshape", [pairs, b.const("int64", [len, d])]);
-          return b.op(fn === Math.cos ? "Cos" : "Sin", [repeated]);
+          const angle = b.op(fn === Math.cos ? "Cos" : "Sin", [repeated]);
+          // [S,1,d] against [B,S,N,d] for GPT-J's token-major rotation.
+          return v.rotary === "gptj" ? b.op("Unsqueeze", [angle, b.const("int64", [1])]) : angle;
         }
         if (emb)
           return b.op("Unsqueeze", [b.op(fn === Math.cos ? "Cos" : "Sin", [emb]), b.const("int64", [1])]);
@@ -160,18 +165,22 @@ function build(v: Variant): { graph: Graph; feeds: Record<string, Tensor> } {
         const part = d < H ? slice(t, 0, d) : t;
         const x1 = slice(part, 0, half);
         const x2 = slice(part, half, d);
-        const rotated =
-          v.rotary === "interleaved"
-            ? rotateEveryTwo(part)
-            : b.op("Concat", [b.op("Neg", [x2]), x1], { axis: 3 });
+        const rotated = interleaved
+          ? rotateEveryTwo(part)
+          : b.op("Concat", [b.op("Neg", [x2]), x1], { axis: 3 });
         const out = b.op("Add", [
           b.op("Mul", [part, angles(len, Math.cos)]),
           b.op("Mul", [rotated, angles(len, Math.sin)]),
         ]);
         return d < H ? b.op("Concat", [out, slice(t, d, H)], { axis: -1 }) : out;
       };
-      q = rotate(q, Sq);
-      k4 = rotate(k4, Skv);
+      if (v.rotary === "gptj") {
+        q = b.op("Transpose", [rotate(qSplit, Sq)], { perm: [0, 2, 1, 3] });
+        k4 = b.op("Transpose", [rotate(kSplit, Skv)], { perm: [0, 2, 1, 3] });
+      } else {
+        q = rotate(q, Sq);
+        k4 = rotate(k4, Skv);
+      }
     }
     if (v.gqa) {
       k4 = repeat(k4);
@@ -368,6 +377,7 @@ test("rotary folds into one com.microsoft.RotaryEmbedding per Q and K only when 
     ["positions", "8 of 8"],
     ["gather", "8 of 8"],
     ["interleaved", "4 of 8"],
+    ["gptj", "4 of 8"],
   ] as const) {
     const r = fuseAndCompare({ rotary, causal: "trilu" });
     assert.equal(r.block.rotary, `folded into com.microsoft.RotaryEmbedding on Q, K, rotary dim ${dim}`);
@@ -375,11 +385,11 @@ test("rotary folds into one com.microsoft.RotaryEmbedding per Q and K only when 
     assert.equal(nodes.length, 2, r.summary);
     assert.deepEqual(
       nodes.map((n) => n.attrs.rotary_embedding_dim?.value),
-      rotary === "partial" || rotary === "interleaved" ? [4, 4] : [undefined, undefined],
+      rotary === "partial" || rotary === "interleaved" || rotary === "gptj" ? [4, 4] : [undefined, undefined],
     );
     assert.deepEqual(
       nodes.map((n) => n.attrs.interleaved?.value),
-      rotary === "interleaved" ? [1, 1] : [0, 0],
+      rotary === "interleaved" || rotary === "gptj" ? [1, 1] : [0, 0],
     );
     // Per-sequence angles: position ids index the stacked rows of every sequence ([B,S] ids, not an offset).
     const ids = r.fused.nodes.find((n) => n.outputs[0] === nodes[0]!.inputs[1]);

@@ -14,6 +14,7 @@ import {
   type Resolved,
   resolveHeads,
   resolveKeyHeads,
+  resolveTokenMajorHeads,
   shapeValue,
   untransposeKey,
 } from "./heads.js";
@@ -157,12 +158,22 @@ export function analyzeBlock(m: Match, view: GraphView, f: NodeFactory): BlockAn
   const caches = new Map<string, string>();
   const rotary: NonNullable<BlockAnalysis["rotary"]> = { folded: [], kept: [] };
   const perHead = (value: string, what: string): Resolved<HeadInput> => {
-    const r = matchRotary(value, view);
+    let r = matchRotary(value, view);
+    let resolveInput = (x: string) => resolveHeads(x, view, f, what);
+    const t = view.producer.get(value);
+    if (!r && t?.opType === "Transpose" && samePerm(t, [0, 2, 1, 3])) {
+      // GPT-J: the rotation is on [B,S,N,H], before the head transpose.
+      r = matchRotary(t.inputs[0]!, view, "bsnh");
+      resolveInput = (x) => {
+        const inner = resolveTokenMajorHeads(x, view, f, what);
+        return "decline" in inner ? inner : { ...inner, nodes: [t, ...inner.nodes] };
+      };
+    }
     if (!r || "decline" in r) {
       if (r) rotary.kept.push(`${what}: ${r.decline}`);
       return resolveHeads(value, view, f, what);
     }
-    const inner = resolveHeads(r.input, view, f, what);
+    const inner = resolveInput(r.input);
     if ("decline" in inner) {
       // The rotated value may still resolve (its shape can be known where the input's is not).
       rotary.kept.push(`${what}: ${inner.decline}`);

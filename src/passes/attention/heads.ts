@@ -153,6 +153,25 @@ export function resolveHeads(
   return { value: emitMerge(value, [0, 2, 1, 3], n, h, f), numHeads: n, headSize: h, nodes: [] };
 }
 
+/** A [B,S,N,H] value (before the head transpose) → [B,S,N·H]: the Reshape's input when it split one. */
+export function resolveTokenMajorHeads(
+  value: string,
+  view: GraphView,
+  f: NodeFactory,
+  what: string,
+): Resolved<HeadInput> {
+  const shape = view.typeOf(value)?.shape;
+  const [n, h] = [shape?.[2], shape?.[3]];
+  if (shape?.length !== 4 || typeof n !== "number" || typeof h !== "number")
+    return { decline: `${what} '${value}' [B,S,N,H] has unknown head count or head size` };
+  const split = view.producer.get(value);
+  const x = split?.opType === "Reshape" ? split.inputs[0]! : undefined;
+  if (x && view.typeOf(x)?.shape?.length === 3 && hiddenSize(x, view) === n * h)
+    return { value: x, numHeads: n, headSize: h, nodes: [split!] };
+  const merged = f.add("Reshape", [value, f.int64s([0, 0, n * h])], { allowzero: intAttr(0) });
+  return { value: merged, numHeads: n, headSize: h, nodes: [] };
+}
+
 /** Kᵀ as [B,N,H,S] → [B,S,N·H]: the transposed split, Transpose(K,[0,1,3,2]) of a per-head K, or generic. */
 export function resolveKeyHeads(kT: string, view: GraphView, f: NodeFactory): Resolved<HeadInput> {
   const plain = plainSplit(kT, [0, 2, 3, 1], view);

@@ -30,7 +30,7 @@ import type { HeadInput, Resolved } from "./heads.js";
  */
 
 export interface RotaryMatch {
-  /** The per-head [B,N,S,H] tensor before rotation. */
+  /** The per-head [B,N,S,H] (GPT-J: [B,S,N,H]) tensor before rotation. */
   input: string;
   /** cos / sin as multiplied: [1,1,S,d], [1,S,d] or [S,d], with equal halves. */
   cos: string;
@@ -245,7 +245,13 @@ export function repeatsAlongLastAxis(value: string, view: GraphView, mode: Repea
  * The rotation of a per-head value, if it is one: undefined when `value` is not a rotary subgraph at all,
  * a decline when it is one this pass cannot fold (kept as graph nodes, and the report says why).
  */
-export function matchRotary(value: string, view: GraphView): Resolved<RotaryMatch> | undefined {
+export function matchRotary(
+  value: string,
+  view: GraphView,
+  layout: "bnsh" | "bsnh" = "bnsh",
+): Resolved<RotaryMatch> | undefined {
+  // GPT-J rotates [B,S,N,H] before the head transpose; everyone else [B,N,S,H] after it.
+  const [seqAxis, headAxis] = layout === "bnsh" ? [2, 1] : [1, 2];
   const headSize = lastDim(view, value);
   let rotatedValue = value;
   let input: string | undefined;
@@ -293,20 +299,28 @@ export function matchRotary(value: string, view: GraphView): Resolved<RotaryMatc
           ? `rotary cos/sin '${c}' does not provably repeat each angle twice (interleaved form)`
           : `rotary cos/sin '${c}' does not provably repeat its first half (rotate-half form)`,
       };
-    // Rows are positions (axis -2, aligned with the sequence axis); a head axis must be 1 (the same angles
-    // for every head); a batch axis may hold per-sequence positions (position_ids [B,S]).
+    // cos/sin broadcast against the rank-4 x: one row of angles per token (on x's sequence axis), the same
+    // for every head (1 on x's head axis); x's batch axis may hold per-sequence rows (position_ids [B,S]).
     const shape = view.typeOf(c)?.shape;
-    if (!shape || shape.length < 2 || shape.length > 4 || (shape.length === 4 && shape[1] !== 1))
-      return { decline: `rotary cos/sin '${c}' of shape [${shape ?? "?"}] differs per head` };
+    if (!shape || shape.length < 2 || shape.length > 4)
+      return { decline: `rotary cos/sin '${c}' has an unknown shape or rank` };
     if (shape.at(-1) !== rotaryDim) return { decline: `rotary cos/sin '${c}' is not ${rotaryDim} wide` };
-    const seq = view.typeOf(input)?.shape?.[2];
-    if (shape.at(-2) === 1 && seq !== 1)
-      return { decline: `rotary cos/sin '${c}' has one row broadcast over every token` };
+    const lead = 4 - shape.length;
+    for (let i = 0; i < shape.length - 1; i++) {
+      const xAxis = i + lead;
+      if (xAxis === headAxis && shape[i] !== 1)
+        return { decline: `rotary cos/sin '${c}' of shape [${shape}] differs per head` };
+    }
+    const rows = shape[seqAxis - lead];
+    const seq = view.typeOf(input)?.shape?.[seqAxis];
+    if (seqAxis - lead < 0 || (rows === 1 && seq !== 1))
+      return { decline: `rotary cos/sin '${c}' of shape [${shape}] does not hold one row per token` };
   }
   const shape = view.typeOf(cos)!.shape!;
   const sinShape = view.typeOf(sin)!.shape!;
-  if (shape.length !== sinShape.length) return { decline: "rotary cos and sin have different ranks" };
-  const perBatch = shape.length > 2 && shape[0] !== 1;
+  if (shape.join() !== sinShape.join()) return { decline: "rotary cos and sin have different shapes" };
+  // Only a rank-4 cos/sin reaches x's batch axis.
+  const perBatch = shape.length === 4 && shape[0] !== 1;
   const nodes = [...extra, ...m.matched];
   return {
     input,
