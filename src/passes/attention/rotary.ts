@@ -14,10 +14,10 @@ import type { HeadInput, Resolved } from "./heads.js";
  * or GPT-J's interleaved form, rotate_every_two(x) = stack((−x[…, 1::2], x[…, ::2]), −1).flatten(−2) with
  * cos/sin = repeat_interleave(angles, 2); and partial rotary (GPT-NeoX / Phi rotary_pct, GPT-J rotary_dim):
  * Concat(rotated(x[…, :d]), x[…, d:]) on the last axis.
- * cos/sin are [1,1,S,d], [1,S,d] or [S,d] (one row per token, shared by heads; per sequence with
- * position_ids [B,S]) whose last axis provably repeats — equal halves (HF's Cos(Concat(freqs, freqs)), a
- * constant cache) or equal neighbours (repeat_interleave) — which is what lets one pair-wise rotation with
- * d/2 angles replace them.
+ * cos/sin are [1,1,S,d], [1,S,d] or [S,d] (GPT-J, rotating [B,S,N,H]: [1,S,1,d], [S,1,d]): one row per
+ * token, shared by the heads, or one set of rows per sequence with position_ids [B,S]. Their last axis must
+ * provably repeat — equal halves (HF's Cos(Concat(freqs, freqs)), a constant cache) or equal neighbours
+ * (repeat_interleave) — which is what lets one pair-wise rotation with d/2 angles replace them.
  *
  * A matched rotation becomes one com.microsoft RotaryEmbedding node on the [B,S,N·H] activation right
  * before the fused attention op. Why a node and not a `rotary` attribute of mhafuse.Attention: the
@@ -25,14 +25,15 @@ import type { HeadInput, Resolved } from "./heads.js";
  * projection and the rotation, so the rotation is a step of its own; com.microsoft RotaryEmbedding is
  * the op onnxruntime runs at every opset (ONNX RotaryEmbedding needs opset 23, the exports are 17), so
  * `optimize --target onnxruntime` keeps it as it is; and it has a float64 reference here already. The
- * cos/sin the export computes at run time (with whatever rope scaling it baked in) are kept: their first
- * halves become the op's cache and the position ids index it (offset 0: row s is position s's angles).
+ * cos/sin the export computes at run time (with whatever rope scaling it baked in) are kept: one angle of
+ * each repeated pair becomes the op's cache, and the position ids index it (offset 0: row s is token s's
+ * angles) — so no maximum position has to be guessed, as a constant cache would need.
  */
 
 export interface RotaryMatch {
   /** The per-head [B,N,S,H] (GPT-J: [B,S,N,H]) tensor before rotation. */
   input: string;
-  /** cos / sin as multiplied: [1,1,S,d], [1,S,d] or [S,d], with equal halves. */
+  /** cos / sin as multiplied (broadcast against x), their last axis repeating as the form requires. */
   cos: string;
   sin: string;
   rotaryDim: number;
@@ -336,10 +337,10 @@ export function matchRotary(
 }
 
 /**
- * Emits com.microsoft RotaryEmbedding on the [B,S,N·H] activation `x`. The cache rows are the first d/2
- * angles of the export's own cos/sin: one row per token, position ids = offset 0; with per-sequence
- * angles ([B,S,d]) the rows of all sequences are stacked and sequence b's token s reads row b·S + s.
- * `prepared` memoises the caches and position ids of one block (Q and K share them).
+ * Emits com.microsoft RotaryEmbedding on the [B,S,N·H] activation `x`. The cache rows hold one angle of
+ * each repeated pair of the export's own cos/sin: one row per token, position ids = offset 0; with
+ * per-sequence angles ([B,S,d]) the rows of all sequences are stacked and sequence b's token s reads row
+ * b·S + s. `prepared` memoises the caches and position ids of one block (Q and K share them).
  */
 export function emitRotary(
   x: HeadInput,
@@ -358,7 +359,7 @@ export function emitRotary(
   const shapeOf = (v: string, from: number, to: number) =>
     f.add("Slice", [f.add("Shape", [v]), f.int64s([from]), f.int64s([to]), f.int64s([0])]);
   const cache = (c: string) =>
-    memo(`cache:${c}`, () => {
+    memo(`cache:${c}:${r.rotaryDim}:${r.interleaved}:${r.perBatch}`, () => {
       let rows = c;
       if (r.perBatch) {
         // [B,1,S,d] → [B,S,d], broadcast to x's batch (a batch-1 cos at run time reads the same rows).
@@ -372,7 +373,8 @@ export function emitRotary(
         : f.add("Slice", [rows, f.int64s([0]), f.int64s([half]), f.int64s([-1])]);
       return reshape(angles, [-1, half]);
     });
-  const positions = memo("positions", () => {
+  // Keyed by cos: Q and K that share their angles share their token count too.
+  const positions = memo(`positions:${r.cos}:${r.perBatch}`, () => {
     if (!r.perBatch) return f.constant(new Tensor("int64", [0], [1]), "rotary_offset");
     const rows = f.add("Gather", [f.add("Shape", [cache(r.cos)]), f.constant(new Tensor("int64", [0], []))], {
       axis: intAttr(0),
