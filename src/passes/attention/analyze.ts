@@ -4,23 +4,21 @@ import type { GraphView } from "../graph-view.js";
 import type { Match } from "../pattern.js";
 import type { NodeFactory } from "../rewrite.js";
 import {
-  type CacheConcat,
-  cacheConcat,
   findProjection,
   type HeadInput,
+  type KvCache,
+  kvCache,
   type Projection,
   peelKeyRepeat,
   peelKvRepeat,
-  type Resolved,
   resolveHeads,
   resolveKeyHeads,
-  resolveTokenMajorHeads,
   shapeValue,
   untransposeKey,
 } from "./heads.js";
 import { type BiasClass, classifyBias } from "./mask-probe.js";
 import type { AttentionKind, AttentionTrait } from "./report.js";
-import { emitRotary, matchRotary } from "./rotary.js";
+import { RotaryFolding, type RotaryOutcome } from "./rotary.js";
 import { type ScoreChain, walkScoreChain } from "./score-chain.js";
 
 /** Everything the rewrites need to know about one matched attention block. */
@@ -30,13 +28,10 @@ export interface BlockAnalysis {
   q: HeadInput;
   k: HeadInput;
   v: HeadInput;
-  /**
-   * The KV cache, when K and V are Concat(past, current) along the sequence axis: the fused op takes the
-   * pasts as inputs and produces the Concat outputs (present) itself; the Concats are removed.
-   */
-  cache?: { pastKey: string; pastValue: string; presentKey: string; presentValue: string; concats: Node[] };
+  /** The KV cache (past inputs, present outputs), when K and V are cache Concats. */
+  cache?: KvCache;
   /** Rotary embeddings on Q/K: folded into RotaryEmbedding nodes, or kept as graph nodes and why. */
-  rotary?: { folded: { what: string; rotaryDim: number; headSize: number }[]; kept: string[] };
+  rotary?: RotaryOutcome;
   /** Combined additive bias (emitted into the factory when it needed new nodes), or undefined. */
   bias?: string;
   biasClass?: BiasClass;
@@ -155,34 +150,8 @@ export function analyzeBlock(m: Match, view: GraphView, f: NodeFactory): BlockAn
   if ("decline" in chain) return chain;
 
   // Q and K per head, with a rotary embedding on them folded into one RotaryEmbedding node each.
-  const caches = new Map<string, string>();
-  const rotary: NonNullable<BlockAnalysis["rotary"]> = { folded: [], kept: [] };
-  const perHead = (value: string, what: string): Resolved<HeadInput> => {
-    let r = matchRotary(value, view);
-    let resolveInput = (x: string) => resolveHeads(x, view, f, what);
-    const t = view.producer.get(value);
-    if (!r && t?.opType === "Transpose" && samePerm(t, [0, 2, 1, 3])) {
-      // GPT-J: the rotation is on [B,S,N,H], before the head transpose.
-      r = matchRotary(t.inputs[0]!, view, "bsnh");
-      resolveInput = (x) => {
-        const inner = resolveTokenMajorHeads(x, view, f, what);
-        return "decline" in inner ? inner : { ...inner, nodes: [t, ...inner.nodes] };
-      };
-    }
-    if (!r || "decline" in r) {
-      if (r) rotary.kept.push(`${what}: ${r.decline}`);
-      return resolveHeads(value, view, f, what);
-    }
-    const inner = resolveInput(r.input);
-    if ("decline" in inner) {
-      // The rotated value may still resolve (its shape can be known where the input's is not).
-      rotary.kept.push(`${what}: ${inner.decline}`);
-      return resolveHeads(value, view, f, what);
-    }
-    rotary.folded.push({ what, rotaryDim: r.rotaryDim, headSize: inner.headSize });
-    const value3 = emitRotary(inner, r, f, caches);
-    return { ...inner, value: value3, nodes: [...inner.nodes, ...r.nodes], plain: undefined };
-  };
+  const rotary = new RotaryFolding(view, f);
+  const perHead = (value: string, what: string) => rotary.resolve(value, what);
   const q = perHead(chain.q, "Q");
   if ("decline" in q) return q;
   // K and V as per-head [B,Nkv,S,H] tensors: GQA repeats peeled, then the KV-cache Concat (if any).
@@ -192,26 +161,11 @@ export function analyzeBlock(m: Match, view: GraphView, f: NodeFactory): BlockAn
   const v4 = m.values.get("v")!;
   const vRepeat = peelKvRepeat(v4, view);
   const vBnsh = vRepeat ? vRepeat.value : v4;
-  const kConcat = kBnsh ? cacheConcat(kBnsh, view) : undefined;
-  const vConcat = cacheConcat(vBnsh, view);
-  // The cache moves into the fused op only when K and V both have one; an identity Concat is peeled alone.
-  const both = !!kConcat?.past && !!vConcat?.past;
-  const peel = (c: CacheConcat | undefined) => (c && (both || !c.past) ? c : undefined);
-  const [kc, vc] = [peel(kConcat), peel(vConcat)];
-  const k = kBnsh ? perHead(kc?.current ?? kBnsh, "K") : resolveKeyHeads(chain.kT, view, f);
+  const { k: kc, v: vc, cache } = kvCache(kBnsh, vBnsh, view);
+  const k = kBnsh ? perHead(kc ?? kBnsh, "K") : resolveKeyHeads(chain.kT, view, f);
   if ("decline" in k) return k;
-  const v = resolveHeads(vc?.current ?? vBnsh, view, f, "V");
+  const v = resolveHeads(vc ?? vBnsh, view, f, "V");
   if ("decline" in v) return v;
-  const cache =
-    both && kc && vc
-      ? {
-          pastKey: kc.past!,
-          pastValue: vc.past!,
-          presentKey: kc.node.outputs[0]!,
-          presentValue: vc.node.outputs[0]!,
-          concats: [kc.node, vc.node],
-        }
-      : undefined;
   if (q.headSize !== k.headSize)
     return { decline: `Q head size ${q.headSize} differs from K head size ${k.headSize}` };
   if (k.numHeads !== v.numHeads) return { decline: `K has ${k.numHeads} heads but V has ${v.numHeads}` };
@@ -243,9 +197,8 @@ export function analyzeBlock(m: Match, view: GraphView, f: NodeFactory): BlockAn
   const nodes = [
     ...new Set([...m.matched, ...chain.nodes, ...q.nodes, ...k.nodes, ...v.nodes, ...output.nodes]),
   ];
-  for (const extra of [kRepeat?.nodes, kPlain?.nodes, vRepeat?.nodes, [kc?.node, vc?.node]])
-    for (const n of extra ?? []) if (n && !nodes.includes(n)) nodes.push(n);
-  const rotaryInfo = rotary.folded.length || rotary.kept.length ? rotary : undefined;
+  for (const extra of [kRepeat?.nodes, kPlain?.nodes, vRepeat?.nodes, cache?.concats])
+    for (const n of extra ?? []) if (!nodes.includes(n)) nodes.push(n);
   return {
     match: m,
     chain,
@@ -253,7 +206,7 @@ export function analyzeBlock(m: Match, view: GraphView, f: NodeFactory): BlockAn
     k,
     v,
     cache,
-    rotary: rotaryInfo,
+    rotary: rotary.outcome(),
     bias,
     biasClass,
     kind,

@@ -234,13 +234,13 @@ export function untransposeKey(kT: string, view: GraphView): { value: string; no
  * DynamicCache.update). A one-input Concat — what exporters trace when the cache starts empty — is the
  * identity and has no past.
  */
-export interface CacheConcat {
+interface CacheConcat {
   current: string;
   past?: string;
   node: Node;
 }
 
-export function cacheConcat(value: string, view: GraphView): CacheConcat | undefined {
+function cacheConcat(value: string, view: GraphView): CacheConcat | undefined {
   const node = view.producer.get(value);
   if (node?.opType !== "Concat" || node.domain !== "") return undefined;
   const rank = view.typeOf(value)?.shape?.length;
@@ -251,6 +251,42 @@ export function cacheConcat(value: string, view: GraphView): CacheConcat | undef
   if (inputs.length === 1) return { current: inputs[0]!, node };
   if (inputs.length === 2) return { past: inputs[0]!, current: inputs[1]!, node };
   return undefined;
+}
+
+/**
+ * The KV cache of a block: past inputs and present outputs for the fused op, when K and V (per head,
+ * GQA repeats peeled) are both Concat(past, current) along the sequence; the Concats are removed.
+ */
+export interface KvCache {
+  pastKey: string;
+  pastValue: string;
+  presentKey: string;
+  presentValue: string;
+  concats: Node[];
+}
+
+/**
+ * K and V with their cache Concats looked through: the current step's values (undefined where there is
+ * no Concat), and the cache when both have a past. A Concat with a past on only one of them stays.
+ */
+export function kvCache(
+  k: string | undefined,
+  v: string,
+  view: GraphView,
+): { k?: string; v?: string; cache?: KvCache } {
+  const kc = k ? cacheConcat(k, view) : undefined;
+  const vc = cacheConcat(v, view);
+  if (kc?.past && vc?.past) {
+    const cache = {
+      pastKey: kc.past,
+      pastValue: vc.past,
+      presentKey: kc.node.outputs[0]!,
+      presentValue: vc.node.outputs[0]!,
+      concats: [kc.node, vc.node],
+    };
+    return { k: kc.current, v: vc.current, cache };
+  }
+  return { k: kc && !kc.past ? kc.current : undefined, v: vc && !vc.past ? vc.current : undefined };
 }
 
 /** A projection X·W (+ b) with constant W [E_in, E_out] and optional constant bias [E_out]. */

@@ -3,7 +3,7 @@ import { Tensor } from "../../ir/tensor.js";
 import type { GraphView } from "../graph-view.js";
 import { any, isMatch, match, oneOf, op, type Pattern } from "../pattern.js";
 import { intAttr, type NodeFactory } from "../rewrite.js";
-import type { HeadInput, Resolved } from "./heads.js";
+import { type HeadInput, type Resolved, resolveHeads, resolveTokenMajorHeads } from "./heads.js";
 
 /**
  * Rotary position embeddings as exporters write them (HF `apply_rotary_pos_emb`), on a per-head tensor
@@ -390,4 +390,63 @@ export function emitRotary(
   if (r.rotaryDim < x.headSize) attrs.rotary_embedding_dim = intAttr(r.rotaryDim);
   const inputs = [x.value, positions, cache(r.cos), cache(r.sin)];
   return f.add("RotaryEmbedding", inputs, attrs, { domain: "com.microsoft" });
+}
+
+/** What became of the rotary embeddings of one block, for the report. */
+export interface RotaryOutcome {
+  folded: { what: string; rotaryDim: number; headSize: number }[];
+  kept: string[];
+}
+
+const isHeadTranspose = (n: Node | undefined): n is Node => {
+  const p = n?.opType === "Transpose" ? n.attrs.perm : undefined;
+  return p?.type === "ints" && p.value.join() === "0,2,1,3";
+};
+
+/**
+ * Resolves the per-head Q/K values of one block to [B,S,N·H], folding a rotary embedding on them into
+ * a RotaryEmbedding node where one is matched (caches shared by Q and K), and records what it did.
+ */
+export class RotaryFolding {
+  private readonly prepared = new Map<string, string>();
+  private readonly folded: RotaryOutcome["folded"] = [];
+  private readonly kept: string[] = [];
+
+  constructor(
+    private readonly view: GraphView,
+    private readonly f: NodeFactory,
+  ) {}
+
+  resolve(value: string, what: string): Resolved<HeadInput> {
+    const { view, f } = this;
+    let r = matchRotary(value, view);
+    let resolveInput = (x: string) => resolveHeads(x, view, f, what);
+    const t = view.producer.get(value);
+    if (!r && isHeadTranspose(t)) {
+      // GPT-J: the rotation is on [B,S,N,H], before the head transpose.
+      r = matchRotary(t.inputs[0]!, view, "bsnh");
+      resolveInput = (x) => {
+        const inner = resolveTokenMajorHeads(x, view, f, what);
+        return "decline" in inner ? inner : { ...inner, nodes: [t, ...inner.nodes] };
+      };
+    }
+    if (!r || "decline" in r) {
+      if (r) this.kept.push(`${what}: ${r.decline}`);
+      return resolveHeads(value, view, f, what);
+    }
+    const inner = resolveInput(r.input);
+    if ("decline" in inner) {
+      // The rotated value may still resolve (its shape can be known where the input's is not).
+      this.kept.push(`${what}: ${inner.decline}`);
+      return resolveHeads(value, view, f, what);
+    }
+    this.folded.push({ what, rotaryDim: r.rotaryDim, headSize: inner.headSize });
+    const rotated = emitRotary(inner, r, f, this.prepared);
+    return { ...inner, value: rotated, nodes: [...inner.nodes, ...r.nodes], plain: undefined };
+  }
+
+  /** Undefined when the block has no rotary embedding. */
+  outcome(): RotaryOutcome | undefined {
+    return this.folded.length || this.kept.length ? { folded: this.folded, kept: this.kept } : undefined;
+  }
 }
