@@ -307,6 +307,11 @@ test("to-onnxruntime: fused fixture models run in onnxruntime and match the refe
       ops.includes("MultiHeadAttention") || ops.includes("Attention"),
       `${name}: no MultiHeadAttention / Attention in the export`,
     );
+    if (!name.startsWith("b")) {
+      // The decoders' folded rotary goes to onnxruntime as it is (com.microsoft.RotaryEmbedding, Q and K).
+      assert.equal(ops.filter((o) => o === "RotaryEmbedding").length, 4, `${name}: ${ops}`);
+      assert.ok(!ops.includes("Neg"), `${name}: rotate_half left in the export`);
+    }
     const session = await ort.InferenceSession.create(saveModel({ ...model, graph }));
     const io = JSON.parse(readFileSync(new URL(`${name}.io.json`, dir), "utf8"));
     for (const c of io.cases) {
