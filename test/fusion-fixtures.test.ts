@@ -106,9 +106,10 @@ const decoders: Record<string, { kind: string; rotary: string; traits: string[] 
   },
   gpt_neox_sdpa: { kind: "causal", rotary: "Q, K, rotary dim 8 of 16", traits: ["padding-mask", "rotary"] },
   llama_past: {
-    kind: "self",
+    // The mask over past + current keys is recognised as causal + padding (probed with total = past + seq).
+    kind: "causal",
     rotary: "Q, K, rotary dim 16 of 16",
-    traits: ["GQA", "biased", "rotary", "kv-cache"],
+    traits: ["GQA", "padding-mask", "rotary", "kv-cache"],
   },
 };
 
