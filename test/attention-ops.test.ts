@@ -8,6 +8,7 @@ import type { DType } from "../src/ir/dtype.js";
 import { floatToHalf, halfToFloat } from "../src/ir/float16.js";
 import type { Graph } from "../src/ir/graph.js";
 import { Tensor } from "../src/ir/tensor.js";
+import { referenceCompute } from "../src/ops/compute.js";
 import { findOp } from "../src/ops/index.js";
 
 // ---- helpers -----------------------------------------------------------------------------------------
@@ -295,6 +296,53 @@ test("mhafuse.Attention: a KV cache is prepended, causal is offset by the past, 
   assert.throws(
     () => runGraph(graph, { ...feeds, pk: f32(pk, [B, 1, 2 * P, H]) }),
     (e: unknown) => e instanceof OpError && /past_key must be \[B, 2, P, 4\]/.test(e.message),
+  );
+});
+
+test("mhafuse.Attention: a one-token decoding step allocates only its output and the grown cache", () => {
+  // Sq = 1 over P = 300 cached keys, GQA 8:2: the work is one score row per head, never [B,N,T,T] or
+  // repeated K/V heads; the primitives are spied on to see exactly what the op asks for.
+  const [B, P, Nq, Nkv, H] = [1, 300, 8, 2, 4];
+  const T = P + 1;
+  const op = findOp("mhafuse", "Attention")!;
+  const node = {
+    name: "step",
+    opType: "Attention",
+    domain: "mhafuse",
+    inputs: ["q", "k", "v", "", "", "pk", "pv"],
+    outputs: ["y", "present_key", "present_value"],
+    attrs: { num_heads: { type: "int", value: Nq }, kv_num_heads: { type: "int", value: Nkv } },
+  } as const;
+  const allocations: number[] = [];
+  const problems: { seqQ: number; seqKV: number; kvNumHeads: number }[] = [];
+  const compute = {
+    ...referenceCompute,
+    allocFloat32: (n: number) => {
+      allocations.push(n);
+      return new Float32Array(n);
+    },
+    attention: (a: Parameters<typeof referenceCompute.attention>[0]) => {
+      problems.push({ seqQ: a.seqQ, seqKV: a.seqKV, kvNumHeads: a.kvNumHeads });
+      referenceCompute.attention(a);
+    },
+  };
+  const inputs = [
+    f32(random(B * Nq * H, 401), [B, 1, Nq * H]),
+    f32(random(B * Nkv * H, 402), [B, 1, Nkv * H]),
+    f32(random(B * Nkv * H, 403), [B, 1, Nkv * H]),
+    undefined,
+    undefined,
+    f32(random(B * Nkv * P * H, 404), [B, Nkv, P, H]),
+    f32(random(B * Nkv * P * H, 405), [B, Nkv, P, H]),
+  ];
+  const [y, presentKey] = op.run({ node: node as never, opset: 1, compute }, inputs);
+  assert.deepEqual(y!.dims, [B, 1, Nq * H]);
+  assert.deepEqual(presentKey!.dims, [B, Nkv, T, H]);
+  assert.deepEqual(problems, [{ seqQ: 1, seqKV: T, kvNumHeads: Nkv }]);
+  // Two caches of B·Nkv·T·H and the output B·Nq·H: nothing of size T·T or Nq·T·H.
+  assert.deepEqual(
+    allocations.sort((a, b) => a - b),
+    [B * Nq * H, B * Nkv * T * H, B * Nkv * T * H],
   );
 });
 
