@@ -8,6 +8,7 @@ import type { DType } from "../src/ir/dtype.js";
 import { floatToHalf, halfToFloat } from "../src/ir/float16.js";
 import type { Graph } from "../src/ir/graph.js";
 import { Tensor } from "../src/ir/tensor.js";
+import { referenceCompute } from "../src/ops/compute.js";
 import { findOp } from "../src/ops/index.js";
 
 // ---- helpers -----------------------------------------------------------------------------------------
@@ -208,6 +209,141 @@ test("mhafuse.Attention: causal with Sq < Skv is bottom-right aligned", () => {
     v: f32(x.v, [2, 5, 4]),
   });
   assertClose(y.data as Float32Array, refFor(c, x, { allowed: (_b, _n, i, j) => j <= i + 2 }));
+});
+
+test("mhafuse.Attention: a KV cache is prepended, causal is offset by the past, present is the grown cache", () => {
+  // B=2, Sq=S=2 new tokens, P=3 cached, GQA 4:2, Hv ≠ H: keys are past ++ new, T = 5.
+  const [B, S, P, Nq, Nkv, H, Hv] = [2, 2, 3, 4, 2, 4, 3];
+  const T = P + S;
+  // Float32-representable inputs, so that the float64 reference sees exactly what the op sees.
+  const r32 = (n: number, seed: number, amp = 1) => Array.from(Float32Array.from(random(n, seed, amp)));
+  const q = r32(B * S * Nq * H, 301, 2);
+  const k = r32(B * S * Nkv * H, 302, 2);
+  const v = r32(B * S * Nkv * Hv, 303);
+  const pk = r32(B * Nkv * P * H, 304, 2);
+  const pv = r32(B * Nkv * P * Hv, 305);
+  const b = new GraphBuilder();
+  const inputs = [
+    b.input("q", "float32", [B, S, Nq * H]),
+    b.input("k", "float32", [B, S, Nkv * H]),
+    b.input("v", "float32", [B, S, Nkv * Hv]),
+    b.input("bias", "float32", [B, 1, 1, T]),
+    "",
+    b.input("pk", "float32", [B, Nkv, P, H]),
+    b.input("pv", "float32", [B, Nkv, P, Hv]),
+  ];
+  const outs = b.opN(
+    "Attention",
+    inputs,
+    { num_heads: Nq, kv_num_heads: Nkv, causal: 1 },
+    {
+      domain: "mhafuse",
+      outputs: 3,
+    },
+  );
+  for (const o of outs) b.output(o, "float32");
+  const graph = b.build();
+  // Batch 1 masks its first cached key (a padded prompt).
+  const biasData = [0, 0, 0, 0, 0, -1e9, 0, 0, 0, 0];
+  const feeds = {
+    q: f32(q, [B, S, Nq * H]),
+    k: f32(k, [B, S, Nkv * H]),
+    v: f32(v, [B, S, Nkv * Hv]),
+    bias: f32(biasData, [B, 1, 1, T]),
+    pk: f32(pk, [B, Nkv, P, H]),
+    pv: f32(pv, [B, Nkv, P, Hv]),
+  };
+  const values = runGraph(graph, feeds);
+  // The cache as the textbook reference reads it: [B, T, Nkv·size], past rows first.
+  const joined = (past: number[], cur: number[], size: number) => {
+    const out: number[] = [];
+    for (let bb = 0; bb < B; bb++)
+      for (let t = 0; t < T; t++)
+        for (let n = 0; n < Nkv; n++)
+          for (let h = 0; h < size; h++)
+            out.push(
+              t < P
+                ? past[((bb * Nkv + n) * P + t) * size + h]!
+                : cur[((bb * S + t - P) * Nkv + n) * size + h]!,
+            );
+    return out;
+  };
+  const expected = referenceAttention({
+    batch: B,
+    numHeads: Nq,
+    kvNumHeads: Nkv,
+    seqQ: S,
+    seqKV: T,
+    headSize: H,
+    vHeadSize: Hv,
+    q,
+    k: joined(pk, k, H),
+    v: joined(pv, v, Hv),
+    bias: (bb, _n, _i, j) => biasData[bb * T + j]!,
+    allowed: (_b, _n, i, j) => j <= i + P,
+  });
+  assertClose(values.get(outs[0]!)!.data as Float32Array, expected);
+  // present = [B, Nkv, T, size]: batch 1, kv head 1 holds its 3 cached rows then the 2 new ones.
+  const present = values.get(outs[1]!)!;
+  assert.deepEqual(present.dims, [B, Nkv, T, H]);
+  const row = (bb: number, n: number, t: number) => [
+    ...(present.data as Float32Array).slice(((bb * Nkv + n) * T + t) * H, ((bb * Nkv + n) * T + t + 1) * H),
+  ];
+  assertClose(row(1, 1, 2), pk.slice(((1 * Nkv + 1) * P + 2) * H, ((1 * Nkv + 1) * P + 3) * H), 0, 0);
+  assertClose(row(1, 1, 4), k.slice(((1 * S + 1) * Nkv + 1) * H, ((1 * S + 1) * Nkv + 2) * H), 0, 0);
+  assert.deepEqual(values.get(outs[2]!)!.dims, [B, Nkv, T, Hv]);
+  // A past of the wrong head count is refused with the expected shape.
+  assert.throws(
+    () => runGraph(graph, { ...feeds, pk: f32(pk, [B, 1, 2 * P, H]) }),
+    (e: unknown) => e instanceof OpError && /past_key must be \[B, 2, P, 4\]/.test(e.message),
+  );
+});
+
+test("mhafuse.Attention: a one-token decoding step allocates only its output and the grown cache", () => {
+  // Sq = 1 over P = 300 cached keys, GQA 8:2: the work is one score row per head, never [B,N,T,T] or
+  // repeated K/V heads; the primitives are spied on to see exactly what the op asks for.
+  const [B, P, Nq, Nkv, H] = [1, 300, 8, 2, 4];
+  const T = P + 1;
+  const op = findOp("mhafuse", "Attention")!;
+  const node = {
+    name: "step",
+    opType: "Attention",
+    domain: "mhafuse",
+    inputs: ["q", "k", "v", "", "", "pk", "pv"],
+    outputs: ["y", "present_key", "present_value"],
+    attrs: { num_heads: { type: "int", value: Nq }, kv_num_heads: { type: "int", value: Nkv } },
+  } as const;
+  const allocations: number[] = [];
+  const problems: { seqQ: number; seqKV: number; kvNumHeads: number }[] = [];
+  const compute = {
+    ...referenceCompute,
+    allocFloat32: (n: number) => {
+      allocations.push(n);
+      return new Float32Array(n);
+    },
+    attention: (a: Parameters<typeof referenceCompute.attention>[0]) => {
+      problems.push({ seqQ: a.seqQ, seqKV: a.seqKV, kvNumHeads: a.kvNumHeads });
+      referenceCompute.attention(a);
+    },
+  };
+  const inputs = [
+    f32(random(B * Nq * H, 401), [B, 1, Nq * H]),
+    f32(random(B * Nkv * H, 402), [B, 1, Nkv * H]),
+    f32(random(B * Nkv * H, 403), [B, 1, Nkv * H]),
+    undefined,
+    undefined,
+    f32(random(B * Nkv * P * H, 404), [B, Nkv, P, H]),
+    f32(random(B * Nkv * P * H, 405), [B, Nkv, P, H]),
+  ];
+  const [y, presentKey] = op.run({ node: node as never, opset: 1, compute }, inputs);
+  assert.deepEqual(y!.dims, [B, 1, Nq * H]);
+  assert.deepEqual(presentKey!.dims, [B, Nkv, T, H]);
+  assert.deepEqual(problems, [{ seqQ: 1, seqKV: T, kvNumHeads: Nkv }]);
+  // Two caches of B·Nkv·T·H and the output B·Nq·H: nothing of size T·T or Nq·T·H.
+  assert.deepEqual(
+    allocations.sort((a, b) => a - b),
+    [B * Nq * H, B * Nkv * T * H, B * Nkv * T * H],
+  );
 });
 
 test("mhafuse.Attention: additive bias broadcasting in every supported form", () => {

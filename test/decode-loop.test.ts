@@ -54,6 +54,16 @@ test("llama_past: prefill then 16 decoding steps, fused equals unfused step by s
     fused.attentionReport.length === LAYERS && fused.attentionReport.every((b) => b.fused),
     "every block fused",
   );
+  // The cache goes through the fused op (past in, present out), not through graph Concats.
+  assert.ok(
+    fused.attentionReport.every((b) => b.traits.includes("kv-cache")),
+    "every block takes its KV cache",
+  );
+  const presents = fused.graph.nodes.filter((n) => n.outputs.some((o) => o.startsWith("present_")));
+  assert.deepEqual(
+    presents.map((n) => `${n.domain}.${n.opType}`),
+    Array(LAYERS).fill("mhafuse.Attention"),
+  );
   const prompt = [5, 17, 42, 8, 99, 3, 61, 27];
   let pastF: Feeds | undefined;
   let pastP: Feeds | undefined;

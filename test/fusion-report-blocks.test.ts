@@ -306,3 +306,23 @@ test("fused subgraph blocks say which op runs them, their mask and why not the p
   }
   for (const r of report.filter((x) => x.kind === "cross")) assert.match(r.why ?? "", /different inputs/);
 });
+
+test("llama_past optimised, saved, and lowered for onnxruntime: the blocks keep their rotary note and KV cache", async () => {
+  const model = await loadModel(`${FIXTURES}onnx/llama_past.onnx`);
+  const first = optimizeGraph(model.graph, { level: "all" });
+  const files = {
+    mhafuse: await loadModel(saveModel(modelFromGraph(first.graph))),
+    onnxruntime: await loadModel(saveModel(modelFromGraph(toOnnxruntime(first.graph).graph))),
+  };
+  for (const [target, saved] of Object.entries(files)) {
+    const { report } = optimizeGraph(saved.graph, { level: "all" });
+    const summary = `${target}: ${summarizeReport(report)}`;
+    assert.equal(report.length, 2, summary);
+    for (const r of report) {
+      assert.deepEqual([r.kind, r.mask, r.origin, r.fused], ["causal", "padding", "file", true], summary);
+      assert.ok(r.traits.includes("rotary") && r.traits.includes("kv-cache"), summary);
+      assert.equal(r.rotary, "RotaryEmbedding nodes on Q, K in the file", summary);
+    }
+    assert.match(formatAttentionTable(report), /rotary RotaryEmbedding nodes on Q, K in the file/);
+  }
+});

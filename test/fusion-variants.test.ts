@@ -1,10 +1,13 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import * as ort from "onnxruntime-node";
 import { runGraph } from "../src/engine/executor.js";
 import { floatAttr, GraphBuilder } from "../src/ir/builder.js";
 import type { Graph } from "../src/ir/graph.js";
 import { Tensor } from "../src/ir/tensor.js";
+import { modelFromGraph, saveModel } from "../src/onnx/index.js";
 import { optimizeGraph, summarizeReport } from "../src/passes/index.js";
+import { toOnnxruntime } from "../src/passes/to-onnxruntime.js";
 import { maxAbsDiff } from "./support/compare.js";
 
 // GraphBuilder-made attention blocks in the export styles the rule set must recognise. Each variant is
@@ -40,7 +43,16 @@ interface Variant {
   causal?: "trilu" | "range";
   relBias?: boolean;
   gqa?: "expand" | "tile";
-  rotary?: boolean;
+  /**
+   * Rotate-half rotary on Q and K with per-position cos/sin constants [S, d]: "full" (d = H), "partial"
+   * (d = H/2, the rest of each head passes through), "unequal" (cos/sin halves differ: not foldable),
+   * "positions" (HF's form: Cos/Sin(Concat(f, f)) of a position_ids input [B,S], different per sequence),
+   * "gather" (older exports: Gather(constant cos/sin cache [64, d], position_ids [B,S]), Unsqueeze(1)),
+   * "interleaved" (GPT-J: rotate_every_two on partial rotary d = H/2, cos/sin = Cos/Sin of
+   * repeat_interleave(angles, 2) as exported: Unsqueeze + Expand + Reshape), "gptj" (the same applied to
+   * [B,S,N,H] before the head transpose, cos/sin [S,1,d]).
+   */
+  rotary?: "full" | "partial" | "unequal" | "positions" | "gather" | "interleaved" | "gptj";
   dropout?: boolean;
   /** torch.onnx dynamo style: opset 18, Kᵀ as Transpose(perm [0,1,3,2]) of the head split, boolean mask through Where(−inf). */
   dynamo?: boolean;
@@ -71,7 +83,8 @@ function build(v: Variant): { graph: Graph; feeds: Record<string, Tensor> } {
     const lin = b.op("Add", [bias, b.op("MatMul", [input, w])]);
     return b.op("Reshape", [lin, b.const("int64", [0, 0, heads, H])]);
   };
-  let q = b.op("Transpose", [proj(x, N)], { perm: [0, 2, 1, 3] });
+  const qSplit = proj(x, N);
+  let q = b.op("Transpose", [qSplit], { perm: [0, 2, 1, 3] });
   const kSplit = proj(kvSource, Nkv);
   let v4 = b.op("Transpose", [proj(kvSource, Nkv)], { perm: [0, 2, 1, 3] });
   let kT: string;
@@ -87,24 +100,87 @@ function build(v: Variant): { graph: Graph; feeds: Record<string, Tensor> } {
   if (v.gqa || v.rotary || v.dynamo) {
     let k4 = b.op("Transpose", [kSplit], { perm: [0, 2, 1, 3] });
     if (v.rotary) {
-      const half = H / 2;
+      const interleaved = v.rotary === "interleaved" || v.rotary === "gptj";
+      const d = v.rotary === "partial" || interleaved ? H / 2 : H;
+      const half = d / 2;
+      let emb: string | undefined;
+      let pos: string | undefined;
+      if (v.rotary === "positions" || v.rotary === "gather") {
+        pos = b.input("position_ids", "int64", ["batch", "seq"]);
+        feeds.position_ids = new Tensor(
+          "int64",
+          Array.from({ length: B * Sq }, (_, i) => 3 * Math.floor(i / Sq) + (i % Sq)),
+          [B, Sq],
+        );
+      }
+      if (v.rotary === "positions" && pos) {
+        const invFreq = Array.from({ length: half }, (_, i) => 1 / 10000 ** ((2 * i) / d));
+        const freqs = b.op("Mul", [
+          b.op("Unsqueeze", [b.op("Cast", [pos], { to: 1 }), b.const("int64", [2])]),
+          b.init(new Tensor("float32", invFreq, [half])),
+        ]);
+        emb = b.op("Concat", [freqs, freqs], { axis: -1 });
+      }
       const angles = (len: number, fn: (x: number) => number) => {
-        const data = new Float32Array(len * H);
-        for (let p = 0; p < len; p++)
-          for (let i = 0; i < H; i++) data[p * H + i] = fn(p / 10000 ** ((2 * (i % half)) / H));
-        return b.init(new Tensor("float32", data, [len, H]));
+        if (interleaved) {
+          // angles[p, j] = p / 10000^(2j/d): one per pair, repeated for its two elements.
+          const table = Float32Array.from(
+            { length: len * half },
+            (_, i) => Math.floor(i / half) / 10000 ** ((2 * (i % half)) / d),
+          );
+          const pairs = b.op("Expand", [
+            b.op("Unsqueeze", [b.init(new Tensor("float32", table, [len, half])), b.const("int64", [2])]),
+            b.const("int64", [1, 1, 2]),
+          ]);
+          const repeated = b.op("Reshape", [pairs, b.const("int64", [len, d])]);
+          const angle = b.op(fn === Math.cos ? "Cos" : "Sin", [repeated]);
+          // [S,1,d] against [B,S,N,d] for GPT-J's token-major rotation.
+          return v.rotary === "gptj" ? b.op("Unsqueeze", [angle, b.const("int64", [1])]) : angle;
+        }
+        if (emb)
+          return b.op("Unsqueeze", [b.op(fn === Math.cos ? "Cos" : "Sin", [emb]), b.const("int64", [1])]);
+        const cacheRows = v.rotary === "gather" ? 64 : len;
+        const data = new Float32Array(cacheRows * d);
+        for (let p = 0; p < cacheRows; p++)
+          for (let i = 0; i < d; i++) {
+            // "unequal": the second half's angles are offset, so the halves of a row differ.
+            const shift = v.rotary === "unequal" && i >= half ? 0.3 : 0;
+            data[p * d + i] = fn(p / 10000 ** ((2 * (i % half)) / d) + shift);
+          }
+        const table = b.init(new Tensor("float32", data, [cacheRows, d]));
+        if (v.rotary !== "gather" || !pos) return table;
+        return b.op("Unsqueeze", [b.op("Gather", [table, pos], { axis: 0 }), b.const("int64", [1])]);
+      };
+      const slice = (t: string, from: number, to: number) =>
+        b.op("Slice", [t, b.const("int64", [from]), b.const("int64", [to]), b.const("int64", [3])]);
+      const everyOther = (t: string, from: number) =>
+        b.op("Slice", [t, ...[[from], [d], [3], [2]].map((x) => b.const("int64", x))]);
+      const rotateEveryTwo = (t: string) => {
+        const odd = b.op("Unsqueeze", [b.op("Neg", [everyOther(t, 1)]), b.const("int64", [4])]);
+        const even = b.op("Unsqueeze", [everyOther(t, 0), b.const("int64", [4])]);
+        const stacked = b.op("Concat", [odd, even], { axis: -1 });
+        return b.op("Reshape", [stacked, b.const("int64", [0, 0, 0, d])]);
       };
       const rotate = (t: string, len: number) => {
-        const x1 = b.op("Slice", [t, b.const("int64", [0]), b.const("int64", [half]), b.const("int64", [3])]);
-        const x2 = b.op("Slice", [t, b.const("int64", [half]), b.const("int64", [H]), b.const("int64", [3])]);
-        const rotated = b.op("Concat", [b.op("Neg", [x2]), x1], { axis: 3 });
-        return b.op("Add", [
-          b.op("Mul", [t, angles(len, Math.cos)]),
+        const part = d < H ? slice(t, 0, d) : t;
+        const x1 = slice(part, 0, half);
+        const x2 = slice(part, half, d);
+        const rotated = interleaved
+          ? rotateEveryTwo(part)
+          : b.op("Concat", [b.op("Neg", [x2]), x1], { axis: 3 });
+        const out = b.op("Add", [
+          b.op("Mul", [part, angles(len, Math.cos)]),
           b.op("Mul", [rotated, angles(len, Math.sin)]),
         ]);
+        return d < H ? b.op("Concat", [out, slice(t, d, H)], { axis: -1 }) : out;
       };
-      q = rotate(q, Sq);
-      k4 = rotate(k4, Skv);
+      if (v.rotary === "gptj") {
+        q = b.op("Transpose", [rotate(qSplit, Sq)], { perm: [0, 2, 1, 3] });
+        k4 = b.op("Transpose", [rotate(kSplit, Skv)], { perm: [0, 2, 1, 3] });
+      } else {
+        q = rotate(q, Sq);
+        k4 = rotate(k4, Skv);
+      }
     }
     if (v.gqa) {
       k4 = repeat(k4);
@@ -184,6 +260,7 @@ function fuseAndCompare(v: Variant) {
   return {
     block,
     fused,
+    feeds,
     reference,
     result,
     diff: maxAbsDiff(reference, result),
@@ -245,7 +322,17 @@ const positive: [string, Variant, { kind: string; path: string; traits?: string[
   ["GQA via Tile", { gqa: "tile", Nkv: 2, mask: true }, { kind: "self", path: "attention", traits: ["GQA"] }],
   [
     "rotary on Q and K",
-    { rotary: true, causal: "trilu" },
+    { rotary: "full", causal: "trilu" },
+    { kind: "causal", path: "attention", traits: ["rotary"] },
+  ],
+  [
+    "partial rotary (half of each head)",
+    { rotary: "partial", causal: "trilu" },
+    { kind: "causal", path: "attention", traits: ["rotary"] },
+  ],
+  [
+    "rotary whose cos/sin halves differ (kept as graph nodes)",
+    { rotary: "unequal", causal: "trilu" },
     { kind: "causal", path: "attention", traits: ["rotary"] },
   ],
 ];
@@ -264,6 +351,61 @@ for (const [name, variant, want] of positive) {
     assert.ok(r.diff <= 1e-4, `max |diff| ${r.diff}`);
   });
 }
+
+/** The fused graph converted for onnxruntime, run there: max |diff| against our run of the unfused graph. */
+async function onnxruntimeDiff(
+  fused: Graph,
+  feeds: Record<string, Tensor>,
+  reference: Tensor,
+): Promise<number> {
+  const session = await ort.InferenceSession.create(saveModel(modelFromGraph(toOnnxruntime(fused).graph)));
+  const ortFeeds = Object.fromEntries(
+    Object.entries(feeds).map(([k, t]) => [
+      k,
+      new ort.Tensor(t.type as "float32", t.data as Float32Array, [...t.dims]),
+    ]),
+  );
+  const y = (await session.run(ortFeeds)).y!;
+  return maxAbsDiff(new Tensor("float32", y.data as Float32Array, [...y.dims]), reference);
+}
+
+test("rotary folds into one com.microsoft.RotaryEmbedding per Q and K only when its halves provably match", async () => {
+  const rotaryNodes = (g: Graph) => g.nodes.filter((n) => n.opType === "RotaryEmbedding");
+  for (const [rotary, dim] of [
+    ["full", "8 of 8"],
+    ["partial", "4 of 8"],
+    ["positions", "8 of 8"],
+    ["gather", "8 of 8"],
+    ["interleaved", "4 of 8"],
+    ["gptj", "4 of 8"],
+  ] as const) {
+    const r = fuseAndCompare({ rotary, causal: "trilu" });
+    assert.equal(r.block.rotary, `folded into com.microsoft.RotaryEmbedding on Q, K, rotary dim ${dim}`);
+    const nodes = rotaryNodes(r.fused);
+    assert.equal(nodes.length, 2, r.summary);
+    assert.deepEqual(
+      nodes.map((n) => n.attrs.rotary_embedding_dim?.value),
+      rotary === "partial" || rotary === "interleaved" || rotary === "gptj" ? [4, 4] : [undefined, undefined],
+    );
+    assert.deepEqual(
+      nodes.map((n) => n.attrs.interleaved?.value),
+      rotary === "interleaved" || rotary === "gptj" ? [1, 1] : [0, 0],
+    );
+    // Per-sequence angles: position ids index the stacked rows of every sequence ([B,S] ids, not an offset).
+    const ids = r.fused.nodes.find((n) => n.outputs[0] === nodes[0]!.inputs[1]);
+    assert.equal(ids?.opType, rotary === "positions" || rotary === "gather" ? "Reshape" : undefined);
+    assert.ok(!r.fused.nodes.some((n) => n.opType === "Neg"), "rotate_half is gone");
+    assert.ok(r.diff <= 1e-5, `${rotary}: max |diff| ${r.diff}`);
+    // onnxruntime runs the folded RotaryEmbedding (offset or per-sequence position ids) to the same numbers.
+    const d = await onnxruntimeDiff(r.fused, r.feeds, r.reference);
+    assert.ok(d <= 1e-4, `${rotary} in onnxruntime: max |diff| ${d}`);
+  }
+  // cos/sin whose halves differ are not a pair-wise rotation: the nodes stay, the block still fuses.
+  const r = fuseAndCompare({ rotary: "unequal", causal: "trilu" });
+  assert.match(r.block.rotary ?? "", /^kept as graph nodes: Q: rotary cos\/sin .* does not provably repeat/);
+  assert.equal(rotaryNodes(r.fused).length, 0);
+  assert.ok(r.diff <= 1e-5, `unequal: max |diff| ${r.diff}`);
+});
 
 test("GQA keeps the unrepeated K/V heads", () => {
   const r = fuseAndCompare({ gqa: "expand", Nkv: 2, N: 4 });

@@ -225,9 +225,11 @@ test("verify mode reports each fused block's max |diff| and fails loudly naming 
   const ok = verifyFusion(graph, fused, report, feeds);
   assert.equal(ok.blocks.length, 1);
   assert.ok(ok.blocks[0]!.maxAbsDiff < 1e-5);
-  // Break the fused node on purpose: a wrong scale must be caught and the block named.
-  const node = fused.nodes.find((n) => n.opType === "Attention")!;
-  node.attrs.scale = floatAttr(1);
+  // Break the fused node on purpose (the unmasked self-attention takes the packed op): a wrong head count must
+  // be caught and the block named.
+  const node = fused.nodes.find((n) => n.opType === "QKVToContext" || n.opType === "Attention")!;
+  if (node.opType === "Attention") node.attrs.scale = floatAttr(1);
+  else node.attrs.num_heads = { type: "int", value: 1 };
   assert.throws(
     () => verifyFusion(graph, fused, report, feeds, { tolerance: 1e-3 }),
     (err: unknown) =>

@@ -38,6 +38,14 @@ test("the report is one self-contained page with every block, the drawings and o
   assert.match(html, /Time per op type/);
 });
 
+test("a decoder's report shows op, mask, why and the folded rotary per block", () => {
+  const html = readFileSync(report("phi3_eager"), "utf8");
+  assert.match(html, /<th>why \/ reason<\/th><th>rotary<\/th>/);
+  assert.match(html, /mhafuse\.Attention/);
+  assert.match(html, /not the packed op: causal/);
+  assert.match(html, /folded into com\.microsoft\.RotaryEmbedding on Q, K, rotary dim 16 of 16/);
+});
+
 test("Chromium loads the report without console errors and shows every block", {
   skip: CHROMIUM ? false : "no chromium (apt-get install chromium)",
 }, async () => {

@@ -145,6 +145,42 @@ for (const opset of [17, 23]) {
   });
 }
 
+/** mhafuse.Attention with a KV cache: past_key/past_value in, present_key/present_value out. */
+function cachedAttentionGraph(opset: number, bias: boolean): Graph {
+  const b = new GraphBuilder({ opset });
+  const inputs = [
+    b.input("q", "float32", [2, 2, 16]),
+    b.input("k", "float32", [2, 2, 8]),
+    b.input("v", "float32", [2, 2, 6]),
+    bias ? b.input("bias", "float32", [2, 1, 1, 7]) : "",
+    "",
+    b.input("past_key", "float32", [2, 2, 5, 4]),
+    b.input("past_value", "float32", [2, 2, 5, 3]),
+  ];
+  const attrs = { num_heads: 4, kv_num_heads: 2, causal: 1 };
+  const outs = b.opN("Attention", inputs, attrs, { domain: "mhafuse", outputs: 3 });
+  for (const o of outs) b.output(o, "float32");
+  return b.build();
+}
+
+for (const opset of [17, 23]) {
+  test(`to-onnxruntime (opset ${opset}): a KV cache (GQA, causal offset by the past, bias) becomes Concat + attention`, async () => {
+    for (const bias of [false, true]) {
+      const graph = cachedAttentionGraph(opset, bias);
+      const shapes: Record<string, number[]> = {
+        q: [2, 2, 16],
+        k: [2, 2, 8],
+        v: [2, 2, 6],
+        past_key: [2, 2, 5, 4],
+        past_value: [2, 2, 5, 3],
+      };
+      if (bias) shapes.bias = [2, 1, 1, 7];
+      const ops = await roundTrip(graph, feedsFor(shapes, 60 + opset));
+      assert.ok(ops.includes("Concat"), `${ops}`);
+    }
+  });
+}
+
 test("to-onnxruntime (opset 23): a sequence of length 0 gives zeros in both engines", async () => {
   const graph = attentionGraph({
     q: [2, 2, 4],
@@ -271,6 +307,11 @@ test("to-onnxruntime: fused fixture models run in onnxruntime and match the refe
       ops.includes("MultiHeadAttention") || ops.includes("Attention"),
       `${name}: no MultiHeadAttention / Attention in the export`,
     );
+    if (!name.startsWith("b")) {
+      // The decoders' folded rotary goes to onnxruntime as it is (com.microsoft.RotaryEmbedding, Q and K).
+      assert.equal(ops.filter((o) => o === "RotaryEmbedding").length, 4, `${name}: ${ops}`);
+      assert.ok(!ops.includes("Neg"), `${name}: rotate_half left in the export`);
+    }
     const session = await ort.InferenceSession.create(saveModel({ ...model, graph }));
     const io = JSON.parse(readFileSync(new URL(`${name}.io.json`, dir), "utf8"));
     for (const c of io.cases) {

@@ -24,12 +24,13 @@ export function formatAttentionTable(report: readonly AttentionReport[]): string
     b.op ?? "-",
     b.mask ?? "-",
     String(b.nodes.length),
-    b.fused ? (b.why ?? "") : (b.reason ?? ""),
+    // Why this path (fused) or why not fused, then what became of a rotary embedding on Q/K.
+    [b.fused ? b.why : b.reason, b.rotary && `rotary ${b.rotary}`].filter(Boolean).join("; "),
   ]);
   const fused = report.filter((b) => b.fused).length;
   const inFile = report.filter((b) => b.fused && b.origin === "file").length;
   const note = inFile ? ` (${inFile} already fused in the file)` : "";
-  return `${table(["#", "kind", "fused", "path", "op", "mask", "nodes", "why / reason"], rows)}\n${fused} of ${report.length} attention blocks fused${note}`;
+  return `${table(["#", "kind", "fused", "path", "op", "mask", "nodes", "why / reason / notes"], rows)}\n${fused} of ${report.length} attention blocks fused${note}`;
 }
 
 export function formatVerify(result: VerifyResult): string {

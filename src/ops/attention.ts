@@ -3,10 +3,15 @@
  * every attention block the packed QKV op cannot take (cross attention, causal, GQA, biased).
  *
  *   inputs   Q [B,Sq,Nq·H], K [B,Skv,Nkv·H], V [B,Skv,Nkv·Hv], bias? (additive, broadcastable to
- *            [B,Nq,Sq,Skv]), key_lengths? (int32 [B]: keys j >= len are ignored)
+ *            [B,Nq,Sq,T]), key_lengths? (int32 [B]: keys j >= len are ignored),
+ *            past_key? [B,Nkv,P,H], past_value? [B,Nkv,P,Hv] (the KV cache; T = P + Skv keys in all)
  *   attrs    num_heads, kv_num_heads (default num_heads), scale (default 1/√H),
- *            causal (0/1: key j allowed iff j <= i + (Skv − Sq), i.e. bottom-right aligned)
- *   output   [B,Sq,Nq·Hv]; a row whose allowed scores are all -inf is written as zeros.
+ *            causal (0/1: key j allowed iff j <= i + (T − Sq), i.e. bottom-right aligned: offset by P)
+ *   outputs  Y [B,Sq,Nq·Hv]; a row whose allowed scores are all -inf is written as zeros.
+ *            present_key? [B,Nkv,T,H], present_value? [B,Nkv,T,Hv]: past followed by this step's K/V
+ *            (as ONNX Attention-23 and com.microsoft GroupQueryAttention return them).
+ * GQA reads kv head ⌊n·Nkv/Nq⌋ for query head n: repeated heads are never materialised. A decoding step
+ * (Sq = 1) costs O(T) per head: the core never forms [B,N,Sq,T] scores beyond one row at a time.
  *
  * This module also holds the pieces the imported attention ops (com.microsoft Attention/MultiHeadAttention,
  * ONNX Attention-23) share: every one of them reduces its inputs to an `AttentionProblem` — strided views
@@ -23,7 +28,7 @@ import {
   referenceAttention,
   type StridedLayout,
 } from "./attention-args.js";
-import { type OpCompute, referenceCompute } from "./compute.js";
+import { computeOf, type OpCompute, referenceCompute } from "./compute.js";
 import {
   attrFloat,
   attrInt,
@@ -238,22 +243,60 @@ export function toBnsh(
   seq: number,
   headSize: number,
 ): Float32Array {
-  const out = new Float32Array(batch * heads * seq * headSize);
-  let o = 0;
+  return appendToCache(undefined, 0, view, batch, heads, seq, headSize);
+}
+
+/**
+ * The KV cache after one step: `past` ([B, N, P, H], dense) followed by the `seq` new rows of `view`, as a
+ * dense [B, N, P + seq, H] buffer (`out` when given: a backend's pooled buffer). The attention core then
+ * reads keys/values from it in place, so the cache is copied once per step and never re-laid out.
+ */
+export function appendToCache(
+  past: Float32Array | undefined,
+  pastLen: number,
+  view: HeadView,
+  batch: number,
+  heads: number,
+  seq: number,
+  headSize: number,
+  out: Float32Array = new Float32Array(batch * heads * (pastLen + seq) * headSize),
+): Float32Array {
+  const total = pastLen + seq;
+  const { layout } = view;
   for (let b = 0; b < batch; b++) {
     for (let n = 0; n < heads; n++) {
+      const bn = b * heads + n;
+      let o = bn * total * headSize;
+      if (past && pastLen > 0) {
+        out.set(past.subarray(bn * pastLen * headSize, (bn + 1) * pastLen * headSize), o);
+        o += pastLen * headSize;
+      }
       for (let s = 0; s < seq; s++) {
-        const r =
-          view.layout.offset +
-          b * view.layout.batchStride +
-          n * view.layout.headStride +
-          s * view.layout.seqStride;
+        const r = layout.offset + b * layout.batchStride + n * layout.headStride + s * layout.seqStride;
         out.set(view.data.subarray(r, r + headSize), o);
         o += headSize;
       }
     }
   }
   return out;
+}
+
+/** Checks a past_key / past_value tensor: [B, N, P, size] of the op's float type; returns P. */
+export function pastLength(
+  node: Node,
+  past: Pick<Tensor, "type" | "dims" | "rank">,
+  batch: number,
+  heads: number,
+  size: number,
+  dtype: DType,
+  what: string,
+): number {
+  const [b, n, p, d] = past.dims;
+  if (past.rank !== 4 || b !== batch || n !== heads || d !== size) {
+    throw new OpError(node, `${what} must be [B, ${heads}, P, ${size}] (B=${batch}), got [${past.dims}]`);
+  }
+  if (past.type !== dtype) throw new OpError(node, `${what} must be ${dtype} like Q, got ${past.type}`);
+  return p!;
 }
 
 /** Positive integer attribute, with a message naming it. */
@@ -337,44 +380,78 @@ export function causalAttr(node: Node): boolean {
 
 function runAttention(ctx: OpContext, inputs: (Tensor | undefined)[]): Tensor[] {
   const node = ctx.node;
-  const [q, k, v, bias, keyLengths] = inputs;
+  const compute = computeOf(ctx);
+  const [q, k, v, bias, keyLengths, pastKey, pastValue] = inputs;
   if (!q || !k || !v) throw new OpError(node, "inputs Q, K and V are required");
+  if (!pastKey !== !pastValue) throw new OpError(node, "past_key and past_value must be given together");
   const s = attentionDimsOf(node, q, k, v);
+  const kView = {
+    data: floatData(node, k, "K"),
+    layout: bsnhLayout(s.seqKV, s.kvNumHeads * s.headSize, s.headSize),
+  };
+  const vView = {
+    data: floatData(node, v, "V"),
+    layout: bsnhLayout(s.seqKV, s.kvNumHeads * s.vHeadSize, s.vHeadSize),
+  };
+  const past =
+    pastKey && pastValue
+      ? pastLength(node, pastKey, s.batch, s.kvNumHeads, s.headSize, q.type, "past_key")
+      : 0;
+  if (pastValue) pastLength(node, pastValue, s.batch, s.kvNumHeads, s.vHeadSize, q.type, "past_value");
+  const wantPresent = !!(node.outputs[1] || node.outputs[2]);
+  // With a cache (or when present_* is asked for) K/V are appended to the past into dense [B, Nkv, P+S, H]
+  // buffers, which are both the present outputs and what the core reads: one copy of the cache per step.
+  const cached = !!pastKey || wantPresent;
+  const total = past + s.seqKV;
+  const append = (t: Tensor | undefined, view: HeadView, size: number, what: string): HeadView => {
+    const out = compute.allocFloat32(s.batch * s.kvNumHeads * total * size);
+    const pastData = t ? floatData(node, t, what) : undefined;
+    appendToCache(pastData, past, view, s.batch, s.kvNumHeads, s.seqKV, size, out);
+    return { data: out, layout: bnshLayout(s.kvNumHeads, total, size) };
+  };
+  const kAll = cached ? append(pastKey, kView, s.headSize, "past_key") : kView;
+  const vAll = cached ? append(pastValue, vView, s.vHeadSize, "past_value") : vView;
   const problem: AttentionProblem = {
     ...s,
+    seqKV: total,
     scale: scaleAttr(node, s.headSize),
     q: { data: floatData(node, q, "Q"), layout: bsnhLayout(s.seqQ, s.numHeads * s.headSize, s.headSize) },
-    k: { data: floatData(node, k, "K"), layout: bsnhLayout(s.seqKV, s.kvNumHeads * s.headSize, s.headSize) },
-    v: {
-      data: floatData(node, v, "V"),
-      layout: bsnhLayout(s.seqKV, s.kvNumHeads * s.vHeadSize, s.vHeadSize),
-    },
-    causalOffset: causalAttr(node) ? s.seqKV - s.seqQ : undefined,
+    k: kAll,
+    v: vAll,
+    // Bottom-right aligned over past + current keys: query i is token P + i of the sequence.
+    causalOffset: causalAttr(node) ? total - s.seqQ : undefined,
   };
   if (bias) {
     problem.bias = broadcastBias(
       node,
       floatData(node, bias, "bias"),
       bias.dims,
-      [s.batch, s.numHeads, s.seqQ, s.seqKV],
+      [s.batch, s.numHeads, s.seqQ, total],
       "bias",
     );
   }
-  if (keyLengths) problem.keyLengths = keyLengthsOf(node, keyLengths, s.batch, s.seqKV, "key_lengths");
+  if (keyLengths) problem.keyLengths = keyLengthsOf(node, keyLengths, s.batch, total, "key_lengths");
   const outWidth = s.numHeads * s.vHeadSize;
   const out = solveAttention(problem, bsnhLayout(s.seqQ, outWidth, s.vHeadSize), ctx.compute);
-  return [floatTensor(q.type, out, [s.batch, s.seqQ, outWidth])];
+  const results = [floatTensor(q.type, out, [s.batch, s.seqQ, outWidth])];
+  if (wantPresent) {
+    results.push(
+      floatTensor(q.type, kAll.data, [s.batch, s.kvNumHeads, total, s.headSize]),
+      floatTensor(q.type, vAll.data, [s.batch, s.kvNumHeads, total, s.vHeadSize]),
+    );
+  }
+  return results;
 }
 
 function inferAttention(ctx: TypeContext): ValueType[] {
   const { node } = ctx;
-  const [q, , v] = ctx.inputs;
+  const [q, k, v, , , pastKey] = ctx.inputs;
   if (!q) throw new OpError(node, "input Q is required");
   const numHeads = positiveIntAttr(node, "num_heads");
   const kvNumHeads = positiveIntAttr(node, "kv_num_heads", numHeads);
   for (const [t, what] of [
     [q, "Q"],
-    [ctx.inputs[1], "K"],
+    [k, "K"],
     [v, "V"],
   ] as const) {
     if (t?.shape && t.shape.length !== 3)
@@ -382,7 +459,24 @@ function inferAttention(ctx: TypeContext): ValueType[] {
   }
   const vHidden = v?.shape?.[2];
   const outWidth = typeof vHidden === "number" ? (vHidden / kvNumHeads) * numHeads : null;
-  return [{ dtype: q.dtype, shape: [q.shape?.[0] ?? null, q.shape?.[1] ?? null, outWidth] }];
+  const batch = q.shape?.[0] ?? null;
+  const y: ValueType = { dtype: q.dtype, shape: [batch, q.shape?.[1] ?? null, outWidth] };
+  if (node.outputs.length <= 1) return [y];
+  const seqKV = k?.shape?.[1] ?? null;
+  const total = pastKey ? addDims(pastKey.shape?.[2], seqKV) : seqKV;
+  const present = (hidden: Dim | undefined): ValueType => ({
+    dtype: q.dtype,
+    shape: [batch, kvNumHeads, total, divDim(hidden, kvNumHeads)],
+  });
+  return [y, present(k?.shape?.[2]), present(vHidden)];
+}
+
+/** a + b for symbolic dims: known when both are numbers, or when one is 0. */
+export function addDims(a: Dim | undefined, b: Dim | undefined): Dim {
+  if (typeof a === "number" && typeof b === "number") return a + b;
+  if (a === 0) return b ?? null;
+  if (b === 0) return a ?? null;
+  return null;
 }
 
 export const attentionOp: OpDef = {

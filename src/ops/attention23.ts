@@ -13,6 +13,8 @@ import type { Dim, Node, ValueType } from "../ir/graph.js";
 import type { Tensor } from "../ir/tensor.js";
 import {
   type AttentionProblem,
+  addDims,
+  appendToCache,
   bnshLayout,
   broadcastBias,
   bsnhLayout,
@@ -22,6 +24,7 @@ import {
   floatTensor,
   type HeadView,
   keyLengthsOf,
+  pastLength,
   positiveIntAttr,
   scaleAttr,
   solveAttention,
@@ -137,18 +140,6 @@ function readHeads(node: Node, q: Tensor, k: Tensor, v: Tensor): Heads {
 }
 
 /** past ++ current along the sequence axis, as a dense [B, Nkv, P+S, size] view. */
-/** past_key / past_value must be [B, Nkv, P, size]; returns P. */
-export function pastLength(node: Node, h: AttentionDims, past: Shape, size: number, what: string): number {
-  const [b, n, p, d] = past.dims;
-  if (past.rank !== 4 || b !== h.batch || n !== h.kvNumHeads || d !== size) {
-    throw new OpError(
-      node,
-      `${what} must be [B, ${h.kvNumHeads}, P, ${size}] (B=${h.batch}), got [${past.dims}]`,
-    );
-  }
-  return p!;
-}
-
 function concatPast(
   node: Node,
   h: Heads,
@@ -157,16 +148,9 @@ function concatPast(
   size: number,
   what: string,
 ): HeadView {
-  const p = pastLength(node, h, past, size, what);
-  const current = toBnsh(view, h.batch, h.kvNumHeads, h.seqKV, size);
-  const pastData = floatData(node, past, what);
-  const total = p + h.seqKV;
-  const out = new Float32Array(h.batch * h.kvNumHeads * total * size);
-  for (let bh = 0; bh < h.batch * h.kvNumHeads; bh++) {
-    out.set(pastData.subarray(bh * p * size, (bh + 1) * p * size), bh * total * size);
-    out.set(current.subarray(bh * h.seqKV * size, (bh + 1) * h.seqKV * size), (bh * total + p) * size);
-  }
-  return { data: out, layout: bnshLayout(h.kvNumHeads, total, size) };
+  const p = pastLength(node, past, h.batch, h.kvNumHeads, size, past.type, what);
+  const data = appendToCache(floatData(node, past, what), p, view, h.batch, h.kvNumHeads, h.seqKV, size);
+  return { data, layout: bnshLayout(h.kvNumHeads, p + h.seqKV, size) };
 }
 
 /** attn_mask as additive float32 data, padded with -inf along keys up to `total`. */
@@ -252,12 +236,6 @@ function runAttention23(ctx: OpContext, inputs: (Tensor | undefined)[]): Tensor[
     results.push(present(h.k, h.headSize), present(h.v, h.vHeadSize));
   }
   return results;
-}
-
-function addDims(a: Dim | undefined, b: Dim | undefined): Dim {
-  if (typeof a === "number" && typeof b === "number") return a + b;
-  if (a === 0) return b ?? null;
-  return null;
 }
 
 function inferAttention23(ctx: TypeContext): ValueType[] {

@@ -61,16 +61,20 @@ export class NodeFactory {
     }
   }
 
-  /** Adds a node; returns its first output name (`output` names it explicitly, e.g. to replace a value). */
+  /**
+   * Adds a node; returns its first output name (`output` names it explicitly, e.g. to replace a value;
+   * `more` are further outputs, named by the caller).
+   */
   add(
     opType: string,
     inputs: string[],
     attrs: Record<string, Attribute> = {},
-    opts: { domain?: string; output?: string } = {},
+    opts: { domain?: string; output?: string; more?: string[] } = {},
   ): string {
     const name = this.fresh(opType);
     const out = opts.output ?? `${name}_out`;
-    this.nodes.push({ name, opType, domain: opts.domain ?? "", inputs, outputs: [out], attrs });
+    const outputs = [out, ...(opts.more ?? [])];
+    this.nodes.push({ name, opType, domain: opts.domain ?? "", inputs, outputs, attrs });
     return out;
   }
 

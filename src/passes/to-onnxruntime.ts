@@ -4,7 +4,8 @@
  *
  * - `mhafuse.Attention` → ONNX `Attention` when the graph's default opset is ≥ 23 (GQA, causal and masks
  *   natively), else `com.microsoft` MultiHeadAttention (K/V heads repeated with Reshape/Expand for GQA,
- *   key_lengths as key_padding_mask, bias and causal mask as attention_bias).
+ *   key_lengths as key_padding_mask, bias and causal mask as attention_bias). A KV cache (past_key /
+ *   past_value, present outputs) becomes Concat nodes in front of either.
  * - `mhafuse.QKVToContext` ([S,B,3E,1,1] packed per token as [N,3,H], int32 lengths with -1 = use
  *   fallback_bias) → Reshape/Transpose/Gather to Q, K, V, a key mask built with Range/Less/Where, and
  *   MultiHeadAttention; padded rows zeroed when compute_padded_rows=0.
@@ -164,10 +165,41 @@ function sameSequence(ctx: Context, q: string, k: string): boolean {
 
 // ---- mhafuse.Attention --------------------------------------------------------------------------------
 
+/**
+ * The KV cache as graph nodes: present = Concat(past, this step's K as [B,Nkv,S,H]) along the sequence,
+ * written to the node's present output, and the keys attended to as [B,T,Nkv·H]. Used for both targets:
+ * MultiHeadAttention's own past inputs cannot take GQA, and one lowering keeps the masks' key count simple.
+ */
+function lowerCache(
+  e: Emitter,
+  current: string,
+  past: string,
+  present: string | undefined,
+  heads: number,
+): string {
+  const bnsh = e.op("Transpose", [e.reshape(current, [0, 0, heads, -1])], { perm: ints([0, 2, 1, 3]) });
+  const all = past ? e.op("Concat", [past, bnsh], { axis: int(2) }, "", present || undefined) : bnsh;
+  if (!past && present) e.op("Identity", [bnsh], {}, "", present);
+  return e.reshape(e.op("Transpose", [all], { perm: ints([0, 2, 1, 3]) }), [0, 0, -1]);
+}
+
 function convertAttention(ctx: Context, node: Node, e: Emitter): void {
-  const [q, k, v, bias = "", lengths = ""] = node.inputs as [string, string, string, string?, string?];
+  const [q, k0, v0, bias = "", lengths = "", pastKey = "", pastValue = ""] = node.inputs as [
+    string,
+    string,
+    string,
+    string?,
+    string?,
+    string?,
+    string?,
+  ];
   const numHeads = attrInt(node, "num_heads");
   const kvNumHeads = attrInt(node, "kv_num_heads", numHeads);
+  const [, presentKey, presentValue] = node.outputs;
+  const cached = !!(pastKey || presentKey || presentValue);
+  const k = cached ? lowerCache(e, k0, pastKey, presentKey, kvNumHeads) : k0;
+  const v = cached ? lowerCache(e, v0, pastValue, presentValue, kvNumHeads) : v0;
+  if (pastKey) ctx.notes.push(`${node.name}: past key/value → Concat nodes before the attention op`);
   const causal = attrInt(node, "causal", 0) === 1;
   const dtype = dtypeOf(ctx, q);
   const scale: Record<string, Attribute> = hasAttr(node, "scale")

@@ -61,11 +61,11 @@ function blocks(r: ReportInput): string {
         i,
       ) => `<tr class="${b.fused ? "yes" : "no"}" data-block="${esc(b.id)}"><td>${i}</td><td><code>${esc(b.id)}</code></td>
 <td>${b.kind}${b.traits.length ? ` <span class="traits">${b.traits.join(", ")}</span>` : ""}</td><td>${b.fused ? (b.origin === "file" ? "in the file" : "fused") : "not fused"}</td>
-<td>${b.path ?? "–"}</td><td>${esc(b.op ?? "–")}</td><td>${esc(b.mask ?? "–")}</td><td>${b.numHeads ?? "?"}×${b.headSize ?? "?"}</td><td>${esc((b.fused ? b.why : b.reason) ?? "")}</td></tr>`,
+<td>${b.path ?? "–"}</td><td>${esc(b.op ?? "–")}</td><td>${esc(b.mask ?? "–")}</td><td>${b.numHeads ?? "?"}×${b.headSize ?? "?"}</td><td>${esc((b.fused ? b.why : b.reason) ?? "")}</td><td>${esc(b.rotary ?? "–")}</td></tr>`,
     )
     .join("");
-  return `<section id="blocks"><h2>Attention blocks</h2><table class="blocks"><thead><tr><th>#</th><th>block</th><th>kind</th><th>fused</th><th>path</th><th>op</th><th>mask</th><th>heads×size</th><th>why / reason</th></tr></thead><tbody>${
-    rows || `<tr><td colspan="9">no attention block found</td></tr>`
+  return `<section id="blocks"><h2>Attention blocks</h2><table class="blocks"><thead><tr><th>#</th><th>block</th><th>kind</th><th>fused</th><th>path</th><th>op</th><th>mask</th><th>heads×size</th><th>why / reason</th><th>rotary</th></tr></thead><tbody>${
+    rows || `<tr><td colspan="10">no attention block found</td></tr>`
   }</tbody></table></section>`;
 }
 

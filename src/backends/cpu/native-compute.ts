@@ -78,11 +78,20 @@ function nativeGemm(native: NativeKernels, p: GemmProblem): void {
 }
 
 /**
- * A slice of GEMM work between two turns of the event loop in an async run: about a millisecond at this
- * machine's native rate, so timers and I/O wait no longer than that for the whole model's GEMMs (the native
- * call itself cannot be interrupted). Row slices of a multiple of 16 keep the micro-kernel's tiles whole.
+ * A slice of GEMM work between two turns of the event loop in an async run: about 8 ms at this machine's native
+ * rate on two threads, so timers and I/O wait no longer than that for the model's GEMMs (the native call itself
+ * cannot be interrupted). Slices are row blocks, and each re-reads the whole packed B: at 3e8 flops (48 rows of
+ * a BERT FFN GEMM) a [8,128] BERT-base-width run spent 17% more CPU time than at 2e9 (measured in one process,
+ * interleaved, `node --import tsx bench/slice-size.ts`). Row slices of a multiple of 16 keep the tiles whole.
  */
-export const NATIVE_SLICE_FLOPS = 3e8;
+export let NATIVE_SLICE_FLOPS = 2e9;
+
+/** For benchmarks: the slice size in flops (returns the previous one). */
+export function setNativeSliceFlops(flops: number): number {
+  const previous = NATIVE_SLICE_FLOPS;
+  NATIVE_SLICE_FLOPS = flops;
+  return previous;
+}
 
 const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 

@@ -7,15 +7,19 @@ import { type FusedQkv, fusedLayoutAbove, interleavedQkv, splitQkv } from "./fus
 import {
   findProjection,
   type HeadInput,
+  type KvCache,
+  kvCache,
   type Projection,
   peelKeyRepeat,
   peelKvRepeat,
   resolveHeads,
   resolveKeyHeads,
   shapeValue,
+  untransposeKey,
 } from "./heads.js";
 import { type BiasClass, classifyBias } from "./mask-probe.js";
 import type { AttentionKind, AttentionTrait } from "./report.js";
+import { RotaryFolding, type RotaryOutcome } from "./rotary.js";
 import { type ScoreChain, walkScoreChain } from "./score-chain.js";
 
 /** Everything the rewrites need to know about one matched attention block. */
@@ -25,6 +29,10 @@ export interface BlockAnalysis {
   q: HeadInput;
   k: HeadInput;
   v: HeadInput;
+  /** The KV cache (past inputs, present outputs), when K and V are cache Concats. */
+  cache?: KvCache;
+  /** Rotary embeddings on Q/K: folded into RotaryEmbedding nodes, or kept as graph nodes and why. */
+  rotary?: RotaryOutcome;
   /** Combined additive bias (emitted into the factory when it needed new nodes), or undefined. */
   bias?: string;
   biasClass?: BiasClass;
@@ -165,14 +173,22 @@ export function analyzeBlock(m: Match, view: GraphView, f: NodeFactory): BlockAn
   const chain = walkScoreChain(m.values.get("scores")!, view);
   if ("decline" in chain) return chain;
 
-  const q = resolveHeads(chain.q, view, f, "Q");
+  // Q and K per head, with a rotary embedding on them folded into one RotaryEmbedding node each.
+  const rotary = new RotaryFolding(view, f);
+  const perHead = (value: string, what: string) => rotary.resolve(value, what);
+  const q = perHead(chain.q, "Q");
   if ("decline" in q) return q;
+  // K and V as per-head [B,Nkv,S,H] tensors: GQA repeats peeled, then the KV-cache Concat (if any).
   const kRepeat = peelKeyRepeat(chain.kT, view);
-  const k = kRepeat ? resolveHeads(kRepeat.value, view, f, "K") : resolveKeyHeads(chain.kT, view, f);
-  if ("decline" in k) return k;
+  const kPlain = kRepeat ? undefined : untransposeKey(chain.kT, view);
+  const kBnsh = kRepeat?.value ?? kPlain?.value;
   const v4 = m.values.get("v")!;
   const vRepeat = peelKvRepeat(v4, view);
-  const v = resolveHeads(vRepeat ? vRepeat.value : v4, view, f, "V");
+  const vBnsh = vRepeat ? vRepeat.value : v4;
+  const { k: kc, v: vc, cache } = kvCache(kBnsh, vBnsh, view);
+  const k = kBnsh ? perHead(kc ?? kBnsh, "K") : resolveKeyHeads(chain.kT, view, f);
+  if ("decline" in k) return k;
+  const v = resolveHeads(vc ?? vBnsh, view, f, "V");
   if ("decline" in v) return v;
   if (q.headSize !== k.headSize)
     return { decline: `Q head size ${q.headSize} differs from K head size ${k.headSize}` };
@@ -188,6 +204,7 @@ export function analyzeBlock(m: Match, view: GraphView, f: NodeFactory): BlockAn
   if (biasClass?.kind === "other") traits.push("biased");
   if (biasClass?.kind === "padding" || biasClass?.kind === "causal+padding") traits.push("padding-mask");
   if (!q.plain && hasRotary(chain.q, view)) traits.push("rotary");
+  if (cache) traits.push("kv-cache");
 
   const projections = (() => {
     if (!q.plain || !k.plain || !v.plain) return undefined;
@@ -210,14 +227,16 @@ export function analyzeBlock(m: Match, view: GraphView, f: NodeFactory): BlockAn
   const nodes = [
     ...new Set([...m.matched, ...chain.nodes, ...q.nodes, ...k.nodes, ...v.nodes, ...output.nodes]),
   ];
-  if (kRepeat) nodes.push(...kRepeat.nodes);
-  if (vRepeat) nodes.push(...vRepeat.nodes);
+  for (const extra of [kRepeat?.nodes, kPlain?.nodes, vRepeat?.nodes, cache?.concats])
+    for (const n of extra ?? []) if (!nodes.includes(n)) nodes.push(n);
   return {
     match: m,
     chain,
     q,
     k,
     v,
+    cache,
+    rotary: rotary.outcome(),
     bias,
     biasClass,
     kind,

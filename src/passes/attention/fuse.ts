@@ -99,6 +99,8 @@ export function fuseAttention(graph: Graph): AttentionReport[] {
       entry.headSize = analysis.q.headSize;
       entry.scale = analysis.chain.scale;
       entry.output = analysis.output.value;
+      const rotary = describeRotary(analysis.rotary);
+      if (rotary) entry.rotary = rotary;
     } else if (outcome.match) {
       entry.nodes = outcome.match.matched.map((n) => n.name);
     }
@@ -152,4 +154,12 @@ function layoutNote(a: BlockAnalysis): string {
     return " (its QKV projection is head-interleaved [N,3,H], the packed op's layout, but the op cannot take this block)";
   if (a.qkvLayout === "split") return " (Q/K/V come from one Q|K|V split projection)";
   return "";
+}
+
+/** The report's rotary line: what was folded (Q/K, rotary dim of head size), else why it was kept. */
+function describeRotary(r: BlockAnalysis["rotary"]): string | undefined {
+  if (!r) return undefined;
+  if (r.kept.length) return `kept as graph nodes: ${r.kept.join("; ")}`;
+  const dims = [...new Set(r.folded.map((x) => `${x.rotaryDim} of ${x.headSize}`))].join(", ");
+  return `folded into com.microsoft.RotaryEmbedding on ${r.folded.map((x) => x.what).join(", ")}, rotary dim ${dims}`;
 }

@@ -153,6 +153,25 @@ export function resolveHeads(
   return { value: emitMerge(value, [0, 2, 1, 3], n, h, f), numHeads: n, headSize: h, nodes: [] };
 }
 
+/** A [B,S,N,H] value (before the head transpose) → [B,S,N·H]: the Reshape's input when it split one. */
+export function resolveTokenMajorHeads(
+  value: string,
+  view: GraphView,
+  f: NodeFactory,
+  what: string,
+): Resolved<HeadInput> {
+  const shape = view.typeOf(value)?.shape;
+  const [n, h] = [shape?.[2], shape?.[3]];
+  if (shape?.length !== 4 || typeof n !== "number" || typeof h !== "number")
+    return { decline: `${what} '${value}' [B,S,N,H] has unknown head count or head size` };
+  const split = view.producer.get(value);
+  const x = split?.opType === "Reshape" ? split.inputs[0]! : undefined;
+  if (x && view.typeOf(x)?.shape?.length === 3 && hiddenSize(x, view) === n * h)
+    return { value: x, numHeads: n, headSize: h, nodes: [split!] };
+  const merged = f.add("Reshape", [value, f.int64s([0, 0, n * h])], { allowzero: intAttr(0) });
+  return { value: merged, numHeads: n, headSize: h, nodes: [] };
+}
+
 /** Kᵀ as [B,N,H,S] → [B,S,N·H]: the transposed split, Transpose(K,[0,1,3,2]) of a per-head K, or generic. */
 export function resolveKeyHeads(kT: string, view: GraphView, f: NodeFactory): Resolved<HeadInput> {
   const plain = plainSplit(kT, [0, 2, 3, 1], view);
@@ -201,6 +220,73 @@ export function peelKeyRepeat(kT: string, view: GraphView): { value: string; nod
   if (node?.opType !== "Transpose" || !samePerm(permOf(node), [0, 1, 3, 2])) return undefined;
   const inner = peelKvRepeat(node.inputs[0]!, view);
   return inner ? { value: inner.value, nodes: [node, ...inner.nodes] } : undefined;
+}
+
+/** Transpose(K, [0,1,3,2]) of a per-head K: returns K ([B,N,S,H]) and the Transpose. */
+export function untransposeKey(kT: string, view: GraphView): { value: string; nodes: Node[] } | undefined {
+  const node = view.producer.get(kT);
+  if (node?.opType !== "Transpose" || !samePerm(permOf(node), [0, 1, 3, 2])) return undefined;
+  return { value: node.inputs[0]!, nodes: [node] };
+}
+
+/**
+ * A KV-cache update: Concat(past, current) along the sequence axis of [B,N,S,H] tensors (HF's
+ * DynamicCache.update). A one-input Concat — what exporters trace when the cache starts empty — is the
+ * identity and has no past.
+ */
+interface CacheConcat {
+  current: string;
+  past?: string;
+  node: Node;
+}
+
+function cacheConcat(value: string, view: GraphView): CacheConcat | undefined {
+  const node = view.producer.get(value);
+  if (node?.opType !== "Concat" || node.domain !== "") return undefined;
+  const rank = view.typeOf(value)?.shape?.length;
+  const a = node.attrs.axis;
+  const axis = a?.type === "int" ? a.value : undefined;
+  if (rank !== 4 || axis === undefined || (axis < 0 ? axis + rank : axis) !== 2) return undefined;
+  const inputs = node.inputs.filter((i) => i);
+  if (inputs.length === 1) return { current: inputs[0]!, node };
+  if (inputs.length === 2) return { past: inputs[0]!, current: inputs[1]!, node };
+  return undefined;
+}
+
+/**
+ * The KV cache of a block: past inputs and present outputs for the fused op, when K and V (per head,
+ * GQA repeats peeled) are both Concat(past, current) along the sequence; the Concats are removed.
+ */
+export interface KvCache {
+  pastKey: string;
+  pastValue: string;
+  presentKey: string;
+  presentValue: string;
+  concats: Node[];
+}
+
+/**
+ * K and V with their cache Concats looked through: the current step's values (undefined where there is
+ * no Concat), and the cache when both have a past. A Concat with a past on only one of them stays.
+ */
+export function kvCache(
+  k: string | undefined,
+  v: string,
+  view: GraphView,
+): { k?: string; v?: string; cache?: KvCache } {
+  const kc = k ? cacheConcat(k, view) : undefined;
+  const vc = cacheConcat(v, view);
+  if (kc?.past && vc?.past) {
+    const cache = {
+      pastKey: kc.past,
+      pastValue: vc.past,
+      presentKey: kc.node.outputs[0]!,
+      presentValue: vc.node.outputs[0]!,
+      concats: [kc.node, vc.node],
+    };
+    return { k: kc.current, v: vc.current, cache };
+  }
+  return { k: kc && !kc.past ? kc.current : undefined, v: vc && !vc.past ? vc.current : undefined };
 }
 
 /** A projection X·W (+ b) with constant W [E_in, E_out] and optional constant bias [E_out]. */

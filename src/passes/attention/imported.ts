@@ -254,6 +254,8 @@ function mhafuseAttention(n: Node, view: GraphView): Described {
   const kvNumHeads = intAttr(n, "kv_num_heads") ?? numHeads;
   const traits: AttentionTrait[] = [];
   if (numHeads !== kvNumHeads) traits.push("GQA");
+  // Inputs 5 and 6: past_key, past_value (the KV cache the fusion took into the op).
+  if (wired(n, 5) || wired(n, 6)) traits.push("kv-cache");
   const mask: MaskKind = wired(n, 3) ? "additive" : wired(n, 4) ? "key-lengths" : "none";
   return {
     kind: kindOf(!!intAttr(n, "causal"), crossOf(view, n, 0, 1)),
@@ -287,6 +289,30 @@ function additiveBiasInput(n: Node, view: GraphView): string | undefined {
   else if (key === "::Attention" && n.inputs[3] && view.typeOf(n.inputs[3])?.dtype !== "bool")
     value = n.inputs[3];
   return value || undefined;
+}
+
+/**
+ * Rotary embeddings the fusion folded (or an exporter wrote) as RotaryEmbedding nodes feeding the op's Q/K,
+ * and a KV cache lowered to Concat(past, K): found through the Reshape/Transpose/Expand (GQA repeat) a
+ * --target onnxruntime lowering puts between them and the op.
+ */
+function rotaryInFile(n: Node, view: GraphView): { rotary?: string; cache: boolean } {
+  let cache = false;
+  const rotated = (value: string | undefined, key: boolean): boolean => {
+    for (let v = value, hop = 0; v && hop < 10; hop++) {
+      const p = view.producer.get(v);
+      if (p?.opType === "RotaryEmbedding") return true;
+      if (p?.domain !== "" || !["Reshape", "Transpose", "Expand", "Unsqueeze", "Concat"].includes(p.opType))
+        return false;
+      // A lowered KV cache is Concat(past, this step's K) along the sequence: the rotation is on this step's K.
+      const axis = p.attrs.axis;
+      if (p.opType === "Concat" && key && axis?.type === "int" && axis.value === 2) cache = true;
+      v = p.opType === "Concat" ? p.inputs.at(-1) : p.inputs[0];
+    }
+    return false;
+  };
+  const on = [rotated(n.inputs[0], false) && "Q", rotated(n.inputs[1], true) && "K"].filter(Boolean);
+  return { rotary: on.length ? `RotaryEmbedding nodes on ${on.join(", ")} in the file` : undefined, cache };
 }
 
 const qualified = (n: Node) => (n.domain ? `${n.domain}.${n.opType}` : n.opType);
@@ -328,6 +354,12 @@ export function importedBlock(node: Node, view: GraphView): AttentionReport | un
     numHeads: d.numHeads,
   };
   if (d.kvNumHeads !== undefined) entry.kvNumHeads = d.kvNumHeads;
+  const { rotary, cache } = rotaryInFile(node, view);
+  if (rotary) {
+    if (!entry.traits.includes("rotary")) entry.traits = [...entry.traits, "rotary"];
+    entry.rotary = rotary;
+  }
+  if (cache && !entry.traits.includes("kv-cache")) entry.traits = [...entry.traits, "kv-cache"];
   if (d.unsupported) entry.reason = `${d.unsupported}: the model will not run`;
   return entry;
 }

@@ -152,11 +152,51 @@ export function classifyBias(
 ): BiasClass {
   const c = cone(bias, view);
   if (!c) return { kind: "other", why: "the bias is computed by too many nodes to analyse" };
-  const sizes = new Map<string, number>();
+  const first = probe(view, bias, c, fill, new Map());
+  if (!first.failed) return first.result;
+  // A mask over past + current keys (KV-cache decoders) only evaluates when its sizes agree: total =
+  // past + seq. Symbolic dims carry no such relation, so try each "one size is the sum of two others",
+  // and accept a class only when two different sets of sizes under that relation both give it.
+  const symbols = first.symbols;
+  if (symbols.length > 6) return first.result;
+  for (const sum of symbols)
+    for (const [i, a] of symbols.entries())
+      for (const b of symbols.slice(i + 1)) {
+        if (a === sum || b === sum) continue;
+        const classes = [0, 1].map((shift) => {
+          const sizes = new Map(symbols.map((x, k) => [x, PROBE_SIZES[(k + shift) % PROBE_SIZES.length]!]));
+          sizes.set(sum, sizes.get(a)! + sizes.get(b)!);
+          return probe(view, bias, c, fill, sizes);
+        });
+        const [x, y] = classes.map((r) => r.result);
+        if (!classes.some((r) => r.failed) && x!.kind !== "other" && JSON.stringify(x) === JSON.stringify(y))
+          return x!;
+      }
+  return first.result;
+}
+
+/**
+ * One probe of the bias cone with the given sizes for symbolic dims (others get fresh probe sizes):
+ * the class, whether evaluating failed, and the symbols met (in order).
+ */
+function probe(
+  view: GraphView,
+  bias: string,
+  c: Cone,
+  fill: { fillWhen: boolean; value: number } | undefined,
+  preset: Map<string, number>,
+): { result: BiasClass; failed: boolean; symbols: string[] } {
+  const sizes = new Map(preset);
+  const symbols = () => [...sizes.keys()];
+  const other = (why: string, failed = false) => ({
+    result: { kind: "other", why } as BiasClass,
+    failed,
+    symbols: symbols(),
+  });
   const dims = new Map<string, number[]>();
   for (const i of c.inputs) {
     const d = probeDims(i, sizes);
-    if (!d || !i.dtype) return { kind: "other", why: `graph input '${i.name}' has an unknown shape` };
+    if (!d || !i.dtype) return other(`graph input '${i.name}' has an unknown shape`);
     dims.set(i.name, d);
   }
   const leafDims = new Map(
@@ -179,9 +219,10 @@ export function classifyBias(
     const t = evaluate(view, bias, feeds, c.nodes, [...c.inputs, ...leafInputs]);
     return fill ? asFillBias(t, fill) : t;
   };
+  const found = (result: BiasClass) => ({ result, failed: false, symbols: symbols() });
   try {
     const allOnes = run();
-    if (allOnes.rank > 4) return { kind: "other", why: "the bias has more than 4 dimensions" };
+    if (allOnes.rank > 4) return other("the bias has more than 4 dimensions");
     const [, , sq, skv] = reader(allOnes).dims;
     const causal: Rule = (_b, i, j) => j > i + (skv - sq);
     const isCausal = sq > 1 && follows(allOnes, 1, causal);
@@ -192,19 +233,19 @@ export function classifyBias(
       const probed = run(m.name);
       const padded: Rule = (b, _i, j) => probeMask(b, j, s) === 0;
       if (s === skv && s >= 3) {
-        if (isZero && follows(probed, batch, padded)) return { kind: "padding", mask: m.name };
+        if (isZero && follows(probed, batch, padded)) return found({ kind: "padding", mask: m.name });
         if (isCausal && follows(probed, batch, (b, i, j) => padded(b, i, j) || causal(b, i, j)))
-          return { kind: "causal+padding", mask: m.name };
+          return found({ kind: "causal+padding", mask: m.name });
       }
       if (!follows(probed, batch, isCausal ? causal : () => false)) maskFree = false;
     }
-    if (isCausal && maskFree) return { kind: "causal" };
-    return { kind: "other", why: "the bias is not a padding or causal mask" };
+    if (isCausal && maskFree) return found({ kind: "causal" });
+    return other("the bias is not a padding or causal mask");
   } catch (err) {
-    return {
-      kind: "other",
-      why: `the bias could not be evaluated (${err instanceof Error ? err.message : String(err)})`,
-    };
+    return other(
+      `the bias could not be evaluated (${err instanceof Error ? err.message : String(err)})`,
+      true,
+    );
   }
 }
 

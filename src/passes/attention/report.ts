@@ -38,7 +38,10 @@ export interface AttentionReport {
   /** Name of the block's Softmax node: stable across runs, readable in the model's own naming. */
   id: string;
   kind: AttentionKind;
-  /** More about the block: grouped-query heads, additive bias beyond masks, rotary, padding mask. */
+  /**
+   * More about the block: grouped-query heads, additive bias beyond masks, rotary, padding mask, a KV cache
+   * (past Concat) taken into the fused op.
+   */
   traits: AttentionTrait[];
   fused: boolean;
   /** Where the block came from: a subgraph the fusion pass found, or an attention op already in the file. */
@@ -55,6 +58,11 @@ export interface AttentionReport {
   nodes: string[];
   /** The value the block computes, present under the same name in the original and the fused graph. */
   output?: string;
+  /**
+   * What became of a rotary embedding on Q/K: "folded into com.microsoft.RotaryEmbedding (…)" — one op node
+   * right before the fused op — or "kept as graph nodes: why".
+   */
+  rotary?: string;
   numHeads?: number;
   kvNumHeads?: number;
   headSize?: number;
@@ -68,7 +76,9 @@ export function summarizeReport(report: readonly AttentionReport[]): string {
       const what = [b.kind, ...b.traits].join("+");
       if (!b.fused) return `${b.id}: ${what} NOT fused: ${b.reason}`;
       const where = b.origin === "file" ? "already fused in the file, runs" : "fused";
-      const details = [b.op, b.mask && `mask ${b.mask}`].filter(Boolean).join(", ");
+      const details = [b.op, b.mask && `mask ${b.mask}`, b.rotary && `rotary ${b.rotary}`]
+        .filter(Boolean)
+        .join(", ");
       return `${b.id}: ${what} ${where} via ${b.path}${details ? ` (${details})` : ""}${b.why ? `: ${b.why}` : ""}`;
     })
     .join("\n");

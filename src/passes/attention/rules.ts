@@ -51,7 +51,9 @@ function emitOutput(a: BlockAnalysis, f: NodeFactory, last: (output?: string) =>
 }
 
 function replacement(a: BlockAnalysis, f: NodeFactory): Replacement {
-  return { add: f.nodes, remove: [a.output.replaces], initializers: f.initializers };
+  // The cache Concats go too: the fused op produces their outputs (present key/value) itself.
+  const remove = [a.output.replaces, ...(a.cache?.concats ?? [])];
+  return { add: f.nodes, remove, initializers: f.initializers };
 }
 
 /**
@@ -74,6 +76,7 @@ const packedRule: Rule<FusionContext> = {
 function packedRewrite(m: Match, ctx: FusionContext): Replacement | Decline {
   const { factory: base, result: a } = ctx.analyze(m);
   if ("decline" in a) return a;
+  if (a.cache) return { decline: "a KV cache (past key/value) needs the general attention op" };
   if (a.q.numHeads !== a.k.numHeads || a.v.headSize !== a.q.headSize)
     return { decline: "packed QKV needs equal Q/K/V head counts and sizes" };
   const p = a.projections;
@@ -84,6 +87,8 @@ function packedRewrite(m: Match, ctx: FusionContext): Replacement | Decline {
     return { decline: "causal: the packed op (TensorRT bertQKVToContext semantics) has no causal mask" };
   if (biasClass && biasClass.kind !== "padding")
     return { decline: "the bias is not a padding mask from a graph input" };
+  if (a.rotary)
+    return { decline: "rotary on Q/K: the packed op projects Q/K/V in one MatMul with no rotation after it" };
   const f = new NodeFactory(ctx.graph, `${base.fresh("packed")}`);
   const qkvBse = packedProjection(a, ctx, f);
   if (typeof qkvBse !== "string") return qkvBse;
@@ -178,7 +183,7 @@ function packedProjection(a: BlockAnalysis, ctx: FusionContext, f: NodeFactory):
   return packed.bias ? f.add("Add", [proj, f.constant(asModel(packed.bias), "qkv_bias")]) : proj;
 }
 
-/** Everything else: the general fused op on [B,S,N·H] Q/K/V with bias, causal flag and GQA. */
+/** Everything else: the general fused op on [B,S,N·H] Q/K/V with bias, causal flag, GQA and a KV cache. */
 const attentionRule: Rule<FusionContext> = {
   name: "attention",
   pattern: attentionRoot,
@@ -187,15 +192,18 @@ const attentionRule: Rule<FusionContext> = {
     if ("decline" in a) return a;
     const causalOnly = a.biasClass?.kind === "causal";
     const causal = causalOnly || a.biasClass?.kind === "causal+padding";
-    const inputs = [a.q.value, a.k.value, a.v.value];
-    if (a.bias && !causalOnly) inputs.push(a.bias);
+    const inputs = [a.q.value, a.k.value, a.v.value, a.bias && !causalOnly ? a.bias : ""];
+    // Inputs 5 and 6: past_key, past_value (input 4, key_lengths, stays empty).
+    if (a.cache) inputs.push("", a.cache.pastKey, a.cache.pastValue);
+    while (inputs.at(-1) === "") inputs.pop();
+    const more = a.cache ? [a.cache.presentKey, a.cache.presentValue] : [];
     const attrs = {
       num_heads: intAttr(a.q.numHeads),
       kv_num_heads: intAttr(a.k.numHeads),
       scale: floatAttr(a.chain.scale),
       causal: intAttr(causal ? 1 : 0),
     };
-    emitOutput(a, f, (output) => f.add("Attention", inputs, attrs, { domain: "mhafuse", output }));
+    emitOutput(a, f, (output) => f.add("Attention", inputs, attrs, { domain: "mhafuse", output, more }));
     ctx.chosen.set(m.root, { path: "attention", analysis: a });
     return replacement(a, f);
   },

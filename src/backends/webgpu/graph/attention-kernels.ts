@@ -16,9 +16,9 @@
 import { OpError } from "../../../errors.js";
 import type { Node } from "../../../ir/graph.js";
 import { Tensor as HostTensor, type Tensor } from "../../../ir/tensor.js";
-import { attentionDimsOf, causalAttr, keyLengthsOf, scaleAttr } from "../../../ops/attention.js";
+import { attentionDimsOf, causalAttr, keyLengthsOf, pastLength, scaleAttr } from "../../../ops/attention.js";
 import type { AttentionDims, StridedLayout } from "../../../ops/attention-args.js";
-import { additiveMask, attention23Geometry, pastLength } from "../../../ops/attention23.js";
+import { additiveMask, attention23Geometry } from "../../../ops/attention23.js";
 import {
   checkAttentionBias,
   contribAttentionGeometry,
@@ -315,6 +315,12 @@ function presentOf(
   return out;
 }
 
+/** past_key / past_value must be [B, Nkv, P, size] (the op contract's check, on dims); returns P. */
+function pastOf(node: Node, d: AttentionDims, past: RunValue, size: number, what: string): number {
+  const t = asShapeTensor(past)!;
+  return pastLength(node, t, d.batch, d.kvNumHeads, size, t.type, what);
+}
+
 const bnsh = (N: number, S: number, H: number): StridedLayout => ({
   offset: 0,
   batchStride: N * S * H,
@@ -342,7 +348,7 @@ export const attention23Def: GpuKernelDef = {
     if (attrFloat(node, "softcap", 0) > 0) return "softcap";
     if (!pk !== !pv) return "past_key without past_value";
     const g = attention23Geometry(node, asShapeTensor(q)!, asShapeTensor(k)!, asShapeTensor(v)!);
-    const past = pk ? pastLength(node, g, pk, g.headSize, "past_key") : 0;
+    const past = pk ? pastOf(node, g, pk, g.headSize, "past_key") : 0;
     if (mask && mask.type !== "bool" && (mask.type !== "float32" || mask.dims.at(-1) !== past + g.seqKV))
       return "a float mask that does not span every key";
     if (inputs[6] && opset >= 24 && attrInt(node, "is_causal", 0) !== 0 && !pk)
@@ -356,10 +362,10 @@ export const attention23Def: GpuKernelDef = {
     const Q = kc.device(q!);
     let K = { t: kc.device(k!), layout: g.k };
     let V = { t: kc.device(v!), layout: g.v };
-    const past = pk ? pastLength(node, g, pk, g.headSize, "past_key") : 0;
+    const past = pk ? pastOf(node, g, pk, g.headSize, "past_key") : 0;
     const total = past + g.seqKV;
     if (pk && pv) {
-      pastLength(node, g, pv, g.vHeadSize, "past_value");
+      pastOf(node, g, pv, g.vHeadSize, "past_value");
       const d = { B: g.batch, N: g.kvNumHeads, P: past, S: g.seqKV };
       K = {
         t: presentOf(kc, kc.device(pk), K.t, K.layout, { ...d, H: g.headSize }),
