@@ -252,22 +252,30 @@ const MsRotaryEmbedding: OpDef = {
   run(ctx: OpContext, inputs) {
     const node = ctx.node;
     const x = requireInput(node, inputs, 0);
-    let positions = requireInput(node, inputs, 1);
-    if (attrInt(node, "is_packed_batching", 0) !== 0)
-      throw new OpError(node, "is_packed_batching=1 is not supported");
-    if (attrFloat(node, "scale", 1) !== 1) throw new OpError(node, "scale != 1 is not supported");
-    const [B, S] = x.rank === 4 ? [x.dims[0]!, x.dims[2]!] : [x.dims[0]!, x.dims[1]!];
-    if (positions.size === 1) {
-      const offset = positions.getNumber(0);
-      positions = new Tensor(
-        "int64",
-        Array.from({ length: B * S }, (_, i) => offset + (i % S)),
-        [B, S],
-      );
-    }
+    checkMsRotaryAttrs(node);
+    const positions = msRotaryPositions(x, requireInput(node, inputs, 1));
     return onnxRotary.run(ctx, [x, requireInput(node, inputs, 2), requireInput(node, inputs, 3), positions]);
   },
 };
+
+/** The attributes the reference (and the webgpu kernel) do not cover. */
+export function checkMsRotaryAttrs(node: Node): void {
+  if (attrInt(node, "is_packed_batching", 0) !== 0)
+    throw new OpError(node, "is_packed_batching=1 is not supported");
+  if (attrFloat(node, "scale", 1) !== 1) throw new OpError(node, "scale != 1 is not supported");
+}
+
+/** position_ids as ONNX RotaryEmbedding reads them: a one-element offset becomes offset + s for every token. */
+export function msRotaryPositions(x: Pick<Tensor, "dims" | "rank">, positions: Tensor): Tensor {
+  if (positions.size !== 1) return positions;
+  const [B, S] = x.rank === 4 ? [x.dims[0]!, x.dims[2]!] : [x.dims[0]!, x.dims[1]!];
+  const offset = positions.getNumber(0);
+  return new Tensor(
+    "int64",
+    Array.from({ length: B * S }, (_, i) => offset + (i % S)),
+    [B, S],
+  );
+}
 
 // ---- SimplifiedLayerNormalization / SkipSimplifiedLayerNormalization ------------------------------------
 

@@ -29,12 +29,7 @@ import {
 } from "../../../ops/contrib-attention.js";
 import { gqaGeometry, gqaPastLengths } from "../../../ops/contrib-decoder.js";
 import { attrFloat, attrInt } from "../../../ops/registry.js";
-import {
-  attentionSharedBytes,
-  broadcastBiasArg,
-  flashAttention,
-  generalAttention,
-} from "../kernels/attention.js";
+import { attentionSharedBytes, broadcastBiasArg, flashAttention } from "../kernels/attention.js";
 import { binary, broadcastShape } from "../kernels/elementwise.js";
 import { gemm } from "../kernels/gemm.js";
 import { contiguousStrides, stridedCopy } from "../kernels/layout.js";
@@ -52,7 +47,11 @@ function fitsWorkgroupMemory(limit: number, d: AttentionDims): string | undefine
     : undefined;
 }
 
-/** mhafuse.Attention: Q [B,Sq,N·H], K [B,Skv,Nkv·H], V [B,Skv,Nkv·Hv] read as BSNH; causal bottom-right. */
+/**
+ * mhafuse.Attention: Q [B,Sq,N·H], K [B,Skv,Nkv·H], V [B,Skv,Nkv·Hv] read as BSNH; with past_key /
+ * past_value [B,Nkv,P,H] the cache is appended on the device (`withPast`, shared with Attention-23) into the
+ * present_key / present_value buffers the flash kernel then reads; causal bottom-right over the P + Skv keys.
+ */
 export const mhafuseAttentionDef: GpuKernelDef = {
   opType: "Attention",
   domain: "mhafuse",
@@ -60,44 +59,56 @@ export const mhafuseAttentionDef: GpuKernelDef = {
   f32Storage: true,
   hostInputs: [4],
   accepts(node, _o, inputs, gpu) {
-    const [q, k, v, bias] = inputs;
+    const [q, k, v, bias, , pk, pv] = inputs;
     if (!q || !k || !v) return "missing Q, K or V";
-    // Inputs or outputs beyond Q, K, V, bias, key_lengths (a KV cache in later versions of the op): not
-    // covered here — declined rather than ignored.
-    if (inputs.slice(5).some((x) => x !== undefined)) return "inputs beyond key_lengths";
-    if (node.outputs.slice(1).some((o) => o)) return "outputs beyond Y";
-    if (![q, k, v, bias].every(isF32)) return "a non-float32 input";
+    // Inputs or outputs beyond those of the op's contract: declined rather than ignored.
+    if (inputs.slice(7).some((x) => x !== undefined)) return "inputs beyond past_value";
+    if (node.outputs.slice(3).some((o) => o)) return "outputs beyond present_value";
+    if (![q, k, v, bias, pk, pv].every(isF32)) return "a non-float32 input";
+    if (!pk !== !pv) return "past_key without past_value";
     // The contract's own validation, on dims: a malformed node throws the CPU reference's error.
     const d = attentionDimsOf(node, asShapeTensor(q)!, asShapeTensor(k)!, asShapeTensor(v)!);
+    if (pk) pastOf(node, d, pk, d.headSize, "past_key");
+    if (pv) pastOf(node, d, pv, d.vHeadSize, "past_value");
     return fitsWorkgroupMemory(gpu.gpu.limits.maxComputeWorkgroupStorageSize, d);
   },
   run(kc, inputs) {
     const node: Node = kc.node;
-    const [q, k, v, bias, lengths] = inputs;
+    const [q, k, v, bias, lengths, pk, pv] = inputs;
     const d = attentionDimsOf(node, asShapeTensor(q)!, asShapeTensor(k)!, asShapeTensor(v)!);
     const Q = kc.device(q!);
-    const K = kc.device(k!);
-    const V = kc.device(v!);
+    const kv = withPast(
+      kc,
+      d,
+      { t: kc.device(k!), layout: BSNH_OUT(d.seqKV, d.kvNumHeads, d.headSize) },
+      { t: kc.device(v!), layout: BSNH_OUT(d.seqKV, d.kvNumHeads, d.vHeadSize) },
+      pk,
+      pv,
+    );
+    const { total } = kv;
     const out = kc.alloc([d.batch, d.seqQ, d.numHeads * d.vHeadSize]);
-    const view = (t: { buffer: GPUBuffer }, s: number, n: number, h: number) => ({
-      buffer: t.buffer,
-      dims: [d.batch, s, n, h],
-    });
     const keyLengths = lengths
-      ? kc.uploadInt32(keyLengthsOf(node, lengths as Tensor, d.batch, d.seqKV, "key_lengths"))
+      ? kc.uploadInt32(keyLengthsOf(node, lengths as Tensor, d.batch, total, "key_lengths"))
       : undefined;
-    generalAttention(kc.gpu, kc.rec, {
-      q: view(Q, d.seqQ, d.numHeads, d.headSize),
-      k: view(K, d.seqKV, d.kvNumHeads, d.headSize),
-      v: view(V, d.seqKV, d.kvNumHeads, d.vHeadSize),
-      out: view(out, d.seqQ, d.numHeads, d.vHeadSize),
-      layout: "BSNH",
+    const target: [number, number, number, number] = [d.batch, d.numHeads, d.seqQ, total];
+    flashAttention(kc.gpu, kc.rec, {
+      ...d,
+      seqKV: total,
       scale: scaleAttr(node, d.headSize),
-      causalOffset: causalAttr(node) ? d.seqKV - d.seqQ : undefined,
-      bias: bias ? kc.device(bias) : undefined,
+      q: Q.buffer,
+      qLayout: BSNH_OUT(d.seqQ, d.numHeads, d.headSize),
+      k: kv.K.t.buffer,
+      kLayout: kv.K.layout,
+      v: kv.V.t.buffer,
+      vLayout: kv.V.layout,
+      out: out.buffer,
+      outLayout: BSNH_OUT(d.seqQ, d.numHeads, d.vHeadSize),
+      // Bottom-right aligned over past + current keys: query i is token P + i of the sequence.
+      causalOffset: causalAttr(node) ? total - d.seqQ : undefined,
+      bias: bias ? broadcastBiasArg("mhafuse.Attention (webgpu)", kc.device(bias), target) : undefined,
       keyLengths,
     });
-    return [out];
+    return [out, ...kv.presents(node.outputs[1] || node.outputs[2])];
   },
 };
 
@@ -328,6 +339,65 @@ const bnsh = (N: number, S: number, H: number): StridedLayout => ({
   seqStride: H,
 });
 
+interface KvView {
+  t: DeviceValue;
+  layout: StridedLayout;
+}
+
+/**
+ * K and V as the flash kernel reads them over past + current keys: with past_key / past_value, past ++
+ * current on the device into dense [B, Nkv, P+S, H] buffers (the present outputs: one copy of the cache per
+ * step); without, the current views as they are. `presents(wanted)` hands out present_key / present_value
+ * (without a past: the current K/V copied to [B, Nkv, S, H]) when they are wanted and otherwise returns the
+ * appended buffers to the pool.
+ */
+function withPast(
+  kc: GpuKernelContext,
+  d: AttentionDims,
+  K: KvView,
+  V: KvView,
+  pk: RunValue | undefined,
+  pv: RunValue | undefined,
+): { K: KvView; V: KvView; past: number; total: number; presents(wanted: unknown): DeviceValue[] } {
+  const node = kc.node;
+  const past = pk ? pastOf(node, d, pk, d.headSize, "past_key") : 0;
+  const total = past + d.seqKV;
+  if (pk && pv) {
+    pastOf(node, d, pv, d.vHeadSize, "past_value");
+    const p = { B: d.batch, N: d.kvNumHeads, P: past, S: d.seqKV };
+    K = {
+      t: presentOf(kc, kc.device(pk), K.t, K.layout, { ...p, H: d.headSize }),
+      layout: bnsh(d.kvNumHeads, total, d.headSize),
+    };
+    V = {
+      t: presentOf(kc, kc.device(pv), V.t, V.layout, { ...p, H: d.vHeadSize }),
+      layout: bnsh(d.kvNumHeads, total, d.vHeadSize),
+    };
+  }
+  const appended = !!(pk && pv);
+  return {
+    K,
+    V,
+    past,
+    total,
+    presents(wanted) {
+      if (!wanted) {
+        if (appended) {
+          kc.scratch(K.t);
+          kc.scratch(V.t);
+        }
+        return [];
+      }
+      if (appended) return [K.t, V.t];
+      const s = { B: d.batch, S: total, N: d.kvNumHeads };
+      return [
+        denseBnsh(kc, K.t, K.layout, { ...s, H: d.headSize }),
+        denseBnsh(kc, V.t, V.layout, { ...s, H: d.vHeadSize }),
+      ];
+    },
+  };
+}
+
 /**
  * ONNX Attention (opset 23; 24's nonpad_kv_seqlen): 3-D or 4-D Q/K/V, GQA, is_causal offset by the past
  * length, past_key/past_value concatenated on the device into present_key/present_value, attn_mask boolean
@@ -360,22 +430,8 @@ export const attention23Def: GpuKernelDef = {
     const [q, k, v, mask, pk, pv, nonpad] = inputs;
     const g = attention23Geometry(node, asShapeTensor(q)!, asShapeTensor(k)!, asShapeTensor(v)!);
     const Q = kc.device(q!);
-    let K = { t: kc.device(k!), layout: g.k };
-    let V = { t: kc.device(v!), layout: g.v };
-    const past = pk ? pastOf(node, g, pk, g.headSize, "past_key") : 0;
-    const total = past + g.seqKV;
-    if (pk && pv) {
-      pastOf(node, g, pv, g.vHeadSize, "past_value");
-      const d = { B: g.batch, N: g.kvNumHeads, P: past, S: g.seqKV };
-      K = {
-        t: presentOf(kc, kc.device(pk), K.t, K.layout, { ...d, H: g.headSize }),
-        layout: bnsh(g.kvNumHeads, total, g.headSize),
-      };
-      V = {
-        t: presentOf(kc, kc.device(pv), V.t, V.layout, { ...d, H: g.vHeadSize }),
-        layout: bnsh(g.kvNumHeads, total, g.vHeadSize),
-      };
-    }
+    const kv = withPast(kc, g, { t: kc.device(k!), layout: g.k }, { t: kc.device(v!), layout: g.v }, pk, pv);
+    const { past, total } = kv;
     const target: [number, number, number, number] = [g.batch, g.numHeads, g.seqQ, total];
     let bias: DeviceValue | undefined;
     if (mask) {
@@ -398,27 +454,18 @@ export const attention23Def: GpuKernelDef = {
       scale: scaleAttr(node, g.headSize),
       q: Q.buffer,
       qLayout: g.q,
-      k: K.t.buffer,
-      kLayout: K.layout,
-      v: V.t.buffer,
-      vLayout: V.layout,
+      k: kv.K.t.buffer,
+      kLayout: kv.K.layout,
+      v: kv.V.t.buffer,
+      vLayout: kv.V.layout,
       out: out.buffer,
       outLayout: g.threeD ? BSNH_OUT(g.seqQ, g.numHeads, g.vHeadSize) : bnsh(g.numHeads, g.seqQ, g.vHeadSize),
       causalOffset: attrInt(node, "is_causal", 0) !== 0 ? past : undefined,
       bias: bias ? broadcastBiasArg("Attention-23 (webgpu)", bias, target) : undefined,
       keyLengths,
     });
-    if (!(node.outputs[1] || node.outputs[2])) {
-      if (pk) {
-        kc.scratch(K.t);
-        kc.scratch(V.t);
-      }
-      return [out];
-    }
     // present_key / present_value: past ++ current, or (no past) the current K/V as [B, Nkv, S, H].
-    const d = { B: g.batch, S: total, N: g.kvNumHeads };
-    const present = (h: typeof K, H: number) => (pk ? h.t : denseBnsh(kc, h.t, h.layout, { ...d, H }));
-    return [out, present(K, g.headSize), present(V, g.vHeadSize)];
+    return [out, ...kv.presents(node.outputs[1] || node.outputs[2])];
   },
 };
 

@@ -2,7 +2,7 @@
  * The webgpu backend's kernel registry: which ops run on the GPU and how a node maps onto the kernels in
  * ../kernels. Kinds of entry:
  *  - math (GEMM with bias epilogue, norms, softmax, elementwise, maps, flash attention: the packed-QKV op
- *    here, the general ops in ./attention-kernels.ts),
+ *    here, the general ops in ./attention-kernels.ts, com.microsoft RotaryEmbedding in ./rotary-kernels.ts),
  *  - data movement (Transpose, Gather with host indices),
  *  - aliases (Reshape, Squeeze, Unsqueeze, Flatten, Identity, float→float Cast): the op's own contract runs on
  *    the device value's dims and hands its buffer on — no dispatch;
@@ -32,6 +32,7 @@ import {
 } from "./attention-kernels.js";
 import { concatDef, sliceDef } from "./copy-kernels.js";
 import type { GpuKernelContext, GpuKernelDef, Storage } from "./kernel-context.js";
+import { msRotaryEmbeddingDef } from "./rotary-kernels.js";
 import { asShapeTensor, type DeviceValue, isDevice, type RunValue } from "./values.js";
 
 const F32: readonly DType[] = ["float32"];
@@ -495,6 +496,7 @@ export const webgpuKernels = new KernelRegistry<never, GpuKernelDef>().register(
   attention23Def,
   contribAttentionDef,
   groupQueryAttentionDef,
+  msRotaryEmbeddingDef,
   transposeDef,
   gatherDef,
   alias("Reshape", [1]),

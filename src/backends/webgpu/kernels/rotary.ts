@@ -1,8 +1,11 @@
 /**
- * Rotary position embedding from cos/sin caches, as GroupQueryAttention's do_rotary applies it: each head
- * vector of a strided [B, S, heads, H] view is written to a dense [B, S, heads, H] output with its first
- * 2·half values rotated at position pos[b] + s (pos: int32 per batch) — pairs (j, j + half), or (2j, 2j + 1)
- * when interleaved — and the rest copied. Interleaving is baked into the WGSL; sizes are uniforms.
+ * Rotary position embedding from cos/sin caches, as GroupQueryAttention's do_rotary and com.microsoft
+ * RotaryEmbedding apply it: each head vector of a strided [B, S, heads, H] view is written to the output
+ * (dense [B, S, heads, H] unless `outLayout` says otherwise) with its first 2·half values rotated — pairs
+ * (j, j + half), or (2j, 2j + 1) when interleaved — and the rest copied. Token (b, s) reads cache row
+ * pos[b·posBatch + s·posSeq] + s·addSeq: an int32 offset per sequence (GroupQueryAttention, the default) or
+ * one row index per token (RotaryEmbedding's position_ids). Interleaving is baked into the WGSL; sizes and
+ * strides are uniforms.
  */
 import type { WebGpuContext } from "../context.js";
 import type { CommandRecorder } from "../recorder.js";
@@ -19,6 +22,13 @@ const FIELDS: UniformFields = [
   ["batchStride", "u32"],
   ["seqStride", "u32"],
   ["headStride", "u32"],
+  ["cacheStride", "u32"],
+  ["posBatch", "u32"],
+  ["posSeq", "u32"],
+  ["addSeq", "u32"],
+  ["oBatch", "u32"],
+  ["oSeq", "u32"],
+  ["oHead", "u32"],
 ];
 
 export interface RotaryArgs {
@@ -29,14 +39,20 @@ export interface RotaryArgs {
   S: number;
   heads: number;
   H: number;
-  /** cos and sin caches [positions, half]. */
+  /** cos and sin caches [positions, ≥ half] (row stride `cacheStride`, default half). */
   cos: GPUBuffer;
   sin: GPUBuffer;
   half: number;
-  /** int32 [B]: position of token 0 of each sequence. */
+  cacheStride?: number;
+  /**
+   * int32: by default [B], the position of token 0 of each sequence (token s reads row pos[b] + s); with
+   * `perToken`, one cache row per token at pos[b·batchStride + s] (batchStride 0: rows shared by the batch).
+   */
   positions: GPUBuffer;
+  perToken?: { batchStride: number };
   interleaved: boolean;
-  /** Dense [B, S, heads, H]. */
+  /** Where element (b, s, n, h) of the output goes (offset 0); default dense [B, S, heads, H]. */
+  outLayout?: { batchStride: number; seqStride: number; headStride: number };
   out: GPUBuffer;
 }
 
@@ -61,12 +77,13 @@ ${LINEAR_MAIN}
   let n = t % u.heads; t = t / u.heads;
   let s = t % u.S; let b = t / u.S;
   let src = u.offset + b * u.batchStride + s * u.seqStride + n * u.headStride;
-  if (h >= 2u * u.half) { o[i] = x[src + h]; return; }
+  let dst = b * u.oBatch + s * u.oSeq + n * u.oHead + h;
+  if (h >= 2u * u.half) { o[dst] = x[src + h]; return; }
   ${pair}
-  let p = u32(pos[b]) + s;
-  let c = cosc[p * u.half + j];
-  let sn = sinc[p * u.half + j];
-  o[i] = select(x1 * c - x2 * sn, x1 * sn + x2 * c, odd);
+  let p = u32(pos[b * u.posBatch + s * u.posSeq]) + s * u.addSeq;
+  let c = cosc[p * u.cacheStride + j];
+  let sn = sinc[p * u.cacheStride + j];
+  o[dst] = select(x1 * c - x2 * sn, x1 * sn + x2 * c, odd);
 }`,
   );
   rec.dispatch(
@@ -79,6 +96,13 @@ ${LINEAR_MAIN}
       H: a.H,
       half: a.half,
       ...a.layout,
+      cacheStride: a.cacheStride ?? a.half,
+      posBatch: a.perToken ? a.perToken.batchStride : 1,
+      posSeq: a.perToken ? 1 : 0,
+      addSeq: a.perToken ? 0 : 1,
+      oBatch: a.outLayout ? a.outLayout.batchStride : a.S * a.heads * a.H,
+      oSeq: a.outLayout ? a.outLayout.seqStride : a.heads * a.H,
+      oHead: a.outLayout ? a.outLayout.headStride : a.H,
     }),
     linearGrid(total),
     "webgpu.Rotary",
