@@ -270,6 +270,109 @@ decoder.append(case("ReduceMean last two axes, keepdims 0 (opset 13 attribute)",
 decoder.append(case("Cos", {"type": "Cos"}, [t(x * 3)], [t(np.cos(f64(x * 3)))]))
 decoder.append(case("Sin", {"type": "Sin"}, [t(x * 3)], [t(np.sin(f64(x * 3)))]))
 
+# ---- com.microsoft RotaryEmbedding and mhafuse.Attention over a KV cache (the decoders' fused ops) ------
+# Their own generator, so the cases above keep their values.
+g4 = np.random.default_rng(20261201)
+
+
+def g4f(*shape):
+    return g4.standard_normal(shape).astype(np.float32)
+
+
+def rope(x, rows, cos, sin, rotary_dim, interleaved):
+    """x [B,S,N,H] float64; token (b, s) reads cache row rows[b][s]; the head tail past rotary_dim passes through."""
+    out = x.copy()
+    half = rotary_dim // 2
+    for b in range(x.shape[0]):
+        for s in range(x.shape[1]):
+            c, sn = cos[rows[b][s], :half], sin[rows[b][s], :half]
+            if interleaved:
+                x1, x2 = x[b, s, :, 0:rotary_dim:2], x[b, s, :, 1:rotary_dim:2]
+                out[b, s, :, 0:rotary_dim:2] = x1 * c - x2 * sn
+                out[b, s, :, 1:rotary_dim:2] = x1 * sn + x2 * c
+            else:
+                x1, x2 = x[b, s, :, :half], x[b, s, :, half:rotary_dim]
+                out[b, s, :, :half] = x1 * c - x2 * sn
+                out[b, s, :, half:rotary_dim] = x1 * sn + x2 * c
+    return out
+
+
+def caches(positions, width):
+    ang = np.arange(positions)[:, None] * (1.0 / 10000 ** (np.arange(width) / width))[None, :]
+    return np.cos(ang).astype(np.float32), np.sin(ang).astype(np.float32)
+
+
+MSROT = {"type": "RotaryEmbedding", "domain": "com.microsoft"}
+x = g4f(2, 3, 16)
+cos, sin = caches(8, 4)
+rows = [[2, 3, 4]] * 2
+attention.append(case("com.microsoft RotaryEmbedding [B,S,N*H], position offset [1], rotate-half",
+                      {**MSROT, "attrs": {"num_heads": 2}},
+                      [t(x), t(np.array([2]), "int64"), t(cos), t(sin)],
+                      [t(rope(f64(x).reshape(2, 3, 2, 8), rows, f64(cos), f64(sin), 8, False).reshape(2, 3, 16))]))
+rows = [[0, 1, 2], [4, 5, 6]]
+attention.append(case("com.microsoft RotaryEmbedding interleaved, position_ids [B,S] (rows per sequence)",
+                      {**MSROT, "attrs": {"num_heads": 2, "interleaved": 1}},
+                      [t(x), t(np.array(rows), "int64"), t(cos), t(sin)],
+                      [t(rope(f64(x).reshape(2, 3, 2, 8), rows, f64(cos), f64(sin), 8, True).reshape(2, 3, 16))]))
+cos6, sin6 = caches(6, 5)
+rows = [[3, 1, 0]] * 2
+attention.append(case("com.microsoft RotaryEmbedding partial rotary_embedding_dim 4 of 8, position_ids [1,S], cache rows wider than half",
+                      {**MSROT, "attrs": {"num_heads": 2, "rotary_embedding_dim": 4}},
+                      [t(x), t(np.array(rows[:1]), "int64"), t(cos6), t(sin6)],
+                      [t(rope(f64(x).reshape(2, 3, 2, 8), rows, f64(cos6), f64(sin6), 4, False).reshape(2, 3, 16))]))
+x4 = g4f(2, 2, 3, 8)
+rows = [[1, 2, 3]] * 2
+attention.append(case("com.microsoft RotaryEmbedding 4-D [B,N,S,H], offset [1]",
+                      {**MSROT},
+                      [t(x4), t(np.array([1]), "int64"), t(cos), t(sin)],
+                      [t(rope(f64(x4).transpose(0, 2, 1, 3), rows, f64(cos), f64(sin), 8, False).transpose(0, 2, 1, 3))]))
+
+
+def with_past(past, cur, nkv):
+    """past [B,Nkv,P,H] ++ cur [B,S,Nkv*H]: the keys as sdpa reads them ([B,P+S,Nkv*H]) and the present [B,Nkv,P+S,H]."""
+    B, S, D = cur.shape
+    cur4 = cur.reshape(B, S, nkv, D // nkv).transpose(0, 2, 1, 3)
+    present = np.concatenate([past, cur4], axis=2)
+    return present.transpose(0, 2, 1, 3).reshape(B, -1, D), present
+
+
+ATT = {"type": "Attention", "domain": "mhafuse"}
+q, k, v, pk, pv = g4f(2, 1, 32), g4f(2, 1, 16), g4f(2, 1, 12), g4f(2, 2, 5, 8), g4f(2, 2, 5, 6)
+ka, kp = with_past(f64(pk), f64(k), 2)
+va, vp = with_past(f64(pv), f64(v), 2)
+attention.append(case("mhafuse.Attention decode step over past_key/past_value (P 5, Sq 1), GQA 4 on 2, Hv ≠ H, present outputs",
+                      {**ATT, "attrs": {"num_heads": 4, "kv_num_heads": 2, "causal": 1}, "outputs": 3},
+                      [t(q), t(k), t(v), None, None, t(pk), t(pv)],
+                      [t(sdpa(f64(q), ka, va, 4, 2, causal=True)), t(kp), t(vp)]))
+q, k, v, pk, pv = g4f(2, 4, 16), g4f(2, 4, 16), g4f(2, 4, 16), g4f(2, 2, 3, 8), g4f(2, 2, 3, 8)
+ka, _ = with_past(f64(pk), f64(k), 2)
+va, _ = with_past(f64(pv), f64(v), 2)
+mask = np.where(np.array([[1] * 7, [0, 1, 1, 1, 1, 1, 1]])[:, None, None, :] > 0, 0.0, -1e9).astype(np.float32)
+kl = np.array([7, 5], dtype=np.int32)
+attention.append(case("mhafuse.Attention chunk of 4 over a past of 3: causal offset by the past, bias and key_lengths over P+S keys",
+                      {**ATT, "attrs": {"num_heads": 2, "causal": 1}},
+                      [t(q), t(k), t(v), t(mask), t(kl, "int32"), t(pk), t(pv)],
+                      [t(sdpa(f64(q), ka, va, 2, 2, causal=True, bias=f64(mask), key_lengths=kl))]))
+q, k, v, pk, pv = g4f(1, 3, 8), g4f(1, 3, 8), g4f(1, 3, 8), np.zeros((1, 2, 0, 4), np.float32), np.zeros((1, 2, 0, 4), np.float32)
+_, kp = with_past(f64(pk), f64(k), 2)
+_, vp = with_past(f64(pv), f64(v), 2)
+attention.append(case("mhafuse.Attention empty past (P 0, a prefill): present is this step's K/V",
+                      {**ATT, "attrs": {"num_heads": 2, "causal": 1}, "outputs": 3},
+                      [t(q), t(k), t(v), None, None, t(pk), t(pv)],
+                      [t(sdpa(f64(q), f64(k), f64(v), 2, 2, causal=True)), t(kp), t(vp)]))
+q, k, v = g4f(1, 2, 8), g4f(1, 3, 8), g4f(1, 3, 8)
+_, kp = with_past(np.zeros((1, 2, 0, 4)), f64(k), 2)
+_, vp = with_past(np.zeros((1, 2, 0, 4)), f64(v), 2)
+attention.append(case("mhafuse.Attention without past, present outputs asked for: K/V as [B,Nkv,S,H]",
+                      {**ATT, "attrs": {"num_heads": 2}, "outputs": 3},
+                      [t(q), t(k), t(v)],
+                      [t(sdpa(f64(q), f64(k), f64(v), 2, 2)), t(kp), t(vp)]))
+attention.append(case("mhafuse.Attention over a long past (several key tiles), GQA 8 on 2, present vs reference",
+                      {**ATT, "attrs": {"num_heads": 8, "kv_num_heads": 2, "causal": 1}, "outputs": 3},
+                      [rnd([2, 3, 64], 31), rnd([2, 3, 16], 32), rnd([2, 3, 16], 33), None, None,
+                       rnd([2, 2, 90, 8], 34), rnd([2, 2, 90, 8], 35)], "reference", 1e-4))
+
 for name, cases in [("linear", linear), ("attention", attention), ("activation", activation), ("shape", shape), ("decoder", decoder)]:
     (OUT / f"{name}.json").write_text(json.dumps({"cases": cases}, indent=1) + "\n")
     print(f"{name}.json: {len(cases)} cases")

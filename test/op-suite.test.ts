@@ -78,6 +78,7 @@ const specOf = (c: OpCase): OpSpec => ({
 const GPU_KERNEL_OPS = new Set([
   "mhafuse::Attention",
   "com.microsoft::MultiHeadAttention",
+  "com.microsoft::RotaryEmbedding",
   "::Slice",
   "::Concat",
   "::Pow",

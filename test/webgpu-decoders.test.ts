@@ -1,7 +1,9 @@
 /**
  * The decoder fixtures (rotary, GQA, causal, a KV-cache step) fused and run on the webgpu backend: outputs
  * match onnxruntime's within 1e-4, no node falls back to the CPU, and every fused attention node ran on the
- * GPU flash kernel (not on the host because an upstream op left its inputs there).
+ * GPU flash kernel (not on the host because an upstream op left its inputs there), as did every
+ * com.microsoft.RotaryEmbedding the fusion folded the rotary into (llama_past: the KV cache appended inside
+ * mhafuse.Attention on the device, present_key/present_value fetched).
  */
 import assert from "node:assert/strict";
 import { after, test } from "node:test";
@@ -26,6 +28,8 @@ for (const name of ["phi3_eager", "qwen3_sdpa", "gpt_neox_sdpa", "llama_past"]) 
     const { graph } = optimizeGraph(model.graph, { level: "all" });
     const attention = graph.nodes.filter((n) => n.domain === "mhafuse" && n.opType === "Attention");
     assert.ok(attention.length > 0, `${name}: fusion produced no mhafuse.Attention`);
+    const rotary = graph.nodes.filter((n) => n.domain === "com.microsoft" && n.opType === "RotaryEmbedding");
+    assert.ok(rotary.length > 0, `${name}: fusion folded no rotary into RotaryEmbedding`);
     const prepared = (await backend.prepare(graph, planGraph(graph))) as WebGpuPreparedGraph;
     for (const c of fixtureCases(name)) {
       const got = await prepared.run(c.inputs, Object.keys(c.outputs));
@@ -35,7 +39,8 @@ for (const name of ["phi3_eager", "qwen3_sdpa", "gpt_neox_sdpa", "llama_past"]) 
       }
     }
     assert.deepEqual(backend.fallbacks(), []);
-    for (const n of attention) assert.ok(prepared.onDevice.has(n.name), `${n.name} did not run on the GPU`);
+    for (const n of [...attention, ...rotary])
+      assert.ok(prepared.onDevice.has(n.name), `${n.name} did not run on the GPU`);
   });
 }
 

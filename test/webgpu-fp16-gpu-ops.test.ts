@@ -1,8 +1,9 @@
 /**
  * fp16 mode (issue 11) with the general-op GPU kernels of issue 10: the decoder fixtures run fused with
  * precision "fp16" on the webgpu backend with mhafuse.Attention on the flash kernel (an `f32Storage` kernel:
- * its f16 inputs are cast to f32 by the graph) and RMSNorm's Pow / ReduceMean, the rotary Cos / Sin / Slice /
- * Concat on the device — no CPU fallback — within the fp16 bound of test/webgpu-precision.test.ts. The host
+ * its f16 inputs are cast to f32 by the graph; llama_past's KV cache appended in it), the folded
+ * com.microsoft.RotaryEmbedding (`f32Storage` too) and RMSNorm's Pow / ReduceMean, the rotary caches' Cos /
+ * Sin / Slice / Concat on the device — no CPU fallback — within the fp16 bound of test/webgpu-precision.test.ts. The host
  * work of issue 10 (shape-chain cache, deferred fallback mask bias) and per-kernel profiling in fp16 mode, and
  * the f16 paths of the copy, Pow and row-mean kernels against exact expectations.
  */
@@ -72,14 +73,16 @@ async function prepareFp16(name: string) {
   return { graph, prepared };
 }
 
-for (const name of ["llama_past", "qwen3_sdpa"]) {
-  test(`webgpu fp16: ${name} fused, attention and the RMSNorm/rotary ops on the GPU, within the fp16 bound`, async (t) => {
+for (const name of ["llama_past", "qwen3_sdpa", "phi3_eager", "gpt_neox_sdpa"]) {
+  test(`webgpu fp16: ${name} fused, attention, rotary and the RMSNorm ops on the GPU, within the fp16 bound`, async (t) => {
     const ctx = await f16Context();
     if (typeof ctx === "string") return t.skip(ctx);
     if (!ctx.f16?.shaderF16) return t.skip("no shader-f16: fp16 runs fp32");
     const { graph, prepared } = await prepareFp16(name);
     const attention = graph.nodes.filter((n) => n.domain === "mhafuse" && n.opType === "Attention");
     assert.ok(attention.length > 0, `${name}: fusion produced no mhafuse.Attention`);
+    const rotary = graph.nodes.filter((n) => n.domain === "com.microsoft" && n.opType === "RotaryEmbedding");
+    assert.ok(rotary.length > 0, `${name}: fusion folded no rotary into RotaryEmbedding`);
     for (const c of fixtureCases(name)) {
       const { abs, rel } = compare(await prepared.run(c.inputs, Object.keys(c.outputs)), c.outputs);
       t.diagnostic(`max |diff| ${abs.toExponential(2)}, rel ${rel.toExponential(2)}`);
@@ -88,12 +91,15 @@ for (const name of ["llama_past", "qwen3_sdpa"]) {
       assert.ok(abs > 1e-4, `${name}: max |diff| ${abs}: fp16 mode did not run in f16`);
     }
     assert.deepEqual([...prepared.fallbacks.values()], []);
-    for (const n of attention) assert.ok(prepared.onDevice.has(n.name), `${n.name} did not run on the GPU`);
-    for (const op of ["Pow", "ReduceMean", "Cos", "Sin", "Slice", "Concat"])
-      assert.ok(
-        graph.nodes.some((n) => n.opType === op && n.domain === "" && prepared.onDevice.has(n.name)),
-        `${name}: no ${op} ran on the GPU`,
-      );
+    for (const n of [...attention, ...rotary])
+      assert.ok(prepared.onDevice.has(n.name), `${n.name} did not run on the GPU`);
+    // The RMSNorm decoders' glue (the rotary's own Cos / Sin / Slice / Concat computing its cache).
+    if (name === "llama_past" || name === "qwen3_sdpa")
+      for (const op of ["Pow", "ReduceMean", "Cos", "Sin", "Slice", "Concat"])
+        assert.ok(
+          graph.nodes.some((n) => n.opType === op && n.domain === "" && prepared.onDevice.has(n.name)),
+          `${name}: no ${op} ran on the GPU`,
+        );
   });
 }
 
