@@ -5,8 +5,10 @@
  * batch) — causal offset, broadcast additive bias, key lengths and GQA (query head n reads kv head
  * n / (N / Nkv), no repeated K/V) are uniforms and flags of that one generator.
  *
- * Covered: mhafuse.Attention (float32; key_lengths read on the host), com.microsoft.MultiHeadAttention
- * and com.microsoft.Attention without past state, GroupQueryAttention (in-op rotary too), ONNX Attention-23/24 (past concatenated on the device, no softcap). Declined (the CPU reference runs, as a
+ * Covered: mhafuse.Attention (float32; key_lengths read on the host; past_key/past_value appended on the
+ * device into present_key/present_value), com.microsoft.MultiHeadAttention and com.microsoft.Attention
+ * without past state, GroupQueryAttention (in-op rotary too), ONNX Attention-23/24 (past concatenated on the
+ * device as for mhafuse.Attention, no softcap). Declined (the CPU reference runs, as a
  * reported fallback): float16 tensors, and head sizes whose tiles exceed the device's workgroup memory.
  *
  * Precision fp16: these kernels declare `f32Storage` — their f16-stored inputs (activations, f16 weight copies)
