@@ -11,6 +11,7 @@ import { WebGpuBackend } from "../src/backends/webgpu/backend.js";
 import type { WebGpuPreparedGraph } from "../src/backends/webgpu/graph/prepared-graph.js";
 import { planGraph } from "../src/engine/executor.js";
 import { InferenceSession } from "../src/engine/session.js";
+import { Tensor } from "../src/ir/tensor.js";
 import { loadModel } from "../src/onnx/index.js";
 import { optimizeGraph } from "../src/passes/index.js";
 import { maxAbsDiff } from "./support/compare.js";
@@ -58,5 +59,48 @@ test("webgpu provider: InferenceSession runs qwen3_sdpa (GQA, causal) with no CP
     assert.deepEqual(session.fallbacks(), []);
   } finally {
     await session.release();
+  }
+});
+
+test("webgpu provider: llama_past decoding loop (prefill, then steps feeding present → past) equals the CPU, no fallback", async (t) => {
+  const ctx = await gpuContext();
+  if (typeof ctx === "string") return t.skip(ctx);
+  const model = `${FIXTURES}onnx/llama_past.onnx`;
+  const gpu = await InferenceSession.create(model, { executionProviders: ["webgpu"] });
+  const cpu = await InferenceSession.create(model);
+  const [layers, kvHeads, head] = [2, 2, 16];
+  const feeds = (ids: number[], total: number, past: Record<string, Tensor> | undefined) => {
+    const f: Record<string, Tensor> = {
+      input_ids: new Tensor("int64", ids, [1, ids.length]),
+      attention_mask: new Tensor("int64", new Array(total).fill(1), [1, total]),
+    };
+    for (let l = 0; l < layers; l++)
+      for (const kv of ["key", "value"])
+        f[`past_${kv}_${l}`] =
+          past?.[`present_${kv}_${l}`] ?? new Tensor("float32", new Float32Array(0), [1, kvHeads, 0, head]);
+    return f;
+  };
+  try {
+    const prompt = [5, 17, 42, 8, 99, 3];
+    let [pastG, pastC]: (Record<string, Tensor> | undefined)[] = [undefined, undefined];
+    let next = prompt;
+    for (let step = 0; step <= 6; step++) {
+      const total = prompt.length + step;
+      const g = await gpu.run(feeds(next, total, pastG));
+      const c = await cpu.run(feeds(next, total, pastC));
+      for (const name of Object.keys(c))
+        assert.ok(
+          maxAbsDiff(g[name]!, c[name]!) <= 1e-4,
+          `step ${step} ${name}: ${maxAbsDiff(g[name]!, c[name]!)}`,
+        );
+      assert.deepEqual([...g.present_key_0!.dims], [1, kvHeads, total, head]);
+      [pastG, pastC] = [g, c];
+      const h = c.last_hidden_state!.data as Float32Array;
+      next = [Math.floor(Math.abs(h[h.length - 1]! * 1000)) % 100];
+    }
+    assert.deepEqual(gpu.fallbacks(), []);
+  } finally {
+    await gpu.release();
+    await cpu.release();
   }
 });
