@@ -15,9 +15,15 @@ const argOf = (name: string): string | undefined => {
   return i >= 0 ? process.argv[i + 1] : undefined;
 };
 
-/** BERT-base, or `--tiny` (2×128, 4 heads), with any of --layers --hidden --heads --ffn --vocab on top. */
-export function benchConfig(): BertConfig {
-  const cfg = { ...(process.argv.includes("--tiny") ? BERT_TINY : BERT_BASE) };
+/** gpu-bert's `--quick` model: one small layer, for lavapipe. */
+export const QUICK_BERT: BertConfig = { ...BERT_BASE, layers: 1, hidden: 128, heads: 2, ffn: 512 };
+
+/**
+ * `base` (BERT-base by default), or `--tiny` (2×128, 4 heads), with any of --layers --hidden --heads --ffn
+ * --vocab on top.
+ */
+export function benchConfig(base: BertConfig = BERT_BASE): BertConfig {
+  const cfg = { ...(process.argv.includes("--tiny") ? BERT_TINY : base) };
   for (const k of ["layers", "hidden", "heads", "ffn", "vocab"] as const) {
     const v = argOf(k);
     if (v !== undefined) cfg[k] = Number(v);

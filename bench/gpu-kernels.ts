@@ -25,6 +25,7 @@ import {
 import { layerNorm } from "../src/backends/webgpu/kernels/norm.js";
 import { toF16 } from "../src/backends/webgpu/precision.js";
 import type { CommandRecorder } from "../src/backends/webgpu/recorder.js";
+import { RAW_TIMESTAMPS, timeKernel } from "./gpu-timing.js";
 
 const arg = (name: string) => process.argv.indexOf(name);
 const REPS = arg("--reps") > 0 ? Number(process.argv[arg("--reps") + 1]) : 20;
@@ -34,8 +35,7 @@ const FP16 = FP16_ONLY || arg("--fp16") > 0;
 /** Plain fp32 FMA peak of an H200 SXM (the vendor's datasheet; same as H100 SXM). */
 const FP32_PEAK_TFLOPS = 67;
 
-// Dawn quantizes timestamps (to 2^16 ns here) unless told not to: per-kernel times need the raw counter.
-const toggles = ["disable-dawn-features=timestamp_quantization"];
+const toggles = [RAW_TIMESTAMPS];
 if (arg("--toggles") > 0 || FP16) toggles.push(...DAWN_UNSAFE_TOGGLES);
 const ctx = await WebGpuContext.create({ toggles });
 const info = ctx.gpu.adapterInfo;
@@ -67,11 +67,6 @@ const tensor = (dims: number[], seed: number): GpuTensor => ({
   dims,
 });
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
-};
-
 interface Row {
   name: string;
   flops: number;
@@ -94,24 +89,7 @@ async function measureOnce(
   flops: number,
   record: (rec: CommandRecorder) => void,
 ): Promise<void> {
-  const warm = ctx.recorder();
-  record(warm);
-  record(warm);
-  await warm.submit();
-  await warm.done();
-  let gpuMs = Number.NaN;
-  if (ctx.gpu.features.timestampQuery) {
-    const rec = ctx.recorder({ profile: true });
-    for (let r = 0; r < REPS; r++) record(rec);
-    await rec.submit();
-    gpuMs = median(rec.timings.map((t) => t.ns)) / 1e6;
-  }
-  const rec = ctx.recorder();
-  for (let r = 0; r < REPS; r++) record(rec);
-  const t0 = performance.now();
-  await rec.submit();
-  await rec.done();
-  const wallMs = (performance.now() - t0) / REPS;
+  const { gpuMs, wallMs } = await timeKernel(ctx, REPS, record);
   rows.push({ name, flops, gpuMs, wallMs });
   const tf = (ms: number) => flops / (ms * 1e-3) / 1e12;
   console.log(
@@ -180,6 +158,10 @@ for (const [B, S] of FP16_ONLY
   );
   await measure(`  … with 32-row tiles (more workgroups per SM)`, flops, (rec) =>
     packedQkvAttention(ctx, rec, { qkv, numHeads: N, lengths, out, rowTile: 32 }),
+  );
+  // The default uses the subgroup softmax where the adapter has subgroups (>= 8): the portable fallback.
+  await measure(`  … workgroup-memory softmax (no subgroups)`, flops, (rec) =>
+    packedQkvAttention(ctx, rec, { qkv, numHeads: N, lengths, out, subgroups: false }),
   );
   // Where the time goes: the same kernel without one stage (wrong results, timing only).
   for (const ablate of ["softmax", "pv"] as const)

@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { readdirSync, readFileSync } from "node:fs";
 import { after, test } from "node:test";
 import { cpuKernels } from "../src/backends/cpu/kernels.js";
+import { WebGpuPreparedGraph } from "../src/backends/webgpu/graph/prepared-graph.js";
 import { BackendUnavailableError } from "../src/errors.js";
 import type { DType } from "../src/ir/dtype.js";
 import { Tensor } from "../src/ir/tensor.js";
@@ -70,6 +71,22 @@ const specOf = (c: OpCase): OpSpec => ({
   attrs: c.op.attrs,
   outputs: c.op.outputs,
 });
+/**
+ * Ops whose every case must run on the webgpu kernel (not silently on the CPU reference): the suite's values
+ * then check the GPU kernel itself.
+ */
+const GPU_KERNEL_OPS = new Set([
+  "mhafuse::Attention",
+  "com.microsoft::MultiHeadAttention",
+  "com.microsoft::RotaryEmbedding",
+  "::Slice",
+  "::Concat",
+  "::Pow",
+  "::ReduceMean",
+  "::Cos",
+  "::Sin",
+]);
+
 const backends = BACKENDS.map((b) => ({ name: b.name, backend: b.create(), optional: b.optional }));
 after(() => Promise.all(backends.map((b) => b.backend.dispose())));
 
@@ -77,7 +94,14 @@ for (const c of cases) {
   test(`op suite: ${c.name}`, async () => {
     const inputs = c.inputs.map((j) => (j ? tensorOf(j) : undefined));
     const spec = specOf(c);
-    const reference = runOp(spec.opType, inputs, spec.attrs, spec.opset ?? 17, spec.domain ?? "");
+    const reference = runOp(
+      spec.opType,
+      inputs,
+      spec.attrs,
+      spec.opset ?? 17,
+      spec.domain ?? "",
+      spec.outputs,
+    );
     // Against the reference: the outputs the node declares (an op may compute more).
     const expected =
       c.expected === "reference" ? reference.slice(0, c.op.outputs ?? 1) : c.expected.map(tensorOf);
@@ -96,7 +120,10 @@ for (const c of cases) {
     for (const { name, backend, optional } of backends) {
       let got: Tensor[];
       try {
-        got = await runOpOnBackend(backend, spec, inputs);
+        got = await runOpOnBackend(backend, spec, inputs, (prepared, node) => {
+          if (prepared instanceof WebGpuPreparedGraph && GPU_KERNEL_OPS.has(`${node.domain}::${node.opType}`))
+            assert.ok(prepared.onDevice.has(node.name), `${c.name}: did not run on the webgpu kernel`);
+        });
       } catch (e) {
         // An optional backend this machine lacks (webgpu without an adapter) is skipped, not failed.
         if (optional && e instanceof BackendUnavailableError) continue;

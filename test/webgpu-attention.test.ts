@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { after, test } from "node:test";
 import {
   type AttentionLayout,
+  attentionSubgroups,
   generalAttention,
   packedQkvAttention,
   varSeqlenQkvAttention,
@@ -84,6 +85,7 @@ function packedCase(S: number, B: number, N: number, H: number, lengths: number[
 async function runPacked(
   ctx: Exclude<Awaited<ReturnType<typeof gpuContext>>, string>,
   c: ReturnType<typeof packedCase>,
+  subgroups?: boolean,
 ) {
   const { qkv, S, B, N, H, E, lengths } = c;
   const out = empty(ctx, [S, B, E]);
@@ -93,6 +95,7 @@ async function runPacked(
     numHeads: N,
     lengths: lengths ? ctx.pool.upload(Int32Array.from(lengths)) : undefined,
     out,
+    subgroups,
   });
   await rec.submit();
   const want = new Float64Array(S * B * E);
@@ -128,12 +131,15 @@ test("packed QKV [S, B, 3E]: lengths 0, 1, partial, full, > S; padded rows compu
   const ctx = await gpuContext();
   if (typeof ctx === "string") return t.skip(ctx);
   const c = packedCase(37, 5, 3, 8, [0, 1, 37, 20, 99], 1);
-  const { got, want } = await runPacked(ctx, c);
-  assertClose(got, want, 1e-4, "packed H=8");
-  // Length 0: zero rows; length 1: every row (padded ones too) is V of key 0.
-  const E = 24;
-  for (let s = 0; s < 37; s++) {
-    for (let e = 0; e < E; e++) assert.equal(got[(s * 5 + 0) * E + e], 0);
+  // Both softmax forms: subgroups (where the adapter has them) and the workgroup-memory fallback.
+  for (const subgroups of [undefined, false]) {
+    const { got, want } = await runPacked(ctx, c, subgroups);
+    assertClose(got, want, 1e-4, `packed H=8 (subgroups ${subgroups ?? "auto"})`);
+    // Length 0: zero rows; length 1: every row (padded ones too) is V of key 0.
+    const E = 24;
+    for (let s = 0; s < 37; s++) {
+      for (let e = 0; e < E; e++) assert.equal(got[(s * 5 + 0) * E + e], 0);
+    }
   }
 });
 
@@ -218,7 +224,7 @@ function layoutOf(l: "BSNH" | "BNSH", S: number, N: number, H: number): Attentio
     : { offset: 0, batchStride: N * S * H, headStride: S * H, seqStride: H };
 }
 
-test("general op: BSNH/BNSH, GQA, causal (Sq ≠ Skv, both alignments), broadcast bias with -inf, key lengths", async (t) => {
+test("general op: BSNH/BNSH, GQA, causal (Sq ≠ Skv, both alignments), broadcast bias with -inf, key lengths; subgroup and workgroup softmax", async (t) => {
   const ctx = await gpuContext();
   if (typeof ctx === "string") return t.skip(ctx);
   const cases = [
@@ -279,43 +285,54 @@ test("general op: BSNH/BNSH, GQA, causal (Sq ≠ Skv, both alignments), broadcas
       const idx = [b, n, i, j].map((x, ax) => (full[ax] === 1 ? 0 : x));
       return biasData[((idx[0]! * full[1]! + idx[1]!) * full[2]! + idx[2]!) * full[3]! + idx[3]!]!;
     };
-    const out = empty(ctx, dims(c.Sq, c.N, c.Hv));
-    const rec = ctx.recorder();
-    generalAttention(ctx, rec, {
-      q: upload(ctx, q, dims(c.Sq, c.N, c.H)),
-      k: upload(ctx, k, dims(c.Skv, c.Nkv, c.H)),
-      v: upload(ctx, v, dims(c.Skv, c.Nkv, c.Hv)),
-      layout: c.layout,
-      out,
-      causalOffset: c.causal,
-      bias: upload(ctx, biasData, c.bias),
-      keyLengths: c.lens ? ctx.pool.upload(Int32Array.from(c.lens)) : undefined,
-    });
-    await rec.submit();
-    const want = new Float64Array(c.B * c.Sq * c.N * c.Hv);
-    reference({
-      B: c.B,
-      N: c.N,
-      Nkv: c.Nkv,
-      Sq: c.Sq,
-      Skv: c.Skv,
-      H: c.H,
-      Hv: c.Hv,
-      scale: 1 / Math.sqrt(c.H),
-      q,
-      k,
-      v,
-      qL: layoutOf(c.layout, c.Sq, c.N, c.H),
-      kL: layoutOf(c.layout, c.Skv, c.Nkv, c.H),
-      vL: layoutOf(c.layout, c.Skv, c.Nkv, c.Hv),
-      oL: layoutOf(c.layout, c.Sq, c.N, c.Hv),
-      out: want,
-      seq: (b) => [c.Sq, c.lens ? c.lens[b]! : c.Skv, 0],
-      causalOffset: c.causal,
-      bias: biasAt,
-    });
-    assertClose(await read(ctx, out), want, 1e-4, `${c.layout} ${JSON.stringify(c)}`);
+    for (const subgroups of [undefined, false]) {
+      const out = empty(ctx, dims(c.Sq, c.N, c.Hv));
+      const rec = ctx.recorder();
+      generalAttention(ctx, rec, {
+        q: upload(ctx, q, dims(c.Sq, c.N, c.H)),
+        k: upload(ctx, k, dims(c.Skv, c.Nkv, c.H)),
+        v: upload(ctx, v, dims(c.Skv, c.Nkv, c.Hv)),
+        layout: c.layout,
+        out,
+        causalOffset: c.causal,
+        bias: upload(ctx, biasData, c.bias),
+        keyLengths: c.lens ? ctx.pool.upload(Int32Array.from(c.lens)) : undefined,
+        subgroups,
+      });
+      await rec.submit();
+      const want = new Float64Array(c.B * c.Sq * c.N * c.Hv);
+      reference({
+        B: c.B,
+        N: c.N,
+        Nkv: c.Nkv,
+        Sq: c.Sq,
+        Skv: c.Skv,
+        H: c.H,
+        Hv: c.Hv,
+        scale: 1 / Math.sqrt(c.H),
+        q,
+        k,
+        v,
+        qL: layoutOf(c.layout, c.Sq, c.N, c.H),
+        kL: layoutOf(c.layout, c.Skv, c.Nkv, c.H),
+        vL: layoutOf(c.layout, c.Skv, c.Nkv, c.Hv),
+        oL: layoutOf(c.layout, c.Sq, c.N, c.Hv),
+        out: want,
+        seq: (b) => [c.Sq, c.lens ? c.lens[b]! : c.Skv, 0],
+        causalOffset: c.causal,
+        bias: biasAt,
+      });
+      assertClose(
+        await read(ctx, out),
+        want,
+        1e-4,
+        `${c.layout} subgroups ${subgroups ?? "auto"} ${JSON.stringify(c)}`,
+      );
+    }
   }
+  // Where the adapter has subgroups of >= 8 (lavapipe: 8, NVIDIA: 32) the default is the subgroup variant.
+  const sgKeys = ctx.pipelines.keys().filter((k) => k.startsWith("flash:") && k.includes(":sg1"));
+  assert.equal(sgKeys.length > 0, attentionSubgroups(ctx), `flash pipelines: ${ctx.pipelines.keys()}`);
   assert.throws(
     () =>
       generalAttention(ctx, ctx.recorder(), {

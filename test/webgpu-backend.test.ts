@@ -1,5 +1,5 @@
 /**
- * The webgpu backend behind the seam (lavapipe in CI): the BERT fixture models, fused, match onnxruntime's
+ * The webgpu backend behind the seam (lavapipe in CI): the BERT and BART fixture models, fused, match onnxruntime's
  * reference outputs within 1e-4 with no op falling back to the CPU; the unfused graph of one runs too.
  */
 import assert from "node:assert/strict";
@@ -31,6 +31,10 @@ for (const [name, level] of [
   ["bert_eager", "all"],
   ["bert_sdpa", "all"],
   ["distilbert_eager", "all"],
+  // onnxruntime-fused graph (BiasGelu, SkipLayerNormalization) and an encoder-decoder (cross and causal
+  // self attention on mhafuse.Attention).
+  ["bert_ort_fused", "all"],
+  ["bart_sdpa", "all"],
   ["bert_eager", "disabled"],
 ] as const) {
   test(`webgpu backend: ${name} (${level === "all" ? "fused" : "unfused"}) matches onnxruntime`, async (t) => {

@@ -17,6 +17,8 @@ export interface ExecutionPlan {
 export interface RunOptions {
   /** Keep every intermediate value; `fetches` may then name any value of the graph. */
   keepIntermediates?: boolean;
+  /** Device backends: time every kernel of this run (timestamp queries); the prepared graph keeps the profile. */
+  profile?: boolean;
 }
 
 export interface PreparedGraph {

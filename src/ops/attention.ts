@@ -88,7 +88,12 @@ export function floatTensor(dtype: DType, data: Float32Array, dims: readonly num
   return new Tensor("float16", half, dims);
 }
 
-export function requireRank(node: Node, t: Tensor, ranks: readonly number[], what: string): void {
+export function requireRank(
+  node: Node,
+  t: Pick<Tensor, "dims" | "rank">,
+  ranks: readonly number[],
+  what: string,
+): void {
   if (!ranks.includes(t.rank)) {
     throw new OpError(
       node,
@@ -279,7 +284,7 @@ export function appendToCache(
 /** Checks a past_key / past_value tensor: [B, N, P, size] of the op's float type; returns P. */
 export function pastLength(
   node: Node,
-  past: Tensor,
+  past: Pick<Tensor, "type" | "dims" | "rank">,
   batch: number,
   heads: number,
   size: number,
@@ -314,7 +319,16 @@ export function divDim(d: Dim | undefined, by: number): Dim {
 
 // ---- mhafuse.Attention ------------------------------------------------------------------------------
 
-function validateInputs(node: Node, q: Tensor, k: Tensor, v: Tensor): AttentionDims {
+/**
+ * The sizes of a mhafuse.Attention node from its Q, K, V dims alone (a device backend passes tensors whose
+ * data it never reads here).
+ */
+export function attentionDimsOf(
+  node: Node,
+  q: Pick<Tensor, "type" | "dims" | "rank">,
+  k: Pick<Tensor, "type" | "dims" | "rank">,
+  v: Pick<Tensor, "type" | "dims" | "rank">,
+): AttentionDims {
   requireRank(node, q, [3], "Q");
   requireRank(node, k, [3], "K");
   requireRank(node, v, [3], "V");
@@ -357,7 +371,8 @@ function validateInputs(node: Node, q: Tensor, k: Tensor, v: Tensor): AttentionD
   return { batch, seqQ, seqKV, numHeads, kvNumHeads, headSize, vHeadSize: vHidden / kvNumHeads };
 }
 
-function causalAttr(node: Node): boolean {
+/** The causal attribute (0/1). */
+export function causalAttr(node: Node): boolean {
   const c = attrInt(node, "causal", 0);
   if (c !== 0 && c !== 1) throw new OpError(node, `attribute 'causal' must be 0 or 1, got ${c}`);
   return c === 1;
@@ -369,7 +384,7 @@ function runAttention(ctx: OpContext, inputs: (Tensor | undefined)[]): Tensor[] 
   const [q, k, v, bias, keyLengths, pastKey, pastValue] = inputs;
   if (!q || !k || !v) throw new OpError(node, "inputs Q, K and V are required");
   if (!pastKey !== !pastValue) throw new OpError(node, "past_key and past_value must be given together");
-  const s = validateInputs(node, q, k, v);
+  const s = attentionDimsOf(node, q, k, v);
   const kView = {
     data: floatData(node, k, "K"),
     layout: bsnhLayout(s.seqKV, s.kvNumHeads * s.headSize, s.headSize),

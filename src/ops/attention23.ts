@@ -30,8 +30,16 @@ import {
   solveAttention,
   toBnsh,
 } from "./attention.js";
-import type { AttentionDims } from "./attention-args.js";
+import type { AttentionDims, StridedLayout } from "./attention-args.js";
 import { attrFloat, attrInt, type OpContext, type OpDef, registerOps, type TypeContext } from "./registry.js";
+
+/** Attention-23's sizes and Q/K/V row layouts from dims alone (device kernels use them too). */
+export interface Heads23Geometry extends AttentionDims {
+  q: StridedLayout;
+  k: StridedLayout;
+  v: StridedLayout;
+  threeD: boolean;
+}
 
 interface Heads extends AttentionDims {
   q: HeadView;
@@ -40,7 +48,9 @@ interface Heads extends AttentionDims {
   threeD: boolean;
 }
 
-function readHeads(node: Node, q: Tensor, k: Tensor, v: Tensor): Heads {
+type Shape = Pick<Tensor, "type" | "dims" | "rank">;
+
+export function attention23Geometry(node: Node, q: Shape, k: Shape, v: Shape): Heads23Geometry {
   for (const [t, what] of [
     [q, "Q"],
     [k, "K"],
@@ -60,7 +70,7 @@ function readHeads(node: Node, q: Tensor, k: Tensor, v: Tensor): Heads {
   if (k.dims[0] !== batch || v.dims[0] !== batch) {
     throw new OpError(node, `batch sizes differ: Q ${batch}, K ${k.dims[0]}, V ${v.dims[0]}`);
   }
-  let h: Omit<Heads, "q" | "k" | "v" | "threeD">;
+  let h: AttentionDims;
   if (q.rank === 3) {
     const numHeads = positiveIntAttr(node, "q_num_heads");
     const kvNumHeads = positiveIntAttr(node, "kv_num_heads");
@@ -113,9 +123,19 @@ function readHeads(node: Node, q: Tensor, k: Tensor, v: Tensor): Heads {
   return {
     ...h,
     threeD,
-    q: { data: floatData(node, q, "Q"), layout: layout(h.numHeads, h.seqQ, h.headSize) },
-    k: { data: floatData(node, k, "K"), layout: layout(h.kvNumHeads, h.seqKV, h.headSize) },
-    v: { data: floatData(node, v, "V"), layout: layout(h.kvNumHeads, h.seqKV, h.vHeadSize) },
+    q: layout(h.numHeads, h.seqQ, h.headSize),
+    k: layout(h.kvNumHeads, h.seqKV, h.headSize),
+    v: layout(h.kvNumHeads, h.seqKV, h.vHeadSize),
+  };
+}
+
+function readHeads(node: Node, q: Tensor, k: Tensor, v: Tensor): Heads {
+  const g = attention23Geometry(node, q, k, v);
+  return {
+    ...g,
+    q: { data: floatData(node, q, "Q"), layout: g.q },
+    k: { data: floatData(node, k, "K"), layout: g.k },
+    v: { data: floatData(node, v, "V"), layout: g.v },
   };
 }
 
@@ -134,7 +154,11 @@ function concatPast(
 }
 
 /** attn_mask as additive float32 data, padded with -inf along keys up to `total`. */
-function additiveMask(node: Node, mask: Tensor, total: number): { data: Float32Array; dims: number[] } {
+export function additiveMask(
+  node: Node,
+  mask: Tensor,
+  total: number,
+): { data: Float32Array; dims: number[] } {
   if (mask.rank < 1 || mask.rank > 4) {
     throw new OpError(node, `attn_mask must have rank 1 to 4, got [${mask.dims}]`);
   }

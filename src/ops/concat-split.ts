@@ -29,7 +29,8 @@ function sameDim(a: Dim, b: Dim): Dim {
 
 // ---- Concat -----------------------------------------------------------------------------------------
 
-function concatAxis(ctx: OpContext, rank: number): number {
+/** Concat's axis, normalised for inputs of rank `rank`. */
+export function concatAxis(ctx: OpContext, rank: number): number {
   // Opset 1 made axis optional with default 1; from opset 4 it is required.
   const axis = ctx.opset < 4 ? attrInt(ctx.node, "axis", 1) : attrInt(ctx.node, "axis");
   return checkedAxis(ctx.node, axis, rank);
@@ -174,7 +175,7 @@ interface SliceArgs {
 }
 
 /** One axis of a slice after clamping: first source index, step, and output length. */
-interface AxisSlice {
+export interface AxisSlice {
   start: number;
   step: number;
   length: number;
@@ -222,6 +223,18 @@ function sliceArgsForTypes(ctx: TypeContext): SliceArgs | undefined {
   const [starts, ends, axes, steps] = [get(1), get(2), get(3), get(4)];
   if (!starts || !ends || axes === null || steps === null) return undefined;
   return { starts, ends, axes, steps };
+}
+
+/**
+ * A Slice node's per-axis slices of an input of `dims`, from its attributes (opset < 10) or host inputs 1..4:
+ * what a device backend needs to copy the window without the data on the host.
+ */
+export function sliceGeometry(
+  ctx: OpContext,
+  dims: readonly number[],
+  inputs: (Tensor | undefined)[],
+): AxisSlice[] {
+  return resolveSlice(ctx.node, dims, sliceArgsForRun(ctx, inputs));
 }
 
 /** Validated per-axis slices for every axis of the input (untouched axes take all of it). */

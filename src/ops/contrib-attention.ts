@@ -43,7 +43,7 @@ import {
 
 const DEFAULT_MASK_FILTER_VALUE = -10000;
 
-function maskFilterValue(node: Node): number {
+export function maskFilterValue(node: Node): number {
   return attrFloat(node, "mask_filter_value", DEFAULT_MASK_FILTER_VALUE);
 }
 
@@ -51,7 +51,7 @@ function maskFilterValue(node: Node): number {
  * onnxruntime's mask_index / key_padding_mask forms as an additive bias [B, 1, S or 1, T]:
  * [B] right-padding lengths, [2B] end and start positions, [B, T] raw 0/1 key mask, [B, S, T] 0/1 mask.
  */
-function maskBias(
+export function maskBias(
   node: Node,
   mask: Tensor,
   batch: number,
@@ -97,8 +97,12 @@ function maskBias(
   );
 }
 
-/** attention_bias / relative_position_bias: [B or 1, N or 1, S, T]. */
-function attentionBiasInput(node: Node, t: Tensor, target: [number, number, number, number]): DenseBias {
+/** attention_bias / relative_position_bias: [B or 1, N or 1, S, T] (dims only: device kernels check it too). */
+export function checkAttentionBias(
+  node: Node,
+  t: Pick<Tensor, "dims" | "rank">,
+  target: [number, number, number, number],
+): void {
   requireRank(node, t, [4], "attention_bias");
   const ok = t.dims.every((d, i) => d === target[i] || (i < 2 && d === 1));
   if (!ok) {
@@ -107,6 +111,10 @@ function attentionBiasInput(node: Node, t: Tensor, target: [number, number, numb
       `attention_bias must have shape [B or 1, N or 1, S, T] = [${target[0]} or 1, ${target[1]} or 1, ${target[2]}, ${target[3]}], got [${t.dims.join(",")}]`,
     );
   }
+}
+
+function attentionBiasInput(node: Node, t: Tensor, target: [number, number, number, number]): DenseBias {
+  checkAttentionBias(node, t, target);
   return { data: floatData(node, t, "attention_bias"), dims: [...t.dims] as DenseBias["dims"] };
 }
 
@@ -176,13 +184,26 @@ function hiddenSizes(node: Node, columns: number): [number, number, number] {
   return [columns / 3, columns / 3, columns / 3];
 }
 
-function runContribAttention(ctx: OpContext, inputs: (Tensor | undefined)[]): Tensor[] {
-  const node = ctx.node;
-  const [input, weights, bias, maskIndex, , attentionBias] = inputs;
-  if (!input || !weights) throw new OpError(node, "inputs 'input' and 'weights' are required");
-  rejectPast(node, inputs, [4, 6], "past");
-  rejectOutput(node, 1, "present");
-  if (attrInt(node, "do_rotary", 0) !== 0) throw new OpError(node, "do_rotary=1 is not supported");
+/** com.microsoft Attention's sizes from its inputs' dims (the projection's columns split into Q | K | V). */
+export interface ContribAttentionGeometry {
+  batch: number;
+  seq: number;
+  inHidden: number;
+  width: number;
+  dq: number;
+  dk: number;
+  dv: number;
+  numHeads: number;
+  headSize: number;
+  vHeadSize: number;
+}
+
+export function contribAttentionGeometry(
+  node: Node,
+  input: Pick<Tensor, "type" | "dims" | "rank">,
+  weights: Pick<Tensor, "dims" | "rank">,
+  bias: Pick<Tensor, "dims" | "rank"> | undefined,
+): ContribAttentionGeometry {
   requireRank(node, input, [3], "input");
   requireRank(node, weights, [2], "weights");
   if (!FLOAT_TYPES.includes(input.type)) {
@@ -211,8 +232,33 @@ function runContribAttention(ctx: OpContext, inputs: (Tensor | undefined)[]): Te
       `hidden sizes ${dq} (Q/K) and ${dv} (V) must be divisible by num_heads ${numHeads}`,
     );
   }
-  const headSize = dq / numHeads;
-  const vHeadSize = dv / numHeads;
+  return {
+    batch,
+    seq,
+    inHidden,
+    width,
+    dq,
+    dk,
+    dv,
+    numHeads,
+    headSize: dq / numHeads,
+    vHeadSize: dv / numHeads,
+  };
+}
+
+function runContribAttention(ctx: OpContext, inputs: (Tensor | undefined)[]): Tensor[] {
+  const node = ctx.node;
+  const [input, weights, bias, maskIndex, , attentionBias] = inputs;
+  if (!input || !weights) throw new OpError(node, "inputs 'input' and 'weights' are required");
+  rejectPast(node, inputs, [4, 6], "past");
+  rejectOutput(node, 1, "present");
+  if (attrInt(node, "do_rotary", 0) !== 0) throw new OpError(node, "do_rotary=1 is not supported");
+  const { batch, seq, width, dq, dk, dv, numHeads, headSize, vHeadSize } = contribAttentionGeometry(
+    node,
+    input,
+    weights,
+    bias,
+  );
   const qkv = project(node, input, weights, bias);
   // The projection is [B, S, Q|K|V]: three strided views of one buffer, no copies.
   const problem: AttentionProblem = {
@@ -248,17 +294,41 @@ function inferContribAttention(ctx: TypeContext): ValueType[] {
 
 // ---- com.microsoft MultiHeadAttention -----------------------------------------------------------------
 
-/** MHA has as many K/V heads as query heads. */
-interface MhaViews extends Omit<AttentionDims, "kvNumHeads"> {
-  q: HeadView;
-  k: HeadView;
-  v: HeadView;
+/** A tensor's dtype and dims: what the geometry of an attention op reads (never its data). */
+type Shape = Pick<Tensor, "type" | "dims" | "rank">;
+
+/** Where one of Q, K, V lives: which of the op's inputs holds it, and the strided layout of its rows. */
+export interface HeadSource {
+  input: number;
+  layout: StridedLayout;
+}
+
+/** MHA's problem from its inputs' dims: sizes, where Q/K/V live. Shared by the CPU reference and device kernels. */
+export interface MhaGeometry extends Omit<AttentionDims, "kvNumHeads"> {
+  q: HeadSource;
+  k: HeadSource;
+  v: HeadSource;
   /** K and V came in as [B, N, L, H]: onnxruntime then applies the bias to Q only. */
   kvBnsh: boolean;
 }
 
-/** Reads MHA's input forms: separate [B,S,D] Q/K/V, BNSH K/V, packed KV [B,L,N,2,H], packed QKV [B,S,N,3,H]. */
-function mhaViews(node: Node, query: Tensor, key: Tensor | undefined, value: Tensor | undefined): MhaViews {
+/** MHA has as many K/V heads as query heads. */
+interface MhaViews extends Omit<MhaGeometry, "q" | "k" | "v"> {
+  q: HeadView;
+  k: HeadView;
+  v: HeadView;
+}
+
+/**
+ * Reads MHA's input forms from dims: separate [B,S,D] Q/K/V, BNSH K/V, packed KV [B,L,N,2,H], packed QKV
+ * [B,S,N,3,H].
+ */
+export function mhaGeometry(
+  node: Node,
+  query: Shape,
+  key: Shape | undefined,
+  value: Shape | undefined,
+): MhaGeometry {
   const numHeads = positiveIntAttr(node, "num_heads");
   for (const [t, what] of [
     [query, "query"],
@@ -272,7 +342,7 @@ function mhaViews(node: Node, query: Tensor, key: Tensor | undefined, value: Ten
     throw new OpError(node, `query must be float32 or float16, got ${query.type}`);
   }
   const [batch, seqQ] = query.dims as [number, number];
-  const sameBatch = (t: Tensor, what: string) => {
+  const sameBatch = (t: Shape, what: string) => {
     if (t.dims[0] !== batch)
       throw new OpError(node, `${what} batch ${t.dims[0]} differs from query batch ${batch}`);
   };
@@ -286,14 +356,15 @@ function mhaViews(node: Node, query: Tensor, key: Tensor | undefined, value: Ten
         `packed QKV query must be [B,S,${numHeads},3,H], got [${query.dims.join(",")}]`,
       );
     }
-    const data = floatData(node, query, "query");
-    const layout = (part: number): StridedLayout => ({
-      offset: part * h!,
-      batchStride: seqQ * n * 3 * h!,
-      headStride: 3 * h!,
-      seqStride: n * 3 * h!,
+    const view = (part: number): HeadSource => ({
+      input: 0,
+      layout: {
+        offset: part * h!,
+        batchStride: seqQ * n * 3 * h!,
+        headStride: 3 * h!,
+        seqStride: n * 3 * h!,
+      },
     });
-    const view = (part: number) => ({ data, layout: layout(part) });
     return {
       batch,
       seqQ,
@@ -313,7 +384,7 @@ function mhaViews(node: Node, query: Tensor, key: Tensor | undefined, value: Ten
     throw new OpError(node, `query hidden size ${qHidden} is not divisible by num_heads ${numHeads}`);
   }
   const headSize = qHidden / numHeads;
-  const q = { data: floatData(node, query, "query"), layout: bsnhLayout(seqQ, qHidden, headSize) };
+  const q: HeadSource = { input: 0, layout: bsnhLayout(seqQ, qHidden, headSize) };
   if (!key) throw new OpError(node, "key is required unless query is packed QKV [B,S,N,3,H]");
   sameBatch(key, "key");
   if (key.rank === 5) {
@@ -326,15 +397,14 @@ function mhaViews(node: Node, query: Tensor, key: Tensor | undefined, value: Ten
         `packed KV key must be [B,L,${numHeads},2,${headSize}], got [${key.dims.join(",")}]`,
       );
     }
-    const data = floatData(node, key, "key");
     const layout = (part: number): StridedLayout => ({
       offset: part * headSize,
       batchStride: seqKV! * n * 2 * headSize,
       headStride: 2 * headSize,
       seqStride: n * 2 * headSize,
     });
-    const k = { data, layout: layout(0) };
-    const v = { data, layout: layout(1) };
+    const k = { input: 1, layout: layout(0) };
+    const v = { input: 1, layout: layout(1) };
     return { batch, seqQ, seqKV: seqKV!, numHeads, headSize, vHeadSize: headSize, q, k, v, kvBnsh: false };
   }
   if (!value) throw new OpError(node, "value is required with a 3-D or 4-D key");
@@ -363,8 +433,8 @@ function mhaViews(node: Node, query: Tensor, key: Tensor | undefined, value: Ten
       headSize,
       vHeadSize: vh!,
       q,
-      k: { data: floatData(node, key, "key"), layout: bnsh(seqKV!, headSize) },
-      v: { data: floatData(node, value, "value"), layout: bnsh(seqKV!, vh!) },
+      k: { input: 1, layout: bnsh(seqKV!, headSize) },
+      v: { input: 2, layout: bnsh(seqKV!, vh!) },
       kvBnsh: true,
     };
   }
@@ -387,10 +457,22 @@ function mhaViews(node: Node, query: Tensor, key: Tensor | undefined, value: Ten
     headSize,
     vHeadSize,
     q,
-    k: { data: floatData(node, key, "key"), layout: bsnhLayout(seqKV!, kHidden!, headSize) },
-    v: { data: floatData(node, value, "value"), layout: bsnhLayout(seqKV!, vHidden!, vHeadSize) },
+    k: { input: 1, layout: bsnhLayout(seqKV!, kHidden!, headSize) },
+    v: { input: 2, layout: bsnhLayout(seqKV!, vHidden!, vHeadSize) },
     kvBnsh: false,
   };
+}
+
+/** The geometry with each view bound to its input's float32 data. */
+function mhaViews(node: Node, query: Tensor, key: Tensor | undefined, value: Tensor | undefined): MhaViews {
+  const g = mhaGeometry(node, query, key, value);
+  const inputs = [query, key, value];
+  const names = ["query", "key", "value"];
+  const view = (s: HeadSource): HeadView => ({
+    data: floatData(node, inputs[s.input]!, names[s.input]!),
+    layout: s.layout,
+  });
+  return { ...g, q: view(g.q), k: view(g.k), v: view(g.v) };
 }
 
 /** A dense BSNH copy of a view with a per-column bias added. */
@@ -419,6 +501,19 @@ function addHeadBias(
   return { data: out, layout };
 }
 
+/** unidirectional=1 as a causal offset (0: top-left), or undefined. */
+export function mhaCausalOffset(node: Node, m: Pick<AttentionDims, "seqQ" | "seqKV">): number | undefined {
+  if (!attrInt(node, "unidirectional", 0) || m.seqQ <= 1) return undefined;
+  // onnxruntime leaves the last query row unmasked, which only agrees with causal attention when Sq == Skv.
+  if (m.seqQ !== m.seqKV) {
+    throw new OpError(
+      node,
+      `unidirectional=1 needs query length == key length (or 1), got ${m.seqQ} and ${m.seqKV}; use mhafuse.Attention with causal=1 for bottom-right causal cross attention`,
+    );
+  }
+  return 0;
+}
+
 function runMultiHeadAttention(ctx: OpContext, inputs: (Tensor | undefined)[]): Tensor[] {
   const node = ctx.node;
   const [query, key, value, bias, keyPaddingMask, attentionBias] = inputs;
@@ -439,17 +534,7 @@ function runMultiHeadAttention(ctx: OpContext, inputs: (Tensor | undefined)[]): 
       m.v = addHeadBias(m, m.v, m.seqKV, m.vHeadSize, b, 2 * dq);
     }
   }
-  let causalOffset: number | undefined;
-  if (attrInt(node, "unidirectional", 0) && m.seqQ > 1) {
-    // onnxruntime leaves the last query row unmasked, which only agrees with causal attention when Sq == Skv.
-    if (m.seqQ !== m.seqKV) {
-      throw new OpError(
-        node,
-        `unidirectional=1 needs query length == key length (or 1), got ${m.seqQ} and ${m.seqKV}; use mhafuse.Attention with causal=1 for bottom-right causal cross attention`,
-      );
-    }
-    causalOffset = 0;
-  }
+  const causalOffset = mhaCausalOffset(node, m);
   const problem: AttentionProblem = {
     ...m,
     kvNumHeads: m.numHeads,

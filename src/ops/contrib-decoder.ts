@@ -36,6 +36,76 @@ function rotate(
   }
 }
 
+/** GroupQueryAttention's sizes from its inputs' dims (a device kernel runs the same checks). */
+export interface GqaGeometry {
+  B: number;
+  S: number;
+  /** query's last dim: N·H, or (N + 2·Nkv)·H when Q, K and V come packed in it. */
+  D: number;
+  N: number;
+  Nkv: number;
+  H: number;
+  /** Past length of past_key / past_value (0 without). */
+  P: number;
+  packed: boolean;
+}
+
+export function gqaGeometry(
+  node: Node,
+  inputs: readonly (Pick<Tensor, "dims" | "rank"> | undefined)[],
+  seqlensCount: number,
+): GqaGeometry {
+  const fail = (m: string): never => {
+    throw new OpError(node, m);
+  };
+  const query = inputs[0]!;
+  const [key, value, pastKey, pastValue] = [inputs[1], inputs[2], inputs[3], inputs[4]];
+  if (inputs.slice(9).some((t) => t !== undefined))
+    fail("position_ids, attention_bias and head_sink (inputs 9–11) are not supported yet");
+  const N = attrInt(node, "num_heads");
+  const Nkv = attrInt(node, "kv_num_heads");
+  if (N <= 0 || Nkv <= 0 || N % Nkv !== 0)
+    fail(`num_heads ${N} must be a positive multiple of kv_num_heads ${Nkv}`);
+  if (query.rank !== 3) fail(`query must be [B, S, D], got [${query.dims}]`);
+  const [B, S, D] = query.dims as [number, number, number];
+  const packed = key === undefined;
+  const H = D / (packed ? N + 2 * Nkv : N);
+  if (!Number.isInteger(H)) fail(`query's last dim ${D} does not split into heads`);
+  if (
+    !packed &&
+    (!value || key!.dims.join() !== `${B},${S},${Nkv * H}` || value.dims.join() !== key!.dims.join())
+  )
+    fail(`key and value must be [${B}, ${S}, ${Nkv * H}]`);
+  if (seqlensCount !== B) fail(`seqlens_k must hold ${B} values, got ${seqlensCount}`);
+  const P = pastKey ? pastKey.dims[2]! : 0;
+  if (
+    pastKey &&
+    (pastKey.dims.join() !== `${B},${Nkv},${P},${H}` || pastValue?.dims.join() !== pastKey.dims.join())
+  )
+    fail(`past_key and past_value must be [${B}, ${Nkv}, P, ${H}]`);
+  return { B, S, D, N, Nkv, H, P, packed };
+}
+
+/**
+ * Per batch the past length (0 on the first prompt, S = total_sequence_length; else seqlens_k + 1 − S) and the
+ * present cache length max(total, P), checked to fit.
+ */
+export function gqaPastLengths(
+  node: Node,
+  g: GqaGeometry,
+  seqlensK: readonly number[],
+  total: number,
+): { pastLens: number[]; present: number } {
+  const present = Math.max(total, g.P);
+  const pastLens = seqlensK.map((k, b) => {
+    const past = g.S === total ? 0 : k + 1 - g.S;
+    if (past < 0 || past + g.S > present)
+      throw new OpError(node, `seqlens_k[${b}] = ${k} does not fit S = ${g.S} and the cache`);
+    return past;
+  });
+  return { pastLens, present };
+}
+
 const GroupQueryAttention: OpDef = {
   opType: "GroupQueryAttention",
   domain: MS,
@@ -65,29 +135,7 @@ const GroupQueryAttention: OpDef = {
     const seqlensK = requireInput(node, inputs, 5).toNumbers();
     const total = requireInput(node, inputs, 6).getNumber(0);
     const [cosCache, sinCache] = [inputs[7], inputs[8]];
-    if (inputs.slice(9).some((t) => t !== undefined))
-      fail("position_ids, attention_bias and head_sink (inputs 9–11) are not supported yet");
-    const N = attrInt(node, "num_heads");
-    const Nkv = attrInt(node, "kv_num_heads");
-    if (N <= 0 || Nkv <= 0 || N % Nkv !== 0)
-      fail(`num_heads ${N} must be a positive multiple of kv_num_heads ${Nkv}`);
-    if (query.rank !== 3) fail(`query must be [B, S, D], got [${query.dims}]`);
-    const [B, S, D] = query.dims as [number, number, number];
-    const packed = key === undefined;
-    const H = D / (packed ? N + 2 * Nkv : N);
-    if (!Number.isInteger(H)) fail(`query's last dim ${D} does not split into heads`);
-    if (
-      !packed &&
-      (!value || key!.dims.join() !== `${B},${S},${Nkv * H}` || value.dims.join() !== key!.dims.join())
-    )
-      fail(`key and value must be [${B}, ${S}, ${Nkv * H}]`);
-    if (seqlensK.length !== B) fail(`seqlens_k must hold ${B} values, got ${seqlensK.length}`);
-    const P = pastKey ? pastKey.dims[2]! : 0;
-    if (
-      pastKey &&
-      (pastKey.dims.join() !== `${B},${Nkv},${P},${H}` || pastValue?.dims.join() !== pastKey.dims.join())
-    )
-      fail(`past_key and past_value must be [${B}, ${Nkv}, P, ${H}]`);
+    const { B, S, D, N, Nkv, H, P, packed } = gqaGeometry(node, inputs, seqlensK.length);
     const firstPrompt = S === total;
     const present = Math.max(total, P);
     const scaleAttr = attrFloat(node, "scale", 0);
@@ -204,22 +252,30 @@ const MsRotaryEmbedding: OpDef = {
   run(ctx: OpContext, inputs) {
     const node = ctx.node;
     const x = requireInput(node, inputs, 0);
-    let positions = requireInput(node, inputs, 1);
-    if (attrInt(node, "is_packed_batching", 0) !== 0)
-      throw new OpError(node, "is_packed_batching=1 is not supported");
-    if (attrFloat(node, "scale", 1) !== 1) throw new OpError(node, "scale != 1 is not supported");
-    const [B, S] = x.rank === 4 ? [x.dims[0]!, x.dims[2]!] : [x.dims[0]!, x.dims[1]!];
-    if (positions.size === 1) {
-      const offset = positions.getNumber(0);
-      positions = new Tensor(
-        "int64",
-        Array.from({ length: B * S }, (_, i) => offset + (i % S)),
-        [B, S],
-      );
-    }
+    checkMsRotaryAttrs(node);
+    const positions = msRotaryPositions(x, requireInput(node, inputs, 1));
     return onnxRotary.run(ctx, [x, requireInput(node, inputs, 2), requireInput(node, inputs, 3), positions]);
   },
 };
+
+/** The attributes the reference (and the webgpu kernel) do not cover. */
+export function checkMsRotaryAttrs(node: Node): void {
+  if (attrInt(node, "is_packed_batching", 0) !== 0)
+    throw new OpError(node, "is_packed_batching=1 is not supported");
+  if (attrFloat(node, "scale", 1) !== 1) throw new OpError(node, "scale != 1 is not supported");
+}
+
+/** position_ids as ONNX RotaryEmbedding reads them: a one-element offset becomes offset + s for every token. */
+export function msRotaryPositions(x: Pick<Tensor, "dims" | "rank">, positions: Tensor): Tensor {
+  if (positions.size !== 1) return positions;
+  const [B, S] = x.rank === 4 ? [x.dims[0]!, x.dims[2]!] : [x.dims[0]!, x.dims[1]!];
+  const offset = positions.getNumber(0);
+  return new Tensor(
+    "int64",
+    Array.from({ length: B * S }, (_, i) => offset + (i % S)),
+    [B, S],
+  );
+}
 
 // ---- SimplifiedLayerNormalization / SkipSimplifiedLayerNormalization ------------------------------------
 

@@ -186,5 +186,23 @@ function reduceOp(r: Reducer): OpDef {
   };
 }
 
+/**
+ * A reduction node's axes and output dims for an input of `dims` (axes from the attribute or the host axes
+ * input): what a device backend needs, without the data. "none": the op is the identity.
+ */
+export function reduceGeometry(
+  node: Node,
+  opset: number,
+  dims: readonly number[],
+  axesInput: Tensor | undefined,
+): { axes: number[]; outDims: number[] } | "none" {
+  const r = REDUCERS.find((x) => x.opType === node.opType);
+  if (!r) throw new OpError(node, `${node.opType} is not a reduction`);
+  const axes = resolveAxes(node, r, opset, dims.length, axesInput);
+  if (axes === "none") return "none";
+  const keepdims = attrInt(node, "keepdims", 1) !== 0;
+  return { axes, outDims: reducedShape(dims, axes, keepdims) as number[] };
+}
+
 export const reduceOps: readonly OpDef[] = REDUCERS.map(reduceOp);
 registerOps(reduceOps);

@@ -28,30 +28,7 @@ const RotaryEmbedding: OpDef = {
     requireFloat(node, x, "X");
     if (cosCache.type !== x.type || sinCache.type !== x.type)
       throw new OpError(node, "cache types must match X");
-    const interleaved = attrInt(node, "interleaved", 0) !== 0;
-    let numHeads = attrInt(node, "num_heads", 0);
-
-    // Element (b, s, h, d) of X lives at b·bStride + s·sStride + h·hStride + d, in either layout.
-    let batch: number, seq: number, headSize: number, bStride: number, sStride: number, hStride: number;
-    if (x.rank === 4) {
-      [batch, numHeads, seq, headSize] = x.dims as [number, number, number, number];
-      [bStride, hStride, sStride] = [numHeads * seq * headSize, seq * headSize, headSize];
-    } else if (x.rank === 3) {
-      const hidden = x.dims[2]!;
-      if (numHeads <= 0 || hidden % numHeads !== 0) {
-        throw new OpError(node, `3-D input [${x.dims}] needs a num_heads attribute that divides ${hidden}`);
-      }
-      [batch, seq] = [x.dims[0]!, x.dims[1]!];
-      headSize = hidden / numHeads;
-      [bStride, sStride, hStride] = [seq * hidden, hidden, headSize];
-    } else {
-      throw new OpError(node, `X must be 3-D or 4-D, got [${x.dims}]`);
-    }
-    const rotaryDim = attrInt(node, "rotary_embedding_dim", 0) || headSize;
-    if (rotaryDim % 2 !== 0 || rotaryDim > headSize) {
-      throw new OpError(node, `rotary_embedding_dim ${rotaryDim} must be even and ≤ head size ${headSize}`);
-    }
-    const half = rotaryDim / 2;
+    const { interleaved, numHeads, batch, seq, bStride, sStride, hStride, half } = rotaryGeometry(node, x);
     const cacheRow = cacheRowLookup(node, cosCache, sinCache, positionIds, batch, seq, half);
 
     const src = floatData(x);
@@ -81,11 +58,52 @@ const RotaryEmbedding: OpDef = {
   },
 };
 
+/** RotaryEmbedding's sizes and X's element addressing from dims alone (the webgpu kernel runs the same checks). */
+export interface RotaryGeometry {
+  batch: number;
+  seq: number;
+  numHeads: number;
+  headSize: number;
+  /** Element (b, s, h, d) of X (and of the output, same dims) lives at b·bStride + s·sStride + h·hStride + d. */
+  bStride: number;
+  sStride: number;
+  hStride: number;
+  /** rotary_embedding_dim / 2: the pairs rotated in every head. */
+  half: number;
+  interleaved: boolean;
+}
+
+export function rotaryGeometry(node: Node, x: Pick<Tensor, "dims" | "rank">): RotaryGeometry {
+  const interleaved = attrInt(node, "interleaved", 0) !== 0;
+  let numHeads = attrInt(node, "num_heads", 0);
+  // Element (b, s, h, d) of X lives at b·bStride + s·sStride + h·hStride + d, in either layout.
+  let batch: number, seq: number, headSize: number, bStride: number, sStride: number, hStride: number;
+  if (x.rank === 4) {
+    [batch, numHeads, seq, headSize] = x.dims as [number, number, number, number];
+    [bStride, hStride, sStride] = [numHeads * seq * headSize, seq * headSize, headSize];
+  } else if (x.rank === 3) {
+    const hidden = x.dims[2]!;
+    if (numHeads <= 0 || hidden % numHeads !== 0) {
+      throw new OpError(node, `3-D input [${x.dims}] needs a num_heads attribute that divides ${hidden}`);
+    }
+    [batch, seq] = [x.dims[0]!, x.dims[1]!];
+    headSize = hidden / numHeads;
+    [bStride, sStride, hStride] = [seq * hidden, hidden, headSize];
+  } else {
+    throw new OpError(node, `X must be 3-D or 4-D, got [${x.dims}]`);
+  }
+  const rotaryDim = attrInt(node, "rotary_embedding_dim", 0) || headSize;
+  if (rotaryDim % 2 !== 0 || rotaryDim > headSize) {
+    throw new OpError(node, `rotary_embedding_dim ${rotaryDim} must be even and ≤ head size ${headSize}`);
+  }
+  return { batch, seq, numHeads, headSize, bStride, sStride, hStride, half: rotaryDim / 2, interleaved };
+}
+
 /** Validates the caches and returns (b, s) → offset of that token's cos/sin row in the caches. */
-function cacheRowLookup(
+export function cacheRowLookup(
   node: Node,
-  cosCache: Tensor,
-  sinCache: Tensor,
+  cosCache: Pick<Tensor, "dims" | "rank">,
+  sinCache: Pick<Tensor, "dims" | "rank">,
   positionIds: Tensor | undefined,
   batch: number,
   seq: number,

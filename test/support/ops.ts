@@ -4,7 +4,7 @@
  * takes, so a new backend is tested exactly as it will run).
  */
 
-import type { Backend } from "../../src/backends/backend.js";
+import type { Backend, PreparedGraph } from "../../src/backends/backend.js";
 import { cpuCompute } from "../../src/backends/cpu/compute.js";
 import { cpuKernels } from "../../src/backends/cpu/kernels.js";
 import { planGraph } from "../../src/engine/executor.js";
@@ -50,8 +50,10 @@ export function runOp(
   attrs: Record<string, AttrValue> = {},
   opset = 17,
   domain = "",
+  /** Outputs the node declares (optional ones such as present_key are computed only when declared). */
+  outputs?: number,
 ): Tensor[] {
-  const node = nodeOf({ opType, domain, attrs }, inputs);
+  const node = nodeOf({ opType, domain, attrs, outputs }, inputs);
   return getOp(node).run({ node, opset }, inputs);
 }
 
@@ -77,6 +79,8 @@ export async function runOpOnBackend(
   backend: Backend,
   spec: OpSpec,
   inputs: (Tensor | undefined)[],
+  /** Sees the prepared graph after the run (where each node ran, on a device backend). */
+  inspect?: (prepared: PreparedGraph, node: Node) => void,
 ): Promise<Tensor[]> {
   const node = nodeOf(spec, inputs);
   const graph: Graph = {
@@ -92,5 +96,6 @@ export async function runOpOnBackend(
   const prepared = await backend.prepare(graph, planGraph(graph));
   const feeds = Object.fromEntries(inputs.flatMap((t, i) => (t ? [[`in${i}`, t]] : [])));
   const result = await prepared.run(feeds, node.outputs);
+  inspect?.(prepared, node);
   return node.outputs.map((name) => result[name]!);
 }

@@ -26,6 +26,11 @@ export class PipelineCache {
     return this.#map.size;
   }
 
+  /** The keys compiled so far (tests: which variant of a kernel ran). */
+  keys(): string[] {
+    return [...this.#map.keys()];
+  }
+
   /**
    * The pipeline for `key`, compiling `source()` on a miss. Compilation errors surface as validation errors
    * at the next CommandRecorder.submit(), which names the kernel and quotes the WGSL compiler's messages.

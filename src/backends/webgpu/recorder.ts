@@ -13,6 +13,8 @@ export type Binding = GPUBuffer | { buffer: GPUBuffer; offset?: number; size?: n
 
 export interface KernelTiming {
   label: string;
+  /** The graph node the dispatch belongs to (set by the graph backend through `node`). */
+  node?: string;
   /** GPU time between the pass's begin and end timestamps, in nanoseconds. */
   ns: number;
 }
@@ -33,6 +35,9 @@ export class CommandRecorder {
   readonly #encoder: GPUCommandEncoder;
   readonly #uniforms: GPUBuffer[] = [];
   readonly #labels: string[] = [];
+  readonly #nodes: (string | undefined)[] = [];
+  /** The graph node whose dispatches are being recorded (profiles name it). */
+  node: string | undefined;
   readonly #keys = new Set<string>();
   readonly #querySet: GPUQuerySet | undefined;
   #submitted = false;
@@ -107,6 +112,7 @@ export class CommandRecorder {
     pass.dispatchWorkgroups(x, y, z);
     pass.end();
     this.#labels.push(label);
+    this.#nodes.push(this.node);
     this.#keys.add(kernel.key);
   }
 
@@ -152,7 +158,7 @@ export class CommandRecorder {
         staging.unmap();
         this.timings = this.#labels
           .slice(0, profiled)
-          .map((label, i) => ({ label, ns: Number(t[2 * i + 1]! - t[2 * i]!) }));
+          .map((label, i) => ({ label, node: this.#nodes[i], ns: Number(t[2 * i + 1]! - t[2 * i]!) }));
       } finally {
         this.pool.release(resolve);
         this.pool.release(staging);

@@ -52,7 +52,24 @@ export interface GpuKernelContext {
 export interface GpuKernelDef extends KernelKey {
   /** fp16 mode: float32 initializer inputs converted to f16 at prepare (GEMM operands, embedding tables). */
   f16Weights?: readonly number[];
-  /** Why this kernel does not cover the node (undefined: it does). */
-  accepts?(node: Node, opset: number, inputs: readonly (RunValue | undefined)[]): string | undefined;
+  /**
+   * fp16 mode: the kernel reads and writes f32 storage only (kernels written for f32 buffers). Its context then
+   * hands out every float input as f32 (`device` casts f16-stored values, `weight` gives only f32 copies) and
+   * `outF16` is false, so an f16 value is never read as f32 words; storage-following readers take its f32
+   * outputs as they are.
+   */
+  f32Storage?: boolean;
+  /**
+   * Inputs `run` never reads when `accepts` takes the node (an optional fallback input): the graph may defer
+   * computing them, and `accepts` then sees LAZY_INPUT (present, no data) in their slot.
+   */
+  lazyInputs?: readonly number[];
+  /** Why this kernel does not cover the node on this device (undefined: it does). */
+  accepts?(
+    node: Node,
+    opset: number,
+    inputs: readonly (RunValue | undefined)[],
+    gpu: WebGpuContext,
+  ): string | undefined;
   run(k: GpuKernelContext, inputs: (RunValue | undefined)[]): RunValue[];
 }

@@ -1,7 +1,8 @@
 /**
  * The webgpu backend's kernel registry: which ops run on the GPU and how a node maps onto the kernels in
  * ../kernels. Kinds of entry:
- *  - math (GEMM with bias epilogue, norms, softmax, elementwise, maps, packed-QKV flash attention),
+ *  - math (GEMM with bias epilogue, norms, softmax, elementwise, maps, flash attention: the packed-QKV op
+ *    here, the general ops in ./attention-kernels.ts, com.microsoft RotaryEmbedding in ./rotary-kernels.ts),
  *  - data movement (Transpose, Gather with host indices),
  *  - aliases (Reshape, Squeeze, Unsqueeze, Flatten, Identity, float→float Cast): the op's own contract runs on
  *    the device value's dims and hands its buffer on — no dispatch;
@@ -13,15 +14,25 @@ import { type Graph, type Node, normalizeDomain } from "../../../ir/graph.js";
 import type { Tensor } from "../../../ir/tensor.js";
 import { getOp } from "../../../ops/index.js";
 import { failFor, fixedLayout } from "../../../ops/qkv-to-context.js";
+import { reduceGeometry } from "../../../ops/reduce.js";
 import { attrFloat, attrInt, attrInts, attrString } from "../../../ops/registry.js";
 import { KernelRegistry } from "../../kernel-registry.js";
 import { packedQkvAttention } from "../kernels/attention.js";
 import { sizeOf } from "../kernels/common.js";
 import { type BinaryOp, binary, broadcastShape } from "../kernels/elementwise.js";
 import { gemm } from "../kernels/gemm.js";
-import { gather, transpose, type UnaryMap, unaryMap } from "../kernels/layout.js";
-import { layerNorm, skipLayerNorm, softmax } from "../kernels/norm.js";
+import { gather, powScalar, transpose, type UnaryMap, unaryMap } from "../kernels/layout.js";
+import { layerNorm, rowMean, skipLayerNorm, softmax } from "../kernels/norm.js";
+import {
+  attention23Def,
+  contribAttentionDef,
+  groupQueryAttentionDef,
+  mhafuseAttentionDef,
+  multiHeadAttentionDef,
+} from "./attention-kernels.js";
+import { concatDef, sliceDef } from "./copy-kernels.js";
 import type { GpuKernelContext, GpuKernelDef, Storage } from "./kernel-context.js";
+import { msRotaryEmbeddingDef } from "./rotary-kernels.js";
 import { asShapeTensor, type DeviceValue, isDevice, type RunValue } from "./values.js";
 
 const F32: readonly DType[] = ["float32"];
@@ -338,6 +349,8 @@ const qkvDef: GpuKernelDef = {
   domain: "mhafuse",
   types: F32,
   hostInputs: [1],
+  // The fallback bias is read only for rows the kernel declines (a length of -1): computed on demand.
+  lazyInputs: [2],
   accepts(node, _o, inputs) {
     const [qkv, mask] = inputs;
     if (!isF32(qkv)) return "a non-float32 qkv";
@@ -373,6 +386,79 @@ const qkvDef: GpuKernelDef = {
   },
 };
 
+/** Pow with a float32 base on the device and one host exponent value (RMSNorm's x², x^0.5…). */
+const powDef: GpuKernelDef = {
+  opType: "Pow",
+  types: F32,
+  hostInputs: [1],
+  accepts(_n, _o, [x, y]) {
+    if (!isF32(x)) return "not a float32 base";
+    if (!y || isDevice(y) || y.size !== 1) return "exponent is not one host value";
+    if (!["float32", "float64", "int32", "int64"].includes(y.type)) return `a ${y.type} exponent`;
+    return undefined;
+  },
+  run(k, [x, y]) {
+    const X = k.device(x!);
+    const e = (y as Tensor).getNumber(0);
+    // Broadcasting the one exponent value may add leading axes of size 1.
+    const dims = broadcastShape("Pow", X.dims, y!.dims);
+    // Stored f32 in fp16 mode too: RMSNorm's x² overflows f16 from |x| = 256.
+    const out = k.alloc(dims);
+    if (e === 2) unaryMap(k.gpu, k.rec, "Square", X, out);
+    else powScalar(k.gpu, k.rec, X, e, out);
+    return [out];
+  },
+};
+
+/** ReduceMean over trailing axes (contiguous rows): RMSNorm's mean of squares, pooling over the last dims. */
+const reduceMeanDef: GpuKernelDef = {
+  opType: "ReduceMean",
+  types: F32,
+  hostInputs: [1],
+  accepts(node, opset, [x, axes]) {
+    if (!isF32(x)) return "not float32";
+    const dims = x!.dims;
+    const g = reduceGeometry(node, opset, dims, axes as Tensor | undefined);
+    if (g === "none") return undefined;
+    const r = dims.length;
+    return g.axes.every((a, i) => a === r - g.axes.length + i) ? undefined : "axes are not the trailing ones";
+  },
+  run(k, [x, axes]) {
+    const X = k.device(x!);
+    const g = reduceGeometry(k.node, k.opset, X.dims, axes as Tensor | undefined);
+    if (g === "none") return [X];
+    const width = sizeOf(g.axes.map((a) => X.dims[a]!));
+    // A statistic: f32 in fp16 mode too (X may be f16; the sum is f32 either way).
+    const out = k.alloc(g.outDims);
+    rowMean(k.gpu, k.rec, X, sizeOf(g.outDims), width, out);
+    return [out];
+  },
+};
+
+/** com.microsoft.BiasGelu: GELU(x + bias[width]) as the broadcast Add, then the erf GELU map. */
+const biasGeluDef: GpuKernelDef = {
+  opType: "BiasGelu",
+  domain: "com.microsoft",
+  types: F32,
+  accepts(_n, _o, [x, bias]) {
+    if (!isF32(x) || !isF32(bias)) return "a non-float32 input";
+    const width = x!.dims[x!.dims.length - 1];
+    return bias!.dims.length === 1 && bias!.dims[0] === width && width !== 0
+      ? undefined
+      : "bias is not [width]";
+  },
+  run(k, [x, bias]) {
+    const X = k.device(x!);
+    // The sum in f32 (scratch), the GELU output in the run's storage.
+    const sum = k.alloc(X.dims);
+    binary(k.gpu, k.rec, "Add", X, k.device(bias!), sum);
+    const out = k.alloc(X.dims, "float32", k.outF16(0));
+    unaryMap(k.gpu, k.rec, "Gelu", sum, out);
+    k.scratch(sum);
+    return [out];
+  },
+};
+
 const onnxGelu = (node: Node) =>
   attrString(node, "approximate", "none") === "none" ? undefined : "tanh approximation";
 
@@ -387,6 +473,7 @@ export const webgpuKernels = new KernelRegistry<never, GpuKernelDef>().register(
   binaryKernel("Mul"),
   binaryKernel("Div"),
   mapKernel("Gelu", "Gelu", "com.microsoft"),
+  biasGeluDef,
   mapKernel("Gelu", "Gelu", "", onnxGelu),
   mapKernel("Erf", "Erf"),
   mapKernel("Tanh", "Tanh"),
@@ -397,7 +484,19 @@ export const webgpuKernels = new KernelRegistry<never, GpuKernelDef>().register(
   mapKernel("Neg", "Neg"),
   mapKernel("Abs", "Abs"),
   mapKernel("Reciprocal", "Reciprocal"),
+  mapKernel("Cos", "Cos"),
+  mapKernel("Sin", "Sin"),
+  powDef,
+  reduceMeanDef,
+  sliceDef,
+  concatDef,
   qkvDef,
+  mhafuseAttentionDef,
+  multiHeadAttentionDef,
+  attention23Def,
+  contribAttentionDef,
+  groupQueryAttentionDef,
+  msRotaryEmbeddingDef,
   transposeDef,
   gatherDef,
   alias("Reshape", [1]),

@@ -20,11 +20,14 @@ import { Usage } from "../buffer-pool.js";
 import type { WebGpuContext } from "../context.js";
 import { WebGpuError } from "../device.js";
 import type { F16Kernel } from "../precision.js";
+import type { KernelTiming } from "../recorder.js";
+import { type DeferredSteps, deferredSteps } from "./deferred.js";
 import { f32Values } from "./f32-values.js";
 import type { GpuKernelContext, GpuKernelDef, Storage } from "./kernel-context.js";
 import { webgpuKernels } from "./kernels.js";
 import { RunState } from "./run-state.js";
-import { DeviceValue, isDevice, type RunValue } from "./values.js";
+import { ShapeChainCache } from "./shape-cache.js";
+import { DeviceValue, isDevice, LAZY_INPUT, type RunValue } from "./values.js";
 import type { WeightStore } from "./weights.js";
 
 /** A node that ran on the CPU although its data was on the GPU, and why. */
@@ -48,8 +51,21 @@ export class WebGpuPreparedGraph implements PreparedGraph {
   private readonly keepF32: ReadonlySet<string>;
   private readonly ops: OpDef[];
   private readonly kernels: Map<string, GpuKernelDef | null>[];
+  /** Steps computed only when a reader needs them (see deferred.ts). */
+  private readonly deferred: DeferredSteps;
+  /** Per-kernel GPU times of the last run made with `profile: true` (empty without timestamp-query). */
+  lastProfile: KernelTiming[] = [];
+  /** Deferred steps the last run never needed (tests: the lazy fallback bias stayed unbuilt). */
+  skippedLastRun = 0;
+  /** Host shape chains per feed-dims signature (see shape-cache.ts). */
+  readonly shapeCache: ShapeChainCache;
   /** Fallbacks seen by runs so far, by node name (the session and `inspect` report them). */
   readonly fallbacks = new Map<string, Fallback>();
+  /**
+   * Nodes whose last run was a GPU kernel (by name). Nodes with every input on the host (the shape and mask
+   * chains) run on the CPU reference without being fallbacks: this tells a test which of the two it was.
+   */
+  readonly onDevice = new Set<string>();
 
   constructor(
     private readonly graph: Graph,
@@ -63,6 +79,8 @@ export class WebGpuPreparedGraph implements PreparedGraph {
     this.opsets = plan.order.map((n) => opsetOf(graph, n.domain));
     this.ops = plan.order.map((n, i) => resolveOp(n, this.opsets[i]!));
     this.kernels = plan.order.map(() => new Map());
+    this.shapeCache = new ShapeChainCache(graph, plan.order);
+    this.deferred = deferredSteps(graph, plan.order);
   }
 
   /** Runs are serialised per backend: a run's recording and its pool reuse must not interleave with another's. */
@@ -80,39 +98,75 @@ export class WebGpuPreparedGraph implements PreparedGraph {
     options: RunOptions,
   ): Promise<Record<string, Tensor>> {
     const keep = options.keepIntermediates ?? false;
-    const state = new RunState(this.gpu, this.weights.buffers);
+    const state = new RunState(this.gpu, this.weights.buffers, options.profile ?? false);
     const values = new Map<string, RunValue>(this.graph.initializers);
     for (const [k, v] of Object.entries(feeds)) {
       values.set(k, v);
       // Float feeds are model data: the first GPU kernel reading one uploads it (once per run).
       if (v.type === "float32") state.deviceFeeds.add(v);
     }
+    const signature = this.shapeCache.key(feeds);
+    const { order, releaseAfter } = this.plan;
+    // Verify mode keeps every value: nothing is deferred there.
+    const lazy = keep ? undefined : this.deferred;
+    const done = new Set<number>();
+    const input = (node: Node, name: string): RunValue => {
+      const v = values.get(name);
+      if (!v) throw new WebGpuError(node.name, `input '${name}' has no value`);
+      return v;
+    };
+    const runStep = async (step: number, inputs: (RunValue | undefined)[]): Promise<void> => {
+      const node = order[step]!;
+      let outputs = this.shapeCache.get(signature, step) as (RunValue | undefined)[] | undefined;
+      if (!outputs) {
+        outputs = await this.runNode(step, node, inputs, state, pending);
+        this.shapeCache.set(signature, step, node, outputs);
+      }
+      done.add(step);
+      node.outputs.forEach((name, i) => {
+        const v = outputs[i];
+        if (!name || !v) return;
+        values.set(name, v);
+        if (isDevice(v)) state.hold(v.buffer);
+      });
+    };
+    // A deferred value, computed now (its deferred producers first).
+    const pending = async (name: string): Promise<RunValue> => {
+      const step = lazy?.producer.get(name);
+      if (step !== undefined && !done.has(step)) {
+        const node = order[step]!;
+        const inputs: (RunValue | undefined)[] = [];
+        for (const n of node.inputs) inputs.push(n ? (values.get(n) ?? (await pending(n))) : undefined);
+        await runStep(step, inputs);
+      }
+      return input(order[step ?? 0]!, name);
+    };
     try {
-      const { order, releaseAfter } = this.plan;
       for (let step = 0; step < order.length; step++) {
         const node = order[step]!;
-        const inputs = node.inputs.map((name) => {
-          if (!name) return undefined;
-          const v = values.get(name);
-          if (!v) throw new WebGpuError(node.name, `input '${name}' has no value`);
-          return v;
-        });
-        const outputs = await this.runNode(step, node, inputs, state);
-        node.outputs.forEach((name, i) => {
-          const v = outputs[i];
-          if (!name || !v) return;
-          values.set(name, v);
-          if (isDevice(v)) state.hold(v.buffer);
-        });
+        if (!lazy?.deferred[step]) {
+          const inputs = node.inputs.map((name) =>
+            !name
+              ? undefined
+              : lazy?.producer.has(name) && !values.has(name)
+                ? LAZY_INPUT
+                : input(node, name),
+          );
+          await runStep(step, inputs);
+        }
         if (!keep)
           for (const name of releaseAfter[step]!) {
+            if (lazy?.keepAlive.has(name)) continue;
             const v = values.get(name);
             if (isDevice(v)) state.drop(v.buffer);
             values.delete(name);
           }
       }
+      this.skippedLastRun = lazy ? lazy.deferred.filter((d, i) => d && !done.has(i)).length : 0;
       const wanted = keep ? [...values.keys()] : fetches;
-      return await this.readOut(state, values, wanted);
+      const result = await this.readOut(state, values, wanted);
+      if (options.profile) this.lastProfile = state.timings;
+      return result;
     } finally {
       state.finish();
     }
@@ -123,24 +177,36 @@ export class WebGpuPreparedGraph implements PreparedGraph {
     node: Node,
     inputs: (RunValue | undefined)[],
     state: RunState,
+    pending: (name: string) => Promise<RunValue>,
   ): Promise<(RunValue | undefined)[]> {
     const opset = this.opsets[step]!;
     const kernel = this.kernelFor(step, node, opset, inputs);
     let reason = kernel ? undefined : "no webgpu kernel";
-    if (kernel) {
+    const waiting = inputs.flatMap((v, i) => (v === LAZY_INPUT ? [i] : []));
+    if (waiting.length > 0 && !(kernel && waiting.every((i) => kernel.lazyInputs?.includes(i))))
+      reason = "a deferred input is needed";
+    if (kernel && reason === undefined) {
       const host = new Set(kernel.hostInputs ?? []);
       const onDevice = inputs.some(
         (v, i) =>
           !host.has(i) && v !== undefined && (isDevice(v) || this.weights.has(v) || state.deviceFeeds.has(v)),
       );
-      if (onDevice) reason = kernel.accepts?.(node, opset, inputs);
+      if (onDevice) reason = kernel.accepts?.(node, opset, inputs, this.gpu);
       if (onDevice && reason === undefined) {
         // Shape inputs are read on the host; one computed on the device is read back first.
         for (const i of host) if (isDevice(inputs[i])) inputs[i] = await this.toHost(inputs[i]!, state);
-        return kernel.run(this.kernelContext(node, opset, state), inputs);
+        this.onDevice.add(node.name);
+        state.rec.node = node.name;
+        return kernel.run(this.kernelContext(node, opset, state, kernel.f32Storage ?? false), inputs);
       }
     }
+    if (waiting.length > 0) {
+      // The kernel will not take the node without its deferred inputs: compute them, then decide again.
+      for (const i of waiting) inputs[i] = await pending(node.inputs[i]!);
+      return this.runNode(step, node, inputs, state, pending);
+    }
     // The CPU reference: every device input read back (a fallback), host inputs as they are.
+    this.onDevice.delete(node.name);
     const hostInputs: (Tensor | undefined)[] = [];
     for (const v of inputs) {
       if (isDevice(v)) {
@@ -151,7 +217,8 @@ export class WebGpuPreparedGraph implements PreparedGraph {
     return this.ops[step]!.run({ node, opset }, hostInputs);
   }
 
-  private kernelContext(node: Node, opset: number, state: RunState): GpuKernelContext {
+  /** `f32Only`: the kernel declared `f32Storage` (fp16 mode casts its f16 inputs; its outputs stay f32). */
+  private kernelContext(node: Node, opset: number, state: RunState, f32Only: boolean): GpuKernelContext {
     const onDevice = (v: RunValue, f16: boolean): DeviceValue => {
       if (isDevice(v)) return v;
       const w = this.weights.get(v, false, f16) ?? this.weights.get(v, false, !f16);
@@ -165,11 +232,12 @@ export class WebGpuPreparedGraph implements PreparedGraph {
       }
       return up;
     };
-    const device = (v: RunValue, storage?: Storage): DeviceValue => {
+    const device = (v: RunValue, wanted?: Storage): DeviceValue => {
+      const storage = f32Only ? "f32" : wanted;
       const d = onDevice(v, storage === "f16");
       return storage ? state.convert(d, storage === "f16") : d;
     };
-    const f16 = this.mode.f16;
+    const f16 = f32Only ? undefined : this.mode.f16;
     const keep = this.keepF32;
     return {
       node,
@@ -182,7 +250,7 @@ export class WebGpuPreparedGraph implements PreparedGraph {
         return state.rec;
       },
       device,
-      alloc: (dims, type, half) => state.alloc(dims, type, half),
+      alloc: (dims, type, half) => state.alloc(dims, type, !f32Only && half),
       scratch: (v) => this.gpu.pool.release(v.buffer),
       weight: (t, transposed) => this.weights.get(t, transposed, !!f16),
       uploadInt32: (data) => state.temp(state.upload(data)),

@@ -12,7 +12,7 @@ import type { Tensor } from "../../../ir/tensor.js";
 import { Usage } from "../buffer-pool.js";
 import type { WebGpuContext } from "../context.js";
 import { castF16ToF32, castF32ToF16 } from "../kernels/cast.js";
-import type { CommandRecorder } from "../recorder.js";
+import type { CommandRecorder, KernelTiming } from "../recorder.js";
 import { type DeviceDType, DeviceValue, storageBytes } from "./values.js";
 
 const STAGING_USAGE = Usage.COPY_SRC | Usage.COPY_DST;
@@ -28,11 +28,15 @@ export class RunState {
   readonly #temps: GPUBuffer[] = [];
   readonly #converted = new Map<DeviceValue, DeviceValue>();
 
+  /** Per-kernel GPU times of the run's submits (profiled runs only). */
+  readonly timings: KernelTiming[] = [];
+
   constructor(
     readonly gpu: WebGpuContext,
     private readonly persistent: ReadonlySet<GPUBuffer>,
+    private readonly profile = false,
   ) {
-    this.rec = gpu.recorder({ label: "mhafuse run" });
+    this.rec = gpu.recorder({ label: "mhafuse run", profile });
   }
 
   /** A pooled buffer for a value; `f16`: a float32 value stored as f16 (fp16 mode). */
@@ -94,12 +98,13 @@ export class RunState {
   /** Submits what is recorded and starts a new recording (before a read-back in the middle of a run). */
   async flush(): Promise<void> {
     const rec = this.rec;
-    this.rec = this.gpu.recorder({ label: "mhafuse run (after a read-back)" });
+    this.rec = this.gpu.recorder({ label: "mhafuse run (after a read-back)", profile: this.profile });
     await this.submit(rec);
   }
 
   async submit(rec: CommandRecorder = this.rec): Promise<void> {
     await rec.submit();
+    this.timings.push(...rec.timings);
     for (const s of this.#staging) this.gpu.pool.release(s);
     this.#staging = [];
   }

@@ -7,7 +7,7 @@
  * Flatten, Identity, Shape, Size — run on it unchanged, never touching data: that is how aliases and the host
  * shape chains read device tensors without a read-back.
  */
-import type { Tensor } from "../../../ir/tensor.js";
+import { Tensor as HostTensor, type Tensor } from "../../../ir/tensor.js";
 import type { GpuTensor } from "../kernels/common.js";
 
 export type DeviceDType = "float32" | "int32";
@@ -54,3 +54,9 @@ export const isDevice = (v: RunValue | undefined): v is DeviceValue => v instanc
 
 /** Lets a shape-only op contract take a device value where its signature says Tensor. */
 export const asShapeTensor = (v: RunValue | undefined): Tensor | undefined => v as Tensor | undefined;
+
+/**
+ * Stands in for a deferred value in a kernel's `lazyInputs` slot while `accepts` decides: present (so the
+ * contract sees the input given) but empty — a kernel that accepts never reads it.
+ */
+export const LAZY_INPUT: Tensor = new HostTensor("float32", new Float32Array(0), [0]);

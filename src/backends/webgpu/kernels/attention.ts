@@ -84,6 +84,11 @@ export interface FlashAttentionArgs {
   cuSeqlens?: GPUBuffer;
   /** Causal: key j is allowed iff j <= i + causalOffset (0 = top-left aligned, Skv - Sq = bottom-right). */
   causalOffset?: number;
+  /**
+   * Causal with each batch's offset its key length minus seqQ (keyLengths required; causalOffset ignored):
+   * decoding over a KV cache whose past length differs per sequence (GroupQueryAttention's seqlens_k).
+   */
+  causalPerBatch?: boolean;
   bias?: AttentionBiasArg;
   /**
    * Benchmarking only — the results are wrong: leave out one stage to see what it costs (the "time variants
@@ -101,6 +106,17 @@ export interface FlashAttentionArgs {
   precision?: Precision;
   /** fp16 only: force the kernel (tests, benchmarks). */
   f16Kernel?: F16Kernel;
+  /**
+   * Subgroup softmax (Config.sg) where the device has subgroups of at least 8 invocations (default), or
+   * false: the workgroup-memory softmax, the portable fallback (tests, benchmarks).
+   */
+  subgroups?: boolean;
+}
+
+/** Whether the subgroup softmax can run here: subgroups of at least TX invocations. */
+export function attentionSubgroups(ctx: WebGpuContext): boolean {
+  const f = ctx.gpu.features;
+  return f.subgroups && f.subgroupMinSize >= TX;
 }
 
 interface Config {
@@ -113,7 +129,16 @@ interface Config {
   lengths: boolean;
   cu: boolean;
   causal: boolean;
+  /** Causal offset per batch: its key length minus the query rows (FlashAttentionArgs.causalPerBatch). */
+  causalPerBatch?: boolean;
   bias: boolean;
+  /**
+   * Subgroup softmax: the 8 threads of a row group (same ty, consecutive invocations) reduce each row's max
+   * and sum with subgroupShuffleXor, so the scores stay in registers, the serial per-row phase and its
+   * workgroup round trip go, and K and V get separate tiles loaded together (3 barriers per key tile
+   * instead of 4). Needs subgroups of at least 8 invocations made of consecutive invocation indices.
+   */
+  sg?: boolean;
   ablate?: "softmax" | "pv";
 }
 
@@ -160,9 +185,10 @@ function dims(c: Pick<Config, "H" | "HV" | "Br">) {
   return { HP, HVP, QS, VS, PS, NV, TY, T: TY * TX };
 }
 
-/** Workgroup memory of a config, in bytes. */
-export function attentionSharedBytes(c: Pick<Config, "H" | "HV" | "Br">): number {
+/** Workgroup memory of a config, in bytes (the subgroup variant keeps K and V tiles apart). */
+export function attentionSharedBytes(c: Pick<Config, "H" | "HV" | "Br" | "sg">): number {
   const { QS, VS, PS } = dims(c);
+  if (c.sg) return 16 * (c.Br * QS + BC * QS + BC * VS + c.Br * PS) + 16;
   return 16 * (c.Br * QS + BC * Math.max(QS, VS) + c.Br * PS) + 4 * c.Br + 16;
 }
 
@@ -233,6 +259,8 @@ export function attentionSource(c: Config): string {
   const accDecl: string[] = [];
   const rescale: string[] = [];
   const pv: string[] = [];
+  // The V tile: its own buffer in the subgroup variant, else the K/V buffer after the scores are done.
+  const VB = c.sg ? "Vs" : "KV";
   for (let r = 0; r < 4; r++) {
     rescale.push(`    let f${r} = alpha[ty * 4u + ${r}u];`);
     for (let j = 0; j < NV; j++) {
@@ -247,7 +275,7 @@ export function attentionSource(c: Config): string {
       const col = `tx + ${j * TX}u`;
       const guard = (j + 1) * TX > VS;
       pv.push(
-        `      { let vv = ${guard ? `select(vec4<f32>(0.0), KV[(jv * 4u + ${e}u) * ${VS}u + min(${col}, ${VS - 1}u)], ${col} < ${VS}u)` : `KV[(jv * 4u + ${e}u) * ${VS}u + ${col}]`};`,
+        `      { let vv = ${guard ? `select(vec4<f32>(0.0), ${VB}[(jv * 4u + ${e}u) * ${VS}u + min(${col}, ${VS - 1}u)], ${col} < ${VS}u)` : `${VB}[(jv * 4u + ${e}u) * ${VS}u + ${col}]`};`,
       );
       for (let r = 0; r < 4; r++)
         pv.push(`        o${r}_${j} = fma(vec4<f32>(p${r}.${comps[e]}), vv, o${r}_${j});`);
@@ -260,7 +288,7 @@ export function attentionSource(c: Config): string {
   for (let r = 0; r < 4; r++) {
     store.push(`  { let row = ty * 4u + ${r}u; let i = rowBase + row;
     if (i < qLen) {
-      let l = alpha[row]; let inv = select(1.0 / l, 0.0, l == 0.0);
+      let l = ${c.sg ? `l${r}` : "alpha[row]"}; let inv = select(1.0 / l, 0.0, l == 0.0);
       let ob = oBase + (seqStart + i) * u.oSS;`);
     for (let j = 0; j < NV; j++) {
       const cv = `tx + ${j * TX}u`;
@@ -275,17 +303,9 @@ export function attentionSource(c: Config): string {
 
   const keyLen = c.cu ? "seqLen" : c.lengths ? "u32(clamp(lengths[b], 0, i32(u.seqKV)))" : "u.seqKV";
   const biasRead = c.bias ? `x = x + bias[u.bOff + b * u.bBS + n * u.bHS + i * u.bRS + j * u.bKS];` : "";
-  return `${c.f16 ? "enable f16;\n" : ""}${uniformStruct(FIELDS)}${bindings(decls)}
-var<workgroup> Qs: array<vec4<f32>, ${Br * QS}>;
-var<workgroup> KV: array<vec4<f32>, ${BC * Math.max(QS, VS)}>;
-var<workgroup> Ps: array<vec4<f32>, ${Br * PS}>;
-var<workgroup> alpha: array<f32, ${Br}>;
-var<workgroup> wgKvEnd: u32;
-
-
-@compute @workgroup_size(${TX}, ${TY})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-  let tx = lid.x; let ty = lid.y; let tid = ty * ${TX}u + tx;
+  const head = `${c.f16 ? "enable f16;\n" : ""}${c.sg ? "enable subgroups;\n" : ""}${uniformStruct(FIELDS)}${bindings(decls)}`;
+  // Per workgroup: b, n, the sequence window, bases, and the keys this workgroup reads (kvEnd).
+  const prologue = `  let tx = lid.x; let ty = lid.y; let tid = ty * ${TX}u + tx;
   let rowBase = wid.x * ${Br}u; let n = wid.y; let b = wid.z;
   let g = n / u.group;
   // -inf from a uniform: WGSL constant expressions cannot hold infinities.
@@ -293,6 +313,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   ${c.cu ? "let seqStart = u32(cu[b]); let seqLen = u32(cu[b + 1u]) - seqStart;" : "let seqStart = 0u;"}
   let qLen = ${c.cu ? "seqLen" : "u.seqQ"};
   let kLen = ${keyLen};
+  // Key j is allowed for row i iff j <= i + causalOff: a uniform, or per batch its key length minus the
+  // query rows (bottom-right aligned to each sequence's own keys: a KV cache of per-batch past lengths).
+  let causalOff = ${c.causalPerBatch ? "i32(kLen) - i32(qLen)" : "u.causalOffset"};
   let qBase = u.qOff + b * u.qBS + n * u.qHS;
   let kBase = u.kOff + b * u.kBS + g * u.kHS;
   let vBase = u.vOff + b * u.vBS + g * u.vHS;
@@ -304,24 +327,116 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     var end = kLen;
     let lastRow = min(rowBase + ${Br}u, qLen);
     if (lastRow <= rowBase) { end = 0u; }
-    ${c.causal ? "else { end = u32(clamp(i32(lastRow) - 1 + u.causalOffset + 1, 0, i32(end))); }" : ""}
+    ${c.causal ? "else { end = u32(clamp(i32(lastRow) - 1 + causalOff + 1, 0, i32(end))); }" : ""}
     wgKvEnd = end;
   }
   let kvEnd = workgroupUniformLoad(&wgKvEnd);
+  {
+    let base = rowBase;
+${loadRows("Qs", "Q", Br, H, QS, "base + r < qLen", "qBase", "u.qSS", " * u.scale")}
+  }
+${accDecl.join("\n")}`;
+  if (c.sg) {
+    // Row r of this thread: its allowed keys end (0 past qLen; causal: i + offset + 1), running max and sum
+    // (the same in all 8 lanes of the row group).
+    const rows: string[] = [];
+    const soft: string[] = [];
+    for (let r = 0; r < 4; r++) {
+      rows.push(`  let i${r} = rowBase + ty * 4u + ${r}u;
+  var end${r} = select(0u, kLen, i${r} < qLen);
+  ${c.causal ? `end${r} = u32(clamp(i32(i${r}) + causalOff + 1, 0, i32(end${r})));` : ""}
+  var m${r} = NEG_INF;
+  var l${r} = 0.0;`);
+      const ablated = c.ablate === "softmax";
+      soft.push(`    {
+      let i = i${r};
+      let limit = min(end${r}, k0 + ${BC}u);
+      var xs = s${r};
+      var bm = NEG_INF;
+      for (var e = 0u; e < 4u; e++) {
+        let j = k0 + tx * 4u + e;
+        if (j < limit) {
+          var x = xs[e];
+          ${biasRead}
+          xs[e] = x;
+          // NaN never compares greater, so like the CPU kernel it does not set the maximum.
+          if (x > bm) { bm = x; }
+        }
+      }
+      bm = max(bm, subgroupShuffleXor(bm, 1u));
+      bm = max(bm, subgroupShuffleXor(bm, 2u));
+      bm = max(bm, subgroupShuffleXor(bm, 4u));
+      var f = 1.0;
+      var p = vec4<f32>(0.0);
+      if (bm > NEG_INF) {
+        if (bm > m${r}) {
+          if (l${r} != 0.0) { f = exp(m${r} - bm); }
+          m${r} = bm;
+        }
+        for (var e = 0u; e < 4u; e++) {
+          if (k0 + tx * 4u + e < limit) { p[e] = ${ablated ? "xs[e]" : `exp(xs[e] - m${r})`}; }
+        }
+      }
+      var ps = p.x + p.y + p.z + p.w;
+      ps = ps + subgroupShuffleXor(ps, 1u);
+      ps = ps + subgroupShuffleXor(ps, 2u);
+      ps = ps + subgroupShuffleXor(ps, 4u);
+      l${r} = ${ablated ? "1.0" : `l${r} * f + ps`};
+      Ps[(ty * 4u + ${r}u) * ${PS}u + tx] = p;
+${Array.from({ length: NV }, (_, j) => `      o${r}_${j} *= f;`).join("\n")}
+    }`);
+    }
+    return `${head}
+var<workgroup> Qs: array<vec4<f32>, ${Br * QS}>;
+var<workgroup> KV: array<vec4<f32>, ${BC * QS}>;
+var<workgroup> Vs: array<vec4<f32>, ${BC * VS}>;
+var<workgroup> Ps: array<vec4<f32>, ${Br * PS}>;
+var<workgroup> wgKvEnd: u32;
+
+@compute @workgroup_size(${TX}, ${TY})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+${prologue}
+${rows.join("\n")}
+
+  for (var k0 = 0u; k0 < kvEnd; k0 += ${BC}u) {
+    {
+      let base = k0;
+${loadRows("KV", "K", BC, H, QS, "base + r < kvEnd", "kBase", "u.kSS", "")}
+      // Ablated P·V: the V load stays in the source (the binding must stay in the layout), never runs.
+      if (${c.ablate === "pv" ? "false" : "true"}) {
+${loadRows("Vs", "V", BC, HV, VS, "base + r < kvEnd", "vBase", "u.vSS", "")}
+      }
+    }
+    workgroupBarrier();
+${score.filter((line) => !line.includes("Ps[")).join("\n")}
+${soft.join("\n")}
+    workgroupBarrier();
+    {
+${c.ablate === "pv" ? "" : pv.join("\n")}
+    }
+    workgroupBarrier();
+  }
+${store.join("\n")}
+}`;
+  }
+  return `${head}
+var<workgroup> Qs: array<vec4<f32>, ${Br * QS}>;
+var<workgroup> KV: array<vec4<f32>, ${BC * Math.max(QS, VS)}>;
+var<workgroup> Ps: array<vec4<f32>, ${Br * PS}>;
+var<workgroup> alpha: array<f32, ${Br}>;
+var<workgroup> wgKvEnd: u32;
+
+@compute @workgroup_size(${TX}, ${TY})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+${prologue}
 
   // The row this thread owns in the softmax phase (threads tid < Br), its allowed keys and running state.
   let myRow = min(tid, ${Br - 1}u);
   let myI = rowBase + myRow;
   var myEnd = select(0u, kLen, myI < qLen);
-  ${c.causal ? "myEnd = u32(clamp(i32(myI) + u.causalOffset + 1, 0, i32(myEnd)));" : ""}
+  ${c.causal ? "myEnd = u32(clamp(i32(myI) + causalOff + 1, 0, i32(myEnd)));" : ""}
   var m = NEG_INF;
   var l = 0.0;
-
-  {
-    let base = rowBase;
-${loadRows("Qs", "Q", Br, H, QS, "base + r < qLen", "qBase", "u.qSS", " * u.scale")}
-  }
-${accDecl.join("\n")}
 
   for (var k0 = 0u; k0 < kvEnd; k0 += ${BC}u) {
     {
@@ -410,6 +525,7 @@ export function flashAttention(ctx: WebGpuContext, rec: CommandRecorder, a: Flas
     throw new OpError(OP, `numHeads ${numHeads} must be a positive multiple of kvNumHeads ${kvNumHeads}`);
   if (!(H > 0 && HV > 0)) throw new OpError(OP, `head sizes must be positive, got ${H} and ${HV}`);
   if (a.keyLengths && a.cuSeqlens) throw new OpError(OP, "give keyLengths or cuSeqlens, not both");
+  if (a.causalPerBatch && !a.keyLengths) throw new OpError(OP, "causalPerBatch needs keyLengths");
   if (a.q === a.out || a.k === a.out || a.v === a.out)
     throw new OpError(OP, "the output must not alias Q, K or V (rows are read by other workgroups)");
   if (batch === 0 || a.seqQ === 0) return;
@@ -429,6 +545,7 @@ export function flashAttention(ctx: WebGpuContext, rec: CommandRecorder, a: Flas
       tcAttentionSupports(H, HV, limit, multi) &&
       aligned8 &&
       a.causalOffset === undefined &&
+      !a.causalPerBatch &&
       !a.bias &&
       !a.ablate;
     if (a.f16Kernel === "tensor-core" && !(syntax && fits))
@@ -474,8 +591,15 @@ export function flashAttention(ctx: WebGpuContext, rec: CommandRecorder, a: Flas
       return;
     }
   }
+  // Subgroup softmax where available and its separate K and V tiles fit; else the workgroup-memory one.
+  let sg = a.subgroups !== false && attentionSubgroups(ctx);
   let Br = a.rowTile ?? 64;
-  if (attentionSharedBytes({ H, HV, Br }) > limit) Br = 32;
+  if (attentionSharedBytes({ H, HV, Br, sg }) > limit) Br = 32;
+  if (sg && attentionSharedBytes({ H, HV, Br, sg }) > limit) {
+    sg = false;
+    Br = a.rowTile ?? 64;
+    if (attentionSharedBytes({ H, HV, Br }) > limit) Br = 32;
+  }
   if (attentionSharedBytes({ H, HV, Br }) > limit)
     throw new OpError(
       OP,
@@ -489,11 +613,13 @@ export function flashAttention(ctx: WebGpuContext, rec: CommandRecorder, a: Flas
     vec4: H % 4 === 0 && HV % 4 === 0 && [a.qLayout, a.kLayout, a.vLayout, a.outLayout].every(aligned),
     lengths: !!a.keyLengths,
     cu: !!a.cuSeqlens,
-    causal: a.causalOffset !== undefined,
+    causal: a.causalOffset !== undefined || !!a.causalPerBatch,
+    causalPerBatch: !!a.causalPerBatch,
     bias: !!a.bias,
+    sg,
     ablate: a.ablate,
   };
-  const key = `flash${f16 ? "-f16" : ""}:H${H}:HV${HV}:Br${Br}:v${+c.vec4}:len${+c.lengths}:cu${+c.cu}:causal${+c.causal}:bias${+c.bias}${a.ablate ? `:ablate-${a.ablate}` : ""}`;
+  const key = `flash${f16 ? "-f16" : ""}:H${H}:HV${HV}:Br${Br}:v${+c.vec4}:len${+c.lengths}:cu${+c.cu}:causal${+c.causal}${c.causalPerBatch ? "pb" : ""}:bias${+c.bias}:sg${+sg}${a.ablate ? `:ablate-${a.ablate}` : ""}`;
   const k = ctx.pipelines.get(key, () => attentionSource(c));
   const bufs = [a.q, a.k, a.v];
   if (a.keyLengths) bufs.push(a.keyLengths);
@@ -546,6 +672,7 @@ export function packedQkvAttention(
     /** "fp16": qkv and out are f16 (see FlashAttentionArgs.precision). */
     precision?: Precision;
     f16Kernel?: F16Kernel;
+    subgroups?: boolean;
   },
 ): void {
   const op = "mhafuse.QKVToContext (webgpu)";
@@ -587,6 +714,7 @@ export function packedQkvAttention(
     rowTile: args.rowTile,
     precision: args.precision,
     f16Kernel: args.f16Kernel,
+    subgroups: args.subgroups,
   });
 }
 
@@ -681,6 +809,37 @@ export interface GeneralAttentionArgs {
   /** "fp16": q, k, v, out f16 (bias f32); see FlashAttentionArgs.precision. */
   precision?: Precision;
   f16Kernel?: F16Kernel;
+  /** See FlashAttentionArgs.subgroups. */
+  subgroups?: boolean;
+}
+
+/** A dense bias tensor of rank <= 4 read as [B, N, Sq, Skv] (numpy broadcast: stride 0 on its size-1 axes). */
+export function broadcastBiasArg(
+  op: string,
+  t: GpuTensor,
+  target: readonly [number, number, number, number],
+): AttentionBiasArg {
+  const bd = t.dims;
+  if (bd.length > 4) throw new OpError(op, `bias must broadcast to [B, N, Sq, Skv], got rank ${bd.length}`);
+  const full = [...Array(4 - bd.length).fill(1), ...bd] as number[];
+  full.forEach((x, i) => {
+    if (x !== 1 && x !== target[i])
+      throw new OpError(op, `bias [${bd}] does not broadcast to [B, N, Sq, Skv] = [${target}]`);
+  });
+  const strides = [0, 0, 0, 0];
+  let s = 1;
+  for (let i = 3; i >= 0; i--) {
+    strides[i] = full[i] === 1 ? 0 : s;
+    s *= full[i]!;
+  }
+  return {
+    buffer: t.buffer,
+    offset: 0,
+    batchStride: strides[0]!,
+    headStride: strides[1]!,
+    rowStride: strides[2]!,
+    keyStride: strides[3]!,
+  };
 }
 
 /** The general op (mhafuse.Attention): separate Q/K/V, BSNH or BNSH, causal, bias, GQA, Sq ≠ Skv. */
@@ -706,31 +865,7 @@ export function generalAttention(ctx: WebGpuContext, rec: CommandRecorder, a: Ge
   if (v.S !== k.S || v.N !== k.N) throw new OpError(op, `v [${a.v.dims}] does not match k [${a.k.dims}]`);
   if (o.B !== q.B || o.S !== q.S || o.N !== q.N || o.H !== v.H)
     throw new OpError(op, `output must be ${a.layout} with B, Sq, N of q and Hv of v, got [${a.out.dims}]`);
-  let bias: AttentionBiasArg | undefined;
-  if (a.bias) {
-    const bd = a.bias.dims;
-    if (bd.length > 4) throw new OpError(op, `bias must broadcast to [B, N, Sq, Skv], got rank ${bd.length}`);
-    const full = [...Array(4 - bd.length).fill(1), ...bd] as number[];
-    const target = [q.B, q.N, q.S, k.S];
-    full.forEach((x, i) => {
-      if (x !== 1 && x !== target[i])
-        throw new OpError(op, `bias [${bd}] does not broadcast to [B, N, Sq, Skv] = [${target}]`);
-    });
-    const strides = [0, 0, 0, 0];
-    let s = 1;
-    for (let i = 3; i >= 0; i--) {
-      strides[i] = full[i] === 1 ? 0 : s;
-      s *= full[i]!;
-    }
-    bias = {
-      buffer: a.bias.buffer,
-      offset: 0,
-      batchStride: strides[0]!,
-      headStride: strides[1]!,
-      rowStride: strides[2]!,
-      keyStride: strides[3]!,
-    };
-  }
+  const bias = a.bias ? broadcastBiasArg(op, a.bias, [q.B, q.N, q.S, k.S]) : undefined;
   flashAttention(ctx, rec, {
     batch: q.B,
     numHeads: q.N,
@@ -753,5 +888,6 @@ export function generalAttention(ctx: WebGpuContext, rec: CommandRecorder, a: Ge
     keyLengths: a.keyLengths,
     precision: a.precision,
     f16Kernel: a.f16Kernel,
+    subgroups: a.subgroups,
   });
 }

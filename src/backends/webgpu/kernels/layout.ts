@@ -139,6 +139,10 @@ export const UNARY_MAPS = {
   Neg: "-x",
   Abs: "abs(x)",
   Reciprocal: "1.0 / x",
+  Cos: "cos(x)",
+  Sin: "sin(x)",
+  // Pow by the exponent 2 (RMSNorm): exact, where pow() is exp2(y·log2 x) and NaN for negative x.
+  Square: "x * x",
 } as const;
 export type UnaryMap = keyof typeof UNARY_MAPS;
 
@@ -171,5 +175,128 @@ ${LINEAR_MAIN}
     packUniforms(MAP_FIELDS, { total }),
     linearGrid(total),
     `webgpu.${map}`,
+  );
+}
+
+function copyFields(rank: number): UniformFields {
+  const f: [string, "u32" | "i32"][] = [
+    ["total", "u32"],
+    ["srcOff", "i32"],
+    ["dstOff", "i32"],
+  ];
+  for (let i = 0; i < rank; i++) f.push([`d${i}`, "u32"], [`ss${i}`, "i32"], [`ds${i}`, "i32"]);
+  return f;
+}
+
+/** One strided view of a tensor: element offset and per-axis element strides (negative: a reversed axis). */
+export interface StridedView {
+  offset: number;
+  strides: readonly number[];
+}
+
+/**
+ * dst[dst.offset + Σ c_k·dst.strides_k] = src[src.offset + Σ c_k·src.strides_k] over every index c of `dims`
+ * (rank <= 6 baked in; dims, offsets and strides uniforms). Slice (steps as source strides) and Concat (each
+ * input into its window of the output) are this one kernel. `f16`: both buffers hold f16 elements (offsets
+ * and strides still count elements); else 4-byte words (f32 or i32), copied bit for bit.
+ */
+export function stridedCopy(
+  ctx: WebGpuContext,
+  rec: CommandRecorder,
+  dims: readonly number[],
+  src: GPUBuffer,
+  from: StridedView,
+  dst: GPUBuffer,
+  to: StridedView,
+  label = "webgpu.Copy",
+  f16 = false,
+): void {
+  const rank = dims.length;
+  if (rank > MAX_RANK) throw new OpError(label, `rank ${rank} > ${MAX_RANK} is not supported`);
+  const total = sizeOf(dims);
+  if (total === 0) return;
+  const r = Math.max(rank, 1);
+  const values: Record<string, number> = { total, srcOff: from.offset, dstOff: to.offset };
+  for (let k = 0; k < r; k++) {
+    values[`d${k}`] = rank ? dims[k]! : 1;
+    values[`ss${k}`] = rank ? from.strides[k]! : 0;
+    values[`ds${k}`] = rank ? to.strides[k]! : 0;
+  }
+  const walk: string[] = [];
+  for (let k = r - 1; k >= 0; k--)
+    walk.push(`  { let c = i32(r % u.d${k}); r = r / u.d${k}; s += c * u.ss${k}; d += c * u.ds${k}; }`);
+  const half = { f16 };
+  const k = ctx.pipelines.get(
+    `copy:r${r}:${storageKey(half)}`,
+    () => `${f16Enable(half)}${uniformStruct(copyFields(r))}${bindings([
+      { name: "x", type: elemOf(half) },
+      { name: "o", type: elemOf(half), write: true },
+    ])}
+${LINEAR_MAIN}
+  if (i >= u.total) { return; }
+  var r = i; var s = u.srcOff; var d = u.dstOff;
+${walk.join("\n")}
+  o[d] = x[s];
+}`,
+  );
+  rec.dispatch(k, [src, dst], packUniforms(copyFields(r), values), linearGrid(total), label);
+}
+
+/** Row-major element strides of `dims`. */
+export function contiguousStrides(dims: readonly number[]): number[] {
+  const s = new Array<number>(dims.length);
+  let acc = 1;
+  for (let i = dims.length - 1; i >= 0; i--) {
+    s[i] = acc;
+    acc *= dims[i]!;
+  }
+  return s;
+}
+
+const POW_FIELDS: UniformFields = [
+  ["total", "u32"],
+  ["y", "f32"],
+  ["nan", "f32"],
+];
+
+/**
+ * out = x^y for one scalar exponent y (a uniform): ONNX Pow on a float base — a negative base gives a real
+ * result only for an integral y (its sign from y's parity), NaN otherwise; x^0 = 1, NaN included. Math in
+ * f32; x and out each f32 or f16.
+ */
+export function powScalar(
+  ctx: WebGpuContext,
+  rec: CommandRecorder,
+  x: GpuTensor,
+  y: number,
+  out: GpuTensor,
+): void {
+  const total = sizeOf(x.dims);
+  const k = ctx.pipelines.get(
+    `pow-scalar:${storageKey(x, out)}`,
+    () => `${f16Enable(x, out)}${uniformStruct(POW_FIELDS)}${bindings([
+      { name: "xs", type: elemOf(x) },
+      { name: "o", type: elemOf(out), write: true },
+    ])}
+${LINEAR_MAIN}
+  if (i >= u.total) { return; }
+  let x = ${widen(x, "xs[i]")};
+  let y = u.y;
+  let m = pow(abs(x), y);
+  var r = m;
+  if (x < 0.0) {
+    // A non-integral y: no real root. NaN comes from a uniform (WGSL constant expressions cannot hold NaN).
+    if (fract(y) != 0.0) { r = u.nan; }
+    else if (fract(y * 0.5) != 0.0) { r = -m; }
+  }
+  o[i] = ${narrow(out, "select(r, 1.0, y == 0.0)")};
+}`,
+  );
+  rec.dispatch(
+    k,
+    [x.buffer, out.buffer],
+    packUniforms(POW_FIELDS, { total, y, nan: Number.NaN }),
+    linearGrid(total),
+    "webgpu.Pow",
   );
 }

@@ -223,3 +223,43 @@ ${ROW_MAIN}
     op,
   );
 }
+
+/**
+ * Mean over the trailing `width` elements of each row (ReduceMean over trailing axes, RMSNorm's mean of
+ * squares): out[row] = Σ x[row·width + j] / width, summed in f32 in workgroup memory like the norms (x and
+ * out each f32 or f16).
+ */
+export function rowMean(
+  ctx: WebGpuContext,
+  rec: CommandRecorder,
+  x: GpuTensor,
+  rows: number,
+  width: number,
+  out: GpuTensor,
+): void {
+  const op = "webgpu.ReduceMean";
+  expectCapacity(op, "input", x, rows * width, bytesOf(x));
+  expectCapacity(op, "output", out, rows, bytesOf(out));
+  if (rows === 0) return;
+  const k = ctx.pipelines.get(
+    `rowmean:${storageKey(x, out)}`,
+    () => `${f16Enable(x, out)}${uniformStruct(ROW_FIELDS)}${bindings([
+      { name: "x", type: elemOf(x) },
+      { name: "o", type: elemOf(out), write: true },
+    ])}${REDUCE}
+${ROW_MAIN}
+  var s = 0.0;
+  for (var j = lid; j < n; j += ${WG}u) { s += ${widen(x, "x[base + j]")}; }
+  // An empty row is 0 / 0 = NaN, as the reference's mean of nothing.
+  let total = wg_sum(s, lid) / f32(n);
+  if (lid == 0u) { o[row] = ${narrow(out, "total")}; }
+}`,
+  );
+  rec.dispatch(
+    k,
+    [x.buffer, out.buffer],
+    packUniforms(ROW_FIELDS, { rows, width, epsilon: 0 }),
+    rowGrid(rows),
+    op,
+  );
+}

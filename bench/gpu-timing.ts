@@ -1,0 +1,62 @@
+/**
+ * GPU timing shared by the GPU benches: one kernel's GPU time from timestamp queries (median over the
+ * repeats, each dispatch its own pass) beside its wall time (one submit of all repeats until the queue is
+ * idle, divided by the repeats), and a per-kernel profile table of one profiled whole-model run.
+ */
+import type { WebGpuContext } from "../src/backends/webgpu/context.js";
+import type { CommandRecorder, KernelTiming } from "../src/backends/webgpu/recorder.js";
+
+/** Dawn quantizes timestamps (to 2^16 ns on the H200) unless told not to: per-kernel times need the raw counter. */
+export const RAW_TIMESTAMPS = "disable-dawn-features=timestamp_quantization";
+
+export const median = (xs: readonly number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)]!;
+};
+
+/** Compiles and warms (two recordings), then times `reps` recordings: GPU ms (NaN without timestamps), wall ms. */
+export async function timeKernel(
+  ctx: WebGpuContext,
+  reps: number,
+  record: (rec: CommandRecorder) => void,
+): Promise<{ gpuMs: number; wallMs: number }> {
+  const warm = ctx.recorder();
+  record(warm);
+  record(warm);
+  await warm.submit();
+  await warm.done();
+  let gpuMs = Number.NaN;
+  if (ctx.gpu.features.timestampQuery) {
+    const rec = ctx.recorder({ profile: true });
+    for (let r = 0; r < reps; r++) record(rec);
+    await rec.submit();
+    gpuMs = median(rec.timings.map((t) => t.ns)) / 1e6;
+  }
+  const rec = ctx.recorder();
+  for (let r = 0; r < reps; r++) record(rec);
+  const t0 = performance.now();
+  await rec.submit();
+  await rec.done();
+  return { gpuMs, wallMs: (performance.now() - t0) / reps };
+}
+
+/** Lines of a profile: kernels grouped by label (total GPU ms, share, dispatches), then the top dispatches. */
+export function profileTable(timings: readonly KernelTiming[], top = 12): string[] {
+  const total = timings.reduce((s, t) => s + t.ns, 0);
+  const byLabel = new Map<string, { ns: number; n: number }>();
+  for (const t of timings) {
+    const e = byLabel.get(t.label) ?? { ns: 0, n: 0 };
+    e.ns += t.ns;
+    e.n++;
+    byLabel.set(t.label, e);
+  }
+  const pct = (ns: number) => `${((100 * ns) / Math.max(total, 1)).toFixed(1).padStart(5)}%`;
+  const ms = (ns: number) => (ns / 1e6).toFixed(3).padStart(8);
+  const lines = [`GPU time of ${timings.length} dispatches: ${ms(total)} ms`, "by kernel:"];
+  for (const [label, e] of [...byLabel].sort((a, b) => b[1].ns - a[1].ns).slice(0, top))
+    lines.push(`  ${label.padEnd(44)} ${ms(e.ns)} ms ${pct(e.ns)}  ${String(e.n).padStart(4)} dispatches`);
+  lines.push(`top ${top} dispatches:`);
+  for (const t of [...timings].sort((a, b) => b.ns - a.ns).slice(0, top))
+    lines.push(`  ${t.label.padEnd(44)} ${ms(t.ns)} ms ${pct(t.ns)}  ${t.node ?? ""}`);
+  return lines;
+}

@@ -1,0 +1,253 @@
+/**
+ * fp16 mode (issue 11) with the general-op GPU kernels of issue 10: the decoder fixtures run fused with
+ * precision "fp16" on the webgpu backend with mhafuse.Attention on the flash kernel (an `f32Storage` kernel:
+ * its f16 inputs are cast to f32 by the graph; llama_past's KV cache appended in it), the folded
+ * com.microsoft.RotaryEmbedding (`f32Storage` too) and RMSNorm's Pow / ReduceMean, the rotary caches' Cos /
+ * Sin / Slice / Concat on the device — no CPU fallback — within the fp16 bound of test/webgpu-precision.test.ts. The host
+ * work of issue 10 (shape-chain cache, deferred fallback mask bias) and per-kernel profiling in fp16 mode, and
+ * the f16 paths of the copy, Pow and row-mean kernels against exact expectations.
+ */
+import assert from "node:assert/strict";
+import { after, test } from "node:test";
+import { WebGpuBackend } from "../src/backends/webgpu/backend.js";
+import { WebGpuContext } from "../src/backends/webgpu/context.js";
+import type { WebGpuPreparedGraph } from "../src/backends/webgpu/graph/prepared-graph.js";
+import { powScalar, stridedCopy } from "../src/backends/webgpu/kernels/layout.js";
+import { rowMean } from "../src/backends/webgpu/kernels/norm.js";
+import { fromF16, toF16 } from "../src/backends/webgpu/precision.js";
+import { planGraph } from "../src/engine/executor.js";
+import { BackendUnavailableError } from "../src/errors.js";
+import { GraphBuilder } from "../src/ir/builder.js";
+import type { Graph } from "../src/ir/graph.js";
+import { Tensor } from "../src/ir/tensor.js";
+import { loadModel } from "../src/onnx/index.js";
+import { optimizeGraph } from "../src/passes/index.js";
+import { FIXTURES, fixtureCases } from "./support/fixtures.js";
+import { rand } from "./webgpu-helpers.js";
+
+const MAX_ABS = 1e-2;
+const MAX_REL = 2e-3;
+
+let f16Ctx: Promise<WebGpuContext | string> | undefined;
+/** A context made as fp16 sessions make theirs (Dawn's unsafe toggles), or why WebGPU is unavailable. */
+function f16Context(): Promise<WebGpuContext | string> {
+  f16Ctx ??= WebGpuContext.create({ unsafeF16: true }).catch((e: unknown) => {
+    if (e instanceof BackendUnavailableError) return e.message;
+    throw e;
+  });
+  return f16Ctx;
+}
+
+const fp16 = new WebGpuBackend({ precision: "fp16" });
+const fp32 = new WebGpuBackend();
+after(async () => {
+  await fp16.dispose();
+  await fp32.dispose();
+  const c = await f16Context();
+  if (c instanceof WebGpuContext) c.dispose();
+});
+
+/** Max |diff| and ‖diff‖₂ / ‖ref‖₂ over every output of a run. */
+function compare(got: Record<string, Tensor>, want: Record<string, Tensor>): { abs: number; rel: number } {
+  let abs = 0;
+  let err2 = 0;
+  let ref2 = 0;
+  for (const [k, w] of Object.entries(want)) {
+    const g = got[k]!.data as Float32Array;
+    const wd = w.data as Float32Array;
+    assert.equal(g.length, wd.length, `${k}: size`);
+    for (let i = 0; i < wd.length; i++) {
+      const d = g[i]! - wd[i]!;
+      abs = Number.isNaN(d) ? Number.POSITIVE_INFINITY : Math.max(abs, Math.abs(d));
+      err2 += d * d;
+      ref2 += wd[i]! * wd[i]!;
+    }
+  }
+  return { abs, rel: Math.sqrt(err2 / ref2) };
+}
+
+async function prepareFp16(name: string) {
+  const model = await loadModel(`${FIXTURES}onnx/${name}.onnx`);
+  const { graph } = optimizeGraph(model.graph, { level: "all" });
+  const prepared = (await fp16.prepare(graph, planGraph(graph))) as WebGpuPreparedGraph;
+  return { graph, prepared };
+}
+
+for (const name of ["llama_past", "qwen3_sdpa", "phi3_eager", "gpt_neox_sdpa"]) {
+  test(`webgpu fp16: ${name} fused, attention, rotary and the RMSNorm ops on the GPU, within the fp16 bound`, async (t) => {
+    const ctx = await f16Context();
+    if (typeof ctx === "string") return t.skip(ctx);
+    if (!ctx.f16?.shaderF16) return t.skip("no shader-f16: fp16 runs fp32");
+    const { graph, prepared } = await prepareFp16(name);
+    const attention = graph.nodes.filter((n) => n.domain === "mhafuse" && n.opType === "Attention");
+    assert.ok(attention.length > 0, `${name}: fusion produced no mhafuse.Attention`);
+    const rotary = graph.nodes.filter((n) => n.domain === "com.microsoft" && n.opType === "RotaryEmbedding");
+    assert.ok(rotary.length > 0, `${name}: fusion folded no rotary into RotaryEmbedding`);
+    for (const c of fixtureCases(name)) {
+      const { abs, rel } = compare(await prepared.run(c.inputs, Object.keys(c.outputs)), c.outputs);
+      t.diagnostic(`max |diff| ${abs.toExponential(2)}, rel ${rel.toExponential(2)}`);
+      assert.ok(abs <= MAX_ABS, `${name}: max |diff| ${abs}`);
+      assert.ok(rel <= MAX_REL, `${name}: relative error ${rel}`);
+      assert.ok(abs > 1e-4, `${name}: max |diff| ${abs}: fp16 mode did not run in f16`);
+    }
+    assert.deepEqual([...prepared.fallbacks.values()], []);
+    for (const n of [...attention, ...rotary])
+      assert.ok(prepared.onDevice.has(n.name), `${n.name} did not run on the GPU`);
+    // The RMSNorm decoders' glue (the rotary's own Cos / Sin / Slice / Concat computing its cache).
+    if (name === "llama_past" || name === "qwen3_sdpa")
+      for (const op of ["Pow", "ReduceMean", "Cos", "Sin", "Slice", "Concat"])
+        assert.ok(
+          graph.nodes.some((n) => n.opType === op && n.domain === "" && prepared.onDevice.has(n.name)),
+          `${name}: no ${op} ran on the GPU`,
+        );
+  });
+}
+
+test("webgpu fp16: shape-chain cache, deferred fallback mask bias and profiling work in fp16 mode", async (t) => {
+  const ctx = await f16Context();
+  if (typeof ctx === "string") return t.skip(ctx);
+  if (!ctx.f16?.shaderF16) return t.skip("no shader-f16: fp16 runs fp32");
+  const { prepared } = await prepareFp16("bert_eager");
+  const [small, large] = fixtureCases("bert_eager");
+  const names = Object.keys(small!.outputs);
+  const sig = prepared.shapeCache.key(small!.inputs);
+  const first = compare(await prepared.run(small!.inputs, names), small!.outputs);
+  const cached = prepared.shapeCache.size(sig);
+  assert.ok(cached > 0, "no shape-chain step cached");
+  assert.ok(first.abs <= MAX_ABS && first.rel <= MAX_REL, `first run: ${first.abs} / ${first.rel}`);
+  // Cache hit, profiled: the same outputs within the bound; GPU times tagged with nodes where timestamps exist.
+  const again = compare(await prepared.run(small!.inputs, names, { profile: true }), small!.outputs);
+  assert.ok(again.abs <= MAX_ABS && again.rel <= MAX_REL, `cached run: ${again.abs} / ${again.rel}`);
+  assert.equal(prepared.shapeCache.size(sig), cached);
+  if ((await fp16.context()).gpu.features.timestampQuery) {
+    assert.ok(prepared.lastProfile.length > 0, "profiled run recorded no kernel times");
+    assert.ok(prepared.lastProfile.some((k) => k.node !== undefined && k.ns >= 0));
+  } else t.diagnostic("no timestamp-query: profile empty");
+  // A right-padded batch leaves the packed op's fallback bias unbuilt in fp16 mode too.
+  assert.ok(prepared.skippedLastRun > 0, "the deferred fallback mask bias ran for right-padded rows");
+  const other = compare(await prepared.run(large!.inputs, names), large!.outputs);
+  assert.ok(other.abs <= MAX_ABS && other.rel <= MAX_REL, `other dims: ${other.abs} / ${other.rel}`);
+  assert.deepEqual([...prepared.fallbacks.values()], []);
+});
+
+test("webgpu f16 storage: strided copy moves f16 bits, Pow and row mean read f16 and compute in f32", async (t) => {
+  const ctx = await f16Context();
+  if (typeof ctx === "string") return t.skip(ctx);
+  if (!ctx.f16?.shaderF16) return t.skip("no shader-f16");
+  const rows = 3;
+  const width = 10;
+  const n = rows * width;
+  const x = Float32Array.from({ length: n }, (_, i) => ((i * 37) % 23) / 4 - 2.5); // exact in f16
+  const xh = { buffer: ctx.pool.upload(toF16(x)), dims: [rows, width], f16: true };
+  // Slice columns 2..7 step 2 of every row, as f16 → f16.
+  const cols = [2, 4, 6];
+  const sliced = ctx.pool.acquire(2 * rows * cols.length + 4);
+  const pow = { buffer: ctx.pool.acquire(4 * n), dims: [rows, width] };
+  const mean = { buffer: ctx.pool.acquire(2 * rows + 4), dims: [rows], f16: true };
+  const rec = ctx.recorder();
+  stridedCopy(
+    ctx,
+    rec,
+    [rows, cols.length],
+    xh.buffer,
+    { offset: 2, strides: [width, 2] },
+    sliced,
+    { offset: 0, strides: [cols.length, 1] },
+    "test.Slice",
+    true,
+  );
+  powScalar(ctx, rec, xh, 3, pow);
+  rowMean(ctx, rec, xh, rows, width, mean);
+  await rec.submit();
+  const s = fromF16(
+    new Uint16Array(await ctx.pool.readback(sliced, 2 * rows * cols.length)),
+    rows * cols.length,
+  );
+  assert.deepEqual(
+    Array.from(s),
+    Array.from({ length: rows * cols.length }, (_, i) => x[Math.floor(i / 3) * width + cols[i % 3]!]!),
+  );
+  const p = new Float32Array(await ctx.pool.readback(pow.buffer, 4 * n));
+  for (let i = 0; i < n; i++)
+    assert.ok(Math.abs(p[i]! - x[i]! ** 3) <= 1e-5 * Math.max(1, Math.abs(x[i]! ** 3)));
+  const m = fromF16(new Uint16Array(await ctx.pool.readback(mean.buffer, 2 * rows)), rows);
+  for (let r = 0; r < rows; r++) {
+    const want = x.subarray(r * width, (r + 1) * width).reduce((a, b) => a + b, 0) / width;
+    assert.ok(Math.abs(m[r]! - want) <= 2e-3 * Math.max(1, Math.abs(want)), `row ${r}: ${m[r]} vs ${want}`);
+  }
+});
+
+/**
+ * x → MatMul projections (f16 outputs in fp16 mode) → one attention op: the op's kernel (`f32Storage`) must
+ * see its f16 inputs as numbers, not as f32 words. Against the same graph on the fp32 backend.
+ */
+const B = 2;
+const S = 5;
+const E = 16;
+function projected(
+  opset: number,
+  op: (b: GraphBuilder, q: string, k: string, v: string, x: string) => string[],
+) {
+  const b = new GraphBuilder({ opset });
+  const x = b.input("x", "float32", [B, S, E]);
+  const w = (seed: number, n = E) => b.init(new Tensor("float32", rand(E * n, seed, 0.4), [E, n]));
+  const [q, k, v] = [1, 2, 3].map((seed) => b.op("MatMul", [x, w(seed)]));
+  for (const [i, o] of op(b, q!, k!, v!, x).entries())
+    if (o) b.output(o, "float32", i === 0 ? [B, S, E] : undefined);
+  return b.build();
+}
+
+async function fp16Matches(graph: Graph, feeds: Record<string, Tensor>, attentionOp: string): Promise<void> {
+  const names = graph.outputs.map((o) => o.name);
+  const want = await (await fp32.prepare(graph, planGraph(graph))).run(feeds, names);
+  const p = (await fp16.prepare(graph, planGraph(graph))) as WebGpuPreparedGraph;
+  const { abs, rel } = compare(await p.run(feeds, names), want);
+  assert.ok(abs <= MAX_ABS && rel <= MAX_REL, `${attentionOp}: max |diff| ${abs}, rel ${rel}`);
+  assert.ok(abs > 1e-5, `${attentionOp}: fp16 mode did not run in f16 (${abs})`);
+  assert.deepEqual([...p.fallbacks.values()], []);
+  const node = graph.nodes.find((n) => n.opType === attentionOp || n.opType === "GroupQueryAttention")!;
+  assert.ok(p.onDevice.has(node.name), `${node.name} did not run on the GPU`);
+}
+
+test("webgpu fp16: MultiHeadAttention, Attention-23, com.microsoft.Attention and GQA read f16 producers", async (t) => {
+  const ctx = await f16Context();
+  if (typeof ctx === "string") return t.skip(ctx);
+  if (!ctx.f16?.shaderF16) return t.skip("no shader-f16");
+  const feeds = { x: new Tensor("float32", rand(B * S * E, 7), [B, S, E]) };
+  const ms = { domain: "com.microsoft" };
+  await fp16Matches(
+    projected(17, (b, q, k, v) => [b.op("MultiHeadAttention", [q, k, v], { num_heads: 2 }, ms)]),
+    feeds,
+    "MultiHeadAttention",
+  );
+  await fp16Matches(
+    projected(23, (b, q, k, v) => [
+      b.op("Attention", [q, k, v], { q_num_heads: 2, kv_num_heads: 2, is_causal: 1 }),
+    ]),
+    feeds,
+    "Attention",
+  );
+  await fp16Matches(
+    projected(17, (b, q, _k, _v) => {
+      const w = b.init(new Tensor("float32", rand(E * 3 * E, 11, 0.4), [E, 3 * E]));
+      const bias = b.init(new Tensor("float32", rand(3 * E, 12, 0.1), [3 * E]));
+      return [b.op("Attention", [q, w, bias], { num_heads: 2, unidirectional: 1 }, ms)];
+    }),
+    feeds,
+    "Attention",
+  );
+  // GroupQueryAttention, a prompt (no past): K/V with 2 of 4 heads' width from their own projections.
+  const gqa = projected(17, (b, q, _k, _v, x) => {
+    const kv = (seed: number) =>
+      b.op("MatMul", [x, b.init(new Tensor("float32", rand(E * (E / 2), seed, 0.4), [E, E / 2]))]);
+    const seqlens = b.init(new Tensor("int32", Array(B).fill(S - 1), [B]));
+    const total = b.init(new Tensor("int32", [S], []));
+    return b.opN(
+      "GroupQueryAttention",
+      [q, kv(21), kv(22), "", "", seqlens, total],
+      { num_heads: 4, kv_num_heads: 2 },
+      { ...ms, outputs: 3 },
+    );
+  });
+  await fp16Matches(gqa, feeds, "GroupQueryAttention");
+});
