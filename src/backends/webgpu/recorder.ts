@@ -65,6 +65,7 @@ export class CommandRecorder {
   readonly #device: GPUDevice;
   readonly #encoder: GPUCommandEncoder;
   readonly #arenas: Arena[] = [];
+  readonly #temps: GPUBuffer[] = [];
   readonly #bindGroups: Map<string, GPUBindGroup>;
   #pass: GPUComputePassEncoder | undefined;
   readonly #labels: string[] = [];
@@ -104,6 +105,16 @@ export class CommandRecorder {
   get encoder(): GPUCommandEncoder {
     this.#endPass();
     return this.#encoder;
+  }
+
+  /**
+   * A scratch storage buffer for this recording, returned to the pool after submit: within the one command
+   * buffer its uses are ordered, and no host write (queued before the command buffer) can reach it meanwhile.
+   */
+  temp(bytes: number): GPUBuffer {
+    const b = this.pool.acquire(Math.max(4, bytes));
+    this.#temps.push(b);
+    return b;
   }
 
   #endPass(): void {
@@ -220,6 +231,7 @@ export class CommandRecorder {
     }
     this.#device.queue.submit([this.#encoder.finish()]);
     for (const a of this.#arenas) this.pool.release(a.buffer);
+    for (const b of this.#temps) this.pool.release(b);
     const error = await this.#device.popErrorScope();
     if (error) {
       const compiler: string[] = [];
