@@ -3,6 +3,7 @@ import { after, test } from "node:test";
 import {
   gemm,
   releaseGemmWeights,
+  splitKSlices,
   TILE_LARGE,
   TILE_SMALL,
   uploadGemmWeights,
@@ -97,6 +98,51 @@ test("SGEMM matches float64 on odd shapes, both tiles, vec4 and scalar loads, ev
       `${what} bias+gelu+residual`,
     );
   }
+});
+
+test("split-K SGEMM (small M, long K): slices and the reducing epilogue match float64", async (t) => {
+  const ctx = await gpuContext();
+  if (typeof ctx === "string") return t.skip(ctx);
+  // Batch-1 BERT's FFN down-projection shape class: few output tiles, long K (vec4 and scalar loads, ragged K).
+  const shapes: [number, number, number][] = [
+    [17, 36, 1030],
+    [128, 64, 768],
+    [5, 13, 601],
+  ];
+  let seed = 50;
+  for (const [M, N, K] of shapes) {
+    assert.ok(splitKSlices(M, N, K) > 1, `${M}x${N}x${K} is split`);
+    const A = rand(M * K, seed++);
+    const B = rand(K * N, seed++);
+    const bias = rand(N, seed++);
+    const R = rand(M * N, seed++);
+    const plain = empty(ctx, [M, N]);
+    const full = empty(ctx, [M, N]);
+    const rec = ctx.recorder();
+    const a = upload(ctx, A, [M, K]);
+    const b = upload(ctx, B, [K, N]);
+    gemm(ctx, rec, { a, b, out: plain });
+    gemm(ctx, rec, {
+      a,
+      b,
+      out: full,
+      bias: upload(ctx, bias, [N]),
+      gelu: true,
+      residual: upload(ctx, R, [M, N]),
+    });
+    await rec.submit();
+    const what = `${M}x${N}x${K} split ${splitKSlices(M, N, K)}`;
+    assertClose(await read(ctx, plain), reference(A, B, 1, false, M, N, K), 1e-3, what);
+    assertClose(
+      await read(ctx, full),
+      reference(A, B, 1, false, M, N, K, bias, true, R),
+      1e-3,
+      `${what} bias+gelu+residual`,
+    );
+  }
+  // Large or batched products are not split.
+  assert.equal(splitKSlices(4096, 768, 3072), 1);
+  assert.equal(splitKSlices(128, 768, 256), 1);
 });
 
 test("SGEMM: weights uploaded once (transposed [N, K] → [K, N]) serve many calls; bad shapes are OpErrors", async (t) => {

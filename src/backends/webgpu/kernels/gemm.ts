@@ -48,6 +48,11 @@ interface GemmFlags {
   bias: boolean;
   gelu: boolean;
   residual: boolean;
+  /**
+   * Split-K: workgroup z computes K rows [z·kChunk, (z + 1)·kChunk) of one (unbatched) product into its own
+   * [M, N] slice of a scratch buffer, no epilogue; gemmReduceSource sums the slices and applies it.
+   */
+  split?: boolean;
 }
 
 const FIELDS: UniformFields = [
@@ -57,6 +62,7 @@ const FIELDS: UniformFields = [
   ["strideA", "u32"],
   ["strideB", "u32"],
   ["strideC", "u32"],
+  ["kChunk", "u32"],
 ];
 
 export function gemmSource(t: GemmTile, f: GemmFlags): string {
@@ -78,8 +84,8 @@ export function gemmSource(t: GemmTile, f: GemmFlags): string {
     { name: "A", type: f.aVec4 ? s4 : s1 },
     { name: "B", type: f.bVec4 ? s4 : s1 },
   ];
-  if (f.bias) decls.push({ name: "bias", type: s1 });
-  if (f.residual) decls.push({ name: "R", type: s1 });
+  if (f.bias && !f.split) decls.push({ name: "bias", type: s1 });
+  if (f.residual && !f.split) decls.push({ name: "R", type: s1 });
   decls.push({ name: "C", type: s1, write: true });
 
   // Tile loads: every thread moves a fixed number of elements (vec4s where aligned), bounds-checked.
@@ -92,7 +98,7 @@ export function gemmSource(t: GemmTile, f: GemmFlags): string {
     let kv = idx % ${BK / 4}u; let mm = idx / ${BK / 4}u;
     let gm = m0 + mm; let gk = k0 + kv * 4u;
     var v = vec4<f32>(0.0);
-    if (${per < 1 ? `idx < ${(BM * BK) / 4}u && ` : ""}gm < u.M && gk < u.K) { v = ${w4("A[(aBase + gm * u.K + gk) / 4u]")}; }
+    if (${per < 1 ? `idx < ${(BM * BK) / 4}u && ` : ""}gm < u.M && gk < kEnd) { v = ${w4("A[(aBase + gm * u.K + gk) / 4u]")}; }
     let s = (kv * 4u) * ${BM4}u + mm / 4u; let c = mm % 4u;
     As[s][c] = v.x; As[s + ${BM4}u][c] = v.y; As[s + ${2 * BM4}u][c] = v.z; As[s + ${3 * BM4}u][c] = v.w;
   }`);
@@ -104,7 +110,7 @@ export function gemmSource(t: GemmTile, f: GemmFlags): string {
     let kk = idx % ${BK}u; let mm = idx / ${BK}u;
     let gm = m0 + mm; let gk = k0 + kk;
     var v = 0.0;
-    if (gm < u.M && gk < u.K) { v = ${w1("A[aBase + gm * u.K + gk]")}; }
+    if (gm < u.M && gk < kEnd) { v = ${w1("A[aBase + gm * u.K + gk]")}; }
     As[kk * ${BM4}u + mm / 4u][mm % 4u] = v;
   }`);
   }
@@ -117,7 +123,7 @@ export function gemmSource(t: GemmTile, f: GemmFlags): string {
     let nv = idx % ${BN4}u; let kk = idx / ${BN4}u;
     let gk = k0 + kk; let gn = n0 + nv * 4u;
     var v = vec4<f32>(0.0);
-    if (${per < 1 ? `idx < ${(BK * BN) / 4}u && ` : ""}gk < u.K && gn < u.N) { v = ${w4("B[(bBase + gk * u.N + gn) / 4u]")}; }
+    if (${per < 1 ? `idx < ${(BK * BN) / 4}u && ` : ""}gk < kEnd && gn < u.N) { v = ${w4("B[(bBase + gk * u.N + gn) / 4u]")}; }
     Bs[kk * ${BN4}u + nv] = v;
   }`);
   } else {
@@ -127,7 +133,7 @@ export function gemmSource(t: GemmTile, f: GemmFlags): string {
     let nn = idx % ${BN}u; let kk = idx / ${BN}u;
     let gk = k0 + kk; let gn = n0 + nn;
     var v = 0.0;
-    if (gk < u.K && gn < u.N) { v = ${w1("B[bBase + gk * u.N + gn]")}; }
+    if (gk < kEnd && gn < u.N) { v = ${w1("B[bBase + gk * u.N + gn]")}; }
     Bs[kk * ${BN4}u + nn / 4u][nn % 4u] = v;
   }`);
   }
@@ -153,12 +159,13 @@ export function gemmSource(t: GemmTile, f: GemmFlags): string {
       stores.push("    }\n  }");
     }
   let epi = "v";
-  if (f.bias) epi = `${epi} + ${w1("bias[n]")}`;
-  if (f.gelu) epi = `gelu_f32(${epi})`;
-  if (f.residual) epi = `${epi} + ${w1("R[cBase + m * u.N + n]")}`;
+  if (f.split) epi = "v";
+  else if (f.bias) epi = `${epi} + ${w1("bias[n]")}`;
+  if (f.gelu && !f.split) epi = `gelu_f32(${epi})`;
+  if (f.residual && !f.split) epi = `${epi} + ${w1("R[cBase + m * u.N + n]")}`;
   if (h) epi = `f16(${epi})`;
 
-  return `${h ? "enable f16;\n" : ""}${uniformStruct(FIELDS)}${bindings(decls)}${f.gelu ? ERF_WGSL : ""}
+  return `${h ? "enable f16;\n" : ""}${uniformStruct(FIELDS)}${bindings(decls)}${f.gelu && !f.split ? ERF_WGSL : ""}
 var<workgroup> As: array<vec4<f32>, ${(BK * BM) / 4}>;
 var<workgroup> Bs: array<vec4<f32>, ${(BK * BN) / 4}>;
 
@@ -173,9 +180,13 @@ fn store4(m: u32, n: u32, v: vec4<f32>, cBase: u32) {
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   let tx = lid.x; let ty = lid.y; let tid = ty * ${TX}u + tx;
   let n0 = wid.x * ${BN}u; let m0 = wid.y * ${BM}u;
-  let aBase = wid.z * u.strideA; let bBase = wid.z * u.strideB; let cBase = wid.z * u.strideC;
+  ${
+    f.split
+      ? "let aBase = 0u; let bBase = 0u; let cBase = wid.z * u.M * u.N;\n  let kBegin = wid.z * u.kChunk; let kEnd = min(u.K, kBegin + u.kChunk);"
+      : "let aBase = wid.z * u.strideA; let bBase = wid.z * u.strideB; let cBase = wid.z * u.strideC;\n  let kBegin = 0u; let kEnd = u.K;"
+  }
 ${accDecl.join("\n")}
-  for (var k0 = 0u; k0 < u.K; k0 += ${BK}u) {
+  for (var k0 = kBegin; k0 < kEnd; k0 += ${BK}u) {
 ${aLoads.join("\n")}
 ${bLoads.join("\n")}
     workgroupBarrier();
@@ -186,6 +197,46 @@ ${fma.join("\n")}
   }
 ${stores.join("\n")}
 }`;
+}
+
+const REDUCE_FIELDS: UniformFields = [
+  ["M", "u32"],
+  ["N", "u32"],
+  ["S", "u32"],
+];
+
+/** Split-K's second pass: C = epilogue(Σ_z P[z]) over the S partial [M, N] slices (float32). */
+export function gemmReduceSource(f: Pick<GemmFlags, "bias" | "gelu" | "residual">): string {
+  const decls: StorageDecl[] = [{ name: "P", type: "f32" }];
+  if (f.bias) decls.push({ name: "bias", type: "f32" });
+  if (f.residual) decls.push({ name: "R", type: "f32" });
+  decls.push({ name: "C", type: "f32", write: true });
+  let epi = "v";
+  if (f.bias) epi = `${epi} + bias[idx % u.N]`;
+  if (f.gelu) epi = `gelu_f32(${epi})`;
+  if (f.residual) epi = `${epi} + R[idx]`;
+  return `${uniformStruct(REDUCE_FIELDS)}${bindings(decls)}${f.gelu ? ERF_WGSL : ""}
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let idx = gid.x; let mn = u.M * u.N;
+  if (idx >= mn) { return; }
+  var v = 0.0;
+  for (var z = 0u; z < u.S; z++) { v += P[z * mn + idx]; }
+  C[idx] = ${epi};
+}`;
+}
+
+/** 64×64 tiles below which an unbatched GEMM is split along K (an H200 has 132 SMs). */
+const SPLIT_K_MAX_TILES = 96;
+
+/**
+ * K slices for a small-M product (batch-1 BERT: [128 × 3072]·[3072 × 768] is 24 tiles, a fifth of the GPU): enough
+ * workgroups to fill it, each slice ≥ 256 rows of K, at most 8; 1 where splitting does not pay.
+ */
+export function splitKSlices(M: number, N: number, K: number): number {
+  const tiles = Math.ceil(M / 64) * Math.ceil(N / 64);
+  if (tiles >= SPLIT_K_MAX_TILES || K < 512) return 1;
+  return Math.max(1, Math.min(8, Math.floor(K / 256), Math.ceil(192 / tiles)));
 }
 
 export interface GemmArgs {
@@ -282,6 +333,11 @@ export function gemm(ctx: WebGpuContext, rec: CommandRecorder, args: GemmArgs): 
     gelu: !!args.gelu,
     residual: !!args.residual,
   };
+  const slices = !f16 && nBatch === 1 && !args.tile ? splitKSlices(M, N, K) : 1;
+  if (slices > 1) {
+    recordSplitK(ctx, rec, args, { M, N, K, slices }, f, op);
+    return;
+  }
   const large = Math.ceil(M / 128) * Math.ceil(N / 128) * nBatch >= LARGE_TILE_MIN_TILES;
   const t = args.tile ?? (large ? TILE_LARGE : TILE_SMALL);
   const key = `gemm${f16 ? "-f16" : ""}:${t.BM}x${t.BN}x${t.BK}:${t.TM}x${t.TN}:a${+f.aVec4}b${+f.bVec4}:bias${+f.bias}:gelu${+f.gelu}:res${+f.residual}`;
@@ -297,8 +353,44 @@ export function gemm(ctx: WebGpuContext, rec: CommandRecorder, args: GemmArgs): 
     strideA: batch > 1 ? M * K : 0,
     strideB: bBatch > 1 ? K * N : 0,
     strideC: M * N,
+    kChunk: K,
   });
   rec.dispatch(k, bufs, u, [Math.ceil(N / t.BN), Math.ceil(M / t.BM), nBatch], op);
+}
+
+/** Split-K: the K slices into a scratch [S, M, N] (released after submit), then the reduction with the epilogue. */
+function recordSplitK(
+  ctx: WebGpuContext,
+  rec: CommandRecorder,
+  args: GemmArgs,
+  d: { M: number; N: number; K: number; slices: number },
+  f: GemmFlags,
+  op: string,
+): void {
+  const { M, N, K } = d;
+  const t = TILE_SMALL;
+  const kChunk = Math.ceil(K / d.slices / t.BK) * t.BK;
+  const S = Math.ceil(K / kChunk);
+  const partial = rec.temp(S * M * N * 4);
+  const sf: GemmFlags = { ...f, split: true };
+  const key = `gemm-splitk:${t.BM}x${t.BN}x${t.BK}:${t.TM}x${t.TN}:a${+f.aVec4}b${+f.bVec4}`;
+  const k = ctx.pipelines.get(key, () => gemmSource(t, sf));
+  const u = packUniforms(FIELDS, { M, N, K, strideA: 0, strideB: 0, strideC: M * N, kChunk });
+  rec.dispatch(
+    k,
+    [args.a.buffer, args.b.buffer, partial],
+    u,
+    [Math.ceil(N / t.BN), Math.ceil(M / t.BM), S],
+    op,
+  );
+  const rkey = `gemm-splitk-reduce:bias${+f.bias}:gelu${+f.gelu}:res${+f.residual}`;
+  const r = ctx.pipelines.get(rkey, () => gemmReduceSource(f));
+  const bufs: GPUBuffer[] = [partial];
+  if (args.bias) bufs.push(args.bias.buffer);
+  if (args.residual) bufs.push(args.residual.buffer);
+  bufs.push(args.out.buffer);
+  const ru = packUniforms(REDUCE_FIELDS, { M, N, S });
+  rec.dispatch(r, bufs, ru, [Math.ceil((M * N) / 256)], `${op} (split-K reduce)`);
 }
 
 /** Weights uploaded once (prepare time): B as [K, N] row-major, transposed on the host when given as [N, K]. */
