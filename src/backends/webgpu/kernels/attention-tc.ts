@@ -7,7 +7,14 @@
  * a Q fragment whose 16 rows reach past the buffer loses its valid rows too. This version stages Q, K and V
  * through workgroup memory, where every fragment is in bounds by construction (checked: offset +
  * 15·stride + 16 ≤ length for each), and runs one subgroup per workgroup unless per-subgroup offsets compile
- * (F16Support). It has not run on the card: bench/tc-attention-diag.ts localises what is left.
+ * (F16Support). On the card that version was still wrong (bench/h200-tc-attention-probe.log): the K and V
+ * fragments read the staged rows two halves (4 bytes) early — output column c held column c − 2, columns 0–1
+ * zero, scores Σ_h Q[i][h]·K[j][h − 2] (reproduced exactly by bench/tc-attention-probe.ts's model) — while the
+ * index arithmetic is right (test/webgpu-attention-tc-emulated.test.ts runs this WGSL on lavapipe with
+ * emulated fragments). The one thing this kernel had that the working GEMM and the single-fragment checks did
+ * not: a 4-byte workgroup variable (`wgKvEnd: u32`), which can leave the f16 tiles laid out after it 4 bytes
+ * off the 16-byte alignment that ldmatrix-style fragment loads assume. kvEnd is now computed in registers
+ * (it is workgroup-uniform as it stands), so every workgroup variable is a multiple of 16 bytes.
  *
  * Tensor-core flash attention (f16 storage, f32 softmax and accumulation) on WebGPU subgroup matrices, for
  * the packed-QKV ops (lengths or cu_seqlens; no causal mask or bias — those take the SIMT fp16 kernel).
@@ -67,7 +74,31 @@ export interface TcAttentionConfig {
   H: number;
   lengths: boolean;
   cu: boolean;
+  /**
+   * Probe only (bench/tc-attention-probe.ts): the first H200 version's 4-byte `var<workgroup> wgKvEnd: u32`
+   * (made uniform through workgroupUniformLoad), to reproduce its error next to the fixed kernel.
+   */
+  kvEndVar?: boolean;
+  /**
+   * Probe only: two more storage bindings after O, `DbgH: array<f16>` and `Dbg: array<f32>`, where workgroup
+   * (0, 0, 0) writes what the fragments actually held (TC_DEBUG_LAYOUT).
+   */
+  debug?: boolean;
 }
+
+/**
+ * Where a debug kernel (TcAttentionConfig.debug) writes, per subgroup sg, in elements. DbgH (f16), at
+ * sg · 2048: the Q fragment q0, the first K fragment (Kᵀ, right, column-major), the first V fragment and the
+ * first P fragment, each stored row-major with stride 16 (256 apart); at 8192 + 384·a, workgroup-wide, the
+ * first 384 halves of Qs, Ks, Vs (a = 0, 1, 2) read element by element. Dbg (f32), at sg · 512: the first
+ * score fragment S = Q·Kᵀ and the first T = P·V fragment, row-major, stride 16. All from the first key tile.
+ */
+export const TC_DEBUG_LAYOUT = {
+  halves: 8192 + 3 * 384,
+  floats: 4 * 512,
+  perSgHalves: 2048,
+  perSgFloats: 512,
+};
 
 function sizes(H: number, multi = true) {
   const { NSG, BR, BC, T } = shape(multi);
@@ -107,6 +138,10 @@ export function tcAttentionSource(c: TcAttentionConfig, syntax: MatrixSyntax): s
   if (c.lengths) decls.push({ name: "lengths", type: "i32" });
   if (c.cu) decls.push({ name: "cu", type: "i32" });
   decls.push({ name: "O", type: "vec4<u32>", write: true });
+  if (c.debug)
+    decls.push({ name: "DbgH", type: "f16", write: true }, { name: "Dbg", type: "f32", write: true });
+  const dbg = (line: string) => (c.debug ? `\n  if (dbgOn) { ${line}; }` : "");
+  const dbgLine = (line: string) => `    if (dbgOn) { ${line}; }`;
 
   const chunks = (BC * H) / 8 / T;
   const decl: string[] = [];
@@ -142,6 +177,8 @@ export function tcAttentionSource(c: TcAttentionConfig, syntax: MatrixSyntax): s
       scores.push(
         `      s = subgroupMatrixMultiplyAccumulate(q${h}, ${matrixLoad(syntax, ty.right, "&Ks", `${j * 16 * KS + h * 16}u`, `${KS}u`, true)}, s);`,
       );
+    if (j === 0 && c.debug)
+      scores.push(dbgLine(`if (k0 == 0u) { ${matrixStore(syntax, "&Dbg", "sg * 512u", "s", "16u")}; }`));
     scores.push(`      ${matrixStore(syntax, "&Ss", `sg * ${16 * SW}u + ${j * 16}u`, "s", `${SW}u`)}; }`);
   }
   const pv: string[] = [];
@@ -149,12 +186,21 @@ export function tcAttentionSource(c: TcAttentionConfig, syntax: MatrixSyntax): s
     pv.push(
       `    let p${k} = ${matrixLoad(syntax, ty.left, "&Ps", `sg * ${16 * PS}u + ${k * 16}u`, `${PS}u`)};`,
     );
+  if (c.debug) {
+    pv.push(
+      dbgLine(
+        `if (k0 == 0u) { ${matrixStore(syntax, "&DbgH", "sg * 2048u + 768u", "p0", "16u")}; ${matrixStore(syntax, "&DbgH", "sg * 2048u + 512u", matrixLoad(syntax, ty.right, "&Vs", "0u", `${KS}u`), "16u")}; }`,
+      ),
+    );
+  }
   for (let h = 0; h < HF; h++) {
     pv.push(`    { var t = ${ty.result}();`);
     for (let k = 0; k < BC / 16; k++)
       pv.push(
         `      t = subgroupMatrixMultiplyAccumulate(p${k}, ${matrixLoad(syntax, ty.right, "&Vs", `${k * 16 * KS + h * 16}u`, `${KS}u`)}, t);`,
       );
+    if (h === 0 && c.debug)
+      pv.push(dbgLine(`if (k0 == 0u) { ${matrixStore(syntax, "&Dbg", "sg * 512u + 256u", "t", "16u")}; }`));
     pv.push(`      ${matrixStore(syntax, "&Ss", `sg * ${16 * SW}u + ${h * 16}u`, "t", `${SW}u`)}; }`);
   }
   const oDecl: string[] = [];
@@ -180,8 +226,7 @@ var<workgroup> Ks: array<f16, ${BC * KS}>;
 var<workgroup> Vs: array<f16, ${BC * KS}>;
 var<workgroup> Ps: array<f16, ${NSG * 16 * PS}>;
 var<workgroup> Ss: array<f32, ${NSG * 16 * SW}>;
-var<workgroup> wgKvEnd: u32;
-
+${c.kvEndVar ? "var<workgroup> wgKvEnd: u32;\n" : ""}
 @compute @workgroup_size(${T})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) tid: u32${builtin ? SUBGROUP_BUILTINS.params : ""}) {
   // Subgroups of 32 in invocation order (checked at detection), or the builtins.
@@ -195,8 +240,15 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let kBase = u.kOff + b * u.kBS + g * u.kHS;
   let vBase = u.vOff + b * u.vBS + g * u.vHS;
   let oBase = u.oOff + b * u.oBS + n * u.oHS;
-  if (tid == 0u) { wgKvEnd = select(0u, kLen, rowBase < qLen); }
-  let kvEnd = workgroupUniformLoad(&wgKvEnd);
+  ${
+    c.kvEndVar
+      ? `if (tid == 0u) { wgKvEnd = select(0u, kLen, rowBase < qLen); }
+  let kvEnd = workgroupUniformLoad(&wgKvEnd);`
+      : `// Workgroup-uniform as it stands (uniforms, read-only storage, workgroup_id): no workgroup scalar. The
+  // first H200 version staged it through a 4-byte \`var<workgroup> wgKvEnd: u32\`, and there the K and V
+  // fragments came out shifted by two halves (bench/h200-tc-attention-probe.log).
+  let kvEnd = select(0u, kLen, rowBase < qLen);`
+  }${c.debug ? "\n  let dbgOn = wid.x == 0u && wid.y == 0u && wid.z == 0u;" : ""}
 
   // Q rows staged through workgroup memory, zero past the sequence: a fragment load straight from the
   // storage buffer that reaches past its end is clamped as a whole by Dawn's robustness, corrupting valid rows.
@@ -207,7 +259,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     ${[0, 1, 2, 3].map((w) => `{ let h = bitcast<vec2<f16>>(x[${w}]); Qs[o + ${2 * w}u] = h.x; Qs[o + ${2 * w + 1}u] = h.y; }`).join(" ")}
   }
   workgroupBarrier();
-${qLoads.join("\n")}
+${qLoads.join("\n")}${dbg(matrixStore(syntax, "&DbgH", "sg * 2048u", "q0", "16u"))}
   var m = NEG_INF;
   var l = 0.0;
 ${oDecl.join("\n")}
@@ -217,7 +269,8 @@ ${decl.join("\n")}
 ${fetch.join("\n")}
 ${stash.join("\n")}
   }
-  workgroupBarrier();
+  workgroupBarrier();${dbg(`${matrixStore(syntax, "&DbgH", "sg * 2048u + 256u", matrixLoad(syntax, ty.right, "&Ks", "0u", `${KS}u`, true), "16u")};
+    for (var e = tid; e < 384u; e += ${T}u) { DbgH[8192u + e] = Qs[e]; DbgH[8576u + e] = Ks[e]; DbgH[8960u + e] = Vs[e]; }`)}
   for (var k0 = 0u; k0 < kvEnd; k0 += ${BC}u) {
     let t0 = k0 + ${BC}u;
     let more = t0 < kvEnd;
