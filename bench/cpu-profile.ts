@@ -2,7 +2,7 @@
  * Where the time of one fused BERT-base-width run goes, per op type, on the CPU backend's kernels (native,
  * or the fallback with --kernels wasm): the synchronous run with a clock read between nodes.
  *
- *   node --import tsx bench/cpu-profile.ts [--layers 4 --batch 1 --seq 128 --kernels native --reps 5]
+ *   node --import tsx bench/cpu-profile.ts [--layers 4 --batch 1 --seq 128 --kernels native --reps 5 --keep-padding]
  */
 import { parseArgs } from "node:util";
 import { CpuBackend } from "../src/backends/cpu/backend.js";
@@ -10,6 +10,7 @@ import type { CpuKernels } from "../src/backends/cpu/defaults.js";
 import { runGraph } from "../src/engine/executor.js";
 import { bertInputs, buildBertGraph } from "../src/models/bert.js";
 import { optimizeGraph } from "../src/passes/index.js";
+import { removePadding } from "../src/passes/remove-padding.js";
 
 const { values } = parseArgs({
   options: {
@@ -18,6 +19,7 @@ const { values } = parseArgs({
     seq: { type: "string", default: "128" },
     kernels: { type: "string", default: "native" },
     reps: { type: "string", default: "5" },
+    "keep-padding": { type: "boolean", default: false },
   },
 });
 const graph = buildBertGraph({
@@ -27,9 +29,14 @@ const graph = buildBertGraph({
   ffn: 3072,
   vocab: 1000,
 });
-const { graph: fused } = optimizeGraph(graph, { level: "all" });
+const { graph: optimized } = optimizeGraph(graph, { level: "all" });
 const seq = Number(values.seq);
 const feeds = bertInputs(Array(Number(values.batch)).fill(seq), seq, 1000);
+// As a session runs it: padding removed for this signature (unless --keep-padding).
+const removal = values["keep-padding"]
+  ? undefined
+  : removePadding(optimized, Object.fromEntries(Object.entries(feeds).map(([k, t]) => [k, t.dims])));
+const fused = removal && !("skipped" in removal) ? removal.graph : optimized;
 const backend = new CpuBackend({ cpuKernels: values.kernels as CpuKernels });
 const compute = backend.compute();
 runGraph(fused, feeds, { compute }); // warm-up: packed weights, JIT

@@ -1,7 +1,8 @@
 /**
  * Whole-model CPU benchmark of issue 9: the generated BERT (BERT-base width) fused, on mhafuse's native
  * kernels, on its fallback (WebAssembly) kernels, and on onnxruntime-node's CPU provider with the same thread
- * count — one process, interleaved rep by rep (the box is shared), warm-up first, medians. mhafuse native runs
+ * count — one process, interleaved rep by rep in a rotating order with a pause before each run (the box is
+ * shared; thread pools spin after a run), warm-up first, medians. mhafuse native runs
  * twice: with padding removal (the default) and with `removePadding: false` (padded tokens computed, as
  * onnxruntime does); GFLOP/s counts the work as onnxruntime computes it (padding included).
  * Shapes: [1,128], [8,128], [1,512], and [8,128] with lengths uniform in 16..128 (about half padding).
@@ -108,7 +109,12 @@ for (const spec of values.shapes!.split(",")) {
   const cpu: Record<string, number[]> = { ort: [], native: [], nativeKeep: [], fallback: [] };
   for (const [, run] of runs) await run(); // warm-up: prepare, pack weights, start workers
   for (let r = 0; r < REPS; r++) {
-    for (const [key, run] of runs) {
+    // The order rotates rep by rep and each run starts after a 20 ms pause: a thread pool spins for a while
+    // after its run (onnxruntime's by default, the native pool for 300 µs), which would otherwise always
+    // tax whichever engine comes next.
+    for (let i = 0; i < runs.length; i++) {
+      const [key, run] = runs[(i + r) % runs.length]!;
+      await new Promise((resolve) => setTimeout(resolve, 20));
       const c0 = process.cpuUsage();
       const t0 = performance.now();
       await run();

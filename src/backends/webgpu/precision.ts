@@ -230,11 +230,12 @@ export async function resolvePrecision(gpu: WebGpuDevice, precision: Precision):
 }
 
 /**
- * Whether fp16 sessions use the tensor-core attention kernel (MHAFUSE_TC_ATTENTION=1): opt-in until it has
- * passed on the H200 (attention-tc.ts). The only reader of that variable.
+ * Whether fp16 sessions use the tensor-core attention kernel where the device has tensor cores: yes since it
+ * passed on the H200 (bench/h200-tc-attention-{probe,diag,tests}.log; 14.5 TFLOP/s against 8.8 for the SIMT
+ * f16 kernel at [8, 12, 512, 64]); MHAFUSE_TC_ATTENTION=0 turns it off. The only reader of that variable.
  */
 export function tcAttentionOptIn(): boolean {
-  return process.env.MHAFUSE_TC_ATTENTION === "1";
+  return process.env.MHAFUSE_TC_ATTENTION !== "0";
 }
 
 /** Throws unless the device can run f16 kernels (the caller should have resolved the precision first). */

@@ -1,6 +1,7 @@
 /**
- * STATUS: opt-in (f16Kernel: "tensor-core"; sessions: MHAFUSE_TC_ATTENTION=1), not yet verified on the H200.
- * The first run there (4 subgroups, Q fragments loaded straight from the storage buffer) was off by up to
+ * STATUS: verified on the H200 after the fix below (bench/h200-tc-attention-probe.log, -diag.log, -tests.log);
+ * the default attention of fp16 sessions where the device has tensor cores (MHAFUSE_TC_ATTENTION=0: SIMT f16).
+ * History — the first run there (4 subgroups, Q fragments loaded straight from the storage buffer) was off by up to
  * 0.59. What is known: Tint's robustness transform (core/ir/transform/robustness.cc,
  * PredicateSubgroupMatrixCall) predicates every subgroupMatrixLoad/Store as a whole — when offset +
  * stride·(major − 1) + minor passes the array's end, the load returns a zero matrix (a store is dropped) — so
