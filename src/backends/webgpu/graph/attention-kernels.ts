@@ -114,6 +114,32 @@ export const mhafuseAttentionDef: GpuKernelDef = {
   },
 };
 
+/** The elements of a strided view of `src` copied into a new dense buffer of `dims`. */
+function denseCopy(
+  kc: GpuKernelContext,
+  src: DeviceValue,
+  offset: number,
+  strides: number[],
+  dims: number[],
+  label: string,
+): DeviceValue {
+  const out = kc.alloc(dims);
+  stridedCopy(
+    kc.gpu,
+    kc.rec,
+    dims,
+    src.buffer,
+    { offset, strides },
+    out.buffer,
+    {
+      offset: 0,
+      strides: contiguousStrides(dims),
+    },
+    label,
+  );
+  return out;
+}
+
 /** A strided head view copied into a dense [B, S, N, H] buffer (optionally plus a per-column bias row). */
 function denseBsnh(
   kc: GpuKernelContext,
@@ -123,17 +149,8 @@ function denseBsnh(
   bias?: { buffer: DeviceValue; at: number },
 ): DeviceValue {
   const dims = [d.B, d.S, d.N, d.H];
-  const copy = kc.alloc(dims);
-  stridedCopy(
-    kc.gpu,
-    kc.rec,
-    dims,
-    src.buffer,
-    { offset: layout.offset, strides: [layout.batchStride, layout.seqStride, layout.headStride, 1] },
-    copy.buffer,
-    { offset: 0, strides: contiguousStrides(dims) },
-    "webgpu.Attention (view)",
-  );
+  const strides = [layout.batchStride, layout.seqStride, layout.headStride, 1];
+  const copy = denseCopy(kc, src, layout.offset, strides, dims, "webgpu.Attention (view)");
   if (!bias) return copy;
   const width = d.N * d.H;
   const row = kc.alloc([width]);
@@ -155,19 +172,8 @@ function denseBnsh(
   layout: StridedLayout,
   d: { B: number; S: number; N: number; H: number },
 ): DeviceValue {
-  const dims = [d.B, d.N, d.S, d.H];
-  const out = kc.alloc(dims);
-  stridedCopy(
-    kc.gpu,
-    kc.rec,
-    dims,
-    src.buffer,
-    { offset: layout.offset, strides: [layout.batchStride, layout.headStride, layout.seqStride, 1] },
-    out.buffer,
-    { offset: 0, strides: contiguousStrides(dims) },
-    "webgpu.Attention (present)",
-  );
-  return out;
+  const strides = [layout.batchStride, layout.headStride, layout.seqStride, 1];
+  return denseCopy(kc, src, layout.offset, strides, [d.B, d.N, d.S, d.H], "webgpu.Attention (present)");
 }
 
 const BSNH_OUT = (S: number, N: number, H: number): StridedLayout => ({

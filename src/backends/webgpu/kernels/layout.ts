@@ -4,6 +4,7 @@
  * int32 indices already normalised on the host).
  */
 import { OpError } from "../../../errors.js";
+import { stridesOf } from "../../../ir/tensor.js";
 import type { WebGpuContext } from "../context.js";
 import type { CommandRecorder } from "../recorder.js";
 import { packUniforms, type UniformFields, uniformStruct } from "../uniforms.js";
@@ -242,16 +243,8 @@ ${walk.join("\n")}
   rec.dispatch(k, [src, dst], packUniforms(copyFields(r), values), linearGrid(total), label);
 }
 
-/** Row-major element strides of `dims`. */
-export function contiguousStrides(dims: readonly number[]): number[] {
-  const s = new Array<number>(dims.length);
-  let acc = 1;
-  for (let i = dims.length - 1; i >= 0; i--) {
-    s[i] = acc;
-    acc *= dims[i]!;
-  }
-  return s;
-}
+/** Row-major element strides of `dims` (the IR's one definition). */
+export const contiguousStrides = stridesOf;
 
 const POW_FIELDS: UniformFields = [
   ["total", "u32"],
