@@ -53,7 +53,8 @@ const fmt = (a: Float32Array, rows = 4) =>
   Array.from({ length: rows }, (_, i) =>
     Array.from(a.subarray(i * E, i * E + E), (x) => x.toFixed(3).padStart(6)).join(" "),
   ).join("\n");
-const cases: [string, any, any, any][] = [
+type Fill = (row: number, col: number) => number;
+const cases: [string, Fill, Fill, Fill][] = [
   ["Q=0, V=j (row index)", () => 0, (j: number, h: number) => rnd(j * 16 + h), (j: number) => j / 16],
   [
     "Q=0, V=h (column index)",

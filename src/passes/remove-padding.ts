@@ -224,8 +224,7 @@ export function removePadding(
     }
     if (op === "Gemm") {
       const transA = n.attrs.transA?.type === "int" ? n.attrs.transA.value : 0;
-      if (!x || x.kind !== "FLAT" || transA !== 0 || !graph.initializers.has(n.inputs[1] ?? ""))
-        return undefined;
+      if (x?.kind !== "FLAT" || transA !== 0 || !graph.initializers.has(n.inputs[1] ?? "")) return undefined;
       const c = n.inputs[2];
       if (c && !isInvariantFor(c, "FLAT", 2)) return undefined;
       const l = layoutFromDims("FLAT", out0);
@@ -259,7 +258,7 @@ export function removePadding(
       return undefined;
     }
     if (op === "QKVToContext" && n.domain === "mhafuse" && packed.includes(n)) {
-      if (!x || x.kind !== "SB") return undefined;
+      if (x?.kind !== "SB") return undefined;
       const l = layoutFromDims("SB", out0);
       return l ? [l] : undefined;
     }
@@ -271,7 +270,7 @@ export function removePadding(
     const inputs = n.inputs.filter((v) => v);
     if (!inputs.some((v) => layout.has(v) || inLayout(v))) continue;
     const outs = outputLayouts(n);
-    if (!outs || !outs[0]) continue;
+    if (!outs?.[0]) continue;
     rowWise.add(n);
     n.outputs.forEach((o, i) => {
       if (o && outs[i]) layout.set(o, outs[i]!);
