@@ -128,7 +128,7 @@ function rewrite(m: Match, ctx: RmsContext): Replacement | { decline: string } {
 
   const epsName = m.values.get("eps")!;
   const eps = view.constant(epsName);
-  if (!eps || eps.size !== 1) return { decline: `ε '${epsName}' is not a scalar constant` };
+  if (eps?.size !== 1) return { decline: `ε '${epsName}' is not a scalar constant` };
 
   const wName = m.values.get("w")!;
   const w = view.constant(wName);
