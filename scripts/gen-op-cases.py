@@ -373,6 +373,27 @@ attention.append(case("mhafuse.Attention over a long past (several key tiles), G
                       [rnd([2, 3, 64], 31), rnd([2, 3, 16], 32), rnd([2, 3, 16], 33), None, None,
                        rnd([2, 2, 90, 8], 34), rnd([2, 2, 90, 8], 35)], "reference", 1e-4))
 
+# ---- SimplifiedLayerNormalization (RMSNorm; what the fusion makes of spelled-out RMSNorms) ---------------
+# Last, so that the rng stream of every case above stays as it was.
+
+
+def rms_norm(x, gamma, axis, eps):
+    x = f64(x)
+    axes = tuple(range(axis % x.ndim, x.ndim))
+    return x / np.sqrt(np.mean(x * x, axis=axes, keepdims=True) + eps) * f64(gamma).reshape(x.shape[axis % x.ndim:])
+
+
+x, g = f32(2, 3, 16, scale=3.0), f32(16)
+for domain in ["", "com.microsoft"]:
+    decoder.append(case(f"SimplifiedLayerNormalization last axis ({domain or 'ai.onnx'})",
+                        {"type": "SimplifiedLayerNormalization", "domain": domain, "opset": 17,
+                         "attrs": {"axis": -1, "epsilon": 1e-6, "stash_type": 1}},
+                        [t(x), t(g)], [t(rms_norm(x, g, -1, np.float64(np.float32(1e-6))))]))
+x, g = f32(2, 3, 4), f32(3, 4)
+decoder.append(case("SimplifiedLayerNormalization axis 1 (the last two dims)",
+                    {"type": "SimplifiedLayerNormalization", "opset": 17, "attrs": {"axis": 1, "epsilon": 1e-5}},
+                    [t(x), t(g)], [t(rms_norm(x, g, 1, np.float64(np.float32(1e-5))))]))
+
 for name, cases in [("linear", linear), ("attention", attention), ("activation", activation), ("shape", shape), ("decoder", decoder)]:
     (OUT / f"{name}.json").write_text(json.dumps({"cases": cases}, indent=1) + "\n")
     print(f"{name}.json: {len(cases)} cases")

@@ -83,6 +83,8 @@ const GPU_KERNEL_OPS = new Set([
   "::Concat",
   "::Pow",
   "::ReduceMean",
+  "::SimplifiedLayerNormalization",
+  "com.microsoft::SimplifiedLayerNormalization",
   "::Cos",
   "::Sin",
 ]);

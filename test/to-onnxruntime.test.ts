@@ -312,6 +312,11 @@ test("to-onnxruntime: fused fixture models run in onnxruntime and match the refe
       assert.equal(ops.filter((o) => o === "RotaryEmbedding").length, 4, `${name}: ${ops}`);
       assert.ok(!ops.includes("Neg"), `${name}: rotate_half left in the export`);
     }
+    // Every RMSNorm (per layer, the final one and Qwen3's per-head Q/K norms) goes as one
+    // SimplifiedLayerNormalization, which onnxruntime registers in the ONNX domain.
+    const rmsNorms = { phi3_eager: 5, qwen3_sdpa: 9, llama_past: 5 }[name] ?? 0;
+    assert.equal(ops.filter((o) => o === "SimplifiedLayerNormalization").length, rmsNorms, `${name}: ${ops}`);
+    assert.ok(!ops.includes("ReduceMean"), `${name}: a spelled-out RMSNorm left in the export`);
     const session = await ort.InferenceSession.create(saveModel({ ...model, graph }));
     const io = JSON.parse(readFileSync(new URL(`${name}.io.json`, dir), "utf8"));
     for (const c of io.cases) {

@@ -8,11 +8,21 @@ import { fuseGelu } from "./gelu.js";
 import { fuseLinearBias } from "./linear-bias.js";
 import { type Pass, type PassStats, runPasses } from "./manager.js";
 import { removeDeadNodes } from "./remove-dead-nodes.js";
+import { fuseRmsNorm } from "./rms-norm.js";
 
 export type { AttentionKind, AttentionReport, AttentionTrait, FusionPath } from "./attention/report.js";
 export { summarizeReport } from "./attention/report.js";
 export type { Pass, PassStats } from "./manager.js";
-export { foldConstants, foldShapes, fuseAttention, fuseGelu, fuseLinearBias, removeDeadNodes, runPasses };
+export {
+  foldConstants,
+  foldShapes,
+  fuseAttention,
+  fuseGelu,
+  fuseLinearBias,
+  fuseRmsNorm,
+  removeDeadNodes,
+  runPasses,
+};
 
 /** Like onnxruntime's GraphOptimizationLevel: attention fusion runs at "extended" and "all". */
 export type GraphOptimizationLevel = "disabled" | "basic" | "extended" | "all";
@@ -46,6 +56,9 @@ const fusionPasses: Pass[] = [
       return { changed: report.filter((b) => b.fused).length, result: report };
     },
   },
+  // After attention fusion, which sees Qwen3's per-head Q/K RMSNorms spelled out (they stay before the fused
+  // op's rotary, and are fused here like every other RMSNorm).
+  { name: "fuse-rms-norm", run: (g) => ({ changed: fuseRmsNorm(g) }) },
   { name: "fuse-gelu", run: (g) => ({ changed: fuseGelu(g) }) },
   // After attention fusion, which must still see each projection's MatMul + Add; the projections it made
   // dead go first, so that only live linear layers are rewritten and counted.
@@ -56,7 +69,7 @@ const fusionPasses: Pass[] = [
 
 /**
  * The optimisation pipeline the session, `mhafuse inspect/run/optimize` use. Never modifies `graph`.
- * "basic": constant and shape folding, dead-node removal; "extended"/"all": plus attention, GELU and
+ * "basic": constant and shape folding, dead-node removal; "extended"/"all": plus attention, RMSNorm, GELU and
  * linear-bias (MatMul + Add → Gemm) fusion.
  */
 export function optimizeGraph(graph: Graph, options: OptimizeOptions = {}): OptimizeResult {

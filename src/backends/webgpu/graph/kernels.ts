@@ -22,7 +22,7 @@ import { sizeOf } from "../kernels/common.js";
 import { type BinaryOp, binary, broadcastShape } from "../kernels/elementwise.js";
 import { gemm } from "../kernels/gemm.js";
 import { gather, powScalar, transpose, type UnaryMap, unaryMap } from "../kernels/layout.js";
-import { layerNorm, rowMean, skipLayerNorm, softmax } from "../kernels/norm.js";
+import { layerNorm, rmsNorm, rowMean, skipLayerNorm, softmax } from "../kernels/norm.js";
 import {
   attention23Def,
   contribAttentionDef,
@@ -237,6 +237,32 @@ const layerNormDef: GpuKernelDef = {
     return [out];
   },
 };
+
+/** SimplifiedLayerNormalization (RMSNorm; what the fusion makes of spelled-out RMSNorms), either domain. */
+const simplifiedLayerNormDef = (domain: string): GpuKernelDef => ({
+  opType: "SimplifiedLayerNormalization",
+  domain,
+  types: F32,
+  accepts(node, _o, inputs) {
+    const [x, scale] = inputs;
+    const why = allF32(inputs) ?? onlyOutput(node);
+    if (why || !x || !scale) return why ?? "missing input";
+    const width = sizeOf(x.dims.slice(normAxis(attrInt(node, "axis", -1), x.dims.length)));
+    return sizeOf(scale.dims) === width ? undefined : "broadcast scale";
+  },
+  run(k, [x, scale]) {
+    const X = k.device(x!);
+    const out = k.alloc(X.dims, "float32", k.outF16(0));
+    rmsNorm(k.gpu, k.rec, {
+      x: X,
+      gamma: k.device(scale!),
+      out,
+      epsilon: attrFloat(k.node, "epsilon", 1e-5),
+      axis: attrInt(k.node, "axis", -1),
+    });
+    return [out];
+  },
+});
 
 const skipLayerNormDef: GpuKernelDef = {
   opType: "SkipLayerNormalization",
@@ -466,6 +492,8 @@ export const webgpuKernels = new KernelRegistry<never, GpuKernelDef>().register(
   gemmDef,
   matmulDef,
   layerNormDef,
+  simplifiedLayerNormDef(""),
+  simplifiedLayerNormDef("com.microsoft"),
   skipLayerNormDef,
   softmaxDef,
   binaryKernel("Add"),

@@ -1,5 +1,5 @@
 /**
- * LayerNorm and SkipLayerNorm over the last axis, and Softmax over the last axis: one workgroup per row,
+ * LayerNorm, SkipLayerNorm and RMSNorm (SimplifiedLayerNormalization) over the last axis, and Softmax over the last axis: one workgroup per row,
  * statistics reduced in workgroup memory in float32 whatever the storage (each tensor f32 or f16: fp16 mode). LayerNorm is two-pass (mean, then Σ(x - mean)²) for the
  * accuracy of rows with a large mean; SkipLayerNorm first writes x + skip (+ bias) into the output (or the
  * optional sum output) and re-reads it, so the sum is computed once.
@@ -82,9 +82,12 @@ interface NormIo {
   bias?: GpuTensor;
   out: GpuTensor;
   sum?: GpuTensor;
+  /** RMSNorm (SimplifiedLayerNormalization): no mean is subtracted, one pass for Σx². */
+  rms?: boolean;
 }
 
-const normKey = (io: NormIo) => storageKey(io.x, io.skip, io.gamma, io.beta, io.bias, io.out, io.sum);
+const normKey = (io: NormIo) =>
+  `${io.rms ? "rms:" : ""}${storageKey(io.x, io.skip, io.gamma, io.beta, io.bias, io.out, io.sum)}`;
 
 function normSource(io: NormIo): string {
   const decls: StorageDecl[] = [{ name: "x", type: elemOf(io.x) }];
@@ -111,13 +114,17 @@ function normSource(io: NormIo): string {
     first = `    let v = ${sum};${write}\n    acc += v;`;
     value = dst.f16 ? sum : io.sum ? "sum_out[base + j]" : "o[base + j]";
   } else first = `    let v = ${xj};\n    acc += v;`;
-  return `${f16Enable(io.x, io.skip, io.gamma, io.beta, io.bias, io.out, io.sum)}${uniformStruct(ROW_FIELDS)}${bindings(decls)}${REDUCE}
-${ROW_MAIN}
-  var acc = 0.0;
+  // RMSNorm: the mean is 0 and Σx² is the one reduction.
+  const meanPass = io.rms
+    ? "  let mean = 0.0;"
+    : `  var acc = 0.0;
   for (var j = lid; j < n; j += ${WG}u) {
 ${first}
   }
-  let mean = wg_sum(acc, lid) / f32(n);
+  let mean = wg_sum(acc, lid) / f32(n);`;
+  return `${f16Enable(io.x, io.skip, io.gamma, io.beta, io.bias, io.out, io.sum)}${uniformStruct(ROW_FIELDS)}${bindings(decls)}${REDUCE}
+${ROW_MAIN}
+${meanPass}
   var sq = 0.0;
   for (var j = lid; j < n; j += ${WG}u) { let d = ${value} - mean; sq += d * d; }
   let inv = inverseSqrt(wg_sum(sq, lid) / f32(n) + u.epsilon);
@@ -158,6 +165,27 @@ export function layerNorm(ctx: WebGpuContext, rec: CommandRecorder, args: LayerN
   if (args.beta) bufs.push(args.beta.buffer);
   bufs.push(args.out.buffer);
   rec.dispatch(k, bufs, packUniforms(ROW_FIELDS, { rows, width, epsilon: args.epsilon }), rowGrid(rows), op);
+}
+
+/**
+ * SimplifiedLayerNormalization (RMSNorm): out = x / sqrt(mean(x²) + epsilon) · gamma over the dims from
+ * `axis` on, statistics in f32 whatever the storage.
+ */
+export function rmsNorm(ctx: WebGpuContext, rec: CommandRecorder, args: Omit<LayerNormArgs, "beta">): void {
+  const op = "webgpu.SimplifiedLayerNormalization";
+  const { rows, width } = normShape(op, args.x.dims, args.axis);
+  expectCapacity(op, "input X", args.x, undefined, bytesOf(args.x));
+  expectCapacity(op, "input scale", args.gamma, width, bytesOf(args.gamma));
+  expectDims(op, "output", args.out.dims, args.x.dims);
+  const io: NormIo = { x: args.x, gamma: args.gamma, out: args.out, rms: true };
+  const k = ctx.pipelines.get(`rmsnorm:${normKey(io)}`, () => normSource(io));
+  rec.dispatch(
+    k,
+    [args.x.buffer, args.gamma.buffer, args.out.buffer],
+    packUniforms(ROW_FIELDS, { rows, width, epsilon: args.epsilon }),
+    rowGrid(rows),
+    op,
+  );
 }
 
 export interface SkipLayerNormArgs {
