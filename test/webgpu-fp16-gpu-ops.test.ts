@@ -93,9 +93,10 @@ for (const name of ["llama_past", "qwen3_sdpa", "phi3_eager", "gpt_neox_sdpa"]) 
     assert.deepEqual([...prepared.fallbacks.values()], []);
     for (const n of [...attention, ...rotary])
       assert.ok(prepared.onDevice.has(n.name), `${n.name} did not run on the GPU`);
-    // The RMSNorm decoders' glue (the rotary's own Cos / Sin / Slice / Concat computing its cache).
+    // The RMSNorm decoders' norms (fused into SimplifiedLayerNormalization) and glue (the rotary's own
+    // Cos / Sin / Slice / Concat computing its cache).
     if (name === "llama_past" || name === "qwen3_sdpa")
-      for (const op of ["Pow", "ReduceMean", "Cos", "Sin", "Slice", "Concat"])
+      for (const op of ["SimplifiedLayerNormalization", "Cos", "Sin", "Slice", "Concat"])
         assert.ok(
           graph.nodes.some((n) => n.opType === op && n.domain === "" && prepared.onDevice.has(n.name)),
           `${name}: no ${op} ran on the GPU`,
