@@ -9,11 +9,11 @@
 import { WebGpuContext } from "../src/backends/webgpu/context.js";
 import { packedQkvAttention } from "../src/backends/webgpu/kernels/attention.js";
 import {
+  singleHeadTcUniforms,
   TC_DEBUG_LAYOUT,
   type TcAttentionConfig,
   tcAttentionSource,
   tcAttentionSupports,
-  tcAttentionUniforms,
 } from "../src/backends/webgpu/kernels/attention-tc.js";
 import type { GpuTensor } from "../src/backends/webgpu/kernels/common.js";
 import { fromF16, toF16 } from "../src/backends/webgpu/precision.js";
@@ -162,26 +162,7 @@ if (!f?.syntax) {
   for (const [label, c] of variants) {
     try {
       const k = ctx.pipelines.get(`probe:${label}`, () => tcAttentionSource(c, f.syntax!));
-      const L = (p: string, offset: number) => ({
-        [`${p}Off`]: offset,
-        [`${p}BS`]: 3 * H,
-        [`${p}HS`]: 3 * H,
-        [`${p}SS`]: 3 * H,
-      });
-      const u = tcAttentionUniforms({
-        seqQ: S,
-        seqKV: S,
-        group: 1,
-        scale: 0.25,
-        ...L("q", 0),
-        ...L("k", H),
-        ...L("v", 2 * H),
-        oOff: 0,
-        oBS: H,
-        oHS: H,
-        oSS: H,
-        negInf: Number.NEGATIVE_INFINITY,
-      });
+      const u = singleHeadTcUniforms(S, H, 0.25);
       const buf = ctx.pool.upload(toF16(qkv));
       const out = ctx.pool.acquire(2 * S * H);
       const dh = ctx.pool.acquire(2 * TC_DEBUG_LAYOUT.halves);

@@ -14,12 +14,12 @@ import { after, test } from "node:test";
 import { WebGpuContext } from "../src/backends/webgpu/context.js";
 import { packedQkvAttention, varSeqlenQkvAttention } from "../src/backends/webgpu/kernels/attention.js";
 import {
+  singleHeadTcUniforms,
   TC_ATTENTION_FIELDS,
   TC_DEBUG_LAYOUT,
   type TcAttentionConfig,
   tcAttentionSource,
   tcAttentionSupports,
-  tcAttentionUniforms,
 } from "../src/backends/webgpu/kernels/attention-tc.js";
 import type { GpuTensor } from "../src/backends/webgpu/kernels/common.js";
 import { type F16Kernel, fromF16, toF16 } from "../src/backends/webgpu/precision.js";
@@ -173,26 +173,7 @@ test("tensor-core attention probe kernel (debug dumps, old 4-byte kvEnd variable
   const k = ctx.pipelines.get("test:tc-debug", () =>
     emulateSubgroupMatrices(tcAttentionSource(c, "template"), 32),
   );
-  const L = (p: string, offset: number) => ({
-    [`${p}Off`]: offset,
-    [`${p}BS`]: 3 * H,
-    [`${p}HS`]: 3 * H,
-    [`${p}SS`]: 3 * H,
-  });
-  const u = tcAttentionUniforms({
-    seqQ: S,
-    seqKV: S,
-    group: 1,
-    scale: 0.25,
-    ...L("q", 0),
-    ...L("k", H),
-    ...L("v", 2 * H),
-    oOff: 0,
-    oBS: H,
-    oHS: H,
-    oSS: H,
-    negInf: Number.NEGATIVE_INFINITY,
-  });
+  const u = singleHeadTcUniforms(S, H, 0.25);
   assert.equal(TC_ATTENTION_FIELDS.length * 4 <= u.byteLength, true);
   const buf = ctx.pool.upload(toF16(qkv));
   const out = ctx.pool.acquire(2 * S * H);

@@ -326,3 +326,27 @@ ${oStore.join("\n")}
 export function tcAttentionUniforms(values: Record<string, number>): ArrayBuffer {
   return packUniforms(TC_ATTENTION_FIELDS, values);
 }
+
+/** The uniforms of one sequence and one head: packed [S, 3H] rows (Q | K | V), output [S, H] (probes, tests). */
+export function singleHeadTcUniforms(S: number, H: number, scale: number): ArrayBuffer {
+  const L = (p: string, offset: number) => ({
+    [`${p}Off`]: offset,
+    [`${p}BS`]: 3 * H,
+    [`${p}HS`]: 3 * H,
+    [`${p}SS`]: 3 * H,
+  });
+  return tcAttentionUniforms({
+    seqQ: S,
+    seqKV: S,
+    group: 1,
+    scale,
+    ...L("q", 0),
+    ...L("k", H),
+    ...L("v", 2 * H),
+    oOff: 0,
+    oBS: H,
+    oHS: H,
+    oSS: H,
+    negInf: Number.NEGATIVE_INFINITY,
+  });
+}
