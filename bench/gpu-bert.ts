@@ -99,6 +99,9 @@ const fp16 = await fp16Engines(path);
 engines.push(...fp16);
 const ORT_ROW = ortSession ? 2 : -1;
 const FP16_ROW = engines.length - fp16.length;
+// Padding removal is opt-in on webgpu: the token-wise layers and the packed op on the valid tokens only.
+const unpadded = await InferenceSession.create(path, { executionProviders: ["webgpu"], removePadding: true });
+engines.push({ name: "mhafuse-webgpu unpadded", run: (f) => unpadded.run(f) });
 
 /** Padded lengths: uniform in [S/8, S] from a fixed seed (16..128 at S = 128). */
 function paddedLengths(B: number, S: number): number[] {
@@ -226,5 +229,6 @@ for (const { name, f } of fp16Fallbacks(fp16))
 await releaseFp16(fp16);
 await fused.release();
 await unfused.release();
+await unpadded.release();
 await ortSession?.release();
 rmSync(dir, { recursive: true, force: true });

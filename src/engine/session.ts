@@ -65,7 +65,8 @@ export interface SessionOptions {
    */
   memoryLimitBytes?: number;
   /**
-   * mhafuse: automatic padding removal (default true on the CPU provider; off in verify mode and on webgpu).
+   * mhafuse: automatic padding removal (default true on the CPU provider, false on webgpu — set true there to
+   * use it; off in verify mode).
    * Where every packed attention op reads one [B, S] attention mask, the token-wise ops around them run on the
    * valid tokens only and the packed op in its var-seqlen form; exact at every valid position. Values at padded
    * positions of the tensors leaving that part (the encoder's outputs, and e.g. a decoder's cross-attention
@@ -272,8 +273,7 @@ export class InferenceSession {
         attentionKernel: options.attentionKernel,
       },
       provider,
-      (options.removePadding ?? true) &&
-        provider === "cpu" &&
+      (options.removePadding ?? provider === "cpu") &&
         tolerance === undefined &&
         (prebuilt !== undefined || level === "extended" || level === "all"),
       { precision: options.precision, f16Kernel: options.f16Kernel },

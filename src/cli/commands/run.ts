@@ -80,7 +80,7 @@ export function registerRun(program: Command): void {
     .option("--provider <name>", "execution provider: cpu or webgpu", "cpu")
     .option(
       "--no-remove-padding",
-      "compute padded tokens as the model does (by default the encoder runs on the valid tokens only and its outputs are 0 at padded positions)",
+      "compute padded tokens as the model does (by default, on the cpu provider, the encoder runs on the valid tokens only and its outputs are 0 at padded positions)",
     )
     .option("--precision <p>", "fp32 or fp16 (webgpu: f16 storage, f32 accumulation; cpu runs fp32)", "fp32")
     .addHelpText(
@@ -96,7 +96,7 @@ export function registerRun(program: Command): void {
         graphOptimizationLevel: opts.fuse ? "all" : "disabled",
         verify,
         executionProviders: [opts.provider],
-        removePadding: opts.removePadding,
+        removePadding: opts.removePadding ? undefined : false,
         precision: opts.precision as "fp32" | "fp16",
       });
       progress.tick();

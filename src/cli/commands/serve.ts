@@ -34,13 +34,16 @@ export function registerServe(program: Command): void {
     )
     .option(
       "--no-remove-padding",
-      "compute padded tokens as the model does (by default encoders run on the valid tokens only and answer 0 at padded positions)",
+      "compute padded tokens as the model does (by default, on the cpu provider, encoders run on the valid tokens only and answer 0 at padded positions)",
     )
     .action(async (paths: string[], opts) => {
       const models = paths.map((path) => ({ name: basename(path, extname(path)), path }));
       const app = await createServer({
         models,
-        session: { executionProviders: [opts.provider], removePadding: opts.removePadding },
+        session: {
+          executionProviders: [opts.provider],
+          removePadding: opts.removePadding ? undefined : false,
+        },
         maxBatch: opts.maxBatch,
         maxDelayMs: opts.maxDelayMs,
       });

@@ -13,11 +13,12 @@ import type { DType } from "../../../ir/dtype.js";
 import { type Graph, type Node, normalizeDomain } from "../../../ir/graph.js";
 import type { Tensor } from "../../../ir/tensor.js";
 import { getOp } from "../../../ops/index.js";
+import { validTokens } from "../../../ops/padding.js";
 import { failFor, fixedLayout } from "../../../ops/qkv-to-context.js";
 import { reduceGeometry } from "../../../ops/reduce.js";
 import { attrFloat, attrInt, attrInts, attrString } from "../../../ops/registry.js";
 import { KernelRegistry } from "../../kernel-registry.js";
-import { packedQkvAttention } from "../kernels/attention.js";
+import { packedQkvAttention, varSeqlenQkvAttention } from "../kernels/attention.js";
 import { sizeOf } from "../kernels/common.js";
 import { type BinaryOp, binary, broadcastShape } from "../kernels/elementwise.js";
 import { gemm } from "../kernels/gemm.js";
@@ -366,6 +367,68 @@ const gatherDef: GpuKernelDef = {
 };
 
 /**
+ * mhafuse.RemovePadding / RestorePadding (the padding-removal pass, src/passes/remove-padding.ts) as row gathers:
+ * the mask is a host input, so the valid-token list is made on the host and the rows move on the device.
+ */
+function paddingRows(mask: Tensor): { tokens: Int32Array; B: number; S: number } {
+  const [B, S] = mask.dims as [number, number];
+  return { tokens: validTokens(mask), B, S };
+}
+
+const removePaddingDef: GpuKernelDef = {
+  opType: "RemovePadding",
+  domain: "mhafuse",
+  types: F32,
+  hostInputs: [1],
+  accepts(_n, _o, [x, mask]) {
+    if (!isF32(x)) return "a non-float32 input";
+    if (!mask || isDevice(mask) || mask.dims.length !== 2) return "mask is not a host [B, S] tensor";
+    return x!.dims[0] === mask.dims[0] && x!.dims[1] === mask.dims[1]
+      ? undefined
+      : "input is not [B, S, ...]";
+  },
+  run(k, [x, mask]) {
+    const X = k.device(x!);
+    const { tokens, B, S } = paddingRows(mask as Tensor);
+    const rest = X.dims.slice(2);
+    const out = k.alloc([1, tokens.length, ...rest], "float32", X.f16);
+    if (tokens.length > 0) {
+      const rows = { buffer: X.buffer, dims: [B * S, ...rest], f16: X.f16 };
+      gather(k.gpu, k.rec, rows, 0, k.uploadInt32(tokens), tokens.length, out);
+    }
+    return [out];
+  },
+};
+
+const restorePaddingDef: GpuKernelDef = {
+  opType: "RestorePadding",
+  domain: "mhafuse",
+  types: F32,
+  hostInputs: [1],
+  accepts(_n, _o, [y, mask]) {
+    if (!isF32(y)) return "a non-float32 input";
+    if (!mask || isDevice(mask) || mask.dims.length !== 2) return "mask is not a host [B, S] tensor";
+    return y!.dims[0] === 1 ? undefined : "input is not [1, T, ...]";
+  },
+  run(k, [y, mask]) {
+    const Y = k.device(y!);
+    const { tokens, B, S } = paddingRows(mask as Tensor);
+    if (Y.dims[1] !== tokens.length)
+      failFor(k.node)(`input 0 must be [1, T, ...] with T = ${tokens.length} valid tokens, got [${Y.dims}]`);
+    // Row b·S + s reads compact row k, or -1 (zeros) where the mask is 0.
+    const source = new Int32Array(B * S).fill(-1);
+    tokens.forEach((t, i) => {
+      source[t] = i;
+    });
+    const rest = Y.dims.slice(2);
+    const out = k.alloc([B, S, ...rest], "float32", Y.f16);
+    const rows = { buffer: Y.buffer, dims: [Math.max(1, tokens.length), ...rest], f16: Y.f16 };
+    gather(k.gpu, k.rec, rows, 0, k.uploadInt32(source), B * S, out, true);
+    return [out];
+  },
+};
+
+/**
  * mhafuse.QKVToContext, fixed length, with int32 lengths (or none) and padded rows computed: the flash kernel
  * skips padded keys. The contract validates the node (on qkv's dims and the host lengths); the fallback bias
  * only matters for a length of -1, which stays on the CPU.
@@ -374,13 +437,15 @@ const qkvDef: GpuKernelDef = {
   opType: "QKVToContext",
   domain: "mhafuse",
   types: F32,
-  hostInputs: [1],
-  // The fallback bias is read only for rows the kernel declines (a length of -1): computed on demand.
+  // Fixed form: lengths (1), the fallback bias (2, read only for rows the kernel declines: computed on demand).
+  // var_seqlen form: cu_seqlens (2) and the max_seqlen dummy (3), all on the host.
+  hostInputs: [1, 2, 3],
   lazyInputs: [2],
-  accepts(node, _o, inputs) {
+  accepts(node, opset, inputs, gpu) {
+    if (attrInt(node, "var_seqlen", 0) !== 0) return qkvVarSeqlen.accepts!(node, opset, inputs, gpu);
     const [qkv, mask] = inputs;
     if (!isF32(qkv)) return "a non-float32 qkv";
-    if (attrInt(node, "var_seqlen", 0) !== 0 || qkv!.dims.length !== 5) return "var_seqlen";
+    if (qkv!.dims.length !== 5) return "qkv is not [S, B, 3E, 1, 1]";
     if (attrInt(node, "compute_padded_rows", 1) === 0) return "compute_padded_rows = 0";
     if (mask && (isDevice(mask) || mask.type !== "int32" || mask.size !== qkv!.dims[1]))
       return "mask is not int32 [B] lengths";
@@ -393,7 +458,9 @@ const qkvDef: GpuKernelDef = {
     if (keyValid || layout.lengths?.some((l) => l < 0)) return "fallback-bias rows";
     return undefined;
   },
-  run(k, [qkv, mask]) {
+  run(k, inputs) {
+    if (attrInt(k.node, "var_seqlen", 0) !== 0) return qkvVarSeqlen.run(k, inputs);
+    const [qkv, mask] = inputs;
     const Q = k.device(qkv!, storage(k));
     const [S, B, E3] = Q.dims as [number, number, number];
     const out = k.alloc([S, B, E3 / 3, 1, 1], "float32", !!k.f16);
@@ -408,6 +475,45 @@ const qkvDef: GpuKernelDef = {
       precision: k.f16 ? "fp16" : "fp32",
       f16Kernel: k.attentionKernel,
     });
+    return [out];
+  },
+};
+
+/**
+ * mhafuse.QKVToContext var_seqlen (qkv [T, 3E, 1, 1] + host cu_seqlens): the packed op after padding removal.
+ * One op type has one kernel here (the registry finds it by type), so qkvDef hands this form over.
+ */
+const qkvVarSeqlen: Pick<GpuKernelDef, "accepts" | "run"> = {
+  accepts(node, _o, [qkv, , cu]) {
+    if (!isF32(qkv)) return "a non-float32 qkv";
+    if (attrInt(node, "var_seqlen", 0) === 0) return "not var_seqlen";
+    if (!cu || isDevice(cu) || cu.type !== "int32" || cu.dims.length !== 1)
+      return "cu_seqlens is not host int32 [B + 1]";
+    return qkv!.dims.length >= 2 && qkv!.dims.slice(2).every((d) => d === 1)
+      ? undefined
+      : "qkv is not [T, 3E, 1, 1]";
+  },
+  run(k, [qkv, , cu]) {
+    const Q = k.device(qkv!, storage(k));
+    const [T, E3] = Q.dims as [number, number];
+    const c = cu as Tensor;
+    const cuInts = Int32Array.from({ length: c.size }, (_, i) => c.getNumber(i));
+    let maxSeqlen = 0;
+    for (let b = 0; b + 1 < cuInts.length; b++) maxSeqlen = Math.max(maxSeqlen, cuInts[b + 1]! - cuInts[b]!);
+    if (cuInts[cuInts.length - 1] !== T)
+      failFor(k.node)(`cu_seqlens ends at ${cuInts[cuInts.length - 1]}, qkv has T = ${T} tokens`);
+    const out = k.alloc([T, E3 / 3, 1, 1], "float32", !!k.f16);
+    if (T > 0)
+      varSeqlenQkvAttention(k.gpu, k.rec, {
+        qkv: { buffer: Q.buffer, dims: [T, E3] },
+        numHeads: attrInt(k.node, "num_heads"),
+        cuSeqlens: k.uploadInt32(cuInts),
+        batch: cuInts.length - 1,
+        maxSeqlen,
+        out: { buffer: out.buffer, dims: [T, E3 / 3] },
+        precision: k.f16 ? "fp16" : "fp32",
+        f16Kernel: k.attentionKernel,
+      });
     return [out];
   },
 };
@@ -519,6 +625,8 @@ export const webgpuKernels = new KernelRegistry<never, GpuKernelDef>().register(
   sliceDef,
   concatDef,
   qkvDef,
+  removePaddingDef,
+  restorePaddingDef,
   mhafuseAttentionDef,
   multiHeadAttentionDef,
   attention23Def,

@@ -97,14 +97,17 @@ export function gather(
   indices: GPUBuffer,
   count: number,
   out: GpuTensor,
+  /** A negative index writes zeros (RestorePadding's padded rows) instead of reading a row. */
+  zeroNegative = false,
 ): void {
   const inner = sizeOf(data.dims.slice(axis + 1));
   const axisDim = data.dims[axis]!;
   const total = sizeOf(out.dims);
   if (!!data.f16 !== !!out.f16)
     throw new OpError("webgpu.Gather", "data and output storage (f32/f16) must match");
+  const read = "x[(b * u.axisDim + u32(max(idx[n], 0))) * u.inner + j]";
   const k = ctx.pipelines.get(
-    `gather:${storageKey(data)}`,
+    `gather:${storageKey(data)}${zeroNegative ? ":zero-negative" : ""}`,
     () => `${f16Enable(data)}${uniformStruct(GATHER_FIELDS)}${bindings([
       { name: "x", type: elemOf(data) },
       { name: "idx", type: "i32" },
@@ -116,7 +119,7 @@ ${LINEAR_MAIN}
   let t = i / u.inner;
   let n = t % u.count;
   let b = t / u.count;
-  o[i] = x[(b * u.axisDim + u32(idx[n])) * u.inner + j];
+  o[i] = ${zeroNegative ? `select(${elemOf(data)}(0), ${read}, idx[n] >= 0)` : read};
 }`,
   );
   rec.dispatch(
