@@ -43,27 +43,17 @@ function shape(multi: boolean) {
   return { NSG, BR: 16 * NSG, BC: multi ? 64 : 32, T: 32 * NSG };
 }
 
+/** Offset, batch, head and sequence strides of the Q, K, V and output views (both attention kernels' uniforms). */
+export const QKVO_LAYOUT_FIELDS: UniformFields = ["q", "k", "v", "o"].flatMap((p) =>
+  ["Off", "BS", "HS", "SS"].map((f) => [`${p}${f}`, "u32"] as const),
+);
+
 export const TC_ATTENTION_FIELDS: UniformFields = [
   ["seqQ", "u32"],
   ["seqKV", "u32"],
   ["group", "u32"],
   ["scale", "f32"],
-  ["qOff", "u32"],
-  ["qBS", "u32"],
-  ["qHS", "u32"],
-  ["qSS", "u32"],
-  ["kOff", "u32"],
-  ["kBS", "u32"],
-  ["kHS", "u32"],
-  ["kSS", "u32"],
-  ["vOff", "u32"],
-  ["vBS", "u32"],
-  ["vHS", "u32"],
-  ["vSS", "u32"],
-  ["oOff", "u32"],
-  ["oBS", "u32"],
-  ["oHS", "u32"],
-  ["oSS", "u32"],
+  ...QKVO_LAYOUT_FIELDS,
   ["negInf", "f32"],
 ];
 

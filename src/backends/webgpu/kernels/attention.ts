@@ -25,6 +25,7 @@ import { type F16Kernel, type Precision, requireF16 } from "../precision.js";
 import type { CommandRecorder } from "../recorder.js";
 import { packUniforms, type UniformFields, uniformStruct } from "../uniforms.js";
 import {
+  QKVO_LAYOUT_FIELDS,
   tcAttentionRows,
   tcAttentionSource,
   tcAttentionSupports,
@@ -148,22 +149,7 @@ const FIELDS: UniformFields = [
   ["group", "u32"],
   ["scale", "f32"],
   ["causalOffset", "i32"],
-  ["qOff", "u32"],
-  ["qBS", "u32"],
-  ["qHS", "u32"],
-  ["qSS", "u32"],
-  ["kOff", "u32"],
-  ["kBS", "u32"],
-  ["kHS", "u32"],
-  ["kSS", "u32"],
-  ["vOff", "u32"],
-  ["vBS", "u32"],
-  ["vHS", "u32"],
-  ["vSS", "u32"],
-  ["oOff", "u32"],
-  ["oBS", "u32"],
-  ["oHS", "u32"],
-  ["oSS", "u32"],
+  ...QKVO_LAYOUT_FIELDS,
   ["bOff", "u32"],
   ["bBS", "u32"],
   ["bHS", "u32"],
@@ -653,6 +639,23 @@ export function flashAttention(ctx: WebGpuContext, rec: CommandRecorder, a: Flas
   rec.dispatch(k, bufs, u, [Math.ceil(a.seqQ / Br), numHeads, batch], OP);
 }
 
+/** E and H of a packed row of 3E values, per token [N heads, 3 (q, k, v), H]; an OpError where 3E ≠ 3·N·H. */
+function packedHeads(op: string, E3: number, N: number): { E: number; H: number } {
+  if (E3 % (3 * N) !== 0) throw new OpError(op, `qkv's last axis ${E3} is not 3 · numHeads (${N}) · H`);
+  return { E: E3 / 3, H: E3 / 3 / N };
+}
+
+/** The Q, K and V views of one packed buffer: token rows `seqStride` apart, sequences `batchStride` apart. */
+function packedViews(
+  qkv: GPUBuffer,
+  H: number,
+  batchStride: number,
+  seqStride: number,
+): Pick<FlashAttentionArgs, "q" | "qLayout" | "k" | "kLayout" | "v" | "vLayout"> {
+  const row = (t: number): AttentionLayout => ({ offset: t * H, batchStride, headStride: 3 * H, seqStride });
+  return { q: qkv, qLayout: row(0), k: qkv, kLayout: row(1), v: qkv, vLayout: row(2) };
+}
+
 /**
  * TensorRT bertQKVToContext, fixed length: qkv [S, B, 3E] (trailing 1, 1 allowed), per token [N, 3, H];
  * `lengths` int32 [B] valid tokens per sequence (all S when absent). Output [S, B, E]. Padded query rows are
@@ -681,17 +684,9 @@ export function packedQkvAttention(
     throw new OpError(op, `qkv must be [S, B, 3E] or [S, B, 3E, 1, 1], got [${d}]`);
   const [S, B, E3] = d as [number, number, number];
   const N = args.numHeads;
-  if (E3 % (3 * N) !== 0) throw new OpError(op, `qkv's last axis ${E3} is not 3 · numHeads (${N}) · H`);
-  const E = E3 / 3;
-  const H = E / N;
+  const { E, H } = packedHeads(op, E3, N);
   if (sizeOf(args.out.dims) !== S * B * E)
     throw new OpError(op, `output must hold [S, B, E] = [${S}, ${B}, ${E}], got [${args.out.dims}]`);
-  const inRow = (t: number): AttentionLayout => ({
-    offset: t * H,
-    batchStride: 3 * E,
-    headStride: 3 * H,
-    seqStride: B * 3 * E,
-  });
   flashAttention(ctx, rec, {
     batch: B,
     numHeads: N,
@@ -701,12 +696,7 @@ export function packedQkvAttention(
     headSize: H,
     vHeadSize: H,
     scale: args.scale ?? 1 / Math.sqrt(H),
-    q: args.qkv.buffer,
-    qLayout: inRow(0),
-    k: args.qkv.buffer,
-    kLayout: inRow(1),
-    v: args.qkv.buffer,
-    vLayout: inRow(2),
+    ...packedViews(args.qkv.buffer, H, 3 * E, B * 3 * E),
     out: args.out.buffer,
     outLayout: { offset: 0, batchStride: E, headStride: H, seqStride: B * E },
     keyLengths: args.lengths,
@@ -744,19 +734,11 @@ export function varSeqlenQkvAttention(
     throw new OpError(op, `qkv must be [T, 3E] or [T, 3E, 1, 1], got [${d}]`);
   const [T, E3] = d as [number, number];
   const N = args.numHeads;
-  if (E3 % (3 * N) !== 0) throw new OpError(op, `qkv's last axis ${E3} is not 3 · numHeads (${N}) · H`);
-  const E = E3 / 3;
-  const H = E / N;
+  const { E, H } = packedHeads(op, E3, N);
   if (sizeOf(args.out.dims) !== T * E)
     throw new OpError(op, `output must hold [T, E] = [${T}, ${E}], got [${args.out.dims}]`);
   if (args.cuSeqlens.size < (args.batch + 1) * 4)
     throw new OpError(op, `cu_seqlens must hold batch + 1 = ${args.batch + 1} int32 values`);
-  const inRow = (t: number): AttentionLayout => ({
-    offset: t * H,
-    batchStride: 0,
-    headStride: 3 * H,
-    seqStride: 3 * E,
-  });
   flashAttention(ctx, rec, {
     batch: args.batch,
     numHeads: N,
@@ -766,12 +748,7 @@ export function varSeqlenQkvAttention(
     headSize: H,
     vHeadSize: H,
     scale: args.scale ?? 1 / Math.sqrt(H),
-    q: args.qkv.buffer,
-    qLayout: inRow(0),
-    k: args.qkv.buffer,
-    kLayout: inRow(1),
-    v: args.qkv.buffer,
-    vLayout: inRow(2),
+    ...packedViews(args.qkv.buffer, H, 0, 3 * E),
     out: args.out.buffer,
     outLayout: { offset: 0, batchStride: 0, headStride: H, seqStride: E },
     cuSeqlens: args.cuSeqlens,
