@@ -186,3 +186,23 @@ test("Add: same shape and a row broadcast, with NaN/Inf", { skip: skipNative }, 
     }
   });
 });
+
+test("allFinite: NaN and ±Infinity found anywhere in the range, offsets and block edges included", {
+  skip: skipNative,
+}, () => {
+  forEachConfig((nk, label) => {
+    for (const n of [0, 1, 15, 4096, 4097, 10000]) {
+      const x = rand(n + 3, n).map((v) => v * 1e30);
+      assert.equal(nk.allFinite(x), true, `${label} n=${n} finite`);
+      for (const bad of [Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY])
+        for (const at of n > 0 ? [0, n >> 1, n - 1] : []) {
+          const y = x.slice();
+          y[at + 2] = bad;
+          assert.equal(nk.allFinite(y, 2, n), false, `${label} n=${n} ${bad} at ${at}`);
+          // Outside [offset, offset + n): not looked at.
+          assert.equal(nk.allFinite(y, 0, at + 2), true, `${label} n=${n} ${bad} before its range`);
+        }
+    }
+    assert.equal(nk.allFinite(Float32Array.of(3.4028234663852886e38, -3.4028234663852886e38, 1e-45)), true);
+  });
+});

@@ -1,6 +1,7 @@
 // GotoBLAS/BLIS blocking over the prepacked B: a task is a block of rows × a block of columns; for each K block
-// it packs its rows of A (MC×KC, in L2), then for each row tile (its A panel stays in L1) runs the micro-kernel
-// over the task's B micro-panels (streamed from L2, prefetched by the micro-kernel). Measured on the Zen 5 box
+// and each row tile (its MR×KC slice of A, read in place, stays in L1) it runs the micro-kernel over the task's
+// B micro-panels (streamed from L2, prefetched by the micro-kernel). A is not packed (see micro in
+// gemm_kernel.cc). Measured on the Zen 5 box
 // (CPU time, single thread): this order with prefetch 0.85-0.90 of the FMA probe, B-panel-in-L1 order without
 // prefetch 0.83-0.86; KC 128 0.81, KC 384 no better than 256. Tasks are small enough that the pool balances
 // them dynamically across the threads.
@@ -15,9 +16,9 @@
 
 namespace mhf {
 
-// K rows per packed block: A panel (MR×KC) + B micro-panel (KC×NR) = 8 KB + 32 KB in the 48 KB L1 (AVX-512).
+// K rows per packed block: A slice (MR×KC) + B micro-panel (KC×NR) = 8 KB + 32 KB in the 48 KB L1 (AVX-512).
 static constexpr int KC = 256;
-// Rows of A per task (a multiple of every MR: 8, 6, 4): an MC×KC packed block is 96 KB, well inside L2.
+// Rows of A per task (a multiple of every MR: 8, 6, 4): an MC×KC block of A is 96 KB, well inside L2.
 static constexpr int MC = 96;
 
 PackedB::PackedB(const Kernels* isa, int K, int N) : isa(isa), K(K), N(N), kc(KC) {
@@ -70,8 +71,6 @@ struct GemmJob {
   int n_tasks_cols;   // column blocks
 };
 
-thread_local std::vector<float> a_pack;
-
 void gemm_task(void* ctx, int t) {
   const GemmJob& j = *static_cast<GemmJob*>(ctx);
   const Kernels& k = *j.b->isa;
@@ -83,12 +82,9 @@ void gemm_task(void* ctx, int t) {
   if (mc <= 0 || nc <= 0) return;
   const int K = j.b->K;
   const int blocks = (K + j.b->kc - 1) / j.b->kc;
-  const size_t need = (size_t)((mc + MR - 1) / MR * MR) * j.b->kc;
-  if (a_pack.size() < need) a_pack.resize(need);
-  float* ap = a_pack.data();
   for (int kb = 0; kb < blocks; kb++) {
     const int kc = j.b->rows(kb);
-    k.pack_a(j.a + (int64_t)i0 * j.lda + (int64_t)kb * j.b->kc, j.lda, mc, kc, ap);
+    const float* a_block = j.a + (int64_t)i0 * j.lda + (int64_t)kb * j.b->kc;
     const bool last = kb == blocks - 1;
     for (int ir = 0; ir < mc; ir += MR) {
       const int m = mc - ir < MR ? mc - ir : MR;
@@ -96,7 +92,7 @@ void gemm_task(void* ctx, int t) {
         const float* bp = j.b->panels(kb, n0 + jr);
         const int n = nc - jr < NR ? nc - jr : NR;
         float* ct = j.c + (int64_t)(i0 + ir) * j.ldc + n0 + jr;
-        k.micro(kc, ap + (int64_t)ir * kc, bp, ct, j.ldc, m, n, kb > 0);
+        k.micro(kc, a_block + (int64_t)ir * j.lda, j.lda, bp, ct, j.ldc, m, n, kb > 0);
         if (last && (j.e->bias || j.e->act || j.e->residual))
           k.epilogue(ct, j.ldc, m, n, i0 + ir, n0 + jr, *j.e);
       }

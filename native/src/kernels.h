@@ -43,10 +43,10 @@ struct Kernels {
   // B (K×N, or N×K when trans) columns [n0, n0+nc) × rows [k0, k0+kc) → panels of nr columns, kc·nr each,
   // zero padded to whole panels.
   void (*pack_b)(const float* b, int64_t ldb, bool trans, int k0, int kc, int n0, int nc, float* dst);
-  // A rows [0, mc) × columns [0, kc) → panels of mr rows, [k][mr], zero padded.
-  void (*pack_a)(const float* a, int64_t lda, int mc, int kc, float* dst);
-  // C tile (mr×nr) = (accumulate ? C : 0) + Apanel·Bpanel; only rows < m and cols < n are written.
-  void (*micro)(int kc, const float* a, const float* b, float* c, int64_t ldc, int m, int n, bool accumulate);
+  // C tile (mr×nr) = (accumulate ? C : 0) + A·Bpanel, A read in place (row i of the tile at a + i·lda, m ≥ 1
+  // rows valid); only rows < m and cols < n are written.
+  void (*micro)(int kc, const float* a, int64_t lda, const float* b, float* c, int64_t ldc, int m, int n,
+                bool accumulate);
   // The epilogue over a rows × cols block of C whose top-left element is (row0, col0) of the whole C.
   void (*epilogue)(float* c, int64_t ldc, int rows, int cols, int64_t row0, int col0, const Epilogue& e);
 

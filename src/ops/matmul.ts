@@ -258,8 +258,10 @@ export function gemmGemmCall(ctx: OpContext, inputs: (Tensor | undefined)[]): Ge
   if (a.type !== "float32" && a.type !== "float16") return undefined;
   const { M, N } = g;
   const C = computeOf(ctx).allocFloat32(M * N);
-  // beta = 0 without C: the GEMM overwrites C (stale pooled contents are never read).
-  if (c) expandBias(ctx.node, c, M, N, C);
+  // beta = 0 without C: the GEMM overwrites C (stale pooled contents are never read). A bias row stays a
+  // hint (rowBias): the kernel adds it, or fills C from it (fillRowBias) when it reads beta·C.
+  const biasRow = c?.type === "float32" && c.size === N && c.dims.at(-1) === N && g.beta === 1;
+  if (c && !biasRow) expandBias(ctx.node, c, M, N, C);
   const problem: GemmProblem = {
     ...g,
     A: float32Data(a),
@@ -270,8 +272,7 @@ export function gemmGemmCall(ctx: OpContext, inputs: (Tensor | undefined)[]): Ge
     cOffset: 0,
     ldc: N,
   };
-  if (c?.type === "float32" && c.size === N && c.dims.at(-1) === N && g.beta === 1)
-    problem.rowBias = (c.data as Float32Array).subarray(0, N);
+  if (biasRow) problem.rowBias = (c.data as Float32Array).subarray(0, N);
   const type = a.type;
   return { problems: [problem], output: () => floatTensor(type, C, [M, N]) };
 }

@@ -135,7 +135,10 @@ function run(ctx: OpContext, inputs: (Tensor | undefined)[]): Tensor[] {
   checkTypeId(node, fail);
   const numHeads = attrInt(node, "num_heads");
   const hiddenSize = node.attrs.hidden_size ? attrInt(node, "hidden_size") : undefined;
-  const opts: QkvRunOptions = { computePaddedRows: computePaddedRows(node) };
+  const opts: QkvRunOptions = {
+    computePaddedRows: computePaddedRows(node),
+    allocFloat32: computeOf(ctx).allocFloat32,
+  };
   if (isVarSeqlen(node, qkv.dims.length))
     return [
       runQkvAttention(qkv, varSeqlenLayout(inputs, numHeads, hiddenSize, fail), opts, fail, attendWith(ctx)),

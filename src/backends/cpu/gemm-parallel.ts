@@ -16,7 +16,7 @@
  * raw but packed once into the kernel's panel layout (cached in shared memory) and every unit copies its panels.
  */
 
-import type { GemmProblem as BaseGemmProblem } from "../../ops/gemm-problem.js";
+import { type GemmProblem as BaseGemmProblem, fillRowBias } from "../../ops/gemm-problem.js";
 import { defaultGemmKernel, type KernelChoice } from "./defaults.js";
 import {
   cachedPackedB,
@@ -130,6 +130,7 @@ export function gemmParallel(problem: GemmProblem, opts: GemmParallelOptions = {
  */
 export function gemmBatchParallel(problems: GemmProblem[], opts: GemmParallelOptions = {}): void {
   gemmParallelStats.calls++;
+  for (const p of problems) fillRowBias(p);
   const flops = problems.reduce((s, p) => s + problemFlops(p), 0);
   const threads = opts.mode === "never" ? 1 : Math.max(1, Math.floor(opts.threads ?? cpuThreads()));
   const js = (opts.kernel ?? defaultGemmKernel()) === "js";
@@ -156,6 +157,7 @@ export function gemmBatchParallel(problems: GemmProblem[], opts: GemmParallelOpt
  */
 export async function gemmBatchAsync(problems: GemmProblem[], opts: GemmParallelOptions = {}): Promise<void> {
   gemmParallelStats.calls++;
+  for (const p of problems) fillRowBias(p);
   const flops = problems.reduce((s, p) => s + problemFlops(p), 0);
   const threads = Math.max(1, Math.floor(opts.threads ?? cpuThreads()));
   const js = (opts.kernel ?? defaultGemmKernel()) === "js";

@@ -42,6 +42,7 @@ export interface NativeBinding {
   info(): { isa: string; threads: number; isas: string[] };
   selectIsa(name: string): boolean;
   setThreads(n: number): void;
+  allFinite(x: Float32Array, offset: number, n: number): boolean;
   packB(b: Float32Array, offset: number, ldb: number, K: number, N: number, trans: boolean): PackedHandle;
   gemm(
     M: number,

@@ -110,11 +110,16 @@ function argError(message: string): never {
 
 /** The native kernels, bound to a loaded addon. */
 export class NativeKernels {
-  constructor(private readonly raw: NativeBinding) {}
+  /** The build in use, read once (every GEMM's packed-weights key names it; info() builds an object). */
+  private activeIsa: string;
+
+  constructor(private readonly raw: NativeBinding) {
+    this.activeIsa = raw.info().isa;
+  }
 
   /** The kernel build in use: "avx512", "avx2" or "portable". */
   get isa(): string {
-    return this.raw.info().isa;
+    return this.activeIsa;
   }
   /** Kernel builds this CPU can run, widest first. */
   get isas(): string[] {
@@ -128,9 +133,15 @@ export class NativeKernels {
   setThreads(n: number): void {
     nativeCall(() => this.raw.setThreads(n));
   }
+  /** Whether x[offset, offset + n) holds no NaN or ±Infinity (a vectorised scan). */
+  allFinite(x: Float32Array, offset = 0, n = x.length - offset): boolean {
+    return nativeCall(() => this.raw.allFinite(x, offset, n));
+  }
   /** Switches the kernel build (tests and benchmarks); false when this CPU cannot run it. */
   selectIsa(name: string): boolean {
-    return this.raw.selectIsa(name);
+    const ok = this.raw.selectIsa(name);
+    this.activeIsa = this.raw.info().isa;
+    return ok;
   }
 
   /**
