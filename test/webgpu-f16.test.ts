@@ -18,7 +18,13 @@ import {
 import { castF16ToF32, castF32ToF16 } from "../src/backends/webgpu/kernels/cast.js";
 import type { GpuTensor } from "../src/backends/webgpu/kernels/common.js";
 import { gemm } from "../src/backends/webgpu/kernels/gemm.js";
-import { TC_TILE_LARGE, TC_TILE_LARGE_W4, TC_TILE_SOLO } from "../src/backends/webgpu/kernels/gemm-tc.js";
+import {
+  TC_TILE_LARGE,
+  TC_TILE_LARGE_W4,
+  TC_TILE_SOLO,
+  tcGemmKey,
+  tcGemmSource,
+} from "../src/backends/webgpu/kernels/gemm-tc.js";
 import {
   type F16Kernel,
   f16Bits,
@@ -28,6 +34,7 @@ import {
   toF16,
 } from "../src/backends/webgpu/precision.js";
 import { BackendUnavailableError, MhafuseError, OpError } from "../src/errors.js";
+import { emulateSubgroupMatrices } from "./tc-emulation.js";
 import { gelu, rand } from "./webgpu-helpers.js";
 
 let ctxPromise: Promise<WebGpuContext | string> | undefined;
@@ -182,6 +189,9 @@ test("fp16 GEMM (every kernel on this device) vs float64: odd shapes, batches, 8
       [1, 130, 264, 72, false, "bias+gelu", multi ? TC_TILE_LARGE : TC_TILE_SOLO],
       [1, 257, 136, 96, false, "bias+res", multi ? TC_TILE_LARGE_W4 : TC_TILE_SOLO],
       [1, 128, 768, 768, false, "bias+res", undefined],
+      // Split-K on tensor cores (few 64×64 tiles, K ≥ 512): a ragged last slice, an edge row block, GELU.
+      [1, 70, 96, 1000, false, "bias+gelu", undefined],
+      [1, 128, 768, 3072, false, "bias+res", undefined],
     );
   let seed = 100;
   for (const kernel of kernels(ctx))
@@ -213,6 +223,75 @@ test("fp16 GEMM (every kernel on this device) vs float64: odd shapes, batches, 8
       const worst = assertRows(got, want, batch * M, N, 1e-2, what);
       console.log(`# fp16 gemm ${what}: max |diff| / row rms = ${worst.toExponential(2)}`);
     }
+});
+
+test("tensor-core split-K GEMM WGSL, emulated subgroup matrices (lavapipe): partial slices + reduction epilogues", async (t) => {
+  const ctx = await f16Context();
+  if (typeof ctx === "string") return t.skip(ctx);
+  if (!ctx.gpu.features.shaderF16 || !ctx.f16) return t.skip("no shader-f16");
+  if (ctx.f16.syntax) return t.skip("real tensor cores here: the fp16 GEMM test runs them");
+  const saved = ctx.f16;
+  // The one-subgroup tile: the emulation needs lanes from local_invocation_index (sgBuiltin false).
+  ctx.f16 = { ...saved, syntax: "template", multiSubgroup: false, sgBuiltin: false };
+  try {
+    // M, N, K, epilogue, K slices: split-K into 3 slices (64, 64, 8 rows of K) with an edge row block, and 2
+    // slices with GELU. Small, 8-aligned shapes: lavapipe runs the emulated fragments slowly (~7 min at K ≈ 700)
+    // and compiles the emulated scalar-load variant for minutes (the H200 test covers that variant).
+    const shapes: [number, number, number, string, number][] = [
+      [70, 64, 136, "bias+res", 3],
+      [40, 72, 96, "bias+gelu", 2],
+    ];
+    let seed = 900;
+    for (const [M, N, K, epi, kSlices] of shapes) {
+      // The split-K partials kernel (no epilogue: the reduction applies it), emulated, under gemm()'s key.
+      const flags = {
+        vec: K % 8 === 0 && N % 8 === 0,
+        bias: false,
+        gelu: false,
+        residual: false,
+        split: true,
+      };
+      ctx.pipelines.get(tcGemmKey("template", TC_TILE_SOLO, flags, false), () =>
+        emulateSubgroupMatrices(tcGemmSource(TC_TILE_SOLO, flags, "template"), 32),
+      );
+      const A = round16(rand(M * K, seed++));
+      const B = round16(rand(K * N, seed++));
+      const bias = round16(rand(N, seed++));
+      const R = round16(rand(M * N, seed++));
+      const g = epi === "bias+gelu";
+      const useR = epi === "bias+res";
+      const out = empty16(ctx, [M, N]);
+      const rec = ctx.recorder();
+      gemm(ctx, rec, {
+        precision: "fp16",
+        f16Kernel: "tensor-core",
+        kSlices,
+        a: up16(ctx, A, [M, K]),
+        b: up16(ctx, B, [K, N]),
+        bias: epi !== "none" ? up16(ctx, bias, [N]) : undefined,
+        gelu: g,
+        residual: useR ? up16(ctx, R, [M, N]) : undefined,
+        out,
+      });
+      await rec.submit();
+      const got = await read16(ctx, out);
+      const want = gemmRef(
+        A,
+        B,
+        1,
+        false,
+        M,
+        N,
+        K,
+        epi !== "none" ? bias : undefined,
+        g,
+        useR ? R : undefined,
+      );
+      assertRows(got, want, M, N, 1e-2, `emulated tensor-core [${M}x${N}x${K}] ${epi}, ${kSlices} K slices`);
+    }
+  } finally {
+    ctx.f16 = saved;
+  }
 });
 
 test("fp16 GEMM errors name the kernel: tensor cores forced where there are none", async (t) => {

@@ -13,6 +13,10 @@
  * 8 consecutive columns of one row, adds bias, applies GELU, adds the residual (all f32) and writes f16 once.
  * Edges (M, N, K not multiples of the tile) are zero-filled on load and bounds-checked on store; the "vec"
  * variant (K % 8 = 0, N % 8 = 0: every BERT and LLM layer) moves 8 halves per load and store.
+ *
+ * Split-K ("split"): workgroup z sums only K rows [z·kChunk, (z+1)·kChunk) and writes its f32 partial [M, N]
+ * slice z of P, no epilogue; gemm() then runs the reduction that adds the slices and applies the epilogue. For
+ * small M (batch-1 BERT: [128 × 3072]·[3072 × 768] is 24 tiles of 64×64 on an H200's 132 SMs).
  */
 import { OpError } from "../../../errors.js";
 import type { WebGpuContext } from "../context.js";
@@ -52,6 +56,8 @@ export interface TcFlags {
   bias: boolean;
   gelu: boolean;
   residual: boolean;
+  /** Split-K partials: f32 output slices, no epilogue (bias, gelu, residual are then false). */
+  split?: boolean;
 }
 
 const FIELDS: UniformFields = [
@@ -61,6 +67,7 @@ const FIELDS: UniformFields = [
   ["strideA", "u32"],
   ["strideB", "u32"],
   ["strideC", "u32"],
+  ["kChunk", "u32"],
 ];
 
 /** Workgroup memory of a tile config, in bytes. */
@@ -87,7 +94,7 @@ export function tcGemmSource(t: TcTile, f: TcFlags, syntax: MatrixSyntax, sgBuil
   ];
   if (f.bias) decls.push({ name: "bias", type: f.vec ? "vec4<u32>" : "f16" });
   if (f.residual) decls.push({ name: "R", type: f.vec ? "vec4<u32>" : "f16" });
-  decls.push({ name: "C", type: f.vec ? "vec4<u32>" : "f16", write: true });
+  decls.push({ name: "C", type: f.split ? "f32" : f.vec ? "vec4<u32>" : "f16", write: true });
 
   // Global → registers (prefetch) and registers → workgroup memory, per thread, fully unrolled.
   const fetch: string[] = [];
@@ -100,7 +107,7 @@ export function tcGemmSource(t: TcTile, f: TcFlags, syntax: MatrixSyntax, sgBuil
       decl.push(`  var ra${e} = vec4<u32>(0u);`);
       fetch.push(`    { let idx = ${e * T}u + tid; let r = idx / ${BK / 8}u; let c = (idx % ${BK / 8}u) * 8u;
       let gm = m0 + r; let gk = k0 + c;
-      ra${e} = select(vec4<u32>(0u), A[(aBase + min(gm, u.M - 1u) * u.K + min(gk, u.K - 8u)) / 8u], gm < u.M && gk < u.K); }`);
+      ra${e} = select(vec4<u32>(0u), A[(aBase + min(gm, u.M - 1u) * u.K + min(gk, kHi - 8u)) / 8u], gm < u.M && gk < kHi); }`);
       stash.push(`    { let idx = ${e * T}u + tid; let o = dst * ${ASZ}u + (idx / ${BK / 8}u) * ${AS}u + (idx % ${BK / 8}u) * 8u;
       ${[0, 1, 2, 3].map((w) => `let h${w} = bitcast<vec2<f16>>(ra${e}[${w}]); As[o + ${2 * w}u] = h${w}.x; As[o + ${2 * w + 1}u] = h${w}.y;`).join(" ")} }`);
     }
@@ -108,7 +115,7 @@ export function tcGemmSource(t: TcTile, f: TcFlags, syntax: MatrixSyntax, sgBuil
       decl.push(`  var rb${e} = vec4<u32>(0u);`);
       fetch.push(`    { let idx = ${e * T}u + tid; let r = idx / ${BN / 8}u; let c = (idx % ${BN / 8}u) * 8u;
       let gk = k0 + r; let gn = n0 + c;
-      rb${e} = select(vec4<u32>(0u), B[(bBase + min(gk, u.K - 1u) * u.N + min(gn, u.N - 8u)) / 8u], gk < u.K && gn < u.N); }`);
+      rb${e} = select(vec4<u32>(0u), B[(bBase + min(gk, kHi - 1u) * u.N + min(gn, u.N - 8u)) / 8u], gk < kHi && gn < u.N); }`);
       stash.push(`    { let idx = ${e * T}u + tid; let o = dst * ${BSZ}u + (idx / ${BN / 8}u) * ${BS}u + (idx % ${BN / 8}u) * 8u;
       ${[0, 1, 2, 3].map((w) => `let h${w} = bitcast<vec2<f16>>(rb${e}[${w}]); Bs[o + ${2 * w}u] = h${w}.x; Bs[o + ${2 * w + 1}u] = h${w}.y;`).join(" ")} }`);
     }
@@ -116,7 +123,7 @@ export function tcGemmSource(t: TcTile, f: TcFlags, syntax: MatrixSyntax, sgBuil
     for (let e = 0; e < (BM * BK) / T; e++) {
       decl.push(`  var ra${e} = f16(0.0);`);
       fetch.push(`    { let idx = ${e * T}u + tid; let gm = m0 + idx / ${BK}u; let gk = k0 + idx % ${BK}u;
-      ra${e} = select(f16(0.0), A[aBase + min(gm, u.M - 1u) * u.K + min(gk, u.K - 1u)], gm < u.M && gk < u.K); }`);
+      ra${e} = select(f16(0.0), A[aBase + min(gm, u.M - 1u) * u.K + min(gk, kHi - 1u)], gm < u.M && gk < kHi); }`);
       stash.push(
         `    { let idx = ${e * T}u + tid; As[dst * ${ASZ}u + (idx / ${BK}u) * ${AS}u + idx % ${BK}u] = ra${e}; }`,
       );
@@ -124,7 +131,7 @@ export function tcGemmSource(t: TcTile, f: TcFlags, syntax: MatrixSyntax, sgBuil
     for (let e = 0; e < (BK * BN) / T; e++) {
       decl.push(`  var rb${e} = f16(0.0);`);
       fetch.push(`    { let idx = ${e * T}u + tid; let gk = k0 + idx / ${BN}u; let gn = n0 + idx % ${BN}u;
-      rb${e} = select(f16(0.0), B[bBase + min(gk, u.K - 1u) * u.N + min(gn, u.N - 1u)], gk < u.K && gn < u.N); }`);
+      rb${e} = select(f16(0.0), B[bBase + min(gk, kHi - 1u) * u.N + min(gn, u.N - 1u)], gk < kHi && gn < u.N); }`);
       stash.push(
         `    { let idx = ${e * T}u + tid; Bs[dst * ${BSZ}u + (idx / ${BN}u) * ${BS}u + idx % ${BN}u] = rb${e}; }`,
       );
@@ -167,7 +174,11 @@ export function tcGemmSource(t: TcTile, f: TcFlags, syntax: MatrixSyntax, sgBuil
     let gm = m0 + wm * ${SMr}u + ${i * F}u + lane / 2u;
     let gn = n0 + wn * ${SNc}u + ${j * F}u + (lane % 2u) * 8u;
     let s = sg * 256u + (lane / 2u) * 16u + (lane % 2u) * 8u;`);
-      if (f.vec) {
+      if (f.split) {
+        epi.push(`    for (var c = 0u; c < 8u; c++) {
+      if (gm < u.M && gn + c < u.N) { C[wid.z * u.M * u.N + gm * u.N + gn + c] = scratch[s + c]; }
+    }`);
+      } else if (f.vec) {
         const parts = ["x", "y", "z", "w"].map((w, q) => {
           let p = `vec2<f32>(scratch[s + ${2 * q}u], scratch[s + ${2 * q + 1}u])`;
           if (f.bias) p = `${p} + unpack2x16float(bq.${w})`;
@@ -209,17 +220,19 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let wm = sg / ${WN}u; let wn = sg % ${WN}u;
   let n0 = wid.x * ${BN}u; let m0 = wid.y * ${BM}u;
   let aBase = wid.z * u.strideA; let bBase = wid.z * u.strideB; let cBase = wid.z * u.strideC;
-  let steps = (u.K + ${BK - 1}u) / ${BK}u;
+  // K rows of this workgroup: all of them, or slice wid.z of a split-K product.
+  let kLo = ${f.split ? "wid.z * u.kChunk" : "0u"}; let kHi = ${f.split ? "min(u.K, kLo + u.kChunk)" : "u.K"};
+  let steps = (kHi - kLo + ${BK - 1}u) / ${BK}u;
 ${decl.join("\n")}
 ${acc.join("\n")}
   {
-    let k0 = 0u; let dst = 0u;
+    let k0 = kLo; let dst = 0u;
 ${fetch.join("\n")}
 ${stash.join("\n")}
   }
   workgroupBarrier();
   for (var kt = 0u; kt < steps; kt++) {
-    let cur = kt & 1u; let dst = cur ^ 1u; let k0 = (kt + 1u) * ${BK}u;
+    let cur = kt & 1u; let dst = cur ^ 1u; let k0 = kLo + (kt + 1u) * ${BK}u;
     let more = kt + 1u < steps;
     if (more) {
 ${fetch.join("\n")}
@@ -232,6 +245,11 @@ ${stash.join("\n")}
   }
 ${epi.join("\n")}
 }`;
+}
+
+/** The pipeline-cache key of a tile config and its flags (everything baked into the WGSL). */
+export function tcGemmKey(syntax: MatrixSyntax, t: TcTile, f: TcFlags, sgBuiltin: boolean): string {
+  return `gemm-tc:${syntax}:${t.BM}x${t.BN}x${t.BK}:${t.WM}x${t.WN}:v${+f.vec}:bias${+f.bias}:gelu${+f.gelu}:res${+f.residual}:split${+!!f.split}:sgb${+sgBuiltin}`;
 }
 
 export interface TcGemmArgs {
@@ -254,16 +272,19 @@ export function recordTcGemm(
   op: string,
   multiSubgroup = true,
   sgBuiltin = false,
+  /** Split-K: K rows per slice and the f32 [slices, M, N] partials buffer that replaces the output. */
+  split?: { kChunk: number; slices: number; partial: GPUBuffer },
 ): void {
   const { M, N, K, batch, bBatch, nBatch } = shape;
   const f: TcFlags = {
     vec: K % 8 === 0 && N % 8 === 0,
-    bias: !!args.bias,
-    gelu: !!args.gelu,
-    residual: !!args.residual,
+    bias: !split && !!args.bias,
+    gelu: !split && !!args.gelu,
+    residual: !split && !!args.residual,
+    split: !!split,
   };
   // 128×128 tiles only when they fill the GPU (~132 SMs) a couple of times over; else 64×64.
-  const large = Math.ceil(M / 128) * Math.ceil(N / 128) * nBatch >= 264;
+  const large = !split && Math.ceil(M / 128) * Math.ceil(N / 128) * nBatch >= 264;
   const t = args.tile ?? (!multiSubgroup ? TC_TILE_SOLO : large ? TC_TILE_LARGE : TC_TILE_SMALL);
   const limit = ctx.gpu.limits.maxComputeWorkgroupStorageSize;
   if (tcSharedBytes(t) > limit)
@@ -271,12 +292,12 @@ export function recordTcGemm(
       op,
       `tensor-core tile ${t.BM}×${t.BN}×${t.BK} needs ${tcSharedBytes(t)} B of workgroup memory, the device has ${limit}`,
     );
-  const key = `gemm-tc:${syntax}:${t.BM}x${t.BN}x${t.BK}:${t.WM}x${t.WN}:v${+f.vec}:bias${+f.bias}:gelu${+f.gelu}:res${+f.residual}:sgb${+sgBuiltin}`;
+  const key = tcGemmKey(syntax, t, f, sgBuiltin);
   const k = ctx.pipelines.get(key, () => tcGemmSource(t, f, syntax, sgBuiltin));
   const bufs = [args.a.buffer, args.b.buffer];
-  if (args.bias) bufs.push(args.bias.buffer);
-  if (args.residual) bufs.push(args.residual.buffer);
-  bufs.push(args.out.buffer);
+  if (f.bias && args.bias) bufs.push(args.bias.buffer);
+  if (f.residual && args.residual) bufs.push(args.residual.buffer);
+  bufs.push(split ? split.partial : args.out.buffer);
   const u = packUniforms(FIELDS, {
     M,
     N,
@@ -284,6 +305,8 @@ export function recordTcGemm(
     strideA: batch > 1 ? M * K : 0,
     strideB: bBatch > 1 ? K * N : 0,
     strideC: M * N,
+    kChunk: split ? split.kChunk : K,
   });
-  rec.dispatch(k, bufs, u, [Math.ceil(N / t.BN), Math.ceil(M / t.BM), nBatch], op);
+  const z = split ? split.slices : nBatch;
+  rec.dispatch(k, bufs, u, [Math.ceil(N / t.BN), Math.ceil(M / t.BM), z], op);
 }

@@ -205,17 +205,24 @@ const REDUCE_FIELDS: UniformFields = [
   ["S", "u32"],
 ];
 
-/** Split-K's second pass: C = epilogue(Σ_z P[z]) over the S partial [M, N] slices (float32). */
-export function gemmReduceSource(f: Pick<GemmFlags, "bias" | "gelu" | "residual">): string {
+/**
+ * Split-K's second pass: C = epilogue(Σ_z P[z]) over the S partial [M, N] float32 slices; with `f16` the bias,
+ * residual and C are f16 (the tensor-core path), the sum and epilogue still f32.
+ */
+export function gemmReduceSource(
+  f: Pick<GemmFlags, "bias" | "gelu" | "residual"> & { f16?: boolean },
+): string {
+  const s = f.f16 ? "f16" : "f32";
   const decls: StorageDecl[] = [{ name: "P", type: "f32" }];
-  if (f.bias) decls.push({ name: "bias", type: "f32" });
-  if (f.residual) decls.push({ name: "R", type: "f32" });
-  decls.push({ name: "C", type: "f32", write: true });
+  if (f.bias) decls.push({ name: "bias", type: s });
+  if (f.residual) decls.push({ name: "R", type: s });
+  decls.push({ name: "C", type: s, write: true });
   let epi = "v";
-  if (f.bias) epi = `${epi} + bias[idx % u.N]`;
+  if (f.bias) epi = `${epi} + f32(bias[idx % u.N])`;
   if (f.gelu) epi = `gelu_f32(${epi})`;
-  if (f.residual) epi = `${epi} + R[idx]`;
-  return `${uniformStruct(REDUCE_FIELDS)}${bindings(decls)}${f.gelu ? ERF_WGSL : ""}
+  if (f.residual) epi = `${epi} + f32(R[idx])`;
+  if (f.f16) epi = `f16(${epi})`;
+  return `${f.f16 ? "enable f16;\n" : ""}${uniformStruct(REDUCE_FIELDS)}${bindings(decls)}${f.gelu ? ERF_WGSL : ""}
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let idx = gid.x; let mn = u.M * u.N;
@@ -264,6 +271,8 @@ export interface GemmArgs {
   f16Kernel?: F16Kernel;
   /** fp16 tensor-core only: force the tile config. */
   tcTile?: TcTile;
+  /** Force the number of split-K slices (tests, benchmarks; unbatched only); default by the tile count. */
+  kSlices?: number;
 }
 
 export function gemmFlops(M: number, N: number, K: number, batch = 1): number {
@@ -312,6 +321,11 @@ export function gemm(ctx: WebGpuContext, rec: CommandRecorder, args: GemmArgs): 
           `no tensor cores on this device: ${ctx.f16?.reason ?? "f16 support was not detected"}`,
         );
       const shape = { M, N, K, batch, bBatch, nBatch };
+      // Split-K as the fp32 path does (64×64 tiles, slices of a multiple of the 32-row K step).
+      const slices = nBatch === 1 && !args.tcTile ? (args.kSlices ?? splitKSlices(M, N, K)) : 1;
+      const kChunk = Math.ceil(K / slices / 32) * 32;
+      const S = Math.ceil(K / kChunk);
+      const split = S > 1 ? { kChunk, slices: S, partial: rec.temp(S * M * N * 4) } : undefined;
       recordTcGemm(
         ctx,
         rec,
@@ -321,7 +335,10 @@ export function gemm(ctx: WebGpuContext, rec: CommandRecorder, args: GemmArgs): 
         op,
         ctx.f16?.multiSubgroup === true,
         ctx.f16?.sgBuiltin === true,
+        split,
       );
+      if (split)
+        recordReduce(ctx, rec, args, { M, N, S }, { ...epilogueOf(args), f16: true }, op, split.partial);
       return;
     }
   }
@@ -333,7 +350,7 @@ export function gemm(ctx: WebGpuContext, rec: CommandRecorder, args: GemmArgs): 
     gelu: !!args.gelu,
     residual: !!args.residual,
   };
-  const slices = !f16 && nBatch === 1 && !args.tile ? splitKSlices(M, N, K) : 1;
+  const slices = !f16 && nBatch === 1 && !args.tile ? (args.kSlices ?? splitKSlices(M, N, K)) : 1;
   if (slices > 1) {
     recordSplitK(ctx, rec, args, { M, N, K, slices }, f, op);
     return;
@@ -383,7 +400,25 @@ function recordSplitK(
     [Math.ceil(N / t.BN), Math.ceil(M / t.BM), S],
     op,
   );
-  const rkey = `gemm-splitk-reduce:bias${+f.bias}:gelu${+f.gelu}:res${+f.residual}`;
+  recordReduce(ctx, rec, args, { M, N, S }, f, op, partial);
+}
+
+function epilogueOf(args: GemmArgs): Pick<GemmFlags, "bias" | "gelu" | "residual"> {
+  return { bias: !!args.bias, gelu: !!args.gelu, residual: !!args.residual };
+}
+
+/** Split-K's reduction of the S partial slices in `partial` into args.out, with the epilogue. */
+function recordReduce(
+  ctx: WebGpuContext,
+  rec: CommandRecorder,
+  args: GemmArgs,
+  d: { M: number; N: number; S: number },
+  f: Pick<GemmFlags, "bias" | "gelu" | "residual"> & { f16?: boolean },
+  op: string,
+  partial: GPUBuffer,
+): void {
+  const { M, N, S } = d;
+  const rkey = `gemm-splitk-reduce:f16${+!!f.f16}:bias${+f.bias}:gelu${+f.gelu}:res${+f.residual}`;
   const r = ctx.pipelines.get(rkey, () => gemmReduceSource(f));
   const bufs: GPUBuffer[] = [partial];
   if (args.bias) bufs.push(args.bias.buffer);
