@@ -6,7 +6,10 @@
  * counted at the padded shape), the fused attention kernel alone (GPU time from timestamp queries beside wall
  * time), and with --profile the per-kernel GPU time of one whole fused-model run (fp32, and fp16 unless
  * --no-fp16). fp16 rows (bench/gpu-fp16.ts, issue 11): the fused model in precision "fp16", its max |diff| vs
- * fp32, and the PyTorch rows of bench/torch_bert.py --json beside them (--torch FILE).
+ * fp32, and the PyTorch rows of bench/torch_bert.py --json beside them (--torch FILE). Replay (issue 10): the
+ * mhafuse sessions replay their recorded dispatches from the third run of a shape on (warm-up included); the
+ * "no replay" rows are the fused fp32 (and fp16) model with `replay: false`, every run node by node, and a
+ * `replay:` line per shape says what the last run of each replaying session did (or why it did not replay).
  *
  *   npm run bench:gpu [-- --reps 10 --warmup 3 --profile --torch torch.json]   the H200 run (issues 10, 11)
  *   npm run bench:gpu -- --quick                                 tiny model and shapes (lavapipe)
@@ -90,9 +93,13 @@ const toOrt = (f: Feeds) =>
     Object.entries(f).map(([k, t]) => [k, new ort.Tensor("int64", t.data as BigInt64Array, t.dims)]),
   );
 
-const engines: { name: string; run: (f: Feeds, o: Record<string, ort.Tensor>) => Promise<unknown> }[] = [
-  { name: "mhafuse-webgpu fused", run: (f) => fused.run(f) },
-  { name: "mhafuse-webgpu unfused", run: (f) => unfused.run(f) },
+const engines: {
+  name: string;
+  run: (f: Feeds, o: Record<string, ort.Tensor>) => Promise<unknown>;
+  session?: InferenceSession;
+}[] = [
+  { name: "mhafuse-webgpu fused", run: (f) => fused.run(f), session: fused },
+  { name: "mhafuse-webgpu unfused", run: (f) => unfused.run(f), session: unfused },
 ];
 if (ortSession) engines.push({ name: "onnxruntime webgpu", run: (_f, o) => ortSession.run(o) });
 const fp16 = await fp16Engines(path);
@@ -101,7 +108,22 @@ const ORT_ROW = ortSession ? 2 : -1;
 const FP16_ROW = engines.length - fp16.length;
 // Padding removal is opt-in on webgpu: the token-wise layers and the packed op on the valid tokens only.
 const unpadded = await InferenceSession.create(path, { executionProviders: ["webgpu"], removePadding: true });
-engines.push({ name: "mhafuse-webgpu unpadded", run: (f) => unpadded.run(f) });
+engines.push({ name: "mhafuse-webgpu unpadded", run: (f) => unpadded.run(f), session: unpadded });
+// Replay off: every run node by node (kernel choice, shape checks, uniform packing per dispatch), as before.
+const noReplay = [
+  await InferenceSession.create(path, { executionProviders: ["webgpu"], replay: false }),
+  ...(fp16.length
+    ? [
+        await InferenceSession.create(path, {
+          executionProviders: ["webgpu"],
+          precision: "fp16",
+          replay: false,
+        }),
+      ]
+    : []),
+];
+engines.push({ name: "mhafuse-webgpu fused, no replay", run: (f) => noReplay[0]!.run(f) });
+if (noReplay[1]) engines.push({ name: "mhafuse-webgpu fp16, no replay", run: (f) => noReplay[1]!.run(f) });
 
 /** Padded lengths: uniform in [S/8, S] from a fixed seed (16..128 at S = 128). */
 function paddedLengths(B: number, S: number): number[] {
@@ -133,10 +155,15 @@ async function modelRow(
     const ms = median(times[k]!);
     const tf = tflops(flops(B, S), ms);
     console.log(
-      `${label.padEnd(16)} ${e.name.padEnd(24)} ${ms.toFixed(2).padStart(8)} ms  ${tf.toFixed(2).padStart(6)} TFLOP/s ` +
+      `${label.padEnd(16)} ${e.name.padEnd(32)} ${ms.toFixed(2).padStart(8)} ms  ${tf.toFixed(2).padStart(6)} TFLOP/s ` +
         `(${((100 * tf) / FP32_PEAK).toFixed(1)}% of fp32 peak)  ${(ms / ortMs).toFixed(2)}x onnxruntime`,
     );
   }
+  const replay = engines.flatMap((e) => {
+    const r = e.session?.lastReplay;
+    return r ? [`${e.name}: ${r.last}${r.reason ? ` (${r.reason})` : ""}`] : [];
+  });
+  console.log(`${label.padEnd(16)} replay: ${replay.join("; ")}`);
   for (const line of await fp16CheckLines(B, S, fused, fp16, feeds))
     console.log(full ? line : `${line} (padded)`);
   if (full)
@@ -230,5 +257,6 @@ await releaseFp16(fp16);
 await fused.release();
 await unfused.release();
 await unpadded.release();
+for (const s of noReplay) await s.release();
 await ortSession?.release();
 rmSync(dir, { recursive: true, force: true });

@@ -21,6 +21,22 @@ export interface RunOptions {
   profile?: boolean;
 }
 
+/**
+ * Device backends that replay recorded runs (webgpu): what the last run did — "replayed" a plan; ran node by
+ * node and kept its recording as a plan ("captured"), remembered it until an equal one comes ("recorded"),
+ * or could not keep it ("refused", with the reason); a profiled or verify run ("bypassed"); replay turned off
+ * ("off").
+ */
+export interface ReplayStatus {
+  last: "replayed" | "captured" | "recorded" | "refused" | "bypassed" | "off";
+  /** Why the last run did not replay, or why its recording cannot be replayed. */
+  reason?: string;
+  /** Plans alive for this prepared graph. */
+  plans: number;
+  /** Runs replayed so far. */
+  replayed: number;
+}
+
 export interface PreparedGraph {
   /**
    * Runs the graph on host `feeds` and resolves with the host tensors named in `fetches`. Concurrent calls
@@ -31,6 +47,10 @@ export interface PreparedGraph {
     fetches: readonly string[],
     options?: RunOptions,
   ): Promise<Record<string, Tensor>>;
+  /** Replaying backends: what the last run did (see ReplayStatus). */
+  replayStatus?(): ReplayStatus;
+  /** Frees what the graph keeps between runs (replay plans' buffers); it may still run afterwards. */
+  release?(): Promise<void>;
 }
 
 export interface Backend {

@@ -1,4 +1,4 @@
-import type { Backend, PreparedGraph } from "../backends/backend.js";
+import type { Backend, PreparedGraph, ReplayStatus } from "../backends/backend.js";
 import { CpuBackend, type CpuBackendOptions } from "../backends/cpu/backend.js";
 import { CPU_KERNELS, type CpuKernels, type KernelChoice } from "../backends/cpu/defaults.js";
 import { type Fallback, WebGpuBackend } from "../backends/webgpu/backend.js";
@@ -74,6 +74,15 @@ export interface SessionOptions {
    * the model does. `lastPaddingRemoval` says what the last run did.
    */
   removePadding?: boolean;
+  /**
+   * mhafuse, webgpu: replay recorded runs (default true; MHAFUSE_WEBGPU_REPLAY=0 sets the default to false).
+   * From the second run with the same input dims, dtypes and outputs — and the same values of any input the
+   * run reads on the host to decide its work, such as a padding mask with `removePadding` — a run replays the
+   * recorded GPU commands instead of running node by node, and only rewrites the bytes that come from the
+   * feeds (token ids, lengths, float inputs). `lastReplay` says what the last run did and, when it did not
+   * replay, why. Profiled and verify runs never replay.
+   */
+  replay?: boolean;
 }
 
 function memoryLimit(options: SessionOptions): number {
@@ -146,6 +155,8 @@ export class InferenceSession {
   lastVerify?: VerifyResult;
   /** What padding removal did for the last run's input signature (undefined when it is off). */
   lastPaddingRemoval?: PaddingRemovalResult;
+  /** webgpu: whether the last run replayed a recorded one, and why not (undefined on the cpu provider). */
+  lastReplay?: ReplayStatus;
   private readonly plan: ExecutionPlan;
   /** The provider the session runs on. */
   readonly provider: Provider;
@@ -166,7 +177,7 @@ export class InferenceSession {
     backendOptions: CpuBackendOptions,
     provider: Provider,
     private readonly paddingRemoval: boolean,
-    gpuOptions: { precision?: Precision; f16Kernel?: "auto" | F16Kernel } = {},
+    gpuOptions: { precision?: Precision; f16Kernel?: "auto" | F16Kernel; replay?: boolean } = {},
   ) {
     this.provider = provider;
     this.backend = provider === "webgpu" ? new WebGpuBackend(gpuOptions) : new CpuBackend(backendOptions);
@@ -250,10 +261,12 @@ export class InferenceSession {
       !(Number.isInteger(options.intraOpNumThreads) && options.intraOpNumThreads > 0)
     )
       throw new OptionError(`intraOpNumThreads must be a positive integer, got ${options.intraOpNumThreads}`);
-    if (options.removePadding !== undefined && typeof options.removePadding !== "boolean")
-      throw new OptionError(
-        `removePadding must be true or false, got ${JSON.stringify(options.removePadding)}`,
-      );
+    for (const [name, value] of [
+      ["removePadding", options.removePadding],
+      ["replay", options.replay],
+    ] as const)
+      if (value !== undefined && typeof value !== "boolean")
+        throw new OptionError(`${name} must be true or false, got ${JSON.stringify(value)}`);
     for (const [name, value] of [
       ["gemmKernel", options.gemmKernel],
       ["attentionKernel", options.attentionKernel],
@@ -276,7 +289,7 @@ export class InferenceSession {
       (options.removePadding ?? provider === "cpu") &&
         tolerance === undefined &&
         (prebuilt !== undefined || level === "extended" || level === "all"),
-      { precision: options.precision, f16Kernel: options.f16Kernel },
+      { precision: options.precision, f16Kernel: options.f16Kernel, replay: options.replay },
     );
   }
 
@@ -303,12 +316,17 @@ export class InferenceSession {
       }
     }
     const prepared = await this.preparedFor(checked);
-    if (this.verifyTolerance === undefined) return prepared.run(checked, wanted);
+    if (this.verifyTolerance === undefined) {
+      const outputs = await prepared.run(checked, wanted);
+      this.lastReplay = prepared.replayStatus?.();
+      return outputs;
+    }
     // Verify mode: both graphs run on the backend keeping every value, then each fused block is compared.
     this.unfused ??= this.backend.prepare(this.original, planGraph(this.original));
     const keep = { keepIntermediates: true };
     const before = await (await this.unfused).run(checked, [], keep);
     const after = await prepared.run(checked, [], keep);
+    this.lastReplay = prepared.replayStatus?.();
     const values = (r: Record<string, Tensor>) => new Map(Object.entries(r));
     this.lastVerify = compareFusion(
       this.original,
@@ -331,7 +349,15 @@ export class InferenceSession {
     if (prepared) this.prepared.delete(signature);
     else prepared = this.prepareFor(feeds);
     this.prepared.set(signature, prepared);
-    if (this.prepared.size > PREPARED_CACHE_SIZE) this.prepared.delete(this.prepared.keys().next().value!);
+    if (this.prepared.size > PREPARED_CACHE_SIZE) {
+      const oldest = this.prepared.keys().next().value!;
+      // What it keeps between runs (webgpu replay plans' buffers) goes back; a run holding it still works.
+      void this.prepared
+        .get(oldest)!
+        .graph.then((g) => g.release?.())
+        .catch(() => undefined);
+      this.prepared.delete(oldest);
+    }
     this.lastPaddingRemoval = prepared.removal;
     return prepared.graph;
   }

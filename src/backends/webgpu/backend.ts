@@ -16,6 +16,7 @@ import type { Backend, ExecutionPlan, PreparedGraph } from "../backend.js";
 import { WebGpuContext } from "./context.js";
 import type { WebGpuDeviceOptions } from "./device.js";
 import { type Fallback, type GraphPrecision, WebGpuPreparedGraph } from "./graph/prepared-graph.js";
+import { replayDefault } from "./graph/replay-plans.js";
 import { WeightStore } from "./graph/weights.js";
 import { type F16Kernel, type Precision, tcAttentionOptIn } from "./precision.js";
 
@@ -26,6 +27,11 @@ export interface WebGpuBackendOptions extends WebGpuDeviceOptions {
   precision?: Precision;
   /** fp16 GEMM kernels: "auto" (tensor cores where detected, else SIMT), or forced (benchmarks). */
   f16Kernel?: "auto" | F16Kernel;
+  /**
+   * Replay recorded runs (graph/replay-plans.ts): default true, or MHAFUSE_WEBGPU_REPLAY=0 → false. false runs
+   * every run node by node (benchmarks compare the two).
+   */
+  replay?: boolean;
 }
 
 export class WebGpuBackend implements Backend {
@@ -36,8 +42,11 @@ export class WebGpuBackend implements Backend {
   readonly #graphs: WebGpuPreparedGraph[] = [];
 
   #mode: Promise<GraphPrecision> | undefined;
+  readonly #replay: boolean;
 
-  constructor(private readonly options: WebGpuBackendOptions = {}) {}
+  constructor(private readonly options: WebGpuBackendOptions = {}) {
+    this.#replay = options.replay ?? replayDefault();
+  }
 
   /** The device (created once); rejects with BackendUnavailableError where WebGPU is unavailable. */
   context(): Promise<WebGpuContext> {
@@ -75,7 +84,7 @@ export class WebGpuBackend implements Backend {
     return this.exclusive(async () => {
       const weights = await WeightStore.prepare(ctx, graph, mode.f16 !== undefined);
       this.#weights.push(weights);
-      const prepared = new WebGpuPreparedGraph(graph, plan, ctx, weights, this.exclusive, mode);
+      const prepared = new WebGpuPreparedGraph(graph, plan, ctx, weights, this.exclusive, mode, this.#replay);
       this.#graphs.push(prepared);
       return prepared;
     });
@@ -95,6 +104,7 @@ export class WebGpuBackend implements Backend {
     if (!ctx) return;
     await this.#tail;
     const c = await ctx.catch(() => undefined);
+    for (const g of this.#graphs) g.dispose();
     for (const w of this.#weights) if (c) w.dispose();
     this.#weights.length = 0;
     this.#graphs.length = 0;

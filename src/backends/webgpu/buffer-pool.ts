@@ -77,6 +77,19 @@ export class BufferPool {
     list.push(buf);
   }
 
+  /**
+   * Takes an idle buffer out of its bucket for good (a replay plan keeps the buffers its recording names, so
+   * no other run, prepare or plan is handed them); `release` gives it back. False when `buf` is not idle —
+   * held by someone (weights) or never returned — and so cannot be reserved.
+   */
+  reserve(buf: GPUBuffer): boolean {
+    const list = this.#free.get(`${buf.usage}:${buf.size}`);
+    const at = list?.indexOf(buf) ?? -1;
+    if (at < 0) return false;
+    list!.splice(at, 1);
+    return true;
+  }
+
   /** A pooled storage buffer holding `data` (its bytes are written with queue.writeBuffer, 4-byte padded). */
   upload(data: ArrayBufferView, usage: number = STORAGE_USAGE): GPUBuffer {
     const buf = this.acquire(Math.max(4, data.byteLength), usage);

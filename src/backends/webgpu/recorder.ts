@@ -8,10 +8,14 @@
  * run that gets the same pool buffers as the last one (the steady state of a session) creates none. Validation
  * and WGSL compile errors of the whole recording are caught by one error scope and rethrown from submit() as
  * WebGpuError naming the kernel.
+ *
+ * Every command goes through the recorder (dispatch, copy, clear; there is no raw encoder access), so that with
+ * `tape` set it is also written down for replay (./tape.ts).
  */
 import { type BufferPool, Usage } from "./buffer-pool.js";
 import { WebGpuError } from "./device.js";
 import type { CachedPipeline, PipelineCache } from "./pipeline-cache.js";
+import type { CommandTape } from "./tape.js";
 
 /** A buffer bound whole, or a byte range of one. */
 export type Binding = GPUBuffer | { buffer: GPUBuffer; offset?: number; size?: number };
@@ -28,6 +32,8 @@ export interface RecorderOptions {
   /** Bracket each dispatch with timestamp queries (only where the device has timestamp-query). */
   profile?: boolean;
   label?: string;
+  /** Also write every command down here, for replay (not with `profile`: its passes carry timestamp queries). */
+  tape?: CommandTape;
 }
 
 /** Dispatches per profiled submit (2 timestamps each). Later dispatches of the same recording run unprofiled. */
@@ -74,6 +80,7 @@ export class CommandRecorder {
   node: string | undefined;
   readonly #keys = new Set<string>();
   readonly #querySet: GPUQuerySet | undefined;
+  readonly #tape: CommandTape | undefined;
   #submitted = false;
   /** Filled by submit() when profiling. */
   timings: KernelTiming[] = [];
@@ -95,16 +102,29 @@ export class CommandRecorder {
     this.#bindGroups = cache;
     if (options.profile && gpu.features.timestampQuery)
       this.#querySet = this.#device.createQuerySet({ type: "timestamp", count: 2 * MAX_PROFILED });
+    if (options.tape && options.profile)
+      throw new WebGpuError(options.label ?? "record", "a profiled recording cannot be taped for replay");
+    this.#tape = options.tape;
   }
 
   get dispatches(): number {
     return this.#labels.length;
   }
 
-  /** The encoder, for copies between dispatches (copyBufferToBuffer keeps queue order with the passes). */
-  get encoder(): GPUCommandEncoder {
+  /** A buffer-to-buffer copy between dispatches (it keeps queue order with the passes around it). */
+  copy(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, size: number): void {
+    if (this.#submitted) throw new WebGpuError("copy", "copy after submit");
     this.#endPass();
-    return this.#encoder;
+    this.#encoder.copyBufferToBuffer(src, srcOffset, dst, dstOffset, size);
+    this.#tape?.copy(src, srcOffset, dst, dstOffset, size);
+  }
+
+  /** Zeroes `size` bytes of `buffer` from `offset`, in order with the dispatches around it. */
+  clear(buffer: GPUBuffer, offset: number, size: number): void {
+    if (this.#submitted) throw new WebGpuError("clear", "clear after submit");
+    this.#endPass();
+    this.#encoder.clearBuffer(buffer, offset, size);
+    this.#tape?.clear(buffer, offset, size);
   }
 
   /**
@@ -203,6 +223,10 @@ export class CommandRecorder {
       this.#pass.setPipeline(kernel.pipeline);
       this.#pass.setBindGroup(0, bindGroup);
       this.#pass.dispatchWorkgroups(x, y, z);
+    }
+    if (this.#tape) {
+      const used = entries.map((e) => (e.resource as { buffer: GPUBuffer }).buffer);
+      this.#tape.dispatch(kernel.pipeline, bindGroup, used, x, y, z);
     }
     this.#labels.push(label);
     this.#nodes.push(this.node);

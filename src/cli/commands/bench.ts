@@ -115,6 +115,10 @@ export function registerBench(program: Command): void {
     .option("--threads <n>", "intra-op threads (mhafuse and onnxruntime alike)", positiveInt("--threads"))
     .option("--no-fuse", "run the graph without attention fusion")
     .option(
+      "--no-replay",
+      "webgpu: run every iteration node by node (no replay of the recorded GPU commands)",
+    )
+    .option(
       "--compare <engine>",
       "also run onnxruntime-node on the same inputs, interleaved (value: onnxruntime)",
     )
@@ -135,8 +139,9 @@ export function registerBench(program: Command): void {
         executionProviders: [opts.provider],
         graphOptimizationLevel: opts.fuse ? "all" : "disabled",
         precision: opts.precision,
+        replay: opts.replay ? undefined : false,
       });
-      const label = `${opts.provider}${opts.precision === "fp32" ? "" : ` ${opts.precision}`}${opts.fuse ? "" : ", unfused"}`;
+      const label = `${opts.provider}${opts.precision === "fp32" ? "" : ` ${opts.precision}`}${opts.fuse ? "" : ", unfused"}${opts.replay || opts.provider !== "webgpu" ? "" : ", no replay"}`;
       const runners: Runner[] = [{ name: `mhafuse (${label})`, run: () => session.run(feeds) }];
       if (opts.compare) runners.push(await onnxruntimeRunner(modelPath, feeds, opts.threads));
       const progress = progressFor(opts.json ? undefined : process.stderr, opts.iterations, "bench");

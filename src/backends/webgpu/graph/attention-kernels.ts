@@ -49,6 +49,14 @@ function fitsWorkgroupMemory(limit: number, d: AttentionDims): string | undefine
     : undefined;
 }
 
+/** mhafuse.Attention's key_lengths as int32, each within the past + current keys. */
+function keyLengthsData(node: Node, inputs: readonly (RunValue | undefined)[]): Int32Array {
+  const [q, k, v, , lengths, pk] = inputs;
+  const d = attentionDimsOf(node, asShapeTensor(q)!, asShapeTensor(k)!, asShapeTensor(v)!);
+  const past = pk ? pastOf(node, d, pk, d.headSize, "past_key") : 0;
+  return keyLengthsOf(node, lengths as Tensor, d.batch, past + d.seqKV, "key_lengths");
+}
+
 /**
  * mhafuse.Attention: Q [B,Sq,N·H], K [B,Skv,Nkv·H], V [B,Skv,Nkv·Hv] read as BSNH; with past_key /
  * past_value [B,Nkv,P,H] the cache is appended on the device (`withPast`, shared with Attention-23) into the
@@ -60,6 +68,8 @@ export const mhafuseAttentionDef: GpuKernelDef = {
   types: ["float32"],
   f32Storage: true,
   hostInputs: [4],
+  // key_lengths only become bytes (checked against past + current keys): a replay rewrites them.
+  hostData: { 4: keyLengthsData },
   accepts(node, _o, inputs, gpu) {
     const [q, k, v, bias, , pk, pv] = inputs;
     if (!q || !k || !v) return "missing Q, K or V";
@@ -89,9 +99,7 @@ export const mhafuseAttentionDef: GpuKernelDef = {
     );
     const { total } = kv;
     const out = kc.alloc([d.batch, d.seqQ, d.numHeads * d.vHeadSize]);
-    const keyLengths = lengths
-      ? kc.uploadInt32(keyLengthsOf(node, lengths as Tensor, d.batch, total, "key_lengths"))
-      : undefined;
+    const keyLengths = lengths ? kc.uploadHostData(4, inputs) : undefined;
     const target: [number, number, number, number] = [d.batch, d.numHeads, d.seqQ, total];
     flashAttention(kc.gpu, kc.rec, {
       ...d,
@@ -663,7 +671,7 @@ export const groupQueryAttentionDef: GpuKernelDef = {
     const cache = (fresh: typeof kNew, past: RunValue | undefined): DeviceValue => {
       const out = kc.alloc(presentDims);
       // The reference leaves the cache past each sequence's rows zero.
-      kc.rec.encoder.clearBuffer(out.buffer, 0, B * Nkv * present * H * 4);
+      kc.rec.clear(out.buffer, 0, B * Nkv * present * H * 4);
       const pastBuf = past ? kc.device(past) : undefined;
       for (let b = 0; b < B; b++) {
         const at = pastLens[b]!;

@@ -45,9 +45,18 @@ export interface GpuKernelContext {
    * fp16 mode the f16 copy made at prepare.
    */
   weight(t: Tensor, transposed: boolean): DeviceValue | undefined;
-  /** Int32 data for the device (lengths, gather indices), in a buffer freed when the run ends. */
+  /**
+   * Int32 data for the device (lengths, gather indices), in a buffer freed when the run ends. A replay keeps
+   * these bytes as recorded: they must follow from dims and deciding host inputs only — data taken from a
+   * `hostData` input goes through `uploadHostData`.
+   */
   uploadInt32(data: Int32Array): GPUBuffer;
+  /** The kernel's `hostData[slot]` of these inputs, uploaded (a replay recomputes and rewrites the bytes). */
+  uploadHostData(slot: number, inputs: readonly (RunValue | undefined)[]): GPUBuffer;
 }
+
+/** The bytes a host input becomes on the device (see GpuKernelDef.hostData); throws the op's own errors. */
+export type HostData = (node: Node, inputs: readonly (RunValue | undefined)[]) => Int32Array;
 
 export interface GpuKernelDef extends KernelKey {
   /** fp16 mode: float32 initializer inputs converted to f16 at prepare (GEMM operands, embedding tables). */
@@ -64,6 +73,17 @@ export interface GpuKernelDef extends KernelKey {
    * computing them, and `accepts` then sees LAZY_INPUT (present, no data) in their slot.
    */
   lazyInputs?: readonly number[];
+  /**
+   * Host inputs whose data the kernel only turns into device bytes — embedding indices, int32 lengths, rotary
+   * cache rows — by this function, uploaded with `uploadHostData`: nothing else the kernel records depends
+   * on their values, except what `accepts` checks. A replayed run (./replay-plan.ts) re-runs `accepts`,
+   * recomputes these bytes from its own inputs and rewrites them, where any other host input read by the
+   * kernel keys the replay plan by its data.
+   *
+   * A host tensor in a slot outside `hostInputs` and `hostData` is either uploaded as it is with `device()`
+   * (a replay rewrites its bytes) or read on the host (it then keys the plan) — not both.
+   */
+  hostData?: Readonly<Record<number, HostData>>;
   /** Why this kernel does not cover the node on this device (undefined: it does). */
   accepts?(
     node: Node,

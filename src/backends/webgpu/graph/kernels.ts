@@ -335,11 +335,29 @@ const transposeDef: GpuKernelDef = {
   },
 };
 
+/** Gather's host indices as int32 positions on `data`'s axis (negative ones wrapped), each checked. */
+function gatherIndices(node: Node, [data, idx]: readonly (RunValue | undefined)[]): Int32Array {
+  const axis = normAxis(attrInt(node, "axis", 0), data!.dims.length);
+  const axisDim = data!.dims[axis]!;
+  const I = idx as Tensor;
+  const ints = new Int32Array(I.size);
+  for (let i = 0; i < I.size; i++) {
+    const v = I.getNumber(i);
+    const n = v < 0 ? v + axisDim : v;
+    if (!(n >= 0 && n < axisDim))
+      failFor(node)(`index ${v} is out of range for axis ${axis} of size ${axisDim}`);
+    ints[i] = n;
+  }
+  return ints;
+}
+
 /** Gather of float32 rows by host indices (embeddings, the pooler's first token). */
 const gatherDef: GpuKernelDef = {
   opType: "Gather",
   types: F32,
   hostInputs: [1],
+  // The token ids only become index bytes: a replay rewrites them instead of keying its plan on them.
+  hostData: { 1: gatherIndices },
   f16Weights: [0],
   accepts(node, _o, [data, idx]) {
     if (!isF32(data) || !idx || isDevice(idx)) return "not float32 data with host indices";
@@ -347,21 +365,14 @@ const gatherDef: GpuKernelDef = {
     const axis = normAxis(attrInt(node, "axis", 0), data!.dims.length);
     return axis < 0 || axis >= data!.dims.length ? "axis out of range" : undefined;
   },
-  run(k, [data, idx]) {
+  run(k, inputs) {
+    const [data, idx] = inputs;
     const D = k.device(data!);
     const I = idx as Tensor;
     const axis = normAxis(attrInt(k.node, "axis", 0), D.dims.length);
-    const axisDim = D.dims[axis]!;
-    const ints = new Int32Array(I.size);
-    for (let i = 0; i < I.size; i++) {
-      const v = I.getNumber(i);
-      const n = v < 0 ? v + axisDim : v;
-      if (!(n >= 0 && n < axisDim))
-        failFor(k.node)(`index ${v} is out of range for axis ${axis} of size ${axisDim}`);
-      ints[i] = n;
-    }
+    const indices = k.uploadHostData(1, inputs);
     const out = k.alloc([...D.dims.slice(0, axis), ...I.dims, ...D.dims.slice(axis + 1)], "float32", D.f16);
-    gather(k.gpu, k.rec, D, axis, k.uploadInt32(ints), I.size, out);
+    gather(k.gpu, k.rec, D, axis, indices, I.size, out);
     return [out];
   },
 };
@@ -428,6 +439,10 @@ const restorePaddingDef: GpuKernelDef = {
   },
 };
 
+/** The fixed form's int32 lengths [B] (B from qkv [S, B, 3E, 1, 1]). */
+const qkvLengths = (_node: Node, [qkv, mask]: readonly (RunValue | undefined)[]): Int32Array =>
+  Int32Array.from({ length: qkv!.dims[1]! }, (_, b) => (mask as Tensor).getNumber(b));
+
 /**
  * mhafuse.QKVToContext, fixed length, with int32 lengths (or none) and padded rows computed: the flash kernel
  * skips padded keys. The contract validates the node (on qkv's dims and the host lengths); the fallback bias
@@ -441,6 +456,8 @@ const qkvDef: GpuKernelDef = {
   // var_seqlen form: cu_seqlens (2) and the max_seqlen dummy (3), all on the host.
   hostInputs: [1, 2, 3],
   lazyInputs: [2],
+  // Fixed form: the lengths only become bytes (`accepts` decides on their signs); cu_seqlens key a replay.
+  hostData: { 1: qkvLengths },
   accepts(node, opset, inputs, gpu) {
     if (attrInt(node, "var_seqlen", 0) !== 0) return qkvVarSeqlen.accepts!(node, opset, inputs, gpu);
     const [qkv, mask] = inputs;
@@ -464,13 +481,10 @@ const qkvDef: GpuKernelDef = {
     const Q = k.device(qkv!, storage(k));
     const [S, B, E3] = Q.dims as [number, number, number];
     const out = k.alloc([S, B, E3 / 3, 1, 1], "float32", !!k.f16);
-    const lengths = mask
-      ? Int32Array.from({ length: B }, (_, b) => (mask as Tensor).getNumber(b))
-      : undefined;
     packedQkvAttention(k.gpu, k.rec, {
       qkv: { buffer: Q.buffer, dims: [S, B, E3] },
       numHeads: attrInt(k.node, "num_heads"),
-      lengths: lengths ? k.uploadInt32(lengths) : undefined,
+      lengths: mask ? k.uploadHostData(1, inputs) : undefined,
       out,
       precision: k.f16 ? "fp16" : "fp32",
       f16Kernel: k.attentionKernel,

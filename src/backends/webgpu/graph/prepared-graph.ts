@@ -6,6 +6,10 @@
  * into one recorder, submitted once with the copies of the fetched values into one staging buffer, which is
  * mapped once: one read-back per run.
  *
+ * Replay (./replay-plans.ts): a run records its commands; from the second equal recording on, runs with the
+ * same feed dims, dtypes, fetches and deciding host values replay that recording instead of running node by
+ * node (`replay: false`, profiled and verify runs do not).
+ *
  * fp16 mode (`mode`): float activations live as f16 between kernels (f32Values() keeps residual sums f32),
  * weights were converted at prepare (WeightStore), and values leaving the device — fetched outputs, inputs of
  * a CPU fallback — are cast back to float32 on the GPU first, so the host sees the model's dtype.
@@ -15,7 +19,7 @@ import type { Graph, Node } from "../../../ir/graph.js";
 import { opsetOf } from "../../../ir/graph.js";
 import { Tensor } from "../../../ir/tensor.js";
 import { type OpDef, resolveOp } from "../../../ops/index.js";
-import type { ExecutionPlan, PreparedGraph, RunOptions } from "../../backend.js";
+import type { ExecutionPlan, PreparedGraph, ReplayStatus, RunOptions } from "../../backend.js";
 import { Usage } from "../buffer-pool.js";
 import type { WebGpuContext } from "../context.js";
 import { WebGpuError } from "../device.js";
@@ -25,6 +29,9 @@ import { type DeferredSteps, deferredSteps } from "./deferred.js";
 import { f32Values } from "./f32-values.js";
 import type { GpuKernelContext, GpuKernelDef, Storage } from "./kernel-context.js";
 import { webgpuKernels } from "./kernels.js";
+import { ReplayCapture } from "./replay-capture.js";
+import { type OutputLayout, type OutputSource, ReplayPlan } from "./replay-plan.js";
+import { ReplayPlans } from "./replay-plans.js";
 import { RunState } from "./run-state.js";
 import { ShapeChainCache } from "./shape-cache.js";
 import { DeviceValue, isDevice, LAZY_INPUT, type RunValue } from "./values.js";
@@ -66,7 +73,11 @@ export class WebGpuPreparedGraph implements PreparedGraph {
    * chains) run on the CPU reference without being fallbacks: this tells a test which of the two it was.
    */
   readonly onDevice = new Set<string>();
+  /** Recorded runs replayed instead of running node by node (see the header). */
+  readonly replay: ReplayPlans;
+  readonly #feedNames: ReadonlySet<string>;
 
+  /** `replay`: replay recorded runs (default true). */
   constructor(
     private readonly graph: Graph,
     private readonly plan: ExecutionPlan,
@@ -74,6 +85,7 @@ export class WebGpuPreparedGraph implements PreparedGraph {
     private readonly weights: WeightStore,
     private readonly exclusive: <T>(f: () => Promise<T>) => Promise<T>,
     private readonly mode: GraphPrecision = {},
+    replay = true,
   ) {
     this.keepF32 = mode.f16 ? f32Values(graph) : new Set();
     this.opsets = plan.order.map((n) => opsetOf(graph, n.domain));
@@ -81,6 +93,22 @@ export class WebGpuPreparedGraph implements PreparedGraph {
     this.kernels = plan.order.map(() => new Map());
     this.shapeCache = new ShapeChainCache(graph, plan.order);
     this.deferred = deferredSteps(graph, plan.order);
+    this.replay = new ReplayPlans(replay);
+    this.#feedNames = new Set(graph.inputs.map((i) => i.name));
+  }
+
+  replayStatus(): ReplayStatus {
+    return this.replay.status;
+  }
+
+  /** Returns the replay plans' buffers to the pool (later runs record and capture anew). */
+  release(): Promise<void> {
+    return this.exclusive(async () => this.replay.release());
+  }
+
+  /** `release` without waiting for runs: the backend calls it while disposing, after every run settled. */
+  dispose(): void {
+    this.replay.release();
   }
 
   /** Runs are serialised per backend: a run's recording and its pool reuse must not interleave with another's. */
@@ -98,7 +126,21 @@ export class WebGpuPreparedGraph implements PreparedGraph {
     options: RunOptions,
   ): Promise<Record<string, Tensor>> {
     const keep = options.keepIntermediates ?? false;
-    const state = new RunState(this.gpu, this.weights.buffers, options.profile ?? false);
+    const profile = options.profile ?? false;
+    // Replay where it may (not when every value is kept, nor when each dispatch is timed), else record.
+    let capture: ReplayCapture | undefined;
+    const key = `${this.shapeCache.key(feeds)}|${fetches.join(",")}`;
+    if (this.replay.enabled && (keep || profile))
+      this.replay.bypass(keep ? "every value is kept (verify)" : "profiled run");
+    else if (this.replay.enabled) {
+      const replayed = await this.replay.replay(key, feeds);
+      if (replayed) {
+        this.skippedLastRun = replayed.plan.skipped;
+        return replayed.outputs;
+      }
+      capture = new ReplayCapture((name) => this.shapeCache.dimsOnly.has(name));
+    }
+    const state = new RunState(this.gpu, this.weights.buffers, profile, capture?.tape);
     const values = new Map<string, RunValue>(this.graph.initializers);
     for (const [k, v] of Object.entries(feeds)) {
       values.set(k, v);
@@ -119,7 +161,7 @@ export class WebGpuPreparedGraph implements PreparedGraph {
       const node = order[step]!;
       let outputs = this.shapeCache.get(signature, step) as (RunValue | undefined)[] | undefined;
       if (!outputs) {
-        outputs = await this.runNode(step, node, inputs, state, pending);
+        outputs = await this.runNode(step, node, inputs, state, pending, capture);
         this.shapeCache.set(signature, step, node, outputs);
       }
       done.add(step);
@@ -141,6 +183,8 @@ export class WebGpuPreparedGraph implements PreparedGraph {
       }
       return input(order[step ?? 0]!, name);
     };
+    let result: Record<string, Tensor>;
+    let layout: OutputLayout | undefined;
     try {
       for (let step = 0; step < order.length; step++) {
         const node = order[step]!;
@@ -164,12 +208,21 @@ export class WebGpuPreparedGraph implements PreparedGraph {
       }
       this.skippedLastRun = lazy ? lazy.deferred.filter((d, i) => d && !done.has(i)).length : 0;
       const wanted = keep ? [...values.keys()] : fetches;
-      const result = await this.readOut(state, values, wanted);
+      ({ result, layout } = await this.readOut(state, values, wanted, capture));
       if (options.profile) this.lastProfile = state.timings;
-      return result;
     } finally {
       state.finish();
     }
+    if (capture && layout) {
+      if (state.flushes > 0) capture.refuse("a value was read back to the host in the middle of the run");
+      capture.skipped = this.skippedLastRun;
+      const graph = { order, opsets: this.opsets, ops: this.ops, gpu: this.gpu };
+      // The run's buffers are all back in the pool: a plan takes those its tape names out of it.
+      this.replay.consider(key, capture, () =>
+        ReplayPlan.build(key, graph, capture, layout, this.#feedNames, this.weights.buffers),
+      );
+    }
+    return result;
   }
 
   private async runNode(
@@ -178,6 +231,7 @@ export class WebGpuPreparedGraph implements PreparedGraph {
     inputs: (RunValue | undefined)[],
     state: RunState,
     pending: (name: string) => Promise<RunValue>,
+    capture: ReplayCapture | undefined,
   ): Promise<(RunValue | undefined)[]> {
     const opset = this.opsets[step]!;
     const kernel = this.kernelFor(step, node, opset, inputs);
@@ -194,16 +248,24 @@ export class WebGpuPreparedGraph implements PreparedGraph {
       if (onDevice) reason = kernel.accepts?.(node, opset, inputs, this.gpu);
       if (onDevice && reason === undefined) {
         // Shape inputs are read on the host; one computed on the device is read back first.
-        for (const i of host) if (isDevice(inputs[i])) inputs[i] = await this.toHost(inputs[i]!, state);
+        for (const i of host)
+          if (isDevice(inputs[i])) {
+            capture?.refuse(`${opLabel(node)} '${node.name}' reads a device value on the host`);
+            inputs[i] = await this.toHost(inputs[i]!, state);
+          }
         this.onDevice.add(node.name);
         state.rec.node = node.name;
-        return kernel.run(this.kernelContext(node, opset, state, kernel.f32Storage ?? false), inputs);
+        const commands = capture?.tape.commands.length ?? 0;
+        capture?.beginKernel(node, inputs);
+        const outputs = kernel.run(this.kernelContext(step, node, opset, state, kernel, capture), inputs);
+        capture?.endKernel(step, kernel, inputs, outputs, capture.tape.commands.length > commands);
+        return outputs;
       }
     }
     if (waiting.length > 0) {
       // The kernel will not take the node without its deferred inputs: compute them, then decide again.
       for (const i of waiting) inputs[i] = await pending(node.inputs[i]!);
-      return this.runNode(step, node, inputs, state, pending);
+      return this.runNode(step, node, inputs, state, pending, capture);
     }
     // The CPU reference: every device input read back (a fallback), host inputs as they are.
     this.onDevice.delete(node.name);
@@ -211,14 +273,28 @@ export class WebGpuPreparedGraph implements PreparedGraph {
     for (const v of inputs) {
       if (isDevice(v)) {
         this.fallbacks.set(node.name, { node: node.name, op: opLabel(node), reason: reason ?? "" });
+        capture?.refuse(`${opLabel(node)} '${node.name}' runs on the CPU with device inputs (${reason})`);
         hostInputs.push(await this.toHost(v, state));
       } else hostInputs.push(v);
     }
-    return this.ops[step]!.run({ node, opset }, hostInputs);
+    const outputs = this.ops[step]!.run({ node, opset }, hostInputs);
+    capture?.hostStep(step, node, inputs);
+    return outputs;
   }
 
-  /** `f32Only`: the kernel declared `f32Storage` (fp16 mode casts its f16 inputs; its outputs stay f32). */
-  private kernelContext(node: Node, opset: number, state: RunState, f32Only: boolean): GpuKernelContext {
+  /**
+   * The context `kernel` runs node `step` in; `f32Storage` kernels get f32 storage only (fp16 mode casts their
+   * f16 inputs; their outputs stay f32). `capture` notes its host uploads for replay.
+   */
+  private kernelContext(
+    step: number,
+    node: Node,
+    opset: number,
+    state: RunState,
+    kernel: GpuKernelDef,
+    capture: ReplayCapture | undefined,
+  ): GpuKernelContext {
+    const f32Only = kernel.f32Storage ?? false;
     const onDevice = (v: RunValue, f16: boolean): DeviceValue => {
       if (isDevice(v)) return v;
       const w = this.weights.get(v, false, f16) ?? this.weights.get(v, false, !f16);
@@ -227,9 +303,11 @@ export class WebGpuPreparedGraph implements PreparedGraph {
       if (!up) {
         if (v.type !== "float32" && v.type !== "int32")
           throw new WebGpuError(node.name, `a ${v.type} tensor cannot go to the device`);
-        up = new DeviceValue(v.type, v.dims, state.temp(state.upload(v.data as Float32Array | Int32Array)));
+        const u = state.upload(v.data as Float32Array | Int32Array);
+        up = new DeviceValue(v.type, v.dims, state.temp(u.buffer));
         state.uploads.set(v, up);
-      }
+        capture?.touched(v, u);
+      } else capture?.touched(v);
       return up;
     };
     const device = (v: RunValue, wanted?: Storage): DeviceValue => {
@@ -253,7 +331,14 @@ export class WebGpuPreparedGraph implements PreparedGraph {
       alloc: (dims, type, half) => state.alloc(dims, type, !f32Only && half),
       scratch: (v) => this.gpu.pool.release(v.buffer),
       weight: (t, transposed) => this.weights.get(t, transposed, !!f16),
-      uploadInt32: (data) => state.temp(state.upload(data)),
+      uploadInt32: (data) => state.temp(state.upload(data).buffer),
+      uploadHostData: (slot, inputs) => {
+        const data = kernel.hostData?.[slot];
+        if (!data) throw new WebGpuError(node.name, `the kernel declares no host data for input ${slot}`);
+        const u = state.upload(data(node, inputs));
+        capture?.hostDataUploaded(step, slot, u);
+        return state.temp(u.buffer);
+      },
     };
   }
 
@@ -264,37 +349,44 @@ export class WebGpuPreparedGraph implements PreparedGraph {
     return new Tensor(v.type, v.type === "float32" ? new Float32Array(bytes) : new Int32Array(bytes), v.dims);
   }
 
-  /** The fetched device values copied into one staging buffer, submitted with the run, mapped once. */
+  /**
+   * The fetched device values copied into one staging buffer, submitted with the run, mapped once. With
+   * `capture`, also where each output came from, for a replay plan.
+   */
   private async readOut(
     state: RunState,
     values: Map<string, RunValue>,
     wanted: readonly string[],
-  ): Promise<Record<string, Tensor>> {
+    capture: ReplayCapture | undefined,
+  ): Promise<{ result: Record<string, Tensor>; layout: OutputLayout | undefined }> {
     const result: Record<string, Tensor> = {};
+    const outputs: OutputSource[] = [];
     const copies: { name: string; v: DeviceValue; offset: number }[] = [];
     let total = 0;
     for (const name of wanted) {
       const value = values.get(name);
       if (!value) continue;
-      if (!isDevice(value)) result[name] = value;
-      else {
+      if (!isDevice(value)) {
+        result[name] = value;
+        if (capture) outputs.push({ name, host: capture.source(name, value) });
+      } else {
         // f16 storage leaves the device as the model's float32 (one cast dispatch, recorded with the run).
         const v = state.convert(value, false);
         copies.push({ name, v, offset: total });
+        outputs.push({ name, device: { offset: total, type: v.type, dims: v.dims } });
         total += v.size * 4;
       }
     }
     if (total === 0) {
       await state.submit();
       for (const c of copies) result[c.name] = emptyOf(c.v);
-      return result;
+      return { result, layout: capture ? { outputs, staging: undefined, total } : undefined };
     }
     const pool = this.gpu.pool;
     const staging = pool.acquire(total, Usage.MAP_READ | Usage.COPY_DST);
     try {
       for (const c of copies)
-        if (c.v.size > 0)
-          state.rec.encoder.copyBufferToBuffer(c.v.buffer, 0, staging, c.offset, c.v.size * 4);
+        if (c.v.size > 0) state.rec.copy(c.v.buffer, 0, staging, c.offset, c.v.size * 4);
       await state.submit();
       await staging.mapAsync(1, 0, staging.size);
       const bytes = staging.getMappedRange(0, staging.size).slice(0, total);
@@ -311,7 +403,7 @@ export class WebGpuPreparedGraph implements PreparedGraph {
       if (staging.mapState === "mapped") staging.unmap();
       pool.release(staging);
     }
-    return result;
+    return { result, layout: capture ? { outputs, staging, total } : undefined };
   }
 
   private kernelFor(

@@ -10,6 +10,7 @@
  * Precision fp16: `f32Storage` — X and the caches arrive as f32 and the output is stored f32 (the fused
  * attention op that reads it is an f32-storage kernel too).
  */
+import type { Node } from "../../../ir/graph.js";
 import type { Tensor } from "../../../ir/tensor.js";
 import { checkMsRotaryAttrs, msRotaryPositions } from "../../../ops/contrib-decoder.js";
 import { cacheRowLookup, rotaryGeometry } from "../../../ops/rotary.js";
@@ -18,6 +19,29 @@ import type { GpuKernelDef } from "./kernel-context.js";
 import { asShapeTensor, type RunValue } from "./values.js";
 
 const isF32 = (v: RunValue | undefined) => v !== undefined && v.type === "float32";
+
+/**
+ * Whether each sequence has its own cache rows: position_ids [1, S] share theirs across the batch, [B, S] (and
+ * one offset, which msRotaryPositions spreads to [B, S]) do not when B > 1. From dims alone.
+ */
+const rowsPerSequence = (positionIds: Tensor, B: number): boolean =>
+  (positionIds.size === 1 ? B : positionIds.dims[0]) === B && B > 1;
+
+/** The int32 cache row of every token (per sequence when `rowsPerSequence`), checked by the contract. */
+function cacheRows(node: Node, inputs: readonly (RunValue | undefined)[]): Int32Array {
+  const [x, positionIds, cos, sin] = inputs;
+  const g = rotaryGeometry(node, asShapeTensor(x)!);
+  const { batch: B, seq: S } = g;
+  const positions = msRotaryPositions(asShapeTensor(x)!, positionIds as Tensor);
+  const cosShape = asShapeTensor(cos)!;
+  const row = cacheRowLookup(node, cosShape, asShapeTensor(sin)!, positions, B, S, g.half);
+  const width = cosShape.dims.at(-1)!;
+  const perBatch = positions.dims[0] === B && B > 1;
+  const rows = new Int32Array((perBatch ? B : 1) * S);
+  for (let b = 0; b < (perBatch ? B : 1); b++)
+    for (let s = 0; s < S; s++) rows[b * S + s] = row(b, s) / width;
+  return rows;
+}
 
 export const msRotaryEmbeddingDef: GpuKernelDef = {
   opType: "RotaryEmbedding",
@@ -34,23 +58,20 @@ export const msRotaryEmbeddingDef: GpuKernelDef = {
     rotaryGeometry(node, asShapeTensor(x)!);
     return undefined;
   },
+  // position_ids only become cache-row bytes: a replay rewrites them instead of keying its plan on them.
+  hostData: { 1: cacheRows },
   run(kc, inputs) {
     const node = kc.node;
     const [x, positionIds, cos, sin] = inputs;
     const g = rotaryGeometry(node, asShapeTensor(x)!);
     const { batch: B, seq: S } = g;
-    const positions = msRotaryPositions(asShapeTensor(x)!, positionIds as Tensor);
-    const cosShape = asShapeTensor(cos)!;
-    const row = cacheRowLookup(node, cosShape, asShapeTensor(sin)!, positions, B, S, g.half);
-    const width = cosShape.dims.at(-1)!;
-    // position_ids [1, S] share their rows across the batch; [B, S] give each sequence its own.
-    const perBatch = positions.dims[0] === B && B > 1;
-    const rows = new Int32Array((perBatch ? B : 1) * S);
-    for (let b = 0; b < (perBatch ? B : 1); b++)
-      for (let s = 0; s < S; s++) rows[b * S + s] = row(b, s) / width;
+    const perBatch = rowsPerSequence(positionIds as Tensor, B);
+    const width = asShapeTensor(cos)!.dims.at(-1)!;
+    // Checked and computed even when nothing is dispatched, as the reference checks them.
+    const rows = kc.uploadHostData(1, inputs);
     const X = kc.device(x!);
     const out = kc.alloc(X.dims);
-    if (rows.length === 0 || g.numHeads * g.headSize === 0) return [out];
+    if ((perBatch ? B : 1) * S === 0 || g.numHeads * g.headSize === 0) return [out];
     const strides = { batchStride: g.bStride, seqStride: g.sStride, headStride: g.hStride };
     rotary(kc.gpu, kc.rec, {
       x: X.buffer,
@@ -63,7 +84,7 @@ export const msRotaryEmbeddingDef: GpuKernelDef = {
       sin: kc.device(sin!).buffer,
       half: g.half,
       cacheStride: width,
-      positions: kc.uploadInt32(rows),
+      positions: rows,
       perToken: { batchStride: perBatch ? S : 0 },
       interleaved: g.interleaved,
       outLayout: strides,

@@ -13,9 +13,18 @@ import { Usage } from "../buffer-pool.js";
 import type { WebGpuContext } from "../context.js";
 import { castF16ToF32, castF32ToF16 } from "../kernels/cast.js";
 import type { CommandRecorder, KernelTiming } from "../recorder.js";
+import type { CommandTape } from "../tape.js";
 import { type DeviceDType, DeviceValue, storageBytes } from "./values.js";
 
-const STAGING_USAGE = Usage.COPY_SRC | Usage.COPY_DST;
+/** Upload staging buffers: written by the host, copied from (no kernel binds one). */
+export const STAGING_USAGE = Usage.COPY_SRC | Usage.COPY_DST;
+
+/** A host → device upload: the value's buffer, and the staging buffer its bytes went through (none if empty). */
+export interface Upload {
+  readonly buffer: GPUBuffer;
+  readonly staging: GPUBuffer | undefined;
+  readonly bytes: number;
+}
 
 export class RunState {
   rec: CommandRecorder;
@@ -30,13 +39,17 @@ export class RunState {
 
   /** Per-kernel GPU times of the run's submits (profiled runs only). */
   readonly timings: KernelTiming[] = [];
+  /** Submits before the last one (read-backs in the middle of the run): a replay plan needs none. */
+  flushes = 0;
 
+  /** `tape`: the run's commands are also written down for replay (the first recording's only). */
   constructor(
     readonly gpu: WebGpuContext,
     private readonly persistent: ReadonlySet<GPUBuffer>,
     private readonly profile = false,
+    tape?: CommandTape,
   ) {
-    this.rec = gpu.recorder({ label: "mhafuse run", profile });
+    this.rec = gpu.recorder({ label: "mhafuse run", profile, tape });
   }
 
   /** A pooled buffer for a value; `f16`: a float32 value stored as f16 (fp16 mode). */
@@ -62,16 +75,15 @@ export class RunState {
   }
 
   /** Bytes into a fresh storage buffer, through staging and a recorded copy (see the header). */
-  upload(data: Float32Array | Int32Array): GPUBuffer {
+  upload(data: Float32Array | Int32Array): Upload {
     const bytes = Math.max(4, data.byteLength);
     const dest = this.gpu.pool.acquire(bytes);
-    if (data.byteLength > 0) {
-      const staging = this.gpu.pool.acquire(bytes, STAGING_USAGE);
-      this.#staging.push(staging);
-      this.gpu.pool.write(staging, data);
-      this.rec.encoder.copyBufferToBuffer(staging, 0, dest, 0, data.byteLength);
-    }
-    return dest;
+    if (data.byteLength === 0) return { buffer: dest, staging: undefined, bytes: 0 };
+    const staging = this.gpu.pool.acquire(bytes, STAGING_USAGE);
+    this.#staging.push(staging);
+    this.gpu.pool.write(staging, data);
+    this.rec.copy(staging, 0, dest, 0, data.byteLength);
+    return { buffer: dest, staging, bytes: data.byteLength };
   }
 
   /** A buffer freed when the run ends (lengths, indices, uploaded host values). */
@@ -98,6 +110,7 @@ export class RunState {
   /** Submits what is recorded and starts a new recording (before a read-back in the middle of a run). */
   async flush(): Promise<void> {
     const rec = this.rec;
+    this.flushes++;
     this.rec = this.gpu.recorder({ label: "mhafuse run (after a read-back)", profile: this.profile });
     await this.submit(rec);
   }

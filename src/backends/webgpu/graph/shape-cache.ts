@@ -71,6 +71,11 @@ const MAX_SIGNATURES = 8;
 export class ShapeChainCache {
   /** Per step of the plan: whether its outputs depend only on the feeds' dims. */
   readonly cacheable: readonly boolean[];
+  /**
+   * Values that depend on the feeds' dims alone: initializers and every output of a cacheable step. A replay
+   * plan (./replay-capture.ts) takes these as recorded; every other host value it recomputes or compares.
+   */
+  readonly dimsOnly: ReadonlySet<string>;
   readonly #byKey = new Map<string, Map<number, readonly RunValue[]>>();
   readonly #outputs: ReadonlySet<string>;
 
@@ -99,6 +104,7 @@ export class ShapeChainCache {
       }
       return cacheable;
     });
+    this.dimsOnly = valueKnown;
   }
 
   /** The signature of a run: every feed's name, dtype and dims. */
