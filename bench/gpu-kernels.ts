@@ -9,6 +9,8 @@
  *   --fp16     add the fp16 rows (f16 storage, f32 accumulation): tensor-core kernels where the adapter has
  *              subgroup matrices (needs --toggles on NVIDIA), else the SIMT fp16 kernels; implies --toggles
  *   --fp16-only  only the fp16 rows
+ *   --tc-tiles 64x64x32/2x2,128x64x32/4x2   tensor-core tile sweep (BMxBNxBK/WMxWN): each config on 4096³
+ *              and the [4096-token] BERT GEMMs with the bias/GELU/residual epilogues (implies --fp16)
  */
 import { WebGpuContext } from "../src/backends/webgpu/context.js";
 import { DAWN_UNSAFE_TOGGLES } from "../src/backends/webgpu/device.js";
@@ -30,8 +32,17 @@ import { RAW_TIMESTAMPS, timeKernel } from "./gpu-timing.js";
 const arg = (name: string) => process.argv.indexOf(name);
 const REPS = arg("--reps") > 0 ? Number(process.argv[arg("--reps") + 1]) : 20;
 const SMOKE = arg("--smoke") > 0;
-const FP16_ONLY = arg("--fp16-only") > 0;
+const TC_TILES = arg("--tc-tiles") > 0 ? process.argv[arg("--tc-tiles") + 1]! : undefined;
+const FP16_ONLY = arg("--fp16-only") > 0 || !!TC_TILES;
 const FP16 = FP16_ONLY || arg("--fp16") > 0;
+
+/** "128x64x32/4x2" → a tile config. */
+function parseTile(spec: string): TcTile {
+  const m = /^(\d+)x(\d+)x(\d+)\/(\d+)x(\d+)$/.exec(spec);
+  if (!m) throw new Error(`--tc-tiles: bad tile ${spec} (want BMxBNxBK/WMxWN, e.g. 128x64x32/4x2)`);
+  const [BM, BN, BK, WM, WN] = m.slice(1).map(Number) as [number, number, number, number, number];
+  return { BM, BN, BK, WM, WN };
+}
 /** Plain fp32 FMA peak of an H200 SXM (the vendor's datasheet; same as H100 SXM). */
 const FP32_PEAK_TFLOPS = 67;
 
@@ -182,7 +193,41 @@ const tensor16 = (dims: number[], seed: number): GpuTensor => ({
   ),
   dims,
 });
-if (FP16 && f.shaderF16) {
+if (TC_TILES && ctx.f16?.syntax) {
+  const M = SMOKE ? 64 : 4096;
+  const n = SMOKE ? 256 : 4096;
+  const a = tensor16([n, n], 20);
+  const b = tensor16([n, n], 21);
+  const c = tensor16([n, n], 22);
+  const x = tensor16([M, E], 1);
+  const h = tensor16([M, FF], 2);
+  const w1 = tensor16([E, FF], 5);
+  const w2 = tensor16([FF, E], 6);
+  const wqkv = tensor16([E, 3 * E], 3);
+  const biasF = tensor16([FF], 9);
+  const biasE = tensor16([E], 8);
+  const bias3 = tensor16([3 * E], 7);
+  const oF = tensor16([M, FF], 12);
+  const oE = tensor16([M, E], 11);
+  const oQkv = tensor16([M, 3 * E], 10);
+  for (const spec of TC_TILES.split(",")) {
+    const tcTile = parseTile(spec);
+    const p = "fp16" as const;
+    await measure(`tc ${spec} gemm ${n}³`, gemmFlops(n, n, n), (rec) =>
+      gemm(ctx, rec, { a, b, out: c, precision: p, tcTile }),
+    );
+    await measure(`tc ${spec} QKV [${M}x${E}]·[${E}x${3 * E}] +bias`, gemmFlops(M, 3 * E, E), (rec) =>
+      gemm(ctx, rec, { a: x, b: wqkv, bias: bias3, out: oQkv, precision: p, tcTile }),
+    );
+    await measure(`tc ${spec} FFN1 [${M}x${E}]·[${E}x${FF}] +bias+gelu`, gemmFlops(M, FF, E), (rec) =>
+      gemm(ctx, rec, { a: x, b: w1, bias: biasF, gelu: true, out: oF, precision: p, tcTile }),
+    );
+    await measure(`tc ${spec} FFN2 [${M}x${FF}]·[${FF}x${E}] +bias+res`, gemmFlops(M, E, FF), (rec) =>
+      gemm(ctx, rec, { a: h, b: w2, bias: biasE, residual: x, out: oE, precision: p, tcTile }),
+    );
+  }
+}
+if (FP16 && f.shaderF16 && !TC_TILES) {
   const kind = ctx.f16?.syntax ? "tc" : "simt";
   for (const M of tokenCounts) {
     const x = tensor16([M, E], 1);

@@ -1,0 +1,44 @@
+/**
+ * Where the host time of a steady-state (replayed) WebGPU run goes: BERT-base fused, one shape, warm-up, then
+ * timed runs; wall time per run, and with `node --cpu-prof` the JS profile of the timed loop. For the H200
+ * (issue 10: a [1,128] run's GPU works ~3.7 ms of its wall time).
+ *
+ *   node --cpu-prof --cpu-prof-dir=DIR --import tsx bench/gpu-host-profile.ts [--shape 1x128] [--runs 200]
+ *   [--precision fp16] [--no-replay]
+ */
+import { parseArgs } from "node:util";
+import { InferenceSession } from "../src/engine/session.js";
+import { bertInputs, buildBertGraph } from "../src/models/bert.js";
+import { benchConfig } from "./gpu-fp16.js";
+
+const { values } = parseArgs({
+  options: {
+    shape: { type: "string", default: "1x128" },
+    runs: { type: "string", default: "200" },
+    precision: { type: "string", default: "fp32" },
+    "no-replay": { type: "boolean", default: false },
+  },
+});
+const [B, S] = values.shape!.split("x").map(Number) as [number, number];
+const cfg = benchConfig();
+const graph = buildBertGraph(cfg);
+const session = await InferenceSession.fromGraph(graph, {
+  executionProviders: ["webgpu"],
+  precision: values.precision as "fp32" | "fp16",
+  replay: !values["no-replay"],
+});
+const feeds = bertInputs(Array(B).fill(S), S, cfg.vocab);
+for (let i = 0; i < 10; i++) await session.run(feeds);
+const times: number[] = [];
+for (let i = 0; i < Number(values.runs); i++) {
+  const t0 = performance.now();
+  await session.run(feeds);
+  times.push(performance.now() - t0);
+}
+times.sort((a, b) => a - b);
+const q = (p: number) => times[Math.floor(p * (times.length - 1))]!.toFixed(2);
+console.log(
+  `BERT ${cfg.layers}x${cfg.hidden} [${B},${S}] ${values.precision}${values["no-replay"] ? ", no replay" : ""}: ` +
+    `median ${q(0.5)} ms (p10 ${q(0.1)}, p90 ${q(0.9)}) over ${times.length} runs`,
+);
+await session.release();
