@@ -1,13 +1,14 @@
 /**
  * Whole-model CPU benchmark of issue 9: the generated BERT (BERT-base width) fused, on mhafuse's native
  * kernels, on its fallback (WebAssembly) kernels, and on onnxruntime-node's CPU provider with the same thread
- * count — one process, interleaved rep by rep in a rotating order with a pause before each run (the box is
- * shared; thread pools spin after a run), warm-up first, medians. mhafuse native runs
+ * count — one process, interleaved rep by rep in an order that puts every engine after every other one
+ * equally often over 4 reps (bench/order.ts), a pause before each run (the box is shared; thread pools spin
+ * after a run), warm-up first, medians. mhafuse native runs
  * twice: with padding removal (the default) and with `removePadding: false` (padded tokens computed, as
  * onnxruntime does); GFLOP/s counts the work as onnxruntime computes it (padding included).
  * Shapes: [1,128], [8,128], [1,512], and [8,128] with lengths uniform in 16..128 (about half padding).
  *
- *   node --import tsx bench/cpu.ts [--layers 4 --reps 9 --threads 2 --shapes 1x128,8x128,1x512,8x128pad] [--json]
+ *   node --import tsx bench/cpu.ts [--layers 4 --reps 8 --threads 2 --shapes 1x128,8x128,1x512,8x128pad] [--json]
  */
 import { cpus } from "node:os";
 import { parseArgs } from "node:util";
@@ -18,11 +19,12 @@ import type { Tensor } from "../src/ir/tensor.js";
 import { bertInputs, buildBertGraph } from "../src/models/bert.js";
 import { seededRandom } from "../src/models/random.js";
 import { modelFromGraph, saveModel } from "../src/onnx/index.js";
+import { runOrder } from "./order.js";
 
 const { values } = parseArgs({
   options: {
     layers: { type: "string", default: "4" },
-    reps: { type: "string", default: "9" },
+    reps: { type: "string", default: "8" },
     threads: { type: "string", default: "2" },
     shapes: { type: "string", default: "1x128,8x128,1x512,8x128pad" },
     json: { type: "boolean", default: false },
@@ -109,11 +111,12 @@ for (const spec of values.shapes!.split(",")) {
   const cpu: Record<string, number[]> = { ort: [], native: [], nativeKeep: [], fallback: [] };
   for (const [, run] of runs) await run(); // warm-up: prepare, pack weights, start workers
   for (let r = 0; r < REPS; r++) {
-    // The order rotates rep by rep and each run starts after a 20 ms pause: a thread pool spins for a while
-    // after its run (onnxruntime's by default, the native pool for 300 µs), which would otherwise always
+    // The order changes rep by rep (a balanced Latin square, bench/order.ts: every engine runs right after
+    // every other one equally often over 4 reps) and each run starts after a 20 ms pause: a thread pool spins
+    // for a while after its run (onnxruntime's by default, the native pool for 300 µs), which would otherwise
     // tax whichever engine comes next.
-    for (let i = 0; i < runs.length; i++) {
-      const [key, run] = runs[(i + r) % runs.length]!;
+    for (const i of runOrder(runs.length, r)) {
+      const [key, run] = runs[i]!;
       await new Promise((resolve) => setTimeout(resolve, 20));
       const c0 = process.cpuUsage();
       const t0 = performance.now();
