@@ -9,6 +9,8 @@
  *   --fp16     add the fp16 rows (f16 storage, f32 accumulation): tensor-core kernels where the adapter has
  *              subgroup matrices (needs --toggles on NVIDIA), else the SIMT fp16 kernels; implies --toggles
  *   --fp16-only  only the fp16 rows
+ *   --tiles 128x128x16/8x8,64x64x16/4x4   fp32 SIMT tile sweep (BMxBNxBK/TMxTN, threads = BM/TM × BN/TN): each
+ *              config on 4096³ and the [4096-token] BERT GEMMs with their epilogues; nothing else runs
  *   --tc-tiles 64x64x32/2x2,128x64x32/4x2   tensor-core tile sweep (BMxBNxBK/WMxWN): each config on 4096³
  *              and the [4096-token] BERT GEMMs with the bias/GELU/residual epilogues (implies --fp16)
  */
@@ -33,6 +35,7 @@ const arg = (name: string) => process.argv.indexOf(name);
 const REPS = arg("--reps") > 0 ? Number(process.argv[arg("--reps") + 1]) : 20;
 const SMOKE = arg("--smoke") > 0;
 const TC_TILES = arg("--tc-tiles") > 0 ? process.argv[arg("--tc-tiles") + 1]! : undefined;
+const TILES = arg("--tiles") > 0 ? process.argv[arg("--tiles") + 1]! : undefined;
 const FP16_ONLY = arg("--fp16-only") > 0 || !!TC_TILES;
 const FP16 = FP16_ONLY || arg("--fp16") > 0;
 
@@ -112,6 +115,44 @@ async function measureOnce(
 const E = SMOKE ? 64 : 768;
 const FF = 4 * E;
 const tokenCounts = SMOKE ? [32] : [128, 4096];
+if (TILES) {
+  const M = SMOKE ? 64 : 4096;
+  const n = SMOKE ? 256 : 4096;
+  const a = tensor([n, n], 20);
+  const b = tensor([n, n], 21);
+  const c = tensor([n, n], 22);
+  const x = tensor([M, E], 1);
+  const h = tensor([M, FF], 2);
+  const wqkv = tensor([E, 3 * E], 3);
+  const w1 = tensor([E, FF], 5);
+  const w2 = tensor([FF, E], 6);
+  const bias3 = tensor([3 * E], 7);
+  const biasE = tensor([E], 8);
+  const biasF = tensor([FF], 9);
+  const oQkv = tensor([M, 3 * E], 10);
+  const oE = tensor([M, E], 11);
+  const oF = tensor([M, FF], 12);
+  for (const spec of TILES.split(",")) {
+    const m = /^(\d+)x(\d+)x(\d+)\/(\d+)x(\d+)$/.exec(spec);
+    if (!m) throw new Error(`--tiles: bad tile ${spec} (want BMxBNxBK/TMxTN, e.g. 128x128x16/8x8)`);
+    const [BM, BN, BK, TM, TN] = m.slice(1).map(Number) as [number, number, number, number, number];
+    const tile = { BM, BN, BK, TM, TN };
+    await measure(`simt ${spec} gemm ${n}³`, gemmFlops(n, n, n), (rec) =>
+      gemm(ctx, rec, { a, b, out: c, tile }),
+    );
+    await measure(`simt ${spec} QKV [${M}x${E}]·[${E}x${3 * E}] +bias`, gemmFlops(M, 3 * E, E), (rec) =>
+      gemm(ctx, rec, { a: x, b: wqkv, bias: bias3, out: oQkv, tile }),
+    );
+    await measure(`simt ${spec} FFN1 [${M}x${E}]·[${E}x${FF}] +bias+gelu`, gemmFlops(M, FF, E), (rec) =>
+      gemm(ctx, rec, { a: x, b: w1, bias: biasF, gelu: true, out: oF, tile }),
+    );
+    await measure(`simt ${spec} FFN2 [${M}x${FF}]·[${FF}x${E}] +bias+res`, gemmFlops(M, E, FF), (rec) =>
+      gemm(ctx, rec, { a: h, b: w2, bias: biasE, residual: x, out: oE, tile }),
+    );
+  }
+  process.exit(0);
+}
+
 for (const M of FP16_ONLY ? [] : tokenCounts) {
   const x = tensor([M, E], 1);
   const h = tensor([M, FF], 2);
