@@ -205,6 +205,32 @@ test("webgpu replay: padding removal keys its plans by the mask — same shapes,
   }
 });
 
+test("webgpu replay: padding removal on, batches without padding run the graph as is and replay whatever their ids", async (t) => {
+  const ctx = await gpuContext();
+  if (typeof ctx === "string") return t.skip(ctx);
+  const s = await sessions(BERT, { removePadding: true });
+  try {
+    const S = 16;
+    const steps: [number[], string, boolean][] = [
+      [[16, 16], "recorded", false],
+      [[16, 16], "captured", false],
+      // A padded batch of the same dims in between: removal, its own recording.
+      [[16, 9], "recorded", true],
+      [[16, 16], "replayed", false],
+      [[16, 16], "replayed", false],
+    ];
+    for (const [r, [lengths, status, removed]] of steps.entries()) {
+      await s.check(bertFeeds(lengths, S, 300 + r), `run ${r} [${lengths}]`);
+      const removal = s.on.lastPaddingRemoval;
+      if (removed) assert.ok(removal && !("skipped" in removal), JSON.stringify(removal));
+      else assert.match(JSON.stringify(removal), /no padding in this batch/);
+      assert.equal(s.on.lastReplay!.last, status, `run ${r} [${lengths}]: ${s.on.lastReplay!.reason}`);
+    }
+  } finally {
+    await s.release();
+  }
+});
+
 test("webgpu replay: llama_past decoding loops (KV cache fed back) replay every step from the third loop, as the CPU", async (t) => {
   const ctx = await gpuContext();
   if (typeof ctx === "string") return t.skip(ctx);
