@@ -18,7 +18,7 @@ import { WebGpuContext } from "../src/backends/webgpu/context.js";
 import { DAWN_UNSAFE_TOGGLES } from "../src/backends/webgpu/device.js";
 import { attentionFlops, packedQkvAttention } from "../src/backends/webgpu/kernels/attention.js";
 import type { GpuTensor } from "../src/backends/webgpu/kernels/common.js";
-import { gemm, gemmFlops } from "../src/backends/webgpu/kernels/gemm.js";
+import { type GemmArgs, gemm, gemmFlops } from "../src/backends/webgpu/kernels/gemm.js";
 import {
   TC_TILE_LARGE,
   TC_TILE_LARGE_W4,
@@ -36,7 +36,7 @@ const REPS = arg("--reps") > 0 ? Number(process.argv[arg("--reps") + 1]) : 20;
 const SMOKE = arg("--smoke") > 0;
 const TC_TILES = arg("--tc-tiles") > 0 ? process.argv[arg("--tc-tiles") + 1]! : undefined;
 const TILES = arg("--tiles") > 0 ? process.argv[arg("--tiles") + 1]! : undefined;
-const FP16_ONLY = arg("--fp16-only") > 0 || !!TC_TILES;
+const FP16_ONLY = arg("--fp16-only") > 0 || !!TC_TILES || !!TILES;
 const FP16 = FP16_ONLY || arg("--fp16") > 0;
 
 /** "128x64x32/4x2" → a tile config. */
@@ -115,43 +115,6 @@ async function measureOnce(
 const E = SMOKE ? 64 : 768;
 const FF = 4 * E;
 const tokenCounts = SMOKE ? [32] : [128, 4096];
-if (TILES) {
-  const M = SMOKE ? 64 : 4096;
-  const n = SMOKE ? 256 : 4096;
-  const a = tensor([n, n], 20);
-  const b = tensor([n, n], 21);
-  const c = tensor([n, n], 22);
-  const x = tensor([M, E], 1);
-  const h = tensor([M, FF], 2);
-  const wqkv = tensor([E, 3 * E], 3);
-  const w1 = tensor([E, FF], 5);
-  const w2 = tensor([FF, E], 6);
-  const bias3 = tensor([3 * E], 7);
-  const biasE = tensor([E], 8);
-  const biasF = tensor([FF], 9);
-  const oQkv = tensor([M, 3 * E], 10);
-  const oE = tensor([M, E], 11);
-  const oF = tensor([M, FF], 12);
-  for (const spec of TILES.split(",")) {
-    const m = /^(\d+)x(\d+)x(\d+)\/(\d+)x(\d+)$/.exec(spec);
-    if (!m) throw new Error(`--tiles: bad tile ${spec} (want BMxBNxBK/TMxTN, e.g. 128x128x16/8x8)`);
-    const [BM, BN, BK, TM, TN] = m.slice(1).map(Number) as [number, number, number, number, number];
-    const tile = { BM, BN, BK, TM, TN };
-    await measure(`simt ${spec} gemm ${n}³`, gemmFlops(n, n, n), (rec) =>
-      gemm(ctx, rec, { a, b, out: c, tile }),
-    );
-    await measure(`simt ${spec} QKV [${M}x${E}]·[${E}x${3 * E}] +bias`, gemmFlops(M, 3 * E, E), (rec) =>
-      gemm(ctx, rec, { a: x, b: wqkv, bias: bias3, out: oQkv, tile }),
-    );
-    await measure(`simt ${spec} FFN1 [${M}x${E}]·[${E}x${FF}] +bias+gelu`, gemmFlops(M, FF, E), (rec) =>
-      gemm(ctx, rec, { a: x, b: w1, bias: biasF, gelu: true, out: oF, tile }),
-    );
-    await measure(`simt ${spec} FFN2 [${M}x${FF}]·[${FF}x${E}] +bias+res`, gemmFlops(M, E, FF), (rec) =>
-      gemm(ctx, rec, { a: h, b: w2, bias: biasE, residual: x, out: oE, tile }),
-    );
-  }
-  process.exit(0);
-}
 
 for (const M of FP16_ONLY ? [] : tokenCounts) {
   const x = tensor([M, E], 1);
@@ -234,41 +197,53 @@ const tensor16 = (dims: number[], seed: number): GpuTensor => ({
   ),
   dims,
 });
-if (TC_TILES && ctx.f16?.syntax) {
+/**
+ * The tile sweeps (--tiles, --tc-tiles): each config on 4096³ and the 4096-token BERT GEMMs with their
+ * epilogues, tensors from `make` (f32 or f16 storage), `configs` the GEMM options each label forces.
+ */
+async function tileSweep(
+  label: string,
+  configs: [string, Partial<GemmArgs>][],
+  make: (dims: number[], seed: number) => GpuTensor,
+): Promise<void> {
   const M = SMOKE ? 64 : 4096;
   const n = SMOKE ? 256 : 4096;
-  const a = tensor16([n, n], 20);
-  const b = tensor16([n, n], 21);
-  const c = tensor16([n, n], 22);
-  const x = tensor16([M, E], 1);
-  const h = tensor16([M, FF], 2);
-  const w1 = tensor16([E, FF], 5);
-  const w2 = tensor16([FF, E], 6);
-  const wqkv = tensor16([E, 3 * E], 3);
-  const biasF = tensor16([FF], 9);
-  const biasE = tensor16([E], 8);
-  const bias3 = tensor16([3 * E], 7);
-  const oF = tensor16([M, FF], 12);
-  const oE = tensor16([M, E], 11);
-  const oQkv = tensor16([M, 3 * E], 10);
-  for (const spec of TC_TILES.split(",")) {
-    const tcTile = parseTile(spec);
-    const p = "fp16" as const;
-    await measure(`tc ${spec} gemm ${n}³`, gemmFlops(n, n, n), (rec) =>
-      gemm(ctx, rec, { a, b, out: c, precision: p, tcTile }),
+  const [a, b, c] = [make([n, n], 20), make([n, n], 21), make([n, n], 22)];
+  const [x, h] = [make([M, E], 1), make([M, FF], 2)];
+  const [wqkv, w1, w2] = [make([E, 3 * E], 3), make([E, FF], 5), make([FF, E], 6)];
+  const [bias3, biasE, biasF] = [make([3 * E], 7), make([E], 8), make([FF], 9)];
+  const [oQkv, oE, oF] = [make([M, 3 * E], 10), make([M, E], 11), make([M, FF], 12)];
+  for (const [spec, o] of configs) {
+    await measure(`${label} ${spec} gemm ${n}³`, gemmFlops(n, n, n), (rec) =>
+      gemm(ctx, rec, { a, b, out: c, ...o }),
     );
-    await measure(`tc ${spec} QKV [${M}x${E}]·[${E}x${3 * E}] +bias`, gemmFlops(M, 3 * E, E), (rec) =>
-      gemm(ctx, rec, { a: x, b: wqkv, bias: bias3, out: oQkv, precision: p, tcTile }),
+    await measure(`${label} ${spec} QKV [${M}x${E}]·[${E}x${3 * E}] +bias`, gemmFlops(M, 3 * E, E), (rec) =>
+      gemm(ctx, rec, { a: x, b: wqkv, bias: bias3, out: oQkv, ...o }),
     );
-    await measure(`tc ${spec} FFN1 [${M}x${E}]·[${E}x${FF}] +bias+gelu`, gemmFlops(M, FF, E), (rec) =>
-      gemm(ctx, rec, { a: x, b: w1, bias: biasF, gelu: true, out: oF, precision: p, tcTile }),
+    await measure(`${label} ${spec} FFN1 [${M}x${E}]·[${E}x${FF}] +bias+gelu`, gemmFlops(M, FF, E), (rec) =>
+      gemm(ctx, rec, { a: x, b: w1, bias: biasF, gelu: true, out: oF, ...o }),
     );
-    await measure(`tc ${spec} FFN2 [${M}x${FF}]·[${FF}x${E}] +bias+res`, gemmFlops(M, E, FF), (rec) =>
-      gemm(ctx, rec, { a: h, b: w2, bias: biasE, residual: x, out: oE, precision: p, tcTile }),
+    await measure(`${label} ${spec} FFN2 [${M}x${FF}]·[${FF}x${E}] +bias+res`, gemmFlops(M, E, FF), (rec) =>
+      gemm(ctx, rec, { a: h, b: w2, bias: biasE, residual: x, out: oE, ...o }),
     );
   }
 }
-if (FP16 && f.shaderF16 && !TC_TILES) {
+if (TILES) {
+  const simt = (spec: string): [string, Partial<GemmArgs>] => {
+    const m = /^(\d+)x(\d+)x(\d+)\/(\d+)x(\d+)$/.exec(spec);
+    if (!m) throw new Error(`--tiles: bad tile ${spec} (want BMxBNxBK/TMxTN, e.g. 128x128x16/8x8)`);
+    const [BM, BN, BK, TM, TN] = m.slice(1).map(Number) as [number, number, number, number, number];
+    return [spec, { tile: { BM, BN, BK, TM, TN } }];
+  };
+  await tileSweep("simt", TILES.split(",").map(simt), tensor);
+}
+if (TC_TILES && ctx.f16?.syntax)
+  await tileSweep(
+    "tc",
+    TC_TILES.split(",").map((spec) => [spec, { precision: "fp16", tcTile: parseTile(spec) }]),
+    tensor16,
+  );
+if (FP16 && f.shaderF16 && !TC_TILES && !TILES) {
   const kind = ctx.f16?.syntax ? "tc" : "simt";
   for (const M of tokenCounts) {
     const x = tensor16([M, E], 1);
