@@ -11,12 +11,12 @@ import { WebGpuBackend } from "../src/backends/webgpu/backend.js";
 import type { WebGpuPreparedGraph } from "../src/backends/webgpu/graph/prepared-graph.js";
 import { planGraph } from "../src/engine/executor.js";
 import { InferenceSession } from "../src/engine/session.js";
-import { Tensor } from "../src/ir/tensor.js";
+import type { Tensor } from "../src/ir/tensor.js";
 import { loadModel } from "../src/onnx/index.js";
 import { optimizeGraph } from "../src/passes/index.js";
 import { maxAbsDiff } from "./support/compare.js";
 import { FIXTURES, fixtureCases } from "./support/fixtures.js";
-import { gpuContext } from "./webgpu-helpers.js";
+import { gpuContext, llamaPastFeeds } from "./webgpu-helpers.js";
 
 const backend = new WebGpuBackend();
 after(() => backend.dispose());
@@ -68,18 +68,7 @@ test("webgpu provider: llama_past decoding loop (prefill, then steps feeding pre
   const model = `${FIXTURES}onnx/llama_past.onnx`;
   const gpu = await InferenceSession.create(model, { executionProviders: ["webgpu"] });
   const cpu = await InferenceSession.create(model);
-  const [layers, kvHeads, head] = [2, 2, 16];
-  const feeds = (ids: number[], total: number, past: Record<string, Tensor> | undefined) => {
-    const f: Record<string, Tensor> = {
-      input_ids: new Tensor("int64", ids, [1, ids.length]),
-      attention_mask: new Tensor("int64", new Array(total).fill(1), [1, total]),
-    };
-    for (let l = 0; l < layers; l++)
-      for (const kv of ["key", "value"])
-        f[`past_${kv}_${l}`] =
-          past?.[`present_${kv}_${l}`] ?? new Tensor("float32", new Float32Array(0), [1, kvHeads, 0, head]);
-    return f;
-  };
+  const feeds = llamaPastFeeds;
   try {
     const prompt = [5, 17, 42, 8, 99, 3];
     let [pastG, pastC]: (Record<string, Tensor> | undefined)[] = [undefined, undefined];
@@ -93,7 +82,7 @@ test("webgpu provider: llama_past decoding loop (prefill, then steps feeding pre
           maxAbsDiff(g[name]!, c[name]!) <= 1e-4,
           `step ${step} ${name}: ${maxAbsDiff(g[name]!, c[name]!)}`,
         );
-      assert.deepEqual([...g.present_key_0!.dims], [1, kvHeads, total, head]);
+      assert.deepEqual([...g.present_key_0!.dims], [1, 2, total, 16]); // 2 KV heads of 16
       [pastG, pastC] = [g, c];
       const h = c.last_hidden_state!.data as Float32Array;
       next = [Math.floor(Math.abs(h[h.length - 1]! * 1000)) % 100];

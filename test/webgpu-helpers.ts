@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { WebGpuContext } from "../src/backends/webgpu/context.js";
 import type { GpuTensor } from "../src/backends/webgpu/kernels/common.js";
 import { BackendUnavailableError } from "../src/errors.js";
+import { Tensor } from "../src/ir/tensor.js";
 
 let ctxPromise: Promise<WebGpuContext | string> | undefined;
 
@@ -125,3 +126,24 @@ export function erf(x: number): number {
 }
 
 export const gelu = (x: number): number => 0.5 * x * (1 + erf(x / Math.SQRT2));
+
+/**
+ * Feeds of one step of the llama_past fixture (2 layers, 2 KV heads, head size 16): `ids` new tokens, a mask of
+ * `total` ones, and the past K/V — the previous step's presents, or empty caches on the first step.
+ */
+export function llamaPastFeeds(
+  ids: number[],
+  total: number,
+  past: Record<string, Tensor> | undefined,
+): Record<string, Tensor> {
+  const [layers, kvHeads, head] = [2, 2, 16];
+  const f: Record<string, Tensor> = {
+    input_ids: new Tensor("int64", ids, [1, ids.length]),
+    attention_mask: new Tensor("int64", new Array(total).fill(1), [1, total]),
+  };
+  for (let l = 0; l < layers; l++)
+    for (const kv of ["key", "value"])
+      f[`past_${kv}_${l}`] =
+        past?.[`present_${kv}_${l}`] ?? new Tensor("float32", new Float32Array(0), [1, kvHeads, 0, head]);
+  return f;
+}

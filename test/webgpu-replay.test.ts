@@ -23,7 +23,7 @@ import { loadModel } from "../src/onnx/index.js";
 import { optimizeGraph } from "../src/passes/index.js";
 import { maxAbsDiff } from "./support/compare.js";
 import { FIXTURES, fixtureCases } from "./support/fixtures.js";
-import { disposeGpuContext, gpuContext, rand } from "./webgpu-helpers.js";
+import { disposeGpuContext, gpuContext, llamaPastFeeds, rand } from "./webgpu-helpers.js";
 
 after(disposeGpuContext);
 
@@ -236,18 +236,7 @@ test("webgpu replay: llama_past decoding loops (KV cache fed back) replay every 
   if (typeof ctx === "string") return t.skip(ctx);
   const gpu = await InferenceSession.create(LLAMA, webgpu());
   const cpu = await InferenceSession.create(LLAMA);
-  const [layers, kvHeads, head] = [2, 2, 16];
-  const feeds = (ids: number[], total: number, past: Feeds | undefined) => {
-    const f: Feeds = {
-      input_ids: new Tensor("int64", ids, [1, ids.length]),
-      attention_mask: new Tensor("int64", new Array(total).fill(1), [1, total]),
-    };
-    for (let l = 0; l < layers; l++)
-      for (const kv of ["key", "value"])
-        f[`past_${kv}_${l}`] =
-          past?.[`present_${kv}_${l}`] ?? new Tensor("float32", new Float32Array(0), [1, kvHeads, 0, head]);
-    return f;
-  };
+  const feeds = llamaPastFeeds;
   try {
     for (let loop = 0; loop < 3; loop++) {
       const prompt = ints(6, VOCAB, 300 + loop);
