@@ -38,7 +38,8 @@ static void pack_b(const float* b, int64_t ldb, bool trans, int k0, int kc, int 
 // The tile's sums over kc steps, reading A where it lies (row i at a + i·lda; rows past m read the last valid
 // row, their sums discarded) rather than from a packed panel: each k step broadcasts one float of each of the MR
 // rows either way, and skipping the pack saves a copy of A per column block of C — 1.01-1.06x the packed-A
-// kernel on every BERT shape, 1 and 2 threads (tmp A/B on the Zen 5 box, 2026-11-28).
+// kernel on every BERT shape, 1 and 2 threads (an interleaved A/B of both kernels in one process on the Zen 5
+// box, 2026-11-29; the packed-A kernel is gone, so bench/native.ts now times this one against onnxruntime).
 static void micro(int kc, const float* __restrict a, int64_t lda, const float* __restrict b, float* c,
                   int64_t ldc, int m, int n, bool accumulate) {
   vf s[MR][NV];

@@ -137,7 +137,8 @@ static inline vf vgelu_erf(vf x) {
   // For z < 0, 1 + erf(z) cancels: float32 arithmetic there is off by up to 3e-7 absolute, and the tail
   // (z < -2, erfc by the Laplace continued fraction) by several ulps. Those lanes — negative inputs, about half
   // of a GELU's — take the reference's float64 formulas: the rational on whole float64 vectors (half a float
-  // vector each), merged by a lane select; the tail (x < -2.83, 0.02% of a BERT FFN's activations) lane by lane.
+  // vector each), merged by a lane select; the tail (x < -2.83: 0.02% of the FFN activations of bench/cpu.ts's
+  // random-weight BERT, likely more in trained models) lane by lane.
   if (!any_lane(z0 < 0.0f)) return y;
   typedef float vfh __attribute__((vector_size(sizeof(vf) / 2)));
   typedef double vd __attribute__((vector_size(sizeof(vf))));

@@ -251,6 +251,12 @@ export function splitKSlices(M: number, N: number, K: number): number {
   return Math.max(1, Math.min(8, Math.floor(K / 256), Math.ceil(192 / tiles)));
 }
 
+/** K rows per split-K slice (a multiple of the kernel's K step `bk`) and the slices that makes (≥ 1). */
+function kSliceChunks(K: number, slices: number, bk: number): { kChunk: number; S: number } {
+  const kChunk = Math.ceil(K / slices / bk) * bk;
+  return { kChunk, S: Math.ceil(K / kChunk) };
+}
+
 export interface GemmArgs {
   /** [M, K] or [batch, M, K]. */
   a: GpuTensor;
@@ -328,8 +334,7 @@ export function gemm(ctx: WebGpuContext, rec: CommandRecorder, args: GemmArgs): 
       const shape = { M, N, K, batch, bBatch, nBatch };
       // Split-K as the fp32 path does (64×64 tiles, slices of a multiple of the 32-row K step).
       const slices = nBatch === 1 && !args.tcTile ? (args.kSlices ?? splitKSlices(M, N, K)) : 1;
-      const kChunk = Math.ceil(K / slices / 32) * 32;
-      const S = Math.ceil(K / kChunk);
+      const { kChunk, S } = kSliceChunks(K, slices, 32);
       const split = S > 1 ? { kChunk, slices: S, partial: rec.temp(S * M * N * 4) } : undefined;
       recordTcGemm(
         ctx,
@@ -391,8 +396,7 @@ function recordSplitK(
 ): void {
   const { M, N, K } = d;
   const t = TILE_SMALL;
-  const kChunk = Math.ceil(K / d.slices / t.BK) * t.BK;
-  const S = Math.ceil(K / kChunk);
+  const { kChunk, S } = kSliceChunks(K, d.slices, t.BK);
   const partial = rec.temp(S * M * N * 4);
   const sf: GemmFlags = { ...f, split: true };
   const key = `gemm-splitk:${t.BM}x${t.BN}x${t.BK}:${t.TM}x${t.TN}:a${+f.aVec4}b${+f.bVec4}`;
