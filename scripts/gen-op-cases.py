@@ -204,6 +204,21 @@ activation.append(case("Gelu opset 20 (erf)", {"type": "Gelu", "opset": 20}, [t(
 tanh_gelu = 0.5 * f64(x) * (1 + np.tanh(math.sqrt(2 / math.pi) * (f64(x) + 0.044715 * f64(x) ** 3)))
 activation.append(case("Gelu opset 20 approximate tanh", {"type": "Gelu", "opset": 20, "attrs": {"approximate": "tanh"}},
                        [t(x)], [t(tanh_gelu)]))
+# Their own generator, so that the shared one's sequence (every later case's data) stays as it was.
+fg = np.random.default_rng(20261129)
+A, B, C = (fg.standard_normal(s).astype(np.float32) for s in [(3, 4), (4, 5), (5,)])
+A *= 2
+z = f64(A) @ f64(B) + f64(C)
+activation.append(case("mhafuse.FusedGemm Gelu with bias row", {"type": "FusedGemm", "domain": "mhafuse",
+                       "attrs": {"activation": "Gelu"}}, [t(A), t(B), t(C)], [t(0.5 * z * (1 + erf(z / math.sqrt(2))))]))
+A, B = (fg.standard_normal(s).astype(np.float32) for s in [(4, 3), (5, 4)])
+z = 0.5 * (f64(A).T @ f64(B).T)
+activation.append(case("mhafuse.FusedGemm Gelu transA transB alpha, no C", {"type": "FusedGemm", "domain": "mhafuse",
+                       "attrs": {"activation": "Gelu", "transA": 1, "transB": 1, "alpha": 0.5}}, [t(A), t(B)],
+                       [t(0.5 * z * (1 + erf(z / math.sqrt(2))))]))
+activation.append(case("mhafuse.FusedGemm Gelu large (GELU in the GEMM epilogue) vs reference",
+                       {"type": "FusedGemm", "domain": "mhafuse", "attrs": {"activation": "Gelu", "transB": 1}},
+                       [rnd([200, 256], 22), rnd([384, 256], 23), rnd([384], 24)], "reference", 1e-5))
 activation.append(case("com.microsoft Gelu large (chunked on the pool) vs reference", {"type": "Gelu", "domain": "com.microsoft"},
                        [rnd([512, 1024], 21, 3.0)], "reference", 1e-6))
 x, y = f32(2, 3, 4), f32(4)
@@ -237,6 +252,14 @@ shape.append(case("Unsqueeze axes input (aliases)", {"type": "Unsqueeze", "opset
 x = f32(2, 3, 4)
 shape.append(case("Flatten axis 2 (aliases)", {"type": "Flatten", "attrs": {"axis": 2}}, [t(x)], [t(f64(x).reshape(6, 4))], 0))
 shape.append(case("Identity (aliases)", {"type": "Identity"}, [t(x)], [t(f64(x))], 0))
+# Own generator: the shared sequence (later cases' data) stays as it was.
+tg = np.random.default_rng(20261130)
+xt = tg.standard_normal((1, 6, 4)).astype(np.float32)
+shape.append(case("Transpose moving only a unit axis (webgpu: an alias, no dispatch)",
+                  {"type": "Transpose", "attrs": {"perm": [1, 0, 2]}}, [t(xt)], [t(f64(xt).transpose(1, 0, 2))], 0))
+xt = tg.standard_normal((2, 1, 3, 4)).astype(np.float32)
+shape.append(case("Transpose of a unit axis and two others (a real transpose)",
+                  {"type": "Transpose", "attrs": {"perm": [1, 3, 0, 2]}}, [t(xt)], [t(f64(xt).transpose(1, 3, 0, 2))], 0))
 
 OUT.mkdir(parents=True, exist_ok=True)
 # ---- decoder glue the webgpu backend runs on the device (rotary halves, RMSNorm) ----------------------

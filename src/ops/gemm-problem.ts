@@ -2,6 +2,10 @@
  * The one description of a float32 GEMM that every layer shares: the MatMul/Gemm/Conv/Einsum contracts
  * build these, the reference runs them with `referenceGemm`, a backend with its fast kernel.
  */
+import { geluErfFloat32 } from "./elementwise-util.js";
+
+/** An activation applied last to every element of C: "gelu" is GELU's erf form as geluErfFloat32 rounds it. */
+export type GemmActivation = "gelu";
 
 /** C[M×N] = alpha·op(A)·op(B) + beta·C on row-major float32 matrices at the given offsets and strides. */
 export interface GemmProblem {
@@ -27,6 +31,21 @@ export interface GemmProblem {
    * [1,128] run). A kernel adds it in its epilogue and overwrites C, or calls `fillRowBias` first.
    */
   rowBias?: Float32Array;
+  /**
+   * C = act(alpha·op(A)·op(B) + beta·C) (mhafuse.FusedGemm): every kernel that runs the problem applies it,
+   * in its epilogue or by `applyGemmActivation` after the GEMM.
+   */
+  activation?: GemmActivation;
+}
+
+/** Applies a problem's activation to its C block in place (kernels without it in their epilogue). */
+export function applyGemmActivation(p: GemmProblem): void {
+  if (!p.activation) return;
+  const { C, M, N, ldc, cOffset } = p;
+  for (let i = 0; i < M; i++) {
+    const row = cOffset + i * ldc;
+    for (let j = row; j < row + N; j++) C[j] = geluErfFloat32(C[j]!);
+  }
 }
 
 /** Writes a problem's bias row into every row of C (for kernels that read beta·C instead of the hint). */
@@ -55,4 +74,5 @@ export function referenceGemm(p: GemmProblem): void {
       C[at] = beta === 0 ? alpha * acc : alpha * acc + beta * C[at]!;
     }
   }
+  applyGemmActivation(p);
 }

@@ -4,8 +4,9 @@ import type { Dim, Node } from "../ir/graph.js";
 import { broadcastDims, broadcastSymbolic } from "../ir/shape.js";
 import { sizeOf, stridesOf, type Tensor } from "../ir/tensor.js";
 import { computeOf } from "./compute.js";
+import { geluErf } from "./elementwise-util.js";
 import { type FloatDType, float32Data, floatTensor, tensorFromFloat64 } from "./float-data.js";
-import type { GemmProblem } from "./gemm-problem.js";
+import type { GemmActivation, GemmProblem } from "./gemm-problem.js";
 import { attrFloat, attrInt, type OpContext, type OpDef, registerOps } from "./registry.js";
 
 const MATMUL_TYPES: readonly DType[] = ["float32", "float16", "float64", "int32", "int64"];
@@ -252,7 +253,11 @@ function planGemm(node: Node, [a, b, c]: (Tensor | undefined)[]): GemmPlan {
 }
 
 /** Gemm's float32/float16 inputs as one GEMM problem (C expanded into the output); undefined otherwise. */
-export function gemmGemmCall(ctx: OpContext, inputs: (Tensor | undefined)[]): GemmCall | undefined {
+export function gemmGemmCall(
+  ctx: OpContext,
+  inputs: (Tensor | undefined)[],
+  activation?: GemmActivation,
+): GemmCall | undefined {
   const g = planGemm(ctx.node, inputs);
   const [a, b, c] = inputs as [Tensor, Tensor, Tensor | undefined];
   if (a.type !== "float32" && a.type !== "float16") return undefined;
@@ -273,6 +278,7 @@ export function gemmGemmCall(ctx: OpContext, inputs: (Tensor | undefined)[]): Ge
     ldc: N,
   };
   if (biasRow) problem.rowBias = (c.data as Float32Array).subarray(0, N);
+  if (activation) problem.activation = activation;
   const type = a.type;
   return { problems: [problem], output: () => floatTensor(type, C, [M, N]) };
 }
@@ -289,28 +295,71 @@ const Gemm: OpDef = {
     return [{ dtype, shape: [M, N] }];
   },
   run(ctx, inputs) {
-    const call = gemmGemmCall(ctx, inputs);
-    if (call) {
-      computeOf(ctx).gemm(call.problems);
-      return [call.output()];
-    }
-    const { transA, transB, alpha, beta, M, N, K, lda, ldb } = planGemm(ctx.node, inputs);
-    const [a, b, c] = inputs as [Tensor, Tensor, Tensor | undefined];
-    const A = a.toFloat64();
-    const B = b.toFloat64();
-    const out = c ? expandBias(ctx.node, c, M, N, new Float64Array(M * N)) : new Float64Array(M * N);
-    for (let i = 0; i < M; i++) {
-      for (let j = 0; j < N; j++) {
-        let acc = 0;
-        for (let k = 0; k < K; k++) {
-          acc += A[transA ? k * lda + i : i * lda + k]! * B[transB ? j * ldb + k : k * ldb + j]!;
-        }
-        out[i * N + j] = alpha * acc + beta * out[i * N + j]!;
-      }
-    }
-    return [tensorFromFloat64(a.type, out, [M, N])];
+    return runGemm(ctx, inputs);
   },
 };
 
-export const matmulOps: readonly OpDef[] = [MatMul, Gemm];
+/** Gemm's computation, with FusedGemm's activation applied last (in float64 on the reference path). */
+function runGemm(ctx: OpContext, inputs: (Tensor | undefined)[], activation?: GemmActivation): Tensor[] {
+  const call = gemmGemmCall(ctx, inputs, activation);
+  if (call) {
+    computeOf(ctx).gemm(call.problems);
+    return [call.output()];
+  }
+  const { transA, transB, alpha, beta, M, N, K, lda, ldb } = planGemm(ctx.node, inputs);
+  const [a, b, c] = inputs as [Tensor, Tensor, Tensor | undefined];
+  const A = a.toFloat64();
+  const B = b.toFloat64();
+  const out = c ? expandBias(ctx.node, c, M, N, new Float64Array(M * N)) : new Float64Array(M * N);
+  for (let i = 0; i < M; i++) {
+    for (let j = 0; j < N; j++) {
+      let acc = 0;
+      for (let k = 0; k < K; k++) {
+        acc += A[transA ? k * lda + i : i * lda + k]! * B[transB ? j * ldb + k : k * ldb + j]!;
+      }
+      out[i * N + j] = alpha * acc + beta * out[i * N + j]!;
+    }
+  }
+  if (activation) for (let i = 0; i < out.length; i++) out[i] = geluErf(out[i]!);
+  return [tensorFromFloat64(a.type, out, [M, N])];
+}
+
+const FUSED_ACTIVATIONS: Record<string, GemmActivation> = { Gelu: "gelu" };
+
+/** FusedGemm's `activation` attribute, checked. */
+export function fusedGemmActivation(node: Node): GemmActivation {
+  const a = node.attrs.activation;
+  const name = a?.type === "string" ? a.value : undefined;
+  const act =
+    name !== undefined && Object.hasOwn(FUSED_ACTIVATIONS, name) ? FUSED_ACTIVATIONS[name] : undefined;
+  if (!act)
+    throw new OpError(
+      node,
+      `activation must be one of ${Object.keys(FUSED_ACTIVATIONS).join(", ")}, got ${name ?? "none"}`,
+    );
+  return act;
+}
+
+/**
+ * mhafuse.FusedGemm: Gemm (the same inputs, attributes and type rule) whose result goes through an activation,
+ * Y = act(alpha·op(A)·op(B) + beta·C); `activation` = "Gelu" (erf form, as com.microsoft.Gelu). The
+ * fuse-gemm-activation pass makes it of Gemm → Gelu so a backend applies the GELU in its GEMM epilogue while
+ * the tile is in registers, with no pass of its own over the [tokens, 4·hidden] activations (one dispatch
+ * fewer per FFN on webgpu); `--target onnxruntime` lowers it back to Gemm + Gelu.
+ */
+const FusedGemm: OpDef = {
+  opType: "FusedGemm",
+  domain: "mhafuse",
+  inferTypes: (ctx) => Gemm.inferTypes(ctx),
+  run(ctx, inputs) {
+    return runGemm(ctx, inputs, fusedGemmActivation(ctx.node));
+  },
+};
+
+/** FusedGemm's float32/float16 inputs as one GEMM problem with its activation; undefined otherwise. */
+export function fusedGemmCall(ctx: OpContext, inputs: (Tensor | undefined)[]): GemmCall | undefined {
+  return gemmGemmCall(ctx, inputs, fusedGemmActivation(ctx.node));
+}
+
+export const matmulOps: readonly OpDef[] = [MatMul, Gemm, FusedGemm];
 registerOps(matmulOps);

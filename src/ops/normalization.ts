@@ -265,7 +265,8 @@ const SkipLayerNormalization: OpDef = {
       const own = input.dims[input.rank - skip.rank + i];
       return d === own || (d === 1 && i < skip.rank - 2);
     });
-    if (skip.rank > input.rank || skip.rank < 2 || !trailingOk || input.size % skip.size !== 0) {
+    const tiles = skip.size === 0 ? input.size === 0 : input.size % skip.size === 0;
+    if (skip.rank > input.rank || skip.rank < 2 || !trailingOk || !tiles) {
       throw new OpError(node, `skip [${skip.dims}] does not fit input [${input.dims}]`);
     }
     const hidden = [H];

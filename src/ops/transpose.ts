@@ -131,6 +131,16 @@ function transposeRows(src: BitsArray, out: BitsArray, dims: number[], perm: num
 }
 
 /** Transposed copy of any tensor. Exported for other kernels (attention head splits, layout passes). */
+/**
+ * Whether a permutation keeps the element order — the axes longer than 1 stay in their relative order, only
+ * size-1 axes move (the [B, S, …] ↔ [S, B, …] Transposes around the packed op at batch 1): a backend may then
+ * return the input's buffer under the new dims.
+ */
+export function isOrderPreserving(dims: readonly number[], perm: readonly number[]): boolean {
+  const moved = perm.filter((p) => dims[p]! > 1);
+  return moved.every((p, i) => i === 0 || moved[i - 1]! < p);
+}
+
 export function transposeTensor(
   input: Tensor,
   perm: readonly number[],

@@ -5,10 +5,12 @@ import type { AttentionReport } from "./attention/report.js";
 import { foldConstants } from "./fold-constants.js";
 import { foldShapes } from "./fold-shapes.js";
 import { fuseGelu } from "./gelu.js";
+import { fuseGemmActivation } from "./gemm-activation.js";
 import { fuseLinearBias } from "./linear-bias.js";
 import { type Pass, type PassStats, runPasses } from "./manager.js";
 import { removeDeadNodes } from "./remove-dead-nodes.js";
 import { fuseRmsNorm } from "./rms-norm.js";
+import { fuseSkipLayerNorm } from "./skip-layer-norm.js";
 
 export type { AttentionKind, AttentionReport, AttentionTrait, FusionPath } from "./attention/report.js";
 export { summarizeReport } from "./attention/report.js";
@@ -18,8 +20,10 @@ export {
   foldShapes,
   fuseAttention,
   fuseGelu,
+  fuseGemmActivation,
   fuseLinearBias,
   fuseRmsNorm,
+  fuseSkipLayerNorm,
   removeDeadNodes,
   runPasses,
 };
@@ -64,13 +68,19 @@ const fusionPasses: Pass[] = [
   // dead go first, so that only live linear layers are rewritten and counted.
   { name: "remove-dead-nodes-before-linear-bias", run: (g) => ({ changed: removeDeadNodes(g) }) },
   { name: "fuse-linear-bias", run: (g) => ({ changed: fuseLinearBias(g) }) },
+  // After linear-bias, so that a bias Add feeding a norm directly stays the linear layer's (its shapes
+  // differ anyway); the residual Add in front of each post-LN norm goes into the norm's kernel.
+  { name: "fuse-skip-layer-norm", run: (g) => ({ changed: fuseSkipLayerNorm(g) }) },
+  // After GELU and linear-bias fusion made the Gelu and the Gemm it reads.
+  { name: "fuse-gemm-activation", run: (g) => ({ changed: fuseGemmActivation(g) }) },
   { name: "remove-dead-nodes-after-fusion", run: (g) => ({ changed: removeDeadNodes(g) }) },
 ];
 
 /**
  * The optimisation pipeline the session, `mhafuse inspect/run/optimize` use. Never modifies `graph`.
- * "basic": constant and shape folding, dead-node removal; "extended"/"all": plus attention, RMSNorm, GELU and
- * linear-bias (MatMul + Add → Gemm) fusion.
+ * "basic": constant and shape folding, dead-node removal; "extended"/"all": plus attention, RMSNorm, GELU,
+ * linear-bias (MatMul + Add → Gemm), residual + LayerNorm (→ SkipLayerNormalization) and Gemm + GELU
+ * (→ mhafuse.FusedGemm) fusion.
  */
 export function optimizeGraph(graph: Graph, options: OptimizeOptions = {}): OptimizeResult {
   const level = options.level ?? "all";

@@ -222,7 +222,7 @@ export function removePadding(
       const l = layoutFromDims(x.kind, out0);
       return l ? [l] : undefined;
     }
-    if (op === "Gemm") {
+    if (op === "Gemm" || (op === "FusedGemm" && n.domain === "mhafuse")) {
       const transA = n.attrs.transA?.type === "int" ? n.attrs.transA.value : 0;
       if (x?.kind !== "FLAT" || transA !== 0 || !graph.initializers.has(n.inputs[1] ?? "")) return undefined;
       const c = n.inputs[2];

@@ -166,12 +166,15 @@ function rewrite(m: Match, ctx: RmsContext): Replacement | { decline: string } {
 
 const rmsNormRules: RuleSet<RmsContext> = [{ name: "rms norm", pattern: rmsNorm, rewrite }];
 
-export interface RmsNormOutcome {
-  /** The weight Mul that was (or was not) fused. */
+/** A fusion pass's verdict on one candidate root node (the node whose output the fused op takes over). */
+export interface FusionOutcome {
   node: string;
   fused: boolean;
   reason?: string;
 }
+
+/** The weight Mul that was (or was not) fused. */
+export type RmsNormOutcome = FusionOutcome;
 
 /** Fuses every spelled-out RMSNorm; returns one outcome per candidate Mul that matched up to its ReduceMean. */
 export function fuseRmsNormReport(graph: Graph): RmsNormOutcome[] {

@@ -10,6 +10,7 @@
  *   fallback_bias) → Reshape/Transpose/Gather to Q, K, V, a key mask built with Range/Less/Where, and
  *   MultiHeadAttention; padded rows zeroed when compute_padded_rows=0.
  * - `mhafuse.SeqLensFromMask` → Cast/ReduceSum/Range/Less/Xor/Where.
+ * - `mhafuse.FusedGemm` → Gemm + com.microsoft.Gelu (onnxruntime fuses them its own way).
  *
  * Where onnxruntime's semantics differ from mhafuse's in corner cases, the result carries a note.
  */
@@ -19,6 +20,7 @@ import type { DType } from "../ir/dtype.js";
 import type { Attribute, Dim, Graph, Node, ValueType } from "../ir/graph.js";
 import { cloneGraph, opsetOf } from "../ir/graph.js";
 import { Tensor } from "../ir/tensor.js";
+import { fusedGemmActivation } from "../ops/matmul.js";
 import { attrFloat, attrInt, hasAttr } from "../ops/registry.js";
 import { inferGraphTypes } from "./infer-types.js";
 
@@ -337,7 +339,18 @@ function convertSeqLensFromMask(ctx: Context, node: Node, e: Emitter): void {
   ctx.notes.push(`${node.name}: mhafuse.SeqLensFromMask → Cast/ReduceSum/Range/Less/Xor/Where`);
 }
 
+// ---- mhafuse.FusedGemm ----------------------------------------------------------------------------------
+
+function convertFusedGemm(ctx: Context, node: Node, e: Emitter): void {
+  fusedGemmActivation(node); // "Gelu" is the only activation: anything else is an invalid node, rejected here
+  const { activation: _activation, ...gemmAttrs } = node.attrs;
+  const product = e.op("Gemm", [...node.inputs], gemmAttrs);
+  e.op("Gelu", [product], {}, MS, node.outputs[0]);
+  ctx.notes.push(`${node.name}: mhafuse.FusedGemm → Gemm + com.microsoft.Gelu`);
+}
+
 const converters: Record<string, (ctx: Context, node: Node, e: Emitter) => void> = {
+  FusedGemm: convertFusedGemm,
   Attention: convertAttention,
   QKVToContext: convertQkvToContext,
   SeqLensFromMask: convertSeqLensFromMask,

@@ -16,7 +16,11 @@
  * raw but packed once into the kernel's panel layout (cached in shared memory) and every unit copies its panels.
  */
 
-import { type GemmProblem as BaseGemmProblem, fillRowBias } from "../../ops/gemm-problem.js";
+import {
+  applyGemmActivation,
+  type GemmProblem as BaseGemmProblem,
+  fillRowBias,
+} from "../../ops/gemm-problem.js";
 import { defaultGemmKernel, type KernelChoice } from "./defaults.js";
 import {
   cachedPackedB,
@@ -136,6 +140,7 @@ export function gemmBatchParallel(problems: GemmProblem[], opts: GemmParallelOpt
   const js = (opts.kernel ?? defaultGemmKernel()) === "js";
   if (threads <= 1 || flops === 0 || (opts.mode !== "always" && flops < GEMM_PARALLEL_MIN_FLOPS)) {
     for (const p of problems) runProblem(p, js);
+    for (const p of problems) applyGemmActivation(p);
     return;
   }
   const shared = shareProblems(problems, js);
@@ -145,6 +150,7 @@ export function gemmBatchParallel(problems: GemmProblem[], opts: GemmParallelOpt
   const post = (i: number) => pool.post(i, { kind: "gemm", job });
   const workerUnits = runSharedJob(post, job.control, total, threads, (u) => runGemmUnit(job, u), "gemm");
   shared.copyBack();
+  for (const p of problems) applyGemmActivation(p);
   gemmParallelStats.parallelCalls++;
   gemmParallelStats.units += total;
   gemmParallelStats.workerUnits += workerUnits;
@@ -163,6 +169,7 @@ export async function gemmBatchAsync(problems: GemmProblem[], opts: GemmParallel
   const js = (opts.kernel ?? defaultGemmKernel()) === "js";
   if (flops === 0) {
     for (const p of problems) runProblem(p, js);
+    for (const p of problems) applyGemmActivation(p);
     return;
   }
   // Its own scratch: another run's GEMM may use the caller's shared scratch while this one is in flight.
@@ -180,6 +187,7 @@ export async function gemmBatchAsync(problems: GemmProblem[], opts: GemmParallel
     "gemm",
   );
   shared.copyBack();
+  for (const p of problems) applyGemmActivation(p);
   gemmParallelStats.parallelCalls++;
   gemmParallelStats.units += total;
   gemmParallelStats.workerUnits += workerUnits;

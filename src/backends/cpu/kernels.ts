@@ -15,8 +15,9 @@ import type { Node } from "../../ir/graph.js";
 import { Tensor } from "../../ir/tensor.js";
 import type { GemmProblem } from "../../ops/gemm-problem.js";
 import { getOp } from "../../ops/index.js";
-import { type GemmCall, gemmGemmCall, matmulGemmCall } from "../../ops/matmul.js";
+import { fusedGemmCall, type GemmCall, gemmGemmCall, matmulGemmCall } from "../../ops/matmul.js";
 import type { OpContext } from "../../ops/registry.js";
+import { isOrderPreserving, transposePerm } from "../../ops/transpose.js";
 import { TRT_PLUGIN_OP } from "../../ops/trt-qkv-plugin.js";
 import { type KernelContext, type KernelDef, KernelRegistry } from "../kernel-registry.js";
 import { attentionFlops, captureAttentionProblems, PARALLEL_MIN_FLOPS } from "./attention-core.js";
@@ -50,9 +51,11 @@ function contract(
 function gemmKernel(
   opType: string,
   toCall: (ctx: OpContext, inputs: (Tensor | undefined)[]) => GemmCall | undefined,
+  domain = "",
 ): KernelDef<CpuCompute> {
   return {
     opType,
+    domain,
     types: FLOAT_TYPES,
     run(ctx: KernelContext<CpuCompute>, inputs) {
       const call = toCall(ctx, inputs)!;
@@ -160,9 +163,30 @@ function aliasKernel(opType: string, hostInputs: readonly number[], since?: numb
   return contract(opType, "", { aliases: [[0, 0]], hostInputs, since });
 }
 
+/**
+ * Transpose; one that moves only size-1 axes (the Transposes around the packed op at batch 1) keeps the
+ * element order, so the result is the input's buffer under the new dims — the run's lease counts the shared
+ * buffer like a Reshape's. Any other runs the op's contract.
+ */
+function transposeKernel(): KernelDef<CpuCompute> {
+  const base = contract("Transpose");
+  return {
+    ...base,
+    run(ctx, inputs) {
+      const [x] = inputs;
+      if (x) {
+        const perm = transposePerm(ctx.node, x.rank);
+        if (isOrderPreserving(x.dims, perm)) return [x.reshape(perm.map((p) => x.dims[p]!))];
+      }
+      return base.run(ctx, inputs);
+    },
+  };
+}
+
 export const cpuKernels = new KernelRegistry<CpuCompute>().register(
   gemmKernel("MatMul", matmulGemmCall),
   gemmKernel("Gemm", gemmGemmCall),
+  gemmKernel("FusedGemm", fusedGemmCall, "mhafuse"),
   contract("Conv"),
   contract("Einsum"),
   attentionKernel("Attention", "mhafuse"),
@@ -204,4 +228,5 @@ export const cpuKernels = new KernelRegistry<CpuCompute>().register(
   aliasKernel("Unsqueeze", [1]),
   aliasKernel("Flatten", []),
   aliasKernel("Identity", []),
+  transposeKernel(),
 );

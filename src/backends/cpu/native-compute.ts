@@ -34,9 +34,12 @@ export function packedB(native: NativeKernels, p: GemmProblem): PackedWeights {
   return packed;
 }
 
-/** Whether the native GEMM computes this problem (row-major A, no alpha scaling). */
+/**
+ * Whether the native GEMM computes this problem (row-major A, no alpha scaling; an activation only where it
+ * comes before the residual the kernel adds last, i.e. there is none: the kernel's order is act(AB + bias) + r).
+ */
 function nativeGemmFits(p: GemmProblem): boolean {
-  return !p.transA && p.alpha === 1;
+  return !p.transA && p.alpha === 1 && (!p.activation || p.beta === 0 || !!p.rowBias);
 }
 
 /** Rows [r0, r1) of one problem (whole problem by default); `residual` is beta·C copied out, M×N. */
@@ -56,6 +59,7 @@ function nativeGemmRows(
     bias: p.rowBias,
     residual,
     residualOffset: r0 * p.N,
+    activation: p.activation,
   });
 }
 

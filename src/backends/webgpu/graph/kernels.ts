@@ -17,6 +17,7 @@ import { validTokens } from "../../../ops/padding.js";
 import { failFor, fixedLayout } from "../../../ops/qkv-to-context.js";
 import { reduceGeometry } from "../../../ops/reduce.js";
 import { attrFloat, attrInt, attrInts, attrString } from "../../../ops/registry.js";
+import { isOrderPreserving, transposePerm } from "../../../ops/transpose.js";
 import { KernelRegistry } from "../../kernel-registry.js";
 import { packedQkvAttention, varSeqlenQkvAttention } from "../kernels/attention.js";
 import { sizeOf } from "../kernels/common.js";
@@ -109,12 +110,23 @@ function mapKernel(
   };
 }
 
-/** ONNX Gemm with transA = 0, alpha = 1 and C absent or a [N] / [1, N] bias with beta = 1: bias epilogue. */
-const gemmDef: GpuKernelDef = {
-  opType: "Gemm",
+/** Gemm and mhafuse.FusedGemm (whose weights are uploaded the same way, transposed when transB = 1). */
+export const isGemmNode = (node: Node): boolean =>
+  (node.opType === "Gemm" && node.domain === "") ||
+  (node.opType === "FusedGemm" && node.domain === "mhafuse");
+
+/**
+ * ONNX Gemm with transA = 0, alpha = 1 and C absent or a [N] / [1, N] bias with beta = 1: bias epilogue;
+ * `gelu`: mhafuse.FusedGemm's activation in the same epilogue (its op checked the attribute).
+ */
+const gemmKernelDef = (opType: string, domain: string, gelu: boolean): GpuKernelDef => ({
+  opType,
+  domain,
   types: F32,
   f16Weights: [1, 2],
   accepts(node, _o, [a, b, c]) {
+    // Another activation (an invalid node) falls to the op's contract, which rejects it with its code.
+    if (gelu && attrString(node, "activation", "") !== "Gelu") return "activation other than Gelu";
     if (attrInt(node, "transA", 0) !== 0) return "transA = 1";
     if (attrFloat(node, "alpha", 1) !== 1) return "alpha ≠ 1";
     if (c && attrFloat(node, "beta", 1) !== 1) return "beta ≠ 1";
@@ -146,13 +158,14 @@ const gemmDef: GpuKernelDef = {
       a: A,
       b: B,
       bias: bias ? { buffer: bias.buffer, dims: [N] } : undefined,
+      gelu,
       out,
       ...gemmPrecision(k),
     });
     if (scratchB) k.scratch(scratchB);
     return [out];
   },
-};
+});
 
 /**
  * MatMul: B 2-D → A's leading dims fold into M (one large GEMM); B rank ≥ 3 with the same leading dims as A
@@ -323,13 +336,12 @@ const transposeDef: GpuKernelDef = {
   run(k, [x]) {
     const X = k.device(x!);
     const rank = X.dims.length;
-    const given = k.node.attrs.perm ? attrInts(k.node, "perm") : undefined;
-    const perm = given ?? Array.from({ length: rank }, (_, i) => rank - 1 - i);
-    const out = k.alloc(
-      perm.map((p) => X.dims[p]!),
-      "float32",
-      X.f16,
-    );
+    const perm = transposePerm(k.node, rank);
+    const dims = perm.map((p) => X.dims[p]!);
+    // Only size-1 axes move (the [B, S, …] ↔ [S, B, …] Transposes around the packed op at batch 1): the
+    // elements keep their order, so the result is the same buffer under new dims — no dispatch.
+    if (isDevice(x) && isOrderPreserving(X.dims, perm)) return [X.reshape(dims)];
+    const out = k.alloc(dims, "float32", X.f16);
     transpose(k.gpu, k.rec, X, perm, out);
     return [out];
   },
@@ -609,7 +621,8 @@ const onnxGelu = (node: Node) =>
   attrString(node, "approximate", "none") === "none" ? undefined : "tanh approximation";
 
 export const webgpuKernels = new KernelRegistry<never, GpuKernelDef>().register(
-  gemmDef,
+  gemmKernelDef("Gemm", "", false),
+  gemmKernelDef("FusedGemm", "mhafuse", true),
   matmulDef,
   layerNormDef,
   simplifiedLayerNormDef(""),

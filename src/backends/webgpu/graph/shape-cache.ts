@@ -29,7 +29,7 @@ const DIMS_FROM_DIMS = new Set(
     "Cast CastLike Identity Flatten Transpose Concat Gather GatherElements GatherND Shape Size Clip Trilu",
     "Softmax LogSoftmax LayerNormalization SkipLayerNormalization SimplifiedLayerNormalization",
     "SkipSimplifiedLayerNormalization RMSNormalization BatchNormalization InstanceNormalization",
-    "MatMul Gemm Conv Einsum Attention MultiHeadAttention QKVToContext SeqLensFromMask BiasGelu FastGelu",
+    "MatMul Gemm FusedGemm Conv Einsum Attention MultiHeadAttention QKVToContext SeqLensFromMask BiasGelu FastGelu",
     "CumSum ArgMax ArgMin EyeLike DepthToSpace SpaceToDepth PRelu RotaryEmbedding",
   ]
     .join(" ")

@@ -13,7 +13,7 @@ import { attrInt } from "../../../ops/registry.js";
 import type { WebGpuContext } from "../context.js";
 import { castF32ToF16 } from "../kernels/cast.js";
 import type { CommandRecorder } from "../recorder.js";
-import { webgpuKernels } from "./kernels.js";
+import { isGemmNode, webgpuKernels } from "./kernels.js";
 import { DeviceValue, storageBytes } from "./values.js";
 
 /** Index of a variant: plain or transposed, f32 or f16. */
@@ -38,8 +38,7 @@ export class WeightStore {
       node.inputs.forEach((name, i) => {
         const t = name ? graph.initializers.get(name) : undefined;
         if (t?.type !== "float32" || host.has(i)) return;
-        const transB =
-          node.opType === "Gemm" && node.domain === "" && i === 1 && attrInt(node, "transB", 0) !== 0;
+        const transB = isGemmNode(node) && i === 1 && attrInt(node, "transB", 0) !== 0;
         store.upload(t, transB && t.dims.length === 2, half.has(i) ? { rec: rec!, scratch } : undefined);
       });
     }
