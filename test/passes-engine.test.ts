@@ -166,7 +166,13 @@ test("SeqLensFromMask: right-padded rows give lengths, holes / left padding / em
   );
   assert.deepEqual([...seqLensFromMask(mask)], [3, 4, -1, -1, -1, 1]);
   assert.deepEqual([...seqLensFromMask(new Tensor("bool", [1, 0, 1, 1], [2, 2]))], [1, 2]);
-  assert.deepEqual([...seqLensFromMask(new Tensor("float32", [1, 0.5, 0, 0, 0, 0], [2, 3]))], [2, -1]);
+  // Values other than 0 and 1 are no key mask (the model's (1 − m)·min bias is something else for them): -1.
+  assert.deepEqual(
+    [...seqLensFromMask(new Tensor("float32", [1, 0.5, 0, 0, 0, 0, 1, 1, 0], [3, 3]))],
+    [-1, -1, 2],
+  );
+  assert.deepEqual([...seqLensFromMask(new Tensor("int64", [1, 2, 0, 1, 1, 1], [2, 3]))], [-1, 3]);
+  assert.deepEqual([...seqLensFromMask(new Tensor("float32", [1, Number.NaN, 1, 0], [2, 2]))], [-1, 1]);
   const b = new GraphBuilder();
   b.output(
     b.op("SeqLensFromMask", [b.input("m", "int32", ["b", "s"])], {}, { domain: "mhafuse", outputs: ["len"] }),

@@ -156,6 +156,24 @@ for (const model of ["bert_eager", "bert_sdpa", "distilbert_eager", "bert_ort_fu
   });
 }
 
+for (const model of ["bert_eager", "bert_sdpa", "distilbert_eager"]) {
+  test(`${model}: a mask value other than 0 and 1 is no key mask — the model's own mask bias runs, as in onnxruntime`, async () => {
+    const path = `${FIXTURES}onnx/${model}.onnx`;
+    const session = await InferenceSession.create(path);
+    const base = fixtureCases(model)[1]!.inputs;
+    const S = base.attention_mask!.dims[1]!;
+    // Row 0: a 2 among ones and right padding (the model adds (1 − 2)·min there, a huge positive bias).
+    const rows = [Array.from({ length: S }, (_, s) => (s === 1 ? 2 : s < S - 3 ? 1 : 0)), Array(S).fill(1)];
+    const feeds = withMask(base, rows);
+    const want = await ortRun(path, feeds);
+    const got = await session.run(feeds);
+    assert.match(JSON.stringify(session.lastPaddingRemoval), /holds values other than 0 and 1/);
+    // Every position, padded ones included, is the unfused model's number.
+    const d = maxAbsDiff(got.last_hidden_state!, want.last_hidden_state!);
+    assert.ok(d <= 1e-4, `${model}: max |diff| ${d}`);
+  });
+}
+
 test("bart: the encoder runs on valid tokens, the decoder's output (cross-attention to a padded encoder) is exact everywhere", async () => {
   for (const model of ["bart_eager", "bart_sdpa"]) {
     const path = `${FIXTURES}onnx/${model}.onnx`;

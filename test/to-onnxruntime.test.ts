@@ -242,7 +242,8 @@ test("to-onnxruntime: QKVToContext with lengths, -1 fallback rows and both padde
 
 test("to-onnxruntime: SeqLensFromMask becomes standard ops with the same lengths and -1s", async () => {
   for (const [dtype, values] of [
-    ["int64", [1, 1, 1, 0, 1, 1, 1, 1, 0, 1, 1, 0, 0, 0, 0, 0, 1, 0, 0, 0]],
+    // Row 3 holds a 2 and the float32 row 4 a 0.5: no key mask, -1 (the model's own bias runs for them).
+    ["int64", [1, 1, 1, 0, 1, 1, 1, 1, 0, 1, 1, 0, 2, 1, 0, 0, 1, 0, 0, 0]],
     ["float32", [1, 0, 0, 0, 1, 1, 0, 1, 0, 0, 0, 1, 1, 1, 1, 1, 0.5, 0, 0, 0]],
   ] as [DType, number[]][]) {
     const b = new GraphBuilder();
@@ -252,7 +253,7 @@ test("to-onnxruntime: SeqLensFromMask becomes standard ops with the same lengths
     const feeds = { mask: new Tensor(dtype, values, [5, 4]) };
     await roundTrip(graph, feeds, 0);
     const lengths = runGraph(graph, feeds).get(graph.outputs[0]!.name)!;
-    const expected = dtype === "int64" ? [3, 4, -1, -1, 1] : [1, -1, -1, 4, 1];
+    const expected = dtype === "int64" ? [3, 4, -1, -1, 1] : [1, -1, -1, 4, -1];
     assert.deepEqual([...(lengths.data as Int32Array)], expected);
   }
 });

@@ -18,6 +18,7 @@ import type { Tensor } from "../ir/tensor.js";
 import { DEFAULT_MAX_MODEL_BYTES, DEFAULT_MEMORY_LIMIT_BYTES } from "../limits.js";
 import { loadModel } from "../onnx/index.js";
 import { readRegularFile } from "../onnx/read-file.js";
+import { isBinaryMask } from "../ops/seqlens-from-mask.js";
 import { type AttentionReport, type GraphOptimizationLevel, optimizeGraph } from "../passes/index.js";
 import { type PaddingRemovalResult, removePadding } from "../passes/remove-padding.js";
 import { type EngineFile, isEngineFile, readEngine } from "./engine-file.js";
@@ -364,10 +365,21 @@ export class InferenceSession {
     }
     // A batch without padding gains nothing from the gather and scatter (2-14% of a BERT [1,128] run on the
     // CPU, bench/cpu.ts): it runs the graph as is, whose results are the same on every (valid) token.
+    // A mask with other values than 0 and 1 is no key mask: the graph as is runs it, where the packed op falls
+    // back to the model's own mask bias (SeqLensFromMask gives -1), exactly as the unfused graph computes.
     const removal = prepared.removal;
-    if (removal && !("skipped" in removal) && !hasZero(feeds[removal.mask]!)) {
+    const maskName = removal && !("skipped" in removal) ? removal.mask : undefined;
+    const mask = maskName ? feeds[maskName]! : undefined;
+    const whyDense = !mask
+      ? undefined
+      : !isBinaryMask(mask)
+        ? `'${maskName}' holds values other than 0 and 1 (the model's mask bias runs instead)`
+        : !hasZero(mask)
+          ? `no padding in this batch: '${maskName}' has no zero`
+          : undefined;
+    if (whyDense) {
       prepared.dense ??= this.backend.prepare(this.graph, this.plan);
-      this.lastPaddingRemoval = { skipped: `no padding in this batch: '${removal.mask}' has no zero` };
+      this.lastPaddingRemoval = { skipped: whyDense };
       return prepared.dense;
     }
     this.lastPaddingRemoval = removal;

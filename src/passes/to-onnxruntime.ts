@@ -332,8 +332,17 @@ function convertSeqLensFromMask(ctx: Context, node: Node, e: Emitter): void {
   const length = e.reduceSum(e.op("Cast", [valid], { to: int(7) }), 1);
   const expected = e.op("Less", [e.range(e.dim(mask, 1)), e.reshape(length, [-1, 1])]);
   const mismatches = e.reduceSum(e.op("Cast", [e.op("Xor", [expected, valid])], { to: int(7) }), 1);
+  // Any value other than 0 and 1 makes the row -1 as well (the model's own mask bias runs for it).
+  const binary = e.op("Or", [
+    e.op("Equal", [asFloat, e.scalar("float32", 0)]),
+    e.op("Equal", [asFloat, e.scalar("float32", 1)]),
+  ]);
+  const others = e.reduceSum(e.op("Cast", [e.op("Not", [binary])], { to: int(7) }), 1);
   const zero = e.scalar("int64", 0);
-  const ok = e.op("And", [e.op("Equal", [mismatches, zero]), e.op("Greater", [length, zero])]);
+  const ok = e.op("And", [
+    e.op("And", [e.op("Equal", [mismatches, zero]), e.op("Equal", [others, zero])]),
+    e.op("Greater", [length, zero]),
+  ]);
   const result = e.op("Where", [ok, length, e.scalar("int64", -1)]);
   e.op("Cast", [result], { to: int(6) }, "", node.outputs[0]);
   ctx.notes.push(`${node.name}: mhafuse.SeqLensFromMask → Cast/ReduceSum/Range/Less/Xor/Where`);
