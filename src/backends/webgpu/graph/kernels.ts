@@ -16,7 +16,7 @@ import { getOp } from "../../../ops/index.js";
 import { validTokens } from "../../../ops/padding.js";
 import { failFor, fixedLayout } from "../../../ops/qkv-to-context.js";
 import { reduceGeometry } from "../../../ops/reduce.js";
-import { attrFloat, attrInt, attrInts, attrString } from "../../../ops/registry.js";
+import { attrFloat, attrInt, attrString } from "../../../ops/registry.js";
 import { isOrderPreserving, transposePerm } from "../../../ops/transpose.js";
 import { KernelRegistry } from "../../kernel-registry.js";
 import { packedQkvAttention, varSeqlenQkvAttention } from "../kernels/attention.js";
