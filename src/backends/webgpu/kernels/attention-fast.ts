@@ -35,21 +35,26 @@ export interface FastConfig extends AttentionIo {
   RT: number;
   /** Row groups (of TX lanes) per workgroup: Br = RT·TY rows, TX·TY threads. */
   TY: number;
+  /**
+   * P·V reads the probabilities from the row group's lanes (subgroupShuffle) instead of a P tile: no P in
+   * workgroup memory and 2 barriers per key tile instead of 3, for RT shuffles per key.
+   */
+  shuffleP?: boolean;
   ablate?: "softmax" | "pv";
 }
 
 /** Odd, so rows read at the same time by consecutive lanes fall into distinct vec4 banks. */
 const odd = (x: number) => x | 1;
 
-function fastDims(c: Pick<FastConfig, "H" | "HV" | "RT" | "TY">) {
+function fastDims(c: Pick<FastConfig, "H" | "HV" | "RT" | "TY" | "shuffleP">) {
   const QS = odd(round4(c.H) / 4); // vec4s per Q/K row in workgroup memory
   const VS = round4(c.HV) / 4; // vec4s per V row (lanes read consecutive vec4s of one row: no padding)
-  const PS = odd(BC / 4); // vec4s per P row
+  const PS = c.shuffleP ? 0 : odd(BC / 4); // vec4s per P row
   return { QS, VS, PS, NV: Math.ceil(VS / TX), Br: c.RT * c.TY, T: TX * c.TY };
 }
 
 /** Workgroup memory of a config, in bytes: Q, K, V and P tiles and the key-range word. */
-export function fastAttentionSharedBytes(c: Pick<FastConfig, "H" | "HV" | "RT" | "TY">): number {
+export function fastAttentionSharedBytes(c: Pick<FastConfig, "H" | "HV" | "RT" | "TY" | "shuffleP">): number {
   const { QS, VS, PS, Br } = fastDims(c);
   return 16 * (Br * QS + BC * QS + BC * VS + Br * PS) + 16;
 }
@@ -78,7 +83,9 @@ function scoreBlock(RT: number, TY: number, HP4: number, QS: number): string {
 function softmaxRow(c: FastConfig, r: number, NV: number, PS: number): string {
   const ablated = c.ablate === "softmax";
   const row = `ty + ${r * c.TY}u`;
-  const writes = COMPS.map((d, e) => `      Ps[(${row}) * ${PS}u + tx / 4u + ${2 * e}u][tx % 4u] = p.${d};`);
+  const writes = c.shuffleP
+    ? [`      p${r} = p;`]
+    : COMPS.map((d, e) => `      Ps[(${row}) * ${PS}u + tx / 4u + ${2 * e}u][tx % 4u] = p.${d};`);
   return `    {
       let i = i${r};
       let limit = min(end${r}, k0 + ${BC}u);
@@ -138,6 +145,30 @@ function pvBlock(RT: number, TY: number, NV: number, VS: number, PS: number): st
   return l.join("\n");
 }
 
+/**
+ * O += P·V over the tile with P from registers: lane src of the row group holds keys src + 8e of each of its
+ * rows (p{r}, a vec4 over e); every lane fetches them with subgroupShuffle (consecutive invocations: the row
+ * group is lanes sgLane - tx .. + 7).
+ */
+function pvShuffleBlock(RT: number, NV: number, VS: number): string {
+  const l = ["    for (var src = 0u; src < 8u; src++) {", "      let lane = sgLane - tx + src;"];
+  for (let r = 0; r < RT; r++) l.push(`      let p${r}s = subgroupShuffle(p${r}, lane);`);
+  for (let e = 0; e < 4; e++)
+    for (let j = 0; j < NV; j++) {
+      const col = `tx + ${j * TX}u`;
+      const at = (cc: string) => `Vs[(src + ${e * TX}u) * ${VS}u + ${cc}]`;
+      const guard = (j + 1) * TX > VS;
+      l.push(
+        `      { let vv = ${guard ? `select(vec4<f32>(0.0), ${at(`min(${col}, ${VS - 1}u)`)}, ${col} < ${VS}u)` : at(col)};`,
+      );
+      for (let r = 0; r < RT; r++)
+        l.push(`        o${r}_${j} = fma(vec4<f32>(p${r}s.${COMPS[e]}), vv, o${r}_${j});`);
+      l.push("      }");
+    }
+  l.push("    }");
+  return l.join("\n");
+}
+
 export function fastAttentionSource(c: FastConfig): string {
   const { RT, TY } = c;
   const { QS, VS, PS, NV, Br, T } = fastDims(c);
@@ -158,15 +189,16 @@ export function fastAttentionSource(c: FastConfig): string {
     storeRow(c, `ty + ${r * TY}u`, `l${r}`, (j) => `o${r}_${j}`, NV),
   );
   const pv = c.ablate !== "pv";
+  const pvCode = !pv ? "" : c.shuffleP ? pvShuffleBlock(RT, NV, VS) : pvBlock(RT, TY, NV, VS, PS);
+  const pVars = c.shuffleP ? Array.from({ length: RT }, (_, r) => `    var p${r} = vec4<f32>(0.0);`) : [];
   return `${attentionHead(c, true)}
 var<workgroup> Qs: array<vec4<f32>, ${Br * QS}>;
 var<workgroup> Ks: array<vec4<f32>, ${BC * QS}>;
 var<workgroup> Vs: array<vec4<f32>, ${BC * VS}>;
-var<workgroup> Ps: array<vec4<f32>, ${Br * PS}>;
-var<workgroup> wgKvEnd: u32;
+${c.shuffleP ? "" : `var<workgroup> Ps: array<vec4<f32>, ${Br * PS}>;\n`}var<workgroup> wgKvEnd: u32;
 
 @compute @workgroup_size(${TX}, ${TY})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>${c.shuffleP ? ", @builtin(subgroup_invocation_id) sgLane: u32" : ""}) {
 ${attentionPrologue(c, Br, T, QS)}
 ${rows.join("\n")}
 
@@ -181,9 +213,10 @@ ${loadRows("Vs", "V", BC, c.HV, VS, "base + r < kvEnd", "vBase", "u.vSS", "")}
     }
     workgroupBarrier();
 ${scoreBlock(RT, TY, round4(c.H) / 4, QS)}
+${pVars.join("\n")}
 ${soft.join("\n")}
-    workgroupBarrier();
-${pv ? pvBlock(RT, TY, NV, VS, PS) : ""}
+    ${c.shuffleP ? "// P stays in registers: no barrier before P·V." : "workgroupBarrier();"}
+${pvCode}
     workgroupBarrier();
   }
 ${store.join("\n")}

@@ -109,6 +109,8 @@ export interface FlashAttentionArgs {
   rowTile?: 32 | 64;
   /** Subgroup kernel only: query rows per thread (default 8; 4 where Hv > 64) — tests, benchmarks. */
   rowsPerThread?: 4 | 8;
+  /** Subgroup kernel only: P·V takes P from the row group's lanes by subgroupShuffle (no P tile). */
+  shuffleP?: boolean;
   /**
    * "fp32" (default): Q, K, V, O float32. "fp16": Q, K, V, O IEEE f16 (bias stays f32), scores, softmax and
    * accumulation in f32 — on tensor cores where the context detected them and the problem fits (head size
@@ -310,7 +312,7 @@ function aligned(l: AttentionLayout): boolean {
 function fastConfig(a: FlashAttentionArgs, io: AttentionIo, limit: number): FastConfig | undefined {
   const RT = a.rowsPerThread ?? (round4(io.HV) <= 64 ? 8 : 4);
   for (const Br of a.rowTile ? [a.rowTile] : [64, 32]) {
-    const c = { ...io, RT, TY: Br / RT, ablate: a.ablate };
+    const c = { ...io, RT, TY: Br / RT, shuffleP: !!a.shuffleP, ablate: a.ablate };
     if (fastAttentionSharedBytes(c) <= limit) return c;
   }
   return undefined;
@@ -408,7 +410,9 @@ export function flashAttention(ctx: WebGpuContext, rec: CommandRecorder, a: Flas
   let Br: number;
   if (fast) {
     Br = fast.RT * fast.TY;
-    k = ctx.pipelines.get(`${name}:${flags}:Br${Br}:sg1:rt${fast.RT}`, () => fastAttentionSource(fast));
+    k = ctx.pipelines.get(`${name}:${flags}:Br${Br}:sg1:rt${fast.RT}${fast.shuffleP ? ":shp" : ""}`, () =>
+      fastAttentionSource(fast),
+    );
   } else {
     Br = a.rowTile ?? 64;
     if (attentionSharedBytes({ H, HV, Br }) > limit) Br = 32;
@@ -485,6 +489,8 @@ export function packedQkvAttention(
     scale?: number;
     ablate?: FlashAttentionArgs["ablate"];
     rowTile?: FlashAttentionArgs["rowTile"];
+    rowsPerThread?: FlashAttentionArgs["rowsPerThread"];
+    shuffleP?: boolean;
     /** "fp16": qkv and out are f16 (see FlashAttentionArgs.precision). */
     precision?: Precision;
     f16Kernel?: F16Kernel;
@@ -515,6 +521,8 @@ export function packedQkvAttention(
     keyLengths: args.lengths,
     ablate: args.ablate,
     rowTile: args.rowTile,
+    rowsPerThread: args.rowsPerThread,
+    shuffleP: args.shuffleP,
     precision: args.precision,
     f16Kernel: args.f16Kernel,
     subgroups: args.subgroups,
@@ -599,8 +607,11 @@ export interface GeneralAttentionArgs {
   /** "fp16": q, k, v, out f16 (bias f32); see FlashAttentionArgs.precision. */
   precision?: Precision;
   f16Kernel?: F16Kernel;
-  /** See FlashAttentionArgs.subgroups. */
+  /** See FlashAttentionArgs (tests, benchmarks). */
   subgroups?: boolean;
+  rowTile?: FlashAttentionArgs["rowTile"];
+  rowsPerThread?: FlashAttentionArgs["rowsPerThread"];
+  shuffleP?: boolean;
 }
 
 /** A dense bias tensor of rank <= 4 read as [B, N, Sq, Skv] (numpy broadcast: stride 0 on its size-1 axes). */
@@ -679,5 +690,8 @@ export function generalAttention(ctx: WebGpuContext, rec: CommandRecorder, a: Ge
     precision: a.precision,
     f16Kernel: a.f16Kernel,
     subgroups: a.subgroups,
+    rowTile: a.rowTile,
+    rowsPerThread: a.rowsPerThread,
+    shuffleP: a.shuffleP,
   });
 }
