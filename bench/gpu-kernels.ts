@@ -177,16 +177,21 @@ for (const [B, S] of FP16_ONLY
   await measure(`attention packed QKV B=${B} N=${N} S=${S} H=${H}`, flops, (rec) =>
     packedQkvAttention(ctx, rec, { qkv, numHeads: N, lengths, out }),
   );
-  // The subgroup kernel's other tiles (default: 64 rows, 8 per thread, P through workgroup memory).
-  const variants: [string, Pick<FlashAttentionArgs, "rowTile" | "rowsPerThread" | "shuffleP">][] = [
-    ["P by subgroupShuffle (2 barriers per tile)", { shuffleP: true }],
-    ["4 rows per thread (128 threads)", { rowsPerThread: 4 }],
-    ["4 rows per thread, P by shuffle", { rowsPerThread: 4, shuffleP: true }],
-    ["32-row tiles", { rowTile: 32 }],
-    ["32-row tiles, P by shuffle", { rowTile: 32, shuffleP: true }],
-    ["32-row tiles, 4 rows per thread", { rowTile: 32, rowsPerThread: 4 }],
-  ];
-  for (const [label, o] of ATTENTION_ONLY ? variants : variants.slice(0, 1))
+  // The subgroup kernel's other tiles (the default is one of them: see attention.ts's fastConfig).
+  const variants: [string, Pick<FlashAttentionArgs, "rowTile" | "rowsPerThread" | "shuffleP">][] = [];
+  for (const [Br, RT] of [
+    [64, 8],
+    [64, 4],
+    [48, 6],
+    [32, 8],
+    [32, 4],
+  ] as const)
+    for (const shuffleP of [false, true])
+      variants.push([
+        `${Br}-row tiles, ${RT} rows/thread (${(Br / RT) * 8} threads), P ${shuffleP ? "by shuffle" : "tile"}`,
+        { rowTile: Br, rowsPerThread: RT, shuffleP },
+      ]);
+  for (const [label, o] of ATTENTION_ONLY ? variants : variants.slice(0, 2))
     await measure(`  … ${label}`, flops, (rec) =>
       packedQkvAttention(ctx, rec, { qkv, numHeads: N, lengths, out, ...o }),
     );

@@ -105,10 +105,13 @@ export interface FlashAttentionArgs {
    * softmax phase; "pv": the V load and the P·V product.
    */
   ablate?: "softmax" | "pv";
-  /** Query rows per workgroup (default: 64 where workgroup memory allows, else 32). */
-  rowTile?: 32 | 64;
+  /**
+   * Query rows per workgroup (default: 64 where workgroup memory allows, else 32): a multiple of 4, and of
+   * rowsPerThread for the subgroup kernel.
+   */
+  rowTile?: number;
   /** Subgroup kernel only: query rows per thread (default 8; 4 where Hv > 64) — tests, benchmarks. */
-  rowsPerThread?: 4 | 8;
+  rowsPerThread?: number;
   /** Subgroup kernel only: P·V takes P from the row group's lanes by subgroupShuffle (no P tile). */
   shuffleP?: boolean;
   /**
@@ -311,6 +314,8 @@ function aligned(l: AttentionLayout): boolean {
  */
 function fastConfig(a: FlashAttentionArgs, io: AttentionIo, limit: number): FastConfig | undefined {
   const RT = a.rowsPerThread ?? (round4(io.HV) <= 64 ? 8 : 4);
+  if (a.rowTile !== undefined && !(a.rowTile > 0 && a.rowTile % RT === 0 && a.rowTile % 4 === 0))
+    throw new OpError(OP, `rowTile ${a.rowTile} must be a positive multiple of 4 and of rowsPerThread ${RT}`);
   for (const Br of a.rowTile ? [a.rowTile] : [64, 32]) {
     const c = { ...io, RT, TY: Br / RT, shuffleP: !!a.shuffleP, ablate: a.ablate };
     if (fastAttentionSharedBytes(c) <= limit) return c;
