@@ -86,21 +86,23 @@ function softmaxRow(c: FastConfig, r: number, NV: number, PS: number): string {
   const writes = c.shuffleP
     ? [`      p${r} = p;`]
     : COMPS.map((d, e) => `      Ps[(${row}) * ${PS}u + tx / 4u + ${2 * e}u][tx % 4u] = p.${d};`);
+  // The bias of each allowed key (masked keys are never read: their bias may be out of bounds).
+  const bias = c.bias
+    ? COMPS.map(
+        (d, e) =>
+          `      if (ok.${d}) { let j = k0 + tx + ${e * TX}u; var x = xs.${d}; ${biasRead(c)} xs.${d} = x; }`,
+      ).join("\n")
+    : "";
   return `    {
       let i = i${r};
       let limit = min(end${r}, k0 + ${BC}u);
-      var xs = s${r};
+      // Keys tx + 8e of the tile this row may read; the others are -inf (they never set the max).
+      let ok = vec4<u32>(k0 + tx) + vec4<u32>(0u, ${TX}u, ${2 * TX}u, ${3 * TX}u) < vec4<u32>(limit);
+      var xs = select(vec4<f32>(NEG_INF), s${r}, ok);
+${bias}
+      // NaN never compares greater, so like the CPU kernel it does not set the maximum.
       var bm = NEG_INF;
-      for (var e = 0u; e < 4u; e++) {
-        let j = k0 + tx + e * ${TX}u;
-        if (j < limit) {
-          var x = xs[e];
-          ${biasRead(c)}
-          xs[e] = x;
-          // NaN never compares greater, so like the CPU kernel it does not set the maximum.
-          if (x > bm) { bm = x; }
-        }
-      }
+${COMPS.map((d) => `      bm = select(bm, xs.${d}, xs.${d} > bm);`).join("\n")}
       bm = max(bm, subgroupShuffleXor(bm, 1u));
       bm = max(bm, subgroupShuffleXor(bm, 2u));
       bm = max(bm, subgroupShuffleXor(bm, 4u));
@@ -111,9 +113,7 @@ function softmaxRow(c: FastConfig, r: number, NV: number, PS: number): string {
           if (l${r} != 0.0) { f = exp(m${r} - bm); }
           m${r} = bm;
         }
-        for (var e = 0u; e < 4u; e++) {
-          if (k0 + tx + e * ${TX}u < limit) { p[e] = ${ablated ? "xs[e]" : `exp(xs[e] - m${r})`}; }
-        }
+        p = select(vec4<f32>(0.0), ${ablated ? "xs" : `exp(xs - vec4<f32>(m${r}))`}, ok);
       }
       var ps = p.x + p.y + p.z + p.w;
       ps = ps + subgroupShuffleXor(ps, 1u);
