@@ -10,10 +10,11 @@
  * Per key tile: K and V tiles load together (one barrier); each thread computes its RT×4 score block from
  * vec4 reads (RT + 4 reads per 16·RT FMAs, vs 8 per 64 in the workgroup-memory kernel); the online softmax
  * runs in registers, its row max and sum reduced over the row group's 8 lanes with subgroupShuffleXor (8
- * consecutive invocations are in one subgroup where subgroups have ≥ 8 of them); the probabilities go through
- * a padded P tile (barrier) and each thread adds P·V into its RT rows × 4·NV output columns (RT + NV reads per
- * 4·RT·NV vec4 FMAs; NV = 2 at head size 64); a last barrier frees the tiles. 3 barriers per tile instead of 4,
- * no serial per-row phase. Both products use explicit vec4 fma (no dot + add).
+ * consecutive invocations are in one subgroup where subgroups have ≥ 8 of them); then each thread adds P·V
+ * into its RT rows × 4·NV output columns (NV = 2 at head size 64) and a last barrier frees the tiles. The
+ * probabilities reach P·V either from the row group's lanes by subgroupShuffle (shuffleP: 2 barriers per
+ * tile, no P tile — 34 KiB of workgroup memory at head size 64 and 64 rows) or through a padded P tile (one
+ * more barrier, 43 KiB). No serial per-row phase; both products use explicit vec4 fma (no dot + add).
  *
  * Semantics are the workgroup-memory kernel's, from the same prologue and store (attention-wgsl.ts): see the
  * header of attention.ts.

@@ -1,7 +1,12 @@
 /**
- * Flash attention in WGSL (float32): one workgroup per (row tile of Br queries, head, batch). The scaled Q
- * tile stays in workgroup memory; K and V tiles of BC keys stream through one shared buffer (K for the scores,
- * then V for P·V); scores and probabilities go through a padded P tile. No [B, N, Sq, Skv] tensor exists.
+ * Flash attention in WGSL (float32 math): one workgroup per (row tile of Br queries, head, batch). Two SIMT
+ * kernels: where the adapter has subgroups of ≥ 8 invocations, attention-fast.ts (8-row register blocks, the
+ * softmax in registers with subgroup reductions); elsewhere the workgroup-memory kernel described here. Both
+ * are built from attention-wgsl.ts's prologue and store, so their masks and lengths are the same code.
+ *
+ * The workgroup-memory kernel: the scaled Q tile stays in workgroup memory; K and V tiles of BC keys stream
+ * through one shared buffer (K for the scores, then V for P·V); scores and probabilities go through a padded
+ * P tile. No [B, N, Sq, Skv] tensor exists.
  *
  * Per key tile: all threads compute the Br×BC score tile Q·Kᵀ (each a 4×4 block: 16 dot products of vec4s per
  * 8 vec4 reads); Br "row threads" then each own one query row — bias, masks and the online-softmax update
@@ -112,7 +117,10 @@ export interface FlashAttentionArgs {
   rowTile?: number;
   /** Subgroup kernel only: query rows per thread (default 8; 4 where Hv > 64) — tests, benchmarks. */
   rowsPerThread?: number;
-  /** Subgroup kernel only: P·V takes P from the row group's lanes by subgroupShuffle (no P tile). */
+  /**
+   * Subgroup kernel only: P·V takes P from the row group's lanes by subgroupShuffle (no P tile; the default),
+   * or false: through a P tile in workgroup memory.
+   */
   shuffleP?: boolean;
   /**
    * "fp32" (default): Q, K, V, O float32. "fp16": Q, K, V, O IEEE f16 (bias stays f32), scores, softmax and
@@ -308,16 +316,25 @@ function aligned(l: AttentionLayout): boolean {
 }
 
 /**
- * The subgroup kernel's tile: RT rows per thread (8, or 4 where the head is wider than 64 values, to bound the
- * accumulators' registers), Br = rowTile rows (64, else 32 where workgroup memory is short — lavapipe's 32 KiB
- * at head size 64); undefined where not even that fits.
+ * The subgroup kernel's default tile: 64 rows, 8 per thread (64 threads), P by subgroupShuffle (2 barriers per
+ * key tile; 34 KiB of workgroup memory at head size 64, so 6 workgroups fit an H200 SM and [8, 12, 512]'s 768
+ * workgroups one wave, where the P tile's 43 KiB fits 5). Chosen by that count, not yet timed against the other
+ * tiles on the card: `bench/gpu-kernels.ts --attention` times them all (bench/RESULTS.md).
+ */
+const FAST_DEFAULT = { rowTile: 64, rowsPerThread: 8, shuffleP: true } as const;
+
+/**
+ * The subgroup kernel's tile: rowsPerThread rows per thread (default 8, 4 where the head is wider than 64
+ * values, to bound the accumulators' registers), rowTile rows (default 64, else 32 where workgroup memory is
+ * short — lavapipe's 32 KiB at head size 64); undefined where not even that fits.
  */
 function fastConfig(a: FlashAttentionArgs, io: AttentionIo, limit: number): FastConfig | undefined {
-  const RT = a.rowsPerThread ?? (round4(io.HV) <= 64 ? 8 : 4);
+  const RT = a.rowsPerThread ?? (round4(io.HV) <= 64 ? FAST_DEFAULT.rowsPerThread : 4);
   if (a.rowTile !== undefined && !(a.rowTile > 0 && a.rowTile % RT === 0 && a.rowTile % 4 === 0))
     throw new OpError(OP, `rowTile ${a.rowTile} must be a positive multiple of 4 and of rowsPerThread ${RT}`);
-  for (const Br of a.rowTile ? [a.rowTile] : [64, 32]) {
-    const c = { ...io, RT, TY: Br / RT, shuffleP: !!a.shuffleP, ablate: a.ablate };
+  const shuffleP = a.shuffleP ?? FAST_DEFAULT.shuffleP;
+  for (const Br of a.rowTile ? [a.rowTile] : [FAST_DEFAULT.rowTile, 32]) {
+    const c = { ...io, RT, TY: Br / RT, shuffleP, ablate: a.ablate };
     if (fastAttentionSharedBytes(c) <= limit) return c;
   }
   return undefined;
