@@ -37,6 +37,14 @@ import type { CommandRecorder } from "../src/backends/webgpu/recorder.js";
 import { RAW_TIMESTAMPS, timeKernel } from "./gpu-timing.js";
 
 const arg = (name: string) => process.argv.indexOf(name);
+if (arg("--help") > 0) {
+  // Before any GPU work: the benchmark itself takes minutes on a software adapter.
+  console.log(
+    "usage: node --import tsx bench/gpu-kernels.ts [--reps N] [--smoke] [--toggles] [--fp16 | --fp16-only]\n" +
+      "  [--tiles BMxBNxBK/TMxTN,...] [--tc-tiles BMxBNxBK/WMxWN,...] [--attention]  (see the file header)",
+  );
+  process.exit(0);
+}
 const REPS = arg("--reps") > 0 ? Number(process.argv[arg("--reps") + 1]) : 20;
 const SMOKE = arg("--smoke") > 0;
 const TC_TILES = arg("--tc-tiles") > 0 ? process.argv[arg("--tc-tiles") + 1]! : undefined;
@@ -191,7 +199,9 @@ for (const [B, S] of FP16_ONLY
         `${Br}-row tiles, ${RT} rows/thread (${(Br / RT) * 8} threads), P ${shuffleP ? "by shuffle" : "tile"}`,
         { rowTile: Br, rowsPerThread: RT, shuffleP },
       ]);
-  for (const [label, o] of ATTENTION_ONLY ? variants : variants.slice(0, 2))
+  // Without --attention only the default's twin with a P tile (the default is the shuffle one, FAST_DEFAULT).
+  const twin = ([, o]: (typeof variants)[number]) => o.rowTile === 64 && o.rowsPerThread === 8 && !o.shuffleP;
+  for (const [label, o] of ATTENTION_ONLY ? variants : variants.filter(twin))
     await measure(`  … ${label}`, flops, (rec) =>
       packedQkvAttention(ctx, rec, { qkv, numHeads: N, lengths, out, ...o }),
     );
