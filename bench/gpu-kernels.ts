@@ -13,10 +13,15 @@
  *              config on 4096³ and the [4096-token] BERT GEMMs with their epilogues; nothing else runs
  *   --tc-tiles 64x64x32/2x2,128x64x32/4x2   tensor-core tile sweep (BMxBNxBK/WMxWN): each config on 4096³
  *              and the [4096-token] BERT GEMMs with the bias/GELU/residual epilogues (implies --fp16)
+ *   --attention  only the fp32 attention rows (every tile variant of the subgroup kernel and the fallback)
  */
 import { WebGpuContext } from "../src/backends/webgpu/context.js";
 import { DAWN_UNSAFE_TOGGLES } from "../src/backends/webgpu/device.js";
-import { attentionFlops, packedQkvAttention } from "../src/backends/webgpu/kernels/attention.js";
+import {
+  attentionFlops,
+  type FlashAttentionArgs,
+  packedQkvAttention,
+} from "../src/backends/webgpu/kernels/attention.js";
 import type { GpuTensor } from "../src/backends/webgpu/kernels/common.js";
 import { type GemmArgs, gemm, gemmFlops } from "../src/backends/webgpu/kernels/gemm.js";
 import {
@@ -32,10 +37,19 @@ import type { CommandRecorder } from "../src/backends/webgpu/recorder.js";
 import { RAW_TIMESTAMPS, timeKernel } from "./gpu-timing.js";
 
 const arg = (name: string) => process.argv.indexOf(name);
+if (arg("--help") > 0) {
+  // Before any GPU work: the benchmark itself takes minutes on a software adapter.
+  console.log(
+    "usage: node --import tsx bench/gpu-kernels.ts [--reps N] [--smoke] [--toggles] [--fp16 | --fp16-only]\n" +
+      "  [--tiles BMxBNxBK/TMxTN,...] [--tc-tiles BMxBNxBK/WMxWN,...] [--attention]  (see the file header)",
+  );
+  process.exit(0);
+}
 const REPS = arg("--reps") > 0 ? Number(process.argv[arg("--reps") + 1]) : 20;
 const SMOKE = arg("--smoke") > 0;
 const TC_TILES = arg("--tc-tiles") > 0 ? process.argv[arg("--tc-tiles") + 1]! : undefined;
 const TILES = arg("--tiles") > 0 ? process.argv[arg("--tiles") + 1]! : undefined;
+const ATTENTION_ONLY = arg("--attention") > 0;
 const FP16_ONLY = arg("--fp16-only") > 0 || !!TC_TILES || !!TILES;
 const FP16 = FP16_ONLY || arg("--fp16") > 0;
 
@@ -116,7 +130,7 @@ const E = SMOKE ? 64 : 768;
 const FF = 4 * E;
 const tokenCounts = SMOKE ? [32] : [128, 4096];
 
-for (const M of FP16_ONLY ? [] : tokenCounts) {
+for (const M of FP16_ONLY || ATTENTION_ONLY ? [] : tokenCounts) {
   const x = tensor([M, E], 1);
   const h = tensor([M, FF], 2);
   const wqkv = tensor([E, 3 * E], 3);
@@ -145,7 +159,7 @@ for (const M of FP16_ONLY ? [] : tokenCounts) {
     layerNorm(ctx, rec, { x, gamma: biasE, beta: biasE, out: oE, epsilon: 1e-12 }),
   );
 }
-if (!FP16_ONLY) {
+if (!FP16_ONLY && !ATTENTION_ONLY) {
   const n = SMOKE ? 256 : 4096;
   const a = tensor([n, n], 20);
   const b = tensor([n, n], 21);
@@ -171,10 +185,27 @@ for (const [B, S] of FP16_ONLY
   await measure(`attention packed QKV B=${B} N=${N} S=${S} H=${H}`, flops, (rec) =>
     packedQkvAttention(ctx, rec, { qkv, numHeads: N, lengths, out }),
   );
-  await measure(`  … with 32-row tiles (more workgroups per SM)`, flops, (rec) =>
-    packedQkvAttention(ctx, rec, { qkv, numHeads: N, lengths, out, rowTile: 32 }),
-  );
-  // The default uses the subgroup softmax where the adapter has subgroups (>= 8): the portable fallback.
+  // The subgroup kernel's other tiles (the default is one of them: see attention.ts's fastConfig).
+  const variants: [string, Pick<FlashAttentionArgs, "rowTile" | "rowsPerThread" | "shuffleP">][] = [];
+  for (const [Br, RT] of [
+    [64, 8],
+    [64, 4],
+    [48, 6],
+    [32, 8],
+    [32, 4],
+  ] as const)
+    for (const shuffleP of [false, true])
+      variants.push([
+        `${Br}-row tiles, ${RT} rows/thread (${(Br / RT) * 8} threads), P ${shuffleP ? "by shuffle" : "tile"}`,
+        { rowTile: Br, rowsPerThread: RT, shuffleP },
+      ]);
+  // Without --attention only the default's twin with a P tile (the default is the shuffle one, FAST_DEFAULT).
+  const twin = ([, o]: (typeof variants)[number]) => o.rowTile === 64 && o.rowsPerThread === 8 && !o.shuffleP;
+  for (const [label, o] of ATTENTION_ONLY ? variants : variants.filter(twin))
+    await measure(`  … ${label}`, flops, (rec) =>
+      packedQkvAttention(ctx, rec, { qkv, numHeads: N, lengths, out, ...o }),
+    );
+  // The portable fallback where the adapter has no subgroups of >= 8.
   await measure(`  … workgroup-memory softmax (no subgroups)`, flops, (rec) =>
     packedQkvAttention(ctx, rec, { qkv, numHeads: N, lengths, out, subgroups: false }),
   );
@@ -243,7 +274,7 @@ if (TC_TILES && ctx.f16?.syntax)
     TC_TILES.split(",").map((spec) => [spec, { precision: "fp16", tcTile: parseTile(spec) }]),
     tensor16,
   );
-if (FP16 && f.shaderF16 && !TC_TILES && !TILES) {
+if (FP16 && f.shaderF16 && !TC_TILES && !TILES && !ATTENTION_ONLY) {
   const kind = ctx.f16?.syntax ? "tc" : "simt";
   for (const M of tokenCounts) {
     const x = tensor16([M, E], 1);

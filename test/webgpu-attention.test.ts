@@ -82,10 +82,18 @@ function packedCase(S: number, B: number, N: number, H: number, lengths: number[
   return { qkv, S, B, N, H, E, lengths };
 }
 
+/** Kernel choices the tests force (see FlashAttentionArgs). */
+interface Tuning {
+  subgroups?: boolean;
+  rowTile?: number;
+  rowsPerThread?: number;
+  shuffleP?: boolean;
+}
+
 async function runPacked(
   ctx: Exclude<Awaited<ReturnType<typeof gpuContext>>, string>,
   c: ReturnType<typeof packedCase>,
-  subgroups?: boolean,
+  tuning: Tuning = {},
 ) {
   const { qkv, S, B, N, H, E, lengths } = c;
   const out = empty(ctx, [S, B, E]);
@@ -95,7 +103,7 @@ async function runPacked(
     numHeads: N,
     lengths: lengths ? ctx.pool.upload(Int32Array.from(lengths)) : undefined,
     out,
-    subgroups,
+    ...tuning,
   });
   await rec.submit();
   const want = new Float64Array(S * B * E);
@@ -133,7 +141,7 @@ test("packed QKV [S, B, 3E]: lengths 0, 1, partial, full, > S; padded rows compu
   const c = packedCase(37, 5, 3, 8, [0, 1, 37, 20, 99], 1);
   // Both softmax forms: subgroups (where the adapter has them) and the workgroup-memory fallback.
   for (const subgroups of [undefined, false]) {
-    const { got, want } = await runPacked(ctx, c, subgroups);
+    const { got, want } = await runPacked(ctx, c, { subgroups });
     assertClose(got, want, 1e-4, `packed H=8 (subgroups ${subgroups ?? "auto"})`);
     // Length 0: zero rows; length 1: every row (padded ones too) is V of key 0.
     const E = 24;
@@ -224,12 +232,88 @@ function layoutOf(l: "BSNH" | "BNSH", S: number, N: number, H: number): Attentio
     : { offset: 0, batchStride: N * S * H, headStride: S * H, seqStride: H };
 }
 
+interface GeneralCase {
+  layout: "BSNH" | "BNSH";
+  B: number;
+  N: number;
+  Nkv: number;
+  Sq: number;
+  Skv: number;
+  H: number;
+  Hv: number;
+  causal: number | undefined;
+  /** Bias dims (broadcast to [B, N, Sq, Skv]); every 7th value is -inf. */
+  bias: number[];
+  lens: number[] | undefined;
+}
+
+/** The general op on random data from `seed`, and the float64 reference. */
+async function runGeneral(
+  ctx: Exclude<Awaited<ReturnType<typeof gpuContext>>, string>,
+  c: GeneralCase,
+  seed: number,
+  tuning: Tuning = {},
+) {
+  const dims = (S: number, N: number, H: number) => (c.layout === "BSNH" ? [c.B, S, N, H] : [c.B, N, S, H]);
+  const q = rand(c.B * c.Sq * c.N * c.H, seed, 2);
+  const k = rand(c.B * c.Skv * c.Nkv * c.H, seed + 1, 2);
+  const v = rand(c.B * c.Skv * c.Nkv * c.Hv, seed + 2, 2);
+  const biasData = rand(
+    c.bias.reduce((a, b) => a * b, 1),
+    seed + 3,
+    3,
+  );
+  for (let i = 0; i < biasData.length; i += 7) biasData[i] = Number.NEGATIVE_INFINITY;
+  const full = [...Array(4 - c.bias.length).fill(1), ...c.bias] as number[];
+  const biasAt = (b: number, n: number, i: number, j: number) => {
+    const idx = [b, n, i, j].map((x, ax) => (full[ax] === 1 ? 0 : x));
+    return biasData[((idx[0]! * full[1]! + idx[1]!) * full[2]! + idx[2]!) * full[3]! + idx[3]!]!;
+  };
+  const out = empty(ctx, dims(c.Sq, c.N, c.Hv));
+  const rec = ctx.recorder();
+  generalAttention(ctx, rec, {
+    q: upload(ctx, q, dims(c.Sq, c.N, c.H)),
+    k: upload(ctx, k, dims(c.Skv, c.Nkv, c.H)),
+    v: upload(ctx, v, dims(c.Skv, c.Nkv, c.Hv)),
+    layout: c.layout,
+    out,
+    causalOffset: c.causal,
+    bias: upload(ctx, biasData, c.bias),
+    keyLengths: c.lens ? ctx.pool.upload(Int32Array.from(c.lens)) : undefined,
+    ...tuning,
+  });
+  await rec.submit();
+  const want = new Float64Array(c.B * c.Sq * c.N * c.Hv);
+  reference({
+    B: c.B,
+    N: c.N,
+    Nkv: c.Nkv,
+    Sq: c.Sq,
+    Skv: c.Skv,
+    H: c.H,
+    Hv: c.Hv,
+    scale: 1 / Math.sqrt(c.H),
+    q,
+    k,
+    v,
+    qL: layoutOf(c.layout, c.Sq, c.N, c.H),
+    kL: layoutOf(c.layout, c.Skv, c.Nkv, c.H),
+    vL: layoutOf(c.layout, c.Skv, c.Nkv, c.Hv),
+    oL: layoutOf(c.layout, c.Sq, c.N, c.Hv),
+    out: want,
+    seq: (b) => [c.Sq, c.lens ? c.lens[b]! : c.Skv, 0],
+    causalOffset: c.causal,
+    bias: biasAt,
+  });
+  return { got: await read(ctx, out), want };
+}
+
 test("general op: BSNH/BNSH, GQA, causal (Sq ≠ Skv, both alignments), broadcast bias with -inf, key lengths; subgroup and workgroup softmax", async (t) => {
   const ctx = await gpuContext();
   if (typeof ctx === "string") return t.skip(ctx);
-  const cases = [
+  const cases: GeneralCase[] = [
     {
-      layout: "BSNH" as const,
+      layout: "BSNH",
       B: 2,
       N: 4,
       Nkv: 2,
@@ -242,7 +326,7 @@ test("general op: BSNH/BNSH, GQA, causal (Sq ≠ Skv, both alignments), broadcas
       lens: undefined,
     },
     {
-      layout: "BNSH" as const,
+      layout: "BNSH",
       B: 3,
       N: 2,
       Nkv: 1,
@@ -255,7 +339,7 @@ test("general op: BSNH/BNSH, GQA, causal (Sq ≠ Skv, both alignments), broadcas
       lens: [20, 0, 9],
     },
     {
-      layout: "BNSH" as const,
+      layout: "BNSH",
       B: 1,
       N: 3,
       Nkv: 3,
@@ -270,65 +354,11 @@ test("general op: BSNH/BNSH, GQA, causal (Sq ≠ Skv, both alignments), broadcas
   ];
   let seed = 20;
   for (const c of cases) {
-    const dims = (S: number, N: number, H: number) => (c.layout === "BSNH" ? [c.B, S, N, H] : [c.B, N, S, H]);
-    const q = rand(c.B * c.Sq * c.N * c.H, seed++, 2);
-    const k = rand(c.B * c.Skv * c.Nkv * c.H, seed++, 2);
-    const v = rand(c.B * c.Skv * c.Nkv * c.Hv, seed++, 2);
-    const biasData = rand(
-      c.bias.reduce((a, b) => a * b, 1),
-      seed++,
-      3,
-    );
-    for (let i = 0; i < biasData.length; i += 7) biasData[i] = Number.NEGATIVE_INFINITY;
-    const full = [...Array(4 - c.bias.length).fill(1), ...c.bias] as number[];
-    const biasAt = (b: number, n: number, i: number, j: number) => {
-      const idx = [b, n, i, j].map((x, ax) => (full[ax] === 1 ? 0 : x));
-      return biasData[((idx[0]! * full[1]! + idx[1]!) * full[2]! + idx[2]!) * full[3]! + idx[3]!]!;
-    };
     for (const subgroups of [undefined, false]) {
-      const out = empty(ctx, dims(c.Sq, c.N, c.Hv));
-      const rec = ctx.recorder();
-      generalAttention(ctx, rec, {
-        q: upload(ctx, q, dims(c.Sq, c.N, c.H)),
-        k: upload(ctx, k, dims(c.Skv, c.Nkv, c.H)),
-        v: upload(ctx, v, dims(c.Skv, c.Nkv, c.Hv)),
-        layout: c.layout,
-        out,
-        causalOffset: c.causal,
-        bias: upload(ctx, biasData, c.bias),
-        keyLengths: c.lens ? ctx.pool.upload(Int32Array.from(c.lens)) : undefined,
-        subgroups,
-      });
-      await rec.submit();
-      const want = new Float64Array(c.B * c.Sq * c.N * c.Hv);
-      reference({
-        B: c.B,
-        N: c.N,
-        Nkv: c.Nkv,
-        Sq: c.Sq,
-        Skv: c.Skv,
-        H: c.H,
-        Hv: c.Hv,
-        scale: 1 / Math.sqrt(c.H),
-        q,
-        k,
-        v,
-        qL: layoutOf(c.layout, c.Sq, c.N, c.H),
-        kL: layoutOf(c.layout, c.Skv, c.Nkv, c.H),
-        vL: layoutOf(c.layout, c.Skv, c.Nkv, c.Hv),
-        oL: layoutOf(c.layout, c.Sq, c.N, c.Hv),
-        out: want,
-        seq: (b) => [c.Sq, c.lens ? c.lens[b]! : c.Skv, 0],
-        causalOffset: c.causal,
-        bias: biasAt,
-      });
-      assertClose(
-        await read(ctx, out),
-        want,
-        1e-4,
-        `${c.layout} subgroups ${subgroups ?? "auto"} ${JSON.stringify(c)}`,
-      );
+      const { got, want } = await runGeneral(ctx, c, seed, { subgroups });
+      assertClose(got, want, 1e-4, `${c.layout} subgroups ${subgroups ?? "auto"} ${JSON.stringify(c)}`);
     }
+    seed += 4;
   }
   // Where the adapter has subgroups of >= 8 (lavapipe: 8, NVIDIA: 32) the default is the subgroup variant.
   const sgKeys = ctx.pipelines.keys().filter((k) => k.startsWith("flash:") && k.includes(":sg1"));
@@ -344,4 +374,91 @@ test("general op: BSNH/BNSH, GQA, causal (Sq ≠ Skv, both alignments), broadcas
       }),
     (e: unknown) => e instanceof OpError && /Attention.*k head size/.test(e.message),
   );
+});
+
+/** The subgroup kernel's tile choices: rows per thread, rows per workgroup, P through workgroup memory or shuffles. */
+const FAST_VARIANTS: Tuning[] = [
+  ...[8, 4].flatMap((rowsPerThread) => [64, 32].map((rowTile) => ({ rowsPerThread, rowTile }))),
+  { rowsPerThread: 6, rowTile: 48 },
+].flatMap((v) => [false, true].map((shuffleP) => ({ ...v, shuffleP })));
+
+/** Whether the last dispatches compiled this variant of the subgroup kernel (not the fallback). */
+function usedVariant(ctx: Exclude<Awaited<ReturnType<typeof gpuContext>>, string>, v: Tuning): boolean {
+  const tag = `:Br${v.rowTile}:sg1:rt${v.rowsPerThread}${v.shuffleP ? ":shp" : ""}`;
+  return ctx.pipelines.keys().some((k) => k.startsWith("flash:") && k.endsWith(tag));
+}
+
+test("subgroup kernel, every tile variant: odd lengths (0, 1, partial, > S), S not a multiple of the tile, NaN", async (t) => {
+  const ctx = await gpuContext();
+  if (typeof ctx === "string") return t.skip(ctx);
+  if (!attentionSubgroups(ctx)) return t.skip("no subgroups of >= 8 invocations");
+  // H = 32 so every variant's tiles fit lavapipe's 32 KiB of workgroup memory.
+  const c = packedCase(77, 5, 2, 32, [0, 1, 77, 45, 200], 40);
+  const { B, E, H } = c;
+  const at = (s: number, b: number, n: number, part: number, h: number) =>
+    (s * B + b) * 3 * E + n * 3 * H + part * H + h;
+  c.qkv[at(70, 3, 0, 2, 5)] = Number.NaN; // V past batch 3's length: ignored
+  c.qkv[at(50, 1, 1, 1, 0)] = Number.NaN; // K past batch 1's length (1): ignored
+  c.qkv[at(40, 4, 1, 1, 3)] = Number.NaN; // K of a valid key of batch 4: head 1 rows NaN
+  for (const v of FAST_VARIANTS) {
+    const { got, want } = await runPacked(ctx, c, v);
+    assertClose(got, want, 1e-4, `packed H=32 ${JSON.stringify(v)}`);
+    assert.ok(usedVariant(ctx, v), `variant ${JSON.stringify(v)} ran: ${ctx.pipelines.keys()}`);
+    assert.ok(Number.isNaN(got[(3 * B + 4) * E + H]!), "batch 4 head 1 is NaN");
+    assert.ok(
+      got.slice((0 * B + 1) * E, (0 * B + 1) * E + E).every((x) => !Number.isNaN(x)),
+      "batch 1 is finite",
+    );
+  }
+  // Head size 64 (BERT) at 32-row tiles, the tile lavapipe's workgroup memory holds there.
+  const c64 = packedCase(45, 2, 2, 64, [45, 13], 41);
+  for (const v of FAST_VARIANTS.filter((x) => x.rowTile === 32)) {
+    const { got, want } = await runPacked(ctx, c64, v);
+    assertClose(got, want, 1e-4, `packed H=64 ${JSON.stringify(v)}`);
+    assert.ok(usedVariant(ctx, v), `variant ${JSON.stringify(v)} ran`);
+  }
+});
+
+test("subgroup kernel, every tile variant: causal GQA with -inf bias and key lengths; Hv not a multiple of 32; scalar path", async (t) => {
+  const ctx = await gpuContext();
+  if (typeof ctx === "string") return t.skip(ctx);
+  if (!attentionSubgroups(ctx)) return t.skip("no subgroups of >= 8 invocations");
+  const cases: GeneralCase[] = [
+    {
+      layout: "BSNH",
+      B: 2,
+      N: 4,
+      Nkv: 2,
+      Sq: 19,
+      Skv: 70,
+      H: 8,
+      Hv: 12,
+      causal: 51,
+      bias: [2, 1, 19, 70],
+      lens: [70, 40],
+    },
+    {
+      layout: "BNSH",
+      B: 2,
+      N: 2,
+      Nkv: 1,
+      Sq: 69,
+      Skv: 69,
+      H: 6,
+      Hv: 5,
+      causal: 0,
+      bias: [69],
+      lens: [0, 33],
+    },
+  ];
+  let seed = 60;
+  for (const [ci, c] of cases.entries()) {
+    // Every variant on the first case; two opposite ones on the scalar-path case (lavapipe compiles slowly).
+    for (const v of ci === 0 ? FAST_VARIANTS : [FAST_VARIANTS[0]!, FAST_VARIANTS.at(-1)!]) {
+      const { got, want } = await runGeneral(ctx, c, seed, v);
+      assertClose(got, want, 1e-4, `${c.layout} ${JSON.stringify(v)} ${JSON.stringify(c)}`);
+      assert.ok(usedVariant(ctx, v), `variant ${JSON.stringify(v)} ran`);
+    }
+    seed += 4;
+  }
 });

@@ -1,7 +1,12 @@
 /**
- * Flash attention in WGSL (float32): one workgroup per (row tile of Br queries, head, batch). The scaled Q
- * tile stays in workgroup memory; K and V tiles of BC keys stream through one shared buffer (K for the scores,
- * then V for P·V); scores and probabilities go through a padded P tile. No [B, N, Sq, Skv] tensor exists.
+ * Flash attention in WGSL (float32 math): one workgroup per (row tile of Br queries, head, batch). Two SIMT
+ * kernels: where the adapter has subgroups of ≥ 8 invocations, attention-fast.ts (8-row register blocks, the
+ * softmax in registers with subgroup reductions); elsewhere the workgroup-memory kernel described here. Both
+ * are built from attention-wgsl.ts's prologue and store, so their masks and lengths are the same code.
+ *
+ * The workgroup-memory kernel: the scaled Q tile stays in workgroup memory; K and V tiles of BC keys stream
+ * through one shared buffer (K for the scores, then V for P·V); scores and probabilities go through a padded
+ * P tile. No [B, N, Sq, Skv] tensor exists.
  *
  * Per key tile: all threads compute the Br×BC score tile Q·Kᵀ (each a 4×4 block: 16 dot products of vec4s per
  * 8 vec4 reads); Br "row threads" then each own one query row — bias, masks and the online-softmax update
@@ -21,22 +26,30 @@
  */
 import { OpError } from "../../../errors.js";
 import type { WebGpuContext } from "../context.js";
+import type { CachedPipeline } from "../pipeline-cache.js";
 import { type F16Kernel, type Precision, requireF16 } from "../precision.js";
 import type { CommandRecorder } from "../recorder.js";
-import { packUniforms, type UniformFields, uniformStruct } from "../uniforms.js";
+import { packUniforms } from "../uniforms.js";
+import { type FastConfig, fastAttentionSharedBytes, fastAttentionSource } from "./attention-fast.js";
 import {
-  QKVO_LAYOUT_FIELDS,
   tcAttentionRows,
   tcAttentionSource,
   tcAttentionSupports,
   tcAttentionUniforms,
 } from "./attention-tc.js";
-import { bindings, type GpuTensor, type StorageDecl, sizeOf } from "./common.js";
-
-/** Keys per tile. */
-const BC = 32;
-/** Threads along the key / output-column axis of a tile (each covers 4 keys / 4·NV columns). */
-const TX = BC / 4;
+import {
+  ATTENTION_FIELDS,
+  type AttentionIo,
+  attentionHead,
+  attentionPrologue,
+  BC,
+  biasRead,
+  round4,
+  storeRow,
+  TX,
+  tileLoader,
+} from "./attention-wgsl.js";
+import { type GpuTensor, sizeOf } from "./common.js";
 
 /** Where one tensor's (batch, head, seq) rows live, in elements; the feature axis is contiguous. */
 export interface AttentionLayout {
@@ -97,8 +110,18 @@ export interface FlashAttentionArgs {
    * softmax phase; "pv": the V load and the P·V product.
    */
   ablate?: "softmax" | "pv";
-  /** Query rows per workgroup (default: 64 where workgroup memory allows, else 32). */
-  rowTile?: 32 | 64;
+  /**
+   * Query rows per workgroup (default: 64 where workgroup memory allows, else 32): a multiple of 4, and of
+   * rowsPerThread for the subgroup kernel.
+   */
+  rowTile?: number;
+  /** Subgroup kernel only: query rows per thread (default 8; 4 where Hv > 64) — tests, benchmarks. */
+  rowsPerThread?: number;
+  /**
+   * Subgroup kernel only: P·V takes P from the row group's lanes by subgroupShuffle (no P tile; the default),
+   * or false: through a P tile in workgroup memory.
+   */
+  shuffleP?: boolean;
   /**
    * "fp32" (default): Q, K, V, O float32. "fp16": Q, K, V, O IEEE f16 (bias stays f32), scores, softmax and
    * accumulation in f32 — on tensor cores where the context detected them and the problem fits (head size
@@ -108,57 +131,23 @@ export interface FlashAttentionArgs {
   /** fp16 only: force the kernel (tests, benchmarks). */
   f16Kernel?: F16Kernel;
   /**
-   * Subgroup softmax (Config.sg) where the device has subgroups of at least 8 invocations (default), or
-   * false: the workgroup-memory softmax, the portable fallback (tests, benchmarks).
+   * The subgroup kernel (attention-fast.ts) where the device has subgroups of at least 8 invocations
+   * (default), or false: the workgroup-memory kernel, the portable fallback (tests, benchmarks).
    */
   subgroups?: boolean;
 }
 
-/** Whether the subgroup softmax can run here: subgroups of at least TX invocations. */
+/** Whether the subgroup kernel can run here: subgroups of at least TX invocations. */
 export function attentionSubgroups(ctx: WebGpuContext): boolean {
   const f = ctx.gpu.features;
   return f.subgroups && f.subgroupMinSize >= TX;
 }
 
-interface Config {
-  /** f16 storage of Q, K, V and O (bias stays f32), f32 math: the SIMT fp16 kernel. */
-  f16?: boolean;
-  H: number;
-  HV: number;
+/** The workgroup-memory kernel's config. */
+interface Config extends AttentionIo {
   Br: number;
-  vec4: boolean;
-  lengths: boolean;
-  cu: boolean;
-  causal: boolean;
-  /** Causal offset per batch: its key length minus the query rows (FlashAttentionArgs.causalPerBatch). */
-  causalPerBatch?: boolean;
-  bias: boolean;
-  /**
-   * Subgroup softmax: the 8 threads of a row group (same ty, consecutive invocations) reduce each row's max
-   * and sum with subgroupShuffleXor, so the scores stay in registers, the serial per-row phase and its
-   * workgroup round trip go, and K and V get separate tiles loaded together (3 barriers per key tile
-   * instead of 4). Needs subgroups of at least 8 invocations made of consecutive invocation indices.
-   */
-  sg?: boolean;
   ablate?: "softmax" | "pv";
 }
-
-const FIELDS: UniformFields = [
-  ["seqQ", "u32"],
-  ["seqKV", "u32"],
-  ["group", "u32"],
-  ["scale", "f32"],
-  ["causalOffset", "i32"],
-  ...QKVO_LAYOUT_FIELDS,
-  ["bOff", "u32"],
-  ["bBS", "u32"],
-  ["bHS", "u32"],
-  ["bRS", "u32"],
-  ["bKS", "u32"],
-  ["negInf", "f32"],
-];
-
-const round4 = (x: number) => (x + 3) & ~3;
 
 function dims(c: Pick<Config, "H" | "HV" | "Br">) {
   const HP = round4(c.H);
@@ -171,63 +160,17 @@ function dims(c: Pick<Config, "H" | "HV" | "Br">) {
   return { HP, HVP, QS, VS, PS, NV, TY, T: TY * TX };
 }
 
-/** Workgroup memory of a config, in bytes (the subgroup variant keeps K and V tiles apart). */
-export function attentionSharedBytes(c: Pick<Config, "H" | "HV" | "Br" | "sg">): number {
+/** Workgroup memory of the workgroup-memory kernel, in bytes. */
+export function attentionSharedBytes(c: Pick<Config, "H" | "HV" | "Br">): number {
   const { QS, VS, PS } = dims(c);
-  if (c.sg) return 16 * (c.Br * QS + BC * QS + BC * VS + c.Br * PS) + 16;
   return 16 * (c.Br * QS + BC * Math.max(QS, VS) + c.Br * PS) + 4 * c.Br + 16;
 }
 
+/** The workgroup-memory kernel (no subgroups): see the file header. */
 export function attentionSource(c: Config): string {
-  const { H, HV, Br } = c;
+  const { Br } = c;
   const { HP, QS, VS, PS, NV, TY, T } = dims(c);
-  const el = c.vec4 ? (c.f16 ? "vec4<f16>" : "vec4<f32>") : c.f16 ? "f16" : "f32";
-  const widen = (x: string) => (c.f16 ? `${c.vec4 ? "vec4<f32>" : "f32"}(${x})` : x);
-  const narrow = (x: string) => (c.f16 ? `${c.vec4 ? "vec4<f16>" : "f16"}(${x})` : x);
-  const decls: StorageDecl[] = [
-    { name: "Q", type: el },
-    { name: "K", type: el },
-    { name: "V", type: el },
-  ];
-  if (c.lengths) decls.push({ name: "lengths", type: "i32" });
-  if (c.cu) decls.push({ name: "cu", type: "i32" });
-  if (c.bias) decls.push({ name: "bias" });
-  decls.push({ name: "O", type: el, write: true });
-
-  // Tile loaders: rows [0, count) of a tile from global rows (seqStart + base + r) into workgroup memory.
-  const loadRows = (
-    dst: string,
-    src: string,
-    rowsInTile: number,
-    width: number,
-    stride: number,
-    valid: string,
-    gbase: string,
-    ss: string,
-    scale: string,
-  ) => {
-    const lines: string[] = [];
-    if (c.vec4) {
-      const per = width / 4;
-      const count = rowsInTile * per;
-      lines.push(`  for (var e = tid; e < ${count}u; e += ${T}u) {
-    let r = e / ${per}u; let dv = e % ${per}u;
-    var x = vec4<f32>(0.0);
-    if (${valid}) { x = ${widen(`${src}[(${gbase} + (seqStart + base + r) * ${ss}) / 4u + dv]`)}${scale}; }
-    ${dst}[r * ${stride}u + dv] = x;
-  }`);
-    } else {
-      const wp = round4(width);
-      const count = rowsInTile * wp;
-      lines.push(`  for (var e = tid; e < ${count}u; e += ${T}u) {
-    let r = e / ${wp}u; let d = e % ${wp}u;
-    var x = 0.0;
-    if (d < ${width}u && ${valid}) { x = ${widen(`${src}[${gbase} + (seqStart + base + r) * ${ss} + d]`)}${scale}; }
-    ${dst}[r * ${stride}u + d / 4u][d % 4u] = x;
-  }`);
-    }
-    return lines.join("\n");
-  };
+  const loadRows = tileLoader(c, T);
 
   const comps = ["x", "y", "z", "w"];
   // Scores: rows 4ty + r, keys 4tx + k; s_r is a vec4 over the thread's 4 keys.
@@ -245,8 +188,6 @@ export function attentionSource(c: Config): string {
   const accDecl: string[] = [];
   const rescale: string[] = [];
   const pv: string[] = [];
-  // The V tile: its own buffer in the subgroup variant, else the K/V buffer after the scores are done.
-  const VB = c.sg ? "Vs" : "KV";
   for (let r = 0; r < 4; r++) {
     rescale.push(`    let f${r} = alpha[ty * 4u + ${r}u];`);
     for (let j = 0; j < NV; j++) {
@@ -261,7 +202,7 @@ export function attentionSource(c: Config): string {
       const col = `tx + ${j * TX}u`;
       const guard = (j + 1) * TX > VS;
       pv.push(
-        `      { let vv = ${guard ? `select(vec4<f32>(0.0), ${VB}[(jv * 4u + ${e}u) * ${VS}u + min(${col}, ${VS - 1}u)], ${col} < ${VS}u)` : `${VB}[(jv * 4u + ${e}u) * ${VS}u + ${col}]`};`,
+        `      { let vv = ${guard ? `select(vec4<f32>(0.0), KV[(jv * 4u + ${e}u) * ${VS}u + min(${col}, ${VS - 1}u)], ${col} < ${VS}u)` : `KV[(jv * 4u + ${e}u) * ${VS}u + ${col}]`};`,
       );
       for (let r = 0; r < 4; r++)
         pv.push(`        o${r}_${j} = fma(vec4<f32>(p${r}.${comps[e]}), vv, o${r}_${j});`);
@@ -270,142 +211,11 @@ export function attentionSource(c: Config): string {
   pv.push("    }");
 
   // Final store of 4 rows × NV vec4 columns, scaled by 1 / l (zeros where l = 0).
-  const store: string[] = [];
-  for (let r = 0; r < 4; r++) {
-    store.push(`  { let row = ty * 4u + ${r}u; let i = rowBase + row;
-    if (i < qLen) {
-      let l = ${c.sg ? `l${r}` : "alpha[row]"}; let inv = select(1.0 / l, 0.0, l == 0.0);
-      let ob = oBase + (seqStart + i) * u.oSS;`);
-    for (let j = 0; j < NV; j++) {
-      const cv = `tx + ${j * TX}u`;
-      const val = `select(o${r}_${j} * inv, vec4<f32>(0.0), l == 0.0)`;
-      if (c.vec4) store.push(`      if (${cv} < ${VS}u) { O[ob / 4u + ${cv}] = ${narrow(val)}; }`);
-      else
-        store.push(`      { let v = ${val}; let c0 = (${cv}) * 4u;
-        for (var e = 0u; e < 4u; e++) { if (c0 + e < ${HV}u) { O[ob + c0 + e] = ${c.f16 ? "f16(v[e])" : "v[e]"}; } } }`);
-    }
-    store.push("    }\n  }");
-  }
+  const store = Array.from({ length: 4 }, (_, r) =>
+    storeRow(c, `ty * 4u + ${r}u`, "alpha[row]", (j) => `o${r}_${j}`, NV),
+  );
 
-  const keyLen = c.cu ? "seqLen" : c.lengths ? "u32(clamp(lengths[b], 0, i32(u.seqKV)))" : "u.seqKV";
-  const biasRead = c.bias ? `x = x + bias[u.bOff + b * u.bBS + n * u.bHS + i * u.bRS + j * u.bKS];` : "";
-  const head = `${c.f16 ? "enable f16;\n" : ""}${c.sg ? "enable subgroups;\n" : ""}${uniformStruct(FIELDS)}${bindings(decls)}`;
-  // Per workgroup: b, n, the sequence window, bases, and the keys this workgroup reads (kvEnd).
-  const prologue = `  let tx = lid.x; let ty = lid.y; let tid = ty * ${TX}u + tx;
-  let rowBase = wid.x * ${Br}u; let n = wid.y; let b = wid.z;
-  let g = n / u.group;
-  // -inf from a uniform: WGSL constant expressions cannot hold infinities.
-  let NEG_INF = u.negInf;
-  ${c.cu ? "let seqStart = u32(cu[b]); let seqLen = u32(cu[b + 1u]) - seqStart;" : "let seqStart = 0u;"}
-  let qLen = ${c.cu ? "seqLen" : "u.seqQ"};
-  let kLen = ${keyLen};
-  // Key j is allowed for row i iff j <= i + causalOff: a uniform, or per batch its key length minus the
-  // query rows (bottom-right aligned to each sequence's own keys: a KV cache of per-batch past lengths).
-  let causalOff = ${c.causalPerBatch ? "i32(kLen) - i32(qLen)" : "u.causalOffset"};
-  let qBase = u.qOff + b * u.qBS + n * u.qHS;
-  let kBase = u.kOff + b * u.kBS + g * u.kHS;
-  let vBase = u.vOff + b * u.vBS + g * u.vHS;
-  let oBase = u.oOff + b * u.oBS + n * u.oHS;
-
-  // Keys this workgroup reads: the longest allowed range of its live rows (uniform through workgroup memory,
-  // so the tile loop and its barriers are in uniform control flow).
-  if (tid == 0u) {
-    var end = kLen;
-    let lastRow = min(rowBase + ${Br}u, qLen);
-    if (lastRow <= rowBase) { end = 0u; }
-    ${c.causal ? "else { end = u32(clamp(i32(lastRow) - 1 + causalOff + 1, 0, i32(end))); }" : ""}
-    wgKvEnd = end;
-  }
-  let kvEnd = workgroupUniformLoad(&wgKvEnd);
-  {
-    let base = rowBase;
-${loadRows("Qs", "Q", Br, H, QS, "base + r < qLen", "qBase", "u.qSS", " * u.scale")}
-  }
-${accDecl.join("\n")}`;
-  if (c.sg) {
-    // Row r of this thread: its allowed keys end (0 past qLen; causal: i + offset + 1), running max and sum
-    // (the same in all 8 lanes of the row group).
-    const rows: string[] = [];
-    const soft: string[] = [];
-    for (let r = 0; r < 4; r++) {
-      rows.push(`  let i${r} = rowBase + ty * 4u + ${r}u;
-  var end${r} = select(0u, kLen, i${r} < qLen);
-  ${c.causal ? `end${r} = u32(clamp(i32(i${r}) + causalOff + 1, 0, i32(end${r})));` : ""}
-  var m${r} = NEG_INF;
-  var l${r} = 0.0;`);
-      const ablated = c.ablate === "softmax";
-      soft.push(`    {
-      let i = i${r};
-      let limit = min(end${r}, k0 + ${BC}u);
-      var xs = s${r};
-      var bm = NEG_INF;
-      for (var e = 0u; e < 4u; e++) {
-        let j = k0 + tx * 4u + e;
-        if (j < limit) {
-          var x = xs[e];
-          ${biasRead}
-          xs[e] = x;
-          // NaN never compares greater, so like the CPU kernel it does not set the maximum.
-          if (x > bm) { bm = x; }
-        }
-      }
-      bm = max(bm, subgroupShuffleXor(bm, 1u));
-      bm = max(bm, subgroupShuffleXor(bm, 2u));
-      bm = max(bm, subgroupShuffleXor(bm, 4u));
-      var f = 1.0;
-      var p = vec4<f32>(0.0);
-      if (bm > NEG_INF) {
-        if (bm > m${r}) {
-          if (l${r} != 0.0) { f = exp(m${r} - bm); }
-          m${r} = bm;
-        }
-        for (var e = 0u; e < 4u; e++) {
-          if (k0 + tx * 4u + e < limit) { p[e] = ${ablated ? "xs[e]" : `exp(xs[e] - m${r})`}; }
-        }
-      }
-      var ps = p.x + p.y + p.z + p.w;
-      ps = ps + subgroupShuffleXor(ps, 1u);
-      ps = ps + subgroupShuffleXor(ps, 2u);
-      ps = ps + subgroupShuffleXor(ps, 4u);
-      l${r} = ${ablated ? "1.0" : `l${r} * f + ps`};
-      Ps[(ty * 4u + ${r}u) * ${PS}u + tx] = p;
-${Array.from({ length: NV }, (_, j) => `      o${r}_${j} *= f;`).join("\n")}
-    }`);
-    }
-    return `${head}
-var<workgroup> Qs: array<vec4<f32>, ${Br * QS}>;
-var<workgroup> KV: array<vec4<f32>, ${BC * QS}>;
-var<workgroup> Vs: array<vec4<f32>, ${BC * VS}>;
-var<workgroup> Ps: array<vec4<f32>, ${Br * PS}>;
-var<workgroup> wgKvEnd: u32;
-
-@compute @workgroup_size(${TX}, ${TY})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-${prologue}
-${rows.join("\n")}
-
-  for (var k0 = 0u; k0 < kvEnd; k0 += ${BC}u) {
-    {
-      let base = k0;
-${loadRows("KV", "K", BC, H, QS, "base + r < kvEnd", "kBase", "u.kSS", "")}
-      // Ablated P·V: the V load stays in the source (the binding must stay in the layout), never runs.
-      if (${c.ablate === "pv" ? "false" : "true"}) {
-${loadRows("Vs", "V", BC, HV, VS, "base + r < kvEnd", "vBase", "u.vSS", "")}
-      }
-    }
-    workgroupBarrier();
-${score.filter((line) => !line.includes("Ps[")).join("\n")}
-${soft.join("\n")}
-    workgroupBarrier();
-    {
-${c.ablate === "pv" ? "" : pv.join("\n")}
-    }
-    workgroupBarrier();
-  }
-${store.join("\n")}
-}`;
-  }
-  return `${head}
+  return `${attentionHead(c, false)}
 var<workgroup> Qs: array<vec4<f32>, ${Br * QS}>;
 var<workgroup> KV: array<vec4<f32>, ${BC * Math.max(QS, VS)}>;
 var<workgroup> Ps: array<vec4<f32>, ${Br * PS}>;
@@ -414,7 +224,8 @@ var<workgroup> wgKvEnd: u32;
 
 @compute @workgroup_size(${TX}, ${TY})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-${prologue}
+${attentionPrologue(c, Br, T, QS)}
+${accDecl.join("\n")}
 
   // The row this thread owns in the softmax phase (threads tid < Br), its allowed keys and running state.
   let myRow = min(tid, ${Br - 1}u);
@@ -427,7 +238,7 @@ ${prologue}
   for (var k0 = 0u; k0 < kvEnd; k0 += ${BC}u) {
     {
       let base = k0;
-${loadRows("KV", "K", BC, H, QS, "base + r < kvEnd", "kBase", "u.kSS", "")}
+${loadRows("KV", "K", BC, c.H, QS, "base + r < kvEnd", "kBase", "u.kSS", "")}
     }
     workgroupBarrier();
     {
@@ -445,7 +256,7 @@ ${score.join("\n")}
           let j = k0 + jv * 4u + e;
           if (j < limit) {
             var x = s[e];
-            ${biasRead}
+            ${biasRead(c)}
             s[e] = x;
             // NaN never compares greater, so like the CPU kernel it does not set the maximum.
             if (x > blockMax) { blockMax = x; }
@@ -476,7 +287,7 @@ ${score.join("\n")}
     ${c.ablate === "softmax" ? `if (tid < ${Br}u) { alpha[myRow] = 1.0; l = 1.0; }` : ""}
     if (${c.ablate === "pv" ? "false" : "true"}) {
       let base = k0;
-${loadRows("KV", "V", BC, HV, VS, "base + r < kvEnd", "vBase", "u.vSS", "")}
+${loadRows("KV", "V", BC, c.HV, VS, "base + r < kvEnd", "vBase", "u.vSS", "")}
     }
     workgroupBarrier();
     {
@@ -502,6 +313,31 @@ const OP = "webgpu.Attention";
 
 function aligned(l: AttentionLayout): boolean {
   return l.offset % 4 === 0 && l.batchStride % 4 === 0 && l.headStride % 4 === 0 && l.seqStride % 4 === 0;
+}
+
+/**
+ * The subgroup kernel's default tile: 64 rows, 8 per thread (64 threads), P by subgroupShuffle (2 barriers per
+ * key tile; 34 KiB of workgroup memory at head size 64, so 6 workgroups fit an H200 SM and [8, 12, 512]'s 768
+ * workgroups one wave, where the P tile's 43 KiB fits 5). Chosen by that count, not yet timed against the other
+ * tiles on the card: `bench/gpu-kernels.ts --attention` times them all (bench/RESULTS.md).
+ */
+const FAST_DEFAULT = { rowTile: 64, rowsPerThread: 8, shuffleP: true } as const;
+
+/**
+ * The subgroup kernel's tile: rowsPerThread rows per thread (default 8, 4 where the head is wider than 64
+ * values, to bound the accumulators' registers), rowTile rows (default 64, else 32 where workgroup memory is
+ * short — lavapipe's 32 KiB at head size 64); undefined where not even that fits.
+ */
+function fastConfig(a: FlashAttentionArgs, io: AttentionIo, limit: number): FastConfig | undefined {
+  const RT = a.rowsPerThread ?? (round4(io.HV) <= 64 ? FAST_DEFAULT.rowsPerThread : 4);
+  if (a.rowTile !== undefined && !(a.rowTile > 0 && a.rowTile % RT === 0 && a.rowTile % 4 === 0))
+    throw new OpError(OP, `rowTile ${a.rowTile} must be a positive multiple of 4 and of rowsPerThread ${RT}`);
+  const shuffleP = a.shuffleP ?? FAST_DEFAULT.shuffleP;
+  for (const Br of a.rowTile ? [a.rowTile] : [FAST_DEFAULT.rowTile, 32]) {
+    const c = { ...io, RT, TY: Br / RT, shuffleP, ablate: a.ablate };
+    if (fastAttentionSharedBytes(c) <= limit) return c;
+  }
+  return undefined;
 }
 
 /** Records one flash-attention dispatch over every (row tile, head, batch). */
@@ -577,36 +413,39 @@ export function flashAttention(ctx: WebGpuContext, rec: CommandRecorder, a: Flas
       return;
     }
   }
-  // Subgroup softmax where available and its separate K and V tiles fit; else the workgroup-memory one.
-  let sg = a.subgroups !== false && attentionSubgroups(ctx);
-  let Br = a.rowTile ?? 64;
-  if (attentionSharedBytes({ H, HV, Br, sg }) > limit) Br = 32;
-  if (sg && attentionSharedBytes({ H, HV, Br, sg }) > limit) {
-    sg = false;
-    Br = a.rowTile ?? 64;
-    if (attentionSharedBytes({ H, HV, Br }) > limit) Br = 32;
-  }
-  if (attentionSharedBytes({ H, HV, Br }) > limit)
-    throw new OpError(
-      OP,
-      `head size ${H}/${HV} needs ${attentionSharedBytes({ H, HV, Br })} bytes of workgroup memory, the device has ${limit}`,
-    );
-  const c: Config = {
+  const io: AttentionIo = {
     f16,
     H,
     HV,
-    Br,
     vec4: H % 4 === 0 && HV % 4 === 0 && [a.qLayout, a.kLayout, a.vLayout, a.outLayout].every(aligned),
     lengths: !!a.keyLengths,
     cu: !!a.cuSeqlens,
     causal: a.causalOffset !== undefined || !!a.causalPerBatch,
     causalPerBatch: !!a.causalPerBatch,
     bias: !!a.bias,
-    sg,
-    ablate: a.ablate,
   };
-  const key = `flash${f16 ? "-f16" : ""}:H${H}:HV${HV}:Br${Br}:v${+c.vec4}:len${+c.lengths}:cu${+c.cu}:causal${+c.causal}${c.causalPerBatch ? "pb" : ""}:bias${+c.bias}:sg${+sg}${a.ablate ? `:ablate-${a.ablate}` : ""}`;
-  const k = ctx.pipelines.get(key, () => attentionSource(c));
+  const flags = `H${H}:HV${HV}:v${+io.vec4}:len${+io.lengths}:cu${+io.cu}:causal${+io.causal}${io.causalPerBatch ? "pb" : ""}:bias${+io.bias}${a.ablate ? `:ablate-${a.ablate}` : ""}`;
+  const name = `flash${f16 ? "-f16" : ""}`;
+  // The subgroup kernel where the adapter has subgroups and its tiles fit; else the workgroup-memory one.
+  const fast = a.subgroups !== false && attentionSubgroups(ctx) ? fastConfig(a, io, limit) : undefined;
+  let k: CachedPipeline;
+  let Br: number;
+  if (fast) {
+    Br = fast.RT * fast.TY;
+    k = ctx.pipelines.get(`${name}:${flags}:Br${Br}:sg1:rt${fast.RT}${fast.shuffleP ? ":shp" : ""}`, () =>
+      fastAttentionSource(fast),
+    );
+  } else {
+    Br = a.rowTile ?? 64;
+    if (attentionSharedBytes({ H, HV, Br }) > limit) Br = 32;
+    if (attentionSharedBytes({ H, HV, Br }) > limit)
+      throw new OpError(
+        OP,
+        `head size ${H}/${HV} needs ${attentionSharedBytes({ H, HV, Br })} bytes of workgroup memory, the device has ${limit}`,
+      );
+    const c: Config = { ...io, Br, ablate: a.ablate };
+    k = ctx.pipelines.get(`${name}:${flags}:Br${Br}:sg0`, () => attentionSource(c));
+  }
   const bufs = [a.q, a.k, a.v];
   if (a.keyLengths) bufs.push(a.keyLengths);
   if (a.cuSeqlens) bufs.push(a.cuSeqlens);
@@ -619,7 +458,7 @@ export function flashAttention(ctx: WebGpuContext, rec: CommandRecorder, a: Flas
     [`${p}SS`]: l.seqStride,
   });
   const bias = a.bias;
-  const u = packUniforms(FIELDS, {
+  const u = packUniforms(ATTENTION_FIELDS, {
     seqQ: a.seqQ,
     seqKV: a.seqKV,
     group: numHeads / kvNumHeads,
@@ -672,6 +511,8 @@ export function packedQkvAttention(
     scale?: number;
     ablate?: FlashAttentionArgs["ablate"];
     rowTile?: FlashAttentionArgs["rowTile"];
+    rowsPerThread?: FlashAttentionArgs["rowsPerThread"];
+    shuffleP?: boolean;
     /** "fp16": qkv and out are f16 (see FlashAttentionArgs.precision). */
     precision?: Precision;
     f16Kernel?: F16Kernel;
@@ -702,6 +543,8 @@ export function packedQkvAttention(
     keyLengths: args.lengths,
     ablate: args.ablate,
     rowTile: args.rowTile,
+    rowsPerThread: args.rowsPerThread,
+    shuffleP: args.shuffleP,
     precision: args.precision,
     f16Kernel: args.f16Kernel,
     subgroups: args.subgroups,
@@ -786,8 +629,11 @@ export interface GeneralAttentionArgs {
   /** "fp16": q, k, v, out f16 (bias f32); see FlashAttentionArgs.precision. */
   precision?: Precision;
   f16Kernel?: F16Kernel;
-  /** See FlashAttentionArgs.subgroups. */
+  /** See FlashAttentionArgs (tests, benchmarks). */
   subgroups?: boolean;
+  rowTile?: FlashAttentionArgs["rowTile"];
+  rowsPerThread?: FlashAttentionArgs["rowsPerThread"];
+  shuffleP?: boolean;
 }
 
 /** A dense bias tensor of rank <= 4 read as [B, N, Sq, Skv] (numpy broadcast: stride 0 on its size-1 axes). */
@@ -866,5 +712,8 @@ export function generalAttention(ctx: WebGpuContext, rec: CommandRecorder, a: Ge
     precision: a.precision,
     f16Kernel: a.f16Kernel,
     subgroups: a.subgroups,
+    rowTile: a.rowTile,
+    rowsPerThread: a.rowsPerThread,
+    shuffleP: a.shuffleP,
   });
 }
