@@ -316,15 +316,15 @@ function aligned(l: AttentionLayout): boolean {
 }
 
 /**
- * The subgroup kernel's default tile: 64 rows, 8 per thread (64 threads), P by subgroupShuffle (2 barriers per
- * key tile; 34 KiB of workgroup memory at head size 64, so 6 workgroups fit an H200 SM and [8, 12, 512]'s 768
- * workgroups one wave, where the P tile's 43 KiB fits 5). Chosen by that count, not yet timed against the other
- * tiles on the card: `bench/gpu-kernels.ts --attention` times them all (bench/RESULTS.md).
+ * The subgroup kernel's default tile: 64 rows, 4 per thread (128 threads), P through a workgroup tile — the
+ * fastest of the 10 variants on the H200 (`bench/gpu-kernels.ts --attention`, bench/h200-attention-fp32.log:
+ * 9.3 TFLOP/s at [8, 12, 512, 64], 7.9 at [32, 12, 128, 64]; P by shuffle within 1%; 8 rows per thread 5.3 —
+ * their accumulators spill, the old workgroup-memory kernel 7.3 and 6.5).
  */
-const FAST_DEFAULT = { rowTile: 64, rowsPerThread: 8, shuffleP: true } as const;
+const FAST_DEFAULT = { rowTile: 64, rowsPerThread: 4, shuffleP: false } as const;
 
 /**
- * The subgroup kernel's tile: rowsPerThread rows per thread (default 8, 4 where the head is wider than 64
+ * The subgroup kernel's tile: rowsPerThread rows per thread (default 4; 4 also where the head is wider than 64
  * values, to bound the accumulators' registers), rowTile rows (default 64, else 32 where workgroup memory is
  * short — lavapipe's 32 KiB at head size 64); undefined where not even that fits.
  */
