@@ -24,6 +24,7 @@ import { Usage } from "../buffer-pool.js";
 import type { WebGpuContext } from "../context.js";
 import { WebGpuError } from "../device.js";
 import type { F16Kernel } from "../precision.js";
+import { copyMappedInto, prefaultedBuffer } from "../readback.js";
 import type { KernelTiming } from "../recorder.js";
 import { type DeferredSteps, deferredSteps } from "./deferred.js";
 import { f32Values } from "./f32-values.js";
@@ -387,10 +388,11 @@ export class WebGpuPreparedGraph implements PreparedGraph {
     try {
       for (const c of copies)
         if (c.v.size > 0) state.rec.copy(c.v.buffer, 0, staging, c.offset, c.v.size * 4);
-      await state.submit();
-      await staging.mapAsync(1, 0, staging.size);
-      const bytes = staging.getMappedRange(0, staging.size).slice(0, total);
-      staging.unmap();
+      const submitted = state.submit();
+      // While the GPU works: the destination, its pages touched (readback.ts).
+      const bytes = prefaultedBuffer(total);
+      await submitted;
+      await copyMappedInto(staging, bytes);
       for (const { name, v, offset } of copies) {
         const n = v.size;
         result[name] = new Tensor(

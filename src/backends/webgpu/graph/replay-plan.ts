@@ -25,6 +25,7 @@ import { Tensor } from "../../../ir/tensor.js";
 import type { OpDef } from "../../../ops/index.js";
 import type { WebGpuContext } from "../context.js";
 import { WebGpuError } from "../device.js";
+import { copyMappedInto, prefaultedBuffer } from "../readback.js";
 import { hoistUploads, submitTape, type TapeCommand } from "../tape.js";
 import {
   type HostDataUpload,
@@ -246,13 +247,12 @@ export class ReplayPlan {
     const { outputs, staging, total } = this.#out;
     let bytes = new ArrayBuffer(0);
     if (staging && total > 0) {
+      // The tape is submitted: the GPU works while the destination's pages are touched (readback.ts).
+      bytes = prefaultedBuffer(total);
       try {
-        await staging.mapAsync(1, 0, staging.size);
-        bytes = staging.getMappedRange(0, staging.size).slice(0, total);
+        await copyMappedInto(staging, bytes);
       } catch (e) {
         throw new WebGpuError("replay", `mapping the outputs failed: ${(e as Error).message}`);
-      } finally {
-        if (staging.mapState === "mapped") staging.unmap();
       }
     }
     const result: Record<string, Tensor> = {};
