@@ -54,6 +54,11 @@ static void micro(int kc, const float* __restrict a, int64_t lda, const float* _
     // FMAs waiting on it about 10% of the time).
     __builtin_prefetch(b + PF * NR);
     __builtin_prefetch(b + PF * NR + 16);
+    // The same k row of the next micro-panel, into L2: on a task's first row tile the panels stream from memory
+    // (a model's weights are never cache-resident). +1-6% on the BERT GEMM sequence with cold weights, 1 and 2
+    // threads (`bench/addon-ab.ts`, 2026-11-29, the Zen 5 box).
+    __builtin_prefetch(b + (int64_t)kc * NR, 0, 1);
+    __builtin_prefetch(b + (int64_t)kc * NR + 16, 0, 1);
     vf bv[NV];
 #pragma GCC unroll 4
     for (int j = 0; j < NV; j++) bv[j] = load(b + j * VL);
