@@ -42,15 +42,26 @@ const compute = backend.compute();
 runGraph(fused, feeds, { compute }); // warm-up: packed weights, JIT
 const byType = new Map<string, number>();
 let total = 0;
+// The linear layers' flops (output rows × columns × the weight's K, twice), for their rate in the model.
+const GEMM_OPS = new Set(["Gemm", "FusedGemm", "MatMul"]);
+let gemmFlops = 0;
+let gemmMs = 0;
 for (let r = 0; r < Number(values.reps); r++) {
   const t0 = performance.now();
   let last = t0;
   runGraph(fused, feeds, {
     compute,
-    onNode(node) {
+    onNode(node, outputs) {
       const now = performance.now();
       const key = node.domain ? `${node.domain}.${node.opType}` : node.opType;
       byType.set(key, (byType.get(key) ?? 0) + now - last);
+      const w = fused.initializers.get(node.inputs[1] ?? "");
+      const y = outputs[0];
+      if (GEMM_OPS.has(node.opType) && w?.rank === 2 && y) {
+        const transB = node.attrs.transB?.type === "int" && node.attrs.transB.value !== 0;
+        gemmFlops += 2 * y.size * (transB ? w.dims[1]! : w.dims[0]!);
+        gemmMs += now - last;
+      }
       last = now;
     },
   });
@@ -58,6 +69,9 @@ for (let r = 0; r < Number(values.reps); r++) {
 }
 const reps = Number(values.reps);
 console.log(`${values.kernels} kernels, ${(total / reps).toFixed(1)} ms per run`);
+console.log(
+  `linear layers (Gemm, FusedGemm, MatMul with a weight): ${(gemmFlops / gemmMs / 1e6).toFixed(0)} GFLOP/s`,
+);
 for (const [op, ms] of [...byType].sort((a, b) => b[1] - a[1]))
   console.log(
     `${op.padEnd(40)} ${(ms / reps).toFixed(2).padStart(8)} ms ${((100 * ms) / total).toFixed(1).padStart(5)}%`,
