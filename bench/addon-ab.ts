@@ -5,8 +5,12 @@
  * (`node scripts/build-native.mjs` there), then:
  *
  *   node --import tsx bench/addon-ab.ts --b /path/to/copy/native/build/mhafuse_native.node [--m 128] [--threads 2]
+ *
+ * `--gap-us N` busy-waits N µs in JS before each GEMM (the engine's per-node host work between kernels); with
+ * `--b` the same file as `--a` it measures that alone.
  */
 import { createRequire } from "node:module";
+import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { NativeKernels } from "../src/backends/cpu/native/kernels.js";
 import { LOCAL_BUILD } from "../src/backends/cpu/native/load.js";
@@ -19,11 +23,15 @@ const { values } = parseArgs({
     layers: { type: "string", default: "4" },
     threads: { type: "string", default: "2" },
     reps: { type: "string", default: "30" },
+    "gap-us": { type: "string", default: "0" },
   },
 });
 if (!values.b) throw new Error("--b: the other build's mhafuse_native.node (see the header)");
 const require = createRequire(import.meta.url);
-const builds = { A: new NativeKernels(require(values.a!)), B: new NativeKernels(require(values.b)) };
+const builds = {
+  A: new NativeKernels(require(resolve(values.a!))),
+  B: new NativeKernels(require(resolve(values.b))),
+};
 const M = Number(values.m);
 const L = Number(values.layers);
 for (const k of Object.values(builds)) k.setThreads(Number(values.threads));
@@ -51,6 +59,11 @@ const setsOf = (k: NativeKernels) =>
     B: weights[i]!.map((w) => k.packWeights(w, K, N)),
   }));
 const sets = { A: setsOf(builds.A), B: setsOf(builds.B) };
+const gapMs = Number(values["gap-us"]) / 1000;
+const pause = () => {
+  const until = performance.now() + gapMs;
+  while (performance.now() < until);
+};
 const flop = shapes.reduce((s, [K, N]) => s + 2 * M * K * N * L, 0);
 const rates: Record<"A" | "B", number[]> = { A: [], B: [] };
 for (let r = 0; r < Number(values.reps); r++)
@@ -63,5 +76,5 @@ for (let r = 0; r < Number(values.reps); r++)
 const median = (x: number[]) => [...x].sort((p, q) => p - q)[x.length >> 1]!;
 const [a, b] = [median(rates.A), median(rates.B)];
 console.log(
-  `M=${M}, ${L} layers, ${values.threads} threads: A ${a.toFixed(0)} GFLOP/s, B ${b.toFixed(0)} GFLOP/s, B/A ${(b / a).toFixed(3)}`,
+  `M=${M}, ${L} layers, ${values.threads} threads, gap ${values["gap-us"]} µs: A ${a.toFixed(0)} GFLOP/s, B ${b.toFixed(0)} GFLOP/s, B/A ${(b / a).toFixed(3)}`,
 );
