@@ -30,6 +30,8 @@ export interface QkvLayout {
   lengths?: number[];
   /** Var-seqlen: cu_seqlens, B + 1 entries. */
   cuSeqlens?: number[];
+  /** Fixed: qkv is [B, S, 3E, 1, 1] and the output [B, S, E, 1, 1] (mhafuse's batch_first = 1). */
+  batchFirst?: boolean;
 }
 
 export interface QkvContractInput {
@@ -44,6 +46,8 @@ export interface QkvContractInput {
   maxSeqlen?: number;
   /** Which form the caller asked for; undefined = decided by the rank of qkv. */
   varSeqlen?: boolean;
+  /** Fixed length: qkv is [B, S, 3E, 1, 1] (batch-major, as the model's activations are) instead of [S, B, …]. */
+  batchFirst?: boolean;
 }
 
 const fmt = (dims: readonly number[]) => `[${dims.join(", ")}]`;
@@ -131,13 +135,15 @@ export function checkQkvContract(input: QkvContractInput, fail: Fail): QkvLayout
       cuSeqlens: [...cu],
     };
   }
+  const fixedForm = input.batchFirst ? "[B, S, 3E, 1, 1]" : "[S, B, 3E, 1, 1]";
   if (dims.length !== 5)
     fail(
-      `qkv must be [S, B, 3E, 1, 1] (fixed length) or [T, 3E, 1, 1] with cu_seqlens (variable length), ` +
+      `qkv must be ${fixedForm} (fixed length) or [T, 3E, 1, 1] with cu_seqlens (variable length), ` +
         `got rank ${dims.length} ${fmt(dims)}`,
     );
   checkTrailingOnes(dims, fail);
-  const [S, B, threeE] = dims as [number, number, number];
+  const [d0, d1, threeE] = dims as [number, number, number];
+  const [S, B] = input.batchFirst ? [d1, d0] : [d0, d1];
   const { E, H } = checkHeads(threeE, input.numHeads, input.hiddenSize, fail);
   let lengths: number[] | undefined;
   if (input.lengths) {
@@ -163,5 +169,6 @@ export function checkQkvContract(input: QkvContractInput, fail: Fail): QkvLayout
     batch: B,
     tokens: S * B,
     lengths,
+    ...(input.batchFirst && { batchFirst: true }),
   };
 }

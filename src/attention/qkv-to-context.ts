@@ -87,7 +87,10 @@ function zeroInvalidRows(out: Float32Array, layout: QkvLayout, keyValid: Uint8Ar
   const { batch: B, seqLen: S, hiddenSize: E } = layout;
   for (let b = 0; b < B; b++)
     if (layout.lengths?.[b] === -1)
-      for (let s = 0; s < S; s++) if (!keyValid[b * S + s]) out.fill(0, (s * B + b) * E, (s * B + b + 1) * E);
+      for (let s = 0; s < S; s++) {
+        const row = layout.batchFirst ? b * S + s : s * B + b;
+        if (!keyValid[b * S + s]) out.fill(0, row * E, (row + 1) * E);
+      }
 }
 
 /** Runs a validated problem; the output has the dtype of qkv and shape [S, B, E, 1, 1] or [T, E, 1, 1]. */
@@ -143,13 +146,15 @@ export function runQkvAttention(
     const keyBias = opts.keyValid ? keyMaskBias(opts.keyValid) : undefined;
     const bias = keyBias ?? (opts.fallbackBias ? biasFor(opts.fallbackBias, layout, fail) : undefined);
     const biasStride = keyBias ? S : (bias?.batchStride ?? 0);
+    // Token (s, b) is row s·B + b of [S, B, …], row b·S + s batch-first.
+    const [tokenStride, seqBase] = layout.batchFirst ? [1, S] : [B, 1];
     for (let b = 0; b < B; b++) {
       const len = layout.lengths ? layout.lengths[b]! : S;
       const inRow = (t: number) => ({
-        offset: b * 3 * E + t * H,
+        offset: b * seqBase * 3 * E + t * H,
         batchStride: 0,
         headStride: 3 * H,
-        seqStride: B * 3 * E,
+        seqStride: tokenStride * 3 * E,
       });
       const useBias = len === -1;
       problems.push({
@@ -159,7 +164,7 @@ export function runQkvAttention(
         qLayout: inRow(0),
         kLayout: inRow(1),
         vLayout: inRow(2),
-        outLayout: { offset: b * E, batchStride: 0, headStride: H, seqStride: B * E },
+        outLayout: { offset: b * seqBase * E, batchStride: 0, headStride: H, seqStride: tokenStride * E },
         keyLengths: useBias ? undefined : [len],
         queryLengths: useBias || computePaddedRows ? undefined : [len],
         bias: useBias && bias ? { ...bias, offset: b * biasStride } : undefined,
@@ -168,7 +173,12 @@ export function runQkvAttention(
   }
   attend(problems);
   if (opts.keyValid && !computePaddedRows) zeroInvalidRows(out, layout, opts.keyValid);
-  const dims = layout.mode === "varseqlen" ? [layout.tokens, E, 1, 1] : [S, B, E, 1, 1];
+  const dims =
+    layout.mode === "varseqlen"
+      ? [layout.tokens, E, 1, 1]
+      : layout.batchFirst
+        ? [B, S, E, 1, 1]
+        : [S, B, E, 1, 1];
   if (layout.dtype === "float16") {
     const half = new Uint16Array(out.length);
     for (let i = 0; i < out.length; i++) half[i] = floatToHalf(out[i]!);

@@ -5,9 +5,11 @@
  *
  *   fixed length   (qkv [S, B, 3E, 1, 1], mask?, fallback_bias?)          → [S, B, E, 1, 1]
  *                  mask: int32 [B] / [B, 1] valid lengths, or embLayerNorm's packed mask [B, 512 | 6144]
+ *                  batch_first = 1 (mhafuse's own): qkv [B, S, 3E, 1, 1] → [B, S, E, 1, 1], the layout of the
+ *                  model's activations — what the fusion emits, with no Transpose on either side
  *   var_seqlen = 1 (qkv [T, 3E, 1, 1], dummy mask, cu_seqlens [B + 1], dummy [max_seqlen]) → [T, E, 1, 1]
  *
- * Attributes: num_heads (required), hidden_size, has_mask, var_seqlen, type_id (0 fp32, 1 fp16: compute is
+ * Attributes: num_heads (required), hidden_size, has_mask, var_seqlen, batch_first, type_id (0 fp32, 1 fp16: compute is
  * float32 either way, output keeps the input dtype), compute_padded_rows (default 1: padded query rows attend
  * to the valid keys, as in TensorRT; 0 writes zeros there and skips them).
  */
@@ -79,13 +81,16 @@ export function fixedLayout(
   numHeads: number,
   hiddenSize: number | undefined,
   fail: Fail,
+  batchFirst = false,
 ): { layout: QkvLayout; keyValid?: Uint8Array } {
   const qkv = inputs[0]!;
   const mask = inputs[1];
   let decoded: ReturnType<typeof decodePluginMask> | undefined;
   if (mask) {
-    if (qkv.dims.length !== 5) fail(`fixed-length qkv must be [S, B, 3E, 1, 1], got [${qkv.dims}]`);
-    const [S, B] = qkv.dims as [number, number];
+    const form = batchFirst ? "[B, S, 3E, 1, 1]" : "[S, B, 3E, 1, 1]";
+    if (qkv.dims.length !== 5) fail(`fixed-length qkv must be ${form}, got [${qkv.dims}]`);
+    const [d0, d1] = qkv.dims as [number, number];
+    const [S, B] = batchFirst ? [d1, d0] : [d0, d1];
     decoded = decodePluginMask(intValues(mask, "mask", fail), mask.dims, B, S, fail);
   }
   const layout = checkQkvContract(
@@ -96,10 +101,22 @@ export function fixedLayout(
       lengths: decoded?.lengths,
       hasFallbackBias: inputs[2] !== undefined || decoded?.keyValid !== undefined,
       varSeqlen: false,
+      batchFirst,
     },
     fail,
   );
   return { layout, keyValid: decoded?.keyValid };
+}
+
+/** batch_first, checked: an attribute of the fixed-length form only (var-seqlen rows are tokens). */
+export function isBatchFirst(node: Node): boolean {
+  const batchFirst = node.attrs.batch_first ? attrInt(node, "batch_first") !== 0 : false;
+  if (batchFirst && node.attrs.var_seqlen && attrInt(node, "var_seqlen") !== 0)
+    throw new OpError(
+      node,
+      "batch_first = 1 is for the fixed-length form; var_seqlen's qkv is [T, 3E, 1, 1]",
+    );
+  return batchFirst;
 }
 
 /** Fixed length or var-seqlen for mhafuse.QKVToContext, from var_seqlen, checked against the rank of qkv. */
@@ -139,6 +156,7 @@ function run(ctx: OpContext, inputs: (Tensor | undefined)[]): Tensor[] {
     computePaddedRows: computePaddedRows(node),
     allocFloat32: computeOf(ctx).allocFloat32,
   };
+  const batchFirst = isBatchFirst(node);
   if (isVarSeqlen(node, qkv.dims.length))
     return [
       runQkvAttention(qkv, varSeqlenLayout(inputs, numHeads, hiddenSize, fail), opts, fail, attendWith(ctx)),
@@ -148,13 +166,13 @@ function run(ctx: OpContext, inputs: (Tensor | undefined)[]): Tensor[] {
     fail("has_mask=1 but input 1 (mask: int32 [B] valid lengths) is missing");
   if (hasMaskAttr === false && inputs[1])
     fail("has_mask=0 but a mask is connected to input 1; set has_mask=1 to use it");
-  const { layout, keyValid } = fixedLayout(inputs, numHeads, hiddenSize, fail);
+  const { layout, keyValid } = fixedLayout(inputs, numHeads, hiddenSize, fail, batchFirst);
   return [
     runQkvAttention(qkv, layout, { ...opts, keyValid, fallbackBias: inputs[2] }, fail, attendWith(ctx)),
   ];
 }
 
-/** Output [S, B, E, 1, 1] or [T, E, 1, 1] with the dtype of qkv. */
+/** Output [S, B, E, 1, 1] ([B, S, E, 1, 1] batch-first) or [T, E, 1, 1] with the dtype of qkv. */
 export function packedOutputType(
   qkv: ValueType,
   varSeqlen: boolean,
@@ -173,6 +191,7 @@ function inferTypes(ctx: TypeContext): ValueType[] {
   if (qkv.dtype !== "float32" && qkv.dtype !== "float16")
     throw new OpError(ctx.node, `qkv must be float32 or float16, got ${qkv.dtype}`);
   const hidden = ctx.node.attrs.hidden_size ? attrInt(ctx.node, "hidden_size") : undefined;
+  isBatchFirst(ctx.node); // [B, S, …] keeps the first two axes' order: the same output rule
   return [packedOutputType(qkv, isVarSeqlen(ctx.node, qkv.shape?.length), hidden)];
 }
 

@@ -2,6 +2,7 @@ import type { Graph, Node } from "../ir/graph.js";
 import { cloneGraph, consumers, producers, topologicalOrder } from "../ir/graph.js";
 import { Tensor } from "../ir/tensor.js";
 import { PADDING_DOMAIN } from "../ops/padding.js";
+import { isBatchFirst } from "../ops/qkv-to-context.js";
 import { inferGraphTypes } from "./infer-types.js";
 import { removeDeadNodes } from "./remove-dead-nodes.js";
 import { intAttr, intsAttr, NodeFactory } from "./rewrite.js";
@@ -258,8 +259,9 @@ export function removePadding(
       return undefined;
     }
     if (op === "QKVToContext" && n.domain === "mhafuse" && packed.includes(n)) {
-      if (x?.kind !== "SB") return undefined;
-      const l = layoutFromDims("SB", out0);
+      const kind = isBatchFirst(n) ? "BS" : "SB";
+      if (x?.kind !== kind) return undefined;
+      const l = layoutFromDims(kind, out0);
       return l ? [l] : undefined;
     }
     return undefined;
@@ -281,7 +283,9 @@ export function removePadding(
   const region = new Set<Node>();
   const stack = packed.filter((n) => rowWise.has(n));
   if (stack.length !== packed.length)
-    return { skipped: "a packed attention op's input is not in the token layout [S, B, 3E, 1, 1]" };
+    return {
+      skipped: "a packed attention op's input is not in the token layout [S, B, 3E, 1, 1] (or [B, S, …])",
+    };
   while (stack.length > 0) {
     const n = stack.pop()!;
     if (region.has(n)) continue;
@@ -361,7 +365,9 @@ function rewrite(graph: Graph, info: RegionInfo): PaddingRemovalResult {
       cu ??= f.add("CuSeqlensFromMask", [mask], {}, { domain: PADDING_DOMAIN });
       const qkvIn = layout.get(n.inputs[0]!)!;
       const flatIn = f.add("Reshape", [regionInput(n.inputs[0]!), f.int64s([-1, ...qkvIn.rest])]);
-      const attrs = { ...n.attrs, var_seqlen: intAttr(1), has_mask: intAttr(1) };
+      // var-seqlen rows are tokens: batch_first has no meaning there.
+      const { batch_first: _batchFirst, ...rest } = n.attrs;
+      const attrs = { ...rest, var_seqlen: intAttr(1), has_mask: intAttr(1) };
       const ctx = f.add("QKVToContext", [flatIn, "", cu], attrs, { domain: "mhafuse" });
       f.add("Reshape", [ctx, f.int64s(compactShape(l))], {}, { output: outs[0] });
       continue;

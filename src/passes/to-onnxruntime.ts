@@ -6,7 +6,7 @@
  *   natively), else `com.microsoft` MultiHeadAttention (K/V heads repeated with Reshape/Expand for GQA,
  *   key_lengths as key_padding_mask, bias and causal mask as attention_bias). A KV cache (past_key /
  *   past_value, present outputs) becomes Concat nodes in front of either.
- * - `mhafuse.QKVToContext` ([S,B,3E,1,1] packed per token as [N,3,H], int32 lengths with -1 = use
+ * - `mhafuse.QKVToContext` ([S,B,3E,1,1], or [B,S,3E,1,1] with batch_first, packed per token as [N,3,H], int32 lengths with -1 = use
  *   fallback_bias) → Reshape/Transpose/Gather to Q, K, V, a key mask built with Range/Less/Where, and
  *   MultiHeadAttention; padded rows zeroed when compute_padded_rows=0.
  * - `mhafuse.SeqLensFromMask` → Cast/ReduceSum/Range/Less/Xor/Where.
@@ -21,6 +21,7 @@ import type { Attribute, Dim, Graph, Node, ValueType } from "../ir/graph.js";
 import { cloneGraph, opsetOf } from "../ir/graph.js";
 import { Tensor } from "../ir/tensor.js";
 import { fusedGemmActivation } from "../ops/matmul.js";
+import { isBatchFirst } from "../ops/qkv-to-context.js";
 import { attrFloat, attrInt, hasAttr } from "../ops/registry.js";
 import { inferGraphTypes } from "./infer-types.js";
 
@@ -288,9 +289,12 @@ function convertQkvToContext(ctx: Context, node: Node, e: Emitter): void {
     );
   const numHeads = attrInt(node, "num_heads");
   const computePaddedRows = attrInt(node, "compute_padded_rows", 1) === 1;
+  const batchFirst = isBatchFirst(node);
   const dtype = dtypeOf(ctx, qkv);
-  // [S,B,3E,1,1] → [S,B,N,3,H] → [3,B,S,N,H] → Q, K, V as [B,S,E].
-  const heads = e.op("Transpose", [e.reshape(qkv, [0, 0, numHeads, 3, -1])], { perm: ints([3, 1, 0, 2, 4]) });
+  // [S,B,3E,1,1] → [S,B,N,3,H] → [3,B,S,N,H] → Q, K, V as [B,S,E]; batch-first [B,S,3E,1,1] the same way.
+  const heads = e.op("Transpose", [e.reshape(qkv, [0, 0, numHeads, 3, -1])], {
+    perm: ints(batchFirst ? [3, 0, 1, 2, 4] : [3, 1, 0, 2, 4]),
+  });
   const part = (i: number) =>
     e.reshape(
       e.op("Gather", [heads, e.constant(new Tensor("int64", [i], []), "index")], { axis: int(0) }),
@@ -300,7 +304,7 @@ function convertQkvToContext(ctx: Context, node: Node, e: Emitter): void {
   let attentionBias = "";
   let rowScale = "";
   if (lengths) {
-    const seq = e.dim(qkv, 0);
+    const seq = e.dim(qkv, batchFirst ? 1 : 0);
     const keyBias = keyMaskBias(e, lengths, seq, dtype, lowest(dtype));
     const isFallback = e.reshape(e.op("Equal", [lengths, e.scalar("int32", -1)]), [-1, 1, 1, 1]);
     const bias = fallback ? e.op("Where", [isFallback, fallback, keyBias]) : keyBias;
@@ -317,8 +321,8 @@ function convertQkvToContext(ctx: Context, node: Node, e: Emitter): void {
   while (inputs.at(-1) === "") inputs.pop();
   let context = e.op("MultiHeadAttention", inputs, { num_heads: int(numHeads) }, MS);
   if (rowScale) context = e.op("Mul", [context, rowScale]);
-  const tokenMajor = e.op("Transpose", [context], { perm: ints([1, 0, 2]) });
-  e.op("Reshape", [tokenMajor, e.int64s([0, 0, -1, 1, 1])], {}, "", node.outputs[0]);
+  const rows = batchFirst ? context : e.op("Transpose", [context], { perm: ints([1, 0, 2]) });
+  e.op("Reshape", [rows, e.int64s([0, 0, -1, 1, 1])], {}, "", node.outputs[0]);
   ctx.notes.push(`${node.name}: mhafuse.QKVToContext → Transpose/Gather + com.microsoft.MultiHeadAttention`);
 }
 

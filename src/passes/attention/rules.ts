@@ -93,8 +93,8 @@ function packedRewrite(m: Match, ctx: FusionContext): Replacement | Decline {
   const qkvBse = packedProjection(a, ctx, f);
   if (typeof qkvBse !== "string") return qkvBse;
   const e = a.q.numHeads * a.q.headSize;
-  const tokenMajor = f.add("Transpose", [qkvBse], { perm: intsAttr([1, 0, 2]) });
-  const qkv = f.add("Reshape", [tokenMajor, f.int64s([0, 0, 3 * e, 1, 1])], { allowzero: intAttr(0) });
+  // Batch-first ([B, S, 3E, 1, 1], the projection's own layout): no Transpose before the op or after it.
+  const qkv = f.add("Reshape", [qkvBse, f.int64s([0, 0, 3 * e, 1, 1])], { allowzero: intAttr(0) });
   // No mask (ViT-style encoders): every key of every row is valid, the op takes no lengths.
   const inputs = [qkv];
   if (biasClass) {
@@ -112,11 +112,13 @@ function packedRewrite(m: Match, ctx: FusionContext): Replacement | Decline {
       num_heads: intAttr(a.q.numHeads),
       hidden_size: intAttr(e),
       compute_padded_rows: intAttr(1),
+      batch_first: intAttr(1),
     },
     { domain: "mhafuse" },
   );
-  const flat = f.add("Reshape", [context, f.int64s([0, 0, e])], { allowzero: intAttr(0) });
-  emitOutput(a, f, (output) => f.add("Transpose", [flat], { perm: intsAttr([1, 0, 2]) }, { output }));
+  emitOutput(a, f, (output) =>
+    f.add("Reshape", [context, f.int64s([0, 0, e])], { allowzero: intAttr(0) }, { output }),
+  );
   ctx.chosen.set(m.root, { path: "packed-qkv", analysis: a });
   return replacement(a, f);
 }

@@ -14,7 +14,7 @@ import { type Graph, type Node, normalizeDomain } from "../../../ir/graph.js";
 import type { Tensor } from "../../../ir/tensor.js";
 import { getOp } from "../../../ops/index.js";
 import { validTokens } from "../../../ops/padding.js";
-import { failFor, fixedLayout } from "../../../ops/qkv-to-context.js";
+import { failFor, fixedLayout, isBatchFirst } from "../../../ops/qkv-to-context.js";
 import { reduceGeometry } from "../../../ops/reduce.js";
 import { attrFloat, attrInt, attrString } from "../../../ops/registry.js";
 import { isOrderPreserving, transposePerm } from "../../../ops/transpose.js";
@@ -452,8 +452,11 @@ const restorePaddingDef: GpuKernelDef = {
 };
 
 /** The fixed form's int32 lengths [B] (B from qkv [S, B, 3E, 1, 1]). */
-const qkvLengths = (_node: Node, [qkv, mask]: readonly (RunValue | undefined)[]): Int32Array =>
-  Int32Array.from({ length: qkv!.dims[1]! }, (_, b) => (mask as Tensor).getNumber(b));
+/** B of a fixed-length qkv: dim 1 of [S, B, 3E, 1, 1], dim 0 batch-first. */
+const qkvBatch = (node: Node, qkv: RunValue): number => qkv.dims[isBatchFirst(node) ? 0 : 1]!;
+
+const qkvLengths = (node: Node, [qkv, mask]: readonly (RunValue | undefined)[]): Int32Array =>
+  Int32Array.from({ length: qkvBatch(node, qkv!) }, (_, b) => (mask as Tensor).getNumber(b));
 
 /**
  * mhafuse.QKVToContext, fixed length, with int32 lengths (or none) and padded rows computed: the flash kernel
@@ -471,18 +474,23 @@ const qkvDef: GpuKernelDef = {
   // Fixed form: the lengths only become bytes (`accepts` decides on their signs); cu_seqlens key a replay.
   hostData: { 1: qkvLengths },
   accepts(node, opset, inputs, gpu) {
-    if (attrInt(node, "var_seqlen", 0) !== 0) return qkvVarSeqlen.accepts!(node, opset, inputs, gpu);
+    if (attrInt(node, "var_seqlen", 0) !== 0)
+      // batch_first there is an invalid node: the contract rejects it with its code.
+      return attrInt(node, "batch_first", 0) !== 0
+        ? "batch_first with var_seqlen"
+        : qkvVarSeqlen.accepts!(node, opset, inputs, gpu);
     const [qkv, mask] = inputs;
     if (!isF32(qkv)) return "a non-float32 qkv";
-    if (qkv!.dims.length !== 5) return "qkv is not [S, B, 3E, 1, 1]";
+    if (qkv!.dims.length !== 5) return "qkv is not [S, B, 3E, 1, 1] or [B, S, 3E, 1, 1]";
     if (attrInt(node, "compute_padded_rows", 1) === 0) return "compute_padded_rows = 0";
-    if (mask && (isDevice(mask) || mask.type !== "int32" || mask.size !== qkv!.dims[1]))
+    if (mask && (isDevice(mask) || mask.type !== "int32" || mask.size !== qkvBatch(node, qkv!)))
       return "mask is not int32 [B] lengths";
     const { layout, keyValid } = fixedLayout(
       [asShapeTensor(qkv), asShapeTensor(mask), asShapeTensor(inputs[2])],
       attrInt(node, "num_heads"),
       node.attrs.hidden_size ? attrInt(node, "hidden_size") : undefined,
       failFor(node),
+      isBatchFirst(node),
     );
     if (keyValid || layout.lengths?.some((l) => l < 0)) return "fallback-bias rows";
     return undefined;
@@ -491,10 +499,11 @@ const qkvDef: GpuKernelDef = {
     if (attrInt(k.node, "var_seqlen", 0) !== 0) return qkvVarSeqlen.run(k, inputs);
     const [qkv, mask] = inputs;
     const Q = k.device(qkv!, storage(k));
-    const [S, B, E3] = Q.dims as [number, number, number];
-    const out = k.alloc([S, B, E3 / 3, 1, 1], "float32", !!k.f16);
+    const [d0, d1, E3] = Q.dims as [number, number, number];
+    const out = k.alloc([d0, d1, E3 / 3, 1, 1], "float32", !!k.f16);
     packedQkvAttention(k.gpu, k.rec, {
-      qkv: { buffer: Q.buffer, dims: [S, B, E3] },
+      qkv: { buffer: Q.buffer, dims: [d0, d1, E3] },
+      batchFirst: isBatchFirst(k.node),
       numHeads: attrInt(k.node, "num_heads"),
       lengths: mask ? k.uploadHostData(1, inputs) : undefined,
       out,

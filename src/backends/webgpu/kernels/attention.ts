@@ -497,8 +497,9 @@ function packedViews(
 
 /**
  * TensorRT bertQKVToContext, fixed length: qkv [S, B, 3E] (trailing 1, 1 allowed), per token [N, 3, H];
- * `lengths` int32 [B] valid tokens per sequence (all S when absent). Output [S, B, E]. Padded query rows are
- * computed over the valid keys (TensorRT); a length of 0 gives zero rows.
+ * `lengths` int32 [B] valid tokens per sequence (all S when absent). Output [S, B, E]; with `batchFirst` qkv is
+ * [B, S, 3E] and the output [B, S, E]. Padded query rows are computed over the valid keys (TensorRT); a length
+ * of 0 gives zero rows.
  */
 export function packedQkvAttention(
   ctx: WebGpuContext,
@@ -508,6 +509,8 @@ export function packedQkvAttention(
     numHeads: number;
     lengths?: GPUBuffer;
     out: GpuTensor;
+    /** qkv [B, S, 3E] and out [B, S, E] (mhafuse.QKVToContext batch_first = 1). */
+    batchFirst?: boolean;
     scale?: number;
     ablate?: FlashAttentionArgs["ablate"];
     rowTile?: FlashAttentionArgs["rowTile"];
@@ -521,13 +524,20 @@ export function packedQkvAttention(
 ): void {
   const op = "mhafuse.QKVToContext (webgpu)";
   const d = args.qkv.dims;
+  const form = args.batchFirst ? "[B, S, 3E]" : "[S, B, 3E]";
   if (d.length < 3 || d.slice(3).some((x) => x !== 1))
-    throw new OpError(op, `qkv must be [S, B, 3E] or [S, B, 3E, 1, 1], got [${d}]`);
-  const [S, B, E3] = d as [number, number, number];
+    throw new OpError(op, `qkv must be ${form} (trailing 1, 1 allowed), got [${d}]`);
+  const [d0, d1, E3] = d as [number, number, number];
+  const [S, B] = args.batchFirst ? [d1, d0] : [d0, d1];
   const N = args.numHeads;
   const { E, H } = packedHeads(op, E3, N);
   if (sizeOf(args.out.dims) !== S * B * E)
-    throw new OpError(op, `output must hold [S, B, E] = [${S}, ${B}, ${E}], got [${args.out.dims}]`);
+    throw new OpError(
+      op,
+      `output must hold ${form.replace("3E", "E")} = ${S * B * E} values, got [${args.out.dims}]`,
+    );
+  // Token (s, b): row s·B + b of [S, B, …], row b·S + s batch-first.
+  const [batchRows, seqRows] = args.batchFirst ? [S, 1] : [1, B];
   flashAttention(ctx, rec, {
     batch: B,
     numHeads: N,
@@ -537,9 +547,9 @@ export function packedQkvAttention(
     headSize: H,
     vHeadSize: H,
     scale: args.scale ?? 1 / Math.sqrt(H),
-    ...packedViews(args.qkv.buffer, H, 3 * E, B * 3 * E),
+    ...packedViews(args.qkv.buffer, H, batchRows * 3 * E, seqRows * 3 * E),
     out: args.out.buffer,
-    outLayout: { offset: 0, batchStride: E, headStride: H, seqStride: B * E },
+    outLayout: { offset: 0, batchStride: batchRows * E, headStride: H, seqStride: seqRows * E },
     keyLengths: args.lengths,
     ablate: args.ablate,
     rowTile: args.rowTile,
