@@ -3,8 +3,7 @@ import { GraphView } from "./graph-view.js";
 import { inferGraphTypes } from "./infer-types.js";
 import { any, type Match, oneOf, op, type Pattern, type Replacement, type RuleSet } from "./pattern.js";
 import type { NodeFactory } from "./rewrite.js";
-import { runRewritePass } from "./rewrite-driver.js";
-import type { FusionOutcome } from "./rms-norm.js";
+import { type FusionOutcome, fusionOutcomes, runRewritePass } from "./rewrite-driver.js";
 
 /**
  * A linear layer's GELU, `Gelu(Gemm(x, W, b))` — through the Reshape that fuse-linear-bias puts after a
@@ -81,13 +80,7 @@ export function fuseGemmActivationReport(graph: Graph): FusionOutcome[] {
     prefix: "gemmact",
     context: (_, factory) => ({ view, factory }),
   });
-  return outcomes
-    .filter((o) => o.match || o.applied)
-    .map((o) =>
-      o.replacement && o.applied
-        ? { node: o.node.name, fused: true }
-        : { node: o.node.name, fused: false, reason: o.reason ?? "overlaps another fusion" },
-    );
+  return fusionOutcomes(outcomes, "overlaps another fusion");
 }
 
 /** Fuses every Gemm → GELU it can into mhafuse.FusedGemm; returns how many. */

@@ -94,3 +94,24 @@ export function runRewritePass<C>(graph: Graph, view: GraphView, pass: RewritePa
   if (replacements.length) applyReplacements(graph, replacements);
   return outcomes;
 }
+
+/** A fusion pass's verdict on one candidate root node (the node whose output the fused op takes over). */
+export interface FusionOutcome {
+  node: string;
+  fused: boolean;
+  reason?: string;
+}
+
+/**
+ * A pass's outcomes as verdicts: one per candidate whose pattern matched (fused, or the reason it was not);
+ * `overlap` names what a matched replacement lost to when an earlier one took its nodes.
+ */
+export function fusionOutcomes(outcomes: readonly RewriteOutcome[], overlap: string): FusionOutcome[] {
+  return outcomes
+    .filter((o) => o.match || o.applied)
+    .map((o) =>
+      o.replacement && o.applied
+        ? { node: o.node.name, fused: true }
+        : { node: o.node.name, fused: false, reason: o.reason ?? overlap },
+    );
+}

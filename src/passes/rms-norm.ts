@@ -14,7 +14,7 @@ import {
   type RuleSet,
 } from "./pattern.js";
 import { floatAttr, intAttr, type NodeFactory } from "./rewrite.js";
-import { runRewritePass } from "./rewrite-driver.js";
+import { type FusionOutcome, fusionOutcomes, runRewritePass } from "./rewrite-driver.js";
 
 /**
  * RMSNorm as exporters spell it out, `w · x / √(mean(x²) + ε)` over the last axis, becomes one
@@ -166,13 +166,6 @@ function rewrite(m: Match, ctx: RmsContext): Replacement | { decline: string } {
 
 const rmsNormRules: RuleSet<RmsContext> = [{ name: "rms norm", pattern: rmsNorm, rewrite }];
 
-/** A fusion pass's verdict on one candidate root node (the node whose output the fused op takes over). */
-export interface FusionOutcome {
-  node: string;
-  fused: boolean;
-  reason?: string;
-}
-
 /** The weight Mul that was (or was not) fused. */
 export type RmsNormOutcome = FusionOutcome;
 
@@ -186,13 +179,7 @@ export function fuseRmsNormReport(graph: Graph): RmsNormOutcome[] {
     prefix: "rmsnorm",
     context: (_, factory) => ({ view, factory, opset }),
   });
-  return outcomes
-    .filter((o) => o.match || o.applied)
-    .map((o) =>
-      o.replacement && o.applied
-        ? { node: o.node.name, fused: true }
-        : { node: o.node.name, fused: false, reason: o.reason ?? "overlaps another RMSNorm" },
-    );
+  return fusionOutcomes(outcomes, "overlaps another RMSNorm");
 }
 
 /** Fuses every spelled-out RMSNorm into SimplifiedLayerNormalization; returns how many were fused. */

@@ -4,8 +4,7 @@ import { GraphView } from "./graph-view.js";
 import { inferGraphTypes } from "./infer-types.js";
 import { any, type Match, op, type Replacement, type RuleSet } from "./pattern.js";
 import { floatAttr, type NodeFactory } from "./rewrite.js";
-import { runRewritePass } from "./rewrite-driver.js";
-import type { FusionOutcome } from "./rms-norm.js";
+import { type FusionOutcome, fusionOutcomes, runRewritePass } from "./rewrite-driver.js";
 
 /**
  * The residual connection of a transformer block, `LayerNormalization(Add(x, skip))` over the last axis, becomes
@@ -107,13 +106,7 @@ export function fuseSkipLayerNormReport(graph: Graph): FusionOutcome[] {
     prefix: "skipln",
     context: (_, factory) => ({ view, factory, opset }),
   });
-  return outcomes
-    .filter((o) => o.match || o.applied)
-    .map((o) =>
-      o.replacement && o.applied
-        ? { node: o.node.name, fused: true }
-        : { node: o.node.name, fused: false, reason: o.reason ?? "overlaps another fusion" },
-    );
+  return fusionOutcomes(outcomes, "overlaps another fusion");
 }
 
 /** Fuses every Add → LayerNormalization it can; returns how many became SkipLayerNormalization. */
