@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import * as ort from "onnxruntime-node";
 import { runGraph } from "../src/engine/executor.js";
+import { InferenceSession } from "../src/engine/session.js";
 import { GraphBuilder } from "../src/ir/builder.js";
 import type { Graph } from "../src/ir/graph.js";
 import { Tensor } from "../src/ir/tensor.js";
@@ -139,6 +140,35 @@ for (const [label, form, why] of RESIDUAL_DECLINES) {
     assert.ok(!graph.nodes.some((n) => n.opType === "SkipLayerNormalization"));
   });
 }
+
+test("residual Add → LayerNorm with unknown dims is fused; where they broadcast at run time it computes what the Add did", async () => {
+  // Real exports lose the sequence length's name on the residual stream: [batch, ?, H] + [batch, ?, H].
+  const b = new GraphBuilder({ opset: 17 });
+  const x = b.input("x", "float32", [null, D]);
+  const skip = b.input("skip", "float32", [null, D]);
+  const gamma = b.init(new Tensor("float32", values(D, 3, 0.5), [D]));
+  b.output(b.op("LayerNormalization", [b.op("Add", [x, skip]), gamma], {}, { outputs: ["y"] }), "float32");
+  const graph = b.build();
+  const { graph: out } = optimizeGraph(graph);
+  assert.ok(out.nodes.some((n) => n.opType === "SkipLayerNormalization"));
+  for (const [xRows, skipRows] of [
+    [3, 3],
+    [1, 3],
+    [3, 1],
+  ]) {
+    const feeds = {
+      x: new Tensor("float32", values(xRows! * D, 1), [xRows!, D]),
+      skip: new Tensor("float32", values(skipRows! * D, 2), [skipRows!, D]),
+    };
+    const want = runGraph(graph, feeds).get("y")!;
+    assert.ok(maxAbsDiff(runGraph(out, feeds).get("y")!, want) <= 1e-6, `[${xRows}, D] + [${skipRows}, D]`);
+    const session = InferenceSession.fromGraph(out);
+    const got = (await session.run(feeds)).y!;
+    await session.release();
+    assert.deepEqual([...got.dims], [...want.dims]);
+    assert.ok(maxAbsDiff(got, want) <= 1e-6, `session: [${xRows}, D] + [${skipRows}, D]`);
+  }
+});
 
 interface GeluForm {
   dtype?: Dt;

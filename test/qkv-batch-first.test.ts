@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { after, test } from "node:test";
 import * as ort from "onnxruntime-node";
 import type { Backend } from "../src/backends/backend.js";
+import { WebGpuPreparedGraph } from "../src/backends/webgpu/graph/prepared-graph.js";
 import { BackendUnavailableError, OpError } from "../src/errors.js";
 import { GraphBuilder } from "../src/ir/builder.js";
 import { Tensor } from "../src/ir/tensor.js";
@@ -63,6 +64,24 @@ for (const [what, rest, attrs] of CASES) {
     }
   });
 }
+
+test("QKVToContext batch_first = 1 with int32 lengths runs on the webgpu kernel (where there is an adapter)", async (t) => {
+  const webgpu = backends.find((b) => b.name === "webgpu")!;
+  const len = new Tensor("int32", [5, 0, 7], [B]);
+  const spec = { opType: "QKVToContext", domain: "mhafuse", attrs: { num_heads: N, batch_first: 1 } };
+  const want = swap(runOp("QKVToContext", [qkvSB, len], { num_heads: N }, 17, "mhafuse")[0]!);
+  let onDevice = false;
+  try {
+    const [got] = await runOpOnBackend(webgpu.backend, spec, [qkvBS, len], (prepared, node) => {
+      onDevice = prepared instanceof WebGpuPreparedGraph && prepared.onDevice.has(node.name);
+    });
+    assert.ok(maxAbsDiff(got!, want) <= 1e-5, `max |diff| ${maxAbsDiff(got!, want)}`);
+  } catch (e) {
+    if (e instanceof BackendUnavailableError) return t.skip("no WebGPU adapter");
+    throw e;
+  }
+  assert.ok(onDevice, "the packed op did not run on the webgpu kernel");
+});
 
 test("QKVToContext batch_first = 1 lowers for onnxruntime to the same numbers (lengths, fallback bias)", async () => {
   const b = new GraphBuilder({ opset: 17 });

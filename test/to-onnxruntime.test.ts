@@ -245,6 +245,8 @@ test("to-onnxruntime: SeqLensFromMask becomes standard ops with the same lengths
     // Row 3 holds a 2 and the float32 row 4 a 0.5: no key mask, -1 (the model's own bias runs for them).
     ["int64", [1, 1, 1, 0, 1, 1, 1, 1, 0, 1, 1, 0, 2, 1, 0, 0, 1, 0, 0, 0]],
     ["float32", [1, 0, 0, 0, 1, 1, 0, 1, 0, 0, 0, 1, 1, 1, 1, 1, 0.5, 0, 0, 0]],
+    // float64 values next to 0 and 1 that float32 would round onto them: still no key mask (rows 0, 1).
+    ["float64", [1, 1 + 1e-12, 0, 0, 1, 1e-60, 0, 0, 1, 1, 1, 0, 0, 0, 0, 0, 1, 0, 0, 0]],
   ] as [DType, number[]][]) {
     const b = new GraphBuilder();
     b.input("mask", dtype, [5, 4]);
@@ -253,7 +255,9 @@ test("to-onnxruntime: SeqLensFromMask becomes standard ops with the same lengths
     const feeds = { mask: new Tensor(dtype, values, [5, 4]) };
     await roundTrip(graph, feeds, 0);
     const lengths = runGraph(graph, feeds).get(graph.outputs[0]!.name)!;
-    const expected = dtype === "int64" ? [3, 4, -1, -1, 1] : [1, -1, -1, 4, -1];
+    const expected = { int64: [3, 4, -1, -1, 1], float32: [1, -1, -1, 4, -1], float64: [-1, -1, 3, -1, 1] }[
+      dtype as "int64" | "float32" | "float64"
+    ];
     assert.deepEqual([...(lengths.data as Int32Array)], expected);
   }
 });

@@ -7,9 +7,11 @@ import { readFileSync } from "node:fs";
 import { after, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { WebGpuBackend } from "../src/backends/webgpu/backend.js";
-import { planGraph } from "../src/engine/executor.js";
+import type { WebGpuPreparedGraph } from "../src/backends/webgpu/graph/prepared-graph.js";
+import { planGraph, runGraph } from "../src/engine/executor.js";
 import { InferenceSession } from "../src/engine/session.js";
-import type { Tensor } from "../src/ir/tensor.js";
+import { GraphBuilder } from "../src/ir/builder.js";
+import { Tensor } from "../src/ir/tensor.js";
 import { loadModel, tensorFromJson } from "../src/onnx/index.js";
 import { optimizeGraph } from "../src/passes/index.js";
 import { maxAbsDiff } from "./support/compare.js";
@@ -73,5 +75,47 @@ test("webgpu provider: InferenceSession runs distilbert_eager on the GPU and rep
     assert.deepEqual(session.fallbacks(), []);
   } finally {
     await session.release();
+  }
+});
+
+test("webgpu: a Transpose that moves only size-1 axes of a device value is an alias — no dispatch, the right numbers, run after run", async (t) => {
+  const ctx = await gpuContext();
+  if (typeof ctx === "string") return t.skip(ctx);
+  const b = new GraphBuilder({ opset: 17 });
+  const x = b.input("x", "float32", [1, 6, 4]);
+  const relu = b.op("Relu", [x], {}, { outputs: ["relu"] });
+  const moved = b.op("Transpose", [relu], { perm: [1, 0, 2] }, { outputs: ["moved"] });
+  const exp = b.op("Exp", [moved], {}, { outputs: ["exp"] });
+  const back = b.op("Transpose", [exp], { perm: [1, 0, 2] }, { outputs: ["back"] });
+  b.output(b.op("Add", [back, relu], {}, { outputs: ["y"] }), "float32");
+  b.output("moved", "float32");
+  const graph = b.build();
+  const gpu = new WebGpuBackend();
+  try {
+    const prepared = (await gpu.prepare(graph, planGraph(graph))) as WebGpuPreparedGraph;
+    for (let run = 0; run < 4; run++) {
+      const feeds = {
+        x: new Tensor(
+          "float32",
+          Array.from({ length: 24 }, (_, i) => Math.sin(i + run) * 2),
+          [1, 6, 4],
+        ),
+      };
+      const want = runGraph(graph, feeds);
+      const got = await prepared.run(feeds, ["y", "moved"]);
+      for (const name of ["y", "moved"]) {
+        assert.deepEqual([...got[name]!.dims], [...want.get(name)!.dims], `${name} dims, run ${run}`);
+        assert.ok(maxAbsDiff(got[name]!, want.get(name)!) <= 1e-6, `${name}, run ${run}`);
+      }
+      for (const n of graph.nodes) assert.ok(prepared.onDevice.has(n.name), `${n.name} ran on the host`);
+    }
+    // The two Transposes recorded no dispatch: Relu, Exp and Add did.
+    const plans = prepared.replay.describe();
+    assert.ok(
+      plans.every((p) => p.dispatches === 3),
+      JSON.stringify(plans.map((p) => p.dispatches)),
+    );
+  } finally {
+    await gpu.dispose();
   }
 });

@@ -4,7 +4,14 @@ import type { Dim, Node, ValueType } from "../ir/graph.js";
 import { broadcastDims, normalizeAxis } from "../ir/shape.js";
 import { sizeOf, type Tensor } from "../ir/tensor.js";
 import { computeOf } from "./compute.js";
-import { allocFloat, type FloatArray, floatData, floatTensor, requireFloat } from "./float-data.js";
+import {
+  allocFloat,
+  type FloatArray,
+  type FloatDType,
+  floatData,
+  floatTensor,
+  requireFloat,
+} from "./float-data.js";
 import { broadcastIndexMap } from "./matmul.js";
 import { attrFloat, attrInt, type OpDef, registerOps } from "./registry.js";
 
@@ -235,11 +242,43 @@ function skipSumF32(
   }
 }
 
+/** onnxruntime's rule for skip: input's trailing dims, or [S, H] / [1, S, H] repeated over input's batch. */
+function skipFits(input: Tensor, skip: Tensor): boolean {
+  const trailingOk = skip.dims.every((d, i) => {
+    const own = input.dims[input.rank - skip.rank + i];
+    return d === own || (d === 1 && i < skip.rank - 2);
+  });
+  const tiles = skip.size === 0 ? input.size === 0 : input.size % skip.size === 0;
+  return skip.rank <= input.rank && skip.rank >= 2 && trailingOk && tiles;
+}
+
+/** `t` broadcast (numpy rules) to `dims`, as a float array of its type's width. */
+function expandTo(t: Tensor, dims: readonly number[]): Tensor {
+  const map = broadcastIndexMap(dims, t.dims);
+  const src = floatData(t);
+  const out = allocFloat(t.type === "float64" ? "float64" : "float32", map.length);
+  for (let i = 0; i < map.length; i++) out[i] = src[map[i]!]!;
+  return floatTensor(t.type as FloatDType, out, dims);
+}
+
+/**
+ * mhafuse extension: input and skip of any numpy broadcast (what Add → LayerNormalization computes). The
+ * fuse-skip-layer-norm pass fuses an Add whose operands' shapes inference could not tell apart (real exports
+ * lose the sequence length's name on the way), so where they do broadcast at run time the fused node gives
+ * what the unfused graph gives instead of failing.
+ */
+function broadcastPair(node: Node, input: Tensor, skip: Tensor): [Tensor, Tensor] {
+  const dims = broadcastDims(input.dims, skip.dims);
+  if (!dims) throw new OpError(node, `skip [${skip.dims}] does not fit input [${input.dims}]`);
+  return [expandTo(input, dims), expandTo(skip, dims)];
+}
+
 /**
  * com.microsoft SkipLayerNormalization (onnxruntime's transformer optimizer emits it):
  *   s = input + skip (+ bias);  output = LayerNorm(s) over the last axis · gamma (+ beta)
  * Outputs: output, mean, inv_std_var ([…, 1], float32) and input_skip_bias_sum (s). skip may also be
- * [S, H] or [1, S, H] against a [B, S, H] input, broadcasting over the batch.
+ * [S, H] or [1, S, H] against a [B, S, H] input, broadcasting over the batch (onnxruntime's rule; other numpy
+ * broadcasts of the two are mhafuse's extension, see broadcastPair).
  */
 const SkipLayerNormalization: OpDef = {
   opType: "SkipLayerNormalization",
@@ -252,31 +291,24 @@ const SkipLayerNormalization: OpDef = {
       : { dtype: "float32" };
     return [{ ...x }, stats, { ...stats }, { ...x }];
   },
-  run(ctx, [input, skip, gamma, beta, bias]) {
+  run(ctx, [input0, skip0, gamma, beta, bias]) {
     const node = ctx.node;
-    if (!input || !skip || !gamma)
+    if (!input0 || !skip0 || !gamma)
       throw new OpError(node, "SkipLayerNormalization needs input, skip and gamma");
-    requireFloat(node, input, "input");
+    requireFloat(node, input0, "input");
+    requireFloat(node, skip0, "skip");
+    const [input, skip] = skipFits(input0, skip0) ? [input0, skip0] : broadcastPair(node, input0, skip0);
+    const type = input0.type as FloatDType;
     if (input.rank < 2) throw new OpError(node, `input must have rank ≥ 2, got [${input.dims}]`);
-    requireFloat(node, skip, "skip");
     const H = input.dims[input.rank - 1]!;
     const rows = input.size / H;
-    const trailingOk = skip.dims.every((d, i) => {
-      const own = input.dims[input.rank - skip.rank + i];
-      return d === own || (d === 1 && i < skip.rank - 2);
-    });
-    const tiles = skip.size === 0 ? input.size === 0 : input.size % skip.size === 0;
-    if (skip.rank > input.rank || skip.rank < 2 || !trailingOk || !tiles) {
-      throw new OpError(node, `skip [${skip.dims}] does not fit input [${input.dims}]`);
-    }
     const hidden = [H];
     const g = paramOf(node, gamma, hidden, "gamma")!;
     const b = paramOf(node, beta, hidden, "beta");
     const bi = paramOf(node, bias, hidden, "bias");
     const x = floatData(input);
     const s = floatData(skip);
-    const alloc = (n: number) =>
-      input.type === "float32" ? computeOf(ctx).allocFloat32(n) : allocFloat(input.type, n);
+    const alloc = (n: number) => (type === "float32" ? computeOf(ctx).allocFloat32(n) : allocFloat(type, n));
     const sum = alloc(input.size);
     const y = alloc(input.size);
     const mean = new Float32Array(rows);
@@ -305,10 +337,10 @@ const SkipLayerNormalization: OpDef = {
     }
     const statsDims = statsShape(input.dims, input.rank - 1);
     return [
-      floatTensor(input.type, y, input.dims),
+      floatTensor(type, y, input.dims),
       floatTensor("float32", mean, statsDims),
       floatTensor("float32", invStd, statsDims),
-      floatTensor(input.type, sum, input.dims),
+      floatTensor(type, sum, input.dims),
     ];
   },
 };

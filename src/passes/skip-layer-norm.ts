@@ -38,6 +38,11 @@ interface SkipContext {
   opset: number;
 }
 
+/**
+ * Equal shapes as far as inference knows: equal numbers or symbols, or unknown on both sides — real exports lose
+ * the sequence length's name on the residual stream ([batch, ?, 64] + [batch, ?, 64]). Should such dims differ
+ * at run time after all, the op broadcasts them as the Add did (an mhafuse extension of SkipLayerNormalization).
+ */
 const sameDims = (a: readonly Dim[], b: readonly Dim[]) =>
   a.length === b.length && a.every((d, i) => d === b[i]);
 

@@ -330,16 +330,17 @@ function convertQkvToContext(ctx: Context, node: Node, e: Emitter): void {
 
 function convertSeqLensFromMask(ctx: Context, node: Node, e: Emitter): void {
   const mask = node.inputs[0]!;
-  // valid = mask != 0; length = #valid; right-padded iff valid == (position < length) everywhere.
-  const asFloat = e.op("Cast", [mask], { to: int(1) });
-  const valid = e.op("Not", [e.op("Equal", [asFloat, e.scalar("float32", 0)])]);
+  // valid = mask != 0; length = #valid; right-padded iff valid == (position < length) everywhere. Compared in
+  // double: exact for every mask type (a float64 1e-60 or 1 + 1e-12 must not round onto 0 or 1).
+  const asFloat = e.op("Cast", [mask], { to: int(11) });
+  const valid = e.op("Not", [e.op("Equal", [asFloat, e.scalar("float64", 0)])]);
   const length = e.reduceSum(e.op("Cast", [valid], { to: int(7) }), 1);
   const expected = e.op("Less", [e.range(e.dim(mask, 1)), e.reshape(length, [-1, 1])]);
   const mismatches = e.reduceSum(e.op("Cast", [e.op("Xor", [expected, valid])], { to: int(7) }), 1);
   // Any value other than 0 and 1 makes the row -1 as well (the model's own mask bias runs for it).
   const binary = e.op("Or", [
-    e.op("Equal", [asFloat, e.scalar("float32", 0)]),
-    e.op("Equal", [asFloat, e.scalar("float32", 1)]),
+    e.op("Equal", [asFloat, e.scalar("float64", 0)]),
+    e.op("Equal", [asFloat, e.scalar("float64", 1)]),
   ]);
   const others = e.reduceSum(e.op("Cast", [e.op("Not", [binary])], { to: int(7) }), 1);
   const zero = e.scalar("int64", 0);

@@ -389,6 +389,8 @@ export class WebGpuPreparedGraph implements PreparedGraph {
       for (const c of copies)
         if (c.v.size > 0) state.rec.copy(c.v.buffer, 0, staging, c.offset, c.v.size * 4);
       const submitted = state.submit();
+      // Awaited below; marked handled now, should allocating the destination throw first.
+      submitted.catch(() => undefined);
       // While the GPU works: the destination, its pages touched (readback.ts).
       const bytes = prefaultedBuffer(total);
       await submitted;
