@@ -6,18 +6,18 @@
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import * as ort from "onnxruntime-node";
 import { runGraph } from "../src/engine/executor.js";
 import { InferenceSession } from "../src/engine/session.js";
 import { GraphBuilder } from "../src/ir/builder.js";
 import type { Graph } from "../src/ir/graph.js";
 import { Tensor } from "../src/ir/tensor.js";
-import { loadModel, modelFromGraph, saveModel } from "../src/onnx/index.js";
+import { loadModel } from "../src/onnx/index.js";
 import { fuseGemmActivationReport } from "../src/passes/gemm-activation.js";
 import { optimizeGraph } from "../src/passes/index.js";
 import { fuseSkipLayerNormReport } from "../src/passes/skip-layer-norm.js";
 import { toOnnxruntime } from "../src/passes/to-onnxruntime.js";
 import { maxAbsDiff } from "./support/compare.js";
+import { runOnOnnxruntime } from "./support/ort.js";
 
 type Dt = "float32" | "float16";
 const S = 5;
@@ -27,15 +27,8 @@ const values = (n: number, seed: number, scale = 1) =>
   Array.from({ length: n }, (_, i) => Math.sin((i + 1) * 0.37 * seed) * scale);
 
 async function runOrt(graph: Graph, feeds: Record<string, Tensor>, names: string[]): Promise<Tensor[]> {
-  const session = await ort.InferenceSession.create(saveModel(modelFromGraph(graph)));
-  const ortFeeds: Record<string, ort.Tensor> = {};
-  for (const [k, t] of Object.entries(feeds))
-    ortFeeds[k] = new ort.Tensor(t.type as ort.Tensor.Type, t.data as Float32Array, [...t.dims]);
-  const out = await session.run(ortFeeds);
-  await session.release();
-  return names.map(
-    (n) => new Tensor(out[n]!.type as Dt, out[n]!.data as Float32Array, out[n]!.dims as number[]),
-  );
+  const out = await runOnOnnxruntime(graph, feeds);
+  return names.map((n) => out[n]!);
 }
 
 interface ResidualForm {

@@ -1,15 +1,14 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import * as ort from "onnxruntime-node";
 import { runGraph } from "../src/engine/executor.js";
 import { GraphBuilder } from "../src/ir/builder.js";
 import type { Graph } from "../src/ir/graph.js";
 import { Tensor } from "../src/ir/tensor.js";
-import { modelFromGraph, saveModel } from "../src/onnx/index.js";
 import { optimizeGraph } from "../src/passes/index.js";
 import { fuseRmsNormReport } from "../src/passes/rms-norm.js";
 import { toOnnxruntime } from "../src/passes/to-onnxruntime.js";
 import { maxAbsDiff } from "./support/compare.js";
+import { runOnOnnxruntime } from "./support/ort.js";
 
 // RMSNorm spelled out as exporters write it becomes one SimplifiedLayerNormalization; each form is run by
 // mhafuse fused and by onnxruntime-node on the unfused graph and on the fused graph.
@@ -82,13 +81,7 @@ function feedsOf(dt: Dt, f: Form = {}): Record<string, Tensor> {
 }
 
 async function runOrt(graph: Graph, feeds: Record<string, Tensor>): Promise<Tensor> {
-  const session = await ort.InferenceSession.create(saveModel(modelFromGraph(graph)));
-  const ortFeeds: Record<string, ort.Tensor> = {};
-  for (const [k, t] of Object.entries(feeds))
-    ortFeeds[k] = new ort.Tensor(t.type as ort.Tensor.Type, t.data as Float32Array, [...t.dims]);
-  const y = (await session.run(ortFeeds)).y!;
-  await session.release();
-  return new Tensor(y.type as Dt, y.data as Float32Array, y.dims as number[]);
+  return (await runOnOnnxruntime(graph, feeds)).y!;
 }
 
 const FORMS: [string, Form][] = [

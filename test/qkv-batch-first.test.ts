@@ -6,19 +6,18 @@
  */
 import assert from "node:assert/strict";
 import { after, test } from "node:test";
-import * as ort from "onnxruntime-node";
 import type { Backend } from "../src/backends/backend.js";
 import { WebGpuPreparedGraph } from "../src/backends/webgpu/graph/prepared-graph.js";
 import { BackendUnavailableError, OpError } from "../src/errors.js";
 import { GraphBuilder } from "../src/ir/builder.js";
 import { Tensor } from "../src/ir/tensor.js";
 import { randomFloat32, seededRandom } from "../src/models/random.js";
-import { modelFromGraph, saveModel } from "../src/onnx/index.js";
 import { transposeTensor } from "../src/ops/transpose.js";
 import { toOnnxruntime } from "../src/passes/to-onnxruntime.js";
 import { BACKENDS } from "./support/backends.js";
 import { maxAbsDiff } from "./support/compare.js";
 import { type AttrValue, runOp, runOpOnBackend } from "./support/ops.js";
+import { runOnOnnxruntime } from "./support/ort.js";
 
 const [S, B, N, H] = [7, 3, 2, 4];
 const E = N * H;
@@ -100,14 +99,7 @@ test("QKVToContext batch_first = 1 lowers for onnxruntime to the same numbers (l
   const graph = b.build();
   const { graph: lowered, notes } = toOnnxruntime(graph);
   assert.ok(notes.some((n) => /QKVToContext/.test(n)));
-  const session = await ort.InferenceSession.create(saveModel(modelFromGraph(lowered)));
-  const out = await session.run({
-    qkv: new ort.Tensor("float32", qkvBS.data as Float32Array, [...qkvBS.dims]),
-    lengths: new ort.Tensor("int32", lengths.data as Int32Array, [B]),
-    fallback: new ort.Tensor("float32", fallback.data as Float32Array, [...fallback.dims]),
-  });
-  await session.release();
-  const got = new Tensor("float32", out.y!.data as Float32Array, out.y!.dims as number[]);
+  const got = (await runOnOnnxruntime(lowered, { qkv: qkvBS, lengths, fallback })).y!;
   const want = runOp(
     "QKVToContext",
     [qkvBS, lengths, fallback],

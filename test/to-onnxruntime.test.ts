@@ -6,9 +6,10 @@ import { GraphBuilder } from "../src/ir/builder.js";
 import type { DType } from "../src/ir/dtype.js";
 import type { Dim, Graph } from "../src/ir/graph.js";
 import { Tensor } from "../src/ir/tensor.js";
-import { modelFromGraph, saveModel } from "../src/onnx/index.js";
+import { saveModel } from "../src/onnx/index.js";
 import "../src/ops/index.js";
 import { toOnnxruntime } from "../src/passes/to-onnxruntime.js";
+import { runOnOnnxruntime } from "./support/ort.js";
 
 function random(n: number, seed: number, amp = 1): number[] {
   let s = seed >>> 0 || 1;
@@ -33,15 +34,6 @@ function randomFloat(dims: number[], seed: number): Tensor {
   );
 }
 
-async function runOrt(graph: Graph, feeds: Record<string, Tensor>): Promise<Record<string, ort.Tensor>> {
-  const session = await ort.InferenceSession.create(saveModel(modelFromGraph(graph)));
-  const ortFeeds: Record<string, ort.Tensor> = {};
-  for (const [name, t] of Object.entries(feeds)) {
-    ortFeeds[name] = new ort.Tensor(t.type as ort.Tensor.Type, t.data as Float32Array, [...t.dims]);
-  }
-  return session.run(ortFeeds);
-}
-
 /**
  * Our run of the mhafuse graph vs onnxruntime's run of the converted graph, on the same feeds.
  * Returns the converted graph's op types for structural checks.
@@ -52,7 +44,7 @@ async function roundTrip(graph: Graph, feeds: Record<string, Tensor>, atol = 2e-
   assert.ok(notes.length > 0);
   const ops = converted.nodes.map((n) => (n.domain ? `${n.domain}.${n.opType}` : n.opType));
   assert.ok(!ops.some((o) => o.startsWith("mhafuse.")), `mhafuse op left in ${ops}`);
-  const actual = await runOrt(converted, feeds);
+  const actual = await runOnOnnxruntime(converted, feeds);
   for (const { name } of graph.outputs) {
     const a = expected.get(name)!;
     const b = actual[name]!;
