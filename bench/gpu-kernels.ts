@@ -9,10 +9,11 @@
  *   --fp16     add the fp16 rows (f16 storage, f32 accumulation): tensor-core kernels where the adapter has
  *              subgroup matrices (needs --toggles on NVIDIA), else the SIMT fp16 kernels; implies --toggles
  *   --fp16-only  only the fp16 rows
- *   --tiles 128x128x16/8x8,64x64x16/4x4   fp32 SIMT tile sweep (BMxBNxBK/TMxTN, threads = BM/TM × BN/TN): each
- *              config on 4096³ and the [4096-token] BERT GEMMs with their epilogues; nothing else runs
+ *   --tiles auto,128x128x16/8x8,64x64x16/4x4   fp32 SIMT tile sweep (BMxBNxBK/TMxTN, threads = BM/TM × BN/TN;
+ *              "auto": what gemm() picks itself, tile and split-K): each
+ *              config on 4096³ and the 4096- and 1024-token BERT GEMMs with their epilogues; nothing else runs
  *   --tc-tiles 64x64x32/2x2,128x64x32/4x2   tensor-core tile sweep (BMxBNxBK/WMxWN): each config on 4096³
- *              and the [4096-token] BERT GEMMs with the bias/GELU/residual epilogues (implies --fp16)
+ *              and the 4096- and 1024-token BERT GEMMs with their epilogues (implies --fp16)
  *   --attention  only the fp32 attention rows (every tile variant of the subgroup kernel and the fallback)
  */
 import { WebGpuContext } from "../src/backends/webgpu/context.js";
@@ -229,38 +230,50 @@ const tensor16 = (dims: number[], seed: number): GpuTensor => ({
   dims,
 });
 /**
- * The tile sweeps (--tiles, --tc-tiles): each config on 4096³ and the 4096-token BERT GEMMs with their
- * epilogues, tensors from `make` (f32 or f16 storage), `configs` the GEMM options each label forces.
+ * The tile sweeps (--tiles, --tc-tiles): each config on 4096³ and the BERT GEMMs of 4096 tokens ([32,128]) and
+ * 1024 tokens ([8,128]) with their epilogues — QKV, attention output, FFN up and down — tensors from `make`
+ * (f32 or f16 storage), `configs` the GEMM options each label forces.
  */
 async function tileSweep(
   label: string,
   configs: [string, Partial<GemmArgs>][],
   make: (dims: number[], seed: number) => GpuTensor,
 ): Promise<void> {
-  const M = SMOKE ? 64 : 4096;
   const n = SMOKE ? 256 : 4096;
   const [a, b, c] = [make([n, n], 20), make([n, n], 21), make([n, n], 22)];
-  const [x, h] = [make([M, E], 1), make([M, FF], 2)];
-  const [wqkv, w1, w2] = [make([E, 3 * E], 3), make([E, FF], 5), make([FF, E], 6)];
+  const [wqkv, wo, w1, w2] = [make([E, 3 * E], 3), make([E, E], 4), make([E, FF], 5), make([FF, E], 6)];
   const [bias3, biasE, biasF] = [make([3 * E], 7), make([E], 8), make([FF], 9)];
-  const [oQkv, oE, oF] = [make([M, 3 * E], 10), make([M, E], 11), make([M, FF], 12)];
+  const layers = (SMOKE ? [64] : [4096, 1024]).map((M) => ({
+    M,
+    x: make([M, E], 1),
+    h: make([M, FF], 2),
+    oQkv: make([M, 3 * E], 10),
+    oE: make([M, E], 11),
+    oF: make([M, FF], 12),
+  }));
   for (const [spec, o] of configs) {
     await measure(`${label} ${spec} gemm ${n}³`, gemmFlops(n, n, n), (rec) =>
       gemm(ctx, rec, { a, b, out: c, ...o }),
     );
-    await measure(`${label} ${spec} QKV [${M}x${E}]·[${E}x${3 * E}] +bias`, gemmFlops(M, 3 * E, E), (rec) =>
-      gemm(ctx, rec, { a: x, b: wqkv, bias: bias3, out: oQkv, ...o }),
-    );
-    await measure(`${label} ${spec} FFN1 [${M}x${E}]·[${E}x${FF}] +bias+gelu`, gemmFlops(M, FF, E), (rec) =>
-      gemm(ctx, rec, { a: x, b: w1, bias: biasF, gelu: true, out: oF, ...o }),
-    );
-    await measure(`${label} ${spec} FFN2 [${M}x${FF}]·[${FF}x${E}] +bias+res`, gemmFlops(M, E, FF), (rec) =>
-      gemm(ctx, rec, { a: h, b: w2, bias: biasE, residual: x, out: oE, ...o }),
-    );
+    for (const { M, x, h, oQkv, oE, oF } of layers) {
+      await measure(`${label} ${spec} QKV [${M}x${E}]·[${E}x${3 * E}] +bias`, gemmFlops(M, 3 * E, E), (rec) =>
+        gemm(ctx, rec, { a: x, b: wqkv, bias: bias3, out: oQkv, ...o }),
+      );
+      await measure(`${label} ${spec} out [${M}x${E}]·[${E}x${E}] +bias`, gemmFlops(M, E, E), (rec) =>
+        gemm(ctx, rec, { a: x, b: wo, bias: biasE, out: oE, ...o }),
+      );
+      await measure(`${label} ${spec} FFN1 [${M}x${E}]·[${E}x${FF}] +bias+gelu`, gemmFlops(M, FF, E), (rec) =>
+        gemm(ctx, rec, { a: x, b: w1, bias: biasF, gelu: true, out: oF, ...o }),
+      );
+      await measure(`${label} ${spec} FFN2 [${M}x${FF}]·[${FF}x${E}] +bias+res`, gemmFlops(M, E, FF), (rec) =>
+        gemm(ctx, rec, { a: h, b: w2, bias: biasE, residual: x, out: oE, ...o }),
+      );
+    }
   }
 }
 if (TILES) {
   const simt = (spec: string): [string, Partial<GemmArgs>] => {
+    if (spec === "auto") return [spec, {}]; // what gemm() picks itself (tile, split-K)
     const m = /^(\d+)x(\d+)x(\d+)\/(\d+)x(\d+)$/.exec(spec);
     if (!m) throw new Error(`--tiles: bad tile ${spec} (want BMxBNxBK/TMxTN, e.g. 128x128x16/8x8)`);
     const [BM, BN, BK, TM, TN] = m.slice(1).map(Number) as [number, number, number, number, number];
