@@ -42,8 +42,14 @@ export interface GemmTile {
  */
 export const TILE_LARGE: GemmTile = { BM: 64, BN: 128, BK: 16, TM: 8, TN: 8 };
 export const TILE_SMALL: GemmTile = { BM: 64, BN: 64, BK: 16, TM: 4, TN: 4 };
-/** Below this many large tiles the GPU is underfilled (an H200 has 132 SMs) and the small tile wins. */
-const LARGE_TILE_MIN_TILES = 512;
+/**
+ * Below this many large tiles the GPU is underfilled (an H200 has 132 SMs) and the small tile wins. 384 from
+ * the H200 sweep over BERT's GEMMs at 4096 and 1024 tokens (`bench/gpu-kernels.ts --tiles
+ * auto,64x128x16/8x8,64x64x16/4x4`, bench/h200-simt-tiles-1129b.log): at 384 large tiles (4096-token attention
+ * output and FFN2, 1024-token FFN1) the large tile took 8–12% less GPU time, at 288 and fewer (1024-token QKV,
+ * output, FFN2) 5–27% more. It was 512 when the large tile was 128×128.
+ */
+const LARGE_TILE_MIN_TILES = 384;
 
 interface GemmFlags {
   /** f16 storage of A, B, bias, residual and C; f32 math (the SIMT fp16 kernel, where there are no tensor cores). */
