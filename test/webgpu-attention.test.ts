@@ -462,3 +462,16 @@ test("subgroup kernel, every tile variant: causal GQA with -inf bias and key len
     seed += 4;
   }
 });
+
+test("a rowTile that is not a positive multiple of 4 is an OpError on either kernel, not invalid WGSL", async (t) => {
+  const ctx = await gpuContext();
+  if (typeof ctx === "string") return t.skip(ctx);
+  const c = packedCase(9, 1, 2, 8, [9], 42);
+  for (const subgroups of [false, true]) {
+    await assert.rejects(
+      runPacked(ctx, c, { rowTile: 6, subgroups }),
+      (e: unknown) => e instanceof OpError && /rowTile 6 must be a positive multiple of 4/.test(e.message),
+      `subgroups ${subgroups}`,
+    );
+  }
+});

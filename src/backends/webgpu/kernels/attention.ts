@@ -115,7 +115,7 @@ export interface FlashAttentionArgs {
    * rowsPerThread for the subgroup kernel.
    */
   rowTile?: number;
-  /** Subgroup kernel only: query rows per thread (default 8; 4 where Hv > 64) — tests, benchmarks. */
+  /** Subgroup kernel only: query rows per thread (default 4, attention.ts FAST_DEFAULT) — tests, benchmarks. */
   rowsPerThread?: number;
   /**
    * Subgroup kernel only: P·V takes P from the row group's lanes by subgroupShuffle (no P tile; the default),
@@ -436,6 +436,8 @@ export function flashAttention(ctx: WebGpuContext, rec: CommandRecorder, a: Flas
       fastAttentionSource(fast),
     );
   } else {
+    if (a.rowTile !== undefined && !(a.rowTile > 0 && a.rowTile % 4 === 0))
+      throw new OpError(OP, `rowTile ${a.rowTile} must be a positive multiple of 4`);
     Br = a.rowTile ?? 64;
     if (attentionSharedBytes({ H, HV, Br }) > limit) Br = 32;
     if (attentionSharedBytes({ H, HV, Br }) > limit)
