@@ -12,7 +12,7 @@
  *   --tiles auto,128x128x16/8x8,64x64x16/4x4   fp32 SIMT tile sweep (BMxBNxBK/TMxTN, threads = BM/TM × BN/TN;
  *              "auto": what gemm() picks itself, tile and split-K): each
  *              config on 4096³ and the 4096- and 1024-token BERT GEMMs with their epilogues; nothing else runs
- *   --tc-tiles 64x64x32/2x2,128x64x32/4x2   tensor-core tile sweep (BMxBNxBK/WMxWN): each config on 4096³
+ *   --tc-tiles auto,64x64x32/2x2,128x64x32/4x2   tensor-core tile sweep (BMxBNxBK/WMxWN; "auto" as above): each config on 4096³
  *              and the 4096- and 1024-token BERT GEMMs with their epilogues (implies --fp16)
  *   --attention  only the fp32 attention rows (every tile variant of the subgroup kernel and the fallback)
  */
@@ -284,7 +284,10 @@ if (TILES) {
 if (TC_TILES && ctx.f16?.syntax)
   await tileSweep(
     "tc",
-    TC_TILES.split(",").map((spec) => [spec, { precision: "fp16", tcTile: parseTile(spec) }]),
+    TC_TILES.split(",").map((spec) => [
+      spec,
+      spec === "auto" ? { precision: "fp16" } : { precision: "fp16", tcTile: parseTile(spec) },
+    ]),
     tensor16,
   );
 if (FP16 && f.shaderF16 && !TC_TILES && !TILES && !ATTENTION_ONLY) {
