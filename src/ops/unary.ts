@@ -57,9 +57,11 @@ function runUnary(spec: UnarySpec, node: Node, x: Tensor, alloc: (length: number
   requireDType(node, 0, x.type, spec.types);
   const outType = spec.outType ?? x.type;
   const n = x.size;
-  if (spec.float32 && x.type === "float32" && outType === "float32") {
+  if (x.type === "float32" && outType === "float32" && (spec.float32 || spec.float)) {
+    // Every element is written: the backend's pooled buffer (a fresh array per run cost page faults and GC).
     const out = alloc(n);
-    spec.float32(x.data as Float32Array, out, node);
+    if (spec.float32) spec.float32(x.data as Float32Array, out, node);
+    else spec.float!(x.data as unknown as Float64Array, out as unknown as Float64Array, node);
     return new Tensor("float32", out, x.dims);
   }
   if (isFloat(x.type)) {
