@@ -165,6 +165,34 @@ test("GELU (erf), FastGelu (tanh), bias: element for element the JS reference, �
   });
 });
 
+test("ReLU: element for element Math.max(x, 0) — NaN stays NaN, ±Inf, -0 as 0 within the compare, every width", {
+  skip: skipNative,
+}, () => {
+  forEachConfig((nk, label) => {
+    for (const n of [1, 5, 16, 100, 70001]) {
+      const x = withSpecials(n, n + 1);
+      const y = new Float32Array(n).fill(9);
+      nk.activation("relu", x, y);
+      assertClose(
+        y,
+        Array.from(x, (v) => Math.max(v, 0)),
+        0,
+        `relu ${label} n=${n}`,
+      );
+    }
+  });
+});
+
+test("Relu on the CPU backend (the native map for float32): the reference's numbers, NaN and ±Inf included", async () => {
+  const { runOp, runOpOnCpu } = await import("./support/ops.js");
+  const { Tensor } = await import("../src/ir/tensor.js");
+  const x = new Tensor("float32", withSpecials(3 * 1000, 7), [3, 1000]);
+  const want = runOp("Relu", [x])[0]!;
+  const got = runOpOnCpu({ opType: "Relu" }, [x])[0]!;
+  assert.deepEqual([...got.dims], [3, 1000]);
+  assertClose(got.data as Float32Array, Array.from(want.data as Float32Array), 0, "relu on the cpu backend");
+});
+
 test("Add: same shape and a row broadcast, with NaN/Inf", { skip: skipNative }, () => {
   forEachConfig((nk, label) => {
     for (const [n, bl] of [

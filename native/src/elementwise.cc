@@ -116,6 +116,7 @@ void softmax(const float* x, float* y, int64_t rows, int d) {
 static inline vf act_of(vf x, int act) {
   if (act == ACT_GELU_ERF) return vgelu_erf(x);
   if (act == ACT_GELU_TANH) return vgelu_tanh(x);
+  if (act == ACT_RELU) return vrelu(x);
   return x;
 }
 

@@ -94,6 +94,7 @@ static void micro(int kc, const float* __restrict a, int64_t lda, const float* _
 static inline vf apply_act(vf x, int act) {
   if (act == ACT_GELU_ERF) return vgelu_erf(x);
   if (act == ACT_GELU_TANH) return vgelu_tanh(x);
+  if (act == ACT_RELU) return vrelu(x);
   return x;
 }
 

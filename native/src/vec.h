@@ -69,6 +69,9 @@ static inline float hsum(vf v) {
 }
 // Maximum ignoring NaN lanes (as JS `x > max` does): a NaN lane compares false and keeps m.
 static inline vf vmax_keep(vf m, vf x) { return x > m ? x : m; }
+
+// ReLU as the reference's Math.max(x, 0): NaN stays NaN (a plain max would give 0 for it).
+static inline vf vrelu(vf x) { return ((x > 0.0f) | (x != x)) ? x : vf{}; }
 static inline float hmax_keep(vf v, float m) {
   for (int i = 0; i < VL; i++)
     if (v[i] > m) m = v[i];

@@ -117,7 +117,7 @@ export const softmax: NativeOp = (native, compute, node, [x], opset) => {
 
 /** A GELU-family op: y = act(x (+ bias over the last axis)). */
 export function activation(
-  act: (node: Node) => "gelu" | "fastGelu" | undefined,
+  act: (node: Node) => "gelu" | "fastGelu" | "relu" | undefined,
   withBias: boolean,
 ): NativeOp {
   return (native, compute, node, [x, bias]) => {
@@ -140,12 +140,12 @@ export function activation(
  * native kernel takes its negative inputs through the reference's float64 formulas (native/src/vec.h).
  */
 function exactTail(
-  kind: "gelu" | "fastGelu",
+  kind: "gelu" | "fastGelu" | "relu",
   x: Float32Array,
   bias: Float32Array | undefined,
   y: Float32Array,
 ): void {
-  if (kind === "gelu") return;
+  if (kind !== "fastGelu") return;
   const w = bias?.length ?? 0;
   for (let i = 0; i < x.length; i++) {
     const v = bias ? Math.fround(x[i]! + bias[i % w]!) : x[i]!;
