@@ -221,7 +221,11 @@ export const cpuKernels = new KernelRegistry<CpuCompute>().register(
   ),
   // ReLU (float32): the native map, vectorised (a JS loop ran ~3 ns/element on the dev box); other dtypes and
   // opsets' integer forms run the contract.
-  nativeKernel("Relu", "", nativeOps.activation(() => "relu", false)),
+  nativeKernel(
+    "Relu",
+    "",
+    nativeOps.activation(() => "relu", false),
+  ),
   nativeKernel("LayerNormalization", "", nativeOps.layerNorm),
   nativeKernel("SkipLayerNormalization", "com.microsoft", nativeOps.skipLayerNorm),
   nativeKernel("Softmax", "", nativeOps.softmax),
