@@ -1,5 +1,5 @@
 /**
- * What one node of a simple op costs in a CPU session: a chain of `--nodes` Relu (or Add of a row) nodes on a
+ * What one node of a simple op costs in a CPU session: a chain of `--nodes` Relu, Sigmoid (or Add of a row) nodes on a
  * [rows, cols] float32 tensor, run through InferenceSession, time per node (median of the runs). Shows the
  * per-node host overhead at small shapes and the elementwise kernels' rate at larger ones.
  *
@@ -20,11 +20,11 @@ const { values } = parseArgs({
 const [rows, cols] = values.shape!.split("x").map(Number) as [number, number];
 const N = Number(values.nodes);
 const median = (x: number[]) => [...x].sort((a, b) => a - b)[x.length >> 1]!;
-for (const op of ["Relu", "Add"]) {
+for (const op of ["Relu", "Sigmoid", "Add"]) {
   const b = new GraphBuilder({ opset: 17 });
   let v = b.input("x", "float32", [rows, cols]);
   const row = b.init(new Tensor("float32", new Float32Array(cols).fill(0.001), [cols]));
-  for (let i = 0; i < N; i++) v = op === "Relu" ? b.op("Relu", [v]) : b.op("Add", [v, row]);
+  for (let i = 0; i < N; i++) v = op === "Add" ? b.op("Add", [v, row]) : b.op(op, [v]);
   b.output(b.op("Identity", [v], {}, { outputs: ["y"] }), "float32");
   const session = InferenceSession.fromGraph(b.build(), { intraOpNumThreads: 2 });
   const feeds = { x: new Tensor("float32", new Float32Array(rows * cols).fill(1), [rows, cols]) };

@@ -221,6 +221,8 @@ activation.append(case("mhafuse.FusedGemm Gelu large (GELU in the GEMM epilogue)
                        [rnd([200, 256], 22), rnd([384, 256], 23), rnd([384], 24)], "reference", 1e-5))
 activation.append(case("Relu large (the native map on the CPU backend) vs reference", {"type": "Relu"},
                        [rnd([300, 513], 25, 2.0)], "reference", 0))
+activation.append(case("Sigmoid large (the native map on the CPU backend) vs reference", {"type": "Sigmoid"},
+                       [rnd([300, 513], 26, 8.0)], "reference", 3e-7))
 activation.append(case("com.microsoft Gelu large (chunked on the pool) vs reference", {"type": "Gelu", "domain": "com.microsoft"},
                        [rnd([512, 1024], 21, 3.0)], "reference", 1e-6))
 x, y = f32(2, 3, 4), f32(4)

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { geluErfFloat32, geluTanh } from "../src/ops/elementwise-util.js";
+import { geluErfFloat32, geluTanh, sigmoid } from "../src/ops/elementwise-util.js";
 import { assertClose, forEachConfig, rand, skipNative } from "./native-helpers.js";
 
 const specials = [
@@ -179,6 +179,19 @@ test("ReLU: element for element Math.max(x, 0) — NaN stays NaN, ±Inf, -0 as 0
         0,
         `relu ${label} n=${n}`,
       );
+    }
+  });
+});
+
+test("Sigmoid: within 3e-7 of the float64 reference (2-3 float32 ulps), NaN stays NaN, ±Inf to 1 and 0", {
+  skip: skipNative,
+}, () => {
+  forEachConfig((nk, label) => {
+    for (const n of [1, 5, 16, 100, 70001]) {
+      const x = withSpecials(n, n + 2);
+      const y = new Float32Array(n).fill(9);
+      nk.activation("sigmoid", x, y);
+      assertClose(y, Array.from(x, sigmoid), 3e-7, `sigmoid ${label} n=${n}`);
     }
   });
 });

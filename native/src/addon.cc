@@ -107,7 +107,8 @@ Napi::Value Gemm(const Napi::CallbackInfo& info) {
   if (M > INT32_MAX) fail(env, "M must fit in int32");
   if (b.K > lda && M > 0) fail(env, "lda is smaller than K");
   if (b.N > ldc && M > 0) fail(env, "ldc is smaller than N");
-  if (act < 0 || act > 3) fail(env, "activation must be 0 (none), 1 (GELU erf), 2 (GELU tanh) or 3 (ReLU)");
+  if (act < 0 || act > 4)
+    fail(env, "activation must be 0 (none), 1 (GELU erf), 2 (GELU tanh), 3 (ReLU) or 4 (Sigmoid)");
   const float* a = f32(env, info[1], aOff, extent(M, b.K, lda), "A");
   float* c = f32(env, info[5], cOff, extent(M, b.N, ldc), "C");
   const float* bias = f32(env, info[8], 0, b.N, "bias", true);
@@ -171,7 +172,7 @@ Napi::Value Activation(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const int64_t xo = int_arg(info, 1, "xOffset"), yo = int_arg(info, 3, "yOffset"), n = int_arg(info, 4, "n");
   const int64_t act = int_arg(info, 6, "activation");
-  if (act < 0 || act > 3) fail(env, "activation must be 0, 1, 2 or 3");
+  if (act < 0 || act > 4) fail(env, "activation must be 0 to 4");
   const float* x = f32(env, info[0], xo, n, "x");
   float* y = f32(env, info[2], yo, n, "y");
   const float* bias = f32(env, info[5], 0, 1, "bias", true);

@@ -95,6 +95,7 @@ static inline vf apply_act(vf x, int act) {
   if (act == ACT_GELU_ERF) return vgelu_erf(x);
   if (act == ACT_GELU_TANH) return vgelu_tanh(x);
   if (act == ACT_RELU) return vrelu(x);
+  if (act == ACT_SIGMOID) return vsigmoid(x);
   return x;
 }
 

@@ -5,7 +5,7 @@
 
 namespace mhf {
 
-enum Activation : int { ACT_NONE = 0, ACT_GELU_ERF = 1, ACT_GELU_TANH = 2, ACT_RELU = 3 };
+enum Activation : int { ACT_NONE = 0, ACT_GELU_ERF = 1, ACT_GELU_TANH = 2, ACT_RELU = 3, ACT_SIGMOID = 4 };
 
 // Epilogue of a GEMM, applied to each tile once its sum over all of K is complete:
 //   C = act(C + bias[col]) + residual[row·ldr + col]

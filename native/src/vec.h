@@ -115,6 +115,10 @@ static inline vf vexp(vf x) {
   return x != x ? x : y;
 }
 
+// Sigmoid 1 / (1 + e^-x) with vexp (about 2 ulp): 0 below about -88 (the reference rounds to a denormal there),
+// NaN stays NaN.
+static inline vf vsigmoid(vf x) { return 1.0f / (1.0f + vexp(-x)); }
+
 // GELU (erf form) as the JS reference geluErfFloat32 computes it: erf by the same rational x·P(x²)/Q(x²) on
 // the argument clamped to [-4, 4]; below z = x/√2 = -2, 0.5·x·erfc(-z) (x = -1e6 gives -0, -inf gives NaN).
 static inline vf vgelu_erf(vf x) {

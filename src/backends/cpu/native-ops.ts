@@ -117,7 +117,7 @@ export const softmax: NativeOp = (native, compute, node, [x], opset) => {
 
 /** A GELU-family op: y = act(x (+ bias over the last axis)). */
 export function activation(
-  act: (node: Node) => "gelu" | "fastGelu" | "relu" | undefined,
+  act: (node: Node) => "gelu" | "fastGelu" | "relu" | "sigmoid" | undefined,
   withBias: boolean,
 ): NativeOp {
   return (native, compute, node, [x, bias]) => {
@@ -140,7 +140,7 @@ export function activation(
  * native kernel takes its negative inputs through the reference's float64 formulas (native/src/vec.h).
  */
 function exactTail(
-  kind: "gelu" | "fastGelu" | "relu",
+  kind: "gelu" | "fastGelu" | "relu" | "sigmoid",
   x: Float32Array,
   bias: Float32Array | undefined,
   y: Float32Array,

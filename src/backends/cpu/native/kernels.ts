@@ -6,9 +6,9 @@
 import type { NativeBinding, PackedHandle, RawAttention, RawLayout } from "./binding.js";
 import { NativeKernelError, nativeCall } from "./errors.js";
 
-/** Fused activation: none, GELU in its erf form (as geluErfFloat32), the tanh form (FastGelu), or ReLU. */
-export type Activation = "none" | "gelu" | "fastGelu" | "relu";
-const ACTIVATION: Record<Activation, number> = { none: 0, gelu: 1, fastGelu: 2, relu: 3 };
+/** Fused activation: none, GELU in its erf form (as geluErfFloat32), the tanh form (FastGelu), ReLU, Sigmoid. */
+export type Activation = "none" | "gelu" | "fastGelu" | "relu" | "sigmoid";
+const ACTIVATION: Record<Activation, number> = { none: 0, gelu: 1, fastGelu: 2, relu: 3, sigmoid: 4 };
 
 function activationCode(a: Activation | undefined): number {
   const code = ACTIVATION[a ?? "none"];
