@@ -14,6 +14,7 @@ import {
 } from "./float-data.js";
 import { broadcastIndexMap } from "./matmul.js";
 import { attrFloat, attrInt, type OpDef, registerOps } from "./registry.js";
+import { broadcastTo } from "./reshape.js";
 
 /** TensorProto codes stash_type may name; the statistics outputs use that precision. */
 function stashType(node: Node): DType {
@@ -252,15 +253,6 @@ function skipFits(input: Tensor, skip: Tensor): boolean {
   return skip.rank <= input.rank && skip.rank >= 2 && trailingOk && tiles;
 }
 
-/** `t` broadcast (numpy rules) to `dims`, as a float array of its type's width. */
-function expandTo(t: Tensor, dims: readonly number[]): Tensor {
-  const map = broadcastIndexMap(dims, t.dims);
-  const src = floatData(t);
-  const out = allocFloat(t.type === "float64" ? "float64" : "float32", map.length);
-  for (let i = 0; i < map.length; i++) out[i] = src[map[i]!]!;
-  return floatTensor(t.type as FloatDType, out, dims);
-}
-
 /**
  * mhafuse extension: input and skip of any numpy broadcast (what Add → LayerNormalization computes). The
  * fuse-skip-layer-norm pass fuses an Add whose operands' shapes inference could not tell apart (real exports
@@ -270,7 +262,7 @@ function expandTo(t: Tensor, dims: readonly number[]): Tensor {
 function broadcastPair(node: Node, input: Tensor, skip: Tensor): [Tensor, Tensor] {
   const dims = broadcastDims(input.dims, skip.dims);
   if (!dims) throw new OpError(node, `skip [${skip.dims}] does not fit input [${input.dims}]`);
-  return [expandTo(input, dims), expandTo(skip, dims)];
+  return [broadcastTo(input, dims), broadcastTo(skip, dims)];
 }
 
 /**
