@@ -9,20 +9,9 @@
 import { parseArgs } from "node:util";
 import * as ort from "onnxruntime-node";
 import { InferenceSession } from "../src/engine/session.js";
-import { cloneGraph } from "../src/ir/graph.js";
 import { bertInputs, buildBertGraph } from "../src/models/bert.js";
 import { modelFromGraph, saveModel } from "../src/onnx/index.js";
-import {
-  foldConstants,
-  foldShapes,
-  fuseAttention,
-  fuseGelu,
-  fuseGemmActivation,
-  fuseLinearBias,
-  fuseRmsNorm,
-  fuseSkipLayerNorm,
-  removeDeadNodes,
-} from "../src/passes/index.js";
+import { optimizeGraph } from "../src/passes/index.js";
 import { runOrder } from "./order.js";
 
 const { values } = parseArgs({
@@ -44,22 +33,11 @@ const graph = buildBertGraph({
 });
 /** optimizeGraph's pipeline, with or without each epilogue fusion. */
 function optimized(skip: boolean, gemm: boolean) {
-  const g = cloneGraph(graph);
-  for (const pass of [
-    foldConstants,
-    foldShapes,
-    foldConstants,
-    removeDeadNodes,
-    fuseAttention,
-    fuseRmsNorm,
-    fuseGelu,
-  ])
-    pass(g);
-  removeDeadNodes(g);
-  fuseLinearBias(g);
-  if (skip) fuseSkipLayerNorm(g);
-  if (gemm) fuseGemmActivation(g);
-  removeDeadNodes(g);
+  const disabledPasses = [
+    ...(skip ? [] : ["fuse-skip-layer-norm"]),
+    ...(gemm ? [] : ["fuse-gemm-activation"]),
+  ];
+  const g = optimizeGraph(graph, { disabledPasses }).graph;
   return InferenceSession.fromGraph(g, { intraOpNumThreads: 2, graphOptimizationLevel: "basic" });
 }
 

@@ -296,3 +296,16 @@ test("bert_eager fused: per layer two SkipLayerNormalization and one FusedGemm; 
   // The embeddings' LayerNorm reads a three-way sum of gathers: it stays as it is (no residual to fuse).
   assert.equal(count("LayerNormalization"), 1);
 });
+
+test("optimizeGraph disabledPasses leaves those passes out, and names the passes when one is unknown", () => {
+  const graph = residualGraph();
+  const { graph: out, stats } = optimizeGraph(graph, { disabledPasses: ["fuse-skip-layer-norm"] });
+  assert.ok(!stats.some((s) => s.pass === "fuse-skip-layer-norm"));
+  assert.ok(out.nodes.some((n) => n.opType === "LayerNormalization"));
+  assert.ok(!out.nodes.some((n) => n.opType === "SkipLayerNormalization"));
+  assert.throws(
+    () => optimizeGraph(graph, { disabledPasses: ["fuse-everything"] }),
+    (e: Error & { code?: string }) =>
+      /unknown pass 'fuse-everything'/.test(e.message) && /fuse-gemm-activation/.test(e.message),
+  );
+});

@@ -35,6 +35,8 @@ export interface OptimizeOptions {
   level?: GraphOptimizationLevel;
   /** Which runtime the result is for; "onnxruntime" conversion happens in to-onnxruntime.ts afterwards. */
   target?: "mhafuse" | "onnxruntime";
+  /** Pass names left out of the level's pipeline (as onnxruntime's disabled optimizers), e.g. for A/B benches. */
+  disabledPasses?: readonly string[];
 }
 
 export interface OptimizeResult {
@@ -87,7 +89,14 @@ export function optimizeGraph(graph: Graph, options: OptimizeOptions = {}): Opti
   if (!LEVELS.includes(level))
     throw new OptionError(`unknown optimisation level '${level}' (use ${LEVELS.join(", ")})`);
   const rank = LEVELS.indexOf(level);
-  const passes = [...(rank >= 1 ? basicPasses : []), ...(rank >= 2 ? fusionPasses : [])];
+  const disabled = new Set(options.disabledPasses ?? []);
+  const all = [...basicPasses, ...fusionPasses];
+  for (const name of disabled)
+    if (!all.some((p) => p.name === name))
+      throw new OptionError(`unknown pass '${name}' (the passes: ${all.map((p) => p.name).join(", ")})`);
+  const passes = [...(rank >= 1 ? basicPasses : []), ...(rank >= 2 ? fusionPasses : [])].filter(
+    (p) => !disabled.has(p.name),
+  );
   const { graph: out, stats, results } = runPasses(graph, passes);
   const report = (results.get("fuse-attention") as AttentionReport[] | undefined) ?? [];
   return { graph: out, report, stats };
