@@ -22,6 +22,7 @@ import { join } from "node:path";
 import * as ort from "onnxruntime-node";
 import { WebGpuBackend } from "../src/backends/webgpu/backend.js";
 import { WebGpuContext } from "../src/backends/webgpu/context.js";
+import { robustnessWanted } from "../src/backends/webgpu/device.js";
 import type { WebGpuPreparedGraph } from "../src/backends/webgpu/graph/prepared-graph.js";
 import { attentionFlops, packedQkvAttention } from "../src/backends/webgpu/kernels/attention.js";
 import { planGraph } from "../src/engine/executor.js";
@@ -83,7 +84,8 @@ const ortSession = has("no-ort")
   : await ort.InferenceSession.create(path, { executionProviders: ["webgpu"] });
 console.log(
   `node ${process.version}, ${new Date().toISOString()}, reps ${REPS}, warmup ${WARMUP}, ` +
-    `model ${cfg.layers}x${cfg.hidden} (${cfg.heads} heads, ffn ${cfg.ffn})`,
+    `model ${cfg.layers}x${cfg.hidden} (${cfg.heads} heads, ffn ${cfg.ffn}), mhafuse robustness ` +
+    `${robustnessWanted({}) ? "on (MHAFUSE_WEBGPU_ROBUSTNESS=1)" : "off (default)"}`,
 );
 console.log(`fused: ${fused.attentionReport.filter((b) => b.fused).length} attention blocks fused`);
 

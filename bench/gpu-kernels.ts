@@ -12,7 +12,8 @@
  *   --tiles auto,128x128x16/8x8,64x64x16/4x4   fp32 SIMT tile sweep (BMxBNxBK/TMxTN, threads = BM/TM × BN/TN;
  *              "auto": what gemm() picks itself, tile and split-K): each
  *              config on 4096³ and the 4096- and 1024-token BERT GEMMs with their epilogues; nothing else runs
- *   --tc-tiles auto,64x64x32/2x2,128x64x32/4x2   tensor-core tile sweep (BMxBNxBK/WMxWN; "auto" as above): each config on 4096³
+ *   --tc-tiles auto,64x64x32/2x2,128x128x16/2x2d   tensor-core tile sweep (BMxBNxBK/WMxWN; a trailing "d": the
+ *              direct kernel, fragments straight from storage; "auto" as above): each config on 4096³
  *              and the 4096- and 1024-token BERT GEMMs with their epilogues (implies --fp16)
  *   --attention  only the fp32 attention rows (every tile variant of the subgroup kernel and the fallback)
  */
@@ -56,10 +57,10 @@ const FP16 = FP16_ONLY || arg("--fp16") > 0;
 
 /** "128x64x32/4x2" → a tile config. */
 function parseTile(spec: string): TcTile {
-  const m = /^(\d+)x(\d+)x(\d+)\/(\d+)x(\d+)$/.exec(spec);
-  if (!m) throw new Error(`--tc-tiles: bad tile ${spec} (want BMxBNxBK/WMxWN, e.g. 128x64x32/4x2)`);
-  const [BM, BN, BK, WM, WN] = m.slice(1).map(Number) as [number, number, number, number, number];
-  return { BM, BN, BK, WM, WN };
+  const m = /^(\d+)x(\d+)x(\d+)\/(\d+)x(\d+)(d?)$/.exec(spec);
+  if (!m) throw new Error(`--tc-tiles: bad tile ${spec} (want BMxBNxBK/WMxWN[d], e.g. 128x64x32/4x2)`);
+  const [BM, BN, BK, WM, WN] = m.slice(1, 6).map(Number) as [number, number, number, number, number];
+  return m[6] ? { BM, BN, BK, WM, WN, direct: true } : { BM, BN, BK, WM, WN };
 }
 /** Plain fp32 FMA peak of an H200 SXM (the vendor's datasheet; same as H100 SXM). */
 const FP32_PEAK_TFLOPS = 67;
@@ -75,7 +76,9 @@ console.log(
 console.log(
   `f16: ${JSON.stringify(ctx.f16)} | subgroup-matrix configs ${JSON.stringify(f.subgroupMatrixConfigs)}`,
 );
-console.log(`node ${process.version}, ${new Date().toISOString()}, reps ${REPS}`);
+console.log(
+  `node ${process.version}, ${new Date().toISOString()}, reps ${REPS}, Dawn robustness ${ctx.gpu.robustness ? "on" : "off"}`,
+);
 
 function filled(n: number, seed: number): Float32Array {
   const a = new Float32Array(n);

@@ -14,6 +14,16 @@ export const median = (xs: readonly number[]): number => {
   return s[Math.floor(s.length / 2)]!;
 };
 
+/**
+ * An idle GPU clocks down: a kernel timed right after the host spent a while compiling it would run during the
+ * ramp (on the H200 a 4096³ GEMM measured 2–4× slower first than later in the same process, and a tile sweep's
+ * rows disagreed with their own wall times). Every timeKernel keeps its kernel busy this long before timing,
+ * the first of a process longer.
+ */
+const WARM_MS = 100;
+const FIRST_WARM_MS = 300;
+let warmed = false;
+
 /** Compiles and warms (two recordings), then times `reps` recordings: GPU ms (NaN without timestamps), wall ms. */
 export async function timeKernel(
   ctx: WebGpuContext,
@@ -25,6 +35,14 @@ export async function timeKernel(
   record(warm);
   await warm.submit();
   await warm.done();
+  const warmMs = warmed ? WARM_MS : FIRST_WARM_MS;
+  for (const t0 = performance.now(); performance.now() - t0 < warmMs; ) {
+    const busy = ctx.recorder();
+    for (let r = 0; r < 8; r++) record(busy);
+    await busy.submit();
+    await busy.done();
+  }
+  warmed = true;
   let gpuMs = Number.NaN;
   if (ctx.gpu.features.timestampQuery) {
     const rec = ctx.recorder({ profile: true });

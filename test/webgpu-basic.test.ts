@@ -1,8 +1,10 @@
 import assert from "node:assert/strict";
 import { after, test } from "node:test";
 import { bucketSize } from "../src/backends/webgpu/buffer-pool.js";
-import type { WebGpuContext } from "../src/backends/webgpu/context.js";
+import { WebGpuContext } from "../src/backends/webgpu/context.js";
+import { dawnFlags, robustnessWanted } from "../src/backends/webgpu/device.js";
 import { binary, unary } from "../src/backends/webgpu/kernels/elementwise.js";
+import { gemm } from "../src/backends/webgpu/kernels/gemm.js";
 import { layerNorm, skipLayerNorm, softmax } from "../src/backends/webgpu/kernels/norm.js";
 import { OpError } from "../src/errors.js";
 import {
@@ -33,6 +35,59 @@ test("bucketSize: powers of two and 1.5x, at least 256", () => {
   assert.equal(bucketSize(700), 768);
   assert.equal(bucketSize(1000), 1024);
   assert.equal(bucketSize(1024), 1024);
+});
+
+test("dawnFlags: one enable and one disable flag, toggles merged in order without repeats", () => {
+  assert.deepEqual(
+    dawnFlags([
+      "enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia",
+      "disable-dawn-features=timestamp_quantization",
+      "backend=vulkan",
+      "enable-dawn-features=disable_robustness,allow_unsafe_apis",
+    ]),
+    [
+      "backend=vulkan",
+      "enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia,disable_robustness",
+      "disable-dawn-features=timestamp_quantization",
+    ],
+  );
+  assert.deepEqual(dawnFlags([]), []);
+});
+
+test("robustness: off by default, on by option or MHAFUSE_WEBGPU_ROBUSTNESS=1; results are the same", async (t) => {
+  const saved = process.env.MHAFUSE_WEBGPU_ROBUSTNESS;
+  try {
+    delete process.env.MHAFUSE_WEBGPU_ROBUSTNESS;
+    assert.equal(robustnessWanted({}), false);
+    assert.equal(robustnessWanted({ robustness: true }), true);
+    process.env.MHAFUSE_WEBGPU_ROBUSTNESS = "1";
+    assert.equal(robustnessWanted({}), true);
+    assert.equal(robustnessWanted({ robustness: false }), false);
+  } finally {
+    if (saved === undefined) delete process.env.MHAFUSE_WEBGPU_ROBUSTNESS;
+    else process.env.MHAFUSE_WEBGPU_ROBUSTNESS = saved;
+  }
+  const ctx = await withGpu(t);
+  if (!ctx) return;
+  assert.equal(ctx.gpu.robustness, robustnessWanted({}));
+  // The same GEMM (edge tiles: 33 × 17 over K = 20) with Dawn's bounds clamps on and off: identical bits.
+  const robust = await WebGpuContext.create({ robustness: true });
+  try {
+    assert.equal(robust.gpu.robustness, true);
+    const A = rand(33 * 20, 11);
+    const B = rand(20 * 17, 12);
+    const results: Float32Array[] = [];
+    for (const c of [ctx, robust]) {
+      const out = empty(c, [33, 17]);
+      const rec = c.recorder();
+      gemm(c, rec, { a: upload(c, A, [33, 20]), b: upload(c, B, [20, 17]), out });
+      await rec.submit();
+      results.push(await read(c, out));
+    }
+    assert.deepEqual(results[0], results[1]);
+  } finally {
+    robust.dispose();
+  }
 });
 
 test("device: features and limits are reported, the pool reuses buffers", async (t) => {

@@ -19,9 +19,13 @@ import { castF16ToF32, castF32ToF16 } from "../src/backends/webgpu/kernels/cast.
 import type { GpuTensor } from "../src/backends/webgpu/kernels/common.js";
 import { gemm } from "../src/backends/webgpu/kernels/gemm.js";
 import {
+  TC_TILE_DIRECT,
+  TC_TILE_DIRECT_SOLO,
   TC_TILE_LARGE,
   TC_TILE_LARGE_W4,
   TC_TILE_SOLO,
+  type TcTile,
+  tcGemmDirectSource,
   tcGemmKey,
   tcGemmSource,
 } from "../src/backends/webgpu/kernels/gemm-tc.js";
@@ -192,6 +196,10 @@ test("fp16 GEMM (every kernel on this device) vs float64: odd shapes, batches, 8
       // Split-K on tensor cores (few 64×64 tiles, K ≥ 512): a ragged last slice, an edge row block, GELU.
       [1, 70, 96, 1000, false, "bias+gelu", undefined],
       [1, 128, 768, 3072, false, "bias+res", undefined],
+      // The direct kernel: clamped edge fragments (M = 130, 40, 100), a batched B.
+      [1, 130, 256, 80, false, "bias+gelu", multi ? TC_TILE_DIRECT : TC_TILE_DIRECT_SOLO],
+      [2, 40, 48, 64, true, "bias+res", multi ? TC_TILE_DIRECT : TC_TILE_DIRECT_SOLO],
+      [1, 100, 768, 768, false, "bias+res", multi ? TC_TILE_DIRECT : TC_TILE_DIRECT_SOLO],
     );
   let seed = 100;
   for (const kernel of kernels(ctx))
@@ -219,7 +227,7 @@ test("fp16 GEMM (every kernel on this device) vs float64: odd shapes, batches, 8
       await rec.submit();
       const got = await read16(ctx, out);
       const want = gemmRef(A, B, batch, bB, M, N, K, useBias ? bias : undefined, g, useR ? R : undefined);
-      const what = `${kernel} [${batch}x${M}x${N}x${K}] ${epi}${tile ? ` tile ${tile.BM}x${tile.BN}/${tile.WM}x${tile.WN}` : ""}`;
+      const what = `${kernel} [${batch}x${M}x${N}x${K}] ${epi}${tile ? ` tile ${tile.BM}x${tile.BN}/${tile.WM}x${tile.WN}${tile.direct ? " direct" : ""}` : ""}`;
       const worst = assertRows(got, want, batch * M, N, 1e-2, what);
       console.log(`# fp16 gemm ${what}: max |diff| / row rms = ${worst.toExponential(2)}`);
     }
@@ -288,6 +296,83 @@ test("tensor-core split-K GEMM WGSL, emulated subgroup matrices (lavapipe): part
         useR ? R : undefined,
       );
       assertRows(got, want, M, N, 1e-2, `emulated tensor-core [${M}x${N}x${K}] ${epi}, ${kSlices} K slices`);
+    }
+  } finally {
+    ctx.f16 = saved;
+  }
+});
+
+test("direct tensor-core GEMM WGSL, emulated subgroup matrices (lavapipe): edge fragments, epilogues, split-K", async (t) => {
+  const ctx = await f16Context();
+  if (typeof ctx === "string") return t.skip(ctx);
+  if (!ctx.gpu.features.shaderF16 || !ctx.f16) return t.skip("no shader-f16");
+  if (ctx.f16.syntax) return t.skip("real tensor cores here: the fp16 GEMM test runs them");
+  const saved = ctx.f16;
+  ctx.f16 = { ...saved, syntax: "template", multiSubgroup: false, sgBuiltin: false };
+  // One subgroup of 2×2 fragments (32×32): M = 40 clamps the last row fragment to rows 24..39 (rows 24..31 are
+  // the previous fragment's), N = 48 clamps the second tile's second column fragment onto its first.
+  const tile: TcTile = { BM: 32, BN: 32, BK: 16, WM: 1, WN: 1, direct: true };
+  try {
+    const shapes: [number, number, number, string, number][] = [
+      [40, 48, 48, "bias+gelu", 1],
+      [40, 32, 64, "bias+res", 2],
+      [16, 16, 16, "none", 1],
+    ];
+    let seed = 950;
+    for (const [M, N, K, epi, kSlices] of shapes) {
+      const g = epi === "bias+gelu";
+      const useR = epi === "bias+res";
+      const split = kSlices > 1;
+      const flags = {
+        vec: true,
+        bias: !split && epi !== "none",
+        gelu: !split && g,
+        residual: !split && useR,
+        split,
+      };
+      ctx.pipelines.get(tcGemmKey("template", tile, flags, false), () =>
+        emulateSubgroupMatrices(tcGemmDirectSource(tile, flags, "template"), 32),
+      );
+      const A = round16(rand(M * K, seed++));
+      const B = round16(rand(K * N, seed++));
+      const bias = round16(rand(N, seed++));
+      const R = round16(rand(M * N, seed++));
+      const out = empty16(ctx, [M, N]);
+      const rec = ctx.recorder();
+      gemm(ctx, rec, {
+        precision: "fp16",
+        f16Kernel: "tensor-core",
+        tcTile: tile,
+        kSlices,
+        a: up16(ctx, A, [M, K]),
+        b: up16(ctx, B, [K, N]),
+        bias: epi !== "none" ? up16(ctx, bias, [N]) : undefined,
+        gelu: g,
+        residual: useR ? up16(ctx, R, [M, N]) : undefined,
+        out,
+      });
+      await rec.submit();
+      const got = await read16(ctx, out);
+      const want = gemmRef(
+        A,
+        B,
+        1,
+        false,
+        M,
+        N,
+        K,
+        epi !== "none" ? bias : undefined,
+        g,
+        useR ? R : undefined,
+      );
+      assertRows(
+        got,
+        want,
+        M,
+        N,
+        1e-2,
+        `emulated direct tensor-core [${M}x${N}x${K}] ${epi}, ${kSlices} K slices`,
+      );
     }
   } finally {
     ctx.f16 = saved;

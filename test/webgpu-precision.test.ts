@@ -58,9 +58,13 @@ async function warnings<T>(f: () => Promise<T>): Promise<{ value: T; lines: stri
   }
 }
 
-test("precision option: bad values are OptionError; the cpu provider runs fp32 with a notice", async () => {
+test("precision and webgpuRobustness options: bad values are OptionError; the cpu provider runs fp32 with a notice", async () => {
   const path = `${FIXTURES}onnx/bert_eager.onnx`;
-  for (const bad of [{ precision: "fp8" }, { precision: "fp16", f16Kernel: "wmma" }])
+  for (const bad of [
+    { precision: "fp8" },
+    { precision: "fp16", f16Kernel: "wmma" },
+    { executionProviders: ["webgpu"], webgpuRobustness: "yes" },
+  ])
     await assert.rejects(
       InferenceSession.create(path, bad as never),
       (e: unknown) => e instanceof OptionError && e.code === "OPTION_INVALID",

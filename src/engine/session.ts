@@ -84,6 +84,14 @@ export interface SessionOptions {
    * replay, why. Profiled and verify runs never replay.
    */
   replay?: boolean;
+  /**
+   * mhafuse, webgpu: keep Dawn's robustness transform, which clamps every memory access of every shader into
+   * bounds (default false, as onnxruntime's WebGPU provider creates its device: the kernels bound their own
+   * accesses, and the clamps halved the tensor-core GEMM and took a third off fp32 attention on an H200 —
+   * bench/RESULTS.md). true is slower, for chasing a kernel suspected of reading out of bounds;
+   * MHAFUSE_WEBGPU_ROBUSTNESS=1 sets the default to true.
+   */
+  webgpuRobustness?: boolean;
 }
 
 function memoryLimit(options: SessionOptions): number {
@@ -183,7 +191,12 @@ export class InferenceSession {
     backendOptions: CpuBackendOptions,
     provider: Provider,
     private readonly paddingRemoval: boolean,
-    gpuOptions: { precision?: Precision; f16Kernel?: "auto" | F16Kernel; replay?: boolean } = {},
+    gpuOptions: {
+      precision?: Precision;
+      f16Kernel?: "auto" | F16Kernel;
+      replay?: boolean;
+      robustness?: boolean;
+    } = {},
   ) {
     this.provider = provider;
     this.backend = provider === "webgpu" ? new WebGpuBackend(gpuOptions) : new CpuBackend(backendOptions);
@@ -270,6 +283,7 @@ export class InferenceSession {
     for (const [name, value] of [
       ["removePadding", options.removePadding],
       ["replay", options.replay],
+      ["webgpuRobustness", options.webgpuRobustness],
     ] as const)
       if (value !== undefined && typeof value !== "boolean")
         throw new OptionError(`${name} must be true or false, got ${JSON.stringify(value)}`);
@@ -295,7 +309,12 @@ export class InferenceSession {
       (options.removePadding ?? provider === "cpu") &&
         tolerance === undefined &&
         (prebuilt !== undefined || level === "extended" || level === "all"),
-      { precision: options.precision, f16Kernel: options.f16Kernel, replay: options.replay },
+      {
+        precision: options.precision,
+        f16Kernel: options.f16Kernel,
+        replay: options.replay,
+        robustness: options.webgpuRobustness,
+      },
     );
   }
 

@@ -9,9 +9,22 @@ import { BackendUnavailableError, MhafuseError } from "../../errors.js";
 /** Dawn toggles that expose shader-f16 and subgroup matrices on NVIDIA through Vulkan (not settable in browsers). */
 export const DAWN_UNSAFE_TOGGLES = ["enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia"];
 
+/**
+ * Dawn's robustness transform: every storage and workgroup access of every shader clamped into bounds, which on
+ * the H200 halves the tensor-core GEMM (bench/tc-roofline.ts, bench/RESULTS.md). The kernels here bound their
+ * own accesses (loads clamped or masked at tile edges, stores checked), so the engine turns it off on dawn.node,
+ * as onnxruntime's WebGPU execution provider does for its own device.
+ */
+export const DAWN_NO_ROBUSTNESS = "disable_robustness";
+
 export interface WebGpuDeviceOptions {
   /** Dawn instance toggles, passed to `create()` of the `webgpu` package, e.g. DAWN_UNSAFE_TOGGLES. */
   toggles?: readonly string[];
+  /**
+   * Keep Dawn's robustness transform (bounds clamps in every shader): slower, for debugging a kernel suspected
+   * of reading out of bounds. Default false (DAWN_NO_ROBUSTNESS); MHAFUSE_WEBGPU_ROBUSTNESS=1 sets it too.
+   */
+  robustness?: boolean;
   powerPreference?: GPUPowerPreference;
   /**
    * Adds DAWN_UNSAFE_TOGGLES to `toggles`: on NVIDIA through Vulkan, shader-f16 and subgroup matrices (tensor
@@ -119,6 +132,8 @@ export class WebGpuDevice {
   readonly features: WebGpuFeatures;
   readonly limits: GPUSupportedLimits;
   readonly adapterInfo: WebGpuAdapterInfo;
+  /** Whether Dawn's robustness transform is on for this device's shaders (WebGpuDeviceOptions.robustness). */
+  readonly robustness: boolean;
   /** Set when the device is lost (driver reset, or dispose()); later work fails with WebGpuError. */
   lostReason: string | undefined;
   #disposed = false;
@@ -128,8 +143,15 @@ export class WebGpuDevice {
    */
   readonly #instance: GPU;
 
-  constructor(instance: GPU, device: GPUDevice, features: WebGpuFeatures, info: WebGpuAdapterInfo) {
+  constructor(
+    instance: GPU,
+    device: GPUDevice,
+    features: WebGpuFeatures,
+    info: WebGpuAdapterInfo,
+    robustness = true,
+  ) {
     this.#instance = instance;
+    this.robustness = robustness;
     this.device = device;
     this.features = features;
     this.limits = device.limits;
@@ -168,6 +190,33 @@ export class WebGpuError extends MhafuseError {
   }
 }
 
+/** Whether Dawn's robustness transform stays on: the option, else MHAFUSE_WEBGPU_ROBUSTNESS=1. */
+export function robustnessWanted(options: WebGpuDeviceOptions): boolean {
+  return options.robustness ?? process.env.MHAFUSE_WEBGPU_ROBUSTNESS === "1";
+}
+
+/**
+ * The `create()` flags with every `enable-dawn-features=` and `disable-dawn-features=` merged into one flag
+ * each (dawn.node keeps only the last value of a repeated flag), toggles deduplicated in order; other flags
+ * pass through.
+ */
+export function dawnFlags(flags: readonly string[]): string[] {
+  const merged = new Map<string, string[]>();
+  const rest: string[] = [];
+  for (const flag of flags) {
+    const m = /^(enable|disable)-dawn-features=(.*)$/.exec(flag);
+    if (!m) {
+      rest.push(flag);
+      continue;
+    }
+    const key = `${m[1]}-dawn-features`;
+    const list = merged.get(key) ?? [];
+    for (const t of m[2]!.split(",")) if (t !== "" && !list.includes(t)) list.push(t);
+    merged.set(key, list);
+  }
+  return [...rest, ...[...merged].map(([k, v]) => `${k}=${v.join(",")}`)];
+}
+
 /**
  * Creates a device on the default (or preferred) adapter. Throws BackendUnavailableError when the `webgpu`
  * package is missing, no adapter exists (no Vulkan driver: run shared/tools/webgpu-cpu/install.sh for lavapipe),
@@ -177,7 +226,13 @@ export async function createWebGpuDevice(options: WebGpuDeviceOptions = {}): Pro
   const mod = await loadWebGpuModule();
   let gpu: GPU;
   try {
-    gpu = mod.create([...(options.toggles ?? []), ...(options.unsafeF16 ? DAWN_UNSAFE_TOGGLES : [])]);
+    gpu = mod.create(
+      dawnFlags([
+        ...(options.toggles ?? []),
+        ...(options.unsafeF16 ? DAWN_UNSAFE_TOGGLES : []),
+        ...(robustnessWanted(options) ? [] : [`enable-dawn-features=${DAWN_NO_ROBUSTNESS}`]),
+      ]),
+    );
   } catch (e) {
     throw new BackendUnavailableError("webgpu", `dawn.node could not start: ${(e as Error).message}`);
   }
@@ -222,10 +277,16 @@ export async function createWebGpuDevice(options: WebGpuDeviceOptions = {}): Pro
       ? readSubgroupMatrixConfigs(adapter)
       : [],
   };
-  return new WebGpuDevice(gpu, device, features, {
-    vendor: info.vendor,
-    architecture: info.architecture,
-    device: info.device,
-    description: info.description,
-  });
+  return new WebGpuDevice(
+    gpu,
+    device,
+    features,
+    {
+      vendor: info.vendor,
+      architecture: info.architecture,
+      device: info.device,
+      description: info.description,
+    },
+    robustnessWanted(options),
+  );
 }

@@ -39,6 +39,11 @@ export interface TcTile {
   /** Subgroups along M and N. */
   WM: number;
   WN: number;
+  /**
+   * No workgroup staging (tcGemmDirectSource): each subgroup loads its fragments straight from storage, the
+   * reuse between subgroups left to the caches; BK is then ignored (the K step is one 16-deep fragment).
+   */
+  direct?: boolean;
 }
 export const TC_TILE_LARGE: TcTile = { BM: 128, BN: 128, BK: 32, WM: 2, WN: 4 };
 /** Four subgroups of 64×64 each: more fragments per subgroup (16 accumulators), fewer threads. */
@@ -46,6 +51,10 @@ export const TC_TILE_LARGE_W4: TcTile = { BM: 128, BN: 128, BK: 32, WM: 2, WN: 2
 export const TC_TILE_SMALL: TcTile = { BM: 64, BN: 64, BK: 32, WM: 2, WN: 2 };
 /** One subgroup per workgroup (4×4 fragments), for compilers that need uniform fragment offsets. */
 export const TC_TILE_SOLO: TcTile = { BM: 64, BN: 64, BK: 32, WM: 1, WN: 1 };
+/** The direct kernel (tcGemmDirectSource): four subgroups of 64×64, fragments straight from storage. */
+export const TC_TILE_DIRECT: TcTile = { BM: 128, BN: 128, BK: 16, WM: 2, WN: 2, direct: true };
+/** The direct kernel with one subgroup (compilers that need uniform fragment offsets). */
+export const TC_TILE_DIRECT_SOLO: TcTile = { BM: 64, BN: 64, BK: 16, WM: 1, WN: 1, direct: true };
 /** Fragment edge (the 16×16×16 config). */
 const F = 16;
 const SG = 32;
@@ -72,6 +81,7 @@ const FIELDS: UniformFields = [
 
 /** Workgroup memory of a tile config, in bytes. */
 export function tcSharedBytes(t: TcTile): number {
+  if (t.direct) return 4 * t.WM * t.WN * F * F;
   return 2 * 2 * (t.BM * (t.BK + PAD) + t.BK * (t.BN + PAD)) + 4 * t.WM * t.WN * F * F;
 }
 
@@ -88,13 +98,7 @@ export function tcGemmSource(t: TcTile, f: TcFlags, syntax: MatrixSyntax, sgBuil
   const ASZ = BM * AS;
   const BSZ = BK * BS;
   const ty = matrixTypes({ M: F, N: F, K: F });
-  const decls: StorageDecl[] = [
-    { name: "A", type: f.vec ? "vec4<u32>" : "f16" },
-    { name: "B", type: f.vec ? "vec4<u32>" : "f16" },
-  ];
-  if (f.bias) decls.push({ name: "bias", type: f.vec ? "vec4<u32>" : "f16" });
-  if (f.residual) decls.push({ name: "R", type: f.vec ? "vec4<u32>" : "f16" });
-  decls.push({ name: "C", type: f.split ? "f32" : f.vec ? "vec4<u32>" : "f16", write: true });
+  const decls = epilogueDecls(f, f.vec ? "vec4<u32>" : "f16");
 
   // Global → registers (prefetch) and registers → workgroup memory, per thread, fully unrolled.
   const fetch: string[] = [];
@@ -157,57 +161,15 @@ export function tcGemmSource(t: TcTile, f: TcFlags, syntax: MatrixSyntax, sgBuil
     mma.push("    }");
   }
 
-  // Epilogue: lane → row lane / 2, columns (lane % 2) · 8 .. + 7 of the fragment.
-  const epi: string[] = [];
-  const value = (x: string, col: string) => {
-    let v = x;
-    if (f.bias) v = `${v} + ${col === "" ? "bv" : `bv[${col}]`}`;
-    if (f.gelu) v = `gelu_f32(${v})`;
-    if (f.residual) v = `${v} + ${col === "" ? "rv" : `rv[${col}]`}`;
-    return v;
-  };
-  for (let i = 0; i < FM; i++)
-    for (let j = 0; j < FN; j++) {
-      epi.push(`  ${matrixStore(syntax, "&scratch", "sg * 256u", `acc${i}_${j}`, "16u")};
-  workgroupBarrier();
-  {
-    let gm = m0 + wm * ${SMr}u + ${i * F}u + lane / 2u;
-    let gn = n0 + wn * ${SNc}u + ${j * F}u + (lane % 2u) * 8u;
-    let s = sg * 256u + (lane / 2u) * 16u + (lane % 2u) * 8u;`);
-      if (f.split) {
-        epi.push(`    for (var c = 0u; c < 8u; c++) {
-      if (gm < u.M && gn + c < u.N) { C[wid.z * u.M * u.N + gm * u.N + gn + c] = scratch[s + c]; }
-    }`);
-      } else if (f.vec) {
-        const parts = ["x", "y", "z", "w"].map((w, q) => {
-          let p = `vec2<f32>(scratch[s + ${2 * q}u], scratch[s + ${2 * q + 1}u])`;
-          if (f.bias) p = `${p} + unpack2x16float(bq.${w})`;
-          if (f.gelu) p = `gelu2(${p})`;
-          if (f.residual) p = `${p} + unpack2x16float(rq.${w})`;
-          return `pack2x16float(${p})`;
-        });
-        epi.push(`    if (gm < u.M && gn < u.N) {
-      let ci = (cBase + gm * u.N + gn) / 8u;
-      ${f.bias ? "let bq = bias[gn / 8u];" : ""}
-      ${f.residual ? "let rq = R[ci];" : ""}
-      C[ci] = vec4<u32>(${parts.join(", ")});
-    }`);
-      } else {
-        epi.push(`    for (var c = 0u; c < 8u; c++) {
-      let n = gn + c;
-      if (gm < u.M && n < u.N) {
-        ${f.bias ? "let bv = f32(bias[n]);" : ""}
-        ${f.residual ? "let rv = f32(R[cBase + gm * u.N + n]);" : ""}
-        C[cBase + gm * u.N + n] = f16(${value("scratch[s + c]", "")});
-      }
-    }`);
-      }
-      epi.push("  }\n  workgroupBarrier();");
-    }
+  const epi = epilogue(FM, FN, f, syntax, (i, j) => ({
+    gm: `m0 + wm * ${SMr}u + ${i * F}u + lane / 2u`,
+    gn: `n0 + wn * ${SNc}u + ${j * F}u + (lane % 2u) * 8u`,
+    rowOk: "gm < u.M",
+  }));
 
   const multi = WM * WN > 1;
   const builtin = multi && sgBuiltin;
-  return `${TC_HEADER}${builtin ? SUBGROUP_BUILTINS.enable : ""}${uniformStruct(FIELDS)}${bindings(decls)}${f.gelu ? `${ERF_WGSL}fn gelu2(p: vec2<f32>) -> vec2<f32> { return vec2<f32>(gelu_f32(p.x), gelu_f32(p.y)); }\n` : ""}
+  return `${TC_HEADER}${builtin ? SUBGROUP_BUILTINS.enable : ""}${uniformStruct(FIELDS)}${bindings(decls)}${f.gelu ? GELU2_WGSL : ""}
 var<workgroup> As: array<f16, ${2 * ASZ}>;
 var<workgroup> Bs: array<f16, ${2 * BSZ}>;
 var<workgroup> scratch: array<f32, ${WM * WN * 256}>;
@@ -247,9 +209,156 @@ ${epi.join("\n")}
 }`;
 }
 
+/**
+ * The epilogue of both kernels, one accumulator fragment at a time through the subgroup's 16×16 f32 scratch:
+ * lane → row lane / 2, columns (lane % 2) · 8 .. + 7 of the fragment; `at(i, j)` gives the fragment's global
+ * row `gm` and first column `gn` of the lane, and `rowOk` the rows this fragment may write.
+ */
+function epilogue(
+  FM: number,
+  FN: number,
+  f: TcFlags,
+  syntax: MatrixSyntax,
+  at: (i: number, j: number) => { gm: string; gn: string; rowOk: string },
+): string[] {
+  const epi: string[] = [];
+  const value = (x: string) => {
+    let v = x;
+    if (f.bias) v = `${v} + bv`;
+    if (f.gelu) v = `gelu_f32(${v})`;
+    if (f.residual) v = `${v} + rv`;
+    return v;
+  };
+  for (let i = 0; i < FM; i++)
+    for (let j = 0; j < FN; j++) {
+      const { gm, gn, rowOk } = at(i, j);
+      epi.push(`  ${matrixStore(syntax, "&scratch", "sg * 256u", `acc${i}_${j}`, "16u")};
+  workgroupBarrier();
+  {
+    let gm = ${gm};
+    let gn = ${gn};
+    let s = sg * 256u + (lane / 2u) * 16u + (lane % 2u) * 8u;`);
+      if (f.split) {
+        epi.push(`    for (var c = 0u; c < 8u; c++) {
+      if (${rowOk} && gn + c < u.N) { C[wid.z * u.M * u.N + gm * u.N + gn + c] = scratch[s + c]; }
+    }`);
+      } else if (f.vec) {
+        const parts = ["x", "y", "z", "w"].map((w, q) => {
+          let p = `vec2<f32>(scratch[s + ${2 * q}u], scratch[s + ${2 * q + 1}u])`;
+          if (f.bias) p = `${p} + unpack2x16float(bq.${w})`;
+          if (f.gelu) p = `gelu2(${p})`;
+          if (f.residual) p = `${p} + unpack2x16float(rq.${w})`;
+          return `pack2x16float(${p})`;
+        });
+        epi.push(`    if (${rowOk} && gn < u.N) {
+      let ci = (cBase + gm * u.N + gn) / 8u;
+      ${f.bias ? "let bq = bias[gn / 8u];" : ""}
+      ${f.residual ? "let rq = R[ci];" : ""}
+      C[ci] = vec4<u32>(${parts.join(", ")});
+    }`);
+      } else {
+        epi.push(`    for (var c = 0u; c < 8u; c++) {
+      let n = gn + c;
+      if (${rowOk} && n < u.N) {
+        ${f.bias ? "let bv = f32(bias[n]);" : ""}
+        ${f.residual ? "let rv = f32(R[cBase + gm * u.N + n]);" : ""}
+        C[cBase + gm * u.N + n] = f16(${value("scratch[s + c]")});
+      }
+    }`);
+      }
+      epi.push("  }\n  workgroupBarrier();");
+    }
+  return epi;
+}
+
+/** The epilogue's storage bindings: A and B, then bias, residual and C as the flags ask. */
+function epilogueDecls(f: TcFlags, ab: "f16" | "vec4<u32>"): StorageDecl[] {
+  const decls: StorageDecl[] = [
+    { name: "A", type: ab },
+    { name: "B", type: ab },
+  ];
+  if (f.bias) decls.push({ name: "bias", type: f.vec ? "vec4<u32>" : "f16" });
+  if (f.residual) decls.push({ name: "R", type: f.vec ? "vec4<u32>" : "f16" });
+  decls.push({ name: "C", type: f.split ? "f32" : f.vec ? "vec4<u32>" : "f16", write: true });
+  return decls;
+}
+
+const GELU2_WGSL = `${ERF_WGSL}fn gelu2(p: vec2<f32>) -> vec2<f32> { return vec2<f32>(gelu_f32(p.x), gelu_f32(p.y)); }\n`;
+
+/**
+ * The direct kernel: no workgroup staging. Each subgroup owns FM×FN accumulator fragments and, every 16 rows
+ * of K, loads its FM left and FN right fragments straight from storage (the tile's A rows and B columns are
+ * shared between its subgroups and neighbouring workgroups through L1/L2). With Dawn's robustness transform
+ * off this beats the staged kernel on the H200 (bench/tc-roofline.ts: fragments from a cached storage region
+ * reach 260–360 TFLOP/s, from workgroup memory far less).
+ *
+ * Needs M ≥ 16, N % 16 = 0 and K % 16 = 0, K ≥ 16 (and kChunk % 16 = 0 when split): a fragment whose rows or columns
+ * would pass the edge starts 16 before the edge instead, so no load leaves the tensor; the epilogue writes only
+ * the rows and columns at or after the fragment's own origin.
+ */
+export function tcGemmDirectSource(t: TcTile, f: TcFlags, syntax: MatrixSyntax, sgBuiltin = false): string {
+  const { BM, BN, WM, WN } = t;
+  const T = SG * WM * WN;
+  const SMr = BM / WM;
+  const SNc = BN / WN;
+  const FM = SMr / F;
+  const FN = SNc / F;
+  const ty = matrixTypes({ M: F, N: F, K: F });
+  const origins: string[] = [];
+  for (let i = 0; i < FM; i++) origins.push(`  let ra${i} = min(r0 + ${i * F}u, u.M - ${F}u);`);
+  for (let j = 0; j < FN; j++) origins.push(`  let cb${j} = min(c0 + ${j * F}u, u.N - ${F}u);`);
+  const acc: string[] = [];
+  const mma: string[] = [];
+  // Register double buffering: the fragments of the next K step are loaded before this step's products.
+  const load = (kk: string, pre: string) => [
+    ...Array.from(
+      { length: FM },
+      (_, i) => `${pre}a${i} = ${matrixLoad(syntax, ty.left, "&A", `aBase + ra${i} * u.K + ${kk}`, "u.K")};`,
+    ),
+    ...Array.from(
+      { length: FN },
+      (_, j) => `${pre}b${j} = ${matrixLoad(syntax, ty.right, "&B", `bBase + ${kk} * u.N + cb${j}`, "u.N")};`,
+    ),
+  ];
+  acc.push(...load("kLo", "  var "));
+  mma.push("    let kn = min(k + 16u, kHi - 16u);", ...load("kn", "    let n"));
+  for (let i = 0; i < FM; i++)
+    for (let j = 0; j < FN; j++) {
+      acc.push(`  var acc${i}_${j} = ${ty.result}();`);
+      mma.push(`    acc${i}_${j} = subgroupMatrixMultiplyAccumulate(a${i}, b${j}, acc${i}_${j});`);
+    }
+  for (let i = 0; i < FM; i++) mma.push(`    a${i} = na${i};`);
+  for (let j = 0; j < FN; j++) mma.push(`    b${j} = nb${j};`);
+  const epi = epilogue(FM, FN, f, syntax, (i, j) => ({
+    gm: `ra${i} + lane / 2u`,
+    gn: `cb${j} + (lane % 2u) * 8u`,
+    rowOk: `gm >= r0 + ${i * F}u && gm < u.M && gn >= c0 + ${j * F}u`,
+  }));
+  const multi = WM * WN > 1;
+  const builtin = multi && sgBuiltin;
+  return `${TC_HEADER}${builtin ? SUBGROUP_BUILTINS.enable : ""}${uniformStruct(FIELDS)}${bindings(epilogueDecls(f, "f16"))}${f.gelu ? GELU2_WGSL : ""}
+var<workgroup> scratch: array<f32, ${WM * WN * 256}>;
+
+@compute @workgroup_size(${T})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) tid: u32${builtin ? SUBGROUP_BUILTINS.params : ""}) {
+  let sg = ${!multi ? "0u" : builtin ? "sgid" : `tid / ${SG}u`}; let lane = ${builtin ? "sgLane" : `tid % ${SG}u`};
+  let wm = sg / ${WN}u; let wn = sg % ${WN}u;
+  let aBase = wid.z * u.strideA; let bBase = wid.z * u.strideB; let cBase = wid.z * u.strideC;
+  let kLo = ${f.split ? "wid.z * u.kChunk" : "0u"}; let kHi = ${f.split ? "min(u.K, kLo + u.kChunk)" : "u.K"};
+  // This subgroup's block: rows from r0, columns from c0; fragments clamped to the edges (see above).
+  let r0 = wid.y * ${BM}u + wm * ${SMr}u; let c0 = wid.x * ${BN}u + wn * ${SNc}u;
+${origins.join("\n")}
+${acc.join("\n")}
+  for (var k = kLo; k < kHi; k += ${F}u) {
+${mma.join("\n")}
+  }
+${epi.join("\n")}
+}`;
+}
+
 /** The pipeline-cache key of a tile config and its flags (everything baked into the WGSL). */
 export function tcGemmKey(syntax: MatrixSyntax, t: TcTile, f: TcFlags, sgBuiltin: boolean): string {
-  return `gemm-tc:${syntax}:${t.BM}x${t.BN}x${t.BK}:${t.WM}x${t.WN}:v${+f.vec}:bias${+f.bias}:gelu${+f.gelu}:res${+f.residual}:split${+!!f.split}:sgb${+sgBuiltin}`;
+  return `gemm-tc:${syntax}:${t.BM}x${t.BN}x${t.BK}:${t.WM}x${t.WN}${t.direct ? "d" : ""}:v${+f.vec}:bias${+f.bias}:gelu${+f.gelu}:res${+f.residual}:split${+!!f.split}:sgb${+sgBuiltin}`;
 }
 
 export interface TcGemmArgs {
@@ -285,7 +394,10 @@ export function recordTcGemm(
   };
   // 128×128 tiles only when they fill the GPU (~132 SMs) a couple of times over; else 64×64.
   const large = !split && Math.ceil(M / 128) * Math.ceil(N / 128) * nBatch >= 264;
-  const t = args.tile ?? (!multiSubgroup ? TC_TILE_SOLO : large ? TC_TILE_LARGE : TC_TILE_SMALL);
+  const staged = !multiSubgroup ? TC_TILE_SOLO : large ? TC_TILE_LARGE : TC_TILE_SMALL;
+  // A direct tile where its edge rule holds (tcGemmDirectSource), else the staged kernel.
+  const directOk = M >= F && N % F === 0 && K >= F && K % F === 0 && (!split || split.kChunk % F === 0);
+  const t = args.tile && (!args.tile.direct || directOk) ? args.tile : staged;
   const limit = ctx.gpu.limits.maxComputeWorkgroupStorageSize;
   if (tcSharedBytes(t) > limit)
     throw new OpError(
@@ -293,7 +405,9 @@ export function recordTcGemm(
       `tensor-core tile ${t.BM}×${t.BN}×${t.BK} needs ${tcSharedBytes(t)} B of workgroup memory, the device has ${limit}`,
     );
   const key = tcGemmKey(syntax, t, f, sgBuiltin);
-  const k = ctx.pipelines.get(key, () => tcGemmSource(t, f, syntax, sgBuiltin));
+  const k = ctx.pipelines.get(key, () =>
+    t.direct ? tcGemmDirectSource(t, f, syntax, sgBuiltin) : tcGemmSource(t, f, syntax, sgBuiltin),
+  );
   const bufs = [args.a.buffer, args.b.buffer];
   if (f.bias && args.bias) bufs.push(args.bias.buffer);
   if (f.residual && args.residual) bufs.push(args.residual.buffer);

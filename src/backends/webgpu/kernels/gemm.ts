@@ -339,7 +339,9 @@ export function gemm(ctx: WebGpuContext, rec: CommandRecorder, args: GemmArgs): 
         );
       const shape = { M, N, K, batch, bBatch, nBatch };
       // Split-K as the fp32 path does (64×64 tiles, slices of a multiple of the 32-row K step).
-      const slices = nBatch === 1 && !args.tcTile ? (args.kSlices ?? splitKSlices(M, N, K)) : 1;
+      // A forced tile runs unsplit unless the slices are forced too.
+      const slices =
+        nBatch === 1 && (!args.tcTile || args.kSlices) ? (args.kSlices ?? splitKSlices(M, N, K)) : 1;
       const { kChunk, S } = kSliceChunks(K, slices, 32);
       const split = S > 1 ? { kChunk, slices: S, partial: rec.temp(S * M * N * 4) } : undefined;
       recordTcGemm(
