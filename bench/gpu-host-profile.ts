@@ -4,9 +4,12 @@
  * (issue 10: a [1,128] run's GPU works ~3.7 ms of its wall time).
  *
  *   node --cpu-prof --cpu-prof-dir=DIR --import tsx bench/gpu-host-profile.ts [--shape 1x128] [--runs 200]
- *   [--precision fp16] [--no-replay]
+ *   [--precision fp16] [--no-replay] [--phases]
+ *   --phases  also the median of each phase of a replayed run: host work until the submit, the wait until the
+ *             outputs are mapped (GPU work), the copy out
  */
 import { parseArgs } from "node:util";
+import { onReplayPhases, type ReplayPhases } from "../src/backends/webgpu/graph/replay-plan.js";
 import { InferenceSession } from "../src/engine/session.js";
 import { bertInputs, buildBertGraph } from "../src/models/bert.js";
 import { benchConfig } from "./gpu-fp16.js";
@@ -17,6 +20,7 @@ const { values } = parseArgs({
     runs: { type: "string", default: "200" },
     precision: { type: "string", default: "fp32" },
     "no-replay": { type: "boolean", default: false },
+    phases: { type: "boolean", default: false },
   },
 });
 const [B, S] = values.shape!.split("x").map(Number) as [number, number];
@@ -29,6 +33,8 @@ const session = await InferenceSession.fromGraph(graph, {
 });
 const feeds = bertInputs(Array(B).fill(S), S, cfg.vocab);
 for (let i = 0; i < 10; i++) await session.run(feeds);
+const phases: ReplayPhases[] = [];
+if (values.phases) onReplayPhases((p) => phases.push(p));
 const times: number[] = [];
 for (let i = 0; i < Number(values.runs); i++) {
   const t0 = performance.now();
@@ -41,4 +47,14 @@ console.log(
   `BERT ${cfg.layers}x${cfg.hidden} [${B},${S}] ${values.precision}${values["no-replay"] ? ", no replay" : ""}: ` +
     `median ${q(0.5)} ms (p10 ${q(0.1)}, p90 ${q(0.9)}) over ${times.length} runs`,
 );
+if (phases.length > 0) {
+  const med = (k: keyof ReplayPhases) => {
+    const xs = phases.map((p) => p[k]).sort((a, b) => a - b);
+    return xs[Math.floor(xs.length / 2)]!.toFixed(2);
+  };
+  console.log(
+    `replayed runs (${phases.length}), median ms: host until submit ${med("hostMs")}, submit until the ` +
+      `outputs are mapped ${med("waitMs")}, copy out ${med("copyMs")}`,
+  );
+}
 await session.release();

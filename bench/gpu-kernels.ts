@@ -13,7 +13,8 @@
  *              "auto": what gemm() picks itself, tile and split-K): each
  *              config on 4096³ and the 4096- and 1024-token BERT GEMMs with their epilogues; nothing else runs
  *   --tc-tiles auto,64x64x32/2x2,128x128x16/2x2d   tensor-core tile sweep (BMxBNxBK/WMxWN; a trailing "d": the
- *              direct kernel, fragments straight from storage; "auto" as above): each config on 4096³
+ *              direct kernel, fragments straight from storage; "p": two register stages of prefetch; "auto" as
+ *              above): each config on 4096³
  *              and the 4096- and 1024-token BERT GEMMs with their epilogues (implies --fp16)
  *   --attention  only the fp32 attention rows (every tile variant of the subgroup kernel and the fallback)
  */
@@ -57,10 +58,13 @@ const FP16 = FP16_ONLY || arg("--fp16") > 0;
 
 /** "128x64x32/4x2" → a tile config. */
 function parseTile(spec: string): TcTile {
-  const m = /^(\d+)x(\d+)x(\d+)\/(\d+)x(\d+)(d?)$/.exec(spec);
-  if (!m) throw new Error(`--tc-tiles: bad tile ${spec} (want BMxBNxBK/WMxWN[d], e.g. 128x64x32/4x2)`);
+  const m = /^(\d+)x(\d+)x(\d+)\/(\d+)x(\d+)([dp]?)$/.exec(spec);
+  if (!m) throw new Error(`--tc-tiles: bad tile ${spec} (want BMxBNxBK/WMxWN[d|p], e.g. 128x64x32/4x2)`);
   const [BM, BN, BK, WM, WN] = m.slice(1, 6).map(Number) as [number, number, number, number, number];
-  return m[6] ? { BM, BN, BK, WM, WN, direct: true } : { BM, BN, BK, WM, WN };
+  const t: TcTile = { BM, BN, BK, WM, WN };
+  if (m[6] === "d") t.direct = true;
+  if (m[6] === "p") t.deep = true;
+  return t;
 }
 /** Plain fp32 FMA peak of an H200 SXM (the vendor's datasheet; same as H100 SXM). */
 const FP32_PEAK_TFLOPS = 67;
@@ -194,6 +198,7 @@ for (const [B, S] of FP16_ONLY
   for (const [Br, RT] of [
     [64, 8],
     [64, 4],
+    [96, 4],
     [48, 6],
     [32, 8],
     [32, 4],
@@ -209,12 +214,15 @@ for (const [B, S] of FP16_ONLY
     await measure(`  … ${label}`, flops, (rec) =>
       packedQkvAttention(ctx, rec, { qkv, numHeads: N, lengths, out, ...o }),
     );
+  await measure(`  … K/V tiles loaded right before use (no register prefetch)`, flops, (rec) =>
+    packedQkvAttention(ctx, rec, { qkv, numHeads: N, lengths, out, prefetchKV: false }),
+  );
   // The portable fallback where the adapter has no subgroups of >= 8.
   await measure(`  … workgroup-memory softmax (no subgroups)`, flops, (rec) =>
     packedQkvAttention(ctx, rec, { qkv, numHeads: N, lengths, out, subgroups: false }),
   );
   // Where the time goes: the same kernel without one stage (wrong results, timing only).
-  for (const ablate of ["softmax", "pv"] as const)
+  for (const ablate of ["softmax", "pv", "loads", "qk"] as const)
     await measure(`  … without the ${ablate} stage`, flops, (rec) =>
       packedQkvAttention(ctx, rec, { qkv, numHeads: N, lengths, out, ablate }),
     );

@@ -88,6 +88,7 @@ interface Tuning {
   rowTile?: number;
   rowsPerThread?: number;
   shuffleP?: boolean;
+  prefetchKV?: boolean;
 }
 
 async function runPacked(
@@ -381,10 +382,15 @@ const FAST_VARIANTS: Tuning[] = [
   ...[8, 4].flatMap((rowsPerThread) => [64, 32].map((rowTile) => ({ rowsPerThread, rowTile }))),
   { rowsPerThread: 6, rowTile: 48 },
 ].flatMap((v) => [false, true].map((shuffleP) => ({ ...v, shuffleP })));
+// The K/V tiles loaded right before their use instead of through registers (the prefetch is the default).
+FAST_VARIANTS.push(
+  { rowsPerThread: 4, rowTile: 32, prefetchKV: false },
+  { rowsPerThread: 4, rowTile: 64, prefetchKV: false },
+);
 
 /** Whether the last dispatches compiled this variant of the subgroup kernel (not the fallback). */
 function usedVariant(ctx: Exclude<Awaited<ReturnType<typeof gpuContext>>, string>, v: Tuning): boolean {
-  const tag = `:Br${v.rowTile}:sg1:rt${v.rowsPerThread}${v.shuffleP ? ":shp" : ""}`;
+  const tag = `:Br${v.rowTile}:sg1:rt${v.rowsPerThread}${v.shuffleP ? ":shp" : ""}${v.prefetchKV === false ? ":nopf" : ""}`;
   return ctx.pipelines.keys().some((k) => k.startsWith("flash:") && k.endsWith(tag));
 }
 

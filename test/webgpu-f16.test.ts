@@ -200,6 +200,10 @@ test("fp16 GEMM (every kernel on this device) vs float64: odd shapes, batches, 8
       [1, 130, 256, 80, false, "bias+gelu", multi ? TC_TILE_DIRECT : TC_TILE_DIRECT_SOLO],
       [2, 40, 48, 64, true, "bias+res", multi ? TC_TILE_DIRECT : TC_TILE_DIRECT_SOLO],
       [1, 100, 768, 768, false, "bias+res", multi ? TC_TILE_DIRECT : TC_TILE_DIRECT_SOLO],
+      // Two register stages of prefetch: many K steps, two (K = 40), one (K = 16).
+      [1, 130, 264, 200, false, "bias+gelu", { ...(multi ? TC_TILE_LARGE : TC_TILE_SOLO), deep: true }],
+      [2, 70, 96, 40, true, "bias+res", { ...(multi ? TC_TILE_LARGE : TC_TILE_SOLO), deep: true }],
+      [1, 33, 64, 16, false, "none", { ...(multi ? TC_TILE_LARGE : TC_TILE_SOLO), deep: true }],
     );
   let seed = 100;
   for (const kernel of kernels(ctx))
@@ -227,7 +231,7 @@ test("fp16 GEMM (every kernel on this device) vs float64: odd shapes, batches, 8
       await rec.submit();
       const got = await read16(ctx, out);
       const want = gemmRef(A, B, batch, bB, M, N, K, useBias ? bias : undefined, g, useR ? R : undefined);
-      const what = `${kernel} [${batch}x${M}x${N}x${K}] ${epi}${tile ? ` tile ${tile.BM}x${tile.BN}/${tile.WM}x${tile.WN}${tile.direct ? " direct" : ""}` : ""}`;
+      const what = `${kernel} [${batch}x${M}x${N}x${K}] ${epi}${tile ? ` tile ${tile.BM}x${tile.BN}/${tile.WM}x${tile.WN}${tile.direct ? " direct" : ""}${tile.deep ? " deep" : ""}` : ""}`;
       const worst = assertRows(got, want, batch * M, N, 1e-2, what);
       console.log(`# fp16 gemm ${what}: max |diff| / row rms = ${worst.toExponential(2)}`);
     }

@@ -17,11 +17,23 @@ export function prefaultedBuffer(bytes: number): ArrayBuffer {
   return buffer;
 }
 
-/** Maps `staging` (its first `dest.byteLength` bytes are the outputs), copies them into `dest`, unmaps. */
-export async function copyMappedInto(staging: GPUBuffer, dest: ArrayBuffer): Promise<void> {
+/**
+ * Maps `staging` (its first `dest.byteLength` bytes are the outputs), copies them into `dest`, unmaps; `timing`
+ * gets when the map resolved (performance.now()) and the milliseconds of the copy, when given.
+ */
+export async function copyMappedInto(
+  staging: GPUBuffer,
+  dest: ArrayBuffer,
+  timing?: { mappedAt: number; copyMs: number },
+): Promise<void> {
   try {
     await staging.mapAsync(1 /* GPUMapMode.READ */, 0, staging.size);
+    const t1 = performance.now();
     new Uint8Array(dest).set(new Uint8Array(staging.getMappedRange(0, staging.size), 0, dest.byteLength));
+    if (timing) {
+      timing.mappedAt = t1;
+      timing.copyMs = performance.now() - t1;
+    }
   } finally {
     if (staging.mapState === "mapped") staging.unmap();
   }

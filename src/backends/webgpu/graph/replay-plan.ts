@@ -164,13 +164,23 @@ export class ReplayPlan {
    */
   async run(feeds: Readonly<Record<string, Tensor>>): Promise<Record<string, Tensor> | string> {
     if (this.#released) return "the plan was released";
+    const t0 = performance.now();
     const ready = this.#prepare(feeds);
     if (typeof ready === "string") return ready;
     const gpu = this.#graph.gpu;
     gpu.gpu.checkAlive("replay");
     for (const w of ready.writes) gpu.pool.write(w.staging, w.data);
     submitTape(gpu.gpu.device, this.#commands, "mhafuse replay");
-    return this.#readOut(ready.values);
+    const submitted = performance.now();
+    const timing = replayPhaseListener ? { mappedAt: submitted, copyMs: 0 } : undefined;
+    const result = await this.#readOut(ready.values, timing);
+    if (timing)
+      replayPhaseListener?.({
+        hostMs: submitted - t0,
+        waitMs: timing.mappedAt - submitted,
+        copyMs: timing.copyMs,
+      });
+    return result;
   }
 
   describe(): ReplaySummary {
@@ -243,14 +253,17 @@ export class ReplayPlan {
   }
 
   /** Step 6: the fetched device values from the staging buffer, host values from the run or the recording. */
-  async #readOut(values: Map<string, RunValue>): Promise<Record<string, Tensor>> {
+  async #readOut(
+    values: Map<string, RunValue>,
+    timing?: { mappedAt: number; copyMs: number },
+  ): Promise<Record<string, Tensor>> {
     const { outputs, staging, total } = this.#out;
     let bytes = new ArrayBuffer(0);
     if (staging && total > 0) {
       // The tape is submitted: the GPU works while the destination's pages are touched (readback.ts).
       bytes = prefaultedBuffer(total);
       try {
-        await copyMappedInto(staging, bytes);
+        await copyMappedInto(staging, bytes, timing);
       } catch (e) {
         throw new WebGpuError("replay", `mapping the outputs failed: ${(e as Error).message}`);
       }
@@ -273,6 +286,22 @@ export class ReplayPlan {
     }
     return result;
   }
+}
+
+/**
+ * Where a replayed run's wall time went: `hostMs` from the call to the submit (host steps, writes, encoding),
+ * `waitMs` from there until the outputs' staging buffer was mapped (the GPU's work, touching the destination's
+ * pages meanwhile, and the map), `copyMs` the copy out of it. For benches (bench/gpu-host-profile.ts --phases); nothing is measured without a listener.
+ */
+export interface ReplayPhases {
+  hostMs: number;
+  waitMs: number;
+  copyMs: number;
+}
+let replayPhaseListener: ((p: ReplayPhases) => void) | undefined;
+/** Sets (or with undefined clears) the process-wide listener of replayed runs' phases. */
+export function onReplayPhases(listener: ((p: ReplayPhases) => void) | undefined): void {
+  replayPhaseListener = listener;
 }
 
 function resolve(s: SlotSource, values: ReadonlyMap<string, RunValue>): RunValue | undefined {

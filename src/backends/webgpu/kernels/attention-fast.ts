@@ -30,6 +30,7 @@ import {
   storeRow,
   TX,
   tileLoader,
+  tilePrefetcher,
 } from "./attention-wgsl.js";
 
 export interface FastConfig extends AttentionIo {
@@ -42,7 +43,16 @@ export interface FastConfig extends AttentionIo {
    * workgroup memory and 2 barriers per key tile instead of 3, for RT shuffles per key.
    */
   shuffleP?: boolean;
-  ablate?: "softmax" | "pv";
+  /**
+   * K and V tiles through registers (default where rows are vec4s): the next tile's global loads are issued
+   * before this tile's products and stored after them; false loads each tile before its use (the old way).
+   */
+  prefetchKV?: boolean;
+  /**
+   * Timing only (wrong results): drop a stage — the softmax's exp, P·V, the K/V tile loads after the first tile
+   * ("loads"), or the Q·Kᵀ products ("qk", constant scores).
+   */
+  ablate?: "softmax" | "pv" | "loads" | "qk";
 }
 
 /** Odd, so rows read at the same time by consecutive lanes fall into distinct vec4 banks. */
@@ -193,6 +203,32 @@ export function fastAttentionSource(c: FastConfig): string {
   const pv = c.ablate !== "pv";
   const pvCode = !pv ? "" : c.shuffleP ? pvShuffleBlock(RT, NV, VS) : pvBlock(RT, TY, NV, VS, PS);
   const pVars = c.shuffleP ? Array.from({ length: RT }, (_, r) => `    var p${r} = vec4<f32>(0.0);`) : [];
+  // K/V tiles through registers (vec4 rows only): the next tile's global loads overlap this tile's work.
+  const prefetch = c.vec4 && c.prefetchKV !== false;
+  const pk = prefetch
+    ? tilePrefetcher(c, T, {
+        name: "kpre",
+        dst: "Ks",
+        src: "K",
+        rowsInTile: BC,
+        width: c.H,
+        stride: QS,
+        gbase: "kBase",
+        ss: "u.kSS",
+      })
+    : undefined;
+  const pvv = prefetch
+    ? tilePrefetcher(c, T, {
+        name: "vpre",
+        dst: "Vs",
+        src: "V",
+        rowsInTile: BC,
+        width: c.HV,
+        stride: VS,
+        gbase: "vBase",
+        ss: "u.vSS",
+      })
+    : undefined;
   return `${attentionHead(c, true)}
 var<workgroup> Qs: array<vec4<f32>, ${Br * QS}>;
 var<workgroup> Ks: array<vec4<f32>, ${BC * QS}>;
@@ -204,8 +240,23 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 ${attentionPrologue(c, Br, T, QS)}
 ${rows.join("\n")}
 
+${prefetch ? `${pk!.decl}\n${pvv!.decl}\n  {\n${pk!.fetch("0u", (r) => `${r} < kvEnd`)}\n  if (${pv}) {\n${pvv!.fetch("0u", (r) => `${r} < kvEnd`)}\n  }\n  }` : ""}
   for (var k0 = 0u; k0 < kvEnd; k0 += ${BC}u) {
-    {
+    ${
+      prefetch
+        ? `// This tile from the registers, then the next tile's loads fly while this one is used.
+${pk!.stash}
+${pvv!.stash}
+    workgroupBarrier();
+    let kn = k0 + ${BC}u;
+    if (${c.ablate === "loads" ? "false" : "kn < kvEnd"}) {
+${pk!.fetch("kn", (r) => `kn + ${r} < kvEnd`)}
+      // Ablated P·V: the V loads stay in the source (the binding must stay in the layout), never run.
+      if (${pv}) {
+${pvv!.fetch("kn", (r) => `kn + ${r} < kvEnd`)}
+      }
+    }`
+        : `if (${c.ablate === "loads" ? "k0 == 0u" : "true"}) {
       let base = k0;
 ${loadRows("Ks", "K", BC, c.H, QS, "base + r < kvEnd", "kBase", "u.kSS", "")}
       // Ablated P·V: the V load stays in the source (the binding must stay in the layout), never runs.
@@ -213,8 +264,9 @@ ${loadRows("Ks", "K", BC, c.H, QS, "base + r < kvEnd", "kBase", "u.kSS", "")}
 ${loadRows("Vs", "V", BC, c.HV, VS, "base + r < kvEnd", "vBase", "u.vSS", "")}
       }
     }
-    workgroupBarrier();
-${scoreBlock(RT, TY, round4(c.H) / 4, QS)}
+    workgroupBarrier();`
+    }
+${c.ablate === "qk" ? Array.from({ length: RT }, (_, r) => `    let s${r} = vec4<f32>(f32(k0 + ${r}u) * 1e-3);`).join("\n") : scoreBlock(RT, TY, round4(c.H) / 4, QS)}
 ${pVars.join("\n")}
 ${soft.join("\n")}
     ${c.shuffleP ? "// P stays in registers: no barrier before P·V." : "workgroupBarrier();"}

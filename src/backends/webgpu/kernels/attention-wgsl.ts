@@ -99,6 +99,46 @@ export function tileLoader(c: AttentionIo, T: number) {
   };
 }
 
+/**
+ * The vec4 tile loader split in two for register prefetch: `fetch` loads this thread's share of rows
+ * [base, base + rowsInTile) into registers `{name}0..` (zeros past `valid`), `stash` stores them into the tile
+ * `dst`; `decl` declares the registers. Thread tid takes the vec4s tid, tid + T, … of the tile.
+ */
+export function tilePrefetcher(
+  c: AttentionIo,
+  T: number,
+  t: {
+    name: string;
+    dst: string;
+    src: string;
+    rowsInTile: number;
+    width: number;
+    stride: number;
+    gbase: string;
+    ss: string;
+  },
+) {
+  const per = t.width / 4;
+  const total = t.rowsInTile * per;
+  const n = Math.ceil(total / T);
+  const at = (i: number, body: (e: string) => string) =>
+    `    { let e = ${i * T}u + tid;${total % T === 0 ? ` ${body("e")}` : ` if (e < ${total}u) { ${body("e")} }`} }`;
+  return {
+    decl: Array.from({ length: n }, (_, i) => `  var ${t.name}${i} = vec4<f32>(0.0);`).join("\n"),
+    fetch: (base: string, valid: (r: string) => string) =>
+      Array.from({ length: n }, (_, i) =>
+        at(
+          i,
+          (e) =>
+            `let r = ${e} / ${per}u; let dv = ${e} % ${per}u; ${t.name}${i} = vec4<f32>(0.0); if (${valid("r")}) { ${t.name}${i} = ${widen(c, `${t.src}[(${t.gbase} + (seqStart + ${base} + r) * ${t.ss}) / 4u + dv]`)}; }`,
+        ),
+      ).join("\n"),
+    stash: Array.from({ length: n }, (_, i) =>
+      at(i, (e) => `${t.dst}[(${e} / ${per}u) * ${t.stride}u + ${e} % ${per}u] = ${t.name}${i};`),
+    ).join("\n"),
+  };
+}
+
 /** The additive bias of score x at (b, n, i, j), where the config has one. */
 export function biasRead(c: AttentionIo): string {
   return c.bias ? "x = x + bias[u.bOff + b * u.bBS + n * u.bHS + i * u.bRS + j * u.bKS];" : "";

@@ -107,9 +107,10 @@ export interface FlashAttentionArgs {
   /**
    * Benchmarking only — the results are wrong: leave out one stage to see what it costs (the "time variants
    * that leave a stage out" method; WebGPU has no per-instruction counters). "softmax": the per-row online
-   * softmax phase; "pv": the V load and the P·V product.
+   * softmax phase; "pv": the V load and the P·V product; subgroup kernel only: "loads" the K/V tile loads
+   * after the first tile, "qk" the Q·Kᵀ products.
    */
-  ablate?: "softmax" | "pv";
+  ablate?: "softmax" | "pv" | "loads" | "qk";
   /**
    * Query rows per workgroup (default: 64 where workgroup memory allows, else 32): a multiple of 4, and of
    * rowsPerThread for the subgroup kernel.
@@ -122,6 +123,11 @@ export interface FlashAttentionArgs {
    * or false: through a P tile in workgroup memory.
    */
   shuffleP?: boolean;
+  /**
+   * Subgroup kernel only: K/V tiles through registers, the next tile's loads in flight while this one is used
+   * (default true where rows are vec4s); false loads each tile right before its use — tests, benchmarks.
+   */
+  prefetchKV?: boolean;
   /**
    * "fp32" (default): Q, K, V, O float32. "fp16": Q, K, V, O IEEE f16 (bias stays f32), scores, softmax and
    * accumulation in f32 — on tensor cores where the context detected them and the problem fits (head size
@@ -334,7 +340,7 @@ function fastConfig(a: FlashAttentionArgs, io: AttentionIo, limit: number): Fast
     throw new OpError(OP, `rowTile ${a.rowTile} must be a positive multiple of 4 and of rowsPerThread ${RT}`);
   const shuffleP = a.shuffleP ?? FAST_DEFAULT.shuffleP;
   for (const Br of a.rowTile ? [a.rowTile] : [FAST_DEFAULT.rowTile, 32]) {
-    const c = { ...io, RT, TY: Br / RT, shuffleP, ablate: a.ablate };
+    const c = { ...io, RT, TY: Br / RT, shuffleP, ablate: a.ablate, prefetchKV: a.prefetchKV };
     if (fastAttentionSharedBytes(c) <= limit) return c;
   }
   return undefined;
@@ -432,8 +438,10 @@ export function flashAttention(ctx: WebGpuContext, rec: CommandRecorder, a: Flas
   let Br: number;
   if (fast) {
     Br = fast.RT * fast.TY;
-    k = ctx.pipelines.get(`${name}:${flags}:Br${Br}:sg1:rt${fast.RT}${fast.shuffleP ? ":shp" : ""}`, () =>
-      fastAttentionSource(fast),
+    const pre = fast.prefetchKV === false ? ":nopf" : "";
+    k = ctx.pipelines.get(
+      `${name}:${flags}:Br${Br}:sg1:rt${fast.RT}${fast.shuffleP ? ":shp" : ""}${pre}`,
+      () => fastAttentionSource(fast),
     );
   } else {
     if (a.rowTile !== undefined && !(a.rowTile > 0 && a.rowTile % 4 === 0))
@@ -445,7 +453,11 @@ export function flashAttention(ctx: WebGpuContext, rec: CommandRecorder, a: Flas
         OP,
         `head size ${H}/${HV} needs ${attentionSharedBytes({ H, HV, Br })} bytes of workgroup memory, the device has ${limit}`,
       );
-    const c: Config = { ...io, Br, ablate: a.ablate };
+    const c: Config = {
+      ...io,
+      Br,
+      ablate: a.ablate === "softmax" || a.ablate === "pv" ? a.ablate : undefined,
+    };
     k = ctx.pipelines.get(`${name}:${flags}:Br${Br}:sg0`, () => attentionSource(c));
   }
   const bufs = [a.q, a.k, a.v];
@@ -518,6 +530,7 @@ export function packedQkvAttention(
     rowTile?: FlashAttentionArgs["rowTile"];
     rowsPerThread?: FlashAttentionArgs["rowsPerThread"];
     shuffleP?: boolean;
+    prefetchKV?: boolean;
     /** "fp16": qkv and out are f16 (see FlashAttentionArgs.precision). */
     precision?: Precision;
     f16Kernel?: F16Kernel;
@@ -557,6 +570,7 @@ export function packedQkvAttention(
     rowTile: args.rowTile,
     rowsPerThread: args.rowsPerThread,
     shuffleP: args.shuffleP,
+    prefetchKV: args.prefetchKV,
     precision: args.precision,
     f16Kernel: args.f16Kernel,
     subgroups: args.subgroups,

@@ -39,6 +39,8 @@ export interface TcTile {
   /** Subgroups along M and N. */
   WM: number;
   WN: number;
+  /** Staged kernel: two register stages of prefetch instead of one (see tcGemmSource's deepLoop). */
+  deep?: boolean;
   /**
    * No workgroup staging (tcGemmDirectSource): each subgroup loads its fragments straight from storage, the
    * reuse between subgroups left to the caches; BK is then ignored (the K step is one 16-deep fragment).
@@ -55,6 +57,8 @@ export const TC_TILE_SOLO: TcTile = { BM: 64, BN: 64, BK: 32, WM: 1, WN: 1 };
 export const TC_TILE_DIRECT: TcTile = { BM: 128, BN: 128, BK: 16, WM: 2, WN: 2, direct: true };
 /** The direct kernel with one subgroup (compilers that need uniform fragment offsets). */
 export const TC_TILE_DIRECT_SOLO: TcTile = { BM: 64, BN: 64, BK: 16, WM: 1, WN: 1, direct: true };
+/** 128×128 tensor-core tiles from this many up (see recordTcGemm). */
+const TC_LARGE_MIN_TILES = 132;
 /** Fragment edge (the 16×16×16 config). */
 const F = 16;
 const SG = 32;
@@ -167,6 +171,45 @@ export function tcGemmSource(t: TcTile, f: TcFlags, syntax: MatrixSyntax, sgBuil
     rowOk: "gm < u.M",
   }));
 
+  // One register stage: the loads of tile kt + 1 are issued before tile kt's products and stored after them.
+  const loop = `  workgroupBarrier();
+  for (var kt = 0u; kt < steps; kt++) {
+    let cur = kt & 1u; let dst = cur ^ 1u; let k0 = kLo + (kt + 1u) * ${BK}u;
+    let more = kt + 1u < steps;
+    if (more) {
+${fetch.join("\n")}
+    }
+${mma.join("\n")}
+    if (more) {
+${stash.join("\n")}
+    }
+    workgroupBarrier();
+  }`;
+  // Two register stages (TcTile.deep): tile kt + 1 waits in r* a whole step before it is stored, while the loads
+  // of tile kt + 2 fly into q* — a global load's latency is hidden behind two steps of products, not one.
+  const toQ = (line: string) => line.replace(/\br([ab])(\d+) = /g, "q$1$2 = ");
+  const deepLoop = `  if (steps > 1u) {
+    let k0 = kLo + ${BK}u;
+${fetch.join("\n")}
+  }
+${decl
+  .map(toQ)
+  .map((l) => l.replace(/var r([ab])/, "var q$1"))
+  .join("\n")}
+  workgroupBarrier();
+  for (var kt = 0u; kt < steps; kt++) {
+    let cur = kt & 1u; let dst = cur ^ 1u; let k0 = kLo + (kt + 2u) * ${BK}u;
+    if (kt + 2u < steps) {
+${fetch.map(toQ).join("\n")}
+    }
+${mma.join("\n")}
+    if (kt + 1u < steps) {
+${stash.join("\n")}
+    }
+    workgroupBarrier();
+${decl.map((l) => l.replace(/^\s*var r([ab])(\d+) = .*$/, "    r$1$2 = q$1$2;")).join("\n")}
+  }`;
+
   const multi = WM * WN > 1;
   const builtin = multi && sgBuiltin;
   return `${TC_HEADER}${builtin ? SUBGROUP_BUILTINS.enable : ""}${uniformStruct(FIELDS)}${bindings(decls)}${f.gelu ? GELU2_WGSL : ""}
@@ -192,19 +235,7 @@ ${acc.join("\n")}
 ${fetch.join("\n")}
 ${stash.join("\n")}
   }
-  workgroupBarrier();
-  for (var kt = 0u; kt < steps; kt++) {
-    let cur = kt & 1u; let dst = cur ^ 1u; let k0 = kLo + (kt + 1u) * ${BK}u;
-    let more = kt + 1u < steps;
-    if (more) {
-${fetch.join("\n")}
-    }
-${mma.join("\n")}
-    if (more) {
-${stash.join("\n")}
-    }
-    workgroupBarrier();
-  }
+${t.deep ? deepLoop : loop}
 ${epi.join("\n")}
 }`;
 }
@@ -358,7 +389,7 @@ ${epi.join("\n")}
 
 /** The pipeline-cache key of a tile config and its flags (everything baked into the WGSL). */
 export function tcGemmKey(syntax: MatrixSyntax, t: TcTile, f: TcFlags, sgBuiltin: boolean): string {
-  return `gemm-tc:${syntax}:${t.BM}x${t.BN}x${t.BK}:${t.WM}x${t.WN}${t.direct ? "d" : ""}:v${+f.vec}:bias${+f.bias}:gelu${+f.gelu}:res${+f.residual}:split${+!!f.split}:sgb${+sgBuiltin}`;
+  return `gemm-tc:${syntax}:${t.BM}x${t.BN}x${t.BK}:${t.WM}x${t.WN}${t.direct ? "d" : ""}${t.deep ? "p" : ""}:v${+f.vec}:bias${+f.bias}:gelu${+f.gelu}:res${+f.residual}:split${+!!f.split}:sgb${+sgBuiltin}`;
 }
 
 export interface TcGemmArgs {
@@ -392,8 +423,10 @@ export function recordTcGemm(
     residual: !split && !!args.residual,
     split: !!split,
   };
-  // 128×128 tiles only when they fill the GPU (~132 SMs) a couple of times over; else 64×64.
-  const large = !split && Math.ceil(M / 128) * Math.ceil(N / 128) * nBatch >= 264;
+  // 128×128 tiles once there is one per SM (an H200 has 132); else 64×64. With the robustness transform off the
+  // large tile won from 144 tiles up (the 1024-token QKV: 76 vs 72 TFLOP/s; 4096-token output and FFN2, 192
+  // tiles: 101 vs 95 and 94 vs 79) and lost at 48 (44 vs 55) — bench/h200-tc-tiles-deep-1129c.log.
+  const large = !split && Math.ceil(M / 128) * Math.ceil(N / 128) * nBatch >= TC_LARGE_MIN_TILES;
   const staged = !multiSubgroup ? TC_TILE_SOLO : large ? TC_TILE_LARGE : TC_TILE_SMALL;
   // A direct tile where its edge rule holds (tcGemmDirectSource), else the staged kernel.
   const directOk = M >= F && N % F === 0 && K >= F && K % F === 0 && (!split || split.kChunk % F === 0);
