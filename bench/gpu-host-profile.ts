@@ -4,7 +4,7 @@
  * (issue 10: a [1,128] run's GPU works ~3.7 ms of its wall time).
  *
  *   node --cpu-prof --cpu-prof-dir=DIR --import tsx bench/gpu-host-profile.ts [--shape 1x128] [--runs 200]
- *   [--precision fp16] [--no-replay] [--phases]
+ *   [--precision fp16] [--no-replay] [--phases] [--tiny | --layers N --hidden N --heads N --ffn N --vocab N]
  *   --phases  also the median of each phase of a replayed run: host work until the submit, the wait until the
  *             outputs are mapped (GPU work), the copy out
  */
@@ -21,6 +21,13 @@ const { values } = parseArgs({
     precision: { type: "string", default: "fp32" },
     "no-replay": { type: "boolean", default: false },
     phases: { type: "boolean", default: false },
+    // The model: BERT-base, or benchConfig's overrides (read from argv there).
+    tiny: { type: "boolean", default: false },
+    layers: { type: "string" },
+    hidden: { type: "string" },
+    heads: { type: "string" },
+    ffn: { type: "string" },
+    vocab: { type: "string" },
   },
 });
 const [B, S] = values.shape!.split("x").map(Number) as [number, number];

@@ -10,6 +10,7 @@
  *              subgroup matrices (needs --toggles on NVIDIA), else the SIMT fp16 kernels; implies --toggles
  *   --fp16-only  only the fp16 rows
  *   --tiles auto,128x128x16/8x8,64x64x16/4x4   fp32 SIMT tile sweep (BMxBNxBK/TMxTN, threads = BM/TM × BN/TN;
+ *              a "-loads" / "-smem" suffix times the tile without a stage, GemmTile.ablate;
  *              "auto": what gemm() picks itself, tile and split-K): each
  *              config on 4096³ and the 4096- and 1024-token BERT GEMMs with their epilogues; nothing else runs
  *   --tc-tiles auto,64x64x32/2x2,128x128x16/2x2d   tensor-core tile sweep (BMxBNxBK/WMxWN; a trailing "d": the
@@ -285,10 +286,12 @@ async function tileSweep(
 if (TILES) {
   const simt = (spec: string): [string, Partial<GemmArgs>] => {
     if (spec === "auto") return [spec, {}]; // what gemm() picks itself (tile, split-K)
-    const m = /^(\d+)x(\d+)x(\d+)\/(\d+)x(\d+)$/.exec(spec);
-    if (!m) throw new Error(`--tiles: bad tile ${spec} (want BMxBNxBK/TMxTN, e.g. 128x128x16/8x8)`);
-    const [BM, BN, BK, TM, TN] = m.slice(1).map(Number) as [number, number, number, number, number];
-    return [spec, { tile: { BM, BN, BK, TM, TN } }];
+    const m = /^(\d+)x(\d+)x(\d+)\/(\d+)x(\d+)(-loads|-smem)?$/.exec(spec);
+    if (!m)
+      throw new Error(`--tiles: bad tile ${spec} (want BMxBNxBK/TMxTN[-loads|-smem], e.g. 128x128x16/8x8)`);
+    const [BM, BN, BK, TM, TN] = m.slice(1, 6).map(Number) as [number, number, number, number, number];
+    const ablate = m[6] ? (m[6].slice(1) as "loads" | "smem") : undefined;
+    return [spec, { tile: ablate ? { BM, BN, BK, TM, TN, ablate } : { BM, BN, BK, TM, TN } }];
   };
   await tileSweep("simt", TILES.split(",").map(simt), tensor);
 }

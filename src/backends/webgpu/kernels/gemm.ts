@@ -34,6 +34,12 @@ export interface GemmTile {
   BK: number;
   TM: number;
   TN: number;
+  /**
+   * Timing only (wrong results; bench/gpu-kernels.ts --tiles): "loads" stages A and B only on the first K step,
+   * "smem" reads the same workgroup-memory words at every k (the compiler may keep them in registers: the FMAs
+   * alone).
+   */
+  ablate?: "loads" | "smem";
 }
 /**
  * 64×128 with 8×8 per thread (128 threads): on the H200 the same as 128×128 on 4096³ and FFN1 and 4–19% faster on
@@ -151,8 +157,9 @@ export function gemmSource(t: GemmTile, f: GemmFlags): string {
 
   const accDecl: string[] = [];
   const fma: string[] = [];
-  for (let i = 0; i < MI; i++) fma.push(`    let a${i} = As[k * ${BM4}u + ty + ${i * TY}u];`);
-  for (let j = 0; j < NJ; j++) fma.push(`    let b${j} = Bs[k * ${BN4}u + tx + ${j * TX}u];`);
+  const kk = t.ablate === "smem" ? "0u" : "k";
+  for (let i = 0; i < MI; i++) fma.push(`    let a${i} = As[${kk} * ${BM4}u + ty + ${i * TY}u];`);
+  for (let j = 0; j < NJ; j++) fma.push(`    let b${j} = Bs[${kk} * ${BN4}u + tx + ${j * TX}u];`);
   const comps = ["x", "y", "z", "w"];
   for (let i = 0; i < MI; i++)
     for (let r = 0; r < 4; r++)
@@ -198,8 +205,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   }
 ${accDecl.join("\n")}
   for (var k0 = kBegin; k0 < kEnd; k0 += ${BK}u) {
+    if (${t.ablate === "loads" ? "k0 == kBegin" : "true"}) {
 ${aLoads.join("\n")}
 ${bLoads.join("\n")}
+    }
     workgroupBarrier();
     for (var k = 0u; k < ${BK}u; k++) {
 ${fma.join("\n")}
@@ -375,7 +384,7 @@ export function gemm(ctx: WebGpuContext, rec: CommandRecorder, args: GemmArgs): 
   }
   const large = Math.ceil(M / TILE_LARGE.BM) * Math.ceil(N / TILE_LARGE.BN) * nBatch >= LARGE_TILE_MIN_TILES;
   const t = args.tile ?? (large ? TILE_LARGE : TILE_SMALL);
-  const key = `gemm${f16 ? "-f16" : ""}:${t.BM}x${t.BN}x${t.BK}:${t.TM}x${t.TN}:a${+f.aVec4}b${+f.bVec4}:bias${+f.bias}:gelu${+f.gelu}:res${+f.residual}`;
+  const key = `gemm${f16 ? "-f16" : ""}:${t.BM}x${t.BN}x${t.BK}:${t.TM}x${t.TN}${t.ablate ? `:ablate-${t.ablate}` : ""}:a${+f.aVec4}b${+f.bVec4}:bias${+f.bias}:gelu${+f.gelu}:res${+f.residual}`;
   const k = ctx.pipelines.get(key, () => gemmSource(t, f));
   const bufs = [args.a.buffer, args.b.buffer];
   if (args.bias) bufs.push(args.bias.buffer);
