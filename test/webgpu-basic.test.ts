@@ -3,6 +3,7 @@ import { after, test } from "node:test";
 import { bucketSize } from "../src/backends/webgpu/buffer-pool.js";
 import { WebGpuContext } from "../src/backends/webgpu/context.js";
 import { dawnFlags, robustnessWanted } from "../src/backends/webgpu/device.js";
+import { packedF16Kernel } from "../src/backends/webgpu/graph/kernels.js";
 import { binary, unary } from "../src/backends/webgpu/kernels/elementwise.js";
 import { gemm } from "../src/backends/webgpu/kernels/gemm.js";
 import { layerNorm, skipLayerNorm, softmax } from "../src/backends/webgpu/kernels/norm.js";
@@ -52,6 +53,14 @@ test("dawnFlags: one enable and one disable flag, toggles merged in order withou
     ],
   );
   assert.deepEqual(dawnFlags([]), []);
+});
+
+test("fp16 packed attention: SIMT up to 256 keys when the session chose tensor cores, else its choice", () => {
+  assert.equal(packedF16Kernel("tensor-core", 128), "simt");
+  assert.equal(packedF16Kernel("tensor-core", 256), "simt");
+  assert.equal(packedF16Kernel("tensor-core", 257), "tensor-core");
+  assert.equal(packedF16Kernel("simt", 4096), "simt");
+  assert.equal(packedF16Kernel(undefined, 64), undefined);
 });
 
 test("robustness: off by default, on by option or MHAFUSE_WEBGPU_ROBUSTNESS=1; results are the same", async (t) => {

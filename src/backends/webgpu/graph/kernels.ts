@@ -520,7 +520,7 @@ const qkvDef: GpuKernelDef = {
  * On the H200 the SIMT kernel beat the tensor-core one at 128 keys (0.100 vs 0.127 ms at [32,12,128,64]) and
  * lost at 512 (0.434 vs 0.400 ms at [8,12,512,64]); 256 lies between (bench/h200-kernels-fp16-attention-1129c.log).
  */
-function packedF16Kernel(chosen: F16Kernel | undefined, seqKV: number): F16Kernel | undefined {
+export function packedF16Kernel(chosen: F16Kernel | undefined, seqKV: number): F16Kernel | undefined {
   return chosen === "tensor-core" && seqKV <= PACKED_SIMT_MAX_KEYS ? "simt" : chosen;
 }
 const PACKED_SIMT_MAX_KEYS = 256;
