@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import * as ort from "onnxruntime-node";
 import { runGraph } from "../src/engine/executor.js";
+import { OpError } from "../src/errors.js";
 import { GraphBuilder } from "../src/ir/builder.js";
 import type { DType } from "../src/ir/dtype.js";
 import { Tensor } from "../src/ir/tensor.js";
@@ -453,3 +454,13 @@ for (const c of CASES) {
     }
   });
 }
+
+test("GroupQueryAttention: a past longer than past_key holds is an OpError (the cache would be read past its end)", () => {
+  // seqlens_k = 9 with S = 1 means 9 past rows; past_key holds 4.
+  const c = gqa("past > P", { num_heads: 2, kv_num_heads: 1 }, { B: 1, S: 1, P: 4, seqlens: [9], total: 10 });
+  const { graph, feeds } = graphFor(c);
+  assert.throws(
+    () => runGraph(graph, feeds),
+    (e: unknown) => e instanceof OpError && /past 9, past_key holds 4/.test(e.message),
+  );
+});

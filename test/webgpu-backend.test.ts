@@ -119,3 +119,54 @@ test("webgpu: a Transpose that moves only size-1 axes of a device value is an al
     await gpu.dispose();
   }
 });
+
+test("webgpu: var-seqlen QKVToContext checks cu_seqlens as the op's contract says before a kernel reads rows", async (t) => {
+  const ctx = await gpuContext();
+  if (typeof ctx === "string") return t.skip(ctx);
+  const E = 8;
+  const b = new GraphBuilder({ opset: 17, opsets: { mhafuse: 1 } });
+  const qkv = b.input("qkv", "float32", [12, 3 * E, 1, 1]);
+  const cu = b.input("cu", "int32", [4]);
+  const maxLen = b.input("max", "float32", [8]);
+  b.output(
+    b.op(
+      "QKVToContext",
+      [qkv, "", cu, maxLen],
+      { num_heads: 2, var_seqlen: 1 },
+      { outputs: ["y"], domain: "mhafuse" },
+    ),
+    "float32",
+  );
+  const graph = b.build();
+  const gpu = new WebGpuBackend();
+  try {
+    const prepared = await gpu.prepare(graph, planGraph(graph));
+    const feeds = (cuValues: number[]) => ({
+      qkv: new Tensor(
+        "float32",
+        Array.from({ length: 12 * 3 * E }, (_, i) => Math.cos(i)),
+        [12, 3 * E, 1, 1],
+      ),
+      cu: new Tensor("int32", cuValues, [4]),
+      max: new Tensor("float32", new Float32Array(8), [8]),
+    });
+    // A valid batch runs and matches the reference; a decreasing or shifted cu_seqlens is the op's InputError.
+    const good = feeds([0, 8, 8, 12]);
+    const got = await prepared.run(good, ["y"]);
+    assert.ok(maxAbsDiff(got.y!, runGraph(graph, good).get("y")!) <= 1e-5);
+    assert.ok(
+      (prepared as WebGpuPreparedGraph).onDevice.has(graph.nodes[0]!.name),
+      "the webgpu kernel ran it",
+    );
+    for (const [bad, why] of [
+      [[0, 8, 4, 12], /non-decreasing/],
+      [[2, 4, 8, 12], /must start at 0/],
+    ] as const)
+      await assert.rejects(
+        prepared.run(feeds([...bad]), ["y"]),
+        (e: unknown) => e instanceof Error && why.test(e.message),
+      );
+  } finally {
+    await gpu.dispose();
+  }
+});

@@ -6,6 +6,7 @@ import { dawnFlags, robustnessWanted } from "../src/backends/webgpu/device.js";
 import { packedF16Kernel } from "../src/backends/webgpu/graph/kernels.js";
 import { binary, unary } from "../src/backends/webgpu/kernels/elementwise.js";
 import { gemm } from "../src/backends/webgpu/kernels/gemm.js";
+import { gather } from "../src/backends/webgpu/kernels/layout.js";
 import { layerNorm, skipLayerNorm, softmax } from "../src/backends/webgpu/kernels/norm.js";
 import { OpError } from "../src/errors.js";
 import {
@@ -279,5 +280,30 @@ test("Softmax over the last axis matches float64, -inf entries give 0", async (t
       want.push(...e.map((v) => v / s));
     }
     assertClose(await read(ctx, out), want, 1e-6, `softmax ${rows}x${width}`);
+  }
+});
+
+test("gather with zeroNegative: padded rows are zeros and never read, even from an empty tensor", async (t) => {
+  const ctx = await withGpu(t);
+  if (!ctx) return;
+  // RestorePadding of a batch whose every token is padding: no rows to read, every index -1.
+  const hidden = 768;
+  for (const [rows, idx] of [
+    [0, [-1, -1, -1]],
+    [2, [1, -1, 0]],
+  ] as const) {
+    const x = rand(Math.max(rows * hidden, 1), 7);
+    const data =
+      rows > 0 ? upload(ctx, x, [1, rows, hidden]) : { buffer: ctx.pool.acquire(4), dims: [1, 0, hidden] };
+    const out = empty(ctx, [1, idx.length, hidden]);
+    const rec = ctx.recorder();
+    gather(ctx, rec, data, 1, ctx.pool.upload(Int32Array.from(idx)), idx.length, out, true);
+    await rec.submit();
+    const got = await read(ctx, out);
+    const want = new Float32Array(idx.length * hidden);
+    idx.forEach((r, n) => {
+      if (r >= 0) want.set(x.subarray(r * hidden, (r + 1) * hidden), n * hidden);
+    });
+    assert.deepEqual(got, want, `rows ${rows}, indices ${idx}`);
   }
 });

@@ -185,6 +185,8 @@ test("fp16 GEMM (every kernel on this device) vs float64: odd shapes, batches, 8
     [2, 33, 20, 17, true, "bias+res", undefined],
     [1, 40, 48, 64, false, "bias+gelu", undefined],
     [2, 65, 72, 40, false, "bias+res", undefined],
+    // K = 0: bias and residual only (the tensor-core kernel must not load a first tile).
+    [1, 7, 16, 0, false, "bias+res", undefined],
   ];
   // Multi-subgroup tiles where the compiler takes per-subgroup fragment offsets, else the one-subgroup tile.
   const multi = ctx.f16?.multiSubgroup === true;

@@ -88,7 +88,7 @@ export function gqaGeometry(
 
 /**
  * Per batch the past length (0 on the first prompt, S = total_sequence_length; else seqlens_k + 1 − S) and the
- * present cache length max(total, P), checked to fit.
+ * present cache length max(total, P), checked to fit: past + S within the present cache, past within P.
  */
 export function gqaPastLengths(
   node: Node,
@@ -99,8 +99,12 @@ export function gqaPastLengths(
   const present = Math.max(total, g.P);
   const pastLens = seqlensK.map((k, b) => {
     const past = g.S === total ? 0 : k + 1 - g.S;
-    if (past < 0 || past + g.S > present)
-      throw new OpError(node, `seqlens_k[${b}] = ${k} does not fit S = ${g.S} and the cache`);
+    // The past rows are read from past_key/past_value: no more of them than the P positions those hold.
+    if (past < 0 || past + g.S > present || past > g.P)
+      throw new OpError(
+        node,
+        `seqlens_k[${b}] = ${k} does not fit S = ${g.S} and the cache (past ${past}, past_key holds ${g.P})`,
+      );
     return past;
   });
   return { pastLens, present };
@@ -135,9 +139,10 @@ const GroupQueryAttention: OpDef = {
     const seqlensK = requireInput(node, inputs, 5).toNumbers();
     const total = requireInput(node, inputs, 6).getNumber(0);
     const [cosCache, sinCache] = [inputs[7], inputs[8]];
-    const { B, S, D, N, Nkv, H, P, packed } = gqaGeometry(node, inputs, seqlensK.length);
-    const firstPrompt = S === total;
-    const present = Math.max(total, P);
+    const g = gqaGeometry(node, inputs, seqlensK.length);
+    const { B, S, D, N, Nkv, H, P, packed } = g;
+    // Past lengths checked up front (the webgpu kernels share the rule), before any rotation or copy.
+    const { pastLens, present } = gqaPastLengths(node, g, seqlensK, total);
     const scaleAttr = attrFloat(node, "scale", 0);
     const scale = scaleAttr === 0 ? 1 / Math.sqrt(H) : scaleAttr;
     const softcap = attrFloat(node, "softcap", 0);
@@ -167,7 +172,7 @@ const GroupQueryAttention: OpDef = {
               : vv![(b * S + s) * Nkv * H + n * H + h]!;
           }
         }
-    const pastLen = (b: number) => (firstPrompt ? 0 : seqlensK[b]! + 1 - S);
+    const pastLen = (b: number) => pastLens[b]!;
     if (doRotary) {
       if (!cosCache || !sinCache) fail("do_rotary=1 needs cos_cache and sin_cache");
       const half = cosCache!.dims[1]!;
@@ -189,8 +194,6 @@ const GroupQueryAttention: OpDef = {
     const pv = pastValue?.toFloat64();
     for (let b = 0; b < B; b++) {
       const past = pastLen(b);
-      if (past < 0 || past + S > present)
-        fail(`seqlens_k[${b}] = ${seqlensK[b]} does not fit S = ${S} and the cache`);
       for (let n = 0; n < Nkv; n++) {
         const dst = (b * Nkv + n) * present * H;
         if (pk) {

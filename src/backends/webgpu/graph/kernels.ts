@@ -14,7 +14,7 @@ import { type Graph, type Node, normalizeDomain } from "../../../ir/graph.js";
 import type { Tensor } from "../../../ir/tensor.js";
 import { getOp } from "../../../ops/index.js";
 import { validTokens } from "../../../ops/padding.js";
-import { failFor, fixedLayout, isBatchFirst } from "../../../ops/qkv-to-context.js";
+import { failFor, fixedLayout, isBatchFirst, varSeqlenLayout } from "../../../ops/qkv-to-context.js";
 import { reduceGeometry } from "../../../ops/reduce.js";
 import { attrFloat, attrInt, attrString } from "../../../ops/registry.js";
 import { isOrderPreserving, transposePerm } from "../../../ops/transpose.js";
@@ -539,15 +539,21 @@ const qkvVarSeqlen: Pick<GpuKernelDef, "accepts" | "run"> = {
       ? undefined
       : "qkv is not [T, 3E, 1, 1]";
   },
-  run(k, [qkv, , cu]) {
+  run(k, [qkv, mask, cu, maxLen]) {
+    // The op's contract (cu_seqlens from 0, non-decreasing, ending at T, max_seqlen ≥ every length): the kernel
+    // trusts it for every row it reads.
+    varSeqlenLayout(
+      [asShapeTensor(qkv), asShapeTensor(mask), cu as Tensor, asShapeTensor(maxLen)],
+      attrInt(k.node, "num_heads"),
+      k.node.attrs.hidden_size ? attrInt(k.node, "hidden_size") : undefined,
+      failFor(k.node),
+    );
     const Q = k.device(qkv!, storage(k));
     const [T, E3] = Q.dims as [number, number];
     const c = cu as Tensor;
     const cuInts = Int32Array.from({ length: c.size }, (_, i) => c.getNumber(i));
     let maxSeqlen = 0;
     for (let b = 0; b + 1 < cuInts.length; b++) maxSeqlen = Math.max(maxSeqlen, cuInts[b + 1]! - cuInts[b]!);
-    if (cuInts[cuInts.length - 1] !== T)
-      failFor(k.node)(`cu_seqlens ends at ${cuInts[cuInts.length - 1]}, qkv has T = ${T} tokens`);
     const out = k.alloc([T, E3 / 3, 1, 1], "float32", !!k.f16);
     if (T > 0)
       varSeqlenQkvAttention(k.gpu, k.rec, {

@@ -141,9 +141,9 @@ export function tcAttentionSource(c: TcAttentionConfig, syntax: MatrixSyntax): s
   for (let e = 0; e < chunks; e++) {
     decl.push(`  var rk${e} = vec4<u32>(0u); var rv${e} = vec4<u32>(0u);`);
     fetch.push(`    { let idx = ${e * T}u + tid; let row = idx / ${H / 8}u; let c = (idx % ${H / 8}u) * 8u;
-      let key = t0 + row; let ok = key < kvEnd; let kk = seqStart + min(key, max(kvEnd, 1u) - 1u);
-      rk${e} = select(vec4<u32>(0u), K[(kBase + kk * u.kSS + c) / 8u], ok);
-      rv${e} = select(vec4<u32>(0u), V[(vBase + kk * u.vSS + c) / 8u], ok); }`);
+      let key = t0 + row; let kk = seqStart + key;
+      rk${e} = vec4<u32>(0u); rv${e} = vec4<u32>(0u);
+      if (key < kvEnd) { rk${e} = K[(kBase + kk * u.kSS + c) / 8u]; rv${e} = V[(vBase + kk * u.vSS + c) / 8u]; } }`);
     const put = (arr: string, reg: string) =>
       [0, 1, 2, 3]
         .map(
@@ -245,7 +245,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   // storage buffer that reaches past its end is clamped as a whole by Dawn's robustness, corrupting valid rows.
   for (var e = tid; e < ${(BR * H) / 8}u; e += ${T}u) {
     let row = e / ${H / 8}u; let c = (e % ${H / 8}u) * 8u; let i = rowBase + row;
-    let x = select(vec4<u32>(0u), Q[(qBase + (seqStart + min(i, max(qLen, 1u) - 1u)) * u.qSS + c) / 8u], i < qLen);
+    // Loaded only inside the sequence: with Dawn's robustness off nothing clamps a row past the tensor (an empty
+    // last sequence of a var-seqlen batch starts at T).
+    var x = vec4<u32>(0u);
+    if (i < qLen) { x = Q[(qBase + (seqStart + i) * u.qSS + c) / 8u]; }
     let o = row * ${KS}u + c;
     ${[0, 1, 2, 3].map((w) => `{ let h = bitcast<vec2<f16>>(x[${w}]); Qs[o + ${2 * w}u] = h.x; Qs[o + ${2 * w + 1}u] = h.y; }`).join(" ")}
   }

@@ -108,6 +108,12 @@ export function tcGemmSource(t: TcTile, f: TcFlags, syntax: MatrixSyntax, sgBuil
   const fetch: string[] = [];
   const stash: string[] = [];
   const decl: string[] = [];
+  const per = f.vec ? [(BM * BK) / 8 / T, (BK * BN) / 8 / T] : [(BM * BK) / T, (BK * BN) / T];
+  if (!per.every(Number.isInteger))
+    throw new OpError(
+      "webgpu.MatMul (fp16)",
+      `tensor-core tile ${BM}×${BN}×${BK} with ${T} threads does not split its tiles evenly (${per.join(", ")} per thread)`,
+    );
   if (f.vec) {
     const aChunks = (BM * BK) / 8 / T;
     const bChunks = (BK * BN) / 8 / T;
@@ -230,7 +236,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let steps = (kHi - kLo + ${BK - 1}u) / ${BK}u;
 ${decl.join("\n")}
 ${acc.join("\n")}
-  {
+  // The first tile (none when K = 0: kHi - 8 would wrap and the clamps with it).
+  if (steps > 0u) {
     let k0 = kLo; let dst = 0u;
 ${fetch.join("\n")}
 ${stash.join("\n")}

@@ -105,6 +105,18 @@ export function gemmSource(t: GemmTile, f: GemmFlags): string {
   if (f.residual && !f.split) decls.push({ name: "R", type: s1 });
   decls.push({ name: "C", type: s1, write: true });
 
+  // Each thread stages a whole number of elements (vec4 loads may leave threads idle: they check idx).
+  for (const [what, n, vec] of [
+    ["A", BM * BK, f.aVec4],
+    ["B", BK * BN, f.bVec4],
+  ] as const) {
+    const per = vec ? n / 4 / T : n / T;
+    if (!(per < 1 && vec) && !Number.isInteger(per))
+      throw new OpError(
+        "webgpu.MatMul",
+        `tile ${BM}×${BN}×${BK} (${TM}×${TN} per thread, ${T} threads) stages ${per} ${what} elements per thread`,
+      );
+  }
   // Tile loads: every thread moves a fixed number of elements (vec4s where aligned), bounds-checked.
   const aLoads: string[] = [];
   if (f.aVec4) {

@@ -119,7 +119,13 @@ ${LINEAR_MAIN}
   let t = i / u.inner;
   let n = t % u.count;
   let b = t / u.count;
-  o[i] = ${zeroNegative ? `select(${elemOf(data)}(0), ${read}, idx[n] >= 0)` : read};
+  ${
+    // A branch, not select(): select evaluates the read too, and with Dawn's robustness off a padded row's read
+    // of an empty tensor (every token padded) would leave its buffer.
+    zeroNegative
+      ? `if (idx[n] >= 0) { o[i] = ${read}; } else { o[i] = ${elemOf(data)}(0); }`
+      : `o[i] = ${read};`
+  }
 }`,
   );
   rec.dispatch(
