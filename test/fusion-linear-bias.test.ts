@@ -97,9 +97,12 @@ const cases: { name: string; xShape: Dim[]; runs: number[][]; K: number; N: numb
   {
     name: "rank-3 symbolic [batch, seq, K]",
     xShape: ["batch", "seq", 24],
+    // Empty batches and sequences too: the Reshape back takes its zeros as zeros (allowzero).
     runs: [
       [1, 3, 24],
       [2, 5, 24],
+      [2, 0, 24],
+      [0, 3, 24],
     ],
     K: 24,
     N: 20,
@@ -130,6 +133,7 @@ const cases: { name: string; xShape: Dim[]; runs: number[][]; K: number; N: numb
     runs: [
       [2, 3, 5, 16],
       [1, 3, 2, 16],
+      [1, 3, 0, 16],
     ],
     K: 16,
     N: 12,

@@ -12,6 +12,7 @@ import { planGraph, runGraph } from "../src/engine/executor.js";
 import { InferenceSession } from "../src/engine/session.js";
 import { GraphBuilder } from "../src/ir/builder.js";
 import { Tensor } from "../src/ir/tensor.js";
+import { BERT_TINY, bertInputs, buildBertGraph } from "../src/models/bert.js";
 import { loadModel, tensorFromJson } from "../src/onnx/index.js";
 import { optimizeGraph } from "../src/passes/index.js";
 import { maxAbsDiff } from "./support/compare.js";
@@ -168,5 +169,33 @@ test("webgpu: var-seqlen QKVToContext checks cu_seqlens as the op's contract say
       );
   } finally {
     await gpu.dispose();
+  }
+});
+
+test("empty batches and empty sequences run through the fused BERT on both providers", async (t) => {
+  // The linear-layer fusion's Reshape back to [B, S, N] takes its zeros as zeros (allowzero).
+  const graph = buildBertGraph({ ...BERT_TINY, layers: 1 });
+  for (const ep of ["cpu", "webgpu"] as const) {
+    if (ep === "webgpu" && typeof (await gpuContext()) === "string") {
+      t.diagnostic("no webgpu adapter: cpu only");
+      continue;
+    }
+    const s = await InferenceSession.fromGraph(graph, { executionProviders: [ep] });
+    try {
+      for (const [lengths, S] of [
+        [[], 16],
+        [[], 0],
+        [[0, 0], 0],
+      ] as const) {
+        const out = await s.run(bertInputs([...lengths], S, BERT_TINY.vocab));
+        assert.deepEqual(
+          [...out.last_hidden_state!.dims],
+          [lengths.length, S, BERT_TINY.hidden],
+          `${ep} [${lengths.length},${S}]`,
+        );
+      }
+    } finally {
+      await s.release();
+    }
   }
 });

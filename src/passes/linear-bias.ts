@@ -1,4 +1,4 @@
-import type { Dim, Graph, ValueType } from "../ir/graph.js";
+import type { Attribute, Dim, Graph, ValueType } from "../ir/graph.js";
 import { opsetOf } from "../ir/graph.js";
 import type { Tensor } from "../ir/tensor.js";
 import { GraphView } from "./graph-view.js";
@@ -125,7 +125,10 @@ function rewriteNd(m: Match, ctx: LinearContext): Replacement | { decline: strin
   const f = ctx.factory;
   const flat = f.add("Flatten", [x], { axis: intAttr(rank - 1) });
   const gemm = f.add("Gemm", [flat, m.values.get("W")!, checked.bias]);
-  f.add("Reshape", [gemm, targetShape(x, shape.slice(0, -1), N, ctx)], {}, { output: m.root });
+  // The target holds x's real dims, so a 0 is a real 0 (an empty batch or sequence), not "copy this dim":
+  // allowzero = 1 where Reshape has it (opset 14).
+  const attrs: Record<string, Attribute> = ctx.opset >= 14 ? { allowzero: intAttr(1) } : {};
+  f.add("Reshape", [gemm, targetShape(x, shape.slice(0, -1), N, ctx)], attrs, { output: m.root });
   const root = ctx.view.producer.get(m.root)!;
   return { add: [], remove: [root, m.nodes.get("matmul")!] };
 }

@@ -42,11 +42,12 @@ export interface GemmTile {
   ablate?: "loads" | "smem";
 }
 /**
- * 64×128 with 8×8 per thread (128 threads): on the H200 the same as 128×128 on 4096³ and FFN1 and 4–19% faster on
- * the 4096-token QKV and FFN2 GEMMs — twice the workgroups, so the last wave is less empty
- * (`bench/gpu-kernels.ts --tiles`, bench/h200-simt-tiles.log).
+ * 64×128 with 8×4 per thread (256 threads). 64×128 beat 128×128 on the H200 (twice the workgroups, so the last
+ * wave is less empty; bench/h200-simt-tiles.log); 8×4 per thread — half the accumulators, twice the threads —
+ * then took 2–9% off each BERT GEMM at 4096 tokens (QKV 0.436 vs 0.477 ms, FFN2 0.587 vs 0.613) and 3–22% at
+ * 1024 against 8×8, 2% slower at 4096³ (`bench/gpu-kernels.ts --tiles`, bench/h200-simt-tiles-1129c.log).
  */
-export const TILE_LARGE: GemmTile = { BM: 64, BN: 128, BK: 16, TM: 8, TN: 8 };
+export const TILE_LARGE: GemmTile = { BM: 64, BN: 128, BK: 16, TM: 8, TN: 4 };
 export const TILE_SMALL: GemmTile = { BM: 64, BN: 64, BK: 16, TM: 4, TN: 4 };
 /**
  * Below this many large tiles the GPU is underfilled (an H200 has 132 SMs) and the small tile wins. 384 from
