@@ -24,6 +24,7 @@ import {
   TC_TILE_LARGE,
   TC_TILE_LARGE_W4,
   TC_TILE_SOLO,
+  type TcFlags,
   type TcTile,
   tcGemmDirectSource,
   tcGemmKey,
@@ -239,73 +240,106 @@ test("fp16 GEMM (every kernel on this device) vs float64: odd shapes, batches, 8
     }
 });
 
+/**
+ * One fp16 GEMM through gemm() with the tensor-core kernel's WGSL emulated (lavapipe, test/tc-emulation.ts): the
+ * emulated pipeline goes into the cache under the key gemm() will ask for (`tile`, the flags its shape and
+ * epilogue give), then the result is compared with the float64 reference.
+ */
+async function emulatedTcGemm(
+  ctx: WebGpuContext,
+  o: {
+    M: number;
+    N: number;
+    K: number;
+    epi: "none" | "bias+res" | "bias+gelu";
+    kSlices: number;
+    tile: TcTile;
+    /** Pass `tile` to gemm() (else gemm() picks it: the one-subgroup tile here). */
+    force: boolean;
+    source: (t: TcTile, f: TcFlags, syntax: "template") => string;
+    seed: number;
+    what: string;
+  },
+): Promise<void> {
+  const { M, N, K, epi, kSlices } = o;
+  const split = kSlices > 1;
+  const g = epi === "bias+gelu";
+  const useR = epi === "bias+res";
+  const flags: TcFlags = {
+    vec: K % 8 === 0 && N % 8 === 0,
+    bias: !split && epi !== "none",
+    gelu: !split && g,
+    residual: !split && useR,
+    split,
+  };
+  ctx.pipelines.get(tcGemmKey("template", o.tile, flags, false), () =>
+    emulateSubgroupMatrices(o.source(o.tile, flags, "template"), 32),
+  );
+  let seed = o.seed;
+  const A = round16(rand(M * K, seed++));
+  const B = round16(rand(K * N, seed++));
+  const bias = round16(rand(N, seed++));
+  const R = round16(rand(M * N, seed++));
+  const out = empty16(ctx, [M, N]);
+  const rec = ctx.recorder();
+  gemm(ctx, rec, {
+    precision: "fp16",
+    f16Kernel: "tensor-core",
+    tcTile: o.force ? o.tile : undefined,
+    kSlices,
+    a: up16(ctx, A, [M, K]),
+    b: up16(ctx, B, [K, N]),
+    bias: epi !== "none" ? up16(ctx, bias, [N]) : undefined,
+    gelu: g,
+    residual: useR ? up16(ctx, R, [M, N]) : undefined,
+    out,
+  });
+  await rec.submit();
+  const got = await read16(ctx, out);
+  const want = gemmRef(A, B, 1, false, M, N, K, epi !== "none" ? bias : undefined, g, useR ? R : undefined);
+  assertRows(got, want, M, N, 1e-2, `${o.what} [${M}x${N}x${K}] ${epi}, ${kSlices} K slices`);
+}
+
+/** Runs `body` with the context's f16 support pretending to one-subgroup template-syntax tensor cores. */
+async function withEmulatedTc(ctx: WebGpuContext, body: () => Promise<void>): Promise<void> {
+  const saved = ctx.f16!;
+  // The emulation needs lanes from local_invocation_index (sgBuiltin false) and uniform fragment offsets.
+  ctx.f16 = { ...saved, syntax: "template", multiSubgroup: false, sgBuiltin: false };
+  try {
+    await body();
+  } finally {
+    ctx.f16 = saved;
+  }
+}
+
 test("tensor-core split-K GEMM WGSL, emulated subgroup matrices (lavapipe): partial slices + reduction epilogues", async (t) => {
   const ctx = await f16Context();
   if (typeof ctx === "string") return t.skip(ctx);
   if (!ctx.gpu.features.shaderF16 || !ctx.f16) return t.skip("no shader-f16");
   if (ctx.f16.syntax) return t.skip("real tensor cores here: the fp16 GEMM test runs them");
-  const saved = ctx.f16;
-  // The one-subgroup tile: the emulation needs lanes from local_invocation_index (sgBuiltin false).
-  ctx.f16 = { ...saved, syntax: "template", multiSubgroup: false, sgBuiltin: false };
-  try {
-    // M, N, K, epilogue, K slices: split-K into 3 slices (64, 64, 8 rows of K) with an edge row block, and 2
-    // slices with GELU. Small, 8-aligned shapes: lavapipe runs the emulated fragments slowly (~7 min at K ≈ 700)
-    // and compiles the emulated scalar-load variant for minutes (the H200 test covers that variant).
-    const shapes: [number, number, number, string, number][] = [
-      [70, 64, 136, "bias+res", 3],
-      [40, 72, 96, "bias+gelu", 2],
-    ];
-    let seed = 900;
-    for (const [M, N, K, epi, kSlices] of shapes) {
-      // The split-K partials kernel (no epilogue: the reduction applies it), emulated, under gemm()'s key.
-      const flags = {
-        vec: K % 8 === 0 && N % 8 === 0,
-        bias: false,
-        gelu: false,
-        residual: false,
-        split: true,
-      };
-      ctx.pipelines.get(tcGemmKey("template", TC_TILE_SOLO, flags, false), () =>
-        emulateSubgroupMatrices(tcGemmSource(TC_TILE_SOLO, flags, "template"), 32),
-      );
-      const A = round16(rand(M * K, seed++));
-      const B = round16(rand(K * N, seed++));
-      const bias = round16(rand(N, seed++));
-      const R = round16(rand(M * N, seed++));
-      const g = epi === "bias+gelu";
-      const useR = epi === "bias+res";
-      const out = empty16(ctx, [M, N]);
-      const rec = ctx.recorder();
-      gemm(ctx, rec, {
-        precision: "fp16",
-        f16Kernel: "tensor-core",
-        kSlices,
-        a: up16(ctx, A, [M, K]),
-        b: up16(ctx, B, [K, N]),
-        bias: epi !== "none" ? up16(ctx, bias, [N]) : undefined,
-        gelu: g,
-        residual: useR ? up16(ctx, R, [M, N]) : undefined,
-        out,
-      });
-      await rec.submit();
-      const got = await read16(ctx, out);
-      const want = gemmRef(
-        A,
-        B,
-        1,
-        false,
+  // M, N, K, epilogue, K slices: split-K into 3 slices (64, 64, 8 rows of K) with an edge row block, and 2
+  // slices with GELU. Small, 8-aligned shapes: lavapipe runs the emulated fragments slowly (~7 min at K ≈ 700)
+  // and compiles the emulated scalar-load variant for minutes (the H200 test covers that variant). Only the
+  // split-K partials kernel is emulated (the reduction applies the epilogue).
+  const shapes = [
+    [70, 64, 136, "bias+res", 3],
+    [40, 72, 96, "bias+gelu", 2],
+  ] as const;
+  await withEmulatedTc(ctx, async () => {
+    for (const [i, [M, N, K, epi, kSlices]] of shapes.entries())
+      await emulatedTcGemm(ctx, {
         M,
         N,
         K,
-        epi !== "none" ? bias : undefined,
-        g,
-        useR ? R : undefined,
-      );
-      assertRows(got, want, M, N, 1e-2, `emulated tensor-core [${M}x${N}x${K}] ${epi}, ${kSlices} K slices`);
-    }
-  } finally {
-    ctx.f16 = saved;
-  }
+        epi,
+        kSlices,
+        tile: TC_TILE_SOLO,
+        force: false,
+        source: tcGemmSource,
+        seed: 900 + 4 * i,
+        what: "emulated tensor-core",
+      });
+  });
 });
 
 test("direct tensor-core GEMM WGSL, emulated subgroup matrices (lavapipe): edge fragments, epilogues, split-K", async (t) => {
@@ -313,76 +347,29 @@ test("direct tensor-core GEMM WGSL, emulated subgroup matrices (lavapipe): edge 
   if (typeof ctx === "string") return t.skip(ctx);
   if (!ctx.gpu.features.shaderF16 || !ctx.f16) return t.skip("no shader-f16");
   if (ctx.f16.syntax) return t.skip("real tensor cores here: the fp16 GEMM test runs them");
-  const saved = ctx.f16;
-  ctx.f16 = { ...saved, syntax: "template", multiSubgroup: false, sgBuiltin: false };
   // One subgroup of 2×2 fragments (32×32): M = 40 clamps the last row fragment to rows 24..39 (rows 24..31 are
   // the previous fragment's), N = 48 clamps the second tile's second column fragment onto its first.
   const tile: TcTile = { BM: 32, BN: 32, BK: 16, WM: 1, WN: 1, direct: true };
-  try {
-    const shapes: [number, number, number, string, number][] = [
-      [40, 48, 48, "bias+gelu", 1],
-      [40, 32, 64, "bias+res", 2],
-      [16, 16, 16, "none", 1],
-    ];
-    let seed = 950;
-    for (const [M, N, K, epi, kSlices] of shapes) {
-      const g = epi === "bias+gelu";
-      const useR = epi === "bias+res";
-      const split = kSlices > 1;
-      const flags = {
-        vec: true,
-        bias: !split && epi !== "none",
-        gelu: !split && g,
-        residual: !split && useR,
-        split,
-      };
-      ctx.pipelines.get(tcGemmKey("template", tile, flags, false), () =>
-        emulateSubgroupMatrices(tcGemmDirectSource(tile, flags, "template"), 32),
-      );
-      const A = round16(rand(M * K, seed++));
-      const B = round16(rand(K * N, seed++));
-      const bias = round16(rand(N, seed++));
-      const R = round16(rand(M * N, seed++));
-      const out = empty16(ctx, [M, N]);
-      const rec = ctx.recorder();
-      gemm(ctx, rec, {
-        precision: "fp16",
-        f16Kernel: "tensor-core",
-        tcTile: tile,
-        kSlices,
-        a: up16(ctx, A, [M, K]),
-        b: up16(ctx, B, [K, N]),
-        bias: epi !== "none" ? up16(ctx, bias, [N]) : undefined,
-        gelu: g,
-        residual: useR ? up16(ctx, R, [M, N]) : undefined,
-        out,
-      });
-      await rec.submit();
-      const got = await read16(ctx, out);
-      const want = gemmRef(
-        A,
-        B,
-        1,
-        false,
+  const shapes = [
+    [40, 48, 48, "bias+gelu", 1],
+    [40, 32, 64, "bias+res", 2],
+    [16, 16, 16, "none", 1],
+  ] as const;
+  await withEmulatedTc(ctx, async () => {
+    for (const [i, [M, N, K, epi, kSlices]] of shapes.entries())
+      await emulatedTcGemm(ctx, {
         M,
         N,
         K,
-        epi !== "none" ? bias : undefined,
-        g,
-        useR ? R : undefined,
-      );
-      assertRows(
-        got,
-        want,
-        M,
-        N,
-        1e-2,
-        `emulated direct tensor-core [${M}x${N}x${K}] ${epi}, ${kSlices} K slices`,
-      );
-    }
-  } finally {
-    ctx.f16 = saved;
-  }
+        epi,
+        kSlices,
+        tile,
+        force: true,
+        source: tcGemmDirectSource,
+        seed: 950 + 4 * i,
+        what: "emulated direct tensor-core",
+      });
+  });
 });
 
 test("fp16 GEMM errors name the kernel: tensor cores forced where there are none", async (t) => {

@@ -205,30 +205,19 @@ export function fastAttentionSource(c: FastConfig): string {
   const pVars = c.shuffleP ? Array.from({ length: RT }, (_, r) => `    var p${r} = vec4<f32>(0.0);`) : [];
   // K/V tiles through registers (vec4 rows only): the next tile's global loads overlap this tile's work.
   const prefetch = c.vec4 && c.prefetchKV !== false;
-  const pk = prefetch
-    ? tilePrefetcher(c, T, {
-        name: "kpre",
-        dst: "Ks",
-        src: "K",
-        rowsInTile: BC,
-        width: c.H,
-        stride: QS,
-        gbase: "kBase",
-        ss: "u.kSS",
-      })
-    : undefined;
-  const pvv = prefetch
-    ? tilePrefetcher(c, T, {
-        name: "vpre",
-        dst: "Vs",
-        src: "V",
-        rowsInTile: BC,
-        width: c.HV,
-        stride: VS,
-        gbase: "vBase",
-        ss: "u.vSS",
-      })
-    : undefined;
+  const prefetcher = (x: "K" | "V", width: number, stride: number) =>
+    tilePrefetcher(c, T, {
+      name: `${x.toLowerCase()}pre`,
+      dst: `${x}s`,
+      src: x,
+      rowsInTile: BC,
+      width,
+      stride,
+      gbase: `${x.toLowerCase()}Base`,
+      ss: `u.${x.toLowerCase()}SS`,
+    });
+  const pk = prefetch ? prefetcher("K", c.H, QS) : undefined;
+  const pvv = prefetch ? prefetcher("V", c.HV, VS) : undefined;
   return `${attentionHead(c, true)}
 var<workgroup> Qs: array<vec4<f32>, ${Br * QS}>;
 var<workgroup> Ks: array<vec4<f32>, ${BC * QS}>;
