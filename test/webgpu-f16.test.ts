@@ -312,65 +312,55 @@ async function withEmulatedTc(ctx: WebGpuContext, body: () => Promise<void>): Pr
   }
 }
 
-test("tensor-core split-K GEMM WGSL, emulated subgroup matrices (lavapipe): partial slices + reduction epilogues", async (t) => {
-  const ctx = await f16Context();
-  if (typeof ctx === "string") return t.skip(ctx);
-  if (!ctx.gpu.features.shaderF16 || !ctx.f16) return t.skip("no shader-f16");
-  if (ctx.f16.syntax) return t.skip("real tensor cores here: the fp16 GEMM test runs them");
-  // M, N, K, epilogue, K slices: split-K into 3 slices (64, 64, 8 rows of K) with an edge row block, and 2
-  // slices with GELU. Small, 8-aligned shapes: lavapipe runs the emulated fragments slowly (~7 min at K ≈ 700)
-  // and compiles the emulated scalar-load variant for minutes (the H200 test covers that variant). Only the
-  // split-K partials kernel is emulated (the reduction applies the epilogue).
-  const shapes = [
+/** A lavapipe test of an emulated tensor-core GEMM kernel over `shapes` [M, N, K, epilogue, K slices]. */
+function emulatedTcGemmTest(
+  name: string,
+  o: Pick<Parameters<typeof emulatedTcGemm>[1], "tile" | "force" | "source" | "what"> & { seed: number },
+  shapes: readonly (readonly [number, number, number, "none" | "bias+res" | "bias+gelu", number])[],
+): void {
+  test(name, async (t) => {
+    const ctx = await f16Context();
+    if (typeof ctx === "string") return t.skip(ctx);
+    if (!ctx.gpu.features.shaderF16 || !ctx.f16) return t.skip("no shader-f16");
+    if (ctx.f16.syntax) return t.skip("real tensor cores here: the fp16 GEMM test runs them");
+    await withEmulatedTc(ctx, async () => {
+      for (const [i, [M, N, K, epi, kSlices]] of shapes.entries())
+        await emulatedTcGemm(ctx, { ...o, M, N, K, epi, kSlices, seed: o.seed + 4 * i });
+    });
+  });
+}
+
+// Split-K into 3 slices (64, 64, 8 rows of K) with an edge row block, and 2 slices with GELU. Small, 8-aligned
+// shapes: lavapipe runs the emulated fragments slowly (~7 min at K ≈ 700) and compiles the emulated
+// scalar-load variant for minutes (the H200 test covers that variant). Only the split-K partials kernel is
+// emulated (the reduction applies the epilogue).
+emulatedTcGemmTest(
+  "tensor-core split-K GEMM WGSL, emulated subgroup matrices (lavapipe): partial slices + reduction epilogues",
+  { tile: TC_TILE_SOLO, force: false, source: tcGemmSource, seed: 900, what: "emulated tensor-core" },
+  [
     [70, 64, 136, "bias+res", 3],
     [40, 72, 96, "bias+gelu", 2],
-  ] as const;
-  await withEmulatedTc(ctx, async () => {
-    for (const [i, [M, N, K, epi, kSlices]] of shapes.entries())
-      await emulatedTcGemm(ctx, {
-        M,
-        N,
-        K,
-        epi,
-        kSlices,
-        tile: TC_TILE_SOLO,
-        force: false,
-        source: tcGemmSource,
-        seed: 900 + 4 * i,
-        what: "emulated tensor-core",
-      });
-  });
-});
+  ],
+);
 
-test("direct tensor-core GEMM WGSL, emulated subgroup matrices (lavapipe): edge fragments, epilogues, split-K", async (t) => {
-  const ctx = await f16Context();
-  if (typeof ctx === "string") return t.skip(ctx);
-  if (!ctx.gpu.features.shaderF16 || !ctx.f16) return t.skip("no shader-f16");
-  if (ctx.f16.syntax) return t.skip("real tensor cores here: the fp16 GEMM test runs them");
-  // One subgroup of 2×2 fragments (32×32): M = 40 clamps the last row fragment to rows 24..39 (rows 24..31 are
-  // the previous fragment's), N = 48 clamps the second tile's second column fragment onto its first.
-  const tile: TcTile = { BM: 32, BN: 32, BK: 16, WM: 1, WN: 1, direct: true };
-  const shapes = [
+// The direct kernel, one subgroup of 2×2 fragments (32×32): M = 40 clamps the last row fragment to rows
+// 24..39 (rows 24..31 are the previous fragment's), N = 48 clamps the second tile's second column fragment
+// onto its first.
+emulatedTcGemmTest(
+  "direct tensor-core GEMM WGSL, emulated subgroup matrices (lavapipe): edge fragments, epilogues, split-K",
+  {
+    tile: { BM: 32, BN: 32, BK: 16, WM: 1, WN: 1, direct: true },
+    force: true,
+    source: tcGemmDirectSource,
+    seed: 950,
+    what: "emulated direct tensor-core",
+  },
+  [
     [40, 48, 48, "bias+gelu", 1],
     [40, 32, 64, "bias+res", 2],
     [16, 16, 16, "none", 1],
-  ] as const;
-  await withEmulatedTc(ctx, async () => {
-    for (const [i, [M, N, K, epi, kSlices]] of shapes.entries())
-      await emulatedTcGemm(ctx, {
-        M,
-        N,
-        K,
-        epi,
-        kSlices,
-        tile,
-        force: true,
-        source: tcGemmDirectSource,
-        seed: 950 + 4 * i,
-        what: "emulated direct tensor-core",
-      });
-  });
-});
+  ],
+);
 
 test("fp16 GEMM errors name the kernel: tensor cores forced where there are none", async (t) => {
   const ctx = await f16Context();
