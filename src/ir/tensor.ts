@@ -2,6 +2,9 @@ import { TensorError } from "../errors.js";
 import { type ArrayFor, allocate, type DType, type TypedArray } from "./dtype.js";
 import { floatToHalf, halfToFloat } from "./float16.js";
 
+/** Typed arrays use the platform's byte order: little-endian on every target Node supports, checked anyway. */
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
 export function sizeOf(dims: readonly number[]): number {
   let n = 1;
   for (const d of dims) n *= d;
@@ -84,6 +87,37 @@ export class Tensor<T extends DType = DType> {
     const out = new Array<number>(this.size);
     for (let i = 0; i < out.length; i++) out[i] = this.getNumber(i);
     return out;
+  }
+
+  /**
+   * Integer data as int32 when every value fits, else undefined (also for float types). int64 is read through
+   * its low and high 32-bit words — no BigInt per element: a [32, 128] batch of token ids took 0.2 ms a Gather
+   * by getNumber on the H200's host, in a replayed run's critical path.
+   */
+  toInt32(): Int32Array | undefined {
+    const d = this.data;
+    if (d instanceof Int32Array) return d.slice();
+    if (d instanceof BigInt64Array) {
+      const out = new Int32Array(d.length);
+      if (LITTLE_ENDIAN) {
+        const w = new Int32Array(d.buffer, d.byteOffset, 2 * d.length);
+        for (let i = 0; i < d.length; i++) {
+          const lo = w[2 * i]!;
+          if (w[2 * i + 1] !== lo >> 31) return undefined; // the high word is not lo's sign: out of int32
+          out[i] = lo;
+        }
+      } else {
+        for (let i = 0; i < d.length; i++) {
+          const v = d[i]!;
+          if (v < -2147483648n || v > 2147483647n) return undefined;
+          out[i] = Number(v);
+        }
+      }
+      return out;
+    }
+    // int8, uint8 and bool always fit (float16's Uint16Array is not an integer type).
+    if (d instanceof Int8Array || d instanceof Uint8Array) return Int32Array.from(d);
+    return undefined;
   }
 
   /** A float64 copy of the data: the common currency of reference kernels. */

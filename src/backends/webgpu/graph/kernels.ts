@@ -353,15 +353,16 @@ function gatherIndices(node: Node, [data, idx]: readonly (RunValue | undefined)[
   const axis = normAxis(attrInt(node, "axis", 0), data!.dims.length);
   const axisDim = data!.dims[axis]!;
   const I = idx as Tensor;
-  const ints = new Int32Array(I.size);
+  // int32 without a BigInt per element (Tensor.toInt32); a value past int32 is out of range anyway.
+  const ints = I.toInt32();
   for (let i = 0; i < I.size; i++) {
-    const v = I.getNumber(i);
+    const v = ints ? ints[i]! : I.getNumber(i);
     const n = v < 0 ? v + axisDim : v;
     if (!(n >= 0 && n < axisDim))
       failFor(node)(`index ${v} is out of range for axis ${axis} of size ${axisDim}`);
-    ints[i] = n;
+    if (ints) ints[i] = n;
   }
-  return ints;
+  return ints!;
 }
 
 /** Gather of float32 rows by host indices (embeddings, the pooler's first token). */
