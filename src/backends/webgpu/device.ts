@@ -224,13 +224,14 @@ export function dawnFlags(flags: readonly string[]): string[] {
  */
 export async function createWebGpuDevice(options: WebGpuDeviceOptions = {}): Promise<WebGpuDevice> {
   const mod = await loadWebGpuModule();
+  const robustness = robustnessWanted(options);
   let gpu: GPU;
   try {
     gpu = mod.create(
       dawnFlags([
         ...(options.toggles ?? []),
         ...(options.unsafeF16 ? DAWN_UNSAFE_TOGGLES : []),
-        ...(robustnessWanted(options) ? [] : [`enable-dawn-features=${DAWN_NO_ROBUSTNESS}`]),
+        ...(robustness ? [] : [`enable-dawn-features=${DAWN_NO_ROBUSTNESS}`]),
       ]),
     );
   } catch (e) {
@@ -287,6 +288,6 @@ export async function createWebGpuDevice(options: WebGpuDeviceOptions = {}): Pro
       device: info.device,
       description: info.description,
     },
-    robustnessWanted(options),
+    robustness,
   );
 }
