@@ -13,7 +13,7 @@ import { after, test } from "node:test";
 import { WebGpuBackend } from "../src/backends/webgpu/backend.js";
 import type { WebGpuPreparedGraph } from "../src/backends/webgpu/graph/prepared-graph.js";
 import { hoistUploads, type TapeCommand } from "../src/backends/webgpu/tape.js";
-import { planGraph } from "../src/engine/executor.js";
+import { planGraph, runGraph } from "../src/engine/executor.js";
 import { InferenceSession, type SessionOptions } from "../src/engine/session.js";
 import { OptionError } from "../src/errors.js";
 import { GraphBuilder } from "../src/ir/builder.js";
@@ -446,4 +446,43 @@ test("hoistUploads: copies out of staging move to the front unless an earlier co
   ];
   const hoisted = hoistUploads(tape, (x) => (x as unknown as { staging: boolean }).staging);
   assert.deepEqual(hoisted, [tape[0], tape[3], tape[1], tape[2], tape[4], tape[5]]);
+});
+
+test("webgpu replay: packed attention ops reading one mask upload its lengths once", async (t) => {
+  // (A lengths feed keys the signature by its values; the BERT replay test above changes the lengths between
+  // replays of two packed ops that share them.)
+  const ctx = await gpuContext();
+  if (typeof ctx === "string") return t.skip(ctx);
+  const [S, B, N, H] = [9, 3, 2, 8];
+  const E = N * H;
+  const b = new GraphBuilder({ opset: 17, opsets: { mhafuse: 1 } });
+  const q1 = b.input("qkv1", "float32", [S, B, 3 * E, 1, 1]);
+  const q2 = b.input("qkv2", "float32", [S, B, 3 * E, 1, 1]);
+  const mask = b.input("lengths", "int32", [B]);
+  for (const [i, q] of [q1, q2].entries())
+    b.output(
+      b.op("QKVToContext", [q, mask], { num_heads: N }, { outputs: [`y${i}`], domain: "mhafuse" }),
+      "float32",
+    );
+  const graph = b.build();
+  const gpu = new WebGpuBackend();
+  try {
+    const p = (await gpu.prepare(graph, planGraph(graph))) as WebGpuPreparedGraph;
+    for (let r = 0; r < 6; r++) {
+      const feeds = {
+        qkv1: new Tensor("float32", rand(S * B * 3 * E, 10 + r), [S, B, 3 * E, 1, 1]),
+        qkv2: new Tensor("float32", rand(S * B * 3 * E, 20 + r), [S, B, 3 * E, 1, 1]),
+        lengths: new Tensor("int32", Int32Array.from([9, 1, 5]), [B]),
+      };
+      const got = await p.run(feeds, ["y0", "y1"]);
+      const want = runGraph(graph, feeds);
+      for (const y of ["y0", "y1"])
+        assert.ok(maxAbsDiff(got[y]!, want.get(y)!) <= 1e-5, `${y}, run ${r} (${p.replay.status.last})`);
+    }
+    assert.equal(p.replay.status.last, "replayed");
+    const [plan] = p.replay.describe();
+    assert.equal(plan!.hostData, 1, "one lengths upload for both ops");
+  } finally {
+    await gpu.dispose();
+  }
 });

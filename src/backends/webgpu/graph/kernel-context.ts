@@ -84,6 +84,12 @@ export interface GpuKernelDef extends KernelKey {
    * (a replay rewrites its bytes) or read on the host (it then keys the plan) — not both.
    */
   hostData?: Readonly<Record<number, HostData>>;
+  /**
+   * Host data shared between the nodes of one run: `hostDataShare[slot]` names what `hostData[slot]`'s bytes
+   * depend on (value names, dims); nodes with equal names get one upload — the packed-attention ops of an
+   * encoder all read one mask — and a replay rewrites one buffer. The name must cover every such dependency.
+   */
+  hostDataShare?: Readonly<Record<number, (node: Node, inputs: readonly (RunValue | undefined)[]) => string>>;
   /** Why this kernel does not cover the node on this device (undefined: it does). */
   accepts?(
     node: Node,

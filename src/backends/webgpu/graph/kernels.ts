@@ -475,6 +475,8 @@ const qkvDef: GpuKernelDef = {
   lazyInputs: [2],
   // Fixed form: the lengths only become bytes (`accepts` decides on their signs); cu_seqlens key a replay.
   hostData: { 1: qkvLengths },
+  // Every packed op of an encoder reads the same mask: one lengths upload per run (its value name and B).
+  hostDataShare: { 1: (node, [qkv]) => `${node.inputs[1]}:${qkvBatch(node, qkv!)}` },
   accepts(node, opset, inputs, gpu) {
     if (attrInt(node, "var_seqlen", 0) !== 0)
       // batch_first there is an invalid node: the contract rejects it with its code.

@@ -336,9 +336,22 @@ export class WebGpuPreparedGraph implements PreparedGraph {
       uploadHostData: (slot, inputs) => {
         const data = kernel.hostData?.[slot];
         if (!data) throw new WebGpuError(node.name, `the kernel declares no host data for input ${slot}`);
+        // Shared with an earlier node of this run: its buffer (and, replayed, its rewrite) serves this one too.
+        const share = kernel.hostDataShare?.[slot]?.(node, inputs);
+        const shared = share === undefined ? undefined : state.sharedHostData.get(data);
+        const earlier = share === undefined ? undefined : shared?.get(share);
+        if (earlier) {
+          capture?.hostDataUploaded(step, slot);
+          return earlier;
+        }
         const u = state.upload(data(node, inputs));
         capture?.hostDataUploaded(step, slot, u);
-        return state.temp(u.buffer);
+        const buffer = state.temp(u.buffer);
+        if (share !== undefined) {
+          if (shared) shared.set(share, buffer);
+          else state.sharedHostData.set(data, new Map([[share, buffer]]));
+        }
+        return buffer;
       },
     };
   }

@@ -135,12 +135,15 @@ export class ReplayCapture {
     if (name && !this.dimsOnly(name)) this.raw.set(name, { staging: up.staging, bytes: up.bytes });
   }
 
-  /** The kernel uploaded its host-data slot `slot` (`GpuKernelDef.hostData`). */
-  hostDataUploaded(step: number, slot: number, up: Upload): void {
+  /**
+   * The kernel uploaded its host-data slot `slot` (`GpuKernelDef.hostData`), or with no `up` took an earlier
+   * node's upload of the same bytes (`hostDataShare`): the slot is data either way, rewritten by that upload.
+   */
+  hostDataUploaded(step: number, slot: number, up?: Upload): void {
     const name = this.#node?.inputs[slot];
     if (!name || this.dimsOnly(name)) return;
     this.#dataSlots.add(slot);
-    if (up.staging) this.hostData.push({ step, slot, staging: up.staging, bytes: up.bytes });
+    if (up?.staging) this.hostData.push({ step, slot, staging: up.staging, bytes: up.bytes });
   }
 
   /**

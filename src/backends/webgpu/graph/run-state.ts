@@ -14,6 +14,7 @@ import type { WebGpuContext } from "../context.js";
 import { castF16ToF32, castF32ToF16 } from "../kernels/cast.js";
 import type { CommandRecorder, KernelTiming } from "../recorder.js";
 import type { CommandTape } from "../tape.js";
+import type { HostData } from "./kernel-context.js";
 import { type DeviceDType, DeviceValue, storageBytes } from "./values.js";
 
 /** Upload staging buffers: written by the host, copied from (no kernel binds one). */
@@ -35,6 +36,8 @@ export class RunState {
   /** Float32 feeds: on the device as soon as a GPU kernel reads them. */
   readonly deviceFeeds = new Set<Tensor>();
   readonly #temps: GPUBuffer[] = [];
+  /** Host-data uploads of this run by kernel function and share name (GpuKernelDef.hostDataShare). */
+  readonly sharedHostData = new Map<HostData, Map<string, GPUBuffer>>();
   readonly #converted = new Map<DeviceValue, DeviceValue>();
 
   /** Per-kernel GPU times of the run's submits (profiled runs only). */
