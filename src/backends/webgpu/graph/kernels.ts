@@ -545,7 +545,7 @@ const qkvVarSeqlen: Pick<GpuKernelDef, "accepts" | "run"> = {
   run(k, [qkv, mask, cu, maxLen]) {
     // The op's contract (cu_seqlens from 0, non-decreasing, ending at T, max_seqlen ≥ every length): the kernel
     // trusts it for every row it reads.
-    varSeqlenLayout(
+    const layout = varSeqlenLayout(
       [asShapeTensor(qkv), asShapeTensor(mask), cu as Tensor, asShapeTensor(maxLen)],
       attrInt(k.node, "num_heads"),
       k.node.attrs.hidden_size ? attrInt(k.node, "hidden_size") : undefined,
@@ -553,8 +553,8 @@ const qkvVarSeqlen: Pick<GpuKernelDef, "accepts" | "run"> = {
     );
     const Q = k.device(qkv!, storage(k));
     const [T, E3] = Q.dims as [number, number];
-    const c = cu as Tensor;
-    const cuInts = Int32Array.from({ length: c.size }, (_, i) => c.getNumber(i));
+    const cuInts = Int32Array.from(layout.cuSeqlens!);
+    // The longest sequence (max_seqlen may be larger): the kernel's grid of query tiles.
     let maxSeqlen = 0;
     for (let b = 0; b + 1 < cuInts.length; b++) maxSeqlen = Math.max(maxSeqlen, cuInts[b + 1]! - cuInts[b]!);
     const out = k.alloc([T, E3 / 3, 1, 1], "float32", !!k.f16);
