@@ -13,7 +13,7 @@ import { createRequire } from "node:module";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { NativeKernels } from "../src/backends/cpu/native/kernels.js";
-import { LOCAL_BUILD } from "../src/backends/cpu/native/load.js";
+import { LOCAL_BUILD } from "../src/native/load.js";
 
 const { values } = parseArgs({
   options: {

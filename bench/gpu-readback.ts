@@ -4,17 +4,21 @@
  * (graph/prepared-graph.ts, graph/replay-plan.ts). Times each step (median of the repeats) and the copy-out rate,
  * to tell apart the GPU copy, the map round trip and the host copy from mapped memory; also reading the mapped
  * bytes only (every 16th float) and copying them into an array already touched, to separate the mapped memory's
- * read speed from the cost of a fresh destination.
+ * read speed from the cost of a fresh destination; and, each on its own fresh mapping, the runtime's copy into a
+ * prefaulted buffer by JS or by the native addon's copyBytes on its thread pool.
  *
  *   node --import tsx bench/gpu-readback.ts [--sizes 0.5,4,12.6,50] [--reps 15]
  */
 import { parseArgs } from "node:util";
 import { createWebGpuDevice } from "../src/backends/webgpu/device.js";
+import { prefaultedBuffer } from "../src/backends/webgpu/readback.js";
+import { loadNativeQuietly } from "../src/native/load.js";
 import { median } from "./gpu-timing.js";
 
 const { values } = parseArgs({
   options: { sizes: { type: "string", default: "0.5,4,12.6,50" }, reps: { type: "string", default: "15" } },
 });
+const native = loadNativeQuietly();
 const dev = await createWebGpuDevice();
 const device = dev.device;
 const STORAGE = 0x80;
@@ -26,6 +30,7 @@ console.log(
   "| MB | submit + copy + map | getMappedRange | .slice() | slice GB/s | read only (sum) | .set() into a reused array | whole |",
 );
 console.log("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+const rows: string[] = [];
 for (const mb of values.sizes!.split(",").map(Number)) {
   const bytes = Math.ceil((mb * 1e6) / 4) * 4;
   const src = device.createBuffer({ size: bytes, usage: STORAGE | COPY_SRC | COPY_DST });
@@ -40,6 +45,35 @@ for (const mb of values.sizes!.split(",").map(Number)) {
     set: [] as number[],
     whole: [] as number[],
   };
+  // Each way of taking the bytes on its own freshly written and mapped staging buffer, the ways interleaved:
+  // the first read of mapped memory may warm caches for the next.
+  const ways: Record<string, (range: ArrayBuffer) => ArrayBuffer | Float32Array> = {
+    "JS .set() into a fresh prefaulted buffer (runs today)": (range) => {
+      const d = prefaultedBuffer(bytes);
+      const t0 = performance.now();
+      new Uint8Array(d).set(new Uint8Array(range));
+      fresh.set.push(performance.now() - t0);
+      return d;
+    },
+    ...(native?.copyBytes
+      ? {
+          [`native copyBytes into a fresh prefaulted buffer (${native.info().threads} threads)`]: (range) => {
+            const d = prefaultedBuffer(bytes);
+            const t0 = performance.now();
+            native.copyBytes!(d, 0, range, 0, bytes);
+            fresh.native.push(performance.now() - t0);
+            return d;
+          },
+          "native copyBytes into a reused array": (range) => {
+            const t0 = performance.now();
+            native.copyBytes!(reused, 0, range, 0, bytes);
+            fresh.nativeReused.push(performance.now() - t0);
+            return reused;
+          },
+        }
+      : {}),
+  };
+  const fresh = { set: [] as number[], native: [] as number[], nativeReused: [] as number[] };
   for (let r = -2; r < Number(values.reps); r++) {
     const t0 = performance.now();
     const enc = device.createCommandEncoder();
@@ -69,13 +103,32 @@ for (const mb of values.sizes!.split(",").map(Number)) {
       t.set.push(t5 - t4);
       t.whole.push(t3 - t0);
     }
+    for (const take of Object.values(ways)) {
+      const enc2 = device.createCommandEncoder();
+      enc2.copyBufferToBuffer(src, 0, staging, 0, bytes);
+      device.queue.submit([enc2.finish()]);
+      await staging.mapAsync(MAP_READ, 0, bytes);
+      const got = take(staging.getMappedRange(0, bytes));
+      staging.unmap();
+      const f = got instanceof Float32Array ? got : new Float32Array(got);
+      if (f[0] !== 1.5 || f[bytes / 4 - 1] !== 1.5) throw new Error("a copy returned wrong data");
+    }
+    if (r < 0) for (const a of Object.values(fresh)) a.length = 0;
   }
   const ms = (x: number[]) => median(x).toFixed(3);
   console.log(
     `| ${mb} | ${ms(t.map)} | ${ms(t.range)} | ${ms(t.slice)} | ${(bytes / 1e6 / median(t.slice)).toFixed(1)} | ${ms(t.read)} | ${ms(t.set)} | ${ms(t.whole)} |`,
   );
+  const names = Object.keys(ways);
+  const series = [fresh.set, fresh.native, fresh.nativeReused];
+  names.forEach((name, i) => {
+    rows.push(`| ${mb} | ${name} | ${ms(series[i]!)} | ${(bytes / 1e6 / median(series[i]!)).toFixed(1)} |`);
+  });
   src.destroy();
   staging.destroy();
 }
+console.log("\nEach way on its own freshly mapped buffer (median ms, GB/s):\n");
+console.log("| MB | copy out of the mapped range | ms | GB/s |\n| ---: | --- | ---: | ---: |");
+for (const r of rows) console.log(r);
 dev.dispose();
 process.exit(0);

@@ -41,3 +41,20 @@ test("layering: src/ops, src/attention, src/passes, src/ir and src/onnx import n
 test("layering: the scan sees imports (a file known to import src/backends is reported)", () => {
   assert.ok(importsOf(join(REPO, "src/engine/executor.ts")).some((t) => t.startsWith("src/backends/")));
 });
+
+test("layering: no backend imports another (shared host code lives outside src/backends, e.g. src/native)", () => {
+  const offenders: string[] = [];
+  const root = join(REPO, "src/backends");
+  const backends = readdirSync(root, { withFileTypes: true })
+    .filter((e) => e.isDirectory())
+    .map((e) => e.name);
+  for (const name of backends) {
+    for (const file of sources(join(root, name))) {
+      for (const target of importsOf(file)) {
+        const other = backends.find((b) => b !== name && target.startsWith(`src/backends/${b}/`));
+        if (other) offenders.push(`${relative(REPO, file)} → ${target}`);
+      }
+    }
+  }
+  assert.deepEqual(offenders, []);
+});

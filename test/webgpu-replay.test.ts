@@ -12,7 +12,7 @@ import assert from "node:assert/strict";
 import { after, test } from "node:test";
 import { WebGpuBackend } from "../src/backends/webgpu/backend.js";
 import type { WebGpuPreparedGraph } from "../src/backends/webgpu/graph/prepared-graph.js";
-import { hoistUploads, type TapeCommand } from "../src/backends/webgpu/tape.js";
+import { hoistUploads, submitTape, type TapeCommand } from "../src/backends/webgpu/tape.js";
 import { planGraph, runGraph } from "../src/engine/executor.js";
 import { InferenceSession, type SessionOptions } from "../src/engine/session.js";
 import { OptionError } from "../src/errors.js";
@@ -446,6 +446,53 @@ test("hoistUploads: copies out of staging move to the front unless an earlier co
   ];
   const hoisted = hoistUploads(tape, (x) => (x as unknown as { staging: boolean }).staging);
   assert.deepEqual(hoisted, [tape[0], tape[3], tape[1], tape[2], tape[4], tape[5]]);
+});
+
+test("submitTape: command buffers of growing size, every command once and in order", () => {
+  // A fake device logging what each command buffer holds: dispatches by name, pass ends, copies.
+  const log: string[][] = [];
+  let current: string[] = [];
+  const pass = {
+    setPipeline: () => {},
+    setBindGroup: () => {},
+    dispatchWorkgroups: (x: number) => current.push(`d${x}`),
+    end: () => current.push("end"),
+  };
+  const device = {
+    createCommandEncoder: () => {
+      current = [];
+      return {
+        beginComputePass: () => pass,
+        copyBufferToBuffer: () => current.push("copy"),
+        clearBuffer: () => current.push("clear"),
+        finish: () => current,
+      };
+    },
+    queue: { submit: (buffers: string[][]) => log.push(...buffers) },
+  } as unknown as GPUDevice;
+  const dispatch = (i: number): TapeCommand =>
+    ({ op: "dispatch", pipeline: {}, group: {}, buffers: [], x: i, y: 1, z: 1 }) as unknown as TapeCommand;
+  const copy = {
+    op: "copy",
+    src: {},
+    srcOffset: 0,
+    dst: {},
+    dstOffset: 0,
+    size: 4,
+  } as unknown as TapeCommand;
+  const commands = [copy, ...Array.from({ length: 5 }, (_, i) => dispatch(i)), copy];
+  commands.push(...Array.from({ length: 9 }, (_, i) => dispatch(5 + i)));
+  submitTape(device, commands, "t", 2);
+  // 2, 4 and 8 dispatches: 14 in 3 command buffers, the pass ended at each split, the copies where they were.
+  assert.deepEqual(log, [
+    ["copy", "d0", "d1", "end"],
+    ["d2", "d3", "d4", "end", "copy", "d5", "end"],
+    ["d6", "d7", "d8", "d9", "d10", "d11", "d12", "d13", "end"],
+  ]);
+  log.length = 0;
+  submitTape(device, commands, "t", 0);
+  assert.equal(log.length, 1, "firstSubmit 0: one command buffer");
+  assert.equal(log[0]!.filter((c) => c.startsWith("d")).length, 14);
 });
 
 test("webgpu replay: packed attention ops reading one mask upload its lengths once", async (t) => {

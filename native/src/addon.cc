@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstring>
 #include <string>
+#include <utility>
 
 #include "dispatch.h"
 #include "gemm.h"
@@ -297,6 +298,41 @@ Napi::Value Attention(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// The bytes of an ArrayBuffer or of a typed array / DataView's window, and how many there are.
+std::pair<uint8_t*, int64_t> bytes_of(const Napi::Env& env, const Napi::Value& v, const char* name) {
+  if (v.IsArrayBuffer()) {
+    Napi::ArrayBuffer a = v.As<Napi::ArrayBuffer>();
+    return {static_cast<uint8_t*>(a.Data()), (int64_t)a.ByteLength()};
+  }
+  if (v.IsTypedArray()) {
+    Napi::TypedArray t = v.As<Napi::TypedArray>();
+    return {static_cast<uint8_t*>(t.ArrayBuffer().Data()) + t.ByteOffset(), (int64_t)t.ByteLength()};
+  }
+  if (v.IsDataView()) {
+    Napi::DataView d = v.As<Napi::DataView>();
+    return {static_cast<uint8_t*>(d.ArrayBuffer().Data()) + d.ByteOffset(), (int64_t)d.ByteLength()};
+  }
+  fail(env, std::string(name) + " must be an ArrayBuffer or an ArrayBuffer view");
+}
+
+// copyBytes(dst, dstOffset, src, srcOffset, n): n bytes, on the pool (parallel.h says why).
+Napi::Value CopyBytes(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const auto [dst, dlen] = bytes_of(env, info[0], "dst");
+  const auto [src, slen] = bytes_of(env, info[2], "src");
+  const int64_t doff = int_arg(info, 1, "dstOffset"), soff = int_arg(info, 3, "srcOffset");
+  const int64_t n = int_arg(info, 4, "n");
+  auto check = [&](int64_t off, int64_t len, const char* name) {
+    if (off + n > len)
+      fail(env, std::string(name) + ": bytes [" + std::to_string(off) + ", " + std::to_string(off + n) +
+                    ") are outside its " + std::to_string(len));
+  };
+  check(doff, dlen, "dst");
+  check(soff, slen, "src");
+  if (n > 0) mhf::copy_bytes(dst + doff, src + soff, n);
+  return env.Undefined();
+}
+
 // fmaProbe(iterations) → flops done by register-only FMAs on every pool thread (time it to get the peak).
 Napi::Value FmaProbe(const Napi::CallbackInfo& info) {
   struct Ctx {
@@ -329,6 +365,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("add", Napi::Function::New(env, Add));
   exports.Set("allFinite", Napi::Function::New(env, AllFinite));
   exports.Set("attention", Napi::Function::New(env, Attention));
+  exports.Set("copyBytes", Napi::Function::New(env, CopyBytes));
   exports.Set("fmaProbe", Napi::Function::New(env, FmaProbe));
   return exports;
 }

@@ -16,5 +16,8 @@ void activation(const Kernels& k, const float* x, float* y, int64_t n, const flo
                 int act);
 void add(const Kernels& k, const float* a, const float* b, float* y, int64_t n, int64_t b_len);
 void attention(const Kernels& k, const AttentionProblem& p);
+// memcpy on the pool: one thread reads mapped GPU memory (a readback's staging buffer) at a fraction of the
+// memory bandwidth; several together come closer to it.
+void copy_bytes(void* dst, const void* src, int64_t n);
 
 }  // namespace mhf

@@ -5,7 +5,7 @@
  *   MHAFUSE_NO_WASM=1              plain-JS GEMM and attention kernels instead of WebAssembly SIMD
  *   MHAFUSE_ATTENTION_KERNEL=js    plain-JS attention kernel only (the GEMM stays on wasm)
  *   MHAFUSE_CPU_KERNELS=native|wasm|js   the kernel family (default native; MHAFUSE_NO_WASM implies js)
- *   MHAFUSE_NO_NATIVE=1            read by native/load.ts: the addon is never loaded, "native" falls back
+ *   MHAFUSE_NO_NATIVE=1            read by src/native/load.ts: the addon is never loaded, "native" falls back
  */
 import { availableParallelism } from "node:os";
 

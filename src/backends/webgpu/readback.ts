@@ -4,10 +4,22 @@
  * copying: 12.6 MB (BERT-base [32,128]'s last_hidden_state) took 2.85 ms on the H200's host, 1.4 GB/s at 50 MB
  * (`node --import tsx bench/gpu-readback.ts`, bench/RESULTS.md), while copying into memory already written ran
  * 7× faster on lavapipe's host. So the destination is allocated and touched while the GPU still works (the
- * host waits for it anyway), and the mapped bytes are copied into it at memory speed.
+ * host waits for it anyway), and the mapped bytes are copied into it at memory speed. One thread's memory
+ * speed, that is: above PARALLEL_COPY_MIN_BYTES the copy runs on the native addon's thread pool where the addon
+ * loads (the CPU backend's; without it, or with MHAFUSE_NO_NATIVE=1, JS copies).
  */
+import { loadNativeQuietly } from "../../native/load.js";
 
 const PAGE = 4096;
+/** Below this a thread hand-off is not repaid. */
+const PARALLEL_COPY_MIN_BYTES = 1 << 20;
+
+/** Copies `n` bytes of `src` into the start of `dest`: on the native pool when large and available. */
+export function copyBytes(dest: ArrayBuffer, src: ArrayBuffer, n: number): void {
+  const native = n >= PARALLEL_COPY_MIN_BYTES ? loadNativeQuietly() : undefined;
+  if (native?.copyBytes) native.copyBytes(dest, 0, src, 0, n);
+  else new Uint8Array(dest, 0, n).set(new Uint8Array(src, 0, n));
+}
 
 /** A fresh ArrayBuffer of `bytes` with every page written once (so a later copy into it does not fault). */
 export function prefaultedBuffer(bytes: number): ArrayBuffer {
@@ -29,7 +41,7 @@ export async function copyMappedInto(
   try {
     await staging.mapAsync(1 /* GPUMapMode.READ */, 0, staging.size);
     const t1 = performance.now();
-    new Uint8Array(dest).set(new Uint8Array(staging.getMappedRange(0, staging.size), 0, dest.byteLength));
+    copyBytes(dest, staging.getMappedRange(0, staging.size), dest.byteLength);
     if (timing) {
       timing.mappedAt = t1;
       timing.copyMs = performance.now() - t1;

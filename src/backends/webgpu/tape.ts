@@ -94,16 +94,47 @@ export function hoistUploads(
 }
 
 /**
- * Encodes `commands` into one command buffer — consecutive dispatches in one compute pass, as the recorder
- * did — and submits it. No error scope: the same commands on the same objects passed validation when the
- * tape was recorded, and an error scope costs a round trip to the device per run.
+ * Dispatches in the first command buffer of a replay; each later one holds twice as many as the one before
+ * (8, 16, 32, … — four submits for BERT-base's 90): the GPU starts on the first layers while the host encodes
+ * the rest, instead of waiting for all of it (encoding is ~10 µs a dispatch through dawn.node).
+ * MHAFUSE_REPLAY_FIRST_SUBMIT=0 encodes everything into one command buffer (A/B in benches).
  */
-export function submitTape(device: GPUDevice, commands: readonly TapeCommand[], label?: string): void {
-  const encoder = device.createCommandEncoder({ label });
+export const REPLAY_FIRST_SUBMIT = envCount("MHAFUSE_REPLAY_FIRST_SUBMIT", 8);
+
+function envCount(name: string, fallback: number): number {
+  const v = process.env[name];
+  if (v === undefined || v === "") return fallback;
+  const n = Number(v);
+  return Number.isInteger(n) && n >= 0 ? n : fallback;
+}
+
+/**
+ * Encodes `commands` — consecutive dispatches in one compute pass, as the recorder did — and submits them in
+ * command buffers of growing size (`firstSubmit` dispatches first, doubling; 0: one command buffer). No error
+ * scope: the same commands on the same objects passed validation when the tape was recorded, and an error
+ * scope costs a round trip to the device per run.
+ */
+export function submitTape(
+  device: GPUDevice,
+  commands: readonly TapeCommand[],
+  label?: string,
+  firstSubmit = REPLAY_FIRST_SUBMIT,
+): void {
+  let encoder = device.createCommandEncoder({ label });
   let pass: GPUComputePassEncoder | undefined;
   let pipeline: GPUComputePipeline | undefined;
+  let budget = firstSubmit > 0 ? firstSubmit : Number.POSITIVE_INFINITY;
+  let inBuffer = 0;
   for (const c of commands) {
     if (c.op === "dispatch") {
+      if (inBuffer === budget) {
+        pass?.end();
+        pass = undefined;
+        device.queue.submit([encoder.finish()]);
+        encoder = device.createCommandEncoder({ label });
+        inBuffer = 0;
+        budget *= 2;
+      }
       if (!pass) {
         pass = encoder.beginComputePass();
         pipeline = undefined;
@@ -115,6 +146,7 @@ export function submitTape(device: GPUDevice, commands: readonly TapeCommand[], 
       }
       pass.setBindGroup(0, c.group);
       pass.dispatchWorkgroups(c.x, c.y, c.z);
+      inBuffer++;
       continue;
     }
     pass?.end();

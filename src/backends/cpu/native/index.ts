@@ -3,14 +3,15 @@
  * API. `nativeKernels()` is undefined when the addon is not available (not built, no compiler at install,
  * MHAFUSE_NO_NATIVE=1): callers then use the WebAssembly kernels, and a one-line notice on stderr says so.
  */
-import { NativeKernels } from "./kernels.js";
-import { loadNative } from "./load.js";
 
+import { loadNative } from "../../../native/load.js";
+import { NativeKernels } from "./kernels.js";
+
+export { LOCAL_BUILD, PREBUILT_PACKAGE } from "../../../native/load.js";
 export type { NativeErrorCode } from "./errors.js";
 export { NativeKernelError } from "./errors.js";
 export type { Activation, AttentionOptions, GemmOptions, Layout, PackedQkvOptions } from "./kernels.js";
 export { NativeKernels, PackedWeights } from "./kernels.js";
-export { LOCAL_BUILD, PREBUILT_PACKAGE } from "./load.js";
 
 let kernels: NativeKernels | null | undefined;
 

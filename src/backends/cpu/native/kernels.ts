@@ -3,7 +3,7 @@
  * Tensors, so the CPU backend can register them behind whatever kernel seam it has. Every function computes
  * what the JS reference does (src/ops, src/backends/cpu), NaN and ±Inf included, in float32.
  */
-import type { NativeBinding, PackedHandle, RawAttention, RawLayout } from "./binding.js";
+import type { NativeBinding, PackedHandle, RawAttention, RawLayout } from "../../../native/binding.js";
 import { NativeKernelError, nativeCall } from "./errors.js";
 
 /** Fused activation: none, GELU in its erf form (as geluErfFloat32), the tanh form (FastGelu), ReLU, Sigmoid. */

@@ -1,4 +1,7 @@
 /**
+ * The native addon (native/src, C++) is host code two backends use: the CPU backend's kernels
+ * (src/backends/cpu/native wraps them) and the WebGPU backend's parallel copy of read-back outputs.
+ *
  * Finds the native addon: the prebuilt per-platform package (`@mhafuse/native-<platform>-<arch>`, named in
  * optionalDependencies the way esbuild and sharp ship theirs), else the one `npm run build:native` (or the
  * install step) compiled into native/build, else nothing. When nothing loads, or MHAFUSE_NO_NATIVE=1 asks for
@@ -11,8 +14,8 @@ import { fileURLToPath } from "node:url";
 import type { NativeBinding } from "./binding.js";
 
 const require = createRequire(import.meta.url);
-/** The package root: this file sits at src/backends/cpu/native (or dist/backends/cpu/native). */
-const packageRoot = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "..", "..");
+/** The package root: this file sits at src/native (or dist/native). */
+const packageRoot = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 
 export const PREBUILT_PACKAGE = `@mhafuse/native-${process.platform}-${process.arch}`;
 export const LOCAL_BUILD = join(packageRoot, "native", "build", "mhafuse_native.node");
@@ -48,14 +51,25 @@ function tryLoad(): NativeLoad {
   };
 }
 
+let noticed = false;
+
 /** The addon, loading it on first use; undefined when it is unavailable (after a one-line notice on stderr). */
 export function loadNative(): NativeLoad {
-  if (!loaded) {
-    loaded = tryLoad();
-    if (!loaded.binding)
-      process.stderr.write(
-        `mhafuse: native CPU kernels unavailable (${loaded.source.split("\n")[0]}); using the WebAssembly kernels\n`,
-      );
+  loaded ??= tryLoad();
+  if (!loaded.binding && !noticed) {
+    noticed = true;
+    process.stderr.write(
+      `mhafuse: native CPU kernels unavailable (${loaded.source.split("\n")[0]}); using the WebAssembly kernels\n`,
+    );
   }
   return loaded;
+}
+
+/**
+ * The addon if it loads, without the fallback notice: for host-side helpers outside the CPU backend (the
+ * WebGPU readback's parallel copy), whose fallback is plain JS and costs nothing worth telling.
+ */
+export function loadNativeQuietly(): NativeBinding | undefined {
+  loaded ??= tryLoad();
+  return loaded.binding;
 }

@@ -1,7 +1,7 @@
 /**
  * The raw interface of the native addon (native/src/addon.cc), exactly as it is exported: positional
- * arguments, typed arrays addressed by element offsets. Code outside this folder uses the typed wrappers in
- * kernels.ts instead.
+ * arguments, typed arrays addressed by element offsets. The CPU backend uses the typed wrappers in
+ * src/backends/cpu/native/kernels.ts instead.
  */
 
 /** Opaque handle of a packed B operand (a V8 External that owns the packed panels). */
@@ -43,6 +43,14 @@ export interface NativeBinding {
   selectIsa(name: string): boolean;
   setThreads(n: number): void;
   allFinite(x: Float32Array, offset: number, n: number): boolean;
+  /** n bytes from src at srcOffset to dst at dstOffset, split over the pool's threads (optional: older builds). */
+  copyBytes?(
+    dst: ArrayBuffer | ArrayBufferView,
+    dstOffset: number,
+    src: ArrayBuffer | ArrayBufferView,
+    srcOffset: number,
+    n: number,
+  ): void;
   packB(b: Float32Array, offset: number, ldb: number, K: number, N: number, trans: boolean): PackedHandle;
   gemm(
     M: number,
