@@ -14,9 +14,9 @@
  *              "auto": what gemm() picks itself, tile and split-K): each
  *              config on 4096³ and the 4096- and 1024-token BERT GEMMs with their epilogues; nothing else runs
  *   --tc-tiles auto,64x64x32/2x2,128x128x16/2x2d   tensor-core tile sweep (BMxBNxBK/WMxWN; a trailing "d": the
- *              direct kernel, fragments straight from storage; "p": two register stages of prefetch; "auto" as
- *              above): each config on 4096³
- *              and the 4096- and 1024-token BERT GEMMs with their epilogues (implies --fp16)
+ *              direct kernel, fragments straight from storage; "p": two register stages of prefetch; "s": one
+ *              workgroup buffer, two barriers a step; "auto" as above): each config on 4096³ and the 4096- and
+ *              1024-token BERT GEMMs with their epilogues (implies --fp16)
  *   --attention  only the fp32 attention rows (every tile variant of the subgroup kernel and the fallback)
  */
 import { WebGpuContext } from "../src/backends/webgpu/context.js";
@@ -59,12 +59,13 @@ const FP16 = FP16_ONLY || arg("--fp16") > 0;
 
 /** "128x64x32/4x2" → a tile config. */
 function parseTile(spec: string): TcTile {
-  const m = /^(\d+)x(\d+)x(\d+)\/(\d+)x(\d+)([dp]?)$/.exec(spec);
-  if (!m) throw new Error(`--tc-tiles: bad tile ${spec} (want BMxBNxBK/WMxWN[d|p], e.g. 128x64x32/4x2)`);
+  const m = /^(\d+)x(\d+)x(\d+)\/(\d+)x(\d+)([dps]?)$/.exec(spec);
+  if (!m) throw new Error(`--tc-tiles: bad tile ${spec} (want BMxBNxBK/WMxWN[d|p|s], e.g. 128x64x32/4x2)`);
   const [BM, BN, BK, WM, WN] = m.slice(1, 6).map(Number) as [number, number, number, number, number];
   const t: TcTile = { BM, BN, BK, WM, WN };
   if (m[6] === "d") t.direct = true;
   if (m[6] === "p") t.deep = true;
+  if (m[6] === "s") t.single = true;
   return t;
 }
 /** Plain fp32 FMA peak of an H200 SXM (the vendor's datasheet; same as H100 SXM). */

@@ -25,7 +25,7 @@ test("readback copyBytes: every byte, below and above the parallel threshold, wi
     const src = pattern(n + 64, n);
     const dest = new ArrayBuffer(n + 8);
     new Uint8Array(dest).fill(0xee);
-    copyBytes(dest, src.buffer, n);
+    copyBytes(dest, src.buffer as ArrayBuffer, n);
     const d = new Uint8Array(dest);
     assert.deepEqual(d.subarray(0, n), src.subarray(0, n), `n = ${n}`);
     assert.ok(

@@ -343,6 +343,21 @@ emulatedTcGemmTest(
   ],
 );
 
+// One workgroup buffer (TcTile.single), a 32×32 tile of one subgroup with a 16-deep step (small: lavapipe
+// compiles the emulated fragments slowly): K = 40 is three steps, the last partial, each stored into the
+// buffer the previous step's products read.
+emulatedTcGemmTest(
+  "single-buffer tensor-core GEMM WGSL, emulated subgroup matrices (lavapipe): K steps through one buffer",
+  {
+    tile: { BM: 32, BN: 32, BK: 16, WM: 1, WN: 1, single: true },
+    force: true,
+    source: tcGemmSource,
+    seed: 930,
+    what: "emulated single-buffer tensor-core",
+  },
+  [[40, 40, 40, "bias+res", 1]],
+);
+
 // The direct kernel, one subgroup of 2×2 fragments (32×32): M = 40 clamps the last row fragment to rows
 // 24..39 (rows 24..31 are the previous fragment's), N = 48 clamps the second tile's second column fragment
 // onto its first.

@@ -42,6 +42,11 @@ export interface TcTile {
   /** Staged kernel: two register stages of prefetch instead of one (see tcGemmSource's deepLoop). */
   deep?: boolean;
   /**
+   * Staged kernel: one workgroup buffer instead of two (see tcGemmSource's singleLoop) — two barriers per K step
+   * but half the workgroup memory, which leaves room for a 64-deep step (more products per global-load latency).
+   */
+  single?: boolean;
+  /**
    * No workgroup staging (tcGemmDirectSource): each subgroup loads its fragments straight from storage, the
    * reuse between subgroups left to the caches; BK is then ignored (the K step is one 16-deep fragment).
    */
@@ -86,7 +91,8 @@ const FIELDS: UniformFields = [
 /** Workgroup memory of a tile config, in bytes. */
 export function tcSharedBytes(t: TcTile): number {
   if (t.direct) return 4 * t.WM * t.WN * F * F;
-  return 2 * 2 * (t.BM * (t.BK + PAD) + t.BK * (t.BN + PAD)) + 4 * t.WM * t.WN * F * F;
+  const buffers = t.single ? 1 : 2;
+  return buffers * 2 * (t.BM * (t.BK + PAD) + t.BK * (t.BN + PAD)) + 4 * t.WM * t.WN * F * F;
 }
 
 /** `sgBuiltin`: the subgroup index and lane from the builtins (F16Support.sgBuiltin), not tid / 32. */
@@ -216,11 +222,31 @@ ${stash.join("\n")}
 ${decl.map((l) => l.replace(/^\s*var r([ab])(\d+) = .*$/, "    r$1$2 = q$1$2;")).join("\n")}
   }`;
 
+  // One workgroup buffer (TcTile.single): the next tile's loads fly during the products as in `loop`, but are
+  // stored only after every subgroup has finished reading the buffer — a second barrier per step.
+  const singleLoop = `  workgroupBarrier();
+  for (var kt = 0u; kt < steps; kt++) {
+    let cur = 0u; let dst = 0u; let k0 = kLo + (kt + 1u) * ${BK}u;
+    let more = kt + 1u < steps;
+    if (more) {
+${fetch.join("\n")}
+    }
+${mma.join("\n")}
+    workgroupBarrier();
+    if (more) {
+${stash.join("\n")}
+    }
+    workgroupBarrier();
+  }`;
+  if (t.single && t.deep)
+    throw new OpError("webgpu.MatMul (fp16)", "a tensor-core tile is single or deep, not both");
+
   const multi = WM * WN > 1;
   const builtin = multi && sgBuiltin;
+  const buffers = t.single ? 1 : 2;
   return `${TC_HEADER}${builtin ? SUBGROUP_BUILTINS.enable : ""}${uniformStruct(FIELDS)}${bindings(decls)}${f.gelu ? GELU2_WGSL : ""}
-var<workgroup> As: array<f16, ${2 * ASZ}>;
-var<workgroup> Bs: array<f16, ${2 * BSZ}>;
+var<workgroup> As: array<f16, ${buffers * ASZ}>;
+var<workgroup> Bs: array<f16, ${buffers * BSZ}>;
 var<workgroup> scratch: array<f32, ${WM * WN * 256}>;
 
 @compute @workgroup_size(${T})
@@ -242,7 +268,7 @@ ${acc.join("\n")}
 ${fetch.join("\n")}
 ${stash.join("\n")}
   }
-${t.deep ? deepLoop : loop}
+${t.deep ? deepLoop : t.single ? singleLoop : loop}
 ${epi.join("\n")}
 }`;
 }
@@ -396,7 +422,7 @@ ${epi.join("\n")}
 
 /** The pipeline-cache key of a tile config and its flags (everything baked into the WGSL). */
 export function tcGemmKey(syntax: MatrixSyntax, t: TcTile, f: TcFlags, sgBuiltin: boolean): string {
-  return `gemm-tc:${syntax}:${t.BM}x${t.BN}x${t.BK}:${t.WM}x${t.WN}${t.direct ? "d" : ""}${t.deep ? "p" : ""}:v${+f.vec}:bias${+f.bias}:gelu${+f.gelu}:res${+f.residual}:split${+!!f.split}:sgb${+sgBuiltin}`;
+  return `gemm-tc:${syntax}:${t.BM}x${t.BN}x${t.BK}:${t.WM}x${t.WN}${t.direct ? "d" : ""}${t.deep ? "p" : ""}${t.single ? "s" : ""}:v${+f.vec}:bias${+f.bias}:gelu${+f.gelu}:res${+f.residual}:split${+!!f.split}:sgb${+sgBuiltin}`;
 }
 
 export interface TcGemmArgs {
