@@ -30,6 +30,7 @@ import type { GpuTensor } from "../src/backends/webgpu/kernels/common.js";
 import { type GemmArgs, gemm, gemmFlops } from "../src/backends/webgpu/kernels/gemm.js";
 import {
   TC_TILE_LARGE,
+  TC_TILE_LARGE_K64,
   TC_TILE_LARGE_W4,
   TC_TILE_SMALL,
   TC_TILE_SOLO,
@@ -340,6 +341,7 @@ if (FP16 && f.shaderF16 && !TC_TILES && !TILES && !ATTENTION_ONLY) {
   const c = tensor16([n, n], 22);
   const tiles: [string, TcTile | undefined][] = ctx.f16?.syntax
     ? [
+        ["128x128, 8 subgroups of 64x32, 64-deep K, one buffer", TC_TILE_LARGE_K64],
         ["128x128, 8 subgroups of 64x32", TC_TILE_LARGE],
         ["128x128, 4 subgroups of 64x64", TC_TILE_LARGE_W4],
         ["64x64, 4 subgroups of 32x32", TC_TILE_SMALL],

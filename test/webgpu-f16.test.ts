@@ -22,6 +22,7 @@ import {
   TC_TILE_DIRECT,
   TC_TILE_DIRECT_SOLO,
   TC_TILE_LARGE,
+  TC_TILE_LARGE_K64,
   TC_TILE_LARGE_W4,
   TC_TILE_SOLO,
   type TcFlags,
@@ -207,6 +208,10 @@ test("fp16 GEMM (every kernel on this device) vs float64: odd shapes, batches, 8
       [1, 130, 264, 200, false, "bias+gelu", { ...(multi ? TC_TILE_LARGE : TC_TILE_SOLO), deep: true }],
       [2, 70, 96, 40, true, "bias+res", { ...(multi ? TC_TILE_LARGE : TC_TILE_SOLO), deep: true }],
       [1, 33, 64, 16, false, "none", { ...(multi ? TC_TILE_LARGE : TC_TILE_SOLO), deep: true }],
+      // One workgroup buffer, 64-deep steps (the large-grid default): a partial last step, a batched B, one step.
+      [1, 130, 264, 200, false, "bias+gelu", multi ? TC_TILE_LARGE_K64 : { ...TC_TILE_SOLO, single: true }],
+      [2, 70, 96, 40, true, "bias+res", multi ? TC_TILE_LARGE_K64 : { ...TC_TILE_SOLO, single: true }],
+      [1, 33, 64, 64, false, "none", multi ? TC_TILE_LARGE_K64 : { ...TC_TILE_SOLO, single: true }],
     );
   let seed = 100;
   for (const kernel of kernels(ctx))

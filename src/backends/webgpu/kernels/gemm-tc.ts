@@ -53,6 +53,14 @@ export interface TcTile {
   direct?: boolean;
 }
 export const TC_TILE_LARGE: TcTile = { BM: 128, BN: 128, BK: 32, WM: 2, WN: 4 };
+/**
+ * 128×128 with a 64-deep K step through one workgroup buffer (TcTile.single): twice the products per barrier
+ * pair and per global-load latency. On the H200 it beat TC_TILE_LARGE where there are at least three waves of
+ * tiles — 4096³ 153 vs 126 TFLOP/s, the 4096-token QKV 138 vs 125 and FFN1 138 vs 117 (576 and 768 tiles) —
+ * and lost badly below two (the 4096-token FFN2, 192 tiles: 52 vs 91; the 1024-token shapes by 10–25%),
+ * presumably one workgroup per SM instead of two (bench/h200-tc-tiles-single-1129d.log).
+ */
+export const TC_TILE_LARGE_K64: TcTile = { BM: 128, BN: 128, BK: 64, WM: 2, WN: 4, single: true };
 /** Four subgroups of 64×64 each: more fragments per subgroup (16 accumulators), fewer threads. */
 export const TC_TILE_LARGE_W4: TcTile = { BM: 128, BN: 128, BK: 32, WM: 2, WN: 2 };
 export const TC_TILE_SMALL: TcTile = { BM: 64, BN: 64, BK: 32, WM: 2, WN: 2 };
@@ -64,6 +72,8 @@ export const TC_TILE_DIRECT: TcTile = { BM: 128, BN: 128, BK: 16, WM: 2, WN: 2, 
 export const TC_TILE_DIRECT_SOLO: TcTile = { BM: 64, BN: 64, BK: 16, WM: 1, WN: 1, direct: true };
 /** 128×128 tensor-core tiles from this many up (see recordTcGemm). */
 const TC_LARGE_MIN_TILES = 132;
+/** TC_TILE_LARGE_K64 from this many 128×128 tiles up: three waves of an H200's 132 SMs. */
+const TC_K64_MIN_TILES = 396;
 /** Fragment edge (the 16×16×16 config). */
 const F = 16;
 const SG = 32;
@@ -459,8 +469,15 @@ export function recordTcGemm(
   // 128×128 tiles once there is one per SM (an H200 has 132); else 64×64. With the robustness transform off the
   // large tile won from 144 tiles up (the 1024-token QKV: 76 vs 72 TFLOP/s; 4096-token output and FFN2, 192
   // tiles: 101 vs 95 and 94 vs 79) and lost at 48 (44 vs 55) — bench/h200-tc-tiles-deep-1129c.log.
-  const large = !split && Math.ceil(M / 128) * Math.ceil(N / 128) * nBatch >= TC_LARGE_MIN_TILES;
-  const staged = !multiSubgroup ? TC_TILE_SOLO : large ? TC_TILE_LARGE : TC_TILE_SMALL;
+  const tiles128 = Math.ceil(M / 128) * Math.ceil(N / 128) * nBatch;
+  const large = !split && tiles128 >= TC_LARGE_MIN_TILES;
+  const staged = !multiSubgroup
+    ? TC_TILE_SOLO
+    : !large
+      ? TC_TILE_SMALL
+      : tiles128 >= TC_K64_MIN_TILES
+        ? TC_TILE_LARGE_K64
+        : TC_TILE_LARGE;
   // A direct tile where its edge rule holds (tcGemmDirectSource), else the staged kernel.
   const directOk = M >= F && N % F === 0 && K >= F && K % F === 0 && (!split || split.kChunk % F === 0);
   const t = args.tile && (!args.tile.direct || directOk) ? args.tile : staged;
