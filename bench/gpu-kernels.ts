@@ -18,6 +18,9 @@
  *              workgroup buffer, two barriers a step; "auto" as above): each config on 4096³ and the 4096- and
  *              1024-token BERT GEMMs with their epilogues (implies --fp16)
  *   --attention  only the fp32 attention rows (every tile variant of the subgroup kernel and the fallback)
+ *   --tc-attention  only the fp16 attention rows: the tensor-core kernel's default and every other variant
+ *              (TcAttentionVariant: 64- or 32-key tiles, P in the K tile's memory or its own; one subgroup),
+ *              and the SIMT fp16 kernel (implies --fp16; the fp16 rows run the variants too)
  */
 import { WebGpuContext } from "../src/backends/webgpu/context.js";
 import { DAWN_UNSAFE_TOGGLES } from "../src/backends/webgpu/device.js";
@@ -26,6 +29,12 @@ import {
   type FlashAttentionArgs,
   packedQkvAttention,
 } from "../src/backends/webgpu/kernels/attention.js";
+import {
+  TC_ATTENTION_DEFAULT,
+  type TcAttentionVariant,
+  tcAttentionSharedBytes,
+  tcAttentionSupports,
+} from "../src/backends/webgpu/kernels/attention-tc.js";
 import type { GpuTensor } from "../src/backends/webgpu/kernels/common.js";
 import { type GemmArgs, gemm, gemmFlops } from "../src/backends/webgpu/kernels/gemm.js";
 import {
@@ -46,7 +55,8 @@ if (arg("--help") > 0) {
   // Before any GPU work: the benchmark itself takes minutes on a software adapter.
   console.log(
     "usage: node --import tsx bench/gpu-kernels.ts [--reps N] [--smoke] [--toggles] [--fp16 | --fp16-only]\n" +
-      "  [--tiles BMxBNxBK/TMxTN,...] [--tc-tiles BMxBNxBK/WMxWN,...] [--attention]  (see the file header)",
+      "  [--tiles BMxBNxBK/TMxTN,...] [--tc-tiles BMxBNxBK/WMxWN,...] [--attention] [--tc-attention]\n" +
+      "  (see the file header)",
   );
   process.exit(0);
 }
@@ -55,7 +65,8 @@ const SMOKE = arg("--smoke") > 0;
 const TC_TILES = arg("--tc-tiles") > 0 ? process.argv[arg("--tc-tiles") + 1]! : undefined;
 const TILES = arg("--tiles") > 0 ? process.argv[arg("--tiles") + 1]! : undefined;
 const ATTENTION_ONLY = arg("--attention") > 0;
-const FP16_ONLY = arg("--fp16-only") > 0 || !!TC_TILES || !!TILES;
+const TC_ATTENTION_ONLY = arg("--tc-attention") > 0;
+const FP16_ONLY = arg("--fp16-only") > 0 || !!TC_TILES || !!TILES || TC_ATTENTION_ONLY;
 const FP16 = FP16_ONLY || arg("--fp16") > 0;
 
 /** "128x64x32/4x2" → a tile config. */
@@ -306,9 +317,26 @@ if (TC_TILES && ctx.f16?.syntax)
     ]),
     tensor16,
   );
+/** The tensor-core attention variants timed beside its default (FlashAttentionArgs.tcVariant). */
+const TC_ATTENTION_VARIANTS: (TcAttentionVariant & { multi?: boolean })[] = [
+  { keyTile: 64, pInK: false },
+  { keyTile: 32, pInK: true },
+  { keyTile: 32, pInK: false },
+  { multi: false, pInK: true },
+  { multi: false, pInK: false },
+];
+/** What flashAttention runs for a variant here: subgroups, key tile, where P lies, workgroup bytes. */
+function tcLabel(H: number, v: TcAttentionVariant & { multi?: boolean }): string {
+  const r = { ...TC_ATTENTION_DEFAULT, ...v };
+  const limit = ctx.gpu.limits.maxComputeWorkgroupStorageSize;
+  const multi =
+    ctx.f16?.multiSubgroup === true && r.multi !== false && tcAttentionSupports(H, H, limit, true, r);
+  const sg = multi ? `4sg${ctx.f16?.sgBuiltin ? "(subgroup_id)" : ""}` : "1sg";
+  return `[${sg} kt${multi ? r.keyTile : 32} P ${r.pInK ? "in K" : "own"} ${tcAttentionSharedBytes(H, multi, r)} B]`;
+}
 if (FP16 && f.shaderF16 && !TC_TILES && !TILES && !ATTENTION_ONLY) {
   const kind = ctx.f16?.syntax ? "tc" : "simt";
-  for (const M of tokenCounts) {
+  for (const M of TC_ATTENTION_ONLY ? [] : tokenCounts) {
     const x = tensor16([M, E], 1);
     const h = tensor16([M, FF], 2);
     const wqkv = tensor16([E, 3 * E], 3);
@@ -348,11 +376,11 @@ if (FP16 && f.shaderF16 && !TC_TILES && !TILES && !ATTENTION_ONLY) {
         ["64x64, 1 subgroup of 64x64", TC_TILE_SOLO],
       ]
     : [["", undefined]];
-  for (const [label, tcTile] of tiles)
+  for (const [label, tcTile] of TC_ATTENTION_ONLY ? [] : tiles)
     await measure(`fp16 ${kind} gemm ${n}³ ${label}`, gemmFlops(n, n, n), (rec) =>
       gemm(ctx, rec, { a, b, out: c, precision: "fp16", tcTile }),
     );
-  if (ctx.f16?.syntax)
+  if (ctx.f16?.syntax && !TC_ATTENTION_ONLY)
     await measure(`fp16 simt gemm ${n}³ (no tensor cores)`, gemmFlops(n, n, n), (rec) =>
       gemm(ctx, rec, { a, b, out: c, precision: "fp16", f16Kernel: "simt" }),
     );
@@ -368,17 +396,32 @@ if (FP16 && f.shaderF16 && !TC_TILES && !TILES && !ATTENTION_ONLY) {
     const out = tensor16([S!, B!, N * H], 31);
     const lengths = ctx.pool.upload(new Int32Array(B!).fill(S!));
     const flops = attentionFlops({ batch: B!, numHeads: N, seqQ: S!, seqKV: S!, headSize: H, vHeadSize: H });
-    await measure(`fp16 ${kind} attention packed QKV B=${B} N=${N} S=${S} H=${H}`, flops, (rec) =>
-      packedQkvAttention(ctx, rec, {
-        qkv,
-        numHeads: N,
-        lengths,
-        out,
-        precision: "fp16",
-        // Opt-in until verified on the H200 (kernels/attention-tc.ts).
-        f16Kernel: ctx.f16?.syntax ? "tensor-core" : "simt",
-      }),
+    await measure(
+      `fp16 ${kind} attention packed QKV B=${B} N=${N} S=${S} H=${H}${ctx.f16?.syntax ? ` ${tcLabel(H, {})}` : ""}`,
+      flops,
+      (rec) =>
+        packedQkvAttention(ctx, rec, {
+          qkv,
+          numHeads: N,
+          lengths,
+          out,
+          precision: "fp16",
+          f16Kernel: ctx.f16?.syntax ? "tensor-core" : "simt",
+        }),
     );
+    // The tensor-core kernel's other variants (attention-tc.ts TcAttentionVariant; the default is the row above).
+    for (const v of ctx.f16?.syntax ? TC_ATTENTION_VARIANTS : [])
+      await measure(`  … tc ${tcLabel(H, v)}`, flops, (rec) =>
+        packedQkvAttention(ctx, rec, {
+          qkv,
+          numHeads: N,
+          lengths,
+          out,
+          precision: "fp16",
+          f16Kernel: "tensor-core",
+          tcVariant: v,
+        }),
+      );
     if (ctx.f16?.syntax)
       await measure(`fp16 simt attention B=${B} S=${S} (no tensor cores)`, flops, (rec) =>
         packedQkvAttention(ctx, rec, {

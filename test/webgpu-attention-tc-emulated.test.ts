@@ -6,18 +6,29 @@
  * pipeline is put in the context's pipeline cache under the key flashAttention asks for. Only kernels that take
  * the subgroup and lane from local_invocation_index run here (sgBuiltin false). Also checks what the probe
  * kernel's debug dumps (TcAttentionConfig.debug) hold, so bench/tc-attention-probe.ts decodes them right.
- * lavapipe runs the emulation slowly (minutes for the larger shapes and the debug kernel): by default only
- * H = 16 runs (S = 16, and var-seqlen); MHAFUSE_TC_EMULATION=1 runs everything.
+ * lavapipe runs the emulation slowly (compiling each kernel takes it a minute or two where Mesa's shader cache
+ * is cold): by default only H = 16 runs (one and four subgroups, and var-seqlen with one);
+ * MHAFUSE_TC_EMULATION=1 runs everything. lavapipe's
+ * 32 KiB of workgroup memory (less the emulation's shuffle scratch) leaves out the four-subgroup kernel with
+ * 64-key tiles at H > 32; its 32-key tiles (TcAttentionVariant.keyTile) cover H = 48 and 64 with four
+ * subgroups.
  */
 import assert from "node:assert/strict";
 import { after, test } from "node:test";
 import { WebGpuContext } from "../src/backends/webgpu/context.js";
-import { packedQkvAttention, varSeqlenQkvAttention } from "../src/backends/webgpu/kernels/attention.js";
+import {
+  type FlashAttentionArgs,
+  packedQkvAttention,
+  varSeqlenQkvAttention,
+} from "../src/backends/webgpu/kernels/attention.js";
 import {
   singleHeadTcUniforms,
   TC_ATTENTION_FIELDS,
   TC_DEBUG_LAYOUT,
   type TcAttentionConfig,
+  type TcAttentionVariant,
+  tcAttentionKey,
+  tcAttentionSharedBytes,
   tcAttentionSource,
   tcAttentionSupports,
 } from "../src/backends/webgpu/kernels/attention-tc.js";
@@ -43,13 +54,31 @@ after(async () => {
   if (c instanceof WebGpuContext) c.dispose();
 });
 
-/** Makes flashAttention take the (emulated) tensor-core kernel: a fake detection and a pre-filled cache. */
+/**
+ * Makes flashAttention take the (emulated) tensor-core kernel: a fake detection and a pre-filled cache (under
+ * the key flashAttention asks for; were it another, it would compile the real WGSL, which lavapipe rejects).
+ */
 function useEmulated(ctx: WebGpuContext, c: Omit<TcAttentionConfig, "sgBuiltin">): void {
   const real = ctx.f16!;
   ctx.f16 = { ...real, syntax: "template", multiSubgroup: c.multi, sgBuiltin: false };
-  const key = `flash-tc:template:m${+c.multi}:sgb0:H${c.H}:len${+c.lengths}:cu${+c.cu}`;
-  ctx.pipelines.get(key, () => emulateSubgroupMatrices(tcAttentionSource(c, "template"), c.multi ? 128 : 32));
+  const cfg = { ...c, sgBuiltin: false };
+  ctx.pipelines.get(tcAttentionKey("template", cfg), () =>
+    emulateSubgroupMatrices(tcAttentionSource(cfg, "template"), c.multi ? 128 : 32),
+  );
 }
+
+/** Whether flashAttention takes this variant here and its emulation (a shuffle scratch more) fits. */
+function emulable(ctx: WebGpuContext, multi: boolean, H: number, v: TcAttentionVariant): boolean {
+  const limit = ctx.gpu.limits.maxComputeWorkgroupStorageSize;
+  return (
+    tcAttentionSupports(H, H, limit, multi, v) &&
+    tcAttentionSharedBytes(H, multi, v) + 4 * (multi ? 128 : 32) <= limit
+  );
+}
+
+/** A variant's name in the messages. */
+const label = (multi: boolean, v: TcAttentionVariant) =>
+  `${multi ? "4sg" : "1sg"}${v.keyTile ? ` kt${v.keyTile}` : ""}${v.pInK === false ? " P-separate" : ""}`;
 
 async function packed(
   ctx: WebGpuContext,
@@ -59,6 +88,7 @@ async function packed(
   N: number,
   H: number,
   lengths?: number[],
+  tcVariant?: TcAttentionVariant & { multi: boolean },
 ) {
   const E = N * H;
   const qkv = rand(S * B * 3 * E, S * 7 + B + N + H);
@@ -71,6 +101,7 @@ async function packed(
     out,
     precision: "fp16",
     f16Kernel: kernel,
+    tcVariant,
   });
   await rec.submit();
   return fromF16(new Uint16Array(await ctx.pool.readback(out.buffer, 2 * S * B * E)), S * B * E);
@@ -83,14 +114,38 @@ function maxDiff(a: Float32Array, b: Float32Array): number {
 }
 
 const full = process.env.MHAFUSE_TC_EMULATION === "1";
-type Shape = [multi: boolean, S: number, B: number, N: number, H: number, lengths?: number[]];
+type Shape = [
+  multi: boolean,
+  variant: TcAttentionVariant,
+  S: number,
+  B: number,
+  N: number,
+  H: number,
+  lengths?: number[],
+];
+// Lengths of 0 (the workgroup loops over no key tile: zero rows) and partial tiles; S past a tile boundary.
 const shapes: Shape[] = [
-  [false, 16, 1, 1, 16],
+  [false, {}, 16, 1, 1, 16],
+  // The default layout (Q staging and P in the K tile's memory) with four subgroups: two row tiles, the second
+  // partial; a full, an empty and a partial sequence.
+  [true, {}, 80, 3, 1, 16, [80, 0, 17]],
   ...(full
     ? ([
-        [false, 33, 1, 1, 32],
-        [false, 40, 2, 2, 16, [40, 3]],
-        [true, 80, 2, 1, 16, [80, 17]],
+        [false, {}, 33, 1, 1, 32],
+        [false, {}, 40, 2, 2, 16, [40, 3]],
+        [false, {}, 50, 2, 1, 64, [50, 0]],
+        [false, { pInK: false }, 50, 2, 1, 64, [50, 31]],
+        [true, {}, 70, 2, 2, 32, [70, 0]],
+        [true, { pInK: false }, 80, 2, 1, 16, [80, 17]],
+        // The four-subgroup kernel at H = 64 (32-key tiles: 64-key ones need more than lavapipe's 32 KiB), and
+        // 48 and 16, whose K/V tile loads leave part of the threads idle.
+        [true, { keyTile: 32, pInK: false }, 100, 3, 2, 64, [100, 0, 37]],
+        [true, { keyTile: 32 }, 70, 2, 1, 64, [70, 33]],
+        [true, { keyTile: 32 }, 40, 2, 1, 48, [40, 5]],
+        [true, { keyTile: 32, pInK: false }, 40, 2, 1, 16, [40, 0]],
+        // Where workgroup memory allows (not lavapipe): the four-subgroup default at H = 64.
+        [true, {}, 100, 2, 1, 64, [100, 37]],
+        [true, { pInK: false }, 100, 2, 1, 64, [100, 0]],
       ] satisfies Shape[])
     : []),
 ];
@@ -98,60 +153,89 @@ const shapes: Shape[] = [
 test("tensor-core attention WGSL, emulated subgroup matrices: matches the SIMT fp16 kernel", async (t) => {
   const ctx = await context();
   if (typeof ctx === "string") return t.skip(ctx);
-  const limit = ctx.gpu.limits.maxComputeWorkgroupStorageSize;
   const saved = ctx.f16;
   try {
-    for (const [multi, S, B, N, H, lengths] of shapes) {
-      if (!tcAttentionSupports(H, H, limit, multi)) {
-        t.diagnostic(`skipped multi=${multi} H=${H}: workgroup memory ${limit}`);
+    for (const [multi, v, S, B, N, H, lengths] of shapes) {
+      const name = `${label(multi, v)} S=${S} B=${B} N=${N} H=${H}${lengths ? ` lengths ${lengths}` : ""}`;
+      if (!emulable(ctx, multi, H, v)) {
+        t.diagnostic(`skipped ${name}: workgroup memory ${ctx.gpu.limits.maxComputeWorkgroupStorageSize}`);
         continue;
       }
       const want = await packed(ctx, "simt", S, B, N, H, lengths);
-      useEmulated(ctx, { multi, H, lengths: !!lengths, cu: false });
-      const got = await packed(ctx, "tensor-core", S, B, N, H, lengths);
+      useEmulated(ctx, { ...v, multi, H, lengths: !!lengths, cu: false });
+      const got = await packed(ctx, "tensor-core", S, B, N, H, lengths, { ...v, multi });
       ctx.f16 = saved;
       const d = maxDiff(got, want);
-      assert.ok(d <= 2e-3, `multi=${multi} S=${S} B=${B} N=${N} H=${H}: max |tc - simt| ${d}`);
+      t.diagnostic(`${name}: max |tc - simt| ${d.toExponential(2)}`);
+      assert.ok(d <= 2e-3, `${name}: max |tc - simt| ${d}`);
     }
   } finally {
     ctx.f16 = saved;
   }
 });
 
+// One subgroup at H = 16 by default (each emulated kernel costs lavapipe a minute or two to compile where
+// Mesa's shader cache is cold), more with MHAFUSE_TC_EMULATION=1.
+const varShapes: [multi: boolean, variant: TcAttentionVariant, H: number][] = [
+  [false, {}, 16],
+  ...(full
+    ? ([
+        [false, {}, 32],
+        [true, {}, 16],
+        [true, { keyTile: 32, pInK: false }, 64],
+        [true, {}, 64],
+      ] satisfies [boolean, TcAttentionVariant, number][])
+    : []),
+];
+
 test("tensor-core attention WGSL, emulated: var-seqlen (cu_seqlens), empty sequences", async (t) => {
   const ctx = await context();
   if (typeof ctx === "string") return t.skip(ctx);
   const saved = ctx.f16;
-  // H = 16 by default (the emulation compiles fast), 32 with MHAFUSE_TC_EMULATION=1.
-  const H = full ? 32 : 16;
   const N = 2;
-  const E = N * H;
-  // An empty sequence in the middle and at the end (it starts at T: nothing of it may be read).
-  const cu = [0, 5, 5, 40, 41, 41];
+  // An empty sequence in the middle and at the end (it starts at T: nothing of it may be read); 73 tokens
+  // span two row tiles of 64 and two key tiles, the second partial.
+  const cu = [0, 5, 5, 78, 79, 79];
   const T = cu[cu.length - 1]!;
-  const qkv = rand(T * 3 * E, 99);
-  const run = async (kernel: F16Kernel) => {
+  const run = async (
+    kernel: F16Kernel,
+    H: number,
+    qkv: Float32Array,
+    tcVariant?: FlashAttentionArgs["tcVariant"],
+  ) => {
+    const E = N * H;
     const out: GpuTensor = { buffer: ctx.pool.acquire(2 * T * E + 4), dims: [T, E] };
     const rec = ctx.recorder();
     varSeqlenQkvAttention(ctx, rec, {
       qkv: { buffer: ctx.pool.upload(toF16(qkv)), dims: [T, 3 * E] },
       cuSeqlens: ctx.pool.upload(Int32Array.from(cu)),
       batch: cu.length - 1,
-      maxSeqlen: 35,
+      maxSeqlen: 73,
       numHeads: N,
       out,
       precision: "fp16",
       f16Kernel: kernel,
+      tcVariant,
     });
     await rec.submit();
     return fromF16(new Uint16Array(await ctx.pool.readback(out.buffer, 2 * T * E)), T * E);
   };
   try {
-    const want = await run("simt");
-    useEmulated(ctx, { multi: false, H, lengths: false, cu: true });
-    const got = await run("tensor-core");
-    const d = maxDiff(got, want);
-    assert.ok(d <= 2e-3, `var-seqlen: max |tc - simt| ${d}`);
+    for (const [multi, v, H] of varShapes) {
+      const name = `var-seqlen ${label(multi, v)} H=${H}`;
+      if (!emulable(ctx, multi, H, v)) {
+        t.diagnostic(`skipped ${name}: workgroup memory ${ctx.gpu.limits.maxComputeWorkgroupStorageSize}`);
+        continue;
+      }
+      const qkv = rand(T * 3 * N * H, 99 + H);
+      const want = await run("simt", H, qkv);
+      useEmulated(ctx, { ...v, multi, H, lengths: false, cu: true });
+      const got = await run("tensor-core", H, qkv, { ...v, multi });
+      ctx.f16 = saved;
+      const d = maxDiff(got, want);
+      t.diagnostic(`${name}: max |tc - simt| ${d.toExponential(2)}`);
+      assert.ok(d <= 2e-3, `${name}: max |tc - simt| ${d}`);
+    }
   } finally {
     ctx.f16 = saved;
   }

@@ -20,27 +20,56 @@
  * Tensor-core flash attention (f16 storage, f32 softmax and accumulation) on WebGPU subgroup matrices, for
  * the packed-QKV ops (lengths or cu_seqlens; no causal mask or bias — those take the SIMT fp16 kernel).
  *
- * One workgroup of 4 subgroups per (64 query rows, head, batch); each subgroup owns 16 query rows
- * (FlashAttention-2 style: no cross-subgroup reduction). Its Q rows are H/16 left fragments loaded once from
- * global memory. Per tile of 64 keys, staged in workgroup memory (K and V, zero-filled past the key length,
- * the next tile's global loads in flight in registers meanwhile):
- *  1. S = Q·Kᵀ: 4 result fragments (Kᵀ is K's tile read column-major), stored to the subgroup's f32 scratch;
+ * One workgroup of 4 subgroups per (64 query rows, head, batch) where per-subgroup offsets compile (else one
+ * subgroup, 16 rows); each subgroup owns 16 query rows (FlashAttention-2 style: no cross-subgroup reduction).
+ * Its Q rows are H/16 left fragments, loaded once from Q staged in workgroup memory. Per tile of BC keys (64
+ * with 4 subgroups, or TcAttentionVariant.keyTile; 32 with one), staged in workgroup memory (K and V,
+ * zero-filled past the key length, the next tile's global loads in flight in registers meanwhile):
+ *  1. S = Q·Kᵀ: BC/16 result fragments (Kᵀ is K's tile read column-major), stored to the subgroup's f32 scratch;
  *  2. online softmax in f32: lane → (row lane % 16, side lane / 16 of the keys); row max and the two halves
  *     combined with one subgroupShuffleXor; P written to workgroup memory as f16;
  *  3. T = P·V into fresh fragments (result matrices cannot be scaled per row, so the running output lives in
  *     lane registers instead: O = O·α + T after T goes through the scratch).
  * The output is O / l, written as f16, 8 halves per store. Keys past the length are never read from V/K
  * (zero-filled) and get p = 0; a row with no key is zeros.
+ *
+ * Workgroup memory is two arrays, f16 KVs and the f32 scratch Ss, both multiples of 16 bytes, every fragment
+ * offset and stride a multiple of 8 halves / 4 floats (16 bytes: see the history above). KVs is [K tile |
+ * V tile | P] (layout()): the Q staging lies at its start until the first K/V tile is written (a barrier
+ * between every subgroup's Q fragment loads and that write), and with pInK (the default) P lies in the K
+ * tile's memory — written after the barrier that follows every subgroup's Q·Kᵀ, read before the barrier that
+ * precedes the next tile's stash. At H = 64 with 4 subgroups that is 35 856 bytes (45 072 with P in a region
+ * of its own); the separate Q, K, V and P tiles of before needed 54 288, over the 48 KiB Dawn allows, so BERT
+ * ran the one-subgroup kernel (16 TFLOP/s at [8, 12, 512, 64] on the H200).
  */
 import type { MatrixSyntax } from "../precision.js";
 import { matrixLoad, matrixStore, matrixTypes, SUBGROUP_BUILTINS, TC_HEADER } from "../precision.js";
 import { packUniforms, type UniformFields, uniformStruct } from "../uniforms.js";
 import { bindings, type StorageDecl } from "./common.js";
 
-/** Subgroups per workgroup (16 query rows each) and keys per tile: 4 and 64, or 1 and 32 (see `multi`). */
-function shape(multi: boolean) {
+/**
+ * Layout choices of the kernel, to time them against each other (bench/gpu-kernels.ts); every one is in the
+ * pipeline key (tcAttentionKey).
+ */
+export interface TcAttentionVariant {
+  /** Keys per tile with 4 subgroups: 64 (default) or 32 (half the K/V staging and score scratch at H <= 32,
+   * twice the barriers per key). One subgroup always takes 32. */
+  keyTile?: 32 | 64;
+  /** P in the K tile's memory (default), or false: in a region of its own (NSG·16·(BC + 8) halves more). */
+  pInK?: boolean;
+}
+
+/** The variant flashAttention takes unless told otherwise (FlashAttentionArgs.tcVariant). */
+export const TC_ATTENTION_DEFAULT: Required<TcAttentionVariant> = { keyTile: 64, pInK: true };
+
+function variant(v: TcAttentionVariant): Required<TcAttentionVariant> {
+  return { keyTile: v.keyTile ?? TC_ATTENTION_DEFAULT.keyTile, pInK: v.pInK ?? TC_ATTENTION_DEFAULT.pInK };
+}
+
+/** Subgroups per workgroup (16 query rows each) and keys per tile: 4 and keyTile, or 1 and 32 (see `multi`). */
+function shape(multi: boolean, keyTile: 32 | 64) {
   const NSG = multi ? 4 : 1;
-  return { NSG, BR: 16 * NSG, BC: multi ? 64 : 32, T: 32 * NSG };
+  return { NSG, BR: 16 * NSG, BC: multi ? keyTile : 32, T: 32 * NSG };
 }
 
 /** Offset, batch, head and sequence strides of the Q, K, V and output views (both attention kernels' uniforms). */
@@ -57,7 +86,7 @@ export const TC_ATTENTION_FIELDS: UniformFields = [
   ["negInf", "f32"],
 ];
 
-export interface TcAttentionConfig {
+export interface TcAttentionConfig extends TcAttentionVariant {
   /** Four subgroups per workgroup (needs per-subgroup fragment offsets); else one. */
   multi: boolean;
   /** With `multi`: the subgroup index and lane from the builtins (F16Support.sgBuiltin). */
@@ -81,8 +110,9 @@ export interface TcAttentionConfig {
  * Where a debug kernel (TcAttentionConfig.debug) writes, per subgroup sg, in elements. DbgH (f16), at
  * sg · 2048: the Q fragment q0, the first K fragment (Kᵀ, right, column-major), the first V fragment and the
  * first P fragment, each stored row-major with stride 16 (256 apart); at 8192 + 384·a, workgroup-wide, the
- * first 384 halves of Qs, Ks, Vs (a = 0, 1, 2) read element by element. Dbg (f32), at sg · 512: the first
- * score fragment S = Q·Kᵀ and the first T = P·V fragment, row-major, stride 16. All from the first key tile.
+ * first 384 halves of the Q staging (once staged), the K tile and the V tile (once the first is staged),
+ * a = 0, 1, 2, read element by element. Dbg (f32), at sg · 512: the first score fragment S = Q·Kᵀ and the
+ * first T = P·V fragment, row-major, stride 16. All from the first key tile.
  */
 export const TC_DEBUG_LAYOUT = {
   halves: 8192 + 3 * 384,
@@ -91,33 +121,65 @@ export const TC_DEBUG_LAYOUT = {
   perSgFloats: 512,
 };
 
-function sizes(H: number, multi = true) {
-  const { NSG, BR, BC, T } = shape(multi);
-  const KS = H + 8; // halves per staged K/V row (16-byte pad)
+/**
+ * Strides and the workgroup memory's layout, in elements. KVs (f16): the K tile at kOff, the V tile at vOff,
+ * P at pOff (in the K tile's memory with pInK), the Q staging at 0 before the first K/V tile; Ss (f32): per
+ * subgroup 16 rows of SW, the scores and then T = P·V. Every offset and stride is a multiple of 8 halves /
+ * 4 floats (16 bytes).
+ */
+function layout(H: number, multi: boolean, v: TcAttentionVariant) {
+  const { keyTile, pInK } = variant(v);
+  const { NSG, BR, BC, T } = shape(multi, keyTile);
+  const KS = H + 8; // halves per staged Q/K/V row (16-byte pad)
   const PS = BC + 8; // halves per P row
   const SW = Math.max(BC, H) + 4; // floats per scratch row
-  return { KS, PS, SW, NSG, BR, BC, T };
+  const tile = BC * KS;
+  const pLen = NSG * 16 * PS;
+  const kRegion = Math.max(tile, pInK ? pLen : 0);
+  const kOff = 0;
+  const vOff = kRegion;
+  const pOff = pInK ? 0 : kRegion + tile;
+  const halves = Math.max(BR * KS, kRegion + tile + (pInK ? 0 : pLen));
+  const floats = NSG * 16 * SW;
+  return { KS, PS, SW, NSG, BR, BC, T, kOff, vOff, pOff, halves, floats, pInK };
 }
 
 /** Query rows per workgroup. */
 export function tcAttentionRows(multi: boolean): number {
-  return shape(multi).BR;
+  return shape(multi, 64).BR;
 }
 
-/** Workgroup memory in bytes: one subgroup fits 48 KiB up to H = 64 (17 KiB), four up to H = 48. */
-export function tcAttentionSharedBytes(H: number, multi = true): number {
-  const { KS, PS, SW, NSG, BC } = sizes(H, multi);
-  return 2 * (2 * BC + 16 * NSG) * KS + 2 * NSG * 16 * PS + 4 * NSG * 16 * SW + 16;
+/**
+ * Workgroup memory in bytes, 16 of them spare (the probe's 4-byte wgKvEnd). H = 16 / 32 / 64, default
+ * variant: 4 subgroups 29 712 / 31 760 / 35 856, one subgroup 5 392 / 7 440 / 13 584; 4 subgroups with P
+ * separate 32 784 / 36 880 / 45 072; keyTile 32 (P separate) 17 424 / 19 472 / 31 760.
+ */
+export function tcAttentionSharedBytes(H: number, multi = true, v: TcAttentionVariant = {}): number {
+  const { halves, floats } = layout(H, multi, v);
+  return 2 * halves + 4 * floats + 16;
 }
 
 /** Whether the tensor-core kernel takes this problem (the caller falls back to the SIMT fp16 kernel). */
-export function tcAttentionSupports(H: number, HV: number, limit: number, multi: boolean): boolean {
-  return H === HV && H % 16 === 0 && H <= 64 && tcAttentionSharedBytes(H, multi) <= limit;
+export function tcAttentionSupports(
+  H: number,
+  HV: number,
+  limit: number,
+  multi: boolean,
+  v: TcAttentionVariant = {},
+): boolean {
+  return H === HV && H % 16 === 0 && H <= 64 && tcAttentionSharedBytes(H, multi, v) <= limit;
+}
+
+/** The pipeline-cache key of a (non-probe) config: everything tcAttentionSource bakes in. */
+export function tcAttentionKey(syntax: MatrixSyntax, c: TcAttentionConfig): string {
+  const { BC, pInK } = layout(c.H, c.multi, c);
+  const sgb = c.multi && !!c.sgBuiltin;
+  return `flash-tc:${syntax}:m${+c.multi}:sgb${+sgb}:H${c.H}:len${+c.lengths}:cu${+c.cu}:kt${BC}:pk${+pInK}`;
 }
 
 export function tcAttentionSource(c: TcAttentionConfig, syntax: MatrixSyntax): string {
   const { H } = c;
-  const { KS, PS, SW, NSG, BR, BC, T } = sizes(H, c.multi);
+  const { KS, PS, SW, NSG, BR, BC, T, kOff, vOff, pOff, halves, floats } = layout(H, c.multi, c);
   const HF = H / 16;
   const HH = H / 2;
   const ty = matrixTypes({ M: 16, N: 16, K: 16 });
@@ -134,39 +196,43 @@ export function tcAttentionSource(c: TcAttentionConfig, syntax: MatrixSyntax): s
   const dbg = (line: string) => (c.debug ? `\n  if (dbgOn) { ${line}; }` : "");
   const dbgLine = (line: string) => `    if (dbgOn) { ${line}; }`;
 
-  const chunks = (BC * H) / 8 / T;
+  // K/V tile loads: `chunks` vec4s (8 halves) of each per thread, the last one partial where BC·H/8 is not a
+  // multiple of the threads (4 subgroups, 32-key tiles, H = 16 or 48).
+  const vecs = (BC * H) / 8;
+  const chunks = Math.ceil(vecs / T);
   const decl: string[] = [];
   const fetch: string[] = [];
   const stash: string[] = [];
   for (let e = 0; e < chunks; e++) {
+    const partial = (e + 1) * T > vecs;
     decl.push(`  var rk${e} = vec4<u32>(0u); var rv${e} = vec4<u32>(0u);`);
     fetch.push(`    { let idx = ${e * T}u + tid; let row = idx / ${H / 8}u; let c = (idx % ${H / 8}u) * 8u;
       let key = t0 + row; let kk = seqStart + key;
       rk${e} = vec4<u32>(0u); rv${e} = vec4<u32>(0u);
-      if (key < kvEnd) { rk${e} = K[(kBase + kk * u.kSS + c) / 8u]; rv${e} = V[(vBase + kk * u.vSS + c) / 8u]; } }`);
-    const put = (arr: string, reg: string) =>
+      if (key < kvEnd${partial ? ` && idx < ${vecs}u` : ""}) { rk${e} = K[(kBase + kk * u.kSS + c) / 8u]; rv${e} = V[(vBase + kk * u.vSS + c) / 8u]; } }`);
+    const put = (base: number, reg: string) =>
       [0, 1, 2, 3]
         .map(
           (w) =>
-            `{ let h = bitcast<vec2<f16>>(${reg}[${w}]); ${arr}[o + ${2 * w}u] = h.x; ${arr}[o + ${2 * w + 1}u] = h.y; }`,
+            `{ let h = bitcast<vec2<f16>>(${reg}[${w}]); KVs[o + ${base + 2 * w}u] = h.x; KVs[o + ${base + 2 * w + 1}u] = h.y; }`,
         )
         .join(" ");
-    stash.push(`    { let idx = ${e * T}u + tid; let o = (idx / ${H / 8}u) * ${KS}u + (idx % ${H / 8}u) * 8u;
-      ${put("Ks", `rk${e}`)}
-      ${put("Vs", `rv${e}`)} }`);
+    stash.push(`    { let idx = ${e * T}u + tid;${partial ? ` if (idx < ${vecs}u) {` : ""} let o = (idx / ${H / 8}u) * ${KS}u + (idx % ${H / 8}u) * 8u;
+      ${put(kOff, `rk${e}`)}
+      ${put(vOff, `rv${e}`)}${partial ? " }" : ""} }`);
   }
 
   const qLoads: string[] = [];
   for (let h = 0; h < HF; h++)
     qLoads.push(
-      `  let q${h} = ${matrixLoad(syntax, ty.left, "&Qs", `sg * ${16 * KS}u + ${h * 16}u`, `${KS}u`)};`,
+      `  let q${h} = ${matrixLoad(syntax, ty.left, "&KVs", `sg * ${16 * KS}u + ${h * 16}u`, `${KS}u`)};`,
     );
   const scores: string[] = [];
   for (let j = 0; j < BC / 16; j++) {
     scores.push(`    { var s = ${ty.result}();`);
     for (let h = 0; h < HF; h++)
       scores.push(
-        `      s = subgroupMatrixMultiplyAccumulate(q${h}, ${matrixLoad(syntax, ty.right, "&Ks", `${j * 16 * KS + h * 16}u`, `${KS}u`, true)}, s);`,
+        `      s = subgroupMatrixMultiplyAccumulate(q${h}, ${matrixLoad(syntax, ty.right, "&KVs", `${kOff + j * 16 * KS + h * 16}u`, `${KS}u`, true)}, s);`,
       );
     if (j === 0 && c.debug)
       scores.push(dbgLine(`if (k0 == 0u) { ${matrixStore(syntax, "&Dbg", "sg * 512u", "s", "16u")}; }`));
@@ -175,12 +241,12 @@ export function tcAttentionSource(c: TcAttentionConfig, syntax: MatrixSyntax): s
   const pv: string[] = [];
   for (let k = 0; k < BC / 16; k++)
     pv.push(
-      `    let p${k} = ${matrixLoad(syntax, ty.left, "&Ps", `sg * ${16 * PS}u + ${k * 16}u`, `${PS}u`)};`,
+      `    let p${k} = ${matrixLoad(syntax, ty.left, "&KVs", `${pOff}u + sg * ${16 * PS}u + ${k * 16}u`, `${PS}u`)};`,
     );
   if (c.debug) {
     pv.push(
       dbgLine(
-        `if (k0 == 0u) { ${matrixStore(syntax, "&DbgH", "sg * 2048u + 768u", "p0", "16u")}; ${matrixStore(syntax, "&DbgH", "sg * 2048u + 512u", matrixLoad(syntax, ty.right, "&Vs", "0u", `${KS}u`), "16u")}; }`,
+        `if (k0 == 0u) { ${matrixStore(syntax, "&DbgH", "sg * 2048u + 768u", "p0", "16u")}; ${matrixStore(syntax, "&DbgH", "sg * 2048u + 512u", matrixLoad(syntax, ty.right, "&KVs", `${vOff}u`, `${KS}u`), "16u")}; }`,
       ),
     );
   }
@@ -188,7 +254,7 @@ export function tcAttentionSource(c: TcAttentionConfig, syntax: MatrixSyntax): s
     pv.push(`    { var t = ${ty.result}();`);
     for (let k = 0; k < BC / 16; k++)
       pv.push(
-        `      t = subgroupMatrixMultiplyAccumulate(p${k}, ${matrixLoad(syntax, ty.right, "&Vs", `${k * 16 * KS + h * 16}u`, `${KS}u`)}, t);`,
+        `      t = subgroupMatrixMultiplyAccumulate(p${k}, ${matrixLoad(syntax, ty.right, "&KVs", `${vOff + k * 16 * KS + h * 16}u`, `${KS}u`)}, t);`,
       );
     if (h === 0 && c.debug)
       pv.push(dbgLine(`if (k0 == 0u) { ${matrixStore(syntax, "&Dbg", "sg * 512u + 256u", "t", "16u")}; }`));
@@ -207,16 +273,17 @@ export function tcAttentionSource(c: TcAttentionConfig, syntax: MatrixSyntax): s
     );
     oStore.push(`    O[(ob + ${8 * q}u) / 8u] = vec4<u32>(${pk.join(", ")});`);
   }
+  // Four scores of this lane's row, from key c of its side on (c a multiple of 4, rowS too: 16-byte aligned).
+  const s4 = "vec4<f32>(Ss[rowS + c], Ss[rowS + c + 1u], Ss[rowS + c + 2u], Ss[rowS + c + 3u]) * u.scale";
+  const in4 = "vec4<u32>(c) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(nk)";
 
   const keyLen = c.cu ? "seqLen" : c.lengths ? "u32(clamp(lengths[b], 0, i32(u.seqKV)))" : "u.seqKV";
   const builtin = NSG > 1 && !!c.sgBuiltin;
   return `${TC_HEADER}enable subgroups;
 ${uniformStruct(TC_ATTENTION_FIELDS)}${bindings(decls)}
-var<workgroup> Qs: array<f16, ${BR * KS}>;
-var<workgroup> Ks: array<f16, ${BC * KS}>;
-var<workgroup> Vs: array<f16, ${BC * KS}>;
-var<workgroup> Ps: array<f16, ${NSG * 16 * PS}>;
-var<workgroup> Ss: array<f32, ${NSG * 16 * SW}>;
+// [K tile | V tile | P] (P at ${pOff}, in the K tile with pInK); the Q staging at 0 before the first K/V tile.
+var<workgroup> KVs: array<f16, ${halves}>;
+var<workgroup> Ss: array<f32, ${floats}>;
 ${c.kvEndVar ? "var<workgroup> wgKvEnd: u32;\n" : ""}
 @compute @workgroup_size(${T})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) tid: u32${builtin ? SUBGROUP_BUILTINS.params : ""}) {
@@ -240,6 +307,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   // fragments came out shifted by two halves (bench/h200-tc-attention-probe.log).
   let kvEnd = select(0u, kLen, rowBase < qLen);`
   }${c.debug ? "\n  let dbgOn = wid.x == 0u && wid.y == 0u && wid.z == 0u;" : ""}
+${decl.join("\n")}
+  // The first K/V tile's loads in flight while Q is staged.
+  {
+    let t0 = 0u;
+${fetch.join("\n")}
+  }
 
   // Q rows staged through workgroup memory, zero past the sequence: a fragment load straight from the
   // storage buffer that reaches past its end is clamped as a whole by Dawn's robustness, corrupting valid rows.
@@ -250,21 +323,20 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     var x = vec4<u32>(0u);
     if (i < qLen) { x = Q[(qBase + (seqStart + i) * u.qSS + c) / 8u]; }
     let o = row * ${KS}u + c;
-    ${[0, 1, 2, 3].map((w) => `{ let h = bitcast<vec2<f16>>(x[${w}]); Qs[o + ${2 * w}u] = h.x; Qs[o + ${2 * w + 1}u] = h.y; }`).join(" ")}
+    ${[0, 1, 2, 3].map((w) => `{ let h = bitcast<vec2<f16>>(x[${w}]); KVs[o + ${2 * w}u] = h.x; KVs[o + ${2 * w + 1}u] = h.y; }`).join(" ")}
   }
-  workgroupBarrier();
+  workgroupBarrier();${dbg(`for (var e = tid; e < 384u; e += ${T}u) { DbgH[8192u + e] = KVs[e]; }`)}
 ${qLoads.join("\n")}${dbg(matrixStore(syntax, "&DbgH", "sg * 2048u", "q0", "16u"))}
+  // Every subgroup's Q fragments are loaded: the K/V tiles may overwrite the Q staging.
+  workgroupBarrier();
+  {
+${stash.join("\n")}
+  }
+  workgroupBarrier();${dbg(`${matrixStore(syntax, "&DbgH", "sg * 2048u + 256u", matrixLoad(syntax, ty.right, "&KVs", `${kOff}u`, `${KS}u`, true), "16u")};
+    for (var e = tid; e < 384u; e += ${T}u) { DbgH[8576u + e] = KVs[${kOff}u + e]; DbgH[8960u + e] = KVs[${vOff}u + e]; }`)}
   var m = NEG_INF;
   var l = 0.0;
 ${oDecl.join("\n")}
-${decl.join("\n")}
-  {
-    let t0 = 0u;
-${fetch.join("\n")}
-${stash.join("\n")}
-  }
-  workgroupBarrier();${dbg(`${matrixStore(syntax, "&DbgH", "sg * 2048u + 256u", matrixLoad(syntax, ty.right, "&Ks", "0u", `${KS}u`, true), "16u")};
-    for (var e = tid; e < 384u; e += ${T}u) { DbgH[8192u + e] = Qs[e]; DbgH[8576u + e] = Ks[e]; DbgH[8960u + e] = Vs[e]; }`)}
   for (var k0 = 0u; k0 < kvEnd; k0 += ${BC}u) {
     let t0 = k0 + ${BC}u;
     let more = t0 < kvEnd;
@@ -272,25 +344,28 @@ ${stash.join("\n")}
 ${fetch.join("\n")}
     }
 ${scores.join("\n")}
+    // The scores are visible, and every subgroup is done with the K tile (P may overwrite it).
     workgroupBarrier();
-    // Online softmax of row r over this lane's side of the tile's keys.
+    // Online softmax of row r over this lane's side of the tile's keys, the first nk of which exist.
     let rowS = sg * ${16 * SW}u + r * ${SW}u + side * ${BC / 2}u;
-    let rowP = sg * ${16 * PS}u + r * ${PS}u + side * ${BC / 2}u;
+    let rowP = ${pOff}u + sg * ${16 * PS}u + r * ${PS}u + side * ${BC / 2}u;
     let keyBase = k0 + side * ${BC / 2}u;
+    let nk = min(kvEnd - min(keyBase, kvEnd), ${BC / 2}u);
     var mx = NEG_INF;
-    for (var c = 0u; c < ${BC / 2}u; c++) {
-      if (keyBase + c < kvEnd) { mx = max(mx, Ss[rowS + c] * u.scale); }
+    for (var c = 0u; c < ${BC / 2}u; c += 4u) {
+      let s = select(vec4<f32>(NEG_INF), ${s4}, ${in4});
+      mx = max(mx, max(max(s.x, s.y), max(s.z, s.w)));
     }
     mx = max(mx, subgroupShuffleXor(mx, 16u));
     let mNew = max(m, mx);
     var alpha = 1.0;
     if (mNew > m) { alpha = exp(m - mNew); }
+    let live = vec4<bool>(mNew > NEG_INF);
     var ps = 0.0;
-    for (var c = 0u; c < ${BC / 2}u; c++) {
-      var p = 0.0;
-      if (keyBase + c < kvEnd && mNew > NEG_INF) { p = exp(Ss[rowS + c] * u.scale - mNew); }
-      Ps[rowP + c] = f16(p);
-      ps += p;
+    for (var c = 0u; c < ${BC / 2}u; c += 4u) {
+      let p = select(vec4<f32>(0.0), exp(${s4} - mNew), (${in4}) & live);
+      KVs[rowP + c] = f16(p.x); KVs[rowP + c + 1u] = f16(p.y); KVs[rowP + c + 2u] = f16(p.z); KVs[rowP + c + 3u] = f16(p.w);
+      ps += p.x; ps += p.y; ps += p.z; ps += p.w;
     }
     l = l * alpha + ps;
     m = mNew;
@@ -298,6 +373,7 @@ ${scores.join("\n")}
     {
 ${pv.join("\n")}
     }
+    // T is visible, and every subgroup is done with the V tile and P (the next tile may overwrite them).
     workgroupBarrier();
     let rowT = sg * ${16 * SW}u + r * ${SW}u + side * ${HH}u;
 ${oUpdate.join("\n")}

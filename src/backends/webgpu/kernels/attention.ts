@@ -32,6 +32,9 @@ import type { CommandRecorder } from "../recorder.js";
 import { packUniforms } from "../uniforms.js";
 import { type FastConfig, fastAttentionSharedBytes, fastAttentionSource } from "./attention-fast.js";
 import {
+  TC_ATTENTION_DEFAULT,
+  type TcAttentionVariant,
+  tcAttentionKey,
   tcAttentionRows,
   tcAttentionSource,
   tcAttentionSupports,
@@ -136,6 +139,12 @@ export interface FlashAttentionArgs {
   precision?: Precision;
   /** fp16 only: force the kernel (tests, benchmarks). */
   f16Kernel?: F16Kernel;
+  /**
+   * Tensor-core kernel only: its layout (default TC_ATTENTION_DEFAULT), and `multi: false` one subgroup per
+   * workgroup even where four would run — tests, benchmarks. A variant whose four-subgroup tiles do not fit
+   * workgroup memory runs with one subgroup.
+   */
+  tcVariant?: TcAttentionVariant & { multi?: boolean };
   /**
    * The subgroup kernel (attention-fast.ts) where the device has subgroups of at least 8 invocations
    * (default), or false: the workgroup-memory kernel, the portable fallback (tests, benchmarks).
@@ -366,11 +375,13 @@ export function flashAttention(ctx: WebGpuContext, rec: CommandRecorder, a: Flas
     const aligned8 = [a.qLayout, a.kLayout, a.vLayout, a.outLayout].every(
       (l) => l.offset % 8 === 0 && l.batchStride % 8 === 0 && l.headStride % 8 === 0 && l.seqStride % 8 === 0,
     );
-    // Four subgroups where per-subgroup offsets compile and the tiles fit workgroup memory (at H = 64 they
-    // need 53 KiB), else one.
-    const multi = ctx.f16?.multiSubgroup === true && tcAttentionSupports(H, HV, limit, true);
+    // Four subgroups where per-subgroup offsets compile and the tiles fit workgroup memory (at H = 64: 35 KiB
+    // with the default variant, 44 KiB with P in its own region), else one.
+    const { multi: allowMulti, ...tcv } = { ...TC_ATTENTION_DEFAULT, ...a.tcVariant };
+    const multi =
+      ctx.f16?.multiSubgroup === true && allowMulti !== false && tcAttentionSupports(H, HV, limit, true, tcv);
     const fits =
-      tcAttentionSupports(H, HV, limit, multi) &&
+      tcAttentionSupports(H, HV, limit, multi, tcv) &&
       aligned8 &&
       a.causalOffset === undefined &&
       !a.causalPerBatch &&
@@ -385,9 +396,9 @@ export function flashAttention(ctx: WebGpuContext, rec: CommandRecorder, a: Flas
       );
     if (syntax && fits) {
       const sgBuiltin = ctx.f16?.sgBuiltin === true;
-      const tc = { multi, sgBuiltin, H, lengths: !!a.keyLengths, cu: !!a.cuSeqlens };
-      const key = `flash-tc:${syntax}:m${+multi}:sgb${+sgBuiltin}:H${H}:len${+tc.lengths}:cu${+tc.cu}`;
-      const k = ctx.pipelines.get(key, () => tcAttentionSource(tc, syntax));
+      const tc = { ...tcv, multi, sgBuiltin, H, lengths: !!a.keyLengths, cu: !!a.cuSeqlens };
+      // flash-tc:… — everything the source bakes in (test/webgpu-attention-tc-emulated.test.ts fills it).
+      const k = ctx.pipelines.get(tcAttentionKey(syntax, tc), () => tcAttentionSource(tc, syntax));
       const bufs = [a.q, a.k, a.v];
       if (a.keyLengths) bufs.push(a.keyLengths);
       if (a.cuSeqlens) bufs.push(a.cuSeqlens);
@@ -534,6 +545,7 @@ export function packedQkvAttention(
     /** "fp16": qkv and out are f16 (see FlashAttentionArgs.precision). */
     precision?: Precision;
     f16Kernel?: F16Kernel;
+    tcVariant?: FlashAttentionArgs["tcVariant"];
     subgroups?: boolean;
   },
 ): void {
@@ -573,6 +585,7 @@ export function packedQkvAttention(
     prefetchKV: args.prefetchKV,
     precision: args.precision,
     f16Kernel: args.f16Kernel,
+    tcVariant: args.tcVariant,
     subgroups: args.subgroups,
   });
 }
@@ -595,6 +608,7 @@ export function varSeqlenQkvAttention(
     scale?: number;
     precision?: Precision;
     f16Kernel?: F16Kernel;
+    tcVariant?: FlashAttentionArgs["tcVariant"];
   },
 ): void {
   const op = "mhafuse.QKVToContext var_seqlen (webgpu)";
@@ -623,6 +637,7 @@ export function varSeqlenQkvAttention(
     cuSeqlens: args.cuSeqlens,
     precision: args.precision,
     f16Kernel: args.f16Kernel,
+    tcVariant: args.tcVariant,
   });
 }
 
