@@ -80,6 +80,14 @@ function parseTile(spec: string): TcTile {
   if (m[6] === "s") t.single = true;
   return t;
 }
+/** A --tc-tiles entry: "auto" or a tile, with "/kN" forcing N split-K slices (e.g. auto/k2). */
+function tcSweepOptions(spec: string): Partial<GemmArgs> {
+  const [tile, k] = spec.split("/k") as [string, string | undefined];
+  const o: Partial<GemmArgs> =
+    tile === "auto" ? { precision: "fp16" } : { precision: "fp16", tcTile: parseTile(tile) };
+  if (k !== undefined) o.kSlices = Number(k);
+  return o;
+}
 /** Plain fp32 FMA peak of an H200 SXM (the vendor's datasheet; same as H100 SXM). */
 const FP32_PEAK_TFLOPS = 67;
 
@@ -311,10 +319,7 @@ if (TILES) {
 if (TC_TILES && ctx.f16?.syntax)
   await tileSweep(
     "tc",
-    TC_TILES.split(",").map((spec) => [
-      spec,
-      spec === "auto" ? { precision: "fp16" } : { precision: "fp16", tcTile: parseTile(spec) },
-    ]),
+    TC_TILES.split(",").map((spec) => [spec, tcSweepOptions(spec)]),
     tensor16,
   );
 /** The tensor-core attention variants timed beside its default (FlashAttentionArgs.tcVariant). */
@@ -389,6 +394,8 @@ if (FP16 && f.shaderF16 && !TC_TILES && !TILES && !ATTENTION_ONLY) {
     : [
         [8, 512],
         [32, 128],
+        // Between the two (where the 32- and 64-key tiles cross over) with --tc-attention.
+        ...(TC_ATTENTION_ONLY ? [[16, 256]] : []),
       ]) {
     const N = SMOKE ? 2 : 12;
     const H = 64;

@@ -3,7 +3,6 @@ import { after, test } from "node:test";
 import { bucketSize } from "../src/backends/webgpu/buffer-pool.js";
 import { WebGpuContext } from "../src/backends/webgpu/context.js";
 import { dawnFlags, robustnessWanted } from "../src/backends/webgpu/device.js";
-import { packedF16Kernel } from "../src/backends/webgpu/graph/kernels.js";
 import { binary, unary } from "../src/backends/webgpu/kernels/elementwise.js";
 import { gemm } from "../src/backends/webgpu/kernels/gemm.js";
 import { gather } from "../src/backends/webgpu/kernels/layout.js";
@@ -54,14 +53,6 @@ test("dawnFlags: one enable and one disable flag, toggles merged in order withou
     ],
   );
   assert.deepEqual(dawnFlags([]), []);
-});
-
-test("fp16 packed attention: SIMT up to 256 keys when the session chose tensor cores, else its choice", () => {
-  assert.equal(packedF16Kernel("tensor-core", 128), "simt");
-  assert.equal(packedF16Kernel("tensor-core", 256), "simt");
-  assert.equal(packedF16Kernel("tensor-core", 257), "tensor-core");
-  assert.equal(packedF16Kernel("simt", 4096), "simt");
-  assert.equal(packedF16Kernel(undefined, 64), undefined);
 });
 
 test("robustness: off by default, on by option or MHAFUSE_WEBGPU_ROBUSTNESS=1; results are the same", async (t) => {
@@ -201,60 +192,80 @@ function refLayerNorm(v: Float64Array, gamma: Float32Array, beta: Float32Array |
   return Array.from(v, (x, j) => (x - mean) * inv * gamma[j]! + (beta ? beta[j]! : 0));
 }
 
-test("LayerNorm and SkipLayerNorm match float64 (odd widths, large means, sum output)", async (t) => {
+test("LayerNorm and SkipLayerNorm match float64 (odd widths, large means, sum output; both kernels)", async (t) => {
   const ctx = await withGpu(t);
   if (!ctx) return;
-  for (const [rows, width] of [
-    [3, 7],
-    [5, 768],
-    [2, 1000],
-    [1, 1],
-  ] as const) {
-    const x = rand(rows * width, rows + width).map((v, i) => v * 3 + (i % 2 ? 10 : 0));
-    const skip = rand(rows * width, 7);
-    const gamma = rand(width, 8).map((v) => v + 1);
-    const beta = rand(width, 9);
-    const bias = rand(width, 10);
-    const eps = 1e-5;
-    const dims = [rows, width];
-    const out1 = empty(ctx, dims);
-    const out2 = empty(ctx, dims);
-    const sum = empty(ctx, dims);
-    const out3 = empty(ctx, dims);
-    const rec = ctx.recorder();
-    const g = upload(ctx, gamma, [width]);
-    const xb = upload(ctx, x, dims);
-    layerNorm(ctx, rec, { x: xb, gamma: g, beta: upload(ctx, beta, [width]), out: out1, epsilon: eps });
-    skipLayerNorm(ctx, rec, {
-      x: xb,
-      skip: upload(ctx, skip, dims),
-      gamma: g,
-      beta: upload(ctx, beta, [width]),
-      bias: upload(ctx, bias, [width]),
-      out: out2,
-      sum,
-      epsilon: eps,
-    });
-    skipLayerNorm(ctx, rec, { x: xb, skip: upload(ctx, skip, dims), gamma: g, out: out3, epsilon: eps });
-    await rec.submit();
-    const want1: number[] = [];
-    const want2: number[] = [];
-    const wantSum: number[] = [];
-    const want3: number[] = [];
-    for (let r = 0; r < rows; r++) {
-      const row = Float64Array.from({ length: width }, (_, j) => x[r * width + j]!);
-      const s = Float64Array.from(row, (v, j) => v + skip[r * width + j]! + bias[j]!);
-      const s3 = Float64Array.from(row, (v, j) => v + skip[r * width + j]!);
-      want1.push(...refLayerNorm(row, gamma, beta, eps));
-      want2.push(...refLayerNorm(s, gamma, beta, eps));
-      wantSum.push(...s);
-      want3.push(...refLayerNorm(s3, gamma, undefined, eps));
+  // The device's row-group kernel (lanes of a subgroup per row; the last workgroup's groups past the rows
+  // write nothing) and the workgroup-per-row kernel.
+  for (const rowGroup of [undefined, 0])
+    for (const [rows, width] of [
+      [3, 7],
+      [5, 768],
+      [2, 1000],
+      [1, 1],
+      [70, 64],
+    ] as const) {
+      const x = rand(rows * width, rows + width).map((v, i) => v * 3 + (i % 2 ? 10 : 0));
+      const skip = rand(rows * width, 7);
+      const gamma = rand(width, 8).map((v) => v + 1);
+      const beta = rand(width, 9);
+      const bias = rand(width, 10);
+      const eps = 1e-5;
+      const dims = [rows, width];
+      const out1 = empty(ctx, dims);
+      const out2 = empty(ctx, dims);
+      const sum = empty(ctx, dims);
+      const out3 = empty(ctx, dims);
+      const rec = ctx.recorder();
+      const g = upload(ctx, gamma, [width]);
+      const xb = upload(ctx, x, dims);
+      layerNorm(ctx, rec, {
+        x: xb,
+        gamma: g,
+        beta: upload(ctx, beta, [width]),
+        out: out1,
+        epsilon: eps,
+        rowGroup,
+      });
+      skipLayerNorm(ctx, rec, {
+        x: xb,
+        skip: upload(ctx, skip, dims),
+        gamma: g,
+        beta: upload(ctx, beta, [width]),
+        bias: upload(ctx, bias, [width]),
+        out: out2,
+        sum,
+        epsilon: eps,
+        rowGroup,
+      });
+      skipLayerNorm(ctx, rec, {
+        x: xb,
+        skip: upload(ctx, skip, dims),
+        gamma: g,
+        out: out3,
+        epsilon: eps,
+        rowGroup,
+      });
+      await rec.submit();
+      const want1: number[] = [];
+      const want2: number[] = [];
+      const wantSum: number[] = [];
+      const want3: number[] = [];
+      for (let r = 0; r < rows; r++) {
+        const row = Float64Array.from({ length: width }, (_, j) => x[r * width + j]!);
+        const s = Float64Array.from(row, (v, j) => v + skip[r * width + j]! + bias[j]!);
+        const s3 = Float64Array.from(row, (v, j) => v + skip[r * width + j]!);
+        want1.push(...refLayerNorm(row, gamma, beta, eps));
+        want2.push(...refLayerNorm(s, gamma, beta, eps));
+        wantSum.push(...s);
+        want3.push(...refLayerNorm(s3, gamma, undefined, eps));
+      }
+      const k = `${rows}x${width} rowGroup ${rowGroup ?? "default"}`;
+      assertClose(await read(ctx, out1), want1, 1e-4, `layernorm ${k}`);
+      assertClose(await read(ctx, out2), want2, 1e-4, `skiplayernorm ${k}`);
+      assertClose(await read(ctx, sum), wantSum, 1e-5, `skip sum ${k}`);
+      assertClose(await read(ctx, out3), want3, 1e-4, `skiplayernorm (no beta/bias) ${k}`);
     }
-    assertClose(await read(ctx, out1), want1, 1e-4, `layernorm ${rows}x${width}`);
-    assertClose(await read(ctx, out2), want2, 1e-4, `skiplayernorm ${rows}x${width}`);
-    assertClose(await read(ctx, sum), wantSum, 1e-5, `skip sum ${rows}x${width}`);
-    assertClose(await read(ctx, out3), want3, 1e-4, `skiplayernorm (no beta/bias) ${rows}x${width}`);
-  }
 });
 
 test("Softmax over the last axis matches float64, -inf entries give 0", async (t) => {

@@ -25,7 +25,6 @@ import { type BinaryOp, binary, broadcastShape } from "../kernels/elementwise.js
 import { gemm } from "../kernels/gemm.js";
 import { gather, powScalar, transpose, type UnaryMap, unaryMap } from "../kernels/layout.js";
 import { layerNorm, rmsNorm, rowMean, skipLayerNorm, softmax } from "../kernels/norm.js";
-import type { F16Kernel } from "../precision.js";
 import {
   attention23Def,
   contribAttentionDef,
@@ -512,21 +511,11 @@ const qkvDef: GpuKernelDef = {
       lengths: mask ? k.uploadHostData(1, inputs) : undefined,
       out,
       precision: k.f16 ? "fp16" : "fp32",
-      f16Kernel: packedF16Kernel(k.attentionKernel, isBatchFirst(k.node) ? d1 : d0),
+      f16Kernel: k.attentionKernel,
     });
     return [out];
   },
 };
-
-/**
- * fp16 packed attention: the SIMT kernel (f16 storage, f32 math) up to 256 keys, else what the session chose.
- * On the H200 the SIMT kernel beat the tensor-core one at 128 keys (0.100 vs 0.127 ms at [32,12,128,64]) and
- * lost at 512 (0.434 vs 0.400 ms at [8,12,512,64]); 256 lies between (bench/h200-kernels-fp16-attention-1129c.log).
- */
-export function packedF16Kernel(chosen: F16Kernel | undefined, seqKV: number): F16Kernel | undefined {
-  return chosen === "tensor-core" && seqKV <= PACKED_SIMT_MAX_KEYS ? "simt" : chosen;
-}
-const PACKED_SIMT_MAX_KEYS = 256;
 
 /**
  * mhafuse.QKVToContext var_seqlen (qkv [T, 3E, 1, 1] + host cu_seqlens): the packed op after padding removal.
@@ -567,7 +556,7 @@ const qkvVarSeqlen: Pick<GpuKernelDef, "accepts" | "run"> = {
         maxSeqlen,
         out: { buffer: out.buffer, dims: [T, E3 / 3] },
         precision: k.f16 ? "fp16" : "fp32",
-        f16Kernel: packedF16Kernel(k.attentionKernel, maxSeqlen),
+        f16Kernel: k.attentionKernel,
       });
     return [out];
   },

@@ -324,6 +324,8 @@ export function attentionFlops(
   return 2 * a.batch * a.numHeads * a.seqQ * a.seqKV * (a.headSize + a.vHeadSize);
 }
 
+/** Key counts up to this take the tensor-core kernel's 32-key tiles (see flashAttention). */
+const TC_SHORT_KEYS = 128;
 const OP = "webgpu.Attention";
 
 function aligned(l: AttentionLayout): boolean {
@@ -377,7 +379,11 @@ export function flashAttention(ctx: WebGpuContext, rec: CommandRecorder, a: Flas
     );
     // Four subgroups where per-subgroup offsets compile and the tiles fit workgroup memory (at H = 64: 35 KiB
     // with the default variant, 44 KiB with P in its own region), else one.
-    const { multi: allowMulti, ...tcv } = { ...TC_ATTENTION_DEFAULT, ...a.tcVariant };
+    // 32-key tiles for short sequences: at [32,12,128,64] 0.048–0.073 ms against 0.056–0.106 with 64-key
+    // tiles (two tiles of 64 leave the pipeline little to overlap); a tie at [16,12,256,64] (0.081 both), and
+    // at [8,12,512,64] 0.142 against 0.125 (bench/h200-tc-attention-4sg-1129d.log, -256-1129d.log).
+    const keyTile = a.seqKV <= TC_SHORT_KEYS ? 32 : TC_ATTENTION_DEFAULT.keyTile;
+    const { multi: allowMulti, ...tcv } = { ...TC_ATTENTION_DEFAULT, keyTile, ...a.tcVariant };
     const multi =
       ctx.f16?.multiSubgroup === true && allowMulti !== false && tcAttentionSupports(H, HV, limit, true, tcv);
     const fits =

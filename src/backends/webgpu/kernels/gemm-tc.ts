@@ -470,6 +470,8 @@ export function recordTcGemm(
   // large tile won from 144 tiles up (the 1024-token QKV: 76 vs 72 TFLOP/s; 4096-token output and FFN2, 192
   // tiles: 101 vs 95 and 94 vs 79) and lost at 48 (44 vs 55) — bench/h200-tc-tiles-deep-1129c.log.
   const tiles128 = Math.ceil(M / 128) * Math.ceil(N / 128) * nBatch;
+  // Split-K keeps the 64×64 tile: large tiles split 2–4 ways ran the 4096-token GEMMs slower than unsplit
+  // (FFN2 0.230–0.256 vs 0.214 ms; bench/h200-tc-split-1129d.log).
   const large = !split && tiles128 >= TC_LARGE_MIN_TILES;
   const staged = !multiSubgroup
     ? TC_TILE_SOLO

@@ -1,8 +1,14 @@
 /**
- * LayerNorm, SkipLayerNorm and RMSNorm (SimplifiedLayerNormalization) over the last axis, and Softmax over the last axis: one workgroup per row,
- * statistics reduced in workgroup memory in float32 whatever the storage (each tensor f32 or f16: fp16 mode). LayerNorm is two-pass (mean, then Σ(x - mean)²) for the
- * accuracy of rows with a large mean; SkipLayerNorm first writes x + skip (+ bias) into the output (or the
- * optional sum output) and re-reads it, so the sum is computed once.
+ * LayerNorm, SkipLayerNorm and RMSNorm (SimplifiedLayerNormalization) over the last axis, and Softmax over the
+ * last axis, statistics in float32 whatever the storage (each tensor f32 or f16: fp16 mode). LayerNorm is
+ * two-pass (mean, then Σ(x - mean)²) for the accuracy of rows with a large mean; SkipLayerNorm first writes
+ * x + skip (+ bias) into the output (or the optional sum output) and re-reads it, so the sum is computed once.
+ *
+ * The norms run one row per group of RG lanes of a subgroup (8, 16 or 32: the device's smallest subgroup size,
+ * at most 32), reduced with subgroupShuffleXor — no barrier — where the device has subgroups of at least 8
+ * (`normRowGroup`); else, and always for Softmax and ReduceMean, one workgroup of 256 per row reduced in
+ * workgroup memory (two reductions of 9 barriers each: on the H200 a SkipLayerNorm of BERT's [4096, 768] took
+ * 25 µs that way, f32 or f16 alike — latency, not bytes; bench/h200-gpu-bert-profile-1129d.log).
  */
 import { OpError } from "../../../errors.js";
 import type { WebGpuContext } from "../context.js";
@@ -89,7 +95,23 @@ interface NormIo {
 const normKey = (io: NormIo) =>
   `${io.rms ? "rms:" : ""}${storageKey(io.x, io.skip, io.gamma, io.beta, io.bias, io.out, io.sum)}`;
 
-function normSource(io: NormIo): string {
+/**
+ * Lanes per row of the norms' row-group kernel on this device (see the header), or 0 for the
+ * workgroup-per-row kernel. Lanes of a group must be neighbours in one subgroup: subgroups are taken to cover
+ * consecutive invocation indices, as the subgroup attention kernel takes them too.
+ */
+export function normRowGroup(ctx: WebGpuContext): number {
+  const f = ctx.gpu.features;
+  if (!f.subgroups || f.subgroupMinSize < 8) return 0;
+  return Math.min(32, f.subgroupMinSize);
+}
+
+/** Grid and rows per workgroup of a norm dispatch: RG-lane row groups, or one workgroup per row (rg 0). */
+function normGrid(rows: number, rg: number): [number, number] {
+  return rowGrid(rg > 0 ? Math.ceil(rows / (WG / rg)) : rows);
+}
+
+export function normSource(io: NormIo, rg = 0): string {
   const decls: StorageDecl[] = [{ name: "x", type: elemOf(io.x) }];
   if (io.skip) decls.push({ name: "skip", type: elemOf(io.skip) });
   decls.push({ name: "gamma", type: elemOf(io.gamma) });
@@ -115,21 +137,53 @@ function normSource(io: NormIo): string {
     value = dst.f16 ? sum : io.sum ? "sum_out[base + j]" : "o[base + j]";
   } else first = `    let v = ${xj};\n    acc += v;`;
   // RMSNorm: the mean is 0 and Σx² is the one reduction.
+  const step = rg > 0 ? `${rg}u` : `${WG}u`;
+  const lane = rg > 0 ? "lane" : "lid";
+  const sum = (x: string) => (rg > 0 ? `grp_sum(${x})` : `wg_sum(${x}, lid)`);
+  // Row groups: every lane runs every loop and shuffle (uniform control flow); a group past the last row
+  // computes on a copy of it and writes nothing (\`live\`).
+  const guard = (store: string) => (rg > 0 ? `if (live) { ${store} }` : store);
+  const firstPass = first.replace(/(\b(?:o|sum_out)\[base \+ j\] = [^;]+;)/, (m) => guard(m));
   const meanPass = io.rms
     ? "  let mean = 0.0;"
     : `  var acc = 0.0;
-  for (var j = lid; j < n; j += ${WG}u) {
-${first}
+  for (var j = ${lane}; j < n; j += ${step}) {
+${firstPass}
   }
-  let mean = wg_sum(acc, lid) / f32(n);`;
-  return `${f16Enable(io.x, io.skip, io.gamma, io.beta, io.bias, io.out, io.sum)}${uniformStruct(ROW_FIELDS)}${bindings(decls)}${REDUCE}
-${ROW_MAIN}
+  let mean = ${sum("acc")} / f32(n);`;
+  const rowStart =
+    rg > 0
+      ? `@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+  let lane = lid % ${rg}u;
+  let rowAt = (wid.y * nwg.x + wid.x) * ${WG / rg}u + lid / ${rg}u;
+  let live = rowAt < u.rows;
+  let row = min(rowAt, u.rows - 1u);
+  let base = row * u.width;
+  let n = u.width;`
+      : ROW_MAIN;
+  const reduce =
+    rg > 0
+      ? `
+fn grp_sum(v: f32) -> f32 {
+  var s = v;
+${[1, 2, 4, 8, 16]
+  .filter((m) => m < rg)
+  .map((m) => `  s = s + subgroupShuffleXor(s, ${m}u);`)
+  .join("\n")}
+  return s;
+}
+`
+      : REDUCE;
+  return `${f16Enable(io.x, io.skip, io.gamma, io.beta, io.bias, io.out, io.sum)}${rg > 0 ? "enable subgroups;\n" : ""}${uniformStruct(ROW_FIELDS)}${bindings(decls)}${reduce}
+${rowStart}
 ${meanPass}
   var sq = 0.0;
-  for (var j = lid; j < n; j += ${WG}u) { let d = ${value} - mean; sq += d * d; }
-  let inv = inverseSqrt(wg_sum(sq, lid) / f32(n) + u.epsilon);
-  for (var j = lid; j < n; j += ${WG}u) {
-    o[base + j] = ${narrow(io.out, `(${value} - mean) * inv * ${widen(io.gamma, "gamma[j]")}${io.beta ? ` + ${widen(io.beta, "beta[j]")}` : ""}`)};
+  for (var j = ${lane}; j < n; j += ${step}) { let d = ${value} - mean; sq += d * d; }
+  let inv = inverseSqrt(${sum("sq")} / f32(n) + u.epsilon);
+  for (var j = ${lane}; j < n; j += ${step}) {
+    ${guard(`o[base + j] = ${narrow(io.out, `(${value} - mean) * inv * ${widen(io.gamma, "gamma[j]")}${io.beta ? ` + ${widen(io.beta, "beta[j]")}` : ""}`)};`)}
   }
 }`;
 }
@@ -142,6 +196,8 @@ export interface LayerNormArgs {
   epsilon: number;
   /** ONNX axis (default -1): rows are the product of dims before it, normalised width the product after. */
   axis?: number;
+  /** Force the lanes per row (tests): 0 the workgroup-per-row kernel; default `normRowGroup`. */
+  rowGroup?: number;
 }
 
 function normShape(op: string, dims: readonly number[], axis = -1): { rows: number; width: number } {
@@ -159,12 +215,20 @@ export function layerNorm(ctx: WebGpuContext, rec: CommandRecorder, args: LayerN
   expectCapacity(op, "input Scale", args.gamma, width, bytesOf(args.gamma));
   if (args.beta) expectCapacity(op, "input B", args.beta, width, bytesOf(args.beta));
   expectDims(op, "output", args.out.dims, args.x.dims);
+  if (rows === 0) return;
   const io: NormIo = { x: args.x, gamma: args.gamma, beta: args.beta, out: args.out };
-  const k = ctx.pipelines.get(`layernorm:${normKey(io)}`, () => normSource(io));
+  const rg = args.rowGroup ?? normRowGroup(ctx);
+  const k = ctx.pipelines.get(`layernorm:rg${rg}:${normKey(io)}`, () => normSource(io, rg));
   const bufs = [args.x.buffer, args.gamma.buffer];
   if (args.beta) bufs.push(args.beta.buffer);
   bufs.push(args.out.buffer);
-  rec.dispatch(k, bufs, packUniforms(ROW_FIELDS, { rows, width, epsilon: args.epsilon }), rowGrid(rows), op);
+  rec.dispatch(
+    k,
+    bufs,
+    packUniforms(ROW_FIELDS, { rows, width, epsilon: args.epsilon }),
+    normGrid(rows, rg),
+    op,
+  );
 }
 
 /**
@@ -177,13 +241,15 @@ export function rmsNorm(ctx: WebGpuContext, rec: CommandRecorder, args: Omit<Lay
   expectCapacity(op, "input X", args.x, undefined, bytesOf(args.x));
   expectCapacity(op, "input scale", args.gamma, width, bytesOf(args.gamma));
   expectDims(op, "output", args.out.dims, args.x.dims);
+  if (rows === 0) return;
   const io: NormIo = { x: args.x, gamma: args.gamma, out: args.out, rms: true };
-  const k = ctx.pipelines.get(`rmsnorm:${normKey(io)}`, () => normSource(io));
+  const rg = args.rowGroup ?? normRowGroup(ctx);
+  const k = ctx.pipelines.get(`rmsnorm:rg${rg}:${normKey(io)}`, () => normSource(io, rg));
   rec.dispatch(
     k,
     [args.x.buffer, args.gamma.buffer, args.out.buffer],
     packUniforms(ROW_FIELDS, { rows, width, epsilon: args.epsilon }),
-    rowGrid(rows),
+    normGrid(rows, rg),
     op,
   );
 }
@@ -198,6 +264,8 @@ export interface SkipLayerNormArgs {
   /** Optional output 3 of com.microsoft.SkipLayerNormalization: x + skip + bias. */
   sum?: GpuTensor;
   epsilon: number;
+  /** Force the lanes per row (tests): 0 the workgroup-per-row kernel; default `normRowGroup`. */
+  rowGroup?: number;
 }
 
 /** com.microsoft.SkipLayerNormalization: LayerNorm(x + skip + bias) over the last axis. */
@@ -210,14 +278,22 @@ export function skipLayerNorm(ctx: WebGpuContext, rec: CommandRecorder, args: Sk
   expectCapacity(op, "input gamma", args.gamma, width, bytesOf(args.gamma));
   if (args.beta) expectCapacity(op, "input beta", args.beta, width, bytesOf(args.beta));
   if (args.bias) expectCapacity(op, "input bias", args.bias, width, bytesOf(args.bias));
-  const io: NormIo = { ...args };
-  const k = ctx.pipelines.get(`skiplayernorm:${normKey(io)}`, () => normSource(io));
+  if (rows === 0) return;
+  const { rowGroup: _, ...io }: NormIo & { rowGroup?: number } = args;
+  const rg = args.rowGroup ?? normRowGroup(ctx);
+  const k = ctx.pipelines.get(`skiplayernorm:rg${rg}:${normKey(io)}`, () => normSource(io, rg));
   const bufs = [args.x.buffer, args.skip.buffer, args.gamma.buffer];
   if (args.beta) bufs.push(args.beta.buffer);
   if (args.bias) bufs.push(args.bias.buffer);
   bufs.push(args.out.buffer);
   if (args.sum) bufs.push(args.sum.buffer);
-  rec.dispatch(k, bufs, packUniforms(ROW_FIELDS, { rows, width, epsilon: args.epsilon }), rowGrid(rows), op);
+  rec.dispatch(
+    k,
+    bufs,
+    packUniforms(ROW_FIELDS, { rows, width, epsilon: args.epsilon }),
+    normGrid(rows, rg),
+    op,
+  );
 }
 
 /** Softmax over the last axis (opset 13 semantics; earlier opsets' 2-D coercion is the caller's reshape). */
