@@ -32,12 +32,11 @@ import type { CommandRecorder } from "../recorder.js";
 import { packUniforms } from "../uniforms.js";
 import { type FastConfig, fastAttentionSharedBytes, fastAttentionSource } from "./attention-fast.js";
 import {
-  TC_ATTENTION_DEFAULT,
-  type TcAttentionVariant,
+  type TcAttentionChoice,
   tcAttentionKey,
+  tcAttentionPlan,
   tcAttentionRows,
   tcAttentionSource,
-  tcAttentionSupports,
   tcAttentionUniforms,
 } from "./attention-tc.js";
 import {
@@ -144,7 +143,7 @@ export interface FlashAttentionArgs {
    * workgroup even where four would run — tests, benchmarks. A variant whose four-subgroup tiles do not fit
    * workgroup memory runs with one subgroup.
    */
-  tcVariant?: TcAttentionVariant & { multi?: boolean };
+  tcVariant?: TcAttentionChoice;
   /**
    * The subgroup kernel (attention-fast.ts) where the device has subgroups of at least 8 invocations
    * (default), or false: the workgroup-memory kernel, the portable fallback (tests, benchmarks).
@@ -377,11 +376,9 @@ export function flashAttention(ctx: WebGpuContext, rec: CommandRecorder, a: Flas
     );
     // Four subgroups where per-subgroup offsets compile and the tiles fit workgroup memory (at H = 64: 35 KiB
     // with the default variant, 44 KiB with P in its own region), else one.
-    const { multi: allowMulti, ...tcv } = { ...TC_ATTENTION_DEFAULT, ...a.tcVariant };
-    const multi =
-      ctx.f16?.multiSubgroup === true && allowMulti !== false && tcAttentionSupports(H, HV, limit, true, tcv);
+    const plan = tcAttentionPlan(H, HV, limit, ctx.f16?.multiSubgroup === true, a.tcVariant);
     const fits =
-      tcAttentionSupports(H, HV, limit, multi, tcv) &&
+      plan !== undefined &&
       aligned8 &&
       a.causalOffset === undefined &&
       !a.causalPerBatch &&
@@ -395,8 +392,9 @@ export function flashAttention(ctx: WebGpuContext, rec: CommandRecorder, a: Flas
           : `no tensor cores on this device: ${ctx.f16?.reason ?? "f16 support was not detected"}`,
       );
     if (syntax && fits) {
+      const { multi, keyTile, pInK } = plan;
       const sgBuiltin = ctx.f16?.sgBuiltin === true;
-      const tc = { ...tcv, multi, sgBuiltin, H, lengths: !!a.keyLengths, cu: !!a.cuSeqlens };
+      const tc = { multi, keyTile, pInK, sgBuiltin, H, lengths: !!a.keyLengths, cu: !!a.cuSeqlens };
       // flash-tc:… — everything the source bakes in (test/webgpu-attention-tc-emulated.test.ts fills it).
       const k = ctx.pipelines.get(tcAttentionKey(syntax, tc), () => tcAttentionSource(tc, syntax));
       const bufs = [a.q, a.k, a.v];
