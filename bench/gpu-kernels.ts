@@ -30,10 +30,9 @@ import {
   packedQkvAttention,
 } from "../src/backends/webgpu/kernels/attention.js";
 import {
-  TC_ATTENTION_DEFAULT,
-  type TcAttentionVariant,
-  tcAttentionSharedBytes,
-  tcAttentionSupports,
+  TC_ATTENTION_VARIANTS,
+  type TcAttentionChoice,
+  tcAttentionPlan,
 } from "../src/backends/webgpu/kernels/attention-tc.js";
 import type { GpuTensor } from "../src/backends/webgpu/kernels/common.js";
 import { type GemmArgs, gemm, gemmFlops } from "../src/backends/webgpu/kernels/gemm.js";
@@ -322,22 +321,12 @@ if (TC_TILES && ctx.f16?.syntax)
     TC_TILES.split(",").map((spec) => [spec, tcSweepOptions(spec)]),
     tensor16,
   );
-/** The tensor-core attention variants timed beside its default (FlashAttentionArgs.tcVariant). */
-const TC_ATTENTION_VARIANTS: (TcAttentionVariant & { multi?: boolean })[] = [
-  { keyTile: 64, pInK: false },
-  { keyTile: 32, pInK: true },
-  { keyTile: 32, pInK: false },
-  { multi: false, pInK: true },
-  { multi: false, pInK: false },
-];
-/** What flashAttention runs for a variant here: subgroups, key tile, where P lies, workgroup bytes. */
-function tcLabel(H: number, v: TcAttentionVariant & { multi?: boolean }): string {
-  const r = { ...TC_ATTENTION_DEFAULT, ...v };
-  const limit = ctx.gpu.limits.maxComputeWorkgroupStorageSize;
-  const multi =
-    ctx.f16?.multiSubgroup === true && r.multi !== false && tcAttentionSupports(H, H, limit, true, r);
-  const sg = multi ? `4sg${ctx.f16?.sgBuiltin ? "(subgroup_id)" : ""}` : "1sg";
-  return `[${sg} kt${multi ? r.keyTile : 32} P ${r.pInK ? "in K" : "own"} ${tcAttentionSharedBytes(H, multi, r)} B]`;
+/** What flashAttention runs for a tensor-core attention variant here: subgroups, key tile, P, workgroup bytes. */
+function tcLabel(H: number, v: TcAttentionChoice): string {
+  const p = tcAttentionPlan(H, H, ctx.gpu.limits.maxComputeWorkgroupStorageSize, !!ctx.f16?.multiSubgroup, v);
+  if (!p) return "[does not fit]";
+  const sg = p.multi ? `4sg${ctx.f16?.sgBuiltin ? "(subgroup_id)" : ""}` : "1sg";
+  return `[${sg} kt${p.BC} P ${p.pInK ? "in K" : "own"} ${p.bytes} B]`;
 }
 if (FP16 && f.shaderF16 && !TC_TILES && !TILES && !ATTENTION_ONLY) {
   const kind = ctx.f16?.syntax ? "tc" : "simt";
@@ -418,7 +407,7 @@ if (FP16 && f.shaderF16 && !TC_TILES && !TILES && !ATTENTION_ONLY) {
     );
     // The tensor-core kernel's other variants (attention-tc.ts TcAttentionVariant; the default is the row above).
     for (const v of ctx.f16?.syntax ? TC_ATTENTION_VARIANTS : [])
-      await measure(`  … tc ${tcLabel(H, v)}`, flops, (rec) =>
+      await measure(`  … tc attention ${tcLabel(H, v)}`, flops, (rec) =>
         packedQkvAttention(ctx, rec, {
           qkv,
           numHeads: N,

@@ -13,11 +13,15 @@
  *     16/32/64 (Q/K fragments over h), key lengths (masked tail), and BERT-size [8,12,512,64] — with the
  *     first bad (batch, head, row) and whether bad rows cluster by row % 16 (fragment layout) or by key tile.
  *
- *   node --import tsx bench/tc-attention-diag.ts
+ *   node --import tsx bench/tc-attention-diag.ts [--variants]   (--variants: every TC_ATTENTION_VARIANTS entry too)
  */
 import { WebGpuContext } from "../src/backends/webgpu/context.js";
 import { packedQkvAttention } from "../src/backends/webgpu/kernels/attention.js";
-import { tcAttentionSupports } from "../src/backends/webgpu/kernels/attention-tc.js";
+import {
+  TC_ATTENTION_VARIANTS,
+  type TcAttentionChoice,
+  tcAttentionPlan,
+} from "../src/backends/webgpu/kernels/attention-tc.js";
 import type { GpuTensor } from "../src/backends/webgpu/kernels/common.js";
 import type { F16Kernel } from "../src/backends/webgpu/precision.js";
 import {
@@ -179,13 +183,23 @@ const shapes: [S: number, B: number, N: number, H: number, lengths?: number[]][]
   [128, 4, 2, 16],
   [512, 8, 12, 64],
 ];
-const kernels: F16Kernel[] = syntax ? ["simt", "tensor-core"] : ["simt"];
+// The tensor-core kernel's default and, with --variants, its other variants (TC_ATTENTION_VARIANTS).
+const variants: (TcAttentionChoice | undefined)[] = [
+  undefined,
+  ...(process.argv.includes("--variants") ? TC_ATTENTION_VARIANTS : []),
+];
+const kernels: [F16Kernel, TcAttentionChoice | undefined][] = syntax
+  ? [
+      ["simt", undefined],
+      ...variants.map((v): [F16Kernel, TcAttentionChoice | undefined] => ["tensor-core", v]),
+    ]
+  : [["simt", undefined]];
 for (const [S, B, N, H, lengths] of shapes) {
   const E = N * H;
   const qkv = rand(S * B * 3 * E, S + B + N + H);
   const lens = lengths ?? Array(B).fill(S);
   const want = reference(qkv, S, B, N, H, lens);
-  for (const kernel of kernels) {
+  for (const [kernel, tcVariant] of kernels) {
     const out: GpuTensor = { buffer: ctx.pool.acquire(2 * S * B * E + 4), dims: [S, B, E] };
     try {
       const rec = ctx.recorder();
@@ -196,6 +210,7 @@ for (const [S, B, N, H, lengths] of shapes) {
         out,
         precision: "fp16",
         f16Kernel: kernel,
+        tcVariant,
       });
       await rec.submit();
     } catch (e) {
@@ -228,10 +243,13 @@ for (const [S, B, N, H, lengths] of shapes) {
       ? `; bad rows by row%16 [${badByRowMod16.join(",")}], by 16-row block {${[...badByKeyTile].map(([k, v]) => `${k}:${v}`).join(",")}}`
       : "";
     const limit = ctx.gpu.limits.maxComputeWorkgroupStorageSize;
+    const p = tcAttentionPlan(H, H, limit, !!f?.multiSubgroup, tcVariant);
     const variant =
       kernel === "simt"
         ? "simt"
-        : `tc/${f?.multiSubgroup && tcAttentionSupports(H, H, limit, true) ? `4sg${f.sgBuiltin ? "(subgroup_id)" : ""}` : "1sg"}`;
+        : !p
+          ? "tc/(does not fit)"
+          : `tc/${p.multi ? `4sg${f?.sgBuiltin ? "(subgroup_id)" : ""}` : "1sg"} kt${p.BC} P ${p.pInK ? "in K" : "own"}`;
     console.log(
       `[S=${S} B=${B} N=${N} H=${H}${lengths ? ` lengths ${lengths}` : ""}] ${variant.padEnd(20)} max |diff| ${worst.toExponential(2)} ${worst <= 2e-3 ? "ok" : "BAD"}${first}${pattern}`,
     );

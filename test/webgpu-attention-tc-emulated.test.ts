@@ -28,9 +28,8 @@ import {
   type TcAttentionConfig,
   type TcAttentionVariant,
   tcAttentionKey,
-  tcAttentionSharedBytes,
+  tcAttentionPlan,
   tcAttentionSource,
-  tcAttentionSupports,
 } from "../src/backends/webgpu/kernels/attention-tc.js";
 import type { GpuTensor } from "../src/backends/webgpu/kernels/common.js";
 import { type F16Kernel, fromF16, toF16 } from "../src/backends/webgpu/precision.js";
@@ -67,13 +66,11 @@ function useEmulated(ctx: WebGpuContext, c: Omit<TcAttentionConfig, "sgBuiltin">
   );
 }
 
-/** Whether flashAttention takes this variant here and its emulation (a shuffle scratch more) fits. */
+/** Whether flashAttention runs this variant here as asked (subgroups) and its emulation (+ shuffle scratch) fits. */
 function emulable(ctx: WebGpuContext, multi: boolean, H: number, v: TcAttentionVariant): boolean {
   const limit = ctx.gpu.limits.maxComputeWorkgroupStorageSize;
-  return (
-    tcAttentionSupports(H, H, limit, multi, v) &&
-    tcAttentionSharedBytes(H, multi, v) + 4 * (multi ? 128 : 32) <= limit
-  );
+  const p = tcAttentionPlan(H, H, limit, multi, { ...v, multi });
+  return p !== undefined && p.multi === multi && p.bytes + 4 * (multi ? 128 : 32) <= limit;
 }
 
 /** A variant's name in the messages. */

@@ -62,6 +62,18 @@ export interface TcAttentionVariant {
 /** The variant flashAttention takes unless told otherwise (FlashAttentionArgs.tcVariant). */
 export const TC_ATTENTION_DEFAULT: Required<TcAttentionVariant> = { keyTile: 64, pInK: true };
 
+/**
+ * The other variants, besides the default, that bench/gpu-kernels.ts times and bench/tc-attention-diag.ts
+ * checks on the card: P in a region of its own, 32-key tiles, one subgroup.
+ */
+export const TC_ATTENTION_VARIANTS: readonly TcAttentionChoice[] = [
+  { keyTile: 64, pInK: false },
+  { keyTile: 32, pInK: true },
+  { keyTile: 32, pInK: false },
+  { multi: false, pInK: true },
+  { multi: false, pInK: false },
+];
+
 function variant(v: TcAttentionVariant): Required<TcAttentionVariant> {
   return { keyTile: v.keyTile ?? TC_ATTENTION_DEFAULT.keyTile, pInK: v.pInK ?? TC_ATTENTION_DEFAULT.pInK };
 }
@@ -168,6 +180,36 @@ export function tcAttentionSupports(
   v: TcAttentionVariant = {},
 ): boolean {
   return H === HV && H % 16 === 0 && H <= 64 && tcAttentionSharedBytes(H, multi, v) <= limit;
+}
+
+/** A variant as FlashAttentionArgs.tcVariant takes it: `multi: false` forces one subgroup. */
+export type TcAttentionChoice = TcAttentionVariant & { multi?: boolean };
+
+/** What the tensor-core kernel runs as for a problem (tcAttentionPlan). */
+export interface TcAttentionPlan extends Required<TcAttentionVariant> {
+  multi: boolean;
+  /** Keys per tile as run (32 with one subgroup). */
+  BC: number;
+  /** Workgroup memory (tcAttentionSharedBytes). */
+  bytes: number;
+}
+
+/**
+ * How flashAttention runs the tensor-core kernel for head size H: 4 subgroups where per-subgroup offsets
+ * compile (`multiSubgroup`), the choice allows and the tiles fit `limit`, else one; undefined where the kernel
+ * does not take H at all. Benchmarks label their rows with it.
+ */
+export function tcAttentionPlan(
+  H: number,
+  HV: number,
+  limit: number,
+  multiSubgroup: boolean,
+  choice: TcAttentionChoice = {},
+): TcAttentionPlan | undefined {
+  const v = variant(choice);
+  const multi = multiSubgroup && choice.multi !== false && tcAttentionSupports(H, HV, limit, true, v);
+  if (!tcAttentionSupports(H, HV, limit, multi, v)) return undefined;
+  return { ...v, multi, BC: layout(H, multi, v).BC, bytes: tcAttentionSharedBytes(H, multi, v) };
 }
 
 /** The pipeline-cache key of a (non-probe) config: everything tcAttentionSource bakes in. */

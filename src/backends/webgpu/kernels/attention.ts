@@ -33,11 +33,11 @@ import { packUniforms } from "../uniforms.js";
 import { type FastConfig, fastAttentionSharedBytes, fastAttentionSource } from "./attention-fast.js";
 import {
   TC_ATTENTION_DEFAULT,
-  type TcAttentionVariant,
+  type TcAttentionChoice,
   tcAttentionKey,
+  tcAttentionPlan,
   tcAttentionRows,
   tcAttentionSource,
-  tcAttentionSupports,
   tcAttentionUniforms,
 } from "./attention-tc.js";
 import {
@@ -144,7 +144,7 @@ export interface FlashAttentionArgs {
    * workgroup even where four would run — tests, benchmarks. A variant whose four-subgroup tiles do not fit
    * workgroup memory runs with one subgroup.
    */
-  tcVariant?: TcAttentionVariant & { multi?: boolean };
+  tcVariant?: TcAttentionChoice;
   /**
    * The subgroup kernel (attention-fast.ts) where the device has subgroups of at least 8 invocations
    * (default), or false: the workgroup-memory kernel, the portable fallback (tests, benchmarks).
@@ -371,7 +371,7 @@ export function flashAttention(ctx: WebGpuContext, rec: CommandRecorder, a: Flas
   const f16 = a.precision === "fp16";
   if (f16) requireF16(ctx.gpu, OP);
   const limit = ctx.gpu.limits.maxComputeWorkgroupStorageSize;
-  // The tensor-core kernel is opt-in until it has passed on the H200 (see attention-tc.ts).
+  // The tensor-core kernel where the session chose it (fp16 sessions on devices with tensor cores).
   if (f16 && a.f16Kernel === "tensor-core") {
     const syntax = ctx.f16?.syntax;
     const aligned8 = [a.qLayout, a.kLayout, a.vLayout, a.outLayout].every(
@@ -383,11 +383,9 @@ export function flashAttention(ctx: WebGpuContext, rec: CommandRecorder, a: Flas
     // tiles (two tiles of 64 leave the pipeline little to overlap); a tie at [16,12,256,64] (0.081 both), and
     // at [8,12,512,64] 0.142 against 0.125 (bench/h200-tc-attention-4sg-1129d.log, -256-1129d.log).
     const keyTile = a.seqKV <= TC_SHORT_KEYS ? 32 : TC_ATTENTION_DEFAULT.keyTile;
-    const { multi: allowMulti, ...tcv } = { ...TC_ATTENTION_DEFAULT, keyTile, ...a.tcVariant };
-    const multi =
-      ctx.f16?.multiSubgroup === true && allowMulti !== false && tcAttentionSupports(H, HV, limit, true, tcv);
+    const plan = tcAttentionPlan(H, HV, limit, ctx.f16?.multiSubgroup === true, { keyTile, ...a.tcVariant });
     const fits =
-      tcAttentionSupports(H, HV, limit, multi, tcv) &&
+      plan !== undefined &&
       aligned8 &&
       a.causalOffset === undefined &&
       !a.causalPerBatch &&
@@ -401,8 +399,9 @@ export function flashAttention(ctx: WebGpuContext, rec: CommandRecorder, a: Flas
           : `no tensor cores on this device: ${ctx.f16?.reason ?? "f16 support was not detected"}`,
       );
     if (syntax && fits) {
+      const { multi, keyTile, pInK } = plan;
       const sgBuiltin = ctx.f16?.sgBuiltin === true;
-      const tc = { ...tcv, multi, sgBuiltin, H, lengths: !!a.keyLengths, cu: !!a.cuSeqlens };
+      const tc = { multi, keyTile, pInK, sgBuiltin, H, lengths: !!a.keyLengths, cu: !!a.cuSeqlens };
       // flash-tc:… — everything the source bakes in (test/webgpu-attention-tc-emulated.test.ts fills it).
       const k = ctx.pipelines.get(tcAttentionKey(syntax, tc), () => tcAttentionSource(tc, syntax));
       const bufs = [a.q, a.k, a.v];
