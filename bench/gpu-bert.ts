@@ -15,6 +15,7 @@
  *   npm run bench:gpu -- --quick                                 tiny model and shapes (lavapipe)
  *   --tiny  --layers N --hidden N --heads N --ffn N --vocab N --seq S   model / sequence overrides
  *   --shapes 1x128,8x128  --padded 32x128  --profile-shape 32x128  --no-ort  --no-kernels  --no-fp16
+ *   --head-to-head   only mhafuse fused fp32 / fp16 and onnxruntime in the interleaved rows
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -106,8 +107,6 @@ const engines: {
 if (ortSession) engines.push({ name: "onnxruntime webgpu", run: (_f, o) => ortSession.run(o) });
 const fp16 = await fp16Engines(path);
 engines.push(...fp16);
-const ORT_ROW = ortSession ? 2 : -1;
-const FP16_ROW = engines.length - fp16.length;
 // Padding removal is opt-in on webgpu: the token-wise layers and the packed op on the valid tokens only.
 const unpadded = await InferenceSession.create(path, { executionProviders: ["webgpu"], removePadding: true });
 engines.push({ name: "mhafuse-webgpu unpadded", run: (f) => unpadded.run(f), session: unpadded });
@@ -126,6 +125,14 @@ const noReplay = [
 ];
 engines.push({ name: "mhafuse-webgpu fused, no replay", run: (f) => noReplay[0]!.run(f) });
 if (noReplay[1]) engines.push({ name: "mhafuse-webgpu fp16, no replay", run: (f) => noReplay[1]!.run(f) });
+// --head-to-head: only mhafuse fused (fp32 and fp16) and onnxruntime, alternating — no host-bound engine
+// (node by node, unfused) runs between them to let the GPU's clocks drop.
+if (has("head-to-head")) {
+  const keep = new Set(["mhafuse-webgpu fused", "onnxruntime webgpu", "mhafuse-webgpu fp16"]);
+  engines.splice(0, engines.length, ...engines.filter((e) => keep.has(e.name)));
+}
+const ORT_ROW = engines.findIndex((e) => e.name === "onnxruntime webgpu");
+const FP16_ROW = engines.findIndex((e) => e.name === "mhafuse-webgpu fp16");
 
 /** Padded lengths: uniform in [S/8, S] from a fixed seed (16..128 at S = 128). */
 function paddedLengths(B: number, S: number): number[] {
@@ -169,7 +176,7 @@ async function modelRow(
   for (const line of await fp16CheckLines(B, S, fused, fp16, feeds))
     console.log(full ? line : `${line} (padded)`);
   if (full)
-    for (const line of torchLines(B, S, fp16.length ? median(times[FP16_ROW]!) : undefined, flops(B, S)))
+    for (const line of torchLines(B, S, FP16_ROW >= 0 ? median(times[FP16_ROW]!) : undefined, flops(B, S)))
       console.log(line);
 }
 

@@ -42,6 +42,7 @@ import {
   TC_TILE_LARGE_W4,
   TC_TILE_SMALL,
   TC_TILE_SOLO,
+  TC_TILE_WIDE,
   type TcTile,
 } from "../src/backends/webgpu/kernels/gemm-tc.js";
 import { layerNorm } from "../src/backends/webgpu/kernels/norm.js";
@@ -364,6 +365,7 @@ if (FP16 && f.shaderF16 && !TC_TILES && !TILES && !ATTENTION_ONLY) {
   const tiles: [string, TcTile | undefined][] = ctx.f16?.syntax
     ? [
         ["128x128, 8 subgroups of 64x32, 64-deep K, one buffer", TC_TILE_LARGE_K64],
+        ["128x192, 8 subgroups of 64x48, one buffer", TC_TILE_WIDE],
         ["128x128, 8 subgroups of 64x32", TC_TILE_LARGE],
         ["128x128, 4 subgroups of 64x64", TC_TILE_LARGE_W4],
         ["64x64, 4 subgroups of 32x32", TC_TILE_SMALL],

@@ -25,6 +25,7 @@ import {
   TC_TILE_LARGE_K64,
   TC_TILE_LARGE_W4,
   TC_TILE_SOLO,
+  TC_TILE_WIDE,
   type TcFlags,
   type TcTile,
   tcGemmDirectSource,
@@ -212,6 +213,9 @@ test("fp16 GEMM (every kernel on this device) vs float64: odd shapes, batches, 8
       [1, 130, 264, 200, false, "bias+gelu", multi ? TC_TILE_LARGE_K64 : { ...TC_TILE_SOLO, single: true }],
       [2, 70, 96, 40, true, "bias+res", multi ? TC_TILE_LARGE_K64 : { ...TC_TILE_SOLO, single: true }],
       [1, 33, 64, 64, false, "none", multi ? TC_TILE_LARGE_K64 : { ...TC_TILE_SOLO, single: true }],
+      // 128×192 (one N = 768 wave at 4096 tokens): a partial second column of tiles (N = 200), edge rows.
+      [1, 130, 200, 72, false, "bias+res", multi ? TC_TILE_WIDE : { ...TC_TILE_SOLO, single: true }],
+      [1, 40, 392, 96, false, "bias+gelu", multi ? TC_TILE_WIDE : { ...TC_TILE_SOLO, single: true }],
     );
   let seed = 100;
   for (const kernel of kernels(ctx))

@@ -61,6 +61,13 @@ export const TC_TILE_LARGE: TcTile = { BM: 128, BN: 128, BK: 32, WM: 2, WN: 4 };
  * presumably one workgroup per SM instead of two (bench/h200-tc-tiles-single-1129d.log).
  */
 export const TC_TILE_LARGE_K64: TcTile = { BM: 128, BN: 128, BK: 64, WM: 2, WN: 4, single: true };
+/**
+ * 128×192 through one buffer (subgroups of 64×48): for grids that one wave of them covers where 128×128 would
+ * take one and a half — BERT's N = 768 layers at 4096 tokens are 128 such tiles on the H200's 132 SMs against
+ * 192: the output projection 0.038 vs 0.050 ms, FFN2 0.143–0.145 vs 0.213 (bench/h200-tc-tiles-n768-1129d.log,
+ * -n768b-1129d.log; the first timing after compiling it ran slower, 0.220).
+ */
+export const TC_TILE_WIDE: TcTile = { BM: 128, BN: 192, BK: 32, WM: 2, WN: 4, single: true };
 /** Four subgroups of 64×64 each: more fragments per subgroup (16 accumulators), fewer threads. */
 export const TC_TILE_LARGE_W4: TcTile = { BM: 128, BN: 128, BK: 32, WM: 2, WN: 2 };
 export const TC_TILE_SMALL: TcTile = { BM: 64, BN: 64, BK: 32, WM: 2, WN: 2 };
@@ -74,6 +81,9 @@ export const TC_TILE_DIRECT_SOLO: TcTile = { BM: 64, BN: 64, BK: 16, WM: 1, WN: 
 const TC_LARGE_MIN_TILES = 132;
 /** TC_TILE_LARGE_K64 from this many 128×128 tiles up: three waves of an H200's 132 SMs. */
 const TC_K64_MIN_TILES = 396;
+/** TC_TILE_WIDE where its tiles make one nearly full wave of an H200's 132 SMs: this many up to 132. */
+const TC_WIDE_MIN_TILES = 99;
+const TC_WAVE = 132;
 /** Fragment edge (the 16×16×16 config). */
 const F = 16;
 const SG = 32;
@@ -473,13 +483,17 @@ export function recordTcGemm(
   // Split-K keeps the 64×64 tile: large tiles split 2–4 ways ran the 4096-token GEMMs slower than unsplit
   // (FFN2 0.230–0.256 vs 0.214 ms; bench/h200-tc-split-1129d.log).
   const large = !split && tiles128 >= TC_LARGE_MIN_TILES;
+  const tiles192 = Math.ceil(M / 128) * Math.ceil(N / 192) * nBatch;
+  const oneWideWave = tiles192 >= TC_WIDE_MIN_TILES && tiles192 <= TC_WAVE;
   const staged = !multiSubgroup
     ? TC_TILE_SOLO
     : !large
       ? TC_TILE_SMALL
       : tiles128 >= TC_K64_MIN_TILES
         ? TC_TILE_LARGE_K64
-        : TC_TILE_LARGE;
+        : oneWideWave
+          ? TC_TILE_WIDE
+          : TC_TILE_LARGE;
   // A direct tile where its edge rule holds (tcGemmDirectSource), else the staged kernel.
   const directOk = M >= F && N % F === 0 && K >= F && K % F === 0 && (!split || split.kChunk % F === 0);
   const t = args.tile && (!args.tile.direct || directOk) ? args.tile : staged;
