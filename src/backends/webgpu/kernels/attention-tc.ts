@@ -185,6 +185,21 @@ export function tcAttentionSupports(
 /** A variant as FlashAttentionArgs.tcVariant takes it: `multi: false` forces one subgroup. */
 export type TcAttentionChoice = TcAttentionVariant & { multi?: boolean };
 
+/** Key counts up to this take 32-key tiles unless the choice names a key tile (tcAttentionChoiceFor). */
+export const TC_SHORT_KEYS = 128;
+
+/**
+ * The variant flashAttention asks tcAttentionPlan for with `seqKV` keys: the caller's choice, with 32-key
+ * tiles for short sequences where it names none — at [32,12,128,64] 0.048–0.073 ms against 0.056–0.106 with
+ * 64-key tiles (two tiles of 64 leave the pipeline little to overlap), a tie at [16,12,256,64] (0.081 both),
+ * and at [8,12,512,64] 0.142 against 0.125 (bench/h200-tc-attention-4sg-1129d.log, -256-1129d.log). The
+ * emulated test builds its kernels from the same answer.
+ */
+export function tcAttentionChoiceFor(seqKV: number, choice: TcAttentionChoice = {}): TcAttentionChoice {
+  const keyTile = choice.keyTile ?? (seqKV <= TC_SHORT_KEYS ? 32 : TC_ATTENTION_DEFAULT.keyTile);
+  return { ...choice, keyTile };
+}
+
 /** What the tensor-core kernel runs as for a problem (tcAttentionPlan). */
 export interface TcAttentionPlan extends Required<TcAttentionVariant> {
   multi: boolean;

@@ -32,8 +32,8 @@ import type { CommandRecorder } from "../recorder.js";
 import { packUniforms } from "../uniforms.js";
 import { type FastConfig, fastAttentionSharedBytes, fastAttentionSource } from "./attention-fast.js";
 import {
-  TC_ATTENTION_DEFAULT,
   type TcAttentionChoice,
+  tcAttentionChoiceFor,
   tcAttentionKey,
   tcAttentionPlan,
   tcAttentionRows,
@@ -324,8 +324,6 @@ export function attentionFlops(
   return 2 * a.batch * a.numHeads * a.seqQ * a.seqKV * (a.headSize + a.vHeadSize);
 }
 
-/** Key counts up to this take the tensor-core kernel's 32-key tiles (see flashAttention). */
-const TC_SHORT_KEYS = 128;
 const OP = "webgpu.Attention";
 
 function aligned(l: AttentionLayout): boolean {
@@ -379,11 +377,8 @@ export function flashAttention(ctx: WebGpuContext, rec: CommandRecorder, a: Flas
     );
     // Four subgroups where per-subgroup offsets compile and the tiles fit workgroup memory (at H = 64: 35 KiB
     // with the default variant, 44 KiB with P in its own region), else one.
-    // 32-key tiles for short sequences: at [32,12,128,64] 0.048–0.073 ms against 0.056–0.106 with 64-key
-    // tiles (two tiles of 64 leave the pipeline little to overlap); a tie at [16,12,256,64] (0.081 both), and
-    // at [8,12,512,64] 0.142 against 0.125 (bench/h200-tc-attention-4sg-1129d.log, -256-1129d.log).
-    const keyTile = a.seqKV <= TC_SHORT_KEYS ? 32 : TC_ATTENTION_DEFAULT.keyTile;
-    const plan = tcAttentionPlan(H, HV, limit, ctx.f16?.multiSubgroup === true, { keyTile, ...a.tcVariant });
+    const choice = tcAttentionChoiceFor(a.seqKV, a.tcVariant);
+    const plan = tcAttentionPlan(H, HV, limit, ctx.f16?.multiSubgroup === true, choice);
     const fits =
       plan !== undefined &&
       aligned8 &&
