@@ -32,6 +32,7 @@ import {
 import {
   TC_ATTENTION_VARIANTS,
   type TcAttentionChoice,
+  tcAttentionChoiceFor,
   tcAttentionPlan,
 } from "../src/backends/webgpu/kernels/attention-tc.js";
 import type { GpuTensor } from "../src/backends/webgpu/kernels/common.js";
@@ -395,7 +396,7 @@ if (FP16 && f.shaderF16 && !TC_TILES && !TILES && !ATTENTION_ONLY) {
     const lengths = ctx.pool.upload(new Int32Array(B!).fill(S!));
     const flops = attentionFlops({ batch: B!, numHeads: N, seqQ: S!, seqKV: S!, headSize: H, vHeadSize: H });
     await measure(
-      `fp16 ${kind} attention packed QKV B=${B} N=${N} S=${S} H=${H}${ctx.f16?.syntax ? ` ${tcLabel(H, {})}` : ""}`,
+      `fp16 ${kind} attention packed QKV B=${B} N=${N} S=${S} H=${H}${ctx.f16?.syntax ? ` ${tcLabel(H, tcAttentionChoiceFor(S!))}` : ""}`,
       flops,
       (rec) =>
         packedQkvAttention(ctx, rec, {

@@ -190,10 +190,11 @@ export const TC_SHORT_KEYS = 128;
 
 /**
  * The variant flashAttention asks tcAttentionPlan for with `seqKV` keys: the caller's choice, with 32-key
- * tiles for short sequences where it names none — at [32,12,128,64] 0.048–0.073 ms against 0.056–0.106 with
- * 64-key tiles (two tiles of 64 leave the pipeline little to overlap), a tie at [16,12,256,64] (0.081 both),
- * and at [8,12,512,64] 0.142 against 0.125 (bench/h200-tc-attention-4sg-1129d.log, -256-1129d.log). The
- * emulated test builds its kernels from the same answer.
+ * tiles for short sequences where it names none. On the H200 three runs at [32,12,128,64] gave 32-key tiles
+ * 0.073, 0.048 and 0.049 ms against 0.106, 0.051 and 0.044 for 64-key ones (bench/h200-tc-attention-4sg-1129d.log,
+ * -256-1129d.log, h200-kernels-fp16-1129d.log): mixed, 32 kept for now; from 256 keys 64-key tiles win (0.071
+ * vs 0.081 at [16,12,256,64], 0.125 vs 0.142 at [8,12,512,64]). The emulated test builds its kernels from the
+ * same answer.
  */
 export function tcAttentionChoiceFor(seqKV: number, choice: TcAttentionChoice = {}): TcAttentionChoice {
   const keyTile = choice.keyTile ?? (seqKV <= TC_SHORT_KEYS ? 32 : TC_ATTENTION_DEFAULT.keyTile);
