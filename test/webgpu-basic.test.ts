@@ -195,8 +195,8 @@ function refLayerNorm(v: Float64Array, gamma: Float32Array, beta: Float32Array |
 test("LayerNorm and SkipLayerNorm match float64 (odd widths, large means, sum output; both kernels)", async (t) => {
   const ctx = await withGpu(t);
   if (!ctx) return;
-  // The device's row-group kernel (lanes of a subgroup per row; the last workgroup's groups past the rows
-  // write nothing) and the workgroup-per-row kernel.
+  // The device's choice — the row-group kernel (lanes of a subgroup per row, the row in registers; the last
+  // workgroup's groups past the rows write nothing) where it applies — and the workgroup-per-row kernel.
   for (const rowGroup of [undefined, 0])
     for (const [rows, width] of [
       [3, 7],
@@ -204,6 +204,9 @@ test("LayerNorm and SkipLayerNorm match float64 (odd widths, large means, sum ou
       [2, 1000],
       [1, 1],
       [70, 64],
+      // 32 values per lane at 8 lanes per row (lavapipe): the row-group kernel's widest row there, and one wider.
+      [9, 256],
+      [3, 257],
     ] as const) {
       const x = rand(rows * width, rows + width).map((v, i) => v * 3 + (i % 2 ? 10 : 0));
       const skip = rand(rows * width, 7);

@@ -5,10 +5,11 @@
  * x + skip (+ bias) into the output (or the optional sum output) and re-reads it, so the sum is computed once.
  *
  * The norms run one row per group of RG lanes of a subgroup (8, 16 or 32: the device's smallest subgroup size,
- * at most 32), reduced with subgroupShuffleXor — no barrier — where the device has subgroups of at least 8
- * (`normRowGroup`); else, and always for Softmax and ReduceMean, one workgroup of 256 per row reduced in
- * workgroup memory (two reductions of 9 barriers each: on the H200 a SkipLayerNorm of BERT's [4096, 768] took
- * 25 µs that way, f32 or f16 alike — latency, not bytes; bench/h200-gpu-bert-profile-1129d.log).
+ * at most 32), each lane keeping its share of the row in registers (read once), reduced with subgroupShuffleXor
+ * — no barrier — where the device has subgroups of at least 8 and rows are at most 32·RG wide (`normRowGroup`);
+ * else, and always for Softmax and ReduceMean, one workgroup of 256 per row reduced in workgroup memory (two
+ * reductions of 9 barriers each). On the H200 the 24 SkipLayerNorms of an fp16 BERT [32,128] run took 0.613 ms
+ * that way and 0.503 with row groups that re-read the row from memory (bench/h200-gpu-bert-h2h-1129d.log).
  */
 import { OpError } from "../../../errors.js";
 import type { WebGpuContext } from "../context.js";
@@ -95,23 +96,7 @@ interface NormIo {
 const normKey = (io: NormIo) =>
   `${io.rms ? "rms:" : ""}${storageKey(io.x, io.skip, io.gamma, io.beta, io.bias, io.out, io.sum)}`;
 
-/**
- * Lanes per row of the norms' row-group kernel on this device (see the header), or 0 for the
- * workgroup-per-row kernel. Lanes of a group must be neighbours in one subgroup: subgroups are taken to cover
- * consecutive invocation indices, as the subgroup attention kernel takes them too.
- */
-export function normRowGroup(ctx: WebGpuContext): number {
-  const f = ctx.gpu.features;
-  if (!f.subgroups || f.subgroupMinSize < 8) return 0;
-  return Math.min(32, f.subgroupMinSize);
-}
-
-/** Grid and rows per workgroup of a norm dispatch: RG-lane row groups, or one workgroup per row (rg 0). */
-function normGrid(rows: number, rg: number): [number, number] {
-  return rowGrid(rg > 0 ? Math.ceil(rows / (WG / rg)) : rows);
-}
-
-export function normSource(io: NormIo, rg = 0): string {
+export function normSource(io: NormIo): string {
   const decls: StorageDecl[] = [{ name: "x", type: elemOf(io.x) }];
   if (io.skip) decls.push({ name: "skip", type: elemOf(io.skip) });
   decls.push({ name: "gamma", type: elemOf(io.gamma) });
@@ -137,23 +122,75 @@ export function normSource(io: NormIo, rg = 0): string {
     value = dst.f16 ? sum : io.sum ? "sum_out[base + j]" : "o[base + j]";
   } else first = `    let v = ${xj};\n    acc += v;`;
   // RMSNorm: the mean is 0 and Σx² is the one reduction.
-  const step = rg > 0 ? `${rg}u` : `${WG}u`;
-  const lane = rg > 0 ? "lane" : "lid";
-  const sum = (x: string) => (rg > 0 ? `grp_sum(${x})` : `wg_sum(${x}, lid)`);
-  // Row groups: every lane runs every loop and shuffle (uniform control flow); a group past the last row
-  // computes on a copy of it and writes nothing (\`live\`).
-  const guard = (store: string) => (rg > 0 ? `if (live) { ${store} }` : store);
-  const firstPass = first.replace(/(\b(?:o|sum_out)\[base \+ j\] = [^;]+;)/, (m) => guard(m));
   const meanPass = io.rms
     ? "  let mean = 0.0;"
     : `  var acc = 0.0;
-  for (var j = ${lane}; j < n; j += ${step}) {
-${firstPass}
+  for (var j = lid; j < n; j += ${WG}u) {
+${first}
   }
-  let mean = ${sum("acc")} / f32(n);`;
-  const rowStart =
-    rg > 0
-      ? `@compute @workgroup_size(${WG})
+  let mean = wg_sum(acc, lid) / f32(n);`;
+  return `${f16Enable(io.x, io.skip, io.gamma, io.beta, io.bias, io.out, io.sum)}${uniformStruct(ROW_FIELDS)}${bindings(decls)}${REDUCE}
+${ROW_MAIN}
+${meanPass}
+  var sq = 0.0;
+  for (var j = lid; j < n; j += ${WG}u) { let d = ${value} - mean; sq += d * d; }
+  let inv = inverseSqrt(wg_sum(sq, lid) / f32(n) + u.epsilon);
+  for (var j = lid; j < n; j += ${WG}u) {
+    o[base + j] = ${narrow(io.out, `(${value} - mean) * inv * ${widen(io.gamma, "gamma[j]")}${io.beta ? ` + ${widen(io.beta, "beta[j]")}` : ""}`)};
+  }
+}`;
+}
+
+/** Values a lane of a row group keeps in registers, at most: wider rows take the workgroup-per-row kernel. */
+const MAX_PER_LANE = 32;
+
+/**
+ * The row-group kernel's shape for rows of `width` on this device: RG lanes per row (see the header), each
+ * keeping `per` of the row's values in registers; undefined where it does not apply (no subgroups of at least
+ * 8, or rows wider than RG · MAX_PER_LANE) — the workgroup-per-row kernel runs then. `forced` (tests): 0 for the
+ * workgroup kernel, or the lanes per row.
+ */
+export function normRowGroup(
+  ctx: WebGpuContext,
+  width: number,
+  forced?: number,
+): { rg: number; per: number } | undefined {
+  const f = ctx.gpu.features;
+  const rg = forced ?? (f.subgroups && f.subgroupMinSize >= 8 ? Math.min(32, f.subgroupMinSize) : 0);
+  const per = Math.ceil(width / Math.max(rg, 1));
+  return rg > 0 && per <= MAX_PER_LANE ? { rg, per: Math.max(per, 1) } : undefined;
+}
+
+/**
+ * The row-group kernel: WG / RG rows per workgroup, lane l of a row's group holding columns l, l + RG, … in
+ * registers (read once; the sum x + skip + bias written once where asked), mean and variance reduced by
+ * subgroupShuffleXor. Every lane runs every shuffle (uniform control flow): a group past the last row computes
+ * on a copy of it and writes nothing.
+ */
+export function normRowGroupSource(io: NormIo, rg: number, per: number): string {
+  const decls: StorageDecl[] = [{ name: "x", type: elemOf(io.x) }];
+  if (io.skip) decls.push({ name: "skip", type: elemOf(io.skip) });
+  decls.push({ name: "gamma", type: elemOf(io.gamma) });
+  if (io.beta) decls.push({ name: "beta", type: elemOf(io.beta) });
+  if (io.bias) decls.push({ name: "bias", type: elemOf(io.bias) });
+  decls.push({ name: "o", type: elemOf(io.out), write: true });
+  if (io.sum) decls.push({ name: "sum_out", type: elemOf(io.sum), write: true });
+  let v = widen(io.x, "x[base + j]");
+  if (io.skip)
+    v = `${v} + ${widen(io.skip, "skip[base + j]")}${io.bias ? ` + ${widen(io.bias, "bias[j]")}` : ""}`;
+  const shuffles = [1, 2, 4, 8, 16]
+    .filter((m) => m < rg)
+    .map((m) => `  s = s + subgroupShuffleXor(s, ${m}u);`);
+  const normed = `(vals[i] - mean) * inv * ${widen(io.gamma, "gamma[j]")}${io.beta ? ` + ${widen(io.beta, "beta[j]")}` : ""}`;
+  return `${f16Enable(io.x, io.skip, io.gamma, io.beta, io.bias, io.out, io.sum)}enable subgroups;
+${uniformStruct(ROW_FIELDS)}${bindings(decls)}
+fn grp_sum(v: f32) -> f32 {
+  var s = v;
+${shuffles.join("\n")}
+  return s;
+}
+
+@compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
   let lane = lid % ${rg}u;
@@ -161,31 +198,57 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let live = rowAt < u.rows;
   let row = min(rowAt, u.rows - 1u);
   let base = row * u.width;
-  let n = u.width;`
-      : ROW_MAIN;
-  const reduce =
-    rg > 0
-      ? `
-fn grp_sum(v: f32) -> f32 {
-  var s = v;
-${[1, 2, 4, 8, 16]
-  .filter((m) => m < rg)
-  .map((m) => `  s = s + subgroupShuffleXor(s, ${m}u);`)
-  .join("\n")}
-  return s;
-}
-`
-      : REDUCE;
-  return `${f16Enable(io.x, io.skip, io.gamma, io.beta, io.bias, io.out, io.sum)}${rg > 0 ? "enable subgroups;\n" : ""}${uniformStruct(ROW_FIELDS)}${bindings(decls)}${reduce}
-${rowStart}
-${meanPass}
+  let n = u.width;
+  var vals: array<f32, ${per}>;
+  var acc = 0.0;
+  for (var i = 0u; i < ${per}u; i++) {
+    let j = lane + i * ${rg}u;
+    var v = 0.0;
+    if (j < n) {
+      v = ${v};${
+        io.sum
+          ? `
+      if (live) { sum_out[base + j] = ${narrow(io.sum, "v")}; }`
+          : ""
+      }
+    }
+    vals[i] = v;
+    acc += v;
+  }
+  let mean = ${io.rms ? "0.0" : "grp_sum(acc) / f32(n)"};
   var sq = 0.0;
-  for (var j = ${lane}; j < n; j += ${step}) { let d = ${value} - mean; sq += d * d; }
-  let inv = inverseSqrt(${sum("sq")} / f32(n) + u.epsilon);
-  for (var j = ${lane}; j < n; j += ${step}) {
-    ${guard(`o[base + j] = ${narrow(io.out, `(${value} - mean) * inv * ${widen(io.gamma, "gamma[j]")}${io.beta ? ` + ${widen(io.beta, "beta[j]")}` : ""}`)};`)}
+  for (var i = 0u; i < ${per}u; i++) {
+    if (lane + i * ${rg}u < n) { let d = vals[i] - mean; sq += d * d; }
+  }
+  let inv = inverseSqrt(grp_sum(sq) / f32(n) + u.epsilon);
+  for (var i = 0u; i < ${per}u; i++) {
+    let j = lane + i * ${rg}u;
+    if (live && j < n) { o[base + j] = ${narrow(io.out, normed)}; }
   }
 }`;
+}
+
+/** Records one norm dispatch: the row-group kernel where it applies (normRowGroup), else one workgroup per row. */
+function recordNorm(
+  ctx: WebGpuContext,
+  rec: CommandRecorder,
+  kind: string,
+  io: NormIo,
+  bufs: GPUBuffer[],
+  shape: { rows: number; width: number; epsilon: number },
+  forced: number | undefined,
+  op: string,
+): void {
+  const { rows, width } = shape;
+  if (rows === 0) return;
+  const g = normRowGroup(ctx, width, forced);
+  const k = g
+    ? ctx.pipelines.get(`${kind}:rg${g.rg}x${g.per}:${normKey(io)}`, () =>
+        normRowGroupSource(io, g.rg, g.per),
+      )
+    : ctx.pipelines.get(`${kind}:${normKey(io)}`, () => normSource(io));
+  const grid = rowGrid(g ? Math.ceil(rows / (WG / g.rg)) : rows);
+  rec.dispatch(k, bufs, packUniforms(ROW_FIELDS, shape), grid, op);
 }
 
 export interface LayerNormArgs {
@@ -215,20 +278,11 @@ export function layerNorm(ctx: WebGpuContext, rec: CommandRecorder, args: LayerN
   expectCapacity(op, "input Scale", args.gamma, width, bytesOf(args.gamma));
   if (args.beta) expectCapacity(op, "input B", args.beta, width, bytesOf(args.beta));
   expectDims(op, "output", args.out.dims, args.x.dims);
-  if (rows === 0) return;
   const io: NormIo = { x: args.x, gamma: args.gamma, beta: args.beta, out: args.out };
-  const rg = args.rowGroup ?? normRowGroup(ctx);
-  const k = ctx.pipelines.get(`layernorm:rg${rg}:${normKey(io)}`, () => normSource(io, rg));
   const bufs = [args.x.buffer, args.gamma.buffer];
   if (args.beta) bufs.push(args.beta.buffer);
   bufs.push(args.out.buffer);
-  rec.dispatch(
-    k,
-    bufs,
-    packUniforms(ROW_FIELDS, { rows, width, epsilon: args.epsilon }),
-    normGrid(rows, rg),
-    op,
-  );
+  recordNorm(ctx, rec, "layernorm", io, bufs, { rows, width, epsilon: args.epsilon }, args.rowGroup, op);
 }
 
 /**
@@ -241,17 +295,9 @@ export function rmsNorm(ctx: WebGpuContext, rec: CommandRecorder, args: Omit<Lay
   expectCapacity(op, "input X", args.x, undefined, bytesOf(args.x));
   expectCapacity(op, "input scale", args.gamma, width, bytesOf(args.gamma));
   expectDims(op, "output", args.out.dims, args.x.dims);
-  if (rows === 0) return;
   const io: NormIo = { x: args.x, gamma: args.gamma, out: args.out, rms: true };
-  const rg = args.rowGroup ?? normRowGroup(ctx);
-  const k = ctx.pipelines.get(`rmsnorm:rg${rg}:${normKey(io)}`, () => normSource(io, rg));
-  rec.dispatch(
-    k,
-    [args.x.buffer, args.gamma.buffer, args.out.buffer],
-    packUniforms(ROW_FIELDS, { rows, width, epsilon: args.epsilon }),
-    normGrid(rows, rg),
-    op,
-  );
+  const bufs = [args.x.buffer, args.gamma.buffer, args.out.buffer];
+  recordNorm(ctx, rec, "rmsnorm", io, bufs, { rows, width, epsilon: args.epsilon }, args.rowGroup, op);
 }
 
 export interface SkipLayerNormArgs {
@@ -278,22 +324,13 @@ export function skipLayerNorm(ctx: WebGpuContext, rec: CommandRecorder, args: Sk
   expectCapacity(op, "input gamma", args.gamma, width, bytesOf(args.gamma));
   if (args.beta) expectCapacity(op, "input beta", args.beta, width, bytesOf(args.beta));
   if (args.bias) expectCapacity(op, "input bias", args.bias, width, bytesOf(args.bias));
-  if (rows === 0) return;
   const { rowGroup: _, ...io }: NormIo & { rowGroup?: number } = args;
-  const rg = args.rowGroup ?? normRowGroup(ctx);
-  const k = ctx.pipelines.get(`skiplayernorm:rg${rg}:${normKey(io)}`, () => normSource(io, rg));
   const bufs = [args.x.buffer, args.skip.buffer, args.gamma.buffer];
   if (args.beta) bufs.push(args.beta.buffer);
   if (args.bias) bufs.push(args.bias.buffer);
   bufs.push(args.out.buffer);
   if (args.sum) bufs.push(args.sum.buffer);
-  rec.dispatch(
-    k,
-    bufs,
-    packUniforms(ROW_FIELDS, { rows, width, epsilon: args.epsilon }),
-    normGrid(rows, rg),
-    op,
-  );
+  recordNorm(ctx, rec, "skiplayernorm", io, bufs, { rows, width, epsilon: args.epsilon }, args.rowGroup, op);
 }
 
 /** Softmax over the last axis (opset 13 semantics; earlier opsets' 2-D coercion is the caller's reshape). */
