@@ -55,4 +55,31 @@ test("native copyBytes: offsets into views, and a range past either end is a Ran
     (e: NodeJS.ErrnoException) => e.code === "ERR_MHAFUSE_NATIVE_ARG" && /dst/.test(e.message),
   );
   assert.throws(() => native.copyBytes!({} as ArrayBuffer, 0, src, 0, 1), /ArrayBuffer/);
+  // Offsets and counts whose sum passes 2^63 are refused, not wrapped (a sum check would pass them).
+  const big = 2 ** 62;
+  assert.throws(
+    () => native.copyBytes!(new ArrayBuffer(8), big, new ArrayBuffer(8), big, big),
+    (e: NodeJS.ErrnoException) => e.code === "ERR_MHAFUSE_NATIVE_ARG",
+  );
+  assert.throws(
+    () => native.copyBytes!(new ArrayBuffer(8), 4, new ArrayBuffer(8), 0, 2 ** 53 - 8),
+    (e: NodeJS.ErrnoException) => e.code === "ERR_MHAFUSE_NATIVE_ARG",
+  );
+});
+
+test("native copyBytes: overlapping views of one buffer move as TypedArray.set does", {
+  skip: skipNative,
+}, () => {
+  const native = loadNativeQuietly()!;
+  const n = 3_000_000;
+  for (const [from, to] of [
+    [0, 1000],
+    [1000, 0],
+  ] as const) {
+    const buf = pattern(n + 1000, 11);
+    const want = buf.slice();
+    want.set(want.subarray(from, from + n), to);
+    native.copyBytes!(buf, to, buf, from, n);
+    assert.deepEqual(buf, want, `${from} → ${to}`);
+  }
 });

@@ -271,6 +271,36 @@ test("LayerNorm and SkipLayerNorm match float64 (odd widths, large means, sum ou
     }
 });
 
+test("norms: no rows is no dispatch; a forced row group must fit one subgroup (OpError)", async (t) => {
+  const ctx = await withGpu(t);
+  if (!ctx) return;
+  const g = upload(ctx, Float32Array.from([1, 1, 1, 1]), [4]);
+  const rec = ctx.recorder();
+  layerNorm(ctx, rec, { x: empty(ctx, [0, 4]), gamma: g, out: empty(ctx, [0, 4]), epsilon: 1e-5 });
+  skipLayerNorm(ctx, rec, {
+    x: empty(ctx, [0, 4]),
+    skip: empty(ctx, [0, 4]),
+    gamma: g,
+    out: empty(ctx, [0, 4]),
+    epsilon: 1e-5,
+  });
+  await rec.submit();
+  const sg = ctx.gpu.features.subgroupMinSize;
+  for (const rowGroup of [3, 2 * Math.max(sg, 32)])
+    assert.throws(
+      () =>
+        layerNorm(ctx, ctx.recorder(), {
+          x: empty(ctx, [2, 4]),
+          gamma: g,
+          out: empty(ctx, [2, 4]),
+          epsilon: 1e-5,
+          rowGroup,
+        }),
+      (e: unknown) => e instanceof OpError && /rowGroup/.test(e.message),
+      `rowGroup ${rowGroup}`,
+    );
+});
+
 test("Softmax over the last axis matches float64, -inf entries give 0", async (t) => {
   const ctx = await withGpu(t);
   if (!ctx) return;

@@ -494,6 +494,50 @@ test("fp16 packed-QKV attention (lengths) vs float64, ≤ 2e-3 for unit-scale in
     }
 });
 
+test("fp16 packed attention: the session's tensor-core preference falls back to SIMT where it does not apply (H = 80)", async (t) => {
+  const ctx = await f16Context();
+  if (typeof ctx === "string") return t.skip(ctx);
+  if (!ctx.gpu.features.shaderF16) return t.skip("no shader-f16");
+  // H = 80: no tensor-core attention plan (16..64); on a device without tensor cores nothing is one either.
+  const [S, B, N, H] = [20, 2, 2, 80];
+  const E = N * H;
+  const lengths = [20, 7];
+  const qkv = round16(rand(S * B * 3 * E, 777));
+  const run = (preferred: boolean) => {
+    const out = empty16(ctx, [S, B, E]);
+    const rec = ctx.recorder();
+    packedQkvAttention(ctx, rec, {
+      qkv: up16(ctx, qkv, [S, B, 3 * E]),
+      numHeads: N,
+      lengths: ctx.pool.upload(Int32Array.from(lengths)),
+      out,
+      precision: "fp16",
+      f16Kernel: "tensor-core",
+      f16KernelPreferred: preferred,
+    });
+    return { rec, out };
+  };
+  assert.throws(
+    () => run(false),
+    (e: unknown) => e instanceof OpError && /tensor-core|tensor cores/.test(e.message),
+  );
+  const { rec, out } = run(true);
+  await rec.submit();
+  const want = new Float64Array(S * B * E);
+  attentionRef(
+    qkv,
+    B,
+    N,
+    H,
+    (b) => [S, lengths[b]!, 0],
+    (b, tok) => (tok * B + b) * 3 * E,
+    want,
+    (b, tok) => (tok * B + b) * E,
+  );
+  const d = maxDiff(await read16(ctx, out), want);
+  assert.ok(d <= 2e-3, `preferred tensor-core at H = 80: max |diff| ${d}`);
+});
+
 test("fp16 var-seqlen attention (cu_seqlens) and the general op (causal, SIMT) vs float64", async (t) => {
   const ctx = await f16Context();
   if (typeof ctx === "string") return t.skip(ctx);

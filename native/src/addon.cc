@@ -315,21 +315,30 @@ std::pair<uint8_t*, int64_t> bytes_of(const Napi::Env& env, const Napi::Value& v
   fail(env, std::string(name) + " must be an ArrayBuffer or an ArrayBuffer view");
 }
 
-// copyBytes(dst, dstOffset, src, srcOffset, n): n bytes, on the pool (parallel.h says why).
+// copyBytes(dst, dstOffset, src, srcOffset, n): n bytes, on the pool (parallel.h says why); overlapping ranges
+// are moved on this thread.
 Napi::Value CopyBytes(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const auto [dst, dlen] = bytes_of(env, info[0], "dst");
   const auto [src, slen] = bytes_of(env, info[2], "src");
   const int64_t doff = int_arg(info, 1, "dstOffset"), soff = int_arg(info, 3, "srcOffset");
   const int64_t n = int_arg(info, 4, "n");
+  // n > len || off > len - n, not off + n > len: offsets and counts up to 2^53 would overflow the sum.
   auto check = [&](int64_t off, int64_t len, const char* name) {
-    if (off + n > len)
+    if (n > len || off > len - n)
       fail(env, std::string(name) + ": bytes [" + std::to_string(off) + ", " + std::to_string(off + n) +
                     ") are outside its " + std::to_string(len));
   };
   check(doff, dlen, "dst");
   check(soff, slen, "src");
-  if (n > 0) mhf::copy_bytes(dst + doff, src + soff, n);
+  if (n <= 0) return env.Undefined();
+  uint8_t* d = dst + doff;
+  const uint8_t* from = src + soff;
+  // Overlapping ranges (views of one buffer) as TypedArray.set copies them: memmove, on this thread.
+  if (d < from + n && from < d + n)
+    std::memmove(d, from, (size_t)n);
+  else
+    mhf::copy_bytes(d, from, n);
   return env.Undefined();
 }
 

@@ -112,7 +112,8 @@ function envCount(name: string, fallback: number): number {
  * Encodes `commands` — consecutive dispatches in one compute pass, as the recorder did — and submits them in
  * command buffers of growing size (`firstSubmit` dispatches first, doubling; 0: one command buffer). No error
  * scope: the same commands on the same objects passed validation when the tape was recorded, and an error
- * scope costs a round trip to the device per run.
+ * scope costs a round trip to the device per run. Should an encoder call throw (a lost device), the command
+ * buffers before it are already submitted: the caller's run fails with that error, not as a declined replay.
  */
 export function submitTape(
   device: GPUDevice,

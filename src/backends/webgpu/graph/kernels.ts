@@ -511,7 +511,9 @@ const qkvDef: GpuKernelDef = {
       lengths: mask ? k.uploadHostData(1, inputs) : undefined,
       out,
       precision: k.f16 ? "fp16" : "fp32",
+      // The session's choice: a head size the tensor-core kernel does not take runs on the SIMT kernel.
       f16Kernel: k.attentionKernel,
+      f16KernelPreferred: true,
     });
     return [out];
   },
@@ -557,6 +559,7 @@ const qkvVarSeqlen: Pick<GpuKernelDef, "accepts" | "run"> = {
         out: { buffer: out.buffer, dims: [T, E3 / 3] },
         precision: k.f16 ? "fp16" : "fp32",
         f16Kernel: k.attentionKernel,
+        f16KernelPreferred: true,
       });
     return [out];
   },

@@ -7,9 +7,9 @@
  *     the recorded dims-only values and device-value stand-ins, then compares the other deciding values;
  *  3. re-runs `accepts` of the kernels with host-data inputs and recomputes those bytes;
  *  4. writes the new bytes (host data, raw uploads such as float feeds) into the plan's staging buffers;
- *  5. encodes the tape as one command buffer and submits it: the uploads' copies first (where nothing earlier
- *     touches their destination, ../tape.ts hoistUploads), then the recorded order, dispatches in one compute
- *     pass between the remaining copies;
+ *  5. encodes and submits the tape, in command buffers of growing size (../tape.ts submitTape): the uploads'
+ *     copies first (where nothing earlier touches their destination, ../tape.ts hoistUploads), then the
+ *     recorded order, consecutive dispatches in one compute pass (a command buffer boundary ends one);
  *  6. maps the outputs' staging buffer once, as a normal run does.
  * Nothing else: no kernel choice, shape check, uniform packing, pool traffic or bind-group lookup. The uniform
  * arenas and the staging buffers of constant uploads keep the bytes written when the run was recorded, so
@@ -64,7 +64,10 @@ export interface OutputLayout {
 export interface ReplaySummary {
   key: string;
   dispatches: number;
-  /** Compute passes per replay (copies that could not move to the front split them). */
+  /**
+   * Compute passes of the tape (copies that could not move to the front split them); submitTape ends one more
+   * at each command buffer boundary.
+   */
   passes: number;
   /** Buffers reserved for the plan, and their bytes. */
   buffers: number;

@@ -137,8 +137,13 @@ export interface FlashAttentionArgs {
    * 16..64 in steps of 16, no causal mask, no bias), else the SIMT kernel with f16 loads/stores.
    */
   precision?: Precision;
-  /** fp16 only: force the kernel (tests, benchmarks). */
+  /** fp16 only: force the kernel (tests, benchmarks), or with `f16KernelPreferred` the session's choice. */
   f16Kernel?: F16Kernel;
+  /**
+   * `f16Kernel` is a preference (a session's kernel choice), not a demand: a problem the tensor-core kernel
+   * does not take (head size outside 16..64, say) runs on the SIMT kernel instead of raising an OpError.
+   */
+  f16KernelPreferred?: boolean;
   /**
    * Tensor-core kernel only: its layout (default TC_ATTENTION_DEFAULT), and `multi: false` one subgroup per
    * workgroup even where four would run — tests, benchmarks. A variant whose four-subgroup tiles do not fit
@@ -386,7 +391,7 @@ export function flashAttention(ctx: WebGpuContext, rec: CommandRecorder, a: Flas
       !a.causalPerBatch &&
       !a.bias &&
       !a.ablate;
-    if (a.f16Kernel === "tensor-core" && !(syntax && fits))
+    if (!(syntax && fits) && !a.f16KernelPreferred)
       throw new OpError(
         OP,
         syntax
@@ -545,6 +550,7 @@ export function packedQkvAttention(
     /** "fp16": qkv and out are f16 (see FlashAttentionArgs.precision). */
     precision?: Precision;
     f16Kernel?: F16Kernel;
+    f16KernelPreferred?: boolean;
     tcVariant?: FlashAttentionArgs["tcVariant"];
     subgroups?: boolean;
   },
@@ -585,6 +591,7 @@ export function packedQkvAttention(
     prefetchKV: args.prefetchKV,
     precision: args.precision,
     f16Kernel: args.f16Kernel,
+    f16KernelPreferred: args.f16KernelPreferred,
     tcVariant: args.tcVariant,
     subgroups: args.subgroups,
   });
@@ -608,6 +615,7 @@ export function varSeqlenQkvAttention(
     scale?: number;
     precision?: Precision;
     f16Kernel?: F16Kernel;
+    f16KernelPreferred?: boolean;
     tcVariant?: FlashAttentionArgs["tcVariant"];
   },
 ): void {
@@ -637,6 +645,7 @@ export function varSeqlenQkvAttention(
     cuSeqlens: args.cuSeqlens,
     precision: args.precision,
     f16Kernel: args.f16Kernel,
+    f16KernelPreferred: args.f16KernelPreferred,
     tcVariant: args.tcVariant,
   });
 }

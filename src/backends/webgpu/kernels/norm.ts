@@ -1,15 +1,16 @@
 /**
  * LayerNorm, SkipLayerNorm and RMSNorm (SimplifiedLayerNormalization) over the last axis, and Softmax over the
  * last axis, statistics in float32 whatever the storage (each tensor f32 or f16: fp16 mode). LayerNorm is
- * two-pass (mean, then Σ(x - mean)²) for the accuracy of rows with a large mean; SkipLayerNorm first writes
- * x + skip (+ bias) into the output (or the optional sum output) and re-reads it, so the sum is computed once.
+ * two-pass (mean, then Σ(x - mean)²) for the accuracy of rows with a large mean.
  *
  * The norms run one row per group of RG lanes of a subgroup (8, 16 or 32: the device's smallest subgroup size,
- * at most 32), each lane keeping its share of the row in registers (read once), reduced with subgroupShuffleXor
- * — no barrier — where the device has subgroups of at least 8 and rows are at most 32·RG wide (`normRowGroup`);
- * else, and always for Softmax and ReduceMean, one workgroup of 256 per row reduced in workgroup memory (two
- * reductions of 9 barriers each). On the H200 the 24 SkipLayerNorms of an fp16 BERT [32,128] run took 0.613 ms
- * that way and 0.503 with row groups that re-read the row from memory (bench/h200-gpu-bert-h2h-1129d.log).
+ * at most 32), each lane keeping its share of the row in registers (read once; SkipLayerNorm's sum x + skip
+ * (+ bias) computed once, in f32), reduced with subgroupShuffleXor — no barrier — where the device has
+ * subgroups of at least 8 and rows are at most 32·RG wide (`normRowGroup`). Else, and always for Softmax and
+ * ReduceMean, one workgroup of 256 per row reduced in workgroup memory (two reductions of 9 barriers each);
+ * there SkipLayerNorm in f32 storage writes the sum into the output (or the optional sum output) and re-reads
+ * it, in f16 storage recomputes it. On the H200 the 24 SkipLayerNorms of a BERT [32,128] run took 0.613 ms
+ * (fp16) and 0.62–0.68 (fp32) per workgroup, 0.513 and 0.564 with row groups (bench/h200-gpu-bert-h2h-norms-1129d.log).
  */
 import { OpError } from "../../../errors.js";
 import type { WebGpuContext } from "../context.js";
@@ -156,6 +157,16 @@ export function normRowGroup(
   forced?: number,
 ): { rg: number; per: number } | undefined {
   const f = ctx.gpu.features;
+  // A forced group must be a power of two within one subgroup: its shuffles would mix rows otherwise.
+  if (
+    forced !== undefined &&
+    forced > 0 &&
+    (forced & (forced - 1) || !f.subgroups || forced > f.subgroupMinSize)
+  )
+    throw new OpError(
+      "webgpu.LayerNormalization",
+      `rowGroup ${forced}: lanes per row must be a power of two up to the subgroup size (${f.subgroupMinSize})`,
+    );
   const rg = forced ?? (f.subgroups && f.subgroupMinSize >= 8 ? Math.min(32, f.subgroupMinSize) : 0);
   const per = Math.ceil(width / Math.max(rg, 1));
   return rg > 0 && per <= MAX_PER_LANE ? { rg, per: Math.max(per, 1) } : undefined;
