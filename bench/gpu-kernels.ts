@@ -396,7 +396,7 @@ if (FP16 && f.shaderF16 && !TC_TILES && !TILES && !ATTENTION_ONLY) {
     const lengths = ctx.pool.upload(new Int32Array(B!).fill(S!));
     const flops = attentionFlops({ batch: B!, numHeads: N, seqQ: S!, seqKV: S!, headSize: H, vHeadSize: H });
     await measure(
-      `fp16 ${kind} attention packed QKV B=${B} N=${N} S=${S} H=${H}${ctx.f16?.syntax ? ` ${tcLabel(H, tcAttentionChoiceFor(S!))}` : ""}`,
+      `fp16 ${kind} attention packed QKV B=${B} N=${N} S=${S} H=${H}${ctx.f16?.syntax ? ` ${tcLabel(H, tcAttentionChoiceFor(S!, {}, { H, limit: ctx.gpu.limits.maxComputeWorkgroupStorageSize }))}` : ""}`,
       flops,
       (rec) =>
         packedQkvAttention(ctx, rec, {

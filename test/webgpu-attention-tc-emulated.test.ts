@@ -157,7 +157,7 @@ test("tensor-core attention WGSL, emulated subgroup matrices: matches the SIMT f
     for (const [multi, v, S, B, N, H, lengths] of shapes) {
       const name = `${label(multi, v)} S=${S} B=${B} N=${N} H=${H}${lengths ? ` lengths ${lengths}` : ""}`;
       // The variant flashAttention runs for S keys (a key tile by the length where the case names none).
-      const asRun = tcAttentionChoiceFor(S, v);
+      const asRun = tcAttentionChoiceFor(S, v, { H, limit: ctx.gpu.limits.maxComputeWorkgroupStorageSize });
       if (!emulable(ctx, multi, H, asRun)) {
         t.diagnostic(`skipped ${name}: workgroup memory ${ctx.gpu.limits.maxComputeWorkgroupStorageSize}`);
         continue;
@@ -224,7 +224,8 @@ test("tensor-core attention WGSL, emulated: var-seqlen (cu_seqlens), empty seque
   try {
     for (const [multi, v, H] of varShapes) {
       const name = `var-seqlen ${label(multi, v)} H=${H}`;
-      const asRun = tcAttentionChoiceFor(73, v); // maxSeqlen: the key count flashAttention sees
+      // maxSeqlen: the key count flashAttention sees.
+      const asRun = tcAttentionChoiceFor(73, v, { H, limit: ctx.gpu.limits.maxComputeWorkgroupStorageSize });
       if (!emulable(ctx, multi, H, asRun)) {
         t.diagnostic(`skipped ${name}: workgroup memory ${ctx.gpu.limits.maxComputeWorkgroupStorageSize}`);
         continue;
@@ -283,4 +284,15 @@ test("tensor-core attention probe kernel (debug dumps, old 4-byte kvEnd variable
       for (let x = 0; x < 16; x++) s += src(0, r, x) * src(1, cc, x);
       assert.ok(Math.abs(f[r * 16 + cc]! - s) < 1e-3 * Math.abs(s) + 1e-4, "S = Q·Kᵀ");
     }
+});
+
+test("tcAttentionChoiceFor: 32-key tiles up to 128 keys, and where only they fit four subgroups", () => {
+  assert.equal(tcAttentionChoiceFor(128).keyTile, 32);
+  assert.equal(tcAttentionChoiceFor(512).keyTile, 64);
+  // H = 64 with 64-key tiles needs 35 856 bytes: over a 32 KiB device's limit, within the H200's 48 KiB.
+  assert.equal(tcAttentionChoiceFor(512, {}, { H: 64, limit: 32768 }).keyTile, 32);
+  assert.equal(tcAttentionChoiceFor(512, {}, { H: 64, limit: 49152 }).keyTile, 64);
+  // A key tile the caller names is kept.
+  assert.equal(tcAttentionChoiceFor(512, { keyTile: 64 }, { H: 64, limit: 32768 }).keyTile, 64);
+  assert.equal(tcAttentionChoiceFor(64, { keyTile: 64, pInK: false }).pInK, false);
 });

@@ -24,6 +24,7 @@ import {
   TC_TILE_LARGE,
   TC_TILE_LARGE_K64,
   TC_TILE_LARGE_W4,
+  TC_TILE_SMALL,
   TC_TILE_SOLO,
   TC_TILE_WIDE,
   type TcFlags,
@@ -31,6 +32,8 @@ import {
   tcGemmDirectSource,
   tcGemmKey,
   tcGemmSource,
+  tcSharedBytes,
+  tcTileFor,
 } from "../src/backends/webgpu/kernels/gemm-tc.js";
 import {
   type F16Kernel,
@@ -385,6 +388,26 @@ emulatedTcGemmTest(
     [16, 16, 16, "none", 1],
   ],
 );
+
+test("tcTileFor: the tile by tile count on an H200, stepping down to what fits the device's workgroup memory", () => {
+  const at = (M: number, N: number, limit = 49152, multiSubgroup = true, split = false) =>
+    tcTileFor({ M, N, nBatch: 1, split, multiSubgroup, limit });
+  // BERT [32,128]: QKV and FFN1 (576, 768 tiles) 64-deep, the N = 768 layers one wave of 128×192.
+  assert.equal(at(4096, 2304), TC_TILE_LARGE_K64);
+  assert.equal(at(4096, 768), TC_TILE_WIDE);
+  // 1024 tokens: QKV 144 tiles, the 128×128 tile; 48 tiles, 64×64; split-K, 64×64; one subgroup, SOLO.
+  assert.equal(at(1024, 2304), TC_TILE_LARGE);
+  assert.equal(at(1024, 768), TC_TILE_SMALL);
+  assert.equal(at(4096, 2304, 49152, true, true), TC_TILE_SMALL);
+  assert.equal(at(4096, 2304, 49152, false), TC_TILE_SOLO);
+  // 32 KiB of workgroup memory: 128×192 (31 KiB) where 64-deep and 128×128 do not fit, then 64×64.
+  assert.equal(at(4096, 2304, 32768), TC_TILE_WIDE);
+  assert.equal(at(1024, 2304, 24000), TC_TILE_SMALL);
+  // Nothing fits 16 KiB: the tile by count comes back, and recordTcGemm's OpError names its bytes.
+  assert.equal(at(1024, 2304, 16384), TC_TILE_LARGE);
+  for (const t of [TC_TILE_LARGE_K64, TC_TILE_LARGE, TC_TILE_WIDE, TC_TILE_SMALL, TC_TILE_SOLO])
+    assert.ok(tcSharedBytes(t) <= 49152, `${t.BM}x${t.BN}x${t.BK} fits 48 KiB`);
+});
 
 test("fp16 GEMM errors name the kernel: tensor cores forced where there are none", async (t) => {
   const ctx = await f16Context();

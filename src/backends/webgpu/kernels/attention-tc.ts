@@ -196,8 +196,14 @@ export const TC_SHORT_KEYS = 128;
  * vs 0.081 at [16,12,256,64], 0.125 vs 0.142 at [8,12,512,64]). The emulated test builds its kernels from the
  * same answer.
  */
-export function tcAttentionChoiceFor(seqKV: number, choice: TcAttentionChoice = {}): TcAttentionChoice {
-  const keyTile = choice.keyTile ?? (seqKV <= TC_SHORT_KEYS ? 32 : TC_ATTENTION_DEFAULT.keyTile);
+export function tcAttentionChoiceFor(
+  seqKV: number,
+  choice: TcAttentionChoice = {},
+  /** Where given: 32-key tiles too where four subgroups fit workgroup memory only with them (a 32 KiB device). */
+  fit?: { H: number; limit: number },
+): TcAttentionChoice {
+  const fits64 = !fit || tcAttentionSupports(fit.H, fit.H, fit.limit, true, { ...choice, keyTile: 64 });
+  const keyTile = choice.keyTile ?? (seqKV <= TC_SHORT_KEYS || !fits64 ? 32 : TC_ATTENTION_DEFAULT.keyTile);
   return { ...choice, keyTile };
 }
 

@@ -382,7 +382,7 @@ export function flashAttention(ctx: WebGpuContext, rec: CommandRecorder, a: Flas
     );
     // Four subgroups where per-subgroup offsets compile and the tiles fit workgroup memory (at H = 64: 35 KiB
     // with the default variant, 44 KiB with P in its own region), else one.
-    const choice = tcAttentionChoiceFor(a.seqKV, a.tcVariant);
+    const choice = tcAttentionChoiceFor(a.seqKV, a.tcVariant, { H, limit });
     const plan = tcAttentionPlan(H, HV, limit, ctx.f16?.multiSubgroup === true, choice);
     const fits =
       plan !== undefined &&

@@ -455,6 +455,47 @@ export interface TcGemmArgs {
   tile?: TcTile;
 }
 
+/**
+ * The staged tile gemm() takes for an [M, ·] × [·, N] product (nBatch products): by the number of tiles it
+ * makes on an H200's 132 SMs, and the first that fits `limit` bytes of workgroup memory along the way down
+ * (a device with 32 KiB runs the 64×64 tiles rather than refuse the product).
+ */
+export function tcTileFor(p: {
+  M: number;
+  N: number;
+  nBatch: number;
+  split: boolean;
+  multiSubgroup: boolean;
+  limit: number;
+}): TcTile {
+  const { M, N, nBatch, split, multiSubgroup } = p;
+  // 128×128 tiles once there is one per SM (an H200 has 132); else 64×64. With the robustness transform off the
+  // large tile won from 144 tiles up (the 1024-token QKV: 76 vs 72 TFLOP/s; 4096-token output and FFN2, 192
+  // tiles: 101 vs 95 and 94 vs 79) and lost at 48 (44 vs 55) — bench/h200-tc-tiles-deep-1129c.log.
+  const tiles128 = Math.ceil(M / 128) * Math.ceil(N / 128) * nBatch;
+  // Split-K keeps the 64×64 tile: large tiles split 2–4 ways ran the 4096-token GEMMs slower than unsplit
+  // (FFN2 0.230–0.256 vs 0.214 ms; bench/h200-tc-split-1129d.log).
+  const large = !split && tiles128 >= TC_LARGE_MIN_TILES;
+  const tiles192 = Math.ceil(M / 128) * Math.ceil(N / 192) * nBatch;
+  const oneWideWave = tiles192 >= TC_WIDE_MIN_TILES && tiles192 <= TC_WAVE;
+  const staged = !multiSubgroup
+    ? TC_TILE_SOLO
+    : !large
+      ? TC_TILE_SMALL
+      : tiles128 >= TC_K64_MIN_TILES
+        ? TC_TILE_LARGE_K64
+        : oneWideWave
+          ? TC_TILE_WIDE
+          : TC_TILE_LARGE;
+  // Down the sizes until one fits (TC_TILE_SOLO, 20 KiB, is the last word: the error names it).
+  const order = [staged, TC_TILE_LARGE, TC_TILE_WIDE, TC_TILE_SMALL, TC_TILE_SOLO];
+  const from = order.indexOf(staged);
+  return (
+    order.slice(from).find((t) => (multiSubgroup || t === TC_TILE_SOLO) && tcSharedBytes(t) <= p.limit) ??
+    staged
+  );
+}
+
 /** Records the tensor-core GEMM; shapes were checked by gemm() (kernels/gemm.ts), which calls this. */
 export function recordTcGemm(
   ctx: WebGpuContext,
@@ -476,28 +517,11 @@ export function recordTcGemm(
     residual: !split && !!args.residual,
     split: !!split,
   };
-  // 128×128 tiles once there is one per SM (an H200 has 132); else 64×64. With the robustness transform off the
-  // large tile won from 144 tiles up (the 1024-token QKV: 76 vs 72 TFLOP/s; 4096-token output and FFN2, 192
-  // tiles: 101 vs 95 and 94 vs 79) and lost at 48 (44 vs 55) — bench/h200-tc-tiles-deep-1129c.log.
-  const tiles128 = Math.ceil(M / 128) * Math.ceil(N / 128) * nBatch;
-  // Split-K keeps the 64×64 tile: large tiles split 2–4 ways ran the 4096-token GEMMs slower than unsplit
-  // (FFN2 0.230–0.256 vs 0.214 ms; bench/h200-tc-split-1129d.log).
-  const large = !split && tiles128 >= TC_LARGE_MIN_TILES;
-  const tiles192 = Math.ceil(M / 128) * Math.ceil(N / 192) * nBatch;
-  const oneWideWave = tiles192 >= TC_WIDE_MIN_TILES && tiles192 <= TC_WAVE;
-  const staged = !multiSubgroup
-    ? TC_TILE_SOLO
-    : !large
-      ? TC_TILE_SMALL
-      : tiles128 >= TC_K64_MIN_TILES
-        ? TC_TILE_LARGE_K64
-        : oneWideWave
-          ? TC_TILE_WIDE
-          : TC_TILE_LARGE;
+  const limit = ctx.gpu.limits.maxComputeWorkgroupStorageSize;
+  const staged = tcTileFor({ M, N, nBatch, split: !!split, multiSubgroup, limit });
   // A direct tile where its edge rule holds (tcGemmDirectSource), else the staged kernel.
   const directOk = M >= F && N % F === 0 && K >= F && K % F === 0 && (!split || split.kChunk % F === 0);
   const t = args.tile && (!args.tile.direct || directOk) ? args.tile : staged;
-  const limit = ctx.gpu.limits.maxComputeWorkgroupStorageSize;
   if (tcSharedBytes(t) > limit)
     throw new OpError(
       op,
