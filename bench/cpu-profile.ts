@@ -3,12 +3,14 @@
  * or the fallback with --kernels wasm): the synchronous run with a clock read between nodes.
  *
  *   node --import tsx bench/cpu-profile.ts [--layers 4 --batch 1 --seq 128 --kernels native --reps 5 --keep-padding]
+ *   [--padded]   lengths uniform in 16..seq, seeded as bench/cpu.ts's "pad" shapes (padding removed unless kept)
  */
 import { parseArgs } from "node:util";
 import { CpuBackend } from "../src/backends/cpu/backend.js";
 import type { CpuKernels } from "../src/backends/cpu/defaults.js";
 import { runGraph } from "../src/engine/executor.js";
 import { bertInputs, buildBertGraph } from "../src/models/bert.js";
+import { seededRandom } from "../src/models/random.js";
 import { optimizeGraph } from "../src/passes/index.js";
 import { removePadding } from "../src/passes/remove-padding.js";
 
@@ -20,6 +22,7 @@ const { values } = parseArgs({
     kernels: { type: "string", default: "native" },
     reps: { type: "string", default: "5" },
     "keep-padding": { type: "boolean", default: false },
+    padded: { type: "boolean", default: false },
   },
 });
 const graph = buildBertGraph({
@@ -31,7 +34,14 @@ const graph = buildBertGraph({
 });
 const { graph: optimized } = optimizeGraph(graph, { level: "all" });
 const seq = Number(values.seq);
-const feeds = bertInputs(Array(Number(values.batch)).fill(seq), seq, 1000);
+const batch = Number(values.batch);
+// bench/cpu.ts's padded lengths (shapeOf): uniform in 16..seq from seed 9.
+const rand = seededRandom(9);
+const lengths = values.padded
+  ? Array.from({ length: batch }, () => 16 + Math.floor(rand() * (seq - 16 + 1)))
+  : Array(batch).fill(seq);
+const feeds = bertInputs(lengths, seq, 1000);
+if (values.padded) console.log(`lengths ${lengths.join(",")}`);
 // As a session runs it: padding removed for this signature (unless --keep-padding).
 const removal = values["keep-padding"]
   ? undefined

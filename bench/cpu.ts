@@ -9,6 +9,7 @@
  * Shapes: [1,128], [8,128], [1,512], and [8,128] with lengths uniform in 16..128 (about half padding).
  *
  *   node --import tsx bench/cpu.ts [--layers 4 --reps 8 --threads 2 --shapes 1x128,8x128,1x512,8x128pad] [--json]
+ *   [--no-fallback]   leave the (slow) WebAssembly engine out: its columns print NaN
  */
 import { cpus } from "node:os";
 import { parseArgs } from "node:util";
@@ -28,6 +29,7 @@ const { values } = parseArgs({
     threads: { type: "string", default: "2" },
     shapes: { type: "string", default: "1x128,8x128,1x512,8x128pad" },
     json: { type: "boolean", default: false },
+    "no-fallback": { type: "boolean", default: false },
   },
 });
 const LAYERS = Number(values.layers);
@@ -91,7 +93,9 @@ interface Row {
   nativeKeepCpuRatio: number;
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+// NaN for no samples (an engine left out by --no-fallback).
+const median = (xs: number[]) =>
+  xs.length ? [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]! : Number.NaN;
 const rows: Row[] = [];
 for (const spec of values.shapes!.split(",")) {
   const { name, batch, seq, lengths } = shapeOf(spec);
@@ -103,7 +107,9 @@ for (const spec of values.shapes!.split(",")) {
     ["ort", () => ortSession.run(ortFeeds)],
     ["native", () => native.run(feeds)],
     ["nativeKeep", () => nativeKeep.run(feeds)],
-    ["fallback", () => fallback.run(feeds)],
+    ...(values["no-fallback"]
+      ? []
+      : [["fallback", () => fallback.run(feeds)] as [string, () => Promise<unknown>]]),
   ];
   const times: Record<string, number[]> = { ort: [], native: [], nativeKeep: [], fallback: [] };
   // CPU time of the whole process (every thread) per run: on a shared box, wall time includes other tenants'

@@ -218,11 +218,12 @@ test("Add: same shape and a row broadcast, with NaN/Inf", { skip: skipNative }, 
   });
 });
 
-test("allFinite: NaN and ±Infinity found anywhere in the range, offsets and block edges included", {
+test("allFinite: NaN and ±Infinity found anywhere in the range, offsets, block edges and pool tasks included", {
   skip: skipNative,
 }, () => {
   forEachConfig((nk, label) => {
-    for (const n of [0, 1, 15, 4096, 4097, 10000]) {
+    // 300 001: split over the pool's tasks (units of 4096), a hit in the first, a middle and the last unit.
+    for (const n of [0, 1, 15, 4096, 4097, 10000, 300_001]) {
       const x = rand(n + 3, n).map((v) => v * 1e30);
       assert.equal(nk.allFinite(x), true, `${label} n=${n} finite`);
       for (const bad of [Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY])

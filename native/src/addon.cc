@@ -197,23 +197,13 @@ Napi::Value Add(const Napi::CallbackInfo& info) {
 
 // allFinite(x, offset, n): whether x[offset, offset + n) holds no NaN or ±Infinity. The fused attention checks
 // its inputs with it before taking the fast kernels (which are exact for finite inputs only): a float is not
-// finite when its exponent bits are all ones; the OR over a block vectorises, and a hit stops at that block.
+// finite when its exponent bits are all ones. The scan runs at the selected ISA's width on the pool
+// (parallel.h all_finite); a hit stops the tasks at their next 4096 elements.
 Napi::Value AllFinite(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const int64_t off = int_arg(info, 1, "offset"), n = int_arg(info, 2, "n");
   const float* x = f32(env, info[0], off, n, "x");
-  constexpr int64_t BLOCK = 4096;
-  for (int64_t b = 0; b < n; b += BLOCK) {
-    const int64_t e = b + BLOCK < n ? b + BLOCK : n;
-    uint32_t bad = 0;
-    for (int64_t i = b; i < e; i++) {
-      uint32_t bits;
-      std::memcpy(&bits, x + i, 4);
-      bad |= (uint32_t)((bits & 0x7f800000u) == 0x7f800000u);
-    }
-    if (bad) return Napi::Boolean::New(env, false);
-  }
-  return Napi::Boolean::New(env, true);
+  return Napi::Boolean::New(env, n <= 0 || mhf::all_finite(*mhf::active(), x, n));
 }
 
 int64_t num(const Napi::Object& o, const char* key, int64_t dflt, bool required = true) {

@@ -156,5 +156,29 @@ void add(const float* a, const float* b, float* y, int64_t n, int64_t b_len, int
   }
 }
 
+// Whether x[0, n) is finite: the OR of "exponent all ones" over whole vectors, checked every 4096 elements so a
+// hit stops early (the common answer, all finite, reads everything once at vector width).
+bool all_finite(const float* x, int64_t n) {
+  const vi mask = (vi){} + 0x7f800000;
+  int64_t i = 0;
+  while (i < n) {
+    const int64_t e = n - i < 4096 ? n : i + 4096;
+    vi bad = (vi){};
+    for (; i + VL <= e; i += VL) {
+      vi bits;
+      std::memcpy(&bits, x + i, sizeof bits);
+      bad |= (bits & mask) == mask;
+    }
+    for (; i < e; i++) {
+      uint32_t b;
+      std::memcpy(&b, x + i, 4);
+      if ((b & 0x7f800000u) == 0x7f800000u) return false;
+    }
+    for (int l = 0; l < VL; l++)
+      if (bad[l]) return false;
+  }
+  return true;
+}
+
 }  // namespace MHF_NS
 }  // namespace mhf

@@ -131,6 +131,7 @@ void softmax(const float*, float*, int64_t, int);
 void activation(const float*, float*, int64_t, const float*, int64_t, int64_t, int);
 void add(const float*, const float*, float*, int64_t, int64_t, int64_t);
 void attention_rows(const AttentionProblem&, int, int, int, int);
+bool all_finite(const float*, int64_t);
 
 // 2·MR·NV independent FMA chains: more than latency × pipes, so the probe is throughput-bound like the kernel.
 static double fma_probe(int64_t iters) {
@@ -153,7 +154,8 @@ static double fma_probe(int64_t iters) {
 #define MHF_STR(x) MHF_STR2(x)
 const Kernels* kernels() {
   static const Kernels k = {MHF_STR(MHF_NS), MR, NR, pack_b, micro, epilogue, layer_norm,
-                            skip_layer_norm, softmax, activation, add, attention_rows, fma_probe};
+                            skip_layer_norm, softmax, activation, add, attention_rows, all_finite,
+                            fma_probe};
   return &k;
 }
 

@@ -64,6 +64,8 @@ struct Kernels {
   void (*add)(const float* a, const float* b, float* y, int64_t n, int64_t b_len, int64_t i0);
   // Query rows [r0, r1) of (batch b, head n).
   void (*attention_rows)(const AttentionProblem& p, int b, int n, int r0, int r1);
+  // Whether x[0, n) holds no NaN or ±Inf (exponent bits all ones).
+  bool (*all_finite)(const float* x, int64_t n);
   // Register-only FMAs (no memory traffic) for `iters` steps; returns the flops done. The benchmark times it
   // beside the GEMM to measure the peak this (shared, possibly throttled) machine gives right now.
   double (*fma_probe)(int64_t iters);
