@@ -471,6 +471,30 @@ function maxDiff(got: Float32Array, want: Float64Array): number {
   return d;
 }
 
+/** float64 reference of the packed op ([S, B, 3E] TensorRT layout, per-sequence key and query lengths). */
+function packedRef(
+  qkv: Float32Array,
+  S: number,
+  B: number,
+  N: number,
+  H: number,
+  lengths: number[],
+): Float64Array {
+  const E = N * H;
+  const want = new Float64Array(S * B * E);
+  attentionRef(
+    qkv,
+    B,
+    N,
+    H,
+    (b) => [S, lengths[b]!, 0],
+    (b, tok) => (tok * B + b) * 3 * E,
+    want,
+    (b, tok) => (tok * B + b) * E,
+  );
+  return want;
+}
+
 test("fp16 packed-QKV attention (lengths) vs float64, ≤ 2e-3 for unit-scale inputs", async (t) => {
   const ctx = await f16Context();
   if (typeof ctx === "string") return t.skip(ctx);
@@ -498,17 +522,7 @@ test("fp16 packed-QKV attention (lengths) vs float64, ≤ 2e-3 for unit-scale in
       });
       await rec.submit();
       const got = await read16(ctx, out);
-      const want = new Float64Array(S * B * E);
-      attentionRef(
-        qkv,
-        B,
-        N,
-        H,
-        (b) => [S, lengths[b]!, 0],
-        (b, tok) => (tok * B + b) * 3 * E,
-        want,
-        (b, tok) => (tok * B + b) * E,
-      );
+      const want = packedRef(qkv, S, B, N, H, lengths);
       const d = maxDiff(got, want);
       console.log(
         `# fp16 attention ${kernel} packed S=${S} B=${B} N=${N} H=${H}: max |diff| ${d.toExponential(2)}`,
@@ -546,17 +560,7 @@ test("fp16 packed attention: the session's tensor-core preference falls back to 
   );
   const { rec, out } = run(true);
   await rec.submit();
-  const want = new Float64Array(S * B * E);
-  attentionRef(
-    qkv,
-    B,
-    N,
-    H,
-    (b) => [S, lengths[b]!, 0],
-    (b, tok) => (tok * B + b) * 3 * E,
-    want,
-    (b, tok) => (tok * B + b) * E,
-  );
+  const want = packedRef(qkv, S, B, N, H, lengths);
   const d = maxDiff(await read16(ctx, out), want);
   assert.ok(d <= 2e-3, `preferred tensor-core at H = 80: max |diff| ${d}`);
 });

@@ -97,7 +97,8 @@ interface NormIo {
 const normKey = (io: NormIo) =>
   `${io.rms ? "rms:" : ""}${storageKey(io.x, io.skip, io.gamma, io.beta, io.bias, io.out, io.sum)}`;
 
-export function normSource(io: NormIo): string {
+/** The storage bindings of a norm dispatch, in the order the dispatchers bind them. */
+function normDecls(io: NormIo): StorageDecl[] {
   const decls: StorageDecl[] = [{ name: "x", type: elemOf(io.x) }];
   if (io.skip) decls.push({ name: "skip", type: elemOf(io.skip) });
   decls.push({ name: "gamma", type: elemOf(io.gamma) });
@@ -105,6 +106,11 @@ export function normSource(io: NormIo): string {
   if (io.bias) decls.push({ name: "bias", type: elemOf(io.bias) });
   decls.push({ name: "o", type: elemOf(io.out), write: true });
   if (io.sum) decls.push({ name: "sum_out", type: elemOf(io.sum), write: true });
+  return decls;
+}
+
+export function normSource(io: NormIo): string {
+  const decls = normDecls(io);
   const xj = widen(io.x, "x[base + j]");
   // The value normalised at column j. SkipLayerNorm in f32 storage writes x + skip (+ bias) once and re-reads
   // it; where the row would be re-read from f16 storage the sum is recomputed instead, so the residual sum and
@@ -179,13 +185,7 @@ export function normRowGroup(
  * on a copy of it and writes nothing.
  */
 export function normRowGroupSource(io: NormIo, rg: number, per: number): string {
-  const decls: StorageDecl[] = [{ name: "x", type: elemOf(io.x) }];
-  if (io.skip) decls.push({ name: "skip", type: elemOf(io.skip) });
-  decls.push({ name: "gamma", type: elemOf(io.gamma) });
-  if (io.beta) decls.push({ name: "beta", type: elemOf(io.beta) });
-  if (io.bias) decls.push({ name: "bias", type: elemOf(io.bias) });
-  decls.push({ name: "o", type: elemOf(io.out), write: true });
-  if (io.sum) decls.push({ name: "sum_out", type: elemOf(io.sum), write: true });
+  const decls = normDecls(io);
   let v = widen(io.x, "x[base + j]");
   if (io.skip)
     v = `${v} + ${widen(io.skip, "skip[base + j]")}${io.bias ? ` + ${widen(io.bias, "bias[j]")}` : ""}`;
