@@ -109,7 +109,7 @@ function normDecls(io: NormIo): StorageDecl[] {
   return decls;
 }
 
-export function normSource(io: NormIo): string {
+function normSource(io: NormIo): string {
   const decls = normDecls(io);
   const xj = widen(io.x, "x[base + j]");
   // The value normalised at column j. SkipLayerNorm in f32 storage writes x + skip (+ bias) once and re-reads
@@ -157,7 +157,7 @@ const MAX_PER_LANE = 32;
  * 8, or rows wider than RG · MAX_PER_LANE) — the workgroup-per-row kernel runs then. `forced` (tests): 0 for the
  * workgroup kernel, or the lanes per row.
  */
-export function normRowGroup(
+function normRowGroup(
   ctx: WebGpuContext,
   width: number,
   forced?: number,
@@ -184,7 +184,7 @@ export function normRowGroup(
  * subgroupShuffleXor. Every lane runs every shuffle (uniform control flow): a group past the last row computes
  * on a copy of it and writes nothing.
  */
-export function normRowGroupSource(io: NormIo, rg: number, per: number): string {
+function normRowGroupSource(io: NormIo, rg: number, per: number): string {
   const decls = normDecls(io);
   let v = widen(io.x, "x[base + j]");
   if (io.skip)
