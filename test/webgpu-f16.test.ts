@@ -21,6 +21,7 @@ import { gemm } from "../src/backends/webgpu/kernels/gemm.js";
 import {
   TC_TILE_DIRECT,
   TC_TILE_DIRECT_SOLO,
+  TC_TILE_HUGE,
   TC_TILE_LARGE,
   TC_TILE_LARGE_K64,
   TC_TILE_LARGE_W4,
@@ -219,6 +220,9 @@ test("fp16 GEMM (every kernel on this device) vs float64: odd shapes, batches, 8
       // 128×192 (one N = 768 wave at 4096 tokens): a partial second column of tiles (N = 200), edge rows.
       [1, 130, 200, 72, false, "bias+res", multi ? TC_TILE_WIDE : { ...TC_TILE_SOLO, single: true }],
       [1, 40, 392, 96, false, "bias+gelu", multi ? TC_TILE_WIDE : { ...TC_TILE_SOLO, single: true }],
+      // 128×256 (grids of ≥ 3.5 waves): a partial second column (N = 264), edge rows, a batched B, one step.
+      [1, 130, 264, 72, false, "bias+gelu", multi ? TC_TILE_HUGE : { ...TC_TILE_SOLO, single: true }],
+      [2, 40, 96, 32, true, "bias+res", multi ? TC_TILE_HUGE : { ...TC_TILE_SOLO, single: true }],
     );
   let seed = 100;
   for (const kernel of kernels(ctx))
@@ -395,6 +399,9 @@ test("tcTileFor: the tile by tile count on an H200, stepping down to what fits t
   // BERT [32,128]: QKV and FFN1 (576, 768 tiles) 64-deep, the N = 768 layers one wave of 128×192.
   assert.equal(at(4096, 2304), TC_TILE_LARGE_K64);
   assert.equal(at(4096, 768), TC_TILE_WIDE);
+  // 4096³ (512 tiles of 128×256, 3.9 waves): 128×256; FFN1 at 4096 tokens (384 of them) stays 64-deep.
+  assert.equal(at(4096, 4096), TC_TILE_HUGE);
+  assert.equal(at(4096, 3072), TC_TILE_LARGE_K64);
   // 1024 tokens: QKV 144 tiles, the 128×128 tile; 48 tiles, 64×64; split-K, 64×64; one subgroup, SOLO.
   assert.equal(at(1024, 2304), TC_TILE_LARGE);
   assert.equal(at(1024, 768), TC_TILE_SMALL);
@@ -405,7 +412,9 @@ test("tcTileFor: the tile by tile count on an H200, stepping down to what fits t
   assert.equal(at(1024, 2304, 24000), TC_TILE_SMALL);
   // Nothing fits 16 KiB: the tile by count comes back, and recordTcGemm's OpError names its bytes.
   assert.equal(at(1024, 2304, 16384), TC_TILE_LARGE);
-  for (const t of [TC_TILE_LARGE_K64, TC_TILE_LARGE, TC_TILE_WIDE, TC_TILE_SMALL, TC_TILE_SOLO])
+  // 128×256 (35 KiB) does not fit 32 KiB, nor 128×128 double-buffered: 128×192.
+  assert.equal(at(4096, 4096, 32768), TC_TILE_WIDE);
+  for (const t of [TC_TILE_HUGE, TC_TILE_LARGE_K64, TC_TILE_LARGE, TC_TILE_WIDE, TC_TILE_SMALL, TC_TILE_SOLO])
     assert.ok(tcSharedBytes(t) <= 49152, `${t.BM}x${t.BN}x${t.BK} fits 48 KiB`);
 });
 

@@ -68,6 +68,14 @@ export const TC_TILE_LARGE_K64: TcTile = { BM: 128, BN: 128, BK: 64, WM: 2, WN: 
  * -n768b-1129d.log; the first timing after compiling it ran slower, 0.220).
  */
 export const TC_TILE_WIDE: TcTile = { BM: 128, BN: 192, BK: 32, WM: 2, WN: 4, single: true };
+/**
+ * 128×256 through one buffer, eight subgroups of 64×64 (4×4 fragments: 8 fragment loads per 16 products against
+ * 6 per 8 in the 64×32 subgroups above): for grids of at least three and a half waves of such tiles. On the H200
+ * 4096³ ran 160.7–162.8 TFLOP/s against 149–153 for TC_TILE_LARGE_K64 in the same processes; with fewer tiles it
+ * lost (the 4096-token QKV, 288 tiles: 0.118 vs 0.107 ms; FFN1, 384: 0.146 vs 0.140) —
+ * bench/h200-tc-tiles-64x64sg-1129e.log, -64x64sg-b-1129e.log, h200-tc-tiles-single-1129d.log.
+ */
+export const TC_TILE_HUGE: TcTile = { BM: 128, BN: 256, BK: 32, WM: 2, WN: 4, single: true };
 /** Four subgroups of 64×64 each: more fragments per subgroup (16 accumulators), fewer threads. */
 export const TC_TILE_LARGE_W4: TcTile = { BM: 128, BN: 128, BK: 32, WM: 2, WN: 2 };
 export const TC_TILE_SMALL: TcTile = { BM: 64, BN: 64, BK: 32, WM: 2, WN: 2 };
@@ -83,6 +91,8 @@ const TC_LARGE_MIN_TILES = 132;
 const TC_K64_MIN_TILES = 396;
 /** TC_TILE_WIDE where its tiles make one nearly full wave of an H200's 132 SMs: this many up to 132. */
 const TC_WIDE_MIN_TILES = 99;
+/** TC_TILE_HUGE from this many 128×256 tiles up: three and a half waves of an H200's 132 SMs. */
+const TC_HUGE_MIN_TILES = 462;
 const TC_WAVE = 132;
 /** Fragment edge (the 16×16×16 config). */
 const F = 16;
@@ -478,15 +488,18 @@ export function tcTileFor(p: {
   const large = !split && tiles128 >= TC_LARGE_MIN_TILES;
   const tiles192 = Math.ceil(M / 128) * Math.ceil(N / 192) * nBatch;
   const oneWideWave = tiles192 >= TC_WIDE_MIN_TILES && tiles192 <= TC_WAVE;
+  const tiles256 = Math.ceil(M / 128) * Math.ceil(N / 256) * nBatch;
   const staged = !multiSubgroup
     ? TC_TILE_SOLO
     : !large
       ? TC_TILE_SMALL
-      : tiles128 >= TC_K64_MIN_TILES
-        ? TC_TILE_LARGE_K64
-        : oneWideWave
-          ? TC_TILE_WIDE
-          : TC_TILE_LARGE;
+      : tiles256 >= TC_HUGE_MIN_TILES
+        ? TC_TILE_HUGE
+        : tiles128 >= TC_K64_MIN_TILES
+          ? TC_TILE_LARGE_K64
+          : oneWideWave
+            ? TC_TILE_WIDE
+            : TC_TILE_LARGE;
   // Down the sizes until one fits (TC_TILE_SOLO, 20 KiB, is the last word: the error names it).
   const order = [staged, TC_TILE_LARGE, TC_TILE_WIDE, TC_TILE_SMALL, TC_TILE_SOLO];
   const from = order.indexOf(staged);
