@@ -196,8 +196,13 @@ test("LayerNorm and SkipLayerNorm match float64 (odd widths, large means, sum ou
   const ctx = await withGpu(t);
   if (!ctx) return;
   // The device's choice — the row-group kernel (lanes of a subgroup per row, the row in registers; the last
-  // workgroup's groups past the rows write nothing) where it applies — and the workgroup-per-row kernel.
-  for (const rowGroup of [undefined, 0])
+  // workgroup's groups past the rows write nothing; vec4 loads where rows are whole vec4s) where it applies —,
+  // the row-group kernel with scalar loads, and the workgroup-per-row kernel.
+  for (const [rowGroup, scalarLoads] of [
+    [undefined, false],
+    [undefined, true],
+    [0, false],
+  ] as const)
     for (const [rows, width] of [
       [3, 7],
       [5, 768],
@@ -229,6 +234,7 @@ test("LayerNorm and SkipLayerNorm match float64 (odd widths, large means, sum ou
         out: out1,
         epsilon: eps,
         rowGroup,
+        scalarLoads,
       });
       skipLayerNorm(ctx, rec, {
         x: xb,
@@ -240,6 +246,7 @@ test("LayerNorm and SkipLayerNorm match float64 (odd widths, large means, sum ou
         sum,
         epsilon: eps,
         rowGroup,
+        scalarLoads,
       });
       skipLayerNorm(ctx, rec, {
         x: xb,
@@ -248,6 +255,7 @@ test("LayerNorm and SkipLayerNorm match float64 (odd widths, large means, sum ou
         out: out3,
         epsilon: eps,
         rowGroup,
+        scalarLoads,
       });
       await rec.submit();
       const want1: number[] = [];
@@ -263,7 +271,7 @@ test("LayerNorm and SkipLayerNorm match float64 (odd widths, large means, sum ou
         wantSum.push(...s);
         want3.push(...refLayerNorm(s3, gamma, undefined, eps));
       }
-      const k = `${rows}x${width} rowGroup ${rowGroup ?? "default"}`;
+      const k = `${rows}x${width} rowGroup ${rowGroup ?? "default"}${scalarLoads ? " scalar loads" : ""}`;
       assertClose(await read(ctx, out1), want1, 1e-4, `layernorm ${k}`);
       assertClose(await read(ctx, out2), want2, 1e-4, `skiplayernorm ${k}`);
       assertClose(await read(ctx, sum), wantSum, 1e-5, `skip sum ${k}`);

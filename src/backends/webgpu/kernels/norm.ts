@@ -11,6 +11,9 @@
  * there SkipLayerNorm in f32 storage writes the sum into the output (or the optional sum output) and re-reads
  * it, in f16 storage recomputes it. On the H200 the 24 SkipLayerNorms of a BERT [32,128] run took 0.613 ms
  * (fp16) and 0.62–0.68 (fp32) per workgroup, 0.513 and 0.564 with row groups (bench/h200-gpu-bert-h2h-norms-1129d.log).
+ * Rows of whole vec4s are read and written as vec4s: one SkipLayerNorm at [4096,768] 0.017 → 0.011 ms (f16) and
+ * 0.016 → 0.014 (f32), at [128,768] 0.016 → 0.010 and 0.013 → 0.010 (`bench/gpu-kernels.ts --norms`,
+ * bench/h200-norms-vec4-1129e.log).
  */
 import { OpError } from "../../../errors.js";
 import type { WebGpuContext } from "../context.js";
@@ -98,14 +101,15 @@ const normKey = (io: NormIo) =>
   `${io.rms ? "rms:" : ""}${storageKey(io.x, io.skip, io.gamma, io.beta, io.bias, io.out, io.sum)}`;
 
 /** The storage bindings of a norm dispatch, in the order the dispatchers bind them. */
-function normDecls(io: NormIo): StorageDecl[] {
-  const decls: StorageDecl[] = [{ name: "x", type: elemOf(io.x) }];
-  if (io.skip) decls.push({ name: "skip", type: elemOf(io.skip) });
-  decls.push({ name: "gamma", type: elemOf(io.gamma) });
-  if (io.beta) decls.push({ name: "beta", type: elemOf(io.beta) });
-  if (io.bias) decls.push({ name: "bias", type: elemOf(io.bias) });
-  decls.push({ name: "o", type: elemOf(io.out), write: true });
-  if (io.sum) decls.push({ name: "sum_out", type: elemOf(io.sum), write: true });
+function normDecls(io: NormIo, vec = false): StorageDecl[] {
+  const el = (t: GpuTensor): StorageDecl["type"] => (vec ? (t.f16 ? "vec4<f16>" : "vec4<f32>") : elemOf(t));
+  const decls: StorageDecl[] = [{ name: "x", type: el(io.x) }];
+  if (io.skip) decls.push({ name: "skip", type: el(io.skip) });
+  decls.push({ name: "gamma", type: el(io.gamma) });
+  if (io.beta) decls.push({ name: "beta", type: el(io.beta) });
+  if (io.bias) decls.push({ name: "bias", type: el(io.bias) });
+  decls.push({ name: "o", type: el(io.out), write: true });
+  if (io.sum) decls.push({ name: "sum_out", type: el(io.sum), write: true });
   return decls;
 }
 
@@ -161,7 +165,8 @@ function normRowGroup(
   ctx: WebGpuContext,
   width: number,
   forced?: number,
-): { rg: number; per: number } | undefined {
+  scalarLoads = false,
+): { rg: number; per: number; vec: boolean } | undefined {
   const f = ctx.gpu.features;
   // A forced group must be a power of two within one subgroup: its shuffles would mix rows otherwise.
   if (
@@ -174,25 +179,39 @@ function normRowGroup(
       `rowGroup ${forced}: lanes per row must be a power of two up to the subgroup size (${f.subgroupMinSize})`,
     );
   const rg = forced ?? (f.subgroups && f.subgroupMinSize >= 8 ? Math.min(32, f.subgroupMinSize) : 0);
-  const per = Math.ceil(width / Math.max(rg, 1));
-  return rg > 0 && per <= MAX_PER_LANE ? { rg, per: Math.max(per, 1) } : undefined;
+  if (rg <= 0) return undefined;
+  // Rows of whole vec4s: each lane loads and stores vec4s (a quarter of the instructions), `per` of them.
+  const per4 = Math.ceil(width / 4 / rg);
+  if (!scalarLoads && width % 4 === 0 && 4 * per4 <= MAX_PER_LANE)
+    return { rg, per: Math.max(per4, 1), vec: true };
+  const per = Math.ceil(width / rg);
+  return per <= MAX_PER_LANE ? { rg, per: Math.max(per, 1), vec: false } : undefined;
 }
 
 /**
  * The row-group kernel: WG / RG rows per workgroup, lane l of a row's group holding columns l, l + RG, … in
  * registers (read once; the sum x + skip + bias written once where asked), mean and variance reduced by
  * subgroupShuffleXor. Every lane runs every shuffle (uniform control flow): a group past the last row computes
- * on a copy of it and writes nothing.
+ * on a copy of it and writes nothing. With `vec` every tensor is read and written as vec4s (rows of whole
+ * vec4s): lane l holds vec4 columns l, l + RG, …, `per` of them.
  */
-function normRowGroupSource(io: NormIo, rg: number, per: number): string {
-  const decls = normDecls(io);
-  let v = widen(io.x, "x[base + j]");
+function normRowGroupSource(io: NormIo, rg: number, per: number, vec: boolean): string {
+  const decls = normDecls(io, vec);
+  const F = vec ? "vec4<f32>" : "f32";
+  const wide = (t: GpuTensor | undefined, x: string) =>
+    vec ? (t?.f16 ? `vec4<f32>(${x})` : x) : widen(t, x);
+  const thin = (t: GpuTensor | undefined, x: string) =>
+    vec ? (t?.f16 ? `vec4<f16>(${x})` : x) : narrow(t, x);
+  // Sum of a value's components (a vec4 in `vec` mode), and of their squares.
+  const total = (x: string) => (vec ? `dot(${x}, vec4<f32>(1.0))` : x);
+  const squares = (x: string) => (vec ? `dot(${x}, ${x})` : `${x} * ${x}`);
+  let v = wide(io.x, "x[base + j]");
   if (io.skip)
-    v = `${v} + ${widen(io.skip, "skip[base + j]")}${io.bias ? ` + ${widen(io.bias, "bias[j]")}` : ""}`;
+    v = `${v} + ${wide(io.skip, "skip[base + j]")}${io.bias ? ` + ${wide(io.bias, "bias[j]")}` : ""}`;
   const shuffles = [1, 2, 4, 8, 16]
     .filter((m) => m < rg)
     .map((m) => `  s = s + subgroupShuffleXor(s, ${m}u);`);
-  const normed = `(vals[i] - mean) * inv * ${widen(io.gamma, "gamma[j]")}${io.beta ? ` + ${widen(io.beta, "beta[j]")}` : ""}`;
+  const normed = `(vals[i] - mean) * inv * ${wide(io.gamma, "gamma[j]")}${io.beta ? ` + ${wide(io.beta, "beta[j]")}` : ""}`;
   return `${f16Enable(io.x, io.skip, io.gamma, io.beta, io.bias, io.out, io.sum)}enable subgroups;
 ${uniformStruct(ROW_FIELDS)}${bindings(decls)}
 fn grp_sum(v: f32) -> f32 {
@@ -208,33 +227,34 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let rowAt = (wid.y * nwg.x + wid.x) * ${WG / rg}u + lid / ${rg}u;
   let live = rowAt < u.rows;
   let row = min(rowAt, u.rows - 1u);
-  let base = row * u.width;
-  let n = u.width;
-  var vals: array<f32, ${per}>;
+  // Columns in elements (vec4s in vec mode) and the row's first one.
+  let n = u.width${vec ? " / 4u" : ""};
+  let base = row * n;
+  var vals: array<${F}, ${per}>;
   var acc = 0.0;
   for (var i = 0u; i < ${per}u; i++) {
     let j = lane + i * ${rg}u;
-    var v = 0.0;
+    var v = ${F}(0.0);
     if (j < n) {
       v = ${v};${
         io.sum
           ? `
-      if (live) { sum_out[base + j] = ${narrow(io.sum, "v")}; }`
+      if (live) { sum_out[base + j] = ${thin(io.sum, "v")}; }`
           : ""
       }
     }
     vals[i] = v;
-    acc += v;
+    acc += ${total("v")};
   }
-  let mean = ${io.rms ? "0.0" : "grp_sum(acc) / f32(n)"};
+  let mean = ${io.rms ? "0.0" : "grp_sum(acc) / f32(u.width)"};
   var sq = 0.0;
   for (var i = 0u; i < ${per}u; i++) {
-    if (lane + i * ${rg}u < n) { let d = vals[i] - mean; sq += d * d; }
+    if (lane + i * ${rg}u < n) { let d = vals[i] - mean; sq += ${squares("d")}; }
   }
-  let inv = inverseSqrt(grp_sum(sq) / f32(n) + u.epsilon);
+  let inv = inverseSqrt(grp_sum(sq) / f32(u.width) + u.epsilon);
   for (var i = 0u; i < ${per}u; i++) {
     let j = lane + i * ${rg}u;
-    if (live && j < n) { o[base + j] = ${narrow(io.out, normed)}; }
+    if (live && j < n) { o[base + j] = ${thin(io.out, normed)}; }
   }
 }`;
 }
@@ -249,13 +269,14 @@ function recordNorm(
   shape: { rows: number; width: number; epsilon: number },
   forced: number | undefined,
   op: string,
+  scalarLoads?: boolean,
 ): void {
   const { rows, width } = shape;
   if (rows === 0) return;
-  const g = normRowGroup(ctx, width, forced);
+  const g = normRowGroup(ctx, width, forced, scalarLoads);
   const k = g
-    ? ctx.pipelines.get(`${kind}:rg${g.rg}x${g.per}:${normKey(io)}`, () =>
-        normRowGroupSource(io, g.rg, g.per),
+    ? ctx.pipelines.get(`${kind}:rg${g.rg}x${g.per}${g.vec ? "v4" : ""}:${normKey(io)}`, () =>
+        normRowGroupSource(io, g.rg, g.per, g.vec),
       )
     : ctx.pipelines.get(`${kind}:${normKey(io)}`, () => normSource(io));
   const grid = rowGrid(g ? Math.ceil(rows / (WG / g.rg)) : rows);
@@ -272,6 +293,8 @@ export interface LayerNormArgs {
   axis?: number;
   /** Force the lanes per row (tests): 0 the workgroup-per-row kernel; default `normRowGroup`. */
   rowGroup?: number;
+  /** Row-group kernel with scalar loads where rows are whole vec4s (tests, benchmarks); default vec4. */
+  scalarLoads?: boolean;
 }
 
 function normShape(op: string, dims: readonly number[], axis = -1): { rows: number; width: number } {
@@ -293,7 +316,17 @@ export function layerNorm(ctx: WebGpuContext, rec: CommandRecorder, args: LayerN
   const bufs = [args.x.buffer, args.gamma.buffer];
   if (args.beta) bufs.push(args.beta.buffer);
   bufs.push(args.out.buffer);
-  recordNorm(ctx, rec, "layernorm", io, bufs, { rows, width, epsilon: args.epsilon }, args.rowGroup, op);
+  recordNorm(
+    ctx,
+    rec,
+    "layernorm",
+    io,
+    bufs,
+    { rows, width, epsilon: args.epsilon },
+    args.rowGroup,
+    op,
+    args.scalarLoads,
+  );
 }
 
 /**
@@ -308,7 +341,17 @@ export function rmsNorm(ctx: WebGpuContext, rec: CommandRecorder, args: Omit<Lay
   expectDims(op, "output", args.out.dims, args.x.dims);
   const io: NormIo = { x: args.x, gamma: args.gamma, out: args.out, rms: true };
   const bufs = [args.x.buffer, args.gamma.buffer, args.out.buffer];
-  recordNorm(ctx, rec, "rmsnorm", io, bufs, { rows, width, epsilon: args.epsilon }, args.rowGroup, op);
+  recordNorm(
+    ctx,
+    rec,
+    "rmsnorm",
+    io,
+    bufs,
+    { rows, width, epsilon: args.epsilon },
+    args.rowGroup,
+    op,
+    args.scalarLoads,
+  );
 }
 
 export interface SkipLayerNormArgs {
@@ -323,6 +366,8 @@ export interface SkipLayerNormArgs {
   epsilon: number;
   /** Force the lanes per row (tests): 0 the workgroup-per-row kernel; default `normRowGroup`. */
   rowGroup?: number;
+  /** Row-group kernel with scalar loads where rows are whole vec4s (tests, benchmarks); default vec4. */
+  scalarLoads?: boolean;
 }
 
 /** com.microsoft.SkipLayerNormalization: LayerNorm(x + skip + bias) over the last axis. */
@@ -335,13 +380,23 @@ export function skipLayerNorm(ctx: WebGpuContext, rec: CommandRecorder, args: Sk
   expectCapacity(op, "input gamma", args.gamma, width, bytesOf(args.gamma));
   if (args.beta) expectCapacity(op, "input beta", args.beta, width, bytesOf(args.beta));
   if (args.bias) expectCapacity(op, "input bias", args.bias, width, bytesOf(args.bias));
-  const { rowGroup: _, ...io }: NormIo & { rowGroup?: number } = args;
+  const { rowGroup: _, scalarLoads: __, ...io }: NormIo & { rowGroup?: number; scalarLoads?: boolean } = args;
   const bufs = [args.x.buffer, args.skip.buffer, args.gamma.buffer];
   if (args.beta) bufs.push(args.beta.buffer);
   if (args.bias) bufs.push(args.bias.buffer);
   bufs.push(args.out.buffer);
   if (args.sum) bufs.push(args.sum.buffer);
-  recordNorm(ctx, rec, "skiplayernorm", io, bufs, { rows, width, epsilon: args.epsilon }, args.rowGroup, op);
+  recordNorm(
+    ctx,
+    rec,
+    "skiplayernorm",
+    io,
+    bufs,
+    { rows, width, epsilon: args.epsilon },
+    args.rowGroup,
+    op,
+    args.scalarLoads,
+  );
 }
 
 /** Softmax over the last axis (opset 13 semantics; earlier opsets' 2-D coercion is the caller's reshape). */
