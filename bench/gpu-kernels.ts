@@ -17,6 +17,8 @@
  *              direct kernel, fragments straight from storage; "p": two register stages of prefetch; "s": one
  *              workgroup buffer, two barriers a step; "auto" as above): each config on 4096³ and the 4096- and
  *              1024-token BERT GEMMs with their epilogues (implies --fp16)
+ *   --norms    only SkipLayerNorm at [4096,768] and [128,768] (BERT [32,128] / [1,128]), f32 and f16 storage,
+ *              the row-group kernel with vec4 loads (the default) against scalar loads, twice in turn
  *   --attention  only the fp32 attention rows (every tile variant of the subgroup kernel and the fallback)
  *   --tc-attention  only the fp16 attention rows: the tensor-core kernel's default and every other variant
  *              (TcAttentionVariant: 64- or 32-key tiles, P in the K tile's memory or its own; one subgroup),
@@ -46,7 +48,7 @@ import {
   TC_TILE_WIDE,
   type TcTile,
 } from "../src/backends/webgpu/kernels/gemm-tc.js";
-import { layerNorm } from "../src/backends/webgpu/kernels/norm.js";
+import { layerNorm, skipLayerNorm } from "../src/backends/webgpu/kernels/norm.js";
 import { toF16 } from "../src/backends/webgpu/precision.js";
 import type { CommandRecorder } from "../src/backends/webgpu/recorder.js";
 import { RAW_TIMESTAMPS, timeKernel } from "./gpu-timing.js";
@@ -66,6 +68,7 @@ const SMOKE = arg("--smoke") > 0;
 const TC_TILES = arg("--tc-tiles") > 0 ? process.argv[arg("--tc-tiles") + 1]! : undefined;
 const TILES = arg("--tiles") > 0 ? process.argv[arg("--tiles") + 1]! : undefined;
 const ATTENTION_ONLY = arg("--attention") > 0;
+const NORMS_ONLY = arg("--norms") > 0;
 const TC_ATTENTION_ONLY = arg("--tc-attention") > 0;
 const FP16_ONLY = arg("--fp16-only") > 0 || !!TC_TILES || !!TILES || TC_ATTENTION_ONLY;
 const FP16 = FP16_ONLY || arg("--fp16") > 0;
@@ -93,7 +96,7 @@ function tcSweepOptions(spec: string): Partial<GemmArgs> {
 const FP32_PEAK_TFLOPS = 67;
 
 const toggles = [RAW_TIMESTAMPS];
-if (arg("--toggles") > 0 || FP16) toggles.push(...DAWN_UNSAFE_TOGGLES);
+if (arg("--toggles") > 0 || FP16 || NORMS_ONLY) toggles.push(...DAWN_UNSAFE_TOGGLES);
 const ctx = await WebGpuContext.create({ toggles });
 const info = ctx.gpu.adapterInfo;
 const f = ctx.gpu.features;
@@ -154,6 +157,40 @@ async function measureOnce(
   console.log(
     `${name.padEnd(46)} gpu ${gpuMs.toFixed(3).padStart(8)} ms ${tf(gpuMs).toFixed(2).padStart(6)} TFLOP/s (${((100 * tf(gpuMs)) / FP32_PEAK_TFLOPS).toFixed(1).padStart(4)}% of fp32 peak) | wall ${wallMs.toFixed(3).padStart(8)} ms ${tf(wallMs).toFixed(2).padStart(6)} TFLOP/s`,
   );
+}
+
+if (NORMS_ONLY) {
+  // SkipLayerNorm as BERT's fused graph runs it (x, skip, gamma, beta, bias), bytes-bound: GPU time is the row.
+  const W = 768;
+  for (const f16 of ctx.gpu.features.shaderF16 ? [false, true] : [false])
+    for (const M of [4096, 128]) {
+      const make = (dims: number[], seed: number): GpuTensor => {
+        const v = filled(
+          dims.reduce((a, b) => a * b, 1),
+          seed,
+        );
+        return f16
+          ? { buffer: ctx.pool.upload(toF16(v)), dims, f16: true }
+          : { buffer: ctx.pool.upload(v), dims };
+      };
+      const io = {
+        x: make([M, W], 40),
+        skip: make([M, W], 41),
+        gamma: make([W], 42),
+        beta: make([W], 43),
+        bias: make([W], 44),
+        out: make([M, W], 45),
+        epsilon: 1e-12,
+      };
+      for (const round of [1, 2])
+        for (const scalarLoads of [false, true])
+          await measure(
+            `skiplayernorm [${M}x${W}] ${f16 ? "f16" : "f32"} ${scalarLoads ? "scalar" : "vec4"} (${round})`,
+            0,
+            (rec) => skipLayerNorm(ctx, rec, { ...io, scalarLoads }),
+          );
+    }
+  process.exit(0);
 }
 
 // GEMM: BERT-base linear layers at 128 tokens ([1,128]) and 4096 tokens ([32,128]), then 4096³.
@@ -218,21 +255,21 @@ for (const [B, S] of FP16_ONLY
   );
   // The subgroup kernel's other tiles (the default is one of them: see attention.ts's fastConfig).
   const variants: [string, Pick<FlashAttentionArgs, "rowTile" | "rowsPerThread" | "shuffleP">][] = [];
+  // (8 and 6 rows a thread, and 96-row tiles, ran 1.2–3.7× slower than 64 / 4 on the H200:
+  // bench/h200-attention-tiles-1129c.log; dropped from the sweep.)
   for (const [Br, RT] of [
-    [64, 8],
     [64, 4],
-    [96, 4],
-    [48, 6],
-    [32, 8],
+    [64, 2],
     [32, 4],
+    [32, 2],
   ] as const)
     for (const shuffleP of [false, true])
       variants.push([
         `${Br}-row tiles, ${RT} rows/thread (${(Br / RT) * 8} threads), P ${shuffleP ? "by shuffle" : "tile"}`,
         { rowTile: Br, rowsPerThread: RT, shuffleP },
       ]);
-  // Without --attention only the default's twin with a P tile (the default is the shuffle one, FAST_DEFAULT).
-  const twin = ([, o]: (typeof variants)[number]) => o.rowTile === 64 && o.rowsPerThread === 8 && !o.shuffleP;
+  // Without --attention only one other tile: 64 rows, 2 a thread (the default is 64 / 4, attention.ts FAST_DEFAULT).
+  const twin = ([, o]: (typeof variants)[number]) => o.rowTile === 64 && o.rowsPerThread === 2 && !o.shuffleP;
   for (const [label, o] of ATTENTION_ONLY ? variants : variants.filter(twin))
     await measure(`  … ${label}`, flops, (rec) =>
       packedQkvAttention(ctx, rec, { qkv, numHeads: N, lengths, out, ...o }),

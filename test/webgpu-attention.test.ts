@@ -379,7 +379,7 @@ test("general op: BSNH/BNSH, GQA, causal (Sq ≠ Skv, both alignments), broadcas
 
 /** The subgroup kernel's tile choices: rows per thread, rows per workgroup, P through workgroup memory or shuffles. */
 const FAST_VARIANTS: Tuning[] = [
-  ...[8, 4].flatMap((rowsPerThread) => [64, 32].map((rowTile) => ({ rowsPerThread, rowTile }))),
+  ...[8, 4, 2].flatMap((rowsPerThread) => [64, 32].map((rowTile) => ({ rowsPerThread, rowTile }))),
   { rowsPerThread: 6, rowTile: 48 },
 ].flatMap((v) => [false, true].map((shuffleP) => ({ ...v, shuffleP })));
 // The K/V tiles loaded right before their use instead of through registers (the prefetch is the default).

@@ -63,6 +63,8 @@ test("SGEMM matches float64 on odd shapes, both tiles, vec4 and scalar loads, ev
     [2, 65, 130, 17, true, TILE_SMALL],
     [3, 70, 12, 40, false, TILE_LARGE],
     [1, 129, 131, 64, false, TILE_LARGE],
+    // A 4×8-per-thread tile (bench/gpu-kernels.ts --tiles sweeps such shapes).
+    [1, 65, 132, 40, false, { BM: 64, BN: 128, BK: 16, TM: 4, TN: 8 }],
   ];
   let seed = 1;
   for (const [batch, M, N, K, bBatched, tile] of shapes) {
@@ -89,7 +91,7 @@ test("SGEMM matches float64 on odd shapes, both tiles, vec4 and scalar loads, ev
       tile,
     });
     await rec.submit();
-    const what = `[${batch}] ${M}x${N}x${K} tile ${tile.BM}`;
+    const what = `[${batch}] ${M}x${N}x${K} tile ${tile.BM}x${tile.BN}/${tile.TM}x${tile.TN}`;
     assertClose(await read(ctx, plain), reference(A, B, batch, bBatched, M, N, K), 1e-4, what);
     assertClose(
       await read(ctx, full),
