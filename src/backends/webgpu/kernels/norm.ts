@@ -267,13 +267,12 @@ function recordNorm(
   io: NormIo,
   bufs: GPUBuffer[],
   shape: { rows: number; width: number; epsilon: number },
-  forced: number | undefined,
+  tuning: NormTuning,
   op: string,
-  scalarLoads?: boolean,
 ): void {
   const { rows, width } = shape;
   if (rows === 0) return;
-  const g = normRowGroup(ctx, width, forced, scalarLoads);
+  const g = normRowGroup(ctx, width, tuning.rowGroup, tuning.scalarLoads);
   const k = g
     ? ctx.pipelines.get(`${kind}:rg${g.rg}x${g.per}${g.vec ? "v4" : ""}:${normKey(io)}`, () =>
         normRowGroupSource(io, g.rg, g.per, g.vec),
@@ -283,7 +282,15 @@ function recordNorm(
   rec.dispatch(k, bufs, packUniforms(ROW_FIELDS, shape), grid, op);
 }
 
-export interface LayerNormArgs {
+/** Kernel choices the norms' callers may force (tests, benchmarks). */
+export interface NormTuning {
+  /** Force the lanes per row: 0 the workgroup-per-row kernel; default `normRowGroup`. */
+  rowGroup?: number;
+  /** Row-group kernel with scalar loads where rows are whole vec4s; default vec4. */
+  scalarLoads?: boolean;
+}
+
+export interface LayerNormArgs extends NormTuning {
   x: GpuTensor;
   gamma: GpuTensor;
   beta?: GpuTensor;
@@ -291,10 +298,6 @@ export interface LayerNormArgs {
   epsilon: number;
   /** ONNX axis (default -1): rows are the product of dims before it, normalised width the product after. */
   axis?: number;
-  /** Force the lanes per row (tests): 0 the workgroup-per-row kernel; default `normRowGroup`. */
-  rowGroup?: number;
-  /** Row-group kernel with scalar loads where rows are whole vec4s (tests, benchmarks); default vec4. */
-  scalarLoads?: boolean;
 }
 
 function normShape(op: string, dims: readonly number[], axis = -1): { rows: number; width: number } {
@@ -316,17 +319,7 @@ export function layerNorm(ctx: WebGpuContext, rec: CommandRecorder, args: LayerN
   const bufs = [args.x.buffer, args.gamma.buffer];
   if (args.beta) bufs.push(args.beta.buffer);
   bufs.push(args.out.buffer);
-  recordNorm(
-    ctx,
-    rec,
-    "layernorm",
-    io,
-    bufs,
-    { rows, width, epsilon: args.epsilon },
-    args.rowGroup,
-    op,
-    args.scalarLoads,
-  );
+  recordNorm(ctx, rec, "layernorm", io, bufs, { rows, width, epsilon: args.epsilon }, args, op);
 }
 
 /**
@@ -341,20 +334,10 @@ export function rmsNorm(ctx: WebGpuContext, rec: CommandRecorder, args: Omit<Lay
   expectDims(op, "output", args.out.dims, args.x.dims);
   const io: NormIo = { x: args.x, gamma: args.gamma, out: args.out, rms: true };
   const bufs = [args.x.buffer, args.gamma.buffer, args.out.buffer];
-  recordNorm(
-    ctx,
-    rec,
-    "rmsnorm",
-    io,
-    bufs,
-    { rows, width, epsilon: args.epsilon },
-    args.rowGroup,
-    op,
-    args.scalarLoads,
-  );
+  recordNorm(ctx, rec, "rmsnorm", io, bufs, { rows, width, epsilon: args.epsilon }, args, op);
 }
 
-export interface SkipLayerNormArgs {
+export interface SkipLayerNormArgs extends NormTuning {
   x: GpuTensor;
   skip: GpuTensor;
   gamma: GpuTensor;
@@ -364,10 +347,6 @@ export interface SkipLayerNormArgs {
   /** Optional output 3 of com.microsoft.SkipLayerNormalization: x + skip + bias. */
   sum?: GpuTensor;
   epsilon: number;
-  /** Force the lanes per row (tests): 0 the workgroup-per-row kernel; default `normRowGroup`. */
-  rowGroup?: number;
-  /** Row-group kernel with scalar loads where rows are whole vec4s (tests, benchmarks); default vec4. */
-  scalarLoads?: boolean;
 }
 
 /** com.microsoft.SkipLayerNormalization: LayerNorm(x + skip + bias) over the last axis. */
@@ -380,23 +359,13 @@ export function skipLayerNorm(ctx: WebGpuContext, rec: CommandRecorder, args: Sk
   expectCapacity(op, "input gamma", args.gamma, width, bytesOf(args.gamma));
   if (args.beta) expectCapacity(op, "input beta", args.beta, width, bytesOf(args.beta));
   if (args.bias) expectCapacity(op, "input bias", args.bias, width, bytesOf(args.bias));
-  const { rowGroup: _, scalarLoads: __, ...io }: NormIo & { rowGroup?: number; scalarLoads?: boolean } = args;
+  const { rowGroup: _, scalarLoads: __, ...io }: NormIo & NormTuning = args;
   const bufs = [args.x.buffer, args.skip.buffer, args.gamma.buffer];
   if (args.beta) bufs.push(args.beta.buffer);
   if (args.bias) bufs.push(args.bias.buffer);
   bufs.push(args.out.buffer);
   if (args.sum) bufs.push(args.sum.buffer);
-  recordNorm(
-    ctx,
-    rec,
-    "skiplayernorm",
-    io,
-    bufs,
-    { rows, width, epsilon: args.epsilon },
-    args.rowGroup,
-    op,
-    args.scalarLoads,
-  );
+  recordNorm(ctx, rec, "skiplayernorm", io, bufs, { rows, width, epsilon: args.epsilon }, args, op);
 }
 
 /** Softmax over the last axis (opset 13 semantics; earlier opsets' 2-D coercion is the caller's reshape). */
