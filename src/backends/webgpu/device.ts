@@ -44,6 +44,13 @@ export interface WebGpuFeatures {
   subgroupMatrix: boolean;
   subgroupMinSize: number;
   subgroupMaxSize: number;
+  /**
+   * Subgroups cover consecutive invocations of a one-dimensional workgroup, in order: subgroup_invocation_id is
+   * local_invocation_index mod the subgroup size (probeSubgroupOrder, run on the device at creation). WGSL does
+   * not promise it; the kernels that derive lanes or shuffle partners from local_invocation_index (the row-group
+   * norms, the subgroup attention, tensor-core kernels without the subgroup_id builtin) run only where it holds.
+   */
+  subgroupsInOrder: boolean;
   /** The adapter's subgroup-matrix shapes (empty without the feature); kernels pick theirs from this list. */
   subgroupMatrixConfigs: SubgroupMatrixConfig[];
 }
@@ -217,6 +224,68 @@ export function dawnFlags(flags: readonly string[]): string[] {
   return [...rest, ...[...merged].map(([k, v]) => `${k}=${v.join(",")}`)];
 }
 
+/** Workgroup sizes the kernels that rely on the subgroup layout use (norms 256, attention 128). */
+const ORDER_PROBE_SIZES = [256, 128] as const;
+
+/**
+ * Whether subgroup_invocation_id = local_invocation_index mod subgroup_size in one-dimensional workgroups of
+ * the sizes the kernels use: one tiny dispatch each, read back. Any failure (compile, validation, map) is
+ * false — the kernels that need the layout then take their subgroup-free fallbacks.
+ */
+export async function probeSubgroupOrder(device: GPUDevice): Promise<boolean> {
+  try {
+    for (const size of ORDER_PROBE_SIZES) {
+      device.pushErrorScope("validation");
+      const module = device.createShaderModule({
+        code: `enable subgroups;
+@group(0) @binding(0) var<storage, read_write> out: array<u32>;
+@compute @workgroup_size(${size})
+fn main(@builtin(local_invocation_index) lid: u32, @builtin(subgroup_invocation_id) lane: u32,
+        @builtin(subgroup_size) width: u32) {
+  out[lid] = lane | (width << 16u);
+}`,
+      });
+      const pipeline = device.createComputePipeline({
+        layout: "auto",
+        compute: { module, entryPoint: "main" },
+      });
+      const bytes = 4 * size;
+      // Usage and map-mode values fixed by the spec (Node has no GPUBufferUsage globals): STORAGE | COPY_SRC,
+      // MAP_READ | COPY_DST; map mode READ = 1.
+      const out = device.createBuffer({ size: bytes, usage: 128 | 4 });
+      const read = device.createBuffer({ size: bytes, usage: 1 | 8 });
+      const enc = device.createCommandEncoder();
+      const pass = enc.beginComputePass();
+      pass.setPipeline(pipeline);
+      pass.setBindGroup(
+        0,
+        device.createBindGroup({
+          layout: pipeline.getBindGroupLayout(0),
+          entries: [{ binding: 0, resource: { buffer: out } }],
+        }),
+      );
+      pass.dispatchWorkgroups(1);
+      pass.end();
+      enc.copyBufferToBuffer(out, 0, read, 0, bytes);
+      device.queue.submit([enc.finish()]);
+      const error = await device.popErrorScope();
+      if (error) return false;
+      await read.mapAsync(1);
+      const words = new Uint32Array(read.getMappedRange().slice(0));
+      read.unmap();
+      out.destroy();
+      read.destroy();
+      for (let lid = 0; lid < size; lid++) {
+        const width = words[lid]! >>> 16;
+        if (width === 0 || (words[lid]! & 0xffff) !== lid % width) return false;
+      }
+    }
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /**
  * Creates a device on the default (or preferred) adapter. Throws BackendUnavailableError when the `webgpu`
  * package is missing, no adapter exists (no Vulkan driver: run shared/tools/webgpu-cpu/install.sh for lavapipe),
@@ -274,6 +343,7 @@ export async function createWebGpuDevice(options: WebGpuDeviceOptions = {}): Pro
     subgroupMatrix: has("chromium-experimental-subgroup-matrix"),
     subgroupMinSize: info.subgroupMinSize ?? 0,
     subgroupMaxSize: info.subgroupMaxSize ?? 0,
+    subgroupsInOrder: has("subgroups") && (await probeSubgroupOrder(device)),
     subgroupMatrixConfigs: has("chromium-experimental-subgroup-matrix")
       ? readSubgroupMatrixConfigs(adapter)
       : [],

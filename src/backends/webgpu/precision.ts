@@ -182,9 +182,17 @@ async function probe(gpu: WebGpuDevice): Promise<F16Support> {
     };
   for (const syntax of ["template", "bool"] as const)
     if (await compiles(gpu, probeSource(syntax, config))) {
-      if (await compiles(gpu, probeSource(syntax, config, "tid")))
+      // Subgroup and lane from local_invocation_index only where subgroups are laid out in invocation order.
+      if (f.subgroupsInOrder && (await compiles(gpu, probeSource(syntax, config, "tid"))))
         return { shaderF16: true, config, syntax, multiSubgroup: true };
       const sgBuiltin = await compiles(gpu, probeSource(syntax, config, "builtin"));
+      if (!sgBuiltin && !f.subgroupsInOrder)
+        return {
+          shaderF16: true,
+          config,
+          reason:
+            "subgroups are not laid out in invocation order and the subgroup_id builtin did not compile",
+        };
       return {
         shaderF16: true,
         config,

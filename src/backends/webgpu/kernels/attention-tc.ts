@@ -101,7 +101,8 @@ export const TC_ATTENTION_FIELDS: UniformFields = [
 export interface TcAttentionConfig extends TcAttentionVariant {
   /** Four subgroups per workgroup (needs per-subgroup fragment offsets); else one. */
   multi: boolean;
-  /** With `multi`: the subgroup index and lane from the builtins (F16Support.sgBuiltin). */
+  /** The subgroup index and lane from the builtins (F16Support.sgBuiltin): devices whose subgroups are not laid
+   * out in invocation order, or where per-subgroup offsets from local_invocation_index do not compile. */
   sgBuiltin?: boolean;
   H: number;
   lengths: boolean;
@@ -237,7 +238,7 @@ export function tcAttentionPlan(
 /** The pipeline-cache key of a (non-probe) config: everything tcAttentionSource bakes in. */
 export function tcAttentionKey(syntax: MatrixSyntax, c: TcAttentionConfig): string {
   const { BC, pInK } = layout(c.H, c.multi, c);
-  const sgb = c.multi && !!c.sgBuiltin;
+  const sgb = !!c.sgBuiltin;
   return `flash-tc:${syntax}:m${+c.multi}:sgb${+sgb}:H${c.H}:len${+c.lengths}:cu${+c.cu}:kt${BC}:pk${+pInK}`;
 }
 
@@ -342,7 +343,9 @@ export function tcAttentionSource(c: TcAttentionConfig, syntax: MatrixSyntax): s
   const in4 = "vec4<u32>(c) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(nk)";
 
   const keyLen = c.cu ? "seqLen" : c.lengths ? "u32(clamp(lengths[b], 0, i32(u.seqKV)))" : "u.seqKV";
-  const builtin = NSG > 1 && !!c.sgBuiltin;
+  // The builtins wherever the device needs them (subgroups not in invocation order), one subgroup included: the
+  // softmax's shuffle partner is lane ^ 16 of subgroup_invocation_id.
+  const builtin = !!c.sgBuiltin;
   return `${TC_HEADER}enable subgroups;
 ${uniformStruct(TC_ATTENTION_FIELDS)}${bindings(decls)}
 // [K tile | V tile | P] (P at ${pOff}, in the K tile with pInK); the Q staging at 0 before the first K/V tile.

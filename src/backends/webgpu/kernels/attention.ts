@@ -157,10 +157,13 @@ export interface FlashAttentionArgs {
   subgroups?: boolean;
 }
 
-/** Whether the subgroup kernel can run here: subgroups of at least TX invocations. */
+/**
+ * Whether the subgroup kernel can run here: subgroups of at least TX invocations, laid out in invocation order
+ * (its row groups are TX consecutive invocations; WebGpuFeatures.subgroupsInOrder).
+ */
 export function attentionSubgroups(ctx: WebGpuContext): boolean {
   const f = ctx.gpu.features;
-  return f.subgroups && f.subgroupMinSize >= TX;
+  return f.subgroups && f.subgroupsInOrder && f.subgroupMinSize >= TX;
 }
 
 /** The workgroup-memory kernel's config. */

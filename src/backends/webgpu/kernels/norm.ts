@@ -168,17 +168,15 @@ function normRowGroup(
   scalarLoads = false,
 ): { rg: number; per: number; vec: boolean } | undefined {
   const f = ctx.gpu.features;
+  // Row groups are RG consecutive invocations: only where subgroups are laid out in invocation order.
+  const inOrder = f.subgroups && f.subgroupsInOrder;
   // A forced group must be a power of two within one subgroup: its shuffles would mix rows otherwise.
-  if (
-    forced !== undefined &&
-    forced > 0 &&
-    (forced & (forced - 1) || !f.subgroups || forced > f.subgroupMinSize)
-  )
+  if (forced !== undefined && forced > 0 && (forced & (forced - 1) || !inOrder || forced > f.subgroupMinSize))
     throw new OpError(
       "webgpu.LayerNormalization",
-      `rowGroup ${forced}: lanes per row must be a power of two up to the subgroup size (${f.subgroupMinSize})`,
+      `rowGroup ${forced}: lanes per row must be a power of two up to the subgroup size (${f.subgroupMinSize}), on subgroups laid out in invocation order (${inOrder})`,
     );
-  const rg = forced ?? (f.subgroups && f.subgroupMinSize >= 8 ? Math.min(32, f.subgroupMinSize) : 0);
+  const rg = forced ?? (inOrder && f.subgroupMinSize >= 8 ? Math.min(32, f.subgroupMinSize) : 0);
   if (rg <= 0) return undefined;
   // Rows of whole vec4s: each lane loads and stores vec4s (a quarter of the instructions), `per` of them.
   const per4 = Math.ceil(width / 4 / rg);
