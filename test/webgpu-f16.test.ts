@@ -394,14 +394,17 @@ emulatedTcGemmTest(
 );
 
 test("tcTileFor: the tile by tile count on an H200, stepping down to what fits the device's workgroup memory", () => {
-  const at = (M: number, N: number, limit = 49152, multiSubgroup = true, split = false) =>
-    tcTileFor({ M, N, nBatch: 1, split, multiSubgroup, limit });
+  const at = (M: number, N: number, limit = 49152, multiSubgroup = true, split = false, invocations = 1024) =>
+    tcTileFor({ M, N, nBatch: 1, split, multiSubgroup, limit, invocations });
   // BERT [32,128]: QKV and FFN1 (576, 768 tiles) 64-deep, the N = 768 layers one wave of 128×192.
   assert.equal(at(4096, 2304), TC_TILE_LARGE_K64);
   assert.equal(at(4096, 768), TC_TILE_WIDE);
-  // 4096³ (512 tiles of 128×256, 3.9 waves): 128×256; FFN1 at 4096 tokens (384 of them) stays 64-deep.
+  // 4096³ and FFN1 at 4096 tokens (512 and 384 tiles of 128×256): 128×256; QKV (288 of them) stays 64-deep.
   assert.equal(at(4096, 4096), TC_TILE_HUGE);
-  assert.equal(at(4096, 3072), TC_TILE_LARGE_K64);
+  assert.equal(at(4096, 3072), TC_TILE_HUGE);
+  assert.equal(at(4096, 2304), TC_TILE_LARGE_K64);
+  // WebGPU's default 256 invocations: not the 512 of 128×256, the next tile down.
+  assert.equal(at(4096, 4096, 49152, true, false, 256), TC_TILE_LARGE);
   // 1024 tokens: QKV 144 tiles, the 128×128 tile; 48 tiles, 64×64; split-K, 64×64; one subgroup, SOLO.
   assert.equal(at(1024, 2304), TC_TILE_LARGE);
   assert.equal(at(1024, 768), TC_TILE_SMALL);

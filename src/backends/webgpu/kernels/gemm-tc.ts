@@ -69,13 +69,13 @@ export const TC_TILE_LARGE_K64: TcTile = { BM: 128, BN: 128, BK: 64, WM: 2, WN: 
  */
 export const TC_TILE_WIDE: TcTile = { BM: 128, BN: 192, BK: 32, WM: 2, WN: 4, single: true };
 /**
- * 128×256 through one buffer, eight subgroups of 64×64 (4×4 fragments: 8 fragment loads per 16 products against
- * 6 per 8 in the 64×32 subgroups above): for grids of at least three and a half waves of such tiles. On the H200
- * 4096³ ran 160.7–162.8 TFLOP/s against 149–153 for TC_TILE_LARGE_K64 in the same processes; with fewer tiles it
- * lost (the 4096-token QKV, 288 tiles: 0.118 vs 0.107 ms; FFN1, 384: 0.146 vs 0.140) —
- * bench/h200-tc-tiles-64x64sg-1129e.log, -64x64sg-b-1129e.log, h200-tc-tiles-single-1129d.log.
+ * 128×256 through one buffer, sixteen subgroups of 32×64 (512 invocations): for grids of at least three waves
+ * of such tiles. On the H200 4096³ ran 173.6–174.9 TFLOP/s against 161–162 for the same tile as eight subgroups
+ * of 64×64 and 150.8 for TC_TILE_LARGE_K64 in the same process, the 4096-token FFN1 (384 tiles) 0.143–0.144
+ * against 0.149–0.152 ms; the 4096-token QKV (288 tiles) lost (0.121 vs 0.105) — bench/h200-tc-tiles-16sg-1129e.log
+ * (eight subgroups: -64x64sg-1129e.log, -64x64sg-b-1129e.log, -auto-1129e.log).
  */
-export const TC_TILE_HUGE: TcTile = { BM: 128, BN: 256, BK: 32, WM: 2, WN: 4, single: true };
+export const TC_TILE_HUGE: TcTile = { BM: 128, BN: 256, BK: 32, WM: 4, WN: 4, single: true };
 /** Four subgroups of 64×64 each: more fragments per subgroup (16 accumulators), fewer threads. */
 export const TC_TILE_LARGE_W4: TcTile = { BM: 128, BN: 128, BK: 32, WM: 2, WN: 2 };
 export const TC_TILE_SMALL: TcTile = { BM: 64, BN: 64, BK: 32, WM: 2, WN: 2 };
@@ -91,8 +91,8 @@ const TC_LARGE_MIN_TILES = 132;
 const TC_K64_MIN_TILES = 396;
 /** TC_TILE_WIDE where its tiles make one nearly full wave of an H200's 132 SMs: this many up to 132. */
 const TC_WIDE_MIN_TILES = 99;
-/** TC_TILE_HUGE from this many 128×256 tiles up: three and a half waves of an H200's 132 SMs. */
-const TC_HUGE_MIN_TILES = 462;
+/** TC_TILE_HUGE from this many 128×256 tiles up: about three waves of an H200's 132 SMs. */
+const TC_HUGE_MIN_TILES = 384;
 const TC_WAVE = 132;
 /** Fragment edge (the 16×16×16 config). */
 const F = 16;
@@ -476,7 +476,10 @@ export function tcTileFor(p: {
   nBatch: number;
   split: boolean;
   multiSubgroup: boolean;
+  /** Workgroup memory, bytes. */
   limit: number;
+  /** Invocations per workgroup the device allows (256 by default in WebGPU; TC_TILE_HUGE needs 512). */
+  invocations: number;
 }): TcTile {
   const { M, N, nBatch, split, multiSubgroup } = p;
   // 128×128 tiles once there is one per SM (an H200 has 132); else 64×64. With the robustness transform off the
@@ -503,10 +506,8 @@ export function tcTileFor(p: {
   // Down the sizes until one fits (TC_TILE_SOLO, 20 KiB, is the last word: the error names it).
   const order = [staged, TC_TILE_LARGE, TC_TILE_WIDE, TC_TILE_SMALL, TC_TILE_SOLO];
   const from = order.indexOf(staged);
-  return (
-    order.slice(from).find((t) => (multiSubgroup || t === TC_TILE_SOLO) && tcSharedBytes(t) <= p.limit) ??
-    staged
-  );
+  const fits = (t: TcTile) => tcSharedBytes(t) <= p.limit && SG * t.WM * t.WN <= p.invocations;
+  return order.slice(from).find((t) => (multiSubgroup || t === TC_TILE_SOLO) && fits(t)) ?? staged;
 }
 
 /** Records the tensor-core GEMM; shapes were checked by gemm() (kernels/gemm.ts), which calls this. */
@@ -531,7 +532,8 @@ export function recordTcGemm(
     split: !!split,
   };
   const limit = ctx.gpu.limits.maxComputeWorkgroupStorageSize;
-  const staged = tcTileFor({ M, N, nBatch, split: !!split, multiSubgroup, limit });
+  const invocations = ctx.gpu.limits.maxComputeInvocationsPerWorkgroup;
+  const staged = tcTileFor({ M, N, nBatch, split: !!split, multiSubgroup, limit, invocations });
   // A direct tile where its edge rule holds (tcGemmDirectSource), else the staged kernel.
   const directOk = M >= F && N % F === 0 && K >= F && K % F === 0 && (!split || split.kChunk % F === 0);
   const t = args.tile && (!args.tile.direct || directOk) ? args.tile : staged;
