@@ -2,8 +2,8 @@
  * Whole-model CPU benchmark of issue 9: the generated BERT (BERT-base width) fused, on mhafuse's native
  * kernels, on its fallback (WebAssembly) kernels, and on onnxruntime-node's CPU provider with the same thread
  * count — one process, interleaved rep by rep in an order that puts every engine after every other one
- * equally often over 4 reps (bench/order.ts), a pause before each run (the box is shared; thread pools spin
- * after a run), warm-up first, medians. mhafuse native runs
+ * equally often over 4 reps (bench/order.ts), each run started once the process is idle (bench/settle.ts: thread
+ * pools spin after a run), warm-up first, medians. mhafuse native runs
  * twice: with padding removal (the default) and with `removePadding: false` (padded tokens computed, as
  * onnxruntime does); GFLOP/s counts the work as onnxruntime computes it (padding included).
  * Shapes: [1,128], [8,128], [1,512], and [8,128] with lengths uniform in 16..128 (about half padding).
@@ -21,6 +21,7 @@ import { bertInputs, buildBertGraph } from "../src/models/bert.js";
 import { seededRandom } from "../src/models/random.js";
 import { modelFromGraph, saveModel } from "../src/onnx/index.js";
 import { runOrder } from "./order.js";
+import { settle } from "./settle.js";
 
 const { values } = parseArgs({
   options: {
@@ -118,12 +119,12 @@ for (const spec of values.shapes!.split(",")) {
   for (const [, run] of runs) await run(); // warm-up: prepare, pack weights, start workers
   for (let r = 0; r < REPS; r++) {
     // The order changes rep by rep (a balanced Latin square, bench/order.ts: every engine runs right after
-    // every other one equally often over 4 reps) and each run starts after a 20 ms pause: a thread pool spins
-    // for a while after its run (onnxruntime's by default, the native pool for 300 µs), which would otherwise
-    // tax whichever engine comes next.
+    // every other one equally often over 4 reps) and each run starts once the process is idle (bench/settle.ts):
+    // a thread pool spins after its run (onnxruntime's for ~35 ms, the native pool for 300 µs), which would
+    // otherwise tax whichever engine comes next.
     for (const i of runOrder(runs.length, r)) {
       const [key, run] = runs[i]!;
-      await new Promise((resolve) => setTimeout(resolve, 20));
+      await settle();
       const c0 = process.cpuUsage();
       const t0 = performance.now();
       await run();

@@ -13,6 +13,7 @@ import { bertInputs, buildBertGraph } from "../src/models/bert.js";
 import { modelFromGraph, saveModel } from "../src/onnx/index.js";
 import { optimizeGraph } from "../src/passes/index.js";
 import { runOrder } from "./order.js";
+import { settle } from "./settle.js";
 
 const { values } = parseArgs({
   options: {
@@ -67,7 +68,7 @@ if (!values["no-ort"]) engines.unshift(["onnxruntime", () => ortSession.run(ortF
 const times: number[][] = engines.map(() => []);
 for (let r = -2; r < REPS; r++)
   for (const i of runOrder(engines.length, r + 2)) {
-    await new Promise((res) => setTimeout(res, 20)); // a pool spinning after its run taxes nobody
+    await settle(); // a pool spinning after its run taxes nobody
     const t0 = performance.now();
     await engines[i]![1]();
     if (r >= 0) times[i]!.push(performance.now() - t0);

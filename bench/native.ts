@@ -16,6 +16,7 @@ import { nativeKernels } from "../src/backends/cpu/native/index.js";
 import { GraphBuilder } from "../src/ir/builder.js";
 import { Tensor } from "../src/ir/tensor.js";
 import { modelFromGraph, saveModel } from "../src/onnx/index.js";
+import { settle } from "./settle.js";
 
 const { values } = parseArgs({
   options: {
@@ -120,9 +121,11 @@ for (const threads of THREADS) {
     ];
     const times: Record<string, number[]> = { native: [], wasm: [], ort: [], peak: [] };
     for (let r = -2; r < REPS; r++) {
+      await settle(); // onnxruntime's pool spins for ~35 ms after its run (bench/settle.ts)
       const peak = nk.measurePeak(10);
       if (r >= 0) times.peak!.push(peak);
       for (const [name, run] of kernels) {
+        await settle();
         const t0 = performance.now();
         await run();
         const ms = performance.now() - t0;

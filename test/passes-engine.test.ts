@@ -19,6 +19,7 @@ import {
   scalarConstant,
   skippable,
 } from "../src/passes/pattern.js";
+import { specializeShapes } from "../src/passes/specialize-shapes.js";
 
 // ---- the pattern language ------------------------------------------------------------------------------
 
@@ -138,6 +139,35 @@ test("shape folding leaves symbolic shapes alone", () => {
   b.output(b.op("Shape", [b.op("Relu", [x])]));
   const g = b.build();
   assert.equal(foldShapes(g), 0);
+});
+
+test("specializeShapes: the feeds' dims fold a symbolic graph's shape arithmetic, results unchanged", () => {
+  const b = new GraphBuilder();
+  const x = b.input("x", "float32", ["batch", 3, 4]);
+  const shape = b.op("Shape", [b.op("Relu", [x])]);
+  const lead = b.op("Slice", [shape, b.const("int64", [0]), b.const("int64", [2])]);
+  const target = b.op("Concat", [lead, b.const("int64", [2, 2])], { axis: 0 });
+  b.output(b.op("Reshape", [x, target], {}, { outputs: ["y"] }));
+  const g = b.build();
+  const s = specializeShapes(g, { x: [2, 3, 4] });
+  assert.deepEqual(
+    s.nodes.map((n) => n.opType),
+    ["Reshape"],
+  );
+  assert.equal(g.nodes.length, 5, "the input graph is not modified");
+  const feeds = {
+    x: new Tensor(
+      "float32",
+      Float32Array.from({ length: 24 }, (_, i) => i - 7),
+      [2, 3, 4],
+    ),
+  };
+  const [before, after] = [runGraph(g, feeds).get("y")!, runGraph(s, feeds).get("y")!];
+  assert.deepEqual(after.dims, [2, 3, 2, 2]);
+  assert.deepEqual(after.dims, before.dims);
+  assert.deepEqual(after.toNumbers(), before.toNumbers());
+  // Nothing to fold: the same nodes.
+  assert.equal(specializeShapes(smallGraph().graph, { x: [2, 3] }).nodes.length, 3);
 });
 
 test("dead-node removal drops unread nodes and initializers, keeps graph outputs", () => {

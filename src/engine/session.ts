@@ -21,6 +21,7 @@ import { readRegularFile } from "../onnx/read-file.js";
 import { isBinaryMask } from "../ops/seqlens-from-mask.js";
 import { type AttentionReport, type GraphOptimizationLevel, optimizeGraph } from "../passes/index.js";
 import { type PaddingRemovalResult, removePadding } from "../passes/remove-padding.js";
+import { specializeShapes } from "../passes/specialize-shapes.js";
 import { type EngineFile, isEngineFile, readEngine } from "./engine-file.js";
 import { type ExecutionPlan, planGraph } from "./executor.js";
 import { type TensorLike, validateFeeds } from "./feeds.js";
@@ -397,7 +398,7 @@ export class InferenceSession {
           ? `no padding in this batch: '${maskName}' has no zero`
           : undefined;
     if (whyDense) {
-      prepared.dense ??= this.backend.prepare(this.graph, this.plan);
+      prepared.dense ??= this.prepareDense(feeds);
       this.lastPaddingRemoval = { skipped: whyDense };
       return prepared.dense;
     }
@@ -410,11 +411,33 @@ export class InferenceSession {
     graph: Promise<PreparedGraph>;
     removal?: PaddingRemovalResult;
   } {
-    if (!this.paddingRemoval) return { graph: this.backend.prepare(this.graph, this.plan) };
-    const dims = Object.fromEntries(this.inputNames.map((n) => [n, feeds[n]!.dims]));
-    const removal = removePadding(this.graph, dims);
-    if ("skipped" in removal) return { graph: this.backend.prepare(this.graph, this.plan), removal };
+    if (!this.paddingRemoval) return { graph: this.prepareDense(feeds) };
+    const removal = removePadding(this.graph, this.dimsOf(feeds));
+    if ("skipped" in removal) return { graph: this.prepareDense(feeds), removal };
     return { graph: this.backend.prepare(removal.graph, planGraph(removal.graph)), removal };
+  }
+
+  /**
+   * The graph as is, for one input signature. On the CPU provider its shape arithmetic is folded for the
+   * feeds' dims first (specializeShapes: 132 → 80 nodes in a 4-layer BERT, each node host time on every run);
+   * where that cannot be done (type inference fails on these dims) the graph runs unspecialized, and the run
+   * reports whatever is wrong with the feeds as before.
+   */
+  private prepareDense(feeds: Record<string, Tensor>): Promise<PreparedGraph> {
+    if (this.provider === "cpu" && this.verifyTolerance === undefined) {
+      let specialized: Graph | undefined;
+      try {
+        specialized = specializeShapes(this.graph, this.dimsOf(feeds));
+      } catch {
+        // Left unspecialized: the run reports the problem as it would have.
+      }
+      if (specialized) return this.backend.prepare(specialized, planGraph(specialized));
+    }
+    return this.backend.prepare(this.graph, this.plan);
+  }
+
+  private dimsOf(feeds: Record<string, Tensor>): Record<string, readonly number[]> {
+    return Object.fromEntries(this.inputNames.map((n) => [n, feeds[n]!.dims]));
   }
 
   /**
