@@ -38,17 +38,26 @@ async function timerLateness<T>(
   }
 }
 
-test("async run: a 5 ms timer never waits more than 50 ms while a 4-layer BERT-base-width model runs at batch 8, seq 128", async (t) => {
+/**
+ * Runs a 4-layer BERT-base-width model on `lengths` (seq 128) while a 5 ms timer ticks, and checks the timer
+ * never waited more than `maxWaitMs` and ticked at least `minTicks` times. This box is shared: when other
+ * processes oversubscribe both cores, even an idle event loop is scheduled late. So up to 4 runs are measured
+ * until one passes; if none does, a control — worker threads busy with GEMMs while this thread only awaits —
+ * tells an overloaded machine (the control is late too: the test cannot judge, and says so) from a blocked
+ * event loop (fail).
+ */
+async function eventLoopStaysFree(
+  t: { diagnostic(msg: string): void; skip(msg: string): void },
+  lengths: number[],
+  maxWaitMs: number,
+  minTicks: number,
+): Promise<void> {
   const graph = buildBertGraph({ layers: 4, hidden: 768, heads: 12, ffn: 3072, vocab: 1000 });
   const session = InferenceSession.fromGraph(graph);
-  const feeds = bertInputs([128, 128, 120, 100, 96, 64, 40, 17], 128, 1000);
+  const feeds = bertInputs(lengths, 128, 1000);
   const out = session.outputNames[0]!;
   // The first run starts the workers and packs the weights; the ones measured are steady-state runs.
   const first = (await session.run(feeds))[out]!;
-  // This box is shared: when other processes oversubscribe both cores, even an idle event loop is
-  // scheduled late. So up to 4 runs are measured until one keeps every timer wait within 50 ms; if none
-  // does, a control — the same workers busy with GEMMs while this thread only awaits — tells an overloaded
-  // machine (the control is late too: the test cannot judge, and says so) from a blocked event loop (fail).
   const seen: string[] = [];
   let passed = false;
   for (let attempt = 0; attempt < 4 && !passed; attempt++) {
@@ -57,21 +66,31 @@ test("async run: a 5 ms timer never waits more than 50 ms while a 4-layer BERT-b
     const runMs = performance.now() - t0;
     seen.push(`run ${runMs.toFixed(0)} ms, ${ticks} ticks, worst timer wait ${worstMs.toFixed(1)} ms`);
     t.diagnostic(seen[seen.length - 1]!);
-    assert.ok(runMs > 100, `the run took ${runMs.toFixed(0)} ms: too short to tell anything`);
-    // A blocked event loop shows as few ticks, a late one as a long wait.
-    assert.ok(ticks >= runMs / 60, `only ${ticks} ticks in ${runMs.toFixed(0)} ms`);
+    assert.ok(runMs > 30, `the run took ${runMs.toFixed(0)} ms: too short to tell anything`);
     assert.deepEqual(result[out]!.data, first.data, "a measured run differs from the first");
-    passed = worstMs <= 50;
+    // A blocked event loop shows as few ticks, a late one as a long wait.
+    passed = worstMs <= maxWaitMs && ticks >= Math.max(minTicks, runMs / 60);
   }
+  await session.release();
   if (!passed) {
     const control = await timerLateness(() => busyWorkers(1500));
     t.diagnostic(
       `control (workers busy, this thread idle): worst timer wait ${control.worstMs.toFixed(1)} ms`,
     );
-    assert.ok(control.worstMs > 50, `the timer waited more than 50 ms in every run: ${seen.join("; ")}`);
+    assert.ok(control.worstMs > maxWaitMs, `the event loop was held up in every run: ${seen.join("; ")}`);
     t.skip(`machine overloaded: even an idle event loop waited ${control.worstMs.toFixed(0)} ms`);
   }
-  await session.release();
+}
+
+test("async run: a 5 ms timer never waits more than 50 ms while a 4-layer BERT-base-width model runs at batch 8, seq 128", async (t) => {
+  await eventLoopStaysFree(t, [128, 128, 120, 100, 96, 64, 40, 17], 50, 0);
+});
+
+// At batch 1 every native GEMM is one slice, done synchronously: awaiting its settled promise is no turn of the
+// event loop, so the run must yield by the clock between nodes (a run of ~45 ms on this box used to hold the
+// timer for all of it: no tick at all).
+test("async run: the timer ticks through a batch-1 run too (4 layers, seq 128), no wait over 25 ms", async (t) => {
+  await eventLoopStaysFree(t, [128], 25, 3);
 });
 
 test("async run: 50 concurrent run() calls on one session give the sequential results", async () => {

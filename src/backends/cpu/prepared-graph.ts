@@ -74,6 +74,13 @@ export class CpuPreparedGraph implements PreparedGraph {
           : this.ops[step]!.run({ node, opset, compute: referenceWith(compute) }, inputs),
       );
       if (outputs instanceof Promise) {
+        // Awaiting is not yielding: a kernel that did its work synchronously (a one-slice native GEMM) hands
+        // back a settled promise, and awaiting it runs only microtasks — timers and I/O still wait. The slice
+        // restarts only if the event loop really turned meanwhile (this immediate ran).
+        let turned = false;
+        const sentinel = setImmediate(() => {
+          turned = true;
+        });
         try {
           outputs = await outputs;
         } catch (err) {
@@ -81,8 +88,10 @@ export class CpuPreparedGraph implements PreparedGraph {
             throw err;
           });
           throw err;
+        } finally {
+          clearImmediate(sentinel);
         }
-        sliceStart = performance.now();
+        if (turned) sliceStart = performance.now();
       }
       for (let i = 0; i < node.outputs.length; i++) {
         const name = node.outputs[i];
