@@ -10,6 +10,7 @@ import * as ort from "onnxruntime-node";
 import type { Tensor } from "../src/ir/tensor.js";
 import { bertInputs, buildBertGraph } from "../src/models/bert.js";
 import { modelFromGraph, saveModel } from "../src/onnx/index.js";
+import { settle } from "./settle.js";
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -52,7 +53,9 @@ const ortSession = await ort.InferenceSession.create(saveModel(modelFromGraph(gr
 const ortFeeds = Object.fromEntries(
   Object.entries(feeds).map(([k, t]: [string, Tensor]) => [k, new ort.Tensor(t.type, t.data, [...t.dims])]),
 );
+// Each timed run starts once the process is idle (bench/settle.ts: onnxruntime's pool spins ~35 ms after its runs).
 const time = async (run: () => Promise<unknown>) => {
+  await settle();
   const t0 = performance.now();
   await run();
   return performance.now() - t0;
