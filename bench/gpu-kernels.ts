@@ -40,6 +40,7 @@ import {
 import type { GpuTensor } from "../src/backends/webgpu/kernels/common.js";
 import { type GemmArgs, gemm, gemmFlops } from "../src/backends/webgpu/kernels/gemm.js";
 import {
+  TC_TILE_HUGE,
   TC_TILE_LARGE,
   TC_TILE_LARGE_K64,
   TC_TILE_LARGE_W4,
@@ -402,6 +403,9 @@ if (FP16 && f.shaderF16 && !TC_TILES && !TILES && !ATTENTION_ONLY) {
   const c = tensor16([n, n], 22);
   const tiles: [string, TcTile | undefined][] = ctx.f16?.syntax
     ? [
+        // What gemm() picks itself at 4096³ (128×256 as 16 subgroups where 512 invocations are allowed).
+        ["auto", undefined],
+        ["128x256, 16 subgroups of 32x64, one buffer", TC_TILE_HUGE],
         ["128x128, 8 subgroups of 64x32, 64-deep K, one buffer", TC_TILE_LARGE_K64],
         ["128x192, 8 subgroups of 64x48, one buffer", TC_TILE_WIDE],
         ["128x128, 8 subgroups of 64x32", TC_TILE_LARGE],
