@@ -28,6 +28,7 @@ import { InferenceSession } from "../src/engine/session.js";
 import { BackendUnavailableError, OptionError } from "../src/errors.js";
 import { type JsonTensor, loadModel, tensorFromJson } from "../src/onnx/index.js";
 import { optimizeGraph } from "../src/passes/index.js";
+import { assertClose } from "./support/compare.js";
 import { FIXTURE_MODELS, FIXTURES, fixtureCases, REPO } from "./support/fixtures.js";
 
 /**
@@ -150,13 +151,8 @@ test("webgpu fp16 without shader-f16: runs fp32 (fp32 accuracy) with one notice"
     assert.deepEqual(lines, ["mhafuse webgpu: fp16 requested, running fp32: the adapter has no shader-f16"]);
     for (const c of fixtureCases("bert_eager")) {
       const got = await prepared.run(c.inputs, Object.keys(c.outputs));
-      for (const [k, want] of Object.entries(c.outputs)) {
-        const g = got[k]!.data as Float32Array;
-        const w = want.data as Float32Array;
-        let d = 0;
-        for (let i = 0; i < w.length; i++) d = Math.max(d, Math.abs(g[i]! - w[i]!));
-        assert.ok(d <= 1e-4, `${k}: max |diff| ${d} — fp32 accuracy expected`);
-      }
+      for (const [k, want] of Object.entries(c.outputs))
+        assertClose(got[k]!, want, 1e-4, `${k} (fp32 accuracy expected)`);
     }
   } finally {
     await backend.dispose();

@@ -21,6 +21,7 @@ import { planGraph } from "../src/engine/executor.js";
 import { BackendUnavailableError, OpError } from "../src/errors.js";
 import { loadModel } from "../src/onnx/index.js";
 import { optimizeGraph } from "../src/passes/index.js";
+import { assertClose } from "./support/compare.js";
 import { FIXTURES, fixtureCases } from "./support/fixtures.js";
 
 async function device(t: { skip(msg: string): void }): Promise<WebGpuDevice | undefined> {
@@ -77,13 +78,7 @@ test("subgroups not in invocation order: BERT runs on the subgroup-free kernels 
     const prepared = await backend.prepare(graph, planGraph(graph));
     for (const c of fixtureCases("bert_eager")) {
       const got = await prepared.run(c.inputs, Object.keys(c.outputs));
-      for (const [k, want] of Object.entries(c.outputs)) {
-        const gv = got[k]!.data as Float32Array;
-        const w = want.data as Float32Array;
-        let d = 0;
-        for (let i = 0; i < w.length; i++) d = Math.max(d, Math.abs(gv[i]! - w[i]!));
-        assert.ok(d <= 1e-4, `${k}: max |diff| ${d}`);
-      }
+      for (const [k, want] of Object.entries(c.outputs)) assertClose(got[k]!, want, 1e-4, k);
     }
     const keys = [...ctx.pipelines.keys()];
     // No row-group norm and no subgroup attention compiled; the fallbacks did the work.
