@@ -60,7 +60,9 @@ after(async () => {
  */
 function useEmulated(ctx: WebGpuContext, c: Omit<TcAttentionConfig, "sgBuiltin">): void {
   const real = ctx.f16!;
-  ctx.f16 = { ...real, syntax: "template", multiSubgroup: c.multi, sgBuiltin: false };
+  // The device as tensor cores with NVIDIA's 16×16×16 config (the kernel's fragments) would be.
+  const config = { componentType: "f16", resultComponentType: "f32", M: 16, N: 16, K: 16 };
+  ctx.f16 = { ...real, config, syntax: "template", multiSubgroup: c.multi, sgBuiltin: false };
   const cfg = { ...c, sgBuiltin: false };
   ctx.pipelines.get(tcAttentionKey("template", cfg), () =>
     emulateSubgroupMatrices(tcAttentionSource(cfg, "template"), c.multi ? 128 : 32),

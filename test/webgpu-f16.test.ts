@@ -19,6 +19,7 @@ import { castF16ToF32, castF32ToF16 } from "../src/backends/webgpu/kernels/cast.
 import type { GpuTensor } from "../src/backends/webgpu/kernels/common.js";
 import { gemm } from "../src/backends/webgpu/kernels/gemm.js";
 import {
+  FRAG_16,
   TC_TILE_DIRECT,
   TC_TILE_DIRECT_SOLO,
   TC_TILE_HUGE,
@@ -29,7 +30,9 @@ import {
   TC_TILE_SOLO,
   TC_TILE_WIDE,
   type TcFlags,
+  type TcFrag,
   type TcTile,
+  tcFlagsFor,
   tcGemmDirectSource,
   tcGemmKey,
   tcGemmSource,
@@ -272,24 +275,21 @@ async function emulatedTcGemm(
     tile: TcTile;
     /** Pass `tile` to gemm() (else gemm() picks it: the one-subgroup tile here). */
     force: boolean;
-    source: (t: TcTile, f: TcFlags, syntax: "template") => string;
+    source: (t: TcTile, f: TcFlags, syntax: "template", sgBuiltin: boolean, fr: TcFrag) => string;
     seed: number;
     what: string;
+    /** The fragment shape (the device's config; withEmulatedTc must pretend the same). */
+    frag?: TcFrag;
   },
 ): Promise<void> {
   const { M, N, K, epi, kSlices } = o;
+  const fr = o.frag ?? FRAG_16;
   const split = kSlices > 1;
   const g = epi === "bias+gelu";
   const useR = epi === "bias+res";
-  const flags: TcFlags = {
-    vec: K % 8 === 0 && N % 8 === 0,
-    bias: !split && epi !== "none",
-    gelu: !split && g,
-    residual: !split && useR,
-    split,
-  };
-  ctx.pipelines.get(tcGemmKey("template", o.tile, flags, false), () =>
-    emulateSubgroupMatrices(o.source(o.tile, flags, "template"), 32),
+  const flags = tcFlagsFor(N, K, fr, { bias: epi !== "none", gelu: g, residual: useR }, split);
+  ctx.pipelines.get(tcGemmKey("template", o.tile, flags, false, fr), () =>
+    emulateSubgroupMatrices(o.source(o.tile, flags, "template", false, fr), 32, fr),
   );
   let seed = o.seed;
   const A = round16(rand(M * K, seed++));
@@ -316,11 +316,19 @@ async function emulatedTcGemm(
   assertRows(got, want, M, N, 1e-2, `${o.what} [${M}x${N}x${K}] ${epi}, ${kSlices} K slices`);
 }
 
-/** Runs `body` with the context's f16 support pretending to one-subgroup template-syntax tensor cores. */
-async function withEmulatedTc(ctx: WebGpuContext, body: () => Promise<void>): Promise<void> {
+/**
+ * Runs `body` with the context's f16 support pretending to one-subgroup template-syntax tensor cores with
+ * fragments `frag`.
+ */
+async function withEmulatedTc(
+  ctx: WebGpuContext,
+  body: () => Promise<void>,
+  frag: TcFrag = FRAG_16,
+): Promise<void> {
   const saved = ctx.f16!;
   // The emulation needs lanes from local_invocation_index (sgBuiltin false) and uniform fragment offsets.
-  ctx.f16 = { ...saved, syntax: "template", multiSubgroup: false, sgBuiltin: false };
+  const config = { componentType: "f16", resultComponentType: "f32", ...frag };
+  ctx.f16 = { ...saved, config, syntax: "template", multiSubgroup: false, sgBuiltin: false };
   try {
     await body();
   } finally {
@@ -331,7 +339,9 @@ async function withEmulatedTc(ctx: WebGpuContext, body: () => Promise<void>): Pr
 /** A lavapipe test of an emulated tensor-core GEMM kernel over `shapes` [M, N, K, epilogue, K slices]. */
 function emulatedTcGemmTest(
   name: string,
-  o: Pick<Parameters<typeof emulatedTcGemm>[1], "tile" | "force" | "source" | "what"> & { seed: number },
+  o: Pick<Parameters<typeof emulatedTcGemm>[1], "tile" | "force" | "source" | "what" | "frag"> & {
+    seed: number;
+  },
   shapes: readonly (readonly [number, number, number, "none" | "bias+res" | "bias+gelu", number])[],
 ): void {
   test(name, async (t) => {
@@ -339,10 +349,14 @@ function emulatedTcGemmTest(
     if (typeof ctx === "string") return t.skip(ctx);
     if (!ctx.gpu.features.shaderF16 || !ctx.f16) return t.skip("no shader-f16");
     if (ctx.f16.syntax) return t.skip("real tensor cores here: the fp16 GEMM test runs them");
-    await withEmulatedTc(ctx, async () => {
-      for (const [i, [M, N, K, epi, kSlices]] of shapes.entries())
-        await emulatedTcGemm(ctx, { ...o, M, N, K, epi, kSlices, seed: o.seed + 4 * i });
-    });
+    await withEmulatedTc(
+      ctx,
+      async () => {
+        for (const [i, [M, N, K, epi, kSlices]] of shapes.entries())
+          await emulatedTcGemm(ctx, { ...o, M, N, K, epi, kSlices, seed: o.seed + 4 * i });
+      },
+      o.frag,
+    );
   });
 }
 
@@ -372,6 +386,26 @@ emulatedTcGemmTest(
     what: "emulated single-buffer tensor-core",
   },
   [[40, 40, 40, "bias+res", 1]],
+);
+
+// Apple's 8×8×8 fragments (the staged kernel, scalar loads and stores: a lane holds 2 values of a row): a
+// 16×16 tile of one subgroup is 2×2 fragments, a K step of 16 two fragment steps (small: lavapipe compiles
+// emulated fragments slowly). Double buffer with edge rows and columns (M = 20, N = 24) and a partial last K
+// step (K = 40); one buffer; split-K partials.
+emulatedTcGemmTest(
+  "tensor-core GEMM WGSL with 8×8×8 fragments (Apple's config), emulated (lavapipe): both loops, split-K, edges",
+  {
+    tile: { BM: 16, BN: 16, BK: 16, WM: 1, WN: 1 },
+    force: true,
+    source: tcGemmSource,
+    seed: 970,
+    what: "emulated 8×8×8 tensor-core",
+    frag: { M: 8, N: 8, K: 8 },
+  },
+  [
+    [20, 24, 40, "bias+gelu", 1],
+    [24, 16, 72, "bias+res", 2],
+  ],
 );
 
 // The direct kernel, one subgroup of 2×2 fragments (32×32): M = 40 clamps the last row fragment to rows

@@ -167,12 +167,15 @@ async function probe(gpu: WebGpuDevice): Promise<F16Support> {
   const f16 = f.subgroupMatrixConfigs.filter(
     (c) => c.componentType === "f16" && c.resultComponentType === "f32",
   );
-  // 16×16×16 (NVIDIA) first: the kernels' tiles are built from square fragments; other shapes are untested.
-  const config = f16.find((c) => c.M === 16 && c.N === 16 && c.K === 16);
+  // 16×16×16 (NVIDIA) first, else 8×8×8 (Apple): the GEMM takes either (the attention only 16×16×16, else its
+  // SIMT kernel runs); 8×8×8 is tested on emulated fragments only (test/webgpu-f16.test.ts).
+  const config =
+    f16.find((c) => c.M === 16 && c.N === 16 && c.K === 16) ??
+    f16.find((c) => c.M === 8 && c.N === 8 && c.K === 8);
   if (!config)
     return {
       shaderF16: true,
-      reason: `no f16→f32 16×16×16 subgroup-matrix config (adapter: ${f.subgroupMatrixConfigs.map((c) => `${c.componentType}→${c.resultComponentType} ${c.M}×${c.N}×${c.K}`).join(", ") || "none"})`,
+      reason: `no f16→f32 16×16×16 or 8×8×8 subgroup-matrix config (adapter: ${f.subgroupMatrixConfigs.map((c) => `${c.componentType}→${c.resultComponentType} ${c.M}×${c.N}×${c.K}`).join(", ") || "none"})`,
     };
   if (f.subgroupMaxSize !== 0 && f.subgroupMinSize !== f.subgroupMaxSize && f.subgroupMaxSize !== 32)
     return {

@@ -387,8 +387,12 @@ export function flashAttention(ctx: WebGpuContext, rec: CommandRecorder, a: Flas
     // with the default variant, 44 KiB with P in its own region), else one.
     const choice = tcAttentionChoiceFor(a.seqKV, a.tcVariant, { H, limit });
     const plan = tcAttentionPlan(H, HV, limit, ctx.f16?.multiSubgroup === true, choice);
+    // The kernel is written for 16×16×16 fragments (rows of 16 per subgroup, H / 16 of them).
+    const c = ctx.f16?.config;
+    const frag16 = c !== undefined && c.M === 16 && c.N === 16 && c.K === 16;
     const fits =
       plan !== undefined &&
+      frag16 &&
       aligned8 &&
       a.causalOffset === undefined &&
       !a.causalPerBatch &&
@@ -398,7 +402,7 @@ export function flashAttention(ctx: WebGpuContext, rec: CommandRecorder, a: Flas
       throw new OpError(
         OP,
         syntax
-          ? `the tensor-core kernel takes head sizes 16..64 (multiples of 16), 8-aligned layouts, no causal mask or bias; got H ${H}/${HV}`
+          ? `the tensor-core kernel takes 16×16×16 fragments, head sizes 16..64 (multiples of 16), 8-aligned layouts, no causal mask or bias; got H ${H}/${HV}`
           : `no tensor cores on this device: ${ctx.f16?.reason ?? "f16 support was not detected"}`,
       );
     if (syntax && fits) {

@@ -1,6 +1,8 @@
 /**
  * Tensor-core GEMM on WebGPU subgroup matrices: C[b] = A[b]·B[b] (+ bias) (→ GELU) (+ residual), f16 storage,
- * f32 accumulation (f16→f32 16×16×16 fragments; NVIDIA tensor cores through Vulkan cooperative matrices).
+ * f32 accumulation (f16→f32 16×16×16 fragments: NVIDIA tensor cores through Vulkan cooperative matrices; the
+ * staged kernel also takes Apple's 8×8×8 config, TcFrag — tested on emulated fragments only, and it then moves
+ * halves one at a time since a lane holds 2 values of a fragment row instead of 8).
  *
  * A workgroup of WM×WN subgroups computes a BM×BN tile of C; each subgroup owns an (BM/WM)×(BN/WN) block as
  * FM×FN accumulator fragments, so every left fragment it loads is used FN times and every right one FM times.
@@ -94,8 +96,19 @@ const TC_WIDE_MIN_TILES = 99;
 /** TC_TILE_HUGE from this many 128×256 tiles up: about three waves of an H200's 132 SMs. */
 const TC_HUGE_MIN_TILES = 384;
 const TC_WAVE = 132;
-/** Fragment edge (the 16×16×16 config). */
+/** Fragment edge of the 16×16×16 config (the direct kernel takes only that one). */
 const F = 16;
+/**
+ * A fragment shape: left M×K, right K×N, result M×N — the device's f16→f32 subgroup-matrix config
+ * (F16Support.config): 16×16×16 on NVIDIA, 8×8×8 on Apple. The staged kernel takes either.
+ */
+export interface TcFrag {
+  M: number;
+  N: number;
+  K: number;
+}
+export const FRAG_16: TcFrag = { M: 16, N: 16, K: 16 };
+const is16 = (fr: TcFrag) => fr.M === 16 && fr.N === 16 && fr.K === 16;
 const SG = 32;
 const PAD = 8;
 
@@ -118,26 +131,46 @@ const FIELDS: UniformFields = [
   ["kChunk", "u32"],
 ];
 
-/** Workgroup memory of a tile config, in bytes. */
-export function tcSharedBytes(t: TcTile): number {
+/** Workgroup memory of a tile config, in bytes (fragment shape `fr`: the epilogue's scratch per subgroup). */
+export function tcSharedBytes(t: TcTile, fr: TcFrag = FRAG_16): number {
   if (t.direct) return 4 * t.WM * t.WN * F * F;
   const buffers = t.single ? 1 : 2;
-  return buffers * 2 * (t.BM * (t.BK + PAD) + t.BK * (t.BN + PAD)) + 4 * t.WM * t.WN * F * F;
+  return buffers * 2 * (t.BM * (t.BK + PAD) + t.BK * (t.BN + PAD)) + 4 * t.WM * t.WN * fr.M * fr.N;
 }
 
-/** `sgBuiltin`: the subgroup index and lane from the builtins (F16Support.sgBuiltin), not tid / 32. */
-export function tcGemmSource(t: TcTile, f: TcFlags, syntax: MatrixSyntax, sgBuiltin = false): string {
+/**
+ * `sgBuiltin`: the subgroup index and lane from the builtins (F16Support.sgBuiltin), not tid / 32. `fr`: the
+ * fragment shape (the device's config).
+ */
+export function tcGemmSource(
+  t: TcTile,
+  f: TcFlags,
+  syntax: MatrixSyntax,
+  sgBuiltin = false,
+  fr: TcFrag = FRAG_16,
+): string {
   const { BM, BN, BK, WM, WN } = t;
   const T = SG * WM * WN;
   const SMr = BM / WM;
   const SNc = BN / WN;
-  const FM = SMr / F;
-  const FN = SNc / F;
+  if (SMr % fr.M || SNc % fr.N || BK % fr.K)
+    throw new OpError(
+      "webgpu.MatMul (fp16)",
+      `tensor-core tile ${BM}×${BN}×${BK} (${WM}×${WN} subgroups) is not made of ${fr.M}×${fr.N}×${fr.K} fragments`,
+    );
+  const FM = SMr / fr.M;
+  const FN = SNc / fr.N;
+  // vec4<u32> epilogue stores are 8 halves, what a lane holds of a 16×16 fragment (tcFlagsFor).
+  if (f.vec && laneMap(fr).per !== 8)
+    throw new OpError(
+      "webgpu.MatMul (fp16)",
+      `vec4 epilogue with ${fr.M}×${fr.N} fragments (${laneMap(fr).per} values a lane)`,
+    );
   const AS = BK + PAD; // halves per A-tile row
   const BS = BN + PAD; // halves per B-tile row
   const ASZ = BM * AS;
   const BSZ = BK * BS;
-  const ty = matrixTypes({ M: F, N: F, K: F });
+  const ty = matrixTypes(fr);
   const decls = epilogueDecls(f, f.vec ? "vec4<u32>" : "f16");
 
   // Global → registers (prefetch) and registers → workgroup memory, per thread, fully unrolled.
@@ -191,15 +224,15 @@ export function tcGemmSource(t: TcTile, f: TcFlags, syntax: MatrixSyntax, sgBuil
   const acc: string[] = [];
   for (let i = 0; i < FM; i++) for (let j = 0; j < FN; j++) acc.push(`  var acc${i}_${j} = ${ty.result}();`);
   const mma: string[] = [];
-  for (let ks = 0; ks < BK / F; ks++) {
+  for (let ks = 0; ks < BK / fr.K; ks++) {
     mma.push("    {");
     for (let i = 0; i < FM; i++)
       mma.push(
-        `      let a${i} = ${matrixLoad(syntax, ty.left, "&As", `cur * ${ASZ}u + (wm * ${SMr}u + ${i * F}u) * ${AS}u + ${ks * F}u`, `${AS}u`)};`,
+        `      let a${i} = ${matrixLoad(syntax, ty.left, "&As", `cur * ${ASZ}u + (wm * ${SMr}u + ${i * fr.M}u) * ${AS}u + ${ks * fr.K}u`, `${AS}u`)};`,
       );
     for (let j = 0; j < FN; j++)
       mma.push(
-        `      let b${j} = ${matrixLoad(syntax, ty.right, "&Bs", `cur * ${BSZ}u + ${ks * F * BS}u + wn * ${SNc}u + ${j * F}u`, `${BS}u`)};`,
+        `      let b${j} = ${matrixLoad(syntax, ty.right, "&Bs", `cur * ${BSZ}u + ${ks * fr.K * BS}u + wn * ${SNc}u + ${j * fr.N}u`, `${BS}u`)};`,
       );
     for (let i = 0; i < FM; i++)
       for (let j = 0; j < FN; j++)
@@ -207,11 +240,19 @@ export function tcGemmSource(t: TcTile, f: TcFlags, syntax: MatrixSyntax, sgBuil
     mma.push("    }");
   }
 
-  const epi = epilogue(FM, FN, f, syntax, (i, j) => ({
-    gm: `m0 + wm * ${SMr}u + ${i * F}u + lane / 2u`,
-    gn: `n0 + wn * ${SNc}u + ${j * F}u + (lane % 2u) * 8u`,
-    rowOk: "gm < u.M",
-  }));
+  const lm = laneMap(fr);
+  const epi = epilogue(
+    FM,
+    FN,
+    f,
+    syntax,
+    (i, j) => ({
+      gm: `m0 + wm * ${SMr}u + ${i * fr.M}u + ${lm.row}`,
+      gn: `n0 + wn * ${SNc}u + ${j * fr.N}u + ${lm.col}`,
+      rowOk: "gm < u.M",
+    }),
+    fr,
+  );
 
   // One register stage: the loads of tile kt + 1 are issued before tile kt's products and stored after them.
   const loop = `  workgroupBarrier();
@@ -277,7 +318,7 @@ ${stash.join("\n")}
   return `${TC_HEADER}${builtin ? SUBGROUP_BUILTINS.enable : ""}${uniformStruct(FIELDS)}${bindings(decls)}${f.gelu ? GELU2_WGSL : ""}
 var<workgroup> As: array<f16, ${buffers * ASZ}>;
 var<workgroup> Bs: array<f16, ${buffers * BSZ}>;
-var<workgroup> scratch: array<f32, ${WM * WN * 256}>;
+var<workgroup> scratch: array<f32, ${WM * WN * fr.M * fr.N}>;
 
 @compute @workgroup_size(${T})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) tid: u32${builtin ? SUBGROUP_BUILTINS.params : ""}) {
@@ -304,9 +345,21 @@ ${epi.join("\n")}
 }
 
 /**
- * The epilogue of both kernels, one accumulator fragment at a time through the subgroup's 16×16 f32 scratch:
- * lane → row lane / 2, columns (lane % 2) · 8 .. + 7 of the fragment; `at(i, j)` gives the fragment's global
- * row `gm` and first column `gn` of the lane, and `rowOk` the rows this fragment may write.
+ * Which part of an M×N result fragment a lane writes in the epilogue: `per` consecutive columns (M·N / 32 of
+ * them) from column `col` of row `row` (WGSL expressions of `lane`). 16×16: lane / 2, (lane % 2) · 8, 8 each;
+ * 8×8: lane / 4, (lane % 4) · 2, 2 each.
+ */
+function laneMap(fr: TcFrag): { row: string; col: string; per: number } {
+  const per = (fr.M * fr.N) / SG;
+  const lanesPerRow = fr.N / per;
+  return { row: `lane / ${lanesPerRow}u`, col: `(lane % ${lanesPerRow}u) * ${per}u`, per };
+}
+
+/**
+ * The epilogue of both kernels, one accumulator fragment at a time through the subgroup's M×N f32 scratch: each
+ * lane takes `per` consecutive columns of one row (laneMap: 16×16 → row lane / 2, columns (lane % 2) · 8 .. + 7);
+ * `at(i, j)` gives the fragment's global row `gm` and first column `gn` of the lane, and `rowOk` the rows this
+ * fragment may write.
  */
 function epilogue(
   FM: number,
@@ -314,7 +367,10 @@ function epilogue(
   f: TcFlags,
   syntax: MatrixSyntax,
   at: (i: number, j: number) => { gm: string; gn: string; rowOk: string },
+  fr: TcFrag = FRAG_16,
 ): string[] {
+  const { per } = laneMap(fr);
+  const frag = fr.M * fr.N;
   const epi: string[] = [];
   const value = (x: string) => {
     let v = x;
@@ -326,14 +382,14 @@ function epilogue(
   for (let i = 0; i < FM; i++)
     for (let j = 0; j < FN; j++) {
       const { gm, gn, rowOk } = at(i, j);
-      epi.push(`  ${matrixStore(syntax, "&scratch", "sg * 256u", `acc${i}_${j}`, "16u")};
+      epi.push(`  ${matrixStore(syntax, "&scratch", `sg * ${frag}u`, `acc${i}_${j}`, `${fr.N}u`)};
   workgroupBarrier();
   {
     let gm = ${gm};
     let gn = ${gn};
-    let s = sg * 256u + (lane / 2u) * 16u + (lane % 2u) * 8u;`);
+    let s = sg * ${frag}u + (${laneMap(fr).row}) * ${fr.N}u + ${laneMap(fr).col};`);
       if (f.split) {
-        epi.push(`    for (var c = 0u; c < 8u; c++) {
+        epi.push(`    for (var c = 0u; c < ${per}u; c++) {
       if (${rowOk} && gn + c < u.N) { C[wid.z * u.M * u.N + gm * u.N + gn + c] = scratch[s + c]; }
     }`);
       } else if (f.vec) {
@@ -351,7 +407,7 @@ function epilogue(
       C[ci] = vec4<u32>(${parts.join(", ")});
     }`);
       } else {
-        epi.push(`    for (var c = 0u; c < 8u; c++) {
+        epi.push(`    for (var c = 0u; c < ${per}u; c++) {
       let n = gn + c;
       if (${rowOk} && n < u.N) {
         ${f.bias ? "let bv = f32(bias[n]);" : ""}
@@ -451,8 +507,15 @@ ${epi.join("\n")}
 }
 
 /** The pipeline-cache key of a tile config and its flags (everything baked into the WGSL). */
-export function tcGemmKey(syntax: MatrixSyntax, t: TcTile, f: TcFlags, sgBuiltin: boolean): string {
-  return `gemm-tc:${syntax}:${t.BM}x${t.BN}x${t.BK}:${t.WM}x${t.WN}${t.direct ? "d" : ""}${t.deep ? "p" : ""}${t.single ? "s" : ""}:v${+f.vec}:bias${+f.bias}:gelu${+f.gelu}:res${+f.residual}:split${+!!f.split}:sgb${+sgBuiltin}`;
+export function tcGemmKey(
+  syntax: MatrixSyntax,
+  t: TcTile,
+  f: TcFlags,
+  sgBuiltin: boolean,
+  fr: TcFrag = FRAG_16,
+): string {
+  const frag = is16(fr) ? "" : `:fr${fr.M}x${fr.N}x${fr.K}`;
+  return `gemm-tc:${syntax}:${t.BM}x${t.BN}x${t.BK}:${t.WM}x${t.WN}${t.direct ? "d" : ""}${t.deep ? "p" : ""}${t.single ? "s" : ""}:v${+f.vec}:bias${+f.bias}:gelu${+f.gelu}:res${+f.residual}:split${+!!f.split}:sgb${+sgBuiltin}${frag}`;
 }
 
 export interface TcGemmArgs {
@@ -510,6 +573,26 @@ export function tcTileFor(p: {
   return order.slice(from).find((t) => (multiSubgroup || t === TC_TILE_SOLO) && fits(t)) ?? staged;
 }
 
+/**
+ * What a product bakes into the tensor-core kernel: vec4 loads and stores where rows are whole 8-half chunks
+ * and the fragment gives each lane 8 values of a row (16×16), the epilogue unless split-K partials.
+ */
+export function tcFlagsFor(
+  N: number,
+  K: number,
+  fr: TcFrag,
+  epi: { bias: boolean; gelu: boolean; residual: boolean },
+  split: boolean,
+): TcFlags {
+  return {
+    vec: K % 8 === 0 && N % 8 === 0 && laneMap(fr).per === 8,
+    bias: !split && epi.bias,
+    gelu: !split && epi.gelu,
+    residual: !split && epi.residual,
+    split,
+  };
+}
+
 /** Records the tensor-core GEMM; shapes were checked by gemm() (kernels/gemm.ts), which calls this. */
 export function recordTcGemm(
   ctx: WebGpuContext,
@@ -524,27 +607,29 @@ export function recordTcGemm(
   split?: { kChunk: number; slices: number; partial: GPUBuffer },
 ): void {
   const { M, N, K, batch, bBatch, nBatch } = shape;
-  const f: TcFlags = {
-    vec: K % 8 === 0 && N % 8 === 0,
-    bias: !split && !!args.bias,
-    gelu: !split && !!args.gelu,
-    residual: !split && !!args.residual,
-    split: !!split,
-  };
+  const fr = ctx.f16?.config ?? FRAG_16;
+  const f = tcFlagsFor(
+    N,
+    K,
+    fr,
+    { bias: !!args.bias, gelu: !!args.gelu, residual: !!args.residual },
+    !!split,
+  );
   const limit = ctx.gpu.limits.maxComputeWorkgroupStorageSize;
   const invocations = ctx.gpu.limits.maxComputeInvocationsPerWorkgroup;
   const staged = tcTileFor({ M, N, nBatch, split: !!split, multiSubgroup, limit, invocations });
-  // A direct tile where its edge rule holds (tcGemmDirectSource), else the staged kernel.
-  const directOk = M >= F && N % F === 0 && K >= F && K % F === 0 && (!split || split.kChunk % F === 0);
+  // A direct tile where its edge rule holds (tcGemmDirectSource, 16×16×16 fragments only), else the staged kernel.
+  const directOk =
+    is16(fr) && M >= F && N % F === 0 && K >= F && K % F === 0 && (!split || split.kChunk % F === 0);
   const t = args.tile && (!args.tile.direct || directOk) ? args.tile : staged;
-  if (tcSharedBytes(t) > limit)
+  if (tcSharedBytes(t, fr) > limit)
     throw new OpError(
       op,
-      `tensor-core tile ${t.BM}×${t.BN}×${t.BK} needs ${tcSharedBytes(t)} B of workgroup memory, the device has ${limit}`,
+      `tensor-core tile ${t.BM}×${t.BN}×${t.BK} needs ${tcSharedBytes(t, fr)} B of workgroup memory, the device has ${limit}`,
     );
-  const key = tcGemmKey(syntax, t, f, sgBuiltin);
+  const key = tcGemmKey(syntax, t, f, sgBuiltin, fr);
   const k = ctx.pipelines.get(key, () =>
-    t.direct ? tcGemmDirectSource(t, f, syntax, sgBuiltin) : tcGemmSource(t, f, syntax, sgBuiltin),
+    t.direct ? tcGemmDirectSource(t, f, syntax, sgBuiltin) : tcGemmSource(t, f, syntax, sgBuiltin, fr),
   );
   const bufs = [args.a.buffer, args.b.buffer];
   if (f.bias && args.bias) bufs.push(args.bias.buffer);
