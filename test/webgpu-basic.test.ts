@@ -225,38 +225,26 @@ test("LayerNorm and SkipLayerNorm match float64 (odd widths, large means, sum ou
       const sum = empty(ctx, dims);
       const out3 = empty(ctx, dims);
       const rec = ctx.recorder();
-      const g = upload(ctx, gamma, [width]);
-      const xb = upload(ctx, x, dims);
-      layerNorm(ctx, rec, {
-        x: xb,
-        gamma: g,
-        beta: upload(ctx, beta, [width]),
-        out: out1,
+      // What every call shares: input, scale, epsilon and the kernel choice under test.
+      const common = {
+        x: upload(ctx, x, dims),
+        gamma: upload(ctx, gamma, [width]),
         epsilon: eps,
         rowGroup,
         scalarLoads,
-      });
+      };
+      const betaB = upload(ctx, beta, [width]);
+      const skipB = upload(ctx, skip, dims);
+      layerNorm(ctx, rec, { ...common, beta: betaB, out: out1 });
       skipLayerNorm(ctx, rec, {
-        x: xb,
-        skip: upload(ctx, skip, dims),
-        gamma: g,
-        beta: upload(ctx, beta, [width]),
+        ...common,
+        skip: skipB,
+        beta: betaB,
         bias: upload(ctx, bias, [width]),
         out: out2,
         sum,
-        epsilon: eps,
-        rowGroup,
-        scalarLoads,
       });
-      skipLayerNorm(ctx, rec, {
-        x: xb,
-        skip: upload(ctx, skip, dims),
-        gamma: g,
-        out: out3,
-        epsilon: eps,
-        rowGroup,
-        scalarLoads,
-      });
+      skipLayerNorm(ctx, rec, { ...common, skip: skipB, out: out3 });
       await rec.submit();
       const want1: number[] = [];
       const want2: number[] = [];

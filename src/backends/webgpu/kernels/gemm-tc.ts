@@ -161,10 +161,11 @@ export function tcGemmSource(
   const FM = SMr / fr.M;
   const FN = SNc / fr.N;
   // vec4<u32> epilogue stores are 8 halves, what a lane holds of a 16×16 fragment (tcFlagsFor).
-  if (f.vec && laneMap(fr).per !== 8)
+  const lm = laneMap(fr);
+  if (f.vec && lm.per !== 8)
     throw new OpError(
       "webgpu.MatMul (fp16)",
-      `vec4 epilogue with ${fr.M}×${fr.N} fragments (${laneMap(fr).per} values a lane)`,
+      `vec4 epilogue with ${fr.M}×${fr.N} fragments (${lm.per} values a lane)`,
     );
   const AS = BK + PAD; // halves per A-tile row
   const BS = BN + PAD; // halves per B-tile row
@@ -240,7 +241,6 @@ export function tcGemmSource(
     mma.push("    }");
   }
 
-  const lm = laneMap(fr);
   const epi = epilogue(
     FM,
     FN,
@@ -369,7 +369,7 @@ function epilogue(
   at: (i: number, j: number) => { gm: string; gn: string; rowOk: string },
   fr: TcFrag = FRAG_16,
 ): string[] {
-  const { per } = laneMap(fr);
+  const lm = laneMap(fr);
   const frag = fr.M * fr.N;
   const epi: string[] = [];
   const value = (x: string) => {
@@ -387,9 +387,9 @@ function epilogue(
   {
     let gm = ${gm};
     let gn = ${gn};
-    let s = sg * ${frag}u + (${laneMap(fr).row}) * ${fr.N}u + ${laneMap(fr).col};`);
+    let s = sg * ${frag}u + (${lm.row}) * ${fr.N}u + ${lm.col};`);
       if (f.split) {
-        epi.push(`    for (var c = 0u; c < ${per}u; c++) {
+        epi.push(`    for (var c = 0u; c < ${lm.per}u; c++) {
       if (${rowOk} && gn + c < u.N) { C[wid.z * u.M * u.N + gm * u.N + gn + c] = scratch[s + c]; }
     }`);
       } else if (f.vec) {
@@ -407,7 +407,7 @@ function epilogue(
       C[ci] = vec4<u32>(${parts.join(", ")});
     }`);
       } else {
-        epi.push(`    for (var c = 0u; c < ${per}u; c++) {
+        epi.push(`    for (var c = 0u; c < ${lm.per}u; c++) {
       let n = gn + c;
       if (${rowOk} && n < u.N) {
         ${f.bias ? "let bv = f32(bias[n]);" : ""}
