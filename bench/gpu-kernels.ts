@@ -29,6 +29,7 @@ import { DAWN_UNSAFE_TOGGLES } from "../src/backends/webgpu/device.js";
 import {
   attentionFlops,
   type FlashAttentionArgs,
+  flashAttention,
   packedQkvAttention,
 } from "../src/backends/webgpu/kernels/attention.js";
 import {
@@ -472,6 +473,63 @@ if (FP16 && f.shaderF16 && !TC_TILES && !TILES && !ATTENTION_ONLY) {
           precision: "fp16",
           f16Kernel: "simt",
         }),
+      );
+  }
+  // The general op (mhafuse.Attention and the other general ops in fp16 sessions): a causal GQA prefill (Q as
+  // [B, S, N·H], K/V as [B, Nkv, S, H]) and a causal BERT-sized problem with a [B, 1, S, S] additive bias; TFLOP/s
+  // of the half of the products the causal mask leaves.
+  for (const [B, S, N, Nkv, withBias] of SMOKE
+    ? [[1, 64, 4, 2, 1]]
+    : [
+        [1, 2048, 32, 8, 0],
+        [8, 512, 12, 12, 1],
+      ]) {
+    const H = 64;
+    const bsnh = { offset: 0, batchStride: S! * N! * H, headStride: H, seqStride: N! * H };
+    const bnsh = { offset: 0, batchStride: Nkv! * S! * H, headStride: S! * H, seqStride: H };
+    const q = tensor16([B!, S!, N! * H], 32);
+    const k = tensor16([B!, Nkv!, S!, H], 33);
+    const v = tensor16([B!, Nkv!, S!, H], 34);
+    const out = tensor16([B!, S!, N! * H], 35);
+    const bias = withBias ? tensor([B!, 1, S!, S!], 36) : undefined;
+    const flops =
+      attentionFlops({ batch: B!, numHeads: N!, seqQ: S!, seqKV: S!, headSize: H, vHeadSize: H }) / 2;
+    for (const kernel of ctx.f16?.syntax ? (["tensor-core", "simt"] as const) : (["simt"] as const))
+      await measure(
+        `fp16 ${kernel === "simt" ? "simt" : "tc"} attention causal${bias ? "+bias" : ""} B=${B} S=${S} N=${N}/${Nkv} H=${H}`,
+        flops,
+        (rec) =>
+          flashAttention(ctx, rec, {
+            batch: B!,
+            numHeads: N!,
+            kvNumHeads: Nkv!,
+            seqQ: S!,
+            seqKV: S!,
+            headSize: H,
+            vHeadSize: H,
+            scale: 0.125,
+            q: q.buffer,
+            qLayout: bsnh,
+            k: k.buffer,
+            kLayout: bnsh,
+            v: v.buffer,
+            vLayout: bnsh,
+            out: out.buffer,
+            outLayout: bsnh,
+            causalOffset: 0,
+            bias: bias
+              ? {
+                  buffer: bias.buffer,
+                  offset: 0,
+                  batchStride: S! * S!,
+                  headStride: 0,
+                  rowStride: S!,
+                  keyStride: 1,
+                }
+              : undefined,
+            precision: "fp16",
+            f16Kernel: kernel,
+          }),
       );
   }
 }

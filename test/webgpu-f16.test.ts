@@ -477,6 +477,8 @@ function attentionRef(
   out: Float64Array,
   outIdx: (b: number, tok: number) => number,
   causal = false,
+  /** Additive score bias of (batch, head, row, key), after the scale. */
+  bias?: (b: number, n: number, i: number, j: number) => number,
 ) {
   const E = N * H;
   for (let b = 0; b < B; b++) {
@@ -490,7 +492,7 @@ function attentionRef(
           const ko = idx(b, start + j) + n * 3 * H + H;
           let x = 0;
           for (let h = 0; h < H; h++) x += qkv[qo + h]! * qkv[ko + h]!;
-          s.push(x / Math.sqrt(H));
+          s.push(x / Math.sqrt(H) + (bias ? bias(b, n, i, j) : 0));
         }
         const m = Math.max(...s);
         let sum = 0;
@@ -652,7 +654,7 @@ test("fp16 var-seqlen attention (cu_seqlens) and the general op (causal, SIMT) v
     console.log(`# fp16 attention ${kernel} var-seqlen: max |diff| ${d.toExponential(2)}`);
     assert.ok(d <= 2e-3, `${kernel} var-seqlen: max |diff| ${d}`);
   }
-  // General op, BSNH, causal: only the SIMT kernel takes a causal mask (the tensor-core one falls back).
+  // General op, BSNH, causal, an additive bias broadcast over heads: every attention kernel of the device.
   const B = 2;
   const S = 33;
   const q = round16(rand(B * S * E, 401));
@@ -669,6 +671,9 @@ test("fp16 var-seqlen attention (cu_seqlens) and the general op (causal, SIMT) v
           packed[dst + H] = k[src]!;
           packed[dst + 2 * H] = v[src]!;
         }
+  // [B, 1, S, S]: every fifth score masked the way models do (−10000), the rest small.
+  const bias = rand(B * S * S, 404);
+  for (let i = 0; i < bias.length; i += 5) bias[i] = -10000;
   const ref = new Float64Array(S * B * E);
   attentionRef(
     packed,
@@ -680,27 +685,31 @@ test("fp16 var-seqlen attention (cu_seqlens) and the general op (causal, SIMT) v
     ref,
     (b, tok) => (tok * B + b) * E,
     true,
+    (b, _n, i, j) => bias[(b * S + i) * S + j]!,
   );
-  const out = empty16(ctx, [B, S, N, H]);
-  const rec = ctx.recorder();
-  generalAttention(ctx, rec, {
-    q: up16(ctx, q, [B, S, N, H]),
-    k: up16(ctx, k, [B, S, N, H]),
-    v: up16(ctx, v, [B, S, N, H]),
-    layout: "BSNH",
-    out,
-    causalOffset: 0,
-    precision: "fp16",
-  });
-  await rec.submit();
-  const got = await read16(ctx, out);
   const want2 = new Float64Array(B * S * E);
   for (let b = 0; b < B; b++)
     for (let s = 0; s < S; s++)
       for (let e = 0; e < E; e++) want2[(b * S + s) * E + e] = ref[(s * B + b) * E + e]!;
-  const d = maxDiff(got, want2);
-  console.log(`# fp16 attention general causal (SIMT): max |diff| ${d.toExponential(2)}`);
-  assert.ok(d <= 2e-3, `general causal: max |diff| ${d}`);
+  for (const kernel of attentionKernels(ctx)) {
+    const out = empty16(ctx, [B, S, N, H]);
+    const rec = ctx.recorder();
+    generalAttention(ctx, rec, {
+      q: up16(ctx, q, [B, S, N, H]),
+      k: up16(ctx, k, [B, S, N, H]),
+      v: up16(ctx, v, [B, S, N, H]),
+      layout: "BSNH",
+      out,
+      causalOffset: 0,
+      bias: { buffer: ctx.pool.upload(bias), dims: [B, 1, S, S] },
+      precision: "fp16",
+      f16Kernel: kernel,
+    });
+    await rec.submit();
+    const d = maxDiff(await read16(ctx, out), want2);
+    console.log(`# fp16 attention general causal + bias (${kernel}): max |diff| ${d.toExponential(2)}`);
+    assert.ok(d <= 2e-3, `${kernel} general causal + bias: max |diff| ${d}`);
+  }
 });
 
 test("f32 ↔ f16 casts on the GPU match the host conversion (odd count)", async (t) => {

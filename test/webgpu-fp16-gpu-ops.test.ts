@@ -1,7 +1,7 @@
 /**
  * fp16 mode (issue 11) with the general-op GPU kernels of issue 10: the decoder fixtures run fused with
- * precision "fp16" on the webgpu backend with mhafuse.Attention on the flash kernel (an `f32Storage` kernel:
- * its f16 inputs are cast to f32 by the graph; llama_past's KV cache appended in it), the folded
+ * precision "fp16" on the webgpu backend with mhafuse.Attention on the f16 flash kernel (f16 Q, K, V and
+ * caches; llama_past's KV cache appended in it; tensor cores where the device has them), the folded
  * com.microsoft.RotaryEmbedding (`f32Storage` too) and RMSNorm's Pow / ReduceMean, the rotary caches' Cos /
  * Sin / Slice / Concat on the device — no CPU fallback — within the fp16 bound of test/webgpu-precision.test.ts. The host
  * work of issue 10 (shape-chain cache, deferred fallback mask bias) and per-kernel profiling in fp16 mode, and
@@ -179,8 +179,9 @@ test("webgpu f16 storage: strided copy moves f16 bits, Pow and row mean read f16
 });
 
 /**
- * x → MatMul projections (f16 outputs in fp16 mode) → one attention op: the op's kernel (`f32Storage`) must
- * see its f16 inputs as numbers, not as f32 words. Against the same graph on the fp32 backend.
+ * x → MatMul projections (f16 outputs in fp16 mode) → one attention op, which reads its f16 inputs as they are
+ * (no cast to f32) and runs the f16 flash kernel (SIMT here; tensor cores where the device has them: the
+ * emulated test checks that kernel's general-op form). Against the same graph on the fp32 backend.
  */
 const B = 2;
 const S = 5;
@@ -208,6 +209,16 @@ async function fp16Matches(graph: Graph, feeds: Record<string, Tensor>, attentio
   assert.deepEqual([...p.fallbacks.values()], []);
   const node = graph.nodes.find((n) => n.opType === attentionOp || n.opType === "GroupQueryAttention")!;
   assert.ok(p.onDevice.has(node.name), `${node.name} did not run on the GPU`);
+  // The f16 flash kernel ran, and no f32 one: the op was not handed f32 copies of its inputs.
+  const keys = (await fp16.context()).pipelines.keys();
+  assert.ok(
+    keys.some((k) => k.startsWith("flash-f16:") || k.startsWith("flash-tc:")),
+    `${attentionOp}: no f16 flash kernel compiled (${keys.filter((k) => k.startsWith("flash")).join(", ")})`,
+  );
+  assert.ok(
+    !keys.some((k) => k.startsWith("flash:")),
+    `${attentionOp}: an f32 flash kernel ran in fp16 mode`,
+  );
 }
 
 test("webgpu fp16: MultiHeadAttention, Attention-23, com.microsoft.Attention and GQA read f16 producers", async (t) => {
@@ -251,4 +262,38 @@ test("webgpu fp16: MultiHeadAttention, Attention-23, com.microsoft.Attention and
     );
   });
   await fp16Matches(gqa, feeds, "GroupQueryAttention");
+  // With do_rotary: Q and the new K rows rotated in f16 storage (f32 caches), past rows from a KV cache.
+  const H = E / 4;
+  const P = 3;
+  const rotaryGqa = projected(17, (b, q, _k, _v, x) => {
+    const kv = (seed: number) =>
+      b.op("MatMul", [x, b.init(new Tensor("float32", rand(E * (E / 2), seed, 0.4), [E, E / 2]))]);
+    const past = (seed: number) =>
+      b.init(new Tensor("float32", rand(B * 2 * P * H, seed, 0.5), [B, 2, P, H]));
+    const seqlens = b.init(new Tensor("int32", [P + S - 1, P + S - 3], [B]));
+    const total = b.init(new Tensor("int32", [P + S], []));
+    const positions = P + S + 2;
+    const angle = (i: number, j: number) => i / 10000 ** ((2 * j) / H);
+    const cache = (f: (x: number) => number) =>
+      b.init(
+        new Tensor(
+          "float32",
+          Float32Array.from({ length: positions * (H / 2) }, (_, k) =>
+            f(angle(Math.floor(k / (H / 2)), k % (H / 2))),
+          ),
+          [positions, H / 2],
+        ),
+      );
+    return b.opN(
+      "GroupQueryAttention",
+      [q, kv(31), kv(32), past(33), past(34), seqlens, total, cache(Math.cos), cache(Math.sin)],
+      { num_heads: 4, kv_num_heads: 2, do_rotary: 1 },
+      { ...ms, outputs: 3 },
+    );
+  });
+  await fp16Matches(rotaryGqa, feeds, "GroupQueryAttention");
+  assert.ok(
+    (await fp16.context()).pipelines.keys().some((k) => k.startsWith("rotary:") && k.endsWith(":h")),
+    "GroupQueryAttention's rotary did not run on f16 storage",
+  );
 });

@@ -11,9 +11,10 @@
  * device as for mhafuse.Attention, no softcap). Declined (the CPU reference runs, as a
  * reported fallback): float16 tensors, and head sizes whose tiles exceed the device's workgroup memory.
  *
- * Precision fp16: these kernels declare `f32Storage` — their f16-stored inputs (activations, f16 weight copies)
- * are cast to f32 by the graph first, they compute in f32 and store f32 outputs (the packed-QKV op in
- * ./kernels.ts is the one attention kernel with an f16 variant).
+ * Precision fp16: Q, K, V, the caches they are copied into, the present outputs and the output are f16 (a
+ * producer's f32 value is cast first), the score bias stays f32, and the flash kernel runs on tensor cores where
+ * the session chose them and the problem fits (../kernels/attention-tc.ts: causal, bias, GQA and Sq ≠ Skv
+ * included), else its SIMT f16 form — softmax and accumulation in f32 either way.
  */
 import { OpError } from "../../../errors.js";
 import type { Node } from "../../../ir/graph.js";
@@ -36,10 +37,23 @@ import { binary, broadcastShape } from "../kernels/elementwise.js";
 import { gemm } from "../kernels/gemm.js";
 import { contiguousStrides, stridedCopy } from "../kernels/layout.js";
 import { rotary } from "../kernels/rotary.js";
-import type { GpuKernelContext, GpuKernelDef } from "./kernel-context.js";
+import type { GpuKernelContext, GpuKernelDef, Storage } from "./kernel-context.js";
 import { asShapeTensor, type DeviceValue, isDevice, type RunValue } from "./values.js";
 
 const isF32 = (v: RunValue | undefined) => v === undefined || v.type === "float32";
+
+/** fp16 mode: Q, K, V, caches and outputs stored as f16. */
+const half = (kc: GpuKernelContext): boolean => kc.f16 !== undefined;
+/** The storage Q, K and V are read in (a float value stored otherwise is cast first). */
+const qkvStorage = (kc: GpuKernelContext): Storage => (half(kc) ? "f16" : "f32");
+/** flashAttention's precision arguments: fp16 mode takes the session's attention kernel where it fits. */
+const attentionPrecision = (kc: GpuKernelContext) =>
+  half(kc)
+    ? ({ precision: "fp16", f16Kernel: kc.attentionKernel, f16KernelPreferred: true } as const)
+    : ({ precision: "fp32" } as const);
+/** A new buffer in the storage of this kernel's activations. */
+const allocAct = (kc: GpuKernelContext, dims: readonly number[]): DeviceValue =>
+  kc.alloc(dims, "float32", half(kc));
 
 /** Why the flash kernel cannot take these head sizes on this device (its smallest row tile), or undefined. */
 function fitsWorkgroupMemory(limit: number, d: AttentionDims): string | undefined {
@@ -66,7 +80,6 @@ export const mhafuseAttentionDef: GpuKernelDef = {
   opType: "Attention",
   domain: "mhafuse",
   types: ["float32"],
-  f32Storage: true,
   hostInputs: [4],
   // key_lengths only become bytes (checked against past + current keys): a replay rewrites them.
   hostData: { 4: keyLengthsData },
@@ -88,17 +101,18 @@ export const mhafuseAttentionDef: GpuKernelDef = {
     const node: Node = kc.node;
     const [q, k, v, bias, lengths, pk, pv] = inputs;
     const d = attentionDimsOf(node, asShapeTensor(q)!, asShapeTensor(k)!, asShapeTensor(v)!);
-    const Q = kc.device(q!);
+    const st = qkvStorage(kc);
+    const Q = kc.device(q!, st);
     const kv = withPast(
       kc,
       d,
-      { t: kc.device(k!), layout: BSNH_OUT(d.seqKV, d.kvNumHeads, d.headSize) },
-      { t: kc.device(v!), layout: BSNH_OUT(d.seqKV, d.kvNumHeads, d.vHeadSize) },
+      { t: kc.device(k!, st), layout: BSNH_OUT(d.seqKV, d.kvNumHeads, d.headSize) },
+      { t: kc.device(v!, st), layout: BSNH_OUT(d.seqKV, d.kvNumHeads, d.vHeadSize) },
       pk,
       pv,
     );
     const { total } = kv;
-    const out = kc.alloc([d.batch, d.seqQ, d.numHeads * d.vHeadSize]);
+    const out = allocAct(kc, [d.batch, d.seqQ, d.numHeads * d.vHeadSize]);
     const keyLengths = lengths ? kc.uploadHostData(4, inputs) : undefined;
     const target: [number, number, number, number] = [d.batch, d.numHeads, d.seqQ, total];
     flashAttention(kc.gpu, kc.rec, {
@@ -115,8 +129,9 @@ export const mhafuseAttentionDef: GpuKernelDef = {
       outLayout: BSNH_OUT(d.seqQ, d.numHeads, d.vHeadSize),
       // Bottom-right aligned over past + current keys: query i is token P + i of the sequence.
       causalOffset: causalAttr(node) ? total - d.seqQ : undefined,
-      bias: bias ? broadcastBiasArg("mhafuse.Attention (webgpu)", kc.device(bias), target) : undefined,
+      bias: bias ? broadcastBiasArg("mhafuse.Attention (webgpu)", kc.device(bias, "f32"), target) : undefined,
       keyLengths,
+      ...attentionPrecision(kc),
     });
     return [out, ...kv.presents(node.outputs[1] || node.outputs[2])];
   },
@@ -131,7 +146,7 @@ function denseCopy(
   dims: number[],
   label: string,
 ): DeviceValue {
-  const out = kc.alloc(dims);
+  const out = kc.alloc(dims, "float32", src.f16);
   stridedCopy(
     kc.gpu,
     kc.rec,
@@ -144,6 +159,7 @@ function denseCopy(
       strides: contiguousStrides(dims),
     },
     label,
+    src.f16,
   );
   return out;
 }
@@ -161,12 +177,20 @@ function denseBsnh(
   const copy = denseCopy(kc, src, layout.offset, strides, dims, "webgpu.Attention (view)");
   if (!bias) return copy;
   const width = d.N * d.H;
-  const row = kc.alloc([width]);
-  stridedCopy(kc.gpu, kc.rec, [width], bias.buffer.buffer, { offset: bias.at, strides: [1] }, row.buffer, {
-    offset: 0,
-    strides: [1],
-  });
-  const out = kc.alloc(dims);
+  const f16 = bias.buffer.f16;
+  const row = kc.alloc([width], "float32", f16);
+  stridedCopy(
+    kc.gpu,
+    kc.rec,
+    [width],
+    bias.buffer.buffer,
+    { offset: bias.at, strides: [1] },
+    row.buffer,
+    { offset: 0, strides: [1] },
+    "webgpu.Attention (bias)",
+    f16,
+  );
+  const out = kc.alloc(dims, "float32", copy.f16);
   binary(kc.gpu, kc.rec, "Add", copy.reshape([d.B, d.S, width]), row, out.reshape([d.B, d.S, width]));
   kc.scratch(copy);
   kc.scratch(row);
@@ -201,7 +225,6 @@ export const multiHeadAttentionDef: GpuKernelDef = {
   opType: "MultiHeadAttention",
   domain: "com.microsoft",
   types: ["float32"],
-  f32Storage: true,
   hostInputs: [4],
   accepts(node, _o, inputs, gpu) {
     const [query, key, value, bias, , attnBias] = inputs;
@@ -219,7 +242,7 @@ export const multiHeadAttentionDef: GpuKernelDef = {
     const node = kc.node;
     const [query, key, value, bias, mask, attnBias] = inputs;
     const g = mhaGeometry(node, asShapeTensor(query)!, asShapeTensor(key), asShapeTensor(value));
-    const dev = [query, key, value].map((t) => (t ? kc.device(t) : undefined));
+    const dev = [query, key, value].map((t) => (t ? kc.device(t, qkvStorage(kc)) : undefined));
     const N = g.numHeads;
     const dq = N * g.headSize;
     const dv = N * g.vHeadSize;
@@ -233,7 +256,7 @@ export const multiHeadAttentionDef: GpuKernelDef = {
           node,
           `bias must have shape [${2 * dq + dv}] (Q|K|V), got [${bias.dims.join(",")}]`,
         );
-      const b = kc.device(bias);
+      const b = kc.device(bias, qkvStorage(kc));
       const biased = (h: typeof q, S: number, H: number, at: number) => {
         const t = denseBsnh(kc, h.t, h.layout, { B: g.batch, S, N, H }, { buffer: b, at });
         scratch.push(t);
@@ -257,19 +280,19 @@ export const multiHeadAttentionDef: GpuKernelDef = {
         maskFilterValue(node),
         "key_padding_mask",
       );
-      biasT = kc.device(new HostTensor("float32", m.data, m.dims));
+      biasT = kc.device(new HostTensor("float32", m.data, m.dims), "f32");
     }
     if (attnBias) {
       checkAttentionBias(node, attnBias, target);
-      const ab = kc.device(attnBias);
+      const ab = kc.device(attnBias, "f32");
       if (biasT) {
-        const sum = kc.alloc(broadcastShape("Add", biasT.dims, ab.dims));
+        const sum = kc.alloc(broadcastShape("Add", biasT.dims, ab.dims), "float32", false);
         binary(kc.gpu, kc.rec, "Add", biasT, ab, sum);
         scratch.push(sum);
         biasT = sum;
       } else biasT = ab;
     }
-    const out = kc.alloc([g.batch, g.seqQ, dv]);
+    const out = allocAct(kc, [g.batch, g.seqQ, dv]);
     flashAttention(kc.gpu, kc.rec, {
       batch: g.batch,
       numHeads: N,
@@ -289,6 +312,7 @@ export const multiHeadAttentionDef: GpuKernelDef = {
       outLayout: BSNH_OUT(g.seqQ, N, g.vHeadSize),
       causalOffset: mhaCausalOffset(node, g),
       bias: biasT ? broadcastBiasArg(OP_MHA, biasT, target) : undefined,
+      ...attentionPrecision(kc),
     });
     const results: (DeviceValue | undefined)[] = [out];
     if (node.outputs[1] || node.outputs[2]) {
@@ -314,7 +338,8 @@ function presentOf(
   d: { B: number; N: number; P: number; S: number; H: number },
 ): DeviceValue {
   const dims = [d.B, d.N, d.P + d.S, d.H];
-  const out = kc.alloc(dims);
+  const f16 = cur.f16;
+  const out = kc.alloc(dims, "float32", f16);
   const st = contiguousStrides(dims);
   const pastDims = [d.B, d.N, d.P, d.H];
   stridedCopy(
@@ -328,6 +353,8 @@ function presentOf(
       offset: 0,
       strides: st,
     },
+    "webgpu.Attention (past)",
+    f16,
   );
   stridedCopy(
     kc.gpu,
@@ -338,6 +365,7 @@ function presentOf(
     out.buffer,
     { offset: d.P * st[2]!, strides: st },
     "webgpu.Attention (present)",
+    f16,
   );
   return out;
 }
@@ -382,11 +410,11 @@ function withPast(
     pastOf(node, d, pv, d.vHeadSize, "past_value");
     const p = { B: d.batch, N: d.kvNumHeads, P: past, S: d.seqKV };
     K = {
-      t: presentOf(kc, kc.device(pk), K.t, K.layout, { ...p, H: d.headSize }),
+      t: presentOf(kc, kc.device(pk, qkvStorage(kc)), K.t, K.layout, { ...p, H: d.headSize }),
       layout: bnsh(d.kvNumHeads, total, d.headSize),
     };
     V = {
-      t: presentOf(kc, kc.device(pv), V.t, V.layout, { ...p, H: d.vHeadSize }),
+      t: presentOf(kc, kc.device(pv, qkvStorage(kc)), V.t, V.layout, { ...p, H: d.vHeadSize }),
       layout: bnsh(d.kvNumHeads, total, d.vHeadSize),
     };
   }
@@ -424,7 +452,6 @@ export const attention23Def: GpuKernelDef = {
   opType: "Attention",
   since: 23,
   types: ["float32"],
-  f32Storage: true,
   hostInputs: [6],
   accepts(node, opset, inputs, gpu) {
     const [q, k, v, mask, pk, pv] = inputs;
@@ -445,16 +472,24 @@ export const attention23Def: GpuKernelDef = {
     const node = kc.node;
     const [q, k, v, mask, pk, pv, nonpad] = inputs;
     const g = attention23Geometry(node, asShapeTensor(q)!, asShapeTensor(k)!, asShapeTensor(v)!);
-    const Q = kc.device(q!);
-    const kv = withPast(kc, g, { t: kc.device(k!), layout: g.k }, { t: kc.device(v!), layout: g.v }, pk, pv);
+    const st = qkvStorage(kc);
+    const Q = kc.device(q!, st);
+    const kv = withPast(
+      kc,
+      g,
+      { t: kc.device(k!, st), layout: g.k },
+      { t: kc.device(v!, st), layout: g.v },
+      pk,
+      pv,
+    );
     const { past, total } = kv;
     const target: [number, number, number, number] = [g.batch, g.numHeads, g.seqQ, total];
     let bias: DeviceValue | undefined;
     if (mask) {
       if (mask.type === "bool") {
         const m = additiveMask(node, mask as Tensor, total);
-        bias = kc.device(new HostTensor("float32", m.data, m.dims));
-      } else bias = kc.device(mask);
+        bias = kc.device(new HostTensor("float32", m.data, m.dims), "f32");
+      } else bias = kc.device(mask, "f32");
     }
     const keyLengths =
       nonpad && kc.opset >= 24
@@ -463,7 +498,7 @@ export const attention23Def: GpuKernelDef = {
     const yDims = g.threeD
       ? [g.batch, g.seqQ, g.numHeads * g.vHeadSize]
       : [g.batch, g.numHeads, g.seqQ, g.vHeadSize];
-    const out = kc.alloc(yDims);
+    const out = allocAct(kc, yDims);
     flashAttention(kc.gpu, kc.rec, {
       ...g,
       seqKV: total,
@@ -479,6 +514,7 @@ export const attention23Def: GpuKernelDef = {
       causalOffset: attrInt(node, "is_causal", 0) !== 0 ? past : undefined,
       bias: bias ? broadcastBiasArg("Attention-23 (webgpu)", bias, target) : undefined,
       keyLengths,
+      ...attentionPrecision(kc),
     });
     // present_key / present_value: past ++ current, or (no past) the current K/V as [B, Nkv, S, H].
     return [out, ...kv.presents(node.outputs[1] || node.outputs[2])];
@@ -494,7 +530,7 @@ export const contribAttentionDef: GpuKernelDef = {
   opType: "Attention",
   domain: "com.microsoft",
   types: ["float32"],
-  f32Storage: true,
+  f16Weights: [1],
   hostInputs: [3],
   accepts(node, _o, inputs, gpu) {
     const [input, weights, bias, , past, attnBias, pastSeq] = inputs;
@@ -514,15 +550,18 @@ export const contribAttentionDef: GpuKernelDef = {
     const node = kc.node;
     const [input, weights, bias, mask, , attnBias] = inputs;
     const g = contribAttentionGeometry(node, input!, weights!, bias);
-    const X = kc.device(input!);
-    const W = isDevice(weights) ? weights : (kc.weight(weights as Tensor, false) ?? kc.device(weights!));
+    const st = qkvStorage(kc);
+    const X = kc.device(input!, st);
+    const w = isDevice(weights) ? undefined : kc.weight(weights as Tensor, false);
+    const W = w && w.f16 === half(kc) ? w : kc.device(weights!, st);
     const M = g.batch * g.seq;
-    const qkv = kc.alloc([g.batch, g.seq, g.width]);
+    const qkv = allocAct(kc, [g.batch, g.seq, g.width]);
     gemm(kc.gpu, kc.rec, {
       a: { buffer: X.buffer, dims: [M, g.inHidden] },
       b: { buffer: W.buffer, dims: [g.inHidden, g.width] },
-      bias: bias ? { buffer: kc.device(bias).buffer, dims: [g.width] } : undefined,
+      bias: bias ? { buffer: kc.device(bias, st).buffer, dims: [g.width] } : undefined,
       out: { buffer: qkv.buffer, dims: [M, g.width] },
+      ...(kc.f16 ? ({ precision: "fp16", f16Kernel: kc.f16 } as const) : ({ precision: "fp32" } as const)),
     });
     const N = g.numHeads;
     const target: [number, number, number, number] = [g.batch, N, g.seq, g.seq];
@@ -530,13 +569,13 @@ export const contribAttentionDef: GpuKernelDef = {
     let biasT: DeviceValue | undefined;
     if (mask) {
       const m = maskBias(node, mask as Tensor, g.batch, g.seq, g.seq, maskFilterValue(node), "mask_index");
-      biasT = kc.device(new HostTensor("float32", m.data, m.dims));
+      biasT = kc.device(new HostTensor("float32", m.data, m.dims), "f32");
     }
     if (attnBias) {
       checkAttentionBias(node, attnBias, target);
-      const ab = kc.device(attnBias);
+      const ab = kc.device(attnBias, "f32");
       if (biasT) {
-        const sum = kc.alloc(broadcastShape("Add", biasT.dims, ab.dims));
+        const sum = kc.alloc(broadcastShape("Add", biasT.dims, ab.dims), "float32", false);
         binary(kc.gpu, kc.rec, "Add", biasT, ab, sum);
         scratch.push(sum);
         biasT = sum;
@@ -548,7 +587,7 @@ export const contribAttentionDef: GpuKernelDef = {
       headStride: H,
       seqStride: g.width,
     });
-    const out = kc.alloc([g.batch, g.seq, g.dv]);
+    const out = allocAct(kc, [g.batch, g.seq, g.dv]);
     flashAttention(kc.gpu, kc.rec, {
       batch: g.batch,
       numHeads: N,
@@ -568,6 +607,7 @@ export const contribAttentionDef: GpuKernelDef = {
       outLayout: BSNH_OUT(g.seq, N, g.vHeadSize),
       causalOffset: attrInt(node, "unidirectional", 0) ? 0 : undefined,
       bias: biasT ? broadcastBiasArg("com.microsoft.Attention (webgpu)", biasT, target) : undefined,
+      ...attentionPrecision(kc),
     });
     for (const t of scratch) kc.scratch(t);
     return [out];
@@ -585,7 +625,6 @@ export const groupQueryAttentionDef: GpuKernelDef = {
   opType: "GroupQueryAttention",
   domain: "com.microsoft",
   types: ["float32"],
-  f32Storage: true,
   hostInputs: [5, 6],
   accepts(node, _o, inputs, gpu) {
     const [q, k, v, pk, pv] = inputs;
@@ -620,18 +659,21 @@ export const groupQueryAttentionDef: GpuKernelDef = {
     const g = gqaGeometry(node, inputs, seqlensK.length);
     const { pastLens, present } = gqaPastLengths(node, g, seqlensK, total);
     const { B, S, D, N, Nkv, H, P } = g;
-    let Q = kc.device(query!);
+    const st = qkvStorage(kc);
+    const f16 = half(kc);
+    let Q = kc.device(query!, st);
     let qLayout: StridedLayout = { offset: 0, batchStride: S * D, headStride: H, seqStride: D };
     // New K / V rows: inside the packed query (columns N·H.. and (N + Nkv)·H..) or their own [B, S, Nkv·H].
     const src = (t: RunValue | undefined, at: number) =>
       g.packed
         ? { buf: Q, offset: at, batchStride: S * D, seqStride: D }
-        : { buf: kc.device(t!), offset: 0, batchStride: S * Nkv * H, seqStride: Nkv * H };
+        : { buf: kc.device(t!, st), offset: 0, batchStride: S * Nkv * H, seqStride: Nkv * H };
     let kNew = src(key, N * H);
     const vNew = src(value, (N + Nkv) * H);
     const scratch: DeviceValue[] = [];
     if (attrInt(node, "do_rotary", 0) !== 0) {
-      const cos = kc.device(inputs[7]!);
+      // The caches stay f32 (the rotation is computed in f32 either way).
+      const cos = kc.device(inputs[7]!, "f32");
       const half = cos.dims[1]!;
       if (2 * half > H) throw new OpError(node, `rotary half ${half} exceeds half the head size ${H}`);
       const last = Math.max(...pastLens) + S - 1;
@@ -641,14 +683,15 @@ export const groupQueryAttentionDef: GpuKernelDef = {
         S,
         H,
         cos: cos.buffer,
-        sin: kc.device(inputs[8]!).buffer,
+        sin: kc.device(inputs[8]!, "f32").buffer,
         half,
         positions: kc.uploadInt32(Int32Array.from(pastLens)),
         interleaved: attrInt(node, "rotary_interleaved", 0) !== 0,
+        f16,
       };
-      const qr = kc.alloc([B, S, N, H]);
+      const qr = allocAct(kc, [B, S, N, H]);
       rotary(kc.gpu, kc.rec, { ...common, x: Q.buffer, layout: qLayout, heads: N, out: qr.buffer });
-      const kr = kc.alloc([B, S, Nkv, H]);
+      const kr = allocAct(kc, [B, S, Nkv, H]);
       rotary(kc.gpu, kc.rec, {
         ...common,
         x: kNew.buf.buffer,
@@ -667,12 +710,12 @@ export const groupQueryAttentionDef: GpuKernelDef = {
       kNew = { buf: kr, offset: 0, batchStride: S * Nkv * H, seqStride: Nkv * H };
     }
     const presentDims = [B, Nkv, present, H];
-    const st = contiguousStrides(presentDims);
+    const strides = contiguousStrides(presentDims);
     const cache = (fresh: typeof kNew, past: RunValue | undefined): DeviceValue => {
-      const out = kc.alloc(presentDims);
+      const out = allocAct(kc, presentDims);
       // The reference leaves the cache past each sequence's rows zero.
-      kc.rec.clear(out.buffer, 0, B * Nkv * present * H * 4);
-      const pastBuf = past ? kc.device(past) : undefined;
+      kc.rec.clear(out.buffer, 0, out.bytes);
+      const pastBuf = past ? kc.device(past, st) : undefined;
       for (let b = 0; b < B; b++) {
         const at = pastLens[b]!;
         if (pastBuf && at > 0)
@@ -683,8 +726,9 @@ export const groupQueryAttentionDef: GpuKernelDef = {
             pastBuf.buffer,
             { offset: b * Nkv * P * H, strides: [P * H, H, 1] },
             out.buffer,
-            { offset: b * st[0]!, strides: st.slice(1) },
+            { offset: b * strides[0]!, strides: strides.slice(1) },
             "webgpu.GroupQueryAttention (past)",
+            f16,
           );
         stridedCopy(
           kc.gpu,
@@ -693,15 +737,16 @@ export const groupQueryAttentionDef: GpuKernelDef = {
           fresh.buf.buffer,
           { offset: fresh.offset + b * fresh.batchStride, strides: [H, fresh.seqStride, 1] },
           out.buffer,
-          { offset: b * st[0]! + at * H, strides: st.slice(1) },
+          { offset: b * strides[0]! + at * H, strides: strides.slice(1) },
           "webgpu.GroupQueryAttention (new rows)",
+          f16,
         );
       }
       return out;
     };
     const presentK = cache(kNew, pastKey);
     const presentV = cache(vNew, pastValue);
-    const out = kc.alloc([B, S, N * H]);
+    const out = allocAct(kc, [B, S, N * H]);
     flashAttention(kc.gpu, kc.rec, {
       batch: B,
       numHeads: N,
@@ -721,6 +766,7 @@ export const groupQueryAttentionDef: GpuKernelDef = {
       outLayout: BSNH_OUT(S, N, H),
       keyLengths: kc.uploadInt32(Int32Array.from(pastLens, (p) => p + S)),
       causalPerBatch: true,
+      ...attentionPrecision(kc),
     });
     for (const t of scratch) kc.scratch(t);
     return [out, presentK, presentV];

@@ -18,7 +18,10 @@
  * (it is workgroup-uniform as it stands), so every workgroup variable is a multiple of 16 bytes.
  *
  * Tensor-core flash attention (f16 storage, f32 softmax and accumulation) on WebGPU subgroup matrices, for
- * the packed-QKV ops (lengths or cu_seqlens; no causal mask or bias — those take the SIMT fp16 kernel).
+ * the packed-QKV ops (lengths or cu_seqlens) and the general ones (strided Q/K/V views, GQA, Sq ≠ Skv, a causal
+ * mask — a uniform offset or per batch — and an additive f32 score bias with broadcast strides), the same
+ * rules as the SIMT kernels (attention-wgsl.ts): key j is allowed for row i iff j < the key length and, causal,
+ * j <= i + offset; a row with no allowed key is zeros.
  *
  * One workgroup of 4 subgroups per (64 query rows, head, batch) where per-subgroup offsets compile (else one
  * subgroup, 16 rows); each subgroup owns 16 query rows (FlashAttention-2 style: no cross-subgroup reduction).
@@ -94,7 +97,14 @@ export const TC_ATTENTION_FIELDS: UniformFields = [
   ["seqKV", "u32"],
   ["group", "u32"],
   ["scale", "f32"],
+  ["causalOffset", "i32"],
   ...QKVO_LAYOUT_FIELDS,
+  // The additive score bias's offset and batch, head, row and key strides (0 broadcasts that axis).
+  ["bOff", "u32"],
+  ["bBS", "u32"],
+  ["bHS", "u32"],
+  ["bRS", "u32"],
+  ["bKS", "u32"],
   ["negInf", "f32"],
 ];
 
@@ -107,6 +117,12 @@ export interface TcAttentionConfig extends TcAttentionVariant {
   H: number;
   lengths: boolean;
   cu: boolean;
+  /** Causal mask: key j allowed for row i iff j <= i + the causalOffset uniform (or, causalPerBatch, kLen − qLen). */
+  causal?: boolean;
+  /** The causal offset per batch: its key length minus the query rows (FlashAttentionArgs.causalPerBatch). */
+  causalPerBatch?: boolean;
+  /** An additive f32 score bias (binding after lengths / cu, strides in the uniforms). */
+  bias?: boolean;
   /**
    * Probe only (bench/tc-attention-probe.ts): the first H200 version's 4-byte `var<workgroup> wgKvEnd: u32`
    * (made uniform through workgroupUniformLoad), to reproduce its error next to the fixed kernel.
@@ -239,7 +255,8 @@ export function tcAttentionPlan(
 export function tcAttentionKey(syntax: MatrixSyntax, c: TcAttentionConfig): string {
   const { BC, pInK } = layout(c.H, c.multi, c);
   const sgb = !!c.sgBuiltin;
-  return `flash-tc:${syntax}:m${+c.multi}:sgb${+sgb}:H${c.H}:len${+c.lengths}:cu${+c.cu}:kt${BC}:pk${+pInK}`;
+  const causal = c.causal ? `:causal${c.causalPerBatch ? "pb" : ""}` : "";
+  return `flash-tc:${syntax}:m${+c.multi}:sgb${+sgb}:H${c.H}:len${+c.lengths}:cu${+c.cu}:kt${BC}:pk${+pInK}${causal}${c.bias ? ":bias" : ""}`;
 }
 
 export function tcAttentionSource(c: TcAttentionConfig, syntax: MatrixSyntax): string {
@@ -255,6 +272,7 @@ export function tcAttentionSource(c: TcAttentionConfig, syntax: MatrixSyntax): s
   ];
   if (c.lengths) decls.push({ name: "lengths", type: "i32" });
   if (c.cu) decls.push({ name: "cu", type: "i32" });
+  if (c.bias) decls.push({ name: "bias" });
   decls.push({ name: "O", type: "vec4<u32>", write: true });
   if (c.debug)
     decls.push({ name: "DbgH", type: "f16", write: true }, { name: "Dbg", type: "f32", write: true });
@@ -339,7 +357,8 @@ export function tcAttentionSource(c: TcAttentionConfig, syntax: MatrixSyntax): s
     oStore.push(`    O[(ob + ${8 * q}u) / 8u] = vec4<u32>(${pk.join(", ")});`);
   }
   // Four scores of this lane's row, from key c of its side on (c a multiple of 4, rowS too: 16-byte aligned).
-  const s4 = "vec4<f32>(Ss[rowS + c], Ss[rowS + c + 1u], Ss[rowS + c + 2u], Ss[rowS + c + 3u]) * u.scale";
+  const s4raw = "vec4<f32>(Ss[rowS + c], Ss[rowS + c + 1u], Ss[rowS + c + 2u], Ss[rowS + c + 3u])";
+  const s4 = `${s4raw} * u.scale`;
   const in4 = "vec4<u32>(c) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(nk)";
 
   const keyLen = c.cu ? "seqLen" : c.lengths ? "u32(clamp(lengths[b], 0, i32(u.seqKV)))" : "u.seqKV";
@@ -368,11 +387,19 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   ${
     c.kvEndVar
       ? `if (tid == 0u) { wgKvEnd = select(0u, kLen, rowBase < qLen); }
-  let kvEnd = workgroupUniformLoad(&wgKvEnd);`
+  var kvEnd = workgroupUniformLoad(&wgKvEnd);`
       : `// Workgroup-uniform as it stands (uniforms, read-only storage, workgroup_id): no workgroup scalar. The
   // first H200 version staged it through a 4-byte \`var<workgroup> wgKvEnd: u32\`, and there the K and V
   // fragments came out shifted by two halves (bench/h200-tc-attention-probe.log).
-  let kvEnd = select(0u, kLen, rowBase < qLen);`
+  var kvEnd = select(0u, kLen, rowBase < qLen);`
+  }${
+    c.causal
+      ? `
+  // Key j is allowed for row i iff j <= i + causalOff (a uniform, or per batch: bottom-right aligned to each
+  // sequence's own keys); the workgroup reads keys up to what its last live row allows.
+  let causalOff = ${c.causalPerBatch ? "i32(kLen) - i32(qLen)" : "u.causalOffset"};
+  if (kvEnd > 0u) { kvEnd = u32(clamp(i32(min(rowBase + ${BR}u, qLen)) + causalOff, 0, i32(kvEnd))); }`
+      : ""
   }${c.debug ? "\n  let dbgOn = wid.x == 0u && wid.y == 0u && wid.z == 0u;" : ""}
 ${decl.join("\n")}
   // The first K/V tile's loads in flight while Q is staged.
@@ -403,6 +430,9 @@ ${stash.join("\n")}
     for (var e = tid; e < 384u; e += ${T}u) { DbgH[8576u + e] = KVs[${kOff}u + e]; DbgH[8960u + e] = KVs[${vOff}u + e]; }`)}
   var m = NEG_INF;
   var l = 0.0;
+  // This lane's row: its keys end at rowEnd (a prefix of the workgroup's kvEnd keys).
+  let i = rowBase + sg * 16u + r;
+  let rowEnd = ${c.causal ? "u32(clamp(i32(i) + causalOff + 1, 0, i32(kvEnd)))" : "kvEnd"};${c.bias ? "\n  let bRow = u.bOff + b * u.bBS + n * u.bHS + min(i, u.seqQ - 1u) * u.bRS;" : ""}
 ${oDecl.join("\n")}
   for (var k0 = 0u; k0 < kvEnd; k0 += ${BC}u) {
     let t0 = k0 + ${BC}u;
@@ -417,10 +447,24 @@ ${scores.join("\n")}
     let rowS = sg * ${16 * SW}u + r * ${SW}u + side * ${BC / 2}u;
     let rowP = ${pOff}u + sg * ${16 * PS}u + r * ${PS}u + side * ${BC / 2}u;
     let keyBase = k0 + side * ${BC / 2}u;
-    let nk = min(kvEnd - min(keyBase, kvEnd), ${BC / 2}u);
+    let nk = min(rowEnd - min(keyBase, rowEnd), ${BC / 2}u);
     var mx = NEG_INF;
     for (var c = 0u; c < ${BC / 2}u; c += 4u) {
-      let s = select(vec4<f32>(NEG_INF), ${s4}, ${in4});
+      ${
+        c.bias
+          ? `var s = select(vec4<f32>(NEG_INF), ${s4}, ${in4});
+      // The bias of the four keys, their indices clamped into the bias (key < seqKV; bRow's row < seqQ) so the
+      // loads need no branch and issue together; masked keys drop theirs. [8,12,512,64] causal + bias on the
+      // H200: 0.165 ms, against 0.62 with a guarded load each and 0.214 with the subgroup's lanes adding
+      // coalesced bias rows into the scratch behind one more barrier
+      // (bench/h200-tc-attention-general{,-guarded,-coop}-1129f.log). The biased scores go back to the scratch,
+      // which the exp loop below reads as they are.
+      let j4 = min(vec4<u32>(keyBase + c) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(u.seqKV - 1u)) * u.bKS;
+      let bv = vec4<f32>(bias[bRow + j4.x], bias[bRow + j4.y], bias[bRow + j4.z], bias[bRow + j4.w]);
+      s = s + select(vec4<f32>(0.0), bv, ${in4});
+      Ss[rowS + c] = s.x; Ss[rowS + c + 1u] = s.y; Ss[rowS + c + 2u] = s.z; Ss[rowS + c + 3u] = s.w;`
+          : `let s = select(vec4<f32>(NEG_INF), ${s4}, ${in4});`
+      }
       mx = max(mx, max(max(s.x, s.y), max(s.z, s.w)));
     }
     mx = max(mx, subgroupShuffleXor(mx, 16u));
@@ -430,7 +474,7 @@ ${scores.join("\n")}
     let live = vec4<bool>(mNew > NEG_INF);
     var ps = 0.0;
     for (var c = 0u; c < ${BC / 2}u; c += 4u) {
-      let p = select(vec4<f32>(0.0), exp(${s4} - mNew), (${in4}) & live);
+      let p = select(vec4<f32>(0.0), exp(${c.bias ? s4raw : s4} - mNew), (${in4}) & live);
       KVs[rowP + c] = f16(p.x); KVs[rowP + c + 1u] = f16(p.y); KVs[rowP + c + 2u] = f16(p.z); KVs[rowP + c + 3u] = f16(p.w);
       ps += p.x; ps += p.y; ps += p.z; ps += p.w;
     }
@@ -450,7 +494,6 @@ ${stash.join("\n")}
     workgroupBarrier();
   }
   l = l + subgroupShuffleXor(l, 16u);
-  let i = rowBase + sg * 16u + r;
   if (i < qLen) {
     let inv = select(1.0 / l, 0.0, l == 0.0);
     let ob = oBase + (seqStart + i) * u.oSS + side * ${HH}u;
@@ -476,6 +519,7 @@ export function singleHeadTcUniforms(S: number, H: number, scale: number): Array
     seqKV: S,
     group: 1,
     scale,
+    causalOffset: 0,
     ...L("q", 0),
     ...L("k", H),
     ...L("v", 2 * H),
@@ -483,6 +527,7 @@ export function singleHeadTcUniforms(S: number, H: number, scale: number): Array
     oBS: H,
     oHS: H,
     oSS: H,
+    ...{ bOff: 0, bBS: 0, bHS: 0, bRS: 0, bKS: 0 },
     negInf: Number.NEGATIVE_INFINITY,
   });
 }

@@ -133,8 +133,8 @@ export interface FlashAttentionArgs {
   prefetchKV?: boolean;
   /**
    * "fp32" (default): Q, K, V, O float32. "fp16": Q, K, V, O IEEE f16 (bias stays f32), scores, softmax and
-   * accumulation in f32 — on tensor cores where the context detected them and the problem fits (head size
-   * 16..64 in steps of 16, no causal mask, no bias), else the SIMT kernel with f16 loads/stores.
+   * accumulation in f32 — on tensor cores where the context detected them and the problem fits (equal head
+   * sizes 16..64 in steps of 16, 8-aligned layouts), else the SIMT kernel with f16 loads/stores.
    */
   precision?: Precision;
   /** fp16 only: force the kernel (tests, benchmarks), or with `f16KernelPreferred` the session's choice. */
@@ -363,6 +363,17 @@ function fastConfig(a: FlashAttentionArgs, io: AttentionIo, limit: number): Fast
   return undefined;
 }
 
+/** The score bias's offset and strides as both kernels' uniforms (zeros without a bias). */
+function biasUniforms(bias: AttentionBiasArg | undefined): Record<string, number> {
+  return {
+    bOff: bias?.offset ?? 0,
+    bBS: bias?.batchStride ?? 0,
+    bHS: bias?.headStride ?? 0,
+    bRS: bias?.rowStride ?? 0,
+    bKS: bias?.keyStride ?? 0,
+  };
+}
+
 /** Records one flash-attention dispatch over every (row tile, head, batch). */
 export function flashAttention(ctx: WebGpuContext, rec: CommandRecorder, a: FlashAttentionArgs): void {
   const { batch, numHeads, kvNumHeads, headSize: H, vHeadSize: HV } = a;
@@ -390,30 +401,35 @@ export function flashAttention(ctx: WebGpuContext, rec: CommandRecorder, a: Flas
     // The kernel is written for 16×16×16 fragments (rows of 16 per subgroup, H / 16 of them).
     const c = ctx.f16?.config;
     const frag16 = c !== undefined && c.M === 16 && c.N === 16 && c.K === 16;
-    const fits =
-      plan !== undefined &&
-      frag16 &&
-      aligned8 &&
-      a.causalOffset === undefined &&
-      !a.causalPerBatch &&
-      !a.bias &&
-      !a.ablate;
+    const fits = plan !== undefined && frag16 && aligned8 && !a.ablate;
     if (!(syntax && fits) && !a.f16KernelPreferred)
       throw new OpError(
         OP,
         syntax
-          ? `the tensor-core kernel takes 16×16×16 fragments, head sizes 16..64 (multiples of 16), 8-aligned layouts, no causal mask or bias; got H ${H}/${HV}`
+          ? `the tensor-core kernel takes 16×16×16 fragments, equal head sizes 16..64 (multiples of 16) and 8-aligned layouts; got H ${H}/${HV}`
           : `no tensor cores on this device: ${ctx.f16?.reason ?? "f16 support was not detected"}`,
       );
     if (syntax && fits) {
       const { multi, keyTile, pInK } = plan;
       const sgBuiltin = ctx.f16?.sgBuiltin === true;
-      const tc = { multi, keyTile, pInK, sgBuiltin, H, lengths: !!a.keyLengths, cu: !!a.cuSeqlens };
+      const tc = {
+        multi,
+        keyTile,
+        pInK,
+        sgBuiltin,
+        H,
+        lengths: !!a.keyLengths,
+        cu: !!a.cuSeqlens,
+        causal: a.causalOffset !== undefined || !!a.causalPerBatch,
+        causalPerBatch: !!a.causalPerBatch,
+        bias: !!a.bias,
+      };
       // flash-tc:… — everything the source bakes in (test/webgpu-attention-tc-emulated.test.ts fills it).
       const k = ctx.pipelines.get(tcAttentionKey(syntax, tc), () => tcAttentionSource(tc, syntax));
       const bufs = [a.q, a.k, a.v];
       if (a.keyLengths) bufs.push(a.keyLengths);
       if (a.cuSeqlens) bufs.push(a.cuSeqlens);
+      if (a.bias) bufs.push(a.bias.buffer);
       bufs.push(a.out);
       const L = (p: string, l: AttentionLayout) => ({
         [`${p}Off`]: l.offset,
@@ -426,10 +442,12 @@ export function flashAttention(ctx: WebGpuContext, rec: CommandRecorder, a: Flas
         seqKV: a.seqKV,
         group: numHeads / kvNumHeads,
         scale: a.scale,
+        causalOffset: a.causalOffset ?? 0,
         ...L("q", a.qLayout),
         ...L("k", a.kLayout),
         ...L("v", a.vLayout),
         ...L("o", a.outLayout),
+        ...biasUniforms(a.bias),
         negInf: Number.NEGATIVE_INFINITY,
       });
       rec.dispatch(
@@ -505,11 +523,7 @@ export function flashAttention(ctx: WebGpuContext, rec: CommandRecorder, a: Flas
     ...L("k", a.kLayout),
     ...L("v", a.vLayout),
     ...L("o", a.outLayout),
-    bOff: bias?.offset ?? 0,
-    bBS: bias?.batchStride ?? 0,
-    bHS: bias?.headStride ?? 0,
-    bRS: bias?.rowStride ?? 0,
-    bKS: bias?.keyStride ?? 0,
+    ...biasUniforms(bias),
     negInf: Number.NEGATIVE_INFINITY,
   });
   rec.dispatch(k, bufs, u, [Math.ceil(a.seqQ / Br), numHeads, batch], OP);

@@ -10,7 +10,7 @@
 import type { WebGpuContext } from "../context.js";
 import type { CommandRecorder } from "../recorder.js";
 import { packUniforms, type UniformFields, uniformStruct } from "../uniforms.js";
-import { bindings, LINEAR_MAIN, linearGrid } from "./common.js";
+import { bindings, elemOf, f16Enable, LINEAR_MAIN, linearGrid, storageKey } from "./common.js";
 
 const FIELDS: UniformFields = [
   ["total", "u32"],
@@ -54,21 +54,25 @@ export interface RotaryArgs {
   /** Where element (b, s, n, h) of the output goes (offset 0); default dense [B, S, heads, H]. */
   outLayout?: { batchStride: number; seqStride: number; headStride: number };
   out: GPUBuffer;
+  /** x and out stored as f16 (fp16 mode); the caches stay f32, the rotation is computed in f32. */
+  f16?: boolean;
 }
 
 export function rotary(ctx: WebGpuContext, rec: CommandRecorder, a: RotaryArgs): void {
   const total = a.B * a.S * a.heads * a.H;
   const pair = a.interleaved
-    ? `let j = h / 2u; let odd = (h % 2u) == 1u; let x1 = x[src + 2u * j]; let x2 = x[src + 2u * j + 1u];`
-    : `let odd = h >= u.half; let j = select(h, h - u.half, odd); let x1 = x[src + j]; let x2 = x[src + j + u.half];`;
+    ? `let j = h / 2u; let odd = (h % 2u) == 1u; let x1 = f32(x[src + 2u * j]); let x2 = f32(x[src + 2u * j + 1u]);`
+    : `let odd = h >= u.half; let j = select(h, h - u.half, odd); let x1 = f32(x[src + j]); let x2 = f32(x[src + j + u.half]);`;
+  const half = { f16: a.f16 };
+  const el = elemOf(half);
   const k = ctx.pipelines.get(
-    `rotary:i${+a.interleaved}`,
-    () => `${uniformStruct(FIELDS)}${bindings([
-      { name: "x" },
+    `rotary:i${+a.interleaved}:${storageKey(half)}`,
+    () => `${f16Enable(half)}${uniformStruct(FIELDS)}${bindings([
+      { name: "x", type: el },
       { name: "cosc" },
       { name: "sinc" },
       { name: "pos", type: "i32" },
-      { name: "o", write: true },
+      { name: "o", type: el, write: true },
     ])}
 ${LINEAR_MAIN}
   if (i >= u.total) { return; }
@@ -83,7 +87,7 @@ ${LINEAR_MAIN}
   let p = u32(pos[b * u.posBatch + s * u.posSeq]) + s * u.addSeq;
   let c = cosc[p * u.cacheStride + j];
   let sn = sinc[p * u.cacheStride + j];
-  o[dst] = select(x1 * c - x2 * sn, x1 * sn + x2 * c, odd);
+  o[dst] = ${el}(select(x1 * c - x2 * sn, x1 * sn + x2 * c, odd));
 }`,
   );
   rec.dispatch(
