@@ -367,7 +367,7 @@ function tcLabel(H: number, v: TcAttentionChoice): string {
   const p = tcAttentionPlan(H, H, ctx.gpu.limits.maxComputeWorkgroupStorageSize, !!ctx.f16?.multiSubgroup, v);
   if (!p) return "[does not fit]";
   const sg = p.multi ? `4sg${ctx.f16?.sgBuiltin ? "(subgroup_id)" : ""}` : "1sg";
-  return `[${sg} kt${p.BC} P ${p.pInK ? "in K" : "own"} ${p.bytes} B]`;
+  return `[${sg} kt${p.BC} P ${p.pInK ? "in K" : "own"}${p.lazy ? " lazy" : " eager"} ${p.bytes} B]`;
 }
 if (FP16 && f.shaderF16 && !TC_TILES && !TILES && !ATTENTION_ONLY) {
   const kind = ctx.f16?.syntax ? "tc" : "simt";

@@ -79,7 +79,7 @@ function emulable(ctx: WebGpuContext, multi: boolean, H: number, v: TcAttentionV
 
 /** A variant's name in the messages. */
 const label = (multi: boolean, v: TcAttentionVariant) =>
-  `${multi ? "4sg" : "1sg"}${v.keyTile ? ` kt${v.keyTile}` : ""}${v.pInK === false ? " P-separate" : ""}`;
+  `${multi ? "4sg" : "1sg"}${v.keyTile ? ` kt${v.keyTile}` : ""}${v.pInK === false ? " P-separate" : ""}${v.lazy === false ? " eager" : ""}`;
 
 async function packed(
   ctx: WebGpuContext,
@@ -90,9 +90,15 @@ async function packed(
   H: number,
   lengths?: number[],
   tcVariant?: TcAttentionVariant & { multi: boolean },
+  /** K at token s scaled by 1 + s/4: each row's maximum grows along the keys (the lazy rescale's path). */
+  growKeys = false,
 ) {
   const E = N * H;
   const qkv = rand(S * B * 3 * E, S * 7 + B + N + H);
+  if (growKeys)
+    for (let t = 0; t < S * B; t++)
+      for (let n = 0; n < N; n++)
+        for (let h = 0; h < H; h++) qkv[t * 3 * E + n * 3 * H + H + h]! *= 1 + Math.floor(t / B) / 4;
   const out: GpuTensor = { buffer: ctx.pool.acquire(2 * S * B * E + 4), dims: [S, B, E] };
   const rec = ctx.recorder();
   packedQkvAttention(ctx, rec, {
@@ -123,14 +129,19 @@ type Shape = [
   N: number,
   H: number,
   lengths?: number[],
+  growKeys?: boolean,
 ];
 // Lengths of 0 (the workgroup loops over no key tile: zero rows) and partial tiles; S past a tile boundary.
 const shapes: Shape[] = [
-  [false, {}, 16, 1, 1, 16],
+  // The eager rescale (TcAttentionVariant.lazy false); the other cases take the default, lazy.
+  [false, { lazy: false }, 16, 1, 1, 16],
   // The default layout (Q staging and P in the K tile's memory) with four subgroups and 64-key tiles (more
   // than TC_SHORT_KEYS keys): three row tiles and three key tiles, the last of each partial; a full, an empty
   // and a partial sequence.
   [true, {}, 136, 3, 1, 16, [136, 0, 17]],
+  // The lazy rescale with maxima that grow along the keys: rows rescale on some tiles and not on others; a
+  // partial last tile, an empty and a short sequence.
+  [false, {}, 100, 3, 1, 16, [100, 0, 40], true],
   ...(full
     ? ([
         [false, {}, 33, 1, 1, 32],
@@ -143,6 +154,9 @@ const shapes: Shape[] = [
         // 48 and 16, whose K/V tile loads leave part of the threads idle.
         [true, { keyTile: 32, pInK: false }, 100, 3, 2, 64, [100, 0, 37]],
         [true, { keyTile: 32 }, 70, 2, 1, 64, [70, 33]],
+        [true, { keyTile: 32 }, 100, 2, 1, 64, [100, 37], true],
+        [true, {}, 150, 2, 2, 32, [150, 70], true],
+        [true, { lazy: false }, 136, 3, 1, 16, [136, 0, 17], true],
         [true, { keyTile: 32 }, 40, 2, 1, 48, [40, 5]],
         [true, { keyTile: 32, pInK: false }, 40, 2, 1, 16, [40, 0]],
         // Where workgroup memory allows (not lavapipe): the four-subgroup default at H = 64.
@@ -157,17 +171,17 @@ test("tensor-core attention WGSL, emulated subgroup matrices: matches the SIMT f
   if (typeof ctx === "string") return t.skip(ctx);
   const saved = ctx.f16;
   try {
-    for (const [multi, v, S, B, N, H, lengths] of shapes) {
-      const name = `${label(multi, v)} S=${S} B=${B} N=${N} H=${H}${lengths ? ` lengths ${lengths}` : ""}`;
+    for (const [multi, v, S, B, N, H, lengths, grow] of shapes) {
+      const name = `${label(multi, v)} S=${S} B=${B} N=${N} H=${H}${lengths ? ` lengths ${lengths}` : ""}${grow ? " growing keys" : ""}`;
       // The variant flashAttention runs for S keys (a key tile by the length where the case names none).
       const asRun = tcAttentionChoiceFor(S, v, { H, limit: ctx.gpu.limits.maxComputeWorkgroupStorageSize });
       if (!emulable(ctx, multi, H, asRun)) {
         t.diagnostic(`skipped ${name}: workgroup memory ${ctx.gpu.limits.maxComputeWorkgroupStorageSize}`);
         continue;
       }
-      const want = await packed(ctx, "simt", S, B, N, H, lengths);
+      const want = await packed(ctx, "simt", S, B, N, H, lengths, undefined, grow);
       useEmulated(ctx, { ...asRun, multi, H, lengths: !!lengths, cu: false });
-      const got = await packed(ctx, "tensor-core", S, B, N, H, lengths, { ...v, multi });
+      const got = await packed(ctx, "tensor-core", S, B, N, H, lengths, { ...v, multi }, grow);
       ctx.f16 = saved;
       const d = maxDiff(got, want);
       t.diagnostic(`${name}: max |tc - simt| ${d.toExponential(2)}`);
@@ -412,8 +426,10 @@ test("tensor-core attention probe kernel (debug dumps, old 4-byte kvEnd variable
     }
 });
 
-test("tcAttentionChoiceFor: 32-key tiles up to 128 keys, and where only they fit four subgroups", () => {
-  assert.equal(tcAttentionChoiceFor(128).keyTile, 32);
+test("tcAttentionChoiceFor: 64-key tiles (lazy), 32 up to 128 keys when eager, and where only they fit", () => {
+  assert.equal(tcAttentionChoiceFor(128).keyTile, 64);
+  assert.equal(tcAttentionChoiceFor(128, { lazy: false }).keyTile, 32);
+  assert.equal(tcAttentionChoiceFor(512, { lazy: false }).keyTile, 64);
   assert.equal(tcAttentionChoiceFor(512).keyTile, 64);
   // H = 64 with 64-key tiles needs 35 856 bytes: over a 32 KiB device's limit, within the H200's 48 KiB.
   assert.equal(tcAttentionChoiceFor(512, {}, { H: 64, limit: 32768 }).keyTile, 32);

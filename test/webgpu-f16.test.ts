@@ -15,6 +15,7 @@ import {
   packedQkvAttention,
   varSeqlenQkvAttention,
 } from "../src/backends/webgpu/kernels/attention.js";
+import type { TcAttentionVariant } from "../src/backends/webgpu/kernels/attention-tc.js";
 import { castF16ToF32, castF32ToF16 } from "../src/backends/webgpu/kernels/cast.js";
 import type { GpuTensor } from "../src/backends/webgpu/kernels/common.js";
 import { gemm } from "../src/backends/webgpu/kernels/gemm.js";
@@ -577,6 +578,49 @@ test("fp16 packed-QKV attention (lengths) vs float64, ≤ 2e-3 for unit-scale in
       );
       assert.ok(d <= 2e-3, `${kernel} S=${S} H=${H}: max |diff| ${d}`);
     }
+});
+
+test("fp16 packed attention with row maxima growing along the keys (online / lazy rescale) vs float64", async (t) => {
+  const ctx = await f16Context();
+  if (typeof ctx === "string") return t.skip(ctx);
+  if (!ctx.gpu.features.shaderF16) return t.skip("no shader-f16");
+  const [S, B, N, H] = [300, 2, 2, 64];
+  const lengths = [300, 170];
+  const E = N * H;
+  // K at token s scaled by 1 + s/16: scores reach ±20 and each row's maximum passes LAZY_TAU several times.
+  const raw = rand(S * B * 3 * E, 350);
+  for (let tok = 0; tok < S * B; tok++)
+    for (let n = 0; n < N; n++)
+      for (let h = 0; h < H; h++) raw[tok * 3 * E + n * 3 * H + H + h]! *= 1 + Math.floor(tok / B) / 16;
+  const qkv = round16(raw);
+  const want = packedRef(qkv, S, B, N, H, lengths);
+  // The tensor-core kernel's default (lazy rescale) and its eager variant where the device has tensor cores.
+  const runs: [F16Kernel, TcAttentionVariant | undefined][] = attentionKernels(ctx).flatMap((k) =>
+    k === "tensor-core"
+      ? ([
+          [k, undefined],
+          [k, { lazy: false }],
+        ] as [F16Kernel, TcAttentionVariant | undefined][])
+      : [[k, undefined] as [F16Kernel, undefined]],
+  );
+  for (const [kernel, tcVariant] of runs) {
+    const out = empty16(ctx, [S, B, E]);
+    const rec = ctx.recorder();
+    packedQkvAttention(ctx, rec, {
+      qkv: up16(ctx, qkv, [S, B, 3 * E]),
+      numHeads: N,
+      lengths: ctx.pool.upload(Int32Array.from(lengths)),
+      out,
+      precision: "fp16",
+      f16Kernel: kernel,
+      tcVariant,
+    });
+    await rec.submit();
+    const d = maxDiff(await read16(ctx, out), want);
+    const name = `${kernel}${tcVariant?.lazy === false ? " eager" : ""}`;
+    console.log(`# fp16 attention ${name} growing keys: max |diff| ${d.toExponential(2)}`);
+    assert.ok(d <= 2e-3, `${name} growing keys: max |diff| ${d}`);
+  }
 });
 
 test("fp16 packed attention: the session's tensor-core preference falls back to SIMT where it does not apply (H = 80)", async (t) => {

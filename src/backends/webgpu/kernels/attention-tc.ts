@@ -31,8 +31,10 @@
  *  1. S = Q·Kᵀ: BC/16 result fragments (Kᵀ is K's tile read column-major), stored to the subgroup's f32 scratch;
  *  2. online softmax in f32: lane → (row lane % 16, side lane / 16 of the keys); row max and the two halves
  *     combined with one subgroupShuffleXor; P written to workgroup memory as f16;
- *  3. T = P·V into fresh fragments (result matrices cannot be scaled per row, so the running output lives in
- *     lane registers instead: O = O·α + T after T goes through the scratch).
+ *  3. O += P·V on result fragments (the default, TcAttentionVariant.lazy: result matrices cannot be scaled
+ *     per row, so P is taken against a row maximum kept until a tile's exceeds it by LAZY_TAU, and only then
+ *     are the O fragments rescaled, through the scratch) — or, eagerly, T = P·V into fresh fragments and
+ *     O = O·α + T in lane registers after T goes through the scratch, every tile.
  * The output is O / l, written as f16, 8 halves per store. Keys past the length are never read from V/K
  * (zero-filled) and get p = 0; a row with no key is zeros.
  *
@@ -60,10 +62,26 @@ export interface TcAttentionVariant {
   keyTile?: 32 | 64;
   /** P in the K tile's memory (default), or false: in a region of its own (NSG·16·(BC + 8) halves more). */
   pInK?: boolean;
+  /**
+   * The running output O as result fragments that P·V accumulates into, rescaled (through the score scratch)
+   * only on tiles where some row's maximum grows by more than LAZY_TAU over the one its P is taken against
+   * (FlashAttention-4's conditional rescaling), instead of T = P·V through the scratch and O = O·α + T in lane
+   * registers on every tile. P ≤ e^LAZY_TAU then, well inside f16.
+   */
+  lazy?: boolean;
 }
 
+/** How far a row's maximum may grow before its output is rescaled (TcAttentionVariant.lazy): P ≤ e^8 ≈ 2981. */
+export const LAZY_TAU = 8;
+
 /** The variant flashAttention takes unless told otherwise (FlashAttentionArgs.tcVariant). */
-export const TC_ATTENTION_DEFAULT: Required<TcAttentionVariant> = { keyTile: 64, pInK: true };
+/**
+ * Lazy rescaling by default: on the H200 (two runs each, bench/h200-tc-attention-lazy-1129f.log) [8,12,512,64]
+ * 0.119 vs 0.126 ms, [16,12,256,64] 0.069 vs 0.071, [32,12,128,64] 0.043 with 64-key tiles vs 0.049 for the
+ * 32-key tiles the eager kernel took there; results within 6.3e-4 of float64 where every row's maximum grows
+ * along the keys (test/webgpu-f16.test.ts).
+ */
+export const TC_ATTENTION_DEFAULT: Required<TcAttentionVariant> = { keyTile: 64, pInK: true, lazy: true };
 
 /**
  * The other variants, besides the default, that bench/gpu-kernels.ts times and bench/tc-attention-diag.ts
@@ -75,10 +93,16 @@ export const TC_ATTENTION_VARIANTS: readonly TcAttentionChoice[] = [
   { keyTile: 32, pInK: false },
   { multi: false, pInK: true },
   { multi: false, pInK: false },
+  { keyTile: 64, lazy: false },
+  { keyTile: 32, lazy: false },
 ];
 
 function variant(v: TcAttentionVariant): Required<TcAttentionVariant> {
-  return { keyTile: v.keyTile ?? TC_ATTENTION_DEFAULT.keyTile, pInK: v.pInK ?? TC_ATTENTION_DEFAULT.pInK };
+  return {
+    keyTile: v.keyTile ?? TC_ATTENTION_DEFAULT.keyTile,
+    pInK: v.pInK ?? TC_ATTENTION_DEFAULT.pInK,
+    lazy: v.lazy ?? TC_ATTENTION_DEFAULT.lazy,
+  };
 }
 
 /** Subgroups per workgroup (16 query rows each) and keys per tile: 4 and keyTile, or 1 and 32 (see `multi`). */
@@ -202,12 +226,15 @@ export function tcAttentionSupports(
 /** A variant as FlashAttentionArgs.tcVariant takes it: `multi: false` forces one subgroup. */
 export type TcAttentionChoice = TcAttentionVariant & { multi?: boolean };
 
-/** Key counts up to this take 32-key tiles unless the choice names a key tile (tcAttentionChoiceFor). */
+/**
+ * Key counts up to this take 32-key tiles with the eager rescale (TcAttentionVariant.lazy false) unless the
+ * choice names a key tile (tcAttentionChoiceFor); the lazy kernel takes 64-key tiles throughout.
+ */
 export const TC_SHORT_KEYS = 128;
 
 /**
  * The variant flashAttention asks tcAttentionPlan for with `seqKV` keys: the caller's choice, with 32-key
- * tiles for short sequences where it names none. On the H200 three runs at [32,12,128,64] gave 32-key tiles
+ * tiles for short sequences where it names none and rescales eagerly. On the H200 (eager) three runs at [32,12,128,64] gave 32-key tiles
  * 0.073, 0.048 and 0.049 ms against 0.106, 0.051 and 0.044 for 64-key ones (bench/h200-tc-attention-4sg-1129d.log,
  * -256-1129d.log, h200-kernels-fp16-1129d.log): mixed, 32 kept for now; from 256 keys 64-key tiles win (0.071
  * vs 0.081 at [16,12,256,64], 0.125 vs 0.142 at [8,12,512,64]). The emulated test builds its kernels from the
@@ -220,7 +247,9 @@ export function tcAttentionChoiceFor(
   fit?: { H: number; limit: number },
 ): TcAttentionChoice {
   const fits64 = !fit || tcAttentionSupports(fit.H, fit.H, fit.limit, true, { ...choice, keyTile: 64 });
-  const keyTile = choice.keyTile ?? (seqKV <= TC_SHORT_KEYS || !fits64 ? 32 : TC_ATTENTION_DEFAULT.keyTile);
+  const lazy = choice.lazy ?? TC_ATTENTION_DEFAULT.lazy;
+  const keyTile =
+    choice.keyTile ?? ((!lazy && seqKV <= TC_SHORT_KEYS) || !fits64 ? 32 : TC_ATTENTION_DEFAULT.keyTile);
   return { ...choice, keyTile };
 }
 
@@ -251,17 +280,24 @@ export function tcAttentionPlan(
   return { ...v, multi, BC: layout(H, multi, v).BC, bytes: tcAttentionSharedBytes(H, multi, v) };
 }
 
+/** Whether a config rescales lazily: its variant's choice (default lazy); the probe's debug kernels are eager. */
+function lazyRescale(c: TcAttentionConfig): boolean {
+  return variant(c).lazy && !c.debug && !c.kvEndVar;
+}
+
 /** The pipeline-cache key of a (non-probe) config: everything tcAttentionSource bakes in. */
 export function tcAttentionKey(syntax: MatrixSyntax, c: TcAttentionConfig): string {
   const { BC, pInK } = layout(c.H, c.multi, c);
+  const lazy = lazyRescale(c) ? ":lazy" : "";
   const sgb = !!c.sgBuiltin;
   const causal = c.causal ? `:causal${c.causalPerBatch ? "pb" : ""}` : "";
-  return `flash-tc:${syntax}:m${+c.multi}:sgb${+sgb}:H${c.H}:len${+c.lengths}:cu${+c.cu}:kt${BC}:pk${+pInK}${causal}${c.bias ? ":bias" : ""}`;
+  return `flash-tc:${syntax}:m${+c.multi}:sgb${+sgb}:H${c.H}:len${+c.lengths}:cu${+c.cu}:kt${BC}:pk${+pInK}${lazy}${causal}${c.bias ? ":bias" : ""}`;
 }
 
 export function tcAttentionSource(c: TcAttentionConfig, syntax: MatrixSyntax): string {
   const { H } = c;
   const { KS, PS, SW, NSG, BR, BC, T, kOff, vOff, pOff, halves, floats } = layout(H, c.multi, c);
+  const lazy = lazyRescale(c);
   const HF = H / 16;
   const HH = H / 2;
   const ty = matrixTypes({ M: 16, N: 16, K: 16 });
@@ -333,7 +369,12 @@ export function tcAttentionSource(c: TcAttentionConfig, syntax: MatrixSyntax): s
       ),
     );
   }
-  for (let h = 0; h < HF; h++) {
+  for (let h = 0; h < HF && lazy; h++)
+    for (let k = 0; k < BC / 16; k++)
+      pv.push(
+        `    of${h} = subgroupMatrixMultiplyAccumulate(p${k}, ${matrixLoad(syntax, ty.right, "&KVs", `${vOff + k * 16 * KS + h * 16}u`, `${KS}u`)}, of${h});`,
+      );
+  for (let h = 0; h < HF && !lazy; h++) {
     pv.push(`    { var t = ${ty.result}();`);
     for (let k = 0; k < BC / 16; k++)
       pv.push(
@@ -345,14 +386,27 @@ export function tcAttentionSource(c: TcAttentionConfig, syntax: MatrixSyntax): s
   }
   const oDecl: string[] = [];
   const oUpdate: string[] = [];
-  for (let cc = 0; cc < HH; cc++) {
+  for (let cc = 0; cc < HH && !lazy; cc++) {
     oDecl.push(`  var o${cc} = 0.0;`);
     oUpdate.push(`    o${cc} = o${cc} * alpha + Ss[rowT + ${cc}u];`);
   }
+  for (let h = 0; h < HF && lazy; h++) oDecl.push(`  var of${h} = ${ty.result}();`);
+  // The O fragments through the subgroup's scratch rows (lazy: to rescale them, and at the end).
+  const ofToScratch = Array.from(
+    { length: lazy ? HF : 0 },
+    (_, h) => `    ${matrixStore(syntax, "&Ss", `sg * ${16 * SW}u + ${h * 16}u`, `of${h}`, `${SW}u`)};`,
+  ).join("\n");
+  const ofFromScratch = Array.from(
+    { length: lazy ? HF : 0 },
+    (_, h) =>
+      `      of${h} = ${matrixLoad(syntax, ty.result, "&Ss", `sg * ${16 * SW}u + ${h * 16}u`, `${SW}u`)};`,
+  ).join("\n");
+  // Output column cc of this lane's half row: a register, or (lazy) the scratch the O fragments went to.
+  const oAt = (cc: number) => (lazy ? `Ss[rowT + ${cc}u]` : `o${cc}`);
   const oStore: string[] = [];
   for (let q = 0; q < HH / 8; q++) {
     const pk = [0, 1, 2, 3].map(
-      (w) => `pack2x16float(vec2<f32>(o${8 * q + 2 * w}, o${8 * q + 2 * w + 1}) * inv)`,
+      (w) => `pack2x16float(vec2<f32>(${oAt(8 * q + 2 * w)}, ${oAt(8 * q + 2 * w + 1)}) * inv)`,
     );
     oStore.push(`    O[(ob + ${8 * q}u) / 8u] = vec4<u32>(${pk.join(", ")});`);
   }
@@ -370,7 +424,7 @@ ${uniformStruct(TC_ATTENTION_FIELDS)}${bindings(decls)}
 // [K tile | V tile | P] (P at ${pOff}, in the K tile with pInK); the Q staging at 0 before the first K/V tile.
 var<workgroup> KVs: array<f16, ${halves}>;
 var<workgroup> Ss: array<f32, ${floats}>;
-${c.kvEndVar ? "var<workgroup> wgKvEnd: u32;\n" : ""}
+${c.kvEndVar ? "var<workgroup> wgKvEnd: u32;\n" : ""}${lazy ? "// Set when some row's output needs rescaling this tile; 16 bytes, like every workgroup variable.\nvar<workgroup> rescale: array<atomic<u32>, 4>;\n" : ""}
 @compute @workgroup_size(${T})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) tid: u32${builtin ? SUBGROUP_BUILTINS.params : ""}) {
   // Subgroups of 32 in invocation order (checked at detection), or the builtins.
@@ -432,6 +486,8 @@ ${stash.join("\n")}
   var l = 0.0;
   // This lane's row: its keys end at rowEnd (a prefix of the workgroup's kvEnd keys).
   let i = rowBase + sg * 16u + r;
+  // This lane's half of its row in the scratch (T = P·V, or the lazy O fragments).
+  let rowT = sg * ${16 * SW}u + r * ${SW}u + side * ${HH}u;
   let rowEnd = ${c.causal ? "u32(clamp(i32(i) + causalOff + 1, 0, i32(kvEnd)))" : "kvEnd"};${c.bias ? "\n  let bRow = u.bOff + b * u.bBS + n * u.bHS + min(i, u.seqQ - 1u) * u.bRS;" : ""}
 ${oDecl.join("\n")}
   for (var k0 = 0u; k0 < kvEnd; k0 += ${BC}u) {
@@ -468,9 +524,21 @@ ${scores.join("\n")}
       mx = max(mx, max(max(s.x, s.y), max(s.z, s.w)));
     }
     mx = max(mx, subgroupShuffleXor(mx, 16u));
-    let mNew = max(m, mx);
+${
+  lazy
+    ? `    // P is taken against mNew: the row's first finite maximum, kept until a tile's exceeds it by more than
+    // LAZY_TAU (P ≤ e^${LAZY_TAU}); only then are l and O rescaled (O through the scratch, below).
+    var mNew = m;
     var alpha = 1.0;
-    if (mNew > m) { alpha = exp(m - mNew); }
+    if (m == NEG_INF) { mNew = mx; } else if (mx > m + ${LAZY_TAU.toFixed(1)}) {
+      mNew = mx;
+      alpha = exp(m - mx);
+      atomicOr(&rescale[0], 1u);
+    }`
+    : `    let mNew = max(m, mx);
+    var alpha = 1.0;
+    if (mNew > m) { alpha = exp(m - mNew); }`
+}
     let live = vec4<bool>(mNew > NEG_INF);
     var ps = 0.0;
     for (var c = 0u; c < ${BC / 2}u; c += 4u) {
@@ -480,20 +548,42 @@ ${scores.join("\n")}
     }
     l = l * alpha + ps;
     m = mNew;
+${
+  lazy
+    ? `    // P is visible (workgroupUniformLoad is a barrier), and whether any row asked for a rescale, uniformly.
+    if (workgroupUniformLoad(&rescale[0]) != 0u) {
+${ofToScratch}
+      workgroupBarrier();
+      for (var cc = 0u; cc < ${HH}u; cc++) { Ss[rowT + cc] = Ss[rowT + cc] * alpha; }
+      workgroupBarrier();
+${ofFromScratch}
+    }
+    {
+${pv.join("\n")}
+    }
+    // Every subgroup is done with the V tile and P (the next tile may overwrite them) and has read the flag.
     workgroupBarrier();
+    if (tid == 0u) { atomicStore(&rescale[0], 0u); }`
+    : `    workgroupBarrier();
     {
 ${pv.join("\n")}
     }
     // T is visible, and every subgroup is done with the V tile and P (the next tile may overwrite them).
     workgroupBarrier();
-    let rowT = sg * ${16 * SW}u + r * ${SW}u + side * ${HH}u;
-${oUpdate.join("\n")}
+${oUpdate.join("\n")}`
+}
     if (more) {
 ${stash.join("\n")}
     }
     workgroupBarrier();
   }
-  l = l + subgroupShuffleXor(l, 16u);
+  l = l + subgroupShuffleXor(l, 16u);${
+    lazy
+      ? `
+${ofToScratch}
+  workgroupBarrier();`
+      : ""
+  }
   if (i < qLen) {
     let inv = select(1.0 / l, 0.0, l == 0.0);
     let ob = oBase + (seqStart + i) * u.oSS + side * ${HH}u;

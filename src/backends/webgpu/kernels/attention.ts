@@ -410,12 +410,13 @@ export function flashAttention(ctx: WebGpuContext, rec: CommandRecorder, a: Flas
           : `no tensor cores on this device: ${ctx.f16?.reason ?? "f16 support was not detected"}`,
       );
     if (syntax && fits) {
-      const { multi, keyTile, pInK } = plan;
+      const { multi, keyTile, pInK, lazy } = plan;
       const sgBuiltin = ctx.f16?.sgBuiltin === true;
       const tc = {
         multi,
         keyTile,
         pInK,
+        lazy,
         sgBuiltin,
         H,
         lengths: !!a.keyLengths,
