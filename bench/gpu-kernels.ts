@@ -48,6 +48,7 @@ import {
   TC_TILE_SMALL,
   TC_TILE_SOLO,
   TC_TILE_WIDE,
+  TC_TILE_WIDE12,
   type TcTile,
 } from "../src/backends/webgpu/kernels/gemm-tc.js";
 import { layerNorm, skipLayerNorm } from "../src/backends/webgpu/kernels/norm.js";
@@ -407,6 +408,7 @@ if (FP16 && f.shaderF16 && !TC_TILES && !TILES && !ATTENTION_ONLY) {
         // What gemm() picks itself at 4096³ (128×256 as 16 subgroups where 512 invocations are allowed).
         ["auto", undefined],
         ["128x256, 16 subgroups of 32x64, one buffer", TC_TILE_HUGE],
+        ["128x192, 12 subgroups of 64x32, 48-deep K, one buffer", TC_TILE_WIDE12],
         ["128x128, 8 subgroups of 64x32, 64-deep K, one buffer", TC_TILE_LARGE_K64],
         ["128x192, 8 subgroups of 64x48, one buffer", TC_TILE_WIDE],
         ["128x128, 8 subgroups of 64x32", TC_TILE_LARGE],

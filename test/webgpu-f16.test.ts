@@ -30,6 +30,7 @@ import {
   TC_TILE_SMALL,
   TC_TILE_SOLO,
   TC_TILE_WIDE,
+  TC_TILE_WIDE12,
   type TcFlags,
   type TcFrag,
   type TcTile,
@@ -227,6 +228,10 @@ test("fp16 GEMM (every kernel on this device) vs float64: odd shapes, batches, 8
       // 128×256 (grids of ≥ 3.5 waves): a partial second column (N = 264), edge rows, a batched B, one step.
       [1, 130, 264, 72, false, "bias+gelu", multi ? TC_TILE_HUGE : { ...TC_TILE_SOLO, single: true }],
       [2, 40, 96, 32, true, "bias+res", multi ? TC_TILE_HUGE : { ...TC_TILE_SOLO, single: true }],
+      // 128×192 as twelve subgroups, 48-deep: a partial last step (K = 100), a partial column of tiles (N = 200),
+      // edge rows, a batched B, one step.
+      [1, 130, 200, 100, false, "bias+gelu", multi ? TC_TILE_WIDE12 : { ...TC_TILE_SOLO, single: true }],
+      [2, 70, 392, 48, true, "bias+res", multi ? TC_TILE_WIDE12 : { ...TC_TILE_SOLO, single: true }],
     );
   let seed = 100;
   for (const kernel of kernels(ctx))
@@ -431,17 +436,19 @@ emulatedTcGemmTest(
 test("tcTileFor: the tile by tile count on an H200, stepping down to what fits the device's workgroup memory", () => {
   const at = (M: number, N: number, limit = 49152, multiSubgroup = true, split = false, invocations = 1024) =>
     tcTileFor({ M, N, nBatch: 1, split, multiSubgroup, limit, invocations });
-  // BERT [32,128]: QKV and FFN1 (576, 768 tiles) 64-deep, the N = 768 layers one wave of 128×192.
-  assert.equal(at(4096, 2304), TC_TILE_LARGE_K64);
-  assert.equal(at(4096, 768), TC_TILE_WIDE);
-  // 4096³ and FFN1 at 4096 tokens (512 and 384 tiles of 128×256): 128×256; QKV (288 of them) stays 64-deep.
+  // BERT [32,128]: QKV (384 tiles of 128×192) and the N = 768 layers (128) as twelve subgroups of 64×32.
+  assert.equal(at(4096, 2304), TC_TILE_WIDE12);
+  assert.equal(at(4096, 768), TC_TILE_WIDE12);
+  // 4096³ and FFN1 at 4096 tokens (512 and 384 tiles of 128×256): 128×256.
   assert.equal(at(4096, 4096), TC_TILE_HUGE);
   assert.equal(at(4096, 3072), TC_TILE_HUGE);
-  assert.equal(at(4096, 2304), TC_TILE_LARGE_K64);
-  // WebGPU's default 256 invocations: not the 512 of 128×256, the next tile down.
+  // WebGPU's default 256 invocations: not the 512 of 128×256, the next tile down; not the 384 of the twelve
+  // subgroups either: what the grid took before them (64-deep 128×128 from 396 tiles of it, one wave of 128×192).
   assert.equal(at(4096, 4096, 49152, true, false, 256), TC_TILE_LARGE);
-  // 1024 tokens: QKV 144 tiles, the 128×128 tile; 48 tiles, 64×64; split-K, 64×64; one subgroup, SOLO.
-  assert.equal(at(1024, 2304), TC_TILE_LARGE);
+  assert.equal(at(4096, 2304, 49152, true, false, 256), TC_TILE_LARGE_K64);
+  assert.equal(at(4096, 768, 49152, true, false, 256), TC_TILE_WIDE);
+  // 1024 tokens: QKV (96 tiles of 128×192) twelve subgroups; 48 tiles, 64×64; split-K, 64×64; one subgroup, SOLO.
+  assert.equal(at(1024, 2304), TC_TILE_WIDE12);
   assert.equal(at(1024, 768), TC_TILE_SMALL);
   assert.equal(at(4096, 2304, 49152, true, true), TC_TILE_SMALL);
   assert.equal(at(4096, 2304, 49152, false), TC_TILE_SOLO);
@@ -449,10 +456,19 @@ test("tcTileFor: the tile by tile count on an H200, stepping down to what fits t
   assert.equal(at(4096, 2304, 32768), TC_TILE_WIDE);
   assert.equal(at(1024, 2304, 24000), TC_TILE_SMALL);
   // Nothing fits 16 KiB: the tile by count comes back, and recordTcGemm's OpError names its bytes.
-  assert.equal(at(1024, 2304, 16384), TC_TILE_LARGE);
+  assert.equal(at(1024, 2304, 16384), TC_TILE_WIDE12);
+  assert.equal(at(1024, 768, 16384), TC_TILE_SMALL);
   // 128×256 (35 KiB) does not fit 32 KiB, nor 128×128 double-buffered: 128×192.
   assert.equal(at(4096, 4096, 32768), TC_TILE_WIDE);
-  for (const t of [TC_TILE_HUGE, TC_TILE_LARGE_K64, TC_TILE_LARGE, TC_TILE_WIDE, TC_TILE_SMALL, TC_TILE_SOLO])
+  for (const t of [
+    TC_TILE_HUGE,
+    TC_TILE_WIDE12,
+    TC_TILE_LARGE_K64,
+    TC_TILE_LARGE,
+    TC_TILE_WIDE,
+    TC_TILE_SMALL,
+    TC_TILE_SOLO,
+  ])
     assert.ok(tcSharedBytes(t) <= 49152, `${t.BM}x${t.BN}x${t.BK} fits 48 KiB`);
 });
 

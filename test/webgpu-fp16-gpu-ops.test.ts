@@ -93,6 +93,13 @@ for (const name of ["llama_past", "qwen3_sdpa", "phi3_eager", "gpt_neox_sdpa"]) 
     assert.deepEqual([...prepared.fallbacks.values()], []);
     for (const n of [...attention, ...rotary])
       assert.ok(prepared.onDevice.has(n.name), `${n.name} did not run on the GPU`);
+    // Where the device has tensor cores (the H200), the causal, masked general op ran on them.
+    const gpu = await fp16.context();
+    if (gpu.f16?.syntax && process.env.MHAFUSE_TC_ATTENTION !== "0")
+      assert.ok(
+        gpu.pipelines.keys().some((k) => k.startsWith("flash-tc:") && k.includes(":causal")),
+        `${name}: no causal tensor-core attention kernel ran`,
+      );
     // The RMSNorm decoders' norms (fused into SimplifiedLayerNormalization) and glue (the rotary's own
     // Cos / Sin / Slice / Concat computing its cache).
     if (name === "llama_past" || name === "qwen3_sdpa")

@@ -78,6 +78,16 @@ export const TC_TILE_WIDE: TcTile = { BM: 128, BN: 192, BK: 32, WM: 2, WN: 4, si
  * (eight subgroups: -64x64sg-1129e.log, -64x64sg-b-1129e.log, -auto-1129e.log).
  */
 export const TC_TILE_HUGE: TcTile = { BM: 128, BN: 256, BK: 32, WM: 4, WN: 4, single: true };
+/**
+ * 128×192 as twelve subgroups of 64×32 (384 invocations) through one 48-deep buffer (45 824 bytes): for grids
+ * of at least 96 such tiles below TC_TILE_HUGE's. On the H200 (bench/h200-tc-tiles-12sg-1129f.log, the
+ * 4096-token BERT GEMMs each twice, against what was picked before): QKV 0.097/0.096 vs 0.105/0.106 ms
+ * (128×128×64), output 0.037/0.036 vs 0.039 and FFN2 0.134 vs 0.149/0.150 (128×192 as 8 subgroups), and at 1024
+ * tokens QKV 0.037 vs 0.050, FFN1 0.039 vs 0.042 (128×128); FFN1 at 4096 tokens 0.142/0.139 vs 0.143/0.144 for
+ * TC_TILE_HUGE, which keeps it (4096³: 0.99 vs 0.79 ms). The same tile as twelve subgroups of 32×64 ran within
+ * 1–4% of it; 64×192×48 (6 subgroups) and 128×96 (4) lost.
+ */
+export const TC_TILE_WIDE12: TcTile = { BM: 128, BN: 192, BK: 48, WM: 2, WN: 6, single: true };
 /** Four subgroups of 64×64 each: more fragments per subgroup (16 accumulators), fewer threads. */
 export const TC_TILE_LARGE_W4: TcTile = { BM: 128, BN: 128, BK: 32, WM: 2, WN: 2 };
 export const TC_TILE_SMALL: TcTile = { BM: 64, BN: 64, BK: 32, WM: 2, WN: 2 };
@@ -95,6 +105,8 @@ const TC_K64_MIN_TILES = 396;
 const TC_WIDE_MIN_TILES = 99;
 /** TC_TILE_HUGE from this many 128×256 tiles up: about three waves of an H200's 132 SMs. */
 const TC_HUGE_MIN_TILES = 384;
+/** TC_TILE_WIDE12 from this many 128×192 tiles up (below TC_TILE_HUGE's grids). */
+const TC_WIDE12_MIN_TILES = 96;
 const TC_WAVE = 132;
 /** Fragment edge of the 16×16×16 config (the direct kernel takes only that one). */
 const F = 16;
@@ -555,22 +567,29 @@ export function tcTileFor(p: {
   const tiles192 = Math.ceil(M / 128) * Math.ceil(N / 192) * nBatch;
   const oneWideWave = tiles192 >= TC_WIDE_MIN_TILES && tiles192 <= TC_WAVE;
   const tiles256 = Math.ceil(M / 128) * Math.ceil(N / 256) * nBatch;
+  // Below TC_TILE_WIDE12's grids (and where a device cannot run its 384 invocations or 45 KiB).
+  const narrower =
+    tiles128 >= TC_K64_MIN_TILES ? TC_TILE_LARGE_K64 : oneWideWave ? TC_TILE_WIDE : TC_TILE_LARGE;
   const staged = !multiSubgroup
     ? TC_TILE_SOLO
     : !large
       ? TC_TILE_SMALL
       : tiles256 >= TC_HUGE_MIN_TILES
         ? TC_TILE_HUGE
-        : tiles128 >= TC_K64_MIN_TILES
-          ? TC_TILE_LARGE_K64
-          : oneWideWave
-            ? TC_TILE_WIDE
-            : TC_TILE_LARGE;
+        : tiles192 >= TC_WIDE12_MIN_TILES
+          ? TC_TILE_WIDE12
+          : narrower;
   // Down the sizes until one fits (TC_TILE_SOLO, 20 KiB, is the last word: the error names it).
-  const order = [staged, TC_TILE_LARGE, TC_TILE_WIDE, TC_TILE_SMALL, TC_TILE_SOLO];
-  const from = order.indexOf(staged);
+  const order = [
+    staged,
+    ...(staged === TC_TILE_WIDE12 ? [narrower] : []),
+    TC_TILE_LARGE,
+    TC_TILE_WIDE,
+    TC_TILE_SMALL,
+    TC_TILE_SOLO,
+  ];
   const fits = (t: TcTile) => tcSharedBytes(t) <= p.limit && SG * t.WM * t.WN <= p.invocations;
-  return order.slice(from).find((t) => (multiSubgroup || t === TC_TILE_SOLO) && fits(t)) ?? staged;
+  return order.find((t) => (multiSubgroup || t === TC_TILE_SOLO) && fits(t)) ?? staged;
 }
 
 /**
