@@ -560,6 +560,31 @@ function packedRef(
   return want;
 }
 
+/** The fp16 packed-QKV op on `qkv` [S, B, 3E] (f16-exact values) with key lengths, read back as numbers. */
+async function packedF16(
+  ctx: WebGpuContext,
+  qkv: Float32Array,
+  dims: { S: number; B: number; N: number; H: number },
+  lengths: number[],
+  kernel: F16Kernel,
+  tcVariant?: TcAttentionVariant,
+): Promise<Float32Array> {
+  const { S, B, N, H } = dims;
+  const out = empty16(ctx, [S, B, N * H]);
+  const rec = ctx.recorder();
+  packedQkvAttention(ctx, rec, {
+    qkv: up16(ctx, qkv, [S, B, 3 * N * H]),
+    numHeads: N,
+    lengths: ctx.pool.upload(Int32Array.from(lengths)),
+    out,
+    precision: "fp16",
+    f16Kernel: kernel,
+    tcVariant,
+  });
+  await rec.submit();
+  return read16(ctx, out);
+}
+
 test("fp16 packed-QKV attention (lengths) vs float64, ≤ 2e-3 for unit-scale inputs", async (t) => {
   const ctx = await f16Context();
   if (typeof ctx === "string") return t.skip(ctx);
@@ -575,18 +600,7 @@ test("fp16 packed-QKV attention (lengths) vs float64, ≤ 2e-3 for unit-scale in
     for (const [S, B, N, H, lengths] of cases) {
       const E = N * H;
       const qkv = round16(rand(S * B * 3 * E, seed++));
-      const out = empty16(ctx, [S, B, E]);
-      const rec = ctx.recorder();
-      packedQkvAttention(ctx, rec, {
-        qkv: up16(ctx, qkv, [S, B, 3 * E]),
-        numHeads: N,
-        lengths: ctx.pool.upload(Int32Array.from(lengths)),
-        out,
-        precision: "fp16",
-        f16Kernel: kernel,
-      });
-      await rec.submit();
-      const got = await read16(ctx, out);
+      const got = await packedF16(ctx, qkv, { S, B, N, H }, lengths, kernel);
       const want = packedRef(qkv, S, B, N, H, lengths);
       const d = maxDiff(got, want);
       console.log(
@@ -620,19 +634,7 @@ test("fp16 packed attention with row maxima growing along the keys (online / laz
       : [[k, undefined] as [F16Kernel, undefined]],
   );
   for (const [kernel, tcVariant] of runs) {
-    const out = empty16(ctx, [S, B, E]);
-    const rec = ctx.recorder();
-    packedQkvAttention(ctx, rec, {
-      qkv: up16(ctx, qkv, [S, B, 3 * E]),
-      numHeads: N,
-      lengths: ctx.pool.upload(Int32Array.from(lengths)),
-      out,
-      precision: "fp16",
-      f16Kernel: kernel,
-      tcVariant,
-    });
-    await rec.submit();
-    const d = maxDiff(await read16(ctx, out), want);
+    const d = maxDiff(await packedF16(ctx, qkv, { S, B, N, H }, lengths, kernel, tcVariant), want);
     const name = `${kernel}${tcVariant?.lazy === false ? " eager" : ""}`;
     console.log(`# fp16 attention ${name} growing keys: max |diff| ${d.toExponential(2)}`);
     assert.ok(d <= 2e-3, `${name} growing keys: max |diff| ${d}`);
