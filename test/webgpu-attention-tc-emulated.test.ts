@@ -294,10 +294,19 @@ async function general(ctx: WebGpuContext, kernel: F16Kernel, c: GeneralCase, mu
   // Q as [B, Sq, N·H] (BSNH), K and V as [B, Nkv, Skv, H] (BNSH), O as [B, Sq, N·H].
   const q = rand(B * Sq * N * H, 3 + Sq);
   const k = rand(B * Nkv * Skv * H, 5 + Skv);
+  // K at key j scaled by 1 + j/4: each row's maximum grows along the keys, so the lazy rescale runs with the
+  // masks and the bias.
+  for (let e = 0; e < k.length; e++) k[e]! *= 1 + (Math.floor(e / H) % Skv) / 4;
   const v = rand(B * Nkv * Skv * H, 7 + Skv);
   const bias = rand(B * Sq * Skv, 11);
-  // Some keys masked out through the bias as models do (−10000), so the mask path is exercised too.
+  // Some keys masked out through the bias as models do (−10000), so the mask path is exercised too; in batch 0,
+  // row 3 every key (its softmax is over −10000 + score) and row 12 the first 32 keys (a first key tile that
+  // sets its maximum near −10000, then a rescale by exp(−10000 − max) = 0).
   for (let i = 0; i < bias.length; i += 7) bias[i] = -10000;
+  for (let j = 0; j < Skv; j++) {
+    bias[3 * Skv + j] = -10000;
+    if (j < 32 && 12 < Sq) bias[12 * Skv + j] = -10000;
+  }
   const bsnh = { offset: 0, batchStride: Sq * N * H, headStride: H, seqStride: N * H };
   const bnsh = { offset: 0, batchStride: Nkv * Skv * H, headStride: Skv * H, seqStride: H };
   const out = ctx.pool.acquire(2 * B * Sq * N * H + 4);

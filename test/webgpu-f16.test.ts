@@ -82,9 +82,9 @@ async function read16(ctx: WebGpuContext, t: GpuTensor): Promise<Float32Array> {
 function kernels(ctx: WebGpuContext): F16Kernel[] {
   return ctx.f16?.syntax ? ["simt", "tensor-core"] : ["simt"];
 }
-/** Attention: SIMT only until the tensor-core kernel passes on the H200 (MHAFUSE_TC_ATTENTION=1 runs it). */
+/** Attention: both kernels where the device has tensor cores, as sessions use them (MHAFUSE_TC_ATTENTION=0: SIMT). */
 function attentionKernels(ctx: WebGpuContext): F16Kernel[] {
-  return process.env.MHAFUSE_TC_ATTENTION === "1" ? kernels(ctx) : ["simt"];
+  return process.env.MHAFUSE_TC_ATTENTION === "0" ? ["simt"] : kernels(ctx);
 }
 
 test("host f16 conversion: exact values, round to nearest even, subnormals, overflow, NaN", () => {
@@ -675,7 +675,7 @@ test("fp16 packed attention: the session's tensor-core preference falls back to 
   assert.ok(d <= 2e-3, `preferred tensor-core at H = 80: max |diff| ${d}`);
 });
 
-test("fp16 var-seqlen attention (cu_seqlens) and the general op (causal, SIMT) vs float64", async (t) => {
+test("fp16 var-seqlen attention (cu_seqlens) and the general op (causal, bias, growing maxima) vs float64", async (t) => {
   const ctx = await f16Context();
   if (typeof ctx === "string") return t.skip(ctx);
   if (!ctx.gpu.features.shaderF16) return t.skip("no shader-f16");
@@ -716,11 +716,12 @@ test("fp16 var-seqlen attention (cu_seqlens) and the general op (causal, SIMT) v
     console.log(`# fp16 attention ${kernel} var-seqlen: max |diff| ${d.toExponential(2)}`);
     assert.ok(d <= 2e-3, `${kernel} var-seqlen: max |diff| ${d}`);
   }
-  // General op, BSNH, causal, an additive bias broadcast over heads: every attention kernel of the device.
+  // General op, BSNH, causal, an additive bias broadcast over heads: every attention kernel of the device. K at
+  // token s scaled by 1 + s/8, so rows' maxima grow across key tiles (the tensor-core kernel's lazy rescale).
   const B = 2;
-  const S = 33;
+  const S = 100;
   const q = round16(rand(B * S * E, 401));
-  const k = round16(rand(B * S * E, 402));
+  const k = round16(rand(B * S * E, 402).map((x, e) => x * (1 + (Math.floor(e / E) % S) / 8)));
   const v = round16(rand(B * S * E, 403));
   const packed = new Float32Array(B * S * 3 * E);
   for (let b = 0; b < B; b++)
@@ -733,9 +734,15 @@ test("fp16 var-seqlen attention (cu_seqlens) and the general op (causal, SIMT) v
           packed[dst + H] = k[src]!;
           packed[dst + 2 * H] = v[src]!;
         }
-  // [B, 1, S, S]: every fifth score masked the way models do (−10000), the rest small.
+  // [B, 1, S, S]: every fifth score masked the way models do (−10000), the rest small; in batch 0 row 3 every
+  // key (a softmax over −10000 + score) and row 70 its first 64 keys (a first key tile with its maximum near
+  // −10000, then a rescale by exp(−10000 − max) = 0).
   const bias = rand(B * S * S, 404);
   for (let i = 0; i < bias.length; i += 5) bias[i] = -10000;
+  for (let j = 0; j < S; j++) {
+    bias[3 * S + j] = -10000;
+    if (j < 64) bias[70 * S + j] = -10000;
+  }
   const ref = new Float64Array(S * B * E);
   attentionRef(
     packed,

@@ -2,7 +2,7 @@
  * fp16 mode (issue 11) with the general-op GPU kernels of issue 10: the decoder fixtures run fused with
  * precision "fp16" on the webgpu backend with mhafuse.Attention on the f16 flash kernel (f16 Q, K, V and
  * caches; llama_past's KV cache appended in it; tensor cores where the device has them), the folded
- * com.microsoft.RotaryEmbedding (`f32Storage` too) and RMSNorm's Pow / ReduceMean, the rotary caches' Cos /
+ * com.microsoft.RotaryEmbedding (an `f32Storage` kernel) and RMSNorm's Pow / ReduceMean, the rotary caches' Cos /
  * Sin / Slice / Concat on the device — no CPU fallback — within the fp16 bound of test/webgpu-precision.test.ts. The host
  * work of issue 10 (shape-chain cache, deferred fallback mask bias) and per-kernel profiling in fp16 mode, and
  * the f16 paths of the copy, Pow and row-mean kernels against exact expectations.
@@ -66,11 +66,24 @@ function compare(got: Record<string, Tensor>, want: Record<string, Tensor>): { a
   return { abs, rel: Math.sqrt(err2 / ref2) };
 }
 
-async function prepareFp16(name: string) {
+async function prepareFp16(name: string, backend = fp16) {
   const model = await loadModel(`${FIXTURES}onnx/${name}.onnx`);
   const { graph } = optimizeGraph(model.graph, { level: "all" });
-  const prepared = (await fp16.prepare(graph, planGraph(graph))) as WebGpuPreparedGraph;
+  const prepared = (await backend.prepare(graph, planGraph(graph))) as WebGpuPreparedGraph;
   return { graph, prepared };
+}
+
+/**
+ * `f` on an fp16 backend of its own, disposed after: its pipeline cache then holds only the kernels `f`'s graph
+ * compiled, so a check of which kernel ran is about that graph alone.
+ */
+async function withOwnFp16<T>(f: (backend: WebGpuBackend) => Promise<T>): Promise<T> {
+  const backend = new WebGpuBackend({ precision: "fp16" });
+  try {
+    return await f(backend);
+  } finally {
+    await backend.dispose();
+  }
 }
 
 for (const name of ["llama_past", "qwen3_sdpa", "phi3_eager", "gpt_neox_sdpa"]) {
@@ -78,36 +91,40 @@ for (const name of ["llama_past", "qwen3_sdpa", "phi3_eager", "gpt_neox_sdpa"]) 
     const ctx = await f16Context();
     if (typeof ctx === "string") return t.skip(ctx);
     if (!ctx.f16?.shaderF16) return t.skip("no shader-f16: fp16 runs fp32");
-    const { graph, prepared } = await prepareFp16(name);
-    const attention = graph.nodes.filter((n) => n.domain === "mhafuse" && n.opType === "Attention");
-    assert.ok(attention.length > 0, `${name}: fusion produced no mhafuse.Attention`);
-    const rotary = graph.nodes.filter((n) => n.domain === "com.microsoft" && n.opType === "RotaryEmbedding");
-    assert.ok(rotary.length > 0, `${name}: fusion folded no rotary into RotaryEmbedding`);
-    for (const c of fixtureCases(name)) {
-      const { abs, rel } = compare(await prepared.run(c.inputs, Object.keys(c.outputs)), c.outputs);
-      t.diagnostic(`max |diff| ${abs.toExponential(2)}, rel ${rel.toExponential(2)}`);
-      assert.ok(abs <= MAX_ABS, `${name}: max |diff| ${abs}`);
-      assert.ok(rel <= MAX_REL, `${name}: relative error ${rel}`);
-      assert.ok(abs > 1e-4, `${name}: max |diff| ${abs}: fp16 mode did not run in f16`);
-    }
-    assert.deepEqual([...prepared.fallbacks.values()], []);
-    for (const n of [...attention, ...rotary])
-      assert.ok(prepared.onDevice.has(n.name), `${n.name} did not run on the GPU`);
-    // Where the device has tensor cores (the H200), the causal, masked general op ran on them.
-    const gpu = await fp16.context();
-    if (gpu.f16?.syntax && process.env.MHAFUSE_TC_ATTENTION !== "0")
-      assert.ok(
-        gpu.pipelines.keys().some((k) => k.startsWith("flash-tc:") && k.includes(":causal")),
-        `${name}: no causal tensor-core attention kernel ran`,
+    await withOwnFp16(async (backend) => {
+      const { graph, prepared } = await prepareFp16(name, backend);
+      const attention = graph.nodes.filter((n) => n.domain === "mhafuse" && n.opType === "Attention");
+      assert.ok(attention.length > 0, `${name}: fusion produced no mhafuse.Attention`);
+      const rotary = graph.nodes.filter(
+        (n) => n.domain === "com.microsoft" && n.opType === "RotaryEmbedding",
       );
-    // The RMSNorm decoders' norms (fused into SimplifiedLayerNormalization) and glue (the rotary's own
-    // Cos / Sin / Slice / Concat computing its cache).
-    if (name === "llama_past" || name === "qwen3_sdpa")
-      for (const op of ["SimplifiedLayerNormalization", "Cos", "Sin", "Slice", "Concat"])
+      assert.ok(rotary.length > 0, `${name}: fusion folded no rotary into RotaryEmbedding`);
+      for (const c of fixtureCases(name)) {
+        const { abs, rel } = compare(await prepared.run(c.inputs, Object.keys(c.outputs)), c.outputs);
+        t.diagnostic(`max |diff| ${abs.toExponential(2)}, rel ${rel.toExponential(2)}`);
+        assert.ok(abs <= MAX_ABS, `${name}: max |diff| ${abs}`);
+        assert.ok(rel <= MAX_REL, `${name}: relative error ${rel}`);
+        assert.ok(abs > 1e-4, `${name}: max |diff| ${abs}: fp16 mode did not run in f16`);
+      }
+      assert.deepEqual([...prepared.fallbacks.values()], []);
+      for (const n of [...attention, ...rotary])
+        assert.ok(prepared.onDevice.has(n.name), `${n.name} did not run on the GPU`);
+      // Where the device has tensor cores (the H200), the causal, masked general op ran on them.
+      const gpu = await backend.context();
+      if (gpu.f16?.syntax && process.env.MHAFUSE_TC_ATTENTION !== "0")
         assert.ok(
-          graph.nodes.some((n) => n.opType === op && n.domain === "" && prepared.onDevice.has(n.name)),
-          `${name}: no ${op} ran on the GPU`,
+          gpu.pipelines.keys().some((k) => k.startsWith("flash-tc:") && k.includes(":causal")),
+          `${name}: no causal tensor-core attention kernel ran`,
         );
+      // The RMSNorm decoders' norms (fused into SimplifiedLayerNormalization) and glue (the rotary's own
+      // Cos / Sin / Slice / Concat computing its cache).
+      if (name === "llama_past" || name === "qwen3_sdpa")
+        for (const op of ["SimplifiedLayerNormalization", "Cos", "Sin", "Slice", "Concat"])
+          assert.ok(
+            graph.nodes.some((n) => n.opType === op && n.domain === "" && prepared.onDevice.has(n.name)),
+            `${name}: no ${op} ran on the GPU`,
+          );
+    });
   });
 }
 
@@ -206,26 +223,34 @@ function projected(
   return b.build();
 }
 
-async function fp16Matches(graph: Graph, feeds: Record<string, Tensor>, attentionOp: string): Promise<void> {
+/** Returns the kernels the graph compiled on its own fp16 backend. */
+async function fp16Matches(
+  graph: Graph,
+  feeds: Record<string, Tensor>,
+  attentionOp: string,
+): Promise<string[]> {
   const names = graph.outputs.map((o) => o.name);
   const want = await (await fp32.prepare(graph, planGraph(graph))).run(feeds, names);
-  const p = (await fp16.prepare(graph, planGraph(graph))) as WebGpuPreparedGraph;
-  const { abs, rel } = compare(await p.run(feeds, names), want);
-  assert.ok(abs <= MAX_ABS && rel <= MAX_REL, `${attentionOp}: max |diff| ${abs}, rel ${rel}`);
-  assert.ok(abs > 1e-5, `${attentionOp}: fp16 mode did not run in f16 (${abs})`);
-  assert.deepEqual([...p.fallbacks.values()], []);
-  const node = graph.nodes.find((n) => n.opType === attentionOp || n.opType === "GroupQueryAttention")!;
-  assert.ok(p.onDevice.has(node.name), `${node.name} did not run on the GPU`);
-  // The f16 flash kernel ran, and no f32 one: the op was not handed f32 copies of its inputs.
-  const keys = (await fp16.context()).pipelines.keys();
-  assert.ok(
-    keys.some((k) => k.startsWith("flash-f16:") || k.startsWith("flash-tc:")),
-    `${attentionOp}: no f16 flash kernel compiled (${keys.filter((k) => k.startsWith("flash")).join(", ")})`,
-  );
-  assert.ok(
-    !keys.some((k) => k.startsWith("flash:")),
-    `${attentionOp}: an f32 flash kernel ran in fp16 mode`,
-  );
+  return withOwnFp16(async (backend) => {
+    const p = (await backend.prepare(graph, planGraph(graph))) as WebGpuPreparedGraph;
+    const { abs, rel } = compare(await p.run(feeds, names), want);
+    assert.ok(abs <= MAX_ABS && rel <= MAX_REL, `${attentionOp}: max |diff| ${abs}, rel ${rel}`);
+    assert.ok(abs > 1e-5, `${attentionOp}: fp16 mode did not run in f16 (${abs})`);
+    assert.deepEqual([...p.fallbacks.values()], []);
+    const node = graph.nodes.find((n) => n.opType === attentionOp || n.opType === "GroupQueryAttention")!;
+    assert.ok(p.onDevice.has(node.name), `${node.name} did not run on the GPU`);
+    // The f16 flash kernel ran, and no f32 one: the op was not handed f32 copies of its inputs.
+    const keys = (await backend.context()).pipelines.keys();
+    assert.ok(
+      keys.some((k) => k.startsWith("flash-f16:") || k.startsWith("flash-tc:")),
+      `${attentionOp}: no f16 flash kernel compiled (${keys.filter((k) => k.startsWith("flash")).join(", ")})`,
+    );
+    assert.ok(
+      !keys.some((k) => k.startsWith("flash:")),
+      `${attentionOp}: an f32 flash kernel ran in fp16 mode`,
+    );
+    return keys;
+  });
 }
 
 test("webgpu fp16: MultiHeadAttention, Attention-23, com.microsoft.Attention and GQA read f16 producers", async (t) => {
@@ -298,9 +323,9 @@ test("webgpu fp16: MultiHeadAttention, Attention-23, com.microsoft.Attention and
       { ...ms, outputs: 3 },
     );
   });
-  await fp16Matches(rotaryGqa, feeds, "GroupQueryAttention");
+  const rotaryKeys = await fp16Matches(rotaryGqa, feeds, "GroupQueryAttention");
   assert.ok(
-    (await fp16.context()).pipelines.keys().some((k) => k.startsWith("rotary:") && k.endsWith(":h")),
+    rotaryKeys.some((k) => k.startsWith("rotary:") && k.endsWith(":h")),
     "GroupQueryAttention's rotary did not run on f16 storage",
   );
 });

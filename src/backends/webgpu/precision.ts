@@ -243,7 +243,8 @@ export async function resolvePrecision(gpu: WebGpuDevice, precision: Precision):
 /**
  * Whether fp16 sessions use the tensor-core attention kernel where the device has tensor cores: yes since it
  * passed on the H200 (bench/h200-tc-attention-{probe,diag,tests}.log; 14.5 TFLOP/s against 8.8 for the SIMT
- * f16 kernel at [8, 12, 512, 64]); MHAFUSE_TC_ATTENTION=0 turns it off. The only reader of that variable.
+ * f16 kernel at [8, 12, 512, 64]); MHAFUSE_TC_ATTENTION=0 turns it off (the tests read it too, to skip the
+ * tensor-core rows).
  */
 export function tcAttentionOptIn(): boolean {
   return process.env.MHAFUSE_TC_ATTENTION !== "0";

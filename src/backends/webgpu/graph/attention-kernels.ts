@@ -225,6 +225,8 @@ export const multiHeadAttentionDef: GpuKernelDef = {
   opType: "MultiHeadAttention",
   domain: "com.microsoft",
   types: ["float32"],
+  // fp16 mode: the Q|K|V bias initializer as f16 once at prepare (not cast every run).
+  f16Weights: [3],
   hostInputs: [4],
   accepts(node, _o, inputs, gpu) {
     const [query, key, value, bias, , attnBias] = inputs;
@@ -530,7 +532,8 @@ export const contribAttentionDef: GpuKernelDef = {
   opType: "Attention",
   domain: "com.microsoft",
   types: ["float32"],
-  f16Weights: [1],
+  // fp16 mode: the weights and the bias as f16 once at prepare.
+  f16Weights: [1, 2],
   hostInputs: [3],
   accepts(node, _o, inputs, gpu) {
     const [input, weights, bias, , past, attnBias, pastSeq] = inputs;
@@ -674,8 +677,8 @@ export const groupQueryAttentionDef: GpuKernelDef = {
     if (attrInt(node, "do_rotary", 0) !== 0) {
       // The caches stay f32 (the rotation is computed in f32 either way).
       const cos = kc.device(inputs[7]!, "f32");
-      const half = cos.dims[1]!;
-      if (2 * half > H) throw new OpError(node, `rotary half ${half} exceeds half the head size ${H}`);
+      const rotHalf = cos.dims[1]!;
+      if (2 * rotHalf > H) throw new OpError(node, `rotary half ${rotHalf} exceeds half the head size ${H}`);
       const last = Math.max(...pastLens) + S - 1;
       if (last >= cos.dims[0]!) throw new OpError(node, `position ${last} is outside the rotary cache`);
       const common = {
@@ -684,7 +687,7 @@ export const groupQueryAttentionDef: GpuKernelDef = {
         H,
         cos: cos.buffer,
         sin: kc.device(inputs[8]!, "f32").buffer,
-        half,
+        half: rotHalf,
         positions: kc.uploadInt32(Int32Array.from(pastLens)),
         interleaved: attrInt(node, "rotary_interleaved", 0) !== 0,
         f16,

@@ -203,7 +203,8 @@ export function tcAttentionRows(multi: boolean): number {
 }
 
 /**
- * Workgroup memory in bytes, 16 of them spare (the probe's 4-byte wgKvEnd). H = 16 / 32 / 64, default
+ * Workgroup memory in bytes, 16 of them for a small variable (the lazy rescale's flag, or the probe's 4-byte
+ * wgKvEnd). H = 16 / 32 / 64, default
  * variant: 4 subgroups 29 712 / 31 760 / 35 856, one subgroup 5 392 / 7 440 / 13 584; 4 subgroups with P
  * separate 32 784 / 36 880 / 45 072; keyTile 32 (P separate) 17 424 / 19 472 / 31 760.
  */
@@ -234,7 +235,8 @@ export const TC_SHORT_KEYS = 128;
 
 /**
  * The variant flashAttention asks tcAttentionPlan for with `seqKV` keys: the caller's choice, with 32-key
- * tiles for short sequences where it names none and rescales eagerly. On the H200 (eager) three runs at [32,12,128,64] gave 32-key tiles
+ * tiles for short sequences where it names no key tile but asks for the eager rescale (lazy: false; the default
+ * lazy kernel takes 64-key tiles). On the H200 (eager) three runs at [32,12,128,64] gave 32-key tiles
  * 0.073, 0.048 and 0.049 ms against 0.106, 0.051 and 0.044 for 64-key ones (bench/h200-tc-attention-4sg-1129d.log,
  * -256-1129d.log, h200-kernels-fp16-1129d.log): mixed, 32 kept for now; from 256 keys 64-key tiles win (0.071
  * vs 0.081 at [16,12,256,64], 0.125 vs 0.142 at [8,12,512,64]). The emulated test builds its kernels from the

@@ -60,14 +60,16 @@ export const TC_TILE_LARGE: TcTile = { BM: 128, BN: 128, BK: 32, WM: 2, WN: 4 };
  * pair and per global-load latency. On the H200 it beat TC_TILE_LARGE where there are at least three waves of
  * tiles — 4096³ 153 vs 126 TFLOP/s, the 4096-token QKV 138 vs 125 and FFN1 138 vs 117 (576 and 768 tiles) —
  * and lost badly below two (the 4096-token FFN2, 192 tiles: 52 vs 91; the 1024-token shapes by 10–25%),
- * presumably one workgroup per SM instead of two (bench/h200-tc-tiles-single-1129d.log).
+ * presumably one workgroup per SM instead of two (bench/h200-tc-tiles-single-1129d.log). Since TC_TILE_WIDE12
+ * takes the grids this won, it runs where the device cannot run that one (256 invocations, under 45 KiB).
  */
 export const TC_TILE_LARGE_K64: TcTile = { BM: 128, BN: 128, BK: 64, WM: 2, WN: 4, single: true };
 /**
  * 128×192 through one buffer (subgroups of 64×48): for grids that one wave of them covers where 128×128 would
  * take one and a half — BERT's N = 768 layers at 4096 tokens are 128 such tiles on the H200's 132 SMs against
  * 192: the output projection 0.038 vs 0.050 ms, FFN2 0.143–0.145 vs 0.213 (bench/h200-tc-tiles-n768-1129d.log,
- * -n768b-1129d.log; the first timing after compiling it ran slower, 0.220).
+ * -n768b-1129d.log; the first timing after compiling it ran slower, 0.220). Since TC_TILE_WIDE12 takes such
+ * grids, it runs where the device cannot run that one, and where 32 KiB of workgroup memory rule out the rest.
  */
 export const TC_TILE_WIDE: TcTile = { BM: 128, BN: 192, BK: 32, WM: 2, WN: 4, single: true };
 /**
@@ -105,7 +107,10 @@ const TC_K64_MIN_TILES = 396;
 const TC_WIDE_MIN_TILES = 99;
 /** TC_TILE_HUGE from this many 128×256 tiles up: about three waves of an H200's 132 SMs. */
 const TC_HUGE_MIN_TILES = 384;
-/** TC_TILE_WIDE12 from this many 128×192 tiles up (below TC_TILE_HUGE's grids). */
+/**
+ * TC_TILE_WIDE12 from this many 128×192 tiles up (below TC_TILE_HUGE's grids), where N is at least one such
+ * tile wide (narrower products — per-head batched ones — would compute columns they do not have).
+ */
 const TC_WIDE12_MIN_TILES = 96;
 const TC_WAVE = 132;
 /** Fragment edge of the 16×16×16 config (the direct kernel takes only that one). */
@@ -553,7 +558,10 @@ export function tcTileFor(p: {
   multiSubgroup: boolean;
   /** Workgroup memory, bytes. */
   limit: number;
-  /** Invocations per workgroup the device allows (256 by default in WebGPU; TC_TILE_HUGE needs 512). */
+  /**
+   * Invocations per (one-dimensional) workgroup the device allows: the smaller of its invocation and x-size
+   * limits (256 by default in WebGPU; TC_TILE_HUGE needs 512, TC_TILE_WIDE12 384).
+   */
   invocations: number;
 }): TcTile {
   const { M, N, nBatch, split, multiSubgroup } = p;
@@ -576,7 +584,7 @@ export function tcTileFor(p: {
       ? TC_TILE_SMALL
       : tiles256 >= TC_HUGE_MIN_TILES
         ? TC_TILE_HUGE
-        : tiles192 >= TC_WIDE12_MIN_TILES
+        : tiles192 >= TC_WIDE12_MIN_TILES && N >= 192
           ? TC_TILE_WIDE12
           : narrower;
   // Down the sizes until one fits (TC_TILE_SOLO, 20 KiB, is the last word: the error names it).
@@ -635,7 +643,11 @@ export function recordTcGemm(
     !!split,
   );
   const limit = ctx.gpu.limits.maxComputeWorkgroupStorageSize;
-  const invocations = ctx.gpu.limits.maxComputeInvocationsPerWorkgroup;
+  // A one-dimensional workgroup of T invocations needs both limits.
+  const invocations = Math.min(
+    ctx.gpu.limits.maxComputeInvocationsPerWorkgroup,
+    ctx.gpu.limits.maxComputeWorkgroupSizeX,
+  );
   const staged = tcTileFor({ M, N, nBatch, split: !!split, multiSubgroup, limit, invocations });
   // A direct tile where its edge rule holds (tcGemmDirectSource, 16×16×16 fragments only), else the staged kernel.
   const directOk =
