@@ -1,6 +1,7 @@
 /**
- * Tensor-core attention diagnostic for the H200 (issue 11): why MHAFUSE_TC_ATTENTION=1 is not yet the default.
- * Prints, on the device at hand (needs subgroup matrices; on lavapipe only the SIMT rows print):
+ * Tensor-core attention diagnostic for the H200 (issue 11): the kernel and its variants against float64 (it was
+ * first written to find why the kernel was wrong there). Prints, on the device at hand (needs subgroup matrices;
+ * on lavapipe only the SIMT rows print):
  *  1. what detection found (shader-f16, config, load/store spelling, per-subgroup offsets), and whether
  *     per-subgroup fragment offsets compile when derived from `@builtin(subgroup_id)` instead of tid / 32
  *     (newer Tint treats the builtin as subgroup-uniform; that would unlock the multi-subgroup GEMM tiles);
