@@ -76,6 +76,10 @@ for (let i = 0; ta.length < n("pairs") && i < 4 * n("pairs"); i++) {
   ta.push(a);
   tb.push(b);
 }
+if (ta.length === 0) {
+  console.log(`no pair kept: other processes were busy through all ${dropped} (bench/settle.ts foreignLoad)`);
+  process.exit(1);
+}
 const median = (xs: number[]) => [...xs].sort((p, q) => p - q)[Math.floor(xs.length / 2)]!;
 console.log(
   `BERT ${JSON.stringify(config)} batch ${batch} seq ${seq}${values.padded ? " padded" : ""}, ${ta.length} pairs (${dropped} dropped: other processes busy); outputs bit-identical`,

@@ -96,6 +96,10 @@ for (let i = 0; ta.length < n("pairs") && i < 4 * n("pairs"); i++) {
   tb.push(y);
   to.push(z);
 }
+if (ta.length === 0) {
+  console.log(`no pair kept: other processes were busy through all ${dropped} (bench/settle.ts foreignLoad)`);
+  process.exit(1);
+}
 const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
 const ratios = ta.map((x, i) => tb[i]! / x);
 console.log(
