@@ -28,7 +28,13 @@ import type { KernelContext, KernelDef } from "../kernel-registry.js";
 import type { BufferLease } from "./buffer-pool.js";
 import type { CpuCompute } from "./compute.js";
 import { gemmGoesAsync, isGemmKernel, runGemmCall } from "./kernels.js";
-import { type BoundGemm, bindNativeGemm, runBoundGemm, useNativeThreads } from "./native-compute.js";
+import {
+  type BoundGemm,
+  bindNativeGemm,
+  runBoundGemm,
+  sliceRows,
+  useNativeThreads,
+} from "./native-compute.js";
 
 /** Ops whose kernel may hand its input's buffer on under new dims (the views a binding replays). */
 const VIEW_OPS = new Set(["Reshape", "Squeeze", "Unsqueeze", "Flatten", "Identity", "Transpose"]);
@@ -345,13 +351,14 @@ function runGemmBinding(
   const native = compute.native!;
   useNativeThreads(native, compute.threads);
   const output = () => [new Tensor("float32", c, b.outDims)];
-  if (b.sliced && b.problems.some((g) => g.M > g.sliceRows)) {
+  if (b.sliced && b.problems.some((g) => g.M > sliceRows(g.N, g.K))) {
     return (async () => {
       for (const g of b.problems) {
         if (g.N <= 0) continue;
-        for (let r0 = 0; r0 < g.M; r0 += g.sliceRows) {
+        const step = sliceRows(g.N, g.K);
+        for (let r0 = 0; r0 < g.M; r0 += step) {
           if (r0 > 0) await new Promise<void>((resolve) => setImmediate(resolve));
-          runBoundGemm(native, g, a, c, r0, Math.min(g.M, r0 + g.sliceRows));
+          runBoundGemm(native, g, a, c, r0, Math.min(g.M, r0 + step));
         }
       }
       return output();

@@ -98,12 +98,17 @@ export function setNativeSliceFlops(flops: number): number {
 
 const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
+/** Rows of an N×K problem per event-loop slice (NATIVE_SLICE_FLOPS, a multiple of 16). */
+export function sliceRows(N: number, K: number): number {
+  const rowFlops = 2 * N * Math.max(K, 1);
+  return Math.max(16, Math.floor(NATIVE_SLICE_FLOPS / rowFlops / 16) * 16);
+}
+
 async function nativeGemmSliced(native: NativeKernels, p: GemmProblem): Promise<void> {
   if (p.M <= 0 || p.N <= 0) return;
   const b = packedB(native, p);
   const residual = residualOf(p);
-  const rowFlops = 2 * p.N * Math.max(p.K, 1);
-  const step = Math.max(16, Math.floor(NATIVE_SLICE_FLOPS / rowFlops / 16) * 16);
+  const step = sliceRows(p.N, p.K);
   for (let r0 = 0; r0 < p.M; r0 += step) {
     if (r0 > 0) await nextTurn();
     nativeGemmRows(native, p, b, r0, Math.min(p.M, r0 + step), residual);
@@ -119,8 +124,6 @@ export interface BoundGemm {
   N: number;
   K: number;
   packed: PackedWeights;
-  /** Rows per event-loop slice in an async run (as nativeGemmSliced cuts them). */
-  sliceRows: number;
   options: {
     aOffset: number;
     lda: number;
@@ -139,13 +142,11 @@ export interface BoundGemm {
 export function bindNativeGemm(native: NativeKernels, p: GemmProblem): BoundGemm | undefined {
   if (!nativeGemmFits(p) || (p.beta !== 0 && !p.rowBias) || !isImmutable(p.B)) return undefined;
   if (p.rowBias && !isImmutable(p.rowBias)) return undefined;
-  const rowFlops = 2 * p.N * Math.max(p.K, 1);
   return {
     M: p.M,
     N: p.N,
     K: p.K,
     packed: packedB(native, p),
-    sliceRows: Math.max(16, Math.floor(NATIVE_SLICE_FLOPS / rowFlops / 16) * 16),
     options: {
       aOffset: p.aOffset,
       lda: p.lda,
