@@ -58,7 +58,6 @@ const tb: number[] = [];
 let dropped = 0;
 for (let i = 0; ta.length < n("pairs") && i < 4 * n("pairs"); i++) {
   const load = foreignLoad();
-  const t0 = performance.now();
   let a: number;
   let b: number;
   if (i % 2) {
@@ -68,8 +67,8 @@ for (let i = 0; ta.length < n("pairs") && i < 4 * n("pairs"); i++) {
     a = await time(plain);
     b = await time(bound);
   }
-  // A pair during which other processes took over a tenth of a CPU is dropped (bench/settle.ts).
-  if (load.ms() > 0.1 * (performance.now() - t0)) {
+  // A pair during which other processes took over a tenth of a CPU is dropped (bench/settle.ts, foreignLoad).
+  if (load.busy()) {
     dropped++;
     continue;
   }

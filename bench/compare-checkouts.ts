@@ -75,7 +75,6 @@ const to: number[] = [];
 let dropped = 0;
 for (let i = 0; ta.length < n("pairs") && i < 4 * n("pairs"); i++) {
   const load = foreignLoad();
-  const t0 = performance.now();
   // Alternate who goes first so neither always runs right after onnxruntime.
   let x: number;
   let y: number;
@@ -87,8 +86,8 @@ for (let i = 0; ta.length < n("pairs") && i < 4 * n("pairs"); i++) {
     y = await time(() => b.run(feeds));
   }
   const z = await time(() => ortSession.run(ortFeeds));
-  // A pair during which other processes took over a tenth of a CPU is dropped (bench/settle.ts).
-  if (load.ms() > 0.1 * (performance.now() - t0)) {
+  // A pair during which other processes took over a tenth of a CPU is dropped (bench/settle.ts, foreignLoad).
+  if (load.busy()) {
     dropped++;
     continue;
   }

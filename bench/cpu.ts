@@ -125,7 +125,6 @@ for (const spec of values.shapes!.split(",")) {
     // otherwise tax whichever engine comes next.
     const rep: [string, number, number][] = [];
     const load = foreignLoad();
-    const start = performance.now();
     for (const i of runOrder(runs.length, r)) {
       const [key, run] = runs[i]!;
       await settle();
@@ -136,7 +135,7 @@ for (const spec of values.shapes!.split(",")) {
       rep.push([key, performance.now() - t0, (c.user + c.system) / 1000]);
     }
     // A rep during which other processes took over a tenth of a CPU is dropped and run again (the box is shared).
-    if (load.ms() > 0.1 * (performance.now() - start)) {
+    if (load.busy()) {
       dropped++;
       continue;
     }

@@ -47,16 +47,18 @@ function boxBusyMs(): number | undefined {
 /**
  * CPU time other processes took while a measurement ran: the box's busy time less this process's own. The
  * dev box is shared and other sessions' test runs come and go; an interleaved A/B pair taken while one ran
- * is no measurement of either side, so the A/B benches drop such pairs (and say how many).
+ * is no measurement of either side, so the A/B benches drop such pairs (and say how many). `busy()`: others
+ * took over a tenth of a CPU over the window, plus 30 ms of slack for /proc/stat's 10 ms accounting ticks
+ * (the quiet box read 0–15 ms over 210–280 ms windows of three [1,128] runs).
  */
-export function foreignLoad(): { ms(): number } {
+export function foreignLoad(): { ms(): number; busy(): boolean } {
   const box0 = boxBusyMs();
   const own0 = cpuMs();
-  return {
-    ms: () => {
-      const box1 = boxBusyMs();
-      if (box0 === undefined || box1 === undefined) return 0;
-      return Math.max(0, box1 - box0 - (cpuMs() - own0));
-    },
+  const start = performance.now();
+  const ms = () => {
+    const box1 = boxBusyMs();
+    if (box0 === undefined || box1 === undefined) return 0;
+    return Math.max(0, box1 - box0 - (cpuMs() - own0));
   };
+  return { ms, busy: () => ms() > 0.1 * (performance.now() - start) + 30 };
 }
