@@ -83,6 +83,9 @@ export interface SessionOptions {
    * recorded GPU commands instead of running node by node, and only rewrites the bytes that come from the
    * feeds (token ids, lengths, float inputs). `lastReplay` says what the last run did and, when it did not
    * replay, why. Profiled and verify runs never replay.
+   * cpu: each prepared graph keeps its node calls resolved (a GEMM's packed weights, offsets and strides; a
+   * view's dims) and calls them directly while the shapes hold (bound-plan.ts); false resolves every node on
+   * every run. Outputs are the same either way, bit for bit.
    */
   replay?: boolean;
   /**
@@ -305,6 +308,7 @@ export class InferenceSession {
         threads: options.intraOpNumThreads,
         gemmKernel: options.gemmKernel,
         attentionKernel: options.attentionKernel,
+        bind: options.replay,
       },
       provider,
       (options.removePadding ?? provider === "cpu") &&

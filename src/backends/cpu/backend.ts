@@ -36,6 +36,11 @@ export interface CpuBackendOptions {
    * "wasm" and "js" never load it. A gemmKernel/attentionKernel of "js" keeps that primitive on plain JS.
    */
   cpuKernels?: CpuKernels;
+  /**
+   * Runs take each graph's bound plan (bound-plan.ts: node calls resolved once per shape and kept; default
+   * true). false runs node by node, resolving every call each run — for A/B and as the reference in tests.
+   */
+  bind?: boolean;
 }
 
 /**
@@ -53,6 +58,7 @@ export class CpuBackend implements Backend {
   readonly attentionKernel: KernelChoice;
   /** The native kernels in use, or undefined when this backend runs the WebAssembly or JS kernels. */
   readonly native: NativeKernels | undefined;
+  readonly bind: boolean;
   readonly buffers = new BufferPool();
   /** This backend's workers: every parallel GEMM, attention and map job of its graphs runs on them. */
   readonly pool: ThreadPool<CpuTask> = newCpuPool();
@@ -64,6 +70,7 @@ export class CpuBackend implements Backend {
     this.gemmKernel = options.gemmKernel ?? js ?? defaultGemmKernel();
     this.attentionKernel = options.attentionKernel ?? js ?? defaultAttentionKernel();
     this.native = family === "native" ? nativeKernels() : undefined;
+    this.bind = options.bind ?? true;
     abandoned.register(this, this.pool, this);
   }
 
@@ -80,10 +87,15 @@ export class CpuBackend implements Backend {
       cpuCompute({ ...base, allocFloat32: (n) => this.buffers.allocFloat32(n) }),
     );
     const freshCompute = this.withNative(cpuCompute(base));
-    return new CpuPreparedGraph(graph, plan, {
-      pooled: () => ({ compute: pooledCompute, lease: new BufferLease(this.buffers) }),
-      unpooled: () => freshCompute,
-    });
+    return new CpuPreparedGraph(
+      graph,
+      plan,
+      {
+        pooled: () => ({ compute: pooledCompute, lease: new BufferLease(this.buffers) }),
+        unpooled: () => freshCompute,
+      },
+      this.bind,
+    );
   }
 
   /** This backend's primitives with fresh output arrays: for synchronous tools (runGraph, profiles). */

@@ -31,6 +31,8 @@ export interface CpuCompute extends OpCompute {
   readonly threads: number;
   /** The native kernels when the backend runs on them (its elementwise and norm kernels use them directly). */
   readonly native?: NativeKernels;
+  /** GEMM problems the native kernel takes run there (so a bound plan may call it directly). */
+  readonly gemmOnNative?: boolean;
   /** Attention problems run on the native kernels (captured even where they would run on this thread). */
   readonly attentionOnNative?: boolean;
   /** Runs the GEMMs on the pool's workers while the caller awaits (its event loop stays free). */

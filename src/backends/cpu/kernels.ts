@@ -47,24 +47,41 @@ function contract(
   return { opType, domain, ...extra, run: (ctx, inputs) => def.run(ctx, inputs) };
 }
 
+/** A GEMM kernel: also hands out the op's GEMM call itself, for a bound plan to resolve once (bound-plan.ts). */
+export interface GemmKernelDef extends KernelDef<CpuCompute> {
+  gemmCall(ctx: OpContext, inputs: (Tensor | undefined)[]): GemmCall | undefined;
+}
+
+export function isGemmKernel(k: KernelDef<CpuCompute> | undefined): k is GemmKernelDef {
+  return k !== undefined && "gemmCall" in k;
+}
+
+/** Whether a GEMM call runs off the calling thread's turn (on the pool, sliced between event-loop turns). */
+export function gemmGoesAsync(ctx: KernelContext<CpuCompute>, problems: readonly GemmProblem[]): boolean {
+  return ctx.allowAsync && ctx.compute.threads > 1 && gemmFlops(problems) >= ASYNC_GEMM_MIN_FLOPS;
+}
+
+/** Runs a GEMM call's problems as the GEMM kernels do, and hands back its output. */
+export function runGemmCall(ctx: KernelContext<CpuCompute>, call: GemmCall): Tensor[] | Promise<Tensor[]> {
+  if (gemmGoesAsync(ctx, call.problems)) {
+    return ctx.compute.gemmAsync(call.problems).then(() => [call.output()]);
+  }
+  ctx.compute.gemm(call.problems);
+  return [call.output()];
+}
+
 /** A GEMM-shaped op: its float32/float16 call on the backend's GEMM (other dtypes never reach it). */
 function gemmKernel(
   opType: string,
   toCall: (ctx: OpContext, inputs: (Tensor | undefined)[]) => GemmCall | undefined,
   domain = "",
-): KernelDef<CpuCompute> {
+): GemmKernelDef {
   return {
     opType,
     domain,
     types: FLOAT_TYPES,
-    run(ctx: KernelContext<CpuCompute>, inputs) {
-      const call = toCall(ctx, inputs)!;
-      if (ctx.allowAsync && ctx.compute.threads > 1 && gemmFlops(call.problems) >= ASYNC_GEMM_MIN_FLOPS) {
-        return ctx.compute.gemmAsync(call.problems).then(() => [call.output()]);
-      }
-      ctx.compute.gemm(call.problems);
-      return [call.output()];
-    },
+    gemmCall: toCall,
+    run: (ctx: KernelContext<CpuCompute>, inputs) => runGemmCall(ctx, toCall(ctx, inputs)!),
   };
 }
 

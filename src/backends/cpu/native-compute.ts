@@ -6,7 +6,7 @@
  * kernels do not cover (transposed A, alpha ≠ 1, attention softcap) run on the fallback primitives.
  */
 import type { AttentionArgs } from "../../ops/attention-args.js";
-import type { GemmProblem } from "../../ops/gemm-problem.js";
+import type { GemmActivation, GemmProblem } from "../../ops/gemm-problem.js";
 import type { CpuCompute } from "./compute.js";
 import { isImmutable } from "./immutable.js";
 import type { MapName } from "./map-parallel.js";
@@ -38,7 +38,7 @@ export function packedB(native: NativeKernels, p: GemmProblem): PackedWeights {
  * Whether the native GEMM computes this problem (row-major A, no alpha scaling; an activation only where it
  * comes before the residual the kernel adds last, i.e. there is none: the kernel's order is act(AB + bias) + r).
  */
-function nativeGemmFits(p: GemmProblem): boolean {
+export function nativeGemmFits(p: GemmProblem): boolean {
   return !p.transA && p.alpha === 1 && (!p.activation || p.beta === 0 || !!p.rowBias);
 }
 
@@ -98,16 +98,84 @@ export function setNativeSliceFlops(flops: number): number {
 
 const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
+/** Rows of an N×K problem per event-loop slice (NATIVE_SLICE_FLOPS, a multiple of 16). */
+export function sliceRows(N: number, K: number): number {
+  const rowFlops = 2 * N * Math.max(K, 1);
+  return Math.max(16, Math.floor(NATIVE_SLICE_FLOPS / rowFlops / 16) * 16);
+}
+
 async function nativeGemmSliced(native: NativeKernels, p: GemmProblem): Promise<void> {
   if (p.M <= 0 || p.N <= 0) return;
   const b = packedB(native, p);
   const residual = residualOf(p);
-  const rowFlops = 2 * p.N * Math.max(p.K, 1);
-  const step = Math.max(16, Math.floor(NATIVE_SLICE_FLOPS / rowFlops / 16) * 16);
+  const step = sliceRows(p.N, p.K);
   for (let r0 = 0; r0 < p.M; r0 += step) {
     if (r0 > 0) await nextTurn();
     nativeGemmRows(native, p, b, r0, Math.min(p.M, r0 + step), residual);
   }
+}
+
+/**
+ * One native GEMM problem with its weights packed and its options resolved: what a CPU bound plan
+ * (bound-plan.ts) calls again on later runs with that run's A and C, skipping the op's contract.
+ */
+export interface BoundGemm {
+  M: number;
+  N: number;
+  K: number;
+  packed: PackedWeights;
+  options: {
+    aOffset: number;
+    lda: number;
+    cOffset: number;
+    ldc: number;
+    bias?: Float32Array;
+    activation?: GemmActivation;
+  };
+}
+
+/**
+ * `p` resolved for replay, or undefined where a later run could not reuse it as is: a problem the native
+ * kernel does not take, a residual read from C (its contents change per run), B or the bias not an
+ * initializer (their contents may change between runs; the packed panels would be stale).
+ */
+export function bindNativeGemm(native: NativeKernels, p: GemmProblem): BoundGemm | undefined {
+  if (!nativeGemmFits(p) || (p.beta !== 0 && !p.rowBias) || !isImmutable(p.B)) return undefined;
+  if (p.rowBias && !isImmutable(p.rowBias)) return undefined;
+  return {
+    M: p.M,
+    N: p.N,
+    K: p.K,
+    packed: packedB(native, p),
+    options: {
+      aOffset: p.aOffset,
+      lda: p.lda,
+      cOffset: p.cOffset,
+      ldc: p.ldc,
+      ...(p.rowBias && { bias: p.rowBias }),
+      ...(p.activation && { activation: p.activation }),
+    },
+  };
+}
+
+/** Rows [r0, r1) of a bound problem on `a` and `c` (the arrays of this run). */
+export function runBoundGemm(
+  native: NativeKernels,
+  g: BoundGemm,
+  a: Float32Array,
+  c: Float32Array,
+  r0: number,
+  r1: number,
+): void {
+  const o = g.options;
+  native.gemm(r1 - r0, a, g.packed, c, {
+    aOffset: o.aOffset + r0 * o.lda,
+    lda: o.lda,
+    cOffset: o.cOffset + r0 * o.ldc,
+    ldc: o.ldc,
+    bias: o.bias,
+    activation: o.activation,
+  });
 }
 
 /**
@@ -171,6 +239,7 @@ export function nativeCompute(
     ...fallback,
     native,
     ...(opts.gemm && {
+      gemmOnNative: true,
       gemm,
       gemmAsync: async (problems) => {
         ready();

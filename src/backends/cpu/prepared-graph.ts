@@ -15,6 +15,7 @@ import { gatherInputs } from "../../ops/evaluate.js";
 import { type OpDef, resolveOp } from "../../ops/index.js";
 import type { ExecutionPlan, PreparedGraph, RunOptions } from "../backend.js";
 import type { KernelDef } from "../kernel-registry.js";
+import { BoundPlan } from "./bound-plan.js";
 import type { BufferLease } from "./buffer-pool.js";
 import type { CpuCompute } from "./compute.js";
 import { cpuKernels } from "./kernels.js";
@@ -42,15 +43,24 @@ export class CpuPreparedGraph implements PreparedGraph {
   /** Per step: the kernel chosen for each input-dtype signature seen (null: the reference runs). */
   private readonly kernels: Map<string, KernelDef<CpuCompute> | null>[];
 
+  /** The bound plan runs take (bound-plan.ts), or undefined when the backend was asked for plain runs. */
+  readonly bound: BoundPlan | undefined;
+
   constructor(
     private readonly graph: Graph,
     private readonly plan: ExecutionPlan,
     private readonly resources: CpuRunResources,
+    bind = true,
   ) {
     this.opsets = plan.order.map((n) => opsetOf(graph, n.domain));
     // Refuse at prepare time, by name, any op unknown or older than the schema mhafuse implements.
     this.ops = plan.order.map((n, i) => resolveOp(n, this.opsets[i]!));
     this.kernels = plan.order.map(() => new Map());
+    this.bound = bind
+      ? new BoundPlan(graph.initializers, plan.order, plan.releaseAfter, this.opsets, this.ops, (...a) =>
+          this.kernelFor(...a),
+        )
+      : undefined;
   }
 
   async run(
@@ -59,6 +69,10 @@ export class CpuPreparedGraph implements PreparedGraph {
     options: RunOptions = {},
   ): Promise<Record<string, Tensor>> {
     const keep = options.keepIntermediates ?? false;
+    if (!keep && this.bound) {
+      const { compute, lease } = this.resources.pooled();
+      return this.bound.run(feeds, fetches, compute, lease, SLICE_MS);
+    }
     const { compute, lease } = keep
       ? { compute: this.resources.unpooled(), lease: undefined }
       : this.resources.pooled();
@@ -129,7 +143,7 @@ export class CpuPreparedGraph implements PreparedGraph {
     return result;
   }
 
-  private kernelFor(
+  kernelFor(
     step: number,
     node: Node,
     opset: number,

@@ -116,7 +116,7 @@ export function registerBench(program: Command): void {
     .option("--no-fuse", "run the graph without attention fusion")
     .option(
       "--no-replay",
-      "webgpu: run every iteration node by node (no replay of the recorded GPU commands)",
+      "run every iteration node by node (webgpu: no replay of the recorded GPU commands; cpu: no bound plan)",
     )
     .option(
       "--compare <engine>",
@@ -141,7 +141,7 @@ export function registerBench(program: Command): void {
         precision: opts.precision,
         replay: opts.replay ? undefined : false,
       });
-      const label = `${opts.provider}${opts.precision === "fp32" ? "" : ` ${opts.precision}`}${opts.fuse ? "" : ", unfused"}${opts.replay || opts.provider !== "webgpu" ? "" : ", no replay"}`;
+      const label = `${opts.provider}${opts.precision === "fp32" ? "" : ` ${opts.precision}`}${opts.fuse ? "" : ", unfused"}${opts.replay ? "" : ", no replay"}`;
       const runners: Runner[] = [{ name: `mhafuse (${label})`, run: () => session.run(feeds) }];
       if (opts.compare) runners.push(await onnxruntimeRunner(modelPath, feeds, opts.threads));
       const progress = progressFor(opts.json ? undefined : process.stderr, opts.iterations, "bench");
