@@ -480,13 +480,14 @@ if (FP16 && f.shaderF16 && !TC_TILES && !TILES && !ATTENTION_ONLY) {
   // The general op (mhafuse.Attention and the other general ops in fp16 sessions): a causal GQA prefill (Q as
   // [B, S, N·H], K/V as [B, Nkv, S, H]) and a causal BERT-sized problem with a [B, 1, S, S] additive bias; TFLOP/s
   // of the half of the products the causal mask leaves.
-  for (const [B, S, N, Nkv, withBias] of SMOKE
-    ? [[1, 64, 4, 2, 1]]
+  // [B, S, N, Nkv, bias, H]: H = 128 is a Llama-sized head (the lazy kernel's output in two column chunks).
+  for (const [B, S, N, Nkv, withBias, H] of SMOKE
+    ? [[1, 64, 4, 2, 1, 64]]
     : [
-        [1, 2048, 32, 8, 0],
-        [8, 512, 12, 12, 1],
+        [1, 2048, 32, 8, 0, 64],
+        [1, 2048, 32, 8, 0, 128],
+        [8, 512, 12, 12, 1, 64],
       ]) {
-    const H = 64;
     const bsnh = { offset: 0, batchStride: S! * N! * H, headStride: H, seqStride: N! * H };
     const bnsh = { offset: 0, batchStride: Nkv! * S! * H, headStride: S! * H, seqStride: H };
     const q = tensor16([B!, S!, N! * H], 32);

@@ -142,6 +142,9 @@ const shapes: Shape[] = [
   // The lazy rescale with maxima that grow along the keys: rows rescale on some tiles and not on others; a
   // partial last tile, an empty and a short sequence.
   [false, {}, 100, 3, 1, 16, [100, 0, 40], true],
+  // A head over 64: O through the scratch in two chunks of 48 columns (rescales and the final store); 128 needs
+  // more workgroup memory than lavapipe's SIMT reference kernel has (the H200 test checks it against float64).
+  [false, {}, 70, 2, 1, 96, [70, 37], true],
   ...(full
     ? ([
         [false, {}, 33, 1, 1, 32],
@@ -157,6 +160,9 @@ const shapes: Shape[] = [
         [true, { keyTile: 32 }, 100, 2, 1, 64, [100, 37], true],
         [true, {}, 150, 2, 2, 32, [150, 70], true],
         [true, { lazy: false }, 136, 3, 1, 16, [136, 0, 17], true],
+        // H = 96 with four subgroups; H = 80: five chunks of 16 columns.
+        [true, { keyTile: 32 }, 70, 2, 1, 96, [70, 33], true],
+        [false, {}, 50, 2, 1, 80, [50, 21], true],
         [true, { keyTile: 32 }, 40, 2, 1, 48, [40, 5]],
         [true, { keyTile: 32, pInK: false }, 40, 2, 1, 16, [40, 0]],
         // Where workgroup memory allows (not lavapipe): the four-subgroup default at H = 64.

@@ -47,6 +47,7 @@
  * of its own); the separate Q, K, V and P tiles of before needed 54 288, over the 48 KiB Dawn allows, so BERT
  * ran the one-subgroup kernel (16 TFLOP/s at [8, 12, 512, 64] on the H200).
  */
+import { OpError } from "../../../errors.js";
 import type { MatrixSyntax } from "../precision.js";
 import { matrixLoad, matrixStore, matrixTypes, SUBGROUP_BUILTINS, TC_HEADER } from "../precision.js";
 import { packUniforms, type UniformFields, uniformStruct } from "../uniforms.js";
@@ -181,11 +182,13 @@ export const TC_DEBUG_LAYOUT = {
  * 4 floats (16 bytes).
  */
 function layout(H: number, multi: boolean, v: TcAttentionVariant) {
-  const { keyTile, pInK } = variant(v);
+  const { keyTile, pInK, lazy } = variant(v);
   const { NSG, BR, BC, T } = shape(multi, keyTile);
   const KS = H + 8; // halves per staged Q/K/V row (16-byte pad)
   const PS = BC + 8; // halves per P row
-  const SW = Math.max(BC, H) + 4; // floats per scratch row
+  // Output columns per pass through the scratch: all of them eagerly (T = P·V every tile), at most 64 lazily.
+  const OC = lazy ? outputChunk(H) : H;
+  const SW = Math.max(BC, OC) + 4; // floats per scratch row
   const tile = BC * KS;
   const pLen = NSG * 16 * PS;
   const kRegion = Math.max(tile, pInK ? pLen : 0);
@@ -194,7 +197,18 @@ function layout(H: number, multi: boolean, v: TcAttentionVariant) {
   const pOff = pInK ? 0 : kRegion + tile;
   const halves = Math.max(BR * KS, kRegion + tile + (pInK ? 0 : pLen));
   const floats = NSG * 16 * SW;
-  return { KS, PS, SW, NSG, BR, BC, T, kOff, vOff, pOff, halves, floats, pInK };
+  return { KS, PS, SW, OC, NSG, BR, BC, T, kOff, vOff, pOff, halves, floats, pInK };
+}
+
+/**
+ * Output columns the lazy kernel moves through the scratch at a time (rescales, the final store): H up to 64,
+ * else the widest multiple of 16 up to 64 that divides H (128 → 64, 96 → 48, 80 → 16) — so H = 128 needs
+ * 17 KiB of score scratch with four subgroups, not 34.
+ */
+function outputChunk(H: number): number {
+  if (H <= 64) return H;
+  for (let oc = 64; oc >= 16; oc -= 16) if (H % oc === 0) return oc;
+  return 16;
 }
 
 /** Query rows per workgroup. */
@@ -213,7 +227,12 @@ export function tcAttentionSharedBytes(H: number, multi = true, v: TcAttentionVa
   return 2 * halves + 4 * floats + 16;
 }
 
-/** Whether the tensor-core kernel takes this problem (the caller falls back to the SIMT fp16 kernel). */
+/**
+ * Whether the tensor-core kernel takes this problem (the caller falls back to the SIMT fp16 kernel): equal head
+ * sizes, multiples of 16 up to 128 (over 64 only lazily), within workgroup memory. H200, causal GQA prefill
+ * [1, 2048, 32/8, 128]: 0.52 ms (66 TFLOP/s of the causal half) against 5.23 for the SIMT f16 kernel
+ * (bench/h200-tc-attention-h128-1129f.log).
+ */
 export function tcAttentionSupports(
   H: number,
   HV: number,
@@ -221,7 +240,9 @@ export function tcAttentionSupports(
   multi: boolean,
   v: TcAttentionVariant = {},
 ): boolean {
-  return H === HV && H % 16 === 0 && H <= 64 && tcAttentionSharedBytes(H, multi, v) <= limit;
+  // Heads over 64 only with the lazy rescale (the eager kernel sends whole rows of T through the scratch).
+  const wide = H > 64 && !variant(v).lazy;
+  return H === HV && H % 16 === 0 && H <= 128 && !wide && tcAttentionSharedBytes(H, multi, v) <= limit;
 }
 
 /** A variant as FlashAttentionArgs.tcVariant takes it: `multi: false` forces one subgroup. */
@@ -298,8 +319,16 @@ export function tcAttentionKey(syntax: MatrixSyntax, c: TcAttentionConfig): stri
 
 export function tcAttentionSource(c: TcAttentionConfig, syntax: MatrixSyntax): string {
   const { H } = c;
-  const { KS, PS, SW, NSG, BR, BC, T, kOff, vOff, pOff, halves, floats } = layout(H, c.multi, c);
   const lazy = lazyRescale(c);
+  const { KS, PS, SW, NSG, BR, BC, T, kOff, vOff, pOff, halves, floats } = layout(H, c.multi, {
+    ...c,
+    lazy,
+  });
+  if (H > 64 && !lazy)
+    throw new OpError("webgpu.Attention (fp16 tensor-core)", `head size ${H} > 64 needs the lazy rescale`);
+  // Lazy: output columns per pass through the scratch, and this lane's half of such a chunk of its row.
+  const OC = lazy ? outputChunk(H) : H;
+  const OH = OC / 2;
   const HF = H / 16;
   const HH = H / 2;
   const ty = matrixTypes({ M: 16, N: 16, K: 16 });
@@ -393,25 +422,58 @@ export function tcAttentionSource(c: TcAttentionConfig, syntax: MatrixSyntax): s
     oUpdate.push(`    o${cc} = o${cc} * alpha + Ss[rowT + ${cc}u];`);
   }
   for (let h = 0; h < HF && lazy; h++) oDecl.push(`  var of${h} = ${ty.result}();`);
-  // The O fragments through the subgroup's scratch rows (lazy: to rescale them, and at the end).
-  const ofToScratch = Array.from(
-    { length: lazy ? HF : 0 },
-    (_, h) => `    ${matrixStore(syntax, "&Ss", `sg * ${16 * SW}u + ${h * 16}u`, `of${h}`, `${SW}u`)};`,
+  // Lazy: the O fragments of output columns [ch·OC, (ch + 1)·OC) through the subgroup's scratch rows.
+  const fragsOf = (ch: number) => Array.from({ length: OC / 16 }, (_, f) => [ch * (OC / 16) + f, f * 16]);
+  const ofToScratch = (ch: number, indent: string) =>
+    fragsOf(ch)
+      .map(
+        ([h, col]) =>
+          `${indent}${matrixStore(syntax, "&Ss", `sg * ${16 * SW}u + ${col}u`, `of${h}`, `${SW}u`)};`,
+      )
+      .join("\n");
+  const ofFromScratch = (ch: number, indent: string) =>
+    fragsOf(ch)
+      .map(
+        ([h, col]) =>
+          `${indent}of${h} = ${matrixLoad(syntax, ty.result, "&Ss", `sg * ${16 * SW}u + ${col}u`, `${SW}u`)};`,
+      )
+      .join("\n");
+  const chunksO = H / OC;
+  // Lazy rescale: each chunk of O through the scratch, scaled by this lane's row factor, back.
+  const rescaleO = Array.from(
+    { length: lazy ? chunksO : 0 },
+    (_, ch) => `${ofToScratch(ch, "      ")}
+      workgroupBarrier();
+      for (var cc = 0u; cc < ${OH}u; cc++) { Ss[rowT + cc] = Ss[rowT + cc] * alpha; }
+      workgroupBarrier();
+${ofFromScratch(ch, "      ")}${ch + 1 < chunksO ? "\n      workgroupBarrier();" : ""}`,
   ).join("\n");
-  const ofFromScratch = Array.from(
-    { length: lazy ? HF : 0 },
-    (_, h) =>
-      `      of${h} = ${matrixLoad(syntax, ty.result, "&Ss", `sg * ${16 * SW}u + ${h * 16}u`, `${SW}u`)};`,
-  ).join("\n");
-  // Output column cc of this lane's half row: a register, or (lazy) the scratch the O fragments went to.
+  // Output column cc of this lane's half row (of chunk ch): a register, or (lazy) the scratch.
   const oAt = (cc: number) => (lazy ? `Ss[rowT + ${cc}u]` : `o${cc}`);
-  const oStore: string[] = [];
-  for (let q = 0; q < HH / 8; q++) {
-    const pk = [0, 1, 2, 3].map(
-      (w) => `pack2x16float(vec2<f32>(${oAt(8 * q + 2 * w)}, ${oAt(8 * q + 2 * w + 1)}) * inv)`,
-    );
-    oStore.push(`    O[(ob + ${8 * q}u) / 8u] = vec4<u32>(${pk.join(", ")});`);
-  }
+  const oStoreCols = (n: number, at: string) =>
+    Array.from({ length: n / 8 }, (_, q) => {
+      const pk = [0, 1, 2, 3].map(
+        (w) => `pack2x16float(vec2<f32>(${oAt(8 * q + 2 * w)}, ${oAt(8 * q + 2 * w + 1)}) * inv)`,
+      );
+      return `    O[(${at} + ${8 * q}u) / 8u] = vec4<u32>(${pk.join(", ")});`;
+    }).join("\n");
+  // The final store: eagerly from the registers; lazily each chunk through the scratch, a barrier between.
+  const finalStore = lazy
+    ? Array.from(
+        { length: chunksO },
+        (_, ch) => `${ofToScratch(ch, "  ")}
+  workgroupBarrier();
+  if (i < qLen) {
+    let inv = select(1.0 / l, 0.0, l == 0.0);
+    let ob = oBase + (seqStart + i) * u.oSS + ${ch ? `${ch * OC}u + ` : ""}side * ${OH}u;
+${oStoreCols(OH, "ob")}
+  }${ch + 1 < chunksO ? "\n  workgroupBarrier();" : ""}`,
+      ).join("\n")
+    : `  if (i < qLen) {
+    let inv = select(1.0 / l, 0.0, l == 0.0);
+    let ob = oBase + (seqStart + i) * u.oSS + side * ${HH}u;
+${oStoreCols(HH, "ob")}
+  }`;
   // Four scores of this lane's row, from key c of its side on (c a multiple of 4, rowS too: 16-byte aligned).
   const s4raw = "vec4<f32>(Ss[rowS + c], Ss[rowS + c + 1u], Ss[rowS + c + 2u], Ss[rowS + c + 3u])";
   const s4 = `${s4raw} * u.scale`;
@@ -489,7 +551,7 @@ ${stash.join("\n")}
   // This lane's row: its keys end at rowEnd (a prefix of the workgroup's kvEnd keys).
   let i = rowBase + sg * 16u + r;
   // This lane's half of its row in the scratch (T = P·V, or the lazy O fragments).
-  let rowT = sg * ${16 * SW}u + r * ${SW}u + side * ${HH}u;
+  let rowT = sg * ${16 * SW}u + r * ${SW}u + side * ${lazy ? OH : HH}u;
   let rowEnd = ${c.causal ? "u32(clamp(i32(i) + causalOff + 1, 0, i32(kvEnd)))" : "kvEnd"};${c.bias ? "\n  let bRow = u.bOff + b * u.bBS + n * u.bHS + min(i, u.seqQ - 1u) * u.bRS;" : ""}
 ${oDecl.join("\n")}
   for (var k0 = 0u; k0 < kvEnd; k0 += ${BC}u) {
@@ -554,11 +616,7 @@ ${
   lazy
     ? `    // P is visible (workgroupUniformLoad is a barrier), and whether any row asked for a rescale, uniformly.
     if (workgroupUniformLoad(&rescale[0]) != 0u) {
-${ofToScratch}
-      workgroupBarrier();
-      for (var cc = 0u; cc < ${HH}u; cc++) { Ss[rowT + cc] = Ss[rowT + cc] * alpha; }
-      workgroupBarrier();
-${ofFromScratch}
+${rescaleO}
     }
     {
 ${pv.join("\n")}
@@ -579,18 +637,8 @@ ${stash.join("\n")}
     }
     workgroupBarrier();
   }
-  l = l + subgroupShuffleXor(l, 16u);${
-    lazy
-      ? `
-${ofToScratch}
-  workgroupBarrier();`
-      : ""
-  }
-  if (i < qLen) {
-    let inv = select(1.0 / l, 0.0, l == 0.0);
-    let ob = oBase + (seqStart + i) * u.oSS + side * ${HH}u;
-${oStore.join("\n")}
-  }
+  l = l + subgroupShuffleXor(l, 16u);
+${finalStore}
 }`;
 }
 

@@ -134,14 +134,14 @@ export interface FlashAttentionArgs {
   /**
    * "fp32" (default): Q, K, V, O float32. "fp16": Q, K, V, O IEEE f16 (bias stays f32), scores, softmax and
    * accumulation in f32 — on tensor cores where the context detected them and the problem fits (equal head
-   * sizes 16..64 in steps of 16, 8-aligned layouts), else the SIMT kernel with f16 loads/stores.
+   * sizes 16..128 in steps of 16, 8-aligned layouts), else the SIMT kernel with f16 loads/stores.
    */
   precision?: Precision;
   /** fp16 only: force the kernel (tests, benchmarks), or with `f16KernelPreferred` the session's choice. */
   f16Kernel?: F16Kernel;
   /**
    * `f16Kernel` is a preference (a session's kernel choice), not a demand: a problem the tensor-core kernel
-   * does not take (head size outside 16..64, say) runs on the SIMT kernel instead of raising an OpError.
+   * does not take (head size outside 16..128, say) runs on the SIMT kernel instead of raising an OpError.
    */
   f16KernelPreferred?: boolean;
   /**
@@ -406,7 +406,7 @@ export function flashAttention(ctx: WebGpuContext, rec: CommandRecorder, a: Flas
       throw new OpError(
         OP,
         syntax
-          ? `the tensor-core kernel takes 16×16×16 fragments, equal head sizes 16..64 (multiples of 16) and 8-aligned layouts; got H ${H}/${HV}`
+          ? `the tensor-core kernel takes 16×16×16 fragments, equal head sizes 16..128 (multiples of 16) and 8-aligned layouts; got H ${H}/${HV}`
           : `no tensor cores on this device: ${ctx.f16?.reason ?? "f16 support was not detected"}`,
       );
     if (syntax && fits) {
