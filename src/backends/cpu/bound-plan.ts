@@ -30,6 +30,7 @@ import type { OpDef } from "../../ops/index.js";
 import type { KernelContext, KernelDef } from "../kernel-registry.js";
 import type { BufferLease } from "./buffer-pool.js";
 import type { CpuCompute } from "./compute.js";
+import { awaitNoticingTurn } from "./event-loop-turn.js";
 import { gemmGoesAsync, isGemmKernel, runGemmCall } from "./kernels.js";
 import {
   type BoundGemm,
@@ -185,18 +186,10 @@ export class BoundPlan {
       try {
         const r = this.runStep(i, step, inputs, compute);
         if (r instanceof Promise) {
-          // Awaiting a settled promise runs only microtasks: the slice restarts only if the event loop
-          // really turned meanwhile (this immediate ran) — as in the plain loop.
-          let turned = false;
-          const sentinel = setImmediate(() => {
-            turned = true;
-          });
-          try {
-            outputs = await r;
-          } finally {
-            clearImmediate(sentinel);
-          }
-          if (turned) sliceStart = performance.now();
+          // The slice restarts only if the event loop really turned meanwhile — as in the plain loop.
+          const settled = await awaitNoticingTurn(r);
+          outputs = settled.value;
+          if (settled.turned) sliceStart = performance.now();
         } else outputs = r;
       } catch (err) {
         // Raw exceptions from a kernel, sync or async, become coded errors naming the node (issue 13).

@@ -18,6 +18,7 @@ import type { KernelDef } from "../kernel-registry.js";
 import { BoundPlan } from "./bound-plan.js";
 import type { BufferLease } from "./buffer-pool.js";
 import type { CpuCompute } from "./compute.js";
+import { awaitNoticingTurn } from "./event-loop-turn.js";
 import { cpuKernels } from "./kernels.js";
 
 /**
@@ -94,24 +95,18 @@ export class CpuPreparedGraph implements PreparedGraph {
           : this.ops[step]!.run({ node, opset, compute: referenceWith(compute) }, inputs),
       );
       if (outputs instanceof Promise) {
-        // Awaiting is not yielding: a kernel that did its work synchronously (a one-slice native GEMM) hands
-        // back a settled promise, and awaiting it runs only microtasks — timers and I/O still wait. The slice
-        // restarts only if the event loop really turned meanwhile (this immediate ran).
-        let turned = false;
-        const sentinel = setImmediate(() => {
-          turned = true;
-        });
+        // The slice restarts only if the event loop really turned during the await (awaitNoticingTurn).
+        let settled: { value: Tensor[]; turned: boolean };
         try {
-          outputs = await outputs;
+          settled = await awaitNoticingTurn(outputs);
         } catch (err) {
           runNodeGuarded(node, () => {
             throw err;
           });
           throw err;
-        } finally {
-          clearImmediate(sentinel);
         }
-        if (turned) sliceStart = performance.now();
+        outputs = settled.value;
+        if (settled.turned) sliceStart = performance.now();
       }
       for (let i = 0; i < node.outputs.length; i++) {
         const name = node.outputs[i];
