@@ -31,8 +31,9 @@ PackedB::PackedB(const Kernels* isa, int K, int N) : isa(isa), K(K), N(N), kc(KC
   // Panels of 2 MiB and more start on a 2 MiB boundary and ask for transparent huge pages (THP is in
   // `madvise` mode on the dev box, as on most distributions): a GEMM streams its whole packed B once per
   // row block, and with 4 KiB pages a 9.4 MB FFN weight is 2300 pages, past the L2 TLB's reach alongside the
-  // activations. The size is not rounded up to whole huge pages (a 768×768 weight's 2.4 MB would take 4 MB):
-  // the tail stays on small pages. Measured on the 2-vCPU EPYC dev box, 11-29 10:45–11:12 UTC, against the
+  // activations. The allocation is rounded up to whole huge pages (aligned_alloc wants a multiple of the
+  // alignment; the unused tail is never touched, so it costs address space, not memory), but only the whole huge
+  // pages of the panels are advised (a 768×768 weight's 2.4 MB: one huge page, the tail on small ones). Measured on the 2-vCPU EPYC dev box, 11-29 10:45–11:12 UTC, against the
   // 64-byte-aligned build: `node --import tsx bench/addon-ab.ts --b <this build> --layers 4 --m 128|1024` (the
   // GEMM sequence alone) B/A 1.043–1.057 and 1.024 at M = 128, 1.007–1.016 at M = 1024; whole 4-layer model,
   // `bench/compare-checkouts.ts … --pairs 30` (median per-pair ratio) 0.961 / 0.991 / 0.993 at [1,128], 0.998 /
@@ -40,7 +41,10 @@ PackedB::PackedB(const Kernels* isa, int K, int N) : isa(isa), K(K), N(N), kc(KC
   constexpr size_t HUGE_PAGE = size_t{2} << 20;
   if (bytes >= HUGE_PAGE) {
     data = static_cast<float*>(std::aligned_alloc(HUGE_PAGE, (bytes + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE));
+#ifdef MADV_HUGEPAGE
+    // Linux only (macOS has no transparent huge pages): elsewhere the aligned allocation alone.
     if (data) madvise(data, bytes / HUGE_PAGE * HUGE_PAGE, MADV_HUGEPAGE);
+#endif
   } else {
     data = static_cast<float*>(std::aligned_alloc(64, bytes > 0 ? bytes : 64));
   }

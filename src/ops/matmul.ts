@@ -277,7 +277,12 @@ export function gemmGemmCall(
     cOffset: 0,
     ldc: N,
   };
-  if (biasRow) problem.rowBias = (c.data as Float32Array).subarray(0, N);
+  // The bias array itself where it is exactly one row (the usual [N]): an initializer's array is then the one
+  // the engine marked immutable, which kernels may cache against (the CPU bound plan binds such GEMMs).
+  if (biasRow) {
+    const row = c.data as Float32Array;
+    problem.rowBias = row.length === N ? row : row.subarray(0, N);
+  }
   if (activation) problem.activation = activation;
   const type = a.type;
   return { problems: [problem], output: () => floatTensor(type, C, [M, N]) };

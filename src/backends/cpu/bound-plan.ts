@@ -31,6 +31,7 @@ import type { KernelContext, KernelDef } from "../kernel-registry.js";
 import type { BufferLease } from "./buffer-pool.js";
 import type { CpuCompute } from "./compute.js";
 import { awaitNoticingTurn } from "./event-loop-turn.js";
+import { isImmutable } from "./immutable.js";
 import { gemmGoesAsync, isGemmKernel, runGemmCall } from "./kernels.js";
 import {
   type BoundGemm,
@@ -59,7 +60,8 @@ interface ViewBinding {
   kind: "view";
   inDims: readonly number[];
   inType: DType;
-  rest: readonly (Tensor | undefined)[];
+  /** Inputs 1… (shape, axes) as remembered (snapshotRest): initializers by identity, the rest by value. */
+  rest: readonly RestValue[];
   outDims: readonly number[];
 }
 
@@ -92,6 +94,8 @@ export interface BoundPlanStats {
   /** Steps run from a GEMM or view binding, and steps that (re)made one. */
   boundCalls: number;
   binds: number;
+  /** Of `binds`, the GEMM bindings made. */
+  gemmBinds: number;
 }
 
 export type KernelLookup = (
@@ -114,8 +118,54 @@ function sameRest(inputs: readonly (Tensor | undefined)[], rest: readonly (Tenso
   return true;
 }
 
+/** Elements up to which a view's mutable shape/axes input is remembered by value. */
+const SMALL_REST = 64;
+
+/**
+ * A view's inputs 1… (shape, axes) as a binding remembers them: an initializer by identity (its data never
+ * changes); any other tensor — a feed the caller may rewrite in place, a shape computed this run — by its
+ * dtype, dims and values, copied. Undefined where one is too large to compare cheaply (no binding then).
+ */
+type RestValue =
+  | undefined
+  | { immutable: Tensor }
+  | { type: DType; dims: readonly number[]; values: unknown[] };
+
+function snapshotRest(rest: readonly (Tensor | undefined)[]): RestValue[] | undefined {
+  const out: RestValue[] = [];
+  for (const t of rest) {
+    if (!t) out.push(undefined);
+    else if (isImmutable(t.data)) out.push({ immutable: t });
+    else if (t.size <= SMALL_REST)
+      out.push({ type: t.type, dims: t.dims, values: Array.from(t.data as ArrayLike<unknown>) });
+    else return undefined;
+  }
+  return out;
+}
+
+/** Inputs 1… hold what `snapshotRest` remembered: the same initializers, equal values elsewhere. */
+function sameRestValues(inputs: readonly (Tensor | undefined)[], rest: readonly RestValue[]): boolean {
+  if (inputs.length !== rest.length + 1) return false;
+  for (let i = 0; i < rest.length; i++) {
+    const t = inputs[i + 1];
+    const r = rest[i];
+    if (!r || !t) {
+      if (r || t) return false;
+      continue;
+    }
+    if ("immutable" in r) {
+      if (t !== r.immutable) return false;
+      continue;
+    }
+    if (t.type !== r.type || !sameDims(t.dims, r.dims)) return false;
+    const d = t.data as ArrayLike<unknown>;
+    for (let j = 0; j < r.values.length; j++) if (d[j] !== r.values[j]) return false;
+  }
+  return true;
+}
+
 export class BoundPlan {
-  readonly stats: BoundPlanStats = { runs: 0, boundCalls: 0, binds: 0 };
+  readonly stats: BoundPlanStats = { runs: 0, boundCalls: 0, binds: 0, gemmBinds: 0 };
   private readonly slotOf = new Map<string, number>();
   /** Initializers in their slots; a run starts from a copy. */
   private readonly initial: (Tensor | undefined)[] = [];
@@ -245,7 +295,7 @@ export class BoundPlan {
       }
     } else if (b?.kind === "view") {
       const x = inputs[0];
-      if (x && x.type === b.inType && sameDims(x.dims, b.inDims) && sameRest(inputs, b.rest)) {
+      if (x && x.type === b.inType && sameDims(x.dims, b.inDims) && sameRestValues(inputs, b.rest)) {
         this.stats.boundCalls++;
         return [x.reshape(b.outDims)];
       }
@@ -288,20 +338,16 @@ export class BoundPlan {
       };
       step.binding = binding;
       this.stats.binds++;
+      this.stats.gemmBinds++;
       return runGemmBinding(compute, binding, a.data as Float32Array, C!);
     }
     const outputs = this.runKernel(step, kernel, inputs, compute);
     const x = inputs[0];
     if (VIEW_OPS.has(node.opType) && node.domain === "" && x && !(outputs instanceof Promise)) {
       const [y] = outputs;
-      if (outputs.length === 1 && y && y.data === x.data && y.type === x.type) {
-        step.binding = {
-          kind: "view",
-          inDims: x.dims,
-          inType: x.type,
-          rest: inputs.slice(1),
-          outDims: y.dims,
-        };
+      const rest = snapshotRest(inputs.slice(1));
+      if (outputs.length === 1 && y && y.data === x.data && y.type === x.type && rest) {
+        step.binding = { kind: "view", inDims: x.dims, inType: x.type, rest, outDims: y.dims };
         this.stats.binds++;
       }
     }
