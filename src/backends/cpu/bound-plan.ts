@@ -17,8 +17,11 @@
  * the caches (bench/README.md, "What is left at batch 1"); the less code and data a node touches between two
  * kernels, the less there is to miss. Measured (2-vCPU EPYC box, 11-29 10:56–11:12 UTC, `node --import tsx
  * bench/bind-ab.ts`, median of per-pair ratios against `replay: false`): [1,128] 0.966–0.991 in five runs,
- * [8,128] 0.996, a padded [8,128] 0.983–1.028 — about 2% at batch 1. Most of what is left is the misses
- * themselves: a bound GEMM step still spends ~100 µs before and after its addon call when it follows a GEMM.
+ * [8,128] 0.996, a padded [8,128] 0.983–1.028 — about 2% at batch 1, though those runs bound no GEMM of a fused
+ * graph (Gemm's bias row was a fresh subarray each run, not the immutable initializer; fixed in the op). With
+ * them bound (12:40–12:47 UTC, same command): [1,128] 0.965 and 0.947, [8,128] 0.961. Most of what is left is
+ * the misses themselves: a bound GEMM step still spends ~100 µs before and after its addon call when it follows
+ * a GEMM (measured before the fix, on a raw graph's bound MatMuls).
  */
 import { setImmediate as nextTurn } from "node:timers/promises";
 import { OpError, runNodeGuarded } from "../../errors.js";
