@@ -21,7 +21,7 @@
  * graph (Gemm's bias row was a fresh subarray each run, not the immutable initializer; fixed in the op). With
  * them bound (12:40–12:47 UTC, same command): [1,128] 0.965 and 0.947, [8,128] 0.961. Most of what is left is
  * the misses themselves: a bound GEMM step still spends ~100 µs before and after its addon call when it follows
- * a GEMM (measured before the fix, on a raw graph's bound MatMuls).
+ * a GEMM (measured before the fix).
  */
 import { setImmediate as nextTurn } from "node:timers/promises";
 import { OpError, runNodeGuarded } from "../../errors.js";
