@@ -37,15 +37,13 @@ import { binary, broadcastShape } from "../kernels/elementwise.js";
 import { gemm } from "../kernels/gemm.js";
 import { contiguousStrides, stridedCopy } from "../kernels/layout.js";
 import { rotary } from "../kernels/rotary.js";
-import type { GpuKernelContext, GpuKernelDef, Storage } from "./kernel-context.js";
+import { type GpuKernelContext, type GpuKernelDef, gemmPrecisionOf, storageOf } from "./kernel-context.js";
 import { asShapeTensor, type DeviceValue, isDevice, type RunValue } from "./values.js";
 
 const isF32 = (v: RunValue | undefined) => v === undefined || v.type === "float32";
 
 /** fp16 mode: Q, K, V, caches and outputs stored as f16. */
 const half = (kc: GpuKernelContext): boolean => kc.f16 !== undefined;
-/** The storage Q, K and V are read in (a float value stored otherwise is cast first). */
-const qkvStorage = (kc: GpuKernelContext): Storage => (half(kc) ? "f16" : "f32");
 /** flashAttention's precision arguments: fp16 mode takes the session's attention kernel where it fits. */
 const attentionPrecision = (kc: GpuKernelContext) =>
   half(kc)
@@ -101,7 +99,7 @@ export const mhafuseAttentionDef: GpuKernelDef = {
     const node: Node = kc.node;
     const [q, k, v, bias, lengths, pk, pv] = inputs;
     const d = attentionDimsOf(node, asShapeTensor(q)!, asShapeTensor(k)!, asShapeTensor(v)!);
-    const st = qkvStorage(kc);
+    const st = storageOf(kc);
     const Q = kc.device(q!, st);
     const kv = withPast(
       kc,
@@ -244,7 +242,7 @@ export const multiHeadAttentionDef: GpuKernelDef = {
     const node = kc.node;
     const [query, key, value, bias, mask, attnBias] = inputs;
     const g = mhaGeometry(node, asShapeTensor(query)!, asShapeTensor(key), asShapeTensor(value));
-    const dev = [query, key, value].map((t) => (t ? kc.device(t, qkvStorage(kc)) : undefined));
+    const dev = [query, key, value].map((t) => (t ? kc.device(t, storageOf(kc)) : undefined));
     const N = g.numHeads;
     const dq = N * g.headSize;
     const dv = N * g.vHeadSize;
@@ -258,7 +256,7 @@ export const multiHeadAttentionDef: GpuKernelDef = {
           node,
           `bias must have shape [${2 * dq + dv}] (Q|K|V), got [${bias.dims.join(",")}]`,
         );
-      const b = kc.device(bias, qkvStorage(kc));
+      const b = kc.device(bias, storageOf(kc));
       const biased = (h: typeof q, S: number, H: number, at: number) => {
         const t = denseBsnh(kc, h.t, h.layout, { B: g.batch, S, N, H }, { buffer: b, at });
         scratch.push(t);
@@ -412,11 +410,11 @@ function withPast(
     pastOf(node, d, pv, d.vHeadSize, "past_value");
     const p = { B: d.batch, N: d.kvNumHeads, P: past, S: d.seqKV };
     K = {
-      t: presentOf(kc, kc.device(pk, qkvStorage(kc)), K.t, K.layout, { ...p, H: d.headSize }),
+      t: presentOf(kc, kc.device(pk, storageOf(kc)), K.t, K.layout, { ...p, H: d.headSize }),
       layout: bnsh(d.kvNumHeads, total, d.headSize),
     };
     V = {
-      t: presentOf(kc, kc.device(pv, qkvStorage(kc)), V.t, V.layout, { ...p, H: d.vHeadSize }),
+      t: presentOf(kc, kc.device(pv, storageOf(kc)), V.t, V.layout, { ...p, H: d.vHeadSize }),
       layout: bnsh(d.kvNumHeads, total, d.vHeadSize),
     };
   }
@@ -474,7 +472,7 @@ export const attention23Def: GpuKernelDef = {
     const node = kc.node;
     const [q, k, v, mask, pk, pv, nonpad] = inputs;
     const g = attention23Geometry(node, asShapeTensor(q)!, asShapeTensor(k)!, asShapeTensor(v)!);
-    const st = qkvStorage(kc);
+    const st = storageOf(kc);
     const Q = kc.device(q!, st);
     const kv = withPast(
       kc,
@@ -553,7 +551,7 @@ export const contribAttentionDef: GpuKernelDef = {
     const node = kc.node;
     const [input, weights, bias, mask, , attnBias] = inputs;
     const g = contribAttentionGeometry(node, input!, weights!, bias);
-    const st = qkvStorage(kc);
+    const st = storageOf(kc);
     const X = kc.device(input!, st);
     const w = isDevice(weights) ? undefined : kc.weight(weights as Tensor, false);
     const W = w && w.f16 === half(kc) ? w : kc.device(weights!, st);
@@ -564,7 +562,7 @@ export const contribAttentionDef: GpuKernelDef = {
       b: { buffer: W.buffer, dims: [g.inHidden, g.width] },
       bias: bias ? { buffer: kc.device(bias, st).buffer, dims: [g.width] } : undefined,
       out: { buffer: qkv.buffer, dims: [M, g.width] },
-      ...(kc.f16 ? ({ precision: "fp16", f16Kernel: kc.f16 } as const) : ({ precision: "fp32" } as const)),
+      ...gemmPrecisionOf(kc),
     });
     const N = g.numHeads;
     const target: [number, number, number, number] = [g.batch, N, g.seq, g.seq];
@@ -662,7 +660,7 @@ export const groupQueryAttentionDef: GpuKernelDef = {
     const g = gqaGeometry(node, inputs, seqlensK.length);
     const { pastLens, present } = gqaPastLengths(node, g, seqlensK, total);
     const { B, S, D, N, Nkv, H, P } = g;
-    const st = qkvStorage(kc);
+    const st = storageOf(kc);
     const f16 = half(kc);
     let Q = kc.device(query!, st);
     let qLayout: StridedLayout = { offset: 0, batchStride: S * D, headStride: H, seqStride: D };

@@ -99,3 +99,10 @@ export interface GpuKernelDef extends KernelKey {
   ): string | undefined;
   run(k: GpuKernelContext, inputs: (RunValue | undefined)[]): RunValue[];
 }
+
+/** The storage a kernel's float operands are read in: f16 in fp16 mode, else f32. */
+export const storageOf = (k: Pick<GpuKernelContext, "f16">): Storage => (k.f16 ? "f16" : "f32");
+
+/** A GEMM's precision arguments in this context: fp16 mode's kernel choice, or fp32. */
+export const gemmPrecisionOf = (k: Pick<GpuKernelContext, "f16">) =>
+  k.f16 ? ({ precision: "fp16", f16Kernel: k.f16 } as const) : ({ precision: "fp32" } as const);

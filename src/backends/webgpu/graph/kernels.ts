@@ -33,7 +33,7 @@ import {
   multiHeadAttentionDef,
 } from "./attention-kernels.js";
 import { concatDef, sliceDef } from "./copy-kernels.js";
-import type { GpuKernelContext, GpuKernelDef, Storage } from "./kernel-context.js";
+import { type GpuKernelDef, gemmPrecisionOf, storageOf } from "./kernel-context.js";
 import { msRotaryEmbeddingDef } from "./rotary-kernels.js";
 import { asShapeTensor, type DeviceValue, isDevice, type RunValue } from "./values.js";
 
@@ -138,7 +138,7 @@ const gemmKernelDef = (opType: string, domain: string, gelu: boolean): GpuKernel
   },
   run(k, [a, b, c]) {
     const transB = attrInt(k.node, "transB", 0) !== 0;
-    const st = storage(k);
+    const st = storageOf(k);
     const A = k.device(a!, st);
     const [M] = A.dims as [number, number];
     let B = isDevice(b) ? undefined : k.weight(b!, transB);
@@ -160,7 +160,7 @@ const gemmKernelDef = (opType: string, domain: string, gelu: boolean): GpuKernel
       bias: bias ? { buffer: bias.buffer, dims: [N] } : undefined,
       gelu,
       out,
-      ...gemmPrecision(k),
+      ...gemmPrecisionOf(k),
     });
     if (scratchB) k.scratch(scratchB);
     return [out];
@@ -186,7 +186,7 @@ const matmulDef: GpuKernelDef = {
     return undefined;
   },
   run(k, [a, b]) {
-    const st = storage(k);
+    const st = storageOf(k);
     const A = k.device(a!, st);
     const bd = b!.dims;
     const w = bd.length === 2 && !isDevice(b) ? k.weight(b!, false) : undefined;
@@ -195,7 +195,7 @@ const matmulDef: GpuKernelDef = {
     const K = ad[ad.length - 1]!;
     const N = bd[bd.length - 1]!;
     const out = k.alloc([...ad.slice(0, -1), N], "float32", !!k.f16);
-    const precision = gemmPrecision(k);
+    const precision = gemmPrecisionOf(k);
     if (bd.length === 2) {
       const M = sizeOf(ad.slice(0, -1));
       gemm(k.gpu, k.rec, {
@@ -217,11 +217,6 @@ const matmulDef: GpuKernelDef = {
     return [out];
   },
 };
-
-/** fp16 mode: GEMM and attention operands are f16 (converted where a producer kept f32). */
-const storage = (k: GpuKernelContext): Storage => (k.f16 ? "f16" : "f32");
-const gemmPrecision = (k: GpuKernelContext) =>
-  k.f16 ? ({ precision: "fp16", f16Kernel: k.f16 } as const) : ({ precision: "fp32" } as const);
 
 const normAxis = (axis: number, rank: number) => (axis < 0 ? axis + rank : axis);
 
@@ -501,7 +496,7 @@ const qkvDef: GpuKernelDef = {
   run(k, inputs) {
     if (attrInt(k.node, "var_seqlen", 0) !== 0) return qkvVarSeqlen.run(k, inputs);
     const [qkv, mask] = inputs;
-    const Q = k.device(qkv!, storage(k));
+    const Q = k.device(qkv!, storageOf(k));
     const [d0, d1, E3] = Q.dims as [number, number, number];
     const out = k.alloc([d0, d1, E3 / 3, 1, 1], "float32", !!k.f16);
     packedQkvAttention(k.gpu, k.rec, {
@@ -542,7 +537,7 @@ const qkvVarSeqlen: Pick<GpuKernelDef, "accepts" | "run"> = {
       k.node.attrs.hidden_size ? attrInt(k.node, "hidden_size") : undefined,
       failFor(k.node),
     );
-    const Q = k.device(qkv!, storage(k));
+    const Q = k.device(qkv!, storageOf(k));
     const [T, E3] = Q.dims as [number, number];
     const cuInts = Int32Array.from(layout.cuSeqlens!);
     // The longest sequence (max_seqlen may be larger): the kernel's grid of query tiles.
