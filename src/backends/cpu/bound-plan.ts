@@ -49,9 +49,9 @@ const VIEW_OPS = new Set(["Reshape", "Squeeze", "Unsqueeze", "Flatten", "Identit
 
 interface GemmBinding {
   kind: "gemm";
-  /** Input 0's dims, and the tensors of the other inputs (weights, bias), the binding was made for. */
+  /** Input 0's dims, and the other inputs (weights, bias: initializers, by identity) the binding was made for. */
   aDims: readonly number[];
-  rest: readonly (Tensor | undefined)[];
+  rest: readonly RestValue[];
   problems: readonly BoundGemm[];
   cLength: number;
   outDims: readonly number[];
@@ -114,20 +114,14 @@ function sameDims(a: readonly number[], b: readonly number[]): boolean {
   return true;
 }
 
-/** Inputs 1… are the very tensors the binding was made with. */
-function sameRest(inputs: readonly (Tensor | undefined)[], rest: readonly (Tensor | undefined)[]): boolean {
-  if (inputs.length !== rest.length + 1) return false;
-  for (let i = 0; i < rest.length; i++) if (inputs[i + 1] !== rest[i]) return false;
-  return true;
-}
-
-/** Elements up to which a view's mutable shape/axes input is remembered by value. */
+/** Elements up to which a binding's mutable input (a view's shape or axes) is remembered by value. */
 const SMALL_REST = 64;
 
 /**
- * A view's inputs 1… (shape, axes) as a binding remembers them: an initializer by identity (its data never
- * changes); any other tensor — a feed the caller may rewrite in place, a shape computed this run — by its
- * dtype, dims and values, copied. Undefined where one is too large to compare cheaply (no binding then).
+ * A step's inputs 1… (a view's shape or axes, a GEMM's weights and bias) as a binding remembers them: an
+ * initializer by identity (its data never changes); any other tensor — a feed the caller may rewrite in place,
+ * a shape computed this run — by its dtype, dims and values, copied. Undefined where one is too large to compare
+ * cheaply (no binding then).
  */
 type RestValue =
   | undefined
@@ -147,7 +141,7 @@ function snapshotRest(rest: readonly (Tensor | undefined)[]): RestValue[] | unde
 }
 
 /** Inputs 1… hold what `snapshotRest` remembered: the same initializers, equal values elsewhere. */
-function sameRestValues(inputs: readonly (Tensor | undefined)[], rest: readonly RestValue[]): boolean {
+function sameRest(inputs: readonly (Tensor | undefined)[], rest: readonly RestValue[]): boolean {
   if (inputs.length !== rest.length + 1) return false;
   for (let i = 0; i < rest.length; i++) {
     const t = inputs[i + 1];
@@ -298,7 +292,7 @@ export class BoundPlan {
       }
     } else if (b?.kind === "view") {
       const x = inputs[0];
-      if (x && x.type === b.inType && sameDims(x.dims, b.inDims) && sameRestValues(inputs, b.rest)) {
+      if (x && x.type === b.inType && sameDims(x.dims, b.inDims) && sameRest(inputs, b.rest)) {
         this.stats.boundCalls++;
         return [x.reshape(b.outDims)];
       }
@@ -328,12 +322,14 @@ export class BoundPlan {
         a.type === "float32" && C && call.problems.every((p) => p.A === a.data && p.C === C)
           ? call.problems.map((p) => bindNativeGemm(compute.native!, p))
           : [];
-      if (bound.length === 0 || bound.some((g) => !g)) return runGemmCall(ctx, call);
+      // Bound problems take B and the bias from initializers only (bindNativeGemm), so `rest` snapshots them.
+      const rest = snapshotRest(inputs.slice(1));
+      if (bound.length === 0 || bound.some((g) => !g) || !rest) return runGemmCall(ctx, call);
       const output = call.output();
       const binding: GemmBinding = {
         kind: "gemm",
         aDims: a.dims,
-        rest: inputs.slice(1),
+        rest,
         problems: bound as BoundGemm[],
         cLength: C!.length,
         outDims: output.dims,
