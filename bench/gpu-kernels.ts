@@ -78,13 +78,13 @@ const FP16 = FP16_ONLY || arg("--fp16") > 0;
 
 /** "128x64x32/4x2" → a tile config. */
 function parseTile(spec: string): TcTile {
-  const m = /^(\d+)x(\d+)x(\d+)\/(\d+)x(\d+)([dps]?)$/.exec(spec);
-  if (!m) throw new Error(`--tc-tiles: bad tile ${spec} (want BMxBNxBK/WMxWN[d|p|s], e.g. 128x64x32/4x2)`);
+  const m = /^(\d+)x(\d+)x(\d+)\/(\d+)x(\d+)([dps]*)$/.exec(spec);
+  if (!m) throw new Error(`--tc-tiles: bad tile ${spec} (want BMxBNxBK/WMxWN[d|p|s|sp], e.g. 128x64x32/4x2)`);
   const [BM, BN, BK, WM, WN] = m.slice(1, 6).map(Number) as [number, number, number, number, number];
   const t: TcTile = { BM, BN, BK, WM, WN };
-  if (m[6] === "d") t.direct = true;
-  if (m[6] === "p") t.deep = true;
-  if (m[6] === "s") t.single = true;
+  if (m[6]!.includes("d")) t.direct = true;
+  if (m[6]!.includes("p")) t.deep = true;
+  if (m[6]!.includes("s")) t.single = true;
   return t;
 }
 /** A --tc-tiles entry: "auto" or a tile, with "/kN" forcing N split-K slices (e.g. auto/k2). */

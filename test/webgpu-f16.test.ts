@@ -232,6 +232,43 @@ test("fp16 GEMM (every kernel on this device) vs float64: odd shapes, batches, 8
       // edge rows, a batched B, one step.
       [1, 130, 200, 100, false, "bias+gelu", multi ? TC_TILE_WIDE12 : { ...TC_TILE_SOLO, single: true }],
       [2, 70, 392, 48, true, "bias+res", multi ? TC_TILE_WIDE12 : { ...TC_TILE_SOLO, single: true }],
+      // Two register stages with one buffer: an odd number of steps (K = 100 and 200 in 48-deep steps), two, one.
+      [
+        1,
+        130,
+        200,
+        100,
+        false,
+        "bias+gelu",
+        { ...(multi ? TC_TILE_WIDE12 : TC_TILE_SOLO), single: true, deep: true },
+      ],
+      [
+        1,
+        70,
+        392,
+        200,
+        false,
+        "bias+res",
+        { ...(multi ? TC_TILE_WIDE12 : TC_TILE_SOLO), single: true, deep: true },
+      ],
+      [
+        2,
+        40,
+        200,
+        96,
+        true,
+        "none",
+        { ...(multi ? TC_TILE_WIDE12 : TC_TILE_SOLO), single: true, deep: true },
+      ],
+      [
+        1,
+        33,
+        64,
+        48,
+        false,
+        "bias+res",
+        { ...(multi ? TC_TILE_WIDE12 : TC_TILE_SOLO), single: true, deep: true },
+      ],
     );
   let seed = 100;
   for (const kernel of kernels(ctx))
@@ -259,7 +296,7 @@ test("fp16 GEMM (every kernel on this device) vs float64: odd shapes, batches, 8
       await rec.submit();
       const got = await read16(ctx, out);
       const want = gemmRef(A, B, batch, bB, M, N, K, useBias ? bias : undefined, g, useR ? R : undefined);
-      const what = `${kernel} [${batch}x${M}x${N}x${K}] ${epi}${tile ? ` tile ${tile.BM}x${tile.BN}/${tile.WM}x${tile.WN}${tile.direct ? " direct" : ""}${tile.deep ? " deep" : ""}` : ""}`;
+      const what = `${kernel} [${batch}x${M}x${N}x${K}] ${epi}${tile ? ` tile ${tile.BM}x${tile.BN}/${tile.WM}x${tile.WN}${tile.direct ? " direct" : ""}${tile.deep ? " deep" : ""}${tile.single ? " single" : ""}` : ""}`;
       const worst = assertRows(got, want, batch * M, N, 1e-2, what);
       console.log(`# fp16 gemm ${what}: max |diff| / row rms = ${worst.toExponential(2)}`);
     }
@@ -347,10 +384,13 @@ function emulatedTcGemmTest(
   name: string,
   o: Pick<Parameters<typeof emulatedTcGemm>[1], "tile" | "force" | "source" | "what" | "frag"> & {
     seed: number;
+    /** Only with MHAFUSE_TC_EMULATION=1 (variants no session picks: lavapipe compiles each for minutes). */
+    full?: boolean;
   },
   shapes: readonly (readonly [number, number, number, "none" | "bias+res" | "bias+gelu", number])[],
 ): void {
-  test(name, async (t) => {
+  const skip = o.full && process.env.MHAFUSE_TC_EMULATION !== "1" && "MHAFUSE_TC_EMULATION=1";
+  test(name, { skip }, async (t) => {
     const ctx = await f16Context();
     if (typeof ctx === "string") return t.skip(ctx);
     if (!ctx.gpu.features.shaderF16 || !ctx.f16) return t.skip("no shader-f16");
@@ -393,6 +433,28 @@ emulatedTcGemmTest(
   },
   [[40, 40, 40, "bias+res", 1]],
 );
+
+// Two register stages (TcTile.deep: the K loop unrolled by two, the register sets alternating; no session picks
+// it, so only with MHAFUSE_TC_EMULATION=1 here — the fp16 GEMM test above runs it on real tensor cores), with two
+// workgroup buffers and with one: K = 88 is six 16-deep steps (three whole unrolled iterations, the last
+// step partial), K = 40 three (odd: the second half of the last iteration is skipped), K = 16 one.
+for (const single of [false, true])
+  emulatedTcGemmTest(
+    `two-stage tensor-core GEMM WGSL${single ? ", one buffer" : ""}, emulated (lavapipe): odd, even and one K step`,
+    {
+      tile: { BM: 32, BN: 32, BK: 16, WM: 1, WN: 1, deep: true, single },
+      force: true,
+      source: tcGemmSource,
+      seed: single ? 1010 : 990,
+      what: `emulated two-stage${single ? " single-buffer" : ""} tensor-core`,
+      full: true,
+    },
+    [
+      [40, 40, 88, single ? "bias+gelu" : "bias+res", 1],
+      [24, 32, 40, "none", 1],
+      [16, 16, 16, "bias+res", 1],
+    ],
+  );
 
 // Apple's 8×8×8 fragments (the staged kernel, scalar loads and stores: a lane holds 2 values of a row): a
 // 16×16 tile of one subgroup is 2×2 fragments, a K step of 16 two fragment steps (small: lavapipe compiles

@@ -41,7 +41,11 @@ export interface TcTile {
   /** Subgroups along M and N. */
   WM: number;
   WN: number;
-  /** Staged kernel: two register stages of prefetch instead of one (see tcGemmSource's deepLoop). */
+  /**
+   * Staged kernel: two register stages of prefetch instead of one (see tcGemmSource's deepLoop), with one
+   * workgroup buffer or two. Not taken by tcTileFor: on the H200 it ran no faster than one stage on any BERT
+   * shape or 4096³ (bench/h200-tc-tiles-deep-1129g.log) — the global loads' latency is not what limits the tile.
+   */
   deep?: boolean;
   /**
    * Staged kernel: one workgroup buffer instead of two (see tcGemmSource's singleLoop) — two barriers per K step
@@ -285,29 +289,40 @@ ${stash.join("\n")}
     }
     workgroupBarrier();
   }`;
-  // Two register stages (TcTile.deep): tile kt + 1 waits in r* a whole step before it is stored, while the loads
-  // of tile kt + 2 fly into q* — a global load's latency is hidden behind two steps of products, not one.
-  const toQ = (line: string) => line.replace(/\br([ab])(\d+) = /g, "q$1$2 = ");
-  const deepLoop = `  if (steps > 1u) {
-    let k0 = kLo + ${BK}u;
-${fetch.join("\n")}
-  }
-${decl
-  .map(toQ)
-  .map((l) => l.replace(/var r([ab])/, "var q$1"))
-  .join("\n")}
-  workgroupBarrier();
-  for (var kt = 0u; kt < steps; kt++) {
-    let cur = kt & 1u; let dst = cur ^ 1u; let k0 = kLo + (kt + 2u) * ${BK}u;
-    if (kt + 2u < steps) {
-${fetch.map(toQ).join("\n")}
-    }
+  // Two register stages (TcTile.deep): the K loop is unrolled by two so the register sets r* and q* alternate —
+  // tile kt + 2 is fetched into one set while the other, fetched a whole step earlier, is stored for tile kt + 1.
+  // A global load thus has two steps of products to land instead of one, and no set is copied into the other
+  // (a copy at the end of a step would wait for the loads just issued, which is what one stage does). With one
+  // workgroup buffer (TcTile.single) the stores wait behind a second barrier, as in singleLoop.
+  const toQ = (line: string) => line.replace(/\br([ab])(\d+)\b/g, "q$1$2");
+  const deepHalf = (use: "r" | "q", cur: number, ahead: string, next: string) => {
+    const set = (lines: string[]) => (use === "r" ? lines : lines.map(toQ));
+    const other = (lines: string[]) => (use === "r" ? lines.map(toQ) : lines);
+    return `    {
+      let cur = ${t.single ? 0 : cur}u; let dst = ${t.single ? 0 : 1 - cur}u;
+      if (${ahead} < steps) {
+        let k0 = kLo + (${ahead}) * ${BK}u;
+${set(fetch).join("\n")}
+      }
 ${mma.join("\n")}
+${t.single ? "      workgroupBarrier();" : ""}
+      if (${next} < steps) {
+${other(stash).join("\n")}
+      }
+      workgroupBarrier();
+    }`;
+  };
+  const deepLoop = `${decl.map(toQ).join("\n")}
+  if (steps > 1u) {
+    let k0 = kLo + ${BK}u;
+${fetch.map(toQ).join("\n")}
+  }
+  workgroupBarrier();
+  for (var kt = 0u; kt < steps; kt += 2u) {
+${deepHalf("r", 0, "kt + 2u", "kt + 1u")}
     if (kt + 1u < steps) {
-${stash.join("\n")}
+${deepHalf("q", 1, "kt + 3u", "kt + 2u")}
     }
-    workgroupBarrier();
-${decl.map((l) => l.replace(/^\s*var r([ab])(\d+) = .*$/, "    r$1$2 = q$1$2;")).join("\n")}
   }`;
 
   // One workgroup buffer (TcTile.single): the next tile's loads fly during the products as in `loop`, but are
@@ -326,9 +341,6 @@ ${stash.join("\n")}
     }
     workgroupBarrier();
   }`;
-  if (t.single && t.deep)
-    throw new OpError("webgpu.MatMul (fp16)", "a tensor-core tile is single or deep, not both");
-
   const multi = WM * WN > 1;
   const builtin = multi && sgBuiltin;
   const buffers = t.single ? 1 : 2;
