@@ -17,7 +17,9 @@
 
 namespace mhf {
 
-// K rows per packed block: A slice (MR×KC) + B micro-panel (KC×NR) = 8 KB + 32 KB in the 48 KB L1 (AVX-512).
+// K rows per packed block: A slice (MR×KC) + B micro-panel (KC×NR) = 8 KB + 32 KB, Zen 5's 48 KB L1 (AVX-512).
+// On the Zen 4 dev box (32 KB L1) KC = 128 still ran slower: 0.957 at M = 128, 0.935 at M = 1024
+// (`bench/addon-ab.ts`, 2026-11-29) — the B panel streams from L2 either way (see gemm_task).
 static constexpr int KC = 256;
 // Rows of A per task (a multiple of every MR: 8, 6, 4): an MC×KC block of A is 96 KB, well inside L2.
 static constexpr int MC = 96;
