@@ -41,8 +41,19 @@ import { rand } from "./webgpu-helpers.js";
 
 let ctxPromise: Promise<WebGpuContext | string> | undefined;
 function context(): Promise<WebGpuContext | string> {
+  // Where the device has real subgroup matrices the kernels themselves run against float64
+  // (test/webgpu-attention*.test.ts, test/webgpu-f16*.test.ts): the emulation (private arrays per fragment)
+  // is for lavapipe, and NVIDIA's compiler rejects its local memory at H = 96.
   ctxPromise ??= WebGpuContext.create({ unsafeF16: true }).then(
-    (ctx) => (ctx.gpu.features.shaderF16 ? ctx : "no shader-f16"),
+    (ctx) => {
+      const skip = !ctx.gpu.features.shaderF16
+        ? "no shader-f16"
+        : ctx.f16?.syntax
+          ? "real tensor cores here: the emulation is for devices without them"
+          : undefined;
+      if (skip) ctx.dispose();
+      return skip ?? ctx;
+    },
     (e: unknown) => {
       if (e instanceof BackendUnavailableError) return e.message;
       throw e;
