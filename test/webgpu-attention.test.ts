@@ -7,6 +7,7 @@ import {
   packedQkvAttention,
   varSeqlenQkvAttention,
 } from "../src/backends/webgpu/kernels/attention.js";
+import { fastAttentionSharedBytes } from "../src/backends/webgpu/kernels/attention-fast.js";
 import { OpError } from "../src/errors.js";
 import { assertClose, disposeGpuContext, empty, gpuContext, rand, read, upload } from "./webgpu-helpers.js";
 
@@ -89,6 +90,9 @@ interface Tuning {
   rowsPerThread?: number;
   shuffleP?: boolean;
   prefetchKV?: boolean;
+  keyTile?: 32 | 64;
+  unroll?: boolean;
+  pack?: boolean;
 }
 
 async function runPacked(
@@ -387,10 +391,20 @@ FAST_VARIANTS.push(
   { rowsPerThread: 4, rowTile: 32, prefetchKV: false },
   { rowsPerThread: 4, rowTile: 64, prefetchKV: false },
 );
+// 64-key tiles (8 keys a lane), the products' loops written out, swizzled Q/K tiles in 48 KiB (pack).
+FAST_VARIANTS.push(
+  { rowsPerThread: 4, rowTile: 64, unroll: true },
+  { rowsPerThread: 2, rowTile: 64, shuffleP: true, unroll: true },
+  { rowsPerThread: 4, rowTile: 64, shuffleP: true, pack: true },
+  { rowsPerThread: 4, rowTile: 32, keyTile: 64 },
+  { rowsPerThread: 4, rowTile: 64, keyTile: 64, shuffleP: true },
+  { rowsPerThread: 2, rowTile: 64, keyTile: 64, shuffleP: true, pack: true, unroll: true },
+  { rowsPerThread: 4, rowTile: 64, keyTile: 64, shuffleP: true, pack: true, prefetchKV: false },
+);
 
 /** Whether the last dispatches compiled this variant of the subgroup kernel (not the fallback). */
 function usedVariant(ctx: Exclude<Awaited<ReturnType<typeof gpuContext>>, string>, v: Tuning): boolean {
-  const tag = `:Br${v.rowTile}:sg1:rt${v.rowsPerThread}${v.shuffleP ? ":shp" : ""}${v.prefetchKV === false ? ":nopf" : ""}`;
+  const tag = `:Br${v.rowTile}:sg1:rt${v.rowsPerThread}${v.shuffleP ? ":shp" : ""}${v.prefetchKV === false ? ":nopf" : ""}${v.keyTile === 64 ? ":kt64" : ""}${v.unroll ? ":ur" : ""}${v.pack ? ":pk" : ""}`;
   return ctx.pipelines.keys().some((k) => k.startsWith("flash:") && k.endsWith(tag));
 }
 
@@ -416,9 +430,21 @@ test("subgroup kernel, every tile variant: odd lengths (0, 1, partial, > S), S n
       "batch 1 is finite",
     );
   }
-  // Head size 64 (BERT) at 32-row tiles, the tile lavapipe's workgroup memory holds there.
+  // Head size 64 (BERT): the variants whose tiles the device's workgroup memory holds there (lavapipe's 32 KiB:
+  // the 32-row tiles of 32 keys).
   const c64 = packedCase(45, 2, 2, 64, [45, 13], 41);
-  for (const v of FAST_VARIANTS.filter((x) => x.rowTile === 32)) {
+  const limit = ctx.gpu.limits.maxComputeWorkgroupStorageSize;
+  const fits = (v: Tuning) =>
+    fastAttentionSharedBytes({
+      H: 64,
+      HV: 64,
+      RT: v.rowsPerThread!,
+      TY: v.rowTile! / v.rowsPerThread!,
+      shuffleP: v.shuffleP,
+      keyTile: v.keyTile,
+      pack: v.pack,
+    }) <= limit;
+  for (const v of FAST_VARIANTS.filter(fits)) {
     const { got, want } = await runPacked(ctx, c64, v);
     assertClose(got, want, 1e-4, `packed H=64 ${JSON.stringify(v)}`);
     assert.ok(usedVariant(ctx, v), `variant ${JSON.stringify(v)} ran`);

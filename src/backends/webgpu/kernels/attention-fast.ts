@@ -49,6 +49,19 @@ export interface FastConfig extends AttentionIo {
    */
   prefetchKV?: boolean;
   /**
+   * Keys per tile (default BC = 32): 4·KT/32 keys per lane (tx + 8e), so 64 halves the softmax's shuffles and
+   * the barriers per key and gives Q·Kᵀ RT + 8 reads per 32·RT FMAs (instead of RT + 4 per 16·RT).
+   */
+  keyTile?: 32 | 64;
+  /** The feature loop of Q·Kᵀ and the key loop of P·V written out (constant workgroup offsets). */
+  unroll?: boolean;
+  /**
+   * Q and K rows unpadded, their vec4 columns XOR-swizzled by the row's low 3 bits instead (attention-wgsl.ts
+   * tileCol; where H is a multiple of 32, else the padded rows), and the key-range word carried by the V tile:
+   * 64 query rows and 64-key tiles with P by shuffle in exactly 48 KiB at head size 64.
+   */
+  pack?: boolean;
+  /**
    * Timing only (wrong results): drop a stage — the softmax's exp, P·V, the K/V tile loads after the first tile
    * ("loads"), or the Q·Kᵀ products ("qk", constant scores).
    */
@@ -58,76 +71,135 @@ export interface FastConfig extends AttentionIo {
 /** Odd, so rows read at the same time by consecutive lanes fall into distinct vec4 banks. */
 const odd = (x: number) => x | 1;
 
-function fastDims(c: Pick<FastConfig, "H" | "HV" | "RT" | "TY" | "shuffleP">) {
-  const QS = odd(round4(c.H) / 4); // vec4s per Q/K row in workgroup memory
+type DimsOf = Pick<FastConfig, "H" | "HV" | "RT" | "TY" | "shuffleP" | "keyTile" | "pack">;
+
+function fastDims(c: DimsOf) {
+  const KT = c.keyTile ?? BC; // keys per tile
+  const H4 = round4(c.H) / 4;
+  const swz = c.pack === true && H4 % 8 === 0; // swizzled Q and K rows
+  const QS = swz ? H4 : odd(H4); // vec4s per Q/K row in workgroup memory
   const VS = round4(c.HV) / 4; // vec4s per V row (lanes read consecutive vec4s of one row: no padding)
-  const PS = c.shuffleP ? 0 : odd(BC / 4); // vec4s per P row
-  return { QS, VS, PS, NV: Math.ceil(VS / TX), Br: c.RT * c.TY, T: TX * c.TY };
+  const PS = c.shuffleP ? 0 : odd(KT / 4); // vec4s per P row
+  // KG vec4 score groups per row and thread: keys tx + 8(4g + i), i < 4.
+  return { KT, KG: KT / BC, swz, QS, VS, PS, NV: Math.ceil(VS / TX), Br: c.RT * c.TY, T: TX * c.TY };
 }
 
 /** Workgroup memory of a config, in bytes: Q, K, V and P tiles and the key-range word. */
-export function fastAttentionSharedBytes(c: Pick<FastConfig, "H" | "HV" | "RT" | "TY" | "shuffleP">): number {
-  const { QS, VS, PS, Br } = fastDims(c);
-  return 16 * (Br * QS + BC * QS + BC * VS + Br * PS) + 16;
+export function fastAttentionSharedBytes(c: DimsOf): number {
+  const { KT, QS, VS, PS, Br } = fastDims(c);
+  return 16 * (Br * QS + KT * QS + KT * VS + Br * PS) + (c.pack ? 0 : 16);
 }
 
 const COMPS = ["x", "y", "z", "w"] as const;
 
-/** The RT×4 score block s{r} (vec4 over keys tx + 8e) of the current tile: Q·Kᵀ from workgroup memory. */
-function scoreBlock(RT: number, TY: number, HP4: number, QS: number): string {
+/**
+ * The RT×4·KG score block s{r}_{g} (vec4 over keys tx + 8(4g + i)) of the current tile: Q·Kᵀ from workgroup
+ * memory; `unroll`: the feature loop written out, every read at a constant offset from its row's base.
+ */
+function scoreBlock(
+  RT: number,
+  TY: number,
+  HP4: number,
+  QS: number,
+  KG: number,
+  unroll: boolean,
+  swz: boolean,
+): string {
   const l: string[] = [];
-  for (let r = 0; r < RT; r++) l.push(`    var s${r} = vec4<f32>(0.0);`);
-  l.push(`    for (var dv = 0u; dv < ${HP4}u; dv++) {`);
-  for (let r = 0; r < RT; r++) l.push(`      let q${r} = Qs[(ty + ${r * TY}u) * ${QS}u + dv];`);
-  for (let e = 0; e < 4; e++) l.push(`      let k${e} = Ks[(tx + ${e * TX}u) * ${QS}u + dv];`);
-  // Transposed in registers (free): kt_x holds component x of the 4 keys, so each feature is one vec4 fma.
-  for (const d of COMPS) l.push(`      let kt${d} = vec4<f32>(k0.${d}, k1.${d}, k2.${d}, k3.${d});`);
-  for (let r = 0; r < RT; r++)
-    for (const d of COMPS) l.push(`      s${r} = fma(vec4<f32>(q${r}.${d}), kt${d}, s${r});`);
-  l.push("    }");
+  // Swizzled columns: the K rows tx + 8e all have low bits tx; the Q rows ty + TY·r those of qx{r}.
+  const qcol = (r: number, dv: string) => (swz ? `(${dv} ^ qx${TY % 8 === 0 ? 0 : r})` : dv);
+  const kcol = (dv: string) => (swz ? `(${dv} ^ tx)` : dv);
+  if (swz)
+    for (let r = 0; r < (TY % 8 === 0 ? 1 : RT); r++) l.push(`    let qx${r} = (ty + ${r * TY}u) & 7u;`);
+  for (let r = 0; r < RT; r++) for (let g = 0; g < KG; g++) l.push(`    var s${r}_${g} = vec4<f32>(0.0);`);
+  const body = (dv: string, q: (r: number) => string, k: (e: number) => string) => {
+    const b: string[] = [];
+    for (let r = 0; r < RT; r++) b.push(`      let q${r} = Qs[${q(r)} + ${qcol(r, dv)}];`);
+    for (let g = 0; g < KG; g++) {
+      for (let i = 0; i < 4; i++) b.push(`      let k${i} = Ks[${k(4 * g + i)} + ${kcol(dv)}];`);
+      // Transposed in registers (free): kt_x holds component x of the 4 keys, so each feature is one vec4 fma.
+      for (const d of COMPS) b.push(`      let kt${d} = vec4<f32>(k0.${d}, k1.${d}, k2.${d}, k3.${d});`);
+      for (let r = 0; r < RT; r++)
+        for (const d of COMPS) b.push(`      s${r}_${g} = fma(vec4<f32>(q${r}.${d}), kt${d}, s${r}_${g});`);
+      if (g + 1 < KG) b.push("      {");
+    }
+    for (let g = 1; g < KG; g++) b.push("      }");
+    return b;
+  };
+  if (unroll) {
+    for (let r = 0; r < RT; r++) l.push(`    let qb${r} = (ty + ${r * TY}u) * ${QS}u;`);
+    for (let e = 0; e < 4 * KG; e++) l.push(`    let kb${e} = (tx + ${e * TX}u) * ${QS}u;`);
+    for (let dv = 0; dv < HP4; dv++)
+      l.push(
+        "    {",
+        ...body(
+          `${dv}u`,
+          (r) => `qb${r}`,
+          (e) => `kb${e}`,
+        ),
+        "    }",
+      );
+  } else {
+    l.push(`    for (var dv = 0u; dv < ${HP4}u; dv++) {`);
+    l.push(
+      ...body(
+        "dv",
+        (r) => `(ty + ${r * TY}u) * ${QS}u`,
+        (e) => `(tx + ${e * TX}u) * ${QS}u`,
+      ),
+    );
+    l.push("    }");
+  }
   return l.join("\n");
 }
 
 /**
  * Online softmax of row r over the tile: bias and masks, the block max and sum over the row group's 8 lanes
- * (subgroupShuffleXor, in uniform control flow), rescale of the row's accumulators, probabilities to Ps.
+ * (subgroupShuffleXor, in uniform control flow), rescale of the row's accumulators, probabilities to Ps (or to
+ * the registers p{r}_{g} with shuffleP).
  */
-function softmaxRow(c: FastConfig, r: number, NV: number, PS: number): string {
+function softmaxRow(c: FastConfig, r: number, NV: number, PS: number, KT: number, KG: number): string {
   const ablated = c.ablate === "softmax";
   const row = `ty + ${r * c.TY}u`;
-  const writes = c.shuffleP
-    ? [`      p${r} = p;`]
-    : COMPS.map((d, e) => `      Ps[(${row}) * ${PS}u + tx / 4u + ${2 * e}u][tx % 4u] = p.${d};`);
+  const G = Array.from({ length: KG }, (_, g) => g);
+  const writes = G.flatMap((g) =>
+    c.shuffleP
+      ? [`      p${r}_${g} = p_${g};`]
+      : COMPS.map(
+          (d, i) => `      Ps[(${row}) * ${PS}u + tx / 4u + ${2 * (4 * g + i)}u][tx % 4u] = p_${g}.${d};`,
+        ),
+  );
   // The bias of each allowed key (masked keys are never read: their bias may be out of bounds).
   const bias = c.bias
-    ? COMPS.map(
-        (d, e) =>
-          `      if (ok.${d}) { let j = k0 + tx + ${e * TX}u; var x = xs.${d}; ${biasRead(c)} xs.${d} = x; }`,
+    ? G.flatMap((g) =>
+        COMPS.map(
+          (d, i) =>
+            `      if (ok_${g}.${d}) { let j = k0 + tx + ${(4 * g + i) * TX}u; var x = xs_${g}.${d}; ${biasRead(c)} xs_${g}.${d} = x; }`,
+        ),
       ).join("\n")
     : "";
   return `    {
       let i = i${r};
-      let limit = min(end${r}, k0 + ${BC}u);
+      let limit = min(end${r}, k0 + ${KT}u);
       // Keys tx + 8e of the tile this row may read; the others are -inf (they never set the max).
-      let ok = vec4<u32>(k0 + tx) + vec4<u32>(0u, ${TX}u, ${2 * TX}u, ${3 * TX}u) < vec4<u32>(limit);
-      var xs = select(vec4<f32>(NEG_INF), s${r}, ok);
+${G.map((g) => `      let ok_${g} = vec4<u32>(k0 + tx) + vec4<u32>(${[0, 1, 2, 3].map((i) => `${(4 * g + i) * TX}u`).join(", ")}) < vec4<u32>(limit);\n      var xs_${g} = select(vec4<f32>(NEG_INF), s${r}_${g}, ok_${g});`).join("\n")}
 ${bias}
       // NaN never compares greater, so like the CPU kernel it does not set the maximum.
       var bm = NEG_INF;
-${COMPS.map((d) => `      bm = select(bm, xs.${d}, xs.${d} > bm);`).join("\n")}
+${G.flatMap((g) => COMPS.map((d) => `      bm = select(bm, xs_${g}.${d}, xs_${g}.${d} > bm);`)).join("\n")}
       bm = max(bm, subgroupShuffleXor(bm, 1u));
       bm = max(bm, subgroupShuffleXor(bm, 2u));
       bm = max(bm, subgroupShuffleXor(bm, 4u));
       var f = 1.0;
-      var p = vec4<f32>(0.0);
+${G.map((g) => `      var p_${g} = vec4<f32>(0.0);`).join("\n")}
       if (bm > NEG_INF) {
         if (bm > m${r}) {
           if (l${r} != 0.0) { f = exp(m${r} - bm); }
           m${r} = bm;
         }
-        p = select(vec4<f32>(0.0), ${ablated ? "xs" : `exp(xs - vec4<f32>(m${r}))`}, ok);
+${G.map((g) => `        p_${g} = select(vec4<f32>(0.0), ${ablated ? `xs_${g}` : `exp(xs_${g} - vec4<f32>(m${r}))`}, ok_${g});`).join("\n")}
       }
-      var ps = p.x + p.y + p.z + p.w;
+      var ps = ${G.map((g) => `p_${g}.x + p_${g}.y + p_${g}.z + p_${g}.w`).join(" + ")};
       ps = ps + subgroupShuffleXor(ps, 1u);
       ps = ps + subgroupShuffleXor(ps, 2u);
       ps = ps + subgroupShuffleXor(ps, 4u);
@@ -137,53 +209,69 @@ ${Array.from({ length: NV }, (_, j) => `      o${r}_${j} *= f;`).join("\n")}
     }`;
 }
 
-/** O += P·V over the tile: RT rows × NV output vec4s (columns tx + 8j) per thread. */
-function pvBlock(RT: number, TY: number, NV: number, VS: number, PS: number): string {
-  const l = [`    for (var jv = 0u; jv < ${BC / 4}u; jv++) {`];
-  for (let r = 0; r < RT; r++) l.push(`      let p${r} = Ps[(ty + ${r * TY}u) * ${PS}u + jv];`);
-  for (let e = 0; e < 4; e++)
-    for (let j = 0; j < NV; j++) {
-      const col = `tx + ${j * TX}u`;
-      const at = (cc: string) => `Vs[(jv * 4u + ${e}u) * ${VS}u + ${cc}]`;
-      const guard = (j + 1) * TX > VS;
-      l.push(
-        `      { let vv = ${guard ? `select(vec4<f32>(0.0), ${at(`min(${col}, ${VS - 1}u)`)}, ${col} < ${VS}u)` : at(col)};`,
-      );
-      for (let r = 0; r < RT; r++)
-        l.push(`        o${r}_${j} = fma(vec4<f32>(p${r}.${COMPS[e]}), vv, o${r}_${j});`);
-      l.push("      }");
-    }
-  l.push("    }");
+/** The fmas of one V row (key `key` of the tile, probabilities p(r)) into the RT × NV accumulators. */
+function pvRow(RT: number, NV: number, VS: number, vrow: string, p: (r: number) => string): string[] {
+  const l: string[] = [];
+  for (let j = 0; j < NV; j++) {
+    const col = `tx + ${j * TX}u`;
+    const at = (cc: string) => `Vs[${vrow} * ${VS}u + ${cc}]`;
+    const guard = (j + 1) * TX > VS;
+    l.push(
+      `      { let vv = ${guard ? `select(vec4<f32>(0.0), ${at(`min(${col}, ${VS - 1}u)`)}, ${col} < ${VS}u)` : at(col)};`,
+    );
+    for (let r = 0; r < RT; r++) l.push(`        o${r}_${j} = fma(vec4<f32>(${p(r)}), vv, o${r}_${j});`);
+    l.push("      }");
+  }
+  return l;
+}
+
+/** O += P·V over the tile: RT rows × NV output vec4s (columns tx + 8j) per thread; P from the P tile. */
+function pvBlock(
+  RT: number,
+  TY: number,
+  NV: number,
+  VS: number,
+  PS: number,
+  KT: number,
+  unroll: boolean,
+): string {
+  const body = (jv: string) => {
+    const l: string[] = [];
+    for (let r = 0; r < RT; r++) l.push(`      let p${r} = Ps[pb${r} + ${jv}];`);
+    for (let e = 0; e < 4; e++)
+      l.push(...pvRow(RT, NV, VS, `(${jv} * 4u + ${e}u)`, (r) => `p${r}.${COMPS[e]}`));
+    return l;
+  };
+  const l: string[] = [];
+  for (let r = 0; r < RT; r++) l.push(`    let pb${r} = (ty + ${r * TY}u) * ${PS}u;`);
+  if (unroll) for (let jv = 0; jv < KT / 4; jv++) l.push("    {", ...body(`${jv}u`), "    }");
+  else l.push(`    for (var jv = 0u; jv < ${KT / 4}u; jv++) {`, ...body("jv"), "    }");
   return l.join("\n");
 }
 
 /**
- * O += P·V over the tile with P from registers: lane src of the row group holds keys src + 8e of each of its
- * rows (p{r}, a vec4 over e); every lane fetches them with subgroupShuffle (consecutive invocations: the row
- * group is lanes sgLane - tx .. + 7).
+ * O += P·V over the tile with P from registers: lane src of the row group holds keys src + 8(4g + i) of each
+ * of its rows (p{r}_{g}, a vec4 over i); every lane fetches them with subgroupShuffle (consecutive
+ * invocations: the row group is lanes sgLane - tx .. + 7).
  */
-function pvShuffleBlock(RT: number, NV: number, VS: number): string {
-  const l = ["    for (var src = 0u; src < 8u; src++) {", "      let lane = sgLane - tx + src;"];
-  for (let r = 0; r < RT; r++) l.push(`      let p${r}s = subgroupShuffle(p${r}, lane);`);
-  for (let e = 0; e < 4; e++)
-    for (let j = 0; j < NV; j++) {
-      const col = `tx + ${j * TX}u`;
-      const at = (cc: string) => `Vs[(src + ${e * TX}u) * ${VS}u + ${cc}]`;
-      const guard = (j + 1) * TX > VS;
-      l.push(
-        `      { let vv = ${guard ? `select(vec4<f32>(0.0), ${at(`min(${col}, ${VS - 1}u)`)}, ${col} < ${VS}u)` : at(col)};`,
-      );
-      for (let r = 0; r < RT; r++)
-        l.push(`        o${r}_${j} = fma(vec4<f32>(p${r}s.${COMPS[e]}), vv, o${r}_${j});`);
-      l.push("      }");
-    }
-  l.push("    }");
-  return l.join("\n");
+function pvShuffleBlock(RT: number, NV: number, VS: number, KG: number, unroll: boolean): string {
+  const body = (src: string) => {
+    const l = [`      let lane = sgLane - tx + ${src};`];
+    for (let r = 0; r < RT; r++)
+      for (let g = 0; g < KG; g++) l.push(`      let p${r}_${g}s = subgroupShuffle(p${r}_${g}, lane);`);
+    for (let e = 0; e < 4 * KG; e++)
+      l.push(...pvRow(RT, NV, VS, `(${src} + ${e * TX}u)`, (r) => `p${r}_${e >> 2}s.${COMPS[e & 3]}`));
+    return l;
+  };
+  if (unroll)
+    return Array.from({ length: TX }, (_, s) => ["    {", ...body(`${s}u`), "    }"].join("\n")).join("\n");
+  return [`    for (var src = 0u; src < ${TX}u; src++) {`, ...body("src"), "    }"].join("\n");
 }
 
 export function fastAttentionSource(c: FastConfig): string {
   const { RT, TY } = c;
-  const { QS, VS, PS, NV, Br, T } = fastDims(c);
+  const { KT, KG, swz, QS, VS, PS, NV, Br, T } = fastDims(c);
+  const unroll = c.unroll === true;
   const loadRows = tileLoader(c, T);
   // Per row r of this thread: index, allowed keys end (0 past qLen; causal: i + offset + 1), running max
   // and sum (the same in all 8 lanes of the row group), output accumulators.
@@ -196,13 +284,19 @@ export function fastAttentionSource(c: FastConfig): string {
   var l${r} = 0.0;`);
     for (let j = 0; j < NV; j++) rows.push(`  var o${r}_${j} = vec4<f32>(0.0);`);
   }
-  const soft = Array.from({ length: RT }, (_, r) => softmaxRow(c, r, NV, PS));
+  const soft = Array.from({ length: RT }, (_, r) => softmaxRow(c, r, NV, PS, KT, KG));
   const store = Array.from({ length: RT }, (_, r) =>
     storeRow(c, `ty + ${r * TY}u`, `l${r}`, (j) => `o${r}_${j}`, NV),
   );
   const pv = c.ablate !== "pv";
-  const pvCode = !pv ? "" : c.shuffleP ? pvShuffleBlock(RT, NV, VS) : pvBlock(RT, TY, NV, VS, PS);
-  const pVars = c.shuffleP ? Array.from({ length: RT }, (_, r) => `    var p${r} = vec4<f32>(0.0);`) : [];
+  const pvCode = !pv
+    ? ""
+    : c.shuffleP
+      ? pvShuffleBlock(RT, NV, VS, KG, unroll)
+      : pvBlock(RT, TY, NV, VS, PS, KT, unroll);
+  const pVars = c.shuffleP
+    ? Array.from({ length: RT * KG }, (_, x) => `    var p${Math.floor(x / KG)}_${x % KG} = vec4<f32>(0.0);`)
+    : [];
   // K/V tiles through registers (vec4 rows only): the next tile's global loads overlap this tile's work.
   const prefetch = c.vec4 && c.prefetchKV !== false;
   const prefetcher = (x: "K" | "V", width: number, stride: number) =>
@@ -210,34 +304,42 @@ export function fastAttentionSource(c: FastConfig): string {
       name: `${x.toLowerCase()}pre`,
       dst: `${x}s`,
       src: x,
-      rowsInTile: BC,
+      rowsInTile: KT,
       width,
       stride,
       gbase: `${x.toLowerCase()}Base`,
       ss: `u.${x.toLowerCase()}SS`,
+      swizzle: swz && x === "K",
     });
   const pk = prefetch ? prefetcher("K", c.H, QS) : undefined;
   const pvv = prefetch ? prefetcher("V", c.HV, VS) : undefined;
+  const scores =
+    c.ablate === "qk"
+      ? Array.from(
+          { length: RT * KG },
+          (_, x) => `    let s${Math.floor(x / KG)}_${x % KG} = vec4<f32>(f32(k0 + ${x}u) * 1e-3);`,
+        ).join("\n")
+      : scoreBlock(RT, TY, round4(c.H) / 4, QS, KG, unroll, swz);
   return `${attentionHead(c, true)}
 var<workgroup> Qs: array<vec4<f32>, ${Br * QS}>;
-var<workgroup> Ks: array<vec4<f32>, ${BC * QS}>;
-var<workgroup> Vs: array<vec4<f32>, ${BC * VS}>;
-${c.shuffleP ? "" : `var<workgroup> Ps: array<vec4<f32>, ${Br * PS}>;\n`}var<workgroup> wgKvEnd: u32;
+var<workgroup> Ks: array<vec4<f32>, ${KT * QS}>;
+var<workgroup> Vs: array<vec4<f32>, ${KT * VS}>;
+${c.shuffleP ? "" : `var<workgroup> Ps: array<vec4<f32>, ${Br * PS}>;\n`}${c.pack ? "" : "var<workgroup> wgKvEnd: u32;"}
 
 @compute @workgroup_size(${TX}, ${TY})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>${c.shuffleP ? ", @builtin(subgroup_invocation_id) sgLane: u32" : ""}) {
-${attentionPrologue(c, Br, T, QS)}
+${attentionPrologue(c, Br, T, QS, { swizzle: swz, kvWord: c.pack ? "Vs[0]" : undefined })}
 ${rows.join("\n")}
 
 ${prefetch ? `${pk!.decl}\n${pvv!.decl}\n  {\n${pk!.fetch("0u", (r) => `${r} < kvEnd`)}\n  if (${pv}) {\n${pvv!.fetch("0u", (r) => `${r} < kvEnd`)}\n  }\n  }` : ""}
-  for (var k0 = 0u; k0 < kvEnd; k0 += ${BC}u) {
+  for (var k0 = 0u; k0 < kvEnd; k0 += ${KT}u) {
     ${
       prefetch
         ? `// This tile from the registers, then the next tile's loads fly while this one is used.
 ${pk!.stash}
 ${pvv!.stash}
     workgroupBarrier();
-    let kn = k0 + ${BC}u;
+    let kn = k0 + ${KT}u;
     if (${c.ablate === "loads" ? "false" : "kn < kvEnd"}) {
 ${pk!.fetch("kn", (r) => `kn + ${r} < kvEnd`)}
       // Ablated P·V: the V loads stay in the source (the binding must stay in the layout), never run.
@@ -247,15 +349,15 @@ ${pvv!.fetch("kn", (r) => `kn + ${r} < kvEnd`)}
     }`
         : `if (${c.ablate === "loads" ? "k0 == 0u" : "true"}) {
       let base = k0;
-${loadRows("Ks", "K", BC, c.H, QS, "base + r < kvEnd", "kBase", "u.kSS", "")}
+${loadRows("Ks", "K", KT, c.H, QS, "base + r < kvEnd", "kBase", "u.kSS", "", swz)}
       // Ablated P·V: the V load stays in the source (the binding must stay in the layout), never runs.
       if (${pv}) {
-${loadRows("Vs", "V", BC, c.HV, VS, "base + r < kvEnd", "vBase", "u.vSS", "")}
+${loadRows("Vs", "V", KT, c.HV, VS, "base + r < kvEnd", "vBase", "u.vSS", "")}
       }
     }
     workgroupBarrier();`
     }
-${c.ablate === "qk" ? Array.from({ length: RT }, (_, r) => `    let s${r} = vec4<f32>(f32(k0 + ${r}u) * 1e-3);`).join("\n") : scoreBlock(RT, TY, round4(c.H) / 4, QS)}
+${scores}
 ${pVars.join("\n")}
 ${soft.join("\n")}
     ${c.shuffleP ? "// P stays in registers: no barrier before P·V." : "workgroupBarrier();"}

@@ -65,8 +65,16 @@ export function attentionDecls(c: AttentionIo): StorageDecl[] {
 const widen = (c: AttentionIo, x: string) => (c.f16 ? `${c.vec4 ? "vec4<f32>" : "f32"}(${x})` : x);
 
 /**
+ * Column dv of row r of a swizzled tile (rows unpadded, vec4 columns XOR the row's low 3 bits: 8 consecutive
+ * rows read at one column fall into distinct vec4 banks), or of a plain one.
+ */
+export const tileCol = (swizzle: boolean, r: string, dv: string) =>
+  swizzle ? `((${dv}) ^ ((${r}) & 7u))` : dv;
+
+/**
  * A tile loader for a workgroup of T threads: rows [0, count) of a tile from global rows (seqStart + base + r)
- * into a workgroup vec4 array `stride` vec4s per row, zeros where `valid` fails or past `width`.
+ * into a workgroup vec4 array `stride` vec4s per row, zeros where `valid` fails or past `width`; `swizzle`:
+ * columns as tileCol places them.
  */
 export function tileLoader(c: AttentionIo, T: number) {
   return (
@@ -79,6 +87,7 @@ export function tileLoader(c: AttentionIo, T: number) {
     gbase: string,
     ss: string,
     scale: string,
+    swizzle = false,
   ): string => {
     if (c.vec4) {
       const per = width / 4;
@@ -86,7 +95,7 @@ export function tileLoader(c: AttentionIo, T: number) {
     let r = e / ${per}u; let dv = e % ${per}u;
     var x = vec4<f32>(0.0);
     if (${valid}) { x = ${widen(c, `${src}[(${gbase} + (seqStart + base + r) * ${ss}) / 4u + dv]`)}${scale}; }
-    ${dst}[r * ${stride}u + dv] = x;
+    ${dst}[r * ${stride}u + ${tileCol(swizzle, "r", "dv")}] = x;
   }`;
     }
     const wp = round4(width);
@@ -94,7 +103,7 @@ export function tileLoader(c: AttentionIo, T: number) {
     let r = e / ${wp}u; let d = e % ${wp}u;
     var x = 0.0;
     if (d < ${width}u && ${valid}) { x = ${widen(c, `${src}[${gbase} + (seqStart + base + r) * ${ss} + d]`)}${scale}; }
-    ${dst}[r * ${stride}u + d / 4u][d % 4u] = x;
+    ${dst}[r * ${stride}u + ${tileCol(swizzle, "r", "d / 4u")}][d % 4u] = x;
   }`;
   };
 }
@@ -116,6 +125,7 @@ export function tilePrefetcher(
     stride: number;
     gbase: string;
     ss: string;
+    swizzle?: boolean;
   },
 ) {
   const per = t.width / 4;
@@ -134,7 +144,11 @@ export function tilePrefetcher(
         ),
       ).join("\n"),
     stash: Array.from({ length: n }, (_, i) =>
-      at(i, (e) => `${t.dst}[(${e} / ${per}u) * ${t.stride}u + ${e} % ${per}u] = ${t.name}${i};`),
+      at(
+        i,
+        (e) =>
+          `${t.dst}[(${e} / ${per}u) * ${t.stride}u + ${tileCol(t.swizzle === true, `${e} / ${per}u`, `${e} % ${per}u`)}] = ${t.name}${i};`,
+      ),
     ).join("\n"),
   };
 }
@@ -151,9 +165,17 @@ export function attentionHead(c: AttentionIo, subgroups: boolean): string {
 
 /**
  * Per workgroup (threads tid = ty·TX + tx, T of them, Br query rows from rowBase): b, n, the sequence window,
- * bases, the keys this workgroup reads (kvEnd) and the scaled Q tile in Qs (QS vec4s per row).
+ * bases, the keys this workgroup reads (kvEnd) and the scaled Q tile in Qs (QS vec4s per row; `swizzle`: as
+ * tileCol places them). `kvWord`: a vec4 of workgroup memory that carries kvEnd (as an f32, exact below
+ * 2^24) before its first use, instead of a word of its own (a kernel at the 48 KiB limit).
  */
-export function attentionPrologue(c: AttentionIo, Br: number, T: number, QS: number): string {
+export function attentionPrologue(
+  c: AttentionIo,
+  Br: number,
+  T: number,
+  QS: number,
+  opts: { swizzle?: boolean; kvWord?: string } = {},
+): string {
   const loadRows = tileLoader(c, T);
   const keyLen = c.cu ? "seqLen" : c.lengths ? "u32(clamp(lengths[b], 0, i32(u.seqKV)))" : "u.seqKV";
   return `  let tx = lid.x; let ty = lid.y; let tid = ty * ${TX}u + tx;
@@ -179,12 +201,18 @@ export function attentionPrologue(c: AttentionIo, Br: number, T: number, QS: num
     let lastRow = min(rowBase + ${Br}u, qLen);
     if (lastRow <= rowBase) { end = 0u; }
     ${c.causal ? "else { end = u32(clamp(i32(lastRow) - 1 + causalOff + 1, 0, i32(end))); }" : ""}
-    wgKvEnd = end;
+    ${opts.kvWord ? `${opts.kvWord} = vec4<f32>(f32(end));` : "wgKvEnd = end;"}
   }
-  let kvEnd = workgroupUniformLoad(&wgKvEnd);
+  ${
+    opts.kvWord
+      ? `let kvEnd = u32(workgroupUniformLoad(&${opts.kvWord}).x);
+  // Every thread has read the word before the tile it lives in is written.
+  workgroupBarrier();`
+      : "let kvEnd = workgroupUniformLoad(&wgKvEnd);"
+  }
   {
     let base = rowBase;
-${loadRows("Qs", "Q", Br, c.H, QS, "base + r < qLen", "qBase", "u.qSS", " * u.scale")}
+${loadRows("Qs", "Q", Br, c.H, QS, "base + r < qLen", "qBase", "u.qSS", " * u.scale", opts.swizzle)}
   }`;
 }
 

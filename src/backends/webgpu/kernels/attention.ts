@@ -131,6 +131,12 @@ export interface FlashAttentionArgs {
    * (default true where rows are vec4s); false loads each tile right before its use — tests, benchmarks.
    */
   prefetchKV?: boolean;
+  /** Subgroup kernel only: keys per tile, 32 (default) or 64 (FastConfig.keyTile) — tests, benchmarks. */
+  keyTile?: 32 | 64;
+  /** Subgroup kernel only: the products' loops written out (FastConfig.unroll) — tests, benchmarks. */
+  unroll?: boolean;
+  /** Subgroup kernel only: swizzled Q/K tiles, no key-range word (FastConfig.pack) — tests, benchmarks. */
+  pack?: boolean;
   /**
    * "fp32" (default): Q, K, V, O float32. "fp16": Q, K, V, O IEEE f16 (bias stays f32), scores, softmax and
    * accumulation in f32 — on tensor cores where the context detected them and the problem fits (equal head
@@ -344,7 +350,21 @@ function aligned(l: AttentionLayout): boolean {
  * 9.3 TFLOP/s at [8, 12, 512, 64], 7.9 at [32, 12, 128, 64]; P by shuffle within 1%; 8 rows per thread 5.3 —
  * their accumulators spill, the old workgroup-memory kernel 7.3 and 6.5).
  */
-const FAST_DEFAULT = { rowTile: 64, rowsPerThread: 4, shuffleP: false } as const;
+const FAST_DEFAULT: {
+  rowTile: number;
+  rowsPerThread: number;
+  shuffleP: boolean;
+  keyTile: 32 | 64;
+  unroll: boolean;
+  pack: boolean;
+} = {
+  rowTile: 64,
+  rowsPerThread: 4,
+  shuffleP: false,
+  keyTile: 32,
+  unroll: false,
+  pack: false,
+};
 
 /**
  * The subgroup kernel's tile: rowsPerThread rows per thread (default 4; 4 also where the head is wider than 64
@@ -356,8 +376,20 @@ function fastConfig(a: FlashAttentionArgs, io: AttentionIo, limit: number): Fast
   if (a.rowTile !== undefined && !(a.rowTile > 0 && a.rowTile % RT === 0 && a.rowTile % 4 === 0))
     throw new OpError(OP, `rowTile ${a.rowTile} must be a positive multiple of 4 and of rowsPerThread ${RT}`);
   const shuffleP = a.shuffleP ?? FAST_DEFAULT.shuffleP;
+  if (a.keyTile !== undefined && a.keyTile !== 32 && a.keyTile !== 64)
+    throw new OpError(OP, `keyTile ${a.keyTile} must be 32 or 64`);
   for (const Br of a.rowTile ? [a.rowTile] : [FAST_DEFAULT.rowTile, 32]) {
-    const c = { ...io, RT, TY: Br / RT, shuffleP, ablate: a.ablate, prefetchKV: a.prefetchKV };
+    const c: FastConfig = {
+      ...io,
+      RT,
+      TY: Br / RT,
+      shuffleP,
+      ablate: a.ablate,
+      prefetchKV: a.prefetchKV,
+      keyTile: a.keyTile ?? FAST_DEFAULT.keyTile,
+      unroll: a.unroll ?? FAST_DEFAULT.unroll,
+      pack: a.pack ?? FAST_DEFAULT.pack,
+    };
     if (fastAttentionSharedBytes(c) <= limit) return c;
   }
   return undefined;
@@ -481,8 +513,10 @@ export function flashAttention(ctx: WebGpuContext, rec: CommandRecorder, a: Flas
   if (fast) {
     Br = fast.RT * fast.TY;
     const pre = fast.prefetchKV === false ? ":nopf" : "";
+    // Every FastConfig field the source bakes in (keyTile, unroll: only where not the 32-key loop form).
+    const more = `${fast.keyTile === 64 ? ":kt64" : ""}${fast.unroll ? ":ur" : ""}${fast.pack ? ":pk" : ""}`;
     k = ctx.pipelines.get(
-      `${name}:${flags}:Br${Br}:sg1:rt${fast.RT}${fast.shuffleP ? ":shp" : ""}${pre}`,
+      `${name}:${flags}:Br${Br}:sg1:rt${fast.RT}${fast.shuffleP ? ":shp" : ""}${pre}${more}`,
       () => fastAttentionSource(fast),
     );
   } else {
@@ -569,6 +603,9 @@ export function packedQkvAttention(
     rowsPerThread?: FlashAttentionArgs["rowsPerThread"];
     shuffleP?: boolean;
     prefetchKV?: boolean;
+    keyTile?: FlashAttentionArgs["keyTile"];
+    unroll?: boolean;
+    pack?: boolean;
     /** "fp16": qkv and out are f16 (see FlashAttentionArgs.precision). */
     precision?: Precision;
     f16Kernel?: F16Kernel;
@@ -611,6 +648,9 @@ export function packedQkvAttention(
     rowsPerThread: args.rowsPerThread,
     shuffleP: args.shuffleP,
     prefetchKV: args.prefetchKV,
+    keyTile: args.keyTile,
+    unroll: args.unroll,
+    pack: args.pack,
     precision: args.precision,
     f16Kernel: args.f16Kernel,
     f16KernelPreferred: args.f16KernelPreferred,
@@ -706,6 +746,9 @@ export interface GeneralAttentionArgs {
   rowTile?: FlashAttentionArgs["rowTile"];
   rowsPerThread?: FlashAttentionArgs["rowsPerThread"];
   shuffleP?: boolean;
+  keyTile?: FlashAttentionArgs["keyTile"];
+  unroll?: boolean;
+  pack?: boolean;
 }
 
 /** A dense bias tensor of rank <= 4 read as [B, N, Sq, Skv] (numpy broadcast: stride 0 on its size-1 axes). */
@@ -787,5 +830,8 @@ export function generalAttention(ctx: WebGpuContext, rec: CommandRecorder, a: Ge
     rowTile: a.rowTile,
     rowsPerThread: a.rowsPerThread,
     shuffleP: a.shuffleP,
+    keyTile: a.keyTile,
+    unroll: a.unroll,
+    pack: a.pack,
   });
 }

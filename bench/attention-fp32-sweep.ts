@@ -1,0 +1,97 @@
+/**
+ * fp32 attention (the subgroup kernel) variant sweep at BERT shapes, packed QKV [S, B, 3E] with every length full:
+ * each variant's GPU time (timestamp queries, bench/gpu-timing.ts), in `--rounds` interleaved rounds (the first
+ * timing after a compile is sometimes far off), and the pipeline it ran (so a variant that fell back to another
+ * kernel shows). Optionally a batch staircase of the default at S = 512 (where the waves of workgroups step).
+ *
+ *   node --import tsx bench/attention-fp32-sweep.ts [--reps 20] [--rounds 2] [--shapes 8x512,32x128]
+ *     [--variants '[{"name": "...", "o": {"keyTile": 64, ...}}, ...]'] [--staircase 1,2,...]
+ */
+import { parseArgs } from "node:util";
+import { WebGpuContext } from "../src/backends/webgpu/context.js";
+import {
+  attentionFlops,
+  type FlashAttentionArgs,
+  packedQkvAttention,
+} from "../src/backends/webgpu/kernels/attention.js";
+import type { GpuTensor } from "../src/backends/webgpu/kernels/common.js";
+import { RAW_TIMESTAMPS, timeKernel } from "./gpu-timing.js";
+
+type Opts = Pick<
+  FlashAttentionArgs,
+  "rowTile" | "rowsPerThread" | "shuffleP" | "prefetchKV" | "keyTile" | "unroll" | "pack" | "ablate"
+>;
+const { values } = parseArgs({
+  options: {
+    reps: { type: "string", default: "20" },
+    rounds: { type: "string", default: "2" },
+    shapes: { type: "string", default: "8x512,32x128" },
+    variants: { type: "string", default: '[{"name": "default", "o": {}}]' },
+    staircase: { type: "string" },
+  },
+});
+const REPS = Number(values.reps);
+const variants = JSON.parse(values.variants!) as { name: string; o: Opts }[];
+const ctx = await WebGpuContext.create({ toggles: [RAW_TIMESTAMPS] });
+const info = ctx.gpu.adapterInfo;
+console.log(
+  `adapter: ${info.vendor} ${info.architecture} ${info.description} | workgroup storage ${ctx.gpu.limits.maxComputeWorkgroupStorageSize} B | robustness ${ctx.gpu.robustness ? "on" : "off"} | ${new Date().toISOString()} reps ${REPS}`,
+);
+function filled(n: number, seed: number): Float32Array {
+  const a = new Float32Array(n);
+  let s = seed;
+  for (let i = 0; i < n; i++) {
+    s = (s * 1664525 + 1013904223) >>> 0;
+    a[i] = (s / 2 ** 32) * 2 - 1;
+  }
+  return a;
+}
+const N = 12;
+const H = 64;
+function problem(B: number, S: number) {
+  const t = (dims: number[], seed: number): GpuTensor => ({
+    buffer: ctx.pool.upload(
+      filled(
+        dims.reduce((a, b) => a * b, 1),
+        seed,
+      ),
+    ),
+    dims,
+  });
+  return {
+    qkv: t([S, B, 3 * N * H], 30),
+    out: t([S, B, N * H], 31),
+    lengths: ctx.pool.upload(new Int32Array(B).fill(S)),
+    flops: attentionFlops({ batch: B, numHeads: N, seqQ: S, seqKV: S, headSize: H, vHeadSize: H }),
+  };
+}
+async function time(label: string, p: ReturnType<typeof problem>, o: Opts) {
+  const before = new Set(ctx.pipelines.keys());
+  const { gpuMs } = await timeKernel(ctx, REPS, (rec) =>
+    packedQkvAttention(ctx, rec, { qkv: p.qkv, numHeads: N, lengths: p.lengths, out: p.out, ...o }),
+  );
+  const fresh = ctx.pipelines.keys().filter((k) => !before.has(k));
+  const tf = p.flops / (gpuMs * 1e-3) / 1e12;
+  console.log(
+    `${label.padEnd(60)} gpu ${gpuMs.toFixed(3)} ms ${tf.toFixed(2).padStart(6)} TFLOP/s ${fresh.map((k) => k.replace(/^.*:Br/, "Br")).join(" ")}`,
+  );
+}
+if (values.staircase)
+  for (const B of values.staircase.split(",").map(Number)) {
+    const p = problem(B, 512);
+    for (let r = 0; r < 2; r++)
+      await time(`staircase B=${B} S=512 (${(512 / 64) * N * B} workgroups)`, p, {});
+  }
+for (const spec of values.shapes!.split(",")) {
+  const [B, S] = spec.split("x").map(Number) as [number, number];
+  const p = problem(B, S);
+  for (let round = 1; round <= Number(values.rounds); round++)
+    for (const v of variants) {
+      try {
+        await time(`[${B},${N},${S},${H}] ${v.name} (${round})`, p, v.o);
+      } catch (e) {
+        console.log(`[${B},${N},${S},${H}] ${v.name}: FAILED ${(e as Error).message.slice(0, 1500)}`);
+      }
+    }
+}
+process.exit(0);
