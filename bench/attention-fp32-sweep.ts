@@ -2,7 +2,7 @@
  * fp32 attention (the subgroup kernel) variant sweep at BERT shapes, packed QKV [S, B, 3E] with every length full:
  * each variant's GPU time (timestamp queries, bench/gpu-timing.ts), in `--rounds` interleaved rounds (the first
  * timing after a compile is sometimes far off), and the pipeline it ran (so a variant that fell back to another
- * kernel shows). Optionally a batch staircase of the default at S = 512 (where the waves of workgroups step).
+ * kernel shows). Optionally a batch staircase of one kernel (--staircase-o, default the default) at S = 512 (where the waves of workgroups step).
  *
  *   node --import tsx bench/attention-fp32-sweep.ts [--reps 20] [--rounds 2] [--shapes 8x512,32x128]
  *     [--variants '[{"name": "...", "o": {"keyTile": 64, ...}}, ...]'] [--staircase 1,2,...]
@@ -19,7 +19,15 @@ import { RAW_TIMESTAMPS, timeKernel } from "./gpu-timing.js";
 
 type Opts = Pick<
   FlashAttentionArgs,
-  "rowTile" | "rowsPerThread" | "shuffleP" | "prefetchKV" | "keyTile" | "unroll" | "pack" | "ablate"
+  | "rowTile"
+  | "rowsPerThread"
+  | "shuffleP"
+  | "prefetchKV"
+  | "keyTile"
+  | "unroll"
+  | "pack"
+  | "interleaveKV"
+  | "ablate"
 >;
 const { values } = parseArgs({
   options: {
@@ -28,6 +36,8 @@ const { values } = parseArgs({
     shapes: { type: "string", default: "8x512,32x128" },
     variants: { type: "string", default: '[{"name": "default", "o": {}}]' },
     staircase: { type: "string" },
+    /** Options (JSON) of the kernel the staircase runs (default: the default kernel). */
+    "staircase-o": { type: "string", default: "{}" },
   },
 });
 const REPS = Number(values.reps);
@@ -79,8 +89,9 @@ async function time(label: string, p: ReturnType<typeof problem>, o: Opts) {
 if (values.staircase)
   for (const B of values.staircase.split(",").map(Number)) {
     const p = problem(B, 512);
+    const o = JSON.parse(values["staircase-o"]!) as Opts;
     for (let r = 0; r < 2; r++)
-      await time(`staircase B=${B} S=512 (${(512 / 64) * N * B} workgroups)`, p, {});
+      await time(`staircase B=${B} S=512 (${Math.ceil(512 / (o.rowTile ?? 64)) * N * B} workgroups)`, p, o);
   }
 for (const spec of values.shapes!.split(",")) {
   const [B, S] = spec.split("x").map(Number) as [number, number];

@@ -93,6 +93,7 @@ interface Tuning {
   keyTile?: 32 | 64;
   unroll?: boolean;
   pack?: boolean;
+  interleaveKV?: boolean;
 }
 
 async function runPacked(
@@ -400,11 +401,15 @@ FAST_VARIANTS.push(
   { rowsPerThread: 4, rowTile: 64, keyTile: 64, shuffleP: true },
   { rowsPerThread: 2, rowTile: 64, keyTile: 64, shuffleP: true, pack: true, unroll: true },
   { rowsPerThread: 4, rowTile: 64, keyTile: 64, shuffleP: true, pack: true, prefetchKV: false },
+  // K and V prefetched in turn (one tile of registers).
+  { rowsPerThread: 4, rowTile: 64, interleaveKV: true },
+  { rowsPerThread: 2, rowTile: 32, keyTile: 64, interleaveKV: true },
+  { rowsPerThread: 4, rowTile: 64, keyTile: 64, shuffleP: true, pack: true, interleaveKV: true },
 );
 
 /** Whether the last dispatches compiled this variant of the subgroup kernel (not the fallback). */
 function usedVariant(ctx: Exclude<Awaited<ReturnType<typeof gpuContext>>, string>, v: Tuning): boolean {
-  const tag = `:Br${v.rowTile}:sg1:rt${v.rowsPerThread}${v.shuffleP ? ":shp" : ""}${v.prefetchKV === false ? ":nopf" : ""}${v.keyTile === 64 ? ":kt64" : ""}${v.unroll ? ":ur" : ""}${v.pack ? ":pk" : ""}`;
+  const tag = `:Br${v.rowTile}:sg1:rt${v.rowsPerThread}${v.shuffleP ? ":shp" : ""}${v.prefetchKV === false ? ":nopf" : ""}${v.keyTile === 64 ? ":kt64" : ""}${v.unroll ? ":ur" : ""}${v.pack ? ":pk" : ""}${v.interleaveKV ? ":il" : ""}`;
   return ctx.pipelines.keys().some((k) => k.startsWith("flash:") && k.endsWith(tag));
 }
 

@@ -62,6 +62,12 @@ export interface FastConfig extends AttentionIo {
    */
   pack?: boolean;
   /**
+   * With the prefetch: K and V through registers in turn (one tile of registers instead of two): this tile's V
+   * loads fly during Q·Kᵀ and the softmax and are stored before P·V, the next K's fly during P·V; 2 barriers per
+   * tile with P by shuffle or through the P tile alike.
+   */
+  interleaveKV?: boolean;
+  /**
    * Timing only (wrong results): drop a stage — the softmax's exp, P·V, the K/V tile loads after the first tile
    * ("loads"), or the Q·Kᵀ products ("qk", constant scores).
    */
@@ -320,18 +326,47 @@ export function fastAttentionSource(c: FastConfig): string {
           (_, x) => `    let s${Math.floor(x / KG)}_${x % KG} = vec4<f32>(f32(k0 + ${x}u) * 1e-3);`,
         ).join("\n")
       : scoreBlock(RT, TY, round4(c.H) / 4, QS, KG, unroll, swz);
-  return `${attentionHead(c, true)}
-var<workgroup> Qs: array<vec4<f32>, ${Br * QS}>;
-var<workgroup> Ks: array<vec4<f32>, ${KT * QS}>;
-var<workgroup> Vs: array<vec4<f32>, ${KT * VS}>;
-${c.shuffleP ? "" : `var<workgroup> Ps: array<vec4<f32>, ${Br * PS}>;\n`}${c.pack ? "" : "var<workgroup> wgKvEnd: u32;"}
-
-@compute @workgroup_size(${TX}, ${TY})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>${c.shuffleP ? ", @builtin(subgroup_invocation_id) sgLane: u32" : ""}) {
-${attentionPrologue(c, Br, T, QS, { swizzle: swz, kvWord: c.pack ? "Vs[0]" : undefined })}
-${rows.join("\n")}
-
-${prefetch ? `${pk!.decl}\n${pvv!.decl}\n  {\n${pk!.fetch("0u", (r) => `${r} < kvEnd`)}\n  if (${pv}) {\n${pvv!.fetch("0u", (r) => `${r} < kvEnd`)}\n  }\n  }` : ""}
+  const fetchNext = (p: ReturnType<typeof prefetcher>) => p.fetch("kn", (r) => `kn + ${r} < kvEnd`);
+  const noLoads = c.ablate === "loads";
+  let loop: string;
+  if (prefetch && c.interleaveKV) {
+    // One tile of registers: V's loads fly during Q·Kᵀ and the softmax, the next K's during P·V.
+    loop = `${pk!.decl}
+${pvv!.decl}
+  {
+${pk!.fetch("0u", (r) => `${r} < kvEnd`)}
+${pk!.stash}
+    if (${pv}) {
+${pvv!.fetch("0u", (r) => `${r} < kvEnd`)}
+    }
+  }
+  workgroupBarrier();
+  for (var k0 = 0u; k0 < kvEnd; k0 += ${KT}u) {
+${scores}
+${pVars.join("\n")}
+${soft.join("\n")}
+    // Vs is free (P·V of the last tile is behind the last barrier); Ks once every thread passes this one.
+    if (${pv}) {
+${pvv!.stash}
+    }
+    workgroupBarrier();
+    let kn = k0 + ${KT}u;
+    let hasNext = kn < kvEnd;
+    if (${noLoads ? "false" : "hasNext"}) {
+${fetchNext(pk!)}
+    }
+${pvCode}
+    if (hasNext) {
+${pk!.stash}
+      // Ablated P·V: the V loads stay in the source (the binding must stay in the layout), never run.
+      if (${noLoads ? "false" : pv}) {
+${fetchNext(pvv!)}
+      }
+    }
+    workgroupBarrier();
+  }`;
+  } else
+    loop = `${prefetch ? `${pk!.decl}\n${pvv!.decl}\n  {\n${pk!.fetch("0u", (r) => `${r} < kvEnd`)}\n  if (${pv}) {\n${pvv!.fetch("0u", (r) => `${r} < kvEnd`)}\n  }\n  }` : ""}
   for (var k0 = 0u; k0 < kvEnd; k0 += ${KT}u) {
     ${
       prefetch
@@ -340,14 +375,14 @@ ${pk!.stash}
 ${pvv!.stash}
     workgroupBarrier();
     let kn = k0 + ${KT}u;
-    if (${c.ablate === "loads" ? "false" : "kn < kvEnd"}) {
-${pk!.fetch("kn", (r) => `kn + ${r} < kvEnd`)}
+    if (${noLoads ? "false" : "kn < kvEnd"}) {
+${fetchNext(pk!)}
       // Ablated P·V: the V loads stay in the source (the binding must stay in the layout), never run.
       if (${pv}) {
-${pvv!.fetch("kn", (r) => `kn + ${r} < kvEnd`)}
+${fetchNext(pvv!)}
       }
     }`
-        : `if (${c.ablate === "loads" ? "k0 == 0u" : "true"}) {
+        : `if (${noLoads ? "k0 == 0u" : "true"}) {
       let base = k0;
 ${loadRows("Ks", "K", KT, c.H, QS, "base + r < kvEnd", "kBase", "u.kSS", "", swz)}
       // Ablated P·V: the V load stays in the source (the binding must stay in the layout), never runs.
@@ -363,7 +398,19 @@ ${soft.join("\n")}
     ${c.shuffleP ? "// P stays in registers: no barrier before P·V." : "workgroupBarrier();"}
 ${pvCode}
     workgroupBarrier();
-  }
+  }`;
+  return `${attentionHead(c, true)}
+var<workgroup> Qs: array<vec4<f32>, ${Br * QS}>;
+var<workgroup> Ks: array<vec4<f32>, ${KT * QS}>;
+var<workgroup> Vs: array<vec4<f32>, ${KT * VS}>;
+${c.shuffleP ? "" : `var<workgroup> Ps: array<vec4<f32>, ${Br * PS}>;\n`}${c.pack ? "" : "var<workgroup> wgKvEnd: u32;"}
+
+@compute @workgroup_size(${TX}, ${TY})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>${c.shuffleP ? ", @builtin(subgroup_invocation_id) sgLane: u32" : ""}) {
+${attentionPrologue(c, Br, T, QS, { swizzle: swz, kvWord: c.pack ? "Vs[0]" : undefined })}
+${rows.join("\n")}
+
+${loop}
 ${store.join("\n")}
 }`;
 }

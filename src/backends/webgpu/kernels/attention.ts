@@ -137,6 +137,8 @@ export interface FlashAttentionArgs {
   unroll?: boolean;
   /** Subgroup kernel only: swizzled Q/K tiles, no key-range word (FastConfig.pack) — tests, benchmarks. */
   pack?: boolean;
+  /** Subgroup kernel only: K and V prefetched in turn, one tile of registers (FastConfig.interleaveKV). */
+  interleaveKV?: boolean;
   /**
    * "fp32" (default): Q, K, V, O float32. "fp16": Q, K, V, O IEEE f16 (bias stays f32), scores, softmax and
    * accumulation in f32 — on tensor cores where the context detected them and the problem fits (equal head
@@ -357,6 +359,7 @@ const FAST_DEFAULT: {
   keyTile: 32 | 64;
   unroll: boolean;
   pack: boolean;
+  interleaveKV: boolean;
 } = {
   rowTile: 64,
   rowsPerThread: 4,
@@ -364,6 +367,7 @@ const FAST_DEFAULT: {
   keyTile: 32,
   unroll: false,
   pack: false,
+  interleaveKV: false,
 };
 
 /**
@@ -389,6 +393,7 @@ function fastConfig(a: FlashAttentionArgs, io: AttentionIo, limit: number): Fast
       keyTile: a.keyTile ?? FAST_DEFAULT.keyTile,
       unroll: a.unroll ?? FAST_DEFAULT.unroll,
       pack: a.pack ?? FAST_DEFAULT.pack,
+      interleaveKV: a.interleaveKV ?? FAST_DEFAULT.interleaveKV,
     };
     if (fastAttentionSharedBytes(c) <= limit) return c;
   }
@@ -514,7 +519,7 @@ export function flashAttention(ctx: WebGpuContext, rec: CommandRecorder, a: Flas
     Br = fast.RT * fast.TY;
     const pre = fast.prefetchKV === false ? ":nopf" : "";
     // Every FastConfig field the source bakes in (keyTile, unroll: only where not the 32-key loop form).
-    const more = `${fast.keyTile === 64 ? ":kt64" : ""}${fast.unroll ? ":ur" : ""}${fast.pack ? ":pk" : ""}`;
+    const more = `${fast.keyTile === 64 ? ":kt64" : ""}${fast.unroll ? ":ur" : ""}${fast.pack ? ":pk" : ""}${fast.interleaveKV && fast.prefetchKV !== false && io.vec4 ? ":il" : ""}`;
     k = ctx.pipelines.get(
       `${name}:${flags}:Br${Br}:sg1:rt${fast.RT}${fast.shuffleP ? ":shp" : ""}${pre}${more}`,
       () => fastAttentionSource(fast),
@@ -606,6 +611,7 @@ export function packedQkvAttention(
     keyTile?: FlashAttentionArgs["keyTile"];
     unroll?: boolean;
     pack?: boolean;
+    interleaveKV?: boolean;
     /** "fp16": qkv and out are f16 (see FlashAttentionArgs.precision). */
     precision?: Precision;
     f16Kernel?: F16Kernel;
@@ -651,6 +657,7 @@ export function packedQkvAttention(
     keyTile: args.keyTile,
     unroll: args.unroll,
     pack: args.pack,
+    interleaveKV: args.interleaveKV,
     precision: args.precision,
     f16Kernel: args.f16Kernel,
     f16KernelPreferred: args.f16KernelPreferred,
@@ -749,6 +756,7 @@ export interface GeneralAttentionArgs {
   keyTile?: FlashAttentionArgs["keyTile"];
   unroll?: boolean;
   pack?: boolean;
+  interleaveKV?: boolean;
 }
 
 /** A dense bias tensor of rank <= 4 read as [B, N, Sq, Skv] (numpy broadcast: stride 0 on its size-1 axes). */
@@ -833,5 +841,6 @@ export function generalAttention(ctx: WebGpuContext, rec: CommandRecorder, a: Ge
     keyTile: a.keyTile,
     unroll: a.unroll,
     pack: a.pack,
+    interleaveKV: a.interleaveKV,
   });
 }
