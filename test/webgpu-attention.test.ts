@@ -7,7 +7,7 @@ import {
   packedQkvAttention,
   varSeqlenQkvAttention,
 } from "../src/backends/webgpu/kernels/attention.js";
-import { fastAttentionSharedBytes } from "../src/backends/webgpu/kernels/attention-fast.js";
+import { fastAttentionSharedBytes, fastPInK } from "../src/backends/webgpu/kernels/attention-fast.js";
 import { OpError } from "../src/errors.js";
 import { assertClose, disposeGpuContext, empty, gpuContext, rand, read, upload } from "./webgpu-helpers.js";
 
@@ -94,6 +94,7 @@ interface Tuning {
   unroll?: boolean;
   pack?: boolean;
   interleaveKV?: boolean;
+  pInK?: boolean;
 }
 
 async function runPacked(
@@ -405,11 +406,27 @@ FAST_VARIANTS.push(
   { rowsPerThread: 4, rowTile: 64, interleaveKV: true },
   { rowsPerThread: 2, rowTile: 32, keyTile: 64, interleaveKV: true },
   { rowsPerThread: 4, rowTile: 64, keyTile: 64, shuffleP: true, pack: true, interleaveKV: true },
+  // P in the K tile's memory (where it fits: else the P tile).
+  { rowsPerThread: 2, rowTile: 32, pInK: true },
+  { rowsPerThread: 4, rowTile: 32, keyTile: 64, pack: true, pInK: true },
+  { rowsPerThread: 4, rowTile: 64, keyTile: 64, pack: true, pInK: true },
 );
 
+/** Whether a variant's tiles fit the device's workgroup memory at head size H. */
+function fits(ctx: Exclude<Awaited<ReturnType<typeof gpuContext>>, string>, v: Tuning, H: number): boolean {
+  const c = { ...v, H, HV: H, RT: v.rowsPerThread!, TY: v.rowTile! / v.rowsPerThread! };
+  return fastAttentionSharedBytes(c) <= ctx.gpu.limits.maxComputeWorkgroupStorageSize;
+}
+
 /** Whether the last dispatches compiled this variant of the subgroup kernel (not the fallback). */
-function usedVariant(ctx: Exclude<Awaited<ReturnType<typeof gpuContext>>, string>, v: Tuning): boolean {
-  const tag = `:Br${v.rowTile}:sg1:rt${v.rowsPerThread}${v.shuffleP ? ":shp" : ""}${v.prefetchKV === false ? ":nopf" : ""}${v.keyTile === 64 ? ":kt64" : ""}${v.unroll ? ":ur" : ""}${v.pack ? ":pk" : ""}${v.interleaveKV ? ":il" : ""}`;
+function usedVariant(
+  ctx: Exclude<Awaited<ReturnType<typeof gpuContext>>, string>,
+  v: Tuning,
+  H: number,
+  HV = H,
+): boolean {
+  const pInK = fastPInK({ ...v, H, HV, RT: v.rowsPerThread!, TY: v.rowTile! / v.rowsPerThread! });
+  const tag = `:Br${v.rowTile}:sg1:rt${v.rowsPerThread}${v.shuffleP ? ":shp" : ""}${v.prefetchKV === false ? ":nopf" : ""}${v.keyTile === 64 ? ":kt64" : ""}${v.unroll ? ":ur" : ""}${v.pack ? ":pk" : ""}${v.interleaveKV ? ":il" : ""}${pInK ? ":pink" : ""}`;
   return ctx.pipelines.keys().some((k) => k.startsWith("flash:") && k.endsWith(tag));
 }
 
@@ -417,7 +434,8 @@ test("subgroup kernel, every tile variant: odd lengths (0, 1, partial, > S), S n
   const ctx = await gpuContext();
   if (typeof ctx === "string") return t.skip(ctx);
   if (!attentionSubgroups(ctx)) return t.skip("no subgroups of >= 8 invocations");
-  // H = 32 so every variant's tiles fit lavapipe's 32 KiB of workgroup memory.
+  // H = 32 so the variants' tiles fit lavapipe's 32 KiB of workgroup memory (all but 64 rows and 64 keys with
+  // P in the K tile's memory, where P does not fit at this head size: a P tile of its own).
   const c = packedCase(77, 5, 2, 32, [0, 1, 77, 45, 200], 40);
   const { B, E, H } = c;
   const at = (s: number, b: number, n: number, part: number, h: number) =>
@@ -425,10 +443,10 @@ test("subgroup kernel, every tile variant: odd lengths (0, 1, partial, > S), S n
   c.qkv[at(70, 3, 0, 2, 5)] = Number.NaN; // V past batch 3's length: ignored
   c.qkv[at(50, 1, 1, 1, 0)] = Number.NaN; // K past batch 1's length (1): ignored
   c.qkv[at(40, 4, 1, 1, 3)] = Number.NaN; // K of a valid key of batch 4: head 1 rows NaN
-  for (const v of FAST_VARIANTS) {
+  for (const v of FAST_VARIANTS.filter((x) => fits(ctx, x, 32))) {
     const { got, want } = await runPacked(ctx, c, v);
     assertClose(got, want, 1e-4, `packed H=32 ${JSON.stringify(v)}`);
-    assert.ok(usedVariant(ctx, v), `variant ${JSON.stringify(v)} ran: ${ctx.pipelines.keys()}`);
+    assert.ok(usedVariant(ctx, v, 32), `variant ${JSON.stringify(v)} ran: ${ctx.pipelines.keys()}`);
     assert.ok(Number.isNaN(got[(3 * B + 4) * E + H]!), "batch 4 head 1 is NaN");
     assert.ok(
       got.slice((0 * B + 1) * E, (0 * B + 1) * E + E).every((x) => !Number.isNaN(x)),
@@ -438,21 +456,10 @@ test("subgroup kernel, every tile variant: odd lengths (0, 1, partial, > S), S n
   // Head size 64 (BERT): the variants whose tiles the device's workgroup memory holds there (lavapipe's 32 KiB:
   // the 32-row tiles of 32 keys).
   const c64 = packedCase(45, 2, 2, 64, [45, 13], 41);
-  const limit = ctx.gpu.limits.maxComputeWorkgroupStorageSize;
-  const fits = (v: Tuning) =>
-    fastAttentionSharedBytes({
-      H: 64,
-      HV: 64,
-      RT: v.rowsPerThread!,
-      TY: v.rowTile! / v.rowsPerThread!,
-      shuffleP: v.shuffleP,
-      keyTile: v.keyTile,
-      pack: v.pack,
-    }) <= limit;
-  for (const v of FAST_VARIANTS.filter(fits)) {
+  for (const v of FAST_VARIANTS.filter((x) => fits(ctx, x, 64))) {
     const { got, want } = await runPacked(ctx, c64, v);
     assertClose(got, want, 1e-4, `packed H=64 ${JSON.stringify(v)}`);
-    assert.ok(usedVariant(ctx, v), `variant ${JSON.stringify(v)} ran`);
+    assert.ok(usedVariant(ctx, v, 64), `variant ${JSON.stringify(v)} ran`);
   }
 });
 
@@ -494,7 +501,7 @@ test("subgroup kernel, every tile variant: causal GQA with -inf bias and key len
     for (const v of ci === 0 ? FAST_VARIANTS : [FAST_VARIANTS[0]!, FAST_VARIANTS.at(-1)!]) {
       const { got, want } = await runGeneral(ctx, c, seed, v);
       assertClose(got, want, 1e-4, `${c.layout} ${JSON.stringify(v)} ${JSON.stringify(c)}`);
-      assert.ok(usedVariant(ctx, v), `variant ${JSON.stringify(v)} ran`);
+      assert.ok(usedVariant(ctx, v, c.H, c.Hv), `variant ${JSON.stringify(v)} ran`);
     }
     seed += 4;
   }

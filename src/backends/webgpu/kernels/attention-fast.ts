@@ -68,6 +68,12 @@ export interface FastConfig extends AttentionIo {
    */
   interleaveKV?: boolean;
   /**
+   * P through a tile in the K tile's memory (once Q·Kᵀ is done with it: one more barrier per tile), its rows
+   * unpadded with XOR-swizzled columns, where it fits (Br ≤ H, roughly) and the K/V tiles are not interleaved:
+   * the P tile's reads instead of the shuffles at no workgroup memory.
+   */
+  pInK?: boolean;
+  /**
    * Timing only (wrong results): drop a stage — the softmax's exp, P·V, the K/V tile loads after the first tile
    * ("loads"), or the Q·Kᵀ products ("qk", constant scores).
    */
@@ -77,7 +83,10 @@ export interface FastConfig extends AttentionIo {
 /** Odd, so rows read at the same time by consecutive lanes fall into distinct vec4 banks. */
 const odd = (x: number) => x | 1;
 
-type DimsOf = Pick<FastConfig, "H" | "HV" | "RT" | "TY" | "shuffleP" | "keyTile" | "pack">;
+type DimsOf = Pick<
+  FastConfig,
+  "H" | "HV" | "RT" | "TY" | "shuffleP" | "keyTile" | "pack" | "pInK" | "interleaveKV"
+>;
 
 function fastDims(c: DimsOf) {
   const KT = c.keyTile ?? BC; // keys per tile
@@ -85,18 +94,26 @@ function fastDims(c: DimsOf) {
   const swz = c.pack === true && H4 % 8 === 0; // swizzled Q and K rows
   const QS = swz ? H4 : odd(H4); // vec4s per Q/K row in workgroup memory
   const VS = round4(c.HV) / 4; // vec4s per V row (lanes read consecutive vec4s of one row: no padding)
-  const PS = c.shuffleP ? 0 : odd(KT / 4); // vec4s per P row
+  const Br = c.RT * c.TY;
+  // P in the K tile: unpadded swizzled rows (KT / 4 ≥ 8 vec4s), where Br of them fit in KT rows of QS.
+  const pInK = c.pInK === true && !c.shuffleP && !c.interleaveKV && Br * (KT / 4) <= KT * QS;
+  const PS = c.shuffleP ? 0 : pInK ? KT / 4 : odd(KT / 4); // vec4s per P row
   // KG vec4 score groups per row and thread: keys tx + 8(4g + i), i < 4.
-  return { KT, KG: KT / BC, swz, QS, VS, PS, NV: Math.ceil(VS / TX), Br: c.RT * c.TY, T: TX * c.TY };
+  return { KT, KG: KT / BC, swz, pInK, QS, VS, PS, NV: Math.ceil(VS / TX), Br, T: TX * c.TY };
 }
 
 /** Workgroup memory of a config, in bytes: Q, K, V and P tiles and the key-range word. */
 export function fastAttentionSharedBytes(c: DimsOf): number {
-  const { KT, QS, VS, PS, Br } = fastDims(c);
-  return 16 * (Br * QS + KT * QS + KT * VS + Br * PS) + (c.pack ? 0 : 16);
+  const { KT, QS, VS, PS, Br, pInK } = fastDims(c);
+  return 16 * (Br * QS + KT * QS + KT * VS + (pInK ? 0 : Br * PS)) + (c.pack ? 0 : 16);
 }
 
+/** Whether a config puts P in the K tile's memory (FastConfig.pInK: only where it fits). */
+export const fastPInK = (c: DimsOf): boolean => fastDims(c).pInK;
+
 const COMPS = ["x", "y", "z", "w"] as const;
+/** The P tile's name and the column of vec4 `col` in row `row` (swizzled in the K tile). */
+const pCol = (pInK: boolean, row: string, col: string) => (pInK ? `((${col}) ^ ((${row}) & 7u))` : col);
 
 /**
  * The RT×4·KG score block s{r}_{g} (vec4 over keys tx + 8(4g + i)) of the current tile: Q·Kᵀ from workgroup
@@ -164,7 +181,15 @@ function scoreBlock(
  * (subgroupShuffleXor, in uniform control flow), rescale of the row's accumulators, probabilities to Ps (or to
  * the registers p{r}_{g} with shuffleP).
  */
-function softmaxRow(c: FastConfig, r: number, NV: number, PS: number, KT: number, KG: number): string {
+function softmaxRow(
+  c: FastConfig,
+  r: number,
+  NV: number,
+  PS: number,
+  KT: number,
+  KG: number,
+  pInK: boolean,
+): string {
   const ablated = c.ablate === "softmax";
   const row = `ty + ${r * c.TY}u`;
   const G = Array.from({ length: KG }, (_, g) => g);
@@ -172,7 +197,8 @@ function softmaxRow(c: FastConfig, r: number, NV: number, PS: number, KT: number
     c.shuffleP
       ? [`      p${r}_${g} = p_${g};`]
       : COMPS.map(
-          (d, i) => `      Ps[(${row}) * ${PS}u + tx / 4u + ${2 * (4 * g + i)}u][tx % 4u] = p_${g}.${d};`,
+          (d, i) =>
+            `      ${pInK ? "Ks" : "Ps"}[(${row}) * ${PS}u + ${pCol(pInK, row, `tx / 4u + ${2 * (4 * g + i)}u`)}][tx % 4u] = p_${g}.${d};`,
         ),
   );
   // The bias of each allowed key (masked keys are never read: their bias may be out of bounds).
@@ -240,16 +266,19 @@ function pvBlock(
   PS: number,
   KT: number,
   unroll: boolean,
+  pInK: boolean,
 ): string {
   const body = (jv: string) => {
     const l: string[] = [];
-    for (let r = 0; r < RT; r++) l.push(`      let p${r} = Ps[pb${r} + ${jv}];`);
+    for (let r = 0; r < RT; r++)
+      l.push(`      let p${r} = ${pInK ? "Ks" : "Ps"}[pb${r} + ${pInK ? `(${jv} ^ px${r})` : jv}];`);
     for (let e = 0; e < 4; e++)
       l.push(...pvRow(RT, NV, VS, `(${jv} * 4u + ${e}u)`, (r) => `p${r}.${COMPS[e]}`));
     return l;
   };
   const l: string[] = [];
   for (let r = 0; r < RT; r++) l.push(`    let pb${r} = (ty + ${r * TY}u) * ${PS}u;`);
+  if (pInK) for (let r = 0; r < RT; r++) l.push(`    let px${r} = (ty + ${r * TY}u) & 7u;`);
   if (unroll) for (let jv = 0; jv < KT / 4; jv++) l.push("    {", ...body(`${jv}u`), "    }");
   else l.push(`    for (var jv = 0u; jv < ${KT / 4}u; jv++) {`, ...body("jv"), "    }");
   return l.join("\n");
@@ -276,7 +305,7 @@ function pvShuffleBlock(RT: number, NV: number, VS: number, KG: number, unroll: 
 
 export function fastAttentionSource(c: FastConfig): string {
   const { RT, TY } = c;
-  const { KT, KG, swz, QS, VS, PS, NV, Br, T } = fastDims(c);
+  const { KT, KG, swz, pInK, QS, VS, PS, NV, Br, T } = fastDims(c);
   const unroll = c.unroll === true;
   const loadRows = tileLoader(c, T);
   // Per row r of this thread: index, allowed keys end (0 past qLen; causal: i + offset + 1), running max
@@ -290,7 +319,7 @@ export function fastAttentionSource(c: FastConfig): string {
   var l${r} = 0.0;`);
     for (let j = 0; j < NV; j++) rows.push(`  var o${r}_${j} = vec4<f32>(0.0);`);
   }
-  const soft = Array.from({ length: RT }, (_, r) => softmaxRow(c, r, NV, PS, KT, KG));
+  const soft = Array.from({ length: RT }, (_, r) => softmaxRow(c, r, NV, PS, KT, KG, pInK));
   const store = Array.from({ length: RT }, (_, r) =>
     storeRow(c, `ty + ${r * TY}u`, `l${r}`, (j) => `o${r}_${j}`, NV),
   );
@@ -299,7 +328,7 @@ export function fastAttentionSource(c: FastConfig): string {
     ? ""
     : c.shuffleP
       ? pvShuffleBlock(RT, NV, VS, KG, unroll)
-      : pvBlock(RT, TY, NV, VS, PS, KT, unroll);
+      : pvBlock(RT, TY, NV, VS, PS, KT, unroll, pInK);
   const pVars = c.shuffleP
     ? Array.from({ length: RT * KG }, (_, x) => `    var p${Math.floor(x / KG)}_${x % KG} = vec4<f32>(0.0);`)
     : [];
@@ -393,6 +422,7 @@ ${loadRows("Vs", "V", KT, c.HV, VS, "base + r < kvEnd", "vBase", "u.vSS", "")}
     workgroupBarrier();`
     }
 ${scores}
+${pInK ? "    // P goes where K was: every thread's Q·Kᵀ first.\n    workgroupBarrier();" : ""}
 ${pVars.join("\n")}
 ${soft.join("\n")}
     ${c.shuffleP ? "// P stays in registers: no barrier before P·V." : "workgroupBarrier();"}
@@ -403,7 +433,7 @@ ${pvCode}
 var<workgroup> Qs: array<vec4<f32>, ${Br * QS}>;
 var<workgroup> Ks: array<vec4<f32>, ${KT * QS}>;
 var<workgroup> Vs: array<vec4<f32>, ${KT * VS}>;
-${c.shuffleP ? "" : `var<workgroup> Ps: array<vec4<f32>, ${Br * PS}>;\n`}${c.pack ? "" : "var<workgroup> wgKvEnd: u32;"}
+${c.shuffleP || pInK ? "" : `var<workgroup> Ps: array<vec4<f32>, ${Br * PS}>;\n`}${c.pack ? "" : "var<workgroup> wgKvEnd: u32;"}
 
 @compute @workgroup_size(${TX}, ${TY})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>${c.shuffleP ? ", @builtin(subgroup_invocation_id) sgLane: u32" : ""}) {

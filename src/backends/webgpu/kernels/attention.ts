@@ -30,7 +30,12 @@ import type { CachedPipeline } from "../pipeline-cache.js";
 import { type F16Kernel, type Precision, requireF16 } from "../precision.js";
 import type { CommandRecorder } from "../recorder.js";
 import { packUniforms } from "../uniforms.js";
-import { type FastConfig, fastAttentionSharedBytes, fastAttentionSource } from "./attention-fast.js";
+import {
+  type FastConfig,
+  fastAttentionSharedBytes,
+  fastAttentionSource,
+  fastPInK,
+} from "./attention-fast.js";
 import {
   type TcAttentionChoice,
   tcAttentionChoiceFor,
@@ -139,6 +144,8 @@ export interface FlashAttentionArgs {
   pack?: boolean;
   /** Subgroup kernel only: K and V prefetched in turn, one tile of registers (FastConfig.interleaveKV). */
   interleaveKV?: boolean;
+  /** Subgroup kernel only: P in the K tile's memory where it fits (FastConfig.pInK). */
+  pInK?: boolean;
   /**
    * "fp32" (default): Q, K, V, O float32. "fp16": Q, K, V, O IEEE f16 (bias stays f32), scores, softmax and
    * accumulation in f32 — on tensor cores where the context detected them and the problem fits (equal head
@@ -360,6 +367,7 @@ const FAST_DEFAULT: {
   unroll: boolean;
   pack: boolean;
   interleaveKV: boolean;
+  pInK: boolean;
 } = {
   rowTile: 64,
   rowsPerThread: 4,
@@ -368,6 +376,7 @@ const FAST_DEFAULT: {
   unroll: false,
   pack: false,
   interleaveKV: false,
+  pInK: false,
 };
 
 /**
@@ -394,6 +403,7 @@ function fastConfig(a: FlashAttentionArgs, io: AttentionIo, limit: number): Fast
       unroll: a.unroll ?? FAST_DEFAULT.unroll,
       pack: a.pack ?? FAST_DEFAULT.pack,
       interleaveKV: a.interleaveKV ?? FAST_DEFAULT.interleaveKV,
+      pInK: a.pInK ?? FAST_DEFAULT.pInK,
     };
     if (fastAttentionSharedBytes(c) <= limit) return c;
   }
@@ -519,7 +529,7 @@ export function flashAttention(ctx: WebGpuContext, rec: CommandRecorder, a: Flas
     Br = fast.RT * fast.TY;
     const pre = fast.prefetchKV === false ? ":nopf" : "";
     // Every FastConfig field the source bakes in (keyTile, unroll: only where not the 32-key loop form).
-    const more = `${fast.keyTile === 64 ? ":kt64" : ""}${fast.unroll ? ":ur" : ""}${fast.pack ? ":pk" : ""}${fast.interleaveKV && fast.prefetchKV !== false && io.vec4 ? ":il" : ""}`;
+    const more = `${fast.keyTile === 64 ? ":kt64" : ""}${fast.unroll ? ":ur" : ""}${fast.pack ? ":pk" : ""}${fast.interleaveKV && fast.prefetchKV !== false && io.vec4 ? ":il" : ""}${fastPInK(fast) ? ":pink" : ""}`;
     k = ctx.pipelines.get(
       `${name}:${flags}:Br${Br}:sg1:rt${fast.RT}${fast.shuffleP ? ":shp" : ""}${pre}${more}`,
       () => fastAttentionSource(fast),
@@ -612,6 +622,7 @@ export function packedQkvAttention(
     unroll?: boolean;
     pack?: boolean;
     interleaveKV?: boolean;
+    pInK?: boolean;
     /** "fp16": qkv and out are f16 (see FlashAttentionArgs.precision). */
     precision?: Precision;
     f16Kernel?: F16Kernel;
@@ -658,6 +669,7 @@ export function packedQkvAttention(
     unroll: args.unroll,
     pack: args.pack,
     interleaveKV: args.interleaveKV,
+    pInK: args.pInK,
     precision: args.precision,
     f16Kernel: args.f16Kernel,
     f16KernelPreferred: args.f16KernelPreferred,
@@ -757,6 +769,7 @@ export interface GeneralAttentionArgs {
   unroll?: boolean;
   pack?: boolean;
   interleaveKV?: boolean;
+  pInK?: boolean;
 }
 
 /** A dense bias tensor of rank <= 4 read as [B, N, Sq, Skv] (numpy broadcast: stride 0 on its size-1 axes). */
@@ -842,5 +855,6 @@ export function generalAttention(ctx: WebGpuContext, rec: CommandRecorder, a: Ge
     unroll: a.unroll,
     pack: a.pack,
     interleaveKV: a.interleaveKV,
+    pInK: a.pInK,
   });
 }
