@@ -257,7 +257,25 @@ for (const [B, S] of FP16_ONLY
     packedQkvAttention(ctx, rec, { qkv, numHeads: N, lengths, out }),
   );
   // The subgroup kernel's other tiles (the default is one of them: see attention.ts's fastConfig).
-  const variants: [string, Pick<FlashAttentionArgs, "rowTile" | "rowsPerThread" | "shuffleP">][] = [];
+  const variants: [
+    string,
+    Pick<
+      FlashAttentionArgs,
+      "rowTile" | "rowsPerThread" | "shuffleP" | "keyTile" | "pack" | "pInK" | "interleaveKV"
+    >,
+  ][] = [];
+  // The default layout's neighbours (64-key tiles in 48 KiB: attention.ts FAST_LAYOUTS).
+  variants.push(
+    ["64-key tiles, 64 rows / 4, P by shuffle", { keyTile: 64, pack: true, shuffleP: true }],
+    [
+      "64-key tiles, 64 rows / 4, P in K, K/V in turn",
+      { keyTile: 64, pack: true, pInK: true, interleaveKV: true },
+    ],
+    [
+      "64-key tiles, 64 rows / 2, P by shuffle, K/V in turn",
+      { rowsPerThread: 2, keyTile: 64, pack: true, shuffleP: true, interleaveKV: true },
+    ],
+  );
   // (8 and 6 rows a thread, and 96-row tiles, ran 1.2–3.7× slower than 64 / 4 on the H200:
   // bench/h200-attention-tiles-1129c.log; dropped from the sweep.)
   for (const [Br, RT] of [
@@ -268,11 +286,12 @@ for (const [B, S] of FP16_ONLY
   ] as const)
     for (const shuffleP of [false, true])
       variants.push([
-        `${Br}-row tiles, ${RT} rows/thread (${(Br / RT) * 8} threads), P ${shuffleP ? "by shuffle" : "tile"}`,
-        { rowTile: Br, rowsPerThread: RT, shuffleP },
+        `32-key ${Br}-row tiles, ${RT} rows/thread (${(Br / RT) * 8} threads), P ${shuffleP ? "by shuffle" : "tile"}`,
+        { rowTile: Br, rowsPerThread: RT, shuffleP, keyTile: 32, pack: false, pInK: false },
       ]);
-  // Without --attention only one other tile: 64 rows, 2 a thread (the default is 64 / 4, attention.ts FAST_DEFAULT).
-  const twin = ([, o]: (typeof variants)[number]) => o.rowTile === 64 && o.rowsPerThread === 2 && !o.shuffleP;
+  // Without --attention only one other tile: the 32-key layout of the same 64 / 4 tile (the default before 11-29).
+  const twin = ([, o]: (typeof variants)[number]) =>
+    o.rowTile === 64 && o.rowsPerThread === 4 && !o.shuffleP && o.keyTile === 32;
   for (const [label, o] of ATTENTION_ONLY ? variants : variants.filter(twin))
     await measure(`  … ${label}`, flops, (rec) =>
       packedQkvAttention(ctx, rec, { qkv, numHeads: N, lengths, out, ...o }),

@@ -384,17 +384,17 @@ test("general op: BSNH/BNSH, GQA, causal (Sq ≠ Skv, both alignments), broadcas
 });
 
 /** The subgroup kernel's tile choices: rows per thread, rows per workgroup, P through workgroup memory or shuffles. */
-const FAST_VARIANTS: Tuning[] = [
+const LEGACY_VARIANTS: Tuning[] = [
   ...[8, 4, 2].flatMap((rowsPerThread) => [64, 32].map((rowTile) => ({ rowsPerThread, rowTile }))),
   { rowsPerThread: 6, rowTile: 48 },
 ].flatMap((v) => [false, true].map((shuffleP) => ({ ...v, shuffleP })));
 // The K/V tiles loaded right before their use instead of through registers (the prefetch is the default).
-FAST_VARIANTS.push(
+LEGACY_VARIANTS.push(
   { rowsPerThread: 4, rowTile: 32, prefetchKV: false },
   { rowsPerThread: 4, rowTile: 64, prefetchKV: false },
 );
 // 64-key tiles (8 keys a lane), the products' loops written out, swizzled Q/K tiles in 48 KiB (pack).
-FAST_VARIANTS.push(
+LEGACY_VARIANTS.push(
   { rowsPerThread: 4, rowTile: 64, unroll: true },
   { rowsPerThread: 2, rowTile: 64, shuffleP: true, unroll: true },
   { rowsPerThread: 4, rowTile: 64, shuffleP: true, pack: true },
@@ -411,6 +411,12 @@ FAST_VARIANTS.push(
   { rowsPerThread: 4, rowTile: 32, keyTile: 64, pack: true, pInK: true },
   { rowsPerThread: 4, rowTile: 64, keyTile: 64, pack: true, pInK: true },
 );
+
+/**
+ * Every variant spelled out (the layout fields not given would take attention.ts's defaults, FAST_LAYOUTS): the
+ * 32-key layout with padded tiles unless the entry names another.
+ */
+const FAST_VARIANTS: Tuning[] = LEGACY_VARIANTS.map((v) => ({ keyTile: 32, pack: false, pInK: false, ...v }));
 
 /** Whether a variant's tiles fit the device's workgroup memory at head size H. */
 function fits(ctx: Exclude<Awaited<ReturnType<typeof gpuContext>>, string>, v: Tuning, H: number): boolean {

@@ -69,8 +69,8 @@ export interface FastConfig extends AttentionIo {
   interleaveKV?: boolean;
   /**
    * P through a tile in the K tile's memory (once Q·Kᵀ is done with it: one more barrier per tile), its rows
-   * unpadded with XOR-swizzled columns, where it fits (Br ≤ H, roughly) and the K/V tiles are not interleaved:
-   * the P tile's reads instead of the shuffles at no workgroup memory.
+   * unpadded with XOR-swizzled columns, where it fits (Br ≤ H, roughly): the P tile's reads instead of the
+   * shuffles at no workgroup memory (with interleaveKV one more barrier again, before the next K tile's store).
    */
   pInK?: boolean;
   /**
@@ -96,7 +96,7 @@ function fastDims(c: DimsOf) {
   const VS = round4(c.HV) / 4; // vec4s per V row (lanes read consecutive vec4s of one row: no padding)
   const Br = c.RT * c.TY;
   // P in the K tile: unpadded swizzled rows (KT / 4 ≥ 8 vec4s), where Br of them fit in KT rows of QS.
-  const pInK = c.pInK === true && !c.shuffleP && !c.interleaveKV && Br * (KT / 4) <= KT * QS;
+  const pInK = c.pInK === true && !c.shuffleP && Br * (KT / 4) <= KT * QS;
   const PS = c.shuffleP ? 0 : pInK ? KT / 4 : odd(KT / 4); // vec4s per P row
   // KG vec4 score groups per row and thread: keys tx + 8(4g + i), i < 4.
   return { KT, KG: KT / BC, swz, pInK, QS, VS, PS, NV: Math.ceil(VS / TX), Br, T: TX * c.TY };
@@ -372,6 +372,7 @@ ${pvv!.fetch("0u", (r) => `${r} < kvEnd`)}
   workgroupBarrier();
   for (var k0 = 0u; k0 < kvEnd; k0 += ${KT}u) {
 ${scores}
+${pInK ? "    // P goes where K was: every thread's Q·Kᵀ first.\n    workgroupBarrier();" : ""}
 ${pVars.join("\n")}
 ${soft.join("\n")}
     // Vs is free (P·V of the last tile is behind the last barrier); Ks once every thread passes this one.
@@ -385,6 +386,7 @@ ${pvv!.stash}
 ${fetchNext(pk!)}
     }
 ${pvCode}
+${pInK ? "    // The next K tile goes where P is: every thread's P·V first.\n    workgroupBarrier();" : ""}
     if (hasNext) {
 ${pk!.stash}
       // Ablated P·V: the V loads stay in the source (the binding must stay in the layout), never run.

@@ -354,59 +354,53 @@ function aligned(l: AttentionLayout): boolean {
 }
 
 /**
- * The subgroup kernel's default tile: 64 rows, 4 per thread (128 threads), P through a workgroup tile — the
- * fastest of the 10 variants on the H200 (`bench/gpu-kernels.ts --attention`, bench/h200-attention-fp32.log:
- * 9.3 TFLOP/s at [8, 12, 512, 64], 7.9 at [32, 12, 128, 64]; P by shuffle within 1%; 8 rows per thread 5.3 —
- * their accumulators spill, the old workgroup-memory kernel 7.3 and 6.5).
+ * The subgroup kernel's default tile: 64 rows, 4 per thread (128 threads). History (H200, `bench/gpu-kernels.ts
+ * --attention`): 32-key tiles with P through a padded workgroup tile, 9.3 TFLOP/s at [8, 12, 512, 64] before the
+ * K/V prefetch (bench/h200-attention-fp32.log), 16.9 with it; P by shuffle within 1%; 8 rows per thread
+ * spill. Since 2026-11-29 (bench/RESULTS.md, bench/h200-attention-sweep*-1129g.log): 64-key tiles (8 keys a
+ * lane), Q and K tiles unpadded and swizzled so the three tiles fill exactly 48 KiB (pack), P through the K
+ * tile's memory (pInK) — 20.0 TFLOP/s; where those tiles do not fit (less workgroup memory, wider heads) the
+ * 32-key layout (FAST_LAYOUTS).
  */
-const FAST_DEFAULT: {
-  rowTile: number;
-  rowsPerThread: number;
-  shuffleP: boolean;
-  keyTile: 32 | 64;
-  unroll: boolean;
-  pack: boolean;
-  interleaveKV: boolean;
-  pInK: boolean;
-} = {
-  rowTile: 64,
-  rowsPerThread: 4,
-  shuffleP: false,
-  keyTile: 32,
-  unroll: false,
-  pack: false,
-  interleaveKV: false,
-  pInK: false,
-};
+const FAST_DEFAULT = { rowTile: 64, rowsPerThread: 4 } as const;
+
+/** Layout options the source bakes in, in order of preference; a field the caller gives wins over all of them. */
+type FastLayout = Required<
+  Pick<FastConfig, "keyTile" | "pack" | "pInK" | "shuffleP" | "interleaveKV" | "unroll">
+>;
+const FAST_LAYOUTS: readonly FastLayout[] = [
+  { keyTile: 64, pack: true, pInK: true, shuffleP: false, interleaveKV: false, unroll: false },
+  { keyTile: 32, pack: false, pInK: false, shuffleP: false, interleaveKV: false, unroll: false },
+];
 
 /**
  * The subgroup kernel's tile: rowsPerThread rows per thread (default 4; 4 also where the head is wider than 64
  * values, to bound the accumulators' registers), rowTile rows (default 64, else 32 where workgroup memory is
- * short — lavapipe's 32 KiB at head size 64); undefined where not even that fits.
+ * short — lavapipe's 32 KiB at head size 64), the first of FAST_LAYOUTS (with the caller's fields) whose tiles
+ * fit; undefined where none does.
  */
 function fastConfig(a: FlashAttentionArgs, io: AttentionIo, limit: number): FastConfig | undefined {
   const RT = a.rowsPerThread ?? (round4(io.HV) <= 64 ? FAST_DEFAULT.rowsPerThread : 4);
   if (a.rowTile !== undefined && !(a.rowTile > 0 && a.rowTile % RT === 0 && a.rowTile % 4 === 0))
     throw new OpError(OP, `rowTile ${a.rowTile} must be a positive multiple of 4 and of rowsPerThread ${RT}`);
-  const shuffleP = a.shuffleP ?? FAST_DEFAULT.shuffleP;
   if (a.keyTile !== undefined && a.keyTile !== 32 && a.keyTile !== 64)
     throw new OpError(OP, `keyTile ${a.keyTile} must be 32 or 64`);
-  for (const Br of a.rowTile ? [a.rowTile] : [FAST_DEFAULT.rowTile, 32]) {
-    const c: FastConfig = {
-      ...io,
-      RT,
-      TY: Br / RT,
-      shuffleP,
-      ablate: a.ablate,
-      prefetchKV: a.prefetchKV,
-      keyTile: a.keyTile ?? FAST_DEFAULT.keyTile,
-      unroll: a.unroll ?? FAST_DEFAULT.unroll,
-      pack: a.pack ?? FAST_DEFAULT.pack,
-      interleaveKV: a.interleaveKV ?? FAST_DEFAULT.interleaveKV,
-      pInK: a.pInK ?? FAST_DEFAULT.pInK,
-    };
-    if (fastAttentionSharedBytes(c) <= limit) return c;
-  }
+  const given: Partial<FastLayout> = {};
+  for (const k of ["keyTile", "pack", "pInK", "shuffleP", "interleaveKV", "unroll"] as const)
+    if (a[k] !== undefined) (given as Record<string, unknown>)[k] = a[k];
+  for (const layout of FAST_LAYOUTS)
+    for (const Br of a.rowTile ? [a.rowTile] : [FAST_DEFAULT.rowTile, 32]) {
+      const c: FastConfig = {
+        ...io,
+        ...layout,
+        ...given,
+        RT,
+        TY: Br / RT,
+        ablate: a.ablate,
+        prefetchKV: a.prefetchKV,
+      };
+      if (fastAttentionSharedBytes(c) <= limit) return c;
+    }
   return undefined;
 }
 
