@@ -268,8 +268,8 @@ for (const [B, S] of FP16_ONLY
   variants.push(
     ["64-key tiles, 64 rows / 4, P by shuffle", { keyTile: 64, pack: true, shuffleP: true }],
     [
-      "64-key tiles, 64 rows / 4, P in K, K/V in turn",
-      { keyTile: 64, pack: true, pInK: true, interleaveKV: true },
+      "64-key tiles, 64 rows / 4, P in K, K/V together",
+      { keyTile: 64, pack: true, pInK: true, interleaveKV: false },
     ],
     [
       "64-key tiles, 64 rows / 2, P by shuffle, K/V in turn",
@@ -287,7 +287,15 @@ for (const [B, S] of FP16_ONLY
     for (const shuffleP of [false, true])
       variants.push([
         `32-key ${Br}-row tiles, ${RT} rows/thread (${(Br / RT) * 8} threads), P ${shuffleP ? "by shuffle" : "tile"}`,
-        { rowTile: Br, rowsPerThread: RT, shuffleP, keyTile: 32, pack: false, pInK: false },
+        {
+          rowTile: Br,
+          rowsPerThread: RT,
+          shuffleP,
+          keyTile: 32,
+          pack: false,
+          pInK: false,
+          interleaveKV: false,
+        },
       ]);
   // Without --attention only one other tile: the 32-key layout of the same 64 / 4 tile (the default before 11-29).
   const twin = ([, o]: (typeof variants)[number]) =>

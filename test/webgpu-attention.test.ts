@@ -410,13 +410,22 @@ LEGACY_VARIANTS.push(
   { rowsPerThread: 2, rowTile: 32, pInK: true },
   { rowsPerThread: 4, rowTile: 32, keyTile: 64, pack: true, pInK: true },
   { rowsPerThread: 4, rowTile: 64, keyTile: 64, pack: true, pInK: true },
+  // The default (attention.ts FAST_LAYOUTS) and its 32-row tile (lavapipe holds that one at H = 32).
+  { rowsPerThread: 4, rowTile: 64, keyTile: 64, pack: true, pInK: true, interleaveKV: true },
+  { rowsPerThread: 4, rowTile: 32, keyTile: 64, pack: true, pInK: true, interleaveKV: true },
 );
 
 /**
  * Every variant spelled out (the layout fields not given would take attention.ts's defaults, FAST_LAYOUTS): the
  * 32-key layout with padded tiles unless the entry names another.
  */
-const FAST_VARIANTS: Tuning[] = LEGACY_VARIANTS.map((v) => ({ keyTile: 32, pack: false, pInK: false, ...v }));
+const FAST_VARIANTS: Tuning[] = LEGACY_VARIANTS.map((v) => ({
+  keyTile: 32,
+  pack: false,
+  pInK: false,
+  interleaveKV: false,
+  ...v,
+}));
 
 /** Whether a variant's tiles fit the device's workgroup memory at head size H. */
 function fits(ctx: Exclude<Awaited<ReturnType<typeof gpuContext>>, string>, v: Tuning, H: number): boolean {

@@ -13,8 +13,9 @@
  * consecutive invocations are in one subgroup where subgroups have ≥ 8 of them); then each thread adds P·V
  * into its RT rows × 4·NV output columns (NV = 2 at head size 64) and a last barrier frees the tiles. The
  * probabilities reach P·V either from the row group's lanes by subgroupShuffle (shuffleP: 2 barriers per
- * tile, no P tile) or through a padded P tile (one more barrier; the default — within 1% of the shuffle on the
- * H200, attention.ts FAST_DEFAULT). No serial per-row phase; both products use explicit vec4 fma (no dot +
+ * tile, no P tile) or through a padded P tile (one more barrier; within 1% of the shuffle on the H200). The
+ * layout options (64-key tiles, swizzled tiles in 48 KiB, P in the K tile's memory, K and V prefetched in turn)
+ * are FastConfig's fields; attention.ts FAST_LAYOUTS picks the default. No serial per-row phase; both products use explicit vec4 fma (no dot +
  * add).
  *
  * Semantics are the workgroup-memory kernel's, from the same prologue and store (attention-wgsl.ts): see the

@@ -127,8 +127,8 @@ export interface FlashAttentionArgs {
   /** Subgroup kernel only: query rows per thread (default 4, attention.ts FAST_DEFAULT) — tests, benchmarks. */
   rowsPerThread?: number;
   /**
-   * Subgroup kernel only: P·V takes P from the row group's lanes by subgroupShuffle (no P tile; the default),
-   * or false: through a P tile in workgroup memory.
+   * Subgroup kernel only: P·V takes P from the row group's lanes by subgroupShuffle (no P tile), or false (the
+   * default): through a P tile in workgroup memory (in the K tile's, pInK, where it fits).
    */
   shuffleP?: boolean;
   /**
@@ -136,7 +136,10 @@ export interface FlashAttentionArgs {
    * (default true where rows are vec4s); false loads each tile right before its use — tests, benchmarks.
    */
   prefetchKV?: boolean;
-  /** Subgroup kernel only: keys per tile, 32 (default) or 64 (FastConfig.keyTile) — tests, benchmarks. */
+  /**
+   * Subgroup kernel only: keys per tile, 32 or 64 (FastConfig.keyTile). This and the layout fields below
+   * default to the first of attention.ts FAST_LAYOUTS whose tiles fit; a field given wins — tests, benchmarks.
+   */
   keyTile?: 32 | 64;
   /** Subgroup kernel only: the products' loops written out (FastConfig.unroll) — tests, benchmarks. */
   unroll?: boolean;
@@ -359,8 +362,9 @@ function aligned(l: AttentionLayout): boolean {
  * K/V prefetch (bench/h200-attention-fp32.log), 16.9 with it; P by shuffle within 1%; 8 rows per thread
  * spill. Since 2026-11-29 (bench/RESULTS.md, bench/h200-attention-sweep*-1129g.log): 64-key tiles (8 keys a
  * lane), Q and K tiles unpadded and swizzled so the three tiles fill exactly 48 KiB (pack), P through the K
- * tile's memory (pInK) — 20.0 TFLOP/s; where those tiles do not fit (less workgroup memory, wider heads) the
- * 32-key layout (FAST_LAYOUTS).
+ * tile's memory (pInK), K and V prefetched in turn (interleaveKV: equal at 512 keys, 7% faster at 128) —
+ * 0.324–0.328 ms = 19.6–19.9 TFLOP/s at [8, 12, 512, 64] and 0.105 ms = 15.3 at [32, 12, 128, 64]; where
+ * those tiles do not fit (less workgroup memory, wider heads) the 32-key layout (FAST_LAYOUTS).
  */
 const FAST_DEFAULT = { rowTile: 64, rowsPerThread: 4 } as const;
 
@@ -369,7 +373,7 @@ type FastLayout = Required<
   Pick<FastConfig, "keyTile" | "pack" | "pInK" | "shuffleP" | "interleaveKV" | "unroll">
 >;
 const FAST_LAYOUTS: readonly FastLayout[] = [
-  { keyTile: 64, pack: true, pInK: true, shuffleP: false, interleaveKV: false, unroll: false },
+  { keyTile: 64, pack: true, pInK: true, shuffleP: false, interleaveKV: true, unroll: false },
   { keyTile: 32, pack: false, pInK: false, shuffleP: false, interleaveKV: false, unroll: false },
 ];
 
