@@ -526,8 +526,9 @@ export function flashAttention(ctx: WebGpuContext, rec: CommandRecorder, a: Flas
   if (fast) {
     Br = fast.RT * fast.TY;
     const pre = fast.prefetchKV === false ? ":nopf" : "";
-    // Every FastConfig field the source bakes in (keyTile, unroll: only where not the 32-key loop form).
-    const more = `${fast.keyTile === 64 ? ":kt64" : ""}${fast.unroll ? ":ur" : ""}${fast.pack ? ":pk" : ""}${fast.interleaveKV && fast.prefetchKV !== false && io.vec4 ? ":il" : ""}${fastPInK(fast) ? ":pink" : ""}`;
+    // Every FastConfig field the source bakes in (interleaveKV as given: the source ignores it without the
+    // vec4 prefetch, so such a key names the same WGSL as the key without it).
+    const more = `${fast.keyTile === 64 ? ":kt64" : ""}${fast.unroll ? ":ur" : ""}${fast.pack ? ":pk" : ""}${fast.interleaveKV ? ":il" : ""}${fastPInK(fast) ? ":pink" : ""}`;
     k = ctx.pipelines.get(
       `${name}:${flags}:Br${Br}:sg1:rt${fast.RT}${fast.shuffleP ? ":shp" : ""}${pre}${more}`,
       () => fastAttentionSource(fast),
