@@ -4,7 +4,9 @@
 BERT-base (transformers BertModel(BertConfig()), random weights from a fixed seed, the same weights for both
 engines) in fp16 with SDPA attention and in fp32 with eager attention, at [1,128], [8,128], [32,128] (batch,
 sequence; every token valid, like bench/gpu-bert.ts's feeds). Per shape and engine: warm-up, then timed runs,
-each between torch.cuda.synchronize() calls; the median is reported. Prints rows in bench/gpu-bert.ts's format;
+each between torch.cuda.synchronize() calls; the median is reported. A third row times the fp16 model with
+its feeds starting in host memory and its output read back as float32 (as mhafuse's and onnxruntime-node's
+runs return host tensors; the first two rows leave the output on the GPU). Prints rows in bench/gpu-bert.ts's format;
 `--json FILE` writes them for `npm run bench:gpu -- --torch FILE`, which prints them beside mhafuse's rows.
 
     python3 bench/torch_bert.py --json /tmp/torch-bert.json        # the GPU machine
@@ -46,16 +48,26 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def time_model(model, feeds: dict, device: str, warmup: int, reps: int) -> list:
+def time_model(model, feeds: dict, device: str, warmup: int, reps: int, host_io: bool = False) -> list:
+    """Median-ready times of model(**feeds). host_io: the feeds start in host memory and the output ends there
+    as float32 (what an engine returning host tensors does: mhafuse, onnxruntime-node) — both inside the clock."""
+    host_feeds = {k: v.cpu() for k, v in feeds.items()}
+
+    def once():
+        if not host_io:
+            return model(**feeds)
+        out = model(**{k: v.to(device) for k, v in host_feeds.items()})
+        return out.last_hidden_state.float().cpu()
+
     with torch.inference_mode():
         for _ in range(warmup):
-            model(**feeds)
+            once()
         sync(device)
         times = []
         for _ in range(reps):
             sync(device)
             t0 = time.perf_counter()
-            model(**feeds)
+            once()
             sync(device)
             times.append((time.perf_counter() - t0) * 1e3)
     return times
@@ -95,8 +107,12 @@ def main() -> None:
             "attention_mask": torch.ones(b, s, dtype=torch.int64, device=args.device),
             "token_type_ids": torch.zeros(b, s, dtype=torch.int64, device=args.device),
         }
-        for name, model, config, actual in models:
-            ms = statistics.median(time_model(model, feeds, args.device, args.warmup, args.reps))
+        # The fp16 model once more with host feeds and a float32 host output inside the clock (mhafuse's and
+        # onnxruntime-node's runs read their outputs back; PyTorch's rows above leave them on the GPU).
+        runs = [(name, model, config, actual, False) for name, model, config, actual in models]
+        runs.append(("torch fp16 sdpa, host io", *models[0][1:], True))
+        for name, model, config, actual, host_io in runs:
+            ms = statistics.median(time_model(model, feeds, args.device, args.warmup, args.reps, host_io))
             tf = flops(config, b, s) / (ms * 1e-3) / 1e12
             print(f"[{b},{s}] {name:<24} {ms:8.2f} ms  {tf:6.2f} TFLOP/s")
             rows.append({"engine": name, "batch": b, "seq": s, "ms": ms, "tflops": tf, "attention": actual})
