@@ -15,6 +15,7 @@ import {
   packedQkvAttention,
 } from "../src/backends/webgpu/kernels/attention.js";
 import type { GpuTensor } from "../src/backends/webgpu/kernels/common.js";
+import { randomFloat32, seededRandom } from "../src/models/random.js";
 import { RAW_TIMESTAMPS, timeKernel } from "./gpu-timing.js";
 
 type Opts = Pick<
@@ -47,15 +48,8 @@ const info = ctx.gpu.adapterInfo;
 console.log(
   `adapter: ${info.vendor} ${info.architecture} ${info.description} | workgroup storage ${ctx.gpu.limits.maxComputeWorkgroupStorageSize} B | robustness ${ctx.gpu.robustness ? "on" : "off"} | ${new Date().toISOString()} reps ${REPS}`,
 );
-function filled(n: number, seed: number): Float32Array {
-  const a = new Float32Array(n);
-  let s = seed;
-  for (let i = 0; i < n; i++) {
-    s = (s * 1664525 + 1013904223) >>> 0;
-    a[i] = (s / 2 ** 32) * 2 - 1;
-  }
-  return a;
-}
+/** Uniform values in [-1, 1) from `seed` (the models' generator). */
+const filled = (n: number, seed: number): Float32Array => randomFloat32(n, 1, seededRandom(seed));
 const N = 12;
 const H = 64;
 function problem(B: number, S: number) {

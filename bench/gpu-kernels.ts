@@ -54,6 +54,7 @@ import {
 import { layerNorm, skipLayerNorm } from "../src/backends/webgpu/kernels/norm.js";
 import { toF16 } from "../src/backends/webgpu/precision.js";
 import type { CommandRecorder } from "../src/backends/webgpu/recorder.js";
+import { randomFloat32, seededRandom } from "../src/models/random.js";
 import { RAW_TIMESTAMPS, timeKernel } from "./gpu-timing.js";
 
 const arg = (name: string) => process.argv.indexOf(name);
@@ -113,15 +114,8 @@ console.log(
   `node ${process.version}, ${new Date().toISOString()}, reps ${REPS}, Dawn robustness ${ctx.gpu.robustness ? "on" : "off"}`,
 );
 
-function filled(n: number, seed: number): Float32Array {
-  const a = new Float32Array(n);
-  let s = seed;
-  for (let i = 0; i < n; i++) {
-    s = (s * 1664525 + 1013904223) >>> 0;
-    a[i] = (s / 2 ** 32) * 2 - 1;
-  }
-  return a;
-}
+/** Uniform values in [-1, 1) from `seed` (the models' generator). */
+const filled = (n: number, seed: number): Float32Array => randomFloat32(n, 1, seededRandom(seed));
 const tensor = (dims: number[], seed: number): GpuTensor => ({
   buffer: ctx.pool.upload(
     filled(
