@@ -28,6 +28,7 @@ type Opts = Pick<
   | "unroll"
   | "pack"
   | "interleaveKV"
+  | "pInK"
   | "ablate"
 >;
 const { values } = parseArgs({
@@ -84,7 +85,7 @@ if (values.staircase)
   for (const B of values.staircase.split(",").map(Number)) {
     const p = problem(B, 512);
     const o = JSON.parse(values["staircase-o"]!) as Opts;
-    for (let r = 0; r < 2; r++)
+    for (let r = 0; r < Number(values.rounds); r++)
       await time(`staircase B=${B} S=512 (${Math.ceil(512 / (o.rowTile ?? 64)) * N * B} workgroups)`, p, o);
   }
 for (const spec of values.shapes!.split(",")) {

@@ -74,6 +74,8 @@ const nativeKeep = InferenceSession.fromGraph(graph, {
 });
 const fallback = InferenceSession.fromGraph(graph, { cpuKernels: "wasm", intraOpNumThreads: THREADS });
 const isa = nativeKernels()?.isa ?? "unavailable";
+// The FMA probe on the threads the engines get (the pool's default is every core the process may use).
+nativeKernels()?.setThreads(THREADS);
 const peak = nativeKernels()?.measurePeak(100);
 
 interface Row {

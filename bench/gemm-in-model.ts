@@ -46,7 +46,8 @@ NativeKernels.prototype.gemm = function (M, a, b, c, o) {
   });
 };
 
-// The FMA probe first, on an idle pool (as bench/cpu.ts).
+// The FMA probe first, on an idle pool of the run's threads (as bench/cpu.ts).
+native.setThreads(threads);
 const peak = native.measurePeak(100);
 const median = (x: number[]) => [...x].sort((p, q) => p - q)[x.length >> 1]!;
 const graph = buildBertGraph({ layers, hidden: 768, heads: 12, ffn: 3072, vocab: 1000 });

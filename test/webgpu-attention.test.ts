@@ -410,6 +410,8 @@ LEGACY_VARIANTS.push(
   { rowsPerThread: 2, rowTile: 32, pInK: true },
   { rowsPerThread: 4, rowTile: 32, keyTile: 64, pack: true, pInK: true },
   { rowsPerThread: 4, rowTile: 64, keyTile: 64, pack: true, pInK: true },
+  // Swizzled tiles with 4 row groups (TY % 8 ≠ 0: each of a thread's rows has its own XOR).
+  { rowsPerThread: 8, rowTile: 32, keyTile: 64, pack: true, pInK: true, interleaveKV: true },
   // The default (attention.ts FAST_LAYOUTS) and its 32-row tile (lavapipe holds that one at H = 32).
   { rowsPerThread: 4, rowTile: 64, keyTile: 64, pack: true, pInK: true, interleaveKV: true },
   { rowsPerThread: 4, rowTile: 32, keyTile: 64, pack: true, pInK: true, interleaveKV: true },
@@ -428,8 +430,13 @@ const FAST_VARIANTS: Tuning[] = LEGACY_VARIANTS.map((v) => ({
 }));
 
 /** Whether a variant's tiles fit the device's workgroup memory at head size H. */
-function fits(ctx: Exclude<Awaited<ReturnType<typeof gpuContext>>, string>, v: Tuning, H: number): boolean {
-  const c = { ...v, H, HV: H, RT: v.rowsPerThread!, TY: v.rowTile! / v.rowsPerThread! };
+function fits(
+  ctx: Exclude<Awaited<ReturnType<typeof gpuContext>>, string>,
+  v: Tuning,
+  H: number,
+  HV = H,
+): boolean {
+  const c = { ...v, H, HV, RT: v.rowsPerThread!, TY: v.rowTile! / v.rowsPerThread! };
   return fastAttentionSharedBytes(c) <= ctx.gpu.limits.maxComputeWorkgroupStorageSize;
 }
 
@@ -442,7 +449,8 @@ function usedVariant(
 ): boolean {
   const pInK = fastPInK({ ...v, H, HV, RT: v.rowsPerThread!, TY: v.rowTile! / v.rowsPerThread! });
   const tag = `:Br${v.rowTile}:sg1:rt${v.rowsPerThread}${v.shuffleP ? ":shp" : ""}${v.prefetchKV === false ? ":nopf" : ""}${v.keyTile === 64 ? ":kt64" : ""}${v.unroll ? ":ur" : ""}${v.pack ? ":pk" : ""}${v.interleaveKV ? ":il" : ""}${pInK ? ":pink" : ""}`;
-  return ctx.pipelines.keys().some((k) => k.startsWith("flash:") && k.endsWith(tag));
+  // The head sizes in the key: a kernel another loop left in the cache at another head size does not count.
+  return ctx.pipelines.keys().some((k) => k.startsWith(`flash:H${H}:HV${HV}:`) && k.endsWith(tag));
 }
 
 test("subgroup kernel, every tile variant: odd lengths (0, 1, partial, > S), S not a multiple of the tile, NaN", async (t) => {
@@ -496,6 +504,21 @@ test("subgroup kernel, every tile variant: causal GQA with -inf bias and key len
       bias: [2, 1, 19, 70],
       lens: [70, 40],
     },
+    // Vec4 rows (the prefetch, K/V in turn) at a head size whose Q/K tiles swizzle (pack) and whose 32-row
+    // tiles take P in the K tile's memory; Hv ≠ H.
+    {
+      layout: "BSNH",
+      B: 2,
+      N: 4,
+      Nkv: 2,
+      Sq: 37,
+      Skv: 90,
+      H: 32,
+      Hv: 40,
+      causal: 60,
+      bias: [2, 1, 37, 90],
+      lens: [90, 51],
+    },
     {
       layout: "BNSH",
       B: 2,
@@ -511,23 +534,31 @@ test("subgroup kernel, every tile variant: causal GQA with -inf bias and key len
     },
   ];
   let seed = 60;
-  // What the mask, bias and causal code of the softmax depends on: the key tile, where P goes and the K tile's
-  // layout (rows per thread, unrolled loops and the prefetch order are the packed test's, above). One variant
-  // of each on the first case (lavapipe compiles every kernel slowly); two opposite ones on the scalar path.
-  const softmaxForms = (H: number, Hv: number): Tuning[] => {
-    const forms = new Map<string, Tuning>();
-    for (const v of FAST_VARIANTS) {
+  // What the mask, bias and causal code depends on: the key tile, where P goes, the K tile's layout and the
+  // K/V load order (rows per thread and unrolled loops are the packed test's, above). One variant of each
+  // that the device holds on the vector cases (lavapipe compiles every kernel slowly); two opposite ones on
+  // the scalar path.
+  const forms = (H: number, Hv: number): Tuning[] => {
+    const byForm = new Map<string, Tuning>();
+    for (const v of FAST_VARIANTS.filter((x) => fits(ctx, x, H, Hv))) {
       const pInK = fastPInK({ ...v, H, HV: Hv, RT: v.rowsPerThread!, TY: v.rowTile! / v.rowsPerThread! });
-      const form = `${v.keyTile}:${v.shuffleP === true}:${pInK}:${v.pack}`;
-      if (!forms.has(form)) forms.set(form, v);
+      const form = `${v.keyTile}:${v.shuffleP === true}:${pInK}:${v.pack}:${v.interleaveKV}:${v.prefetchKV}`;
+      if (!byForm.has(form)) byForm.set(form, v);
     }
-    return [...forms.values()];
+    return [...byForm.values()];
   };
-  for (const [ci, c] of cases.entries()) {
-    for (const v of ci === 0 ? softmaxForms(c.H, c.Hv) : [FAST_VARIANTS[0]!, FAST_VARIANTS.at(-1)!]) {
+  for (const c of cases) {
+    const scalar = c.H % 4 !== 0 || c.Hv % 4 !== 0;
+    for (const v of scalar ? [FAST_VARIANTS[0]!, FAST_VARIANTS.at(-1)!] : forms(c.H, c.Hv)) {
       const { got, want } = await runGeneral(ctx, c, seed, v);
       assertClose(got, want, 1e-4, `${c.layout} ${JSON.stringify(v)} ${JSON.stringify(c)}`);
-      assert.ok(usedVariant(ctx, v, c.H, c.Hv), `variant ${JSON.stringify(v)} ran`);
+      assert.ok(
+        usedVariant(ctx, v, c.H, c.Hv),
+        `variant ${JSON.stringify(v)} ran at H=${c.H}: ${ctx.pipelines
+          .keys()
+          .filter((k) => k.startsWith("flash"))
+          .join(" ")}`,
+      );
     }
     seed += 4;
   }

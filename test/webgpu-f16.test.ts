@@ -232,7 +232,8 @@ test("fp16 GEMM (every kernel on this device) vs float64: odd shapes, batches, 8
       // edge rows, a batched B, one step.
       [1, 130, 200, 100, false, "bias+gelu", multi ? TC_TILE_WIDE12 : { ...TC_TILE_SOLO, single: true }],
       [2, 70, 392, 48, true, "bias+res", multi ? TC_TILE_WIDE12 : { ...TC_TILE_SOLO, single: true }],
-      // Two register stages with one buffer: an odd number of steps (K = 100 and 200 in 48-deep steps), two, one.
+      // Two register stages with one buffer (twelve subgroups' 48-deep steps; the one-subgroup tile's are 32
+      // deep): K = 100 and 200 (3 and 5 steps; 4 and 7), 96 (2; 3) and 48 (1; 2).
       [
         1,
         130,

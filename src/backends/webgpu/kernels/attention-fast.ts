@@ -2,21 +2,23 @@
  * The subgroup flash-attention kernel (float32 math; f32 or f16 storage): the default wherever the adapter has
  * subgroups of at least 8 invocations; attention.ts's workgroup-memory kernel is the fallback.
  *
- * Workgroup: TY row groups × TX = 8 lanes, Br = RT·TY query rows, key tiles of BC = 32. Thread (ty, tx) owns
- * the RT query rows ty + TY·r — interleaved, so the 4 row groups of a 32-wide subgroup read 4 consecutive
- * (bank-distinct) Q and P rows — and, in a key tile, the 4 keys tx + 8e, again interleaved so the 8 lanes read
- * 8 consecutive K rows. Row strides in workgroup memory are an odd number of vec4s for the same reason.
+ * Workgroup: TY row groups × TX = 8 lanes, Br = RT·TY query rows, key tiles of KT = 32 or 64 keys (keyTile).
+ * Thread (ty, tx) owns the RT query rows ty + TY·r — interleaved, so the 4 row groups of a 32-wide subgroup
+ * read 4 consecutive (bank-distinct) Q and P rows — and, in a key tile, the KT/8 keys tx + 8e, again
+ * interleaved so the 8 lanes read 8 consecutive K rows. Row strides in workgroup memory are an odd number of
+ * vec4s for the same reason, or (pack) rows are unpadded and their vec4 columns XOR-swizzled by the row's low 3
+ * bits.
  *
- * Per key tile: K and V tiles load together (one barrier); each thread computes its RT×4 score block from
- * vec4 reads (RT + 4 reads per 16·RT FMAs, vs 8 per 64 in the workgroup-memory kernel); the online softmax
- * runs in registers, its row max and sum reduced over the row group's 8 lanes with subgroupShuffleXor (8
- * consecutive invocations are in one subgroup where subgroups have ≥ 8 of them); then each thread adds P·V
- * into its RT rows × 4·NV output columns (NV = 2 at head size 64) and a last barrier frees the tiles. The
- * probabilities reach P·V either from the row group's lanes by subgroupShuffle (shuffleP: 2 barriers per
- * tile, no P tile) or through a padded P tile (one more barrier; within 1% of the shuffle on the H200). The
- * layout options (64-key tiles, swizzled tiles in 48 KiB, P in the K tile's memory, K and V prefetched in turn)
- * are FastConfig's fields; attention.ts FAST_LAYOUTS picks the default. No serial per-row phase; both products use explicit vec4 fma (no dot +
- * add).
+ * Per key tile: the K and V tiles come from registers the previous tile's loads filled (prefetchKV; with
+ * interleaveKV K and V in turn through one set), or are loaded right before use; each thread computes its
+ * RT × KT/8 score block from vec4 reads (RT + KT/8 reads per 4·RT·KT/8 FMAs per 4 features); the online
+ * softmax runs in registers, its row max and sum reduced over the row group's 8 lanes with subgroupShuffleXor
+ * (8 consecutive invocations are in one subgroup where subgroups have ≥ 8 of them); then each thread adds P·V
+ * into its RT rows × 4·NV output columns (NV = 2 at head size 64) and a barrier frees the tiles. The
+ * probabilities reach P·V from the row group's lanes by subgroupShuffle (shuffleP), through a padded P tile,
+ * or through the K tile's memory once Q·Kᵀ is done with it (pInK, where it fits; one more barrier). The
+ * default layout is attention.ts FAST_LAYOUTS'. No serial per-row phase; both products use explicit vec4 fma
+ * (no dot + add).
  *
  * Semantics are the workgroup-memory kernel's, from the same prologue and store (attention-wgsl.ts): see the
  * header of attention.ts.
@@ -58,7 +60,7 @@ export interface FastConfig extends AttentionIo {
   unroll?: boolean;
   /**
    * Q and K rows unpadded, their vec4 columns XOR-swizzled by the row's low 3 bits instead (attention-wgsl.ts
-   * tileCol; where H is a multiple of 32, else the padded rows), and the key-range word carried by the V tile:
+   * tileCol; where round4(H) is a multiple of 32, else the padded rows), and the key-range word carried by the V tile:
    * 64 query rows and 64-key tiles with P by shuffle in exactly 48 KiB at head size 64.
    */
   pack?: boolean;
@@ -84,10 +86,7 @@ export interface FastConfig extends AttentionIo {
 /** Odd, so rows read at the same time by consecutive lanes fall into distinct vec4 banks. */
 const odd = (x: number) => x | 1;
 
-type DimsOf = Pick<
-  FastConfig,
-  "H" | "HV" | "RT" | "TY" | "shuffleP" | "keyTile" | "pack" | "pInK" | "interleaveKV"
->;
+type DimsOf = Pick<FastConfig, "H" | "HV" | "RT" | "TY" | "shuffleP" | "keyTile" | "pack" | "pInK">;
 
 function fastDims(c: DimsOf) {
   const KT = c.keyTile ?? BC; // keys per tile
@@ -113,7 +112,7 @@ export function fastAttentionSharedBytes(c: DimsOf): number {
 export const fastPInK = (c: DimsOf): boolean => fastDims(c).pInK;
 
 const COMPS = ["x", "y", "z", "w"] as const;
-/** The P tile's name and the column of vec4 `col` in row `row` (swizzled in the K tile). */
+/** The column of vec4 `col` in row `row` of the P tile (swizzled where P lives in the K tile). */
 const pCol = (pInK: boolean, row: string, col: string) => (pInK ? `((${col}) ^ ((${row}) & 7u))` : col);
 
 /**
@@ -242,7 +241,7 @@ ${Array.from({ length: NV }, (_, j) => `      o${r}_${j} *= f;`).join("\n")}
     }`;
 }
 
-/** The fmas of one V row (key `key` of the tile, probabilities p(r)) into the RT × NV accumulators. */
+/** The fmas of one V row (row `vrow` of the tile, probabilities p(r)) into the RT × NV accumulators. */
 function pvRow(RT: number, NV: number, VS: number, vrow: string, p: (r: number) => string): string[] {
   const l: string[] = [];
   for (let j = 0; j < NV; j++) {

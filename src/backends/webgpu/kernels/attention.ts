@@ -392,8 +392,13 @@ function fastConfig(a: FlashAttentionArgs, io: AttentionIo, limit: number): Fast
   const given: Partial<FastLayout> = {};
   for (const k of ["keyTile", "pack", "pInK", "shuffleP", "interleaveKV", "unroll"] as const)
     if (a[k] !== undefined) (given as Record<string, unknown>)[k] = a[k];
-  for (const layout of FAST_LAYOUTS)
-    for (const Br of a.rowTile ? [a.rowTile] : [FAST_DEFAULT.rowTile, 32]) {
+  // pack carries the key count through workgroup memory as an f32: exact below 2^24 keys.
+  if (a.seqKV >= 2 ** 24) given.pack = false;
+  // Rows outermost: 64 rows of the 32-key layout beat 32 rows of the 64-key one (0.380 vs 0.547 ms at
+  // [8,12,512,64] on the H200, bench/h200-attention-sweep1-1129g.log), so a head size whose 64-key tiles do not
+  // fit at 64 rows keeps the kernel it had before them.
+  for (const Br of a.rowTile ? [a.rowTile] : [FAST_DEFAULT.rowTile, 32])
+    for (const layout of FAST_LAYOUTS) {
       const c: FastConfig = {
         ...io,
         ...layout,
@@ -764,6 +769,7 @@ export interface GeneralAttentionArgs {
   rowTile?: FlashAttentionArgs["rowTile"];
   rowsPerThread?: FlashAttentionArgs["rowsPerThread"];
   shuffleP?: boolean;
+  prefetchKV?: boolean;
   keyTile?: FlashAttentionArgs["keyTile"];
   unroll?: boolean;
   pack?: boolean;
@@ -850,6 +856,7 @@ export function generalAttention(ctx: WebGpuContext, rec: CommandRecorder, a: Ge
     rowTile: a.rowTile,
     rowsPerThread: a.rowsPerThread,
     shuffleP: a.shuffleP,
+    prefetchKV: a.prefetchKV,
     keyTile: a.keyTile,
     unroll: a.unroll,
     pack: a.pack,
