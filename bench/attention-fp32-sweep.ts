@@ -6,6 +6,7 @@
  *
  *   node --import tsx bench/attention-fp32-sweep.ts [--reps 20] [--rounds 2] [--shapes 8x512,32x128]
  *     [--variants '[{"name": "...", "o": {"keyTile": 64, ...}}, ...]'] [--staircase 1,2,...]
+ *     [--heads 12 --head-size 64]
  */
 import { parseArgs } from "node:util";
 import { WebGpuContext } from "../src/backends/webgpu/context.js";
@@ -36,6 +37,9 @@ const { values } = parseArgs({
     reps: { type: "string", default: "20" },
     rounds: { type: "string", default: "2" },
     shapes: { type: "string", default: "8x512,32x128" },
+    /** Heads and head size (BERT's 12 × 64 by default; e.g. 32 × 128 for a Llama-sized head). */
+    heads: { type: "string", default: "12" },
+    "head-size": { type: "string", default: "64" },
     variants: { type: "string", default: '[{"name": "default", "o": {}}]' },
     staircase: { type: "string" },
     /** Options (JSON) of the kernel the staircase runs (default: the default kernel). */
@@ -51,8 +55,8 @@ console.log(
 );
 /** Uniform values in [-1, 1) from `seed` (the models' generator). */
 const filled = (n: number, seed: number): Float32Array => randomFloat32(n, 1, seededRandom(seed));
-const N = 12;
-const H = 64;
+const N = Number(values.heads);
+const H = Number(values["head-size"]);
 function problem(B: number, S: number) {
   const t = (dims: number[], seed: number): GpuTensor => ({
     buffer: ctx.pool.upload(

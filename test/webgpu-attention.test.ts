@@ -484,6 +484,21 @@ test("subgroup kernel, every tile variant: odd lengths (0, 1, partial, > S), S n
     assertClose(got, want, 1e-4, `packed H=64 ${JSON.stringify(v)}`);
     assert.ok(usedVariant(ctx, v, 64), `variant ${JSON.stringify(v)} ran`);
   }
+  // Wider heads (Phi-3's 96, Llama's 128) by default: the packed 32-key layout, at 64 rows (96) and at 32 rows
+  // with 2 rows a thread (128), where the device holds it (48 KiB; with lavapipe's 32 KiB the workgroup-memory
+  // kernel runs, as before).
+  const wide: [number, Tuning][] = [
+    [96, { rowsPerThread: 4, rowTile: 64 }],
+    [128, { rowsPerThread: 2, rowTile: 32 }],
+  ];
+  for (const [Hw, rows] of wide) {
+    const v: Tuning = { ...rows, keyTile: 32, pack: true, pInK: true, interleaveKV: false };
+    if (!fits(ctx, v, Hw)) continue;
+    const cw = packedCase(45, 2, 2, Hw, [45, 13], 43);
+    const { got, want } = await runPacked(ctx, cw);
+    assertClose(got, want, 1e-4, `packed H=${Hw} default`);
+    assert.ok(usedVariant(ctx, v, Hw), `H=${Hw} ran ${JSON.stringify(v)}: ${ctx.pipelines.keys().join(" ")}`);
+  }
 });
 
 test("subgroup kernel, every tile variant: causal GQA with -inf bias and key lengths; Hv not a multiple of 32; scalar path", async (t) => {

@@ -375,16 +375,24 @@ type FastLayout = Required<
 const FAST_LAYOUTS: readonly FastLayout[] = [
   { keyTile: 64, pack: true, pInK: true, shuffleP: false, interleaveKV: true, unroll: false },
   { keyTile: 32, pack: false, pInK: false, shuffleP: false, interleaveKV: false, unroll: false },
+  // Wider heads, where neither of the above fits (H = 80–128 with 48 KiB): 32-key tiles in the packed layout
+  // put H = 80 and 96 at 64 rows and H = 112 and 128 at 32 rows, where before they ran 32 rows of the padded
+  // layout (H = 80, 96) or the workgroup-memory kernel (H = 112, 128). K and V load together (in turn was 7–23%
+  // slower here). H200, `bench/attention-fp32-sweep.ts --heads 32 --head-size 96|128 --shapes 8x512,1x2048`
+  // (bench/h200-attention-wide-heads-1129g.log): H = 96 2.52 → 1.31 ms at [8,32,512,96]; H = 128 5.63 → 2.32
+  // ms at [8,32,512,128] with 2 rows a thread (fastConfig).
+  { keyTile: 32, pack: true, pInK: true, shuffleP: false, interleaveKV: false, unroll: false },
 ];
 
 /**
- * The subgroup kernel's tile: rowsPerThread rows per thread (default 4; 4 also where the head is wider than 64
- * values, to bound the accumulators' registers), rowTile rows (default 64, else 32 where workgroup memory is
- * short — lavapipe's 32 KiB at head size 64), the first of FAST_LAYOUTS (with the caller's fields) whose tiles
- * fit; undefined where none does.
+ * The subgroup kernel's tile: rowsPerThread rows per thread (default 4; 2 where the value head is wider than
+ * 96, to bound the accumulators' registers), rowTile rows (default 64, else 32 where workgroup memory is short —
+ * lavapipe's 32 KiB at head size 64), the first of FAST_LAYOUTS (with the caller's fields) whose tiles fit at
+ * 64 rows, else at 32; undefined where none does.
  */
 function fastConfig(a: FlashAttentionArgs, io: AttentionIo, limit: number): FastConfig | undefined {
-  const RT = a.rowsPerThread ?? (round4(io.HV) <= 64 ? FAST_DEFAULT.rowsPerThread : 4);
+  // 2 rows a thread past 96 output columns: 4 rows' accumulators (4 × 32 at 128) spill (2.4× slower at H = 128).
+  const RT = a.rowsPerThread ?? (round4(io.HV) <= 96 ? FAST_DEFAULT.rowsPerThread : 2);
   if (a.rowTile !== undefined && !(a.rowTile > 0 && a.rowTile % RT === 0 && a.rowTile % 4 === 0))
     throw new OpError(OP, `rowTile ${a.rowTile} must be a positive multiple of 4 and of rowsPerThread ${RT}`);
   if (a.keyTile !== undefined && a.keyTile !== 32 && a.keyTile !== 64)
