@@ -378,9 +378,9 @@ const FAST_LAYOUTS: readonly FastLayout[] = [
   // Wider heads, where neither of the above fits (H = 80–128 with 48 KiB): 32-key tiles in the packed layout
   // put H = 80 and 96 at 64 rows and H = 112 and 128 at 32 rows, where before they ran 32 rows of the padded
   // layout (H = 80, 96) or the workgroup-memory kernel (H = 112, 128). K and V load together (in turn was 7–23%
-  // slower here). H200, `bench/attention-fp32-sweep.ts --heads 32 --head-size 96|128 --shapes 8x512,1x2048`
-  // (bench/h200-attention-wide-heads-1129g.log): H = 96 2.52 → 1.31 ms at [8,32,512,96]; H = 128 5.63 → 2.32
-  // ms at [8,32,512,128] with 2 rows a thread (fastConfig).
+  // slower here). H200, `bench/attention-fp32-sweep.ts --heads 32 --head-size 80|96|112|128 --shapes
+  // 8x512,1x2048` (bench/h200-attention-wide-heads-1129g.log), at [8,32,512,H]: H = 80 2.27 → 1.22 ms, 96 2.53 →
+  // 1.31, 112 3.34 → 1.96, 128 5.69 → 2.09 (with 2 rows a thread, fastConfig).
   { keyTile: 32, pack: true, pInK: true, shuffleP: false, interleaveKV: false, unroll: false },
 ];
 
