@@ -12,6 +12,7 @@ import { parseArgs } from "node:util";
 import { WebGpuContext } from "../src/backends/webgpu/context.js";
 import {
   attentionFlops,
+  type FastTuning,
   type FlashAttentionArgs,
   packedQkvAttention,
 } from "../src/backends/webgpu/kernels/attention.js";
@@ -19,19 +20,7 @@ import type { GpuTensor } from "../src/backends/webgpu/kernels/common.js";
 import { randomFloat32, seededRandom } from "../src/models/random.js";
 import { RAW_TIMESTAMPS, timeKernel } from "./gpu-timing.js";
 
-type Opts = Pick<
-  FlashAttentionArgs,
-  | "rowTile"
-  | "rowsPerThread"
-  | "shuffleP"
-  | "prefetchKV"
-  | "keyTile"
-  | "unroll"
-  | "pack"
-  | "interleaveKV"
-  | "pInK"
-  | "ablate"
->;
+type Opts = FastTuning & Pick<FlashAttentionArgs, "ablate">;
 const { values } = parseArgs({
   options: {
     reps: { type: "string", default: "20" },

@@ -3,6 +3,7 @@ import { after, test } from "node:test";
 import {
   type AttentionLayout,
   attentionSubgroups,
+  type FastTuning,
   generalAttention,
   packedQkvAttention,
   varSeqlenQkvAttention,
@@ -84,17 +85,8 @@ function packedCase(S: number, B: number, N: number, H: number, lengths: number[
 }
 
 /** Kernel choices the tests force (see FlashAttentionArgs). */
-interface Tuning {
+interface Tuning extends FastTuning {
   subgroups?: boolean;
-  rowTile?: number;
-  rowsPerThread?: number;
-  shuffleP?: boolean;
-  prefetchKV?: boolean;
-  keyTile?: 32 | 64;
-  unroll?: boolean;
-  pack?: boolean;
-  interleaveKV?: boolean;
-  pInK?: boolean;
 }
 
 async function runPacked(
@@ -429,6 +421,15 @@ const FAST_VARIANTS: Tuning[] = LEGACY_VARIANTS.map((v) => ({
   ...v,
 }));
 
+/** A spelled-out variant as the kernel's config at head sizes H / HV (rows per thread and row tile given). */
+const configOf = (v: Tuning, H: number, HV: number) => ({
+  ...v,
+  H,
+  HV,
+  RT: v.rowsPerThread!,
+  TY: v.rowTile! / v.rowsPerThread!,
+});
+
 /** Whether a variant's tiles fit the device's workgroup memory at head size H. */
 function fits(
   ctx: Exclude<Awaited<ReturnType<typeof gpuContext>>, string>,
@@ -436,8 +437,7 @@ function fits(
   H: number,
   HV = H,
 ): boolean {
-  const c = { ...v, H, HV, RT: v.rowsPerThread!, TY: v.rowTile! / v.rowsPerThread! };
-  return fastAttentionSharedBytes(c) <= ctx.gpu.limits.maxComputeWorkgroupStorageSize;
+  return fastAttentionSharedBytes(configOf(v, H, HV)) <= ctx.gpu.limits.maxComputeWorkgroupStorageSize;
 }
 
 /** Whether the last dispatches compiled this variant of the subgroup kernel (not the fallback). */
@@ -447,7 +447,7 @@ function usedVariant(
   H: number,
   HV = H,
 ): boolean {
-  const pInK = fastPInK({ ...v, H, HV, RT: v.rowsPerThread!, TY: v.rowTile! / v.rowsPerThread! });
+  const pInK = fastPInK(configOf(v, H, HV));
   const tag = `:Br${v.rowTile}:sg1:rt${v.rowsPerThread}${v.shuffleP ? ":shp" : ""}${v.prefetchKV === false ? ":nopf" : ""}${v.keyTile === 64 ? ":kt64" : ""}${v.unroll ? ":ur" : ""}${v.pack ? ":pk" : ""}${v.interleaveKV ? ":il" : ""}${pInK ? ":pink" : ""}`;
   // The head sizes in the key: a kernel another loop left in the cache at another head size does not count.
   return ctx.pipelines.keys().some((k) => k.startsWith(`flash:H${H}:HV${HV}:`) && k.endsWith(tag));
@@ -556,7 +556,7 @@ test("subgroup kernel, every tile variant: causal GQA with -inf bias and key len
   const forms = (H: number, Hv: number): Tuning[] => {
     const byForm = new Map<string, Tuning>();
     for (const v of FAST_VARIANTS.filter((x) => fits(ctx, x, H, Hv))) {
-      const pInK = fastPInK({ ...v, H, HV: Hv, RT: v.rowsPerThread!, TY: v.rowTile! / v.rowsPerThread! });
+      const pInK = fastPInK(configOf(v, H, Hv));
       const form = `${v.keyTile}:${v.shuffleP === true}:${pInK}:${v.pack}:${v.interleaveKV}:${v.prefetchKV}`;
       if (!byForm.has(form)) byForm.set(form, v);
     }

@@ -175,6 +175,38 @@ export interface FlashAttentionArgs {
   subgroups?: boolean;
 }
 
+/** The subgroup kernel's tile and layout choices a caller may force (tests, benchmarks); unset: the defaults. */
+export type FastTuning = Pick<
+  FlashAttentionArgs,
+  | "rowTile"
+  | "rowsPerThread"
+  | "shuffleP"
+  | "prefetchKV"
+  | "keyTile"
+  | "unroll"
+  | "pack"
+  | "interleaveKV"
+  | "pInK"
+>;
+const FAST_TUNING_KEYS = [
+  "rowTile",
+  "rowsPerThread",
+  "shuffleP",
+  "prefetchKV",
+  "keyTile",
+  "unroll",
+  "pack",
+  "interleaveKV",
+  "pInK",
+] as const satisfies readonly (keyof FastTuning)[];
+
+/** The FastTuning fields `a` sets (the ops' arguments pass them on to flashAttention as they are). */
+function fastTuningOf(a: FastTuning): FastTuning {
+  const t: FastTuning = {};
+  for (const k of FAST_TUNING_KEYS) if (a[k] !== undefined) (t as Record<string, unknown>)[k] = a[k];
+  return t;
+}
+
 /**
  * Whether the subgroup kernel can run here: subgroups of at least TX invocations, laid out in invocation order
  * (its row groups are TX consecutive invocations; WebGpuFeatures.subgroupsInOrder).
@@ -626,22 +658,13 @@ export function packedQkvAttention(
     batchFirst?: boolean;
     scale?: number;
     ablate?: FlashAttentionArgs["ablate"];
-    rowTile?: FlashAttentionArgs["rowTile"];
-    rowsPerThread?: FlashAttentionArgs["rowsPerThread"];
-    shuffleP?: boolean;
-    prefetchKV?: boolean;
-    keyTile?: FlashAttentionArgs["keyTile"];
-    unroll?: boolean;
-    pack?: boolean;
-    interleaveKV?: boolean;
-    pInK?: boolean;
     /** "fp16": qkv and out are f16 (see FlashAttentionArgs.precision). */
     precision?: Precision;
     f16Kernel?: F16Kernel;
     f16KernelPreferred?: boolean;
     tcVariant?: FlashAttentionArgs["tcVariant"];
     subgroups?: boolean;
-  },
+  } & FastTuning,
 ): void {
   const op = "mhafuse.QKVToContext (webgpu)";
   const d = args.qkv.dims;
@@ -673,15 +696,7 @@ export function packedQkvAttention(
     outLayout: { offset: 0, batchStride: batchRows * E, headStride: H, seqStride: seqRows * E },
     keyLengths: args.lengths,
     ablate: args.ablate,
-    rowTile: args.rowTile,
-    rowsPerThread: args.rowsPerThread,
-    shuffleP: args.shuffleP,
-    prefetchKV: args.prefetchKV,
-    keyTile: args.keyTile,
-    unroll: args.unroll,
-    pack: args.pack,
-    interleaveKV: args.interleaveKV,
-    pInK: args.pInK,
+    ...fastTuningOf(args),
     precision: args.precision,
     f16Kernel: args.f16Kernel,
     f16KernelPreferred: args.f16KernelPreferred,
@@ -751,7 +766,7 @@ function layoutOf(l: HeadLayout, S: number, N: number, H: number): AttentionLayo
     : { offset: 0, batchStride: N * S * H, headStride: S * H, seqStride: H };
 }
 
-export interface GeneralAttentionArgs {
+export interface GeneralAttentionArgs extends FastTuning {
   /** [B, Sq, N, H] (BSNH) or [B, N, Sq, H] (BNSH). */
   q: GpuTensor;
   /** [B, Skv, Nkv, H] or [B, Nkv, Skv, H]. */
@@ -774,15 +789,6 @@ export interface GeneralAttentionArgs {
   f16Kernel?: F16Kernel;
   /** See FlashAttentionArgs (tests, benchmarks). */
   subgroups?: boolean;
-  rowTile?: FlashAttentionArgs["rowTile"];
-  rowsPerThread?: FlashAttentionArgs["rowsPerThread"];
-  shuffleP?: boolean;
-  prefetchKV?: boolean;
-  keyTile?: FlashAttentionArgs["keyTile"];
-  unroll?: boolean;
-  pack?: boolean;
-  interleaveKV?: boolean;
-  pInK?: boolean;
 }
 
 /** A dense bias tensor of rank <= 4 read as [B, N, Sq, Skv] (numpy broadcast: stride 0 on its size-1 axes). */
@@ -861,14 +867,6 @@ export function generalAttention(ctx: WebGpuContext, rec: CommandRecorder, a: Ge
     precision: a.precision,
     f16Kernel: a.f16Kernel,
     subgroups: a.subgroups,
-    rowTile: a.rowTile,
-    rowsPerThread: a.rowsPerThread,
-    shuffleP: a.shuffleP,
-    prefetchKV: a.prefetchKV,
-    keyTile: a.keyTile,
-    unroll: a.unroll,
-    pack: a.pack,
-    interleaveKV: a.interleaveKV,
-    pInK: a.pInK,
+    ...fastTuningOf(a),
   });
 }
