@@ -484,6 +484,18 @@ test("subgroup kernel, every tile variant: odd lengths (0, 1, partial, > S), S n
     assertClose(got, want, 1e-4, `packed H=64 ${JSON.stringify(v)}`);
     assert.ok(usedVariant(ctx, v, 64), `variant ${JSON.stringify(v)} ran`);
   }
+  // Scalar rows (H = 30: no vec4 loads, no prefetch) in the packed layout, which swizzles them (round4(H) / 4 = 8).
+  const c30 = packedCase(45, 2, 2, 30, [45, 13], 44);
+  const packed30 = FAST_VARIANTS.filter((x) => x.pack && fits(ctx, x, 30));
+  const ran30: Tuning[] = [];
+  for (const v of [packed30.find((x) => fastPInK(configOf(x, 30, 30))), packed30.at(-1)]) {
+    if (!v) continue;
+    ran30.push(v);
+    const { got, want } = await runPacked(ctx, c30, v);
+    assertClose(got, want, 1e-4, `packed H=30 ${JSON.stringify(v)}`);
+    assert.ok(usedVariant(ctx, v, 30), `variant ${JSON.stringify(v)} ran at H=30`);
+  }
+  t.diagnostic(`H = 30, packed: ${ran30.map((v) => JSON.stringify(v)).join(" ")}`);
   // Wider heads (Phi-3's 96, Llama's 128) by default: the packed 32-key layout, at 64 rows (96) and at 32 rows
   // with 2 rows a thread (128), where the device holds it (48 KiB; with lavapipe's 32 KiB the workgroup-memory
   // kernel runs, as before).
