@@ -8,7 +8,11 @@ import {
   packedQkvAttention,
   varSeqlenQkvAttention,
 } from "../src/backends/webgpu/kernels/attention.js";
-import { fastAttentionSharedBytes, fastPInK } from "../src/backends/webgpu/kernels/attention-fast.js";
+import {
+  fastAttentionKey,
+  fastAttentionSharedBytes,
+  fastPInK,
+} from "../src/backends/webgpu/kernels/attention-fast.js";
 import { OpError } from "../src/errors.js";
 import { assertClose, disposeGpuContext, empty, gpuContext, rand, read, upload } from "./webgpu-helpers.js";
 
@@ -447,8 +451,7 @@ function usedVariant(
   H: number,
   HV = H,
 ): boolean {
-  const pInK = fastPInK(configOf(v, H, HV));
-  const tag = `:Br${v.rowTile}:sg1:rt${v.rowsPerThread}${v.shuffleP ? ":shp" : ""}${v.prefetchKV === false ? ":nopf" : ""}${v.keyTile === 64 ? ":kt64" : ""}${v.unroll ? ":ur" : ""}${v.pack ? ":pk" : ""}${v.interleaveKV ? ":il" : ""}${pInK ? ":pink" : ""}`;
+  const tag = `:${fastAttentionKey(configOf(v, H, HV))}`;
   // The head sizes in the key: a kernel another loop left in the cache at another head size does not count.
   return ctx.pipelines.keys().some((k) => k.startsWith(`flash:H${H}:HV${HV}:`) && k.endsWith(tag));
 }

@@ -86,7 +86,10 @@ export interface FastConfig extends AttentionIo {
 /** Odd, so rows read at the same time by consecutive lanes fall into distinct vec4 banks. */
 const odd = (x: number) => x | 1;
 
-type DimsOf = Pick<FastConfig, "H" | "HV" | "RT" | "TY" | "shuffleP" | "keyTile" | "pack" | "pInK">;
+type DimsOf = Pick<
+  FastConfig,
+  "H" | "HV" | "RT" | "TY" | "shuffleP" | "keyTile" | "pack" | "pInK" | "interleaveKV"
+>;
 
 function fastDims(c: DimsOf) {
   const KT = c.keyTile ?? BC; // keys per tile
@@ -110,6 +113,16 @@ export function fastAttentionSharedBytes(c: DimsOf): number {
 
 /** Whether a config puts P in the K tile's memory (FastConfig.pInK: only where it fits). */
 export const fastPInK = (c: DimsOf): boolean => fastDims(c).pInK;
+
+/**
+ * The pipeline-cache key part of everything a config bakes into the WGSL beyond the I/O flags: row tile, rows a
+ * thread and the layout options (interleaveKV as given: the source ignores it without the vec4 prefetch, so
+ * such a key names the same WGSL as the key without it).
+ */
+export function fastAttentionKey(c: DimsOf & Pick<FastConfig, "prefetchKV" | "unroll">): string {
+  const { Br, pInK } = fastDims(c);
+  return `Br${Br}:sg1:rt${c.RT}${c.shuffleP ? ":shp" : ""}${c.prefetchKV === false ? ":nopf" : ""}${c.keyTile === 64 ? ":kt64" : ""}${c.unroll ? ":ur" : ""}${c.pack ? ":pk" : ""}${c.interleaveKV ? ":il" : ""}${pInK ? ":pink" : ""}`;
+}
 
 const COMPS = ["x", "y", "z", "w"] as const;
 /** The column of vec4 `col` in row `row` of the P tile (swizzled where P lives in the K tile). */

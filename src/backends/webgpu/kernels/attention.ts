@@ -32,9 +32,9 @@ import type { CommandRecorder } from "../recorder.js";
 import { packUniforms } from "../uniforms.js";
 import {
   type FastConfig,
+  fastAttentionKey,
   fastAttentionSharedBytes,
   fastAttentionSource,
-  fastPInK,
 } from "./attention-fast.js";
 import {
   type TcAttentionChoice,
@@ -570,14 +570,7 @@ export function flashAttention(ctx: WebGpuContext, rec: CommandRecorder, a: Flas
   let Br: number;
   if (fast) {
     Br = fast.RT * fast.TY;
-    const pre = fast.prefetchKV === false ? ":nopf" : "";
-    // Every FastConfig field the source bakes in (interleaveKV as given: the source ignores it without the
-    // vec4 prefetch, so such a key names the same WGSL as the key without it).
-    const more = `${fast.keyTile === 64 ? ":kt64" : ""}${fast.unroll ? ":ur" : ""}${fast.pack ? ":pk" : ""}${fast.interleaveKV ? ":il" : ""}${fastPInK(fast) ? ":pink" : ""}`;
-    k = ctx.pipelines.get(
-      `${name}:${flags}:Br${Br}:sg1:rt${fast.RT}${fast.shuffleP ? ":shp" : ""}${pre}${more}`,
-      () => fastAttentionSource(fast),
-    );
+    k = ctx.pipelines.get(`${name}:${flags}:${fastAttentionKey(fast)}`, () => fastAttentionSource(fast));
   } else {
     if (a.rowTile !== undefined && !(a.rowTile > 0 && a.rowTile % 4 === 0))
       throw new OpError(OP, `rowTile ${a.rowTile} must be a positive multiple of 4`);
