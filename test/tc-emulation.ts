@@ -25,7 +25,7 @@ export function emulateSubgroupMatrices(
   /** name → [rows, cols] of each load's type. */
   const loads = new Map<string, [number, number]>();
   const stores = new Set<string>();
-  let out = src
+  let out = templateSpelling(src)
     .replace("enable chromium_experimental_subgroup_matrix;\n", "")
     .replace("diagnostic(off, subgroup_uniformity);\n", "")
     .replace("enable subgroups;\n", "")
@@ -89,4 +89,64 @@ fn smMMA(a0: ${V}, b0: ${V}, c0: ${V}) -> ${V} {
   const at = out.indexOf("@compute");
   out = `${out.slice(0, at)}${fns.join("\n")}\n${out.slice(at)}`;
   return out;
+}
+
+/** The arguments of the call whose "(" is at `open` (split at top-level commas) and the index of its ")". */
+function callArgs(src: string, open: number): { args: string[]; close: number } {
+  const args: string[] = [];
+  let depth = 0;
+  let start = open + 1;
+  for (let i = open; i < src.length; i++) {
+    const ch = src[i];
+    if (ch === "(" || ch === "[") depth++;
+    else if (ch === ")" || ch === "]") {
+      depth--;
+      if (depth === 0) {
+        args.push(src.slice(start, i).trim());
+        return { args, close: i };
+      }
+    } else if (ch === "," && depth === 1) {
+      args.push(src.slice(start, i).trim());
+      start = i + 1;
+    }
+  }
+  throw new Error("tc emulation: unbalanced call");
+}
+
+/**
+ * The older ("bool", precision.ts MatrixSyntax) load/store spelling rewritten into the template one the emulation
+ * reads: `subgroupMatrixLoad<T>(&p, off, colMajor, stride)` → `subgroupMatrixLoad<T, row_major|col_major>(&p,
+ * off, stride)`, `subgroupMatrixStore(&p, off, v, false, stride)` → `subgroupMatrixStore<row_major>(&p, off, v,
+ * stride)`. The major flag must be a literal (the kernels bake it in).
+ */
+export function templateSpelling(src: string): string {
+  const call =
+    /subgroupMatrixLoad<(subgroup_matrix_(?:left|right|result)<f(?:16|32), \d+, \d+>)>\(|subgroupMatrixStore\(/g;
+  let out = "";
+  let from = 0;
+  for (let m = call.exec(src); m; m = call.exec(src)) {
+    const open = m.index + m[0].length - 1;
+    const { args, close } = callArgs(src, open);
+    const major = (flag: string | undefined) => {
+      if (flag !== "true" && flag !== "false")
+        throw new Error(`tc emulation: major flag '${flag}' is not a literal`);
+      return flag === "true" ? "col_major" : "row_major";
+    };
+    let rewritten: string;
+    if (m[1]) {
+      if (args.length !== 4)
+        throw new Error(`tc emulation: bool-spelling load with ${args.length} arguments`);
+      rewritten = `subgroupMatrixLoad<${m[1]}, ${major(args[2])}>(${args[0]}, ${args[1]}, ${args[3]})`;
+    } else {
+      if (args.length !== 5)
+        throw new Error(`tc emulation: bool-spelling store with ${args.length} arguments`);
+      if (major(args[3]) !== "row_major")
+        throw new Error("tc emulation: column-major stores are not emulated");
+      rewritten = `subgroupMatrixStore<row_major>(${args[0]}, ${args[1]}, ${args[2]}, ${args[4]})`;
+    }
+    out += src.slice(from, m.index) + rewritten;
+    from = close + 1;
+    call.lastIndex = from;
+  }
+  return out + src.slice(from);
 }

@@ -34,10 +34,9 @@ import {
   tcAttentionSource,
 } from "../src/backends/webgpu/kernels/attention-tc.js";
 import type { GpuTensor } from "../src/backends/webgpu/kernels/common.js";
-import { type F16Kernel, fromF16, toF16 } from "../src/backends/webgpu/precision.js";
-import { BackendUnavailableError } from "../src/errors.js";
+import { type F16Kernel, fromF16, type MatrixSyntax, toF16 } from "../src/backends/webgpu/precision.js";
 import { emulateSubgroupMatrices } from "./tc-emulation.js";
-import { rand } from "./webgpu-helpers.js";
+import { rand, webgpuUnavailable } from "./webgpu-helpers.js";
 
 let ctxPromise: Promise<WebGpuContext | string> | undefined;
 function context(): Promise<WebGpuContext | string> {
@@ -55,7 +54,8 @@ function context(): Promise<WebGpuContext | string> {
       return skip ?? ctx;
     },
     (e: unknown) => {
-      if (e instanceof BackendUnavailableError) return e.message;
+      const reason = webgpuUnavailable(e);
+      if (reason !== undefined) return reason;
       throw e;
     },
   );
@@ -70,14 +70,18 @@ after(async () => {
  * Makes flashAttention take the (emulated) tensor-core kernel: a fake detection and a pre-filled cache (under
  * the key flashAttention asks for; were it another, it would compile the real WGSL, which lavapipe rejects).
  */
-function useEmulated(ctx: WebGpuContext, c: Omit<TcAttentionConfig, "sgBuiltin">): void {
+function useEmulated(
+  ctx: WebGpuContext,
+  c: Omit<TcAttentionConfig, "sgBuiltin">,
+  syntax: MatrixSyntax = "template",
+): void {
   const real = ctx.f16!;
   // The device as tensor cores with NVIDIA's 16×16×16 config (the kernel's fragments) would be.
   const config = { componentType: "f16", resultComponentType: "f32", M: 16, N: 16, K: 16 };
-  ctx.f16 = { ...real, config, syntax: "template", multiSubgroup: c.multi, sgBuiltin: false };
+  ctx.f16 = { ...real, config, syntax, multiSubgroup: c.multi, sgBuiltin: false };
   const cfg = { ...c, sgBuiltin: false };
-  ctx.pipelines.get(tcAttentionKey("template", cfg), () =>
-    emulateSubgroupMatrices(tcAttentionSource(cfg, "template"), c.multi ? 128 : 32),
+  ctx.pipelines.get(tcAttentionKey(syntax, cfg), () =>
+    emulateSubgroupMatrices(tcAttentionSource(cfg, syntax), c.multi ? 128 : 32),
   );
 }
 
@@ -204,6 +208,27 @@ test("tensor-core attention WGSL, emulated subgroup matrices: matches the SIMT f
       t.diagnostic(`${name}: max |tc - simt| ${d.toExponential(2)}`);
       assert.ok(d <= 2e-3, `${name}: max |tc - simt| ${d}`);
     }
+  } finally {
+    ctx.f16 = saved;
+  }
+});
+
+// The older subgroupMatrixLoad/Store spelling (precision.ts MatrixSyntax "bool", the run-time probe's second
+// choice): Kᵀ fragments loaded column-major through its flag, a lengths mask with a partial sequence.
+test('tensor-core attention WGSL in the older "bool" spelling, emulated: matches the SIMT fp16 kernel', async (t) => {
+  const ctx = await context();
+  if (typeof ctx === "string") return t.skip(ctx);
+  const saved = ctx.f16;
+  try {
+    const [S, B, N, H, lengths] = [40, 2, 1, 16, [40, 23]];
+    const asRun = tcAttentionChoiceFor(S, {}, { H, limit: ctx.gpu.limits.maxComputeWorkgroupStorageSize });
+    const want = await packed(ctx, "simt", S, B, N, H, lengths);
+    useEmulated(ctx, { ...asRun, multi: false, H, lengths: true, cu: false }, "bool");
+    const got = await packed(ctx, "tensor-core", S, B, N, H, lengths, { multi: false });
+    ctx.f16 = saved;
+    const d = maxDiff(got, want);
+    t.diagnostic(`bool spelling: max |tc - simt| ${d.toExponential(2)}`);
+    assert.ok(d <= 2e-3, `bool spelling: max |tc - simt| ${d}`);
   } finally {
     ctx.f16 = saved;
   }

@@ -1,5 +1,5 @@
 /**
- * The webgpu backend behind the seam (lavapipe in CI): the BERT and BART fixture models, fused, match onnxruntime's
+ * The webgpu backend behind the seam (lavapipe in CI): the BERT and BART fixture models (eager and SDPA), fused, match onnxruntime's
  * reference outputs within 1e-4 with no op falling back to the CPU; the unfused graph of one runs too.
  */
 import assert from "node:assert/strict";
@@ -38,6 +38,7 @@ for (const [name, level] of [
   // self attention on mhafuse.Attention).
   ["bert_ort_fused", "all"],
   ["bart_sdpa", "all"],
+  ["bart_eager", "all"],
   ["bert_eager", "disabled"],
 ] as const) {
   test(`webgpu backend: ${name} (${level === "all" ? "fused" : "unfused"}) matches onnxruntime`, async (t) => {

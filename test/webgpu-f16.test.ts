@@ -42,21 +42,24 @@ import {
   tcTileFor,
 } from "../src/backends/webgpu/kernels/gemm-tc.js";
 import {
+  detectF16,
   type F16Kernel,
   f16Bits,
   f16ToNumber,
   fromF16,
+  type MatrixSyntax,
   resolvePrecision,
   toF16,
 } from "../src/backends/webgpu/precision.js";
-import { BackendUnavailableError, MhafuseError, OpError } from "../src/errors.js";
+import { MhafuseError, OpError } from "../src/errors.js";
 import { emulateSubgroupMatrices } from "./tc-emulation.js";
-import { gelu, rand } from "./webgpu-helpers.js";
+import { gelu, rand, webgpuUnavailable } from "./webgpu-helpers.js";
 
 let ctxPromise: Promise<WebGpuContext | string> | undefined;
 function f16Context(): Promise<WebGpuContext | string> {
   ctxPromise ??= WebGpuContext.create({ unsafeF16: true }).catch((e: unknown) => {
-    if (e instanceof BackendUnavailableError) return e.message;
+    const reason = webgpuUnavailable(e);
+    if (reason !== undefined) return reason;
     throw e;
   });
   return ctxPromise;
@@ -132,6 +135,70 @@ test("precision resolution: fp16 → SIMT without subgroup matrices, → fp32 wi
     console.warn = warn;
   }
   assert.equal(lines.length, 1);
+});
+
+/**
+ * A device whose shader compiler accepts only what `accepts` says (no GPU needed): the run-time probe of the
+ * subgroupMatrixLoad/Store spelling sees compilation errors exactly as Dawn reports them.
+ */
+function probeDevice(accepts: (code: string) => boolean): WebGpuDevice {
+  const features = {
+    subgroups: true,
+    shaderF16: true,
+    timestampQuery: false,
+    subgroupMatrix: true,
+    subgroupMinSize: 32,
+    subgroupMaxSize: 32,
+    subgroupsInOrder: true,
+    subgroupMatrixConfigs: [{ componentType: "f16", resultComponentType: "f32", M: 16, N: 16, K: 16 }],
+  };
+  const device = {
+    pushErrorScope: () => {},
+    popErrorScope: async () => null,
+    createShaderModule: ({ code }: { code: string }) => ({
+      getCompilationInfo: async () => ({
+        messages: accepts(code) ? [] : [{ type: "error", message: "rejected" }],
+      }),
+    }),
+    createComputePipelineAsync: async () => ({}),
+  };
+  return { features, device } as unknown as WebGpuDevice;
+}
+
+test("the subgroup-matrix spelling is probed at run time: template where it compiles, else the older bool form", async () => {
+  const templateForm = /_major>\(/; // subgroupMatrixLoad<T, row_major>( and subgroupMatrixStore<row_major>(
+  const onlyBool = await detectF16(probeDevice((code) => !templateForm.test(code)));
+  assert.equal(onlyBool.syntax, "bool");
+  assert.equal(onlyBool.multiSubgroup, true);
+  const both = await detectF16(probeDevice(() => true));
+  assert.equal(both.syntax, "template");
+  const onlyTemplate = await detectF16(probeDevice((code) => !/subgroupMatrixStore\(/.test(code)));
+  assert.equal(onlyTemplate.syntax, "template");
+  // Neither: no tensor cores, fp16 on the SIMT kernels with the reason in its notice.
+  const neither = probeDevice(() => false);
+  assert.equal((await detectF16(neither)).syntax, undefined);
+  const warn = console.warn;
+  const lines: string[] = [];
+  console.warn = (s: string) => lines.push(s);
+  try {
+    const r = await resolvePrecision(neither, "fp16");
+    assert.deepEqual([r.precision, r.kernel], ["fp16", "simt"]);
+    assert.match(r.notice ?? "", /neither subgroupMatrixLoad spelling compiled/);
+  } finally {
+    console.warn = warn;
+  }
+  assert.equal(lines.length, 1);
+  // The bool-spelling device's kernels are written in its spelling.
+  assert.deepEqual(
+    await resolvePrecision(
+      probeDevice((code) => !templateForm.test(code)),
+      "fp16",
+    ),
+    {
+      precision: "fp16",
+      kernel: "tensor-core",
+    },
+  );
 });
 
 /** float64 C = A·B (+bias) (gelu) (+R) from f16-rounded inputs. */
@@ -319,11 +386,13 @@ async function emulatedTcGemm(
     tile: TcTile;
     /** Pass `tile` to gemm() (else gemm() picks it: the one-subgroup tile here). */
     force: boolean;
-    source: (t: TcTile, f: TcFlags, syntax: "template", sgBuiltin: boolean, fr: TcFrag) => string;
+    source: (t: TcTile, f: TcFlags, syntax: MatrixSyntax, sgBuiltin: boolean, fr: TcFrag) => string;
     seed: number;
     what: string;
     /** The fragment shape (the device's config; withEmulatedTc must pretend the same). */
     frag?: TcFrag;
+    /** The load/store spelling the WGSL is written in (withEmulatedTc must pretend the same). */
+    syntax?: MatrixSyntax;
   },
 ): Promise<void> {
   const { M, N, K, epi, kSlices } = o;
@@ -332,8 +401,9 @@ async function emulatedTcGemm(
   const g = epi === "bias+gelu";
   const useR = epi === "bias+res";
   const flags = tcFlagsFor(N, K, fr, { bias: epi !== "none", gelu: g, residual: useR }, split);
-  ctx.pipelines.get(tcGemmKey("template", o.tile, flags, false, fr), () =>
-    emulateSubgroupMatrices(o.source(o.tile, flags, "template", false, fr), 32, fr),
+  const syntax = o.syntax ?? "template";
+  ctx.pipelines.get(tcGemmKey(syntax, o.tile, flags, false, fr), () =>
+    emulateSubgroupMatrices(o.source(o.tile, flags, syntax, false, fr), 32, fr),
   );
   let seed = o.seed;
   const A = round16(rand(M * K, seed++));
@@ -361,18 +431,19 @@ async function emulatedTcGemm(
 }
 
 /**
- * Runs `body` with the context's f16 support pretending to one-subgroup template-syntax tensor cores with
- * fragments `frag`.
+ * Runs `body` with the context's f16 support pretending to one-subgroup tensor cores with fragments `frag` whose
+ * load/store spelling is `syntax`.
  */
 async function withEmulatedTc(
   ctx: WebGpuContext,
   body: () => Promise<void>,
   frag: TcFrag = FRAG_16,
+  syntax: MatrixSyntax = "template",
 ): Promise<void> {
   const saved = ctx.f16!;
   // The emulation needs lanes from local_invocation_index (sgBuiltin false) and uniform fragment offsets.
   const config = { componentType: "f16", resultComponentType: "f32", ...frag };
-  ctx.f16 = { ...saved, config, syntax: "template", multiSubgroup: false, sgBuiltin: false };
+  ctx.f16 = { ...saved, config, syntax, multiSubgroup: false, sgBuiltin: false };
   try {
     await body();
   } finally {
@@ -383,7 +454,7 @@ async function withEmulatedTc(
 /** A lavapipe test of an emulated tensor-core GEMM kernel over `shapes` [M, N, K, epilogue, K slices]. */
 function emulatedTcGemmTest(
   name: string,
-  o: Pick<Parameters<typeof emulatedTcGemm>[1], "tile" | "force" | "source" | "what" | "frag"> & {
+  o: Pick<Parameters<typeof emulatedTcGemm>[1], "tile" | "force" | "source" | "what" | "frag" | "syntax"> & {
     seed: number;
     /** Only with MHAFUSE_TC_EMULATION=1 (variants no session picks: lavapipe compiles each for minutes). */
     full?: boolean;
@@ -403,6 +474,7 @@ function emulatedTcGemmTest(
           await emulatedTcGemm(ctx, { ...o, M, N, K, epi, kSlices, seed: o.seed + 4 * i });
       },
       o.frag,
+      o.syntax,
     );
   });
 }
@@ -433,6 +505,23 @@ emulatedTcGemmTest(
     what: "emulated single-buffer tensor-core",
   },
   [[40, 40, 40, "bias+res", 1]],
+);
+
+// The older load/store spelling (precision.ts MatrixSyntax "bool": `subgroupMatrixLoad<T>(&p, offset, colMajor,
+// stride)`), which the run-time probe falls back to where the template spelling does not compile: the
+// single-buffer tile's loads and stores with their arguments in that order (the attention's emulated test covers
+// the column-major flag).
+emulatedTcGemmTest(
+  'tensor-core GEMM WGSL in the older "bool" subgroupMatrixLoad/Store spelling, emulated (lavapipe)',
+  {
+    tile: { BM: 32, BN: 32, BK: 16, WM: 1, WN: 1, single: true },
+    force: true,
+    source: tcGemmSource,
+    seed: 940,
+    what: "emulated bool-spelling tensor-core",
+    syntax: "bool",
+  },
+  [[40, 40, 40, "bias+gelu", 1]],
 );
 
 // Two register stages (TcTile.deep: the K loop unrolled by two, the register sets alternating; no session picks

@@ -16,14 +16,13 @@ import { powScalar, stridedCopy } from "../src/backends/webgpu/kernels/layout.js
 import { rowMean } from "../src/backends/webgpu/kernels/norm.js";
 import { fromF16, toF16 } from "../src/backends/webgpu/precision.js";
 import { planGraph } from "../src/engine/executor.js";
-import { BackendUnavailableError } from "../src/errors.js";
 import { GraphBuilder } from "../src/ir/builder.js";
 import type { Graph } from "../src/ir/graph.js";
 import { Tensor } from "../src/ir/tensor.js";
 import { loadModel } from "../src/onnx/index.js";
 import { optimizeGraph } from "../src/passes/index.js";
 import { FIXTURES, fixtureCases } from "./support/fixtures.js";
-import { rand } from "./webgpu-helpers.js";
+import { rand, webgpuUnavailable } from "./webgpu-helpers.js";
 
 const MAX_ABS = 1e-2;
 const MAX_REL = 2e-3;
@@ -32,7 +31,8 @@ let f16Ctx: Promise<WebGpuContext | string> | undefined;
 /** A context made as fp16 sessions make theirs (Dawn's unsafe toggles), or why WebGPU is unavailable. */
 function f16Context(): Promise<WebGpuContext | string> {
   f16Ctx ??= WebGpuContext.create({ unsafeF16: true }).catch((e: unknown) => {
-    if (e instanceof BackendUnavailableError) return e.message;
+    const reason = webgpuUnavailable(e);
+    if (reason !== undefined) return reason;
     throw e;
   });
   return f16Ctx;

@@ -10,14 +10,25 @@ import { Tensor } from "../src/ir/tensor.js";
 
 let ctxPromise: Promise<WebGpuContext | string> | undefined;
 
-/** The context, or the reason WebGPU is unavailable here (only BackendUnavailableError counts as "unavailable"). */
+/**
+ * Why a WebGPU test may skip: the message of a BackendUnavailableError (no adapter, or no `webgpu` package),
+ * else undefined (any other error is the test's to rethrow). CI sets MHAFUSE_REQUIRE_WEBGPU=1 (.ci/run installs
+ * lavapipe), and there a missing adapter fails the test instead of letting the WebGPU suite pass by skipping.
+ */
+export function webgpuUnavailable(e: unknown): string | undefined {
+  if (!(e instanceof BackendUnavailableError)) return undefined;
+  if (process.env.MHAFUSE_REQUIRE_WEBGPU === "1")
+    throw new Error(`MHAFUSE_REQUIRE_WEBGPU=1 but WebGPU is unavailable: ${e.message}`, { cause: e });
+  return e.message;
+}
+
+/** The context, or the reason WebGPU is unavailable here (see webgpuUnavailable). */
 export function gpuContext(): Promise<WebGpuContext | string> {
   ctxPromise ??= WebGpuContext.create().catch((e: unknown) => {
-    if (e instanceof BackendUnavailableError) {
-      console.log(`# skipping WebGPU tests: ${e.message}`);
-      return e.message;
-    }
-    throw e;
+    const reason = webgpuUnavailable(e);
+    if (reason === undefined) throw e;
+    console.log(`# skipping WebGPU tests: ${reason}`);
+    return reason;
   });
   return ctxPromise;
 }

@@ -25,11 +25,12 @@ import { skipLayerNorm } from "../src/backends/webgpu/kernels/norm.js";
 import { detectF16, fromF16, toF16 } from "../src/backends/webgpu/precision.js";
 import { planGraph } from "../src/engine/executor.js";
 import { InferenceSession } from "../src/engine/session.js";
-import { BackendUnavailableError, OptionError } from "../src/errors.js";
+import { OptionError } from "../src/errors.js";
 import { type JsonTensor, loadModel, tensorFromJson } from "../src/onnx/index.js";
 import { optimizeGraph } from "../src/passes/index.js";
 import { assertClose } from "./support/compare.js";
 import { FIXTURE_MODELS, FIXTURES, fixtureCases, REPO } from "./support/fixtures.js";
+import { webgpuUnavailable } from "./webgpu-helpers.js";
 
 /**
  * The device as fp16 sessions see it: created with Dawn's unsafe toggles (on NVIDIA, shader-f16 and subgroup
@@ -38,7 +39,8 @@ import { FIXTURE_MODELS, FIXTURES, fixtureCases, REPO } from "./support/fixtures
 let f16Ctx: Promise<WebGpuContext | string> | undefined;
 function f16Context(): Promise<WebGpuContext | string> {
   f16Ctx ??= WebGpuContext.create({ unsafeF16: true }).catch((e: unknown) => {
-    if (e instanceof BackendUnavailableError) return e.message;
+    const reason = webgpuUnavailable(e);
+    if (reason !== undefined) return reason;
     throw e;
   });
   return f16Ctx;
@@ -131,7 +133,8 @@ test("webgpu fp16 without shader-f16: runs fp32 (fp32 accuracy) with one notice"
   try {
     gpu = await createWebGpuDevice();
   } catch (e) {
-    if (e instanceof BackendUnavailableError) return t.skip(e.message);
+    const reason = webgpuUnavailable(e);
+    if (reason !== undefined) return t.skip(reason);
     throw e;
   }
   // The adapter's answer stubbed before detection: what a device without shader-f16 reports.

@@ -18,18 +18,20 @@ import {
 } from "../src/backends/webgpu/device.js";
 import { layerNorm } from "../src/backends/webgpu/kernels/norm.js";
 import { planGraph } from "../src/engine/executor.js";
-import { BackendUnavailableError, OpError } from "../src/errors.js";
+import { OpError } from "../src/errors.js";
 import { loadModel } from "../src/onnx/index.js";
 import { optimizeGraph } from "../src/passes/index.js";
 import { assertClose } from "./support/compare.js";
 import { FIXTURES, fixtureCases } from "./support/fixtures.js";
+import { webgpuUnavailable } from "./webgpu-helpers.js";
 
 async function device(t: { skip(msg: string): void }): Promise<WebGpuDevice | undefined> {
   try {
     return await createWebGpuDevice();
   } catch (e) {
-    if (e instanceof BackendUnavailableError) {
-      t.skip(e.message);
+    const reason = webgpuUnavailable(e);
+    if (reason !== undefined) {
+      t.skip(reason);
       return undefined;
     }
     throw e;
