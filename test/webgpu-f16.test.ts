@@ -835,7 +835,7 @@ test("fp16 packed attention: the session's tensor-core preference falls back to 
   assert.ok(d <= 2e-3, `preferred tensor-core at H = 72: max |diff| ${d}`);
 });
 
-test("fp16 var-seqlen attention (cu_seqlens) and the general op (causal, bias, growing maxima) vs float64", async (t) => {
+test("fp16 var-seqlen attention (cu_seqlens) and the general op (causal, bias, growing maxima, GQA, Sq ≠ Skv) vs float64", async (t) => {
   const ctx = await f16Context();
   if (typeof ctx === "string") return t.skip(ctx);
   if (!ctx.gpu.features.shaderF16) return t.skip("no shader-f16");
@@ -938,6 +938,58 @@ test("fp16 var-seqlen attention (cu_seqlens) and the general op (causal, bias, g
     const d = maxDiff(await read16(ctx, out), want2);
     console.log(`# fp16 attention general causal + bias (${kernel}): max |diff| ${d.toExponential(2)}`);
     assert.ok(d <= 2e-3, `${kernel} general causal + bias: max |diff| ${d}`);
+  }
+  // GQA (4 query heads on 2 key/value heads) with Sq ≠ Skv: 37 new tokens after 113 cached ones (causal offset
+  // 113), BSNH, as a decoder's prefill with a past runs; and the same without the causal mask (cross-attention).
+  const [Sq, Skv, Nq, Nkv] = [37, 150, 4, 2];
+  const gq = round16(rand(B * Sq * Nq * H, 405));
+  const gk = round16(rand(B * Skv * Nkv * H, 406));
+  const gv = round16(rand(B * Skv * Nkv * H, 407));
+  for (const causal of [true, false]) {
+    const off = Skv - Sq;
+    const wantG = new Float64Array(B * Sq * Nq * H);
+    for (let b = 0; b < B; b++)
+      for (let n = 0; n < Nq; n++) {
+        const kn = Math.floor(n / (Nq / Nkv));
+        for (let i = 0; i < Sq; i++) {
+          const keys = causal ? i + off + 1 : Skv;
+          const sc = new Float64Array(keys);
+          let m = -Infinity;
+          for (let j = 0; j < keys; j++) {
+            let dot = 0;
+            for (let h = 0; h < H; h++)
+              dot += gq[((b * Sq + i) * Nq + n) * H + h]! * gk[((b * Skv + j) * Nkv + kn) * H + h]!;
+            sc[j] = dot / Math.sqrt(H);
+            m = Math.max(m, sc[j]!);
+          }
+          let sum = 0;
+          for (let j = 0; j < keys; j++) sum += sc[j] = Math.exp(sc[j]! - m);
+          for (let h = 0; h < H; h++) {
+            let acc = 0;
+            for (let j = 0; j < keys; j++) acc += sc[j]! * gv[((b * Skv + j) * Nkv + kn) * H + h]!;
+            wantG[((b * Sq + i) * Nq + n) * H + h] = acc / sum;
+          }
+        }
+      }
+    for (const kernel of attentionKernels(ctx)) {
+      const out = empty16(ctx, [B, Sq, Nq, H]);
+      const rec = ctx.recorder();
+      generalAttention(ctx, rec, {
+        q: up16(ctx, gq, [B, Sq, Nq, H]),
+        k: up16(ctx, gk, [B, Skv, Nkv, H]),
+        v: up16(ctx, gv, [B, Skv, Nkv, H]),
+        layout: "BSNH",
+        out,
+        causalOffset: causal ? off : undefined,
+        precision: "fp16",
+        f16Kernel: kernel,
+      });
+      await rec.submit();
+      const d = maxDiff(await read16(ctx, out), wantG);
+      const what = `GQA ${Nq}/${Nkv}, Sq ${Sq} ≠ Skv ${Skv}${causal ? `, causal offset ${off}` : ""} (${kernel})`;
+      console.log(`# fp16 attention general ${what}: max |diff| ${d.toExponential(2)}`);
+      assert.ok(d <= 2e-3, `${what}: max |diff| ${d}`);
+    }
   }
 });
 
