@@ -4,7 +4,10 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
+import { GraphBuilder } from "../src/ir/builder.js";
+import { modelFromGraph, saveModelFile } from "../src/onnx/save.js";
 import { FIXTURES, REPO } from "./helpers.js";
+import { gpuContext } from "./webgpu-helpers.js";
 
 const CLI = join(REPO, "dist/cli/main.js");
 
@@ -82,6 +85,41 @@ test("inspect shows inputs, opsets, the op histogram and the attention blocks", 
   );
   assert.ok(j.ops.MatMul >= 12);
   assert.equal(j.attention.length, 2);
+});
+
+test("inspect --provider webgpu runs the model once and lists only real CPU fallbacks", async (t) => {
+  const ctx = await gpuContext();
+  if (typeof ctx === "string") return t.skip(ctx);
+  // bert_eager: its mask chain (Range, Equal, Where …) has no GPU kernel but runs on the host by design.
+  const bert = JSON.parse(
+    mhafuse(
+      "inspect",
+      `${FIXTURES}onnx/bert_eager.onnx`,
+      "--json",
+      "--provider",
+      "webgpu",
+      "--shapes",
+      "input_ids:2x16,attention_mask:2x16,token_type_ids:2x16",
+    ).stdout,
+  );
+  assert.ok(bert.webgpu.opsWithoutKernel.includes("Range"));
+  assert.deepEqual(bert.webgpu.run.fallbacks, []);
+  assert.deepEqual(bert.webgpu.run.feeds.input_ids, [2, 16]);
+  // Floor has no GPU kernel and its input is on the GPU (Relu's output): a real fallback, with its reason.
+  const b = new GraphBuilder({ opset: 17 });
+  const x = b.input("x", "float32", [2, 3]);
+  const floor = b.op("Floor", [b.op("Relu", [x], {}, { outputs: ["r"] })], {}, { outputs: ["f"] });
+  b.output(b.op("Relu", [floor], {}, { outputs: ["y"] }), "float32");
+  const file = join(mkdtempSync(join(tmpdir(), "mhafuse-inspect-")), "floor.onnx");
+  saveModelFile(modelFromGraph(b.build()), file);
+  const r = mhafuse("inspect", file, "--provider", "webgpu");
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /op types without a GPU kernel .*: Floor/);
+  assert.match(r.stdout, /webgpu run \(fp32; x 2x3\): 1 node\(s\) fell back to the CPU/);
+  assert.match(r.stdout, /Floor '[^']+': no webgpu kernel/);
+  const bad = mhafuse("inspect", file, "--provider", "cpu");
+  assert.notEqual(bad.code, 0);
+  assert.match(bad.stderr, /OPTION_INVALID: --provider must be webgpu/);
 });
 
 test("demo builds, fuses and runs a small BERT", () => {
