@@ -20,7 +20,8 @@
  *   --norms    only SkipLayerNorm at [4096,768] and [128,768] (BERT [32,128] / [1,128]), f32 and f16 storage,
  *              the row-group kernel with vec4 loads (the default) against scalar loads, twice in turn
  *   --attention  only the fp32 attention rows (every tile variant of the subgroup kernel and the fallback)
- *   --tc-attention  only the fp16 attention rows: the tensor-core kernel's default and every other variant
+ *   --tc-attention  only the fp16 attention rows: the tensor-core kernel's default, every other variant and the
+ *                  default without each stage (ablations: where its time goes)
  *              (TcAttentionVariant: 64- or 32-key tiles, P in the K tile's memory or its own; one subgroup),
  *              and the SIMT fp16 kernel (implies --fp16; the fp16 rows run the variants too)
  */
@@ -484,6 +485,19 @@ if (FP16 && f.shaderF16 && !TC_TILES && !TILES && !ATTENTION_ONLY) {
           precision: "fp16",
           f16Kernel: "tensor-core",
           tcVariant: v,
+        }),
+      );
+    // Where the tensor-core kernel's time goes: the default without one stage (wrong results, timing only).
+    for (const ablate of ctx.f16?.syntax ? (["softmax", "pv", "loads", "qk"] as const) : [])
+      await measure(`  … tc attention without the ${ablate} stage`, flops, (rec) =>
+        packedQkvAttention(ctx, rec, {
+          qkv,
+          numHeads: N,
+          lengths,
+          out,
+          precision: "fp16",
+          f16Kernel: "tensor-core",
+          ablate,
         }),
       );
     if (ctx.f16?.syntax)

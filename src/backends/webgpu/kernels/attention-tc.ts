@@ -158,6 +158,12 @@ export interface TcAttentionConfig extends TcAttentionVariant {
    * (0, 0, 0) writes what the fragments actually held (TC_DEBUG_LAYOUT).
    */
   debug?: boolean;
+  /**
+   * Timing only (wrong results; bench/gpu-kernels.ts): drop a stage — the Q·Kᵀ products and their K fragment
+   * loads ("qk": zero scores), the softmax's exp ("softmax"), P·V ("pv"), or the K/V tile loads after the first
+   * tile ("loads"), as the SIMT kernels' FastConfig.ablate does.
+   */
+  ablate?: "softmax" | "pv" | "loads" | "qk";
 }
 
 /**
@@ -314,7 +320,7 @@ export function tcAttentionKey(syntax: MatrixSyntax, c: TcAttentionConfig): stri
   const lazy = lazyRescale(c) ? ":lazy" : "";
   const sgb = !!c.sgBuiltin;
   const causal = c.causal ? `:causal${c.causalPerBatch ? "pb" : ""}` : "";
-  return `flash-tc:${syntax}:m${+c.multi}:sgb${+sgb}:H${c.H}:len${+c.lengths}:cu${+c.cu}:kt${BC}:pk${+pInK}${lazy}${causal}${c.bias ? ":bias" : ""}`;
+  return `flash-tc:${syntax}:m${+c.multi}:sgb${+sgb}:H${c.H}:len${+c.lengths}:cu${+c.cu}:kt${BC}:pk${+pInK}${lazy}${causal}${c.bias ? ":bias" : ""}${c.ablate ? `:ablate-${c.ablate}` : ""}`;
 }
 
 export function tcAttentionSource(c: TcAttentionConfig, syntax: MatrixSyntax): string {
@@ -380,7 +386,7 @@ export function tcAttentionSource(c: TcAttentionConfig, syntax: MatrixSyntax): s
   const scores: string[] = [];
   for (let j = 0; j < BC / 16; j++) {
     scores.push(`    { var s = ${ty.result}();`);
-    for (let h = 0; h < HF; h++)
+    for (let h = 0; h < HF && c.ablate !== "qk"; h++)
       scores.push(
         `      s = subgroupMatrixMultiplyAccumulate(q${h}, ${matrixLoad(syntax, ty.right, "&KVs", `${kOff + j * 16 * KS + h * 16}u`, `${KS}u`, true)}, s);`,
       );
@@ -556,7 +562,7 @@ ${stash.join("\n")}
 ${oDecl.join("\n")}
   for (var k0 = 0u; k0 < kvEnd; k0 += ${BC}u) {
     let t0 = k0 + ${BC}u;
-    let more = t0 < kvEnd;
+    let more = t0 < kvEnd${c.ablate === "loads" ? " && false" : ""};
     if (more) {
 ${fetch.join("\n")}
     }
@@ -606,7 +612,7 @@ ${
     let live = vec4<bool>(mNew > NEG_INF);
     var ps = 0.0;
     for (var c = 0u; c < ${BC / 2}u; c += 4u) {
-      let p = select(vec4<f32>(0.0), exp(${c.bias ? s4raw : s4} - mNew), (${in4}) & live);
+      let p = select(vec4<f32>(0.0), ${c.ablate === "softmax" ? "" : "exp"}(${c.bias ? s4raw : s4} - mNew), (${in4}) & live);
       KVs[rowP + c] = f16(p.x); KVs[rowP + c + 1u] = f16(p.y); KVs[rowP + c + 2u] = f16(p.z); KVs[rowP + c + 3u] = f16(p.w);
       ps += p.x; ps += p.y; ps += p.z; ps += p.w;
     }
@@ -619,14 +625,14 @@ ${
 ${rescaleO}
     }
     {
-${pv.join("\n")}
+${c.ablate === "pv" ? "" : pv.join("\n")}
     }
     // Every subgroup is done with the V tile and P (the next tile may overwrite them) and has read the flag.
     workgroupBarrier();
     if (tid == 0u) { atomicStore(&rescale[0], 0u); }`
     : `    workgroupBarrier();
     {
-${pv.join("\n")}
+${c.ablate === "pv" ? "" : pv.join("\n")}
     }
     // T is visible, and every subgroup is done with the V tile and P (the next tile may overwrite them).
     workgroupBarrier();

@@ -491,7 +491,7 @@ export function flashAttention(ctx: WebGpuContext, rec: CommandRecorder, a: Flas
     // The kernel is written for 16×16×16 fragments (rows of 16 per subgroup, H / 16 of them).
     const c = ctx.f16?.config;
     const frag16 = c !== undefined && c.M === 16 && c.N === 16 && c.K === 16;
-    const fits = plan !== undefined && frag16 && aligned8 && !a.ablate;
+    const fits = plan !== undefined && frag16 && aligned8;
     if (!(syntax && fits) && !a.f16KernelPreferred)
       throw new OpError(
         OP,
@@ -514,6 +514,7 @@ export function flashAttention(ctx: WebGpuContext, rec: CommandRecorder, a: Flas
         causal: a.causalOffset !== undefined || !!a.causalPerBatch,
         causalPerBatch: !!a.causalPerBatch,
         bias: !!a.bias,
+        ...(a.ablate ? { ablate: a.ablate } : {}),
       };
       // flash-tc:… — everything the source bakes in (test/webgpu-attention-tc-emulated.test.ts fills it).
       const k = ctx.pipelines.get(tcAttentionKey(syntax, tc), () => tcAttentionSource(tc, syntax));
