@@ -11,11 +11,13 @@ import { type Pass, type PassStats, runPasses } from "./manager.js";
 import { removeDeadNodes } from "./remove-dead-nodes.js";
 import { fuseRmsNorm } from "./rms-norm.js";
 import { fuseSkipLayerNorm } from "./skip-layer-norm.js";
+import { composeTransposes } from "./transpose-chains.js";
 
 export type { AttentionKind, AttentionReport, AttentionTrait, FusionPath } from "./attention/report.js";
 export { summarizeReport } from "./attention/report.js";
 export type { Pass, PassStats } from "./manager.js";
 export {
+  composeTransposes,
   foldConstants,
   foldShapes,
   fuseAttention,
@@ -75,6 +77,8 @@ const fusionPasses: Pass[] = [
   { name: "fuse-skip-layer-norm", run: (g) => ({ changed: fuseSkipLayerNorm(g) }) },
   // After GELU and linear-bias fusion made the Gelu and the Gemm it reads.
   { name: "fuse-gemm-activation", run: (g) => ({ changed: fuseGemmActivation(g) }) },
+  // Last: the fused ops' layouts can leave a Transpose right after another (Qwen3's Q/K norms).
+  { name: "compose-transposes", run: (g) => ({ changed: composeTransposes(g) }) },
   { name: "remove-dead-nodes-after-fusion", run: (g) => ({ changed: removeDeadNodes(g) }) },
 ];
 

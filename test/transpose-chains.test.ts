@@ -1,0 +1,73 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { runGraph } from "../src/engine/executor.js";
+import { GraphBuilder } from "../src/ir/builder.js";
+import { cloneGraph, type Graph } from "../src/ir/graph.js";
+import { Tensor } from "../src/ir/tensor.js";
+import { loadModel } from "../src/onnx/index.js";
+import { composeTransposes, optimizeGraph, removeDeadNodes } from "../src/passes/index.js";
+import { FIXTURES } from "./helpers.js";
+
+const transposes = (g: Graph) => g.nodes.filter((n) => n.opType === "Transpose");
+const x = new Tensor(
+  "float32",
+  Float32Array.from({ length: 2 * 3 * 4 * 5 }, (_, i) => i * 0.5 - 7),
+  [2, 3, 4, 5],
+);
+
+/** Runs `graph` before and after composeTransposes + dead-node removal: the outputs must be bit-identical. */
+function rewriteAndCompare(graph: Graph): Graph {
+  const out = cloneGraph(graph);
+  composeTransposes(out);
+  removeDeadNodes(out);
+  const want = runGraph(graph, { x });
+  const got = runGraph(out, { x });
+  for (const o of graph.outputs) {
+    assert.deepEqual([...got.get(o.name)!.dims], [...want.get(o.name)!.dims], o.name);
+    assert.deepEqual(got.get(o.name)!.data, want.get(o.name)!.data, o.name);
+  }
+  return out;
+}
+
+test("composeTransposes: a pair that cancels goes away, its reader reads the input", () => {
+  const b = new GraphBuilder({ opset: 17 });
+  const t1 = b.op("Transpose", [b.op("Relu", [b.input("x", "float32", [2, 3, 4, 5])])], {
+    perm: [0, 2, 1, 3],
+  });
+  const t2 = b.op("Transpose", [t1], { perm: [0, 2, 1, 3] });
+  b.output(b.op("Neg", [t2], {}, { outputs: ["y"] }), "float32");
+  const out = rewriteAndCompare(b.build());
+  assert.equal(transposes(out).length, 0);
+});
+
+test("composeTransposes: a pair that does not cancel becomes one Transpose; a chain of three, one", () => {
+  const b = new GraphBuilder({ opset: 17 });
+  const r = b.op("Relu", [b.input("x", "float32", [2, 3, 4, 5])]);
+  const two = b.op("Transpose", [b.op("Transpose", [r], { perm: [0, 2, 1, 3] })], { perm: [3, 1, 2, 0] });
+  b.output(b.op("Neg", [two], {}, { outputs: ["y"] }), "float32");
+  const t1 = b.op("Transpose", [r], { perm: [1, 0, 3, 2] });
+  const t3 = b.op("Transpose", [b.op("Transpose", [t1], { perm: [2, 3, 0, 1] })], { perm: [0, 1, 3, 2] });
+  b.output(b.op("Abs", [t3], {}, { outputs: ["z"] }), "float32");
+  const out = rewriteAndCompare(b.build());
+  assert.equal(transposes(out).length, 2);
+});
+
+test("composeTransposes: an inner Transpose with another reader stays; a graph output keeps its name", () => {
+  const b = new GraphBuilder({ opset: 17 });
+  const t1 = b.op("Transpose", [b.op("Relu", [b.input("x", "float32", [2, 3, 4, 5])])], {
+    perm: [0, 2, 1, 3],
+  });
+  b.output(b.op("Neg", [t1], {}, { outputs: ["side"] }), "float32");
+  b.output(b.op("Transpose", [t1], { perm: [0, 2, 1, 3] }, { outputs: ["y"] }), "float32");
+  const out = rewriteAndCompare(b.build());
+  // The cancelling pair's outer Transpose is the graph output 'y': kept (as is); the inner has a reader.
+  assert.equal(transposes(out).length, 2);
+});
+
+test("composeTransposes: Qwen3's Q/K norm Transposes around the fused attention cancel (9 → 1)", async () => {
+  const model = await loadModel(`${FIXTURES}onnx/qwen3_sdpa.onnx`);
+  const before = optimizeGraph(model.graph, { level: "all", disabledPasses: ["compose-transposes"] }).graph;
+  const after = optimizeGraph(model.graph, { level: "all" }).graph;
+  assert.equal(transposes(before).length, 9);
+  assert.equal(transposes(after).length, 1);
+});
