@@ -64,10 +64,45 @@ test("composeTransposes: an inner Transpose with another reader stays; a graph o
   assert.equal(transposes(out).length, 2);
 });
 
-test("composeTransposes: Qwen3's Q/K norm Transposes around the fused attention cancel (9 → 1)", async () => {
-  const model = await loadModel(`${FIXTURES}onnx/qwen3_sdpa.onnx`);
-  const before = optimizeGraph(model.graph, { level: "all", disabledPasses: ["compose-transposes"] }).graph;
-  const after = optimizeGraph(model.graph, { level: "all" }).graph;
-  assert.equal(transposes(before).length, 9);
-  assert.equal(transposes(after).length, 1);
+test("composeTransposes: Slices between a Transpose and its inverse slice the input instead", () => {
+  const b = new GraphBuilder({ opset: 17 });
+  const r = b.op("Relu", [b.input("x", "float32", [2, 3, 4, 5])]);
+  const t1 = b.op("Transpose", [r], { perm: [0, 2, 1, 3] });
+  const int64 = (v: number[]) => b.init(new Tensor("int64", v, [v.length]));
+  // The last axis in two pieces (GPT-NeoX's Q|K|V split), axes given as -1 and as 3.
+  const a = b.op("Slice", [t1, int64([0]), int64([2]), int64([-1])]);
+  const c = b.op("Slice", [t1, int64([2]), int64([5]), int64([3])]);
+  // Axis 1 of the transposed tensor (axis 2 of x), with a step; and no axes input (the first two axes).
+  const d = b.op("Slice", [t1, int64([1]), int64([4]), int64([1]), int64([2])]);
+  const e = b.op("Slice", [t1, int64([1, 1]), int64([2, 3])]);
+  for (const [v, name] of [
+    [a, "ya"],
+    [c, "yc"],
+    [d, "yd"],
+    [e, "ye"],
+  ] as const)
+    b.output(b.op("Transpose", [v], { perm: [0, 2, 1, 3] }, { outputs: [name] }), "float32");
+  // Not an inverse: kept.
+  b.output(b.op("Transpose", [a], { perm: [1, 0, 2, 3] }, { outputs: ["keep"] }), "float32");
+  const out = rewriteAndCompare(b.build());
+  // Slice a has a second reader (the non-inverse Transpose): it stays as it was, with the inner Transpose and
+  // both of its readers; c, d and e slice x now.
+  assert.equal(transposes(out).length, 3);
+  const slices = out.nodes.filter((n) => n.opType === "Slice");
+  assert.equal(slices.length, 4);
+  assert.deepEqual(
+    slices.map((n) => n.inputs[0]),
+    [t1, r, r, r],
+  );
+});
+
+test("composeTransposes: the decoders' Transposes around the fused attention go (Qwen3 9 → 1, GPT-NeoX 9 → 1)", async () => {
+  for (const name of ["qwen3_sdpa", "gpt_neox_sdpa"]) {
+    const model = await loadModel(`${FIXTURES}onnx/${name}.onnx`);
+    const before = optimizeGraph(model.graph, { level: "all", disabledPasses: ["compose-transposes"] }).graph;
+    const after = optimizeGraph(model.graph, { level: "all" }).graph;
+    assert.equal(transposes(before).length, 9, name);
+    // What is left: the rotary tables' [0, 2, 1] (positions × frequencies), not on the attention's path.
+    assert.equal(transposes(after).length, 1, name);
+  }
 });
