@@ -20,11 +20,13 @@ import { loadModel } from "../onnx/index.js";
 import { readRegularFile } from "../onnx/read-file.js";
 import { isBinaryMask } from "../ops/seqlens-from-mask.js";
 import { type AttentionReport, type GraphOptimizationLevel, optimizeGraph } from "../passes/index.js";
+import { hasFloat16, hasFloat16Weights, liftFloat16 } from "../passes/lift-float16.js";
 import { type PaddingRemovalResult, removePadding } from "../passes/remove-padding.js";
 import { specializeShapes } from "../passes/specialize-shapes.js";
 import { type EngineFile, isEngineFile, readEngine } from "./engine-file.js";
 import { type ExecutionPlan, planGraph } from "./executor.js";
 import { type TensorLike, validateFeeds } from "./feeds.js";
+import { type Float16Edge, float16Edge, narrowOutputs, widenFeeds } from "./float16-edge.js";
 import { checkMemory } from "./memory-check.js";
 import { compareFusion, type VerifyResult } from "./verify.js";
 
@@ -57,6 +59,9 @@ export interface SessionOptions {
    * residual sums; outputs come back in the model's dtype. Where the adapter has no subgroup matrices it runs
    * the SIMT f16 kernels, without shader-f16 fp32 — one line on stderr each. The cpu provider runs fp32 and
    * says so on stderr (fp16 there would only lose accuracy: its kernels have no f16 arithmetic).
+   * float16 models (weights already f16) on webgpu run lifted to float32 types (passes/lift-float16.ts) with
+   * fp16 as their default: f16 storage, f32 math; float16 feeds and outputs as the model declares them. An
+   * explicit "fp32" runs them with f32 storage too. The cpu provider runs them with its float16 op kernels.
    */
   precision?: Precision;
   /** mhafuse, webgpu fp16 only: GEMM kernels "auto" (tensor cores where detected), "simt" or "tensor-core". */
@@ -162,7 +167,7 @@ export class InferenceSession {
   readonly outputMetadata: readonly ValueInfo[];
   /** What fusion found, fused and declined (empty when optimisation is disabled). */
   readonly attentionReport: readonly AttentionReport[];
-  /** The graph that runs (after optimisation). */
+  /** The graph that runs (after optimisation; on webgpu a float16 model's is lifted to float32 types). */
   readonly graph: Graph;
   /** Filled after each run in verify mode. */
   lastVerify?: VerifyResult;
@@ -200,14 +205,17 @@ export class InferenceSession {
       f16Kernel?: "auto" | F16Kernel;
       replay?: boolean;
       robustness?: boolean;
+      float16Model?: boolean;
     } = {},
+    /** A float16 model run lifted: the model's float16 inputs and outputs, converted at run. */
+    private readonly edge?: Float16Edge,
   ) {
     this.provider = provider;
     this.backend = provider === "webgpu" ? new WebGpuBackend(gpuOptions) : new CpuBackend(backendOptions);
     this.graph = graph;
     this.attentionReport = report;
-    this.inputMetadata = graph.inputs;
-    this.outputMetadata = graph.outputs;
+    this.inputMetadata = edge?.inputs ?? graph.inputs;
+    this.outputMetadata = edge?.outputs ?? graph.outputs;
     this.inputNames = graph.inputs.map((i) => i.name);
     this.outputNames = graph.outputs.map((o) => o.name);
     this.plan = planGraph(graph);
@@ -274,7 +282,12 @@ export class InferenceSession {
     checkPrecision(options, provider);
     const level = prebuilt ? "disabled" : (options.graphOptimizationLevel ?? "all");
     checkGraph(graph);
-    const optimized = prebuilt ? { graph, report: prebuilt } : optimizeGraph(graph, { level });
+    // webgpu kernels take float32 types (fp16 mode stores them as f16): a float16 model runs lifted, with
+    // fp16 precision unless the caller says otherwise, and its float16 feeds and outputs converted at run.
+    const lifted = provider === "webgpu" && hasFloat16(graph);
+    const source = lifted ? liftFloat16(graph) : graph;
+    const halfDefault = lifted && options.precision === undefined && hasFloat16Weights(graph);
+    const optimized = prebuilt ? { graph: source, report: prebuilt } : optimizeGraph(source, { level });
     checkMemory(optimized.graph, memoryLimit(options));
     const tolerance = options.verify
       ? ((typeof options.verify === "object" ? options.verify.tolerance : undefined) ?? 1e-3)
@@ -300,7 +313,7 @@ export class InferenceSession {
     }
     return new InferenceSession(
       optimized.graph,
-      graph,
+      source,
       optimized.report,
       tolerance,
       {
@@ -315,17 +328,20 @@ export class InferenceSession {
         tolerance === undefined &&
         (prebuilt !== undefined || level === "extended" || level === "all"),
       {
-        precision: options.precision,
+        precision: options.precision ?? (halfDefault ? "fp16" : undefined),
         f16Kernel: options.f16Kernel,
         replay: options.replay,
         robustness: options.webgpuRobustness,
+        float16Model: halfDefault,
       },
+      lifted ? float16Edge(graph) : undefined,
     );
   }
 
   /**
    * webgpu: the nodes that ran on the CPU reference although their data was on the GPU (a read-back each),
-   * with the reason, over the runs so far; empty on the CPU provider.
+   * or was model data of a dtype no GPU kernel takes (float64), with the reason, over the runs so far; the
+   * shape and integer mask chains run there by design and are not listed. Empty on the CPU provider.
    */
   fallbacks(): Fallback[] {
     return this.backend instanceof WebGpuBackend ? this.backend.fallbacks() : [];
@@ -335,7 +351,8 @@ export class InferenceSession {
     feeds: Record<string, TensorLike>,
     fetches?: readonly string[],
   ): Promise<Record<string, Tensor>> {
-    const checked = validateFeeds(this.graph.inputs, feeds);
+    const valid = validateFeeds(this.inputMetadata, feeds);
+    const checked = this.edge ? widenFeeds(this.edge, valid) : valid;
     const wanted = fetches ?? this.outputNames;
     for (const name of wanted) {
       if (!this.outputNames.includes(name)) {
@@ -349,7 +366,7 @@ export class InferenceSession {
     if (this.verifyTolerance === undefined) {
       const outputs = await prepared.run(checked, wanted);
       this.lastReplay = prepared.replayStatus?.();
-      return outputs;
+      return this.edge ? narrowOutputs(this.edge, outputs) : outputs;
     }
     // Verify mode: both graphs run on the backend keeping every value, then each fused block is compared.
     this.unfused ??= this.backend.prepare(this.original, planGraph(this.original));
@@ -365,7 +382,8 @@ export class InferenceSession {
       values(after),
       this.verifyTolerance,
     );
-    return Object.fromEntries(wanted.map((name) => [name, after[name]!]));
+    const outputs = Object.fromEntries(wanted.map((name) => [name, after[name]!]));
+    return this.edge ? narrowOutputs(this.edge, outputs) : outputs;
   }
 
   /**

@@ -1,3 +1,4 @@
+import { floatToHalf, halfToFloat } from "../ir/float16.js";
 import type { Graph } from "../ir/graph.js";
 import { GraphView } from "./graph-view.js";
 import {
@@ -19,8 +20,13 @@ import { runRewritePass } from "./rewrite-driver.js";
  * so the fused graph stays exportable.
  */
 
+/**
+ * The constant `v` as exporters write it in float32, or rounded to half exactly as a float16 conversion
+ * writes it (√2 → 1.4140625; lifted back to float32 on webgpu, passes/lift-float16.ts).
+ */
 const near = (v: number) => (t: { size: number; getNumber(i: number): number }) =>
-  t.size === 1 && Math.abs(t.getNumber(0) - v) <= 1e-6 * Math.abs(v);
+  t.size === 1 &&
+  (Math.abs(t.getNumber(0) - v) <= 1e-6 * Math.abs(v) || t.getNumber(0) === halfToFloat(floatToHalf(v)));
 
 const erfTerm: Pattern = op(
   "Add",

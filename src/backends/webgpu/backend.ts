@@ -25,6 +25,11 @@ export type { Fallback };
 export interface WebGpuBackendOptions extends WebGpuDeviceOptions {
   /** "fp32" (default) or "fp16": f16 storage and GEMM/attention inputs, f32 accumulation and statistics. */
   precision?: Precision;
+  /**
+   * The graph is a float16 model lifted to float32 types (passes/lift-float16.ts) and fp16 is its default,
+   * not the caller's request: the notice says so where the device has no shader-f16.
+   */
+  float16Model?: boolean;
   /** fp16 GEMM kernels: "auto" (tensor cores where detected, else SIMT), or forced (benchmarks). */
   f16Kernel?: "auto" | F16Kernel;
   /**
@@ -58,7 +63,10 @@ export class WebGpuBackend implements Backend {
   /** What the requested precision gets on this device (resolved once; the notice is printed then). */
   precision(): Promise<GraphPrecision> {
     this.#mode ??= this.context().then(async (ctx) => {
-      const r = await ctx.resolvePrecision(this.options.precision ?? "fp32");
+      const r = await ctx.resolvePrecision(
+        this.options.precision ?? "fp32",
+        this.options.float16Model ? "float16 model" : undefined,
+      );
       if (r.precision === "fp32") return {};
       const forced = this.options.f16Kernel ?? "auto";
       if (forced === "tensor-core" && r.kernel !== "tensor-core")
@@ -90,7 +98,7 @@ export class WebGpuBackend implements Backend {
     });
   }
 
-  /** Nodes of every graph prepared here that ran on the CPU with their data on the GPU. */
+  /** Nodes of every graph prepared here that ran on the CPU with data the GPU had or should have had. */
   fallbacks(): Fallback[] {
     const all = new Map<string, Fallback>();
     for (const g of this.#graphs) for (const [k, v] of g.fallbacks) all.set(k, v);

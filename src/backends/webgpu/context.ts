@@ -34,8 +34,8 @@ export class WebGpuContext {
   }
 
   /** The precision a request gets on this device (fp16 → SIMT fp16 or fp32, with a one-line notice). */
-  resolvePrecision(precision: Precision): Promise<ResolvedPrecision> {
-    return resolvePrecision(this.gpu, precision);
+  resolvePrecision(precision: Precision, asker?: string): Promise<ResolvedPrecision> {
+    return resolvePrecision(this.gpu, precision, asker);
   }
 
   recorder(options?: RecorderOptions): CommandRecorder {

@@ -223,13 +223,18 @@ function notice(gpu: WebGpuDevice, line: string): string {
  * What a request for `precision` gets on this device: fp16 on tensor cores, fp16 on the SIMT kernels (no
  * subgroup matrices), or fp32 (no shader-f16), with a one-line notice for each downgrade.
  */
-export async function resolvePrecision(gpu: WebGpuDevice, precision: Precision): Promise<ResolvedPrecision> {
+export async function resolvePrecision(
+  gpu: WebGpuDevice,
+  precision: Precision,
+  /** What asked for fp16, for the notice: "fp16 requested" (the option) or "float16 model" (its default). */
+  asker = "fp16 requested",
+): Promise<ResolvedPrecision> {
   if (precision === "fp32") return { precision };
   const s = await detectF16(gpu);
   if (!s.shaderF16)
     return {
       precision: "fp32",
-      notice: notice(gpu, `mhafuse webgpu: fp16 requested, running fp32: ${s.reason}`),
+      notice: notice(gpu, `mhafuse webgpu: ${asker}, running fp32: ${s.reason}`),
     };
   if (!s.syntax)
     return {

@@ -16,7 +16,7 @@ interface RunOptions {
   tolerance?: string;
   provider: string;
   removePadding: boolean;
-  precision: string;
+  precision?: string;
 }
 
 /** Reads `{name: {dtype, shape, data}}`, or case K of a fixture `{cases: [{inputs, outputs}]}`. */
@@ -82,7 +82,10 @@ export function registerRun(program: Command): void {
       "--no-remove-padding",
       "compute padded tokens as the model does (by default, on the cpu provider, the encoder runs on the valid tokens only and its outputs are 0 at padded positions)",
     )
-    .option("--precision <p>", "fp32 or fp16 (webgpu: f16 storage, f32 accumulation; cpu runs fp32)", "fp32")
+    .option(
+      "--precision <p>",
+      "fp32 or fp16 (webgpu: f16 storage, f32 accumulation; cpu runs fp32). Default fp32; on webgpu, fp16 for float16 models",
+    )
     .addHelpText(
       "after",
       "\nExample:\n  mhafuse run ../shared/fixtures/onnx/bert_eager.onnx --inputs ../shared/fixtures/onnx/bert_eager.io.json --case 1 -o out.json",
@@ -97,7 +100,7 @@ export function registerRun(program: Command): void {
         verify,
         executionProviders: [opts.provider],
         removePadding: opts.removePadding ? undefined : false,
-        precision: opts.precision as "fp32" | "fp16",
+        precision: opts.precision as "fp32" | "fp16" | undefined,
       });
       progress.tick();
       progress.stop();

@@ -2,9 +2,10 @@
  * A graph prepared for the webgpu backend. Per run: host feeds stay on the host until a GPU kernel needs them
  * (int64 ids and masks feed the host shape chains and are never uploaded as such); each node runs on its GPU
  * kernel when one covers it and its data is on the device, else on the op's CPU reference — the shape chains
- * (all-host inputs) by design, other nodes as a reported fallback with an explicit read-back. All dispatches go
- * into one recorder, submitted once with the copies of the fetched values into one staging buffer, which is
- * mapped once: one read-back per run.
+ * (all-host inputs) by design, other nodes as a reported fallback with an explicit read-back (model data of a
+ * dtype no kernel takes never reaches the device: reported all the same). All dispatches go into one
+ * recorder, submitted once with the copies of the fetched values into one staging buffer, which is mapped
+ * once: one read-back per run.
  *
  * Replay (./replay-plans.ts): a run records its commands; from the second equal recording on, runs with the
  * same feed dims, dtypes, fetches and deciding host values replay that recording instead of running node by
@@ -14,7 +15,7 @@
  * weights were converted at prepare (WeightStore), and values leaving the device — fetched outputs, inputs of
  * a CPU fallback — are cast back to float32 on the GPU first, so the host sees the model's dtype.
  */
-import type { DType } from "../../../ir/dtype.js";
+import { type DType, isFloat } from "../../../ir/dtype.js";
 import type { Graph, Node } from "../../../ir/graph.js";
 import { opsetOf } from "../../../ir/graph.js";
 import { Tensor } from "../../../ir/tensor.js";
@@ -38,7 +39,10 @@ import { ShapeChainCache } from "./shape-cache.js";
 import { DeviceValue, isDevice, LAZY_INPUT, type RunValue } from "./values.js";
 import type { WeightStore } from "./weights.js";
 
-/** A node that ran on the CPU although its data was on the GPU, and why. */
+/**
+ * A node that ran on the CPU although its data was on the GPU — or would have been, had a kernel taken its
+ * dtype (float16, float64 model data) — and why.
+ */
 export interface Fallback {
   node: string;
   op: string;
@@ -77,6 +81,8 @@ export class WebGpuPreparedGraph implements PreparedGraph {
   /** Recorded runs replayed instead of running node by node (see the header). */
   readonly replay: ReplayPlans;
   readonly #feedNames: ReadonlySet<string>;
+  /** The graph's initializers: model data, which a GPU kernel would read from the device. */
+  readonly #initializers: ReadonlySet<Tensor>;
 
   /** `replay`: replay recorded runs (default true). */
   constructor(
@@ -96,6 +102,7 @@ export class WebGpuPreparedGraph implements PreparedGraph {
     this.deferred = deferredSteps(graph, plan.order);
     this.replay = new ReplayPlans(replay);
     this.#feedNames = new Set(graph.inputs.map((i) => i.name));
+    this.#initializers = new Set(graph.initializers.values());
   }
 
   replayStatus(): ReplayStatus {
@@ -145,6 +152,7 @@ export class WebGpuPreparedGraph implements PreparedGraph {
     const values = new Map<string, RunValue>(this.graph.initializers);
     for (const [k, v] of Object.entries(feeds)) {
       values.set(k, v);
+      if (isFloat(v.type) && v.type !== "float32") state.modelData.add(v);
       // Float feeds are model data: the first GPU kernel reading one uploads it (once per run).
       if (v.type === "float32") state.deviceFeeds.add(v);
     }
@@ -270,6 +278,10 @@ export class WebGpuPreparedGraph implements PreparedGraph {
     }
     // The CPU reference: every device input read back (a fallback), host inputs as they are.
     this.onDevice.delete(node.name);
+    // Model data whose dtype no kernel takes (float16, float64) stays on the host: a fallback without
+    // read-backs, reported as one, and so are the nodes reading what it computes.
+    const stranded = kernel ? undefined : this.dtypeMiss(node, opset, inputs, state);
+    if (stranded) this.fallbacks.set(node.name, { node: node.name, op: opLabel(node), reason: stranded });
     const hostInputs: (Tensor | undefined)[] = [];
     for (const v of inputs) {
       if (isDevice(v)) {
@@ -279,8 +291,49 @@ export class WebGpuPreparedGraph implements PreparedGraph {
       } else hostInputs.push(v);
     }
     const outputs = this.ops[step]!.run({ node, opset }, hostInputs);
+    // What it computed from such data is such data too (through aliases and host ops alike).
+    if (stranded || inputs.some((v) => this.isStranded(v, state)))
+      for (const o of outputs) if (o && isFloat(o.type) && o.type !== "float32") state.modelData.add(o);
     capture?.hostStep(step, node, inputs);
     return outputs;
+  }
+
+  /**
+   * Why a node with no kernel for its dtypes would have run on the GPU otherwise: its op has a float32 kernel,
+   * its first input (the one kernels are matched on) is a float type other than float32, and a data input
+   * of that kernel is on the device, an initializer, or float16 / float64 model data (a feed, or computed
+   * from one or from an initializer) — what a float32 graph would have on the device. undefined for the
+   * host chains (shapes, integer masks).
+   */
+  private dtypeMiss(
+    node: Node,
+    opset: number,
+    inputs: readonly (RunValue | undefined)[],
+    state: RunState,
+  ): string | undefined {
+    const dtype = inputs.find((v) => v !== undefined)?.type;
+    if (!dtype || dtype === "float32" || !isFloat(dtype)) return undefined;
+    const f32 = webgpuKernels.find(node, opset, ["float32"]);
+    if (!f32) return undefined;
+    const host = new Set(f32.hostInputs ?? []);
+    const data = inputs.some(
+      (v, i) =>
+        v !== undefined &&
+        !host.has(i) &&
+        (isDevice(v) || this.#initializers.has(v) || this.isStranded(v, state)),
+    );
+    return data ? `no webgpu kernel takes ${dtype} inputs` : undefined;
+  }
+
+  /** A float16 / float64 host tensor that is model data: a feed, an initializer, or computed from them. */
+  private isStranded(v: RunValue | undefined, state: RunState): boolean {
+    return (
+      v !== undefined &&
+      !isDevice(v) &&
+      isFloat(v.type) &&
+      v.type !== "float32" &&
+      (this.#initializers.has(v) || state.modelData.has(v))
+    );
   }
 
   /**

@@ -35,6 +35,11 @@ export class RunState {
   readonly uploads = new Map<Tensor, DeviceValue>();
   /** Float32 feeds: on the device as soon as a GPU kernel reads them. */
   readonly deviceFeeds = new Set<Tensor>();
+  /**
+   * float16 / float64 host tensors that are model data rather than host chains: such feeds, and what the CPU
+   * computed from them or from initializers (prepared-graph.ts's dtypeMiss: no kernel takes their dtype).
+   */
+  readonly modelData = new Set<Tensor>();
   readonly #temps: GPUBuffer[] = [];
   /** Host-data uploads of this run by kernel function and share name (GpuKernelDef.hostDataShare). */
   readonly sharedHostData = new Map<HostData, Map<string, GPUBuffer>>();
