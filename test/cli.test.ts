@@ -115,7 +115,7 @@ test("inspect --provider webgpu runs the model once and lists only real CPU fall
   const r = mhafuse("inspect", file, "--provider", "webgpu");
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /op types without a GPU kernel .*: Floor/);
-  assert.match(r.stdout, /webgpu run \(fp32; x 2x3\): 1 node\(s\) fell back to the CPU/);
+  assert.match(r.stdout, /webgpu run \(default; x 2x3\): 1 node\(s\) fell back to the CPU/);
   assert.match(r.stdout, /Floor '[^']+': no webgpu kernel/);
   const bad = mhafuse("inspect", file, "--provider", "cpu");
   assert.notEqual(bad.code, 0);

@@ -32,8 +32,9 @@ interface WebGpuRunReport {
  * also holds the host shape and mask chains, which run on the CPU by design and move nothing.
  */
 async function webgpuRun(path: string, opts: InspectOptions): Promise<WebGpuRunReport> {
-  // InferenceSession checks the value (an OptionError naming fp32 and fp16).
-  const precision = (opts.precision ?? "fp32") as "fp32" | "fp16";
+  // InferenceSession checks the value (an OptionError naming fp32 and fp16); unset, the model decides (fp32, or
+  // fp16 for a float16 model).
+  const precision = opts.precision as "fp32" | "fp16" | undefined;
   const session = await InferenceSession.create(path, { executionProviders: ["webgpu"], precision });
   try {
     let feeds: Record<string, Tensor>;
@@ -45,7 +46,7 @@ async function webgpuRun(path: string, opts: InspectOptions): Promise<WebGpuRunR
     await session.run(feeds);
     return {
       feeds: Object.fromEntries(Object.entries(feeds).map(([k, t]) => [k, [...t.dims]])),
-      precision,
+      precision: precision ?? "default",
       fallbacks: session.fallbacks(),
     };
   } finally {
@@ -78,7 +79,10 @@ export function registerInspect(program: Command): void {
     .option("--shapes <spec>", "with --provider: input shapes for the generated feeds, e.g. input_ids:8x128")
     .option("-i, --inputs <file>", "with --provider: run on these inputs instead (as `run --inputs`)")
     .option("--case <k>", "with --inputs and a fixture *.io.json: which case (default 0)")
-    .option("--precision <p>", "with --provider webgpu: fp32 or fp16", "fp32")
+    .option(
+      "--precision <p>",
+      "with --provider webgpu: fp32 or fp16 (default: fp32, fp16 for a float16 model)",
+    )
     .addHelpText(
       "after",
       "\nWithout --provider nothing runs: the webgpu line lists op types with no GPU kernel, which includes host\n" +
