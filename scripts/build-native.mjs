@@ -14,6 +14,7 @@
  *                                              native/build/npm/native-<platform>-<arch> (esbuild/sharp style)
  *
  * CXX picks the compiler (default g++, then c++, then clang++). MHAFUSE_SKIP_NATIVE_BUILD=1 skips the build.
+ * MHAFUSE_REQUIRE_NATIVE=1 (set by CI, .ci/run) makes --optional strict: a failed build fails the install.
  */
 import { execFileSync, spawn } from "node:child_process";
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
@@ -28,7 +29,8 @@ const buildDir = join(root, "native", "build");
 const objDir = join(buildDir, "obj");
 const output = join(buildDir, "mhafuse_native.node");
 const args = new Set(process.argv.slice(2));
-const optional = args.has("--optional");
+// CI must not go green on the fallback because the compile failed: there --optional is ignored.
+const optional = args.has("--optional") && process.env.MHAFUSE_REQUIRE_NATIVE !== "1";
 
 class BuildError extends Error {}
 
