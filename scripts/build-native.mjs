@@ -6,17 +6,28 @@
  *
  * The kernel files are compiled once per instruction set (AVX-512, AVX2+FMA, portable) with per-file flags and
  * the addon picks one at run time (native/src/dispatch.cc); nothing uses -march=native, so the binary runs on
- * any x86-64. Objects are rebuilt only when a source or header is newer.
+ * any x86-64. Nothing is compiled when the .node file is newer than every source and header (so --pack reuses
+ * the addon the install step built); else objects are rebuilt only when a source or header is newer.
  *
  *   node scripts/build-native.mjs              build; exit 1 on failure
  *   node scripts/build-native.mjs --optional   build; on failure print one line and exit 0 (npm install, npm run build)
  *   node scripts/build-native.mjs --pack       build, then make the per-platform package folder
  *                                              native/build/npm/native-<platform>-<arch> (esbuild/sharp style)
+ *   ... --pack --out DIR                       the same folder under DIR instead of native/build/npm
  *
  * CXX picks the compiler (default g++, then c++, then clang++). MHAFUSE_SKIP_NATIVE_BUILD=1 skips the build.
+ * MHAFUSE_REQUIRE_NATIVE=1 (set by CI, .ci/run) makes --optional strict: a failed build fails the install.
  */
 import { execFileSync, spawn } from "node:child_process";
-import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { createRequire } from "node:module";
 import { availableParallelism } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -27,8 +38,19 @@ const srcDir = join(root, "native", "src");
 const buildDir = join(root, "native", "build");
 const objDir = join(buildDir, "obj");
 const output = join(buildDir, "mhafuse_native.node");
-const args = new Set(process.argv.slice(2));
-const optional = args.has("--optional");
+const argv = process.argv.slice(2);
+const args = new Set(argv);
+/** `--out DIR` / `--out=DIR`: where --pack writes the package folder (default native/build/npm). */
+function outDir() {
+  const i = argv.indexOf("--out");
+  const value =
+    i >= 0 ? (argv[i + 1] ?? "") : argv.find((a) => a.startsWith("--out="))?.slice("--out=".length);
+  if (value === undefined) return join(buildDir, "npm");
+  if (value === "" || value.startsWith("--")) throw new BuildError("--out needs a directory");
+  return resolve(value);
+}
+// CI must not go green on the fallback because the compile failed: there --optional is ignored.
+const optional = args.has("--optional") && process.env.MHAFUSE_REQUIRE_NATIVE !== "1";
 
 class BuildError extends Error {}
 
@@ -107,11 +129,13 @@ async function build() {
     "-DNODE_ADDON_API_DISABLE_DEPRECATED",
     ...includes,
   ];
+  const sourceFiles = readdirSync(srcDir).filter((f) => f.endsWith(".h") || f.endsWith(".cc"));
+  const newestSource = Math.max(...sourceFiles.map((f) => statSync(join(srcDir, f)).mtimeMs));
+  // Linked after the last edit of any source: up to date, even where the objects are gone (a copied build).
+  if (existsSync(output) && statSync(output).mtimeMs >= newestSource) return 0;
   mkdirSync(objDir, { recursive: true });
   const headersTime = Math.max(
-    ...readdirSync(srcDir)
-      .filter((f) => f.endsWith(".h"))
-      .map((f) => statSync(join(srcDir, f)).mtimeMs),
+    ...sourceFiles.filter((f) => f.endsWith(".h")).map((f) => statSync(join(srcDir, f)).mtimeMs),
   );
   const units = [
     ...commonSources.map((f) => ({ src: f, obj: f.replace(/\.cc$/, ".o"), flags: [] })),
@@ -125,7 +149,9 @@ async function build() {
   };
   const todo = units.filter((u) => stale(u.obj, u.src));
   await pool(
-    todo.map((u) => () => run(cxx, [...base, ...u.flags, "-c", join(srcDir, u.src), "-o", join(objDir, u.obj)])),
+    todo.map(
+      (u) => () => run(cxx, [...base, ...u.flags, "-c", join(srcDir, u.src), "-o", join(objDir, u.obj)]),
+    ),
     availableParallelism(),
   );
   if (todo.length > 0 || !existsSync(output)) {
@@ -146,10 +172,10 @@ async function build() {
 }
 
 /** The per-platform package (like @esbuild/linux-x64): package.json with os/cpu (and libc) + the .node file. */
-function pack() {
+function pack(into) {
   const own = JSON.parse(readFileSync(join(root, "package.json"), "utf8"));
   const platform = `${process.platform}-${process.arch}`;
-  const dir = join(buildDir, "npm", `native-${platform}`);
+  const dir = join(into, `native-${platform}`);
   mkdirSync(dir, { recursive: true });
   copyFileSync(output, join(dir, "mhafuse_native.node"));
   const manifest = {
@@ -169,14 +195,19 @@ function pack() {
 
 try {
   if (process.env.MHAFUSE_SKIP_NATIVE_BUILD) {
-    console.error("mhafuse: native kernels not built (MHAFUSE_SKIP_NATIVE_BUILD set); the WebAssembly kernels will be used");
+    console.error(
+      "mhafuse: native kernels not built (MHAFUSE_SKIP_NATIVE_BUILD set); the WebAssembly kernels will be used",
+    );
     process.exit(0);
   }
+  const packInto = args.has("--pack") ? outDir() : undefined;
   const started = Date.now();
   const compiled = await build();
   if (compiled > 0)
-    console.error(`mhafuse: built ${output} (${compiled} files, ${((Date.now() - started) / 1000).toFixed(1)} s)`);
-  if (args.has("--pack")) console.error(`mhafuse: per-platform package in ${pack()}`);
+    console.error(
+      `mhafuse: built ${output} (${compiled} files, ${((Date.now() - started) / 1000).toFixed(1)} s)`,
+    );
+  if (packInto) console.error(`mhafuse: per-platform package in ${pack(packInto)}`);
 } catch (e) {
   const message = e instanceof BuildError ? e.message : String(e?.stack ?? e);
   if (!optional) {

@@ -3,6 +3,7 @@ import { spawnSync } from "node:child_process";
 import { after, test } from "node:test";
 import { CpuBackend } from "../src/backends/cpu/backend.js";
 import { InferenceSession } from "../src/engine/session.js";
+import { loadNativeQuietly } from "../src/native/load.js";
 import { loadModel } from "../src/onnx/index.js";
 import { REPO } from "./helpers.js";
 import { skipNative } from "./native-helpers.js";
@@ -62,4 +63,20 @@ await b.dispose();`;
   assert.equal(r.status, 0, r.stderr);
   assert.deepEqual(JSON.parse(r.stdout), { native: false, gemm: "auto" });
   assert.equal(r.stderr.split("\n").filter((l) => l.startsWith("mhafuse:")).length, 1, r.stderr);
+});
+
+test("this process runs the kernels it was asked for: no addon under MHAFUSE_NO_NATIVE=1 (npm run test:fallback)", async () => {
+  // The fallback run (scripts/test-fallback.mjs) would prove nothing if the addon still loaded: this is where
+  // it shows. Without the variable, a backend asking for native kernels gets them exactly when the addon is built.
+  const backend = new CpuBackend({ threads: 1, cpuKernels: "native" });
+  try {
+    if (process.env.MHAFUSE_NO_NATIVE === "1") {
+      assert.equal(loadNativeQuietly(), undefined, "the addon loaded under MHAFUSE_NO_NATIVE=1");
+      assert.equal(backend.native, undefined, "a native CPU backend got the addon under MHAFUSE_NO_NATIVE=1");
+    } else {
+      assert.equal(backend.native !== undefined, skipNative === false);
+    }
+  } finally {
+    await backend.dispose();
+  }
 });

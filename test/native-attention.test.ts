@@ -91,7 +91,8 @@ function build(x: Sample): AttentionArgs {
     bias,
   };
 }
-const sample = (): Sample => fc.sample(problemArb, 1)[0]!;
+/** One problem from a fixed seed (the tests then set the fields they are about). */
+const sample = (seed = 1): Sample => fc.sample(problemArb, { seed, numRuns: 1 })[0]!;
 
 /** Native and JS kernel on copies of the same problem; elements agree (NaN where the JS kernel has NaN). */
 function compare(a: AttentionArgs, what: string): void {
@@ -186,8 +187,48 @@ test("attention: empty batch, zero-length sequences and 1-token problems", { ski
   const x = sample();
   x.p = { ...x.p, batch: 1, seqQ: 1, seqKV: 1, lengths: "none", causal: undefined, bias: "none" };
   compare(build(x), "1 token");
+  // batch 0: no row is computed, so nothing is written (out starts as NaN and stays NaN, bit for bit); an output
+  // of zero elements is accepted.
   const empty = build(x);
+  const before = new Uint32Array(empty.out.slice().buffer);
   native!.attention({ ...empty, batch: 0 });
+  assert.deepEqual(new Uint32Array(empty.out.buffer), before, "batch 0 wrote into out");
+  const none = new Float32Array(0);
+  native!.attention({ ...empty, batch: 0, out: none, outLayout: { ...empty.outLayout, offset: 0 } });
+  // The packed op on an empty batch (B = 0, with S > 0 and S = 0): the reference's output is empty, and the
+  // kernel, given empty inputs and spare NaN-filled output, writes nothing.
+  const untouched = (out: Float32Array, what: string) =>
+    assert.ok(
+      out.every((v) => Number.isNaN(v)),
+      `${what}: wrote into out`,
+    );
+  for (const [B, S] of [
+    [0, 5],
+    [0, 0],
+  ] as const) {
+    const qkv = packedProblem(B, S, 2, 8, 1);
+    const want = qkvToContext(qkv, { numHeads: 2, mask: new Int32Array(0) });
+    assert.deepEqual([...want.dims], [S, B, 16, 1, 1]);
+    const out = new Float32Array(want.size + 8).fill(Number.NaN);
+    native!.packedQkvAttention({
+      qkv: qkv.data as Float32Array,
+      out,
+      numHeads: 2,
+      headSize: 8,
+      batch: B,
+      seqLen: S,
+      lengths: new Int32Array(0),
+    });
+    untouched(out, `B=0 S=${S}`);
+  }
+  // Var-seqlen with no tokens at all: every sequence empty (the reference needs at least one sequence).
+  for (const cu of [Int32Array.of(0, 0), Int32Array.of(0, 0, 0)]) {
+    const noTokens = new Tensor("float32", new Float32Array(0), [0, 48, 1, 1]);
+    assert.deepEqual([...qkvToContext(noTokens, { numHeads: 2, cuSeqlens: cu }).dims], [0, 16, 1, 1]);
+    const out = new Float32Array(8).fill(Number.NaN);
+    native!.packedQkvAttention({ qkv: new Float32Array(0), out, numHeads: 2, headSize: 8, cuSeqlens: cu });
+    untouched(out, `cu_seqlens [${cu}]`);
+  }
   x.p = { ...x.p, batch: 3, seqQ: 9, seqKV: 9, lengths: "both" };
   x.keyLengths = [0, 9, 4];
   x.queryLengths = [0, 0, 9];

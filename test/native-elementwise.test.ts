@@ -1,7 +1,11 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { floatAttr } from "../src/ir/builder.js";
+import { Tensor } from "../src/ir/tensor.js";
+import "../src/ops/normalization.js";
 import { geluErfFloat32, geluTanh, sigmoid } from "../src/ops/elementwise-util.js";
 import { assertClose, forEachConfig, rand, skipNative } from "./native-helpers.js";
+import { runOp } from "./support/ops.js";
 
 const specials = [
   Number.NaN,
@@ -102,6 +106,82 @@ test("SkipLayerNorm: skip broadcast over the batch, bias, sum output", { skip: s
           "no bias",
         );
       }
+    }
+  });
+});
+
+test("SkipLayerNorm: NaN and ±Inf in x, skip and bias propagate as the reference op (sum and output)", {
+  skip: skipNative,
+}, () => {
+  forEachConfig((nk, label) => {
+    for (const [batch, seq, d] of [
+      [2, 3, 37],
+      [1, 8, 768],
+      [4, 1, 16],
+    ] as const) {
+      const rows = batch * seq;
+      const x = rand(rows * d, d).map((v) => v * 3);
+      const skip = rand(seq * d, d + 1); // [seq, d] broadcast over the batch when batch > 1
+      const bias = rand(d, 7);
+      const g = rand(d, 8);
+      const beta = rand(d, 9);
+      x[3] = Number.NaN; // row 0: NaN
+      if (rows > 1) x[d] = Number.POSITIVE_INFINITY; // row 1: one +inf (mean inf, inf − inf = NaN)
+      if (rows > 2) {
+        x[2 * d + 1] = Number.POSITIVE_INFINITY; // row 2: +inf and −inf in one row
+        x[2 * d + 2] = Number.NEGATIVE_INFINITY;
+      }
+      skip[(seq - 1) * d + (d - 1)] = Number.NEGATIVE_INFINITY; // the last skip row: every batch's last row
+      const sum = new Float32Array(rows * d).fill(7);
+      const y = new Float32Array(rows * d).fill(7);
+      nk.skipLayerNorm({ x, skip, skipRows: seq, bias, gamma: g, beta, y, sum, rows, d, epsilon: 1e-5 });
+      const t = (data: Float32Array, dims: number[]) => new Tensor("float32", data, dims);
+      const [refY, , , refSum] = runOp(
+        "SkipLayerNormalization",
+        [t(x, [batch, seq, d]), t(skip, [seq, d]), t(g, [d]), t(beta, [d]), t(bias, [d])],
+        { epsilon: floatAttr(1e-5) },
+        1,
+        "com.microsoft",
+        4,
+      );
+      const what = `SLN ${label} ${batch}x${seq}x${d}`;
+      assertClose(sum, Array.from(refSum!.data as Float32Array), 1e-6, `${what} sum`);
+      assertClose(y, Array.from(refY!.data as Float32Array), 2e-5, `${what} y`);
+      // The cases above do reach the output: NaN rows and an infinite sum.
+      assert.ok(y.subarray(0, d).every(Number.isNaN), `${what}: the NaN row`);
+      assert.equal(sum[(seq - 1) * d + (d - 1)], Number.NEGATIVE_INFINITY);
+    }
+    // A NaN bias element: that column of every row's sum is NaN, so every row is.
+    const d = 24;
+    const bias = rand(d, 3);
+    bias[5] = Number.NaN;
+    const y = new Float32Array(3 * d);
+    nk.skipLayerNorm({ x: rand(3 * d, 1), skip: rand(3 * d, 2), bias, gamma: rand(d, 4), y, rows: 3, d });
+    assert.ok(y.every(Number.isNaN), `SLN ${label}: NaN bias`);
+  });
+});
+
+test("LayerNorm, SkipLayerNorm and Softmax with rows = 0 write nothing", { skip: skipNative }, () => {
+  forEachConfig((nk, label) => {
+    for (const d of [1, 16, 768]) {
+      const g = rand(d, 1);
+      const y = new Float32Array(d).fill(Number.NaN);
+      const mean = new Float32Array(1).fill(Number.NaN);
+      const invStd = new Float32Array(1).fill(Number.NaN);
+      nk.layerNorm(new Float32Array(0), y, 0, d, g, { beta: rand(d, 2), mean, invStd });
+      nk.layerNorm(new Float32Array(0), new Float32Array(0), 0, d, g);
+      nk.skipLayerNorm({
+        x: new Float32Array(0),
+        skip: new Float32Array(0),
+        gamma: g,
+        y,
+        sum: y,
+        rows: 0,
+        d,
+      });
+      nk.softmax(new Float32Array(0), y, 0, d);
+      nk.softmax(new Float32Array(0), new Float32Array(0), 0, d);
+      for (const out of [y, mean, invStd]) assert.ok(out.every(Number.isNaN), `${label} d=${d}: written`);
     }
   });
 });

@@ -44,9 +44,10 @@ test("the built addon loads without a notice", { skip: skipNative }, () => {
 });
 
 test("install step without a compiler: one line on stderr and exit 0, so the package still installs", () => {
+  const noCompiler = { CXX: "/nonexistent/c++", MHAFUSE_REQUIRE_NATIVE: "" };
   const r = spawnSync(process.execPath, ["scripts/build-native.mjs", "--optional"], {
     cwd: REPO,
-    env: { ...process.env, CXX: "/nonexistent/c++" },
+    env: { ...process.env, ...noCompiler },
     encoding: "utf8",
   });
   assert.equal(r.status, 0);
@@ -56,11 +57,40 @@ test("install step without a compiler: one line on stderr and exit 0, so the pac
     lines[0]!,
     /^mhafuse: native kernels not built \(no C\+\+ compiler found .*\); the WebAssembly kernels will be used$/,
   );
-  // Without --optional (npm run build:native) the same failure is an error.
-  const strict = spawnSync(process.execPath, ["scripts/build-native.mjs"], {
-    cwd: REPO,
-    env: { ...process.env, CXX: "/nonexistent/c++" },
-    encoding: "utf8",
-  });
-  assert.equal(strict.status, 1);
+  // Without --optional (npm run build:native) the same failure is an error; so it is with --optional under
+  // MHAFUSE_REQUIRE_NATIVE=1 (CI), where a failed build must fail the install rather than fall back.
+  for (const [argv, require] of [
+    [[], ""],
+    [["--optional"], "1"],
+  ] as const) {
+    const strict = spawnSync(process.execPath, ["scripts/build-native.mjs", ...argv], {
+      cwd: REPO,
+      env: { ...process.env, ...noCompiler, MHAFUSE_REQUIRE_NATIVE: require },
+      encoding: "utf8",
+    });
+    assert.equal(strict.status, 1, `${argv.join(" ")} MHAFUSE_REQUIRE_NATIVE=${require}: ${strict.stderr}`);
+    assert.match(strict.stderr, /^mhafuse: native build failed: no C\+\+ compiler found/);
+  }
+});
+
+test("MHAFUSE_REQUIRE_NATIVE=1: the native test helper fails, not skips, when the addon does not load", () => {
+  // A broken addon simulated in a child process: every dlopen throws, so neither the prebuilt package nor
+  // native/build loads (MHAFUSE_NO_NATIVE=1 is the fallback run, where skipping is right).
+  const helper = `
+process.dlopen = () => { throw new Error("simulated dlopen failure"); };
+const { skipNative } = await import("./test/native-helpers.ts");
+console.log(JSON.stringify(skipNative));`;
+  const local = runTs(helper, { MHAFUSE_NO_NATIVE: "", MHAFUSE_REQUIRE_NATIVE: "" });
+  assert.equal(local.status, 0, local.stderr);
+  assert.match(JSON.parse(local.stdout), /^native addon not built/);
+  const ci = runTs(helper, { MHAFUSE_NO_NATIVE: "", MHAFUSE_REQUIRE_NATIVE: "1" });
+  assert.notEqual(ci.status, 0);
+  assert.equal(ci.stdout, "");
+  assert.match(
+    ci.stderr,
+    /MHAFUSE_REQUIRE_NATIVE=1 but the native addon did not load: .*simulated dlopen failure/,
+  );
+  const fallback = runTs(helper, { MHAFUSE_NO_NATIVE: "1", MHAFUSE_REQUIRE_NATIVE: "1" });
+  assert.equal(fallback.status, 0, fallback.stderr);
+  assert.equal(JSON.parse(fallback.stdout), "native kernels disabled by MHAFUSE_NO_NATIVE=1");
 });

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import fc from "fast-check";
 import { NativeKernelError } from "../src/backends/cpu/native/index.js";
 import { geluErfFloat32, geluTanh } from "../src/ops/elementwise-util.js";
 import { assertClose, forEachConfig, native, rand, skipNative } from "./native-helpers.js";
@@ -90,6 +91,27 @@ test("GEMM: random and odd shapes against float64 (every ISA, 1 and 2 threads)",
     { M: 3, N: 1000, K: 7 },
   ];
   for (const s of shapes) runCase(s, "plain");
+});
+
+test("GEMM: random shapes, layouts and epilogues (fast-check, fixed seed) against float64", {
+  skip: skipNative,
+}, () => {
+  // Shapes straddling the 8×32 register tile and the K blocks, any epilogue, padded leading dimensions;
+  // every ISA × 1 and 2 threads per case (runCase), so a handful of cases.
+  const caseArb: fc.Arbitrary<Case> = fc.record({
+    M: fc.integer({ min: 1, max: 70 }),
+    N: fc.integer({ min: 1, max: 100 }),
+    K: fc.integer({ min: 1, max: 300 }),
+    trans: fc.boolean(),
+    bias: fc.boolean(),
+    act: fc.constantFrom("none", "gelu", "fastGelu"),
+    residual: fc.boolean(),
+    pad: fc.integer({ min: 0, max: 3 }),
+  });
+  fc.assert(
+    fc.property(caseArb, (c) => runCase(c, "property")),
+    { numRuns: 12, seed: 20261129 },
+  );
 });
 
 test("GEMM: fused epilogues bias, GELU (erf), FastGelu (tanh) and residual", { skip: skipNative }, () => {

@@ -1,17 +1,29 @@
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
-import { LOCAL_BUILD, type NativeKernels, nativeKernels } from "../src/backends/cpu/native/index.js";
+import {
+  LOCAL_BUILD,
+  type NativeKernels,
+  nativeKernels,
+  nativeSource,
+} from "../src/backends/cpu/native/index.js";
 
 // Shared by the native kernel tests: the addon (or why the tests skip), every kernel build × thread count this
 // machine runs, and comparisons with the references' NaN/±Inf behaviour.
 
-export const native: NativeKernels | undefined =
-  process.env.MHAFUSE_NO_NATIVE === "1" ? undefined : nativeKernels();
+/** MHAFUSE_NO_NATIVE=1: the fallback run (npm run test:fallback), where the native tests skip. */
+const disabled = process.env.MHAFUSE_NO_NATIVE === "1";
+
+export const native: NativeKernels | undefined = disabled ? undefined : nativeKernels();
+
+// CI sets MHAFUSE_REQUIRE_NATIVE=1 (.ci/run): there a missing addon fails every file that imports this one
+// instead of skipping its tests, so a failed build cannot pass green. Local runs without it still skip.
+if (!native && !disabled && process.env.MHAFUSE_REQUIRE_NATIVE === "1")
+  throw new Error(`MHAFUSE_REQUIRE_NATIVE=1 but the native addon did not load: ${nativeSource()}`);
 
 /** Skip reason (printed by node:test) when the addon is not built; false when the tests run. */
 export const skipNative: string | false = native
   ? false
-  : process.env.MHAFUSE_NO_NATIVE === "1"
+  : disabled
     ? "native kernels disabled by MHAFUSE_NO_NATIVE=1"
     : `native addon not built (${existsSync(LOCAL_BUILD) ? "it failed to load" : "run npm run build:native"})`;
 

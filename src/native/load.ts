@@ -26,29 +26,54 @@ export interface NativeLoad {
   source: string;
 }
 
-let loaded: NativeLoad | undefined;
+/** Where findNative looks; the defaults are this package's own places. */
+export interface NativeSearch {
+  /**
+   * The directory the prebuilt package is resolved from, as `require` from a file in it would (its
+   * node_modules, then its parents'): default this module's own location.
+   */
+  resolveFrom?: string;
+  /** The locally compiled addon to try next (default LOCAL_BUILD); null: none. */
+  localBuild?: string | null;
+}
 
-function tryLoad(): NativeLoad {
-  if (process.env.MHAFUSE_NO_NATIVE === "1")
-    return { binding: undefined, source: "disabled by MHAFUSE_NO_NATIVE=1" };
+/**
+ * The addon by the loader's order: the prebuilt per-platform package, then the local build. No caching, no
+ * notice, no MHAFUSE_NO_NATIVE: loadNative adds those. `search` points it elsewhere (the tests install a packed
+ * package into a temporary node_modules and load it from there).
+ */
+export function findNative(search: NativeSearch = {}): NativeLoad {
+  const requireFrom = search.resolveFrom ? createRequire(join(search.resolveFrom, "index.js")) : require;
+  const localBuild = search.localBuild === undefined ? LOCAL_BUILD : search.localBuild;
   const errors: string[] = [];
   try {
-    return { binding: require(PREBUILT_PACKAGE) as NativeBinding, source: PREBUILT_PACKAGE };
+    return { binding: requireFrom(PREBUILT_PACKAGE) as NativeBinding, source: PREBUILT_PACKAGE };
   } catch (e) {
-    if ((e as { code?: string }).code !== "MODULE_NOT_FOUND")
+    // Not installed is the normal case (no prebuilt for this platform, or a clone of this repo); a package that
+    // is there but does not load is worth saying.
+    const code = (e as { code?: string }).code;
+    if (code !== "MODULE_NOT_FOUND" || !(e as Error).message.includes(`'${PREBUILT_PACKAGE}'`))
       errors.push(`${PREBUILT_PACKAGE}: ${(e as Error).message}`);
   }
-  if (existsSync(LOCAL_BUILD)) {
+  if (localBuild !== null && existsSync(localBuild)) {
     try {
-      return { binding: require(LOCAL_BUILD) as NativeBinding, source: LOCAL_BUILD };
+      return { binding: require(localBuild) as NativeBinding, source: localBuild };
     } catch (e) {
-      errors.push(`${LOCAL_BUILD}: ${(e as Error).message}`);
+      errors.push(`${localBuild}: ${(e as Error).message}`);
     }
   }
   return {
     binding: undefined,
     source: errors.length ? errors.join("; ") : "not built (npm run build:native builds it)",
   };
+}
+
+let loaded: NativeLoad | undefined;
+
+function tryLoad(): NativeLoad {
+  if (process.env.MHAFUSE_NO_NATIVE === "1")
+    return { binding: undefined, source: "disabled by MHAFUSE_NO_NATIVE=1" };
+  return findNative();
 }
 
 let noticed = false;
