@@ -301,8 +301,12 @@ const SkipLayerNormalization: OpDef = {
     const x = floatData(input);
     const s = floatData(skip);
     const alloc = (n: number) => (type === "float32" ? computeOf(ctx).allocFloat32(n) : allocFloat(type, n));
-    const sum = alloc(input.size);
     const y = alloc(input.size);
+    // The sum is an output only where the node names it (input_skip_bias_sum); otherwise the float32 path forms
+    // it in y and normalises in place (each row's statistics are read before its writes), and the other path
+    // takes a plain array — a pooled buffer nobody reads would never go back to the pool.
+    const wantSum = !!node.outputs[3];
+    const sum = wantSum ? alloc(input.size) : y instanceof Float32Array ? y : allocFloat(type, input.size);
     const mean = new Float32Array(rows);
     const invStd = new Float32Array(rows);
     const epsilon = attrFloat(node, "epsilon", 1e-12);
