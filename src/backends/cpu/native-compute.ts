@@ -15,8 +15,16 @@ import type { NativeKernels, PackedWeights } from "./native/index.js";
 /** Packed panels of immutable weights, per array and per view of it (offset, stride, transpose, K×N). */
 const packedCache = new WeakMap<Float32Array, Map<string, PackedWeights>>();
 
+/** The part of a GEMM problem that decides op(B)'s packed panels (what prepackWeights derives from a node). */
+export type WeightView = Pick<GemmProblem, "B" | "bOffset" | "ldb" | "transB" | "K" | "N">;
+
+/** The cache key of one view of B: a run and the prepare step must agree on it to share the panels. */
+function viewKey(native: NativeKernels, p: WeightView): string {
+  return `${p.bOffset}:${p.ldb}:${p.transB ? 1 : 0}:${p.K}:${p.N}:${native.isa}`;
+}
+
 /** op(B) packed for the native GEMM: cached when B is an initializer, packed for this call otherwise. */
-export function packedB(native: NativeKernels, p: GemmProblem): PackedWeights {
+export function packedB(native: NativeKernels, p: WeightView): PackedWeights {
   const pack = () =>
     native.packWeights(p.B, p.K, p.N, { offset: p.bOffset, ld: p.ldb, transposed: p.transB });
   if (!isImmutable(p.B)) return pack();
@@ -25,13 +33,18 @@ export function packedB(native: NativeKernels, p: GemmProblem): PackedWeights {
     views = new Map();
     packedCache.set(p.B, views);
   }
-  const key = `${p.bOffset}:${p.ldb}:${p.transB ? 1 : 0}:${p.K}:${p.N}:${native.isa}`;
+  const key = viewKey(native, p);
   let packed = views.get(key);
   if (!packed) {
     packed = pack();
     views.set(key, packed);
   }
   return packed;
+}
+
+/** How many packed views of the weight array `b` the cache holds (tests, reports). */
+export function packedViewCount(b: Float32Array): number {
+  return packedCache.get(b)?.size ?? 0;
 }
 
 /**
