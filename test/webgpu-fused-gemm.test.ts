@@ -14,7 +14,8 @@ import { maxAbsDiff } from "./support/compare.js";
 import { gpuContext } from "./webgpu-helpers.js";
 
 const backend = new WebGpuBackend();
-after(() => backend.dispose());
+const fp16 = new WebGpuBackend({ precision: "fp16" });
+after(() => Promise.all([backend.dispose(), fp16.dispose()]));
 
 for (const [label, form] of FUSED) {
   test(`webgpu FusedGemm epilogue, ${label}: on the GPU, matching the reference`, async (t) => {
@@ -33,5 +34,16 @@ for (const [label, form] of FUSED) {
     }
     assert.ok(prepared.onDevice.has(fused[0]!.name), "the FusedGemm ran on the GPU");
     assert.deepEqual(backend.fallbacks(), []);
+    // fp16 storage (f32 math): the residual is f16 like the GEMM's output, the tanh map reads and writes f16.
+    const half = (await fp16.prepare(graph, planGraph(graph))) as WebGpuPreparedGraph;
+    const got16 = (await half.run(feeds, ["y"])).y!;
+    let worst = 0;
+    for (let i = 0; i < want.size; i++)
+      worst = Math.max(
+        worst,
+        Math.abs(got16.getNumber(i) - want.getNumber(i)) / (1 + Math.abs(want.getNumber(i))),
+      );
+    assert.ok(worst <= 1e-2, `fp16: max relative |diff| ${worst}`);
+    assert.ok(half.onDevice.has(fused[0]!.name), "fp16: the FusedGemm ran on the GPU");
   });
 }
