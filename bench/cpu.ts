@@ -5,7 +5,10 @@
  * equally often over 4 reps (bench/order.ts), each run started once the process is idle (bench/settle.ts: thread
  * pools spin after a run), warm-up first, medians. mhafuse native runs
  * twice: with padding removal (the default) and with `removePadding: false` (padded tokens computed, as
- * onnxruntime does); GFLOP/s counts the work as onnxruntime computes it (padding included).
+ * onnxruntime does). GFLOP/s, for every engine, counts the work as onnxruntime computes it (padding included: on
+ * the padded batch an engine that skips padding shows an effective rate), and % of peak divides it by the
+ * peak named in the output: the native FMA probe (register-only FMAs of the kernel build in use on the engines'
+ * thread count, NativeKernels.measurePeak), measured at start — not the data sheet's.
  * Shapes: [1,128], [8,128], [1,512], and [8,128] with lengths uniform in 16..128 (about half padding).
  *
  *   node --import tsx bench/cpu.ts [--layers 4 --reps 8 --threads 2 --shapes 1x128,8x128,1x512,8x128pad] [--json]
@@ -77,6 +80,15 @@ const isa = nativeKernels()?.isa ?? "unavailable";
 // The FMA probe on the threads the engines get (the pool's default is every core the process may use).
 nativeKernels()?.setThreads(THREADS);
 const peak = nativeKernels()?.measurePeak(100);
+/** What % of peak divides by, named in the output (NaN without the addon: no probe). */
+const peakInfo = {
+  gflops: peak ?? Number.NaN,
+  source: peak === undefined ? "unavailable (no native addon)" : "measured FMA probe",
+  isa,
+  threads: THREADS,
+};
+const ENGINES = ["ort", "native", "nativeKeep", "fallback"] as const;
+type Engine = (typeof ENGINES)[number];
 
 interface Row {
   shape: string;
@@ -90,6 +102,9 @@ interface Row {
   nativeRatio: number;
   fallbackRatio: number;
   nativeGflops: number;
+  /** Per engine: GFLOP/s (the model's work as onnxruntime computes it / median time), and its % of the peak. */
+  gflops: Record<Engine, number>;
+  pctPeak: Record<Engine, number>;
   /** Median CPU time per run (all threads), per engine. */
   cpuMs: Record<string, number>;
   nativeCpuRatio: number;
@@ -149,6 +164,15 @@ for (const spec of values.shapes!.split(",")) {
   }
   if (dropped) console.error(`${name}: ${dropped} reps dropped (other processes busy)`);
   const [o, n, f] = [median(times.ort!), median(times.native!), median(times.fallback!)];
+  const flops = modelFlops(batch, seq);
+  const gflops = Object.fromEntries(ENGINES.map((e) => [e, flops / median(times[e]!) / 1e6])) as Record<
+    Engine,
+    number
+  >;
+  const pctPeak = Object.fromEntries(ENGINES.map((e) => [e, (100 * gflops[e]) / peakInfo.gflops])) as Record<
+    Engine,
+    number
+  >;
   rows.push({
     shape: name,
     lengths,
@@ -159,7 +183,9 @@ for (const spec of values.shapes!.split(",")) {
     fallbackMs: f,
     nativeRatio: n / o,
     fallbackRatio: f / o,
-    nativeGflops: modelFlops(batch, seq) / n / 1e6,
+    nativeGflops: gflops.native,
+    gflops,
+    pctPeak,
     cpuMs: Object.fromEntries(Object.entries(cpu).map(([k, v]) => [k, median(v)])),
     nativeCpuRatio: median(cpu.native!) / median(cpu.ort!),
     nativeKeepCpuRatio: median(cpu.nativeKeep!) / median(cpu.ort!),
@@ -168,12 +194,17 @@ for (const spec of values.shapes!.split(",")) {
 await Promise.all([native.release(), nativeKeep.release(), fallback.release()]);
 
 const machine = `${cpus().length} x ${cpus()[0]?.model ?? "?"}, node ${process.version}, native isa ${isa}`;
+const peakLine = `peak ${peakInfo.gflops.toFixed(0)} GFLOP/s (${peakInfo.source}, ${peakInfo.isa}, ${peakInfo.threads} threads)`;
 if (values.json) {
   console.log(
-    JSON.stringify({ machine, config, threads: THREADS, reps: REPS, peakGflops: peak, rows }, null, 1),
+    JSON.stringify(
+      { machine, config, threads: THREADS, reps: REPS, peakGflops: peak, peak: peakInfo, rows },
+      null,
+      1,
+    ),
   );
 } else {
-  console.log(`machine: ${machine}; measured FMA peak ${peak?.toFixed(0) ?? "?"} GFLOP/s`);
+  console.log(`machine: ${machine}; ${peakLine}`);
   console.log(`BERT ${JSON.stringify(config)}, ${THREADS} threads, median of ${REPS} interleaved reps`);
   console.log(
     "shape        onnxruntime     native (ratio, GFLOP/s)    native, padding kept     fallback (ratio)",
@@ -182,6 +213,17 @@ if (values.json) {
     console.log(
       `${r.shape.padEnd(12)} ${r.onnxruntimeMs.toFixed(1).padStart(8)} ms ${r.nativeMs.toFixed(1).padStart(8)} ms (${r.nativeRatio.toFixed(2)}x, ${r.nativeGflops.toFixed(0)}) ${r.nativeKeepMs.toFixed(1).padStart(8)} ms (${r.nativeKeepRatio.toFixed(2)}x) ${r.fallbackMs.toFixed(1).padStart(10)} ms (${r.fallbackRatio.toFixed(2)}x)`,
     );
+  }
+  console.log(`GFLOP/s (% of peak): ${peakLine}; work counted as onnxruntime computes it, padding included`);
+  console.log(
+    `${"shape".padEnd(12)} ${["onnxruntime", "native", "native, padding kept", "fallback"].map((h) => h.padStart(22)).join("")}`,
+  );
+  for (const r of rows) {
+    const cell = (e: Engine) =>
+      `${r.gflops[e].toFixed(0)} (${Number.isFinite(r.pctPeak[e]) ? `${r.pctPeak[e].toFixed(0)}%` : "?"})`.padStart(
+        22,
+      );
+    console.log(`${r.shape.padEnd(12)} ${ENGINES.map(cell).join("")}`);
   }
   console.log("CPU time per run (all threads): onnxruntime / native (ratio) / native, padding kept (ratio)");
   for (const r of rows) {

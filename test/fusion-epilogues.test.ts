@@ -242,12 +242,14 @@ const GELU_DECLINES: [string, GeluForm, RegExp][] = [
   ["the pre-activation is read elsewhere", { preOut: true }, /graph output/],
 ];
 
-test("Gemm → GELU (tanh form, ONNX Gelu approximate = tanh) stays a Gemm and a Gelu: FusedGemm has the erf form only", async () => {
+test("Gemm → GELU (tanh form, ONNX Gelu approximate = tanh) becomes a FastGelu FusedGemm (test/fusion-gemm-epilogues.test.ts has the rest)", async () => {
   const form: GeluForm = { onnx: true, approximate: "tanh" };
   const graph = geluGraph(form);
   const { graph: out } = optimizeGraph(graph);
-  assert.ok(out.nodes.some((n) => n.opType === "Gemm") && out.nodes.some((n) => n.opType === "Gelu"));
-  assert.ok(!out.nodes.some((n) => n.opType === "FusedGemm"));
+  const fused = out.nodes.filter((n) => n.opType === "FusedGemm");
+  assert.equal(fused.length, 1);
+  assert.deepEqual(fused[0]!.attrs.activation, { type: "string", value: "FastGelu" });
+  assert.ok(!out.nodes.some((n) => n.opType === "Gelu" || n.opType === "Gemm"));
   const [want] = await runOrt(graph, geluFeeds(form), ["y"]);
   assert.ok(maxAbsDiff(runGraph(out, geluFeeds(form)).get("y")!, want!) <= 1e-5);
 });
@@ -277,9 +279,10 @@ test("mhafuse.FusedGemm with an unknown activation is an OpError naming it", () 
   assert.throws(
     () => runGraph(graph, { a: new Tensor("float32", values(6, 1), [2, 3]) }),
     (e: Error & { code?: string }) =>
-      e.code === "OP_INVALID" && /activation must be one of Gelu, got Relu/.test(e.message),
+      e.code === "OP_INVALID" &&
+      /activation must be one of Gelu, FastGelu \(or absent\), got Relu/.test(e.message),
   );
-  assert.throws(() => toOnnxruntime(graph), /activation must be one of Gelu/);
+  assert.throws(() => toOnnxruntime(graph), /activation must be one of Gelu, FastGelu/);
 });
 
 test("bert_eager fused: per layer two SkipLayerNormalization and one FusedGemm; no Add → LayerNorm or Gelu left", async () => {

@@ -2,10 +2,18 @@
  * The one description of a float32 GEMM that every layer shares: the MatMul/Gemm/Conv/Einsum contracts
  * build these, the reference runs them with `referenceGemm`, a backend with its fast kernel.
  */
-import { geluErfFloat32 } from "./elementwise-util.js";
+import { geluErfFloat32, geluTanh } from "./elementwise-util.js";
 
-/** An activation applied last to every element of C: "gelu" is GELU's erf form as geluErfFloat32 rounds it. */
-export type GemmActivation = "gelu";
+/**
+ * An activation applied to every element of C: "gelu" is GELU's erf form as geluErfFloat32 rounds it,
+ * "gelu-tanh" its tanh approximation (com.microsoft FastGelu) as geluTanh computes it, rounded to float32.
+ */
+export type GemmActivation = "gelu" | "gelu-tanh";
+
+const ACTIVATIONS: Record<GemmActivation, (x: number) => number> = {
+  gelu: geluErfFloat32,
+  "gelu-tanh": geluTanh,
+};
 
 /** C[M×N] = alpha·op(A)·op(B) + beta·C on row-major float32 matrices at the given offsets and strides. */
 export interface GemmProblem {
@@ -36,15 +44,26 @@ export interface GemmProblem {
    * in its epilogue or by `applyGemmActivation` after the GEMM.
    */
   activation?: GemmActivation;
+  /**
+   * C = act(alpha·op(A)·op(B) + beta·C) + R (mhafuse.FusedGemm's residual input): R is M×N row-major, element
+   * [i, j] at i·N + j, added last in float32 — what an Add of the GEMM's result computes.
+   */
+  residual?: Float32Array;
 }
 
-/** Applies a problem's activation to its C block in place (kernels without it in their epilogue). */
+/**
+ * Applies a problem's epilogue after the GEMM — its activation, then its residual — to its C block in place
+ * (kernels without them in their own epilogue).
+ */
 export function applyGemmActivation(p: GemmProblem): void {
-  if (!p.activation) return;
+  const { activation, residual } = p;
+  if (!activation && !residual) return;
+  const act = activation ? ACTIVATIONS[activation] : undefined;
   const { C, M, N, ldc, cOffset } = p;
   for (let i = 0; i < M; i++) {
     const row = cOffset + i * ldc;
-    for (let j = row; j < row + N; j++) C[j] = geluErfFloat32(C[j]!);
+    if (act) for (let j = row; j < row + N; j++) C[j] = act(C[j]!);
+    if (residual) for (let j = 0; j < N; j++) C[row + j] = C[row + j]! + residual[i * N + j]!;
   }
 }
 

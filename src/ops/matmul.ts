@@ -4,7 +4,7 @@ import type { Dim, Node } from "../ir/graph.js";
 import { broadcastDims, broadcastSymbolic } from "../ir/shape.js";
 import { sizeOf, stridesOf, type Tensor } from "../ir/tensor.js";
 import { computeOf } from "./compute.js";
-import { geluErf } from "./elementwise-util.js";
+import { geluErf, geluTanh } from "./elementwise-util.js";
 import { type FloatDType, float32Data, floatTensor, tensorFromFloat64 } from "./float-data.js";
 import type { GemmActivation, GemmProblem } from "./gemm-problem.js";
 import { attrFloat, attrInt, type OpContext, type OpDef, registerOps } from "./registry.js";
@@ -257,8 +257,10 @@ export function gemmGemmCall(
   ctx: OpContext,
   inputs: (Tensor | undefined)[],
   activation?: GemmActivation,
+  residual?: Tensor,
 ): GemmCall | undefined {
   const g = planGemm(ctx.node, inputs);
+  if (residual) checkResidual(ctx.node, inputs[0]!, residual, g.M, g.N);
   const [a, b, c] = inputs as [Tensor, Tensor, Tensor | undefined];
   if (a.type !== "float32" && a.type !== "float16") return undefined;
   const { M, N } = g;
@@ -284,6 +286,7 @@ export function gemmGemmCall(
     problem.rowBias = row.length === N ? row : row.subarray(0, N);
   }
   if (activation) problem.activation = activation;
+  if (residual) problem.residual = float32Data(residual);
   const type = a.type;
   return { problems: [problem], output: () => floatTensor(type, C, [M, N]) };
 }
@@ -304,9 +307,29 @@ const Gemm: OpDef = {
   },
 };
 
-/** Gemm's computation, with FusedGemm's activation applied last (in float64 on the reference path). */
-function runGemm(ctx: OpContext, inputs: (Tensor | undefined)[], activation?: GemmActivation): Tensor[] {
-  const call = gemmGemmCall(ctx, inputs, activation);
+/** FusedGemm's residual: of A's dtype and exactly the output's [M, N] (no broadcast). */
+function checkResidual(node: Node, a: Tensor, r: Tensor, M: number, N: number): void {
+  if (r.type !== a.type) throw new OpError(node, `residual has dtype ${r.type}, A has ${a.type}`);
+  if (r.rank !== 2 || r.dims[0] !== M || r.dims[1] !== N)
+    throw new OpError(node, `residual must be [${M},${N}] (the output's shape), got [${r.dims}]`);
+}
+
+const ACTIVATION_FLOAT64: Record<GemmActivation, (x: number) => number> = {
+  gelu: geluErf,
+  "gelu-tanh": geluTanh,
+};
+
+/**
+ * Gemm's computation, with FusedGemm's activation and then its residual applied last (in float64 on the
+ * reference path).
+ */
+function runGemm(
+  ctx: OpContext,
+  inputs: (Tensor | undefined)[],
+  activation?: GemmActivation,
+  residual?: Tensor,
+): Tensor[] {
+  const call = gemmGemmCall(ctx, inputs, activation, residual);
   if (call) {
     computeOf(ctx).gemm(call.problems);
     return [call.output()];
@@ -325,45 +348,61 @@ function runGemm(ctx: OpContext, inputs: (Tensor | undefined)[], activation?: Ge
       out[i * N + j] = alpha * acc + beta * out[i * N + j]!;
     }
   }
-  if (activation) for (let i = 0; i < out.length; i++) out[i] = geluErf(out[i]!);
+  if (activation) {
+    const act = ACTIVATION_FLOAT64[activation];
+    for (let i = 0; i < out.length; i++) out[i] = act(out[i]!);
+  }
+  if (residual) {
+    const r = residual.toFloat64();
+    for (let i = 0; i < out.length; i++) out[i] = out[i]! + r[i]!;
+  }
   return [tensorFromFloat64(a.type, out, [M, N])];
 }
 
-const FUSED_ACTIVATIONS: Record<string, GemmActivation> = { Gelu: "gelu" };
+const FUSED_ACTIVATIONS: Record<string, GemmActivation> = { Gelu: "gelu", FastGelu: "gelu-tanh" };
 
-/** FusedGemm's `activation` attribute, checked. */
-export function fusedGemmActivation(node: Node): GemmActivation {
+/** FusedGemm's `activation` attribute, checked: undefined when absent or "" (a residual-only FusedGemm). */
+export function fusedGemmActivation(node: Node): GemmActivation | undefined {
   const a = node.attrs.activation;
-  const name = a?.type === "string" ? a.value : undefined;
+  if (a === undefined) return undefined;
+  const name = a.type === "string" ? a.value : undefined;
+  if (name === "") return undefined;
   const act =
     name !== undefined && Object.hasOwn(FUSED_ACTIVATIONS, name) ? FUSED_ACTIVATIONS[name] : undefined;
   if (!act)
     throw new OpError(
       node,
-      `activation must be one of ${Object.keys(FUSED_ACTIVATIONS).join(", ")}, got ${name ?? "none"}`,
+      `activation must be one of ${Object.keys(FUSED_ACTIVATIONS).join(", ")} (or absent), got ${name ?? a.type}`,
     );
   return act;
 }
 
+/** FusedGemm's optional residual input (input 3). */
+export function fusedGemmResidual(node: Node, inputs: readonly (Tensor | undefined)[]): Tensor | undefined {
+  return node.inputs[3] ? inputs[3] : undefined;
+}
+
 /**
- * mhafuse.FusedGemm: Gemm (the same inputs, attributes and type rule) whose result goes through an activation,
- * Y = act(alpha·op(A)·op(B) + beta·C); `activation` = "Gelu" (erf form, as com.microsoft.Gelu). The
- * fuse-gemm-activation pass makes it of Gemm → Gelu so a backend applies the GELU in its GEMM epilogue while
- * the tile is in registers, with no pass of its own over the [tokens, 4·hidden] activations (one dispatch
- * fewer per FFN on webgpu); `--target onnxruntime` lowers it back to Gemm + Gelu.
+ * mhafuse.FusedGemm: Gemm (the same inputs A, B, C, attributes and type rule) with an epilogue,
+ * Y = act(alpha·op(A)·op(B) + beta·C) + R. `activation`: "Gelu" (erf form, as com.microsoft.Gelu), "FastGelu"
+ * (tanh form, as com.microsoft.FastGelu / ONNX Gelu approximate = "tanh"), or absent; R (optional input 3,
+ * `residual`): an [M, N] tensor of A's dtype added last, as the Add of a residual connection. The
+ * fuse-gemm-activation pass makes it of Gemm → GELU and of Add(x, Gemm) so a backend applies both in its GEMM
+ * epilogue while the tile is in registers, with no pass of its own over the activations (one dispatch fewer
+ * each on webgpu); `--target onnxruntime` lowers it back to Gemm (+ Gelu / FastGelu) (+ Add).
  */
 const FusedGemm: OpDef = {
   opType: "FusedGemm",
   domain: "mhafuse",
   inferTypes: (ctx) => Gemm.inferTypes(ctx),
   run(ctx, inputs) {
-    return runGemm(ctx, inputs, fusedGemmActivation(ctx.node));
+    return runGemm(ctx, inputs, fusedGemmActivation(ctx.node), fusedGemmResidual(ctx.node, inputs));
   },
 };
 
-/** FusedGemm's float32/float16 inputs as one GEMM problem with its activation; undefined otherwise. */
+/** FusedGemm's float32/float16 inputs as one GEMM problem with its epilogue; undefined otherwise. */
 export function fusedGemmCall(ctx: OpContext, inputs: (Tensor | undefined)[]): GemmCall | undefined {
-  return gemmGemmCall(ctx, inputs, fusedGemmActivation(ctx.node));
+  return gemmGemmCall(ctx, inputs, fusedGemmActivation(ctx.node), fusedGemmResidual(ctx.node, inputs));
 }
 
 export const matmulOps: readonly OpDef[] = [MatMul, Gemm, FusedGemm];

@@ -228,6 +228,9 @@ export function removePadding(
       if (x?.kind !== "FLAT" || transA !== 0 || !graph.initializers.has(n.inputs[1] ?? "")) return undefined;
       const c = n.inputs[2];
       if (c && !isInvariantFor(c, "FLAT", 2)) return undefined;
+      // FusedGemm's residual (input 3) is [M, N] like the output: its token rows must be the region's too.
+      const r = n.inputs[3];
+      if (r && (inLayout(r)?.kind !== "FLAT" || !eq(dimsOf(r) ?? [], out0 ?? [-1]))) return undefined;
       const l = layoutFromDims("FLAT", out0);
       return l ? [l] : undefined;
     }

@@ -10,7 +10,8 @@
  *   fallback_bias) → Reshape/Transpose/Gather to Q, K, V, a key mask built with Range/Less/Where, and
  *   MultiHeadAttention; padded rows zeroed when compute_padded_rows=0.
  * - `mhafuse.SeqLensFromMask` → Cast/ReduceSum/Range/Less/Xor/Where.
- * - `mhafuse.FusedGemm` → Gemm + com.microsoft.Gelu (onnxruntime fuses them its own way).
+ * - `mhafuse.FusedGemm` → Gemm (+ com.microsoft.Gelu or FastGelu) (+ Add of its residual): onnxruntime fuses
+ *   them its own way.
  *
  * Where onnxruntime's semantics differ from mhafuse's in corner cases, the result carries a note.
  */
@@ -355,12 +356,29 @@ function convertSeqLensFromMask(ctx: Context, node: Node, e: Emitter): void {
 
 // ---- mhafuse.FusedGemm ----------------------------------------------------------------------------------
 
+/** FusedGemm's activation as the com.microsoft op onnxruntime runs (both erf and tanh forms are contrib ops). */
+const ORT_ACTIVATION = { gelu: "Gelu", "gelu-tanh": "FastGelu" } as const;
+
 function convertFusedGemm(ctx: Context, node: Node, e: Emitter): void {
-  fusedGemmActivation(node); // "Gelu" is the only activation: anything else is an invalid node, rejected here
+  // An activation other than Gelu / FastGelu is an invalid node: rejected here, by the op's own check.
+  const activation = fusedGemmActivation(node);
+  const residual = node.inputs[3] || undefined;
   const { activation: _activation, ...gemmAttrs } = node.attrs;
-  const product = e.op("Gemm", [...node.inputs], gemmAttrs);
-  e.op("Gelu", [product], {}, MS, node.outputs[0]);
-  ctx.notes.push(`${node.name}: mhafuse.FusedGemm → Gemm + com.microsoft.Gelu`);
+  // Gemm takes A, B and the optional C: no trailing "" where C is omitted.
+  const gemmInputs = node.inputs.slice(0, 3);
+  while (gemmInputs.length > 2 && !gemmInputs[gemmInputs.length - 1]) gemmInputs.pop();
+  const steps: string[] = ["Gemm"];
+  let value = e.op("Gemm", gemmInputs, gemmAttrs, "", activation || residual ? undefined : node.outputs[0]);
+  if (activation) {
+    const op = ORT_ACTIVATION[activation];
+    value = e.op(op, [value], {}, MS, residual ? undefined : node.outputs[0]);
+    steps.push(`com.microsoft.${op}`);
+  }
+  if (residual) {
+    e.op("Add", [value, residual], {}, "", node.outputs[0]);
+    steps.push("Add");
+  }
+  ctx.notes.push(`${node.name}: mhafuse.FusedGemm → ${steps.join(" + ")}`);
 }
 
 const converters: Record<string, (ctx: Context, node: Node, e: Emitter) => void> = {

@@ -1,7 +1,7 @@
 /**
  * The CPU backend: owns its thread count, its kernel choices, its worker threads and its output buffers.
- * `prepare` marks the weights immutable (so the GEMM packs each weight once, on first use, and caches the
- * packed panels) and returns a prepared graph; `dispose` stops its workers and drops its pooled buffers.
+ * `prepare` marks the weights immutable and, on the native kernels, packs every constant GEMM weight into the
+ * panels the runs will read (prepack.ts: the first run packs nothing), then returns a prepared graph; `dispose` stops its workers and drops its pooled buffers.
  * Idle workers never keep the process alive, so an undisposed backend does not block exit either.
  */
 import type { Graph } from "../../ir/graph.js";
@@ -20,6 +20,7 @@ import { markImmutable } from "./immutable.js";
 import { type NativeKernels, nativeKernels } from "./native/index.js";
 import { nativeCompute } from "./native-compute.js";
 import { type CpuTask, newCpuPool } from "./pool.js";
+import { prepackWeights } from "./prepack.js";
 import { CpuPreparedGraph } from "./prepared-graph.js";
 import type { ThreadPool } from "./thread-pool.js";
 
@@ -41,6 +42,11 @@ export interface CpuBackendOptions {
    * true). false runs node by node, resolving every call each run — for A/B and as the reference in tests.
    */
   bind?: boolean;
+  /**
+   * Pack the native GEMM's constant weights when a graph is prepared (prepack.ts; default true). false packs
+   * each on its first run instead — for A/B and as the reference in tests; the panels are the same.
+   */
+  prepack?: boolean;
 }
 
 /**
@@ -59,6 +65,7 @@ export class CpuBackend implements Backend {
   /** The native kernels in use, or undefined when this backend runs the WebAssembly or JS kernels. */
   readonly native: NativeKernels | undefined;
   readonly bind: boolean;
+  readonly prepack: boolean;
   readonly buffers = new BufferPool();
   /** This backend's workers: every parallel GEMM, attention and map job of its graphs runs on them. */
   readonly pool: ThreadPool<CpuTask> = newCpuPool();
@@ -71,12 +78,14 @@ export class CpuBackend implements Backend {
     this.attentionKernel = options.attentionKernel ?? js ?? defaultAttentionKernel();
     this.native = family === "native" ? nativeKernels() : undefined;
     this.bind = options.bind ?? true;
+    this.prepack = options.prepack ?? true;
     abandoned.register(this, this.pool, this);
   }
 
   async prepare(graph: Graph, plan: ExecutionPlan): Promise<PreparedGraph> {
     // Initializers are never written while the graph runs, so kernels may cache what they derive from them.
     for (const t of graph.initializers.values()) markImmutable(t.data);
+    if (this.prepack) this.packWeights(graph);
     const base = {
       threads: this.threads,
       gemmKernel: this.gemmKernel,
@@ -96,6 +105,17 @@ export class CpuBackend implements Backend {
       },
       this.bind,
     );
+  }
+
+  /**
+   * Packs `graph`'s constant GEMM weights for the native GEMM (prepare does; an engine may call it earlier,
+   * e.g. when a session is created) and returns how many weight views the graph has; 0 without the native
+   * GEMM. Initializers are marked immutable here too: the packed panels are cached against their arrays.
+   */
+  packWeights(graph: Graph): number {
+    if (!this.native || this.gemmKernel === "js") return 0;
+    for (const t of graph.initializers.values()) markImmutable(t.data);
+    return prepackWeights(this.native, graph);
   }
 
   /** This backend's primitives with fresh output arrays: for synchronous tools (runGraph, profiles). */

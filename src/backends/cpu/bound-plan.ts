@@ -3,7 +3,8 @@
  * run of the same shapes is a tight loop of kernel calls. Values live in an array indexed by slot (not a map
  * by name); each step keeps its kernel and, where it can, a binding:
  *  - a native GEMM (MatMul, Gemm, FusedGemm): the problems with their packed weights, offsets, strides, bias
- *    and activation — a run calls the addon with its A and a pooled C, without the op's contract;
+ *    and activation — a run calls the addon with its A (and FusedGemm's residual) and a pooled C, without the
+ *    op's contract;
  *  - a view (Reshape, Squeeze, Unsqueeze, Flatten, Identity, an order-preserving Transpose): the output dims;
  *  - any other node: its kernel (or the op's reference) and the dtypes it was chosen for.
  * A binding holds only while what it was made from holds: the input dims (and dtypes), and the very tensors
@@ -57,6 +58,11 @@ interface GemmBinding {
   outDims: readonly number[];
   /** The kernel's choice between a one-call GEMM and the event-loop-sliced one (gemmGoesAsync). */
   sliced: boolean;
+  /**
+   * FusedGemm's residual (input 3, a value of the run, float32): its dims as bound; `rest` then covers inputs
+   * 1–2 only. Undefined when the node has none.
+   */
+  residualDims?: readonly number[];
 }
 
 interface ViewBinding {
@@ -286,9 +292,14 @@ export class BoundPlan {
     const b = step.binding;
     if (b?.kind === "gemm") {
       const a = inputs[0];
-      if (a && a.type === "float32" && sameDims(a.dims, b.aDims) && sameRest(inputs, b.rest)) {
+      const r = b.residualDims ? inputs[3] : undefined;
+      const residualHolds =
+        !b.residualDims || (r?.type === "float32" && sameDims(r.dims, b.residualDims) && inputs.length === 4);
+      const head = b.residualDims ? inputs.slice(0, 3) : inputs;
+      if (a && a.type === "float32" && sameDims(a.dims, b.aDims) && residualHolds && sameRest(head, b.rest)) {
         this.stats.boundCalls++;
-        return runGemmBinding(compute, b, a.data as Float32Array, compute.allocFloat32!(b.cLength));
+        const c = compute.allocFloat32!(b.cLength);
+        return runGemmBinding(compute, b, a.data as Float32Array, c, r?.data as Float32Array | undefined);
       }
     } else if (b?.kind === "view") {
       const x = inputs[0];
@@ -322,9 +333,15 @@ export class BoundPlan {
         a.type === "float32" && C && call.problems.every((p) => p.A === a.data && p.C === C)
           ? call.problems.map((p) => bindNativeGemm(compute.native!, p))
           : [];
+      // A residual (FusedGemm's input 3) is the run's own value: bound by its dims, its array read each run.
+      const r = inputs[3];
+      const withResidual = bound.some((g) => g?.residual);
+      const residualOk =
+        !withResidual ||
+        (r?.type === "float32" && call.problems.every((p) => !p.residual || p.residual === r.data));
       // Bound problems take B and the bias from initializers only (bindNativeGemm), so `rest` snapshots them.
-      const rest = snapshotRest(inputs.slice(1));
-      if (bound.length === 0 || bound.some((g) => !g) || !rest) return runGemmCall(ctx, call);
+      const rest = snapshotRest(inputs.slice(1, withResidual ? 3 : undefined));
+      if (bound.length === 0 || bound.some((g) => !g) || !rest || !residualOk) return runGemmCall(ctx, call);
       const output = call.output();
       const binding: GemmBinding = {
         kind: "gemm",
@@ -334,11 +351,13 @@ export class BoundPlan {
         cLength: C!.length,
         outDims: output.dims,
         sliced: gemmGoesAsync(ctx, call.problems),
+        ...(withResidual && { residualDims: r!.dims }),
       };
       step.binding = binding;
       this.stats.binds++;
       this.stats.gemmBinds++;
-      return runGemmBinding(compute, binding, a.data as Float32Array, C!);
+      const residual = withResidual ? (r!.data as Float32Array) : undefined;
+      return runGemmBinding(compute, binding, a.data as Float32Array, C!, residual);
     }
     const outputs = this.runKernel(step, kernel, inputs, compute);
     const x = inputs[0];
@@ -388,6 +407,7 @@ function runGemmBinding(
   b: GemmBinding,
   a: Float32Array,
   c: Float32Array,
+  residual?: Float32Array,
 ): Tensor[] | Promise<Tensor[]> {
   const native = compute.native!;
   useNativeThreads(native, compute.threads);
@@ -399,13 +419,14 @@ function runGemmBinding(
         const step = sliceRows(g.N, g.K);
         for (let r0 = 0; r0 < g.M; r0 += step) {
           if (r0 > 0) await new Promise<void>((resolve) => setImmediate(resolve));
-          runBoundGemm(native, g, a, c, r0, Math.min(g.M, r0 + step));
+          runBoundGemm(native, g, a, c, r0, Math.min(g.M, r0 + step), g.residual ? residual : undefined);
         }
       }
       return output();
     })();
   }
-  for (const g of b.problems) if (g.M > 0 && g.N > 0) runBoundGemm(native, g, a, c, 0, g.M);
+  for (const g of b.problems)
+    if (g.M > 0 && g.N > 0) runBoundGemm(native, g, a, c, 0, g.M, g.residual ? residual : undefined);
   return output();
 }
 

@@ -332,7 +332,9 @@ function shareProblems(
   for (let i = 0; i < scratchSources.length; i++) views[i]!.set(scratchSources[i]!);
   const share = (a: Float32Array) => (isShared(a) ? a : views[index.get(a)!]!);
   const outputs = new Set<Float32Array>();
-  const shared = problems.map((p, i): GemmProblem => {
+  const shared = problems.map((q, i): GemmProblem => {
+    // The residual is added here after the job (applyGemmActivation): workers never read it, so it is not sent.
+    const { residual: _residual, ...p } = q;
     if (!isShared(p.C)) outputs.add(p.C);
     const packedB = packed[i];
     if (packedB) return { ...p, A: share(p.A), B: NO_B, C: share(p.C), packedB };

@@ -10,13 +10,21 @@ import type { GemmActivation, GemmProblem } from "../../ops/gemm-problem.js";
 import type { CpuCompute } from "./compute.js";
 import { isImmutable } from "./immutable.js";
 import type { MapName } from "./map-parallel.js";
-import type { NativeKernels, PackedWeights } from "./native/index.js";
+import type { Activation, NativeKernels, PackedWeights } from "./native/index.js";
 
 /** Packed panels of immutable weights, per array and per view of it (offset, stride, transpose, K×N). */
 const packedCache = new WeakMap<Float32Array, Map<string, PackedWeights>>();
 
+/** The part of a GEMM problem that decides op(B)'s packed panels (what prepackWeights derives from a node). */
+export type WeightView = Pick<GemmProblem, "B" | "bOffset" | "ldb" | "transB" | "K" | "N">;
+
+/** The cache key of one view of B: a run and the prepare step must agree on it to share the panels. */
+function viewKey(native: NativeKernels, p: WeightView): string {
+  return `${p.bOffset}:${p.ldb}:${p.transB ? 1 : 0}:${p.K}:${p.N}:${native.isa}`;
+}
+
 /** op(B) packed for the native GEMM: cached when B is an initializer, packed for this call otherwise. */
-export function packedB(native: NativeKernels, p: GemmProblem): PackedWeights {
+export function packedB(native: NativeKernels, p: WeightView): PackedWeights {
   const pack = () =>
     native.packWeights(p.B, p.K, p.N, { offset: p.bOffset, ld: p.ldb, transposed: p.transB });
   if (!isImmutable(p.B)) return pack();
@@ -25,7 +33,7 @@ export function packedB(native: NativeKernels, p: GemmProblem): PackedWeights {
     views = new Map();
     packedCache.set(p.B, views);
   }
-  const key = `${p.bOffset}:${p.ldb}:${p.transB ? 1 : 0}:${p.K}:${p.N}:${native.isa}`;
+  const key = viewKey(native, p);
   let packed = views.get(key);
   if (!packed) {
     packed = pack();
@@ -34,12 +42,25 @@ export function packedB(native: NativeKernels, p: GemmProblem): PackedWeights {
   return packed;
 }
 
+/** How many packed views of the weight array `b` the cache holds (tests, reports). */
+export function packedViewCount(b: Float32Array): number {
+  return packedCache.get(b)?.size ?? 0;
+}
+
 /**
  * Whether the native GEMM computes this problem (row-major A, no alpha scaling; an activation only where it
  * comes before the residual the kernel adds last, i.e. there is none: the kernel's order is act(AB + bias) + r).
  */
 export function nativeGemmFits(p: GemmProblem): boolean {
-  return !p.transA && p.alpha === 1 && (!p.activation || p.beta === 0 || !!p.rowBias);
+  // A full C matrix (beta ≠ 0, no row-bias hint) becomes the kernel's residual: only with no other epilogue.
+  return !p.transA && p.alpha === 1 && (p.beta === 0 || !!p.rowBias || (!p.activation && !p.residual));
+}
+
+const NATIVE_ACTIVATION: Record<GemmActivation, Activation> = { gelu: "gelu", "gelu-tanh": "fastGelu" };
+
+/** A problem's activation as the native kernels name it. */
+function nativeActivation(a: GemmActivation | undefined): Activation | undefined {
+  return a && NATIVE_ACTIVATION[a];
 }
 
 /** Rows [r0, r1) of one problem (whole problem by default); `residual` is beta·C copied out, M×N. */
@@ -59,15 +80,17 @@ function nativeGemmRows(
     bias: p.rowBias,
     residual,
     residualOffset: r0 * p.N,
-    activation: p.activation,
+    activation: nativeActivation(p.activation),
   });
 }
 
 /**
- * beta·C as a residual operand when the problem reads C (beta ≠ 0, no row-bias hint): the kernel
- * overwrites C before its epilogue reads the residual, so C cannot be its own residual.
+ * The kernel's residual operand (M×N): FusedGemm's residual input, or beta·C copied out when the problem reads C
+ * (beta ≠ 0, no row-bias hint) — the kernel overwrites C before its epilogue reads the residual, so C cannot be
+ * its own residual.
  */
 function residualOf(p: GemmProblem): Float32Array | undefined {
+  if (p.residual) return p.residual;
   if (p.beta === 0 || p.rowBias) return undefined;
   const residual = new Float32Array(p.M * p.N);
   for (let i = 0; i < p.M; i++)
@@ -130,14 +153,17 @@ export interface BoundGemm {
     cOffset: number;
     ldc: number;
     bias?: Float32Array;
-    activation?: GemmActivation;
+    activation?: Activation;
   };
+  /** The problem adds a residual (M×N, FusedGemm's input 3): each run hands its own array to runBoundGemm. */
+  residual: boolean;
 }
 
 /**
  * `p` resolved for replay, or undefined where a later run could not reuse it as is: a problem the native
  * kernel does not take, a residual read from C (its contents change per run), B or the bias not an
- * initializer (their contents may change between runs; the packed panels would be stale).
+ * initializer (their contents may change between runs; the packed panels would be stale). A residual input
+ * is bound as "present": its array is the run's (runBoundGemm's `residual`).
  */
 export function bindNativeGemm(native: NativeKernels, p: GemmProblem): BoundGemm | undefined {
   if (!nativeGemmFits(p) || (p.beta !== 0 && !p.rowBias) || !isImmutable(p.B)) return undefined;
@@ -153,12 +179,13 @@ export function bindNativeGemm(native: NativeKernels, p: GemmProblem): BoundGemm
       cOffset: p.cOffset,
       ldc: p.ldc,
       ...(p.rowBias && { bias: p.rowBias }),
-      ...(p.activation && { activation: p.activation }),
+      ...(p.activation && { activation: nativeActivation(p.activation) }),
     },
+    residual: !!p.residual,
   };
 }
 
-/** Rows [r0, r1) of a bound problem on `a` and `c` (the arrays of this run). */
+/** Rows [r0, r1) of a bound problem on `a`, `c` and its `residual` (the arrays of this run). */
 export function runBoundGemm(
   native: NativeKernels,
   g: BoundGemm,
@@ -166,6 +193,7 @@ export function runBoundGemm(
   c: Float32Array,
   r0: number,
   r1: number,
+  residual?: Float32Array,
 ): void {
   const o = g.options;
   native.gemm(r1 - r0, a, g.packed, c, {
@@ -175,6 +203,7 @@ export function runBoundGemm(
     ldc: o.ldc,
     bias: o.bias,
     activation: o.activation,
+    ...(residual && { residual, residualOffset: r0 * g.N }),
   });
 }
 

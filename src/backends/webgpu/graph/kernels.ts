@@ -20,11 +20,22 @@ import { attrFloat, attrInt, attrString } from "../../../ops/registry.js";
 import { isOrderPreserving, transposePerm } from "../../../ops/transpose.js";
 import { KernelRegistry } from "../../kernel-registry.js";
 import { packedQkvAttention, varSeqlenQkvAttention } from "../kernels/attention.js";
-import { sizeOf } from "../kernels/common.js";
+import {
+  bindings,
+  elemOf,
+  f16Enable,
+  LINEAR_MAIN,
+  linearGrid,
+  narrow,
+  sizeOf,
+  storageKey,
+  widen,
+} from "../kernels/common.js";
 import { type BinaryOp, binary, broadcastShape } from "../kernels/elementwise.js";
 import { gemm } from "../kernels/gemm.js";
 import { gather, powScalar, transpose, type UnaryMap, unaryMap } from "../kernels/layout.js";
 import { layerNorm, rmsNorm, rowMean, skipLayerNorm, softmax } from "../kernels/norm.js";
+import { packUniforms, type UniformFields, uniformStruct } from "../uniforms.js";
 import {
   attention23Def,
   contribAttentionDef,
@@ -33,7 +44,7 @@ import {
   multiHeadAttentionDef,
 } from "./attention-kernels.js";
 import { concatDef, sliceDef } from "./copy-kernels.js";
-import { type GpuKernelDef, gemmPrecisionOf, storageOf } from "./kernel-context.js";
+import { type GpuKernelContext, type GpuKernelDef, gemmPrecisionOf, storageOf } from "./kernel-context.js";
 import { msRotaryEmbeddingDef } from "./rotary-kernels.js";
 import { asShapeTensor, type DeviceValue, isDevice, type RunValue } from "./values.js";
 
@@ -115,29 +126,76 @@ export const isGemmNode = (node: Node): boolean =>
   (node.opType === "Gemm" && node.domain === "") ||
   (node.opType === "FusedGemm" && node.domain === "mhafuse");
 
+/** FusedGemm's activations this kernel runs: erf GELU in the GEMM's epilogue, the tanh form after it. */
+const FUSED_ACTIVATIONS = new Set(["", "Gelu", "FastGelu"]);
+
+const GELU_TANH_FIELDS: UniformFields = [["total", "u32"]];
+
+/**
+ * out = GELU_tanh(x) (+ r): FusedGemm's "FastGelu" activation, whose tanh form the GEMM's epilogue does not
+ * have, as one map after it — with the residual, which comes after the activation. x·sigmoid(2u) is
+ * 0.5·x·(1 + tanh(u)) without the cancellation of 1 + tanh(u) for negative u. Math in f32.
+ */
+function geluTanhMap(
+  k: GpuKernelContext,
+  x: DeviceValue,
+  r: DeviceValue | undefined,
+  out: DeviceValue,
+): void {
+  const total = sizeOf(x.dims);
+  const pipeline = k.gpu.pipelines.get(
+    `fused-gemm-gelu-tanh:${storageKey(x, r, out)}`,
+    () => `${f16Enable(x, r, out)}${uniformStruct(GELU_TANH_FIELDS)}${bindings([
+      { name: "xs", type: elemOf(x) },
+      ...(r ? [{ name: "rs", type: elemOf(r) }] : []),
+      { name: "o", type: elemOf(out), write: true },
+    ])}
+${LINEAR_MAIN}
+  if (i >= u.total) { return; }
+  let x = ${widen(x, "xs[i]")};
+  let t = clamp(0.7978845608028654 * (x + 0.044715 * x * x * x), -15.0, 15.0);
+  var y = x / (1.0 + exp(-2.0 * t));
+  ${r ? `y = y + ${widen(r, "rs[i]")};` : ""}
+  o[i] = ${narrow(out, "y")};
+}`,
+  );
+  k.rec.dispatch(
+    pipeline,
+    r ? [x.buffer, r.buffer, out.buffer] : [x.buffer, out.buffer],
+    packUniforms(GELU_TANH_FIELDS, { total }),
+    linearGrid(total),
+    "webgpu.FusedGemm.FastGelu",
+  );
+}
+
 /**
  * ONNX Gemm with transA = 0, alpha = 1 and C absent or a [N] / [1, N] bias with beta = 1: bias epilogue;
- * `gelu`: mhafuse.FusedGemm's activation in the same epilogue (its op checked the attribute).
+ * `fused`: mhafuse.FusedGemm's epilogue too — the erf GELU in the GEMM's, the tanh one (FastGelu) as a map
+ * after it, the residual (input 3, [M, N]) added last in the GEMM's epilogue or in that map.
  */
-const gemmKernelDef = (opType: string, domain: string, gelu: boolean): GpuKernelDef => ({
+const gemmKernelDef = (opType: string, domain: string, fused: boolean): GpuKernelDef => ({
   opType,
   domain,
   types: F32,
   f16Weights: [1, 2],
-  accepts(node, _o, [a, b, c]) {
+  accepts(node, _o, [a, b, c, r]) {
     // Another activation (an invalid node) falls to the op's contract, which rejects it with its code.
-    if (gelu && attrString(node, "activation", "") !== "Gelu") return "activation other than Gelu";
+    if (fused && !FUSED_ACTIVATIONS.has(attrString(node, "activation", "")))
+      return "activation other than Gelu or FastGelu";
     if (attrInt(node, "transA", 0) !== 0) return "transA = 1";
     if (attrFloat(node, "alpha", 1) !== 1) return "alpha ≠ 1";
     if (c && attrFloat(node, "beta", 1) !== 1) return "beta ≠ 1";
-    if (!isF32(a) || !isF32(b) || (c && !isF32(c))) return "a non-float32 input";
+    if (!isF32(a) || !isF32(b) || (c && !isF32(c)) || (r && !isF32(r))) return "a non-float32 input";
     if (a!.dims.length !== 2 || b!.dims.length !== 2) return "A or B not 2-D";
     const N = attrInt(node, "transB", 0) ? b!.dims[0]! : b!.dims[1]!;
     if (c && (sizeOf(c.dims) !== N || c.dims[c.dims.length - 1] !== N)) return "C is not a [N] bias";
+    if (r && (r.dims.length !== 2 || r.dims[0] !== a!.dims[0] || r.dims[1] !== N))
+      return "the residual is not [M, N]";
     return undefined;
   },
-  run(k, [a, b, c]) {
+  run(k, [a, b, c, r]) {
     const transB = attrInt(k.node, "transB", 0) !== 0;
+    const activation = fused ? attrString(k.node, "activation", "") : "";
     const st = storageOf(k);
     const A = k.device(a!, st);
     const [M] = A.dims as [number, number];
@@ -154,14 +212,22 @@ const gemmKernelDef = (opType: string, domain: string, gelu: boolean): GpuKernel
     const N = B.dims[1]!;
     const out = k.alloc([M, N], "float32", !!k.f16);
     const bias = c ? k.device(c, st) : undefined;
+    const residual = fused && r ? k.device(r, st) : undefined;
+    const tanh = activation === "FastGelu";
+    const pre = tanh ? k.alloc([M, N], "float32", !!k.f16) : out;
     gemm(k.gpu, k.rec, {
       a: A,
       b: B,
       bias: bias ? { buffer: bias.buffer, dims: [N] } : undefined,
-      gelu,
-      out,
+      gelu: activation === "Gelu",
+      residual: tanh ? undefined : residual,
+      out: pre,
       ...gemmPrecisionOf(k),
     });
+    if (tanh) {
+      geluTanhMap(k, pre, residual, out);
+      k.scratch(pre);
+    }
     if (scratchB) k.scratch(scratchB);
     return [out];
   },
