@@ -1,14 +1,17 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { CpuBackend } from "../src/backends/cpu/backend.js";
+import { nativeKernels } from "../src/backends/cpu/native/index.js";
 import { packedViewCount } from "../src/backends/cpu/native-compute.js";
 import { constantGemmWeights } from "../src/backends/cpu/prepack.js";
 import type { CpuPreparedGraph } from "../src/backends/cpu/prepared-graph.js";
 import { planGraph } from "../src/engine/executor.js";
+import { InferenceSession } from "../src/engine/session.js";
 import { GraphBuilder } from "../src/ir/builder.js";
 import type { Graph } from "../src/ir/graph.js";
 import { Tensor } from "../src/ir/tensor.js";
 import { bertInputs, buildBertGraph } from "../src/models/bert.js";
+import { modelFromGraph } from "../src/onnx/save.js";
 import { optimizeGraph } from "../src/passes/index.js";
 import { rand } from "./native-helpers.js";
 
@@ -184,5 +187,30 @@ test("prepack: gemmKernel js and the wasm family pack nothing", async () => {
     const backend = new CpuBackend({ threads: 1, ...opts });
     assert.equal(backend.packWeights(graph), 0);
     await backend.dispose();
+  }
+});
+
+test("prepack: InferenceSession.create packs the fused graph's weights; the first run packs none", async (t) => {
+  const native = nativeKernels();
+  if (!native) return t.skip("native addon not loaded");
+  const config = { layers: 2, hidden: 64, heads: 4, ffn: 256, vocab: 100 };
+  const model = modelFromGraph(buildBertGraph(config));
+  const original = native.packWeights;
+  let calls = 0;
+  native.packWeights = function (this: typeof native, ...args: Parameters<typeof original>) {
+    calls++;
+    return original.apply(this, args);
+  };
+  try {
+    const session = await InferenceSession.create(model, { intraOpNumThreads: 2 });
+    const atCreate = calls;
+    // Per layer: the packed QKV, attention output, FFN up and FFN down weights.
+    assert.ok(atCreate >= 4 * config.layers, `packed at create: ${atCreate}`);
+    const out = await session.run(bertInputs([16, 9], 16, config.vocab));
+    assert.equal(calls, atCreate, "the first run packed weights");
+    assert.ok(Object.keys(out).length > 0);
+    await session.release();
+  } finally {
+    native.packWeights = original;
   }
 });

@@ -219,6 +219,10 @@ export class InferenceSession {
     this.inputNames = graph.inputs.map((i) => i.name);
     this.outputNames = graph.outputs.map((o) => o.name);
     this.plan = planGraph(graph);
+    // The CPU's native GEMM packs the graph's constant weights now, not on the first run (the padding-removed
+    // and shape-specialized graphs share these arrays, so their prepares find them packed).
+    if (this.backend instanceof CpuBackend && backendOptions.prepack !== false)
+      this.backend.packWeights(graph);
   }
 
   // The public entry points only add the error edge: whatever escapes becomes a coded MhafuseError.

@@ -41,7 +41,7 @@ function composePairs(graph: Graph): number {
   for (const node of graph.nodes) {
     if (node.opType !== "Transpose" || node.domain !== "") continue;
     const inner = producer.get(node.inputs[0] ?? "");
-    if (!inner || inner.opType !== "Transpose" || inner.domain !== "") continue;
+    if (inner?.opType !== "Transpose" || inner.domain !== "") continue;
     const p1 = permOf(inner);
     const p2 = permOf(node);
     if (!p1 || !p2 || p1.length !== p2.length) continue;
@@ -85,11 +85,11 @@ function sinkTransposesThroughSlices(graph: Graph): number {
   for (const outer of graph.nodes) {
     if (outer.opType !== "Transpose" || outer.domain !== "") continue;
     const slice = producer.get(outer.inputs[0] ?? "");
-    if (!slice || slice.opType !== "Slice" || slice.domain !== "") continue;
+    if (slice?.opType !== "Slice" || slice.domain !== "") continue;
     const sliced = slice.outputs[0]!;
     if (outputs.has(sliced) || nested.has(sliced) || (readers.get(sliced) ?? []).length !== 1) continue;
     const inner = producer.get(slice.inputs[0] ?? "");
-    if (!inner || inner.opType !== "Transpose" || inner.domain !== "") continue;
+    if (inner?.opType !== "Transpose" || inner.domain !== "") continue;
     const p = permOf(inner);
     const q = permOf(outer);
     if (!p || !q || p.length !== q.length || !isIdentity(q.map((a) => p[a]!))) continue;

@@ -49,7 +49,7 @@ export function constantGemmWeights(graph: Graph): WeightView[] {
   for (const node of graph.nodes) {
     if (!isGemmLike(node)) continue;
     const b = graph.initializers.get(node.inputs[1] ?? "");
-    if (!b || b.type !== "float32" || b.rank === 0 || b.size === 0) continue;
+    if (b?.type !== "float32" || b.rank === 0 || b.size === 0) continue;
     const B = b.data as Float32Array;
     const c = node.inputs[2] ? graph.initializers.get(node.inputs[2]) : undefined;
     views.push(...(node.opType === "MatMul" ? matmulViews(b, B) : gemmViews(node, b, B, c)));
