@@ -14,18 +14,21 @@ import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { NativeKernels } from "../src/backends/cpu/native/kernels.js";
 import { LOCAL_BUILD } from "../src/native/load.js";
+import { benchArgs } from "./cli-args.js";
 
-const { values } = parseArgs({
-  options: {
-    a: { type: "string", default: LOCAL_BUILD },
-    b: { type: "string" },
-    m: { type: "string", default: "128" },
-    layers: { type: "string", default: "4" },
-    threads: { type: "string", default: "2" },
-    reps: { type: "string", default: "30" },
-    "gap-us": { type: "string", default: "0" },
-  },
-});
+const { values } = benchArgs(import.meta.url, () =>
+  parseArgs({
+    options: {
+      a: { type: "string", default: LOCAL_BUILD },
+      b: { type: "string" },
+      m: { type: "string", default: "128" },
+      layers: { type: "string", default: "4" },
+      threads: { type: "string", default: "2" },
+      reps: { type: "string", default: "30" },
+      "gap-us": { type: "string", default: "0" },
+    },
+  }),
+);
 if (!values.b) throw new Error("--b: the other build's mhafuse_native.node (see the header)");
 const require = createRequire(import.meta.url);
 const builds = {

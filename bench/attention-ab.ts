@@ -12,17 +12,20 @@ import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { NativeKernels } from "../src/backends/cpu/native/kernels.js";
 import { LOCAL_BUILD } from "../src/native/load.js";
+import { benchArgs } from "./cli-args.js";
 
-const { values } = parseArgs({
-  options: {
-    a: { type: "string", default: LOCAL_BUILD },
-    b: { type: "string" },
-    threads: { type: "string", default: "2" },
-    shapes: { type: "string", default: "1x128,8x128,1x512" },
-    reps: { type: "string", default: "30" },
-    "pause-ms": { type: "string", default: "3" },
-  },
-});
+const { values } = benchArgs(import.meta.url, () =>
+  parseArgs({
+    options: {
+      a: { type: "string", default: LOCAL_BUILD },
+      b: { type: "string" },
+      threads: { type: "string", default: "2" },
+      shapes: { type: "string", default: "1x128,8x128,1x512" },
+      reps: { type: "string", default: "30" },
+      "pause-ms": { type: "string", default: "3" },
+    },
+  }),
+);
 if (!values.b) throw new Error("--b: the other build's mhafuse_native.node (see the header)");
 const require = createRequire(import.meta.url);
 const builds = {

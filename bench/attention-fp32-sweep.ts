@@ -18,23 +18,26 @@ import {
 } from "../src/backends/webgpu/kernels/attention.js";
 import type { GpuTensor } from "../src/backends/webgpu/kernels/common.js";
 import { randomFloat32, seededRandom } from "../src/models/random.js";
+import { benchArgs } from "./cli-args.js";
 import { RAW_TIMESTAMPS, timeKernel } from "./gpu-timing.js";
 
 type Opts = FastTuning & Pick<FlashAttentionArgs, "ablate">;
-const { values } = parseArgs({
-  options: {
-    reps: { type: "string", default: "20" },
-    rounds: { type: "string", default: "2" },
-    shapes: { type: "string", default: "8x512,32x128" },
-    /** Heads and head size (BERT's 12 × 64 by default; e.g. 32 × 128 for a Llama-sized head). */
-    heads: { type: "string", default: "12" },
-    "head-size": { type: "string", default: "64" },
-    variants: { type: "string", default: '[{"name": "default", "o": {}}]' },
-    staircase: { type: "string" },
-    /** Options (JSON) of the kernel the staircase runs (default: the default kernel). */
-    "staircase-o": { type: "string", default: "{}" },
-  },
-});
+const { values } = benchArgs(import.meta.url, () =>
+  parseArgs({
+    options: {
+      reps: { type: "string", default: "20" },
+      rounds: { type: "string", default: "2" },
+      shapes: { type: "string", default: "8x512,32x128" },
+      /** Heads and head size (BERT's 12 × 64 by default; e.g. 32 × 128 for a Llama-sized head). */
+      heads: { type: "string", default: "12" },
+      "head-size": { type: "string", default: "64" },
+      variants: { type: "string", default: '[{"name": "default", "o": {}}]' },
+      staircase: { type: "string" },
+      /** Options (JSON) of the kernel the staircase runs (default: the default kernel). */
+      "staircase-o": { type: "string", default: "{}" },
+    },
+  }),
+);
 const REPS = Number(values.reps);
 const variants = JSON.parse(values.variants!) as { name: string; o: Opts }[];
 const ctx = await WebGpuContext.create({ toggles: [RAW_TIMESTAMPS] });

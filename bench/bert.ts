@@ -8,18 +8,21 @@ import { InferenceSession } from "../src/engine/session.js";
 import type { Tensor } from "../src/ir/tensor.js";
 import { bertInputs, buildBertGraph } from "../src/models/bert.js";
 import { modelFromGraph, saveModel } from "../src/onnx/index.js";
+import { benchArgs } from "./cli-args.js";
 
-const { values } = parseArgs({
-  options: {
-    layers: { type: "string", default: "2" },
-    hidden: { type: "string", default: "256" },
-    heads: { type: "string", default: "4" },
-    ffn: { type: "string", default: "1024" },
-    batch: { type: "string", default: "4" },
-    seq: { type: "string", default: "128" },
-    repeats: { type: "string", default: "5" },
-  },
-});
+const { values } = benchArgs(import.meta.url, () =>
+  parseArgs({
+    options: {
+      layers: { type: "string", default: "2" },
+      hidden: { type: "string", default: "256" },
+      heads: { type: "string", default: "4" },
+      ffn: { type: "string", default: "1024" },
+      batch: { type: "string", default: "4" },
+      seq: { type: "string", default: "128" },
+      repeats: { type: "string", default: "5" },
+    },
+  }),
+);
 const n = (k: keyof typeof values) => Number(values[k]);
 const config = { layers: n("layers"), hidden: n("hidden"), heads: n("heads"), ffn: n("ffn"), vocab: 1000 };
 const graph = buildBertGraph(config);

@@ -12,20 +12,23 @@
 import { parseArgs } from "node:util";
 import { InferenceSession } from "../src/engine/session.js";
 import { bertInputs, buildBertGraph } from "../src/models/bert.js";
+import { benchArgs } from "./cli-args.js";
 import { foreignLoad, settle } from "./settle.js";
 
-const { values } = parseArgs({
-  options: {
-    layers: { type: "string", default: "4" },
-    hidden: { type: "string", default: "768" },
-    heads: { type: "string", default: "12" },
-    ffn: { type: "string", default: "3072" },
-    batch: { type: "string", default: "1" },
-    seq: { type: "string", default: "128" },
-    pairs: { type: "string", default: "30" },
-    padded: { type: "boolean", default: false },
-  },
-});
+const { values } = benchArgs(import.meta.url, () =>
+  parseArgs({
+    options: {
+      layers: { type: "string", default: "4" },
+      hidden: { type: "string", default: "768" },
+      heads: { type: "string", default: "12" },
+      ffn: { type: "string", default: "3072" },
+      batch: { type: "string", default: "1" },
+      seq: { type: "string", default: "128" },
+      pairs: { type: "string", default: "30" },
+      padded: { type: "boolean", default: false },
+    },
+  }),
+);
 const n = (k: Exclude<keyof typeof values, "padded">) => Number(values[k]);
 const config = { layers: n("layers"), hidden: n("hidden"), heads: n("heads"), ffn: n("ffn"), vocab: 1000 };
 const graph = buildBertGraph(config);

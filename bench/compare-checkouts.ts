@@ -10,21 +10,24 @@ import * as ort from "onnxruntime-node";
 import type { Tensor } from "../src/ir/tensor.js";
 import { bertInputs, buildBertGraph } from "../src/models/bert.js";
 import { modelFromGraph, saveModel } from "../src/onnx/index.js";
+import { benchArgs } from "./cli-args.js";
 import { foreignLoad, settle } from "./settle.js";
 
-const { values, positionals } = parseArgs({
-  allowPositionals: true,
-  options: {
-    layers: { type: "string", default: "2" },
-    hidden: { type: "string", default: "256" },
-    heads: { type: "string", default: "4" },
-    ffn: { type: "string", default: "1024" },
-    batch: { type: "string", default: "4" },
-    seq: { type: "string", default: "128" },
-    pairs: { type: "string", default: "15" },
-    level: { type: "string", default: "all" },
-  },
-});
+const { values, positionals } = benchArgs(import.meta.url, () =>
+  parseArgs({
+    allowPositionals: true,
+    options: {
+      layers: { type: "string", default: "2" },
+      hidden: { type: "string", default: "256" },
+      heads: { type: "string", default: "4" },
+      ffn: { type: "string", default: "1024" },
+      batch: { type: "string", default: "4" },
+      seq: { type: "string", default: "128" },
+      pairs: { type: "string", default: "15" },
+      level: { type: "string", default: "all" },
+    },
+  }),
+);
 const other = positionals[0];
 if (!other) throw new Error("usage: compare-checkouts.ts <other checkout> [options]");
 const n = (k: keyof typeof values) => Number(values[k]);

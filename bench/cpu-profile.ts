@@ -13,18 +13,21 @@ import { bertInputs, buildBertGraph } from "../src/models/bert.js";
 import { seededRandom } from "../src/models/random.js";
 import { optimizeGraph } from "../src/passes/index.js";
 import { removePadding } from "../src/passes/remove-padding.js";
+import { benchArgs } from "./cli-args.js";
 
-const { values } = parseArgs({
-  options: {
-    layers: { type: "string", default: "4" },
-    batch: { type: "string", default: "1" },
-    seq: { type: "string", default: "128" },
-    kernels: { type: "string", default: "native" },
-    reps: { type: "string", default: "5" },
-    "keep-padding": { type: "boolean", default: false },
-    padded: { type: "boolean", default: false },
-  },
-});
+const { values } = benchArgs(import.meta.url, () =>
+  parseArgs({
+    options: {
+      layers: { type: "string", default: "4" },
+      batch: { type: "string", default: "1" },
+      seq: { type: "string", default: "128" },
+      kernels: { type: "string", default: "native" },
+      reps: { type: "string", default: "5" },
+      "keep-padding": { type: "boolean", default: false },
+      padded: { type: "boolean", default: false },
+    },
+  }),
+);
 const graph = buildBertGraph({
   layers: Number(values.layers),
   hidden: 768,

@@ -23,19 +23,22 @@ import type { Tensor } from "../src/ir/tensor.js";
 import { bertInputs, buildBertGraph } from "../src/models/bert.js";
 import { seededRandom } from "../src/models/random.js";
 import { modelFromGraph, saveModel } from "../src/onnx/index.js";
+import { benchArgs } from "./cli-args.js";
 import { runOrder } from "./order.js";
 import { foreignLoad, settle } from "./settle.js";
 
-const { values } = parseArgs({
-  options: {
-    layers: { type: "string", default: "4" },
-    reps: { type: "string", default: "8" },
-    threads: { type: "string", default: "2" },
-    shapes: { type: "string", default: "1x128,8x128,1x512,8x128pad" },
-    json: { type: "boolean", default: false },
-    "no-fallback": { type: "boolean", default: false },
-  },
-});
+const { values } = benchArgs(import.meta.url, () =>
+  parseArgs({
+    options: {
+      layers: { type: "string", default: "4" },
+      reps: { type: "string", default: "8" },
+      threads: { type: "string", default: "2" },
+      shapes: { type: "string", default: "1x128,8x128,1x512,8x128pad" },
+      json: { type: "boolean", default: false },
+      "no-fallback": { type: "boolean", default: false },
+    },
+  }),
+);
 const LAYERS = Number(values.layers);
 const REPS = Number(values.reps);
 const THREADS = Number(values.threads);

@@ -7,6 +7,10 @@ import * as ort from "onnxruntime-node";
 import { InferenceSession } from "../src/engine/session.js";
 import { Tensor } from "../src/ir/tensor.js";
 import { seededRandom } from "../src/models/random.js";
+import { benchArgs } from "./cli-args.js";
+
+// --help prints the usage above (this script reads its own arguments).
+benchArgs(import.meta.url, () => undefined);
 
 const MODEL = new URL("../../shared/fixtures/onnx/llama_past.onnx", import.meta.url).pathname;
 const args = process.argv.slice(2);

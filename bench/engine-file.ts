@@ -9,6 +9,10 @@ import { buildEngine } from "../src/engine/engine-file.js";
 import { InferenceSession } from "../src/engine/session.js";
 import { BERT_BASE, buildBertGraph } from "../src/models/bert.js";
 import { loadModelSync, modelFromGraph, saveModel } from "../src/onnx/index.js";
+import { benchArgs } from "./cli-args.js";
+
+// --help prints the usage above (this script reads its own arguments).
+benchArgs(import.meta.url, () => undefined);
 
 const args = process.argv.slice(2);
 const reps = Number(args[args.indexOf("--reps") + 1] ?? 0) || 5;

@@ -8,6 +8,10 @@
  */
 import { InferenceSession } from "../src/engine/session.js";
 import { FIXTURE_MODELS, FIXTURES, fixtureCases } from "../test/support/fixtures.js";
+import { benchArgs } from "./cli-args.js";
+
+// --help prints the usage above (this script reads its own arguments).
+benchArgs(import.meta.url, () => undefined);
 
 export interface AccuracyRow {
   model: string;

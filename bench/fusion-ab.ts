@@ -12,17 +12,20 @@ import { InferenceSession } from "../src/engine/session.js";
 import { bertInputs, buildBertGraph } from "../src/models/bert.js";
 import { modelFromGraph, saveModel } from "../src/onnx/index.js";
 import { optimizeGraph } from "../src/passes/index.js";
+import { benchArgs } from "./cli-args.js";
 import { runOrder } from "./order.js";
 import { settle } from "./settle.js";
 
-const { values } = parseArgs({
-  options: {
-    batch: { type: "string", default: "1" },
-    layers: { type: "string", default: "4" },
-    reps: { type: "string", default: "16" },
-    "no-ort": { type: "boolean", default: false },
-  },
-});
+const { values } = benchArgs(import.meta.url, () =>
+  parseArgs({
+    options: {
+      batch: { type: "string", default: "1" },
+      layers: { type: "string", default: "4" },
+      reps: { type: "string", default: "16" },
+      "no-ort": { type: "boolean", default: false },
+    },
+  }),
+);
 const B = Number(values.batch);
 const REPS = Number(values.reps);
 const graph = buildBertGraph({

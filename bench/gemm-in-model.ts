@@ -13,15 +13,18 @@ import { type GemmOptions, NativeKernels, type PackedWeights } from "../src/back
 import { InferenceSession } from "../src/engine/session.js";
 import { bertInputs, buildBertGraph } from "../src/models/bert.js";
 import { seededRandom } from "../src/models/random.js";
+import { benchArgs } from "./cli-args.js";
 
-const { values } = parseArgs({
-  options: {
-    layers: { type: "string", default: "4" },
-    batch: { type: "string", default: "1" },
-    runs: { type: "string", default: "20" },
-    threads: { type: "string", default: "2" },
-  },
-});
+const { values } = benchArgs(import.meta.url, () =>
+  parseArgs({
+    options: {
+      layers: { type: "string", default: "4" },
+      batch: { type: "string", default: "1" },
+      runs: { type: "string", default: "20" },
+      threads: { type: "string", default: "2" },
+    },
+  }),
+);
 const [layers, batch, runs, threads] = (["layers", "batch", "runs", "threads"] as const).map((k) =>
   Number(values[k]),
 ) as [number, number, number, number];

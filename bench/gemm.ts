@@ -6,6 +6,10 @@ import { gemm } from "../src/backends/cpu/gemm.js";
 import { closeGemmWorkers, gemmParallel, warmGemmWorkers } from "../src/backends/cpu/gemm-parallel.js";
 import { gemmWasm, wasmGemmAvailable } from "../src/backends/cpu/gemm-wasm.js";
 import { cpuThreads } from "../src/backends/cpu/thread-pool.js";
+import { benchArgs } from "./cli-args.js";
+
+// --help prints the usage above (this script reads its own arguments).
+benchArgs(import.meta.url, () => undefined);
 
 const repsArg = process.argv.indexOf("--reps");
 const REPS = repsArg > 0 ? Number(process.argv[repsArg + 1]) : 5;

@@ -33,6 +33,7 @@ import { bertInputs, buildBertGraph } from "../src/models/bert.js";
 import { seededRandom } from "../src/models/random.js";
 import { modelFromGraph, saveModelFile } from "../src/onnx/index.js";
 import { optimizeGraph } from "../src/passes/index.js";
+import { benchArgs } from "./cli-args.js";
 import {
   benchConfig,
   fp16CheckLines,
@@ -43,6 +44,9 @@ import {
   torchLines,
 } from "./gpu-fp16.js";
 import { median, profileTable, RAW_TIMESTAMPS, timeKernel } from "./gpu-timing.js";
+
+// --help prints the usage above (this script reads its own arguments).
+benchArgs(import.meta.url, () => undefined);
 
 const has = (name: string) => process.argv.includes(`--${name}`);
 const arg = (name: string, fallback: string) => {

@@ -13,24 +13,27 @@ import { parseArgs } from "node:util";
 import { onReplayPhases, type ReplayPhases } from "../src/backends/webgpu/graph/replay-plan.js";
 import { InferenceSession } from "../src/engine/session.js";
 import { bertInputs, buildBertGraph } from "../src/models/bert.js";
+import { benchArgs } from "./cli-args.js";
 import { benchConfig } from "./gpu-fp16.js";
 
-const { values } = parseArgs({
-  options: {
-    shape: { type: "string", default: "1x128" },
-    runs: { type: "string", default: "200" },
-    precision: { type: "string", default: "fp32" },
-    "no-replay": { type: "boolean", default: false },
-    phases: { type: "boolean", default: false },
-    // The model: BERT-base, or benchConfig's overrides (read from argv there).
-    tiny: { type: "boolean", default: false },
-    layers: { type: "string" },
-    hidden: { type: "string" },
-    heads: { type: "string" },
-    ffn: { type: "string" },
-    vocab: { type: "string" },
-  },
-});
+const { values } = benchArgs(import.meta.url, () =>
+  parseArgs({
+    options: {
+      shape: { type: "string", default: "1x128" },
+      runs: { type: "string", default: "200" },
+      precision: { type: "string", default: "fp32" },
+      "no-replay": { type: "boolean", default: false },
+      phases: { type: "boolean", default: false },
+      // The model: BERT-base, or benchConfig's overrides (read from argv there).
+      tiny: { type: "boolean", default: false },
+      layers: { type: "string" },
+      hidden: { type: "string" },
+      heads: { type: "string" },
+      ffn: { type: "string" },
+      vocab: { type: "string" },
+    },
+  }),
+);
 const [B, S] = values.shape!.split("x").map(Number) as [number, number];
 const cfg = benchConfig();
 const graph = buildBertGraph(cfg);

@@ -13,11 +13,14 @@ import { parseArgs } from "node:util";
 import { createWebGpuDevice } from "../src/backends/webgpu/device.js";
 import { prefaultedBuffer } from "../src/backends/webgpu/readback.js";
 import { loadNativeQuietly } from "../src/native/load.js";
+import { benchArgs } from "./cli-args.js";
 import { median } from "./gpu-timing.js";
 
-const { values } = parseArgs({
-  options: { sizes: { type: "string", default: "0.5,4,12.6,50" }, reps: { type: "string", default: "15" } },
-});
+const { values } = benchArgs(import.meta.url, () =>
+  parseArgs({
+    options: { sizes: { type: "string", default: "0.5,4,12.6,50" }, reps: { type: "string", default: "15" } },
+  }),
+);
 const native = loadNativeQuietly();
 const dev = await createWebGpuDevice();
 const device = dev.device;

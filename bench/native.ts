@@ -16,15 +16,18 @@ import { nativeKernels } from "../src/backends/cpu/native/index.js";
 import { GraphBuilder } from "../src/ir/builder.js";
 import { Tensor } from "../src/ir/tensor.js";
 import { modelFromGraph, saveModel } from "../src/onnx/index.js";
+import { benchArgs } from "./cli-args.js";
 import { settle } from "./settle.js";
 
-const { values } = parseArgs({
-  options: {
-    reps: { type: "string", default: "15" },
-    threads: { type: "string", default: "1,2" },
-    json: { type: "boolean", default: false },
-  },
-});
+const { values } = benchArgs(import.meta.url, () =>
+  parseArgs({
+    options: {
+      reps: { type: "string", default: "15" },
+      threads: { type: "string", default: "1,2" },
+      json: { type: "boolean", default: false },
+    },
+  }),
+);
 const REPS = Number(values.reps);
 const THREADS = values.threads!.split(",").map(Number);
 const NOMINAL_PER_CORE = 269;

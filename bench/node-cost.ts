@@ -9,14 +9,17 @@ import { parseArgs } from "node:util";
 import { InferenceSession } from "../src/engine/session.js";
 import { GraphBuilder } from "../src/ir/builder.js";
 import { Tensor } from "../src/ir/tensor.js";
+import { benchArgs } from "./cli-args.js";
 
-const { values } = parseArgs({
-  options: {
-    shape: { type: "string", default: "128x768" },
-    nodes: { type: "string", default: "200" },
-    runs: { type: "string", default: "20" },
-  },
-});
+const { values } = benchArgs(import.meta.url, () =>
+  parseArgs({
+    options: {
+      shape: { type: "string", default: "128x768" },
+      nodes: { type: "string", default: "200" },
+      runs: { type: "string", default: "20" },
+    },
+  }),
+);
 const [rows, cols] = values.shape!.split("x").map(Number) as [number, number];
 const N = Number(values.nodes);
 const median = (x: number[]) => [...x].sort((a, b) => a - b)[x.length >> 1]!;

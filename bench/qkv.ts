@@ -17,6 +17,10 @@ import { qkvToContext } from "../src/engine/qkv.js";
 import { GraphBuilder } from "../src/ir/builder.js";
 import { Tensor } from "../src/ir/tensor.js";
 import { modelFromGraph, saveModel } from "../src/onnx/index.js";
+import { benchArgs } from "./cli-args.js";
+
+// --help prints the usage above (this script reads its own arguments).
+benchArgs(import.meta.url, () => undefined);
 
 const quick = process.argv.includes("--quick");
 const B = quick ? 2 : 8;

@@ -33,6 +33,10 @@ import {
   TC_HEADER,
   toF16,
 } from "../src/backends/webgpu/precision.js";
+import { benchArgs } from "./cli-args.js";
+
+// --help prints the usage above (this script reads its own arguments).
+benchArgs(import.meta.url, () => undefined);
 
 const ctx = await WebGpuContext.create({ unsafeF16: true });
 const f = ctx.f16;
