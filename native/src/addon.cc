@@ -3,10 +3,14 @@
 // Errors thrown here carry code "ERR_MHAFUSE_NATIVE_ARG"; src/backends/cpu/native turns them into typed errors.
 #include <napi.h>
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstring>
 #include <string>
+#include <thread>
 #include <utility>
+#include <vector>
 
 #include "dispatch.h"
 #include "gemm.h"
@@ -351,6 +355,42 @@ Napi::Value FmaProbe(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), ctx.flops.load());
 }
 
+// poolHandoff(jobs, pauseMicros) → the median and the 90th percentile of `jobs` fork-joins through the pool, in
+// nanoseconds: each job is one task per pool thread, every task waiting until all have started (so every worker
+// takes part, not only the calling thread), the caller timing run() from the call to its return. pauseMicros
+// sleeps the caller before each job: 0 measures the hand-off to spinning workers (a model run's kernels follow
+// each other within microseconds), a pause past the spin window measures the wake-up of sleeping ones.
+Napi::Value PoolHandoff(const Napi::CallbackInfo& info) {
+  const int64_t jobs = int_arg(info, 0, "jobs"), pause = int_arg(info, 1, "pauseMicros");
+  if (jobs < 1) fail(info.Env(), "jobs must be at least 1");
+  mhf::ThreadPool& tp = mhf::pool();
+  struct Ctx {
+    std::atomic<int> started{0};
+    int tasks;
+  } ctx;
+  ctx.tasks = tp.threads();
+  std::vector<double> ns;
+  ns.reserve((size_t)jobs);
+  for (int64_t j = 0; j < jobs; j++) {
+    if (pause > 0) std::this_thread::sleep_for(std::chrono::microseconds(pause));
+    ctx.started.store(0);
+    const auto t0 = std::chrono::steady_clock::now();
+    tp.run(ctx.tasks, [](void* p, int) {
+      Ctx& c = *static_cast<Ctx*>(p);
+      c.started.fetch_add(1);
+      while (c.started.load() < c.tasks) {
+      }
+    }, &ctx);
+    ns.push_back(std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::sort(ns.begin(), ns.end());
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("median", ns[ns.size() / 2]);
+  o.Set("p90", ns[(ns.size() * 9) / 10]);
+  o.Set("threads", ctx.tasks);
+  return o;
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("info", Napi::Function::New(env, Info));
   exports.Set("selectIsa", Napi::Function::New(env, SelectIsa));
@@ -366,6 +406,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("attention", Napi::Function::New(env, Attention));
   exports.Set("copyBytes", Napi::Function::New(env, CopyBytes));
   exports.Set("fmaProbe", Napi::Function::New(env, FmaProbe));
+  exports.Set("poolHandoff", Napi::Function::New(env, PoolHandoff));
   return exports;
 }
 

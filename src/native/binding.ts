@@ -120,4 +120,9 @@ export interface NativeBinding {
   attention(args: RawAttention): void;
   /** Register-only FMAs, `iterations` steps per task, 16 tasks per pool thread; returns the flops done. */
   fmaProbe(iterations: number): number;
+  /**
+   * `jobs` fork-joins of one task per pool thread (each task waits for all to start), the caller sleeping
+   * `pauseMicros` before each: median and 90th percentile of one, in nanoseconds.
+   */
+  poolHandoff(jobs: number, pauseMicros: number): { median: number; p90: number; threads: number };
 }

@@ -160,6 +160,16 @@ export class NativeKernels {
     }
   }
 
+  /**
+   * How long handing work to the pool takes (microseconds, median and 90th percentile of `jobs`): a fork-join in
+   * which every pool thread takes a task, issued right after the last one (`pauseMicros` 0: the workers are
+   * spinning, as between a model run's kernels) or after a pause (past the spin window: they sleep and wake).
+   */
+  measureHandoff(jobs = 2000, pauseMicros = 0): { medianUs: number; p90Us: number; threads: number } {
+    const r = nativeCall(() => this.raw.poolHandoff(jobs, pauseMicros));
+    return { medianUs: r.median / 1000, p90Us: r.p90 / 1000, threads: r.threads };
+  }
+
   /** Packs op(B) (K×N; B is K×N row-major, or N×K when `transposed`) once, for gemm. */
   packWeights(
     b: Float32Array,
