@@ -14,7 +14,9 @@
  *
  * It needs subgroups laid out in invocation order (WebGpuFeatures.subgroupsInOrder): a lane group is `lanes`
  * consecutive invocations of the one-dimensional workgroup, a power of two that divides TX (so every lane of a
- * group computes the same rows) and is at most the subgroup size (so it lies inside one subgroup).
+ * group computes the same rows) and is at most the subgroup size (so it lies inside one subgroup). The layout is
+ * probed at 128- and 256-invocation workgroups (device.ts), the sizes of the tiles in use; other thread counts
+ * rely on the same layout holding there.
  */
 import type { WebGpuFeatures } from "../device.js";
 import type { GemmTile } from "./gemm.js";
