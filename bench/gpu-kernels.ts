@@ -10,7 +10,9 @@
  *              subgroup matrices (needs --toggles on NVIDIA), else the SIMT fp16 kernels; implies --toggles
  *   --fp16-only  only the fp16 rows
  *   --tiles auto,128x128x16/8x8,64x64x16/4x4   fp32 SIMT tile sweep (BMxBNxBK/TMxTN, threads = BM/TM × BN/TN;
- *              a "-loads" / "-smem" suffix times the tile without a stage, GemmTile.ablate;
+ *              a "sg" suffix runs the subgroup variant (A shared by shuffles, GemmTile.subgroup; "sgN":
+ *              lane groups of N), e.g. 64x128x16/8x4sg; a "-loads" / "-smem" suffix times the tile without a
+ *              stage, GemmTile.ablate;
  *              "auto": what gemm() picks itself, tile and split-K): each
  *              config on 4096³ and the 4096- and 1024-token BERT GEMMs with their epilogues; nothing else runs
  *   --tc-tiles auto,64x64x32/2x2,128x128x16/2x2d   tensor-core tile sweep (BMxBNxBK/WMxWN; a trailing "d": the
@@ -63,7 +65,7 @@ if (arg("--help") > 0) {
   // Before any GPU work: the benchmark itself takes minutes on a software adapter.
   console.log(
     "usage: node --import tsx bench/gpu-kernels.ts [--reps N] [--smoke] [--toggles] [--fp16 | --fp16-only]\n" +
-      "  [--tiles BMxBNxBK/TMxTN,...] [--tc-tiles BMxBNxBK/WMxWN,...] [--attention] [--tc-attention]\n" +
+      "  [--tiles BMxBNxBK/TMxTN[sg],...] [--tc-tiles BMxBNxBK/WMxWN,...] [--attention] [--tc-attention]\n" +
       "  (see the file header)",
   );
   process.exit(0);
@@ -370,12 +372,17 @@ async function tileSweep(
 if (TILES) {
   const simt = (spec: string): [string, Partial<GemmArgs>] => {
     if (spec === "auto") return [spec, {}]; // what gemm() picks itself (tile, split-K)
-    const m = /^(\d+)x(\d+)x(\d+)\/(\d+)x(\d+)(-loads|-smem)?$/.exec(spec);
+    const m = /^(\d+)x(\d+)x(\d+)\/(\d+)x(\d+)(sg(\d+)?)?(-loads|-smem)?$/.exec(spec);
     if (!m)
-      throw new Error(`--tiles: bad tile ${spec} (want BMxBNxBK/TMxTN[-loads|-smem], e.g. 128x128x16/8x8)`);
+      throw new Error(
+        `--tiles: bad tile ${spec} (want BMxBNxBK/TMxTN[sg[N]][-loads|-smem], e.g. 128x128x16/8x8 or 64x128x16/8x4sg)`,
+      );
     const [BM, BN, BK, TM, TN] = m.slice(1, 6).map(Number) as [number, number, number, number, number];
-    const ablate = m[6] ? (m[6].slice(1) as "loads" | "smem") : undefined;
-    return [spec, { tile: ablate ? { BM, BN, BK, TM, TN, ablate } : { BM, BN, BK, TM, TN } }];
+    const tile: NonNullable<GemmArgs["tile"]> = { BM, BN, BK, TM, TN };
+    if (m[6]) tile.subgroup = true;
+    if (m[7]) tile.sgLanes = Number(m[7]);
+    if (m[8]) tile.ablate = m[8].slice(1) as "loads" | "smem";
+    return [spec, { tile }];
   };
   await tileSweep("simt", TILES.split(",").map(simt), tensor);
 }

@@ -9,8 +9,10 @@
  * here, in TypeScript, so the driver sees straight-line FMAs on named registers.
  *
  * Baked into the shader (the pipeline key): tile config, vec4 loads of A (K % 4 = 0) and B (N % 4 = 0), and
- * the epilogue. M, N, K, batch strides are uniforms. Two tile configs: 128×128 (8×8 per thread) when there are
+ * the epilogue. M, N, K, batch strides are uniforms. Two tile configs: 64×128 (8×4 per thread) when there are
  * enough tiles to fill the GPU, else 64×64 (4×4 per thread) so small-M layers (batch 1 BERT) still spread out.
+ * GemmTile.subgroup selects the subgroup variant of any tile (gemm-subgroup.ts: A shared by shuffles instead of
+ * workgroup memory), for timing against these; it is not picked by default.
  */
 import { OpError } from "../../../errors.js";
 import type { WebGpuContext } from "../context.js";
@@ -26,6 +28,13 @@ import {
   type GpuTensor,
   type StorageDecl,
 } from "./common.js";
+import {
+  type SubgroupGemmPlan,
+  subgroupADecls,
+  subgroupALoads,
+  subgroupAValue,
+  subgroupGemmPlan,
+} from "./gemm-subgroup.js";
 import { recordTcGemm, type TcTile } from "./gemm-tc.js";
 
 export interface GemmTile {
@@ -40,6 +49,14 @@ export interface GemmTile {
    * alone).
    */
   ablate?: "loads" | "smem";
+  /**
+   * The subgroup variant (gemm-subgroup.ts): A from storage into registers, shared across a thread-grid row by
+   * subgroup shuffles instead of workgroup memory. Needs subgroups in invocation order (subgroupGemmPlan says
+   * why not); not picked by default.
+   */
+  subgroup?: boolean;
+  /** Subgroup variant only: force the lane-group size (tests); default subgroupGemmPlan's. */
+  sgLanes?: number;
 }
 /**
  * 64×128 with 8×4 per thread (256 threads). 64×128 beat 128×128 on the H200 (twice the workgroups, so the last
@@ -83,7 +100,8 @@ const FIELDS: UniformFields = [
   ["kChunk", "u32"],
 ];
 
-export function gemmSource(t: GemmTile, f: GemmFlags): string {
+/** `sg`: the subgroup variant's plan, required when t.subgroup (subgroupGemmPlan). */
+export function gemmSource(t: GemmTile, f: GemmFlags, sg?: SubgroupGemmPlan): string {
   const { BM, BN, BK, TM, TN } = t;
   const TX = BN / TN;
   const TY = BM / TM;
@@ -105,12 +123,14 @@ export function gemmSource(t: GemmTile, f: GemmFlags): string {
   if (f.bias && !f.split) decls.push({ name: "bias", type: s1 });
   if (f.residual && !f.split) decls.push({ name: "R", type: s1 });
   decls.push({ name: "C", type: s1, write: true });
+  if (t.subgroup && !sg)
+    throw new OpError("webgpu.MatMul", "the subgroup SGEMM needs its plan (subgroupGemmPlan)");
+  const sgA = sg && { BK, TM, TY, lanes: sg.lanes, aVec4: f.aVec4, w1, w4 };
 
   // Each thread stages a whole number of elements (vec4 loads may leave threads idle: they check idx).
-  for (const [what, n, vec] of [
-    ["A", BM * BK, f.aVec4],
-    ["B", BK * BN, f.bVec4],
-  ] as const) {
+  const staged: [string, number, boolean][] = [["B", BK * BN, f.bVec4]];
+  if (!sg) staged.push(["A", BM * BK, f.aVec4]); // the subgroup variant stages no A
+  for (const [what, n, vec] of staged) {
     const per = vec ? n / 4 / T : n / T;
     if (!(per < 1 && vec) && !Number.isInteger(per))
       throw new OpError(
@@ -120,7 +140,8 @@ export function gemmSource(t: GemmTile, f: GemmFlags): string {
   }
   // Tile loads: every thread moves a fixed number of elements (vec4s where aligned), bounds-checked.
   const aLoads: string[] = [];
-  if (f.aVec4) {
+  if (sgA) aLoads.push(subgroupALoads(sgA));
+  else if (f.aVec4) {
     const per = (BM * BK) / 4 / T;
     for (let e = 0; e < Math.ceil(per); e++) {
       aLoads.push(`  {
@@ -170,16 +191,36 @@ export function gemmSource(t: GemmTile, f: GemmFlags): string {
 
   const accDecl: string[] = [];
   const fma: string[] = [];
-  const kk = t.ablate === "smem" ? "0u" : "k";
-  for (let i = 0; i < MI; i++) fma.push(`    let a${i} = As[${kk} * ${BM4}u + ty + ${i * TY}u];`);
-  for (let j = 0; j < NJ; j++) fma.push(`    let b${j} = Bs[${kk} * ${BN4}u + tx + ${j * TX}u];`);
   const comps = ["x", "y", "z", "w"];
   for (let i = 0; i < MI; i++)
     for (let r = 0; r < 4; r++)
-      for (let j = 0; j < NJ; j++) {
-        accDecl.push(`  var c${i}_${r}_${j} = vec4<f32>(0.0);`);
-        fma.push(`    c${i}_${r}_${j} = fma(vec4<f32>(a${i}.${comps[r]}), b${j}, c${i}_${r}_${j});`);
-      }
+      for (let j = 0; j < NJ; j++) accDecl.push(`  var c${i}_${r}_${j} = vec4<f32>(0.0);`);
+  if (sgA && sg) {
+    // Unrolled over k: every shuffle's owner lane and register are constants. The shuffles run in uniform
+    // control flow (the K loop's bounds are uniform), as WGSL requires.
+    for (let k = 0; k < BK; k++) {
+      const kb = t.ablate === "smem" ? 0 : k;
+      fma.push(
+        k === 0 ? "    { // k = 0: A from the lanes that loaded it, B from workgroup memory" : "    {",
+      );
+      for (let j = 0; j < NJ; j++) fma.push(`      let b${j} = Bs[${kb * BN4}u + tx + ${j * TX}u];`);
+      for (let q = 0; q < TM; q++) fma.push(`      let a${q} = ${subgroupAValue(sgA, sg, q, k)};`);
+      for (let q = 0; q < TM; q++)
+        for (let j = 0; j < NJ; j++) {
+          const c = `c${Math.floor(q / 4)}_${q % 4}_${j}`;
+          fma.push(`      ${c} = fma(vec4<f32>(a${q}), b${j}, ${c});`);
+        }
+      fma.push(`    }`);
+    }
+  } else {
+    const kk = t.ablate === "smem" ? "0u" : "k";
+    for (let i = 0; i < MI; i++) fma.push(`    let a${i} = As[${kk} * ${BM4}u + ty + ${i * TY}u];`);
+    for (let j = 0; j < NJ; j++) fma.push(`    let b${j} = Bs[${kk} * ${BN4}u + tx + ${j * TX}u];`);
+    for (let i = 0; i < MI; i++)
+      for (let r = 0; r < 4; r++)
+        for (let j = 0; j < NJ; j++)
+          fma.push(`    c${i}_${r}_${j} = fma(vec4<f32>(a${i}.${comps[r]}), b${j}, c${i}_${r}_${j});`);
+  }
 
   const stores: string[] = [];
   for (let i = 0; i < MI; i++)
@@ -196,9 +237,22 @@ export function gemmSource(t: GemmTile, f: GemmFlags): string {
   if (f.residual && !f.split) epi = `${epi} + ${w1("R[cBase + m * u.N + n]")}`;
   if (h) epi = `f16(${epi})`;
 
-  return `${h ? "enable f16;\n" : ""}${uniformStruct(FIELDS)}${bindings(decls)}${f.gelu && !f.split ? ERF_WGSL : ""}
-var<workgroup> As: array<vec4<f32>, ${(BK * BM) / 4}>;
-var<workgroup> Bs: array<vec4<f32>, ${(BK * BN) / 4}>;
+  // The subgroup variant's workgroup is one-dimensional: subgroupsInOrder (its lane groups) is probed so.
+  const entry = sg
+    ? `@compute @workgroup_size(${T})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) tid: u32${sg.broadcast ? "" : ", @builtin(subgroup_invocation_id) sgLane: u32"}) {
+  let tx = tid % ${TX}u; let ty = tid / ${TX}u;`
+    : `@compute @workgroup_size(${TX}, ${TY})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let tx = lid.x; let ty = lid.y; let tid = ty * ${TX}u + tx;`;
+  const loop = sg
+    ? fma.join("\n")
+    : `    for (var k = 0u; k < ${BK}u; k++) {
+${fma.join("\n")}
+    }`;
+
+  return `${h ? "enable f16;\n" : ""}${sg ? "enable subgroups;\n" : ""}${uniformStruct(FIELDS)}${bindings(decls)}${f.gelu && !f.split ? ERF_WGSL : ""}
+${sg ? "" : `var<workgroup> As: array<vec4<f32>, ${(BK * BM) / 4}>;\n`}var<workgroup> Bs: array<vec4<f32>, ${(BK * BN) / 4}>;
 
 fn store1(m: u32, n: u32, v: f32, cBase: u32) {
   if (n < u.N) { C[cBase + m * u.N + n] = ${epi}; }
@@ -207,25 +261,21 @@ fn store4(m: u32, n: u32, v: vec4<f32>, cBase: u32) {
   store1(m, n, v.x, cBase); store1(m, n + 1u, v.y, cBase); store1(m, n + 2u, v.z, cBase); store1(m, n + 3u, v.w, cBase);
 }
 
-@compute @workgroup_size(${TX}, ${TY})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-  let tx = lid.x; let ty = lid.y; let tid = ty * ${TX}u + tx;
+${entry}
   let n0 = wid.x * ${BN}u; let m0 = wid.y * ${BM}u;
   ${
     f.split
       ? "let aBase = 0u; let bBase = 0u; let cBase = wid.z * u.M * u.N;\n  let kBegin = wid.z * u.kChunk; let kEnd = min(u.K, kBegin + u.kChunk);"
       : "let aBase = wid.z * u.strideA; let bBase = wid.z * u.strideB; let cBase = wid.z * u.strideC;\n  let kBegin = 0u; let kEnd = u.K;"
   }
-${accDecl.join("\n")}
+${accDecl.join("\n")}${sgA && sg ? `\n${subgroupADecls(sgA, sg)}` : ""}
   for (var k0 = kBegin; k0 < kEnd; k0 += ${BK}u) {
     if (${t.ablate === "loads" ? "k0 == kBegin" : "true"}) {
 ${aLoads.join("\n")}
 ${bLoads.join("\n")}
     }
     workgroupBarrier();
-    for (var k = 0u; k < ${BK}u; k++) {
-${fma.join("\n")}
-    }
+${loop}
     workgroupBarrier();
   }
 ${stores.join("\n")}
@@ -397,8 +447,15 @@ export function gemm(ctx: WebGpuContext, rec: CommandRecorder, args: GemmArgs): 
   }
   const large = Math.ceil(M / TILE_LARGE.BM) * Math.ceil(N / TILE_LARGE.BN) * nBatch >= LARGE_TILE_MIN_TILES;
   const t = args.tile ?? (large ? TILE_LARGE : TILE_SMALL);
-  const key = `gemm${f16 ? "-f16" : ""}:${t.BM}x${t.BN}x${t.BK}:${t.TM}x${t.TN}${t.ablate ? `:ablate-${t.ablate}` : ""}:a${+f.aVec4}b${+f.bVec4}:bias${+f.bias}:gelu${+f.gelu}:res${+f.residual}`;
-  const k = ctx.pipelines.get(key, () => gemmSource(t, f));
+  let sg: SubgroupGemmPlan | undefined;
+  if (t.subgroup) {
+    const plan = subgroupGemmPlan(ctx.gpu.features, t, t.sgLanes);
+    if (typeof plan === "string") throw new OpError(op, `subgroup SGEMM: ${plan}`);
+    sg = plan;
+  }
+  const sgKey = sg ? `:sg${sg.lanes}${sg.broadcast ? "b" : "s"}` : "";
+  const key = `gemm${f16 ? "-f16" : ""}:${t.BM}x${t.BN}x${t.BK}:${t.TM}x${t.TN}${sgKey}${t.ablate ? `:ablate-${t.ablate}` : ""}:a${+f.aVec4}b${+f.bVec4}:bias${+f.bias}:gelu${+f.gelu}:res${+f.residual}`;
+  const k = ctx.pipelines.get(key, () => gemmSource(t, f, sg));
   const bufs = [args.a.buffer, args.b.buffer];
   if (args.bias) bufs.push(args.bias.buffer);
   if (args.residual) bufs.push(args.residual.buffer);
