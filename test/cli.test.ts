@@ -85,6 +85,10 @@ test("inspect shows inputs, opsets, the op histogram and the attention blocks", 
   );
   assert.ok(j.ops.MatMul >= 12);
   assert.equal(j.attention.length, 2);
+  // Run options without --provider would be silently ignored: they are refused.
+  const bad = mhafuse("inspect", `${FIXTURES}onnx/bert_eager.onnx`, "--precision", "fp16");
+  assert.notEqual(bad.code, 0);
+  assert.match(bad.stderr, /OPTION_INVALID: --precision needs --provider webgpu/);
 });
 
 test("inspect --provider webgpu runs the model once and lists only real CPU fallbacks", async (t) => {

@@ -1,10 +1,8 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import * as ort from "onnxruntime-node";
 import { runGraph } from "../src/engine/executor.js";
 import { InferenceSession } from "../src/engine/session.js";
 import { GraphBuilder } from "../src/ir/builder.js";
-import type { Graph } from "../src/ir/graph.js";
 import { Tensor } from "../src/ir/tensor.js";
 import { loadModel, modelFromGraph, saveModel } from "../src/onnx/index.js";
 import { optimizeGraph, summarizeReport } from "../src/passes/index.js";
@@ -12,6 +10,7 @@ import { toFloat16 } from "../src/passes/to-float16.js";
 import { toOnnxruntime } from "../src/passes/to-onnxruntime.js";
 import { maxAbsDiff } from "./support/compare.js";
 import { FIXTURE_MODELS, FIXTURES, fixtureCases } from "./support/fixtures.js";
+import { halfFeeds, runOrt } from "./support/float16.js";
 
 // Every fixture model converted to float16 (weights and compute, onnxconverter-common's
 // convert_float_to_float16 with keep_io_types=False), run by mhafuse unfused and fused through the API, and
@@ -29,42 +28,6 @@ import { FIXTURE_MODELS, FIXTURES, fixtureCases } from "./support/fixtures.js";
 // every model, fused and unfused, is within 1e-2. Fused, each RMSNorm is one SimplifiedLayerNormalization with
 // float32 statistics (src/passes/rms-norm.ts).
 const BOUND = 1e-2;
-const REFERENCE_DISABLED = "FuseFp16InitializerToFp32NodeTransformer";
-
-function halfFeeds(inputs: Record<string, Tensor>, graph: Graph): Record<string, Tensor> {
-  const out: Record<string, Tensor> = {};
-  for (const [name, t] of Object.entries(inputs)) {
-    const want = graph.inputs.find((i) => i.name === name)?.dtype;
-    out[name] =
-      want === "float16" && t.type === "float32"
-        ? new Tensor("float16", Array.from(t.toFloat64()), t.dims)
-        : t;
-  }
-  return out;
-}
-
-async function runOrt(
-  graph: Graph,
-  feeds: Record<string, Tensor>,
-  disableOptimizers = REFERENCE_DISABLED,
-): Promise<Record<string, Tensor>> {
-  const session = await ort.InferenceSession.create(saveModel(modelFromGraph(graph)), {
-    graphOptimizationLevel: "all",
-    extra: { optimization: { disable_specified_optimizers: disableOptimizers } },
-  });
-  const ortFeeds: Record<string, ort.Tensor> = {};
-  for (const [k, t] of Object.entries(feeds))
-    ortFeeds[k] = new ort.Tensor(t.type as ort.Tensor.Type, t.data as Float32Array, [...t.dims]);
-  const result = await session.run(ortFeeds);
-  await session.release();
-  return Object.fromEntries(
-    Object.entries(result).map(([k, v]) => [
-      k,
-      new Tensor(v.type as "float16", v.data as Uint16Array, v.dims as number[]),
-    ]),
-  );
-}
-
 test("toFloat16: initializers, Constant, ConstantOfShape, Cast and I/O types; integer parts kept", () => {
   const b = new GraphBuilder({ opset: 17 });
   const x = b.input("x", "float32", [2]);

@@ -121,6 +121,24 @@ for (const [label, form, why] of DECLINES) {
   });
 }
 
+test("a residual Add whose shapes are unknown (null dims) is not fused: it may broadcast at run time", () => {
+  const b = new GraphBuilder({ opset: 17 });
+  const x = b.input("x", "float32", [null, 4]);
+  const h = b.input("h", "float32", [null, 3]);
+  const W = b.init(new Tensor("float32", values(12, 5), [4, 3]));
+  const c = b.init(new Tensor("float32", values(3, 6), [3]));
+  b.output(b.op("Add", [b.op("Gemm", [x, W, c]), h], {}, { outputs: ["y"] }), "float32");
+  const graph = b.build();
+  const { graph: out } = optimizeGraph(graph);
+  assert.equal(fusedNodes(out).length, 0);
+  // h fed as [1, 3]: the Add broadcasts it over the rows, as the unfused graph does.
+  const feeds = {
+    x: new Tensor("float32", values(8, 7), [2, 4]),
+    h: new Tensor("float32", values(3, 8), [1, 3]),
+  };
+  assert.deepEqual(runGraph(out, feeds).get("y")!.data, runGraph(graph, feeds).get("y")!.data);
+});
+
 test("FastGelu's bias over a Gemm that has a bias is not fused (two roundings), with the reason", () => {
   const b = new GraphBuilder({ opset: 17 });
   const x = b.input("x", "float32", [7, K]);

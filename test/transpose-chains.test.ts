@@ -7,6 +7,7 @@ import { Tensor } from "../src/ir/tensor.js";
 import { loadModel } from "../src/onnx/index.js";
 import { composeTransposes, optimizeGraph, removeDeadNodes } from "../src/passes/index.js";
 import { FIXTURES } from "./helpers.js";
+import { runOnOnnxruntime } from "./support/ort.js";
 
 const transposes = (g: Graph) => g.nodes.filter((n) => n.opType === "Transpose");
 const x = new Tensor(
@@ -94,6 +95,32 @@ test("composeTransposes: Slices between a Transpose and its inverse slice the in
     slices.map((n) => n.inputs[0]),
     [t1, r, r, r],
   );
+});
+
+test("composeTransposes: a sunk Slice's output read by another sink candidate; int32 indices stay int32", async () => {
+  const b = new GraphBuilder({ opset: 17 });
+  const r = b.op("Relu", [b.input("x", "float32", [2, 3, 4, 5])]);
+  const int64 = (v: number[]) => b.init(new Tensor("int64", v, [v.length]));
+  const int32 = (v: number[]) => b.init(new Tensor("int32", v, [v.length]));
+  // y = T(Slice(T(r))) sinks into a Slice of r; z = T(Slice(y)) must then not take y's removed Transpose as
+  // its inner one (it read that Transpose's input, a name nothing produced any more).
+  const s1 = b.op("Slice", [
+    b.op("Transpose", [r], { perm: [0, 2, 1, 3] }),
+    int64([0]),
+    int64([4]),
+    int64([3]),
+  ]);
+  const y = b.op("Transpose", [s1], { perm: [0, 2, 1, 3] });
+  const s2 = b.op("Slice", [y, int64([0]), int64([2]), int64([3])]);
+  b.output(b.op("Transpose", [s2], { perm: [0, 2, 1, 3] }, { outputs: ["z"] }), "float32");
+  // int32 starts and ends with no axes input: the axes made for the sunk Slice are int32 too (ONNX's Tind).
+  const s3 = b.op("Slice", [b.op("Transpose", [r], { perm: [0, 2, 1, 3] }), int32([0, 1]), int32([2, 3])]);
+  b.output(b.op("Transpose", [s3], { perm: [0, 2, 1, 3] }, { outputs: ["w"] }), "float32");
+  const graph = b.build();
+  const out = rewriteAndCompare(graph);
+  const want = await runOnOnnxruntime(graph, { x });
+  const got = await runOnOnnxruntime(out, { x });
+  for (const name of ["z", "w"]) assert.deepEqual(got[name]!.data, want[name]!.data, name);
 });
 
 test("composeTransposes: the decoders' Transposes around the fused attention go (Qwen3 9 → 1, GPT-NeoX 9 → 1)", async () => {

@@ -188,7 +188,8 @@ test("the subgroup-matrix spelling is probed at run time: template where it comp
     console.warn = warn;
   }
   assert.equal(lines.length, 1);
-  // The bool-spelling device's kernels are written in its spelling.
+  // A device with only the bool spelling still gets the tensor-core kernels (written in that spelling: the
+  // emulated GEMM and attention tests run them).
   assert.deepEqual(
     await resolvePrecision(
       probeDevice((code) => !templateForm.test(code)),

@@ -366,6 +366,7 @@ Napi::Value PoolHandoff(const Napi::CallbackInfo& info) {
   mhf::ThreadPool& tp = mhf::pool();
   struct Ctx {
     std::atomic<int> started{0};
+    std::atomic<bool> serial{false};
     int tasks;
   } ctx;
   ctx.tasks = tp.threads();
@@ -378,10 +379,17 @@ Napi::Value PoolHandoff(const Napi::CallbackInfo& info) {
     tp.run(ctx.tasks, [](void* p, int) {
       Ctx& c = *static_cast<Ctx*>(p);
       c.started.fetch_add(1);
-      while (c.started.load() < c.tasks) {
-      }
+      // run() executes the tasks one after another on the caller when another thread holds the pool: then the
+      // others never start, and waiting for them would never end. A second is far past any hand-off.
+      const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+      for (int i = 0; c.started.load() < c.tasks; i++)
+        if ((i & 1023) == 1023 && std::chrono::steady_clock::now() > give_up) {
+          c.serial.store(true);
+          return;
+        }
     }, &ctx);
     ns.push_back(std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0).count());
+    if (ctx.serial.load()) fail(info.Env(), "poolHandoff: the pool's threads did not all take part (is another thread using it?)");
   }
   std::sort(ns.begin(), ns.end());
   Napi::Object o = Napi::Object::New(info.Env());

@@ -20,7 +20,7 @@ import { loadModel } from "../onnx/index.js";
 import { readRegularFile } from "../onnx/read-file.js";
 import { isBinaryMask } from "../ops/seqlens-from-mask.js";
 import { type AttentionReport, type GraphOptimizationLevel, optimizeGraph } from "../passes/index.js";
-import { hasFloat16, hasFloat16Weights, liftFloat16 } from "../passes/lift-float16.js";
+import { hasFloat16Weights, isFloat16Model, liftFloat16 } from "../passes/lift-float16.js";
 import { type PaddingRemovalResult, removePadding } from "../passes/remove-padding.js";
 import { specializeShapes } from "../passes/specialize-shapes.js";
 import { type EngineFile, isEngineFile, readEngine } from "./engine-file.js";
@@ -288,7 +288,7 @@ export class InferenceSession {
     checkGraph(graph);
     // webgpu kernels take float32 types (fp16 mode stores them as f16): a float16 model runs lifted, with
     // fp16 precision unless the caller says otherwise, and its float16 feeds and outputs converted at run.
-    const lifted = provider === "webgpu" && hasFloat16(graph);
+    const lifted = provider === "webgpu" && isFloat16Model(graph);
     const source = lifted ? liftFloat16(graph) : graph;
     const halfDefault = lifted && options.precision === undefined && hasFloat16Weights(graph);
     const optimized = prebuilt ? { graph: source, report: prebuilt } : optimizeGraph(source, { level });

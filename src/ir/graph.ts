@@ -253,3 +253,28 @@ export function dumpGraph(graph: Graph): string {
   }
   return lines.join("\n");
 }
+
+/** Values a subgraph reads from the enclosing scope (names it neither defines nor receives), at any depth. */
+export function outerReads(graph: Graph): string[] {
+  const defined = new Set<string>([...graph.inputs.map((i) => i.name), ...graph.initializers.keys()]);
+  for (const n of graph.nodes) for (const o of n.outputs) defined.add(o);
+  const reads: string[] = [];
+  for (const n of graph.nodes) {
+    for (const v of n.inputs) if (v && !defined.has(v)) reads.push(v);
+    for (const a of Object.values(n.attrs)) if (a.type === "graph") reads.push(...outerReads(a.value));
+  }
+  for (const o of graph.outputs) if (!defined.has(o.name)) reads.push(o.name);
+  return reads;
+}
+
+/**
+ * Names of `graph` that the subgraphs of its nodes (If, Loop, Scan bodies) read from it: a rewrite must keep
+ * these names (renaming a value would leave a subgraph reading a name nothing produces).
+ */
+export function namesReadBySubgraphs(graph: Graph): Set<string> {
+  const names = new Set<string>();
+  for (const n of graph.nodes)
+    for (const a of Object.values(n.attrs))
+      if (a.type === "graph") for (const v of outerReads(a.value)) names.add(v);
+  return names;
+}

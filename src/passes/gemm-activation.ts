@@ -84,8 +84,9 @@ function activationOf(act: Node | undefined): "Gelu" | "FastGelu" | undefined {
   return a?.type === "string" && a.value === "tanh" ? "FastGelu" : "Gelu";
 }
 
+/** Equal shapes, dim by dim: equal numbers or the same symbolic name; an unknown dim (null) proves nothing. */
 const sameShape = (a: readonly Dim[] | undefined, b: readonly Dim[] | undefined): boolean =>
-  !!a && !!b && a.length === b.length && a.every((d, i) => d !== undefined && d === b[i]);
+  !!a && !!b && a.length === b.length && a.every((d, i) => d !== undefined && d !== null && d === b[i]);
 
 function rewrite(m: Match, ctx: GemmEpilogueContext): Replacement | { decline: string } {
   const { view, factory } = ctx;

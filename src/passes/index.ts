@@ -85,8 +85,8 @@ const fusionPasses: Pass[] = [
 /**
  * The optimisation pipeline the session, `mhafuse inspect/run/optimize` use. Never modifies `graph`.
  * "basic": constant and shape folding, dead-node removal; "extended"/"all": plus attention, RMSNorm, GELU,
- * linear-bias (MatMul + Add → Gemm), residual + LayerNorm (→ SkipLayerNormalization) and Gemm + GELU
- * (→ mhafuse.FusedGemm) fusion.
+ * linear-bias (MatMul + Add → Gemm), residual + LayerNorm (→ SkipLayerNormalization) and Gemm + GELU (erf or
+ * tanh) + residual Add (→ mhafuse.FusedGemm) fusion, then Transpose chains composed (compose-transposes).
  */
 export function optimizeGraph(graph: Graph, options: OptimizeOptions = {}): OptimizeResult {
   const level = options.level ?? "all";

@@ -14,7 +14,7 @@
  */
 import type { DType } from "../ir/dtype.js";
 import type { Attribute, Graph, Node, ValueInfo } from "../ir/graph.js";
-import { cloneGraph } from "../ir/graph.js";
+import { cloneGraph, namesReadBySubgraphs } from "../ir/graph.js";
 import { Tensor } from "../ir/tensor.js";
 import { inferGraphTypes } from "./infer-types.js";
 
@@ -31,7 +31,25 @@ const DTYPE_ATTR_OPS = new Set([
   "Bernoulli",
 ]);
 
-/** Whether the graph holds float16 data anywhere: initializers, its inputs or outputs, or node tensors. */
+/**
+ * Whether the model carries float16 data — initializers, graph inputs or outputs, or constant tensors — so that
+ * running it lifted (float32 types, f16 storage) is running that model. A float32 model whose only float16 is a
+ * Cast (a deliberate rounding to half, say) is not one: lifting would drop its Casts and change its numbers.
+ */
+export function isFloat16Model(graph: Graph): boolean {
+  if ([...graph.initializers.values()].some((t) => t.type === "float16")) return true;
+  if ([...graph.inputs, ...graph.outputs].some((v) => v.dtype === "float16")) return true;
+  return graph.nodes.some((n) =>
+    Object.values(n.attrs).some(
+      (a) =>
+        (a.type === "tensor" && a.value.type === "float16") ||
+        (a.type === "tensors" && a.value.some((t) => t.type === "float16")),
+    ),
+  );
+}
+
+/** Whether the graph holds float16 anywhere: initializers, its inputs or outputs, node tensors, or Cast/dtype
+ * attributes naming float16. */
 export function hasFloat16(graph: Graph): boolean {
   if ([...graph.initializers.values()].some((t) => t.type === "float16")) return true;
   if ([...graph.inputs, ...graph.outputs].some((v) => v.dtype === "float16")) return true;
@@ -93,7 +111,7 @@ function liftBody(graph: Graph): Graph {
  */
 function dropFloatCasts(graph: Graph, typeOf: (v: string) => DType | undefined): void {
   // Graph outputs keep their names, and so do values a subgraph reads from this scope (never renamed there).
-  const fixed = new Set([...graph.outputs.map((o) => o.name), ...subgraphReads(graph)]);
+  const fixed = new Set([...graph.outputs.map((o) => o.name), ...namesReadBySubgraphs(graph)]);
   const produced = new Set(graph.nodes.flatMap((n) => n.outputs.filter((o) => o)));
   const toInput = new Map<string, string>();
   const toOutput = new Map<string, string>();
@@ -127,17 +145,6 @@ function dropFloatCasts(graph: Graph, typeOf: (v: string) => DType | undefined):
     node.inputs = node.inputs.map(rename);
     node.outputs = node.outputs.map((v) => (v ? (toOutput.get(v) ?? v) : v));
   }
-}
-
-/** Every value name a node of a subgraph of `graph` (at any depth) reads. */
-function subgraphReads(graph: Graph, into = new Set<string>()): Set<string> {
-  for (const node of graph.nodes)
-    for (const a of Object.values(node.attrs))
-      if (a.type === "graph") {
-        for (const n of a.value.nodes) for (const v of n.inputs) if (v) into.add(v);
-        subgraphReads(a.value, into);
-      }
-  return into;
 }
 
 /** The float32-typed version of a float16 graph (a new graph; `graph` is not modified). */

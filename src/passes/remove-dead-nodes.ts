@@ -1,4 +1,4 @@
-import type { Graph } from "../ir/graph.js";
+import { type Graph, outerReads } from "../ir/graph.js";
 
 /**
  * Removes nodes none of whose outputs is read (by another node or as a graph output), repeatedly, and the
@@ -20,17 +20,4 @@ export function removeDeadNodes(graph: Graph): number {
   graph.nodes = kept.reverse();
   for (const name of [...graph.initializers.keys()]) if (!live.has(name)) graph.initializers.delete(name);
   return removed;
-}
-
-/** Values a subgraph reads from the enclosing scope (names it neither defines nor receives). */
-function outerReads(graph: Graph): string[] {
-  const defined = new Set<string>([...graph.inputs.map((i) => i.name), ...graph.initializers.keys()]);
-  for (const n of graph.nodes) for (const o of n.outputs) defined.add(o);
-  const reads: string[] = [];
-  for (const n of graph.nodes) {
-    for (const v of n.inputs) if (v && !defined.has(v)) reads.push(v);
-    for (const a of Object.values(n.attrs)) if (a.type === "graph") reads.push(...outerReads(a.value));
-  }
-  for (const o of graph.outputs) if (!defined.has(o.name)) reads.push(o.name);
-  return reads;
 }

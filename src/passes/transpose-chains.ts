@@ -1,23 +1,11 @@
 import type { Graph, Node } from "../ir/graph.js";
-import { consumers, producers } from "../ir/graph.js";
+import { consumers, namesReadBySubgraphs, producers } from "../ir/graph.js";
 import { Tensor } from "../ir/tensor.js";
 
 /** A Transpose's perm, or undefined where the attribute is missing (axes reversed: the rank decides). */
 function permOf(node: Node): number[] | undefined {
   const a = node.attrs.perm;
   return a?.type === "ints" ? a.value.map(Number) : undefined;
-}
-
-/** Names a subgraph attribute (If, Loop, Scan bodies) reads, at any depth: those values must keep their names. */
-function subgraphReads(graph: Graph, into = new Set<string>()): Set<string> {
-  for (const n of graph.nodes)
-    for (const a of Object.values(n.attrs))
-      if (a.type === "graph") {
-        for (const m of a.value.nodes) for (const v of m.inputs) if (v) into.add(v);
-        for (const o of a.value.outputs) into.add(o.name);
-        subgraphReads(a.value, into);
-      }
-  return into;
 }
 
 /**
@@ -32,10 +20,12 @@ export function composeTransposes(graph: Graph): number {
   return composePairs(graph) + sinkTransposesThroughSlices(graph);
 }
 
+const isIdentity = (perm: readonly number[]) => perm.every((a, i) => a === i);
+
 function composePairs(graph: Graph): number {
   const producer = producers(graph);
   const outputs = new Set(graph.outputs.map((o) => o.name));
-  const nested = subgraphReads(graph);
+  const nested = namesReadBySubgraphs(graph);
   const rename = new Map<string, string>();
   let changed = 0;
   for (const node of graph.nodes) {
@@ -49,7 +39,7 @@ function composePairs(graph: Graph): number {
     const perm = p2.map((a) => p1[a]!);
     const x = inner.inputs[0]!;
     const out = node.outputs[0]!;
-    if (perm.every((a, i) => a === i)) {
+    if (isIdentity(perm)) {
       // Readers of the outer output read x; a graph output or a subgraph's read keeps the name (one Transpose).
       if (outputs.has(out) || nested.has(out)) continue;
       rename.set(out, rename.get(x) ?? x);
@@ -66,8 +56,6 @@ function composePairs(graph: Graph): number {
   return changed;
 }
 
-const isIdentity = (perm: readonly number[]) => perm.every((a, i) => a === i);
-
 /**
  * Transpose(Slice(Transpose(x, p), starts, ends, axes, steps), q) with q the inverse of p and the Slice read by
  * that Transpose alone → Slice(x, starts, ends, p[axes], steps), written under the outer Transpose's output name.
@@ -79,7 +67,7 @@ function sinkTransposesThroughSlices(graph: Graph): number {
   const producer = producers(graph);
   const readers = consumers(graph);
   const outputs = new Set(graph.outputs.map((o) => o.name));
-  const nested = subgraphReads(graph);
+  const nested = namesReadBySubgraphs(graph);
   const removed = new Set<Node>();
   let changed = 0;
   for (const outer of graph.nodes) {
@@ -89,7 +77,8 @@ function sinkTransposesThroughSlices(graph: Graph): number {
     const sliced = slice.outputs[0]!;
     if (outputs.has(sliced) || nested.has(sliced) || (readers.get(sliced) ?? []).length !== 1) continue;
     const inner = producer.get(slice.inputs[0] ?? "");
-    if (inner?.opType !== "Transpose" || inner.domain !== "") continue;
+    // removed: an outer Transpose rewritten away this pass (its output is now the Slice's).
+    if (inner?.opType !== "Transpose" || inner.domain !== "" || removed.has(inner)) continue;
     const p = permOf(inner);
     const q = permOf(outer);
     if (!p || !q || p.length !== q.length || !isIdentity(q.map((a) => p[a]!))) continue;
@@ -104,10 +93,9 @@ function sinkTransposesThroughSlices(graph: Graph): number {
     const mapped = axes.map((a) => p[a < 0 ? a + rank : a]!);
     const name = `${outer.name}/sunk_axes`;
     if (graph.initializers.has(name) || producer.has(name)) continue;
-    graph.initializers.set(
-      name,
-      new Tensor(axesInit?.type === "int32" ? "int32" : "int64", mapped, [mapped.length]),
-    );
+    // Slice's starts, ends, axes and steps share one index type (Tind): the axes' own, else the starts'.
+    const tind = (axesInit ?? starts)?.type === "int32" ? "int32" : "int64";
+    graph.initializers.set(name, new Tensor(tind, mapped, [mapped.length]));
     slice.inputs = [
       inner.inputs[0]!,
       slice.inputs[1] ?? "",
@@ -116,6 +104,10 @@ function sinkTransposesThroughSlices(graph: Graph): number {
       ...slice.inputs.slice(4),
     ];
     slice.outputs = [outer.outputs[0]!];
+    // The maps follow the rewrite, so a later match sees the Slice as the producer of the outer output.
+    producer.delete(sliced);
+    producer.set(outer.outputs[0]!, slice);
+    readers.set(outer.outputs[0]!, readers.get(outer.outputs[0]!) ?? []);
     removed.add(outer);
     changed++;
   }

@@ -1,8 +1,7 @@
 /** float16 models in tests: feeds in the model's dtypes, and onnxruntime-node's run of the same model. */
-import * as ort from "onnxruntime-node";
 import type { Graph } from "../../src/ir/graph.js";
 import { Tensor } from "../../src/ir/tensor.js";
-import { modelFromGraph, saveModel } from "../../src/onnx/index.js";
+import { runOnOnnxruntime } from "./ort.js";
 
 /**
  * onnxruntime's FuseFp16InitializerToFp32NodeTransformer moves its own float16 results away from its float32
@@ -23,21 +22,17 @@ export function halfFeeds(inputs: Record<string, Tensor>, graph: Graph): Record<
   return out;
 }
 
-/** onnxruntime-node CPU's outputs for `graph` (level "all", REFERENCE_DISABLED off). */
-export async function runOrt(graph: Graph, feeds: Record<string, Tensor>): Promise<Record<string, Tensor>> {
-  const session = await ort.InferenceSession.create(saveModel(modelFromGraph(graph)), {
+/**
+ * onnxruntime-node CPU's outputs for `graph` at level "all" with `disableOptimizers` off (REFERENCE_DISABLED by
+ * default; a test can name another list, or "" for none).
+ */
+export function runOrt(
+  graph: Graph,
+  feeds: Record<string, Tensor>,
+  disableOptimizers = REFERENCE_DISABLED,
+): Promise<Record<string, Tensor>> {
+  return runOnOnnxruntime(graph, feeds, {
     graphOptimizationLevel: "all",
-    extra: { optimization: { disable_specified_optimizers: REFERENCE_DISABLED } },
+    extra: { optimization: { disable_specified_optimizers: disableOptimizers } },
   });
-  const ortFeeds: Record<string, ort.Tensor> = {};
-  for (const [k, t] of Object.entries(feeds))
-    ortFeeds[k] = new ort.Tensor(t.type as ort.Tensor.Type, t.data as Float32Array, [...t.dims]);
-  const result = await session.run(ortFeeds);
-  await session.release();
-  return Object.fromEntries(
-    Object.entries(result).map(([k, v]) => [
-      k,
-      new Tensor(v.type as "float16", v.data as Uint16Array, v.dims as number[]),
-    ]),
-  );
 }

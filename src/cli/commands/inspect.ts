@@ -90,6 +90,11 @@ export function registerInspect(program: Command): void {
         "only the nodes that really fell back (their GPU inputs read back to the host).",
     )
     .action(async (path: string, opts: InspectOptions) => {
+      const runOnly = (["shapes", "inputs", "case", "precision"] as const).filter(
+        (k) => opts[k] !== undefined,
+      );
+      if (opts.provider === undefined && runOnly.length > 0)
+        throw new OptionError(`--${runOnly[0]} needs --provider webgpu (nothing runs without it)`);
       if (opts.provider !== undefined && opts.provider !== "webgpu")
         throw new OptionError(
           `--provider must be webgpu (inspect runs only that provider), got '${opts.provider}'`,
