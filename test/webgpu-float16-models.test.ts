@@ -16,9 +16,6 @@
 import assert from "node:assert/strict";
 import { after, test } from "node:test";
 import { WebGpuBackend } from "../src/backends/webgpu/backend.js";
-import { WebGpuContext } from "../src/backends/webgpu/context.js";
-import { createWebGpuDevice, type WebGpuFeatures } from "../src/backends/webgpu/device.js";
-import { detectF16 } from "../src/backends/webgpu/precision.js";
 import { buildEngine } from "../src/engine/engine-file.js";
 import { planGraph } from "../src/engine/executor.js";
 import { InferenceSession } from "../src/engine/session.js";
@@ -31,7 +28,7 @@ import { toFloat16 } from "../src/passes/to-float16.js";
 import { maxAbsDiff } from "./support/compare.js";
 import { FIXTURES, fixtureCases } from "./support/fixtures.js";
 import { halfFeeds, runOrt } from "./support/float16.js";
-import { disposeGpuContext, gpuContext, llamaPastFeeds, webgpuUnavailable } from "./webgpu-helpers.js";
+import { backendWithoutShaderF16, disposeGpuContext, gpuContext, llamaPastFeeds } from "./webgpu-helpers.js";
 
 after(() => disposeGpuContext());
 
@@ -269,24 +266,9 @@ test("webgpu provider: a float16 model with precision fp32 runs f32 kernels, clo
 });
 
 test("webgpu float16 model without shader-f16: fp32 math, one notice naming the model", async (t) => {
-  let gpu: Awaited<ReturnType<typeof createWebGpuDevice>>;
-  try {
-    gpu = await createWebGpuDevice();
-  } catch (e) {
-    const reason = webgpuUnavailable(e);
-    if (reason !== undefined) return t.skip(reason);
-    throw e;
-  }
-  (gpu.features as WebGpuFeatures).shaderF16 = false;
-  const ctx = new WebGpuContext(gpu);
-  ctx.f16 = await detectF16(gpu);
-  class Stubbed extends WebGpuBackend {
-    override context() {
-      return Promise.resolve(ctx);
-    }
-  }
   // What the session makes for a float16 model with no precision given.
-  const backend = new Stubbed({ precision: "fp16", float16Model: true });
+  const backend = await backendWithoutShaderF16({ precision: "fp16", float16Model: true });
+  if (typeof backend === "string") return t.skip(backend);
   try {
     const { lines } = await warnings(() => backend.precision());
     assert.deepEqual(lines, ["mhafuse webgpu: float16 model, running fp32: the adapter has no shader-f16"]);

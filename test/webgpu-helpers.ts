@@ -3,8 +3,11 @@
  * reason to skip when the machine has no adapter (or the optional `webgpu` package is missing).
  */
 import assert from "node:assert/strict";
+import { WebGpuBackend, type WebGpuBackendOptions } from "../src/backends/webgpu/backend.js";
 import { WebGpuContext } from "../src/backends/webgpu/context.js";
+import { createWebGpuDevice, type WebGpuFeatures } from "../src/backends/webgpu/device.js";
 import type { GpuTensor } from "../src/backends/webgpu/kernels/common.js";
+import { detectF16 } from "../src/backends/webgpu/precision.js";
 import { BackendUnavailableError } from "../src/errors.js";
 import { Tensor } from "../src/ir/tensor.js";
 
@@ -157,4 +160,30 @@ export function llamaPastFeeds(
       f[`past_${kv}_${l}`] =
         past?.[`present_${kv}_${l}`] ?? new Tensor("float32", new Float32Array(0), [1, kvHeads, 0, head]);
   return f;
+}
+
+/**
+ * A webgpu backend on this machine's device with its adapter made to report no shader-f16 before detection (what
+ * such a device reports), or why WebGPU is unavailable here. The caller disposes it.
+ */
+export async function backendWithoutShaderF16(
+  options: WebGpuBackendOptions,
+): Promise<WebGpuBackend | string> {
+  let gpu: Awaited<ReturnType<typeof createWebGpuDevice>>;
+  try {
+    gpu = await createWebGpuDevice();
+  } catch (e) {
+    const reason = webgpuUnavailable(e);
+    if (reason !== undefined) return reason;
+    throw e;
+  }
+  (gpu.features as WebGpuFeatures).shaderF16 = false;
+  const ctx = new WebGpuContext(gpu);
+  ctx.f16 = await detectF16(gpu);
+  class Stubbed extends WebGpuBackend {
+    override context() {
+      return Promise.resolve(ctx);
+    }
+  }
+  return new Stubbed(options);
 }

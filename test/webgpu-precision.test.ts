@@ -18,11 +18,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import { measure } from "../bench/fp16-accuracy.js";
-import { WebGpuBackend } from "../src/backends/webgpu/backend.js";
 import { WebGpuContext } from "../src/backends/webgpu/context.js";
-import { createWebGpuDevice, type WebGpuFeatures } from "../src/backends/webgpu/device.js";
 import { skipLayerNorm } from "../src/backends/webgpu/kernels/norm.js";
-import { detectF16, fromF16, toF16 } from "../src/backends/webgpu/precision.js";
+import { fromF16, toF16 } from "../src/backends/webgpu/precision.js";
 import { planGraph } from "../src/engine/executor.js";
 import { InferenceSession } from "../src/engine/session.js";
 import { OptionError } from "../src/errors.js";
@@ -30,7 +28,7 @@ import { type JsonTensor, loadModel, tensorFromJson } from "../src/onnx/index.js
 import { optimizeGraph } from "../src/passes/index.js";
 import { assertClose } from "./support/compare.js";
 import { FIXTURE_MODELS, FIXTURES, fixtureCases, REPO } from "./support/fixtures.js";
-import { webgpuUnavailable } from "./webgpu-helpers.js";
+import { backendWithoutShaderF16, webgpuUnavailable } from "./webgpu-helpers.js";
 
 /**
  * The device as fp16 sessions see it: created with Dawn's unsafe toggles (on NVIDIA, shader-f16 and subgroup
@@ -129,24 +127,8 @@ test("webgpu fp16: the notice (or none) matches what the device has; forcing abs
 });
 
 test("webgpu fp16 without shader-f16: runs fp32 (fp32 accuracy) with one notice", async (t) => {
-  let gpu: Awaited<ReturnType<typeof createWebGpuDevice>>;
-  try {
-    gpu = await createWebGpuDevice();
-  } catch (e) {
-    const reason = webgpuUnavailable(e);
-    if (reason !== undefined) return t.skip(reason);
-    throw e;
-  }
-  // The adapter's answer stubbed before detection: what a device without shader-f16 reports.
-  (gpu.features as WebGpuFeatures).shaderF16 = false;
-  const ctx = new WebGpuContext(gpu);
-  ctx.f16 = await detectF16(gpu);
-  class Stubbed extends WebGpuBackend {
-    override context() {
-      return Promise.resolve(ctx);
-    }
-  }
-  const backend = new Stubbed({ precision: "fp16" });
+  const backend = await backendWithoutShaderF16({ precision: "fp16" });
+  if (typeof backend === "string") return t.skip(backend);
   try {
     const model = await loadModel(`${FIXTURES}onnx/bert_eager.onnx`);
     const { graph } = optimizeGraph(model.graph);

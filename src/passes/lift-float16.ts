@@ -51,15 +51,14 @@ export function isFloat16Model(graph: Graph): boolean {
 /** Whether the graph holds float16 anywhere: initializers, its inputs or outputs, node tensors, or Cast/dtype
  * attributes naming float16. */
 export function hasFloat16(graph: Graph): boolean {
-  if ([...graph.initializers.values()].some((t) => t.type === "float16")) return true;
-  if ([...graph.inputs, ...graph.outputs].some((v) => v.dtype === "float16")) return true;
-  return graph.nodes.some((n) =>
-    Object.values(n.attrs).some(
-      (a) =>
-        (a.type === "tensor" && a.value.type === "float16") ||
-        (a.type === "tensors" && a.value.some((t) => t.type === "float16")) ||
-        (a.type === "int" && a.value === FLOAT16 && (n.opType === "Cast" || DTYPE_ATTR_OPS.has(n.opType))),
-    ),
+  return (
+    isFloat16Model(graph) ||
+    graph.nodes.some((n) =>
+      Object.values(n.attrs).some(
+        (a) =>
+          a.type === "int" && a.value === FLOAT16 && (n.opType === "Cast" || DTYPE_ATTR_OPS.has(n.opType)),
+      ),
+    )
   );
 }
 
