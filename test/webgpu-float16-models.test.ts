@@ -28,21 +28,15 @@ import { toFloat16 } from "../src/passes/to-float16.js";
 import { maxAbsDiff } from "./support/compare.js";
 import { FIXTURES, fixtureCases } from "./support/fixtures.js";
 import { halfFeeds, runOrt } from "./support/float16.js";
-import { backendWithoutShaderF16, disposeGpuContext, gpuContext, llamaPastFeeds } from "./webgpu-helpers.js";
+import {
+  backendWithoutShaderF16,
+  disposeGpuContext,
+  gpuContext,
+  llamaPastFeeds,
+  warnings,
+} from "./webgpu-helpers.js";
 
 after(() => disposeGpuContext());
-
-/** console.warn lines printed while `f` runs (the precision notices go there). */
-async function warnings<T>(f: () => Promise<T>): Promise<{ value: T; lines: string[] }> {
-  const lines: string[] = [];
-  const orig = console.warn;
-  console.warn = (...a: unknown[]) => void lines.push(a.join(" "));
-  try {
-    return { value: await f(), lines };
-  } finally {
-    console.warn = orig;
-  }
-}
 
 async function halfModel(name: string, keepIoTypes: boolean): Promise<Graph> {
   const model = await loadModel(`${FIXTURES}onnx/${name}.onnx`);

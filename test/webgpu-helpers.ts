@@ -187,3 +187,15 @@ export async function backendWithoutShaderF16(
   }
   return new Stubbed(options);
 }
+
+/** console.warn lines printed while `f` runs (the precision notices go there, i.e. to stderr). */
+export async function warnings<T>(f: () => Promise<T>): Promise<{ value: T; lines: string[] }> {
+  const lines: string[] = [];
+  const orig = console.warn;
+  console.warn = (...a: unknown[]) => void lines.push(a.join(" "));
+  try {
+    return { value: await f(), lines };
+  } finally {
+    console.warn = orig;
+  }
+}

@@ -28,7 +28,7 @@ import { type JsonTensor, loadModel, tensorFromJson } from "../src/onnx/index.js
 import { optimizeGraph } from "../src/passes/index.js";
 import { assertClose } from "./support/compare.js";
 import { FIXTURE_MODELS, FIXTURES, fixtureCases, REPO } from "./support/fixtures.js";
-import { backendWithoutShaderF16, webgpuUnavailable } from "./webgpu-helpers.js";
+import { backendWithoutShaderF16, warnings, webgpuUnavailable } from "./webgpu-helpers.js";
 
 /**
  * The device as fp16 sessions see it: created with Dawn's unsafe toggles (on NVIDIA, shader-f16 and subgroup
@@ -46,18 +46,6 @@ function f16Context(): Promise<WebGpuContext | string> {
 
 const MAX_ABS = 1e-2;
 const MAX_REL = 2e-3;
-
-/** console.warn lines printed while `f` runs (the notices go there, i.e. to stderr). */
-async function warnings<T>(f: () => Promise<T>): Promise<{ value: T; lines: string[] }> {
-  const lines: string[] = [];
-  const orig = console.warn;
-  console.warn = (...a: unknown[]) => void lines.push(a.join(" "));
-  try {
-    return { value: await f(), lines };
-  } finally {
-    console.warn = orig;
-  }
-}
 
 test("precision and webgpuRobustness options: bad values are OptionError; the cpu provider runs fp32 with a notice", async () => {
   const path = `${FIXTURES}onnx/bert_eager.onnx`;
