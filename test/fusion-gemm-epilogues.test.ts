@@ -121,7 +121,7 @@ for (const [label, form, why] of DECLINES) {
   });
 }
 
-test("a residual Add whose shapes are unknown (null dims) is not fused: it may broadcast at run time", () => {
+test("a residual Add with unknown dims is fused; a broadcast at run time is a typed OpError, never a wrong number", () => {
   const b = new GraphBuilder({ opset: 17 });
   const x = b.input("x", "float32", [null, 4]);
   const h = b.input("h", "float32", [null, 3]);
@@ -130,13 +130,20 @@ test("a residual Add whose shapes are unknown (null dims) is not fused: it may b
   b.output(b.op("Add", [b.op("Gemm", [x, W, c]), h], {}, { outputs: ["y"] }), "float32");
   const graph = b.build();
   const { graph: out } = optimizeGraph(graph);
-  assert.equal(fusedNodes(out).length, 0);
-  // h fed as [1, 3]: the Add broadcasts it over the rows, as the unfused graph does.
-  const feeds = {
-    x: new Tensor("float32", values(8, 7), [2, 4]),
-    h: new Tensor("float32", values(3, 8), [1, 3]),
-  };
-  assert.deepEqual(runGraph(out, feeds).get("y")!.data, runGraph(graph, feeds).get("y")!.data);
+  assert.equal(fusedNodes(out).length, 1);
+  // Same shape at run time (a residual connection): the fused node's numbers are the graph's.
+  const x2 = new Tensor("float32", values(8, 7), [2, 4]);
+  const same = { x: x2, h: new Tensor("float32", values(6, 8), [2, 3]) };
+  assert.deepEqual(runGraph(out, same).get("y")!.data, runGraph(graph, same).get("y")!.data);
+  // h fed as [1, 3]: the unfused Add would broadcast it; the fused node refuses it, saying why and what to do.
+  const broadcast = { x: x2, h: new Tensor("float32", values(3, 8), [1, 3]) };
+  assert.throws(
+    () => runGraph(out, broadcast),
+    (e: Error & { code?: string }) =>
+      e.code === "OP_INVALID" && /residual must be \[2,3\].*fuse-gemm-activation disabled/.test(e.message),
+  );
+  const { graph: unfused } = optimizeGraph(graph, { disabledPasses: ["fuse-gemm-activation"] });
+  assert.deepEqual(runGraph(unfused, broadcast).get("y")!.data, runGraph(graph, broadcast).get("y")!.data);
 });
 
 test("FastGelu's bias over a Gemm that has a bias is not fused (two roundings), with the reason", () => {

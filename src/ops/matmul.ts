@@ -311,7 +311,10 @@ const Gemm: OpDef = {
 function checkResidual(node: Node, a: Tensor, r: Tensor, M: number, N: number): void {
   if (r.type !== a.type) throw new OpError(node, `residual has dtype ${r.type}, A has ${a.type}`);
   if (r.rank !== 2 || r.dims[0] !== M || r.dims[1] !== N)
-    throw new OpError(node, `residual must be [${M},${N}] (the output's shape), got [${r.dims}]`);
+    throw new OpError(
+      node,
+      `residual must be [${M},${N}] (the output's shape), got [${r.dims}] — where fusion made this node of an Add whose shapes were unknown, that Add broadcast at run time: optimize with the pass fuse-gemm-activation disabled`,
+    );
 }
 
 const ACTIVATION_FLOAT64: Record<GemmActivation, (x: number) => number> = {

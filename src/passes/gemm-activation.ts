@@ -84,9 +84,15 @@ function activationOf(act: Node | undefined): "Gelu" | "FastGelu" | undefined {
   return a?.type === "string" && a.value === "tanh" ? "FastGelu" : "Gelu";
 }
 
-/** Equal shapes, dim by dim: equal numbers or the same symbolic name; an unknown dim (null) proves nothing. */
+/**
+ * Equal shapes as far as inference knows, dim by dim: equal numbers, the same symbolic name, or unknown (null) on
+ * both sides. Unknown dims must count: exports leave the sequence dim unknown after a Reshape (the generated
+ * BERT's [batch, null, E]), and a residual Add there is same-shape in every real model. Were it a broadcast at
+ * run time after all, FusedGemm's contract refuses the residual with a typed OpError naming the fusion — never
+ * a wrong number (test/fusion-gemm-epilogues.test.ts).
+ */
 const sameShape = (a: readonly Dim[] | undefined, b: readonly Dim[] | undefined): boolean =>
-  !!a && !!b && a.length === b.length && a.every((d, i) => d !== undefined && d !== null && d === b[i]);
+  !!a && !!b && a.length === b.length && a.every((d, i) => d !== undefined && d === b[i]);
 
 function rewrite(m: Match, ctx: GemmEpilogueContext): Replacement | { decline: string } {
   const { view, factory } = ctx;
