@@ -141,16 +141,26 @@ test("precision resolution: fp16 → SIMT without subgroup matrices, → fp32 wi
  * A device whose shader compiler accepts only what `accepts` says (no GPU needed): the run-time probe of the
  * subgroupMatrixLoad/Store spelling sees compilation errors exactly as Dawn reports them.
  */
-function probeDevice(accepts: (code: string) => boolean): WebGpuDevice {
+function probeDevice(
+  accepts: (code: string) => boolean,
+  adapter: { configs?: [number, number, number][]; sizes?: [number, number] } = {},
+): WebGpuDevice {
+  const [subgroupMinSize, subgroupMaxSize] = adapter.sizes ?? [32, 32];
   const features = {
     subgroups: true,
     shaderF16: true,
     timestampQuery: false,
     subgroupMatrix: true,
-    subgroupMinSize: 32,
-    subgroupMaxSize: 32,
+    subgroupMinSize,
+    subgroupMaxSize,
     subgroupsInOrder: true,
-    subgroupMatrixConfigs: [{ componentType: "f16", resultComponentType: "f32", M: 16, N: 16, K: 16 }],
+    subgroupMatrixConfigs: (adapter.configs ?? [[16, 16, 16]]).map(([M, N, K]) => ({
+      componentType: "f16",
+      resultComponentType: "f32",
+      M,
+      N,
+      K,
+    })),
   };
   const device = {
     pushErrorScope: () => {},
@@ -200,6 +210,33 @@ test("the subgroup-matrix spelling is probed at run time: template where it comp
       kernel: "tensor-core",
     },
   );
+});
+
+test("Intel's 8×16×16 config is taken on 16-wide subgroups (the probe compiled for 16 lanes), refused where the size varies", async () => {
+  const codes: string[] = [];
+  const intel = probeDevice(
+    (code) => {
+      codes.push(code);
+      return true;
+    },
+    { configs: [[8, 16, 16]], sizes: [16, 16] },
+  );
+  const s = await detectF16(intel);
+  assert.deepEqual([s.config?.M, s.config?.N, s.config?.K, s.syntax], [8, 16, 16, "template"]);
+  assert.ok(
+    codes.length > 0 && codes.every((c) => /@workgroup_size\((16|32)\)/.test(c)),
+    "probes laid out for 16 lanes",
+  );
+  assert.ok(codes.some((c) => c.includes("(lid / 16u)")));
+  assert.deepEqual(await resolvePrecision(intel, "fp16"), { precision: "fp16", kernel: "tensor-core" });
+  // Sizes 8–32 (no size control): the kernels' 16-lane layout is not what a pipeline would get.
+  const varying = probeDevice(() => true, { configs: [[8, 16, 16]], sizes: [8, 32] });
+  const v = await detectF16(varying);
+  assert.equal(v.syntax, undefined);
+  assert.match(v.reason ?? "", /subgroup size 8-32: the 8×16×16 kernels need 16/);
+  // A 16×16×16 config on 16-wide subgroups is refused too (its kernels need 32).
+  const narrow = await detectF16(probeDevice(() => true, { configs: [[16, 16, 16]], sizes: [16, 16] }));
+  assert.match(narrow.reason ?? "", /need 32/);
 });
 
 /** float64 C = A·B (+bias) (gelu) (+R) from f16-rounded inputs. */
@@ -564,6 +601,26 @@ emulatedTcGemmTest(
   [
     [20, 24, 40, "bias+gelu", 1],
     [24, 16, 72, "bias+res", 2],
+  ],
+);
+
+// Intel's 8×16×16 fragments on 16-wide subgroups (precision.ts configLanes): a 16×32 tile of one subgroup is
+// 2×2 fragments of 8×16, each lane writing 8 values of a row in the epilogue (vec4 where rows allow it, scalar
+// at N = 33); split-K partials. Emulated only: no such device here.
+emulatedTcGemmTest(
+  "tensor-core GEMM WGSL with 8×16×16 fragments on 16-wide subgroups (Intel's config), emulated (lavapipe)",
+  {
+    tile: { BM: 16, BN: 32, BK: 16, WM: 1, WN: 1 },
+    force: true,
+    source: tcGemmSource,
+    seed: 980,
+    what: "emulated 8×16×16 tensor-core",
+    frag: { M: 8, N: 16, K: 16, lanes: 16 },
+  },
+  [
+    [20, 40, 40, "bias+gelu", 1],
+    [17, 33, 24, "bias+res", 1],
+    [24, 32, 72, "bias+res", 2],
   ],
 );
 

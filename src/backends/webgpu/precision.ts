@@ -52,6 +52,14 @@ export interface ResolvedPrecision {
   notice?: string;
 }
 
+/**
+ * The subgroup width a subgroup-matrix config's fragments are spread over: Intel's 8×16×16 runs on 16-wide
+ * subgroups (its XMX units' native width); NVIDIA's 16×16×16 and Apple's 8×8×8 on 32.
+ */
+export function configLanes(c: Pick<SubgroupMatrixConfig, "M" | "N" | "K">): 16 | 32 {
+  return c.M === 8 && c.N === 16 && c.K === 16 ? 16 : 32;
+}
+
 /** WGSL of a subgroup-matrix load: `kind` left/right/result, `T` component type, `rows`×`cols` in elements. */
 export function matrixLoad(
   syntax: MatrixSyntax,
@@ -104,7 +112,8 @@ type ProbeMode = "single" | "tid" | "builtin";
 
 function probeSource(syntax: MatrixSyntax, c: SubgroupMatrixConfig, mode: ProbeMode = "single"): string {
   const t = matrixTypes(c);
-  const off = mode === "tid" ? "(lid / 32u) * 256u" : mode === "builtin" ? "sgid * 256u" : "0u";
+  const lanes = configLanes(c);
+  const off = mode === "tid" ? `(lid / ${lanes}u) * 256u` : mode === "builtin" ? "sgid * 256u" : "0u";
   const header =
     mode === "single"
       ? "enable f16;\nenable chromium_experimental_subgroup_matrix;\n"
@@ -113,7 +122,7 @@ function probeSource(syntax: MatrixSyntax, c: SubgroupMatrixConfig, mode: ProbeM
 @group(0) @binding(0) var<storage, read> A: array<f16>;
 @group(0) @binding(1) var<storage, read_write> C: array<f32>;
 var<workgroup> W: array<f16, ${c.K * c.N}>;
-@compute @workgroup_size(${mode === "single" ? 32 : 64})
+@compute @workgroup_size(${mode === "single" ? lanes : 2 * lanes})
 fn main(@builtin(local_invocation_index) lid: u32${mode === "builtin" ? SUBGROUP_BUILTINS.params : ""}) {
   if (lid == 0u) { W[0] = A[0]; }
   workgroupBarrier();
@@ -167,21 +176,27 @@ async function probe(gpu: WebGpuDevice): Promise<F16Support> {
   const f16 = f.subgroupMatrixConfigs.filter(
     (c) => c.componentType === "f16" && c.resultComponentType === "f32",
   );
-  // 16×16×16 (NVIDIA) first, else 8×8×8 (Apple): the GEMM takes either (the attention only 16×16×16, else its
-  // SIMT kernel runs); 8×8×8 is tested on emulated fragments only (test/webgpu-f16.test.ts).
+  // 16×16×16 (NVIDIA) first, else 8×8×8 (Apple), else 8×16×16 (Intel, 16-wide subgroups): the GEMM takes each
+  // (the attention only 16×16×16, else its SIMT kernel runs); 8×8×8 and 8×16×16 are tested on emulated fragments
+  // only (test/webgpu-f16.test.ts: no such device here).
   const config =
     f16.find((c) => c.M === 16 && c.N === 16 && c.K === 16) ??
-    f16.find((c) => c.M === 8 && c.N === 8 && c.K === 8);
+    f16.find((c) => c.M === 8 && c.N === 8 && c.K === 8) ??
+    f16.find((c) => c.M === 8 && c.N === 16 && c.K === 16);
   if (!config)
     return {
       shaderF16: true,
-      reason: `no f16→f32 16×16×16 or 8×8×8 subgroup-matrix config (adapter: ${f.subgroupMatrixConfigs.map((c) => `${c.componentType}→${c.resultComponentType} ${c.M}×${c.N}×${c.K}`).join(", ") || "none"})`,
+      reason: `no f16→f32 16×16×16, 8×8×8 or 8×16×16 subgroup-matrix config (adapter: ${f.subgroupMatrixConfigs.map((c) => `${c.componentType}→${c.resultComponentType} ${c.M}×${c.N}×${c.K}`).join(", ") || "none"})`,
     };
-  if (f.subgroupMaxSize !== 0 && f.subgroupMinSize !== f.subgroupMaxSize && f.subgroupMaxSize !== 32)
+  // The kernels lay workgroups out for the config's subgroup width: the device's size must be it (a fixed size),
+  // or its largest where it varies (what a compute pipeline gets without size control; NVIDIA: 32-32).
+  const lanes = configLanes(config);
+  const size = f.subgroupMinSize === f.subgroupMaxSize ? f.subgroupMinSize : f.subgroupMaxSize;
+  if (f.subgroupMaxSize !== 0 && size !== lanes)
     return {
       shaderF16: true,
       config,
-      reason: `subgroup size ${f.subgroupMinSize}-${f.subgroupMaxSize} is not 32`,
+      reason: `subgroup size ${f.subgroupMinSize}-${f.subgroupMaxSize}: the ${config.M}×${config.N}×${config.K} kernels need ${lanes}`,
     };
   for (const syntax of ["template", "bool"] as const)
     if (await compiles(gpu, probeSource(syntax, config))) {

@@ -1,8 +1,9 @@
 /**
  * Tensor-core GEMM on WebGPU subgroup matrices: C[b] = A[b]·B[b] (+ bias) (→ GELU) (+ residual), f16 storage,
  * f32 accumulation (f16→f32 16×16×16 fragments: NVIDIA tensor cores through Vulkan cooperative matrices; the
- * staged kernel also takes Apple's 8×8×8 config, TcFrag — tested on emulated fragments only, and it then moves
- * halves one at a time since a lane holds 2 values of a fragment row instead of 8).
+ * staged kernel also takes Apple's 8×8×8 config — it then moves halves one at a time since a lane holds 2 values
+ * of a fragment row instead of 8 — and Intel's 8×16×16 on 16-wide subgroups, TcFrag; both tested on emulated
+ * fragments only).
  *
  * A workgroup of WM×WN subgroups computes a BM×BN tile of C; each subgroup owns an (BM/WM)×(BN/WN) block as
  * FM×FN accumulator fragments, so every left fragment it loads is used FN times and every right one FM times.
@@ -23,6 +24,7 @@
 import { OpError } from "../../../errors.js";
 import type { WebGpuContext } from "../context.js";
 import {
+  configLanes,
   type MatrixSyntax,
   matrixLoad,
   matrixStore,
@@ -121,16 +123,24 @@ const TC_WAVE = 132;
 const F = 16;
 /**
  * A fragment shape: left M×K, right K×N, result M×N — the device's f16→f32 subgroup-matrix config
- * (F16Support.config): 16×16×16 on NVIDIA, 8×8×8 on Apple. The staged kernel takes either.
+ * (F16Support.config): 16×16×16 on NVIDIA, 8×8×8 on Apple, 8×16×16 on Intel. The staged kernel takes each.
+ * `lanes`: the subgroup size the config's fragments are spread over (32 unless given: Intel's run on 16).
  */
 export interface TcFrag {
   M: number;
   N: number;
   K: number;
+  lanes?: 16 | 32;
 }
 export const FRAG_16: TcFrag = { M: 16, N: 16, K: 16 };
-const is16 = (fr: TcFrag) => fr.M === 16 && fr.N === 16 && fr.K === 16;
-const SG = 32;
+const is16 = (fr: TcFrag) => fr.M === 16 && fr.N === 16 && fr.K === 16 && lanesOf(fr) === 32;
+/** Invocations per subgroup the kernels lay their workgroups out for. */
+export const lanesOf = (fr: TcFrag): number => fr.lanes ?? 32;
+/** The fragment shape of a device's subgroup-matrix config (its subgroup width: precision.ts configLanes). */
+export function tcFragOf(c: { M: number; N: number; K: number }): TcFrag {
+  const lanes = configLanes(c);
+  return lanes === 32 ? { M: c.M, N: c.N, K: c.K } : { M: c.M, N: c.N, K: c.K, lanes };
+}
 const PAD = 8;
 
 export interface TcFlags {
@@ -171,6 +181,7 @@ export function tcGemmSource(
   fr: TcFrag = FRAG_16,
 ): string {
   const { BM, BN, BK, WM, WN } = t;
+  const SG = lanesOf(fr);
   const T = SG * WM * WN;
   const SMr = BM / WM;
   const SNc = BN / WN;
@@ -351,7 +362,7 @@ var<workgroup> scratch: array<f32, ${WM * WN * fr.M * fr.N}>;
 
 @compute @workgroup_size(${T})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) tid: u32${builtin ? SUBGROUP_BUILTINS.params : ""}) {
-  // Subgroups of 32 (checked at detection) laid out in invocation order, as on NVIDIA, or the builtins.
+  // Subgroups of ${SG} (checked at detection) laid out in invocation order, as on NVIDIA, or the builtins.
   // One subgroup: a constant index keeps every fragment offset workgroup-uniform.
   let sg = ${!multi ? "0u" : builtin ? "sgid" : `tid / ${SG}u`}; let lane = ${builtin ? "sgLane" : `tid % ${SG}u`};
   let wm = sg / ${WN}u; let wn = sg % ${WN}u;
@@ -379,7 +390,7 @@ ${epi.join("\n")}
  * 8×8: lane / 4, (lane % 4) · 2, 2 each.
  */
 function laneMap(fr: TcFrag): { row: string; col: string; per: number } {
-  const per = (fr.M * fr.N) / SG;
+  const per = (fr.M * fr.N) / lanesOf(fr);
   const lanesPerRow = fr.N / per;
   return { row: `lane / ${lanesPerRow}u`, col: `(lane % ${lanesPerRow}u) * ${per}u`, per };
 }
@@ -477,6 +488,7 @@ const GELU2_WGSL = `${ERF_WGSL}fn gelu2(p: vec2<f32>) -> vec2<f32> { return vec2
  */
 export function tcGemmDirectSource(t: TcTile, f: TcFlags, syntax: MatrixSyntax, sgBuiltin = false): string {
   const { BM, BN, WM, WN } = t;
+  const SG = lanesOf(FRAG_16); // 16×16×16 fragments only (is16)
   const T = SG * WM * WN;
   const SMr = BM / WM;
   const SNc = BN / WN;
@@ -543,7 +555,7 @@ export function tcGemmKey(
   sgBuiltin: boolean,
   fr: TcFrag = FRAG_16,
 ): string {
-  const frag = is16(fr) ? "" : `:fr${fr.M}x${fr.N}x${fr.K}`;
+  const frag = is16(fr) ? "" : `:fr${fr.M}x${fr.N}x${fr.K}${fr.lanes ? `l${fr.lanes}` : ""}`;
   return `gemm-tc:${syntax}:${t.BM}x${t.BN}x${t.BK}:${t.WM}x${t.WN}${t.direct ? "d" : ""}${t.deep ? "p" : ""}${t.single ? "s" : ""}:v${+f.vec}:bias${+f.bias}:gelu${+f.gelu}:res${+f.residual}:split${+!!f.split}:sgb${+sgBuiltin}${frag}`;
 }
 
@@ -575,6 +587,8 @@ export function tcTileFor(p: {
    * limits (256 by default in WebGPU; TC_TILE_HUGE needs 512, TC_TILE_WIDE12 384).
    */
   invocations: number;
+  /** Invocations per subgroup (lanesOf the fragment; 32 unless given). */
+  lanes?: number;
 }): TcTile {
   const { M, N, nBatch, split, multiSubgroup } = p;
   // 128×128 tiles once there is one per SM (an H200 has 132); else 64×64. With the robustness transform off the
@@ -608,7 +622,7 @@ export function tcTileFor(p: {
     TC_TILE_SMALL,
     TC_TILE_SOLO,
   ];
-  const fits = (t: TcTile) => tcSharedBytes(t) <= p.limit && SG * t.WM * t.WN <= p.invocations;
+  const fits = (t: TcTile) => tcSharedBytes(t) <= p.limit && (p.lanes ?? 32) * t.WM * t.WN <= p.invocations;
   return order.find((t) => (multiSubgroup || t === TC_TILE_SOLO) && fits(t)) ?? staged;
 }
 
@@ -646,7 +660,7 @@ export function recordTcGemm(
   split?: { kChunk: number; slices: number; partial: GPUBuffer },
 ): void {
   const { M, N, K, batch, bBatch, nBatch } = shape;
-  const fr = ctx.f16?.config ?? FRAG_16;
+  const fr = ctx.f16?.config ? tcFragOf(ctx.f16.config) : FRAG_16;
   const f = tcFlagsFor(
     N,
     K,
@@ -660,7 +674,16 @@ export function recordTcGemm(
     ctx.gpu.limits.maxComputeInvocationsPerWorkgroup,
     ctx.gpu.limits.maxComputeWorkgroupSizeX,
   );
-  const staged = tcTileFor({ M, N, nBatch, split: !!split, multiSubgroup, limit, invocations });
+  const staged = tcTileFor({
+    M,
+    N,
+    nBatch,
+    split: !!split,
+    multiSubgroup,
+    limit,
+    invocations,
+    lanes: lanesOf(fr),
+  });
   // A direct tile where its edge rule holds (tcGemmDirectSource, 16×16×16 fragments only), else the staged kernel.
   const directOk =
     is16(fr) && M >= F && N % F === 0 && K >= F && K % F === 0 && (!split || split.kChunk % F === 0);
