@@ -468,55 +468,35 @@ if (FP16 && f.shaderF16 && !TC_TILES && !TILES && !ATTENTION_ONLY) {
     const out = tensor16([S!, B!, N * H], 31);
     const lengths = ctx.pool.upload(new Int32Array(B!).fill(S!));
     const flops = attentionFlops({ batch: B!, numHeads: N, seqQ: S!, seqKV: S!, headSize: H, vHeadSize: H });
+    // One fp16 packed-attention dispatch on these tensors; the rows differ in the kernel, variant or ablated stage.
+    const fp16Attention =
+      (o: Pick<Parameters<typeof packedQkvAttention>[2], "f16Kernel" | "tcVariant" | "ablate">) =>
+      (rec: CommandRecorder) =>
+        packedQkvAttention(ctx, rec, { qkv, numHeads: N, lengths, out, precision: "fp16", ...o });
     await measure(
       `fp16 ${kind} attention packed QKV B=${B} N=${N} S=${S} H=${H}${ctx.f16?.syntax ? ` ${tcLabel(H, tcAttentionChoiceFor(S!, {}, { H, limit: ctx.gpu.limits.maxComputeWorkgroupStorageSize }))}` : ""}`,
       flops,
-      (rec) =>
-        packedQkvAttention(ctx, rec, {
-          qkv,
-          numHeads: N,
-          lengths,
-          out,
-          precision: "fp16",
-          f16Kernel: ctx.f16?.syntax ? "tensor-core" : "simt",
-        }),
+      fp16Attention({ f16Kernel: ctx.f16?.syntax ? "tensor-core" : "simt" }),
     );
     // The tensor-core kernel's other variants (attention-tc.ts TcAttentionVariant; the default is the row above).
     for (const v of ctx.f16?.syntax ? TC_ATTENTION_VARIANTS : [])
-      await measure(`  … tc attention ${tcLabel(H, v)}`, flops, (rec) =>
-        packedQkvAttention(ctx, rec, {
-          qkv,
-          numHeads: N,
-          lengths,
-          out,
-          precision: "fp16",
-          f16Kernel: "tensor-core",
-          tcVariant: v,
-        }),
+      await measure(
+        `  … tc attention ${tcLabel(H, v)}`,
+        flops,
+        fp16Attention({ f16Kernel: "tensor-core", tcVariant: v }),
       );
     // Where the tensor-core kernel's time goes: the default without one stage (wrong results, timing only).
     for (const ablate of ctx.f16?.syntax ? (["softmax", "pv", "loads", "qk"] as const) : [])
-      await measure(`  … tc attention without the ${ablate} stage`, flops, (rec) =>
-        packedQkvAttention(ctx, rec, {
-          qkv,
-          numHeads: N,
-          lengths,
-          out,
-          precision: "fp16",
-          f16Kernel: "tensor-core",
-          ablate,
-        }),
+      await measure(
+        `  … tc attention without the ${ablate} stage`,
+        flops,
+        fp16Attention({ f16Kernel: "tensor-core", ablate }),
       );
     if (ctx.f16?.syntax)
-      await measure(`fp16 simt attention B=${B} S=${S} (no tensor cores)`, flops, (rec) =>
-        packedQkvAttention(ctx, rec, {
-          qkv,
-          numHeads: N,
-          lengths,
-          out,
-          precision: "fp16",
-          f16Kernel: "simt",
-        }),
+      await measure(
+        `fp16 simt attention B=${B} S=${S} (no tensor cores)`,
+        flops,
+        fp16Attention({ f16Kernel: "simt" }),
       );
   }
   // The general op (mhafuse.Attention and the other general ops in fp16 sessions): a causal GQA prefill (Q as

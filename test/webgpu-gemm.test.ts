@@ -119,17 +119,19 @@ test("subgroup SGEMM (A shared by shuffles) matches float64: both tiles, broadca
   const ctx = await gpuContext();
   if (typeof ctx === "string") return t.skip(ctx);
   const sg = (tile: GemmTile, sgLanes?: number): GemmTile => ({ ...tile, subgroup: true, sgLanes });
+  /** A 4×4 product forced onto `tile` (what the refusals below are about, not the numbers). */
+  const forced = (tile: GemmTile) => () =>
+    gemm(ctx, ctx.recorder(), {
+      a: empty(ctx, [4, 4]),
+      b: empty(ctx, [4, 4]),
+      out: empty(ctx, [4, 4]),
+      tile,
+    });
   const plan = subgroupGemmPlan(ctx.gpu.features, TILE_LARGE);
   if (typeof plan === "string") {
     // Where it cannot run, forcing it is an OpError that says why, not a wrong answer.
     assert.throws(
-      () =>
-        gemm(ctx, ctx.recorder(), {
-          a: empty(ctx, [4, 4]),
-          b: empty(ctx, [4, 4]),
-          out: empty(ctx, [4, 4]),
-          tile: sg(TILE_LARGE),
-        }),
+      forced(sg(TILE_LARGE)),
       (e: unknown) => e instanceof OpError && /subgroup SGEMM/.test(e.message),
     );
     return t.skip(`subgroup SGEMM unavailable: ${plan}`);
@@ -152,13 +154,7 @@ test("subgroup SGEMM (A shared by shuffles) matches float64: both tiles, broadca
   await checkCases(ctx, cases, 200);
   // A lane group the subgroup cannot hold is refused.
   assert.throws(
-    () =>
-      gemm(ctx, ctx.recorder(), {
-        a: empty(ctx, [4, 4]),
-        b: empty(ctx, [4, 4]),
-        out: empty(ctx, [4, 4]),
-        tile: sg(TILE_SMALL, 3),
-      }),
+    forced(sg(TILE_SMALL, 3)),
     (e: unknown) => e instanceof OpError && /lane group 3/.test(e.message),
   );
 });
